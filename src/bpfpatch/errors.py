@@ -1,0 +1,109 @@
+"""One exception tree for bpfpatch.
+
+Every error names where it happened: an instruction index, a byte offset, an ELF
+section. The CLI maps each family to one line and an exit code.
+
+    BpfPatchError
+    ├── DecodeError          bytes -> instructions (index, byte offset)
+    ├── AsmError             text -> instructions (line number)
+    ├── ProgramError         structural problems (jump outside program, ...)
+    ├── PatchError           misuse of the patch-list API, caught at the call
+    ├── RelocationError      an offset that no longer fits after linearize
+    ├── ElfError             ELF / BTF reading and writing (section, offset)
+    └── KernelError          bpf() failures (errno, verifier log tail)
+"""
+
+from __future__ import annotations
+
+
+class BpfPatchError(Exception):
+    """Base class of every error bpfpatch raises on purpose."""
+
+
+class DecodeError(BpfPatchError):
+    """Raw bytes that are not a valid instruction stream."""
+
+    def __init__(self, message: str, *, index: int | None = None, byte_offset: int | None = None):
+        self.index = index
+        self.byte_offset = byte_offset
+        where = []
+        if index is not None:
+            where.append(f"instruction {index}")
+        if byte_offset is not None:
+            where.append(f"byte offset {byte_offset}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + message)
+        self.message = message
+
+
+class AsmError(BpfPatchError):
+    """Assembly text that cannot be assembled."""
+
+    def __init__(self, message: str, *, line: int | None = None, text: str | None = None):
+        self.line = line
+        self.text = text
+        prefix = f"line {line}: " if line is not None else ""
+        suffix = f" in {text.strip()!r}" if text else ""
+        super().__init__(prefix + message + suffix)
+        self.message = message
+
+
+class ProgramError(BpfPatchError):
+    """A program that is structurally invalid (e.g. a jump outside it)."""
+
+    def __init__(self, message: str, *, index: int | None = None):
+        self.index = index
+        prefix = f"instruction {index}: " if index is not None else ""
+        super().__init__(prefix + message)
+        self.message = message
+
+
+class PatchError(BpfPatchError):
+    """Misuse of the patch-list API, raised at the offending call."""
+
+
+class RelocationError(BpfPatchError):
+    """A relocated jump or call whose offset no longer fits its field."""
+
+    def __init__(self, message: str, *, index: int, needed: int):
+        self.index = index
+        self.needed = needed
+        super().__init__(f"instruction {index}: {message} (needs offset {needed})")
+
+
+class ElfError(BpfPatchError):
+    """An ELF object or its BTF that cannot be read or written."""
+
+    def __init__(self, message: str, *, section: str | None = None, offset: int | None = None):
+        self.section = section
+        self.offset = offset
+        where = []
+        if section is not None:
+            where.append(f"section {section}")
+        if offset is not None:
+            where.append(f"offset {offset:#x}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + message)
+        self.message = message
+
+
+class KernelError(BpfPatchError):
+    """A bpf() system call that failed."""
+
+    def __init__(self, message: str, *, errno: int | None = None, log: str = ""):
+        self.errno = errno
+        self.log = log
+        super().__init__(message)
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last non-empty lines of the verifier log."""
+        rows = [r for r in self.log.splitlines() if r.strip()]
+        return "\n".join(rows[-lines:])
+
+
+class NotPrivilegedError(KernelError):
+    """bpf() refused for lack of privilege (EPERM / EACCES)."""
+
+
+class VerifierError(KernelError):
+    """BPF_PROG_LOAD rejected by the verifier (log attached)."""
