@@ -1,0 +1,45 @@
+"""The eBPF instruction set: opcode enums, the `Insn` value, slot encoding."""
+
+from bpfpatch.isa.encoding import (
+    KIND,
+    SLOT_DTYPE,
+    SLOT_SIZE,
+    Kind,
+    branch_offsets,
+    check_jump_targets,
+    decode_slots,
+    encode_slots,
+    insn_starts,
+    insns_to_slots,
+    slots_to_insns,
+    validate_slots,
+)
+from bpfpatch.isa.insn import Insn, jump_kind
+from bpfpatch.isa.opcodes import (
+    AX_REG,
+    CALL,
+    EXIT,
+    GOTOL,
+    INVERTED_JMP,
+    JA,
+    LD_IMM64,
+    MAY_GOTO,
+    AluOp,
+    AtomicOp,
+    CallSrc,
+    InsnClass,
+    JmpOp,
+    Mode,
+    PseudoSrc,
+    Reg,
+    Size,
+    Source,
+)
+
+__all__ = [
+    "AX_REG", "CALL", "EXIT", "GOTOL", "INVERTED_JMP", "JA", "LD_IMM64", "MAY_GOTO",
+    "AluOp", "AtomicOp", "CallSrc", "Insn", "InsnClass", "JmpOp", "KIND", "Kind", "Mode",
+    "PseudoSrc", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "Size", "Source", "branch_offsets",
+    "check_jump_targets", "decode_slots", "encode_slots", "insn_starts", "insns_to_slots",
+    "jump_kind", "slots_to_insns", "validate_slots",
+]

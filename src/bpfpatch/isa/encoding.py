@@ -1,0 +1,412 @@
+"""Bytes <-> instruction slots, and the validity rules of the opcode space.
+
+A program is stored as the kernel stores it: an array of 8-byte slots
+(``SLOT_DTYPE``), one per slot, so NumPy can work on it in bulk.  Fields are
+kept as logical values (``dst``/``src`` split, host byte order); the byte order
+of the file only matters in `decode_slots` / `encode_slots`.
+
+Validation is table-driven and vectorized: one 256-entry table gives each
+opcode its `Kind`, and per-kind tables say which fields must be zero.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from bpfpatch.errors import DecodeError
+from bpfpatch.isa.insn import Insn
+from bpfpatch.isa.opcodes import (
+    ATOMIC_RMW,
+    CLASS_MASK,
+    LD_IMM64,
+    MAX_USER_REG,
+    OP_MASK,
+    SIZE_MASK,
+    SOURCE_MASK,
+    AluOp,
+    AtomicOp,
+    CallSrc,
+    InsnClass,
+    JmpOp,
+    Mode,
+    PseudoSrc,
+    Size,
+    Source,
+)
+
+ByteOrder = Literal["little", "big"]
+
+SLOT_SIZE = 8
+
+# Logical fields of one slot; `dst` and `src` are split so bulk code never
+# has to mask nibbles (they are packed only when bytes are written).
+SLOT_DTYPE = np.dtype([("code", "u1"), ("dst", "u1"), ("src", "u1"), ("off", "<i2"), ("imm", "<i4")])
+
+_RAW_LE = np.dtype([("code", "u1"), ("regs", "u1"), ("off", "<i2"), ("imm", "<i4")])
+_RAW_BE = np.dtype([("code", "u1"), ("regs", "u1"), ("off", ">i2"), ("imm", ">i4")])
+
+
+class Kind(IntEnum):
+    """What an opcode is, for validation, text and relocation."""
+
+    INVALID = 0
+    ALU_K = 1
+    ALU_X = 2
+    NEG = 3
+    END = 4
+    JA = 5
+    GOTOL = 6
+    JCOND_K = 7
+    JCOND_X = 8
+    CALL = 9
+    EXIT = 10
+    MAY_GOTO = 11
+    LD_IMM64 = 12
+    LD_ABS = 13
+    LD_IND = 14
+    LDX = 15
+    LDSX = 16
+    ST = 17
+    STX = 18
+    ATOMIC = 19
+
+
+def _build_kind_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.uint8)
+    for cls in (InsnClass.ALU, InsnClass.ALU64):
+        for op in AluOp:
+            for source in Source:
+                code = cls | op | source
+                if op == AluOp.NEG:
+                    kind = Kind.NEG if source == Source.K else Kind.INVALID
+                elif op == AluOp.END:
+                    # ALU: to-le (K) / to-be (X); ALU64: only bswap (K).
+                    kind = Kind.END if (cls == InsnClass.ALU or source == Source.K) else Kind.INVALID
+                else:
+                    kind = Kind.ALU_K if source == Source.K else Kind.ALU_X
+                table[code] = kind
+    for cls in (InsnClass.JMP, InsnClass.JMP32):
+        for op in JmpOp:
+            for source in Source:
+                code = cls | op | source
+                if op == JmpOp.JA:
+                    kind = Kind.INVALID if source == Source.X else (Kind.JA if cls == InsnClass.JMP else Kind.GOTOL)
+                elif op == JmpOp.CALL:
+                    kind = Kind.CALL if (cls == InsnClass.JMP and source == Source.K) else Kind.INVALID
+                elif op == JmpOp.EXIT:
+                    kind = Kind.EXIT if (cls == InsnClass.JMP and source == Source.K) else Kind.INVALID
+                elif op == JmpOp.JCOND:
+                    kind = Kind.MAY_GOTO if (cls == InsnClass.JMP and source == Source.K) else Kind.INVALID
+                else:
+                    kind = Kind.JCOND_K if source == Source.K else Kind.JCOND_X
+                table[code] = kind
+    table[LD_IMM64] = Kind.LD_IMM64
+    for size in (Size.W, Size.H, Size.B):
+        table[InsnClass.LD | Mode.ABS | size] = Kind.LD_ABS
+        table[InsnClass.LD | Mode.IND | size] = Kind.LD_IND
+        table[InsnClass.LDX | Mode.MEMSX | size] = Kind.LDSX
+    for size in Size:
+        table[InsnClass.LDX | Mode.MEM | size] = Kind.LDX
+        table[InsnClass.ST | Mode.MEM | size] = Kind.ST
+        table[InsnClass.STX | Mode.MEM | size] = Kind.STX
+        table[InsnClass.STX | Mode.ATOMIC | size] = Kind.ATOMIC
+    return table
+
+
+KIND = _build_kind_table()
+
+# Fields that must be zero, per kind (the kernel's "reserved fields" checks).
+_MUST_BE_ZERO: dict[Kind, tuple[str, ...]] = {
+    Kind.ALU_K: ("src",),
+    Kind.ALU_X: ("imm",),
+    Kind.NEG: ("src", "off", "imm"),
+    Kind.END: ("src", "off"),
+    Kind.JA: ("dst", "src", "imm"),
+    Kind.GOTOL: ("dst", "src", "off"),
+    Kind.JCOND_K: ("src",),
+    Kind.JCOND_X: ("imm",),
+    Kind.CALL: ("dst",),
+    Kind.EXIT: ("dst", "src", "off", "imm"),
+    Kind.MAY_GOTO: ("dst", "src", "imm"),
+    Kind.LD_IMM64: ("off",),
+    Kind.LD_ABS: ("dst", "src", "off"),
+    Kind.LD_IND: ("dst", "off"),
+    Kind.LDX: ("imm",),
+    Kind.LDSX: ("imm",),
+    Kind.ST: ("src",),
+    Kind.STX: ("imm",),
+    Kind.ATOMIC: (),
+}
+
+
+def _zero_table(field: str) -> np.ndarray:
+    kinds = np.array([field in _MUST_BE_ZERO.get(Kind(k), ()) for k in range(len(Kind))])
+    return kinds[KIND]
+
+
+_ZERO = {f: _zero_table(f) for f in ("dst", "src", "off", "imm")}
+
+# Which opcodes may use a non-zero off, beyond kinds where off is free.
+_DIVMOD = np.zeros(256, dtype=bool)
+for _cls in (InsnClass.ALU, InsnClass.ALU64):
+    for _op in (AluOp.DIV, AluOp.MOD):
+        for _s in Source:
+            _DIVMOD[_cls | _op | _s] = True
+_MOVSX_OFFS = {
+    InsnClass.ALU | AluOp.MOV | Source.X: (0, 8, 16),
+    InsnClass.ALU64 | AluOp.MOV | Source.X: (0, 8, 16, 32),
+}
+_ALU_OFF_FREE = np.zeros(256, dtype=bool)  # ALU ops whose off must be 0 unless listed above
+for _code in range(256):
+    if KIND[_code] in (Kind.ALU_K, Kind.ALU_X):
+        _ALU_OFF_FREE[_code] = True
+
+_ATOMIC_IMMS = {
+    Size.W: frozenset(int(a) for a in AtomicOp),
+    Size.DW: frozenset(int(a) for a in AtomicOp),
+    Size.B: frozenset({AtomicOp.LOAD_ACQ, AtomicOp.STORE_REL}),
+    Size.H: frozenset({AtomicOp.LOAD_ACQ, AtomicOp.STORE_REL}),
+}
+
+
+def is_ld_imm64_first(slots: np.ndarray) -> np.ndarray:
+    """Mask of slots that start an ld_imm64 (their next slot is its high half)."""
+    return slots["code"] == LD_IMM64
+
+
+def insn_starts(slots: np.ndarray) -> np.ndarray:
+    """Mask of slots that begin an instruction (False on ld_imm64 second halves)."""
+    starts = np.ones(len(slots), dtype=bool)
+    first = np.flatnonzero(is_ld_imm64_first(slots))
+    first = first[first + 1 < len(slots)]
+    starts[first + 1] = False
+    return starts
+
+
+def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_base: int = 0) -> None:
+    """Raise `DecodeError` for the first invalid instruction, naming its index.
+
+    Checks, as the kernel does: known opcode, reserved fields zero, registers
+    in range, ld_imm64 complete with a zero second-slot header, pseudo source
+    values known.  Jump targets are checked by `check_jump_targets`.
+    """
+    n = len(slots)
+    if n == 0:
+        return
+    code = slots["code"]
+    first = np.flatnonzero(code == LD_IMM64)
+    # An ld_imm64 cannot be the last slot, and its second slot must be a bare header.
+    if len(first) and first[-1] == n - 1:
+        _fail(slots, n - 1, "truncated ld_imm64 (second slot missing)", offset_base)
+    second = first + 1
+    bad2 = (code[second] != 0) | (slots["dst"][second] != 0) | (slots["src"][second] != 0) | (slots["off"][second] != 0)
+    if bad2.any():
+        _fail(slots, int(first[np.argmax(bad2)]), "ld_imm64 second slot has reserved fields set", offset_base)
+    # An ld_imm64 whose second slot is itself an ld_imm64 first slot is caught above (code != 0).
+    starts = np.ones(n, dtype=bool)
+    starts[second] = False
+    errors: list[tuple[int, str]] = []
+
+    def flag(mask: np.ndarray, why: str) -> None:
+        mask = mask & starts
+        if mask.any():
+            errors.append((int(np.argmax(mask)), why))
+
+    kind = KIND[code]
+    flag(kind == Kind.INVALID, "unknown opcode")
+    for field, table in _ZERO.items():
+        flag(table[code] & (slots[field] != 0), f"reserved field {field} is set")
+    flag(slots["dst"] > max_reg, "invalid destination register")
+    flag(slots["src"] > max_reg, "invalid source register")
+    # off is reserved on ALU ops except: signed div/mod (off=1) and movsx (8/16/32).
+    off = slots["off"]
+    alu_off = _ALU_OFF_FREE[code] & (off != 0)
+    if alu_off.any():
+        ok = _DIVMOD[code] & (off == 1)
+        for mcode, allowed in _MOVSX_OFFS.items():
+            ok |= (code == mcode) & np.isin(off, allowed)
+        flag(alu_off & ~ok, "reserved field off is set")
+    end = kind == Kind.END
+    if end.any():
+        flag(end & ~np.isin(slots["imm"], (16, 32, 64)), "byte swap width must be 16, 32 or 64")
+    call = kind == Kind.CALL
+    if call.any():
+        src = slots["src"]
+        flag(call & (src > CallSrc.KFUNC) & (src <= max_reg), "unknown call source")
+        flag(call & (src != CallSrc.KFUNC) & (off != 0), "reserved field off is set")
+    ld = kind == Kind.LD_IMM64
+    if ld.any():
+        flag(ld & (slots["src"] > max(PseudoSrc)) & (slots["src"] <= max_reg), "unknown ld_imm64 pseudo source")
+    atomic = kind == Kind.ATOMIC
+    if atomic.any():
+        size = code & SIZE_MASK
+        bad = np.zeros(n, dtype=bool)
+        for sz, allowed in _ATOMIC_IMMS.items():
+            bad |= atomic & (size == sz) & ~np.isin(slots["imm"], list(allowed))
+        flag(bad, "invalid atomic operation")
+    if errors:
+        index, why = min(errors)
+        _fail(slots, index, why, offset_base)
+
+
+def _fail(slots: np.ndarray, slot: int, why: str, offset_base: int) -> None:
+    s = slots[slot]
+    raise DecodeError(
+        f"{why} (code={int(s['code']):#04x} dst={int(s['dst'])} src={int(s['src'])} off={int(s['off'])} imm={int(s['imm'])})",
+        index=slot,
+        byte_offset=offset_base + slot * SLOT_SIZE,
+    )
+
+
+def decode_slots(raw: bytes | bytearray | memoryview, *, byteorder: ByteOrder = "little") -> np.ndarray:
+    """Raw instruction bytes -> array of `SLOT_DTYPE` (not validated)."""
+    if len(raw) % SLOT_SIZE:
+        raise DecodeError(
+            f"length {len(raw)} is not a multiple of {SLOT_SIZE} bytes",
+            index=len(raw) // SLOT_SIZE,
+            byte_offset=len(raw) - len(raw) % SLOT_SIZE,
+        )
+    rawarr = np.frombuffer(bytes(raw) if not isinstance(raw, bytes) else raw, dtype=_RAW_LE if byteorder == "little" else _RAW_BE)
+    slots = np.empty(len(rawarr), dtype=SLOT_DTYPE)
+    slots["code"] = rawarr["code"]
+    regs = rawarr["regs"]
+    # Little endian: dst in the low nibble; big endian: dst in the high nibble.
+    if byteorder == "little":
+        slots["dst"] = regs & 0x0F
+        slots["src"] = regs >> 4
+    else:
+        slots["dst"] = regs >> 4
+        slots["src"] = regs & 0x0F
+    slots["off"] = rawarr["off"]
+    slots["imm"] = rawarr["imm"]
+    return slots
+
+
+def encode_slots(slots: np.ndarray, *, byteorder: ByteOrder = "little") -> bytes:
+    """Array of `SLOT_DTYPE` -> raw instruction bytes."""
+    raw = np.empty(len(slots), dtype=_RAW_LE if byteorder == "little" else _RAW_BE)
+    raw["code"] = slots["code"]
+    if byteorder == "little":
+        raw["regs"] = (slots["dst"] & 0x0F) | (slots["src"] << 4)
+    else:
+        raw["regs"] = (slots["dst"] << 4) | (slots["src"] & 0x0F)
+    raw["off"] = slots["off"]
+    raw["imm"] = slots["imm"]
+    return raw.tobytes()
+
+
+def insns_to_slots(insns: Iterable[Insn]) -> np.ndarray:
+    """Logical instructions -> slot array (an ld_imm64 becomes two slots)."""
+    rows: list[tuple[int, int, int, int, int]] = []
+    append = rows.append
+    for insn in insns:
+        code, dst, src, off, imm = insn
+        if code == LD_IMM64:
+            append((code, dst, src, off, _s32(imm & 0xFFFFFFFF)))
+            append((0, 0, 0, 0, _s32((imm >> 32) & 0xFFFFFFFF)))
+        else:
+            append((code, dst, src, off, imm))
+    return np.array(rows, dtype=SLOT_DTYPE) if rows else np.empty(0, dtype=SLOT_DTYPE)
+
+
+def slots_to_insns(slots: np.ndarray) -> list[Insn]:
+    """Slot array -> logical instructions (ld_imm64 pairs joined)."""
+    out: list[Insn] = []
+    codes = slots["code"].tolist()
+    dsts = slots["dst"].tolist()
+    srcs = slots["src"].tolist()
+    offs = slots["off"].tolist()
+    imms = slots["imm"].tolist()
+    i, n = 0, len(codes)
+    while i < n:
+        code = codes[i]
+        if code == LD_IMM64 and i + 1 < n:
+            imm = (imms[i] & 0xFFFFFFFF) | ((imms[i + 1] & 0xFFFFFFFF) << 32)
+            out.append(Insn(code, dsts[i], srcs[i], offs[i], _s64(imm)))
+            i += 2
+        else:
+            out.append(Insn(code, dsts[i], srcs[i], offs[i], imms[i]))
+            i += 1
+    return out
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _s64(v: int) -> int:
+    v &= 0xFFFFFFFFFFFFFFFF
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+def branch_offsets(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(slot indices, relative offsets) of every instruction that targets another.
+
+    Covers jumps (16-bit off), gotol (32-bit imm), may_goto, pseudo calls
+    (imm) and ld_imm64 with a pseudo-func source (imm of the first slot).
+    """
+    code = slots["code"]
+    kind = KIND[code]
+    starts = insn_starts(slots)
+    off_jump = np.isin(kind, (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO)) & starts
+    imm_jump = (
+        (kind == Kind.GOTOL)
+        | ((kind == Kind.CALL) & (slots["src"] == CallSrc.PSEUDO_CALL))
+        | ((kind == Kind.LD_IMM64) & (slots["src"] == PseudoSrc.FUNC))
+    ) & starts
+    idx = np.flatnonzero(off_jump | imm_jump)
+    rel = np.where(off_jump[idx], slots["off"][idx].astype(np.int64), slots["imm"][idx].astype(np.int64))
+    return idx, rel
+
+
+def check_jump_targets(slots: np.ndarray) -> None:
+    """Raise `DecodeError` if a jump or call lands outside the program or mid-ld_imm64."""
+    idx, rel = branch_offsets(slots)
+    if not len(idx):
+        return
+    target = idx + rel + 1
+    n = len(slots)
+    outside = (target < 0) | (target >= n)
+    if outside.any():
+        i = int(idx[np.argmax(outside)])
+        raise DecodeError(
+            f"jump target {int(target[np.argmax(outside)])} is outside the program (0..{n - 1})",
+            index=i,
+            byte_offset=i * SLOT_SIZE,
+        )
+    starts = insn_starts(slots)
+    middle = ~starts[target]
+    if middle.any():
+        i = int(idx[np.argmax(middle)])
+        raise DecodeError("jump into the middle of an ld_imm64", index=i, byte_offset=i * SLOT_SIZE)
+
+
+def slots_from_rows(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """[[code, dst, src, off, imm], ...] (kernel dump form) -> slot array."""
+    return np.array([tuple(r) for r in rows], dtype=SLOT_DTYPE) if len(rows) else np.empty(0, dtype=SLOT_DTYPE)
+
+
+__all__ = [
+    "SLOT_DTYPE",
+    "SLOT_SIZE",
+    "Kind",
+    "KIND",
+    "ByteOrder",
+    "decode_slots",
+    "encode_slots",
+    "validate_slots",
+    "check_jump_targets",
+    "insn_starts",
+    "is_ld_imm64_first",
+    "insns_to_slots",
+    "slots_to_insns",
+    "branch_offsets",
+    "slots_from_rows",
+    "OP_MASK",
+    "CLASS_MASK",
+    "SOURCE_MASK",
+]

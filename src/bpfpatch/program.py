@@ -1,0 +1,204 @@
+"""`Program`: instruction slots plus the metadata that must survive rewriting.
+
+Positions are kernel positions: slot indices (an ld_imm64 takes two).  The
+metadata carried by `PatchList.linearize` is:
+
+* ``subprogs``   -- start slot of every subprogram (0 first), like the
+  verifier's ``subprog_info[].start``;
+* ``func_info``  -- BTF func_info records, one per subprogram;
+* ``line_info``  -- BTF line_info records, sorted by ``insn_off``;
+* ``aux``        -- one user object per slot (or ``None``), the analogue of
+  the verifier's ``insn_aux_data``.
+
+After `linearize`, ``idx_map`` maps every old slot to its new slot (deleted
+slots map to the slot that took their place, like the kernel's remove).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from bpfpatch.isa import (
+    SLOT_DTYPE,
+    Insn,
+    branch_offsets,
+    check_jump_targets,
+    decode_slots,
+    encode_slots,
+    insn_starts,
+    insns_to_slots,
+    slots_to_insns,
+    validate_slots,
+)
+from bpfpatch.isa.encoding import ByteOrder
+from bpfpatch.isa.opcodes import MAX_USER_REG, CallSrc, PseudoSrc
+
+
+class FuncInfo(NamedTuple):
+    """A BTF func_info record: the subprogram starting at slot ``insn_off`` has type ``type_id``."""
+
+    insn_off: int
+    type_id: int
+
+
+class LineInfo(NamedTuple):
+    """A BTF line_info record: the slot ``insn_off`` begins source line ``line_num``.
+
+    ``file_name_off`` and ``line_off`` are offsets into the BTF string section;
+    ``line_col`` packs line number (high 22 bits) and column (low 10 bits).
+    """
+
+    insn_off: int
+    file_name_off: int
+    line_off: int
+    line_col: int
+
+    @property
+    def line_num(self) -> int:
+        return self.line_col >> 10
+
+    @property
+    def col(self) -> int:
+        return self.line_col & 0x3FF
+
+
+class Program:
+    """An eBPF program: slots (``SLOT_DTYPE``) and optional verifier-level metadata."""
+
+    __slots__ = ("slots", "func_info", "line_info", "aux", "_subprogs", "idx_map", "name", "meta")
+
+    def __init__(
+        self,
+        slots: np.ndarray,
+        *,
+        func_info: Sequence[FuncInfo] | None = None,
+        line_info: Sequence[LineInfo] | None = None,
+        subprogs: Sequence[int] | None = None,
+        aux: Sequence[Any] | None = None,
+        name: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        if slots.dtype != SLOT_DTYPE:
+            raise TypeError(f"slots must have dtype SLOT_DTYPE, not {slots.dtype}")
+        self.slots = slots
+        self.func_info = list(func_info) if func_info is not None else None
+        self.line_info = list(line_info) if line_info is not None else None
+        self.aux = list(aux) if aux is not None else None
+        if self.aux is not None and len(self.aux) != len(slots):
+            raise ValueError(f"aux has {len(self.aux)} entries for {len(slots)} slots")
+        self._subprogs = list(subprogs) if subprogs is not None else None
+        self.idx_map: np.ndarray | None = None
+        self.name = name
+        # Free-form data a reader attaches (ELF section, relocations, BTF) and writers use.
+        self.meta: dict[str, Any] = dict(meta) if meta else {}
+
+    # --- construction -------------------------------------------------------------
+
+    @classmethod
+    def from_bytes(
+        cls,
+        raw: bytes | bytearray | memoryview,
+        *,
+        byteorder: ByteOrder = "little",
+        validate: bool = True,
+        max_reg: int = MAX_USER_REG,
+        offset_base: int = 0,
+        **metadata: Any,
+    ) -> "Program":
+        """Decode raw instruction bytes; raise `DecodeError` naming the bad instruction."""
+        slots = decode_slots(raw, byteorder=byteorder)
+        if validate:
+            validate_slots(slots, max_reg=max_reg, offset_base=offset_base)
+            check_jump_targets(slots)
+        return cls(slots, **metadata)
+
+    @classmethod
+    def from_insns(cls, insns: Iterable[Insn], *, validate: bool = True, **metadata: Any) -> "Program":
+        """Build from logical instructions (jump offsets already in slots)."""
+        slots = insns_to_slots(insns)
+        if validate:
+            validate_slots(slots, max_reg=11)
+            check_jump_targets(slots)
+        return cls(slots, **metadata)
+
+    # --- views --------------------------------------------------------------------
+
+    def to_bytes(self, byteorder: ByteOrder = "little") -> bytes:
+        """Raw instruction bytes, 8 per slot."""
+        return encode_slots(self.slots, byteorder=byteorder)
+
+    @property
+    def insns(self) -> list[Insn]:
+        """The logical instructions (an ld_imm64 is one `Insn`)."""
+        return slots_to_insns(self.slots)
+
+    def insn_slots(self) -> np.ndarray:
+        """Slot index of every logical instruction, in order."""
+        return np.flatnonzero(insn_starts(self.slots))
+
+    def __len__(self) -> int:
+        """Number of 8-byte slots (the kernel's ``prog->len``)."""
+        return len(self.slots)
+
+    @property
+    def subprogs(self) -> list[int]:
+        """Start slots of the subprograms, sorted, beginning with 0."""
+        if self._subprogs is None:
+            self._subprogs = compute_subprogs(self.slots, self.func_info)
+        return self._subprogs
+
+    @subprogs.setter
+    def subprogs(self, value: Sequence[int]) -> None:
+        self._subprogs = list(value)
+
+    @property
+    def has_metadata(self) -> bool:
+        return self.func_info is not None or self.line_info is not None or self.aux is not None
+
+    def copy(self) -> "Program":
+        p = Program(
+            self.slots.copy(),
+            func_info=self.func_info,
+            line_info=self.line_info,
+            subprogs=self._subprogs,
+            aux=self.aux,
+            name=self.name,
+            meta=self.meta,
+        )
+        p.idx_map = self.idx_map
+        return p
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Program):
+            return NotImplemented
+        return (
+            np.array_equal(self.slots, other.slots)
+            and self.func_info == other.func_info
+            and self.line_info == other.line_info
+            and self.subprogs == other.subprogs
+            and self.aux == other.aux
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        name = f" {self.name!r}" if self.name else ""
+        return f"<Program{name} {len(self.slots)} slots, {len(self.subprogs)} subprogs>"
+
+
+def compute_subprogs(slots: np.ndarray, func_info: Sequence[FuncInfo] | None = None) -> list[int]:
+    """Subprogram starts as the verifier finds them: 0, pseudo call and pseudo func targets."""
+    idx, rel = branch_offsets(slots)
+    if len(idx):
+        code = slots["code"][idx]
+        src = slots["src"][idx]
+        is_call = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == 0x18) & (src == PseudoSrc.FUNC))
+        targets = set((idx[is_call] + rel[is_call] + 1).tolist())
+    else:
+        targets = set()
+    targets.add(0)
+    if func_info:
+        targets.update(fi.insn_off for fi in func_info)
+    return sorted(t for t in targets if 0 <= t < max(len(slots), 1))
