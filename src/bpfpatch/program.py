@@ -67,7 +67,7 @@ class LineInfo(NamedTuple):
 class Program:
     """An eBPF program: slots (``SLOT_DTYPE``) and optional verifier-level metadata."""
 
-    __slots__ = ("slots", "func_info", "line_info", "aux", "_subprogs", "idx_map", "name", "meta")
+    __slots__ = ("slots", "func_info", "line_info", "aux", "_subprogs", "external", "idx_map", "insn_map", "name", "meta")
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class Program:
         line_info: Sequence[LineInfo] | None = None,
         subprogs: Sequence[int] | None = None,
         aux: Sequence[Any] | None = None,
+        external: Iterable[int] = (),
         name: str = "",
         meta: dict[str, Any] | None = None,
     ) -> None:
@@ -89,7 +90,13 @@ class Program:
         if self.aux is not None and len(self.aux) != len(slots):
             raise ValueError(f"aux has {len(self.aux)} entries for {len(slots)} slots")
         self._subprogs = list(subprogs) if subprogs is not None else None
+        # Slots of calls/jumps whose target lies outside this program (resolved by
+        # an ELF relocation, e.g. a call into `.text`): their offsets are left as is.
+        self.external: frozenset[int] = frozenset(external)
+        # After linearize: old slot -> new slot where jumps and line info to it land
+        # (kernel semantics), and old slot -> new slot of the instruction itself (-1 if deleted).
         self.idx_map: np.ndarray | None = None
+        self.insn_map: np.ndarray | None = None
         self.name = name
         # Free-form data a reader attaches (ELF section, relocations, BTF) and writers use.
         self.meta: dict[str, Any] = dict(meta) if meta else {}
@@ -111,7 +118,7 @@ class Program:
         slots = decode_slots(raw, byteorder=byteorder)
         if validate:
             validate_slots(slots, max_reg=max_reg, offset_base=offset_base)
-            check_jump_targets(slots)
+            check_jump_targets(slots, metadata.get("external", ()))
         return cls(slots, **metadata)
 
     @classmethod
@@ -120,7 +127,7 @@ class Program:
         slots = insns_to_slots(insns)
         if validate:
             validate_slots(slots, max_reg=11)
-            check_jump_targets(slots)
+            check_jump_targets(slots, metadata.get("external", ()))
         return cls(slots, **metadata)
 
     # --- views --------------------------------------------------------------------
@@ -146,7 +153,7 @@ class Program:
     def subprogs(self) -> list[int]:
         """Start slots of the subprograms, sorted, beginning with 0."""
         if self._subprogs is None:
-            self._subprogs = compute_subprogs(self.slots, self.func_info)
+            self._subprogs = compute_subprogs(self.slots, self.func_info, self.external)
         return self._subprogs
 
     @subprogs.setter
@@ -164,10 +171,12 @@ class Program:
             line_info=self.line_info,
             subprogs=self._subprogs,
             aux=self.aux,
+            external=self.external,
             name=self.name,
             meta=self.meta,
         )
         p.idx_map = self.idx_map
+        p.insn_map = self.insn_map
         return p
 
     def __eq__(self, other: object) -> bool:
@@ -188,9 +197,15 @@ class Program:
         return f"<Program{name} {len(self.slots)} slots, {len(self.subprogs)} subprogs>"
 
 
-def compute_subprogs(slots: np.ndarray, func_info: Sequence[FuncInfo] | None = None) -> list[int]:
+def compute_subprogs(
+    slots: np.ndarray, func_info: Sequence[FuncInfo] | None = None, external: Iterable[int] = ()
+) -> list[int]:
     """Subprogram starts as the verifier finds them: 0, pseudo call and pseudo func targets."""
     idx, rel = branch_offsets(slots)
+    ext = np.fromiter(external, dtype=np.int64)
+    if len(ext) and len(idx):
+        keep = ~np.isin(idx, ext)
+        idx, rel = idx[keep], rel[keep]
     if len(idx):
         code = slots["code"][idx]
         src = slots["src"][idx]

@@ -363,9 +363,17 @@ def branch_offsets(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, rel
 
 
-def check_jump_targets(slots: np.ndarray) -> None:
-    """Raise `DecodeError` if a jump or call lands outside the program or mid-ld_imm64."""
+def check_jump_targets(slots: np.ndarray, external: Iterable[int] = ()) -> None:
+    """Raise `DecodeError` if a jump or call lands outside the program or mid-ld_imm64.
+
+    Slots listed in `external` (calls resolved by an ELF relocation to
+    another section) are not checked.
+    """
     idx, rel = branch_offsets(slots)
+    ext = np.fromiter(external, dtype=np.int64)
+    if len(ext):
+        keep = ~np.isin(idx, ext)
+        idx, rel = idx[keep], rel[keep]
     if not len(idx):
         return
     target = idx + rel + 1
