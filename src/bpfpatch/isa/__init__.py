@@ -11,6 +11,7 @@ from bpfpatch.isa.encoding import (
     encode_slots,
     insn_starts,
     insns_to_slots,
+    slots_from_rows,
     slots_to_insns,
     validate_slots,
 )

@@ -1,0 +1,258 @@
+"""`linearize`: lay a patch list out as a program, once, in linear time.
+
+One function for both layers (the seed thread's review): it always lays out
+the instructions and relocates every jump, JMP32, ``gotol``, pseudo call and
+pseudo-func ``ld_imm64`` from its target reference; when the program carries
+verifier-level metadata it also carries aux data, subprogram starts,
+func_info and line_info across in the same walk.
+
+Steps:
+
+1. Walk the list once: give every node its new slot position (a deleted node
+   gets the position of the next live node, which is where jumps, line info
+   and subprogram starts that pointed at it land -- the kernel's removal
+   semantics).
+2. Probe: compute every relocated offset and check it fits its field; with
+   ``relax_long_jumps`` rewrite the ones that do not (``ja`` -> ``gotol``,
+   conditional -> inverted condition over a ``gotol``) and lay out again.
+   Nothing is written before the probe passes.
+3. Emit the slots: untouched original instructions are copied in bulk with
+   NumPy, patched ones from their `Insn`; then write the offsets.
+4. Map metadata through the anchors: several records landing on one slot
+   keep the last one (what the kernel's removal keeps); records landing past
+   the end are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bpfpatch.errors import PatchError, RelocationError
+from bpfpatch.isa import GOTOL, INVERTED_JMP, KIND, LD_IMM64, SLOT_DTYPE, Insn, JmpOp, Kind
+from bpfpatch.isa.opcodes import CLASS_MASK, OP_MASK, InsnClass
+from bpfpatch.patch.node import DELETED
+from bpfpatch.program import FuncInfo, LineInfo, Program
+
+if TYPE_CHECKING:
+    from bpfpatch.patch.patchlist import PatchList
+
+_END = -1
+_S16 = (-(1 << 15), (1 << 15) - 1)
+_S32 = (-(1 << 31), (1 << 31) - 1)
+
+# Kinds whose target offset is in the 16-bit `off` field (the rest use `imm`).
+_OFF_KINDS = np.zeros(len(Kind), dtype=bool)
+for _k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
+    _OFF_KINDS[_k] = True
+
+
+def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
+    """(live node ids in order, position of every node id, total slots)."""
+    nxt, orig, wide = pl._next, pl._orig, pl._wide
+    pos = [0] * len(orig)
+    order: list[int] = []
+    push = order.append
+    cur = 0
+    nid = nxt[0]
+    while nid != _END:
+        pos[nid] = cur
+        if orig[nid] != DELETED:
+            push(nid)
+            cur += 1 + wide[nid]
+        nid = nxt[nid]
+    return np.array(order, dtype=np.int64), np.array(pos, dtype=np.int64), cur
+
+
+def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np.ndarray:
+    """The slot array with every instruction in place (jump offsets still stale)."""
+    out = np.zeros(total, dtype=SLOT_DTYPE)
+    if not len(order):
+        return out
+    n = pl._n
+    dirty = np.frombuffer(bytes(pl._dirty), dtype=np.uint8)
+    plain = (order <= n) & (dirty[order] == 0)
+    base_ids = order[plain]
+    if len(base_ids):
+        src_slots = pl._base_slot[base_ids - 1]
+        dst_slots = pos[base_ids]
+        base = pl.program.slots
+        out[dst_slots] = base[src_slots]
+        wide = base["code"][src_slots] == LD_IMM64
+        out[dst_slots[wide] + 1] = base[src_slots[wide] + 1]
+    own_ids = order[~plain]
+    if len(own_ids):
+        insns = pl._insn
+        rows = np.array([insns[i] for i in own_ids.tolist()], dtype=np.int64).reshape(-1, 5)
+        at = pos[own_ids]
+        out["code"][at] = rows[:, 0]
+        out["dst"][at] = rows[:, 1]
+        out["src"][at] = rows[:, 2]
+        out["off"][at] = rows[:, 3]
+        wide = rows[:, 0] == LD_IMM64
+        imm = rows[:, 4]
+        lo = imm & 0xFFFFFFFF
+        out["imm"][at] = np.where(lo >= 1 << 31, lo - (1 << 32), lo)
+        if wide.any():
+            hi = (imm[wide] >> 32) & 0xFFFFFFFF
+            out["imm"][at[wide] + 1] = np.where(hi >= 1 << 31, hi - (1 << 32), hi)
+    return out
+
+
+def _relocations(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int, codes: np.ndarray):
+    """(positions, new offsets, uses-off-field mask, node ids) of every live reference."""
+    target = np.array(pl._target, dtype=np.int64)
+    ids = order[target[order] >= 0]
+    if not len(ids):
+        e = np.empty(0, dtype=np.int64)
+        return e, e, np.empty(0, dtype=bool), e
+    anchor_node = np.array(pl._anchor_node, dtype=np.int64)
+    at = pos[ids]
+    dest = pos[anchor_node[target[ids]]]
+    past = dest >= total
+    if past.any():
+        raise PatchError(f"instruction {int(at[np.argmax(past)])}: its jump target was deleted and nothing follows it")
+    rel = dest - at - 1
+    use_off = _OFF_KINDS[KIND[np.asarray(codes)[at]]]
+    return at, rel, use_off, ids
+
+
+def _relax(pl: "PatchList", node_ids: list[int]) -> None:
+    """Rewrite jumps whose offset overflowed 16 bits into gotol forms."""
+    from bpfpatch.patch.node import Node
+
+    for nid in node_ids:
+        insn = pl._get_insn(nid)
+        a = pl._target[nid]
+        op = insn.code & OP_MASK
+        if insn.code == InsnClass.JMP | JmpOp.JA:
+            pl._insn[nid] = Insn(GOTOL)
+            pl._dirty[nid] = 1
+            continue
+        succ = pl._next[nid]
+        if succ == _END:
+            raise PatchError(f"node {nid}: cannot relax a conditional jump at the end of the program")
+        g = pl._new_node(Insn(GOTOL), None)
+        pl._target[g] = a
+        inv = INVERTED_JMP.get(JmpOp(op)) if op != JmpOp.JCOND else None
+        if inv is not None:
+            # if !cond goto <after gotol>; gotol <target>
+            pl._insn[nid] = insn._replace(code=(insn.code & ~OP_MASK) | inv, off=0)
+            pl._dirty[nid] = 1
+            pl._link_after(g, g, nid)
+            pl._target[nid] = pl._anchor_of(succ)
+        else:
+            # jset/may_goto: if cond goto <gotol>; goto <after gotol>; gotol <target>
+            j = pl._new_node(Insn(InsnClass.JMP | JmpOp.JA), None)
+            pl._next[j] = g
+            pl._prev[g] = j
+            pl._link_after(j, g, nid)
+            pl._target[j] = pl._anchor_of(succ)
+            pl._target[nid] = pl._anchor_of(g)
+            pl._live += 1
+        pl._live += 1
+    del Node
+
+
+def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
+    """Lay out `pl` as a new `Program` (see module docstring).
+
+    The result carries ``idx_map`` (old slot -> slot where jumps, line info and
+    subprogram starts that pointed at it land) and ``insn_map`` (old slot ->
+    slot of the instruction itself, -1 when deleted).
+    """
+    while True:
+        order, pos, total = _layout(pl)
+        out = _emit(pl, order, pos, total)
+        at, rel, use_off, ids = _relocations(pl, order, pos, total, out["code"])
+        lo, hi = np.where(use_off, _S16[0], _S32[0]), np.where(use_off, _S16[1], _S32[1])
+        over = (rel < lo) | (rel > hi)
+        if not over.any():
+            break
+        if not relax_long_jumps:
+            i = int(np.argmax(over))
+            raise RelocationError(
+                "jump offset does not fit in 16 bits (pass relax_long_jumps=True to rewrite it as gotol)"
+                if use_off[i]
+                else "offset does not fit in 32 bits",
+                index=int(at[i]),
+                needed=int(rel[i]),
+            )
+        if (over & ~use_off).any():
+            i = int(np.argmax(over & ~use_off))
+            raise RelocationError("offset does not fit in 32 bits", index=int(at[i]), needed=int(rel[i]))
+        _relax(pl, ids[over].tolist())
+
+    # Write offsets: 16-bit field for jumps, imm for gotol / pseudo call / pseudo func.
+    out["off"][at[use_off]] = rel[use_off]
+    out["imm"][at[~use_off]] = rel[~use_off]
+
+    prog = pl.program
+    result = Program(out, name=prog.name, meta=prog.meta)
+    _carry_metadata(pl, prog, result, order, pos, total)
+    result.external = frozenset(
+        int(result.insn_map[s]) for s in prog.external if result.insn_map is not None and result.insn_map[s] >= 0
+    )
+    return result
+
+
+def _keep_last(positions: np.ndarray, total: int) -> np.ndarray:
+    """Indices of records to keep: the last of each run landing on one slot, none past the end."""
+    if not len(positions):
+        return np.empty(0, dtype=np.int64)
+    nxt_differs = np.ones(len(positions), dtype=bool)
+    nxt_differs[:-1] = positions[1:] != positions[:-1]
+    keep = nxt_differs & (positions < total)
+    return np.flatnonzero(keep)
+
+
+def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.ndarray, pos: np.ndarray, total: int) -> None:
+    n = pl._n
+    anchor_node = np.array(pl._anchor_node, dtype=np.int64)
+    nslots = len(prog.slots)
+    orig_ids = np.arange(1, n + 1)
+    base_slot = pl._base_slot
+    # Where references to each original land (anchor k is the original anchor of node k).
+    landing = pos[anchor_node[orig_ids]] if n else np.empty(0, dtype=np.int64)
+    alive = np.array(pl._orig[1:], dtype=np.int64)[:n] != DELETED if n else np.empty(0, dtype=bool)
+    idx_map = np.full(nslots, -1, dtype=np.int64)
+    insn_map = np.full(nslots, -1, dtype=np.int64)
+    idx_map[base_slot] = landing
+    own = np.where(alive, pos[orig_ids], -1)
+    insn_map[base_slot] = own
+    wide = prog.slots["code"][base_slot] == LD_IMM64
+    second = base_slot[wide] + 1
+    second = second[second < nslots]
+    idx_map[second] = np.where(own[wide][: len(second)] >= 0, own[wide][: len(second)] + 1, landing[wide][: len(second)])
+    insn_map[second] = np.where(own[wide][: len(second)] >= 0, own[wide][: len(second)] + 1, -1)
+    result.idx_map = idx_map
+    result.insn_map = insn_map
+
+    # Subprogram starts and func_info ride on the anchors taken at list creation.
+    sub_pos = pos[anchor_node[np.array(pl._subprog_anchors, dtype=np.int64)]] if pl._subprog_anchors else np.empty(0, np.int64)
+    keep = _keep_last(sub_pos, total)
+    result.subprogs = sub_pos[keep].tolist() if len(keep) else [0]
+    if prog.func_info is not None:
+        fi_pos = idx_map[np.array([f.insn_off for f in prog.func_info], dtype=np.int64)] if prog.func_info else np.empty(0, np.int64)
+        k = _keep_last(fi_pos, total)
+        result.func_info = [FuncInfo(int(fi_pos[i]), prog.func_info[i].type_id) for i in k.tolist()]
+    if prog.line_info is not None:
+        li_pos = idx_map[np.array([r.insn_off for r in prog.line_info], dtype=np.int64)] if prog.line_info else np.empty(0, np.int64)
+        k = _keep_last(li_pos, total)
+        result.line_info = [prog.line_info[i]._replace(insn_off=int(li_pos[i])) for i in k.tolist()]
+    if prog.aux is not None or any(a is not None for a in pl._aux):
+        aux_nodes = np.empty(len(pl._aux), dtype=object)
+        aux_nodes[:] = pl._aux
+        aux_out = np.full(total, None, dtype=object)
+        aux_out[pos[order]] = aux_nodes[order]
+        if prog.aux is not None:
+            # The high half of an untouched original ld_imm64 keeps its own aux.
+            dirty = np.frombuffer(bytes(pl._dirty), dtype=np.uint8)
+            w_ids = orig_ids[wide & alive]
+            w_ids = w_ids[dirty[w_ids] == 0]
+            if len(w_ids):
+                base_aux = np.empty(nslots, dtype=object)
+                base_aux[:] = prog.aux
+                aux_out[pos[w_ids] + 1] = base_aux[base_slot[w_ids - 1] + 1]
+        result.aux = aux_out.tolist()

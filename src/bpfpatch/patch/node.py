@@ -1,0 +1,90 @@
+"""Handles and patch-buffer items of the patch list.
+
+A `Node` is a light handle (list, id) onto one patchable instruction: its
+instruction, its target reference, its aux data and its original index.
+The data itself lives in the `PatchList`'s parallel arrays so that building a
+list for a million instructions creates no per-instruction Python object.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from bpfpatch.isa import Insn
+
+if TYPE_CHECKING:
+    from bpfpatch.patch.patchlist import PatchList
+
+#: ``orig_idx`` of a node that a patch inserted (the seed's -1).
+INSERTED = -1
+#: ``orig_idx`` of a node that was deleted (the seed's -2).
+DELETED = -2
+
+
+class PatchInsn(NamedTuple):
+    """A patch-buffer item that carries more than an `Insn`.
+
+    ``target``: an existing `Node` the jump/call/pseudo-func goes to (its
+    offset is then ignored).  ``aux``: the aux data of the new node.
+    """
+
+    insn: Insn
+    target: "Node | None" = None
+    aux: Any = None
+
+
+class Node:
+    """One patchable instruction of a `PatchList` (a handle; compare with ==)."""
+
+    __slots__ = ("_pl", "_id")
+
+    def __init__(self, pl: "PatchList", node_id: int) -> None:
+        self._pl = pl
+        self._id = node_id
+
+    @property
+    def insn(self) -> Insn:
+        """The node's instruction (jump offsets are stale until linearize)."""
+        return self._pl._get_insn(self._id)
+
+    @property
+    def orig_idx(self) -> int:
+        """Original slot index, or `INSERTED` / `DELETED`."""
+        return self._pl._orig[self._id]
+
+    @property
+    def aux(self) -> Any:
+        return self._pl._aux[self._id]
+
+    @aux.setter
+    def aux(self, value: Any) -> None:
+        self._pl._aux[self._id] = value
+
+    @property
+    def target(self) -> "Node | None":
+        """The node a jump/call goes to (where it will land), or None."""
+        a = self._pl._target[self._id]
+        if a < 0:
+            return None
+        return Node(self._pl, self._pl._anchor_node[a])
+
+    @property
+    def deleted(self) -> bool:
+        return self._pl._orig[self._id] == DELETED
+
+    @property
+    def next(self) -> "Node | None":
+        """The next live node in list order."""
+        nid = self._pl._next_live(self._id)
+        return None if nid < 0 else Node(self._pl, nid)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and other._pl is self._pl and other._id == self._id
+
+    def __hash__(self) -> int:
+        return hash((id(self._pl), self._id))
+
+    def __repr__(self) -> str:
+        o = self.orig_idx
+        tag = {INSERTED: "inserted", DELETED: "deleted"}.get(o, f"orig {o}")
+        return f"<Node {self._id} ({tag}) {self.insn}>"

@@ -1,0 +1,464 @@
+"""`PatchList`: the list of patchable instructions (the seed thread's design).
+
+Every instruction of a `Program` becomes a node holding
+
+* its instruction (one node per ``ld_imm64``),
+* a **target reference** for jumps, calls and pseudo-func loads -- never an
+  offset until `linearize`,
+* its **aux data by reference**,
+* its original slot index ``orig_idx`` (or `INSERTED` / `DELETED`).
+
+Patching is O(1) per call and never renumbers anything: `replace`,
+`prepend`, `append` and `delete` relink nodes.  Several passes can patch one
+list (including nodes earlier passes inserted); `linearize` then lays the
+program out once.
+
+Target references are *anchors*.  A jump stores the anchor of the node it
+targets; `prepend`/`replace` with ``retarget=True`` (the kernel's semantics)
+move the node's anchor onto the first new instruction, so every jump that
+targeted the node -- and its line info and subprogram start -- now lands on
+the patch.  A deleted node forwards to the next live node, as the kernel's
+instruction removal does.
+
+Storage is a set of parallel Python lists indexed by node id (0 is the dummy
+head, 1..n the original instructions, then inserted nodes), so building the
+list for a large program creates no per-instruction object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Sequence, Union
+
+import numpy as np
+
+from bpfpatch.errors import PatchError
+from bpfpatch.isa import KIND, LD_IMM64, Insn, Kind, branch_offsets, insn_starts
+from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
+from bpfpatch.patch.node import DELETED, INSERTED, Node, PatchInsn
+from bpfpatch.program import Program
+
+PatchItem = Union[Insn, PatchInsn, str]
+Patch = Union[Sequence[PatchItem], str]
+
+_END = -1  # "no next node"
+_NO_ANCHOR = -1
+
+# Opcode kinds whose target is an instruction, and where the offset lives.
+_OFF_TARGET = frozenset({Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO})
+
+
+def _target_field(insn: Insn) -> str | None:
+    """'off' or 'imm' for instructions that reference another instruction, else None."""
+    kind = KIND[insn.code]
+    if kind in _OFF_TARGET:
+        return "off"
+    if kind == Kind.GOTOL:
+        return "imm"
+    if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL:
+        return "imm"
+    if kind == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC:
+        return "imm"
+    return None
+
+
+def _is_call_ref(insn: Insn) -> bool:
+    return (insn.code == 0x85 and insn.src == CallSrc.PSEUDO_CALL) or (
+        insn.code == LD_IMM64 and insn.src == PseudoSrc.FUNC
+    )
+
+
+class PatchList:
+    """The patch list of one program; see the module docstring."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        slots = program.slots
+        starts = np.flatnonzero(insn_starts(slots))
+        n = len(starts)
+        self._n = n
+        self._base_slot = starts  # instruction index -> slot index
+        self._slot_to_id = np.full(len(slots) + 1, -1, dtype=np.int64)
+        self._slot_to_id[starts] = np.arange(1, n + 1)
+        self._slot_to_id[len(slots)] = _END
+        self._base_cols: tuple[list[int], ...] | None = None
+
+        total = n + 1  # ids: 0 = head, 1..n originals
+        self._next: list[int] = list(range(1, total)) + [_END]
+        self._prev: list[int] = [_END] + list(range(0, n))
+        self._insn: list[Insn | None] = [None] * total
+        self._wide: bytearray = bytearray(total)  # 1 where the node is an ld_imm64
+        self._dirty: bytearray = bytearray(total)  # 1 where an original's insn was replaced
+        codes = slots["code"][starts]
+        self._wide[1:] = (codes == LD_IMM64).astype(np.uint8).tobytes()
+        self._orig: list[int] = [INSERTED] + starts.tolist()
+        if program.aux is not None:
+            self._aux: list[Any] = [None] + [program.aux[s] for s in starts.tolist()]
+        else:
+            self._aux = [None] * total
+        # Anchors: originally anchor k is node k.
+        self._anchor_node: list[int] = list(range(total))
+        self._node_anchor: list[int] = list(range(total))
+        self._live = n
+
+        # Target references of the original jumps/calls (vectorized).
+        target = np.full(total, _NO_ANCHOR, dtype=np.int64)
+        idx, rel = branch_offsets(slots)
+        if len(idx):
+            if program.external:
+                keep = ~np.isin(idx, np.fromiter(program.external, dtype=np.int64))
+                idx, rel = idx[keep], rel[keep]
+            dest = idx + rel + 1
+            if len(dest) and ((dest < 0) | (dest >= len(slots))).any():
+                bad = int(idx[np.argmax((dest < 0) | (dest >= len(slots)))])
+                raise PatchError(f"instruction at slot {bad}: jump outside the program")
+            dest_ids = self._slot_to_id[dest]
+            if (dest_ids < 0).any():
+                bad = int(idx[np.argmax(dest_ids < 0)])
+                raise PatchError(f"instruction at slot {bad}: jump into the middle of an ld_imm64")
+            target[self._slot_to_id[idx]] = dest_ids
+        self._target: list[int] = target.tolist()
+
+        # Subprogram starts, func_info and line_info ride on anchors.
+        self._subprog_anchors = self._anchors_of_slots(program.subprogs, "subprogram start")
+        calls = set()
+        if len(idx):
+            code = slots["code"][idx]
+            src = slots["src"][idx]
+            is_call = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == LD_IMM64) & (src == PseudoSrc.FUNC))
+            calls = set(self._slot_to_id[idx[is_call] + rel[is_call] + 1].tolist())
+        self._called_anchors: set[int] = calls
+        # node id -> subprogram anchor landing on it (for the delete check).
+        self._subprog_land: dict[int, int] = {a: a for a in self._subprog_anchors}
+
+    # --- internals ------------------------------------------------------------------
+
+    def _anchors_of_slots(self, slot_list: Iterable[int], what: str) -> list[int]:
+        out = []
+        nslots = len(self.program.slots)
+        for s in slot_list:
+            nid = int(self._slot_to_id[s]) if 0 <= s <= nslots else -1
+            if nid < 0:
+                raise PatchError(f"{what} at slot {s} is not at an instruction")
+            out.append(nid)
+        return out
+
+    def _base_insn(self, nid: int) -> Insn:
+        cols = self._base_cols
+        if cols is None:
+            slots = self.program.slots
+            st = self._base_slot
+            imm = slots["imm"][st].astype(np.int64)
+            wide = slots["code"][st] == LD_IMM64
+            if wide.any():
+                hi = slots["imm"][st[wide] + 1].astype(np.int64)
+                imm[wide] = (imm[wide] & 0xFFFFFFFF) | (hi << 32)
+            cols = self._base_cols = (
+                slots["code"][st].tolist(),
+                slots["dst"][st].tolist(),
+                slots["src"][st].tolist(),
+                slots["off"][st].tolist(),
+                imm.tolist(),
+            )
+        i = nid - 1
+        return Insn(cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i])
+
+    def _get_insn(self, nid: int) -> Insn:
+        insn = self._insn[nid]
+        return insn if insn is not None else self._base_insn(nid)
+
+    def _next_live(self, nid: int) -> int:
+        nxt, orig = self._next, self._orig
+        nid = nxt[nid]
+        while nid != _END and orig[nid] == DELETED:
+            nid = nxt[nid]
+        return nid
+
+    def _check_node(self, node: Node, what: str = "patch") -> int:
+        if not isinstance(node, Node):
+            raise PatchError(f"{what}: expected a Node, got {type(node).__name__}")
+        if node._pl is not self:
+            raise PatchError(f"{what}: the node belongs to another PatchList")
+        nid = node._id
+        if nid == 0:
+            raise PatchError(f"{what}: the head is not an instruction")
+        if self._orig[nid] == DELETED:
+            raise PatchError(f"{what}: node {nid} was deleted")
+        return nid
+
+    def _anchor_of(self, nid: int) -> int:
+        """The node's current anchor, created if it has none."""
+        a = self._node_anchor[nid]
+        if a == _NO_ANCHOR:
+            a = len(self._anchor_node)
+            self._anchor_node.append(nid)
+            self._node_anchor[nid] = a
+        return a
+
+    def _move_anchor(self, src: int, dst: int) -> None:
+        """Make everything that lands on `src` land on `dst` (kernel semantics)."""
+        a = self._node_anchor[src]
+        if a == _NO_ANCHOR:
+            return
+        self._anchor_node[a] = dst
+        self._node_anchor[dst] = a
+        self._node_anchor[src] = _NO_ANCHOR
+        if src in self._subprog_land:
+            self._subprog_land[dst] = self._subprog_land.pop(src)
+
+    def _new_node(self, insn: Insn, aux: Any) -> int:
+        nid = len(self._orig)
+        self._next.append(_END)
+        self._prev.append(_END)
+        self._insn.append(insn)
+        self._wide.append(insn[0] == LD_IMM64)
+        self._dirty.append(1)
+        self._orig.append(INSERTED)
+        self._aux.append(aux)
+        self._node_anchor.append(_NO_ANCHOR)
+        self._target.append(_NO_ANCHOR)
+        return nid
+
+    def _before_deleted_run(self, x: int) -> int:
+        """The first of the deleted nodes right before `x` (or `x`).
+
+        References to those deleted nodes land on `x`; inserting before them
+        keeps it so when jumps must not move onto the patch (retarget=False).
+        """
+        p = self._prev[x]
+        while p > 0 and self._orig[p] == DELETED:
+            x, p = p, self._prev[p]
+        return x
+
+    def _link_before(self, first: int, last: int, at: int) -> None:
+        prev = self._prev[at]
+        self._next[prev] = first
+        self._prev[first] = prev
+        self._next[last] = at
+        self._prev[at] = last
+
+    def _link_after(self, first: int, last: int, at: int) -> None:
+        nxt = self._next[at]
+        self._next[at] = first
+        self._prev[first] = at
+        self._next[last] = nxt
+        if nxt != _END:
+            self._prev[nxt] = last
+
+    def _parse(self, patch: Patch) -> list[PatchInsn]:
+        if isinstance(patch, str):
+            from bpfpatch.asm import assemble  # text patches only
+
+            patch = assemble(patch)
+        items: list[PatchInsn] = []
+        for item in patch:
+            if type(item) is Insn:
+                items.append(PatchInsn(item))
+            elif isinstance(item, PatchInsn):
+                items.append(item)
+            elif isinstance(item, str):
+                from bpfpatch.asm import assemble
+
+                items.extend(PatchInsn(i) for i in assemble(item))
+            elif isinstance(item, tuple) and len(item) == 5:
+                items.append(PatchInsn(Insn(*item)))
+            else:
+                raise PatchError(f"patch item {item!r} is not an Insn, PatchInsn or assembly text")
+        if not items:
+            raise PatchError("empty patch: to remove an instruction use delete()")
+        for i, it in enumerate(items):
+            code = it.insn[0]
+            if not (0 <= code < 256) or KIND[code] == Kind.INVALID:
+                raise PatchError(f"patch item {i}: invalid opcode {code:#x} (a raw ld_imm64 half cannot be patched in)")
+            if it.target is not None:
+                self._check_node(it.target, f"patch item {i} target")
+                if _target_field(it.insn) is None:
+                    raise PatchError(f"patch item {i}: {it.insn} has a target but is not a jump or call")
+        return items
+
+    def _insert(self, items: list[PatchInsn], ids: list[int], after: int) -> None:
+        """Resolve targets of freshly placed patch items.
+
+        `ids[i]` is the node holding item i; `after` is the node that a jump
+        to one-past-the-buffer lands on (_END if none).
+        """
+        # Slot offsets of the items inside the buffer (an ld_imm64 takes two).
+        starts = []
+        s = 0
+        for it in items:
+            starts.append(s)
+            s += 2 if it.insn[0] == LD_IMM64 else 1
+        by_slot = {st: i for i, st in enumerate(starts)}
+        for i, it in enumerate(items):
+            field = _target_field(it.insn)
+            if field is None:
+                continue
+            nid = ids[i]
+            if it.target is not None:
+                tgt = it.target._id
+            else:
+                if field == "off":
+                    rel = it.insn[3]
+                elif it.insn[0] == LD_IMM64:
+                    rel = Insn(*it.insn).imm_lo
+                else:
+                    rel = it.insn[4]
+                dest = starts[i] + rel + 1
+                if dest == s:
+                    if after == _END:
+                        raise PatchError(f"patch item {i}: jumps past the end of the program")
+                    tgt = after
+                elif dest in by_slot:
+                    tgt = ids[by_slot[dest]]
+                else:
+                    raise PatchError(
+                        f"patch item {i}: jump to buffer slot {dest} leaves the patch buffer "
+                        f"(0..{s}); give a target node with PatchInsn(insn, target=node)"
+                    )
+            a = self._anchor_of(tgt)
+            self._target[nid] = a
+            if _is_call_ref(it.insn):
+                self._called_anchors.add(a)
+
+    # --- public API -----------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Node]:
+        """Live nodes in order; nodes inserted during the iteration are not visited."""
+        limit = len(self._orig)
+        nxt, orig = self._next, self._orig
+        nid = nxt[0]
+        while nid != _END:
+            if nid < limit and orig[nid] != DELETED:
+                yield Node(self, nid)
+            nid = nxt[nid]
+
+    def __len__(self) -> int:
+        """Number of live instructions."""
+        return self._live
+
+    @property
+    def head(self) -> Node:
+        """The dummy head: `append(pl.head, patch)` inserts at the very start."""
+        return Node(self, 0)
+
+    def node_at(self, orig_idx: int) -> Node:
+        """The node of the original instruction at slot `orig_idx`."""
+        if not 0 <= orig_idx < len(self.program.slots):
+            raise PatchError(f"slot {orig_idx} is outside the program")
+        nid = int(self._slot_to_id[orig_idx])
+        if nid < 0:
+            raise PatchError(f"slot {orig_idx} is the second half of an ld_imm64")
+        return Node(self, nid)
+
+    def replace(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
+        """Replace the node's instruction with `patch`; return the last new node.
+
+        The node itself becomes the last instruction of the patch and keeps its
+        aux data (as the kernel's adjust_insn_aux_data moves it to the end of the
+        patch).  Jumps to the node land on the first patch instruction
+        (``retarget=True``, kernel semantics) or on the last (``False``).
+        """
+        x = self._check_node(node, "replace")
+        items = self._parse(patch)
+        ids = [self._new_node(it.insn, it.aux) for it in items[:-1]]
+        last = items[-1]
+        if ids:
+            for a, b in zip(ids, ids[1:]):
+                self._next[a] = b
+                self._prev[b] = a
+            self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
+            if retarget:
+                self._move_anchor(x, ids[0])
+        self._insn[x] = last.insn
+        self._wide[x] = last.insn[0] == LD_IMM64
+        self._dirty[x] = 1
+        self._target[x] = _NO_ANCHOR
+        if last.aux is not None:
+            self._aux[x] = last.aux
+        self._live += len(ids)
+        ids.append(x)
+        self._insert(items, ids, self._next[x])
+        return node
+
+    def prepend(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
+        """Insert `patch` before the node, leaving the node and its aux untouched.
+
+        Jumps to the node land on the first inserted instruction
+        (``retarget=True``, kernel semantics) or still on the node (``False``).
+        Returns the last inserted node.
+        """
+        x = self._check_node(node, "prepend")
+        items = self._parse(patch)
+        ids = [self._new_node(it.insn, it.aux) for it in items]
+        for a, b in zip(ids, ids[1:]):
+            self._next[a] = b
+            self._prev[b] = a
+        self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
+        if retarget:
+            self._move_anchor(x, ids[0])
+        self._live += len(ids)
+        self._insert(items, ids, x)
+        return Node(self, ids[-1])
+
+    def append(self, node: Node, patch: Patch) -> Node:
+        """Insert `patch` after the node; return the last new node.
+
+        ``append(pl.head, patch)`` inserts at the very start of the program,
+        which is `prepend` to the first instruction (kernel semantics: the
+        new code becomes the start of subprogram 0).
+        """
+        if isinstance(node, Node) and node._pl is self and node._id == 0:
+            first = self._next_live(0)
+            if first == _END:
+                raise PatchError("append: the program is empty")
+            return self.prepend(Node(self, first), patch)
+        x = self._check_node(node, "append")
+        items = self._parse(patch)
+        ids = [self._new_node(it.insn, it.aux) for it in items]
+        for a, b in zip(ids, ids[1:]):
+            self._next[a] = b
+            self._prev[b] = a
+        self._link_after(ids[0], ids[-1], x)
+        self._live += len(ids)
+        self._insert(items, ids, self._next[ids[-1]])
+        return Node(self, ids[-1])
+
+    def delete(self, node: Node) -> None:
+        """Delete the node; jumps to it land on the next live instruction."""
+        x = self._check_node(node, "delete")
+        a = self._subprog_land.get(x)
+        if a is not None:
+            nxt = self._next_live(x)
+            if nxt == _END or nxt in self._subprog_land:
+                if self._called_anchors_land(x):
+                    raise PatchError(
+                        f"delete: node {x} is the only instruction left of a subprogram that a call still targets"
+                    )
+                if nxt == _END and self._live == 1:
+                    raise PatchError("delete: cannot delete the last instruction of the program")
+                del self._subprog_land[x]
+            else:
+                del self._subprog_land[x]
+                self._subprog_land[nxt] = a
+        elif self._live == 1:
+            raise PatchError("delete: cannot delete the last instruction of the program")
+        self._orig[x] = DELETED
+        self._live -= 1
+
+    def _called_anchors_land(self, nid: int) -> bool:
+        """Does any call/pseudo-func reference land on node `nid`?"""
+        an = self._anchor_node
+        orig = self._orig
+        for a in self._called_anchors:
+            t = an[a]
+            # Forward through deleted nodes to where the reference lands.
+            while t != _END and orig[t] == DELETED and t != nid:
+                t = self._next[t]
+            if t == nid:
+                return True
+        return False
+
+    def linearize(self, *, relax_long_jumps: bool = False) -> Program:
+        """Lay out the final program once; see `bpfpatch.patch.linearize`."""
+        from bpfpatch.patch.linearize import linearize
+
+        return linearize(self, relax_long_jumps=relax_long_jumps)

@@ -1,0 +1,108 @@
+"""Random valid programs and patch operations, shared by the property tests.
+
+Programs have several subprograms (pseudo calls, pseudo-func ld_imm64),
+plain ld_imm64, forward and backward JMP/JMP32 jumps, func_info (one per
+subprogram), line_info and aux data -- everything `linearize` must carry.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from bpfpatch import FuncInfo, Insn, LineInfo, PatchInsn, Program
+from bpfpatch.isa import insns_to_slots
+
+JMP_CONDS = [0x15, 0x1D, 0x25, 0x55, 0x5D, 0xA5, 0x16, 0x56, 0x2E]  # jeq/jgt/jne/jlt k/x, jmp32
+
+
+@st.composite
+def programs(draw, max_subprogs: int = 3, max_body: int = 12, metadata: bool = True) -> Program:
+    nsub = draw(st.integers(1, max_subprogs))
+    # Symbolic instructions: (insn, kind, target) with target = ("sub", k) or ("insn", sub, idx).
+    subs: list[list[tuple[Insn, str | None, object]]] = []
+    for k in range(nsub):
+        body: list[tuple[Insn, str | None, object]] = []
+        length = draw(st.integers(1, max_body))
+        for i in range(length):
+            choice = draw(st.integers(0, 9))
+            if choice <= 2:
+                body.append((Insn(0xB7, draw(st.integers(0, 9)), 0, 0, draw(st.integers(-5, 5))), None, None))
+            elif choice == 3:
+                body.append((Insn(0x18, draw(st.integers(0, 9)), 0, 0, draw(st.integers(-(1 << 40), 1 << 40))), None, None))
+            elif choice in (4, 5, 6):
+                code = draw(st.sampled_from(JMP_CONDS + [0x05]))
+                tgt = draw(st.integers(0, length))  # may target the exit (index `length`)
+                insn = Insn(code, 1 if code != 0x05 else 0, 2 if code & 0x08 else 0, 0, 3 if not code & 0x08 and code != 0x05 else 0)
+                body.append((insn, "jump", ("insn", k, tgt)))
+            elif choice == 7 and nsub > 1:
+                body.append((Insn(0x85, 0, 1, 0, 0), "call", ("sub", draw(st.integers(0, nsub - 1)))))
+            elif choice == 8 and nsub > 1:
+                body.append((Insn(0x18, 2, 4, 0, 0), "func", ("sub", draw(st.integers(1, nsub - 1)))))
+            else:
+                body.append((Insn(0x07, draw(st.integers(0, 9)), 0, 0, 1), None, None))
+        body.append((Insn(0x95), None, None))
+        subs.append(body)
+    # Lay out: slot of every (sub, idx).
+    slot_of: dict[tuple[int, int], int] = {}
+    s = 0
+    for k, body in enumerate(subs):
+        for i, (insn, _, _) in enumerate(body):
+            slot_of[(k, i)] = s
+            s += insn.nslots
+    insns = []
+    for k, body in enumerate(subs):
+        for i, (insn, kind, tgt) in enumerate(body):
+            if kind is not None:
+                dest = slot_of[(tgt[1], tgt[2])] if tgt[0] == "insn" else slot_of[(tgt[1], 0)]
+                rel = dest - slot_of[(k, i)] - 1
+                insn = insn._replace(off=rel) if kind == "jump" and insn.code != 0x06 else insn._replace(imm=rel)
+            insns.append(insn)
+    starts = [slot_of[(k, 0)] for k in range(nsub)]
+    meta = {}
+    if metadata:
+        nslots = s
+        insn_slots = sorted(slot_of.values())
+        lines = sorted(set(draw(st.lists(st.sampled_from(insn_slots), max_size=len(insn_slots)))) | {0})
+        meta = dict(
+            func_info=[FuncInfo(st_, 100 + k) for k, st_ in enumerate(starts)],
+            line_info=[LineInfo(o, 1, 10 + o, (o + 1) << 10 | 2) for o in lines],
+            aux=[f"aux{i}" for i in range(nslots)],
+            subprogs=starts,
+        )
+    return Program.from_insns(insns, **meta)
+
+
+def patch_buffers(draw, live_nodes) -> list:
+    """A random patch buffer: plain insns, local jumps (incl. to one past the end), explicit targets."""
+    n = draw(st.integers(1, 4))
+    items = []
+    for i in range(n):
+        c = draw(st.integers(0, 6))
+        if c <= 2:
+            items.append(Insn(0xB7, draw(st.integers(0, 9)), 0, 0, draw(st.integers(0, 99))))
+        elif c == 3:
+            items.append(Insn(0x18, 3, 0, 0, draw(st.integers(0, 1 << 35))))
+        elif c == 4 and i < n:
+            items.append(("localjump", draw(st.integers(i + 1, n))))  # forward within buffer or one past it
+        elif c == 5 and live_nodes:
+            tgt = draw(st.sampled_from(live_nodes))
+            items.append(PatchInsn(Insn(0x55, 4, 0, 0, 1), target=tgt, aux=f"new{draw(st.integers(0, 9))}"))
+        else:
+            items.append(PatchInsn(Insn(0x07, 5, 0, 0, 2), aux="supplied"))
+    # Resolve local jumps to slot offsets (kernel convention: relative within the buffer).
+    sizes = [2 if (isinstance(it, Insn) and it.code == 0x18) else 1 for it in items]
+    starts = [sum(sizes[:i]) for i in range(len(items))] + [sum(sizes)]
+    out = []
+    for i, it in enumerate(items):
+        if isinstance(it, tuple) and it and it[0] == "localjump":
+            out.append(Insn(0x05, 0, 0, starts[it[1]] - starts[i] - 1, 0))
+        else:
+            out.append(it)
+    return out
+
+
+def slots_rows(program: Program) -> list[tuple[int, ...]]:
+    return [tuple(int(x) for x in r) for r in program.slots.tolist()]
+
+
+__all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots"]
