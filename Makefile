@@ -1,0 +1,36 @@
+# bpfpatch: two commands for a newcomer.
+#   make demo   set up, then rewrite the sample program that ships with the package
+#   make test   set up (incl. Debian clang/llvm/bpftool), then run the whole test suite
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+SAMPLE := src/bpfpatch/samples/sample.o
+DEBIAN_PKGS := clang llvm clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev
+
+.PHONY: demo test setup setup-test debian bench fuzz
+
+setup:
+	$(PIP) install -q --disable-pip-version-check -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+
+setup-test: setup
+	$(PIP) install -q --disable-pip-version-check -e '.[test,bench]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+
+# Debian packages the tests compile and compare with; skipped when already there.
+debian:
+	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: setup
+	$(PYTHON) -m bpfpatch.cli demo
+
+test: debian setup-test
+	$(PYTHON) -m pytest -q -p no:cacheprovider
+
+bench: setup-test
+	$(PYTHON) -m bpfpatch.cli bench
+
+fuzz: setup-test
+	$(PIP) install -q atheris
+	$(PYTHON) fuzz/fuzz_decoder.py -max_total_time=600 fuzz/corpus
