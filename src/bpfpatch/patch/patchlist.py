@@ -275,48 +275,54 @@ class PatchList:
                     raise PatchError(f"patch item {i}: {it.insn} has a target but is not a jump or call")
         return items
 
-    def _insert(self, items: list[PatchInsn], ids: list[int], after: int) -> None:
-        """Resolve targets of freshly placed patch items.
+    def _plan(self, items: list[PatchInsn], has_after: bool) -> list[tuple[int, str, int]]:
+        """Resolve the buffer's references before anything is changed (probe before write).
 
-        `ids[i]` is the node holding item i; `after` is the node that a jump
-        to one-past-the-buffer lands on (_END if none).
+        Returns (item, "buf" | "after" | "node", value) for every item that
+        references an instruction: a buffer index, the node after the buffer,
+        or an explicit target node id.
         """
-        # Slot offsets of the items inside the buffer (an ld_imm64 takes two).
         starts = []
         s = 0
         for it in items:
             starts.append(s)
             s += 2 if it.insn[0] == LD_IMM64 else 1
         by_slot = {st: i for i, st in enumerate(starts)}
+        plan: list[tuple[int, str, int]] = []
         for i, it in enumerate(items):
             field = _target_field(it.insn)
             if field is None:
                 continue
-            nid = ids[i]
             if it.target is not None:
-                tgt = it.target._id
+                plan.append((i, "node", it.target._id))
+                continue
+            if field == "off":
+                rel = it.insn[3]
+            elif it.insn[0] == LD_IMM64:
+                rel = Insn(*it.insn).imm_lo
             else:
-                if field == "off":
-                    rel = it.insn[3]
-                elif it.insn[0] == LD_IMM64:
-                    rel = Insn(*it.insn).imm_lo
-                else:
-                    rel = it.insn[4]
-                dest = starts[i] + rel + 1
-                if dest == s:
-                    if after == _END:
-                        raise PatchError(f"patch item {i}: jumps past the end of the program")
-                    tgt = after
-                elif dest in by_slot:
-                    tgt = ids[by_slot[dest]]
-                else:
-                    raise PatchError(
-                        f"patch item {i}: jump to buffer slot {dest} leaves the patch buffer "
-                        f"(0..{s}); give a target node with PatchInsn(insn, target=node)"
-                    )
+                rel = it.insn[4]
+            dest = starts[i] + rel + 1
+            if dest == s:
+                if not has_after:
+                    raise PatchError(f"patch item {i}: jumps past the end of the program")
+                plan.append((i, "after", 0))
+            elif dest in by_slot:
+                plan.append((i, "buf", by_slot[dest]))
+            else:
+                raise PatchError(
+                    f"patch item {i}: jump to buffer slot {dest} leaves the patch buffer "
+                    f"(0..{s}); give a target node with PatchInsn(insn, target=node)"
+                )
+        return plan
+
+    def _insert(self, items: list[PatchInsn], plan: list[tuple[int, str, int]], ids: list[int], after: int) -> None:
+        """Point the new nodes' references at their targets' anchors."""
+        for i, how, value in plan:
+            tgt = ids[value] if how == "buf" else (after if how == "after" else value)
             a = self._anchor_of(tgt)
-            self._target[nid] = a
-            if _is_call_ref(it.insn):
+            self._target[ids[i]] = a
+            if _is_call_ref(items[i].insn):
                 self._called_anchors.add(a)
 
     # --- public API -----------------------------------------------------------------
@@ -359,6 +365,7 @@ class PatchList:
         """
         x = self._check_node(node, "replace")
         items = self._parse(patch)
+        plan = self._plan(items, self._next[x] != _END)
         ids = [self._new_node(it.insn, it.aux) for it in items[:-1]]
         last = items[-1]
         if ids:
@@ -376,7 +383,7 @@ class PatchList:
             self._aux[x] = last.aux
         self._live += len(ids)
         ids.append(x)
-        self._insert(items, ids, self._next[x])
+        self._insert(items, plan, ids, self._next[x])
         return node
 
     def prepend(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
@@ -388,6 +395,7 @@ class PatchList:
         """
         x = self._check_node(node, "prepend")
         items = self._parse(patch)
+        plan = self._plan(items, True)
         ids = [self._new_node(it.insn, it.aux) for it in items]
         for a, b in zip(ids, ids[1:]):
             self._next[a] = b
@@ -396,7 +404,7 @@ class PatchList:
         if retarget:
             self._move_anchor(x, ids[0])
         self._live += len(ids)
-        self._insert(items, ids, x)
+        self._insert(items, plan, ids, x)
         return Node(self, ids[-1])
 
     def append(self, node: Node, patch: Patch) -> Node:
@@ -413,13 +421,14 @@ class PatchList:
             return self.prepend(Node(self, first), patch)
         x = self._check_node(node, "append")
         items = self._parse(patch)
+        plan = self._plan(items, self._next[x] != _END)
         ids = [self._new_node(it.insn, it.aux) for it in items]
         for a, b in zip(ids, ids[1:]):
             self._next[a] = b
             self._prev[b] = a
         self._link_after(ids[0], ids[-1], x)
         self._live += len(ids)
-        self._insert(items, ids, self._next[ids[-1]])
+        self._insert(items, plan, ids, self._next[ids[-1]])
         return Node(self, ids[-1])
 
     def delete(self, node: Node) -> None:
