@@ -25,6 +25,7 @@ Steps:
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,7 +63,12 @@ def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
             push(nid)
             cur += 1 + wide[nid]
         nid = nxt[nid]
-    return np.array(order, dtype=np.int64), np.array(pos, dtype=np.int64), cur
+    return _ints(order), _ints(pos), cur
+
+
+def _ints(values: list[int]) -> np.ndarray:
+    """A Python int list as an int64 array (fromiter is several times faster than np.array)."""
+    return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
 def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np.ndarray:
@@ -84,7 +90,8 @@ def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np
     own_ids = order[~plain]
     if len(own_ids):
         insns = pl._insn
-        rows = np.array([insns[i] for i in own_ids.tolist()], dtype=np.int64).reshape(-1, 5)
+        picked = [insns[i] for i in own_ids.tolist()]
+        rows = np.fromiter(chain.from_iterable(picked), dtype=np.int64, count=5 * len(picked)).reshape(-1, 5)
         at = pos[own_ids]
         out["code"][at] = rows[:, 0]
         out["dst"][at] = rows[:, 1]
@@ -102,12 +109,12 @@ def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np
 
 def _relocations(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int, codes: np.ndarray):
     """(positions, new offsets, uses-off-field mask, node ids) of every live reference."""
-    target = np.array(pl._target, dtype=np.int64)
+    target = _ints(pl._target)
     ids = order[target[order] >= 0]
     if not len(ids):
         e = np.empty(0, dtype=np.int64)
         return e, e, np.empty(0, dtype=bool), e
-    anchor_node = np.array(pl._anchor_node, dtype=np.int64)
+    anchor_node = _ints(pl._anchor_node)
     at = pos[ids]
     dest = pos[anchor_node[target[ids]]]
     past = dest >= total
@@ -209,13 +216,13 @@ def _keep_last(positions: np.ndarray, total: int) -> np.ndarray:
 
 def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.ndarray, pos: np.ndarray, total: int) -> None:
     n = pl._n
-    anchor_node = np.array(pl._anchor_node, dtype=np.int64)
+    anchor_node = _ints(pl._anchor_node)
     nslots = len(prog.slots)
     orig_ids = np.arange(1, n + 1)
     base_slot = pl._base_slot
     # Where references to each original land (anchor k is the original anchor of node k).
     landing = pos[anchor_node[orig_ids]] if n else np.empty(0, dtype=np.int64)
-    alive = np.array(pl._orig[1:], dtype=np.int64)[:n] != DELETED if n else np.empty(0, dtype=bool)
+    alive = _ints(pl._orig[1 : n + 1]) != DELETED
     idx_map = np.full(nslots, -1, dtype=np.int64)
     insn_map = np.full(nslots, -1, dtype=np.int64)
     idx_map[base_slot] = landing

@@ -47,24 +47,46 @@ _NO_ANCHOR = -1
 _OFF_TARGET = frozenset({Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO})
 
 
+def _build_ref_table() -> list[int]:
+    """Per opcode: where its instruction reference lives (see the _REF_* codes)."""
+    table = [_REF_NONE] * 256
+    for code in range(256):
+        kind = KIND[code]
+        if kind in _OFF_TARGET:
+            table[code] = _REF_OFF
+        elif kind == Kind.GOTOL:
+            table[code] = _REF_IMM
+        elif kind == Kind.CALL:
+            table[code] = _REF_CALL
+        elif kind == Kind.LD_IMM64:
+            table[code] = _REF_FUNC
+    return table
+
+
+# Where an instruction keeps its reference; plain lists, because enum lookups
+# on the per-patch path cost more than the patching itself.
+_REF_NONE, _REF_OFF, _REF_IMM, _REF_CALL, _REF_FUNC = range(5)
+_REF = _build_ref_table()
+_VALID = [KIND[c] != Kind.INVALID for c in range(256)]
+
+
+def _ref_kind(insn: Insn) -> int:
+    """_REF_OFF / _REF_IMM for instructions that reference another instruction, else _REF_NONE."""
+    r = _REF[insn[0]]
+    if r == _REF_CALL:
+        return _REF_IMM if insn[2] == CallSrc.PSEUDO_CALL else _REF_NONE
+    if r == _REF_FUNC:
+        return _REF_IMM if insn[2] == PseudoSrc.FUNC else _REF_NONE
+    return r
+
+
 def _target_field(insn: Insn) -> str | None:
     """'off' or 'imm' for instructions that reference another instruction, else None."""
-    kind = KIND[insn.code]
-    if kind in _OFF_TARGET:
-        return "off"
-    if kind == Kind.GOTOL:
-        return "imm"
-    if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL:
-        return "imm"
-    if kind == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC:
-        return "imm"
-    return None
+    return (None, "off", "imm")[_ref_kind(insn)]
 
 
 def _is_call_ref(insn: Insn) -> bool:
-    return (insn.code == 0x85 and insn.src == CallSrc.PSEUDO_CALL) or (
-        insn.code == LD_IMM64 and insn.src == PseudoSrc.FUNC
-    )
+    return (insn[0] == 0x85 and insn[2] == CallSrc.PSEUDO_CALL) or (insn[0] == LD_IMM64 and insn[2] == PseudoSrc.FUNC)
 
 
 class PatchList:
@@ -99,6 +121,7 @@ class PatchList:
         self._anchor_node: list[int] = list(range(total))
         self._node_anchor: list[int] = list(range(total))
         self._live = n
+        self._memo: dict[tuple[int, bool], tuple[Any, list[PatchInsn], list[tuple[int, str, int]]]] = {}
 
         # Target references of the original jumps/calls (vectorized).
         target = np.full(total, _NO_ANCHOR, dtype=np.int64)
@@ -229,6 +252,43 @@ class PatchList:
             x, p = p, self._prev[p]
         return x
 
+    def _new_chain(self, items: Sequence[PatchInsn]) -> list[int]:
+        """Create linked nodes for `items` (first.prev and last.next left to the caller)."""
+        k = len(items)
+        base = len(self._orig)
+        if k == 1:
+            return [self._new_node(items[0][0], items[0][2])]
+        self._next.extend(range(base + 1, base + k + 1))
+        self._prev.extend(range(base - 1, base + k - 1))
+        insns = [it[0] for it in items]
+        self._insn.extend(insns)
+        self._wide.extend(bytes(k) if not any(i[0] == LD_IMM64 for i in insns) else bytes(i[0] == LD_IMM64 for i in insns))
+        self._dirty.extend(b"\x01" * k)
+        self._orig.extend([INSERTED] * k)
+        self._aux.extend([it[2] for it in items])
+        self._node_anchor.extend([_NO_ANCHOR] * k)
+        self._target.extend([_NO_ANCHOR] * k)
+        return list(range(base, base + k))
+
+    def _prepared(self, patch: Patch, has_after: bool) -> tuple[list[PatchInsn], list[tuple[int, str, int]]]:
+        """Parsed items and their reference plan; memoized for tuples of plain Insns.
+
+        Passes often emit the same immutable patch at many sites (e.g. one
+        guard per register pair): parsing it once makes those patches cheap.
+        """
+        if type(patch) is tuple:
+            key = (id(patch), has_after)
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] is patch:
+                return hit[1], hit[2]
+            items = self._parse(patch)
+            plan = self._plan(items, has_after)
+            if all(it[1] is None for it in items):
+                self._memo[key] = (patch, items, plan)
+            return items, plan
+        items = self._parse(patch)
+        return items, self._plan(items, has_after)
+
     def _link_before(self, first: int, last: int, at: int) -> None:
         prev = self._prev[at]
         self._next[prev] = first
@@ -250,30 +310,38 @@ class PatchList:
 
             patch = assemble(patch)
         items: list[PatchInsn] = []
+        push = items.append
         for item in patch:
             if type(item) is Insn:
-                items.append(PatchInsn(item))
+                if not _VALID[item[0]]:
+                    self._bad_item(len(items), item)
+                push(PatchInsn(item))
             elif isinstance(item, PatchInsn):
-                items.append(item)
+                if not _VALID[item.insn[0]]:
+                    self._bad_item(len(items), item.insn)
+                if item.target is not None:
+                    self._check_node(item.target, f"patch item {len(items)} target")
+                    if _ref_kind(item.insn) == _REF_NONE:
+                        raise PatchError(f"patch item {len(items)}: {item.insn} has a target but is not a jump or call")
+                push(item)
             elif isinstance(item, str):
                 from bpfpatch.asm import assemble
 
                 items.extend(PatchInsn(i) for i in assemble(item))
             elif isinstance(item, tuple) and len(item) == 5:
-                items.append(PatchInsn(Insn(*item)))
+                insn = Insn(*item)
+                if not (0 <= insn[0] < 256) or not _VALID[insn[0]]:
+                    self._bad_item(len(items), insn)
+                push(PatchInsn(insn))
             else:
                 raise PatchError(f"patch item {item!r} is not an Insn, PatchInsn or assembly text")
         if not items:
             raise PatchError("empty patch: to remove an instruction use delete()")
-        for i, it in enumerate(items):
-            code = it.insn[0]
-            if not (0 <= code < 256) or KIND[code] == Kind.INVALID:
-                raise PatchError(f"patch item {i}: invalid opcode {code:#x} (a raw ld_imm64 half cannot be patched in)")
-            if it.target is not None:
-                self._check_node(it.target, f"patch item {i} target")
-                if _target_field(it.insn) is None:
-                    raise PatchError(f"patch item {i}: {it.insn} has a target but is not a jump or call")
         return items
+
+    @staticmethod
+    def _bad_item(i: int, insn: Insn) -> None:
+        raise PatchError(f"patch item {i}: invalid opcode {insn[0]:#x} (a raw ld_imm64 half cannot be patched in)")
 
     def _plan(self, items: list[PatchInsn], has_after: bool) -> list[tuple[int, str, int]]:
         """Resolve the buffer's references before anything is changed (probe before write).
@@ -282,38 +350,46 @@ class PatchList:
         references an instruction: a buffer index, the node after the buffer,
         or an explicit target node id.
         """
-        starts = []
-        s = 0
-        for it in items:
-            starts.append(s)
-            s += 2 if it.insn[0] == LD_IMM64 else 1
-        by_slot = {st: i for i, st in enumerate(starts)}
         plan: list[tuple[int, str, int]] = []
+        starts: list[int] | None = None
+        nslots = len(items)
         for i, it in enumerate(items):
-            field = _target_field(it.insn)
-            if field is None:
+            insn = it[0]
+            ref = _ref_kind(insn)
+            if ref == _REF_NONE:
                 continue
-            if it.target is not None:
-                plan.append((i, "node", it.target._id))
+            if it[1] is not None:
+                plan.append((i, "node", it[1]._id))
                 continue
-            if field == "off":
-                rel = it.insn[3]
-            elif it.insn[0] == LD_IMM64:
-                rel = Insn(*it.insn).imm_lo
+            if starts is None:
+                if any(p[0][0] == LD_IMM64 for p in items):
+                    starts, s = [], 0
+                    for p in items:
+                        starts.append(s)
+                        s += 2 if p[0][0] == LD_IMM64 else 1
+                    nslots = s
+                else:
+                    starts = list(range(len(items)))
+            if ref == _REF_OFF:
+                rel = insn[3]
+            elif insn[0] == LD_IMM64:
+                rel = Insn(*insn).imm_lo
             else:
-                rel = it.insn[4]
+                rel = insn[4]
             dest = starts[i] + rel + 1
-            if dest == s:
+            if dest == nslots:
                 if not has_after:
                     raise PatchError(f"patch item {i}: jumps past the end of the program")
                 plan.append((i, "after", 0))
-            elif dest in by_slot:
-                plan.append((i, "buf", by_slot[dest]))
-            else:
+                continue
+            try:
+                j = starts.index(dest)
+            except ValueError:
                 raise PatchError(
                     f"patch item {i}: jump to buffer slot {dest} leaves the patch buffer "
-                    f"(0..{s}); give a target node with PatchInsn(insn, target=node)"
-                )
+                    f"(0..{nslots}); give a target node with PatchInsn(insn, target=node)"
+                ) from None
+            plan.append((i, "buf", j))
         return plan
 
     def _insert(self, items: list[PatchInsn], plan: list[tuple[int, str, int]], ids: list[int], after: int) -> None:
@@ -364,26 +440,25 @@ class PatchList:
         (``retarget=True``, kernel semantics) or on the last (``False``).
         """
         x = self._check_node(node, "replace")
-        items = self._parse(patch)
-        plan = self._plan(items, self._next[x] != _END)
-        ids = [self._new_node(it.insn, it.aux) for it in items[:-1]]
+        items, plan = self._prepared(patch, self._next[x] != _END)
         last = items[-1]
-        if ids:
-            for a, b in zip(ids, ids[1:]):
-                self._next[a] = b
-                self._prev[b] = a
+        if len(items) > 1:
+            ids = self._new_chain(items[:-1])
             self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
             if retarget:
                 self._move_anchor(x, ids[0])
-        self._insn[x] = last.insn
-        self._wide[x] = last.insn[0] == LD_IMM64
+            self._live += len(ids)
+            ids.append(x)
+        else:
+            ids = [x]
+        self._insn[x] = last[0]
+        self._wide[x] = last[0][0] == LD_IMM64
         self._dirty[x] = 1
         self._target[x] = _NO_ANCHOR
-        if last.aux is not None:
-            self._aux[x] = last.aux
-        self._live += len(ids)
-        ids.append(x)
-        self._insert(items, plan, ids, self._next[x])
+        if last[2] is not None:
+            self._aux[x] = last[2]
+        if plan:
+            self._insert(items, plan, ids, self._next[x])
         return node
 
     def prepend(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
@@ -394,12 +469,8 @@ class PatchList:
         Returns the last inserted node.
         """
         x = self._check_node(node, "prepend")
-        items = self._parse(patch)
-        plan = self._plan(items, True)
-        ids = [self._new_node(it.insn, it.aux) for it in items]
-        for a, b in zip(ids, ids[1:]):
-            self._next[a] = b
-            self._prev[b] = a
+        items, plan = self._prepared(patch, True)
+        ids = self._new_chain(items)
         self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
         if retarget:
             self._move_anchor(x, ids[0])
@@ -420,12 +491,8 @@ class PatchList:
                 raise PatchError("append: the program is empty")
             return self.prepend(Node(self, first), patch)
         x = self._check_node(node, "append")
-        items = self._parse(patch)
-        plan = self._plan(items, self._next[x] != _END)
-        ids = [self._new_node(it.insn, it.aux) for it in items]
-        for a, b in zip(ids, ids[1:]):
-            self._next[a] = b
-            self._prev[b] = a
+        items, plan = self._prepared(patch, self._next[x] != _END)
+        ids = self._new_chain(items)
         self._link_after(ids[0], ids[-1], x)
         self._live += len(ids)
         self._insert(items, plan, ids, self._next[ids[-1]])
