@@ -1,0 +1,155 @@
+"""The one-node API: semantics the kernel defines, and misuse caught at the call."""
+
+from __future__ import annotations
+
+import pytest
+
+from bpfpatch import DELETED, INSERTED, Insn, PatchError, PatchInsn, PatchList, Program, RelocationError
+from bpfpatch.isa import insn as C
+from progtools import slots_rows
+
+# r0 = 7; r1 = 2; if r1 == 0 goto +1; r0 /= r1; exit
+PROG = [Insn(0xB7, 0, 0, 0, 7), Insn(0xB7, 1, 0, 0, 2), Insn(0x15, 1, 0, 1, 0), Insn(0x3F, 0, 1), Insn(0x95)]
+
+
+def rows(p):
+    return [r[:5] for r in slots_rows(p)]
+
+
+def test_identity_and_orig_idx():
+    prog = Program.from_insns(PROG)
+    pl = PatchList(prog)
+    assert [n.orig_idx for n in pl] == [0, 1, 2, 3, 4]
+    assert len(pl) == 5
+    assert pl.linearize().to_bytes() == prog.to_bytes()
+
+
+def test_replace_lands_jumps_on_first_and_returns_node():
+    pl = PatchList(Program.from_insns(PROG))
+    div = pl.node_at(3)
+    last = pl.replace(div, [Insn(0x55, 1, 0, 2), Insn(0xAC), Insn(0x05, 0, 0, 1), div.insn])
+    assert last == div and div.orig_idx == 3
+    out = pl.linearize()
+    # `if r1 == 0 goto +1` jumped over the division to exit: now over the whole guard.
+    assert rows(out)[2] == (0x15, 1, 0, 4, 0)
+    assert out.idx_map.tolist() == [0, 1, 2, 3, 7]
+    assert out.insn_map.tolist() == [0, 1, 2, 6, 7]
+    assert [n.orig_idx for n in pl][3:6] == [INSERTED] * 3
+
+
+def test_prepend_retarget_choice():
+    for retarget, want in ((True, 1), (False, 2)):
+        pl = PatchList(Program.from_insns(PROG))
+        pl.prepend(pl.node_at(4), [Insn(0xB7, 3, 0, 0, 1)], retarget=retarget)
+        # the conditional jump targeted exit: now the prepended insn (kernel) or exit itself
+        assert rows(pl.linearize())[2] == (0x15, 1, 0, want, 0)
+
+
+def test_delete_forwards_jumps_and_skips_in_iteration():
+    pl = PatchList(Program.from_insns(PROG))
+    pl.delete(pl.node_at(3))
+    assert [n.orig_idx for n in pl] == [0, 1, 2, 4]
+    out = pl.linearize()
+    assert rows(out)[2] == (0x15, 1, 0, 0, 0)
+    assert out.idx_map.tolist() == [0, 1, 2, 3, 3] and out.insn_map.tolist()[3] == -1
+
+
+def test_explicit_target_reference():
+    pl = PatchList(Program.from_insns(PROG))
+    exit_node = pl.node_at(4)
+    pl.append(pl.node_at(0), [PatchInsn(C.ja(0), target=exit_node)])
+    out = pl.linearize()
+    assert rows(out)[1] == (0x05, 0, 0, 3, 0)
+
+
+def test_passes_patch_inserted_nodes():
+    pl = PatchList(Program.from_insns(PROG))
+    pl.prepend(pl.node_at(3), [Insn(0xB7, 3, 0, 0, 1)])
+    seen = [n for n in pl if n.orig_idx == INSERTED]
+    assert len(seen) == 1
+    pl.replace(seen[0], [Insn(0xB7, 3, 0, 0, 2), Insn(0xB7, 4, 0, 0, 2)])
+    assert [r[4] for r in rows(pl.linearize())[3:5]] == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        (lambda pl, n: pl.replace(n, []), "empty patch"),
+        (lambda pl, n: pl.replace(n, [Insn(0x00)]), "invalid opcode"),
+        (lambda pl, n: pl.prepend(n, [Insn(0x05, 0, 0, 5)]), "leaves the patch buffer"),
+        (lambda pl, n: pl.replace(pl.node_at(4), [Insn(0x05, 0, 0, 0)]), "past the end"),
+        (lambda pl, n: pl.replace(PatchList(Program.from_insns(PROG)).node_at(0), [Insn(0xB7)]), "another PatchList"),
+        (lambda pl, n: (pl.delete(n), pl.replace(n, [Insn(0xB7)])), "deleted"),
+        (lambda pl, n: pl.prepend(n, [PatchInsn(C.ja(0), target=_deleted(pl))]), "deleted"),
+        (lambda pl, n: pl.prepend(n, [PatchInsn(Insn(0xB7), target=pl.node_at(4))]), "not a jump"),
+    ],
+)
+def test_misuse_is_caught_at_the_call(action, message):
+    pl = PatchList(Program.from_insns(PROG))
+    before = pl.linearize().to_bytes()
+    with pytest.raises(PatchError, match=message):
+        action(pl, pl.node_at(1))
+    if message != "deleted":  # (those cases delete a node on purpose first)
+        assert pl.linearize().to_bytes() == before, "a refused patch changed the list"
+
+
+def _deleted(pl):
+    n = pl.node_at(0)
+    pl.delete(n)
+    return n
+
+
+def test_deleting_called_subprogram_is_refused():
+    # main: call +1 ; exit ; sub: r0 = 1 (only insn before exit... make sub a single exit)
+    prog = Program.from_insns([Insn(0x85, 0, 1, 0, 1), Insn(0x95), Insn(0x95)])
+    assert prog.subprogs == [0, 2]
+    pl = PatchList(prog)
+    with pytest.raises(PatchError, match="subprogram"):
+        pl.delete(pl.node_at(2))
+
+
+def test_unreferenced_subprogram_removal_drops_func_info():
+    from bpfpatch import FuncInfo
+
+    prog = Program.from_insns(
+        [Insn(0xB7), Insn(0x95), Insn(0xB7, 0, 0, 0, 1), Insn(0x95), Insn(0x95)],
+        subprogs=[0, 2, 4],
+        func_info=[FuncInfo(0, 1), FuncInfo(2, 2), FuncInfo(4, 3)],
+    )
+    pl = PatchList(prog)
+    pl.delete(pl.node_at(2))
+    pl.delete(pl.node_at(3))
+    out = pl.linearize()
+    assert out.subprogs == [0, 2]
+    assert out.func_info == [FuncInfo(0, 1), FuncInfo(2, 3)]
+
+
+def _staggered(n_mid: int, cond: bool) -> Program:
+    """A jump over n_mid instructions, the test_bpf.c 'staggered jumps' way."""
+    jump = Insn(0x15, 1, 0, n_mid, 0) if cond else Insn(0x05, 0, 0, n_mid, 0)
+    return Program.from_insns([Insn(0xB7), Insn(0xB7, 1, 0, 0, 0), jump] + [Insn(0x07, 0, 0, 0, 1)] * n_mid + [Insn(0x95)])
+
+
+@pytest.mark.parametrize("cond", [False, True])
+def test_offset_overflow_is_an_error_by_default_and_relaxed_on_request(cond):
+    prog = _staggered(32767, cond)  # the jump offset is exactly at the edge
+    pl = PatchList(prog)
+    pl.prepend(pl.node_at(3), [Insn(0x07, 0, 0, 0, 1)])  # one more insn between: 32768 no longer fits
+    with pytest.raises(RelocationError) as info:
+        pl.linearize()
+    assert info.value.index == 2 and info.value.needed == 32768
+    out = pl.linearize(relax_long_jumps=True)
+    ins = out.insns
+    if cond:
+        # inverted condition over a gotol: if r1 != 0 goto +1; gotol +32768
+        assert ins[2] == Insn(0x55, 1, 0, 1, 0) and ins[3] == Insn(0x06, 0, 0, 0, 32768)
+    else:
+        assert ins[2] == Insn(0x06, 0, 0, 0, 32768)
+    # the relaxed jump reaches the original target: the exit
+    target = 3 + 32768 + 1 if cond else 2 + 32768 + 1
+    assert ins[target] == Insn(0x95)
+
+
+def test_edge_offset_fits_without_relaxation():
+    prog = _staggered(32767, True)
+    assert PatchList(prog).linearize().to_bytes() == prog.to_bytes()
