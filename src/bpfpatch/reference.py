@@ -267,3 +267,39 @@ class ReferencePatcher:
             aux=[s.aux for s in self.slots] if (self.program.aux is not None or any(s.aux is not None for s in self.slots)) else None,
             external=frozenset(i for i, s in enumerate(self.slots) if s.external),
         )
+
+
+def patch_sites_one_at_a_time(program: Program, sites: Sequence[int], patch: Sequence[Insn]) -> Program:
+    """The kernel's quadratic loop, array-based like its C: for each site, re-copy and re-scan.
+
+    Each site (an original slot, single-slot instruction) is replaced by
+    `patch` whose LAST item stands for the site's own instruction.  This is
+    the benchmark baseline: per patch it copies the whole program
+    (bpf_patch_insn_single) and re-adjusts every jump (bpf_adj_branches),
+    with NumPy doing the inner loops the way C would.  Jumps only (no
+    metadata), which is what the kernel's cost is made of.
+    """
+    import numpy as np
+
+    from bpfpatch.isa import KIND, Kind
+
+    slots = program.slots.copy()
+    buf = insns_to_slots(patch[:-1])
+    extra = len(buf)
+    off_kinds = np.array([k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO) for k in range(len(Kind))])
+    shift = 0
+    for site in sites:
+        off = site + shift
+        site_slot = slots[off : off + 1].copy()
+        slots = np.concatenate([slots[:off], buf, site_slot, slots[off + 1 :]])
+        # Re-scan every jump of the new program (the kernel's bpf_adj_branches).
+        is_jump = off_kinds[KIND[slots["code"]]]
+        is_jump[off : off + extra + 1] = False  # the patch's own jumps are local
+        idx = np.flatnonzero(is_jump)
+        cur = idx
+        old_cur = np.where(cur < off, cur, cur - extra)
+        tgt = old_cur + slots["off"][idx].astype(np.int64) + 1
+        new_tgt = np.where(tgt <= off, tgt, tgt + extra)
+        slots["off"][idx] = new_tgt - cur - 1
+        shift += extra
+    return Program(slots)

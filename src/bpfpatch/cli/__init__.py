@@ -13,7 +13,7 @@ from bpfpatch.cli.app import app
 from bpfpatch.errors import BpfPatchError, KernelError
 
 # Command modules; each registers on `app` when imported.
-_COMMANDS = ("disasm", "asm", "patch", "check", "bench")
+_COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo")
 
 
 def _load_commands() -> None:
@@ -37,16 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except SystemExit as exc:  # typer/click exits (usage errors, explicit exits)
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
-    except Exception as exc:  # click usage errors and friends
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # Usage errors come from the click typer bundles: duck-type them.
+        if hasattr(exc, "exit_code") and hasattr(exc, "show"):
             exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+            return int(exc.exit_code)
+        if type(exc).__name__ == "Abort":
             return 1
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
+        if type(exc).__name__ == "Exit":
+            return int(getattr(exc, "exit_code", 0))
         raise
     return rc if isinstance(rc, int) else 0
 

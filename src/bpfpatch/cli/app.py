@@ -11,3 +11,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Rewrite eBPF bytecode in linear time: disasm, asm, patch, check, bench, demo."""

@@ -1,0 +1,7 @@
+"""`python -m bpfpatch ...`"""
+
+import sys
+
+from bpfpatch.cli import main
+
+sys.exit(main())

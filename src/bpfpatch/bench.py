@@ -1,0 +1,265 @@
+"""Benchmarks: the seed's workload, every series in one run, one table.
+
+Workload (the seed's and the kernel's): a program of N register divisions
+``r0 /= r1``, each replaced by the kernel's 4-instruction divide-by-zero guard
+(``if r1 != 0 goto +2; w0 ^= w0; goto +1; r0 /= r1``).  Every series is timed
+end to end -- decode the bytes, patch, linearize, encode -- and shown next
+to a floor measured in the same run: one NumPy copy of the output array.
+
+Series: ``bulk`` (`replace_sites`), ``node`` (the one-node `PatchList` API),
+``pipeline`` (the registered passes on one list), ``reference`` (the kernel's
+one-patch-at-a-time algorithm, quadratic: stopped once a run would exceed the
+budget), ``kernel`` (BPF_PROG_LOAD of the same program on the running
+kernel, whose verifier does the same patching; ``kernel-nopatch`` loads the
+same size without divisions, so the difference is the kernel's patching).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from bpfpatch.isa import SLOT_DTYPE, Insn
+from bpfpatch.patch import SITE, PatchList, Row, S, replace_sites
+from bpfpatch.program import Program
+
+SEED_SIZES = (15_000, 45_000, 95_000, 195_000, 1_000_000)
+QUICK_SIZES = (15_000, 45_000, 100_000)
+#: The seed thread's figures (2019, C, quadratic kernel code), seconds.
+SEED_FIGURES = {15_000: 3.0, 45_000: 29.0, 95_000: 125.0, 195_000: 712.0, 1_000_000: 5100.0}
+
+# The kernel's 64-bit unsigned guard (NOTES.md), as a bulk template.
+DIV_GUARD_TEMPLATE = [Row(0x55, dst=S.src, off=2), Row(0xAC, dst=S.dst, src=S.dst), Row(0x05, off=1), SITE]
+
+
+def division_program(n: int, *, op: int = 0x3F) -> bytes:
+    """``r0 = 7; r1 = 2; (r0 op= r1) x n; exit`` as raw bytes (op 0x0f = add: no patching)."""
+    s = np.zeros(n + 3, dtype=SLOT_DTYPE)
+    s[0] = (0xB7, 0, 0, 0, 7)
+    s[1] = (0xB7, 1, 0, 0, 2)
+    s["code"][2 : n + 2] = op
+    s["src"][2 : n + 2] = 1
+    s[n + 2] = (0x95, 0, 0, 0, 0)
+    return Program(s).to_bytes()
+
+
+def run_bulk(raw: bytes) -> bytes:
+    prog = Program.from_bytes(raw)
+    sites = np.flatnonzero(prog.slots["code"] == 0x3F)
+    return replace_sites(prog, [(sites, DIV_GUARD_TEMPLATE)]).to_bytes()
+
+
+def run_node(raw: bytes) -> bytes:
+    prog = Program.from_bytes(raw)
+    pl = PatchList(prog)
+    guards: dict[Insn, tuple[Insn, ...]] = {}
+    for node in pl:
+        insn = node.insn
+        if insn.code == 0x3F:
+            guard = guards.get(insn)
+            if guard is None:  # one immutable guard per register pair: parsed once by the list
+                guard = guards[insn] = (Insn(0x55, insn.src, 0, 2, 0), Insn(0xAC, insn.dst, insn.dst), Insn(0x05, 0, 0, 1), insn)
+            pl.replace(node, guard)
+    return pl.linearize().to_bytes()
+
+
+def run_pipeline(raw: bytes, passes: tuple[str, ...] = ("div-guard",)) -> bytes:
+    from bpfpatch.passes import PassContext, run_passes
+
+    return run_passes(Program.from_bytes(raw), passes, PassContext(seed=1)).to_bytes()
+
+
+def run_reference(raw: bytes) -> bytes:
+    from bpfpatch.reference import patch_sites_one_at_a_time
+
+    prog = Program.from_bytes(raw)
+    sites = np.flatnonzero(prog.slots["code"] == 0x3F).tolist()
+    guard = [Insn(0x55, 1, 0, 2), Insn(0xAC), Insn(0x05, 0, 0, 1), Insn(0x3F, 0, 1)]
+    return patch_sites_one_at_a_time(prog, sites, guard).to_bytes()
+
+
+def copy_floor(raw: bytes, out_slots: int) -> Callable[[], object]:
+    arr = np.zeros(out_slots, dtype=SLOT_DTYPE)
+    return lambda: arr.copy()
+
+
+@dataclass
+class Measurement:
+    series: str
+    n: int
+    seconds: float | None
+    note: str = ""
+
+
+@dataclass
+class BenchResult:
+    machine: str
+    measurements: list[Measurement] = field(default_factory=list)
+    peak_rss_mib: float | None = None
+
+    def get(self, series: str, n: int) -> float | None:
+        for m in self.measurements:
+            if m.series == series and m.n == n:
+                return m.seconds
+        return None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def machine_name() -> str:
+    cpu = "unknown cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """Best of `repeat` wall-clock runs (GC collected before each, as the runs are short)."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def kernel_load_seconds(raw: bytes) -> float | None:
+    """Wall time of BPF_PROG_LOAD for a socket filter, or None where bpf() is refused."""
+    try:
+        from bpfpatch.kernel import load_program
+    except ImportError:
+        return None
+    t = time.perf_counter()
+    try:
+        with load_program(raw, "socket_filter"):
+            pass
+    except Exception:  # noqa: BLE001 - refused or rejected: no figure
+        return None
+    return time.perf_counter() - t
+
+
+def run_benchmarks(
+    sizes: Iterable[int] = SEED_SIZES,
+    *,
+    budget: float = 30.0,
+    series: Iterable[str] = ("floor", "bulk", "node", "pipeline", "reference", "kernel"),
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Run every series at every size in this process; skip what would blow `budget` seconds."""
+    sizes = sorted(sizes)
+    want = set(series)
+    result = BenchResult(machine_name())
+    ref_last: tuple[int, float] | None = None
+    kern_last: tuple[int, float] | None = None
+
+    def note(msg: str) -> None:
+        if progress:
+            progress(msg)
+
+    # The quadratic series start small so their curve shows before the budget stops them.
+    if "reference" in want or "kernel" in want:
+        for n in (2_500, 5_000, 10_000):
+            if n < sizes[0]:
+                raw = division_program(n)
+                if "reference" in want:
+                    note(f"reference n={n}")
+                    ref_last = (n, timed(lambda: run_reference(raw), 1))
+                    result.measurements.append(Measurement("reference", n, ref_last[1]))
+                if "kernel" in want:
+                    note(f"kernel n={n}")
+                    t = kernel_load_seconds(raw)
+                    if t is not None:
+                        kern_last = (n, t)
+                    result.measurements.append(Measurement("kernel", n, t, "" if t is not None else "bpf() refused"))
+                    result.measurements.append(Measurement("kernel-nopatch", n, kernel_load_seconds(division_program(n, op=0x0F))))
+    for n in sizes:
+        raw = division_program(n)
+        expected = run_bulk(raw)
+        repeat = 3 if n <= 200_000 else 1
+        if "floor" in want:
+            note(f"floor n={n}")
+            result.measurements.append(Measurement("floor", n, timed(copy_floor(raw, len(expected) // 8), 5)))
+        for name, fn in (("bulk", run_bulk), ("node", run_node)):
+            if name in want:
+                note(f"{name} n={n}")
+                result.measurements.append(Measurement(name, n, timed(lambda: fn(raw), repeat)))
+        if "pipeline" in want:
+            note(f"pipeline n={n}")
+            try:
+                out = run_pipeline(raw)
+                ok = out == expected
+                result.measurements.append(
+                    Measurement("pipeline", n, timed(lambda: run_pipeline(raw), 1), "" if ok else "output differs from bulk!")
+                )
+            except Exception as exc:  # noqa: BLE001 - a pass not available yet
+                result.measurements.append(Measurement("pipeline", n, None, f"unavailable: {exc}"))
+        if "reference" in want:
+            # Quadratic: predict from the last run and stop before the budget.
+            if ref_last is None or ref_last[1] * (n / ref_last[0]) ** 2 <= budget:
+                note(f"reference n={n}")
+                t = timed(lambda: run_reference(raw), 1)
+                ref_last = (n, t)
+                result.measurements.append(Measurement("reference", n, t))
+            else:
+                result.measurements.append(Measurement("reference", n, None, f"skipped: predicted > {budget:.0f} s"))
+        if "kernel" in want:
+            if n > 1_000_000 // 2:
+                result.measurements.append(Measurement("kernel", n, None, "skipped: above the verifier's 1M limit"))
+            elif kern_last is None or kern_last[1] * (n / kern_last[0]) ** 2 <= budget:
+                note(f"kernel n={n}")
+                t = kernel_load_seconds(raw)
+                t0 = kernel_load_seconds(division_program(n, op=0x0F))
+                if t is not None:
+                    kern_last = (n, t)
+                result.measurements.append(Measurement("kernel", n, t, "" if t is not None else "bpf() refused"))
+                result.measurements.append(Measurement("kernel-nopatch", n, t0))
+            else:
+                result.measurements.append(Measurement("kernel", n, None, f"skipped: predicted > {budget:.0f} s"))
+    result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def growth(result: BenchResult, series: str, big: int, small: int) -> float | None:
+    a, b = result.get(series, big), result.get(series, small)
+    return a / b if a and b else None
+
+
+def plot(result: BenchResult, path: str) -> None:
+    """Log-log chart of time vs N for every series (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    names = sorted({m.series for m in result.measurements})
+    for name in names:
+        pts = sorted((m.n, m.seconds) for m in result.measurements if m.series == name and m.seconds)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.plot(list(SEED_FIGURES), list(SEED_FIGURES.values()), "k--", marker="x", label="seed thread (2019 kernel, C)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("patched instructions N")
+    ax.set_ylabel("seconds (decode + patch + linearize + encode)")
+    ax.set_title("bpfpatch: divide-by-zero guard at N sites")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

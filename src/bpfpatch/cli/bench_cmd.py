@@ -1,0 +1,78 @@
+"""`bpfpatch bench`: the seed's table, every series in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bpfpatch import bench as B
+from bpfpatch.cli.app import app
+from bpfpatch.cli.output import write_atomic
+
+
+def _fmt(sec: float | None) -> str:
+    if sec is None:
+        return "-"
+    return f"{sec * 1000:.1f} ms" if sec < 1 else f"{sec:.2f} s"
+
+
+def render(result: B.BenchResult, console: Console) -> None:
+    sizes = sorted({m.n for m in result.measurements})
+    series = [s for s in ("floor", "bulk", "node", "pipeline", "reference", "kernel", "kernel-nopatch")
+              if any(m.series == s for m in result.measurements)]
+    table = Table(title=f"N divide-by-zero guards, end to end (decode, patch, linearize, encode)\n{result.machine}")
+    table.add_column("series")
+    for n in sizes:
+        table.add_column(f"{n:,}", justify="right")
+    for s in series:
+        row = [s]
+        for n in sizes:
+            t = result.get(s, n)
+            floor = result.get("floor", n)
+            cell = _fmt(t)
+            if t and floor and s in ("bulk", "node", "pipeline"):
+                cell += f" ({t / floor:.0f}x)"
+            row.append(cell)
+        table.add_row(*row)
+    seed = ["seed (2019, C)"] + [_fmt(B.SEED_FIGURES.get(n)) for n in sizes]
+    table.add_row(*seed)
+    console.print(table)
+    for s in ("bulk", "node", "pipeline"):
+        g = B.growth(result, s, 1_000_000, 95_000) or B.growth(result, s, 100_000, 15_000)
+        if g:
+            console.print(f"growth {s}: {g:.1f}x for {'1M/95k' if B.growth(result, s, 1_000_000, 95_000) else '100k/15k'}")
+    if result.peak_rss_mib:
+        console.print(f"peak RSS of this run: {result.peak_rss_mib:.0f} MiB")
+
+
+@app.command("bench")
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="N = 15k, 45k, 100k only (under a minute)"),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="comma-separated N values"),
+    series: str = typer.Option("floor,bulk,node,pipeline,reference,kernel", "--series"),
+    budget: float = typer.Option(30.0, "--budget", help="seconds a quadratic run may take"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
+    plot_out: Optional[Path] = typer.Option(None, "--plot", help="draw a log-log chart (PNG)"),
+) -> None:
+    """Time every series on the seed's workload and print the table."""
+    ns = [int(x) for x in sizes.split(",")] if sizes else list(B.QUICK_SIZES if quick else B.SEED_SIZES)
+    console = Console()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=None)
+        result = B.run_benchmarks(
+            ns,
+            budget=budget if not quick else min(budget, 10.0),
+            series=series.split(","),
+            progress=lambda msg: progress.update(task, description=msg),
+        )
+    render(result, console)
+    if json_out:
+        write_atomic(json_out, result.to_json().encode())
+    if plot_out:
+        B.plot(result, str(plot_out))
+        console.print(f"chart written to {plot_out}")
