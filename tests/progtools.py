@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from bpfpatch import FuncInfo, Insn, LineInfo, PatchInsn, Program
-from bpfpatch.isa import insns_to_slots
+from bpfpatch.isa import insns_to_slots, slot_rows
 
 JMP_CONDS = [0x15, 0x1D, 0x25, 0x55, 0x5D, 0xA5, 0x16, 0x56, 0x2E]  # jeq/jgt/jne/jlt k/x, jmp32
 
@@ -102,7 +102,8 @@ def patch_buffers(draw, live_nodes) -> list:
 
 
 def slots_rows(program: Program) -> list[tuple[int, ...]]:
-    return [tuple(int(x) for x in r) for r in program.slots.tolist()]
+    """(code, dst, src, off, imm) per slot."""
+    return slot_rows(program.slots)
 
 
 __all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots"]

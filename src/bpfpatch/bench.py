@@ -43,11 +43,11 @@ DIV_GUARD_TEMPLATE = [Row(0x55, dst=S.src, off=2), Row(0xAC, dst=S.dst, src=S.ds
 def division_program(n: int, *, op: int = 0x3F) -> bytes:
     """``r0 = 7; r1 = 2; (r0 op= r1) x n; exit`` as raw bytes (op 0x0f = add: no patching)."""
     s = np.zeros(n + 3, dtype=SLOT_DTYPE)
-    s[0] = (0xB7, 0, 0, 0, 7)
-    s[1] = (0xB7, 1, 0, 0, 2)
+    s[0] = (0xB7, 0, 0, 7)
+    s[1] = (0xB7, 1, 0, 2)
     s["code"][2 : n + 2] = op
-    s["src"][2 : n + 2] = 1
-    s[n + 2] = (0x95, 0, 0, 0, 0)
+    s["regs"][2 : n + 2] = 1 << 4  # src = r1
+    s[n + 2] = (0x95, 0, 0, 0)
     return Program(s).to_bytes()
 
 

@@ -208,7 +208,7 @@ def compute_subprogs(
         idx, rel = idx[keep], rel[keep]
     if len(idx):
         code = slots["code"][idx]
-        src = slots["src"][idx]
+        src = slots["regs"][idx] >> 4
         is_call = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == 0x18) & (src == PseudoSrc.FUNC))
         targets = set((idx[is_call] + rel[is_call] + 1).tolist())
     else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bpfpatch.errors import PatchError
-from bpfpatch.isa import LD_IMM64, Insn, insns_to_slots
+from bpfpatch.isa import LD_IMM64, Insn, insns_to_slots, slot_rows
 from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
 from bpfpatch.patch.node import PatchInsn
 from bpfpatch.program import FuncInfo, LineInfo, Program
@@ -74,21 +74,19 @@ class ReferencePatcher:
     """Apply patches one at a time to a flat slot array, as the kernel does."""
 
     def __init__(self, program: Program) -> None:
-        s = program.slots
-        aux = program.aux if program.aux is not None else [None] * len(s)
+        rows = slot_rows(program.slots)
+        aux = program.aux if program.aux is not None else [None] * len(rows)
         self.slots: list[_Slot] = []
         key = 0
         second = False
-        for i in range(len(s)):
+        for i, row in enumerate(rows):
             if second:
-                self.slots.append(_Slot(int(s["code"][i]), int(s["dst"][i]), int(s["src"][i]), int(s["off"][i]), int(s["imm"][i]), aux[i], None))
+                self.slots.append(_Slot(*row, aux[i], None))
                 second = False
                 continue
             key += 1
-            self.slots.append(
-                _Slot(int(s["code"][i]), int(s["dst"][i]), int(s["src"][i]), int(s["off"][i]), int(s["imm"][i]), aux[i], key, i in program.external)
-            )
-            second = int(s["code"][i]) == LD_IMM64
+            self.slots.append(_Slot(*row, aux[i], key, i in program.external))
+            second = row[0] == LD_IMM64
         self.next_key = key + 1
         self.subprogs: list[int] = list(program.subprogs)
         fi = {f.insn_off: f.type_id for f in program.func_info} if program.func_info is not None else None
@@ -119,10 +117,9 @@ class ReferencePatcher:
             else:
                 key, aux = self.next_key, it.aux
                 self.next_key += 1
-            rows = insns_to_slots([it.insn])
             first = len(out)
-            for j, r in enumerate(rows):
-                out.append(_Slot(int(r["code"]), int(r["dst"]), int(r["src"]), int(r["off"]), int(r["imm"]), aux if j == 0 else None, key if j == 0 else None))
+            for j, r in enumerate(slot_rows(insns_to_slots([it.insn]))):
+                out.append(_Slot(*r, aux if j == 0 else None, key if j == 0 else None))
             if it.target is not None:
                 explicit.append((first, it.target._id))
         return out, explicit

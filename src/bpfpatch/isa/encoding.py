@@ -1,9 +1,11 @@
 """Bytes <-> instruction slots, and the validity rules of the opcode space.
 
 A program is stored as the kernel stores it: an array of 8-byte slots
-(``SLOT_DTYPE``), one per slot, so NumPy can work on it in bulk.  Fields are
-kept as logical values (``dst``/``src`` split, host byte order); the byte order
-of the file only matters in `decode_slots` / `encode_slots`.
+(``SLOT_DTYPE``: code, regs, off, imm, little endian), so decoding little
+endian bytes is a copy and NumPy moves whole instructions as 8-byte words.
+``regs`` packs dst (low nibble) and src (high nibble); read them with
+`dst_of` / `src_of`.  Big-endian files are converted in `decode_slots` /
+`encode_slots`.
 
 Validation is table-driven and vectorized: one 256-entry table gives each
 opcode its `Kind`, and per-kind tables say which fields must be zero.
@@ -41,12 +43,26 @@ ByteOrder = Literal["little", "big"]
 
 SLOT_SIZE = 8
 
-# Logical fields of one slot; `dst` and `src` are split so bulk code never
-# has to mask nibbles (they are packed only when bytes are written).
-SLOT_DTYPE = np.dtype([("code", "u1"), ("dst", "u1"), ("src", "u1"), ("off", "<i2"), ("imm", "<i4")])
+# One slot exactly as the kernel's struct bpf_insn lays it out (little endian).
+SLOT_DTYPE = np.dtype([("code", "u1"), ("regs", "u1"), ("off", "<i2"), ("imm", "<i4")])
+assert SLOT_DTYPE.itemsize == 8
 
-_RAW_LE = np.dtype([("code", "u1"), ("regs", "u1"), ("off", "<i2"), ("imm", "<i4")])
 _RAW_BE = np.dtype([("code", "u1"), ("regs", "u1"), ("off", ">i2"), ("imm", ">i4")])
+
+
+def dst_of(slots: np.ndarray) -> np.ndarray:
+    """The dst_reg field of every slot."""
+    return slots["regs"] & 0x0F
+
+
+def src_of(slots: np.ndarray) -> np.ndarray:
+    """The src_reg field of every slot."""
+    return slots["regs"] >> 4
+
+
+def pack_regs(dst: np.ndarray | int, src: np.ndarray | int) -> np.ndarray | int:
+    """dst and src registers packed into the regs byte."""
+    return (np.asarray(dst) & 0x0F) | (np.asarray(src) << 4) if not (isinstance(dst, int) and isinstance(src, int)) else (dst & 0x0F) | (src << 4)
 
 
 class Kind(IntEnum):
@@ -149,6 +165,13 @@ def _zero_table(field: str) -> np.ndarray:
 
 _ZERO = {f: _zero_table(f) for f in ("dst", "src", "off", "imm")}
 
+# The same rules as one 64-bit mask per opcode over the little-endian slot word,
+# so the common case is checked with one gather and one AND.
+_FIELD_BITS = {"dst": 0xF << 8, "src": 0xF << 12, "off": 0xFFFF << 16, "imm": 0xFFFFFFFF << 32}
+_ZERO_MASK = np.zeros(256, dtype=np.uint64)
+for _f, _bits in _FIELD_BITS.items():
+    _ZERO_MASK[_ZERO[_f]] |= np.uint64(_bits)
+
 # Which opcodes may use a non-zero off, beyond kinds where off is free.
 _DIVMOD = np.zeros(256, dtype=bool)
 for _cls in (InsnClass.ALU, InsnClass.ALU64):
@@ -202,7 +225,7 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
     if len(first) and first[-1] == n - 1:
         _fail(slots, n - 1, "truncated ld_imm64 (second slot missing)", offset_base)
     second = first + 1
-    bad2 = (code[second] != 0) | (slots["dst"][second] != 0) | (slots["src"][second] != 0) | (slots["off"][second] != 0)
+    bad2 = (code[second] != 0) | (slots["regs"][second] != 0) | (slots["off"][second] != 0)
     if bad2.any():
         _fail(slots, int(first[np.argmax(bad2)]), "ld_imm64 second slot has reserved fields set", offset_base)
     # An ld_imm64 whose second slot is itself an ld_imm64 first slot is caught above (code != 0).
@@ -217,10 +240,18 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
 
     kind = KIND[code]
     flag(kind == Kind.INVALID, "unknown opcode")
-    for field, table in _ZERO.items():
-        flag(table[code] & (slots[field] != 0), f"reserved field {field} is set")
-    flag(slots["dst"] > max_reg, "invalid destination register")
-    flag(slots["src"] > max_reg, "invalid source register")
+    words = slots.view(np.uint64)
+    reserved = (words & _ZERO_MASK[code]) != 0
+    if reserved.any():
+        dst, src = dst_of(slots), src_of(slots)
+        fields = {"dst": dst, "src": src, "off": slots["off"], "imm": slots["imm"]}
+        for field, table in _ZERO.items():
+            flag(table[code] & (fields[field] != 0), f"reserved field {field} is set")
+    regs = slots["regs"]
+    if max_reg < 15 and ((regs & 0x0F > max_reg) | (regs >> 4 > max_reg)).any():
+        flag(regs & 0x0F > max_reg, "invalid destination register")
+        flag(regs >> 4 > max_reg, "invalid source register")
+    src = src_of(slots)
     # off is reserved on ALU ops except: signed div/mod (off=1) and movsx (8/16/32).
     off = slots["off"]
     alu_off = _ALU_OFF_FREE[code] & (off != 0)
@@ -234,12 +265,11 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
         flag(end & ~np.isin(slots["imm"], (16, 32, 64)), "byte swap width must be 16, 32 or 64")
     call = kind == Kind.CALL
     if call.any():
-        src = slots["src"]
         flag(call & (src > CallSrc.KFUNC) & (src <= max_reg), "unknown call source")
         flag(call & (src != CallSrc.KFUNC) & (off != 0), "reserved field off is set")
     ld = kind == Kind.LD_IMM64
     if ld.any():
-        flag(ld & (slots["src"] > max(PseudoSrc)) & (slots["src"] <= max_reg), "unknown ld_imm64 pseudo source")
+        flag(ld & (src > max(PseudoSrc)) & (src <= max_reg), "unknown ld_imm64 pseudo source")
     atomic = kind == Kind.ATOMIC
     if atomic.any():
         size = code & SIZE_MASK
@@ -254,8 +284,9 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
 
 def _fail(slots: np.ndarray, slot: int, why: str, offset_base: int) -> None:
     s = slots[slot]
+    regs = int(s["regs"])
     raise DecodeError(
-        f"{why} (code={int(s['code']):#04x} dst={int(s['dst'])} src={int(s['src'])} off={int(s['off'])} imm={int(s['imm'])})",
+        f"{why} (code={int(s['code']):#04x} dst={regs & 15} src={regs >> 4} off={int(s['off'])} imm={int(s['imm'])})",
         index=slot,
         byte_offset=offset_base + slot * SLOT_SIZE,
     )
@@ -269,46 +300,41 @@ def decode_slots(raw: bytes | bytearray | memoryview, *, byteorder: ByteOrder = 
             index=len(raw) // SLOT_SIZE,
             byte_offset=len(raw) - len(raw) % SLOT_SIZE,
         )
-    rawarr = np.frombuffer(bytes(raw) if not isinstance(raw, bytes) else raw, dtype=_RAW_LE if byteorder == "little" else _RAW_BE)
-    slots = np.empty(len(rawarr), dtype=SLOT_DTYPE)
-    slots["code"] = rawarr["code"]
-    regs = rawarr["regs"]
-    # Little endian: dst in the low nibble; big endian: dst in the high nibble.
     if byteorder == "little":
-        slots["dst"] = regs & 0x0F
-        slots["src"] = regs >> 4
-    else:
-        slots["dst"] = regs >> 4
-        slots["src"] = regs & 0x0F
-    slots["off"] = rawarr["off"]
-    slots["imm"] = rawarr["imm"]
+        return np.frombuffer(raw, dtype=SLOT_DTYPE).copy()
+    be = np.frombuffer(raw, dtype=_RAW_BE)
+    slots = np.empty(len(be), dtype=SLOT_DTYPE)
+    slots["code"] = be["code"]
+    # Big endian keeps dst in the high nibble of the regs byte.
+    slots["regs"] = (be["regs"] >> 4) | ((be["regs"] & 0x0F) << 4)
+    slots["off"] = be["off"]
+    slots["imm"] = be["imm"]
     return slots
 
 
 def encode_slots(slots: np.ndarray, *, byteorder: ByteOrder = "little") -> bytes:
     """Array of `SLOT_DTYPE` -> raw instruction bytes."""
-    raw = np.empty(len(slots), dtype=_RAW_LE if byteorder == "little" else _RAW_BE)
-    raw["code"] = slots["code"]
     if byteorder == "little":
-        raw["regs"] = (slots["dst"] & 0x0F) | (slots["src"] << 4)
-    else:
-        raw["regs"] = (slots["dst"] << 4) | (slots["src"] & 0x0F)
-    raw["off"] = slots["off"]
-    raw["imm"] = slots["imm"]
-    return raw.tobytes()
+        return np.ascontiguousarray(slots).tobytes()
+    be = np.empty(len(slots), dtype=_RAW_BE)
+    be["code"] = slots["code"]
+    be["regs"] = (slots["regs"] >> 4) | ((slots["regs"] & 0x0F) << 4)
+    be["off"] = slots["off"]
+    be["imm"] = slots["imm"]
+    return be.tobytes()
 
 
 def insns_to_slots(insns: Iterable[Insn]) -> np.ndarray:
     """Logical instructions -> slot array (an ld_imm64 becomes two slots)."""
-    rows: list[tuple[int, int, int, int, int]] = []
+    rows: list[tuple[int, int, int, int]] = []
     append = rows.append
     for insn in insns:
         code, dst, src, off, imm = insn
         if code == LD_IMM64:
-            append((code, dst, src, off, _s32(imm & 0xFFFFFFFF)))
-            append((0, 0, 0, 0, _s32((imm >> 32) & 0xFFFFFFFF)))
+            append((code, (dst & 0x0F) | (src << 4), off, _s32(imm & 0xFFFFFFFF)))
+            append((0, 0, 0, _s32((imm >> 32) & 0xFFFFFFFF)))
         else:
-            append((code, dst, src, off, imm))
+            append((code, (dst & 0x0F) | (src << 4), off, imm))
     return np.array(rows, dtype=SLOT_DTYPE) if rows else np.empty(0, dtype=SLOT_DTYPE)
 
 
@@ -316,8 +342,8 @@ def slots_to_insns(slots: np.ndarray) -> list[Insn]:
     """Slot array -> logical instructions (ld_imm64 pairs joined)."""
     out: list[Insn] = []
     codes = slots["code"].tolist()
-    dsts = slots["dst"].tolist()
-    srcs = slots["src"].tolist()
+    dsts = dst_of(slots).tolist()
+    srcs = src_of(slots).tolist()
     offs = slots["off"].tolist()
     imms = slots["imm"].tolist()
     i, n = 0, len(codes)
@@ -343,6 +369,11 @@ def _s64(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
+_REF_KINDS_OFF = (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO)
+# Opcodes that may reference another instruction (calls and ld_imm64 depend on src).
+_MAYBE_REF = np.isin(KIND, _REF_KINDS_OFF + (Kind.GOTOL, Kind.CALL, Kind.LD_IMM64))
+
+
 def branch_offsets(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(slot indices, relative offsets) of every instruction that targets another.
 
@@ -350,16 +381,28 @@ def branch_offsets(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (imm) and ld_imm64 with a pseudo-func source (imm of the first slot).
     """
     code = slots["code"]
-    kind = KIND[code]
-    starts = insn_starts(slots)
-    off_jump = np.isin(kind, (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO)) & starts
-    imm_jump = (
-        (kind == Kind.GOTOL)
-        | ((kind == Kind.CALL) & (slots["src"] == CallSrc.PSEUDO_CALL))
-        | ((kind == Kind.LD_IMM64) & (slots["src"] == PseudoSrc.FUNC))
-    ) & starts
-    idx = np.flatnonzero(off_jump | imm_jump)
-    rel = np.where(off_jump[idx], slots["off"][idx].astype(np.int64), slots["imm"][idx].astype(np.int64))
+    idx = np.flatnonzero(_MAYBE_REF[code])
+    if not len(idx):
+        return idx, np.empty(0, dtype=np.int64)
+    # A second ld_imm64 slot is never an instruction of its own.
+    prev_is_ld = np.zeros(len(idx), dtype=bool)
+    has_prev = idx > 0
+    prev_is_ld[has_prev] = code[idx[has_prev] - 1] == LD_IMM64
+    if prev_is_ld.any():
+        starts = insn_starts(slots)
+        idx = idx[starts[idx]]
+    c = code[idx]
+    kind = KIND[c]
+    src = slots["regs"][idx] >> 4
+    off_jump = np.isin(kind, _REF_KINDS_OFF)
+    keep = (
+        off_jump
+        | (kind == Kind.GOTOL)
+        | ((kind == Kind.CALL) & (src == CallSrc.PSEUDO_CALL))
+        | ((kind == Kind.LD_IMM64) & (src == PseudoSrc.FUNC))
+    )
+    idx, off_jump = idx[keep], off_jump[keep]
+    rel = np.where(off_jump, slots["off"][idx].astype(np.int64), slots["imm"][idx].astype(np.int64))
     return idx, rel
 
 
@@ -394,8 +437,17 @@ def check_jump_targets(slots: np.ndarray, external: Iterable[int] = ()) -> None:
 
 
 def slots_from_rows(rows: Sequence[Sequence[int]]) -> np.ndarray:
-    """[[code, dst, src, off, imm], ...] (kernel dump form) -> slot array."""
-    return np.array([tuple(r) for r in rows], dtype=SLOT_DTYPE) if len(rows) else np.empty(0, dtype=SLOT_DTYPE)
+    """[[code, dst, src, off, imm], ...] (kernel dump form, one per slot) -> slot array."""
+    return (
+        np.array([(c, (d & 0x0F) | (s << 4), o, i) for c, d, s, o, i in rows], dtype=SLOT_DTYPE)
+        if len(rows)
+        else np.empty(0, dtype=SLOT_DTYPE)
+    )
+
+
+def slot_rows(slots: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Slot array -> [(code, dst, src, off, imm), ...], one per slot (kernel dump form)."""
+    return list(zip(slots["code"].tolist(), dst_of(slots).tolist(), src_of(slots).tolist(), slots["off"].tolist(), slots["imm"].tolist()))
 
 
 __all__ = [
@@ -414,6 +466,10 @@ __all__ = [
     "slots_to_insns",
     "branch_offsets",
     "slots_from_rows",
+    "slot_rows",
+    "dst_of",
+    "src_of",
+    "pack_regs",
     "OP_MASK",
     "CLASS_MASK",
     "SOURCE_MASK",

@@ -23,7 +23,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 
 from bpfpatch.errors import PatchError, RelocationError
-from bpfpatch.isa import KIND, LD_IMM64, SLOT_DTYPE, Kind, branch_offsets, insn_starts
+from bpfpatch.isa import KIND, LD_IMM64, SLOT_DTYPE, Kind, branch_offsets, dst_of, insn_starts, pack_regs, src_of
 from bpfpatch.program import Program
 
 FieldValue = Union[int, Callable[[np.ndarray], np.ndarray]]
@@ -43,7 +43,11 @@ class _SiteFields:
     """``S.dst`` etc.: the site's own field values, for template rows."""
 
     def __getattr__(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
-        if name not in ("code", "dst", "src", "off", "imm"):
+        if name == "dst":
+            return dst_of
+        if name == "src":
+            return src_of
+        if name not in ("code", "off", "imm"):
             raise AttributeError(name)
         return lambda sites: sites[name]
 
@@ -70,6 +74,24 @@ _IMM_TARGET = {Kind.GOTOL, Kind.CALL, Kind.LD_IMM64}
 
 def _value(v: FieldValue, sites: np.ndarray) -> np.ndarray | int:
     return v(sites) if callable(v) else v
+
+
+def _word(code, regs, off, imm) -> np.ndarray | np.uint64:
+    """Fields -> the slot as a little-endian 64-bit word.
+
+    Scalars stay scalars so a constant row costs one broadcast store.
+    """
+    u = np.uint64
+
+    def part(v, mask: int, shift: int):
+        if np.isscalar(v) or np.ndim(v) == 0:
+            return u((int(v) & mask) << shift)
+        v = np.asarray(v)
+        if v.dtype.kind == "i":  # two's complement bits of negative offsets/immediates
+            v = v.view(v.dtype.str.replace("i", "u"))
+        return (v.astype(u) & u(mask)) << u(shift) if shift else v.astype(u) & u(mask)
+
+    return part(code, 0xFF, 0) | part(regs, 0xFF, 8) | part(off, 0xFFFF, 16) | part(imm, 0xFFFFFFFF, 32)
 
 
 def _set_rel(out: np.ndarray, at: np.ndarray, rel: np.ndarray) -> None:
@@ -125,8 +147,10 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
     total = int(first[n])
 
     out = np.empty(total, dtype=SLOT_DTYPE)
+    out64 = out.view(np.uint64)  # whole instructions move as 8-byte words
     plain = group_of < 0
-    out[first[:n][plain]] = slots[plain]
+    plain_idx = np.flatnonzero(plain)
+    out64[first[plain_idx]] = slots.view(np.uint64)[plain_idx]
 
     idx, rel = branch_offsets(slots)
     if program.external and len(idx):
@@ -154,8 +178,12 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
                 has = t >= 0
                 _set_rel(out, at[has], first[t[has]] - at[has] - 1)
                 continue
-            for field in ("code", "dst", "src", "off", "imm"):
-                out[field][at] = _value(getattr(row, field), site_rows)
+            out64[at] = _word(
+                _value(row.code, site_rows),
+                pack_regs(_value(row.dst, site_rows), _value(row.src, site_rows)),
+                _value(row.off, site_rows),
+                _value(row.imm, site_rows),
+            )
             if row.to_site_target:
                 t = target_of[sites]
                 if (t < 0).any():
@@ -165,7 +193,7 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
 
     result = Program(out, name=program.name, meta=program.meta)
     idx_map = first[:n].copy()
-    insn_map = np.where(plain, first[:n], last_row)
+    insn_map = np.where(plain, idx_map, last_row)
     result.idx_map, result.insn_map = idx_map, insn_map
     result.subprogs = idx_map[np.asarray(program.subprogs, dtype=np.int64)].tolist()
     if program.func_info is not None:
@@ -176,7 +204,7 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
         aux_in = np.empty(n, dtype=object)
         aux_in[:] = program.aux
         aux_out = np.full(total, None, dtype=object)
-        aux_out[first[:n][plain]] = aux_in[plain]
+        aux_out[first[plain_idx]] = aux_in[plain_idx]
         sites_all = np.flatnonzero(~plain)
         aux_out[last_row[sites_all]] = aux_in[sites_all]  # kernel: aux moves to the patch's last insn
         result.aux = aux_out.tolist()

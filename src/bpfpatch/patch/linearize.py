@@ -94,8 +94,7 @@ def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np
         rows = np.fromiter(chain.from_iterable(picked), dtype=np.int64, count=5 * len(picked)).reshape(-1, 5)
         at = pos[own_ids]
         out["code"][at] = rows[:, 0]
-        out["dst"][at] = rows[:, 1]
-        out["src"][at] = rows[:, 2]
+        out["regs"][at] = (rows[:, 1] & 0x0F) | (rows[:, 2] << 4)
         out["off"][at] = rows[:, 3]
         wide = rows[:, 0] == LD_IMM64
         imm = rows[:, 4]

@@ -146,7 +146,7 @@ class PatchList:
         calls = set()
         if len(idx):
             code = slots["code"][idx]
-            src = slots["src"][idx]
+            src = slots["regs"][idx] >> 4
             is_call = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == LD_IMM64) & (src == PseudoSrc.FUNC))
             calls = set(self._slot_to_id[idx[is_call] + rel[is_call] + 1].tolist())
         self._called_anchors: set[int] = calls
@@ -177,8 +177,8 @@ class PatchList:
                 imm[wide] = (imm[wide] & 0xFFFFFFFF) | (hi << 32)
             cols = self._base_cols = (
                 slots["code"][st].tolist(),
-                slots["dst"][st].tolist(),
-                slots["src"][st].tolist(),
+                (slots["regs"][st] & 0x0F).tolist(),
+                (slots["regs"][st] >> 4).tolist(),
                 slots["off"][st].tolist(),
                 imm.tolist(),
             )
