@@ -247,7 +247,7 @@ def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.n
         li_pos = idx_map[np.array([r.insn_off for r in prog.line_info], dtype=np.int64)] if prog.line_info else np.empty(0, np.int64)
         k = _keep_last(li_pos, total)
         result.line_info = [prog.line_info[i]._replace(insn_off=int(li_pos[i])) for i in k.tolist()]
-    if prog.aux is not None or any(a is not None for a in pl._aux):
+    if pl._aux_used:
         aux_nodes = np.empty(len(pl._aux), dtype=object)
         aux_nodes[:] = pl._aux
         aux_out = np.full(total, None, dtype=object)

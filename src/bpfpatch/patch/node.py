@@ -59,6 +59,7 @@ class Node:
     @aux.setter
     def aux(self, value: Any) -> None:
         self._pl._aux[self._id] = value
+        self._pl._aux_used = True
 
     @property
     def target(self) -> "Node | None":

@@ -27,7 +27,7 @@ list for a large program creates no per-instruction object.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence, Union
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -89,6 +89,30 @@ def _is_call_ref(insn: Insn) -> bool:
     return (insn[0] == 0x85 and insn[2] == CallSrc.PSEUDO_CALL) or (insn[0] == LD_IMM64 and insn[2] == PseudoSrc.FUNC)
 
 
+class _Prepared(NamedTuple):
+    """A parsed patch with everything the list needs, computed once (memoized for tuples)."""
+
+    items: list[PatchInsn]
+    plan: list[tuple[int, str, int, bool]]  # (item, "buf"|"after"|"node", value, is call ref)
+    insns: list[Insn]
+    wide: bytes
+    aux: list[Any]
+    any_aux: bool
+
+
+def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepared:
+    insns = [it[0] for it in items]
+    aux = [it[2] for it in items]
+    return _Prepared(
+        items,
+        [(i, how, v, _is_call_ref(items[i][0])) for i, how, v in plan],
+        insns,
+        bytes(i[0] == LD_IMM64 for i in insns),
+        aux,
+        any(a is not None for a in aux),
+    )
+
+
 class PatchList:
     """The patch list of one program; see the module docstring."""
 
@@ -121,7 +145,8 @@ class PatchList:
         self._anchor_node: list[int] = list(range(total))
         self._node_anchor: list[int] = list(range(total))
         self._live = n
-        self._memo: dict[tuple[int, bool], tuple[Any, list[PatchInsn], list[tuple[int, str, int]]]] = {}
+        self._aux_used = program.aux is not None
+        self._memo: dict[tuple[int, bool], tuple[Any, _Prepared]] = {}
 
         # Target references of the original jumps/calls (vectorized).
         target = np.full(total, _NO_ANCHOR, dtype=np.int64)
@@ -252,42 +277,46 @@ class PatchList:
             x, p = p, self._prev[p]
         return x
 
-    def _new_chain(self, items: Sequence[PatchInsn]) -> list[int]:
-        """Create linked nodes for `items` (first.prev and last.next left to the caller)."""
-        k = len(items)
+    def _new_chain(self, prep: _Prepared, start: int, stop: int) -> list[int]:
+        """Create linked nodes for prep items [start, stop) (first.prev / last.next left to the caller)."""
+        k = stop - start
         base = len(self._orig)
-        if k == 1:
-            return [self._new_node(items[0][0], items[0][2])]
         self._next.extend(range(base + 1, base + k + 1))
         self._prev.extend(range(base - 1, base + k - 1))
-        insns = [it[0] for it in items]
-        self._insn.extend(insns)
-        self._wide.extend(bytes(k) if not any(i[0] == LD_IMM64 for i in insns) else bytes(i[0] == LD_IMM64 for i in insns))
+        if start == 0 and stop == len(prep.insns):
+            self._insn.extend(prep.insns)
+            self._wide.extend(prep.wide)
+            self._aux.extend(prep.aux)
+        else:
+            self._insn.extend(prep.insns[start:stop])
+            self._wide.extend(prep.wide[start:stop])
+            self._aux.extend(prep.aux[start:stop])
         self._dirty.extend(b"\x01" * k)
         self._orig.extend([INSERTED] * k)
-        self._aux.extend([it[2] for it in items])
         self._node_anchor.extend([_NO_ANCHOR] * k)
         self._target.extend([_NO_ANCHOR] * k)
+        if prep.any_aux:
+            self._aux_used = True
         return list(range(base, base + k))
 
-    def _prepared(self, patch: Patch, has_after: bool) -> tuple[list[PatchInsn], list[tuple[int, str, int]]]:
-        """Parsed items and their reference plan; memoized for tuples of plain Insns.
+    def _prepared(self, patch: Patch, has_after: bool) -> _Prepared:
+        """The parsed patch and its reference plan; memoized for tuples of plain Insns.
 
         Passes often emit the same immutable patch at many sites (e.g. one
-        guard per register pair): parsing it once makes those patches cheap.
+        guard per register pair): preparing it once makes those patches cheap.
         """
         if type(patch) is tuple:
             key = (id(patch), has_after)
             hit = self._memo.get(key)
             if hit is not None and hit[0] is patch:
-                return hit[1], hit[2]
+                return hit[1]
             items = self._parse(patch)
-            plan = self._plan(items, has_after)
+            prep = _prepare(items, self._plan(items, has_after))
             if all(it[1] is None for it in items):
-                self._memo[key] = (patch, items, plan)
-            return items, plan
+                self._memo[key] = (patch, prep)
+            return prep
         items = self._parse(patch)
-        return items, self._plan(items, has_after)
+        return _prepare(items, self._plan(items, has_after))
 
     def _link_before(self, first: int, last: int, at: int) -> None:
         prev = self._prev[at]
@@ -392,13 +421,13 @@ class PatchList:
             plan.append((i, "buf", j))
         return plan
 
-    def _insert(self, items: list[PatchInsn], plan: list[tuple[int, str, int]], ids: list[int], after: int) -> None:
+    def _insert(self, prep: _Prepared, ids: list[int], after: int) -> None:
         """Point the new nodes' references at their targets' anchors."""
-        for i, how, value in plan:
+        for i, how, value, is_call in prep.plan:
             tgt = ids[value] if how == "buf" else (after if how == "after" else value)
             a = self._anchor_of(tgt)
             self._target[ids[i]] = a
-            if _is_call_ref(items[i].insn):
+            if is_call:
                 self._called_anchors.add(a)
 
     # --- public API -----------------------------------------------------------------
@@ -440,25 +469,26 @@ class PatchList:
         (``retarget=True``, kernel semantics) or on the last (``False``).
         """
         x = self._check_node(node, "replace")
-        items, plan = self._prepared(patch, self._next[x] != _END)
-        last = items[-1]
-        if len(items) > 1:
-            ids = self._new_chain(items[:-1])
+        prep = self._prepared(patch, self._next[x] != _END)
+        n_new = len(prep.insns) - 1
+        if n_new:
+            ids = self._new_chain(prep, 0, n_new)
             self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
             if retarget:
                 self._move_anchor(x, ids[0])
-            self._live += len(ids)
+            self._live += n_new
             ids.append(x)
         else:
             ids = [x]
-        self._insn[x] = last[0]
-        self._wide[x] = last[0][0] == LD_IMM64
+        self._insn[x] = prep.insns[-1]
+        self._wide[x] = prep.wide[-1]
         self._dirty[x] = 1
         self._target[x] = _NO_ANCHOR
-        if last[2] is not None:
-            self._aux[x] = last[2]
-        if plan:
-            self._insert(items, plan, ids, self._next[x])
+        if prep.aux[-1] is not None:
+            self._aux[x] = prep.aux[-1]
+            self._aux_used = True
+        if prep.plan:
+            self._insert(prep, ids, self._next[x])
         return node
 
     def prepend(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
@@ -469,13 +499,14 @@ class PatchList:
         Returns the last inserted node.
         """
         x = self._check_node(node, "prepend")
-        items, plan = self._prepared(patch, True)
-        ids = self._new_chain(items)
+        prep = self._prepared(patch, True)
+        ids = self._new_chain(prep, 0, len(prep.insns))
         self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
         if retarget:
             self._move_anchor(x, ids[0])
         self._live += len(ids)
-        self._insert(items, plan, ids, x)
+        if prep.plan:
+            self._insert(prep, ids, x)
         return Node(self, ids[-1])
 
     def append(self, node: Node, patch: Patch) -> Node:
@@ -491,11 +522,12 @@ class PatchList:
                 raise PatchError("append: the program is empty")
             return self.prepend(Node(self, first), patch)
         x = self._check_node(node, "append")
-        items, plan = self._prepared(patch, self._next[x] != _END)
-        ids = self._new_chain(items)
+        prep = self._prepared(patch, self._next[x] != _END)
+        ids = self._new_chain(prep, 0, len(prep.insns))
         self._link_after(ids[0], ids[-1], x)
         self._live += len(ids)
-        self._insert(items, plan, ids, self._next[ids[-1]])
+        if prep.plan:
+            self._insert(prep, ids, self._next[ids[-1]])
         return Node(self, ids[-1])
 
     def delete(self, node: Node) -> None:
