@@ -217,3 +217,12 @@ def compute_subprogs(
     if func_info:
         targets.update(fi.insn_off for fi in func_info)
     return sorted(t for t in targets if 0 <= t < max(len(slots), 1))
+
+
+def remap_meta(meta: dict[str, Any], insn_map: np.ndarray) -> dict[str, Any]:
+    """Metadata keyed by slot (``map_refs``) moved with its instructions; the rest shared."""
+    out = dict(meta)
+    refs = meta.get("map_refs")
+    if refs:
+        out["map_refs"] = {int(insn_map[s]): v for s, v in refs.items() if insn_map[s] >= 0}
+    return out
