@@ -1,0 +1,112 @@
+"""Link one program section into a loadable program, as libbpf does.
+
+The section's instructions come first; every `.text` function it calls
+(transitively) is appended, calls are resolved to the appended copies,
+func_info / line_info are concatenated and re-based, and map references
+(BTF-defined maps and global data) are recorded in
+``meta["map_refs"]`` / ``meta["map_specs"]`` for the kernel layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bpfpatch.elf.reader import R_BPF_64_32, R_BPF_64_64, ElfObject, Symbol
+from bpfpatch.errors import ElfError
+from bpfpatch.isa import SLOT_DTYPE
+from bpfpatch.program import FuncInfo, LineInfo, Program
+
+_GLOBAL_DATA = (".data", ".rodata", ".bss")
+
+
+def _function_at(symbols: list[Symbol], slot: int, section: str) -> Symbol:
+    for s in symbols:
+        if s.slot <= slot < s.slot + max(s.size_slots, 1):
+            return s
+    raise ElfError(f"call target slot {slot} is not inside a function", section=section)
+
+
+def link_program(obj: ElfObject, section: str) -> Program:
+    from bpfpatch.kernel.maps import MapSpec  # the map description type (no syscall made here)
+
+    if section not in obj.programs:
+        raise ElfError(f"no program section {section!r} (have: {', '.join(obj.programs)})")
+    text = obj.programs.get(".text")
+    pieces: list[tuple[str, int, int]] = [(section, 0, len(obj.programs[section].slots))]  # (section, start, end)
+    placed: dict[tuple[str, int], int] = {(section, 0): 0}  # (section, start slot) -> new slot
+    total = pieces[0][2]
+    calls: list[tuple[int, str, int]] = []  # (new slot of call, target section, target slot)
+    work = [(section, 0, pieces[0][2])]
+    while work:
+        sec, start, end = work.pop()
+        prog = obj.programs[sec]
+        base = placed[(sec, start)]
+        rel_at = {r.slot: r for r in prog.meta["relocations"]}
+        for slot in range(start, end):
+            if prog.slots["code"][slot] != 0x85 or (prog.slots["regs"][slot] >> 4) != 1:
+                continue
+            imm = int(prog.slots["imm"][slot])
+            r = rel_at.get(slot)
+            if r is not None and r.type == R_BPF_64_32:
+                tsec, tslot = r.symbol_section, r.symbol_value // 8 + imm + 1
+            else:
+                tsec, tslot = sec, slot + imm + 1
+            calls.append((base + slot - start, tsec, tslot))
+            if tsec == section:
+                continue
+            if tsec != ".text" or text is None:
+                raise ElfError(f"call into section {tsec!r} that bpfpatch cannot link", section=sec)
+            fn = _function_at(text.meta["symbols"], tslot, ".text")
+            if (".text", fn.slot) not in placed:
+                placed[(".text", fn.slot)] = total
+                pieces.append((".text", fn.slot, fn.slot + fn.size_slots))
+                total += fn.size_slots
+                work.append((".text", fn.slot, fn.slot + fn.size_slots))
+    slots = np.concatenate([obj.programs[s].slots[a:b] for s, a, b in pieces]) if pieces else np.empty(0, SLOT_DTYPE)
+
+    def new_slot(sec: str, slot: int) -> int:
+        for s, a, b in pieces:
+            if s == sec and a <= slot < b:
+                return placed[(s, a)] + slot - a
+        raise ElfError(f"slot {slot} of {sec} was not linked", section=sec)
+
+    for at, tsec, tslot in calls:
+        slots["imm"][at] = new_slot(tsec, tslot) - at - 1
+    func_info: list[FuncInfo] = []
+    line_info: list[LineInfo] = []
+    map_refs: dict[int, tuple[str, int | None]] = {}
+    map_specs: dict[str, MapSpec] = {}
+    for s, a, b in pieces:
+        prog = obj.programs[s]
+        base = placed[(s, a)]
+        for f in prog.func_info or []:
+            if a <= f.insn_off < b:
+                func_info.append(f._replace(insn_off=base + f.insn_off - a))
+        for li in prog.line_info or []:
+            if a <= li.insn_off < b:
+                line_info.append(li._replace(insn_off=base + li.insn_off - a))
+        for r in prog.meta["relocations"]:
+            if r.type != R_BPF_64_64 or not a <= r.slot < b:
+                continue
+            at = base + r.slot - a
+            if r.symbol_section in _GLOBAL_DATA:
+                value_off = r.symbol_value + int(slots["imm"][at])
+                map_refs[at] = (r.symbol_section, value_off)
+                if r.symbol_section not in map_specs:
+                    data = obj.data_sections[r.symbol_section]
+                    map_specs[r.symbol_section] = MapSpec(r.symbol_section[:15], 2, 4, max(len(data), 1), 1, 0, data)
+            elif r.symbol in obj.maps:
+                d = obj.maps[r.symbol]
+                map_refs[at] = (r.symbol, None)
+                map_specs[r.symbol] = MapSpec(r.symbol, d["map_type"], d["key_size"], d["value_size"], d["max_entries"], d["flags"])
+            else:
+                raise ElfError(f"ld_imm64 at slot {r.slot} refers to {r.symbol!r}, which is neither a map nor global data", section=s)
+    subprogs = sorted({placed[k] for k in placed} | {f.insn_off for f in func_info})
+    return Program(
+        slots,
+        func_info=func_info or None,
+        line_info=line_info or None,
+        subprogs=subprogs,
+        name=section,
+        meta={"section": section, "map_refs": map_refs, "map_specs": map_specs, "license": obj.license},
+    )

@@ -1,0 +1,166 @@
+"""BPF ELF objects in: programs, relocations, symbols, BTF, maps, global data.
+
+pyelftools parses the ELF layer; every low-level failure is re-raised as an
+`ElfError` naming the section and offset.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from elftools.common.exceptions import ELFError as _PyElfError
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
+from bpfpatch.btf import Btf, BtfExt, parse_btf_ext
+from bpfpatch.errors import BpfPatchError, ElfError
+from bpfpatch.isa import SLOT_SIZE
+from bpfpatch.program import Program
+
+R_BPF_64_64 = 1  # ld_imm64: map or global data
+R_BPF_64_ABS64 = 2
+R_BPF_64_ABS32 = 3
+R_BPF_64_NODYLD32 = 4
+R_BPF_64_32 = 10  # call imm
+
+
+@dataclass(frozen=True)
+class Relocation:
+    """One relocation of a program section, at an instruction slot."""
+
+    slot: int
+    type: int
+    symbol: str
+    symbol_index: int
+    symbol_section: str
+    symbol_value: int
+    symbol_type: str
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    slot: int
+    size_slots: int
+    binding: str
+    type: str
+
+
+@dataclass
+class ElfObject:
+    """A parsed BPF object: one `Program` per executable section, plus what they refer to."""
+
+    path: str
+    data: bytes
+    byteorder: str
+    programs: dict[str, Program] = field(default_factory=dict)
+    btf: Btf | None = None
+    btf_ext: BtfExt | None = None
+    maps: dict[str, dict[str, int]] = field(default_factory=dict)
+    data_sections: dict[str, bytes] = field(default_factory=dict)
+    license: str = ""
+
+    def sections(self) -> list[str]:
+        return list(self.programs)
+
+    def linked_program(self, section: str) -> Program:
+        from bpfpatch.elf.link import link_program
+
+        return link_program(self, section)
+
+
+def _wrap(what: str, section: str | None = None):
+    class _Ctx:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, et, ev, tb):
+            if ev is not None and not isinstance(ev, BpfPatchError) and isinstance(ev, (_PyElfError, ValueError, KeyError, IndexError, AssertionError, Exception)):
+                raise ElfError(f"{what}: {ev}", section=section) from ev
+            return False
+
+    return _Ctx()
+
+
+def read_object(source: str | Path | bytes) -> ElfObject:
+    """Parse a BPF ELF object from a path or bytes."""
+    data = Path(source).read_bytes() if not isinstance(source, (bytes, bytearray)) else bytes(source)
+    if data[:4] != b"\x7fELF":
+        raise ElfError("not an ELF file (bad magic)", offset=0)
+    with _wrap("cannot parse ELF"):
+        elf = ELFFile(io.BytesIO(data))
+        if elf["e_machine"] not in ("EM_BPF", 247):
+            raise ElfError(f"not a BPF object (machine {elf['e_machine']})", offset=0x12)
+        byteorder = "little" if elf.little_endian else "big"
+        sections = list(elf.iter_sections())
+    for sec in sections:
+        if sec["sh_type"] != "SHT_NOBITS" and sec["sh_offset"] + sec["sh_size"] > len(data):
+            raise ElfError(f"section data runs past the end of the file ({sec['sh_offset'] + sec['sh_size']} > {len(data)})",
+                           section=sec.name, offset=sec["sh_offset"])
+    obj = ElfObject(str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>", data, byteorder)
+    by_name = {s.name: s for s in sections}
+    if ".BTF" in by_name:
+        obj.btf = Btf(by_name[".BTF"].data(), "<" if byteorder == "little" else ">")
+        obj.maps = obj.btf.map_definitions()
+        if ".BTF.ext" in by_name:
+            obj.btf_ext = parse_btf_ext(by_name[".BTF.ext"].data(), obj.btf.string)
+    if "license" in by_name:
+        obj.license = by_name["license"].data().split(b"\0")[0].decode(errors="replace")
+    for name in (".data", ".rodata", ".bss"):
+        if name in by_name:
+            sec = by_name[name]
+            obj.data_sections[name] = sec.data() if sec["sh_type"] != "SHT_NOBITS" else bytes(sec["sh_size"])
+    symtab = elf.get_section_by_name(".symtab")
+    syms = list(symtab.iter_symbols()) if symtab is not None else []
+
+    def sec_name(shndx: Any) -> str:
+        if isinstance(shndx, int) and 0 <= shndx < len(sections):
+            return sections[shndx].name
+        return str(shndx)
+
+    rel_for: dict[int, Any] = {}
+    for sec in sections:
+        if sec["sh_type"] in ("SHT_REL", "SHT_RELA"):
+            rel_for[sec["sh_info"]] = sec
+    for idx, sec in enumerate(sections):
+        if sec["sh_type"] != "SHT_PROGBITS" or not sec["sh_flags"] & SH_FLAGS.SHF_EXECINSTR or sec["sh_size"] == 0:
+            continue
+        raw = sec.data()
+        if len(raw) % SLOT_SIZE:
+            raise ElfError(f"program size {len(raw)} is not a multiple of 8", section=sec.name, offset=sec["sh_offset"])
+        relocs: list[Relocation] = []
+        if idx in rel_for:
+            with _wrap("bad relocation", rel_for[idx].name):
+                for r in rel_for[idx].iter_relocations():
+                    si = r["r_info_sym"]
+                    if si >= len(syms):
+                        raise ElfError(f"relocation at {r['r_offset']:#x} names missing symbol {si}",
+                                       section=rel_for[idx].name, offset=r["r_offset"])
+                    s = syms[si]
+                    if r["r_offset"] % SLOT_SIZE or r["r_offset"] >= len(raw):
+                        raise ElfError(f"relocation offset {r['r_offset']:#x} is not an instruction of the section",
+                                       section=rel_for[idx].name, offset=r["r_offset"])
+                    relocs.append(Relocation(r["r_offset"] // SLOT_SIZE, r["r_info_type"], s.name, si,
+                                             sec_name(s["st_shndx"]), s["st_value"], s["st_info"]["type"]))
+        symbols = [
+            Symbol(s.name, s["st_value"] // SLOT_SIZE, s["st_size"] // SLOT_SIZE, s["st_info"]["bind"], s["st_info"]["type"])
+            for s in syms if s["st_shndx"] == idx and s["st_info"]["type"] == "STT_FUNC"
+        ]
+        external = [r.slot for r in relocs if r.type == R_BPF_64_32 and raw[r.slot * 8] == 0x85]
+        fi = obj.btf_ext.func_info.get(sec.name) if obj.btf_ext else None
+        li = obj.btf_ext.line_info.get(sec.name) if obj.btf_ext else None
+        try:
+            prog = Program.from_bytes(
+                raw, byteorder=byteorder, offset_base=sec["sh_offset"], external=external, func_info=fi, line_info=li,
+                name=sec.name, meta={"section": sec.name, "relocations": relocs, "symbols": symbols},
+            )
+        except BpfPatchError as exc:
+            raise ElfError(str(exc), section=sec.name) from exc
+        if fi is not None:
+            prog.subprogs = sorted({f.insn_off for f in fi} | {0})
+        obj.programs[sec.name] = prog
+    return obj
