@@ -552,18 +552,35 @@ class PatchList:
         self._orig[x] = DELETED
         self._live -= 1
 
+    def _landing(self, nid: int) -> int:
+        """The first live node at or after `nid` (where references to it land)."""
+        nxt, orig = self._next, self._orig
+        while nid != _END and orig[nid] == DELETED:
+            nid = nxt[nid]
+        return nid
+
     def _called_anchors_land(self, nid: int) -> bool:
-        """Does any call/pseudo-func reference land on node `nid`?"""
+        """Does a live call or pseudo-func load still land on node `nid`?
+
+        Only reached when a deletion would remove a subprogram's last
+        instruction, so the scan over the list is rare.
+        """
         an = self._anchor_node
-        orig = self._orig
         for a in self._called_anchors:
-            t = an[a]
-            # Forward through deleted nodes to where the reference lands.
-            while t != _END and orig[t] == DELETED and t != nid:
-                t = self._next[t]
-            if t == nid:
-                return True
+            if self._landing(an[a]) != nid:
+                continue
+            for node_id in self._ids_targeting(a):
+                if self._orig[node_id] != DELETED and _is_call_ref(self._get_insn(node_id)):
+                    return True
         return False
+
+    def _ids_targeting(self, anchor: int) -> list[int]:
+        return [i for i, a in enumerate(self._target) if a == anchor]
+
+    def landing(self, node: Node) -> Node | None:
+        """Where a reference to `node` lands now: itself, or the next live node if deleted."""
+        nid = self._landing(node._id)
+        return None if nid == _END else Node(self, nid)
 
     def linearize(self, *, relax_long_jumps: bool = False) -> Program:
         """Lay out the final program once; see `bpfpatch.patch.linearize`."""

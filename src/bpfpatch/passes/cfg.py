@@ -1,0 +1,180 @@
+"""Control flow over a patch list: successors and constant-aware reachability.
+
+`analyze` walks the live nodes with a small forward constant propagation
+(registers set by ``mov imm``, ``ld_imm64`` and ALU-immediate ops on known
+values), so a conditional jump whose operands are known has one live edge.
+The result, ``seen``, plays the part of the verifier's "some path reaches
+this instruction".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, SOURCE_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc
+from bpfpatch.patch import Node, PatchList
+
+M64 = (1 << 64) - 1
+M32 = (1 << 32) - 1
+State = tuple  # 11 registers: int (known, unsigned 64-bit) or None (unknown)
+UNKNOWN: State = (None,) * 11
+
+
+@dataclass
+class Flow:
+    nodes: list[Node]
+    index: dict[int, int]  # node id -> position in `nodes`
+    seen: list[bool]
+    fallthrough_live: list[bool]  # for conditional jumps: is the fall-through edge taken?
+    target_live: list[bool]
+
+
+def _s(v: int, bits: int) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def _alu(op: int, a: int, b: int, bits: int) -> int | None:
+    m = (1 << bits) - 1
+    a, b = a & m, b & m
+    if op == AluOp.ADD: return (a + b) & m
+    if op == AluOp.SUB: return (a - b) & m
+    if op == AluOp.MUL: return (a * b) & m
+    if op == AluOp.OR: return a | b
+    if op == AluOp.AND: return a & b
+    if op == AluOp.XOR: return a ^ b
+    if op == AluOp.LSH: return (a << (b & (bits - 1))) & m
+    if op == AluOp.RSH: return a >> (b & (bits - 1))
+    if op == AluOp.ARSH: return (_s(a, bits) >> (b & (bits - 1))) & m
+    if op == AluOp.MOV: return b
+    return None
+
+
+def _cond(op: int, a: int, b: int, bits: int) -> bool | None:
+    m = (1 << bits) - 1
+    a, b = a & m, b & m
+    sa, sb = _s(a, bits), _s(b, bits)
+    return {
+        JmpOp.JEQ: a == b, JmpOp.JNE: a != b, JmpOp.JGT: a > b, JmpOp.JGE: a >= b, JmpOp.JLT: a < b,
+        JmpOp.JLE: a <= b, JmpOp.JSET: bool(a & b), JmpOp.JSGT: sa > sb, JmpOp.JSGE: sa >= sb,
+        JmpOp.JSLT: sa < sb, JmpOp.JSLE: sa <= sb,
+    }.get(JmpOp(op))
+
+
+def _transfer(insn: Insn, st: list) -> None:
+    """Apply one non-branching instruction to the register state (in place)."""
+    kind = KIND[insn.code]
+    cls = insn.code & CLASS_MASK
+    if kind in (Kind.ALU_K, Kind.ALU_X) and insn.off == 0:
+        bits = 64 if cls == InsnClass.ALU64 else 32
+        op = insn.code & OP_MASK
+        b = (insn.imm & M64) if kind == Kind.ALU_K else st[insn.src]
+        a = st[insn.dst] if op != AluOp.MOV else 0
+        if a is None or b is None or op in (AluOp.DIV, AluOp.MOD):
+            st[insn.dst] = None
+        else:
+            if bits == 32 and kind == Kind.ALU_K:
+                b &= M32
+            st[insn.dst] = _alu(op, a, b, bits)
+    elif kind == Kind.LD_IMM64:
+        st[insn.dst] = insn.imm & M64 if insn.src == PseudoSrc.NONE else None
+    elif kind in (Kind.ALU_K, Kind.ALU_X, Kind.NEG, Kind.END, Kind.LDX, Kind.LDSX):
+        st[insn.dst] = None
+    elif kind == Kind.ATOMIC:
+        if insn.imm == AtomicOp.CMPXCHG:
+            st[0] = None
+        elif insn.imm == AtomicOp.LOAD_ACQ:
+            st[insn.dst] = None
+        elif insn.imm & ATOMIC_FETCH:
+            st[insn.src] = None
+    elif kind == Kind.CALL:
+        for r in range(6):
+            st[r] = None
+    elif kind in (Kind.LD_ABS, Kind.LD_IND):
+        for r in range(6):
+            st[r] = None
+
+
+def analyze(pl: PatchList, budget: int = 200_000) -> Flow:
+    """Reachability from the entry and every called subprogram, with constant-folded branches.
+
+    Like the verifier, paths are explored with their own register values
+    (so a bounded loop over constants is followed to its end) and identical
+    (instruction, state) pairs are pruned.  Past `budget` steps the
+    analysis falls back to merging states per instruction, which can only
+    see more, never less.
+    """
+    flow = _explore(pl, budget, merge=False)
+    return flow if flow is not None else _explore(pl, budget, merge=True)
+
+
+def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
+    nodes = list(pl)
+    index = {n._id: i for i, n in enumerate(nodes)}
+    count = len(nodes)
+    insns = [n.insn for n in nodes]
+    target = [index.get(pl._landing(n.target._id), -1) if n.target is not None else -1 for n in nodes]
+    state: list[State | None] = [None] * count
+    ft_live = [False] * count
+    tg_live = [False] * count
+    work: list[tuple[int, State]] = []
+    visited: set[tuple[int, State]] = set()
+
+    def reach(i: int, st: State) -> None:
+        if not 0 <= i < count:
+            return
+        if merge:
+            old = state[i]
+            new = st if old is None else tuple(a if a == b else None for a, b in zip(old, st))
+            if new != old:
+                state[i] = new
+                work.append((i, new))
+            return
+        if (i, st) not in visited:
+            visited.add((i, st))
+            state[i] = st
+            work.append((i, st))
+
+    if count:
+        reach(0, UNKNOWN)
+    steps = 0
+    while work:
+        i, st = work.pop()
+        if merge and st != state[i]:
+            continue  # superseded by a merged state
+        steps += 1
+        if not merge and steps > budget:
+            return None
+        insn = insns[i]
+        kind = KIND[insn.code]
+        if kind == Kind.EXIT:
+            continue
+        if kind in (Kind.JA, Kind.GOTOL):
+            tg_live[i] = True
+            reach(target[i], st)
+            continue
+        if kind in (Kind.JCOND_K, Kind.JCOND_X):
+            bits = 32 if insn.code & CLASS_MASK == InsnClass.JMP32 else 64
+            a = st[insn.dst]
+            b = (insn.imm & M64) if kind == Kind.JCOND_K else st[insn.src]
+            outcome = _cond(insn.code & OP_MASK, a, b, bits) if a is not None and b is not None else None
+            if outcome is not False:
+                tg_live[i] = True
+                reach(target[i], st)
+            if outcome is not True:
+                ft_live[i] = True
+                reach(i + 1, st)
+            continue
+        if kind == Kind.MAY_GOTO:
+            tg_live[i] = ft_live[i] = True
+            reach(target[i], st)
+            reach(i + 1, st)
+            continue
+        if (kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL) or (kind == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC):
+            reach(target[i], UNKNOWN)  # a subprogram (or callback) entry
+        nxt = list(st)
+        _transfer(insn, nxt)
+        ft_live[i] = True
+        reach(i + 1, tuple(nxt))
+    return Flow(nodes, index, [s is not None for s in state], ft_live, tg_live)

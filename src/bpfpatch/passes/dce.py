@@ -1,0 +1,61 @@
+"""dce: dead-code removal the way the kernel's verifier finishes a program.
+
+With ``seen`` = the instructions some path reaches (CFG reachability plus
+constant-folded branch outcomes, see `cfg.analyze`), in the kernel's order:
+
+1. a conditional jump whose fall-through is never taken becomes ``goto
+   <its target>``; else one whose target is never taken becomes ``goto +0``;
+2. every instruction never reached is deleted (whole subprograms included:
+   subprogram starts, func_info and line_info follow in `linearize`);
+3. every ``goto +0`` (and ``may_goto +0``) is deleted, in one forward pass.
+
+    r0 = 1                     r0 = 1
+    if r0 == 1 goto +1    ->   exit
+    r0 = 2
+    exit
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa.insn import ja
+from bpfpatch.passes.base import PassContext
+from bpfpatch.passes.cfg import analyze
+from bpfpatch.patch import PatchInsn, PatchList
+
+
+class DeadCode:
+    """Hard-wire decided branches, remove unreachable code and jumps to the next instruction."""
+
+    name: ClassVar[str] = "dce"
+
+    def run(self, pl: PatchList, ctx: PassContext) -> None:
+        flow = analyze(pl)
+        nodes = flow.nodes
+        # 1. Hard-wire conditional jumps with one dead edge.
+        for i, node in enumerate(nodes):
+            if not flow.seen[i] or KIND[node.insn.code] not in (Kind.JCOND_K, Kind.JCOND_X):
+                continue
+            # The kernel looks at whether the successor INSTRUCTIONS are seen, not the edges.
+            fall_seen = i + 1 < len(nodes) and flow.seen[i + 1]
+            t = flow.index.get(pl._landing(node.target._id), -1) if node.target is not None else -1
+            if not fall_seen:
+                pl.replace(node, [PatchInsn(ja(0), target=node.target)], retarget=True)
+            elif t >= 0 and not flow.seen[t]:
+                pl.replace(node, [ja(0)])  # goto +0: removed in step 3
+        # 2. Remove what no path reaches.
+        for i, node in enumerate(nodes):
+            if not flow.seen[i]:
+                pl.delete(node)
+        # 3. Remove jumps that land on the next instruction.
+        for node in pl:
+            kind = KIND[node.insn.code]
+            if kind not in (Kind.JA, Kind.MAY_GOTO) or node.target is None:
+                continue
+            if pl.landing(node.target) == node.next:
+                pl.delete(node)
+
+
+PASS = DeadCode
