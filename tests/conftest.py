@@ -1,0 +1,52 @@
+"""Shared fixtures: the kernel oracle (skipped with the reason where bpf() is refused), clang."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+PROGS = Path(__file__).parent / "progs"
+
+
+def _bpf_status() -> tuple[bool, str]:
+    try:
+        from bpfpatch.kernel import bpf_available
+    except ImportError as exc:  # pragma: no cover
+        return False, f"bpfpatch.kernel unavailable: {exc}"
+    return bpf_available()
+
+
+_BPF_OK, _BPF_WHY = _bpf_status()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason=f"bpf() refused on this machine: {_BPF_WHY}")
+    for item in items:
+        if "kernel" in item.keywords and not _BPF_OK:
+            item.add_marker(skip)
+
+
+def multiarch_include() -> list[str]:
+    """Debian keeps asm/types.h under the multiarch directory, which -target bpf does not search."""
+    out = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip() if shutil.which("gcc") else ""
+    return [f"-I/usr/include/{out or 'x86_64-linux-gnu'}"]
+
+
+def compile_bpf(src: Path, out_dir: Path, *, cpu: str = "v3", clang: str = "clang", extra: tuple[str, ...] = ()) -> Path:
+    """Compile BPF C to an object, skipping the test (with the reason) where that clang is missing."""
+    if shutil.which(clang) is None:
+        pytest.skip(f"{clang} is not installed")
+    out = out_dir / f"{src.stem}-{cpu}-{Path(clang).name}.o"
+    cmd = [clang, "-O2", "-g", "-target", "bpf", f"-mcpu={cpu}", *multiarch_include(), *extra, "-c", str(src), "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise AssertionError(f"clang failed: {' '.join(cmd)}\n{res.stderr}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def objdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bpfobj")
