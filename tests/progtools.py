@@ -107,3 +107,48 @@ def slots_rows(program: Program) -> list[tuple[int, ...]]:
 
 
 __all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots"]
+
+
+ALU_OPS = [0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x90, 0xA0, 0xB0]  # add sub mul div or and mod xor mov
+
+
+@st.composite
+def kernel_programs(draw, max_len: int = 24) -> Program:
+    """Random programs the verifier accepts: every register set first, forward jumps only,
+    divisions by registers that may be zero, constant branches (dead code for dce)."""
+    insns = [Insn(0xB7, r, 0, 0, draw(st.integers(-8, 8))) for r in range(10)]
+    n = draw(st.integers(1, max_len))
+    body: list[tuple[Insn, int | None]] = []
+    for i in range(n):
+        c = draw(st.integers(0, 9))
+        dst, src = draw(st.integers(0, 9)), draw(st.integers(0, 9))
+        if c <= 4:
+            cls = draw(st.sampled_from([0x07, 0x04]))
+            op = draw(st.sampled_from(ALU_OPS))
+            signed = draw(st.integers(0, 3)) == 0 and op in (0x30, 0x90)
+            if draw(st.booleans()):
+                body.append((Insn(cls | op | 0x08, dst, src, int(signed), 0), None))
+            else:
+                imm = draw(st.integers(-3, 7))
+                if op in (0x30, 0x90) and imm == 0:
+                    imm = -1 if signed else 3
+                body.append((Insn(cls | op, dst, 0, int(signed), imm), None))
+        elif c <= 7:
+            code = draw(st.sampled_from([0x15, 0x55, 0x25, 0xA5, 0x1D, 0x16, 0x56, 0x05]))
+            body.append((Insn(code, dst if code != 0x05 else 0, src if code & 0x08 else 0, 0,
+                              draw(st.integers(-4, 4)) if not code & 0x08 and code != 0x05 else 0),
+                         draw(st.integers(i + 1, n))))
+        else:
+            body.append((Insn(0x18, dst, 0, 0, draw(st.integers(-(1 << 40), 1 << 40))), None))
+    body.append((Insn(0x95), None))
+    # Resolve forward targets (item index -> relative slot offset).
+    slot = []
+    s = len(insns)
+    for insn, _ in body:
+        slot.append(s)
+        s += insn.nslots
+    for k, (insn, tgt) in enumerate(body):
+        if tgt is not None:
+            insn = insn._replace(off=slot[tgt] - slot[k] - 1)
+        insns.append(insn)
+    return Program.from_insns(insns)

@@ -118,10 +118,13 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     state: list[State | None] = [None] * count
     ft_live = [False] * count
     tg_live = [False] * count
-    work: list[tuple[int, State]] = []
-    visited: set[tuple[int, State]] = set()
+    # Path mode follows calls like the verifier: the callee starts with the caller's
+    # r1-r5, and its exit returns r0 to the caller (r6-r9 preserved, r1-r5 clobbered).
+    # A path is (insn, registers, call stack of (return insn, caller registers)).
+    work: list[tuple[int, State, tuple]] = []
+    visited: set[tuple[int, State, tuple]] = set()
 
-    def reach(i: int, st: State) -> None:
+    def reach(i: int, st: State, stack: tuple = ()) -> None:
         if not 0 <= i < count:
             return
         if merge:
@@ -129,18 +132,19 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             new = st if old is None else tuple(a if a == b else None for a, b in zip(old, st))
             if new != old:
                 state[i] = new
-                work.append((i, new))
+                work.append((i, new, ()))
             return
-        if (i, st) not in visited:
-            visited.add((i, st))
+        key = (i, st, stack)
+        if key not in visited:
+            visited.add(key)
             state[i] = st
-            work.append((i, st))
+            work.append(key)
 
     if count:
         reach(0, UNKNOWN)
     steps = 0
     while work:
-        i, st = work.pop()
+        i, st, stack = work.pop()
         if merge and st != state[i]:
             continue  # superseded by a merged state
         steps += 1
@@ -149,10 +153,14 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         insn = insns[i]
         kind = KIND[insn.code]
         if kind == Kind.EXIT:
+            if stack:
+                ret, caller = stack[-1]
+                back = (st[0],) + (None,) * 5 + tuple(caller[6:10]) + (None,)
+                reach(ret, back, stack[:-1])
             continue
         if kind in (Kind.JA, Kind.GOTOL):
             tg_live[i] = True
-            reach(target[i], st)
+            reach(target[i], st, stack)
             continue
         if kind in (Kind.JCOND_K, Kind.JCOND_X):
             bits = 32 if insn.code & CLASS_MASK == InsnClass.JMP32 else 64
@@ -161,20 +169,24 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             outcome = _cond(insn.code & OP_MASK, a, b, bits) if a is not None and b is not None else None
             if outcome is not False:
                 tg_live[i] = True
-                reach(target[i], st)
+                reach(target[i], st, stack)
             if outcome is not True:
                 ft_live[i] = True
-                reach(i + 1, st)
+                reach(i + 1, st, stack)
             continue
         if kind == Kind.MAY_GOTO:
             tg_live[i] = ft_live[i] = True
-            reach(target[i], st)
-            reach(i + 1, st)
+            reach(target[i], st, stack)
+            reach(i + 1, st, stack)
+            continue
+        if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL and not merge and len(stack) < 8:
+            callee = (None,) + tuple(st[1:6]) + (None,) * 5
+            reach(target[i], callee, stack + ((i + 1, st),))
             continue
         if (kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL) or (kind == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC):
-            reach(target[i], UNKNOWN)  # a subprogram (or callback) entry
+            reach(target[i], UNKNOWN)  # a subprogram (or callback) entry, without context
         nxt = list(st)
         _transfer(insn, nxt)
         ft_live[i] = True
-        reach(i + 1, tuple(nxt))
+        reach(i + 1, tuple(nxt), stack)
     return Flow(nodes, index, [s is not None for s in state], ft_live, tg_live)
