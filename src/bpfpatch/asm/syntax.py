@@ -203,7 +203,7 @@ def format_kernel(insn: Insn, pc: int | None = None) -> str:
     if kind == Kind.LD_ABS:
         return head + f"r0 = *({SIZE_NAME[size]} *)skb[{imm}]"
     if kind == Kind.LD_IND:
-        return head + f"r0 = *({SIZE_NAME[size]} *)skb[r{src} + {imm}]"
+        return head + f"r0 = *({SIZE_NAME[size]} *)skb[r{src} {imm:+d}]"
     if kind == Kind.LDX:
         return head + f"r{dst} = *({SIZE_NAME[size]} *)(r{src} {_kmem(off)})"
     if kind == Kind.LDSX:

@@ -1,0 +1,27 @@
+"""`bpfpatch asm FILE.s -o OUT`: assemble text (either style, labels, objdump listings) to bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bpfpatch.asm import assemble
+from bpfpatch.cli.app import app
+from bpfpatch.cli.output import write_atomic
+from bpfpatch.errors import BpfPatchError
+from bpfpatch.program import Program
+
+
+@app.command("asm")
+def asm_cmd(
+    file: Path = typer.Argument(..., help="assembly text"),
+    output: Path = typer.Option(..., "-o", "--output", help="raw little-endian instruction bytes"),
+) -> None:
+    """Assemble FILE; the output is written only if the whole file assembles."""
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BpfPatchError(f"{file}: cannot read assembly text ({exc})") from exc
+    prog = Program.from_insns(assemble(text))
+    write_atomic(output, prog.to_bytes())

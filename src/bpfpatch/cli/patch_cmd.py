@@ -1,0 +1,45 @@
+"""`bpfpatch patch IN -o OUT --pass a,b,c`: run passes on one patch list, linearize once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bpfpatch.cli.app import app
+from bpfpatch.cli.output import write_atomic
+from bpfpatch.errors import BpfPatchError
+from bpfpatch.loader import detect, read_program
+from bpfpatch.passes import PassContext, available_passes, run_passes
+
+
+@app.command("patch")
+def patch_cmd(
+    file: Path = typer.Argument(..., help="ELF object, raw instruction bytes or assembly text"),
+    output: Path = typer.Option(..., "-o", "--output"),
+    passes: str = typer.Option(..., "--pass", help=f"comma-separated: {', '.join(available_passes())}"),
+    seed: int = typer.Option(0, "--seed", help="seed of the blinding constants"),
+    aux_reg: str = typer.Option("11", "--aux-reg", help="scratch register: 11 (kernel AX), 0-9, or auto"),
+    section: Optional[str] = typer.Option(None, "--section", help="ELF section to rewrite"),
+    linked: bool = typer.Option(False, "--linked", help="link the ELF section with its .text callees and maps first"),
+    relax: bool = typer.Option(False, "--relax-long-jumps", help="rewrite jumps that overflow 16 bits as gotol"),
+    out_format: str = typer.Option("raw", "--format", help="raw bytes or asm (llvm listing)"),
+) -> None:
+    """Rewrite one program; the output is written atomically, only on success."""
+    names = [p for p in passes.split(",") if p]
+    if not names:
+        raise BpfPatchError("--pass needs at least one pass")
+    prog = read_program(file, section=section, linked=linked)
+    ctx = PassContext(seed=seed, aux_reg=aux_reg if aux_reg == "auto" else int(aux_reg))
+    out = run_passes(prog, names, ctx, relax_long_jumps=relax)
+    if out_format == "asm":
+        from bpfpatch.asm import listing
+
+        data = ("\n".join(listing(out)) + "\n").encode()
+    elif out_format == "raw":
+        data = out.to_bytes()
+    else:
+        raise BpfPatchError(f"unknown --format {out_format!r} (raw or asm)")
+    write_atomic(output, data)
+    typer.echo(f"{file.name}: {len(prog.slots)} -> {len(out.slots)} slots ({', '.join(names)})", err=True)

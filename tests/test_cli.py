@@ -1,0 +1,94 @@
+"""The command line: one clear line and an exit code on errors, atomic outputs."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from bpfpatch.cli import main
+from bpfpatch.cli.demo_cmd import sample_path
+
+
+def raw(*rows):
+    return b"".join(struct.pack("<BBhi", c, d | (s << 4), o, i) for c, d, s, o, i in rows)
+
+
+DIV = raw((0xB7, 0, 0, 0, 7), (0xB7, 1, 0, 0, 2), (0x3F, 0, 1, 0, 0), (0x95, 0, 0, 0, 0))
+
+
+def test_disasm_asm_round_trip(tmp_path, capsys):
+    src = tmp_path / "p.bin"
+    src.write_bytes(DIV)
+    assert main(["disasm", str(src)]) == 0
+    text = capsys.readouterr().out
+    assert "r0 /= r1" in text
+    s = tmp_path / "p.s"
+    s.write_text(text)
+    assert main(["asm", str(s), "-o", str(tmp_path / "back.bin")]) == 0
+    assert (tmp_path / "back.bin").read_bytes() == DIV
+    assert main(["disasm", str(src), "--style", "kernel"]) == 0
+    assert "(3f) r0 /= r1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(DIV[:-3], "not a multiple of 8"), (raw((0xFF, 0, 0, 0, 0)), "unknown opcode"), (b"r0 = frobnicate\n", "not an eBPF instruction")],
+)
+def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, message):
+    src = tmp_path / "bad.bin"
+    src.write_bytes(content)
+    out = tmp_path / "out.bin"
+    assert main(["patch", str(src), "-o", str(out), "--pass", "div-guard"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bpfpatch: error:") and message in err[0]
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [src]  # no temp file left behind
+
+
+def test_unknown_pass(tmp_path, capsys):
+    src = tmp_path / "p.bin"
+    src.write_bytes(DIV)
+    assert main(["patch", str(src), "-o", str(tmp_path / "o"), "--pass", "nope"]) == 1
+    assert "unknown pass 'nope'" in capsys.readouterr().err
+
+
+def test_patch_div_guard(tmp_path, capsys):
+    src = tmp_path / "p.bin"
+    src.write_bytes(DIV)
+    out = tmp_path / "o.bin"
+    assert main(["patch", str(src), "-o", str(out), "--pass", "div-guard"]) == 0
+    assert len(out.read_bytes()) == 7 * 8
+
+
+@pytest.mark.kernel
+def test_check_verdicts_and_exit_codes(tmp_path, capsys):
+    a = tmp_path / "a.bin"
+    b = tmp_path / "b.bin"
+    c = tmp_path / "c.bin"
+    a.write_bytes(raw((0xB7, 0, 0, 0, 1), (0x95, 0, 0, 0, 0)))
+    b.write_bytes(raw((0xB7, 0, 0, 0, 1), (0x95, 0, 0, 0, 0)))
+    c.write_bytes(raw((0xB7, 0, 0, 0, 2), (0x95, 0, 0, 0, 0)))
+    assert main(["check", str(a), str(b), "--inputs", "8"]) == 0
+    assert "equivalent" in capsys.readouterr().out
+    assert main(["check", str(a), str(c), "--inputs", "8"]) == 1
+    assert "different" in capsys.readouterr().out
+    assert main(["check", str(a), str(b), "--prog-type", "kprobe"]) == 2
+
+
+@pytest.mark.kernel
+def test_patch_then_check_a_clang_program(tmp_path, capsys, objdir):
+    from conftest import PROGS, compile_bpf
+
+    obj = compile_bpf(PROGS / "kernel" / "filters.c", objdir)
+    out = tmp_path / "xdp.bin"
+    assert main(["patch", str(obj), "--section", "xdp", "--linked", "--pass", "div-guard,dce", "-o", str(out)]) == 0
+    assert main(["check", str(obj), str(out), "--section", "xdp", "--prog-type", "xdp"]) == 0
+    assert "equivalent" in capsys.readouterr().out
+
+
+def test_demo_runs(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "if w3 != 0 goto +2" in out
