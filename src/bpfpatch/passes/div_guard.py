@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bpfpatch.errors import PatchError
 from bpfpatch.isa import Insn
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SOURCE_MASK, AluOp, InsnClass, JmpOp, Source
 from bpfpatch.passes.base import PassContext
+from bpfpatch.passes.regs import resolve_aux_reg
 from bpfpatch.patch import PatchList
 
 _DIVMOD = (AluOp.DIV, AluOp.MOD)
@@ -89,28 +89,6 @@ def guard(insn: Insn, ax: int = AX_REG) -> tuple[Insn, ...] | None:
         insn,
     )
     return body if is64 else body + (ja1, Insn(InsnClass.ALU | AluOp.MOV | Source.X, rd, rd))
-
-
-def free_register(pl: PatchList, candidates: tuple[int, ...] = (9, 8, 7, 6, 5, 4, 3, 2, 1)) -> int:
-    """A register no instruction of the list reads or writes ("auto" scratch register)."""
-    used: set[int] = set()
-    for node in pl:
-        i = node.insn
-        used.add(i.dst)
-        used.add(i.src)
-    for r in candidates:
-        if r not in used:
-            return r
-    raise PatchError("no free register for --aux-reg auto: every register r1-r9 is used by the program")
-
-
-def resolve_aux_reg(pl: PatchList, ctx: PassContext) -> int:
-    if ctx.aux_reg == "auto":
-        return free_register(pl)
-    reg = int(ctx.aux_reg)
-    if not 0 <= reg <= AX_REG or reg == 10:
-        raise PatchError(f"--aux-reg {reg}: must be 0-9 or 11 (r10 is the read-only frame pointer)")
-    return reg
 
 
 class DivGuard:
