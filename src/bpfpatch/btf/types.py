@@ -92,13 +92,15 @@ class Btf:
             if body + fixed + per * vlen > stop:
                 raise ElfError("BTF type data truncated", section=".BTF", offset=pos)
             t = BtfType(len(self.types), kind, self.string(name_off), vlen, st)
+            kflag = info >> 31
             if kind == BtfKind.ARRAY:
                 t.extra = struct.unpack_from(bo + "III", raw, body)
             elif kind == BtfKind.VAR:
                 t.extra = struct.unpack_from(bo + "I", raw, body)
             elif kind in (BtfKind.STRUCT, BtfKind.UNION):
+                # With kind_flag set, offset packs bitfield size (high 8) and bit offset (low 24).
                 t.members = [
-                    (self.string(n), ty, o)
+                    (self.string(n), ty, o & 0xFFFFFF if kflag else o)
                     for n, ty, o in struct.iter_unpack(bo + "III", raw[body : body + 12 * vlen])
                 ]
             elif kind == BtfKind.DATASEC:
@@ -135,6 +137,24 @@ class Btf:
         if t.kind == BtfKind.ARRAY:
             return t.extra[2] * self.size_of(t.extra[0])
         raise ElfError(f"BTF type {type_id} ({t.kind.name}) has no size", section=".BTF")
+
+    def find(self, kind: BtfKind, name: str) -> BtfType | None:
+        for t in self.types:
+            if t.kind == kind and t.name == name:
+                return t
+        return None
+
+    def member(self, struct_id: int, name: str) -> tuple[int, int] | None:
+        """(byte offset, size) of a member, looking inside anonymous structs and unions."""
+        t = self.resolve(struct_id)
+        for mname, mtype, bits in t.members:
+            if mname == name:
+                return bits // 8, self.size_of(mtype)
+            if not mname and self.resolve(mtype).kind in (BtfKind.STRUCT, BtfKind.UNION):
+                inner = self.member(mtype, name)
+                if inner is not None:
+                    return bits // 8 + inner[0], inner[1]
+        return None
 
     def name_of_func(self, type_id: int) -> str:
         t = self.type(type_id)
