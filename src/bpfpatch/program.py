@@ -16,6 +16,7 @@ slots map to the slot that took their place, like the kernel's remove).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -220,9 +221,44 @@ def compute_subprogs(
 
 
 def remap_meta(meta: dict[str, Any], insn_map: np.ndarray) -> dict[str, Any]:
-    """Metadata keyed by slot (``map_refs``) moved with its instructions; the rest shared."""
+    """Metadata keyed by slot (``map_refs``, ``relocations``) moved with its instructions; the rest shared."""
     out = dict(meta)
     refs = meta.get("map_refs")
     if refs:
         out["map_refs"] = {int(insn_map[s]): v for s, v in refs.items() if insn_map[s] >= 0}
+    relocs = meta.get("relocations")
+    if relocs:
+        out["relocations"] = [dataclasses.replace(r, slot=int(insn_map[r.slot])) for r in relocs if insn_map[r.slot] >= 0]
     return out
+
+
+def compose_maps(source: Program, result: Program) -> None:
+    """Chain maps when `source` itself came out of a linearize.
+
+    The result's ``idx_map`` / ``insn_map`` then map from the ORIGINAL program
+    (what an ELF writer needs after several linearizes), not from `source`.
+    """
+    if source.idx_map is None or source.insn_map is None or result.idx_map is None or result.insn_map is None:
+        return
+    n = len(source.slots)
+    new_len = len(result.slots)
+    prev_idx = source.idx_map
+    inside = prev_idx < n
+    idx = np.full(len(prev_idx), new_len, dtype=np.int64)
+    idx[inside] = result.idx_map[prev_idx[inside]]
+    prev_insn = source.insn_map
+    alive = prev_insn >= 0
+    insn = np.full(len(prev_insn), -1, dtype=np.int64)
+    insn[alive] = result.insn_map[prev_insn[alive]]
+    result.idx_map, result.insn_map = idx, insn
+
+
+def relocated_slots(program: Program) -> frozenset[int]:
+    """Slots whose instruction an ELF relocation or a map reference points at.
+
+    Passes must not rewrite these beyond recognition (e.g. blind a map load):
+    the loader patches them by position.
+    """
+    slots = {r.slot for r in program.meta.get("relocations", ())}
+    slots.update(int(s) for s in program.meta.get("map_refs", {}) or {})
+    return frozenset(slots)

@@ -24,14 +24,21 @@ def patch_cmd(
     section: Optional[str] = typer.Option(None, "--section", help="ELF section to rewrite"),
     linked: bool = typer.Option(False, "--linked", help="link the ELF section with its .text callees and maps first"),
     relax: bool = typer.Option(False, "--relax-long-jumps", help="rewrite jumps that overflow 16 bits as gotol"),
-    out_format: str = typer.Option("raw", "--format", help="raw bytes or asm (llvm listing)"),
+    out_format: str = typer.Option("raw", "--format", help="raw bytes, asm (llvm listing) or elf (default for IN.o -o OUT.o)"),
 ) -> None:
     """Rewrite one program; the output is written atomically, only on success."""
     names = [p for p in passes.split(",") if p]
     if not names:
         raise BpfPatchError("--pass needs at least one pass")
-    prog = read_program(file, section=section, linked=linked)
     ctx = PassContext(seed=seed, aux_reg=aux_reg if aux_reg == "auto" else int(aux_reg))
+    try:
+        is_elf = file.read_bytes()[:4] == b"\x7fELF"
+    except OSError as exc:
+        raise BpfPatchError(f"{file}: {exc.strerror}") from exc
+    if is_elf and not linked and out_format in ("raw", "elf") and (out_format == "elf" or output.suffix == ".o"):
+        _patch_object(file, output, names, ctx, section, relax)
+        return
+    prog = read_program(file, section=section, linked=linked)
     out = run_passes(prog, names, ctx, relax_long_jumps=relax)
     if out_format == "asm":
         from bpfpatch.asm import listing
@@ -43,3 +50,19 @@ def patch_cmd(
         raise BpfPatchError(f"unknown --format {out_format!r} (raw or asm)")
     write_atomic(output, data)
     typer.echo(f"{file.name}: {len(prog.slots)} -> {len(out.slots)} slots ({', '.join(names)})", err=True)
+
+
+def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, section: str | None, relax: bool) -> None:
+    """Rewrite every program section (or one) of an ELF object and write a valid object."""
+    from bpfpatch.elf import read_object, write_object
+
+    obj = read_object(file)
+    todo = [section] if section else list(obj.programs)
+    rewritten = {}
+    for name in todo:
+        if name not in obj.programs:
+            raise BpfPatchError(f"{file}: no program section {name!r} (have: {', '.join(obj.programs)})")
+        rewritten[name] = run_passes(obj.programs[name], names, ctx, relax_long_jumps=relax)
+    write_object(obj, rewritten, output)
+    sizes = ", ".join(f"{n} {len(obj.programs[n].slots)} -> {len(p.slots)}" for n, p in rewritten.items())
+    typer.echo(f"{file.name}: {sizes} slots ({', '.join(names)})", err=True)

@@ -14,8 +14,8 @@ recombined in the auxiliary register at run time::
 Classes: ALU/ALU64 immediates (add, sub, and, or, xor, mul, mov, div, mod),
 JMP/JMP32 immediate conditions (the blinded jump keeps its target by
 reference, so it still reaches the original instruction), ST stores and
-plain ld_imm64 (pseudo loads are left alone: relocations and the kernel
-refer to them).  ``ctx.aux_reg``: 11 (the kernel's AX: such a program loads
+plain ld_imm64 (pseudo loads, and loads an ELF relocation or map reference
+points at, are left alone: the loader fills them in by position).  ``ctx.aux_reg``: 11 (the kernel's AX: such a program loads
 only inside the kernel), a program register, or "auto" -- one no instruction
 touches, so the output loads as a normal program.
 """
@@ -27,6 +27,7 @@ from typing import ClassVar
 
 from bpfpatch.isa import KIND, LD_IMM64, Insn, Kind
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Source
+from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.regs import resolve_aux_reg
 from bpfpatch.patch import PatchInsn, PatchList
@@ -58,7 +59,9 @@ def blind_insn(insn: Insn, ax: int, rng: random.Random) -> list[Insn | PatchInsn
     if kind == Kind.ALU_K and op in _BLINDED_ALU:
         return [Insn(cls | AluOp.MOV | Source.K, ax, 0, 0, rnd ^ imm), Insn(cls | AluOp.XOR | Source.K, ax, 0, 0, rnd),
                 Insn(cls | op | Source.X, dst, ax, off, 0)]
-    if kind == Kind.JCOND_K and op in _BLINDED_JMP:
+    if kind == Kind.JCOND_K and op in _BLINDED_JMP and (imm != 0 or ax == AX_REG):
+        # Outside the kernel, `if rX == 0` must stay: the verifier learns a map value is
+        # not NULL only from a comparison with the constant 0 (and 0 plants nothing).
         alu = InsnClass.ALU64 if cls == InsnClass.JMP else InsnClass.ALU
         return [Insn(alu | AluOp.MOV | Source.K, ax, 0, 0, rnd ^ imm), Insn(alu | AluOp.XOR | Source.K, ax, 0, 0, rnd),
                 Insn(cls | op | Source.X, dst, ax, 0, 0)]  # the caller gives it the jump's target
@@ -87,8 +90,11 @@ class Blind:
 
     def run(self, pl: PatchList, ctx: PassContext) -> None:
         ax = resolve_aux_reg(pl, ctx)
+        keep = relocated_slots(pl.program)  # map loads the loader fills in by position
         for node in pl:
             insn = node.insn
+            if node.orig_idx in keep:
+                continue
             patch = blind_insn(insn, ax, ctx.rng)
             if patch is None:
                 continue

@@ -179,12 +179,13 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             reach(target[i], st, stack)
             reach(i + 1, st, stack)
             continue
-        if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL and not merge and len(stack) < 8:
+        if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL and not merge and len(stack) < 8 and target[i] >= 0:
             callee = (None,) + tuple(st[1:6]) + (None,) * 5
             reach(target[i], callee, stack + ((i + 1, st),))
             continue
         if (kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL) or (kind == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC):
             reach(target[i], UNKNOWN)  # a subprogram (or callback) entry, without context
+            # (a call into another ELF section has no target here: it returns like a helper)
         nxt = list(st)
         _transfer(insn, nxt)
         ft_live[i] = True

@@ -24,7 +24,7 @@ import numpy as np
 
 from bpfpatch.errors import PatchError, RelocationError
 from bpfpatch.isa import KIND, LD_IMM64, SLOT_DTYPE, Kind, branch_offsets, dst_of, insn_starts, pack_regs, src_of
-from bpfpatch.program import Program, remap_meta
+from bpfpatch.program import Program, compose_maps, remap_meta
 
 FieldValue = Union[int, Callable[[np.ndarray], np.ndarray]]
 
@@ -210,4 +210,5 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
         result.aux = aux_out.tolist()
     result.external = frozenset(int(first[s]) for s in program.external)
     result.meta = remap_meta(program.meta, insn_map)
+    compose_maps(program, result)
     return result

@@ -34,7 +34,7 @@ from bpfpatch.errors import PatchError, RelocationError
 from bpfpatch.isa import GOTOL, INVERTED_JMP, KIND, LD_IMM64, SLOT_DTYPE, Insn, JmpOp, Kind
 from bpfpatch.isa.opcodes import CLASS_MASK, OP_MASK, InsnClass
 from bpfpatch.patch.node import DELETED
-from bpfpatch.program import FuncInfo, LineInfo, Program, remap_meta
+from bpfpatch.program import FuncInfo, LineInfo, Program, compose_maps, remap_meta
 
 if TYPE_CHECKING:
     from bpfpatch.patch.patchlist import PatchList
@@ -201,6 +201,7 @@ def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
         int(result.insn_map[s]) for s in prog.external if result.insn_map is not None and result.insn_map[s] >= 0
     )
     result.meta = remap_meta(prog.meta, result.insn_map)
+    compose_maps(prog, result)
     return result
 
 
