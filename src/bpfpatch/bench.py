@@ -263,3 +263,24 @@ def plot(result: BenchResult, path: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def markdown_table(result: BenchResult) -> str:
+    """The table as Markdown (for the README), seconds with the copy-floor ratio."""
+    sizes = sorted({m.n for m in result.measurements})
+    series = [s for s in ("floor", "bulk", "node", "pipeline", "reference", "kernel", "kernel-nopatch")
+              if any(m.series == s and m.seconds for m in result.measurements)]
+
+    def cell(s: str, n: int) -> str:
+        t = result.get(s, n)
+        if t is None:
+            return "-"
+        txt = f"{t * 1000:.1f} ms" if t < 1 else f"{t:.2f} s"
+        floor = result.get("floor", n)
+        return txt + (f" ({t / floor:.0f}x)" if floor and s in ("bulk", "node", "pipeline") else "")
+
+    rows = ["| series | " + " | ".join(f"{n:,}" for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    for s in series:
+        rows.append(f"| {s} | " + " | ".join(cell(s, n) for n in sizes) + " |")
+    rows.append("| seed thread (2019, C) | " + " | ".join(f"{SEED_FIGURES[n]:.0f} s" if n in SEED_FIGURES else "-" for n in sizes) + " |")
+    return "\n".join(rows)

@@ -58,6 +58,7 @@ def bench(
     budget: float = typer.Option(30.0, "--budget", help="seconds a quadratic run may take"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="draw a log-log chart (PNG)"),
+    markdown: bool = typer.Option(False, "--markdown", help="also print the table as Markdown"),
 ) -> None:
     """Time every series on the seed's workload and print the table."""
     ns = [int(x) for x in sizes.split(",")] if sizes else list(B.QUICK_SIZES if quick else B.SEED_SIZES)
@@ -71,6 +72,8 @@ def bench(
             progress=lambda msg: progress.update(task, description=msg),
         )
     render(result, console)
+    if markdown:
+        print(B.markdown_table(result))
     if json_out:
         write_atomic(json_out, result.to_json().encode())
     if plot_out:

@@ -25,6 +25,7 @@ Steps:
 
 from __future__ import annotations
 
+from array import array
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -50,24 +51,52 @@ for _k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
 
 
 def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
-    """(live node ids in order, position of every node id, total slots)."""
-    nxt, orig, wide = pl._next, pl._orig, pl._wide
-    pos = [0] * len(orig)
-    order: list[int] = []
-    push = order.append
-    cur = 0
-    nid = nxt[0]
-    while nid != _END:
-        pos[nid] = cur
-        if orig[nid] != DELETED:
-            push(nid)
-            cur += 1 + wide[nid]
-        nid = nxt[nid]
-    return _ints(order), _ints(pos), cur
+    """(live node ids in order, position of every node id, total slots).
+
+    The list is mostly runs of consecutive ids (original code, and every patch
+    buffer, are created in order), so only the runs are walked in Python; the
+    nodes inside them are laid out with NumPy.
+    """
+    nxt = np.frombuffer(pl._next, dtype=np.int64)
+    n = len(nxt)
+    ids = np.arange(n, dtype=np.int64)
+    cont = nxt == ids + 1  # node i links to i + 1: same run
+    head = np.ones(n, dtype=bool)
+    head[1:] = ~cont[:-1]
+    heads = np.flatnonzero(head)
+    tails = np.empty_like(heads)
+    tails[:-1] = heads[1:] - 1
+    tails[-1] = n - 1
+    run_of = np.cumsum(head) - 1
+    after = nxt[tails]
+    succ = np.where(after >= 0, run_of[np.maximum(after, 0)], -1).tolist()
+    # Walk the runs in list order (one step per run, not per node).
+    order_runs = []
+    push = order_runs.append
+    r = int(run_of[0])
+    while r != -1:
+        push(r)
+        r = succ[r]
+    runs = np.array(order_runs, dtype=np.int64)
+    lengths = tails[runs] - heads[runs] + 1
+    starts_in_order = np.cumsum(lengths) - lengths
+    seq = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts_in_order, lengths) + np.repeat(heads[runs], lengths)
+    seq = seq[1:]  # node 0 is the dummy head
+    orig = np.frombuffer(pl._orig, dtype=np.int64)
+    wide = np.frombuffer(bytes(pl._wide), dtype=np.uint8).astype(np.int64)
+    live = orig[seq] != DELETED
+    width = np.where(live, wide[seq] + 1, 0)
+    start = np.cumsum(width) - width  # deleted nodes get the next live node's position
+    pos = np.zeros(n, dtype=np.int64)
+    pos[seq] = start
+    total = int(width.sum())
+    return seq[live], pos, total
 
 
-def _ints(values: list[int]) -> np.ndarray:
-    """A Python int list as an int64 array (fromiter is several times faster than np.array)."""
+def _ints(values) -> np.ndarray:
+    """An int list or array('q') as an int64 array (no per-element conversion for arrays)."""
+    if isinstance(values, array):
+        return np.frombuffer(values, dtype=np.int64).copy()
     return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
@@ -76,33 +105,13 @@ def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np
     out = np.zeros(total, dtype=SLOT_DTYPE)
     if not len(order):
         return out
-    n = pl._n
-    dirty = np.frombuffer(bytes(pl._dirty), dtype=np.uint8)
-    plain = (order <= n) & (dirty[order] == 0)
-    base_ids = order[plain]
-    if len(base_ids):
-        src_slots = pl._base_slot[base_ids - 1]
-        dst_slots = pos[base_ids]
-        base = pl.program.slots
-        out[dst_slots] = base[src_slots]
-        wide = base["code"][src_slots] == LD_IMM64
-        out[dst_slots[wide] + 1] = base[src_slots[wide] + 1]
-    own_ids = order[~plain]
-    if len(own_ids):
-        insns = pl._insn
-        picked = [insns[i] for i in own_ids.tolist()]
-        rows = np.fromiter(chain.from_iterable(picked), dtype=np.int64, count=5 * len(picked)).reshape(-1, 5)
-        at = pos[own_ids]
-        out["code"][at] = rows[:, 0]
-        out["regs"][at] = (rows[:, 1] & 0x0F) | (rows[:, 2] << 4)
-        out["off"][at] = rows[:, 3]
-        wide = rows[:, 0] == LD_IMM64
-        imm = rows[:, 4]
-        lo = imm & 0xFFFFFFFF
-        out["imm"][at] = np.where(lo >= 1 << 31, lo - (1 << 32), lo)
-        if wide.any():
-            hi = (imm[wide] >> 32) & 0xFFFFFFFF
-            out["imm"][at[wide] + 1] = np.where(hi >= 1 << 31, hi - (1 << 32), hi)
+    out64 = out.view(np.uint64)
+    w0 = np.frombuffer(pl._w0, dtype=np.uint64)
+    w1 = np.frombuffer(pl._w1, dtype=np.uint64)
+    at = pos[order]
+    out64[at] = w0[order]
+    wide = (w0[order] & np.uint64(0xFF)) == LD_IMM64
+    out64[at[wide] + 1] = w1[order[wide]]
     return out
 
 
@@ -133,8 +142,7 @@ def _relax(pl: "PatchList", node_ids: list[int]) -> None:
         a = pl._target[nid]
         op = insn.code & OP_MASK
         if insn.code == InsnClass.JMP | JmpOp.JA:
-            pl._insn[nid] = Insn(GOTOL)
-            pl._dirty[nid] = 1
+            pl._set_insn(nid, Insn(GOTOL))
             continue
         succ = pl._next[nid]
         if succ == _END:
@@ -144,8 +152,7 @@ def _relax(pl: "PatchList", node_ids: list[int]) -> None:
         inv = INVERTED_JMP.get(JmpOp(op)) if op != JmpOp.JCOND else None
         if inv is not None:
             # if !cond goto <after gotol>; gotol <target>
-            pl._insn[nid] = insn._replace(code=(insn.code & ~OP_MASK) | inv, off=0)
-            pl._dirty[nid] = 1
+            pl._set_insn(nid, insn._replace(code=(insn.code & ~OP_MASK) | inv, off=0))
             pl._link_after(g, g, nid)
             pl._target[nid] = pl._anchor_of(succ)
         else:
@@ -256,7 +263,7 @@ def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.n
         aux_out[pos[order]] = aux_nodes[order]
         if prog.aux is not None:
             # The high half of an untouched original ld_imm64 keeps its own aux.
-            dirty = np.frombuffer(bytes(pl._dirty), dtype=np.uint8)
+            dirty = np.frombuffer(bytes(pl._dirty), dtype=np.uint8)  # originals only
             w_ids = orig_ids[wide & alive]
             w_ids = w_ids[dirty[w_ids] == 0]
             if len(w_ids):

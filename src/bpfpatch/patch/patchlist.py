@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence, Union
 
+from array import array
+
 import numpy as np
 
 from bpfpatch.errors import PatchError
@@ -66,6 +68,8 @@ def _build_ref_table() -> list[int]:
 # Where an instruction keeps its reference; plain lists, because enum lookups
 # on the per-patch path cost more than the patching itself.
 _REF_NONE, _REF_OFF, _REF_IMM, _REF_CALL, _REF_FUNC = range(5)
+# Ready-made runs of -1 (INSERTED, no anchor, no target) for new nodes.
+_MINUS_ONES = [array("q", [-1] * k) for k in range(17)]
 _REF = _build_ref_table()
 _VALID = [KIND[c] != Kind.INVALID for c in range(256)]
 
@@ -89,6 +93,28 @@ def _is_call_ref(insn: Insn) -> bool:
     return (insn[0] == 0x85 and insn[2] == CallSrc.PSEUDO_CALL) or (insn[0] == LD_IMM64 and insn[2] == PseudoSrc.FUNC)
 
 
+def _words(insns: Sequence[Insn]) -> tuple[array, array]:
+    """Encoded first and second slot words (little-endian struct bpf_insn) of instructions."""
+    w0 = array("Q")
+    w1 = array("Q")
+    for code, dst, src, off, imm in insns:
+        w0.append(code | ((dst & 0xF) | (src << 4)) << 8 | (off & 0xFFFF) << 16 | (imm & 0xFFFFFFFF) << 32)
+        w1.append(((imm >> 32) & 0xFFFFFFFF) << 32 if code == LD_IMM64 else 0)
+    return w0, w1
+
+
+def _insn_of(w0: int, w1: int) -> Insn:
+    code = w0 & 0xFF
+    off = (w0 >> 16) & 0xFFFF
+    imm = w0 >> 32
+    if code == LD_IMM64:
+        imm |= (w1 >> 32) << 32
+        imm = imm - (1 << 64) if imm >> 63 else imm
+    else:
+        imm = imm - (1 << 32) if imm >> 31 else imm
+    return Insn(code, (w0 >> 8) & 0xF, (w0 >> 12) & 0xF, off - 0x10000 if off >> 15 else off, imm)
+
+
 class _Prepared(NamedTuple):
     """A parsed patch with everything the list needs, computed once (memoized for tuples)."""
 
@@ -98,11 +124,14 @@ class _Prepared(NamedTuple):
     wide: bytes
     aux: list[Any]
     any_aux: bool
+    w0: array  # encoded slot words, so linearize never touches the Insn objects
+    w1: array
 
 
 def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepared:
     insns = [it[0] for it in items]
     aux = [it[2] for it in items]
+    w0, w1 = _words(insns)
     return _Prepared(
         items,
         [(i, how, v, _is_call_ref(items[i][0])) for i, how, v in plan],
@@ -110,6 +139,8 @@ def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepa
         bytes(i[0] == LD_IMM64 for i in insns),
         aux,
         any(a is not None for a in aux),
+        w0,
+        w1,
     )
 
 
@@ -126,27 +157,38 @@ class PatchList:
         self._slot_to_id = np.full(len(slots) + 1, -1, dtype=np.int64)
         self._slot_to_id[starts] = np.arange(1, n + 1)
         self._slot_to_id[len(slots)] = _END
-        self._base_cols: tuple[list[int], ...] | None = None
 
         total = n + 1  # ids: 0 = head, 1..n originals
-        self._next: list[int] = list(range(1, total)) + [_END]
-        self._prev: list[int] = [_END] + list(range(0, n))
-        self._insn: list[Insn | None] = [None] * total
+        # Integer columns are array('q'): 8 bytes a node instead of a list slot plus an
+        # int object each (a million-instruction list stays within memory).
+        self._next = array("q", range(1, total + 1))
+        self._next[total - 1] = _END
+        self._prev = array("q", range(-1, n))
+        # Every node's instruction as encoded slot words (first slot, ld_imm64's second).
+        words = slots.view(np.uint64)
+        self._w0 = array("Q", [0])
+        self._w0.frombytes(words[starts].tobytes())
+        second = np.zeros(n, dtype=np.uint64)
+        wide_first = np.flatnonzero(slots["code"][starts] == LD_IMM64)
+        second[wide_first] = words[starts[wide_first] + 1]
+        self._w1 = array("Q", [0])
+        self._w1.frombytes(second.tobytes())
         self._wide: bytearray = bytearray(total)  # 1 where the node is an ld_imm64
         self._dirty: bytearray = bytearray(total)  # 1 where an original's insn was replaced
         codes = slots["code"][starts]
         self._wide[1:] = (codes == LD_IMM64).astype(np.uint8).tobytes()
-        self._orig: list[int] = [INSERTED] + starts.tolist()
+        self._orig = array("q", [INSERTED])
+        self._orig.frombytes(starts.astype(np.int64).tobytes())
         if program.aux is not None:
             self._aux: list[Any] = [None] + [program.aux[s] for s in starts.tolist()]
         else:
             self._aux = [None] * total
         # Anchors: originally anchor k is node k.
-        self._anchor_node: list[int] = list(range(total))
-        self._node_anchor: list[int] = list(range(total))
+        self._anchor_node = array("q", range(total))
+        self._node_anchor = array("q", range(total))
         self._live = n
         self._aux_used = program.aux is not None
-        self._memo: dict[tuple[int, bool], tuple[Any, _Prepared]] = {}
+        self._memo: dict[int, tuple[Any, _Prepared]] = {}
 
         # Target references of the original jumps/calls (vectorized).
         target = np.full(total, _NO_ANCHOR, dtype=np.int64)
@@ -164,7 +206,7 @@ class PatchList:
                 bad = int(idx[np.argmax(dest_ids < 0)])
                 raise PatchError(f"instruction at slot {bad}: jump into the middle of an ld_imm64")
             target[self._slot_to_id[idx]] = dest_ids
-        self._target: list[int] = target.tolist()
+        self._target = array("q", target.astype(np.int64).tobytes())
 
         # Subprogram starts, func_info and line_info ride on anchors.
         self._subprog_anchors = self._anchors_of_slots(program.subprogs, "subprogram start")
@@ -190,29 +232,17 @@ class PatchList:
             out.append(nid)
         return out
 
-    def _base_insn(self, nid: int) -> Insn:
-        cols = self._base_cols
-        if cols is None:
-            slots = self.program.slots
-            st = self._base_slot
-            imm = slots["imm"][st].astype(np.int64)
-            wide = slots["code"][st] == LD_IMM64
-            if wide.any():
-                hi = slots["imm"][st[wide] + 1].astype(np.int64)
-                imm[wide] = (imm[wide] & 0xFFFFFFFF) | (hi << 32)
-            cols = self._base_cols = (
-                slots["code"][st].tolist(),
-                (slots["regs"][st] & 0x0F).tolist(),
-                (slots["regs"][st] >> 4).tolist(),
-                slots["off"][st].tolist(),
-                imm.tolist(),
-            )
-        i = nid - 1
-        return Insn(cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i])
-
     def _get_insn(self, nid: int) -> Insn:
-        insn = self._insn[nid]
-        return insn if insn is not None else self._base_insn(nid)
+        return _insn_of(self._w0[nid], self._w1[nid])
+
+    def _set_insn(self, nid: int, insn: Insn) -> None:
+        """Give a node a new instruction (its target reference is the caller's business)."""
+        w0, w1 = _words([insn])
+        self._w0[nid] = w0[0]
+        self._w1[nid] = w1[0]
+        self._wide[nid] = insn[0] == LD_IMM64
+        if nid < len(self._dirty):
+            self._dirty[nid] = 1
 
     def _next_live(self, nid: int) -> int:
         nxt, orig = self._next, self._orig
@@ -222,16 +252,18 @@ class PatchList:
         return nid
 
     def _check_node(self, node: Node, what: str = "patch") -> int:
+        # One combined test on the hot path; the slow path says what is wrong.
+        if type(node) is Node and node._pl is self and node._id and self._orig[node._id] != DELETED:
+            return node._id
         if not isinstance(node, Node):
             raise PatchError(f"{what}: expected a Node, got {type(node).__name__}")
         if node._pl is not self:
             raise PatchError(f"{what}: the node belongs to another PatchList")
-        nid = node._id
-        if nid == 0:
+        if node._id == 0:
             raise PatchError(f"{what}: the head is not an instruction")
-        if self._orig[nid] == DELETED:
-            raise PatchError(f"{what}: node {nid} was deleted")
-        return nid
+        if self._orig[node._id] == DELETED:
+            raise PatchError(f"{what}: node {node._id} was deleted")
+        return node._id
 
     def _anchor_of(self, nid: int) -> int:
         """The node's current anchor, created if it has none."""
@@ -257,9 +289,10 @@ class PatchList:
         nid = len(self._orig)
         self._next.append(_END)
         self._prev.append(_END)
-        self._insn.append(insn)
+        w0, w1 = _words([insn])
+        self._w0.extend(w0)
+        self._w1.extend(w1)
         self._wide.append(insn[0] == LD_IMM64)
-        self._dirty.append(1)
         self._orig.append(INSERTED)
         self._aux.append(aux)
         self._node_anchor.append(_NO_ANCHOR)
@@ -281,23 +314,26 @@ class PatchList:
         """Create linked nodes for prep items [start, stop) (first.prev / last.next left to the caller)."""
         k = stop - start
         base = len(self._orig)
+        ids = range(base, base + k)
         self._next.extend(range(base + 1, base + k + 1))
         self._prev.extend(range(base - 1, base + k - 1))
         if start == 0 and stop == len(prep.insns):
-            self._insn.extend(prep.insns)
+            self._w0.extend(prep.w0)
+            self._w1.extend(prep.w1)
             self._wide.extend(prep.wide)
             self._aux.extend(prep.aux)
         else:
-            self._insn.extend(prep.insns[start:stop])
+            self._w0.extend(prep.w0[start:stop])
+            self._w1.extend(prep.w1[start:stop])
             self._wide.extend(prep.wide[start:stop])
             self._aux.extend(prep.aux[start:stop])
-        self._dirty.extend(b"\x01" * k)
-        self._orig.extend([INSERTED] * k)
-        self._node_anchor.extend([_NO_ANCHOR] * k)
-        self._target.extend([_NO_ANCHOR] * k)
+        minus = _MINUS_ONES[k] if k < len(_MINUS_ONES) else array("q", [-1] * k)
+        self._orig.extend(minus)  # INSERTED
+        self._node_anchor.extend(minus)  # no anchor yet
+        self._target.extend(minus)  # no target
         if prep.any_aux:
             self._aux_used = True
-        return list(range(base, base + k))
+        return list(ids)
 
     def _prepared(self, patch: Patch, has_after: bool) -> _Prepared:
         """The parsed patch and its reference plan; memoized for tuples of plain Insns.
@@ -306,7 +342,7 @@ class PatchList:
         guard per register pair): preparing it once makes those patches cheap.
         """
         if type(patch) is tuple:
-            key = (id(patch), has_after)
+            key = id(patch) * 2 + has_after
             hit = self._memo.get(key)
             if hit is not None and hit[0] is patch:
                 return hit[1]
@@ -480,9 +516,11 @@ class PatchList:
             ids.append(x)
         else:
             ids = [x]
-        self._insn[x] = prep.insns[-1]
+        self._w0[x] = prep.w0[-1]
+        self._w1[x] = prep.w1[-1]
         self._wide[x] = prep.wide[-1]
-        self._dirty[x] = 1
+        if x < len(self._dirty):
+            self._dirty[x] = 1
         self._target[x] = _NO_ANCHOR
         if prep.aux[-1] is not None:
             self._aux[x] = prep.aux[-1]
