@@ -27,6 +27,16 @@ def _function_at(symbols: list[Symbol], slot: int, section: str) -> Symbol:
 
 
 def link_program(obj: ElfObject, section: str) -> Program:
+    """One section linked with its .text callees and map references; `ElfError` if it cannot be."""
+    try:
+        return _link_program(obj, section)
+    except ElfError:
+        raise
+    except (IndexError, ValueError, KeyError, OverflowError) as exc:
+        raise ElfError(f"cannot link a malformed object: {exc}", section=section) from exc
+
+
+def _link_program(obj: ElfObject, section: str) -> Program:
     from bpfpatch.kernel.maps import MapSpec  # the map description type (no syscall made here)
 
     if section not in obj.programs:

@@ -58,6 +58,20 @@ def write_object(obj: ElfObject, programs: dict[str, Program], path: str | Path)
 
 
 def build_object(obj: ElfObject, programs: dict[str, Program]) -> bytes:
+    """The rewritten object as bytes; a malformed input object raises `ElfError`."""
+    try:
+        return _build_object(obj, programs)
+    except ElfError:
+        raise
+    except (struct.error, IndexError, ValueError, KeyError, OverflowError, TypeError) as exc:
+        raise ElfError(f"cannot rewrite a malformed object: {exc}") from exc
+    except Exception as exc:  # pyelftools' own parse errors
+        if type(exc).__module__.startswith("elftools"):
+            raise ElfError(f"cannot rewrite a malformed object: {exc}") from exc
+        raise
+
+
+def _build_object(obj: ElfObject, programs: dict[str, Program]) -> bytes:
     elf = ELFFile(io.BytesIO(obj.data))
     if not elf.little_endian or elf.elfclass != 64:
         raise ElfError("only 64-bit little-endian BPF objects can be written")

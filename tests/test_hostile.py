@@ -1,0 +1,54 @@
+"""Hostile input: mutated objects and programs reach only bpfpatch's typed errors."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bpfpatch import BpfPatchError, PatchList, Program
+from bpfpatch.asm import assemble
+from bpfpatch.cli.demo_cmd import sample_path
+from bpfpatch.elf import build_object, read_object
+
+SAMPLE = sample_path().read_bytes()
+
+
+@st.composite
+def mutated(draw, base: bytes):
+    data = bytearray(base)
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.integers(0, 2))
+        pos = draw(st.integers(0, len(data) - 1))
+        if kind == 0:
+            data[pos] = draw(st.integers(0, 255))
+        elif kind == 1:
+            del data[pos : pos + draw(st.integers(1, 64))]
+        else:
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated(SAMPLE))
+def test_mutated_objects_give_typed_errors(data):
+    try:
+        obj = read_object(data)
+        build_object(obj, {name: PatchList(p).linearize() for name, p in obj.programs.items()})
+        for name in obj.programs:
+            if name != ".text":
+                obj.linked_program(name)
+    except BpfPatchError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=256))
+def test_random_programs_and_text(data):
+    try:
+        PatchList(Program.from_bytes(data)).linearize()
+    except BpfPatchError:
+        pass
+    try:
+        assemble(data.decode("utf-8", errors="replace"))
+    except BpfPatchError:
+        pass
