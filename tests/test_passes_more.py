@@ -137,3 +137,15 @@ def test_zext_is_idempotent_and_minimal():
     once = run_passes(prog, ["zext"])
     assert len(once.insns) == len(prog.insns) + 1
     assert run_passes(once, ["zext"]).to_bytes() == once.to_bytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(kernel_programs())
+def test_all_passes_on_one_list_equal_pass_by_pass(prog):
+    names = ["dce", "div-guard", "zext", "blind"]
+    together = run_passes(prog, names, PassContext(seed=9))
+    ctx = PassContext(seed=9)  # one RNG across the passes, as in the pipeline
+    step = prog
+    for name in names:
+        step = run_passes(step, [name], ctx)
+    assert together.to_bytes() == step.to_bytes()

@@ -67,7 +67,9 @@ class Node:
         a = self._pl._target[self._id]
         if a < 0:
             return None
-        return Node(self._pl, self._pl._anchor_node[a])
+        # A deleted target forwards to the next live node, which is where the jump lands.
+        nid = self._pl._landing(self._pl._anchor_node[a])
+        return None if nid < 0 else Node(self._pl, nid)
 
     @property
     def deleted(self) -> bool:
