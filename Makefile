@@ -31,6 +31,9 @@ test: debian setup-test
 bench: setup-test
 	$(PYTHON) -m bpfpatch.cli bench
 
+FUZZ_WORK ?= /tmp/bpfpatch-fuzz
+
 fuzz: setup-test
 	$(PIP) install -q atheris
-	$(PYTHON) fuzz/fuzz_decoder.py -max_total_time=600 fuzz/corpus
+	mkdir -p $(FUZZ_WORK)
+	$(PYTHON) fuzz/fuzz_decoder.py -max_total_time=600 $(FUZZ_WORK) fuzz/corpus
