@@ -20,19 +20,25 @@ class BpfPatchError(Exception):
     """Base class of every error bpfpatch raises on purpose."""
 
 
+def _where(*parts: str | None) -> str:
+    """"instruction 3, byte offset 24: " -- the position prefix of a message."""
+    given = [p for p in parts if p]
+    return f"{', '.join(given)}: " if given else ""
+
+
 class DecodeError(BpfPatchError):
     """Raw bytes that are not a valid instruction stream."""
 
     def __init__(self, message: str, *, index: int | None = None, byte_offset: int | None = None):
         self.index = index
         self.byte_offset = byte_offset
-        where = []
-        if index is not None:
-            where.append(f"instruction {index}")
-        if byte_offset is not None:
-            where.append(f"byte offset {byte_offset}")
-        prefix = f"{', '.join(where)}: " if where else ""
-        super().__init__(prefix + message)
+        super().__init__(
+            _where(
+                f"instruction {index}" if index is not None else None,
+                f"byte offset {byte_offset}" if byte_offset is not None else None,
+            )
+            + message
+        )
         self.message = message
 
 
@@ -77,13 +83,10 @@ class ElfError(BpfPatchError):
     def __init__(self, message: str, *, section: str | None = None, offset: int | None = None):
         self.section = section
         self.offset = offset
-        where = []
-        if section is not None:
-            where.append(f"section {section}")
-        if offset is not None:
-            where.append(f"offset {offset:#x}")
-        prefix = f"{', '.join(where)}: " if where else ""
-        super().__init__(prefix + message)
+        super().__init__(
+            _where(f"section {section}" if section is not None else None, f"offset {offset:#x}" if offset is not None else None)
+            + message
+        )
         self.message = message
 
 

@@ -17,7 +17,6 @@ written once for both directions.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -74,8 +73,76 @@ def _hex(v: int, bits: int = 32) -> str:
     return f"{v & ((1 << bits) - 1):#x}"
 
 
+@dataclass(frozen=True)
+class Style:
+    """What differs between the two text forms; everything else is shared."""
+
+    name: str
+    mem: Callable[[int], str]  # memory offset: "+ 4" (llvm) / "+4" (kernel)
+    target: Callable[[str, int], str]  # jump/call target: "goto +1" / "goto pc+1"
+    cmp_imm: Callable[[int], str]  # immediate of a conditional jump
+    call: Callable[[Insn], str]
+    ld_imm64: Callable[[Insn], str]
+    ld_ind: Callable[[Insn, str], str]
+    atomic_fn: Callable[[str, bool], str]  # (operation, 64-bit) -> function-like name
+
+
+def _llvm_call(insn: Insn) -> str:
+    return f"call {insn.imm}"
+
+
+def _kernel_call(insn: Insn) -> str:
+    if insn.src == CallSrc.PSEUDO_CALL:
+        return f"call pc{insn.imm:+d}"
+    if insn.src == CallSrc.KFUNC:
+        return f"call kfunc#{insn.imm}" + (f" off={insn.off}" if insn.off else "")
+    return f"call {HELPER_NAMES.get(insn.imm, '')}#{insn.imm}"
+
+
+def _llvm_ld_imm64(insn: Insn) -> str:
+    if insn.src == PseudoSrc.NONE:
+        return f"r{insn.dst} = {_s64(insn.imm)} ll"
+    lo = insn.imm & 0xFFFFFFFF
+    return f"ld_pseudo r{insn.dst}, {insn.src}, {lo - (1 << 32) if lo >> 31 else lo}"
+
+
+def _kernel_ld_imm64(insn: Insn) -> str:
+    if insn.src == PseudoSrc.NONE:
+        return f"r{insn.dst} = {_hex(insn.imm, 64)}"
+    return f"r{insn.dst} = pseudo{insn.src}[{insn.imm & 0xFFFFFFFF:#x}, {(insn.imm >> 32) & 0xFFFFFFFF:#x}]"
+
+
+def _llvm_atomic_fn(op: str, wide: bool) -> str:
+    return {"xchg": "xchg_64" if wide else "xchg32_32", "cmpxchg": "cmpxchg_64" if wide else "cmpxchg32_32"}.get(
+        op, f"atomic_fetch_{op}"
+    )
+
+
+def _kernel_atomic_fn(op: str, wide: bool) -> str:
+    return f"atomic{'64' if wide else ''}_{op if op in ('xchg', 'cmpxchg') else 'fetch_' + op}"
+
+
+LLVM = Style(
+    "llvm", _mem, lambda kw, off: f"{kw} {off:+d}", str, _llvm_call, _llvm_ld_imm64,
+    lambda insn, sz: f"r0 = *({sz} *)skb[r{insn.src}]", _llvm_atomic_fn,
+)
+KERNEL = Style(
+    "kernel", _kmem, lambda kw, off: f"{kw} pc{off:+d}", _hex, _kernel_call, _kernel_ld_imm64,
+    lambda insn, sz: f"r0 = *({sz} *)skb[r{insn.src} {insn.imm:+d}]", _kernel_atomic_fn,
+)
+
+
 def format_llvm(insn: Insn) -> str:
     """One instruction as llvm-objdump prints it."""
+    return _format(insn, LLVM)
+
+
+def format_kernel(insn: Insn, pc: int | None = None) -> str:
+    """One instruction as the verifier log prints it: ``(code) text``."""
+    return f"({insn.code:02x}) " + _format(insn, KERNEL)
+
+
+def _format(insn: Insn, st: Style) -> str:
     code, dst, src, off, imm = insn
     kind = KIND[code]
     cls = code & CLASS_MASK
@@ -96,139 +163,60 @@ def format_llvm(insn: Insn) -> str:
             return f"r{dst} = bswap{imm} r{dst}"
         return f"r{dst} = {'be' if code & SOURCE_MASK else 'le'}{imm} r{dst}"
     if kind == Kind.JA:
-        return f"goto {_sgn(off)}"
+        return st.target("goto", off)
     if kind == Kind.GOTOL:
-        return f"gotol {_sgn(imm)}"
+        return st.target("gotol", imm)
     if kind == Kind.MAY_GOTO:
-        return f"may_goto {_sgn(off)}"
+        return st.target("may_goto", off)
     if kind in (Kind.JCOND_K, Kind.JCOND_X):
         wide = cls == InsnClass.JMP
-        rhs = _reg(src, wide) if kind == Kind.JCOND_X else str(imm)
-        return f"if {_reg(dst, wide)} {JMP_SYM[op]} {rhs} goto {_sgn(off)}"
+        rhs = _reg(src, wide) if kind == Kind.JCOND_X else st.cmp_imm(imm)
+        return st.target(f"if {_reg(dst, wide)} {JMP_SYM[op]} {rhs} goto", off)
     if kind == Kind.CALL:
-        return f"call {imm}"
+        return st.call(insn)
     if kind == Kind.EXIT:
         return "exit"
     if kind == Kind.LD_IMM64:
-        if src == PseudoSrc.NONE:
-            return f"r{dst} = {_s64(imm)} ll"
-        lo = imm & 0xFFFFFFFF
-        return f"ld_pseudo r{dst}, {src}, {lo - (1 << 32) if lo >> 31 else lo}"
+        return st.ld_imm64(insn)
     size = code & SIZE_MASK
+    sz = SIZE_NAME.get(size, "")
     if kind == Kind.LD_ABS:
-        return f"r0 = *({SIZE_NAME[size]} *)skb[{imm}]"
+        return f"r0 = *({sz} *)skb[{imm}]"
     if kind == Kind.LD_IND:
-        return f"r0 = *({SIZE_NAME[size]} *)skb[r{src}]"
+        return st.ld_ind(insn, sz)
     if kind == Kind.LDX:
-        return f"r{dst} = *({SIZE_NAME[size]} *)(r{src} {_mem(off)})"
+        return f"r{dst} = *({sz} *)(r{src} {st.mem(off)})"
     if kind == Kind.LDSX:
-        return f"r{dst} = *({SIGNED_SIZE_NAME[size]} *)(r{src} {_mem(off)})"
+        return f"r{dst} = *({SIGNED_SIZE_NAME[size]} *)(r{src} {st.mem(off)})"
     if kind == Kind.ST:
-        return f"*({SIZE_NAME[size]} *)(r{dst} {_mem(off)}) = {imm}"
+        return f"*({sz} *)(r{dst} {st.mem(off)}) = {imm}"
     if kind == Kind.STX:
-        return f"*({SIZE_NAME[size]} *)(r{dst} {_mem(off)}) = r{src}"
+        return f"*({sz} *)(r{dst} {st.mem(off)}) = r{src}"
     if kind == Kind.ATOMIC:
-        return _atomic_llvm(size, dst, src, off, imm)
+        return _atomic(size, dst, src, off, imm, st)
     raise ValueError(f"no text form for {insn}")
 
 
-def _atomic_llvm(size: int, dst: int, src: int, off: int, imm: int) -> str:
+def _atomic(size: int, dst: int, src: int, off: int, imm: int, st: Style) -> str:
     wide = size == Size.DW
     sz = SIZE_NAME[size]
-    addr = f"r{dst} {_mem(off)}"
+    addr = f"r{dst} {st.mem(off)}"
+    ptr = f"({sz} *)({addr})"
     if imm in ATOMIC_LOCK_SYM:
         # LLVM 14 prints the 32-bit form with an r register (LLVM 19: w).
-        return f"lock *({sz} *)({addr}) {ATOMIC_LOCK_SYM[AtomicOp(imm)]} r{src}"
+        return f"lock *{ptr} {ATOMIC_LOCK_SYM[AtomicOp(imm)]} r{src}"
+    s = _reg(src, wide)
+    # llvm's xchg/cmpxchg take a bare address; the kernel's a typed pointer.
+    where = addr if st is LLVM else ptr
     if imm & ~0x01 in ATOMIC_NAME and imm & 0x01:
-        s = _reg(src, wide)
-        return f"{s} = atomic_fetch_{ATOMIC_NAME[AtomicOp(imm & ~1)]}(({sz} *)({addr}), {s})"
+        return f"{s} = {st.atomic_fn(ATOMIC_NAME[AtomicOp(imm & ~1)], wide)}({ptr}, {s})"
     if imm == AtomicOp.XCHG:
-        s = _reg(src, wide)
-        return f"{s} = xchg_64({addr}, {s})" if wide else f"{s} = xchg32_32({addr}, {s})"
+        return f"{s} = {st.atomic_fn('xchg', wide)}({where}, {s})"
     if imm == AtomicOp.CMPXCHG:
-        r0, s = _reg(0, wide), _reg(src, wide)
-        return f"{r0} = cmpxchg_64({addr}, {r0}, {s})" if wide else f"{r0} = cmpxchg32_32({addr}, {r0}, {s})"
+        r0 = _reg(0, wide)
+        return f"{r0} = {st.atomic_fn('cmpxchg', wide)}({where}, {r0}, {s})"
     if imm == AtomicOp.LOAD_ACQ:
-        return f"r{dst} = load_acquire(({sz} *)(r{src} {_mem(off)}))"
+        return f"r{dst} = load_acquire(({sz} *)(r{src} {st.mem(off)}))"
     if imm == AtomicOp.STORE_REL:
-        return f"store_release(({sz} *)({addr}), r{src})"
+        return f"store_release({ptr}, r{src})"
     raise ValueError(f"unknown atomic op {imm:#x}")
-
-
-def format_kernel(insn: Insn, pc: int | None = None) -> str:
-    """One instruction as the verifier log prints it: ``(code) text``."""
-    code, dst, src, off, imm = insn
-    kind = KIND[code]
-    cls = code & CLASS_MASK
-    op = code & OP_MASK
-    head = f"({code:02x}) "
-    if kind in (Kind.ALU_K, Kind.ALU_X):
-        wide = cls == InsnClass.ALU64
-        d = _reg(dst, wide)
-        if op == AluOp.MOV and kind == Kind.ALU_X and off in (8, 16, 32):
-            return head + f"{d} = (s{off}){_reg(src, wide)}"
-        sym = SIGNED_ALU_SYM[op] if (off == 1 and op in SIGNED_ALU_SYM) else ALU_SYM[op]
-        rhs = _reg(src, wide) if kind == Kind.ALU_X else str(imm)
-        return head + f"{d} {sym} {rhs}"
-    if kind == Kind.NEG:
-        d = _reg(dst, cls == InsnClass.ALU64)
-        return head + f"{d} = -{d}"
-    if kind == Kind.END:
-        if cls == InsnClass.ALU64:
-            return head + f"r{dst} = bswap{imm} r{dst}"
-        return head + f"r{dst} = {'be' if code & SOURCE_MASK else 'le'}{imm} r{dst}"
-    if kind == Kind.JA:
-        return head + f"goto pc{off:+d}"
-    if kind == Kind.GOTOL:
-        return head + f"gotol pc{imm:+d}"
-    if kind == Kind.MAY_GOTO:
-        return head + f"may_goto pc{off:+d}"
-    if kind in (Kind.JCOND_K, Kind.JCOND_X):
-        wide = cls == InsnClass.JMP
-        rhs = _reg(src, wide) if kind == Kind.JCOND_X else _hex(imm)
-        return head + f"if {_reg(dst, wide)} {JMP_SYM[op]} {rhs} goto pc{off:+d}"
-    if kind == Kind.CALL:
-        if src == CallSrc.PSEUDO_CALL:
-            return head + f"call pc{imm:+d}"
-        if src == CallSrc.KFUNC:
-            return head + f"call kfunc#{imm}" + (f" off={off}" if off else "")
-        return head + f"call {HELPER_NAMES.get(imm, '')}#{imm}"
-    if kind == Kind.EXIT:
-        return head + "exit"
-    if kind == Kind.LD_IMM64:
-        if src == PseudoSrc.NONE:
-            return head + f"r{dst} = {_hex(imm, 64)}"
-        return head + f"r{dst} = pseudo{src}[{imm & 0xFFFFFFFF:#x}, {(imm >> 32) & 0xFFFFFFFF:#x}]"
-    size = code & SIZE_MASK
-    if kind == Kind.LD_ABS:
-        return head + f"r0 = *({SIZE_NAME[size]} *)skb[{imm}]"
-    if kind == Kind.LD_IND:
-        return head + f"r0 = *({SIZE_NAME[size]} *)skb[r{src} {imm:+d}]"
-    if kind == Kind.LDX:
-        return head + f"r{dst} = *({SIZE_NAME[size]} *)(r{src} {_kmem(off)})"
-    if kind == Kind.LDSX:
-        return head + f"r{dst} = *({SIGNED_SIZE_NAME[size]} *)(r{src} {_kmem(off)})"
-    if kind == Kind.ST:
-        return head + f"*({SIZE_NAME[size]} *)(r{dst} {_kmem(off)}) = {imm}"
-    if kind == Kind.STX:
-        return head + f"*({SIZE_NAME[size]} *)(r{dst} {_kmem(off)}) = r{src}"
-    if kind == Kind.ATOMIC:
-        wide = size == Size.DW
-        sz = SIZE_NAME[size]
-        addr = f"r{dst} {_kmem(off)}"
-        if imm in ATOMIC_LOCK_SYM:
-            return head + f"lock *({sz} *)({addr}) {ATOMIC_LOCK_SYM[AtomicOp(imm)]} r{src}"
-        if imm & ~0x01 in ATOMIC_NAME and imm & 0x01:
-            s = _reg(src, wide)
-            return head + f"{s} = atomic{'64' if wide else ''}_fetch_{ATOMIC_NAME[AtomicOp(imm & ~1)]}(({sz} *)({addr}), {s})"
-        if imm == AtomicOp.XCHG:
-            s = _reg(src, wide)
-            return head + f"{s} = atomic{'64' if wide else ''}_xchg(({sz} *)({addr}), {s})"
-        if imm == AtomicOp.CMPXCHG:
-            r0, s = _reg(0, wide), _reg(src, wide)
-            return head + f"{r0} = atomic{'64' if wide else ''}_cmpxchg(({sz} *)({addr}), {r0}, {s})"
-        if imm == AtomicOp.LOAD_ACQ:
-            return head + f"r{dst} = load_acquire(({sz} *)(r{src} {_kmem(off)}))"
-        if imm == AtomicOp.STORE_REL:
-            return head + f"store_release(({sz} *)({addr}), r{src})"
-    raise ValueError(f"no text form for {insn}")
