@@ -117,3 +117,11 @@ def test_equivalence_verdicts():
     r = check_equivalence(a, b, inputs=8)
     assert r.verdict.value == "different" and "retval 1 vs 2" in r.reason
     assert check_equivalence(a, a, "kprobe").verdict.value == "undecided"
+
+
+@pytest.mark.parametrize("name, want", [("socket1", "SOCKET_FILTER"), ("xdp.frags", "XDP"), ("tc/ingress", "SCHED_CLS"),
+                                        ("classifier", "SCHED_CLS"), ("sched_cls", "SCHED_CLS"), ("cgroup/skb", "CGROUP_SKB")])
+def test_program_types_from_section_names(name, want):
+    from bpfpatch.kernel import prog_type_of
+
+    assert prog_type_of(name).name == want

@@ -65,11 +65,17 @@ PACKET_RUNNABLE = frozenset({ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgTyp
                              ProgType.CGROUP_SKB, ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_XMIT,
                              ProgType.SK_SKB, ProgType.FLOW_DISSECTOR})
 
-# ELF section names (libbpf's conventions) -> program type.
+# ELF section name prefixes (libbpf's conventions) -> program type; longest prefix wins.
 SECTION_TYPES = {
-    "socket": ProgType.SOCKET_FILTER, "tc": ProgType.SCHED_CLS, "classifier": ProgType.SCHED_CLS,
-    "action": ProgType.SCHED_ACT, "xdp": ProgType.XDP, "kprobe": ProgType.KPROBE,
-    "tracepoint": ProgType.TRACEPOINT, "cgroup_skb": ProgType.CGROUP_SKB, "sk_skb": ProgType.SK_SKB,
+    "socket": ProgType.SOCKET_FILTER, "tc": ProgType.SCHED_CLS, "tcx": ProgType.SCHED_CLS,
+    "classifier": ProgType.SCHED_CLS, "action": ProgType.SCHED_ACT, "xdp": ProgType.XDP,
+    "kprobe": ProgType.KPROBE, "kretprobe": ProgType.KPROBE, "uprobe": ProgType.KPROBE,
+    "tracepoint": ProgType.TRACEPOINT, "tp": ProgType.TRACEPOINT, "raw_tracepoint": ProgType.RAW_TRACEPOINT,
+    "raw_tp": ProgType.RAW_TRACEPOINT, "perf_event": ProgType.PERF_EVENT, "cgroup_skb": ProgType.CGROUP_SKB,
+    "cgroup/skb": ProgType.CGROUP_SKB, "sk_skb": ProgType.SK_SKB, "sk_msg": ProgType.SK_MSG,
+    "lwt_in": ProgType.LWT_IN, "lwt_out": ProgType.LWT_OUT, "lwt_xmit": ProgType.LWT_XMIT,
+    "flow_dissector": ProgType.FLOW_DISSECTOR, "sockops": ProgType.SOCK_OPS, "sk_lookup": ProgType.SK_LOOKUP,
+    "syscall": ProgType.SYSCALL,
 }
 
 
@@ -82,9 +88,10 @@ def prog_type_of(value: "ProgType | int | str") -> ProgType:
     key = value.strip().upper().replace("-", "_")
     if key in ProgType.__members__:
         return ProgType[key]
-    sec = value.split("/")[0].lower()
-    if sec in SECTION_TYPES:
-        return SECTION_TYPES[sec]
+    low = value.lower()
+    for prefix in sorted(SECTION_TYPES, key=len, reverse=True):
+        if low.startswith(prefix):
+            return SECTION_TYPES[prefix]
     raise KernelError(f"unknown program type {value!r} (e.g. socket_filter, sched_cls, xdp)")
 
 
