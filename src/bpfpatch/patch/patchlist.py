@@ -126,6 +126,12 @@ class _Prepared(NamedTuple):
     any_aux: bool
     w0: array  # encoded slot words, so linearize never touches the Insn objects
     w1: array
+    # The same columns without the last item, ready for `replace` (the node keeps the last).
+    head_w0: array
+    head_w1: array
+    head_wide: bytes
+    head_aux: list[Any]
+    minus: array  # -1 per head item (orig INSERTED, no anchor, no target)
 
 
 def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepared:
@@ -141,6 +147,11 @@ def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepa
         any(a is not None for a in aux),
         w0,
         w1,
+        w0[:-1],
+        w1[:-1],
+        bytes(i[0] == LD_IMM64 for i in insns[:-1]),
+        aux[:-1],
+        array("q", [-1] * (len(insns) - 1)),
     )
 
 
@@ -504,29 +515,55 @@ class PatchList:
         patch).  Jumps to the node land on the first patch instruction
         (``retarget=True``, kernel semantics) or on the last (``False``).
         """
-        x = self._check_node(node, "replace")
-        prep = self._prepared(patch, self._next[x] != _END)
-        n_new = len(prep.insns) - 1
-        if n_new:
-            ids = self._new_chain(prep, 0, n_new)
-            self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
+        # The hot path of every pass, written out flat: one check, one memo lookup,
+        # column extends and four link stores per patch.
+        x = node._id if type(node) is Node and node._pl is self else 0
+        if not x or self._orig[x] == DELETED:
+            x = self._check_node(node, "replace")
+        nxt = self._next
+        has_after = nxt[x] != _END
+        hit = self._memo.get(id(patch) * 2 + has_after) if type(patch) is tuple else None
+        prep = hit[1] if hit is not None and hit[0] is patch else self._prepared(patch, has_after)
+        k = len(prep.w0) - 1
+        base = len(self._orig)
+        if k:
+            prev = self._prev
+            # extend() from a ready array, then chain: an array built from a range costs more.
+            nxt.extend(prep.minus)
+            prev.extend(prep.minus)
+            for i in range(base, base + k - 1):
+                nxt[i] = i + 1
+                prev[i + 1] = i
+            self._w0.extend(prep.head_w0)
+            self._w1.extend(prep.head_w1)
+            self._wide.extend(prep.head_wide)
+            self._aux.extend(prep.head_aux)
+            self._orig.extend(prep.minus)
+            self._node_anchor.extend(prep.minus)
+            self._target.extend(prep.minus)
+            if prep.any_aux:
+                self._aux_used = True
+            at = x if retarget else self._before_deleted_run(x)
+            last = base + k - 1
+            p = prev[at]
+            nxt[p] = base
+            prev[base] = p
+            nxt[last] = at
+            prev[at] = last
             if retarget:
-                self._move_anchor(x, ids[0])
-            self._live += n_new
-            ids.append(x)
-        else:
-            ids = [x]
-        self._w0[x] = prep.w0[-1]
-        self._w1[x] = prep.w1[-1]
-        self._wide[x] = prep.wide[-1]
+                self._move_anchor(x, base)
+            self._live += k
+        self._w0[x] = prep.w0[k]
+        self._w1[x] = prep.w1[k]
+        self._wide[x] = prep.wide[k]
         if x < len(self._dirty):
             self._dirty[x] = 1
         self._target[x] = _NO_ANCHOR
-        if prep.aux[-1] is not None:
-            self._aux[x] = prep.aux[-1]
+        if prep.aux[k] is not None:
+            self._aux[x] = prep.aux[k]
             self._aux_used = True
         if prep.plan:
-            self._insert(prep, ids, self._next[x])
+            self._insert(prep, [*range(base, base + k), x], nxt[x])
         return node
 
     def prepend(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
