@@ -26,6 +26,7 @@ demo: setup
 	$(PYTHON) -m bpfpatch.cli demo
 
 test: debian setup-test
+	$(PYTHON) -m ruff check --select F,E9 src tests fuzz bench
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 bench: setup-test

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 
 from bpfpatch.cli import main
-from bpfpatch.cli.demo_cmd import sample_path
 
 
 def raw(*rows):

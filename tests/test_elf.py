@@ -14,7 +14,7 @@ import pytest
 
 from bpfpatch import Insn, PatchList
 from bpfpatch.cli import main
-from bpfpatch.elf import build_object, read_object, write_object
+from bpfpatch.elf import read_object, write_object
 from bpfpatch.errors import ElfError
 from bpfpatch.passes import PassContext, run_passes
 from conftest import PROGS, compile_bpf

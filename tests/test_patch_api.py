@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bpfpatch import DELETED, INSERTED, Insn, PatchError, PatchInsn, PatchList, Program, RelocationError
+from bpfpatch import INSERTED, Insn, PatchError, PatchInsn, PatchList, Program, RelocationError
 from bpfpatch.isa import insn as C
 from progtools import slots_rows
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bpfpatch import INSERTED, Insn, PatchList, Program
+from bpfpatch import Insn, PatchList, Program
 from bpfpatch.elf import read_object
 from bpfpatch.errors import RelocationError, VerifierError
 from bpfpatch.kernel import check_equivalence, load_program

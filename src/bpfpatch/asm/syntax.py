@@ -22,7 +22,7 @@ from typing import Callable
 
 from bpfpatch.isa import KIND, Insn, Kind
 from bpfpatch.isa.opcodes import (
-    CLASS_MASK, OP_MASK, SIZE_MASK, SOURCE_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, Mode, PseudoSrc, Size,
+    CLASS_MASK, OP_MASK, SIZE_MASK, SOURCE_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc, Size,
 )
 
 SIZE_NAME = {Size.B: "u8", Size.H: "u16", Size.W: "u32", Size.DW: "u64"}

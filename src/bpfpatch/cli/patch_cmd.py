@@ -10,7 +10,7 @@ import typer
 from bpfpatch.cli.app import app
 from bpfpatch.cli.output import write_atomic
 from bpfpatch.errors import BpfPatchError
-from bpfpatch.loader import detect, read_program
+from bpfpatch.loader import read_program
 from bpfpatch.passes import PassContext, available_passes, run_passes
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from elftools.common.exceptions import ELFError as _PyElfError
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile

@@ -21,7 +21,6 @@ import numpy as np
 from bpfpatch.errors import DecodeError
 from bpfpatch.isa.insn import Insn
 from bpfpatch.isa.opcodes import (
-    ATOMIC_RMW,
     CLASS_MASK,
     LD_IMM64,
     MAX_USER_REG,

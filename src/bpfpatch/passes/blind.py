@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from typing import ClassVar
 
-from bpfpatch.isa import KIND, LD_IMM64, Insn, Kind
+from bpfpatch.isa import KIND, Insn, Kind
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Source
 from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext

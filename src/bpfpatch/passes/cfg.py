@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bpfpatch.isa import KIND, Insn, Kind
-from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, SOURCE_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc
+from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
 
 M64 = (1 << 64) - 1

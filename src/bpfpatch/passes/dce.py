@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa import KIND, Kind
 from bpfpatch.isa.insn import ja
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.cfg import analyze

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from bpfpatch.isa import KIND, Insn, Kind
 from bpfpatch.isa.opcodes import (
-    ATOMIC_FETCH, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc, Size, Source,
+    ATOMIC_FETCH, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size, Source,
 )
 from bpfpatch.passes.base import PassContext
 from bpfpatch.patch import PatchList

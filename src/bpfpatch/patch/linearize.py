@@ -26,16 +26,15 @@ Steps:
 from __future__ import annotations
 
 from array import array
-from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bpfpatch.errors import PatchError, RelocationError
 from bpfpatch.isa import GOTOL, INVERTED_JMP, KIND, LD_IMM64, SLOT_DTYPE, Insn, JmpOp, Kind
-from bpfpatch.isa.opcodes import CLASS_MASK, OP_MASK, InsnClass
+from bpfpatch.isa.opcodes import OP_MASK, InsnClass
 from bpfpatch.patch.node import DELETED
-from bpfpatch.program import FuncInfo, LineInfo, Program, compose_maps, remap_meta
+from bpfpatch.program import FuncInfo, Program, compose_maps, remap_meta
 
 if TYPE_CHECKING:
     from bpfpatch.patch.patchlist import PatchList
@@ -135,8 +134,6 @@ def _relocations(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int
 
 def _relax(pl: "PatchList", node_ids: list[int]) -> None:
     """Rewrite jumps whose offset overflowed 16 bits into gotol forms."""
-    from bpfpatch.patch.node import Node
-
     for nid in node_ids:
         insn = pl._get_insn(nid)
         a = pl._target[nid]
@@ -165,7 +162,6 @@ def _relax(pl: "PatchList", node_ids: list[int]) -> None:
             pl._target[nid] = pl._anchor_of(g)
             pl._live += 1
         pl._live += 1
-    del Node
 
 
 def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
