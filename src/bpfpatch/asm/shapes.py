@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bpfpatch.asm.syntax import format_kernel, format_llvm
-from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.encoding import _ATOMIC_IMMS, _MOVSX_OFFS, _ZERO
 from bpfpatch.isa.opcodes import OP_MASK, SIZE_MASK, AluOp, CallSrc, PseudoSrc, Size
 
@@ -72,7 +72,7 @@ def _variants() -> list[Insn]:
     """One sentinel instruction for every (opcode, text-changing field) combination."""
     out: list[Insn] = []
     for code in range(256):
-        kind = KIND[code]
+        kind = KIND_OF[code]
         if kind == Kind.INVALID:
             continue
         zero = {f: bool(_ZERO[f][code]) for f in ("dst", "src", "off", "imm")}

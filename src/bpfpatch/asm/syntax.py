@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import (
     CLASS_MASK, OP_MASK, SIZE_MASK, SOURCE_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc, Size,
 )
@@ -144,7 +144,7 @@ def format_kernel(insn: Insn, pc: int | None = None) -> str:
 
 def _format(insn: Insn, st: Style) -> str:
     code, dst, src, off, imm = insn
-    kind = KIND[code]
+    kind = KIND_OF[code]
     cls = code & CLASS_MASK
     op = code & OP_MASK
     if kind in (Kind.ALU_K, Kind.ALU_X):

@@ -132,6 +132,9 @@ def _build_kind_table() -> np.ndarray:
 
 
 KIND = _build_kind_table()
+#: The same table as a Python list of `Kind`s, for code that looks at one instruction at a time
+#: (indexing a NumPy array with a Python int, and comparing its scalars, is ~20x slower).
+KIND_OF: list[Kind] = [Kind(k) for k in KIND.tolist()]
 
 # Fields that must be zero, per kind (the kernel's "reserved fields" checks).
 _MUST_BE_ZERO: dict[Kind, tuple[str, ...]] = {
@@ -454,6 +457,7 @@ __all__ = [
     "SLOT_SIZE",
     "Kind",
     "KIND",
+    "KIND_OF",
     "ByteOrder",
     "decode_slots",
     "encode_slots",

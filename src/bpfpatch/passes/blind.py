@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from typing import ClassVar
 
-from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Source
 from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext
@@ -45,9 +45,9 @@ def _s32(v: int) -> int:
 def blind_insn(insn: Insn, ax: int, rng: random.Random) -> list[Insn | PatchInsn] | None:
     """The blinded replacement of one instruction (jumps: the last item needs its target), or None."""
     code, dst, src, off, imm = insn
-    if ax in (dst, src) and KIND[code] != Kind.LD_IMM64:
+    if ax in (dst, src) and KIND_OF[code] != Kind.LD_IMM64:
         return None
-    kind = KIND[code]
+    kind = KIND_OF[code]
     cls = code & CLASS_MASK
     op = code & OP_MASK
     if kind == Kind.ALU_K and imm == 0 and op == AluOp.MOV:
@@ -98,7 +98,7 @@ class Blind:
             patch = blind_insn(insn, ax, ctx.rng)
             if patch is None:
                 continue
-            if KIND[insn.code] == Kind.JCOND_K:
+            if KIND_OF[insn.code] == Kind.JCOND_K:
                 patch[-1] = PatchInsn(patch[-1], target=node.target)
             pl.replace(node, patch)
 

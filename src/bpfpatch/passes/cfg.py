@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
 
@@ -64,7 +64,7 @@ def _cond(op: int, a: int, b: int, bits: int) -> bool | None:
 
 def _transfer(insn: Insn, st: list) -> None:
     """Apply one non-branching instruction to the register state (in place)."""
-    kind = KIND[insn.code]
+    kind = KIND_OF[insn.code]
     cls = insn.code & CLASS_MASK
     if kind in (Kind.ALU_K, Kind.ALU_X) and insn.off == 0:
         bits = 64 if cls == InsnClass.ALU64 else 32
@@ -151,7 +151,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         if not merge and steps > budget:
             return None
         insn = insns[i]
-        kind = KIND[insn.code]
+        kind = KIND_OF[insn.code]
         if kind == Kind.EXIT:
             if stack:
                 ret, caller = stack[-1]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Callable, ClassVar
 
-from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import SIZE_BYTES, SIZE_MASK, AluOp, InsnClass, Size, Source
 from bpfpatch.passes.base import PassContext
 from bpfpatch.patch import PatchList
@@ -45,7 +45,7 @@ def ctx_registers(pl: PatchList):
     for node in pl:
         insn = node.insn
         yield node, frozenset(ctx)
-        kind = KIND[insn.code]
+        kind = KIND_OF[insn.code]
         if kind == Kind.ALU_X and insn.code == InsnClass.ALU64 | AluOp.MOV | Source.X and insn.off == 0:
             if insn.src in ctx:
                 ctx.add(insn.dst)
@@ -72,7 +72,7 @@ class CtxAccess:
         todo = []
         for node, regs in ctx_registers(pl):
             insn = node.insn
-            if KIND[insn.code] == Kind.LDX and insn.src in regs:
+            if KIND_OF[insn.code] == Kind.LDX and insn.src in regs:
                 key = (insn.off, SIZE_BYTES[Size(insn.code & SIZE_MASK)])
                 if key in mapping:
                     todo.append((node, mapping[key]))
@@ -80,7 +80,7 @@ class CtxAccess:
             pl.replace(node, build(node.insn))
         if opts.get("epilogue"):
             for node in list(pl):
-                if KIND[node.insn.code] == Kind.EXIT:
+                if KIND_OF[node.insn.code] == Kind.EXIT:
                     pl.prepend(node, list(opts["epilogue"]))
         if opts.get("prologue"):
             pl.append(pl.head, list(opts["prologue"]))

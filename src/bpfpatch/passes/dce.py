@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bpfpatch.isa import KIND, Kind
+from bpfpatch.isa import KIND_OF, Kind
 from bpfpatch.isa.insn import ja
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.cfg import analyze
@@ -36,7 +36,7 @@ class DeadCode:
         nodes = flow.nodes
         # 1. Hard-wire conditional jumps with one dead edge.
         for i, node in enumerate(nodes):
-            if not flow.seen[i] or KIND[node.insn.code] not in (Kind.JCOND_K, Kind.JCOND_X):
+            if not flow.seen[i] or KIND_OF[node.insn.code] not in (Kind.JCOND_K, Kind.JCOND_X):
                 continue
             # The kernel looks at whether the successor INSTRUCTIONS are seen, not the edges.
             fall_seen = i + 1 < len(nodes) and flow.seen[i + 1]
@@ -51,7 +51,7 @@ class DeadCode:
                 pl.delete(node)
         # 3. Remove jumps that land on the next instruction.
         for node in pl:
-            kind = KIND[node.insn.code]
+            kind = KIND_OF[node.insn.code]
             if kind not in (Kind.JA, Kind.MAY_GOTO) or node.target is None:
                 continue
             if pl.landing(node.target) == node.next:

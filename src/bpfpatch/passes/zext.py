@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bpfpatch.isa import KIND, Insn, Kind
+from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import (
     ATOMIC_FETCH, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size, Source,
 )
@@ -39,7 +39,7 @@ CALLER_SAVED = frozenset(range(0, 6))
 def uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int], int | None]:
     """(registers read as 64 bits, registers (re)defined, register defined as a 32-bit sub-register)."""
     code, dst, src, off, imm = insn
-    kind = KIND[code]
+    kind = KIND_OF[code]
     cls = code & CLASS_MASK
     op = code & OP_MASK
     wide = cls in (InsnClass.ALU64, InsnClass.JMP)
@@ -113,7 +113,7 @@ def needs_zext(pl: PatchList) -> list:
     info = [uses_defs(node.insn) for node in nodes]
     succ: list[list[int]] = []
     for i, node in enumerate(nodes):
-        kind = KIND[node.insn.code]
+        kind = KIND_OF[node.insn.code]
         t = index.get(pl._landing(node.target._id), -1) if node.target is not None else -1
         if kind == Kind.EXIT:
             s = []

@@ -34,7 +34,7 @@ from array import array
 import numpy as np
 
 from bpfpatch.errors import PatchError
-from bpfpatch.isa import KIND, LD_IMM64, Insn, Kind, branch_offsets, insn_starts
+from bpfpatch.isa import KIND_OF, LD_IMM64, Insn, Kind, branch_offsets, insn_starts
 from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
 from bpfpatch.patch.node import DELETED, INSERTED, Node, PatchInsn
 from bpfpatch.program import Program
@@ -53,7 +53,7 @@ def _build_ref_table() -> list[int]:
     """Per opcode: where its instruction reference lives (see the _REF_* codes)."""
     table = [_REF_NONE] * 256
     for code in range(256):
-        kind = KIND[code]
+        kind = KIND_OF[code]
         if kind in _OFF_TARGET:
             table[code] = _REF_OFF
         elif kind == Kind.GOTOL:
@@ -71,7 +71,7 @@ _REF_NONE, _REF_OFF, _REF_IMM, _REF_CALL, _REF_FUNC = range(5)
 # Ready-made runs of -1 (INSERTED, no anchor, no target) for new nodes.
 _MINUS_ONES = [array("q", [-1] * k) for k in range(17)]
 _REF = _build_ref_table()
-_VALID = [KIND[c] != Kind.INVALID for c in range(256)]
+_VALID = [KIND_OF[c] != Kind.INVALID for c in range(256)]
 
 
 def _ref_kind(insn: Insn) -> int:
