@@ -45,6 +45,10 @@ def _fields(form: Form, tokens: list[tuple[str, str]]) -> Insn | None:
             lo = num_value(text) & 0xFFFFFFFF
         elif role == "imm_hi":
             hi = num_value(text) & 0xFFFFFFFF
+        elif role == "asc_hi":
+            f["imm"] = (f.get("imm", 0) & 0xFFFF) | ((num_value(text) & 0xFFFF) << 16)
+        elif role == "asc_lo":
+            f["imm"] = (f.get("imm", 0) & ~0xFFFF) | (num_value(text) & 0xFFFF)
     if lo is not None:
         f["imm"] = _wrap(lo | ((hi or 0) << 32), 64)
     return Insn(form.code, f.get("dst", 0), f.get("src", 0), f.get("off", 0), f.get("imm", 0))

@@ -16,10 +16,11 @@ from functools import lru_cache
 
 from bpfpatch.asm.syntax import format_kernel, format_llvm
 from bpfpatch.isa import KIND_OF, Insn, Kind
-from bpfpatch.isa.encoding import _ATOMIC_IMMS, _MOVSX_OFFS, _ZERO
+from bpfpatch.isa.encoding import _ATOMIC_IMMS, _MOVSX_OFFS, _ZERO, ADDR_SPACE_CAST_CODE
 from bpfpatch.isa.opcodes import OP_MASK, SIZE_MASK, AluOp, CallSrc, PseudoSrc, Size
 
 DST, SRC, OFF, IMM, IMM_HI = 8, 9, 4321, 98765, 12345
+ASC_IMM = (77 << 16) | 555  # addr_space_cast prints its imm as two 16-bit numbers
 IMM64 = (IMM_HI << 32) | IMM
 
 _TOKEN = re.compile(r"(?P<reg>\b[rw](?:1[01]|[0-9])\b)|(?P<num>(?<![\w.])(?:[+-]\s?)?(?:0x[0-9a-fA-F]+|\d+)\b)")
@@ -87,6 +88,8 @@ def _variants() -> list[Insn]:
             offs += [x for x in _MOVSX_OFFS.get(code, ()) if x]
             for off in offs:
                 out.append(Insn(code, d, s, off, i))
+            if code == ADDR_SPACE_CAST_CODE:
+                out.append(Insn(code, d, s, 1, ASC_IMM))
         elif kind == Kind.END:
             for width in (16, 32, 64):
                 out.append(Insn(code, d, 0, 0, width))
@@ -116,6 +119,9 @@ def _roles(insn: Insn, tokens: list[tuple[str, str]]) -> tuple[str, ...]:
             roles.append("dst" if n == DST and insn.dst == DST else "src" if n == SRC and insn.src == SRC else f"=reg{n}")
             continue
         v = num_value(text)
+        if insn.imm == ASC_IMM and v in (77, 555):
+            roles.append("asc_hi" if v == 77 else "asc_lo")
+            continue
         if v in (OFF, -OFF) and insn.off == OFF:
             roles.append("off")
         elif v == IMM64 and insn.imm == IMM64:
@@ -142,7 +148,7 @@ def table(style: str) -> dict[str, list[Form]]:
             fixed.append(("src", insn.src))
         if "off" not in roles:
             fixed.append(("off", insn.off))
-        if not any(r.startswith("imm") for r in roles):
+        if not any(r.startswith(("imm", "asc")) for r in roles):
             fixed.append(("imm", insn.imm))
         if "dst" not in roles:
             fixed.append(("dst", insn.dst))

@@ -152,6 +152,8 @@ def _format(insn: Insn, st: Style) -> str:
         d = _reg(dst, wide)
         if op == AluOp.MOV and kind == Kind.ALU_X and off in (8, 16, 32):
             return f"{d} = (s{off}){_reg(src, wide)}"
+        if op == AluOp.MOV and kind == Kind.ALU_X and off == 1 and wide:
+            return f"{d} = addr_space_cast(r{src}, {(imm >> 16) & 0xFFFF}, {imm & 0xFFFF})"
         sym = SIGNED_ALU_SYM[op] if (off == 1 and op in SIGNED_ALU_SYM) else ALU_SYM[op]
         rhs = _reg(src, wide) if kind == Kind.ALU_X else str(imm)
         return f"{d} {sym} {rhs}"

@@ -184,6 +184,8 @@ _MOVSX_OFFS = {
     InsnClass.ALU | AluOp.MOV | Source.X: (0, 8, 16),
     InsnClass.ALU64 | AluOp.MOV | Source.X: (0, 8, 16, 32),
 }
+#: ALU64 MOV X: with off=1 it is addr_space_cast(src, imm >> 16, imm & 0xffff).
+ADDR_SPACE_CAST_CODE = InsnClass.ALU64 | AluOp.MOV | Source.X
 _ALU_OFF_FREE = np.zeros(256, dtype=bool)  # ALU ops whose off must be 0 unless listed above
 for _code in range(256):
     if KIND[_code] in (Kind.ALU_K, Kind.ALU_X):
@@ -242,13 +244,15 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
 
     kind = KIND[code]
     flag(kind == Kind.INVALID, "unknown opcode")
+    # addr_space_cast (cpu v4 arenas): ALU64 MOV X with off=1 and the address spaces in imm.
+    asc = (code == ADDR_SPACE_CAST_CODE) & (slots["off"] == 1)
     words = slots.view(np.uint64)
-    reserved = (words & _ZERO_MASK[code]) != 0
+    reserved = ((words & _ZERO_MASK[code]) != 0) & ~asc
     if reserved.any():
         dst, src = dst_of(slots), src_of(slots)
         fields = {"dst": dst, "src": src, "off": slots["off"], "imm": slots["imm"]}
         for field, table in _ZERO.items():
-            flag(table[code] & (fields[field] != 0), f"reserved field {field} is set")
+            flag(table[code] & (fields[field] != 0) & ~asc, f"reserved field {field} is set")
     regs = slots["regs"]
     if max_reg < 15 and ((regs & 0x0F > max_reg) | (regs >> 4 > max_reg)).any():
         flag(regs & 0x0F > max_reg, "invalid destination register")
@@ -258,7 +262,7 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
     off = slots["off"]
     alu_off = _ALU_OFF_FREE[code] & (off != 0)
     if alu_off.any():
-        ok = _DIVMOD[code] & (off == 1)
+        ok = (_DIVMOD[code] & (off == 1)) | asc
         for mcode, allowed in _MOVSX_OFFS.items():
             ok |= (code == mcode) & np.isin(off, allowed)
         flag(alu_off & ~ok, "reserved field off is set")
