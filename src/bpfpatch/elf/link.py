@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpfpatch.elf.reader import R_BPF_64_32, R_BPF_64_64, ElfObject, Symbol
+from bpfpatch.elf.reader import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, ElfObject, Symbol
 from bpfpatch.errors import ElfError
 from bpfpatch.isa import SLOT_DTYPE
 from bpfpatch.program import FuncInfo, LineInfo, Program
 
-_GLOBAL_DATA = (".data", ".rodata", ".bss")
 
 
 def _function_at(symbols: list[Symbol], slot: int, section: str) -> Symbol:
@@ -99,7 +98,7 @@ def _link_program(obj: ElfObject, section: str) -> Program:
             if r.type != R_BPF_64_64 or not a <= r.slot < b:
                 continue
             at = base + r.slot - a
-            if r.symbol_section in _GLOBAL_DATA:
+            if r.symbol_section.startswith(GLOBAL_DATA_PREFIXES) and r.symbol_section in obj.data_sections:
                 value_off = r.symbol_value + int(slots["imm"][at])
                 map_refs[at] = (r.symbol_section, value_off)
                 if r.symbol_section not in map_specs:

@@ -26,6 +26,8 @@ R_BPF_64_ABS32 = 3
 R_BPF_64_NODYLD32 = 4
 R_BPF_64_32 = 10  # call imm
 
+GLOBAL_DATA_PREFIXES = (".data", ".rodata", ".bss")
+
 
 @dataclass(frozen=True)
 class Relocation:
@@ -109,10 +111,15 @@ def read_object(source: str | Path | bytes) -> ElfObject:
             obj.btf_ext = parse_btf_ext(by_name[".BTF.ext"].data(), obj.btf.string)
     if "license" in by_name:
         obj.license = by_name["license"].data().split(b"\0")[0].decode(errors="replace")
-    for name in (".data", ".rodata", ".bss"):
-        if name in by_name:
-            sec = by_name[name]
-            obj.data_sections[name] = sec.data() if sec["sh_type"] != "SHT_NOBITS" else bytes(sec["sh_size"])
+    for sec in sections:
+        # Global data: .data, .rodata, .bss and their suffixed variants (.rodata.str1.1, ...).
+        if sec.name.startswith(GLOBAL_DATA_PREFIXES) and not sec["sh_flags"] & SH_FLAGS.SHF_EXECINSTR:
+            if sec["sh_type"] == "SHT_NOBITS":
+                if sec["sh_size"] > 1 << 30:
+                    raise ElfError(f"section size {sec['sh_size']} is unreasonable", section=sec.name)
+                obj.data_sections[sec.name] = bytes(sec["sh_size"])
+            elif sec["sh_type"] == "SHT_PROGBITS":
+                obj.data_sections[sec.name] = sec.data()
     symtab = elf.get_section_by_name(".symtab")
     syms = list(symtab.iter_symbols()) if symtab is not None else []
 
