@@ -59,12 +59,13 @@ def read_program(path: str | Path, *, section: str | None = None, fmt: str = "au
     if len(progs) == 1 and Path(path).read_bytes()[:4] != b"\x7fELF":
         section = None  # raw bytes and text hold one program: --section names an ELF section
     name = section or default_section(list(progs))
-    if name not in progs:
-        raise ElfError(f"{path}: no program section {name!r} (have: {', '.join(progs)})")
     if linked and Path(path).read_bytes()[:4] == b"\x7fELF":
         from bpfpatch.elf import read_object
 
+        # `section` may also be "section:function" or a function name (several programs per section).
         return read_object(path).linked_program(name)
+    if name not in progs:
+        raise ElfError(f"{path}: no program section {name!r} (have: {', '.join(progs)})")
     return progs[name]
 
 

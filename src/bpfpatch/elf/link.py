@@ -25,6 +25,34 @@ def _function_at(symbols: list[Symbol], slot: int, section: str) -> Symbol:
     raise ElfError(f"call target slot {slot} is not inside a function", section=section)
 
 
+def _entry(obj: ElfObject, name: str) -> tuple[str, tuple[str, int, int]]:
+    """The program to link: a section, ``section:function``, or a function name.
+
+    A section holding several global functions holds several programs (libbpf's
+    rule); the first is the default.
+    """
+    sec, _, func = name.partition(":")
+    if sec not in obj.programs:
+        for s, prog in obj.programs.items():
+            if any(sym.name == name for sym in prog.meta["symbols"]):
+                sec, func = s, name
+                break
+        else:
+            raise ElfError(f"no program section {name!r} (have: {', '.join(obj.programs)})")
+    prog = obj.programs[sec]
+    funcs = sorted((sym for sym in prog.meta["symbols"] if sym.binding == "STB_GLOBAL"), key=lambda sym: sym.slot)
+    if func:
+        match = [sym for sym in prog.meta["symbols"] if sym.name == func]
+        if not match:
+            raise ElfError(f"no function {func!r} in section {sec!r}", section=sec)
+        fn = match[0]
+    elif len(funcs) > 1:
+        fn = funcs[0]
+    else:
+        return sec, (sec, 0, len(prog.slots))
+    return sec, (sec, fn.slot, fn.slot + max(fn.size_slots, 1))
+
+
 def link_program(obj: ElfObject, section: str) -> Program:
     """One section linked with its .text callees and map references; `ElfError` if it cannot be."""
     try:
@@ -38,14 +66,16 @@ def link_program(obj: ElfObject, section: str) -> Program:
 def _link_program(obj: ElfObject, section: str) -> Program:
     from bpfpatch.kernel.maps import MapSpec  # the map description type (no syscall made here)
 
-    if section not in obj.programs:
-        raise ElfError(f"no program section {section!r} (have: {', '.join(obj.programs)})")
-    text = obj.programs.get(".text")
-    pieces: list[tuple[str, int, int]] = [(section, 0, len(obj.programs[section].slots))]  # (section, start, end)
-    placed: dict[tuple[str, int], int] = {(section, 0): 0}  # (section, start slot) -> new slot
-    total = pieces[0][2]
+    sec_name, main = _entry(obj, section)
+    pieces: list[tuple[str, int, int]] = [main]  # (section, start slot, end slot), in layout order
+    placed: dict[tuple[str, int], int] = {(sec_name, main[1]): 0}  # (section, start slot) -> new slot
+    total = main[2] - main[1]
     calls: list[tuple[int, str, int]] = []  # (new slot of call, target section, target slot)
-    work = [(section, 0, pieces[0][2])]
+    work = [main]
+
+    def inside(tsec: str, tslot: int) -> bool:
+        return any(s == tsec and a <= tslot < b for s, a, b in pieces)
+
     while work:
         sec, start, end = work.pop()
         prog = obj.programs[sec]
@@ -61,16 +91,17 @@ def _link_program(obj: ElfObject, section: str) -> Program:
             else:
                 tsec, tslot = sec, slot + imm + 1
             calls.append((base + slot - start, tsec, tslot))
-            if tsec == section:
+            if inside(tsec, tslot):
                 continue
-            if tsec != ".text" or text is None:
+            if tsec not in obj.programs:
                 raise ElfError(f"call into section {tsec!r} that bpfpatch cannot link", section=sec)
-            fn = _function_at(text.meta["symbols"], tslot, ".text")
-            if (".text", fn.slot) not in placed:
-                placed[(".text", fn.slot)] = total
-                pieces.append((".text", fn.slot, fn.slot + fn.size_slots))
-                total += fn.size_slots
-                work.append((".text", fn.slot, fn.slot + fn.size_slots))
+            # A subprogram (in .text or the same section): append its function, like libbpf.
+            fn = _function_at(obj.programs[tsec].meta["symbols"], tslot, tsec)
+            piece = (tsec, fn.slot, fn.slot + max(fn.size_slots, 1))
+            placed[(tsec, fn.slot)] = total
+            pieces.append(piece)
+            total += piece[2] - piece[1]
+            work.append(piece)
     slots = np.concatenate([obj.programs[s].slots[a:b] for s, a, b in pieces]) if pieces else np.empty(0, SLOT_DTYPE)
 
     def new_slot(sec: str, slot: int) -> int:
@@ -116,6 +147,6 @@ def _link_program(obj: ElfObject, section: str) -> Program:
         func_info=func_info or None,
         line_info=line_info or None,
         subprogs=subprogs,
-        name=section,
-        meta={"section": section, "map_refs": map_refs, "map_specs": map_specs, "license": obj.license},
+        name=sec_name,
+        meta={"section": sec_name, "map_refs": map_refs, "map_specs": map_specs, "license": obj.license},
     )
