@@ -212,3 +212,20 @@ def test_disasm_source_interleaves_lines(capsys):
     assert main(["disasm", str(sample_path()), "--section", "socket", "--source"]) == 0
     out = capsys.readouterr().out
     assert "; sample.c:" in out and "bpf_map_lookup_elem(&packets, &key)" in out
+
+
+def test_dce_keeps_every_function_of_a_section(tmp_path):
+    """Global functions are programs of their own; local ones may be called from other sections."""
+    src = tmp_path / "multi.c"
+    src.write_text(
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n"
+        "static __attribute__((noinline)) int twice(int x) { return x * 2; }\n"
+        'SEC("tc") int first(struct __sk_buff *skb) { return twice(skb->len) + 1; }\n'
+        'SEC("tc") int second(struct __sk_buff *skb) { return twice(skb->len) + 2; }\n'
+        'char LICENSE[] SEC("license") = "GPL";\n'
+    )
+    obj = read_object(compile_bpf(src, tmp_path))
+    for name, prog in obj.programs.items():
+        out = run_passes(prog, ["dce"])
+        assert out.to_bytes() == prog.to_bytes(), name
+        assert [s.name for s in out.meta["symbols"]] == [s.name for s in prog.meta["symbols"]]

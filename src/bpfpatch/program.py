@@ -220,9 +220,24 @@ def compute_subprogs(
     return sorted(t for t in targets if 0 <= t < max(len(slots), 1))
 
 
-def remap_meta(meta: dict[str, Any], insn_map: np.ndarray) -> dict[str, Any]:
-    """Metadata keyed by slot (``map_refs``, ``relocations``) moved with its instructions; the rest shared."""
+def remap_meta(
+    meta: dict[str, Any], insn_map: np.ndarray, idx_map: np.ndarray | None = None, new_len: int = 0
+) -> dict[str, Any]:
+    """Metadata keyed by slot moved with its instructions; the rest shared.
+
+    ``map_refs`` and ``relocations`` follow their instruction (`insn_map`);
+    function ``symbols`` follow where jumps to them land (`idx_map`).
+    """
     out = dict(meta)
+    syms = meta.get("symbols")
+    if syms and idx_map is not None:
+        def moved(slot: int) -> int:
+            return int(idx_map[slot]) if slot < len(idx_map) else new_len
+
+        out["symbols"] = [
+            dataclasses.replace(sym, slot=moved(sym.slot), size_slots=moved(sym.slot + sym.size_slots) - moved(sym.slot))
+            for sym in syms
+        ]
     refs = meta.get("map_refs")
     if refs:
         out["map_refs"] = {int(insn_map[s]): v for s, v in refs.items() if insn_map[s] >= 0}

@@ -142,6 +142,13 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
 
     if count:
         reach(0, UNKNOWN)
+        # Every function an ELF section defines is an entry point: global ones are programs of
+        # their own (libbpf), local ones may be called from other sections by relocation.
+        for sym in pl.program.meta.get("symbols", ()):
+            if sym.type == "STT_FUNC" and 0 <= sym.slot < len(pl.program.slots):
+                node = pl.landing(pl.node_at(sym.slot)) if pl._slot_to_id[sym.slot] >= 0 else None
+                if node is not None and node._id in index:
+                    reach(index[node._id], UNKNOWN)
     steps = 0
     while work:
         i, st, stack = work.pop()

@@ -209,6 +209,6 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
         aux_out[last_row[sites_all]] = aux_in[sites_all]  # kernel: aux moves to the patch's last insn
         result.aux = aux_out.tolist()
     result.external = frozenset(int(first[s]) for s in program.external)
-    result.meta = remap_meta(program.meta, insn_map)
+    result.meta = remap_meta(program.meta, insn_map, idx_map, total)
     compose_maps(program, result)
     return result

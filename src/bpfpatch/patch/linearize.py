@@ -203,7 +203,7 @@ def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
     result.external = frozenset(
         int(result.insn_map[s]) for s in prog.external if result.insn_map is not None and result.insn_map[s] >= 0
     )
-    result.meta = remap_meta(prog.meta, result.insn_map)
+    result.meta = remap_meta(prog.meta, result.insn_map, result.idx_map, len(result.slots))
     compose_maps(prog, result)
     return result
 
