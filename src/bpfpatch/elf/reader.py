@@ -7,6 +7,7 @@ pyelftools parses the ELF layer; every low-level failure is re-raised as an
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,22 @@ def _wrap(what: str, section: str | None = None):
 
 
 def read_object(source: str | Path | bytes) -> ElfObject:
-    """Parse a BPF ELF object from a path or bytes."""
+    """Parse a BPF ELF object from a path or bytes; malformed input raises `ElfError`."""
+    try:
+        return _read_object(source)
+    except BpfPatchError:
+        raise
+    except OSError as exc:
+        raise ElfError(f"{source}: {exc.strerror}") from exc
+    except Exception as exc:  # pyelftools and struct errors on damaged files
+        if isinstance(exc, (_PyElfError, struct.error, ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError)) or type(
+            exc
+        ).__module__.startswith(("elftools", "construct")):
+            raise ElfError(f"malformed object: {exc}") from exc
+        raise
+
+
+def _read_object(source: str | Path | bytes) -> ElfObject:
     data = Path(source).read_bytes() if not isinstance(source, (bytes, bytearray)) else bytes(source)
     if data[:4] != b"\x7fELF":
         raise ElfError("not an ELF file (bad magic)", offset=0)
@@ -159,6 +175,12 @@ def read_object(source: str | Path | bytes) -> ElfObject:
         external = [r.slot for r in relocs if r.type == R_BPF_64_32 and raw[r.slot * 8] == 0x85]
         fi = obj.btf_ext.func_info.get(sec.name) if obj.btf_ext else None
         li = obj.btf_ext.line_info.get(sec.name) if obj.btf_ext else None
+        nslots = len(raw) // SLOT_SIZE
+        for what, records in (("func_info", fi), ("line_info", li)):
+            bad = [r.insn_off for r in records or () if not 0 <= r.insn_off < nslots]
+            if bad:
+                raise ElfError(f"{what} record at instruction {bad[0]} is past the end ({nslots} instructions)",
+                               section=".BTF.ext")
         try:
             prog = Program.from_bytes(
                 raw, byteorder=byteorder, offset_base=sec["sh_offset"], external=external, func_info=fi, line_info=li,

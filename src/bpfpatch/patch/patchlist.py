@@ -219,6 +219,11 @@ class PatchList:
             target[self._slot_to_id[idx]] = dest_ids
         self._target = array("q", target.astype(np.int64).tobytes())
 
+        # func_info / line_info must name instructions of this program (probe before anything else).
+        for what, records in (("func_info", program.func_info), ("line_info", program.line_info)):
+            for r in records or ():
+                if not 0 <= r.insn_off < len(slots) or self._slot_to_id[r.insn_off] < 0:
+                    raise PatchError(f"{what} record at slot {r.insn_off} is not an instruction of the program")
         # Subprogram starts, func_info and line_info ride on anchors.
         self._subprog_anchors = self._anchors_of_slots(program.subprogs, "subprogram start")
         calls = set()
