@@ -13,6 +13,7 @@ from rich.table import Table
 from bpfpatch import bench as B
 from bpfpatch.cli.app import app
 from bpfpatch.cli.output import write_atomic
+from bpfpatch.errors import BpfPatchError
 
 
 def _fmt(sec: float | None) -> str:
@@ -77,5 +78,8 @@ def bench(
     if json_out:
         write_atomic(json_out, result.to_json().encode())
     if plot_out:
-        B.plot(result, str(plot_out))
+        try:
+            B.plot(result, str(plot_out))
+        except ImportError as exc:
+            raise BpfPatchError(f"--plot needs matplotlib (pip install 'bpfpatch[bench]'): {exc}") from exc
         console.print(f"chart written to {plot_out}")
