@@ -262,7 +262,15 @@ def plot(result: BenchResult, path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # Atomic like every output: a temp file beside the target, then rename.
+    tmp = f"{path}.tmp.png"
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        plt.close(fig)
 
 
 def markdown_table(result: BenchResult) -> str:
