@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from bpfpatch.errors import ElfError
 from bpfpatch.program import FuncInfo, LineInfo
 
-_HDR = struct.Struct("<HBBIIIII")
+_HDR = "HBBIIIII"
 
 
 @dataclass
@@ -24,41 +24,43 @@ class BtfExt:
     raw: bytes = b""
 
 
-def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_of) -> tuple[int, dict[str, list[tuple]]]:
+def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_of, bo: str = "<") -> tuple[int, dict[str, list[tuple]]]:
     out: dict[str, list[tuple]] = {}
     if length == 0:
         return min_rec, out
     end = start + length
     if end > len(raw) or length < 4:
         raise ElfError(f"{what} runs past the end of .BTF.ext", section=".BTF.ext", offset=start)
-    (rec_size,) = struct.unpack_from("<I", raw, start)
+    (rec_size,) = struct.unpack_from(bo + "I", raw, start)
     if rec_size < min_rec or rec_size % 4:
         raise ElfError(f"{what} record size {rec_size} is invalid", section=".BTF.ext", offset=start)
     pos = start + 4
     while pos < end:
         if pos + 8 > end:
             raise ElfError(f"{what} section header truncated", section=".BTF.ext", offset=pos)
-        sec_off, num = struct.unpack_from("<II", raw, pos)
+        sec_off, num = struct.unpack_from(bo + "II", raw, pos)
         pos += 8
         # Refuse counts the section cannot hold before allocating anything.
         if num * rec_size > end - pos:
             raise ElfError(f"{what} claims {num} records of {rec_size} bytes, only {end - pos} bytes left",
                            section=".BTF.ext", offset=pos - 4)
-        recs = [struct.unpack_from("<" + "I" * (min_rec // 4), raw, pos + k * rec_size) for k in range(num)]
+        recs = [struct.unpack_from(bo + "I" * (min_rec // 4), raw, pos + k * rec_size) for k in range(num)]
         out.setdefault(name_of(sec_off), []).extend(recs)
         pos += num * rec_size
     return rec_size, out
 
 
-def parse_btf_ext(raw: bytes, string_of) -> BtfExt:
+def parse_btf_ext(raw: bytes, string_of, byteorder: str = "little") -> BtfExt:
     """Parse .BTF.ext; `string_of(off)` names sections from the .BTF string table."""
-    if len(raw) < _HDR.size:
+    bo = "<" if byteorder == "little" else ">"
+    hdr = struct.Struct(bo + _HDR)
+    if len(raw) < hdr.size:
         raise ElfError("BTF.ext header truncated", section=".BTF.ext", offset=0)
-    magic, _ver, _flags, hdr_len, fi_off, fi_len, li_off, li_len = _HDR.unpack_from(raw, 0)
+    magic, _ver, _flags, hdr_len, fi_off, fi_len, li_off, li_len = hdr.unpack_from(raw, 0)
     if magic != 0xEB9F:
         raise ElfError(f"bad BTF.ext magic {magic:#x}", section=".BTF.ext", offset=0)
-    fsize, funcs = _records(raw, hdr_len + fi_off, fi_len, 8, "func_info", string_of)
-    lsize, lines = _records(raw, hdr_len + li_off, li_len, 16, "line_info", string_of)
+    fsize, funcs = _records(raw, hdr_len + fi_off, fi_len, 8, "func_info", string_of, bo)
+    lsize, lines = _records(raw, hdr_len + li_off, li_len, 16, "line_info", string_of, bo)
     ext = BtfExt(func_rec_size=fsize, line_rec_size=lsize, raw=raw)
     for sec, recs in funcs.items():
         ext.func_info[sec] = [FuncInfo(off // 8, tid) for off, tid in recs]

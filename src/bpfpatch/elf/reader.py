@@ -124,7 +124,7 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
         obj.btf = Btf(by_name[".BTF"].data(), "<" if byteorder == "little" else ">")
         obj.maps = obj.btf.map_definitions()
         if ".BTF.ext" in by_name:
-            obj.btf_ext = parse_btf_ext(by_name[".BTF.ext"].data(), obj.btf.string)
+            obj.btf_ext = parse_btf_ext(by_name[".BTF.ext"].data(), obj.btf.string, byteorder)
     if "license" in by_name:
         obj.license = by_name["license"].data().split(b"\0")[0].decode(errors="replace")
     for sec in sections:
