@@ -52,3 +52,17 @@ def test_random_programs_and_text(data):
         assemble(data.decode("utf-8", errors="replace"))
     except BpfPatchError:
         pass
+
+
+def test_fuzzer_findings_stay_fixed():
+    """Inputs the atheris target once crashed on (tests/data/fuzz): typed errors only."""
+    from pathlib import Path
+
+    found = sorted((Path(__file__).parent / "data" / "fuzz").iterdir())
+    assert found
+    for path in found:
+        data = path.read_bytes()
+        try:
+            read_object(data)
+        except BpfPatchError:
+            pass

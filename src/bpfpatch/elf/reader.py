@@ -15,6 +15,7 @@ from typing import Any
 from elftools.common.exceptions import ELFError as _PyElfError
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from bpfpatch.btf import Btf, BtfExt, parse_btf_ext
 from bpfpatch.errors import BpfPatchError, ElfError
@@ -97,7 +98,7 @@ def read_object(source: str | Path | bytes) -> ElfObject:
     except OSError as exc:
         raise ElfError(f"{source}: {exc.strerror}") from exc
     except Exception as exc:  # pyelftools and struct errors on damaged files
-        if isinstance(exc, (_PyElfError, struct.error, ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError)) or type(
+        if isinstance(exc, (_PyElfError, struct.error, ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError, AttributeError)) or type(
             exc
         ).__module__.startswith(("elftools", "construct")):
             raise ElfError(f"malformed object: {exc}") from exc
@@ -137,7 +138,8 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
             elif sec["sh_type"] == "SHT_PROGBITS":
                 obj.data_sections[sec.name] = sec.data()
     symtab = elf.get_section_by_name(".symtab")
-    syms = list(symtab.iter_symbols()) if symtab is not None else []
+    # A damaged header can give .symtab another type: then there are no symbols to read.
+    syms = list(symtab.iter_symbols()) if isinstance(symtab, SymbolTableSection) else []
 
     def sec_name(shndx: Any) -> str:
         if isinstance(shndx, int) and 0 <= shndx < len(sections):

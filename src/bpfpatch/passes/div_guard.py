@@ -23,13 +23,18 @@ instruction of the program touches, so the output loads as a normal program.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import ClassVar
 
-from bpfpatch.isa import Insn
+import numpy as np
+
+from bpfpatch.isa import Insn, dst_of, insn_starts, src_of
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SOURCE_MASK, AluOp, InsnClass, JmpOp, Source
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.regs import resolve_aux_reg
 from bpfpatch.patch import PatchList
+from bpfpatch.patch.bulk import SITE, Row, S, replace_sites
+from bpfpatch.program import Program
 
 _DIVMOD = (AluOp.DIV, AluOp.MOD)
 
@@ -104,8 +109,8 @@ class DivGuard:
             if insn.code & OP_MASK not in _DIVMOD or insn.code & CLASS_MASK not in (InsnClass.ALU, InsnClass.ALU64):
                 continue
             if insn not in cache:
-                if ax is None and insn.off == 1:
-                    ax = resolve_aux_reg(pl, ctx)
+                if ax is None and insn.off == 1 and insn.code & SOURCE_MASK == Source.X:
+                    ax = resolve_aux_reg(pl, ctx)  # only register signed guards use it
                 cache[insn] = guard(insn, ax if ax is not None else AX_REG)
             patch = cache[insn]
             if patch is not None:
@@ -113,3 +118,68 @@ class DivGuard:
 
 
 PASS = DivGuard
+
+
+# Placeholder registers of the prototype division a bulk template is derived from
+# (outside 0-11, so no guard row can mention them by accident).
+_RD, _RS = 12, 13
+
+
+class _RegisterUse:
+    """Looks like a patch list to `resolve_aux_reg`: one node per (dst, src) pair in use."""
+
+    def __init__(self, pairs: np.ndarray) -> None:
+        self._nodes = [SimpleNamespace(insn=Insn(0, int(d), int(s))) for d, s in pairs]
+
+    def __iter__(self):
+        return iter(self._nodes)
+
+
+def _template(proto: Insn, ax: int) -> list:
+    """`guard(proto)` with the placeholder registers turned into the site's own fields."""
+    def field(v: int):
+        return S.dst if v == _RD else S.src if v == _RS else v
+
+    rows: list = []
+    for g in guard(proto, ax) or ():
+        if g == proto:
+            rows.append(SITE)
+        else:
+            rows.append(Row(g.code, dst=field(g.dst), src=field(g.src), off=g.off, imm=g.imm))
+    return rows
+
+
+def div_guard_bulk(program: Program, aux_reg: int | str = AX_REG) -> Program:
+    """div-guard in bulk: one vectorized template per (code, off) group of divisions.
+
+    Gives exactly what the `div-guard` pass gives (`run_passes(program,
+    ["div-guard"])`), slots and metadata, without a Python object per site.
+    """
+    slots = program.slots
+    at = np.flatnonzero(insn_starts(slots))
+    code = slots["code"][at].astype(np.int64)
+    off = slots["off"][at].astype(np.int64)
+    imm = slots["imm"][at].astype(np.int64)
+    cls = code & CLASS_MASK
+    op = code & OP_MASK
+    is_x = (code & SOURCE_MASK) == Source.X
+    div = ((cls == InsnClass.ALU) | (cls == InsnClass.ALU64)) & ((op == AluOp.DIV) | (op == AluOp.MOD))
+    # Register divisors always; immediates only for the signed -1 case.
+    site = div & (is_x | ((off == 1) & (imm == -1)))
+    ax = AX_REG
+    if (site & is_x & (off == 1)).any():
+        pairs = np.unique(np.stack([dst_of(slots[at]), src_of(slots[at])], axis=1), axis=0)
+        ax = resolve_aux_reg(_RegisterUse(pairs), PassContext(aux_reg=aux_reg))  # type: ignore[arg-type]
+    groups = []
+    sel = at[site]
+    key = (code[site] << 16) | (off[site] & 0xFFFF)
+    for k in np.unique(key):
+        c, o = int(k) >> 16, int(k) & 0xFFFF
+        o = o - 0x10000 if o >= 0x8000 else o
+        proto = Insn(c, _RD, _RS if c & SOURCE_MASK == Source.X else 0, o, 0 if c & SOURCE_MASK == Source.X else -1)
+        template = _template(proto, ax)
+        if template:
+            groups.append((sel[key == k], template))
+    if not groups:
+        return program.copy()
+    return replace_sites(program, groups)
