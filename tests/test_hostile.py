@@ -66,3 +66,22 @@ def test_fuzzer_findings_stay_fixed():
             read_object(data)
         except BpfPatchError:
             pass
+
+
+def test_damaged_section_alignment_is_refused_by_name():
+    """A hypothesis finding: a huge sh_addralign made the writer pad gigabytes (MemoryError)."""
+    import struct
+
+    import pytest
+
+    from bpfpatch.errors import ElfError
+
+    data = bytearray(SAMPLE)
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shnum, = struct.unpack_from("<H", data, 0x3C)
+    target = shoff + 2 * 64  # the second section after the null one
+    struct.pack_into("<Q", data, target + 48, 0x8000_0000_0000_0000)  # sh_addralign
+    assert shnum > 2
+    obj = read_object(bytes(data))
+    with pytest.raises(ElfError, match="alignment"):
+        build_object(obj, {name: PatchList(p).linearize() for name, p in obj.programs.items()})

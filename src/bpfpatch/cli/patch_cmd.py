@@ -11,7 +11,20 @@ from bpfpatch.cli.app import app
 from bpfpatch.cli.output import write_atomic
 from bpfpatch.errors import BpfPatchError
 from bpfpatch.loader import read_program
-from bpfpatch.passes import PassContext, available_passes, run_passes
+from bpfpatch.passes import PassContext, available_passes, get_pass, run_passes
+
+
+def _aux_reg(value: str) -> int | str:
+    """--aux-reg: "auto" or a register number (checked against the program by the passes)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        reg = int(value.strip().lstrip("rR"))
+    except ValueError:
+        reg = -1
+    if not (0 <= reg <= 9 or reg == 11):
+        raise BpfPatchError(f"--aux-reg {value!r}: expected a register number (0-9, 11) or auto")
+    return reg
 
 
 @app.command("patch")
@@ -27,10 +40,12 @@ def patch_cmd(
     out_format: str = typer.Option("raw", "--format", help="raw bytes, asm (llvm listing) or elf (default for IN.o -o OUT.o)"),
 ) -> None:
     """Rewrite one program; the output is written atomically, only on success."""
-    names = [p for p in passes.split(",") if p]
+    names = [p.strip() for p in passes.split(",") if p.strip()]
     if not names:
         raise BpfPatchError("--pass needs at least one pass")
-    ctx = PassContext(seed=seed, aux_reg=aux_reg if aux_reg == "auto" else int(aux_reg))
+    for name in names:
+        get_pass(name)  # unknown names fail before any input is read
+    ctx = PassContext(seed=seed, aux_reg=_aux_reg(aux_reg))
     try:
         is_elf = file.read_bytes()[:4] == b"\x7fELF"
     except OSError as exc:

@@ -269,6 +269,11 @@ def _layout(original: bytes, elf: ELFFile, sections: list[_Section]) -> bytes:
     shift = 0
     for s in order:
         align = max(int(s.header[8]), 1)
+        # A damaged alignment or offset would make us pad gigabytes; refuse it by name.
+        if align & (align - 1) or align > 1 << 16:
+            raise ElfError(f"section alignment {align} is not a power of two up to 65536", section=s.name, offset=int(s.header[4]))
+        if s.type != "SHT_NOBITS" and int(s.header[4]) > len(original):
+            raise ElfError("section offset lies past the end of the file", section=s.name, offset=int(s.header[4]))
         if s.type == "SHT_NOBITS":
             s.header[4] = s.header[4] + shift
             continue

@@ -17,8 +17,9 @@ from bpfpatch.patch import Node, PatchList
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
-State = tuple  # 11 registers: int (known, unsigned 64-bit) or None (unknown)
-UNKNOWN: State = (None,) * 11
+NREGS = 12  # r0-r10 and the auxiliary register r11 (AX), which a pass may have introduced
+State = tuple  # NREGS registers: int (known, unsigned 64-bit) or None (unknown)
+UNKNOWN: State = (None,) * NREGS
 
 
 @dataclass
@@ -73,6 +74,8 @@ def _transfer(insn: Insn, st: list) -> None:
         a = st[insn.dst] if op != AluOp.MOV else 0
         if a is None or b is None or op in (AluOp.DIV, AluOp.MOD):
             st[insn.dst] = None
+        elif op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH) and (b & M64) >= bits:
+            st[insn.dst] = None  # the verifier forgets a value shifted by its width or more
         else:
             if bits == 32 and kind == Kind.ALU_K:
                 b &= M32
@@ -162,7 +165,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         if kind == Kind.EXIT:
             if stack:
                 ret, caller = stack[-1]
-                back = (st[0],) + (None,) * 5 + tuple(caller[6:10]) + (None,)
+                back = (st[0],) + (None,) * 5 + tuple(caller[6:10]) + (None,) * (NREGS - 10)
                 reach(ret, back, stack[:-1])
             continue
         if kind in (Kind.JA, Kind.GOTOL):
@@ -187,7 +190,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             reach(i + 1, st, stack)
             continue
         if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL and not merge and len(stack) < 8 and target[i] >= 0:
-            callee = (None,) + tuple(st[1:6]) + (None,) * 5
+            callee = (None,) + tuple(st[1:6]) + (None,) * (NREGS - 6)
             reach(target[i], callee, stack + ((i + 1, st),))
             continue
         if (kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL) or (kind == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC):

@@ -45,9 +45,15 @@ class DeadCode:
                 pl.replace(node, [PatchInsn(ja(0), target=node.target)], retarget=True)
             elif t >= 0 and not flow.seen[t]:
                 pl.replace(node, [ja(0)])  # goto +0: removed in step 3
-        # 2. Remove what no path reaches.
-        for i, node in enumerate(nodes):
-            if not flow.seen[i]:
+        # 2. Remove what no path reaches.  Dead calls and callback loads go first: a dead
+        # subprogram's callers are all dead, but may come after it in the list, and a
+        # subprogram cannot lose its last instruction while a live call still targets it.
+        dead = [node for i, node in enumerate(nodes) if not flow.seen[i]]
+        for node in dead:
+            if node.insn.is_pseudo_call or node.insn.is_pseudo_func:
+                pl.delete(node)
+        for node in dead:
+            if not (node.insn.is_pseudo_call or node.insn.is_pseudo_func):
                 pl.delete(node)
         # 3. Remove jumps that land on the next instruction.
         for node in pl:

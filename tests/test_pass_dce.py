@@ -1,0 +1,228 @@
+"""dce: the kernel's dead-code rewrite (hard-wire, remove unseen, remove goto +0), checked
+against hand-written expectations and the running kernel's xlated output."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+
+from bpfpatch import FuncInfo, Insn, LineInfo, Program
+from bpfpatch.errors import VerifierError
+from bpfpatch.isa import decode_slots, slot_rows
+from bpfpatch.passes import PassContext, run_passes
+from bpfpatch.patch import PatchList
+from bpfpatch.passes.cfg import analyze
+from progtools import kernel_programs, programs
+
+
+def I(*f) -> Insn:  # noqa: E743 - short rows read like the kernel's tables
+    return Insn(*f)
+
+
+EXIT = I(0x95)
+PRANDOM = I(0x85, 0, 0, 0, 7)  # r0 = bpf_get_prandom_u32(): a value the verifier cannot know
+
+# name -> (program, expected output).  Every program loads as a socket filter; the expected
+# output is also checked against the kernel's xlated program below.
+CASES: dict[str, tuple[list[Insn], list[Insn]]] = {
+    # NOTES.md: the fall-through is dead -> goto <target> -> goto +0 -> removed.
+    "notes": ([I(0xB7, 0, 0, 0, 1), I(0x15, 0, 0, 1, 1), I(0xB7, 0, 0, 0, 2), EXIT],
+              [I(0xB7, 0, 0, 0, 1), EXIT]),
+    # The target is dead: goto +0, removed; the fall-through stays.
+    "target-dead": ([I(0xB7, 0, 0, 0, 1), I(0x15, 0, 0, 2, 2), I(0xB7, 0, 0, 0, 2), EXIT, I(0xB7, 0, 0, 0, 3), EXIT],
+                    [I(0xB7, 0, 0, 0, 1), I(0xB7, 0, 0, 0, 2), EXIT]),
+    # Both successors seen: untouched.
+    "both-seen": ([PRANDOM, I(0x15, 0, 0, 1, 1), I(0xB7, 0, 0, 0, 2), EXIT],
+                  [PRANDOM, I(0x15, 0, 0, 1, 1), I(0xB7, 0, 0, 0, 2), EXIT]),
+    # A goto over dead code: after the removal it is a goto +0 and goes too.
+    "ja-over-dead": ([I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 3), I(0x07, 0, 0, 0, 1), I(0x55, 1, 0, 1, 3),
+                      I(0x05, 0, 0, 1, 0), I(0xB7, 0, 0, 0, 9), EXIT],
+                     [I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 3), I(0x07, 0, 0, 0, 1), EXIT]),
+    # Hard-wired to a far target: the goto stays, with its offset shrunk by the removed run.
+    "goto-far": ([I(0xB7, 6, 0, 0, 5), PRANDOM, I(0x15, 0, 0, 2, 0), I(0x15, 6, 0, 3, 5), I(0xB7, 0, 0, 0, 1),
+                  I(0xB7, 0, 0, 0, 2), EXIT, I(0x07, 0, 0, 0, 3), EXIT],
+                 [I(0xB7, 6, 0, 0, 5), PRANDOM, I(0x15, 0, 0, 1, 0), I(0x05, 0, 0, 2, 0),
+                  I(0xB7, 0, 0, 0, 2), EXIT, I(0x07, 0, 0, 0, 3), EXIT]),
+    # ALU on known values, JSET, signed compares, JMP32 on the low word of an ld_imm64.
+    "alu-chain": ([I(0xB7, 3, 0, 0, 6), I(0x27, 3, 0, 0, 7), I(0x57, 3, 0, 0, 0x3C), I(0x77, 3, 0, 0, 2),
+                   I(0x45, 3, 0, 1, 2), I(0xB7, 0, 0, 0, 1), I(0xB7, 0, 0, 0, 2), EXIT],
+                  [I(0xB7, 3, 0, 0, 6), I(0x27, 3, 0, 0, 7), I(0x57, 3, 0, 0, 0x3C), I(0x77, 3, 0, 0, 2),
+                   I(0xB7, 0, 0, 0, 2), EXIT]),
+    "signed": ([I(0xB7, 0, 0, 0, 0), I(0xB7, 4, 0, 0, -3), I(0xC5, 4, 0, 1, 0), I(0xB7, 0, 0, 0, 1),
+                I(0x65, 4, 0, 1, -4), I(0xB7, 0, 0, 0, 2), EXIT],
+               [I(0xB7, 0, 0, 0, 0), I(0xB7, 4, 0, 0, -3), EXIT]),
+    "jmp32-on-ld_imm64": ([I(0x18, 3, 0, 0, 0x100000001), I(0x16, 3, 0, 1, 1), I(0xB7, 0, 0, 0, 5),
+                           I(0xB7, 0, 0, 0, 6), EXIT],
+                          [I(0x18, 3, 0, 0, 0x100000001), I(0xB7, 0, 0, 0, 6), EXIT]),
+    "ld_imm64-64bit": ([I(0x18, 3, 0, 0, 0x100000001), I(0x15, 3, 0, 2, 1), I(0xB7, 0, 0, 0, 5), EXIT,
+                        I(0xB7, 0, 0, 0, 6), EXIT],
+                       [I(0x18, 3, 0, 0, 0x100000001), I(0xB7, 0, 0, 0, 5), EXIT]),
+    "reg-compare": ([I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 4), I(0xB7, 2, 0, 0, 4), I(0x1D, 1, 2, 1, 0),
+                     I(0xB7, 0, 0, 0, 5), EXIT],
+                    [I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 4), I(0xB7, 2, 0, 0, 4), EXIT]),
+    # A register shift by a known amount is folded; by the width or more the verifier forgets the value.
+    "shift-known": ([I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 1), I(0xB7, 2, 0, 0, 3), I(0x6F, 1, 2), I(0x15, 1, 0, 1, 8),
+                     I(0xB7, 0, 0, 0, 5), EXIT],
+                    [I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 1), I(0xB7, 2, 0, 0, 3), I(0x6F, 1, 2), EXIT]),
+    "shift-by-width": ([I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 1), I(0xB7, 2, 0, 0, 64), I(0x6F, 1, 2),
+                        I(0x15, 1, 0, 1, 1), I(0xB7, 0, 0, 0, 5), EXIT],
+                       [I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 1), I(0xB7, 2, 0, 0, 64), I(0x6F, 1, 2),
+                        I(0x15, 1, 0, 1, 1), I(0xB7, 0, 0, 0, 5), EXIT]),
+    # A bounded loop over constants: followed to its end like the verifier; the check after it is decided.
+    "bounded-loop": ([I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 0), I(0x07, 1, 0, 0, 1), I(0x07, 0, 0, 0, 2),
+                      I(0xA5, 1, 0, -3, 4), I(0x15, 1, 0, 1, 9), EXIT, I(0xB7, 0, 0, 0, 1), EXIT],
+                     [I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 0), I(0x07, 1, 0, 0, 1), I(0x07, 0, 0, 0, 2),
+                      I(0xA5, 1, 0, -3, 4), EXIT]),
+    # A backward jump on an unknown value: nothing decided.
+    "loop-unknown": ([PRANDOM, I(0x57, 0, 0, 0, 7), I(0x07, 0, 0, 0, 1), I(0xA5, 0, 0, -2, 10), EXIT],
+                     [PRANDOM, I(0x57, 0, 0, 0, 7), I(0x07, 0, 0, 0, 1), I(0xA5, 0, 0, -2, 10), EXIT]),
+    # A helper call forgets r0-r5 but keeps r6-r9.
+    "helper-clobbers": ([I(0xB7, 0, 0, 0, 1), I(0xB7, 6, 0, 0, 1), PRANDOM, I(0x15, 6, 0, 1, 1), I(0xB7, 0, 0, 0, 2),
+                         I(0x15, 0, 0, 1, 1), I(0xB7, 0, 0, 0, 3), EXIT],
+                        [I(0xB7, 0, 0, 0, 1), I(0xB7, 6, 0, 0, 1), PRANDOM, I(0x15, 0, 0, 1, 1), I(0xB7, 0, 0, 0, 3),
+                         EXIT]),
+    # Calls are followed with the caller's r1-r5; the callee's r0 comes back.
+    "subprog-call": ([I(0xB7, 1, 0, 0, 4), I(0x85, 0, 1, 0, 4), I(0x15, 0, 0, 1, 5), EXIT,
+                      I(0xB7, 0, 0, 0, 9), EXIT,
+                      I(0xBF, 0, 1), I(0x15, 1, 0, 1, 4), I(0xB7, 0, 0, 0, 5), EXIT],
+                     [I(0xB7, 1, 0, 0, 4), I(0x85, 0, 1, 0, 1), EXIT,
+                      I(0xBF, 0, 1), EXIT]),
+    # The same callee from two sites with different arguments: its branch is seen both ways.
+    "subprog-two-callers": ([I(0xB7, 1, 0, 0, 4), I(0x85, 0, 1, 0, 3), I(0xB7, 1, 0, 0, 5), I(0x85, 0, 1, 0, 1), EXIT,
+                             I(0xB7, 0, 0, 0, 0), I(0x15, 1, 0, 1, 4), I(0xB7, 0, 0, 0, 5), EXIT],
+                            [I(0xB7, 1, 0, 0, 4), I(0x85, 0, 1, 0, 3), I(0xB7, 1, 0, 0, 5), I(0x85, 0, 1, 0, 1), EXIT,
+                             I(0xB7, 0, 0, 0, 0), I(0x15, 1, 0, 1, 4), I(0xB7, 0, 0, 0, 5), EXIT]),
+    # A subprogram only dead code calls goes entirely.
+    "dead-subprog": ([I(0xB7, 0, 0, 0, 1), I(0x15, 0, 0, 1, 2), EXIT, I(0x85, 0, 1, 0, 1), EXIT,
+                      I(0xB7, 0, 0, 0, 3), EXIT],
+                     [I(0xB7, 0, 0, 0, 1), EXIT]),
+    # ... also when the dead caller sits in a later dead subprogram.
+    "dead-subprog-chain": ([I(0xB7, 0, 0, 0, 1), I(0x15, 0, 0, 1, 2), EXIT, I(0x85, 0, 1, 0, 3), EXIT,
+                            I(0xB7, 0, 0, 0, 3), EXIT,
+                            I(0x85, 0, 1, 0, -3), EXIT],
+                           [I(0xB7, 0, 0, 0, 1), EXIT]),
+    # Dead code that jumps back into live code; a user's own goto +0 is removed too.
+    "dead-jumps-into-live": ([I(0xB7, 0, 0, 0, 2), I(0x05, 0, 0, 0, 0), I(0x15, 0, 0, 2, 2), I(0xB7, 0, 0, 0, 4),
+                              I(0x05, 0, 0, 1, 0), I(0x07, 0, 0, 0, 1), EXIT],
+                             [I(0xB7, 0, 0, 0, 2), I(0x07, 0, 0, 0, 1), EXIT]),
+    # A dead branch inside the body of a live one: its offset shrinks.
+    "nested": ([PRANDOM, I(0xB7, 2, 0, 0, 1), I(0x15, 0, 0, 4, 0), I(0x15, 2, 0, 1, 1), I(0xB7, 0, 0, 0, 7),
+                I(0x07, 0, 0, 0, 1), I(0x05, 0, 0, 1, 0), I(0xB7, 0, 0, 0, 3), EXIT],
+               [PRANDOM, I(0xB7, 2, 0, 0, 1), I(0x15, 0, 0, 2, 0), I(0x07, 0, 0, 0, 1), I(0x05, 0, 0, 1, 0),
+                I(0xB7, 0, 0, 0, 3), EXIT]),
+}
+
+
+def _rows(insns: list[Insn]) -> list:
+    return slot_rows(Program.from_insns(insns).slots)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_table(name):
+    insns, want = CASES[name]
+    assert slot_rows(run_passes(Program.from_insns(insns), ["dce"]).slots) == _rows(want)
+
+
+def _xlated(prog: Program) -> list:
+    from bpfpatch.kernel import load_program
+
+    with load_program(prog) as p:
+        return slot_rows(decode_slots(p.xlated()))
+
+
+def _normalize(rows: list, kernel: bool = False) -> list:
+    """Fields the kernel rewrites for reasons of its own: a helper call's imm becomes an address;
+    in a JITed program's xlated dump a pseudo call keeps its relative offset in off and the
+    callee's subprogram number in imm.  Pseudo calls compare by their offset."""
+    out = []
+    for c, d, s, o, i in rows:
+        if c == 0x85 and s == 0:
+            i = 0
+        if c == 0x85 and s == 1:
+            o, i = 0, (o if kernel else i)
+        out.append((c, d, s, o, i))
+    return out
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", list(CASES))
+def test_table_equals_kernel_xlated(name):
+    insns, want = CASES[name]
+    assert _normalize(_xlated(Program.from_insns(insns)), kernel=True) == _normalize(_rows(want))
+
+
+def test_removed_subprogram_metadata_follows():
+    """func_info / line_info / subprogram starts of a removed subprogram go with it."""
+    insns = CASES["dead-subprog-chain"][0]
+    prog = Program.from_insns(insns, func_info=[FuncInfo(0, 1), FuncInfo(5, 2), FuncInfo(7, 3)],
+                              line_info=[LineInfo(0, 1, 1, 1 << 10), LineInfo(5, 1, 2, 2 << 10), LineInfo(7, 1, 3, 3 << 10)],
+                              subprogs=[0, 5, 7])
+    out = run_passes(prog, ["dce"])
+    assert out.subprogs == [0]
+    assert out.func_info == [FuncInfo(0, 1)]
+    assert out.line_info == [LineInfo(0, 1, 1, 1 << 10)]
+
+
+def test_callback_entry_is_kept():
+    """A subprogram only a pseudo-func ld_imm64 names (a bpf_loop callback) is an entry."""
+    insns = [I(0xB7, 1, 0, 0, 3), I(0x18, 2, 4, 0, 6), I(0xB7, 3, 0, 0, 0), I(0xB7, 4, 0, 0, 0),
+             I(0x85, 0, 0, 0, 181), I(0xB7, 0, 0, 0, 0), EXIT,
+             I(0xB7, 0, 0, 0, 0), EXIT]
+    prog = Program.from_insns(insns)
+    assert run_passes(prog, ["dce"]) == prog
+    # A callback that decides a branch on a constant is still rewritten inside.
+    insns[7:7] = [I(0xB7, 2, 0, 0, 1), I(0x15, 2, 0, 1, 1), I(0xB7, 0, 0, 0, 1)]
+    prog = Program.from_insns(insns)
+    want = Program.from_insns(insns[:7] + [I(0xB7, 2, 0, 0, 1), I(0xB7, 0, 0, 0, 0), EXIT])
+    assert run_passes(prog, ["dce"]).to_bytes() == want.to_bytes()
+
+
+def test_seen_marks():
+    insns, _ = CASES["target-dead"]
+    flow = analyze(PatchList(Program.from_insns(insns)))
+    assert flow.seen == [True, True, True, True, False, False]
+    assert flow.target_live[1] is False and flow.fallthrough_live[1] is True
+
+
+def test_analysis_budget_falls_back_to_merging():
+    """A loop over a constant too long to follow path by path: merged states, nothing wrongly dead."""
+    insns = [I(0xB7, 1, 0, 0, 0), I(0x07, 1, 0, 0, 1), I(0xA5, 1, 0, -2, 1_000_000), I(0x15, 1, 0, 1, 7),
+             I(0xB7, 0, 0, 0, 1), I(0xB7, 0, 0, 0, 2), EXIT]
+    pl = PatchList(Program.from_insns(insns))
+    flow = analyze(pl, budget=1000)
+    assert all(flow.seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=100, deadline=None)
+@given(programs())
+def test_idempotent_and_keeps_metadata_consistent(prog):
+    once = run_passes(prog, ["dce"])
+    twice = run_passes(once, ["dce"])
+    assert twice == once
+    assert len(once.subprogs) == len(once.func_info or once.subprogs)
+
+
+def _retvals(prog: Program) -> list[int]:
+    from bpfpatch.kernel import load_program
+
+    with load_program(prog) as p:
+        return [p.test_run(bytes([i]) * 64).retval for i in (0, 7)]
+
+
+@pytest.mark.kernel
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kernel_programs())
+def test_keeps_acceptance_and_retval(prog):
+    try:
+        expected = _retvals(prog)
+    except VerifierError:
+        assume(False)
+    out = run_passes(prog, ["dce"], PassContext())
+    assert len(out.insns) <= len(prog.insns)
+    assert _retvals(out) == expected
+    # We remove only what the kernel removes, the way it removes it: the kernel's own rewrite of
+    # our output is its rewrite of the input (its range tracking may decide more than our constants).
+    assert _normalize(_xlated(out), kernel=True) == _normalize(_xlated(prog), kernel=True)
