@@ -87,7 +87,8 @@ def run_reference(raw: bytes) -> bytes:
 
 
 def copy_floor(raw: bytes, out_slots: int) -> Callable[[], object]:
-    arr = np.zeros(out_slots, dtype=SLOT_DTYPE)
+    """One copy of the output array, as plain 8-byte words (the fastest NumPy copy)."""
+    arr = np.zeros(out_slots, dtype=np.uint64)
     return lambda: arr.copy()
 
 

@@ -27,6 +27,9 @@ def _load_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bpfpatch` console script."""
+    from bpfpatch.runtime import keep_freed_memory
+
+    keep_freed_memory()  # one process, one job: keep freed memory for the next temporaries
     _load_commands()
     try:
         rc = app(args=argv, standalone_mode=False)

@@ -199,9 +199,19 @@ _ATOMIC_IMMS = {
 }
 
 
+def opcodes(slots: np.ndarray) -> np.ndarray:
+    """The opcode of every slot as a contiguous uint8 array.
+
+    The low byte of each little-endian 8-byte word: one narrowing cast,
+    several times faster to scan and to look up in tables than the strided
+    ``slots["code"]`` field.
+    """
+    return np.ascontiguousarray(slots).view(np.uint64).astype(np.uint8)
+
+
 def is_ld_imm64_first(slots: np.ndarray) -> np.ndarray:
     """Mask of slots that start an ld_imm64 (their next slot is its high half)."""
-    return slots["code"] == LD_IMM64
+    return opcodes(slots) == LD_IMM64
 
 
 def insn_starts(slots: np.ndarray) -> np.ndarray:
@@ -213,53 +223,79 @@ def insn_starts(slots: np.ndarray) -> np.ndarray:
     return starts
 
 
+# The fast screen of `validate_slots`: per opcode, every bit of the slot word that
+# must be zero in the common case (reserved fields, and off of ALU ops), and the
+# opcodes whose values need a closer look (byte swaps, calls, ld_imm64, atomics).
+_STRICT_MASK = _ZERO_MASK | np.where(_ALU_OFF_FREE, np.uint64(_FIELD_BITS["off"]), np.uint64(0))
+_SCREEN_CHUNK = 1 << 16
+_NEEDS_LOOK = np.isin(KIND, (Kind.INVALID, Kind.END, Kind.CALL, Kind.LD_IMM64, Kind.ATOMIC))
+
+
 def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_base: int = 0) -> None:
     """Raise `DecodeError` for the first invalid instruction, naming its index.
 
     Checks, as the kernel does: known opcode, reserved fields zero, registers
     in range, ld_imm64 complete with a zero second-slot header, pseudo source
     values known.  Jump targets are checked by `check_jump_targets`.
+
+    A vectorized screen over the 8-byte words finds the few instructions that
+    need a closer look (a field set where it usually must be zero, a byte
+    swap, call, ld_imm64 or atomic); only those get the detailed rules.
     """
     n = len(slots)
     if n == 0:
         return
-    code = slots["code"]
+    slots = np.ascontiguousarray(slots)
+    words = slots.view(np.uint64)
+    code = opcodes(slots)
     first = np.flatnonzero(code == LD_IMM64)
     # An ld_imm64 cannot be the last slot, and its second slot must be a bare header.
     if len(first) and first[-1] == n - 1:
         _fail(slots, n - 1, "truncated ld_imm64 (second slot missing)", offset_base)
     second = first + 1
-    bad2 = (code[second] != 0) | (slots["regs"][second] != 0) | (slots["off"][second] != 0)
+    bad2 = (words[second] & np.uint64(0xFFFFFFFF)) != 0
     if bad2.any():
         _fail(slots, int(first[np.argmax(bad2)]), "ld_imm64 second slot has reserved fields set", offset_base)
-    # An ld_imm64 whose second slot is itself an ld_imm64 first slot is caught above (code != 0).
-    starts = np.ones(n, dtype=bool)
-    starts[second] = False
+    look = np.empty(n, dtype=bool)
+    for lo in range(0, n, _SCREEN_CHUNK):  # chunks: temporaries stay in cache
+        w, c = words[lo : lo + _SCREEN_CHUNK], code[lo : lo + _SCREEN_CHUNK]
+        part = np.take(_NEEDS_LOOK, c) | ((w & np.take(_STRICT_MASK, c)) != 0)
+        if max_reg < 15:
+            regs = (w >> np.uint64(8)).astype(np.uint8)
+            part |= ((regs & 0x0F) > max_reg) | ((regs >> 4) > max_reg)
+        look[lo : lo + _SCREEN_CHUNK] = part
+    look[second] = False  # second halves are data (checked above)
+    cand = np.flatnonzero(look)
+    if len(cand):
+        _validate_closely(slots[cand], cand, max_reg, offset_base, slots)
+
+
+def _validate_closely(sub: np.ndarray, at: np.ndarray, max_reg: int, offset_base: int, slots: np.ndarray) -> None:
+    """The detailed rules on the instructions `sub` (found at slots `at`)."""
     errors: list[tuple[int, str]] = []
 
     def flag(mask: np.ndarray, why: str) -> None:
-        mask = mask & starts
         if mask.any():
-            errors.append((int(np.argmax(mask)), why))
+            errors.append((int(at[np.argmax(mask)]), why))
 
+    code = sub["code"]
     kind = KIND[code]
     flag(kind == Kind.INVALID, "unknown opcode")
     # addr_space_cast (cpu v4 arenas): ALU64 MOV X with off=1 and the address spaces in imm.
-    asc = (code == ADDR_SPACE_CAST_CODE) & (slots["off"] == 1)
-    words = slots.view(np.uint64)
+    off = sub["off"]
+    asc = (code == ADDR_SPACE_CAST_CODE) & (off == 1)
+    words = sub.view(np.uint64)
     reserved = ((words & _ZERO_MASK[code]) != 0) & ~asc
     if reserved.any():
-        dst, src = dst_of(slots), src_of(slots)
-        fields = {"dst": dst, "src": src, "off": slots["off"], "imm": slots["imm"]}
+        fields = {"dst": dst_of(sub), "src": src_of(sub), "off": off, "imm": sub["imm"]}
         for field, table in _ZERO.items():
             flag(table[code] & (fields[field] != 0) & ~asc, f"reserved field {field} is set")
-    regs = slots["regs"]
-    if max_reg < 15 and ((regs & 0x0F > max_reg) | (regs >> 4 > max_reg)).any():
+    regs = sub["regs"]
+    if max_reg < 15:
         flag(regs & 0x0F > max_reg, "invalid destination register")
         flag(regs >> 4 > max_reg, "invalid source register")
-    src = src_of(slots)
+    src = src_of(sub)
     # off is reserved on ALU ops except: signed div/mod (off=1) and movsx (8/16/32).
-    off = slots["off"]
     alu_off = _ALU_OFF_FREE[code] & (off != 0)
     if alu_off.any():
         ok = (_DIVMOD[code] & (off == 1)) | asc
@@ -268,7 +304,7 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
         flag(alu_off & ~ok, "reserved field off is set")
     end = kind == Kind.END
     if end.any():
-        flag(end & ~np.isin(slots["imm"], (16, 32, 64)), "byte swap width must be 16, 32 or 64")
+        flag(end & ~np.isin(sub["imm"], (16, 32, 64)), "byte swap width must be 16, 32 or 64")
     call = kind == Kind.CALL
     if call.any():
         flag(call & (src > CallSrc.KFUNC) & (src <= max_reg), "unknown call source")
@@ -279,9 +315,9 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
     atomic = kind == Kind.ATOMIC
     if atomic.any():
         size = code & SIZE_MASK
-        bad = np.zeros(n, dtype=bool)
+        bad = np.zeros(len(sub), dtype=bool)
         for sz, allowed in _ATOMIC_IMMS.items():
-            bad |= atomic & (size == sz) & ~np.isin(slots["imm"], list(allowed))
+            bad |= atomic & (size == sz) & ~np.isin(sub["imm"], list(allowed))
         flag(bad, "invalid atomic operation")
     if errors:
         index, why = min(errors)
@@ -307,7 +343,8 @@ def decode_slots(raw: bytes | bytearray | memoryview, *, byteorder: ByteOrder = 
             byte_offset=len(raw) - len(raw) % SLOT_SIZE,
         )
     if byteorder == "little":
-        return np.frombuffer(raw, dtype=SLOT_DTYPE).copy()
+        # Copy as plain 8-byte words: several times faster than a structured copy.
+        return np.frombuffer(raw, dtype=np.uint64).copy().view(SLOT_DTYPE)
     be = np.frombuffer(raw, dtype=_RAW_BE)
     slots = np.empty(len(be), dtype=SLOT_DTYPE)
     slots["code"] = be["code"]
@@ -386,8 +423,8 @@ def branch_offsets(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Covers jumps (16-bit off), gotol (32-bit imm), may_goto, pseudo calls
     (imm) and ld_imm64 with a pseudo-func source (imm of the first slot).
     """
-    code = slots["code"]
-    idx = np.flatnonzero(_MAYBE_REF[code])
+    code = opcodes(slots)
+    idx = np.flatnonzero(np.take(_MAYBE_REF, code))  # np.take: a fast table lookup on uint8
     if not len(idx):
         return idx, np.empty(0, dtype=np.int64)
     # A second ld_imm64 slot is never an instruction of its own.
