@@ -115,6 +115,13 @@ def _insn_of(w0: int, w1: int) -> Insn:
     return Insn(code, (w0 >> 8) & 0xF, (w0 >> 12) & 0xF, off - 0x10000 if off >> 15 else off, imm)
 
 
+def _q(values: np.ndarray) -> array:
+    """An int64 NumPy array as an array('q') column (one memory copy, no Python ints)."""
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
+
+
 class _Prepared(NamedTuple):
     """A parsed patch with everything the list needs, computed once (memoized for tuples)."""
 
@@ -172,9 +179,10 @@ class PatchList:
         total = n + 1  # ids: 0 = head, 1..n originals
         # Integer columns are array('q'): 8 bytes a node instead of a list slot plus an
         # int object each (a million-instruction list stays within memory).
-        self._next = array("q", range(1, total + 1))
+        ramp = np.arange(-1, total + 1, dtype=np.int64)  # -1, 0, 1, ..., total
+        self._next = _q(ramp[2:])
         self._next[total - 1] = _END
-        self._prev = array("q", range(-1, n))
+        self._prev = _q(ramp[: total])
         # Every node's instruction as encoded slot words (first slot, ld_imm64's second).
         words = slots.view(np.uint64)
         self._w0 = array("Q", [0])
@@ -188,15 +196,17 @@ class PatchList:
         self._dirty: bytearray = bytearray(total)  # 1 where an original's insn was replaced
         codes = slots["code"][starts]
         self._wide[1:] = (codes == LD_IMM64).astype(np.uint8).tobytes()
-        self._orig = array("q", [INSERTED])
-        self._orig.frombytes(starts.astype(np.int64).tobytes())
+        self._orig = _q(np.concatenate(([INSERTED], starts)))
         if program.aux is not None:
-            self._aux: list[Any] = [None] + [program.aux[s] for s in starts.tolist()]
+            if n == len(slots):
+                self._aux: list[Any] = [None, *program.aux]
+            else:
+                self._aux = [None] + [program.aux[s] for s in starts.tolist()]
         else:
             self._aux = [None] * total
         # Anchors: originally anchor k is node k.
-        self._anchor_node = array("q", range(total))
-        self._node_anchor = array("q", range(total))
+        self._anchor_node = _q(ramp[1 : total + 1])
+        self._node_anchor = _q(ramp[1 : total + 1])
         self._live = n
         self._aux_used = program.aux is not None
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
@@ -217,7 +227,7 @@ class PatchList:
                 bad = int(idx[np.argmax(dest_ids < 0)])
                 raise PatchError(f"instruction at slot {bad}: jump into the middle of an ld_imm64")
             target[self._slot_to_id[idx]] = dest_ids
-        self._target = array("q", target.astype(np.int64).tobytes())
+        self._target = _q(target)
 
         # func_info / line_info must name instructions of this program (probe before anything else).
         for what, records in (("func_info", program.func_info), ("line_info", program.line_info)):
