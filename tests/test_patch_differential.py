@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpfpatch import PatchError, PatchList
+from bpfpatch import Insn, PatchError, PatchList
 from bpfpatch.reference import ReferencePatcher
 
 from progtools import patch_buffers, programs, slots_rows
@@ -79,3 +79,39 @@ def test_identity(prog):
     assert out.line_info == prog.line_info
     assert out.aux == prog.aux
     assert list(out.idx_map) == list(range(len(prog.slots)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_batched_replaces_match_reference(data):
+    """Replaces with reused tuple patches are deferred and linked in bulk (`_flush`).
+
+    Many sites, a few shared patches (local jumps, jumps to the node after,
+    ld_imm64), replaced in any order, then one other operation that forces
+    the flush: the result must equal the kernel's one-at-a-time semantics.
+    """
+    prog = data.draw(programs())
+    pl = PatchList(prog)
+    ref = ReferencePatcher(prog)
+    pool = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        buf = patch_buffers(data.draw, [])
+        buf = [it.insn if hasattr(it, "insn") else it for it in buf]  # plain insns only: memoizable
+        pool.append(tuple(buf))
+    live = list(pl)
+    sites = data.draw(st.lists(st.sampled_from(live), unique_by=lambda n: n._id, max_size=len(live)))
+    done = []
+    for node in sites:
+        patch = data.draw(st.sampled_from(pool))
+        try:
+            pl.replace(node, patch)
+        except PatchError:
+            continue  # e.g. a jump past the end at the last node: refused, list untouched
+        ref.replace(node._id, list(patch), retarget=True)
+        done.append(node)
+    if done and data.draw(st.booleans()):
+        # An operation that needs the links (here: a prepend) flushes first.
+        node = data.draw(st.sampled_from(done))
+        pl.prepend(node, [Insn(0xB7, 1, 0, 0, 7)])
+        ref.prepend(node._id, [Insn(0xB7, 1, 0, 0, 7)], retarget=True)
+    _compare(pl.linearize(), ref.program_out())

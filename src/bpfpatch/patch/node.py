@@ -64,6 +64,8 @@ class Node:
     @property
     def target(self) -> "Node | None":
         """The node a jump/call goes to (where it will land), or None."""
+        if self._pl._pend_x:
+            self._pl._flush()
         a = self._pl._target[self._id]
         if a < 0:
             return None

@@ -139,6 +139,9 @@ class _Prepared(NamedTuple):
     head_wide: bytes
     head_aux: list[Any]
     minus: array  # -1 per head item (orig INSERTED, no anchor, no target)
+    # Can `replace` defer it to `_flush`: new nodes before the node, references only
+    # inside the buffer or to the node after it, no calls (memoized patches only).
+    deferrable: bool
 
 
 def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepared:
@@ -159,6 +162,7 @@ def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepa
         bytes(i[0] == LD_IMM64 for i in insns[:-1]),
         aux[:-1],
         array("q", [-1] * (len(insns) - 1)),
+        len(insns) > 1 and all(how != "node" and not _is_call_ref(items[i][0]) for i, how, _ in plan),
     )
 
 
@@ -210,6 +214,10 @@ class PatchList:
         self._live = n
         self._aux_used = program.aux is not None
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
+        # Deferred replaces (see `_flush`): the node ids, and the prepared patch of each.
+        self._pend_x: list[int] = []
+        self._pend_prep: list[_Prepared] = []
+        self._pending: set[int] = set()
 
         # Target references of the original jumps/calls (vectorized).
         target = np.full(total, _NO_ANCHOR, dtype=np.int64)
@@ -271,6 +279,8 @@ class PatchList:
             self._dirty[nid] = 1
 
     def _next_live(self, nid: int) -> int:
+        if self._pend_x:
+            self._flush()
         nxt, orig = self._next, self._orig
         nid = nxt[nid]
         while nid != _END and orig[nid] == DELETED:
@@ -492,10 +502,103 @@ class PatchList:
             if is_call:
                 self._called_anchors.add(a)
 
+    def _flush(self) -> None:
+        """Link the new nodes of every deferred `replace`, one NumPy pass per patch.
+
+        Gives exactly what the replaces would have given one at a time in the
+        order they were made: every site keeps its place and its id, its new
+        nodes go right before it, references to it move to the first of them,
+        and a reference to "the node after the patch" is taken before any move
+        (so it lands on the next site's patch, as a kernel patch would).
+        """
+        xs_all, preps = self._pend_x, self._pend_prep
+        self._pend_x, self._pend_prep, self._pending = [], [], set()
+        groups: dict[int, tuple[_Prepared, list[int]]] = {}
+        for x, prep in zip(xs_all, preps):
+            g = groups.get(id(prep))
+            if g is None:
+                groups[id(prep)] = (prep, [x])
+            else:
+                g[1].append(x)
+        for prep, xs_list in groups.values():
+            self._flush_group(prep, np.array(xs_list, dtype=np.int64))
+
+    def _flush_group(self, prep: _Prepared, xs: np.ndarray) -> None:
+        m, k = len(xs), len(prep.w0) - 1
+        base = len(self._orig)
+        ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
+        minus = np.full(m * k, _NO_ANCHOR, dtype=np.int64).tobytes()
+        # Grow every column first: a NumPy view would pin the arrays' size.
+        for col in (self._next, self._prev, self._orig, self._node_anchor, self._target):
+            col.frombytes(minus)
+        self._w0.frombytes(prep.head_w0.tobytes() * m)
+        self._w1.frombytes(prep.head_w1.tobytes() * m)
+        self._wide.extend(prep.head_wide * m)
+        self._aux.extend(prep.head_aux * m)
+        if prep.any_aux:
+            self._aux_used = True
+        need_after = any(how == "after" for _, how, _, _ in prep.plan)
+        nxt = np.frombuffer(self._next, dtype=np.int64)
+        prev = np.frombuffer(self._prev, dtype=np.int64)
+        target = np.frombuffer(self._target, dtype=np.int64)
+        node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
+        try:
+            after_anchor = None
+            if need_after:  # the node after each site, anchored before anything moves
+                after = nxt[xs]
+                missing = np.flatnonzero(node_anchor[after] == _NO_ANCHOR)
+                if len(missing):
+                    del node_anchor
+                    self._anchor_node.frombytes(after[missing].tobytes())
+                    node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
+                    node_anchor[after[missing]] = np.arange(len(self._anchor_node) - len(missing), len(self._anchor_node))
+                after_anchor = node_anchor[after]
+            # Link: prev(x) -> new nodes -> x.
+            if k > 1:
+                nxt[ids[:, :-1]] = ids[:, 1:]
+                prev[ids[:, 1:]] = ids[:, :-1]
+            p = prev[xs]
+            nxt[p] = ids[:, 0]
+            prev[ids[:, 0]] = p
+            nxt[ids[:, -1]] = xs
+            prev[xs] = ids[:, -1]
+            # Retarget: what landed on a site lands on its first new node.
+            moved = np.flatnonzero(node_anchor[xs] != _NO_ANCHOR)
+            if len(moved):
+                a = node_anchor[xs[moved]]
+                anchor_node = np.frombuffer(self._anchor_node, dtype=np.int64)
+                anchor_node[a] = ids[moved, 0]
+                del anchor_node
+                node_anchor[ids[moved, 0]] = a
+                node_anchor[xs[moved]] = _NO_ANCHOR
+                if self._subprog_land:
+                    land = np.fromiter(self._subprog_land, dtype=np.int64)
+                    firsts = dict(zip(xs[moved].tolist(), ids[moved, 0].tolist()))
+                    for x in land[np.isin(land, xs[moved])].tolist():
+                        self._subprog_land[firsts[x]] = self._subprog_land.pop(x)
+            # References inside the buffer, and to the node after it.
+            columns = [ids[:, i] for i in range(k)] + [xs]
+            for i, how, v, _ in prep.plan:
+                if how == "after":
+                    target[columns[i]] = after_anchor
+                    continue
+                dest = columns[v]
+                missing = np.flatnonzero(node_anchor[dest] == _NO_ANCHOR)
+                if len(missing):
+                    del node_anchor
+                    self._anchor_node.frombytes(dest[missing].tobytes())
+                    node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
+                    node_anchor[dest[missing]] = np.arange(len(self._anchor_node) - len(missing), len(self._anchor_node))
+                target[columns[i]] = node_anchor[dest]
+        finally:
+            del nxt, prev, target, node_anchor
+
     # --- public API -----------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Node]:
         """Live nodes in order; nodes inserted during the iteration are not visited."""
+        if self._pend_x:
+            self._flush()
         limit = len(self._orig)
         nxt, orig = self._next, self._orig
         nid = nxt[0]
@@ -538,6 +641,27 @@ class PatchList:
         nxt = self._next
         has_after = nxt[x] != _END
         hit = self._memo.get(id(patch) * 2 + has_after) if type(patch) is tuple else None
+        if hit is not None and hit[0] is patch and retarget and hit[1].deferrable and x not in self._pending:
+            # A memoized patch on a node not patched since the last flush: change the
+            # node now, link its new predecessors later, all sites of a patch at once.
+            prep = hit[1]
+            k = len(prep.w0) - 1
+            self._pend_x.append(x)
+            self._pend_prep.append(prep)
+            self._pending.add(x)
+            self._live += k
+            self._w0[x] = prep.w0[k]
+            self._w1[x] = prep.w1[k]
+            self._wide[x] = prep.wide[k]
+            if x < len(self._dirty):
+                self._dirty[x] = 1
+            self._target[x] = _NO_ANCHOR
+            if prep.aux[k] is not None:
+                self._aux[x] = prep.aux[k]
+                self._aux_used = True
+            return node
+        if self._pend_x:
+            self._flush()
         prep = hit[1] if hit is not None and hit[0] is patch else self._prepared(patch, has_after)
         k = len(prep.w0) - 1
         base = len(self._orig)
@@ -589,6 +713,8 @@ class PatchList:
         Returns the last inserted node.
         """
         x = self._check_node(node, "prepend")
+        if self._pend_x:
+            self._flush()
         prep = self._prepared(patch, True)
         ids = self._new_chain(prep, 0, len(prep.insns))
         self._link_before(ids[0], ids[-1], x if retarget else self._before_deleted_run(x))
@@ -606,12 +732,16 @@ class PatchList:
         which is `prepend` to the first instruction (kernel semantics: the
         new code becomes the start of subprogram 0).
         """
+        if self._pend_x:
+            self._flush()
         if isinstance(node, Node) and node._pl is self and node._id == 0:
             first = self._next_live(0)
             if first == _END:
                 raise PatchError("append: the program is empty")
             return self.prepend(Node(self, first), patch)
         x = self._check_node(node, "append")
+        if self._pend_x:
+            self._flush()
         prep = self._prepared(patch, self._next[x] != _END)
         ids = self._new_chain(prep, 0, len(prep.insns))
         self._link_after(ids[0], ids[-1], x)
@@ -623,6 +753,8 @@ class PatchList:
     def delete(self, node: Node) -> None:
         """Delete the node; jumps to it land on the next live instruction."""
         x = self._check_node(node, "delete")
+        if self._pend_x:
+            self._flush()
         a = self._subprog_land.get(x)
         if a is not None:
             nxt = self._next_live(x)
@@ -644,6 +776,8 @@ class PatchList:
 
     def _landing(self, nid: int) -> int:
         """The first live node at or after `nid` (where references to it land)."""
+        if self._pend_x:
+            self._flush()
         nxt, orig = self._next, self._orig
         while nid != _END and orig[nid] == DELETED:
             nid = nxt[nid]
@@ -676,4 +810,6 @@ class PatchList:
         """Lay out the final program once; see `bpfpatch.patch.linearize`."""
         from bpfpatch.patch.linearize import linearize
 
+        if self._pend_x:
+            self._flush()
         return linearize(self, relax_long_jumps=relax_long_jumps)
