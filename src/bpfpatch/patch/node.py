@@ -64,7 +64,7 @@ class Node:
     @property
     def target(self) -> "Node | None":
         """The node a jump/call goes to (where it will land), or None."""
-        if self._pl._pend_x:
+        if self._pl._pending:
             self._pl._flush()
         a = self._pl._target[self._id]
         if a < 0:

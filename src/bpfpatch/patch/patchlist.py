@@ -103,6 +103,12 @@ def _words(insns: Sequence[Insn]) -> tuple[array, array]:
     return w0, w1
 
 
+# Decoded instructions by slot word: programs repeat instructions, and an `Insn`
+# is immutable, so `node.insn` usually costs one dict lookup.
+_INSN_CACHE: dict[int, Insn] = {}
+_INSN_CACHE_MAX = 1 << 16
+
+
 def _insn_of(w0: int, w1: int) -> Insn:
     code = w0 & 0xFF
     off = (w0 >> 16) & 0xFFFF
@@ -162,7 +168,7 @@ def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepa
         bytes(i[0] == LD_IMM64 for i in insns[:-1]),
         aux[:-1],
         array("q", [-1] * (len(insns) - 1)),
-        len(insns) > 1 and all(how != "node" and not _is_call_ref(items[i][0]) for i, how, _ in plan),
+        len(insns) > 1 and aux[-1] is None and all(how != "node" and not _is_call_ref(items[i][0]) for i, how, _ in plan),
     )
 
 
@@ -215,9 +221,8 @@ class PatchList:
         self._aux_used = program.aux is not None
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
         # Deferred replaces (see `_flush`): the node ids, and the prepared patch of each.
-        self._pend_x: list[int] = []
-        self._pend_prep: list[_Prepared] = []
         self._pending: set[int] = set()
+        self._pend_groups: dict[int, tuple[_Prepared, list[int]]] = {}
 
         # Target references of the original jumps/calls (vectorized).
         target = np.full(total, _NO_ANCHOR, dtype=np.int64)
@@ -267,7 +272,15 @@ class PatchList:
         return out
 
     def _get_insn(self, nid: int) -> Insn:
-        return _insn_of(self._w0[nid], self._w1[nid])
+        if self._pending and nid in self._pending:
+            self._flush()
+        w0 = self._w0[nid]
+        insn = _INSN_CACHE.get(w0)  # only single-slot instructions are cached
+        if insn is None:
+            insn = _insn_of(w0, self._w1[nid])
+            if insn[0] != LD_IMM64 and len(_INSN_CACHE) < _INSN_CACHE_MAX:
+                _INSN_CACHE[w0] = insn
+        return insn
 
     def _set_insn(self, nid: int, insn: Insn) -> None:
         """Give a node a new instruction (its target reference is the caller's business)."""
@@ -279,7 +292,7 @@ class PatchList:
             self._dirty[nid] = 1
 
     def _next_live(self, nid: int) -> int:
-        if self._pend_x:
+        if self._pending:
             self._flush()
         nxt, orig = self._next, self._orig
         nid = nxt[nid]
@@ -511,17 +524,10 @@ class PatchList:
         and a reference to "the node after the patch" is taken before any move
         (so it lands on the next site's patch, as a kernel patch would).
         """
-        xs_all, preps = self._pend_x, self._pend_prep
-        self._pend_x, self._pend_prep, self._pending = [], [], set()
-        groups: dict[int, tuple[_Prepared, list[int]]] = {}
-        for x, prep in zip(xs_all, preps):
-            g = groups.get(id(prep))
-            if g is None:
-                groups[id(prep)] = (prep, [x])
-            else:
-                g[1].append(x)
-        for prep, xs_list in groups.values():
-            self._flush_group(prep, np.array(xs_list, dtype=np.int64))
+        groups = self._pend_groups
+        self._pending, self._pend_groups = set(), {}
+        for prep, xs in groups.values():
+            self._flush_group(prep, np.array(xs, dtype=np.int64))
 
     def _flush_group(self, prep: _Prepared, xs: np.ndarray) -> None:
         m, k = len(xs), len(prep.w0) - 1
@@ -537,6 +543,12 @@ class PatchList:
         self._aux.extend(prep.head_aux * m)
         if prep.any_aux:
             self._aux_used = True
+        # Each site becomes the patch's last instruction (no reference yet, aux kept).
+        np.frombuffer(self._w0, dtype=np.uint64)[xs] = prep.w0[k]
+        np.frombuffer(self._w1, dtype=np.uint64)[xs] = prep.w1[k]
+        np.frombuffer(self._wide, dtype=np.uint8)[xs] = prep.wide[k]
+        originals = xs[xs < len(self._dirty)]
+        np.frombuffer(self._dirty, dtype=np.uint8)[originals] = 1
         need_after = any(how == "after" for _, how, _, _ in prep.plan)
         nxt = np.frombuffer(self._next, dtype=np.int64)
         prev = np.frombuffer(self._prev, dtype=np.int64)
@@ -553,6 +565,7 @@ class PatchList:
                     node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
                     node_anchor[after[missing]] = np.arange(len(self._anchor_node) - len(missing), len(self._anchor_node))
                 after_anchor = node_anchor[after]
+            target[xs] = _NO_ANCHOR
             # Link: prev(x) -> new nodes -> x.
             if k > 1:
                 nxt[ids[:, :-1]] = ids[:, 1:]
@@ -597,7 +610,7 @@ class PatchList:
 
     def __iter__(self) -> Iterator[Node]:
         """Live nodes in order; nodes inserted during the iteration are not visited."""
-        if self._pend_x:
+        if self._pending:
             self._flush()
         limit = len(self._orig)
         nxt, orig = self._next, self._orig
@@ -645,22 +658,15 @@ class PatchList:
             # A memoized patch on a node not patched since the last flush: change the
             # node now, link its new predecessors later, all sites of a patch at once.
             prep = hit[1]
-            k = len(prep.w0) - 1
-            self._pend_x.append(x)
-            self._pend_prep.append(prep)
+            group = self._pend_groups.get(id(prep))
+            if group is None:
+                self._pend_groups[id(prep)] = (prep, [x])
+            else:
+                group[1].append(x)
             self._pending.add(x)
-            self._live += k
-            self._w0[x] = prep.w0[k]
-            self._w1[x] = prep.w1[k]
-            self._wide[x] = prep.wide[k]
-            if x < len(self._dirty):
-                self._dirty[x] = 1
-            self._target[x] = _NO_ANCHOR
-            if prep.aux[k] is not None:
-                self._aux[x] = prep.aux[k]
-                self._aux_used = True
+            self._live += len(prep.w0) - 1
             return node
-        if self._pend_x:
+        if self._pending:
             self._flush()
         prep = hit[1] if hit is not None and hit[0] is patch else self._prepared(patch, has_after)
         k = len(prep.w0) - 1
@@ -713,7 +719,7 @@ class PatchList:
         Returns the last inserted node.
         """
         x = self._check_node(node, "prepend")
-        if self._pend_x:
+        if self._pending:
             self._flush()
         prep = self._prepared(patch, True)
         ids = self._new_chain(prep, 0, len(prep.insns))
@@ -732,7 +738,7 @@ class PatchList:
         which is `prepend` to the first instruction (kernel semantics: the
         new code becomes the start of subprogram 0).
         """
-        if self._pend_x:
+        if self._pending:
             self._flush()
         if isinstance(node, Node) and node._pl is self and node._id == 0:
             first = self._next_live(0)
@@ -740,7 +746,7 @@ class PatchList:
                 raise PatchError("append: the program is empty")
             return self.prepend(Node(self, first), patch)
         x = self._check_node(node, "append")
-        if self._pend_x:
+        if self._pending:
             self._flush()
         prep = self._prepared(patch, self._next[x] != _END)
         ids = self._new_chain(prep, 0, len(prep.insns))
@@ -753,7 +759,7 @@ class PatchList:
     def delete(self, node: Node) -> None:
         """Delete the node; jumps to it land on the next live instruction."""
         x = self._check_node(node, "delete")
-        if self._pend_x:
+        if self._pending:
             self._flush()
         a = self._subprog_land.get(x)
         if a is not None:
@@ -776,7 +782,7 @@ class PatchList:
 
     def _landing(self, nid: int) -> int:
         """The first live node at or after `nid` (where references to it land)."""
-        if self._pend_x:
+        if self._pending:
             self._flush()
         nxt, orig = self._next, self._orig
         while nid != _END and orig[nid] == DELETED:
@@ -810,6 +816,6 @@ class PatchList:
         """Lay out the final program once; see `bpfpatch.patch.linearize`."""
         from bpfpatch.patch.linearize import linearize
 
-        if self._pend_x:
+        if self._pending:
             self._flush()
         return linearize(self, relax_long_jumps=relax_long_jumps)
