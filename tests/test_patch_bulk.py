@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -71,3 +72,73 @@ def test_bulk_kernel_div_guard_shape():
         (0x55, 1, 0, 2, 0), (0xAC, 0, 0, 0, 0), (0x05, 0, 0, 1, 0), (0x3F, 0, 1, 0, 0),
         (0x95, 0, 0, 0, 0),
     ]
+
+
+def _instantiate(template, node, i):
+    """The patch `PatchList.replace_rows` means for one site, as plain replace items."""
+    insn = node.insn
+    own = {"code": insn.code, "dst": insn.dst, "src": insn.src, "off": insn.off, "imm": insn.imm}
+    items = []
+    for row in template:
+        if row is SITE:
+            items.append(PatchInsn(insn, target=node.target) if node.target is not None else insn)
+            continue
+        vals = {}
+        for f in ("code", "dst", "src", "off", "imm"):
+            v = getattr(row, f)
+            vals[f] = int(v[i]) if isinstance(v, np.ndarray) else own[v.name] if callable(v) else v
+        new = Insn(vals["code"], vals["dst"], vals["src"], vals["off"], vals["imm"])
+        items.append(PatchInsn(new, target=node.target) if row.to_site_target else new)
+    return items
+
+
+def _templates(m: int, rng: np.random.Generator):
+    rnd = rng.integers(-(1 << 31), 1 << 31, size=m, dtype=np.int64)
+    return [
+        # the kernel's division guard: local jumps to the site row
+        [Row(0x55, dst=S.src, off=2), Row(0xAC, dst=S.dst, src=S.dst), Row(0x05, off=1), SITE],
+        # blinding with per-site random halves, the site rewritten last
+        [Row(0xB7, dst=11, imm=rnd), Row(0xA7, dst=11, imm=rnd), Row(0x0F, dst=S.dst, src=11)],
+        # a jump one past the template (the node after the site), the site first
+        [SITE, Row(0x05, off=1), Row(0xB7, dst=S.dst, imm=7)],
+        # in place
+        [Row(0xB7, dst=S.dst, imm=rnd)],
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_replace_rows_matches_replace_one_at_a_time(data):
+    """`PatchList.replace_rows` equals `replace` of the instantiated patch at every site, in list order."""
+    prog = data.draw(programs())
+    fast, slow = PatchList(prog), PatchList(prog)
+    nodes = [n for n in fast if n.insn.code != 0x18]
+    assume(nodes)
+    sites = sorted(data.draw(st.lists(st.sampled_from(nodes), unique_by=lambda n: n._id, min_size=1)), key=lambda n: n._id)
+    rng = np.random.default_rng(data.draw(st.integers(0, 1 << 16)))
+    which = data.draw(st.integers(0, 3))
+    template = _templates(len(sites), rng)[which]
+    try:
+        fast.replace_rows(np.array([n._id for n in sites]), template)
+    except PatchError:
+        return  # e.g. a jump past the end at the last instruction; checked below
+    by_id = {n._id: n for n in slow}
+    for i, node in enumerate(sites):
+        slow.replace(by_id[node._id], _instantiate(template, by_id[node._id], i))
+    a, b = fast.linearize(), slow.linearize()
+    assert slots_rows(a) == slots_rows(b)
+    assert (a.subprogs, a.func_info, a.line_info, a.aux) == (b.subprogs, b.func_info, b.line_info, b.aux)
+
+
+def test_replace_rows_refuses_bad_input():
+    prog = Program.from_insns([Insn(0xB7, 0, 0, 0, 1), Insn(0x95)])
+    pl = PatchList(prog)
+    with pytest.raises(PatchError, match="past the end"):
+        pl.replace_rows(np.array([2]), [SITE, Row(0x05, off=0)])
+    with pytest.raises(PatchError, match="twice"):
+        pl.replace_rows(np.array([1, 1]), [Row(0x07, dst=S.dst, imm=1), SITE])
+    with pytest.raises(PatchError, match="not a jump"):
+        pl.replace_rows(np.array([1]), [Row(0x05, to_site_target=True), SITE])
+    with pytest.raises(PatchError, match="leaves the template"):
+        pl.replace_rows(np.array([1]), [Row(0x05, off=5), SITE])
+    assert pl.linearize().to_bytes() == prog.to_bytes()  # every refusal left the list untouched

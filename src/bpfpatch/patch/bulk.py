@@ -108,10 +108,12 @@ def _row_word(row: Row, site_words: np.ndarray, site_rows) -> np.ndarray | np.ui
     dynamic = None
     for attr, shift, mask in _WORD_FIELDS:
         v = getattr(row, attr)
-        if not callable(v):
+        if isinstance(v, np.ndarray):  # one value per site
+            part = (v.view(v.dtype.str.replace("i", "u")) if v.dtype.kind == "i" else v).astype(_U64) & _U64(mask)
+        elif not callable(v):
             const |= (int(v) & mask) << shift
             continue
-        if isinstance(v, _Field):
+        elif isinstance(v, _Field):
             from_shift, from_mask = _Field.LAYOUT[v.name]
             part = (site_words >> _U64(from_shift)) & _U64(from_mask & mask)
         else:
@@ -127,6 +129,61 @@ def _row_word(row: Row, site_words: np.ndarray, site_rows) -> np.ndarray | np.ui
     if const:
         dynamic |= _U64(const)
     return dynamic
+
+
+_LOCAL_OFF_KINDS = frozenset({Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO})
+
+
+def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) -> tuple[list, list[tuple[int, str, int]]]:
+    """Every row of `template` as slot words for the sites, and the rows' references.
+
+    References: (row, "buf", row it jumps to), (row, "after", 0) for a jump
+    one past the last row, (row, "site", 0) for a row that goes where the
+    site's own jump went (`to_site_target`, and `SITE` when ``site_refs``).
+    """
+    cache: list[np.ndarray] = []
+
+    def site_rows() -> np.ndarray:
+        if not cache:
+            cache.append(np.ascontiguousarray(site_words).view(SLOT_DTYPE))
+        return cache[0]
+
+    words: list = []
+    plan: list[tuple[int, str, int]] = []
+    n_rows = len(template)
+    for r, row in enumerate(template):
+        if isinstance(row, _Site):
+            words.append(site_words)
+            if site_refs:
+                plan.append((r, "site", 0))
+            continue
+        if callable(row.code):
+            w = _row_word(row, site_words, site_rows)
+            if np.take(_REF_CODES, (np.asarray(w) & _U64(0xFF)).astype(np.uint8)).any():
+                raise PatchError(f"template row {r}: a computed opcode cannot be a jump or call")
+            words.append(w)
+            continue
+        kind = KIND[row.code]
+        if kind == Kind.LD_IMM64 or kind == Kind.CALL and row.src == 1:
+            raise PatchError(f"template row {r}: ld_imm64 and calls cannot be template rows")
+        words.append(_row_word(row, site_words, site_rows))
+        if row.to_site_target:
+            plan.append((r, "site", 0))
+        elif kind in _LOCAL_OFF_KINDS or kind == Kind.GOTOL:
+            rel = row.imm if kind == Kind.GOTOL else row.off
+            if callable(rel):
+                raise PatchError(f"template row {r}: a jump's offset must be a number")
+            dest = r + int(rel) + 1
+            if dest == n_rows:
+                plan.append((r, "after", 0))
+            elif 0 <= dest < n_rows:
+                plan.append((r, "buf", dest))
+            else:
+                raise PatchError(f"template row {r}: jump to row {dest} leaves the template (0..{n_rows})")
+    return words, plan
+
+
+_REF_CODES = np.isin(KIND, (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO, Kind.GOTOL, Kind.CALL, Kind.LD_IMM64))
 
 
 def _set_rel(out: np.ndarray, at: np.ndarray, rel: np.ndarray) -> None:

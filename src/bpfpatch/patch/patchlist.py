@@ -531,25 +531,41 @@ class PatchList:
 
     def _flush_group(self, prep: _Prepared, xs: np.ndarray) -> None:
         m, k = len(xs), len(prep.w0) - 1
+        tile = lambda col: np.tile(np.frombuffer(col, dtype=np.uint64), m).reshape(m, k)  # noqa: E731
+        self._link_group(
+            xs, tile(prep.head_w0), tile(prep.head_w1), prep.head_wide, prep.head_aux,
+            prep.w0[k], prep.w1[k], prep.wide[k], [(i, how, v) for i, how, v, _ in prep.plan],
+        )
+        if prep.any_aux:
+            self._aux_used = True
+
+    def _link_group(self, xs, head_w0, head_w1, head_wide: bytes, head_aux: list, last_w0, last_w1, last_wide: int,
+                    plan: list[tuple[int, str, int]], site_target: np.ndarray | None = None) -> None:
+        """Replace every node of `xs` at once: new nodes (one row of `head_*` each) before it.
+
+        ``plan`` gives the references of the patch's items (item k is the site
+        itself): "buf" (an item of the same patch), "after" (the node after
+        the site), "site" (`site_target`: where the site's own jump went).
+        """
+        m, k = head_w0.shape
         base = len(self._orig)
         ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
         minus = np.full(m * k, _NO_ANCHOR, dtype=np.int64).tobytes()
         # Grow every column first: a NumPy view would pin the arrays' size.
         for col in (self._next, self._prev, self._orig, self._node_anchor, self._target):
             col.frombytes(minus)
-        self._w0.frombytes(prep.head_w0.tobytes() * m)
-        self._w1.frombytes(prep.head_w1.tobytes() * m)
-        self._wide.extend(prep.head_wide * m)
-        self._aux.extend(prep.head_aux * m)
-        if prep.any_aux:
-            self._aux_used = True
+        self._w0.frombytes(np.ascontiguousarray(head_w0, dtype=np.uint64).tobytes())
+        self._w1.frombytes(np.ascontiguousarray(head_w1, dtype=np.uint64).tobytes())
+        self._wide.extend(head_wide * m)
+        self._aux.extend(head_aux * m)
+        self._live += m * k
         # Each site becomes the patch's last instruction (no reference yet, aux kept).
-        np.frombuffer(self._w0, dtype=np.uint64)[xs] = prep.w0[k]
-        np.frombuffer(self._w1, dtype=np.uint64)[xs] = prep.w1[k]
-        np.frombuffer(self._wide, dtype=np.uint8)[xs] = prep.wide[k]
+        np.frombuffer(self._w0, dtype=np.uint64)[xs] = last_w0
+        np.frombuffer(self._w1, dtype=np.uint64)[xs] = last_w1
+        np.frombuffer(self._wide, dtype=np.uint8)[xs] = last_wide
         originals = xs[xs < len(self._dirty)]
         np.frombuffer(self._dirty, dtype=np.uint8)[originals] = 1
-        need_after = any(how == "after" for _, how, _, _ in prep.plan)
+        need_after = any(how == "after" for _, how, _ in plan)
         nxt = np.frombuffer(self._next, dtype=np.int64)
         prev = np.frombuffer(self._prev, dtype=np.int64)
         target = np.frombuffer(self._target, dtype=np.int64)
@@ -565,18 +581,32 @@ class PatchList:
                     node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
                     node_anchor[after[missing]] = np.arange(len(self._anchor_node) - len(missing), len(self._anchor_node))
                 after_anchor = node_anchor[after]
+            self_hit = None
+            if site_target is not None and any(how == "site" for _, how, _ in plan):
+                # A site whose jump lands on itself keeps landing on itself (as
+                # `replace` with PatchInsn(target=node.target) would): those get a
+                # fresh anchor on the site after the move, the rest keep theirs.
+                an = np.frombuffer(self._anchor_node, dtype=np.int64)[site_target]
+                self_hit = an == xs
+                orig = np.frombuffer(self._orig, dtype=np.int64)
+                for j in np.flatnonzero(orig[an] == DELETED).tolist():
+                    self_hit[j] = self._landing(int(an[j])) == int(xs[j])
+                del orig, an
             target[xs] = _NO_ANCHOR
-            # Link: prev(x) -> new nodes -> x.
-            if k > 1:
+            columns = [ids[:, i] for i in range(k)] + [xs]
+            if not k:
+                pass  # in-place replacements: nothing to link, nothing moves
+            elif k > 1:
                 nxt[ids[:, :-1]] = ids[:, 1:]
                 prev[ids[:, 1:]] = ids[:, :-1]
-            p = prev[xs]
-            nxt[p] = ids[:, 0]
-            prev[ids[:, 0]] = p
-            nxt[ids[:, -1]] = xs
-            prev[xs] = ids[:, -1]
+            if k:
+                p = prev[xs]
+                nxt[p] = ids[:, 0]
+                prev[ids[:, 0]] = p
+                nxt[ids[:, -1]] = xs
+                prev[xs] = ids[:, -1]
             # Retarget: what landed on a site lands on its first new node.
-            moved = np.flatnonzero(node_anchor[xs] != _NO_ANCHOR)
+            moved = np.flatnonzero(node_anchor[xs] != _NO_ANCHOR) if k else ()
             if len(moved):
                 a = node_anchor[xs[moved]]
                 anchor_node = np.frombuffer(self._anchor_node, dtype=np.int64)
@@ -590,19 +620,25 @@ class PatchList:
                     for x in land[np.isin(land, xs[moved])].tolist():
                         self._subprog_land[firsts[x]] = self._subprog_land.pop(x)
             # References inside the buffer, and to the node after it.
-            columns = [ids[:, i] for i in range(k)] + [xs]
-            for i, how, v, _ in prep.plan:
+            for i, how, v in plan:
+                src = columns[i]
                 if how == "after":
-                    target[columns[i]] = after_anchor
+                    target[src] = after_anchor
                     continue
-                dest = columns[v]
+                if how == "site":
+                    target[src] = site_target
+                    if not self_hit.any():
+                        continue
+                    src, dest = src[self_hit], xs[self_hit]
+                else:
+                    dest = columns[v]
                 missing = np.flatnonzero(node_anchor[dest] == _NO_ANCHOR)
                 if len(missing):
                     del node_anchor
                     self._anchor_node.frombytes(dest[missing].tobytes())
                     node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
                     node_anchor[dest[missing]] = np.arange(len(self._anchor_node) - len(missing), len(self._anchor_node))
-                target[columns[i]] = node_anchor[dest]
+                target[src] = node_anchor[dest]
         finally:
             del nxt, prev, target, node_anchor
 
@@ -622,6 +658,8 @@ class PatchList:
 
     def __len__(self) -> int:
         """Number of live instructions."""
+        if self._pending:
+            self._flush()
         return self._live
 
     @property
@@ -664,7 +702,6 @@ class PatchList:
             else:
                 group[1].append(x)
             self._pending.add(x)
-            self._live += len(prep.w0) - 1
             return node
         if self._pending:
             self._flush()
@@ -710,6 +747,62 @@ class PatchList:
         if prep.plan:
             self._insert(prep, [*range(base, base + k), x], nxt[x])
         return node
+
+    def replace_rows(self, nodes: "np.ndarray | Sequence[Node]", template: Sequence[Any]) -> None:
+        """The bulk form on the list: `replace` every node with one template.
+
+        `template` is the language of `bpfpatch.patch.bulk`: `Row`s whose
+        fields are ints, ``S.<field>`` (the site's own), per-site arrays or
+        functions of the structured site rows, and `SITE` (the site's own
+        instruction, keeping its jump target).  Jumps between rows use offsets
+        relative to the row (one past the last row: the node after the site);
+        ``Row(..., to_site_target=True)`` jumps where the site's jump went.
+        The same as ``replace(node, patch)`` (``retarget=True``) at every site,
+        in list order, without a Python object per instruction.
+        """
+        from bpfpatch.patch.bulk import _Site, row_words  # the template language of the bulk form
+
+        if self._pending:
+            self._flush()
+        ids = np.asarray([n._id for n in nodes] if not isinstance(nodes, np.ndarray) else nodes, dtype=np.int64)
+        if not len(template):
+            raise PatchError("replace_rows: empty template (to remove instructions use delete)")
+        if not len(ids):
+            return
+        orig = np.frombuffer(self._orig, dtype=np.int64)
+        bad = (ids <= 0) | (ids >= len(orig))
+        if not bad.any():
+            bad = orig[ids] == DELETED
+        del orig
+        if bad.any():
+            raise PatchError(f"replace_rows: node {int(ids[np.argmax(bad)])} is not a live instruction of this list")
+        if len(np.unique(ids)) != len(ids):
+            raise PatchError("replace_rows: a node is listed twice")
+        w0 = np.frombuffer(self._w0, dtype=np.uint64)[ids].copy()
+        if ((w0 & np.uint64(0xFF)) == LD_IMM64).any():
+            raise PatchError("replace_rows: sites must be single-slot instructions")
+        site_target = np.frombuffer(self._target, dtype=np.int64)[ids].copy()
+        has = site_target >= 0
+        if any(isinstance(row, _Site) for row in template) and has.any() and not has.all():
+            # SITE rows keep the site's jump target: jumps and the rest go apart.
+            self.replace_rows(ids[has], template)
+            self.replace_rows(ids[~has], template)
+            return
+        words, plan = row_words(template, w0, site_refs=bool(has.all()))
+        if any(how == "site" for _, how, _ in plan) and not has.all():
+            raise PatchError("replace_rows: to_site_target row for a site that is not a jump")
+        if any(how == "after" for _, how, _ in plan):
+            nxt = np.frombuffer(self._next, dtype=np.int64)
+            past = (nxt[ids] == _END).any()
+            del nxt
+            if past:
+                raise PatchError("replace_rows: a row jumps past the end of the program")
+        m, k = len(ids), len(template) - 1
+        head = np.empty((m, k), dtype=np.uint64)
+        for r in range(k):
+            head[:, r] = words[r]
+        self._link_group(ids, head, np.zeros((m, k), dtype=np.uint64), bytes(k), [None] * k,
+                         words[k], 0, 0, plan, site_target)
 
     def prepend(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
         """Insert `patch` before the node, leaving the node and its aux untouched.
