@@ -6,6 +6,7 @@ import random
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from bpfpatch import Insn, PatchError, Program
 from bpfpatch.errors import VerifierError
@@ -13,9 +14,10 @@ from bpfpatch.isa import decode_slots
 from bpfpatch.kernel import load_program
 from bpfpatch.passes import PassContext, run_passes
 from bpfpatch.passes.blind import blind_insn
+from bpfpatch.passes.regs import resolve_aux_reg
 from bpfpatch.passes.zext import needs_zext
 from bpfpatch.patch import PatchList
-from progtools import kernel_programs
+from progtools import kernel_programs, programs
 
 
 def _unblind(insns: list[Insn], ax: int) -> list[Insn]:
@@ -149,3 +151,86 @@ def test_all_passes_on_one_list_equal_pass_by_pass(prog):
     for name in names:
         step = run_passes(step, [name], ctx)
     assert together.to_bytes() == step.to_bytes()
+
+
+def _blind_one_at_a_time(prog: Program, ax: int, seed: int) -> Program:
+    """The blind pass written node by node with `blind_insn` (the reference for the vectorized pass)."""
+    from bpfpatch.isa import KIND_OF, Kind
+    from bpfpatch.patch import PatchInsn
+    from bpfpatch.program import relocated_slots
+
+    pl, rng = PatchList(prog), random.Random(seed)
+    keep = relocated_slots(prog)
+    for node in pl:
+        if node.orig_idx in keep:
+            continue
+        patch = blind_insn(node.insn, ax, rng)
+        if patch is None:
+            continue
+        if KIND_OF[node.insn.code] == Kind.JCOND_K:
+            patch[-1] = PatchInsn(patch[-1], target=node.target)
+        pl.replace(node, patch)
+    return pl.linearize()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.sampled_from([11, "auto"]), st.integers(0, 1 << 20))
+def test_vectorized_blind_equals_blind_insn_node_by_node(prog, aux, seed):
+    """Same sites, same rewrites, same jump targets; only the random halves differ (folded away)."""
+    ctx = PassContext(seed=seed, aux_reg=aux)
+    try:
+        fast = run_passes(prog, ["blind"], ctx)
+    except PatchError:
+        assume(False)  # no free register for auto
+    ax = resolve_aux_reg(PatchList(prog), PassContext(aux_reg=aux))
+    slow = _blind_one_at_a_time(prog, ax, seed)
+    assert _unblind(fast.insns, ax) == _unblind(slow.insns, ax)
+    assert len(fast.slots) == len(slow.slots)
+    assert (fast.subprogs, fast.func_info, fast.line_info, fast.aux) == (slow.subprogs, slow.func_info, slow.line_info, slow.aux)
+
+
+@st.composite
+def blindable_programs(draw) -> Program:
+    """Straight-line code with every kind blind looks at, and forward conditional jumps."""
+    n = draw(st.integers(1, 24))
+    insns: list[Insn] = []
+    for i in range(n):
+        c = draw(st.integers(0, 7))
+        dst = draw(st.integers(0, 9))
+        imm = draw(st.sampled_from([0, 1, -1, 7, 0x1234, -(1 << 31)]))
+        if c == 0:
+            op = draw(st.sampled_from([0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x90, 0xA0, 0xB0, 0x60]))
+            cls = draw(st.sampled_from([0x04, 0x07]))
+            off = 1 if op in (0x30, 0x90) and draw(st.booleans()) else 0
+            insns.append(Insn(cls | op, dst, 0, off, imm))
+        elif c == 1:
+            insns.append(Insn(0xB7, dst, 0, 0, 0))
+        elif c == 2:
+            op = draw(st.sampled_from([0x10, 0x20, 0x50, 0x40, 0xC0]))
+            insns.append(Insn(draw(st.sampled_from([0x05, 0x06])) | op, dst, 0, draw(st.integers(0, n - i - 1)), imm))
+        elif c == 3:
+            insns.append(Insn(0x62 | draw(st.sampled_from([0x00, 0x08, 0x10, 0x18])), 10, 0, -8, imm))
+        elif c == 4:
+            insns.append(Insn(0x18, dst, draw(st.sampled_from([0, 0, 1])), 0, draw(st.integers(-(1 << 40), 1 << 40))))
+        elif c == 5:
+            insns.append(Insn(0x0F, dst, draw(st.integers(0, 9))))
+        else:
+            insns.append(Insn(0x07, 11 if draw(st.booleans()) else dst, 0, 0, imm))
+    insns.append(Insn(0x95))
+    # Jump offsets above count instructions; make them count slots (ld_imm64 takes two).
+    starts = [0]
+    for insn in insns:
+        starts.append(starts[-1] + (2 if insn.code == 0x18 else 1))
+    out = []
+    for i, insn in enumerate(insns):
+        if insn.code & 0x07 in (0x05, 0x06) and insn.code not in (0x95,):
+            out.append(insn._replace(off=starts[i + 1 + insn.off] - starts[i] - 1))
+        else:
+            out.append(insn)
+    return Program.from_insns(out, validate=False)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blindable_programs(), st.sampled_from([11, "auto"]), st.integers(0, 1 << 20))
+def test_vectorized_blind_covers_every_kind(prog, aux, seed):
+    test_vectorized_blind_equals_blind_insn_node_by_node.hypothesis.inner_test(prog, aux, seed)

@@ -25,12 +25,15 @@ from __future__ import annotations
 import random
 from typing import ClassVar
 
-from bpfpatch.isa import KIND_OF, Insn, Kind
+import numpy as np
+
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Source
 from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.regs import resolve_aux_reg
 from bpfpatch.patch import PatchInsn, PatchList
+from bpfpatch.patch.bulk import Row, S
 
 _BLINDED_ALU = frozenset({AluOp.ADD, AluOp.SUB, AluOp.AND, AluOp.OR, AluOp.XOR, AluOp.MUL, AluOp.MOV, AluOp.DIV, AluOp.MOD})
 _BLINDED_JMP = frozenset({JmpOp.JEQ, JmpOp.JNE, JmpOp.JGT, JmpOp.JLT, JmpOp.JGE, JmpOp.JLE, JmpOp.JSGT, JmpOp.JSLT,
@@ -83,24 +86,92 @@ def blind_insn(insn: Insn, ax: int, rng: random.Random) -> list[Insn | PatchInsn
     return None
 
 
+def _draws(rng: random.Random, count: int) -> np.ndarray:
+    """`count` values of ``rng.getrandbits(32)`` in one call, as int32 (the same stream)."""
+    if not count:
+        return np.empty(0, dtype=np.int32)
+    return np.frombuffer(rng.getrandbits(32 * count).to_bytes(4 * count, "little"), dtype="<u4").view(np.int32)
+
+
 class Blind:
-    """Constant blinding of every immediate the kernel blinds."""
+    """Constant blinding of every immediate the kernel blinds.
+
+    Vectorized: sites are selected with NumPy over the list's slot words and
+    patched class by class with `PatchList.replace_rows`; `blind_insn` is the
+    same rewrite for one instruction (the reference the tests compare with).
+    One random value per blinded site (two for an ld_imm64) is drawn from
+    ``ctx.rng``, in list order (so one list or pass-by-pass give the same).
+    """
 
     name: ClassVar[str] = "blind"
 
     def run(self, pl: PatchList, ctx: PassContext) -> None:
         ax = resolve_aux_reg(pl, ctx)
+        ids = pl.live_ids()
+        w0, w1 = pl.words(ids)
         keep = relocated_slots(pl.program)  # map loads the loader fills in by position
-        for node in pl:
-            insn = node.insn
-            if node.orig_idx in keep:
-                continue
-            patch = blind_insn(insn, ax, ctx.rng)
-            if patch is None:
-                continue
-            if KIND_OF[insn.code] == Kind.JCOND_K:
-                patch[-1] = PatchInsn(patch[-1], target=node.target)
-            pl.replace(node, patch)
+        if keep:
+            fresh = ~np.isin(pl.orig_indices(ids), np.fromiter(keep, dtype=np.int64))
+            ids, w0, w1 = ids[fresh], w0[fresh], w1[fresh]
+        code = (w0 & np.uint64(0xFF)).astype(np.uint8)
+        dst = ((w0 >> np.uint64(8)) & np.uint64(0x0F)).astype(np.uint8)
+        src = ((w0 >> np.uint64(12)) & np.uint64(0x0F)).astype(np.uint8)
+        imm = (w0 >> np.uint64(32)).astype(np.uint32).view(np.int32)
+        kind = np.take(KIND, code)
+        op = code & OP_MASK
+        touches_ax = (dst == ax) | (src == ax)
+        alu = (kind == Kind.ALU_K) & np.isin(op, list(_BLINDED_ALU)) & ~touches_ax
+        zero_mov = alu & (op == AluOp.MOV) & (imm == 0)
+        alu &= ~zero_mov
+        jmp = (kind == Kind.JCOND_K) & np.isin(op, list(_BLINDED_JMP)) & ~touches_ax
+        if ax != AX_REG:
+            jmp &= imm != 0  # `if rX == 0` stays outside the kernel (NULL checks)
+        st = (kind == Kind.ST) & ~touches_ax
+        ld = (kind == Kind.LD_IMM64) & (src == PseudoSrc.NONE) & (dst != ax)
+        sites = alu | jmp | st | ld
+        # Random halves in node order: one per site, two per ld_imm64.
+        per_site = np.where(ld[sites], 2, 1)
+        first_draw = np.cumsum(per_site) - per_site
+        rnd_all = _draws(ctx.rng, int(per_site.sum()))
+        rnd = np.zeros(len(ids), dtype=np.int32)
+        rnd2 = np.zeros(len(ids), dtype=np.int32)
+        rnd[sites] = rnd_all[first_draw]
+        rnd2[sites] = np.where(ld[sites], rnd_all[np.minimum(first_draw + 1, max(len(rnd_all) - 1, 0))], 0)
+        groups: list[tuple[np.ndarray, list]] = []
+        for c in np.unique(code[alu]).tolist():
+            at = np.flatnonzero(alu & (code == c))
+            cls, o = c & CLASS_MASK, c & OP_MASK
+            groups.append((at, [Row(cls | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
+                                Row(cls | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
+                                Row(cls | o | Source.X, dst=S.dst, src=ax, off=S.off)]))
+        if ax == AX_REG and zero_mov.any():  # the kernel's post-verification `dst ^= dst`
+            groups.append((np.flatnonzero(zero_mov), [Row(InsnClass.ALU64 | AluOp.XOR | Source.X, dst=S.dst, src=S.dst)]))
+        for c in np.unique(code[jmp]).tolist():
+            at = np.flatnonzero(jmp & (code == c))
+            cls, o = c & CLASS_MASK, c & OP_MASK
+            a = InsnClass.ALU64 if cls == InsnClass.JMP else InsnClass.ALU
+            groups.append((at, [Row(a | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
+                                Row(a | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
+                                Row(cls | o | Source.X, dst=S.dst, src=ax, to_site_target=True)]))
+        for c in np.unique(code[st]).tolist():
+            at = np.flatnonzero(st & (code == c))
+            groups.append((at, [Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
+                                Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
+                                Row(InsnClass.STX | Mode.MEM | (c & SIZE_MASK), dst=S.dst, src=ax, off=S.off)]))
+        if ld.any():
+            at = np.flatnonzero(ld)
+            hi = (w1[at] >> np.uint64(32)).astype(np.uint32).view(np.int32)
+            groups.append((at, [
+                Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ hi),
+                Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
+                Row(InsnClass.ALU64 | AluOp.LSH | Source.K, dst=ax, imm=32),
+                Row(InsnClass.ALU64 | AluOp.MOV | Source.X, dst=S.dst, src=ax),
+                Row(InsnClass.ALU | AluOp.MOV | Source.K, dst=ax, imm=rnd2[at] ^ imm[at]),
+                Row(InsnClass.ALU | AluOp.XOR | Source.K, dst=ax, imm=rnd2[at]),
+                Row(InsnClass.ALU64 | AluOp.OR | Source.X, dst=S.dst, src=ax),
+            ]))
+        for at, template in groups:
+            pl.replace_rows(ids[at], template)
 
 
 PASS = Blind

@@ -23,7 +23,6 @@ instruction of the program touches, so the output loads as a normal program.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -125,16 +124,6 @@ PASS = DivGuard
 _RD, _RS = 12, 13
 
 
-class _RegisterUse:
-    """Looks like a patch list to `resolve_aux_reg`: one node per (dst, src) pair in use."""
-
-    def __init__(self, pairs: np.ndarray) -> None:
-        self._nodes = [SimpleNamespace(insn=Insn(0, int(d), int(s))) for d, s in pairs]
-
-    def __iter__(self):
-        return iter(self._nodes)
-
-
 def _template(proto: Insn, ax: int) -> list:
     """`guard(proto)` with the placeholder registers turned into the site's own fields."""
     def field(v: int):
@@ -168,8 +157,8 @@ def div_guard_bulk(program: Program, aux_reg: int | str = AX_REG) -> Program:
     site = div & (is_x | ((off == 1) & (imm == -1)))
     ax = AX_REG
     if (site & is_x & (off == 1)).any():
-        pairs = np.unique(np.stack([dst_of(slots[at]), src_of(slots[at])], axis=1), axis=0)
-        ax = resolve_aux_reg(_RegisterUse(pairs), PassContext(aux_reg=aux_reg))  # type: ignore[arg-type]
+        used = set(np.unique(dst_of(slots[at])).tolist()) | set(np.unique(src_of(slots[at])).tolist())
+        ax = resolve_aux_reg(None, PassContext(aux_reg=aux_reg), used)
     groups = []
     sel = at[site]
     key = (code[site] << 16) | (off[site] & 0xFFFF)

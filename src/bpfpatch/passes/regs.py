@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from bpfpatch.errors import PatchError
 from bpfpatch.isa.opcodes import AX_REG
 from bpfpatch.passes.base import PassContext
@@ -12,32 +14,30 @@ AUTO_ORDER = (9, 8, 7, 6, 5, 4, 3, 2, 1)
 
 
 def used_registers(pl: PatchList) -> set[int]:
-    used: set[int] = set()
-    for node in pl:
-        i = node.insn
-        used.add(i.dst)
-        used.add(i.src)
-    return used
+    """Every register a live instruction names as dst or src (pseudo sources included)."""
+    w0, _ = pl.words(pl.live_ids())
+    regs = np.unique(((w0 >> np.uint64(8)) & np.uint64(0xFF)).astype(np.uint8))
+    return set((regs & 0x0F).tolist()) | set((regs >> 4).tolist())
 
 
-def free_register(pl: PatchList) -> int:
+def free_register(pl: PatchList | None, used: set[int] | None = None) -> int:
     """A register no instruction of the list reads or writes ("--aux-reg auto")."""
-    used = used_registers(pl)
+    used = used_registers(pl) if used is None else used
     for r in AUTO_ORDER:
         if r not in used:
             return r
     raise PatchError("no free register for --aux-reg auto: every register r1-r9 is used by the program")
 
 
-def resolve_aux_reg(pl: PatchList, ctx: PassContext) -> int:
-    """The scratch register the context asks for, checked."""
+def resolve_aux_reg(pl: PatchList | None, ctx: PassContext, used: set[int] | None = None) -> int:
+    """The scratch register the context asks for, checked (`used`: the program's registers, if known)."""
     if ctx.aux_reg == "auto":
-        return free_register(pl)
+        return free_register(pl, used)
     reg = int(ctx.aux_reg)
     if reg == AX_REG:
         return reg
     if not 0 <= reg <= 9:
         raise PatchError(f"--aux-reg {reg}: must be 0-9, 11 (the kernel's AX) or auto")
-    if reg in used_registers(pl):
+    if reg in (used_registers(pl) if used is None else used):
         raise PatchError(f"--aux-reg {reg}: the program uses r{reg}; clobbering it would change the program (try auto)")
     return reg

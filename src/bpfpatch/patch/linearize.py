@@ -49,8 +49,8 @@ for _k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
     _OFF_KINDS[_k] = True
 
 
-def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
-    """(live node ids in order, position of every node id, total slots).
+def list_order(pl: "PatchList") -> np.ndarray:
+    """Every node id after the dummy head, in list order (deleted nodes included).
 
     The list is mostly runs of consecutive ids (original code, and every patch
     buffer, are created in order), so only the runs are walked in Python; the
@@ -80,7 +80,13 @@ def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
     lengths = tails[runs] - heads[runs] + 1
     starts_in_order = np.cumsum(lengths) - lengths
     seq = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts_in_order, lengths) + np.repeat(heads[runs], lengths)
-    seq = seq[1:]  # node 0 is the dummy head
+    return seq[1:]  # node 0 is the dummy head
+
+
+def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
+    """(live node ids in order, position of every node id, total slots)."""
+    seq = list_order(pl)
+    n = len(pl._next)
     orig = np.frombuffer(pl._orig, dtype=np.int64)
     wide = np.frombuffer(bytes(pl._wide), dtype=np.uint8).astype(np.int64)
     live = orig[seq] != DELETED

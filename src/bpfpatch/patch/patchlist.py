@@ -748,6 +748,32 @@ class PatchList:
             self._insert(prep, [*range(base, base + k), x], nxt[x])
         return node
 
+    def live_ids(self) -> np.ndarray:
+        """Ids of the live nodes in list order, as an array (what iteration visits).
+
+        For vectorized passes: select sites with NumPy on `words`, then patch
+        them with `replace_rows`.
+        """
+        from bpfpatch.patch.linearize import list_order
+
+        if self._pending:
+            self._flush()
+        ids = list_order(self)
+        orig = np.frombuffer(self._orig, dtype=np.int64)
+        live = orig[ids] != DELETED
+        del orig
+        return ids[live]
+
+    def words(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first slot word, ld_imm64 second slot word) of nodes, little-endian ``struct bpf_insn``."""
+        if self._pending:
+            self._flush()
+        return (np.frombuffer(self._w0, dtype=np.uint64)[ids].copy(), np.frombuffer(self._w1, dtype=np.uint64)[ids].copy())
+
+    def orig_indices(self, ids: np.ndarray) -> np.ndarray:
+        """``orig_idx`` of nodes (`INSERTED` for new ones)."""
+        return np.frombuffer(self._orig, dtype=np.int64)[ids].copy()
+
     def replace_rows(self, nodes: "np.ndarray | Sequence[Node]", template: Sequence[Any]) -> None:
         """The bulk form on the list: `replace` every node with one template.
 
@@ -779,8 +805,8 @@ class PatchList:
         if len(np.unique(ids)) != len(ids):
             raise PatchError("replace_rows: a node is listed twice")
         w0 = np.frombuffer(self._w0, dtype=np.uint64)[ids].copy()
-        if ((w0 & np.uint64(0xFF)) == LD_IMM64).any():
-            raise PatchError("replace_rows: sites must be single-slot instructions")
+        if ((w0 & np.uint64(0xFF)) == LD_IMM64).any() and any(isinstance(row, _Site) for row in template):
+            raise PatchError("replace_rows: a SITE row cannot copy an ld_imm64 (give its halves as rows)")
         site_target = np.frombuffer(self._target, dtype=np.int64)[ids].copy()
         has = site_target >= 0
         if any(isinstance(row, _Site) for row in template) and has.any() and not has.all():
