@@ -96,24 +96,56 @@ def guard(insn: Insn, ax: int = AX_REG) -> tuple[Insn, ...] | None:
 
 
 class DivGuard:
-    """The divide/modulo guards of the kernel's do_misc_fixups."""
+    """The divide/modulo guards of the kernel's do_misc_fixups.
+
+    Vectorized: divisions are found with NumPy over the list's slot words and
+    patched per (opcode, off) group with `PatchList.replace_rows`; `guard`
+    gives the same rewrite for one instruction.
+    """
 
     name: ClassVar[str] = "div-guard"
 
     def run(self, pl: PatchList, ctx: PassContext) -> None:
-        ax: int | None = None
-        cache: dict[Insn, tuple[Insn, ...] | None] = {}
-        for node in pl:
-            insn = node.insn
-            if insn.code & OP_MASK not in _DIVMOD or insn.code & CLASS_MASK not in (InsnClass.ALU, InsnClass.ALU64):
-                continue
-            if insn not in cache:
-                if ax is None and insn.off == 1 and insn.code & SOURCE_MASK == Source.X:
-                    ax = resolve_aux_reg(pl, ctx)  # only register signed guards use it
-                cache[insn] = guard(insn, ax if ax is not None else AX_REG)
-            patch = cache[insn]
-            if patch is not None:
-                pl.replace(node, patch)
+        ids = pl.live_ids()
+        w0, _ = pl.words(ids)
+        groups = _division_groups(w0)
+        if not groups:
+            return
+        ax = AX_REG
+        if any(c & SOURCE_MASK == Source.X and o == 1 for c, o, _ in groups):
+            ax = resolve_aux_reg(pl, ctx)  # only register signed guards use it
+        for c, o, at in groups:
+            template = _template(_prototype(c, o), ax)
+            if template:
+                pl.replace_rows(ids[at], template)
+
+
+def _division_groups(w0: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """(opcode, off, positions) of every division/modulo that may need a guard, per group."""
+    code = (w0 & np.uint64(0xFF)).astype(np.int64)
+    off = (w0 >> np.uint64(16)).astype(np.uint16).view(np.int16).astype(np.int64)
+    imm = (w0 >> np.uint64(32)).astype(np.uint32).view(np.int32)
+    cls = code & CLASS_MASK
+    op = code & OP_MASK
+    is_x = (code & SOURCE_MASK) == Source.X
+    div = ((cls == InsnClass.ALU) | (cls == InsnClass.ALU64)) & ((op == AluOp.DIV) | (op == AluOp.MOD))
+    # Register divisors always; immediates only for the signed -1 case.
+    site = div & (is_x | ((off == 1) & (imm == -1)))
+    if not site.any():
+        return []
+    at = np.flatnonzero(site)
+    key = (code[at] << 16) | (off[at] & 0xFFFF)
+    out = []
+    for k in np.unique(key).tolist():
+        c, o = k >> 16, k & 0xFFFF
+        out.append((c, o - 0x10000 if o >= 0x8000 else o, at[key == k]))
+    return out
+
+
+def _prototype(code: int, off: int) -> Insn:
+    """A division of the group with placeholder registers (see `_template`)."""
+    x = code & SOURCE_MASK == Source.X
+    return Insn(code, _RD, _RS if x else 0, off, 0 if x else -1)
 
 
 PASS = DivGuard
@@ -146,29 +178,16 @@ def div_guard_bulk(program: Program, aux_reg: int | str = AX_REG) -> Program:
     """
     slots = program.slots
     at = np.flatnonzero(insn_starts(slots))
-    code = slots["code"][at].astype(np.int64)
-    off = slots["off"][at].astype(np.int64)
-    imm = slots["imm"][at].astype(np.int64)
-    cls = code & CLASS_MASK
-    op = code & OP_MASK
-    is_x = (code & SOURCE_MASK) == Source.X
-    div = ((cls == InsnClass.ALU) | (cls == InsnClass.ALU64)) & ((op == AluOp.DIV) | (op == AluOp.MOD))
-    # Register divisors always; immediates only for the signed -1 case.
-    site = div & (is_x | ((off == 1) & (imm == -1)))
+    found = _division_groups(slots.view(np.uint64)[at])
     ax = AX_REG
-    if (site & is_x & (off == 1)).any():
+    if any(c & SOURCE_MASK == Source.X and o == 1 for c, o, _ in found):
         used = set(np.unique(dst_of(slots[at])).tolist()) | set(np.unique(src_of(slots[at])).tolist())
         ax = resolve_aux_reg(None, PassContext(aux_reg=aux_reg), used)
     groups = []
-    sel = at[site]
-    key = (code[site] << 16) | (off[site] & 0xFFFF)
-    for k in np.unique(key):
-        c, o = int(k) >> 16, int(k) & 0xFFFF
-        o = o - 0x10000 if o >= 0x8000 else o
-        proto = Insn(c, _RD, _RS if c & SOURCE_MASK == Source.X else 0, o, 0 if c & SOURCE_MASK == Source.X else -1)
-        template = _template(proto, ax)
+    for c, o, pos in found:
+        template = _template(_prototype(c, o), ax)
         if template:
-            groups.append((sel[key == k], template))
+            groups.append((at[pos], template))
     if not groups:
         return program.copy()
     return replace_sites(program, groups)
