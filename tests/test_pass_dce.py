@@ -226,3 +226,61 @@ def test_keeps_acceptance_and_retval(prog):
     # We remove only what the kernel removes, the way it removes it: the kernel's own rewrite of
     # our output is its rewrite of the input (its range tracking may decide more than our constants).
     assert _normalize(_xlated(out), kernel=True) == _normalize(_xlated(prog), kernel=True)
+
+
+def _without_conditions(prog: Program) -> Program:
+    """The program with every conditional jump turned into `may_goto` (both edges stay)
+    and every call into a subprogram turned into a helper call (no return to model)."""
+    import numpy as np
+
+    from bpfpatch.isa import KIND, Kind, insn_starts
+
+    slots = prog.slots.copy()
+    kinds = KIND[slots["code"]]
+    cond = insn_starts(slots) & ((kinds == Kind.JCOND_K) | (kinds == Kind.JCOND_X))
+    slots["code"][cond] = 0xE5
+    slots["regs"][cond] = 0
+    slots["imm"][cond] = 0
+    call = insn_starts(slots) & (slots["code"] == 0x85) & ((slots["regs"] >> 4) == 1)
+    slots["regs"][call] = 0
+    slots["imm"][call] = 1
+    func = insn_starts(slots) & (slots["code"] == 0x18) & ((slots["regs"] >> 4) == 4)
+    slots["regs"][func] &= 0x0F
+    assert not np.isin(KIND[slots["code"][insn_starts(slots)]], (Kind.JCOND_K, Kind.JCOND_X)).any()
+    return Program(slots, func_info=prog.func_info, line_info=prog.line_info, aux=prog.aux, subprogs=prog.subprogs)
+
+
+def test_a_call_keeps_the_path_analysis():
+    """A callee that never returns leaves the code after its call dead: the path analysis decides."""
+    from bpfpatch.passes import cfg
+
+    prog = Program.from_insns([Insn(0x85, 0, 1, 0, 1), Insn(0x95), Insn(0x05, 0, 0, -1, 0)], validate=False)
+    assert cfg.needs_path_analysis(PatchList(prog))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_vectorized_reachability_equals_the_analysis(prog):
+    """Without conditional jumps dce takes the vectorized path: same seen set, same output."""
+    from bpfpatch.passes import cfg, dce
+
+    prog = _without_conditions(prog)
+    pl = PatchList(prog)
+    # Some patching first, so the list has inserted and deleted nodes.
+    nodes = list(pl)
+    if len(nodes) > 2:
+        pl.prepend(nodes[1], [Insn(0x05, 0, 0, 0, 0)])
+        pl.delete(nodes[-2]) if nodes[-2].insn.code not in (0x85,) else None
+    ids, seen = cfg.reachable(pl)
+    flow = analyze(pl)
+    assert [n._id for n in flow.nodes] == ids.tolist()
+    assert flow.seen == seen.tolist()
+    fast = run_passes(prog, ["dce"])
+    original = dce.needs_path_analysis
+    try:
+        dce.needs_path_analysis = lambda pl: True  # force the general path
+        slow = run_passes(prog, ["dce"])
+    finally:
+        dce.needs_path_analysis = original
+    assert slot_rows(fast.slots) == slot_rows(slow.slots)
+    assert (fast.subprogs, fast.func_info, fast.line_info, fast.aux) == (slow.subprogs, slow.func_info, slow.line_info, slow.aux)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bpfpatch.isa import KIND_OF, Insn, Kind
+import numpy as np
+
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
 
@@ -201,3 +203,73 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         ft_live[i] = True
         reach(i + 1, tuple(nxt), stack)
     return Flow(nodes, index, [s is not None for s in state], ft_live, tg_live)
+
+
+_NO_FALLTHROUGH = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.EXIT))
+_CONDITIONAL = np.isin(KIND, (Kind.JCOND_K, Kind.JCOND_X))
+
+
+def needs_path_analysis(pl: PatchList) -> bool:
+    """Is plain CFG reachability not enough to decide what `analyze` would see?
+
+    Constants prune paths only at conditional jumps, and a call returns only
+    if its callee reaches an exit (which plain reachability cannot tell):
+    without both, `reachable` gives exactly `analyze`'s answer.
+    """
+    w0, _ = pl.words(pl.live_ids())
+    code = (w0 & np.uint64(0xFF)).astype(np.uint8)
+    if np.take(_CONDITIONAL, code).any():
+        return True
+    src = ((w0 >> np.uint64(12)) & np.uint64(0x0F)).astype(np.uint8)
+    calls = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == 0x18) & (src == PseudoSrc.FUNC))
+    return bool(calls.any())
+
+
+def reachable(pl: PatchList) -> tuple[np.ndarray, np.ndarray]:
+    """(live node ids in list order, which of them some path reaches), vectorized.
+
+    Plain CFG reachability from the entry and every function symbol: what
+    `analyze` computes when `needs_path_analysis` is False.  Straight-line segments are marked with NumPy; the work list
+    holds segment starts, not instructions.
+    """
+    ids = pl.live_ids()
+    count = len(ids)
+    seen = np.zeros(count, dtype=bool)
+    if not count:
+        return ids, seen
+    w0, _ = pl.words(ids)
+    code = (w0 & np.uint64(0xFF)).astype(np.uint8)
+    # Where each node's reference lands, as an index into `ids` (deleted targets forward).
+    index_of = np.full(len(pl._orig), -1, dtype=np.int64)
+    index_of[ids] = np.arange(count)
+    target = np.full(count, -1, dtype=np.int64)
+    anchors = np.frombuffer(pl._target, dtype=np.int64)[ids]
+    has = np.flatnonzero(anchors >= 0)
+    if len(has):
+        dest = np.frombuffer(pl._anchor_node, dtype=np.int64)[anchors[has]]
+        target[has] = index_of[dest]
+        for j in np.flatnonzero(target[has] < 0).tolist():  # a deleted target: its landing
+            land = pl._landing(int(dest[j]))
+            target[has[j]] = index_of[land] if land >= 0 else -1
+    stops = np.flatnonzero(np.take(_NO_FALLTHROUGH, code))
+    refs = np.flatnonzero(target >= 0)
+    work = [0]
+    for sym in pl.program.meta.get("symbols", ()):
+        if sym.type == "STT_FUNC" and 0 <= sym.slot < len(pl.program.slots) and pl._slot_to_id[sym.slot] >= 0:
+            node = pl.landing(pl.node_at(sym.slot))
+            if node is not None and index_of[node._id] >= 0:
+                work.append(int(index_of[node._id]))
+    while work:
+        s = work.pop()
+        if s < 0 or s >= count or seen[s]:
+            continue
+        k = int(np.searchsorted(stops, s))
+        e = int(stops[k]) if k < len(stops) else count - 1
+        done = seen[s : e + 1]
+        if done.any():  # runs into code already walked (and its references already queued)
+            e = s + int(np.argmax(done)) - 1
+        seen[s : e + 1] = True
+        a, b = np.searchsorted(refs, s), np.searchsorted(refs, e, side="right")
+        work.extend(target[refs[a:b]].tolist())
+    return ids, seen
+

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bpfpatch.isa import KIND_OF, Kind
+import numpy as np
+
+from bpfpatch.isa import KIND, KIND_OF, Kind
 from bpfpatch.isa.insn import ja
 from bpfpatch.passes.base import PassContext
-from bpfpatch.passes.cfg import analyze
-from bpfpatch.patch import PatchInsn, PatchList
+from bpfpatch.passes.cfg import analyze, needs_path_analysis, reachable
+from bpfpatch.patch import Node, PatchInsn, PatchList
 
 
 class DeadCode:
@@ -32,6 +34,9 @@ class DeadCode:
     name: ClassVar[str] = "dce"
 
     def run(self, pl: PatchList, ctx: PassContext) -> None:
+        if not needs_path_analysis(pl):
+            self._run_unconditional(pl)
+            return
         flow = analyze(pl)
         nodes = flow.nodes
         # 1. Hard-wire conditional jumps with one dead edge.
@@ -56,12 +61,36 @@ class DeadCode:
             if not (node.insn.is_pseudo_call or node.insn.is_pseudo_func):
                 pl.delete(node)
         # 3. Remove jumps that land on the next instruction.
-        for node in pl:
-            kind = KIND_OF[node.insn.code]
-            if kind not in (Kind.JA, Kind.MAY_GOTO) or node.target is None:
-                continue
-            if pl.landing(node.target) == node.next:
+        _remove_jumps_to_next(pl, list(pl))
+
+    def _run_unconditional(self, pl: PatchList) -> None:
+        """Without conditional jumps nothing is decided by constants (step 1 has nothing
+        to do) and, without calls, reachability is plain CFG reachability
+        (vectorized, `cfg.reachable`)."""
+        ids, seen = reachable(pl)
+        dead = [Node(pl, int(i)) for i in ids[~seen]]
+        for node in dead:
+            if node.insn.is_pseudo_call or node.insn.is_pseudo_func:
                 pl.delete(node)
+        for node in dead:
+            if not (node.insn.is_pseudo_call or node.insn.is_pseudo_func):
+                pl.delete(node)
+        live = ids[seen]
+        w0, _ = pl.words(live)
+        jumps = live[np.isin(np.take(KIND, (w0 & np.uint64(0xFF)).astype(np.uint8)), (Kind.JA, Kind.MAY_GOTO))]
+        _remove_jumps_to_next(pl, [Node(pl, int(i)) for i in jumps])
+
+
+def _remove_jumps_to_next(pl: PatchList, nodes: list[Node]) -> None:
+    """Step 3: delete every ``goto +0`` / ``may_goto +0`` among `nodes`, in list order."""
+    for node in nodes:
+        if node.deleted:
+            continue
+        kind = KIND_OF[node.insn.code]
+        if kind not in (Kind.JA, Kind.MAY_GOTO) or node.target is None:
+            continue
+        if pl.landing(node.target) == node.next:
+            pl.delete(node)
 
 
 PASS = DeadCode
