@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bpfpatch.isa import Insn, dst_of, insn_starts, src_of
+from bpfpatch.isa import Insn, insn_starts
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SOURCE_MASK, AluOp, InsnClass, JmpOp, Source
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.regs import resolve_aux_reg
@@ -134,11 +134,16 @@ def _division_groups(w0: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     if not site.any():
         return []
     at = np.flatnonzero(site)
-    key = (code[at] << 16) | (off[at] & 0xFFFF)
     out = []
-    for k in np.unique(key).tolist():
-        c, o = k >> 16, k & 0xFFFF
-        out.append((c, o - 0x10000 if o >= 0x8000 else o, at[key == k]))
+    site_code = code[at]
+    for c in np.flatnonzero(np.bincount(site_code, minlength=256)).tolist():
+        pos = at[site_code == c]
+        offs = off[pos]
+        if (offs == offs[0]).all():  # the usual case: one off per opcode
+            out.append((c, int(offs[0]), pos))
+            continue
+        for o in np.unique(offs).tolist():
+            out.append((c, o, pos[offs == o]))
     return out
 
 
@@ -181,7 +186,8 @@ def div_guard_bulk(program: Program, aux_reg: int | str = AX_REG) -> Program:
     found = _division_groups(slots.view(np.uint64)[at])
     ax = AX_REG
     if any(c & SOURCE_MASK == Source.X and o == 1 for c, o, _ in found):
-        used = set(np.unique(dst_of(slots[at])).tolist()) | set(np.unique(src_of(slots[at])).tolist())
+        regs = np.flatnonzero(np.bincount(slots["regs"][at], minlength=256))
+        used = set((regs & 0x0F).tolist()) | set((regs >> 4).tolist())
         ax = resolve_aux_reg(None, PassContext(aux_reg=aux_reg), used)
     groups = []
     for c, o, pos in found:

@@ -16,7 +16,7 @@ AUTO_ORDER = (9, 8, 7, 6, 5, 4, 3, 2, 1)
 def used_registers(pl: PatchList) -> set[int]:
     """Every register a live instruction names as dst or src (pseudo sources included)."""
     w0, _ = pl.words(pl.live_ids())
-    regs = np.unique(((w0 >> np.uint64(8)) & np.uint64(0xFF)).astype(np.uint8))
+    regs = np.flatnonzero(np.bincount(((w0 >> np.uint64(8)) & np.uint64(0xFF)).astype(np.uint8), minlength=256))
     return set((regs & 0x0F).tolist()) | set((regs >> 4).tolist())
 
 

@@ -54,8 +54,19 @@ def list_order(pl: "PatchList") -> np.ndarray:
 
     The list is mostly runs of consecutive ids (original code, and every patch
     buffer, are created in order), so only the runs are walked in Python; the
-    nodes inside them are laid out with NumPy.
+    nodes inside them are laid out with NumPy.  Only new nodes change the
+    order (a deleted node stays linked), so the order is cached per node count.
     """
+    cached = pl._order_cache
+    if cached is not None and cached[0] == len(pl._orig):
+        return cached[1]
+    seq = _walk_order(pl)
+    seq.flags.writeable = False
+    pl._order_cache = (len(pl._orig), seq)
+    return seq
+
+
+def _walk_order(pl: "PatchList") -> np.ndarray:
     nxt = np.frombuffer(pl._next, dtype=np.int64)
     n = len(nxt)
     ids = np.arange(n, dtype=np.int64)

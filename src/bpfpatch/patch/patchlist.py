@@ -221,6 +221,7 @@ class PatchList:
         self._aux_used = program.aux is not None
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
         # Deferred replaces (see `_flush`): the node ids, and the prepared patch of each.
+        self._order_cache: tuple[int, np.ndarray] | None = None  # see linearize.list_order
         self._pending: set[int] = set()
         self._pend_groups: dict[int, tuple[_Prepared, list[int]]] = {}
 
@@ -802,7 +803,9 @@ class PatchList:
         del orig
         if bad.any():
             raise PatchError(f"replace_rows: node {int(ids[np.argmax(bad)])} is not a live instruction of this list")
-        if len(np.unique(ids)) != len(ids):
+        mark = np.zeros(len(self._orig), dtype=bool)
+        mark[ids] = True
+        if int(np.count_nonzero(mark)) != len(ids):
             raise PatchError("replace_rows: a node is listed twice")
         w0 = np.frombuffer(self._w0, dtype=np.uint64)[ids].copy()
         if ((w0 & np.uint64(0xFF)) == LD_IMM64).any() and any(isinstance(row, _Site) for row in template):
