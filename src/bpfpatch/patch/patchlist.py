@@ -530,6 +530,22 @@ class PatchList:
         for prep, xs in groups.values():
             self._flush_group(prep, np.array(xs, dtype=np.int64))
 
+    def _update_order_cache(self, xs: np.ndarray, ids: np.ndarray) -> None:
+        """Keep a cached list order valid across a group insert: `ids` rows go before `xs`."""
+        cached = self._order_cache
+        self._order_cache = None
+        if cached is None or cached[0] != len(self._orig) or not ids.size:
+            return
+        seq = cached[1]
+        where = np.empty(len(self._orig), dtype=np.int64)
+        where[seq] = np.arange(len(seq))
+        p = where[xs]
+        by_pos = np.argsort(p, kind="stable")
+        k = ids.shape[1]
+        new = np.insert(seq, np.repeat(p[by_pos], k), ids[by_pos].ravel())
+        new.flags.writeable = False
+        self._order_cache = (len(self._orig) + ids.size, new)
+
     def _flush_group(self, prep: _Prepared, xs: np.ndarray) -> None:
         m, k = len(xs), len(prep.w0) - 1
         tile = lambda col: np.tile(np.frombuffer(col, dtype=np.uint64), m).reshape(m, k)  # noqa: E731
@@ -551,6 +567,7 @@ class PatchList:
         m, k = head_w0.shape
         base = len(self._orig)
         ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
+        self._update_order_cache(xs, ids)
         minus = np.full(m * k, _NO_ANCHOR, dtype=np.int64).tobytes()
         # Grow every column first: a NumPy view would pin the arrays' size.
         for col in (self._next, self._prev, self._orig, self._node_anchor, self._target):
