@@ -16,32 +16,14 @@ from bpfpatch.cli.output import write_atomic
 from bpfpatch.errors import BpfPatchError
 
 
-def _fmt(sec: float | None) -> str:
-    if sec is None:
-        return "-"
-    return f"{sec * 1000:.1f} ms" if sec < 1 else f"{sec:.2f} s"
-
-
 def render(result: B.BenchResult, console: Console) -> None:
-    sizes = sorted({m.n for m in result.measurements})
-    series = [s for s in ("floor", "bulk", "node", "pipeline", "reference", "kernel", "kernel-nopatch")
-              if any(m.series == s for m in result.measurements)]
+    sizes, rows = B.table_rows(result)
     table = Table(title=f"N divide-by-zero guards, end to end (decode, patch, linearize, encode)\n{result.machine}")
     table.add_column("series")
     for n in sizes:
         table.add_column(f"{n:,}", justify="right")
-    for s in series:
-        row = [s]
-        for n in sizes:
-            t = result.get(s, n)
-            floor = result.get("floor", n)
-            cell = _fmt(t)
-            if t and floor and s in ("bulk", "node", "pipeline"):
-                cell += f" ({t / floor:.0f}x)"
-            row.append(cell)
+    for row in rows:
         table.add_row(*row)
-    seed = ["seed (2019, C)"] + [_fmt(B.SEED_FIGURES.get(n)) for n in sizes]
-    table.add_row(*seed)
     console.print(table)
     for s in ("bulk", "node", "pipeline"):
         g = B.growth(result, s, 1_000_000, 95_000) or B.growth(result, s, 100_000, 15_000)
@@ -55,7 +37,7 @@ def render(result: B.BenchResult, console: Console) -> None:
 def bench(
     quick: bool = typer.Option(False, "--quick", help="N = 15k, 45k, 100k only (under a minute)"),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="comma-separated N values"),
-    series: str = typer.Option("floor,bulk,node,pipeline,reference,kernel", "--series"),
+    series: str = typer.Option("floor,bulk,py-floor,node,pipeline,reference,kernel", "--series"),
     budget: float = typer.Option(30.0, "--budget", help="seconds a quadratic run may take"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="draw a log-log chart (PNG)"),

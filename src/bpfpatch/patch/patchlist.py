@@ -532,17 +532,28 @@ class PatchList:
 
     def _update_order_cache(self, xs: np.ndarray, ids: np.ndarray) -> None:
         """Keep a cached list order valid across a group insert: `ids` rows go before `xs`."""
+        from bpfpatch.patch.linearize import list_order
+
+        if not ids.size:
+            return
+        # Walk the list now if needed: before the insert it has far fewer runs.
+        list_order(self)
         cached = self._order_cache
         self._order_cache = None
-        if cached is None or cached[0] != len(self._orig) or not ids.size:
-            return
         seq = cached[1]
         where = np.empty(len(self._orig), dtype=np.int64)
         where[seq] = np.arange(len(seq))
         p = where[xs]
-        by_pos = np.argsort(p, kind="stable")
         k = ids.shape[1]
-        new = np.insert(seq, np.repeat(p[by_pos], k), ids[by_pos].ravel())
+        # Old entry j moves right by k for every site at or before it; a site's new
+        # nodes take the k places just before the site's new place.
+        shift = np.zeros(len(seq), dtype=np.int64)
+        shift[p] = k
+        np.cumsum(shift, out=shift)
+        new = np.empty(len(seq) + ids.size, dtype=np.int64)
+        new[np.arange(len(seq)) + shift] = seq
+        site_at = p + shift[p]
+        new[(site_at[:, None] - k + np.arange(k)).ravel()] = ids.ravel()
         new.flags.writeable = False
         self._order_cache = (len(self._orig) + ids.size, new)
 
@@ -632,11 +643,11 @@ class PatchList:
                 del anchor_node
                 node_anchor[ids[moved, 0]] = a
                 node_anchor[xs[moved]] = _NO_ANCHOR
-                if self._subprog_land:
+                if self._subprog_land:  # few entries: look only those up among the sites
                     land = np.fromiter(self._subprog_land, dtype=np.int64)
-                    firsts = dict(zip(xs[moved].tolist(), ids[moved, 0].tolist()))
-                    for x in land[np.isin(land, xs[moved])].tolist():
-                        self._subprog_land[firsts[x]] = self._subprog_land.pop(x)
+                    for j in np.flatnonzero(np.isin(xs[moved], land)).tolist():
+                        x, first = int(xs[moved[j]]), int(ids[moved[j], 0])
+                        self._subprog_land[first] = self._subprog_land.pop(x)
             # References inside the buffer, and to the node after it.
             for i, how, v in plan:
                 src = columns[i]
