@@ -90,3 +90,15 @@ def test_demo_runs(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "if w3 != 0 goto +2" in out
+
+
+def test_keep_freed_memory_is_idempotent():
+    """The CLI's allocator tuning applies on glibc and may be called again."""
+    import platform
+
+    from bpfpatch.runtime import keep_freed_memory
+
+    first = keep_freed_memory()
+    assert keep_freed_memory() == first
+    if platform.libc_ver()[0] == "glibc":
+        assert first is True
