@@ -530,6 +530,19 @@ class PatchList:
         for prep, xs in groups.values():
             self._flush_group(prep, np.array(xs, dtype=np.int64))
 
+    def _anchors_on(self, nodes: np.ndarray, node_anchor: np.ndarray) -> np.ndarray:
+        """The anchor of every node of `nodes` (distinct), created where it has none.
+
+        `node_anchor` is the caller's NumPy view of that column; only the
+        anchor -> node column grows, so the view stays valid.
+        """
+        missing = np.flatnonzero(node_anchor[nodes] == _NO_ANCHOR)
+        if len(missing):
+            start = len(self._anchor_node)
+            self._anchor_node.frombytes(nodes[missing].tobytes())
+            node_anchor[nodes[missing]] = np.arange(start, start + len(missing))
+        return node_anchor[nodes]
+
     def _update_order_cache(self, xs: np.ndarray, ids: np.ndarray) -> None:
         """Keep a cached list order valid across a group insert: `ids` rows go before `xs`."""
         from bpfpatch.patch.linearize import list_order
@@ -602,14 +615,7 @@ class PatchList:
         try:
             after_anchor = None
             if need_after:  # the node after each site, anchored before anything moves
-                after = nxt[xs]
-                missing = np.flatnonzero(node_anchor[after] == _NO_ANCHOR)
-                if len(missing):
-                    del node_anchor
-                    self._anchor_node.frombytes(after[missing].tobytes())
-                    node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
-                    node_anchor[after[missing]] = np.arange(len(self._anchor_node) - len(missing), len(self._anchor_node))
-                after_anchor = node_anchor[after]
+                after_anchor = self._anchors_on(nxt[xs], node_anchor)
             self_hit = None
             if site_target is not None and any(how == "site" for _, how, _ in plan):
                 # A site whose jump lands on itself keeps landing on itself (as
@@ -661,13 +667,7 @@ class PatchList:
                     src, dest = src[self_hit], xs[self_hit]
                 else:
                     dest = columns[v]
-                missing = np.flatnonzero(node_anchor[dest] == _NO_ANCHOR)
-                if len(missing):
-                    del node_anchor
-                    self._anchor_node.frombytes(dest[missing].tobytes())
-                    node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
-                    node_anchor[dest[missing]] = np.arange(len(self._anchor_node) - len(missing), len(self._anchor_node))
-                target[src] = node_anchor[dest]
+                target[src] = self._anchors_on(dest, node_anchor)
         finally:
             del nxt, prev, target, node_anchor
 
