@@ -106,7 +106,15 @@ def slots_rows(program: Program) -> list[tuple[int, ...]]:
     return slot_rows(program.slots)
 
 
-__all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots"]
+def kernel_retvals(prog: Program, inputs: tuple[int, ...] = (0, 7)) -> list[int]:
+    """BPF_PROG_TEST_RUN results of `prog` on 64-byte packets filled with each input byte."""
+    from bpfpatch.kernel import load_program
+
+    with load_program(prog) as p:
+        return [p.test_run(bytes([i]) * 64).retval for i in inputs]
+
+
+__all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots", "kernel_retvals"]
 
 
 ALU_OPS = [0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x90, 0xA0, 0xB0]  # add sub mul div or and mod xor mov

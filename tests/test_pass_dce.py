@@ -12,7 +12,7 @@ from bpfpatch.isa import decode_slots, slot_rows
 from bpfpatch.passes import PassContext, run_passes
 from bpfpatch.patch import PatchList
 from bpfpatch.passes.cfg import analyze
-from progtools import kernel_programs, programs
+from progtools import kernel_programs, kernel_retvals, programs
 
 
 def I(*f) -> Insn:  # noqa: E743 - short rows read like the kernel's tables
@@ -205,24 +205,17 @@ def test_idempotent_and_keeps_metadata_consistent(prog):
     assert len(once.subprogs) == len(once.func_info or once.subprogs)
 
 
-def _retvals(prog: Program) -> list[int]:
-    from bpfpatch.kernel import load_program
-
-    with load_program(prog) as p:
-        return [p.test_run(bytes([i]) * 64).retval for i in (0, 7)]
-
-
 @pytest.mark.kernel
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kernel_programs())
 def test_keeps_acceptance_and_retval(prog):
     try:
-        expected = _retvals(prog)
+        expected = kernel_retvals(prog)
     except VerifierError:
         assume(False)
     out = run_passes(prog, ["dce"], PassContext())
     assert len(out.insns) <= len(prog.insns)
-    assert _retvals(out) == expected
+    assert kernel_retvals(out) == expected
     # We remove only what the kernel removes, the way it removes it: the kernel's own rewrite of
     # our output is its rewrite of the input (its range tracking may decide more than our constants).
     assert _normalize(_xlated(out), kernel=True) == _normalize(_xlated(prog), kernel=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from progtools import kernel_programs, programs
+from progtools import kernel_programs, kernel_retvals, programs
 
 from bpfpatch import Insn, PatchList, Program
 from bpfpatch.errors import PatchError, VerifierError
@@ -235,13 +235,6 @@ def _free_r9(prog: Program) -> Program:
     return Program.from_insns(insns)
 
 
-def _retvals(prog: Program) -> list[int]:
-    from bpfpatch.kernel import load_program
-
-    with load_program(prog) as p:
-        return [p.test_run(bytes([i]) * 64).retval for i in (0, 7)]
-
-
 @pytest.mark.kernel
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kernel_programs())
@@ -250,11 +243,11 @@ def test_keeps_acceptance_and_retval(prog):
     # those programs are covered with a program register below.
     assume(not _has_signed_register_division(prog))
     try:
-        expected = _retvals(prog)
+        expected = kernel_retvals(prog)
     except VerifierError:
         assume(False)
-    assert _retvals(run_passes(prog, ["div-guard"])) == expected
-    assert _retvals(div_guard_bulk(prog)) == expected
+    assert kernel_retvals(run_passes(prog, ["div-guard"])) == expected
+    assert kernel_retvals(div_guard_bulk(prog)) == expected
 
 
 def _has_signed_register_division(prog: Program) -> bool:
@@ -267,15 +260,15 @@ def _has_signed_register_division(prog: Program) -> bool:
 def test_keeps_acceptance_and_retval_with_a_program_register(prog):
     prog = _free_r9(prog)
     try:
-        expected = _retvals(prog)
+        expected = kernel_retvals(prog)
     except VerifierError:
         assume(False)
     try:
         out = run_passes(prog, ["div-guard"], PassContext(aux_reg="auto"))
     except PatchError:
         assume(False)  # every register in use: nothing to compare
-    assert _retvals(out) == expected
-    assert _retvals(div_guard_bulk(prog, "auto")) == expected
+    assert kernel_retvals(out) == expected
+    assert kernel_retvals(div_guard_bulk(prog, "auto")) == expected
 
 
 def test_pass_is_registered_and_one_list_matches_bulk():
@@ -313,5 +306,5 @@ def test_guards_compute_what_the_kernel_computes(insns):
     """Loaded with a program register for AX, our guarded program returns what the kernel's own
     guards return for the original (r0 = low ^ high word of the result)."""
     prog = Program.from_insns(insns)
-    assert _retvals(run_passes(prog, ["div-guard"], PassContext(aux_reg="auto"))) == _retvals(prog)
-    assert _retvals(div_guard_bulk(prog, 9)) == _retvals(prog)
+    assert kernel_retvals(run_passes(prog, ["div-guard"], PassContext(aux_reg="auto"))) == kernel_retvals(prog)
+    assert kernel_retvals(div_guard_bulk(prog, 9)) == kernel_retvals(prog)

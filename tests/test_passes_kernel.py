@@ -16,7 +16,7 @@ from bpfpatch.errors import VerifierError
 from bpfpatch.isa import decode_slots, slot_rows
 from bpfpatch.kernel import load_program
 from bpfpatch.passes import PassContext, run_passes
-from progtools import kernel_programs
+from progtools import kernel_programs, kernel_retvals
 
 pytestmark = pytest.mark.kernel
 
@@ -87,16 +87,11 @@ def test_dce_equals_kernel_xlated(name):
     assert slot_rows(run_passes(prog, ["dce"]).slots) == _mask_call_off(_xlated(prog))
 
 
-def _retvals(prog: Program) -> list[int]:
-    with load_program(prog) as p:
-        return [p.test_run(bytes([i]) * 64).retval for i in (0, 7)]
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kernel_programs())
 def test_passes_keep_behaviour(prog):
     try:
-        expected = _retvals(prog)
+        expected = kernel_retvals(prog)
     except VerifierError:
         assume(False)  # the rare generated program the verifier refuses (hypothesis limits how many)
     ctx = PassContext(seed=3, aux_reg="auto")
@@ -107,7 +102,7 @@ def test_passes_keep_behaviour(prog):
             if "no free register" in str(exc):
                 continue
             raise
-        assert _retvals(out) == expected, passes
+        assert kernel_retvals(out) == expected, passes
 
 
 def test_pipeline_on_one_list_equals_pass_by_pass():

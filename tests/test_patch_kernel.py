@@ -12,14 +12,13 @@ from bpfpatch.elf import read_object
 from bpfpatch.errors import RelocationError, VerifierError
 from bpfpatch.kernel import check_equivalence, load_program
 from conftest import PROGS, compile_bpf
-from progtools import kernel_programs
+from progtools import kernel_programs, kernel_retvals
 
 pytestmark = pytest.mark.kernel
 
 
 def _retvals(prog):
-    with load_program(prog) as p:
-        return [p.test_run(bytes([b]) * 64).retval for b in (0, 1, 200)]
+    return kernel_retvals(prog, (0, 1, 200))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
