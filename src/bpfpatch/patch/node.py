@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bpfpatch.isa import Insn
 
+# Filled by the patch list (`patchlist._INSN_CACHE`): decoded single-slot instructions by word.
+_INSN_CACHE: dict[int, Insn] = {}
+
 if TYPE_CHECKING:
     from bpfpatch.patch.patchlist import PatchList
 
@@ -45,7 +48,12 @@ class Node:
     @property
     def insn(self) -> Insn:
         """The node's instruction (jump offsets are stale until linearize)."""
-        return self._pl._get_insn(self._id)
+        pl = self._pl
+        if not pl._pending:  # the common case inlined: one cache lookup
+            insn = _INSN_CACHE.get(pl._w0[self._id])
+            if insn is not None:
+                return insn
+        return pl._get_insn(self._id)
 
     @property
     def orig_idx(self) -> int:
