@@ -573,24 +573,25 @@ class PatchList:
         self._order_cache = (len(self._orig) + ids.size, new)
 
     def _flush_group(self, prep: _Prepared, xs: np.ndarray) -> None:
-        m, k = len(xs), len(prep.w0) - 1
-        tile = lambda col: np.tile(np.frombuffer(col, dtype=np.uint64), m).reshape(m, k)  # noqa: E731
+        k = len(prep.w0) - 1
+        # The same words at every site: repeated as bytes, the cheapest copy there is.
         self._link_group(
-            xs, tile(prep.head_w0), tile(prep.head_w1), prep.head_wide, prep.head_aux,
+            xs, k, prep.head_w0.tobytes() * len(xs), prep.head_w1.tobytes() * len(xs), prep.head_wide, prep.head_aux,
             prep.w0[k], prep.w1[k], prep.wide[k], [(i, how, v) for i, how, v, _ in prep.plan],
         )
         if prep.any_aux:
             self._aux_used = True
 
-    def _link_group(self, xs, head_w0, head_w1, head_wide: bytes, head_aux: list, last_w0, last_w1, last_wide: int,
-                    plan: list[tuple[int, str, int]], site_target: np.ndarray | None = None) -> None:
-        """Replace every node of `xs` at once: new nodes (one row of `head_*` each) before it.
+    def _link_group(self, xs: np.ndarray, k: int, head_w0: bytes, head_w1: bytes, head_wide: bytes, head_aux: list,
+                    last_w0, last_w1, last_wide: int, plan: list[tuple[int, str, int]],
+                    site_target: np.ndarray | None = None) -> None:
+        """Replace every node of `xs` at once: `k` new nodes before each (site-major `head_*` words).
 
         ``plan`` gives the references of the patch's items (item k is the site
         itself): "buf" (an item of the same patch), "after" (the node after
         the site), "site" (`site_target`: where the site's own jump went).
         """
-        m, k = head_w0.shape
+        m = len(xs)
         base = len(self._orig)
         ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
         self._update_order_cache(xs, ids)
@@ -598,8 +599,8 @@ class PatchList:
         # Grow every column first: a NumPy view would pin the arrays' size.
         for col in (self._next, self._prev, self._orig, self._node_anchor, self._target):
             col.frombytes(minus)
-        self._w0.frombytes(np.ascontiguousarray(head_w0, dtype=np.uint64).tobytes())
-        self._w1.frombytes(np.ascontiguousarray(head_w1, dtype=np.uint64).tobytes())
+        self._w0.frombytes(head_w0)
+        self._w1.frombytes(head_w1)
         self._wide.extend(head_wide * m)
         self._aux.extend(head_aux * m)
         self._live += m * k
@@ -870,7 +871,7 @@ class PatchList:
         head = np.empty((m, k), dtype=np.uint64)
         for r in range(k):
             head[:, r] = words[r]
-        self._link_group(ids, head, np.zeros((m, k), dtype=np.uint64), bytes(k), [None] * k,
+        self._link_group(ids, k, head.tobytes(), bytes(8 * m * k), bytes(k), [None] * k,
                          words[k], 0, 0, plan, site_target)
 
     def prepend(self, node: Node, patch: Patch, *, retarget: bool = True) -> Node:
