@@ -211,7 +211,7 @@ def run_benchmarks(
     for n in sizes:
         raw = division_program(n)
         expected = run_bulk(raw)
-        repeat = 3 if n <= 200_000 else 1
+        repeat = 3
         if "floor" in want:
             note(f"floor n={n}")
             result.measurements.append(Measurement("floor", n, timed(copy_floor(raw, len(expected) // 8), 5)))

@@ -556,19 +556,24 @@ class PatchList:
         cached = self._order_cache
         self._order_cache = None
         seq = cached[1]
-        where = np.empty(len(self._orig), dtype=np.int64)
-        where[seq] = np.arange(len(seq))
-        p = where[xs]
         k = ids.shape[1]
-        # Old entry j moves right by k for every site at or before it; a site's new
-        # nodes take the k places just before the site's new place.
-        shift = np.zeros(len(seq), dtype=np.int64)
-        shift[p] = k
-        np.cumsum(shift, out=shift)
+        # Where the sites are in the old order (a mark gather: sequential-ish, one byte a node),
+        # and which row of `ids` belongs to each, in that order.
+        mark = np.zeros(len(self._orig), dtype=bool)
+        mark[xs] = True
+        pos = np.flatnonzero(mark[seq])
+        row_of = np.empty(len(self._orig), dtype=np.int64)
+        row_of[xs] = np.arange(len(xs))
+        rows = row_of[seq[pos]]
+        # The j-th site (in list order) moves right by k*(j+1); its new nodes fill the k
+        # places before it.  Old entries keep their relative order: a mask fills them.
+        block = pos + k * np.arange(len(pos))
+        inserted = (block[:, None] + np.arange(k)).ravel()
         new = np.empty(len(seq) + ids.size, dtype=np.int64)
-        new[np.arange(len(seq)) + shift] = seq
-        site_at = p + shift[p]
-        new[(site_at[:, None] - k + np.arange(k)).ravel()] = ids.ravel()
+        new[inserted] = ids[rows].ravel()
+        keep = np.ones(len(new), dtype=bool)
+        keep[inserted] = False
+        new[keep] = seq
         new.flags.writeable = False
         self._order_cache = (len(self._orig) + ids.size, new)
 
