@@ -4,10 +4,11 @@ Workload (the seed's and the kernel's): a program of N register divisions
 ``r0 /= r1``, each replaced by the kernel's 4-instruction divide-by-zero guard
 (``if r1 != 0 goto +2; w0 ^= w0; goto +1; r0 /= r1``).  Every series is timed
 end to end -- decode the bytes, patch, linearize, encode -- and shown next
-to a floor measured in the same run: one NumPy copy of the output array.
+to a floor measured in the same run: one NumPy copy of the output array for
+the vectorized series, a bare Python loop (``py-floor``) for the one-node API.
 
 Series: ``bulk`` (`replace_sites`), ``node`` (the one-node `PatchList` API),
-``pipeline`` (the registered passes on one list), ``reference`` (the kernel's
+``pipeline`` (``dce``, ``div-guard``, ``blind`` on one list), ``reference`` (the kernel's
 one-patch-at-a-time algorithm, quadratic: stopped once a run would exceed the
 budget), ``kernel`` (BPF_PROG_LOAD of the same program on the running
 kernel, whose verifier does the same patching; ``kernel-nopatch`` loads the
@@ -124,6 +125,8 @@ class BenchResult:
     machine: str
     measurements: list[Measurement] = field(default_factory=list)
     peak_rss_mib: float | None = None
+    #: Peak RSS of each series' largest case, measured alone (Linux: the peak is reset before it).
+    case_peak_mib: dict[str, float] = field(default_factory=dict)
 
     def get(self, series: str, n: int) -> float | None:
         for m in self.measurements:
@@ -157,6 +160,27 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux ``clear_refs`` 5), so one case can be measured."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mib() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def kernel_load_seconds(raw: bytes) -> float | None:
@@ -215,6 +239,11 @@ def run_benchmarks(
         if "floor" in want:
             note(f"floor n={n}")
             result.measurements.append(Measurement("floor", n, timed(copy_floor(raw, len(expected) // 8), 5)))
+        for name, fn in (("bulk", run_bulk), ("node", run_node), ("pipeline", run_pipeline)):
+            if name in want and n == sizes[-1] and _reset_peak_rss():
+                gc.collect()
+                fn(raw)
+                result.case_peak_mib[name] = _peak_rss_mib()
         for name, fn in (("bulk", run_bulk), ("node", run_node)):
             if name in want:
                 note(f"{name} n={n}")
@@ -251,7 +280,7 @@ def run_benchmarks(
                 result.measurements.append(Measurement("kernel-nopatch", n, t0))
             else:
                 result.measurements.append(Measurement("kernel", n, None, f"skipped: predicted > {budget:.0f} s"))
-    result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole run
     return result
 
 

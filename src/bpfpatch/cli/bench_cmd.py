@@ -29,8 +29,12 @@ def render(result: B.BenchResult, console: Console) -> None:
         g = B.growth(result, s, 1_000_000, 95_000) or B.growth(result, s, 100_000, 15_000)
         if g:
             console.print(f"growth {s}: {g:.1f}x for {'1M/95k' if B.growth(result, s, 1_000_000, 95_000) else '100k/15k'}")
+    if result.case_peak_mib:
+        n = max(m.n for m in result.measurements)
+        cases = ", ".join(f"{k} {v:.0f} MiB" for k, v in result.case_peak_mib.items())
+        console.print(f"peak RSS of one N={n:,} case (process included): {cases}")
     if result.peak_rss_mib:
-        console.print(f"peak RSS of this run: {result.peak_rss_mib:.0f} MiB")
+        console.print(f"peak RSS of the whole run: {result.peak_rss_mib:.0f} MiB")
 
 
 @app.command("bench")
