@@ -125,7 +125,7 @@ class BenchResult:
     machine: str
     measurements: list[Measurement] = field(default_factory=list)
     peak_rss_mib: float | None = None
-    #: Peak RSS of each series' largest case, measured alone (Linux: the peak is reset before it).
+    #: Peak RSS of each series' largest case, each in a fresh process.
     case_peak_mib: dict[str, float] = field(default_factory=dict)
 
     def get(self, series: str, n: int) -> float | None:
@@ -162,25 +162,29 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (Linux ``clear_refs`` 5), so one case can be measured."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+_CASE_SCRIPT = """
+import resource, sys
+from bpfpatch.runtime import keep_freed_memory
+keep_freed_memory()  # as the command line runs
+from bpfpatch import bench
+fn = {"bulk": bench.run_bulk, "node": bench.run_node, "pipeline": bench.run_pipeline}[sys.argv[1]]
+fn(bench.division_program(int(sys.argv[2])))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
 
 
-def _peak_rss_mib() -> float:
+def case_peak_rss_mib(series: str, n: int) -> float | None:
+    """Peak RSS of one end-to-end run of `series` at size `n`, in a fresh Python process
+    (interpreter and imports included), so no other case's memory is counted."""
+    import subprocess
+    import sys
+
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        done = subprocess.run([sys.executable, "-c", _CASE_SCRIPT, series, str(n)], capture_output=True, text=True,
+                              timeout=600, check=True)
+        return int(done.stdout.split()[-1]) / 1024
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError):
+        return None
 
 
 def kernel_load_seconds(raw: bytes) -> float | None:
@@ -239,11 +243,12 @@ def run_benchmarks(
         if "floor" in want:
             note(f"floor n={n}")
             result.measurements.append(Measurement("floor", n, timed(copy_floor(raw, len(expected) // 8), 5)))
-        for name, fn in (("bulk", run_bulk), ("node", run_node), ("pipeline", run_pipeline)):
-            if name in want and n == sizes[-1] and _reset_peak_rss():
-                gc.collect()
-                fn(raw)
-                result.case_peak_mib[name] = _peak_rss_mib()
+        for name in ("bulk", "node", "pipeline"):
+            if name in want and n == sizes[-1]:
+                note(f"{name} n={n}: peak RSS in a fresh process")
+                peak = case_peak_rss_mib(name, n)
+                if peak is not None:
+                    result.case_peak_mib[name] = peak
         for name, fn in (("bulk", run_bulk), ("node", run_node)):
             if name in want:
                 note(f"{name} n={n}")

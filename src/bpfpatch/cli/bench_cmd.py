@@ -32,7 +32,7 @@ def render(result: B.BenchResult, console: Console) -> None:
     if result.case_peak_mib:
         n = max(m.n for m in result.measurements)
         cases = ", ".join(f"{k} {v:.0f} MiB" for k, v in result.case_peak_mib.items())
-        console.print(f"peak RSS of one N={n:,} case (process included): {cases}")
+        console.print(f"peak RSS of one N={n:,} run, each in a fresh process: {cases}")
     if result.peak_rss_mib:
         console.print(f"peak RSS of the whole run: {result.peak_rss_mib:.0f} MiB")
 

@@ -113,11 +113,11 @@ class Blind:
     def run(self, pl: PatchList, ctx: PassContext) -> None:
         ax = resolve_aux_reg(pl, ctx)
         ids = pl.live_ids()
-        w0, w1 = pl.words(ids)
+        w0 = pl.words(ids)[0]
         keep = relocated_slots(pl.program)  # map loads the loader fills in by position
         if keep:
             fresh = ~np.isin(pl.orig_indices(ids), np.fromiter(keep, dtype=np.int64))
-            ids, w0, w1 = ids[fresh], w0[fresh], w1[fresh]
+            ids, w0 = ids[fresh], w0[fresh]
         code = (w0 & np.uint64(0xFF)).astype(np.uint8)
         dst = ((w0 >> np.uint64(8)) & np.uint64(0x0F)).astype(np.uint8)
         src = ((w0 >> np.uint64(12)) & np.uint64(0x0F)).astype(np.uint8)
@@ -139,9 +139,8 @@ class Blind:
         first_draw = np.cumsum(per_site) - per_site
         rnd_all = _draws(ctx.rng, int(per_site.sum()))
         rnd = np.zeros(len(ids), dtype=np.int32)
-        rnd2 = np.zeros(len(ids), dtype=np.int32)
         rnd[sites] = rnd_all[first_draw]
-        rnd2[sites] = np.where(ld[sites], rnd_all[np.minimum(first_draw + 1, max(len(rnd_all) - 1, 0))], 0)
+        del per_site
         groups: list[tuple[np.ndarray, list]] = []
         for c in _present(code[alu]):
             at = np.flatnonzero(alu & (code == c))
@@ -165,14 +164,15 @@ class Blind:
                                 Row(InsnClass.STX | Mode.MEM | (c & SIZE_MASK), dst=S.dst, src=ax, off=S.off)]))
         if ld.any():
             at = np.flatnonzero(ld)
-            hi = (w1[at] >> np.uint64(32)).astype(np.uint32).view(np.int32)
+            hi = (pl.words(ids[at])[1] >> np.uint64(32)).astype(np.uint32).view(np.int32)
+            rnd2 = rnd_all[first_draw[np.flatnonzero(ld[sites])] + 1]  # an ld_imm64's second draw
             groups.append((at, [
                 Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ hi),
                 Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
                 Row(InsnClass.ALU64 | AluOp.LSH | Source.K, dst=ax, imm=32),
                 Row(InsnClass.ALU64 | AluOp.MOV | Source.X, dst=S.dst, src=ax),
-                Row(InsnClass.ALU | AluOp.MOV | Source.K, dst=ax, imm=rnd2[at] ^ imm[at]),
-                Row(InsnClass.ALU | AluOp.XOR | Source.K, dst=ax, imm=rnd2[at]),
+                Row(InsnClass.ALU | AluOp.MOV | Source.K, dst=ax, imm=rnd2 ^ imm[at]),
+                Row(InsnClass.ALU | AluOp.XOR | Source.K, dst=ax, imm=rnd2),
                 Row(InsnClass.ALU64 | AluOp.OR | Source.X, dst=S.dst, src=ax),
             ]))
         for at, template in groups:

@@ -98,14 +98,17 @@ def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
     """(live node ids in order, position of every node id, total slots)."""
     seq = list_order(pl)
     n = len(pl._next)
+    # Views, not copies (the columns are the bulk of the memory); all released on return,
+    # before anything may grow the columns again.
     orig = np.frombuffer(pl._orig, dtype=np.int64)
-    wide = np.frombuffer(bytes(pl._wide), dtype=np.uint8).astype(np.int64)
+    wide = np.frombuffer(pl._wide, dtype=np.uint8)
     live = orig[seq] != DELETED
-    width = np.where(live, wide[seq] + 1, 0)
-    start = np.cumsum(width) - width  # deleted nodes get the next live node's position
+    width = (wide[seq] + np.uint8(1)) * live  # slots per node: 0 deleted, 2 ld_imm64, else 1
+    start = np.cumsum(width, dtype=np.int64)
+    total = int(start[-1]) if len(start) else 0
+    start -= width  # deleted nodes get the next live node's position
     pos = np.zeros(n, dtype=np.int64)
     pos[seq] = start
-    total = int(width.sum())
     return seq[live], pos, total
 
 
@@ -133,12 +136,12 @@ def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np
 
 def _relocations(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int, codes: np.ndarray):
     """(positions, new offsets, uses-off-field mask, node ids) of every live reference."""
-    target = _ints(pl._target)
+    target = np.frombuffer(pl._target, dtype=np.int64)  # a view, released on return
     ids = order[target[order] >= 0]
     if not len(ids):
         e = np.empty(0, dtype=np.int64)
         return e, e, np.empty(0, dtype=bool), e
-    anchor_node = _ints(pl._anchor_node)
+    anchor_node = np.frombuffer(pl._anchor_node, dtype=np.int64)
     at = pos[ids]
     dest = pos[anchor_node[target[ids]]]
     past = dest >= total

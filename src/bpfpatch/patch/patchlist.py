@@ -562,9 +562,15 @@ class PatchList:
         mark = np.zeros(len(self._orig), dtype=bool)
         mark[xs] = True
         pos = np.flatnonzero(mark[seq])
-        row_of = np.empty(len(self._orig), dtype=np.int64)
-        row_of[xs] = np.arange(len(xs))
-        rows = row_of[seq[pos]]
+        del mark
+        at_pos = seq[pos]
+        if np.array_equal(at_pos, xs):  # sites given in list order (passes do): rows as they are
+            rows = slice(None)
+        else:
+            row_of = np.empty(len(self._orig), dtype=np.int64)
+            row_of[xs] = np.arange(len(xs))
+            rows = row_of[at_pos]
+            del row_of
         # The j-th site (in list order) moves right by k*(j+1); its new nodes fill the k
         # places before it.  Old entries keep their relative order: a mask fills them.
         block = pos + k * np.arange(len(pos))

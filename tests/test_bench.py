@@ -1,0 +1,36 @@
+"""The benchmark code: series agree with each other and the table is built from what ran."""
+
+from __future__ import annotations
+
+import json
+
+from bpfpatch import bench as B
+from bpfpatch.cli import main
+
+
+def test_every_series_writes_the_same_program():
+    raw = B.division_program(500)
+    expected = B.run_bulk(raw)
+    assert B.run_node(raw) == expected
+    assert B.run_pipeline(raw, ("div-guard",)) == expected
+    assert B.run_reference(raw) == expected
+    assert len(expected) == 8 * (4 * 500 + 3)
+
+
+def test_run_benchmarks_table_and_case_peaks():
+    result = B.run_benchmarks([800, 1600], series=("floor", "bulk", "py-floor", "node", "pipeline"))
+    assert {m.series for m in result.measurements} == {"floor", "bulk", "py-floor", "node", "pipeline"}
+    assert all(m.seconds and m.seconds > 0 for m in result.measurements)
+    assert not [m.note for m in result.measurements if m.note]  # div-guard matched bulk
+    assert set(result.case_peak_mib) == {"bulk", "node", "pipeline"}
+    table = B.markdown_table(result)
+    lines = table.splitlines()
+    assert lines[0] == "| series | 800 | 1,600 |"
+    assert any(line.startswith("| node | ") and "x)" in line for line in lines)  # ratio to py-floor
+
+
+def test_bench_command_writes_json(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["bench", "--sizes", "500", "--series", "floor,bulk", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert {m["series"] for m in data["measurements"]} == {"floor", "bulk"}
