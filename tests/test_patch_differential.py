@@ -115,3 +115,41 @@ def test_batched_replaces_match_reference(data):
         pl.prepend(node, [Insn(0xB7, 1, 0, 0, 7)])
         ref.prepend(node._id, [Insn(0xB7, 1, 0, 0, 7)], retarget=True)
     _compare(pl.linearize(), ref.program_out())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_cached_list_order_follows_the_links(data):
+    """`live_ids()` (the cached, group-updated order) always equals walking the links."""
+    import numpy as np
+
+    from bpfpatch.patch import SITE, Row, S
+
+    prog = data.draw(programs())
+    pl = PatchList(prog)
+    guard = (Insn(0xB7, 1, 0, 0, 1), Insn(0xB7, 2, 0, 0, 2))
+    patches: dict = {}  # one tuple per instruction: reused tuples are what replace defers
+    for _ in range(data.draw(st.integers(1, 8))):
+        live = list(pl)
+        op = data.draw(st.sampled_from(["deferred", "rows", "prepend", "delete", "look"]))
+        nodes = [n for n in live if n.insn.code != 0x18]
+        if op == "deferred" and nodes:
+            for node in data.draw(st.lists(st.sampled_from(nodes), max_size=6)):  # repeats: one site, two groups
+                try:
+                    pl.replace(node, patches.setdefault(node.insn, guard + (node.insn,)))
+                except PatchError:
+                    pass
+                if data.draw(st.booleans()):
+                    node.next  # a look at the list in between: flushes one site at a time
+        elif op == "rows" and nodes:
+            chosen = data.draw(st.lists(st.sampled_from(nodes), unique_by=lambda n: n._id, min_size=1))
+            ids = np.array(sorted(n._id for n in chosen) if data.draw(st.booleans()) else [n._id for n in chosen])
+            pl.replace_rows(ids, [Row(0x07, dst=S.dst, imm=3), Row(0xB7, dst=4, imm=4), SITE][data.draw(st.integers(0, 1)):])
+        elif op == "prepend":
+            pl.prepend(data.draw(st.sampled_from(live)), [Insn(0xB7, 3, 0, 0, 3)])
+        elif op == "delete" and len(live) > 1:
+            try:
+                pl.delete(data.draw(st.sampled_from(live)))
+            except PatchError:
+                pass
+        assert pl.live_ids().tolist() == [n._id for n in pl]

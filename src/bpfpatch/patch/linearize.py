@@ -34,6 +34,7 @@ from bpfpatch.errors import PatchError, RelocationError
 from bpfpatch.isa import GOTOL, INVERTED_JMP, KIND, LD_IMM64, SLOT_DTYPE, Insn, JmpOp, Kind
 from bpfpatch.isa.opcodes import OP_MASK, InsnClass
 from bpfpatch.patch.node import DELETED
+from bpfpatch.patch.order import list_order
 from bpfpatch.program import FuncInfo, Program, compose_maps, remap_meta
 
 if TYPE_CHECKING:
@@ -47,51 +48,6 @@ _S32 = (-(1 << 31), (1 << 31) - 1)
 _OFF_KINDS = np.zeros(len(Kind), dtype=bool)
 for _k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
     _OFF_KINDS[_k] = True
-
-
-def list_order(pl: "PatchList") -> np.ndarray:
-    """Every node id after the dummy head, in list order (deleted nodes included).
-
-    The list is mostly runs of consecutive ids (original code, and every patch
-    buffer, are created in order), so only the runs are walked in Python; the
-    nodes inside them are laid out with NumPy.  Only new nodes change the
-    order (a deleted node stays linked), so the order is cached per node count.
-    """
-    cached = pl._order_cache
-    if cached is not None and cached[0] == len(pl._orig):
-        return cached[1]
-    seq = _walk_order(pl)
-    seq.flags.writeable = False
-    pl._order_cache = (len(pl._orig), seq)
-    return seq
-
-
-def _walk_order(pl: "PatchList") -> np.ndarray:
-    nxt = np.frombuffer(pl._next, dtype=np.int64)
-    n = len(nxt)
-    ids = np.arange(n, dtype=np.int64)
-    cont = nxt == ids + 1  # node i links to i + 1: same run
-    head = np.ones(n, dtype=bool)
-    head[1:] = ~cont[:-1]
-    heads = np.flatnonzero(head)
-    tails = np.empty_like(heads)
-    tails[:-1] = heads[1:] - 1
-    tails[-1] = n - 1
-    run_of = np.cumsum(head) - 1
-    after = nxt[tails]
-    succ = np.where(after >= 0, run_of[np.maximum(after, 0)], -1).tolist()
-    # Walk the runs in list order (one step per run, not per node).
-    order_runs = []
-    push = order_runs.append
-    r = int(run_of[0])
-    while r != -1:
-        push(r)
-        r = succ[r]
-    runs = np.array(order_runs, dtype=np.int64)
-    lengths = tails[runs] - heads[runs] + 1
-    starts_in_order = np.cumsum(lengths) - lengths
-    seq = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts_in_order, lengths) + np.repeat(heads[runs], lengths)
-    return seq[1:]  # node 0 is the dummy head
 
 
 def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:

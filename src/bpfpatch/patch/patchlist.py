@@ -38,6 +38,7 @@ from bpfpatch.isa import KIND_OF, LD_IMM64, Insn, Kind, branch_offsets, insn_sta
 from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
 from bpfpatch.patch.node import _INSN_CACHE as _NODE_INSN_CACHE
 from bpfpatch.patch.node import DELETED, INSERTED, Node, PatchInsn
+from bpfpatch.patch.order import OrderCache, list_order, note_group_insert
 from bpfpatch.program import Program
 
 PatchItem = Union[Insn, PatchInsn, str]
@@ -222,7 +223,7 @@ class PatchList:
         self._aux_used = program.aux is not None
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
         # Deferred replaces (see `_flush`): the node ids, and the prepared patch of each.
-        self._order_cache: tuple[int, np.ndarray] | None = None  # see linearize.list_order
+        self._order_cache: OrderCache | None = None  # see bpfpatch.patch.order
         self._pending: set[int] = set()
         self._last_deferred: tuple[Any, Any] = (None, None)  # (patch, its pending sites)
         self._pend_groups: dict[int, tuple[_Prepared, list[int]]] = {}
@@ -545,44 +546,6 @@ class PatchList:
             node_anchor[nodes[missing]] = np.arange(start, start + len(missing))
         return node_anchor[nodes]
 
-    def _update_order_cache(self, xs: np.ndarray, ids: np.ndarray) -> None:
-        """Keep a cached list order valid across a group insert: `ids` rows go before `xs`."""
-        from bpfpatch.patch.linearize import list_order
-
-        if not ids.size:
-            return
-        # Walk the list now if needed: before the insert it has far fewer runs.
-        list_order(self)
-        cached = self._order_cache
-        self._order_cache = None
-        seq = cached[1]
-        k = ids.shape[1]
-        # Where the sites are in the old order (a mark gather: sequential-ish, one byte a node),
-        # and which row of `ids` belongs to each, in that order.
-        mark = np.zeros(len(self._orig), dtype=bool)
-        mark[xs] = True
-        pos = np.flatnonzero(mark[seq])
-        del mark
-        at_pos = seq[pos]
-        if np.array_equal(at_pos, xs):  # sites given in list order (passes do): rows as they are
-            rows = slice(None)
-        else:
-            row_of = np.empty(len(self._orig), dtype=np.int64)
-            row_of[xs] = np.arange(len(xs))
-            rows = row_of[at_pos]
-            del row_of
-        # The j-th site (in list order) moves right by k*(j+1); its new nodes fill the k
-        # places before it.  Old entries keep their relative order: a mask fills them.
-        block = pos + k * np.arange(len(pos))
-        inserted = (block[:, None] + np.arange(k)).ravel()
-        new = np.empty(len(seq) + ids.size, dtype=np.int64)
-        new[inserted] = ids[rows].ravel()
-        keep = np.ones(len(new), dtype=bool)
-        keep[inserted] = False
-        new[keep] = seq
-        new.flags.writeable = False
-        self._order_cache = (len(self._orig) + ids.size, new)
-
     def _flush_group(self, prep: _Prepared, xs: np.ndarray) -> None:
         k = len(prep.w0) - 1
         # The same words at every site: repeated as bytes, the cheapest copy there is.
@@ -605,7 +568,7 @@ class PatchList:
         m = len(xs)
         base = len(self._orig)
         ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
-        self._update_order_cache(xs, ids)
+        note_group_insert(self, xs, base, k)
         minus = np.full(m * k, _NO_ANCHOR, dtype=np.int64).tobytes()
         # Grow every column first: a NumPy view would pin the arrays' size.
         for col in (self._next, self._prev, self._orig, self._node_anchor, self._target):
@@ -807,8 +770,6 @@ class PatchList:
         For vectorized passes: select sites with NumPy on `words`, then patch
         them with `replace_rows`.
         """
-        from bpfpatch.patch.linearize import list_order
-
         if self._pending:
             self._flush()
         ids = list_order(self)
