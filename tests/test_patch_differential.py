@@ -92,6 +92,7 @@ def test_batched_replaces_match_reference(data):
     """
     prog = data.draw(programs())
     pl = PatchList(prog)
+    pl.FLUSH_ONE_BY_ONE = data.draw(st.sampled_from([0, 16]))  # both ways of linking
     ref = ReferencePatcher(prog)
     pool = []
     for _ in range(data.draw(st.integers(1, 3))):
@@ -127,6 +128,7 @@ def test_cached_list_order_follows_the_links(data):
 
     prog = data.draw(programs())
     pl = PatchList(prog)
+    pl.FLUSH_ONE_BY_ONE = data.draw(st.sampled_from([0, 16]))  # both ways of linking
     guard = (Insn(0xB7, 1, 0, 0, 1), Insn(0xB7, 2, 0, 0, 2))
     patches: dict = {}  # one tuple per instruction: reused tuples are what replace defers
     for _ in range(data.draw(st.integers(1, 8))):

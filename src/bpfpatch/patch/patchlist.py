@@ -177,6 +177,9 @@ def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepa
 class PatchList:
     """The patch list of one program; see the module docstring."""
 
+    #: Fewer deferred replaces than this are linked one at a time (cheaper than NumPy set-up).
+    FLUSH_ONE_BY_ONE = 16
+
     def __init__(self, program: Program) -> None:
         self.program = program
         slots = program.slots
@@ -529,9 +532,14 @@ class PatchList:
         (so it lands on the next site's patch, as a kernel patch would).
         """
         groups = self._pend_groups
+        few = len(self._pending) < self.FLUSH_ONE_BY_ONE
         self._pending, self._pend_groups, self._last_deferred = set(), {}, (None, None)
         for prep, xs in groups.values():
-            self._flush_group(prep, np.array(xs, dtype=np.int64))
+            if few:
+                for x in xs:
+                    self._replace_now(x, prep, True)
+            else:
+                self._flush_group(prep, np.array(xs, dtype=np.int64))
 
     def _anchors_on(self, nodes: np.ndarray, node_anchor: np.ndarray) -> np.ndarray:
         """The anchor of every node of `nodes` (distinct), created where it has none.
@@ -722,6 +730,12 @@ class PatchList:
         if self._pending:
             self._flush()
         prep = hit[1] if hit is not None and hit[0] is patch else self._prepared(patch, has_after)
+        self._replace_now(x, prep, retarget)
+        return node
+
+    def _replace_now(self, x: int, prep: _Prepared, retarget: bool) -> None:
+        """`replace` of node `x`, linked at once: column extends and four link stores."""
+        nxt = self._next
         k = len(prep.w0) - 1
         base = len(self._orig)
         if k:
@@ -762,7 +776,6 @@ class PatchList:
             self._aux_used = True
         if prep.plan:
             self._insert(prep, [*range(base, base + k), x], nxt[x])
-        return node
 
     def live_ids(self) -> np.ndarray:
         """Ids of the live nodes in list order, as an array (what iteration visits).
@@ -816,9 +829,13 @@ class PatchList:
         del orig
         if bad.any():
             raise PatchError(f"replace_rows: node {int(ids[np.argmax(bad)])} is not a live instruction of this list")
-        mark = np.zeros(len(self._orig), dtype=bool)
-        mark[ids] = True
-        if int(np.count_nonzero(mark)) != len(ids):
+        if len(ids) * 64 < len(self._orig):  # few sites: sort them, O(m log m) not O(list)
+            twice = len(np.unique(ids)) != len(ids)
+        else:
+            mark = np.zeros(len(self._orig), dtype=bool)
+            mark[ids] = True
+            twice = int(np.count_nonzero(mark)) != len(ids)
+        if twice:
             raise PatchError("replace_rows: a node is listed twice")
         w0 = np.frombuffer(self._w0, dtype=np.uint64)[ids].copy()
         if ((w0 & np.uint64(0xFF)) == LD_IMM64).any() and any(isinstance(row, _Site) for row in template):
