@@ -271,7 +271,7 @@ def test_vectorized_reachability_equals_the_analysis(prog):
     fast = run_passes(prog, ["dce"])
     original = dce.needs_path_analysis
     try:
-        dce.needs_path_analysis = lambda pl: True  # force the general path
+        dce.needs_path_analysis = lambda pl, w0=None: True  # force the general path
         slow = run_passes(prog, ["dce"])
     finally:
         dce.needs_path_analysis = original

@@ -209,14 +209,16 @@ _NO_FALLTHROUGH = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.EXIT))
 _CONDITIONAL = np.isin(KIND, (Kind.JCOND_K, Kind.JCOND_X))
 
 
-def needs_path_analysis(pl: PatchList) -> bool:
+def needs_path_analysis(pl: PatchList, w0: np.ndarray | None = None) -> bool:
     """Is plain CFG reachability not enough to decide what `analyze` would see?
 
     Constants prune paths only at conditional jumps, and a call returns only
     if its callee reaches an exit (which plain reachability cannot tell):
-    without both, `reachable` gives exactly `analyze`'s answer.
+    without both, `reachable` gives exactly `analyze`'s answer.  `w0`: the
+    live nodes' words, if the caller has them.
     """
-    w0, _ = pl.words(pl.live_ids())
+    if w0 is None:
+        w0, _ = pl.words(pl.live_ids())
     code = (w0 & np.uint64(0xFF)).astype(np.uint8)
     if np.take(_CONDITIONAL, code).any():
         return True
@@ -225,19 +227,22 @@ def needs_path_analysis(pl: PatchList) -> bool:
     return bool(calls.any())
 
 
-def reachable(pl: PatchList) -> tuple[np.ndarray, np.ndarray]:
+def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(live node ids in list order, which of them some path reaches), vectorized.
 
     Plain CFG reachability from the entry and every function symbol: what
-    `analyze` computes when `needs_path_analysis` is False.  Straight-line segments are marked with NumPy; the work list
-    holds segment starts, not instructions.
+    `analyze` computes when `needs_path_analysis` is False.  Straight-line
+    segments are marked with NumPy; the work list holds segment starts, not
+    instructions.  `ids` / `w0`: `pl.live_ids()` and their words, if the
+    caller has them.
     """
-    ids = pl.live_ids()
+    if ids is None or w0 is None:
+        ids = pl.live_ids()
+        w0, _ = pl.words(ids)
     count = len(ids)
     seen = np.zeros(count, dtype=bool)
     if not count:
         return ids, seen
-    w0, _ = pl.words(ids)
     code = (w0 & np.uint64(0xFF)).astype(np.uint8)
     # Where each node's reference lands, as an index into `ids` (deleted targets forward).
     index_of = np.full(len(pl._orig), -1, dtype=np.int64)

@@ -34,8 +34,10 @@ class DeadCode:
     name: ClassVar[str] = "dce"
 
     def run(self, pl: PatchList, ctx: PassContext) -> None:
-        if not needs_path_analysis(pl):
-            self._run_unconditional(pl)
+        ids = pl.live_ids()
+        w0, _ = pl.words(ids)
+        if not needs_path_analysis(pl, w0):
+            self._run_unconditional(pl, ids, w0)
             return
         flow = analyze(pl)
         nodes = flow.nodes
@@ -50,35 +52,36 @@ class DeadCode:
                 pl.replace(node, [PatchInsn(ja(0), target=node.target)], retarget=True)
             elif t >= 0 and not flow.seen[t]:
                 pl.replace(node, [ja(0)])  # goto +0: removed in step 3
-        # 2. Remove what no path reaches.  Dead calls and callback loads go first: a dead
-        # subprogram's callers are all dead, but may come after it in the list, and a
-        # subprogram cannot lose its last instruction while a live call still targets it.
-        dead = [node for i, node in enumerate(nodes) if not flow.seen[i]]
-        for node in dead:
-            if node.insn.is_pseudo_call or node.insn.is_pseudo_func:
-                pl.delete(node)
-        for node in dead:
-            if not (node.insn.is_pseudo_call or node.insn.is_pseudo_func):
-                pl.delete(node)
+        # 2. Remove what no path reaches.
+        _delete_dead(pl, [node for i, node in enumerate(nodes) if not flow.seen[i]])
         # 3. Remove jumps that land on the next instruction.
         _remove_jumps_to_next(pl, list(pl))
 
-    def _run_unconditional(self, pl: PatchList) -> None:
+    def _run_unconditional(self, pl: PatchList, ids: np.ndarray, w0: np.ndarray) -> None:
         """Without conditional jumps nothing is decided by constants (step 1 has nothing
         to do) and, without calls, reachability is plain CFG reachability
         (vectorized, `cfg.reachable`)."""
-        ids, seen = reachable(pl)
-        dead = [Node(pl, int(i)) for i in ids[~seen]]
-        for node in dead:
-            if node.insn.is_pseudo_call or node.insn.is_pseudo_func:
-                pl.delete(node)
-        for node in dead:
-            if not (node.insn.is_pseudo_call or node.insn.is_pseudo_func):
-                pl.delete(node)
-        live = ids[seen]
-        w0, _ = pl.words(live)
-        jumps = live[np.isin(np.take(KIND, (w0 & np.uint64(0xFF)).astype(np.uint8)), (Kind.JA, Kind.MAY_GOTO))]
+        ids, seen = reachable(pl, ids, w0)
+        _delete_dead(pl, [Node(pl, int(i)) for i in ids[~seen]])
+        # Deleting changes no word: the live nodes' kinds come from the words read once.
+        kind = np.take(KIND, (w0[seen] & np.uint64(0xFF)).astype(np.uint8))
+        jumps = ids[seen][np.isin(kind, (Kind.JA, Kind.MAY_GOTO))]
         _remove_jumps_to_next(pl, [Node(pl, int(i)) for i in jumps])
+
+
+def _delete_dead(pl: PatchList, dead: list[Node]) -> None:
+    """Step 2: delete unreached nodes, calls and callback loads first.
+
+    A dead subprogram's callers are all dead, but may come after it in the
+    list, and a subprogram cannot lose its last instruction while a live call
+    still targets it.
+    """
+    for node in dead:
+        if node.insn.is_pseudo_call or node.insn.is_pseudo_func:
+            pl.delete(node)
+    for node in dead:
+        if not (node.insn.is_pseudo_call or node.insn.is_pseudo_func):
+            pl.delete(node)
 
 
 def _remove_jumps_to_next(pl: PatchList, nodes: list[Node]) -> None:
