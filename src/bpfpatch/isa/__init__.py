@@ -9,6 +9,7 @@ from bpfpatch.isa.encoding import (
     branch_offsets,
     check_jump_targets,
     decode_slots,
+    distinct_bytes,
     dst_of,
     pack_regs,
     slot_rows,
@@ -46,7 +47,7 @@ from bpfpatch.isa.opcodes import (
 __all__ = [
     "AX_REG", "CALL", "EXIT", "GOTOL", "INVERTED_JMP", "JA", "LD_IMM64", "MAY_GOTO",
     "AluOp", "AtomicOp", "CallSrc", "Insn", "InsnClass", "JmpOp", "KIND", "KIND_OF", "Kind", "Mode",
-    "PseudoSrc", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "Size", "Source", "branch_offsets", "opcodes",
+    "PseudoSrc", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "Size", "Source", "branch_offsets", "distinct_bytes", "opcodes",
     "check_jump_targets", "decode_slots", "dst_of", "pack_regs", "slot_rows", "slots_from_rows", "src_of", "encode_slots", "insn_starts", "insns_to_slots",
     "jump_kind", "slots_to_insns", "validate_slots",
 ]

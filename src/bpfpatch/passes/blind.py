@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, distinct_bytes
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Source
 from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext
@@ -93,11 +93,6 @@ def _draws(rng: random.Random, count: int) -> np.ndarray:
     return np.frombuffer(rng.getrandbits(32 * count).to_bytes(4 * count, "little"), dtype="<u4").view(np.int32)
 
 
-def _present(codes: np.ndarray) -> list[int]:
-    """The distinct opcodes in `codes`, ascending (a histogram: faster than np.unique)."""
-    return np.flatnonzero(np.bincount(codes, minlength=256)).tolist()
-
-
 class Blind:
     """Constant blinding of every immediate the kernel blinds.
 
@@ -142,7 +137,7 @@ class Blind:
         rnd[sites] = rnd_all[first_draw]
         del per_site
         groups: list[tuple[np.ndarray, list]] = []
-        for c in _present(code[alu]):
+        for c in distinct_bytes(code[alu]):
             at = np.flatnonzero(alu & (code == c))
             cls, o = c & CLASS_MASK, c & OP_MASK
             groups.append((at, [Row(cls | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
@@ -150,14 +145,14 @@ class Blind:
                                 Row(cls | o | Source.X, dst=S.dst, src=ax, off=S.off)]))
         if ax == AX_REG and zero_mov.any():  # the kernel's post-verification `dst ^= dst`
             groups.append((np.flatnonzero(zero_mov), [Row(InsnClass.ALU64 | AluOp.XOR | Source.X, dst=S.dst, src=S.dst)]))
-        for c in _present(code[jmp]):
+        for c in distinct_bytes(code[jmp]):
             at = np.flatnonzero(jmp & (code == c))
             cls, o = c & CLASS_MASK, c & OP_MASK
             a = InsnClass.ALU64 if cls == InsnClass.JMP else InsnClass.ALU
             groups.append((at, [Row(a | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
                                 Row(a | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
                                 Row(cls | o | Source.X, dst=S.dst, src=ax, to_site_target=True)]))
-        for c in _present(code[st]):
+        for c in distinct_bytes(code[st]):
             at = np.flatnonzero(st & (code == c))
             groups.append((at, [Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
                                 Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),

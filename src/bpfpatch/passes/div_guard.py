@@ -27,10 +27,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from bpfpatch.isa import Insn, insn_starts
+from bpfpatch.isa import Insn, distinct_bytes, insn_starts
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SOURCE_MASK, AluOp, InsnClass, JmpOp, Source
 from bpfpatch.passes.base import PassContext
-from bpfpatch.passes.regs import resolve_aux_reg
+from bpfpatch.passes.regs import registers_named, resolve_aux_reg
 from bpfpatch.patch import PatchList
 from bpfpatch.patch.bulk import SITE, Row, S, replace_sites
 from bpfpatch.program import Program
@@ -136,7 +136,7 @@ def _division_groups(w0: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     at = np.flatnonzero(site)
     out = []
     site_code = code[at]
-    for c in np.flatnonzero(np.bincount(site_code, minlength=256)).tolist():
+    for c in distinct_bytes(site_code):
         pos = at[site_code == c]
         offs = off[pos]
         if (offs == offs[0]).all():  # the usual case: one off per opcode
@@ -186,9 +186,7 @@ def div_guard_bulk(program: Program, aux_reg: int | str = AX_REG) -> Program:
     found = _division_groups(slots.view(np.uint64)[at])
     ax = AX_REG
     if any(c & SOURCE_MASK == Source.X and o == 1 for c, o, _ in found):
-        regs = np.flatnonzero(np.bincount(slots["regs"][at], minlength=256))
-        used = set((regs & 0x0F).tolist()) | set((regs >> 4).tolist())
-        ax = resolve_aux_reg(None, PassContext(aux_reg=aux_reg), used)
+        ax = resolve_aux_reg(None, PassContext(aux_reg=aux_reg), registers_named(slots["regs"][at]))
     groups = []
     for c, o, pos in found:
         template = _template(_prototype(c, o), ax)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bpfpatch.errors import PatchError
+from bpfpatch.isa import distinct_bytes
 from bpfpatch.isa.opcodes import AX_REG
 from bpfpatch.passes.base import PassContext
 from bpfpatch.patch import PatchList
@@ -16,8 +17,13 @@ AUTO_ORDER = (9, 8, 7, 6, 5, 4, 3, 2, 1)
 def used_registers(pl: PatchList) -> set[int]:
     """Every register a live instruction names as dst or src (pseudo sources included)."""
     w0, _ = pl.words(pl.live_ids())
-    regs = np.flatnonzero(np.bincount(((w0 >> np.uint64(8)) & np.uint64(0xFF)).astype(np.uint8), minlength=256))
-    return set((regs & 0x0F).tolist()) | set((regs >> 4).tolist())
+    return registers_named(((w0 >> np.uint64(8)) & np.uint64(0xFF)).astype(np.uint8))
+
+
+def registers_named(regs: np.ndarray) -> set[int]:
+    """The registers an array of ``regs`` bytes (dst low nibble, src high nibble) names."""
+    pairs = distinct_bytes(regs)
+    return {r & 0x0F for r in pairs} | {r >> 4 for r in pairs}
 
 
 def free_register(pl: PatchList | None, used: set[int] | None = None) -> int:
