@@ -98,7 +98,7 @@ _WORD_FIELDS = (("code", 0, 0xFF), ("dst", 8, 0x0F), ("src", 12, 0x0F), ("off", 
 _U64 = np.uint64
 
 
-def _row_word(row: Row, site_words: np.ndarray, site_rows) -> np.ndarray | np.uint64:
+def _row_word(row: Row, site_words: np.ndarray) -> np.ndarray | np.uint64:
     """A template row as little-endian slot words: one scalar, or one word per site.
 
     Constant fields fold into one scalar; ``S.<field>`` values are moved with
@@ -117,7 +117,7 @@ def _row_word(row: Row, site_words: np.ndarray, site_rows) -> np.ndarray | np.ui
             from_shift, from_mask = _Field.LAYOUT[v.name]
             part = (site_words >> _U64(from_shift)) & _U64(from_mask & mask)
         else:
-            part = np.asarray(v(site_rows()))
+            part = np.asarray(v(np.ascontiguousarray(site_words).view(SLOT_DTYPE)))  # a view, no copy
             if part.dtype.kind == "i":  # two's complement bits of negative offsets/immediates
                 part = part.view(part.dtype.str.replace("i", "u"))
             part = part.astype(_U64) & _U64(mask)
@@ -141,13 +141,6 @@ def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) ->
     one past the last row, (row, "site", 0) for a row that goes where the
     site's own jump went (`to_site_target`, and `SITE` when ``site_refs``).
     """
-    cache: list[np.ndarray] = []
-
-    def site_rows() -> np.ndarray:
-        if not cache:
-            cache.append(np.ascontiguousarray(site_words).view(SLOT_DTYPE))
-        return cache[0]
-
     words: list = []
     plan: list[tuple[int, str, int]] = []
     n_rows = len(template)
@@ -158,7 +151,7 @@ def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) ->
                 plan.append((r, "site", 0))
             continue
         if callable(row.code):
-            w = _row_word(row, site_words, site_rows)
+            w = _row_word(row, site_words)
             if np.take(_REF_CODES, (np.asarray(w) & _U64(0xFF)).astype(np.uint8)).any():
                 raise PatchError(f"template row {r}: a computed opcode cannot be a jump or call")
             words.append(w)
@@ -166,7 +159,7 @@ def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) ->
         kind = KIND[row.code]
         if kind == Kind.LD_IMM64 or kind == Kind.CALL and row.src == 1:
             raise PatchError(f"template row {r}: ld_imm64 and calls cannot be template rows")
-        words.append(_row_word(row, site_words, site_rows))
+        words.append(_row_word(row, site_words))
         if row.to_site_target:
             plan.append((r, "site", 0))
         elif kind in _LOCAL_OFF_KINDS or kind == Kind.GOTOL:
@@ -211,13 +204,6 @@ _CHUNK = 1 << 16
 def _write_rows(out, out64, words, first, target_of, sites, template) -> None:
     """Lay out one chunk of sites of one group: every template row at every site."""
     site_words = words[sites]
-    cache: list[np.ndarray] = []
-
-    def site_rows() -> np.ndarray:  # the structured view, built only for user functions
-        if not cache:
-            cache.append(site_words.view(SLOT_DTYPE))
-        return cache[0]
-
     base = first[sites]
     targets = target_of[sites] if target_of is not None else None
     for r, row in enumerate(template):
@@ -229,7 +215,7 @@ def _write_rows(out, out64, words, first, target_of, sites, template) -> None:
                 if has.any():
                     _set_rel(out, at[has], first[targets[has]] - at[has] - 1)
             continue
-        out64[at] = _row_word(row, site_words, site_rows)
+        out64[at] = _row_word(row, site_words)
         if row.to_site_target:
             if targets is None or (targets < 0).any():
                 raise PatchError("to_site_target row for a site that is not a jump")
