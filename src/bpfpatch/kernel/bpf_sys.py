@@ -129,3 +129,24 @@ def close_fd(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+class FdOwner:
+    """Owns one kernel object's fd and closes it once: `close()`, `with`, or, as a
+    safety net, when garbage collected."""
+
+    fd: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            close_fd(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

@@ -6,18 +6,18 @@ import ctypes
 import errno as E
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from bpfpatch.errors import KernelError, VerifierError
 from bpfpatch.kernel.bpf_sys import (
     Cmd,
+    FdOwner,
     InfoAttr,
     ProgInfo,
     ProgLoadAttr,
     TestRunAttr,
     addr,
     bpf,
-    close_fd,
     raise_kernel_error,
 )
 
@@ -110,27 +110,13 @@ class TestRunResult:
     duration_ns: int
 
 
-class LoadedProgram:
+class LoadedProgram(FdOwner):
     """A program the kernel accepted; closes its fd when done (context manager)."""
 
     def __init__(self, fd: int, prog_type: ProgType, log: str) -> None:
         self.fd = fd
         self.prog_type = prog_type
         self.verifier_log = log
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            close_fd(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "LoadedProgram":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # safety net; use `with` or close()
-        self.close()
 
     def info(self, xlated: int = 0) -> tuple[ProgInfo, ctypes.Array | None]:
         info = ProgInfo()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
-from bpfpatch.kernel.bpf_sys import Cmd, MapCreateAttr, MapElemAttr, addr, bpf, close_fd, raise_kernel_error
+from bpfpatch.kernel.bpf_sys import Cmd, FdOwner, MapCreateAttr, MapElemAttr, addr, bpf, raise_kernel_error
 
 
 class MapType(IntEnum):
@@ -38,7 +38,7 @@ class MapSpec:
     initial: bytes | None = None  # value of key 0 (global data sections)
 
 
-class Map:
+class Map(FdOwner):
     """A created map; closes its fd when done (context manager)."""
 
     def __init__(self, fd: int, spec: MapSpec) -> None:
@@ -64,19 +64,6 @@ class Map:
             raise_kernel_error(exc, f"BPF_MAP_LOOKUP_ELEM ({self.spec.name})")
         return v.raw
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            close_fd(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "Map":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def create_map(spec: MapSpec) -> Map:
