@@ -216,14 +216,7 @@ def test_disasm_source_interleaves_lines(capsys):
 
 def test_dce_keeps_every_function_of_a_section(tmp_path):
     """Global functions are programs of their own; local ones may be called from other sections."""
-    src = tmp_path / "multi.c"
-    src.write_text(
-        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n"
-        "static __attribute__((noinline)) int twice(int x) { return x * 2; }\n"
-        'SEC("tc") int first(struct __sk_buff *skb) { return twice(skb->len) + 1; }\n'
-        'SEC("tc") int second(struct __sk_buff *skb) { return twice(skb->len) + 2; }\n'
-        'char LICENSE[] SEC("license") = "GPL";\n'
-    )
+    src = PROGS / "kernel/multi.c"
     obj = read_object(compile_bpf(src, tmp_path))
     for name, prog in obj.programs.items():
         out = run_passes(prog, ["dce"])

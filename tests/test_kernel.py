@@ -131,14 +131,7 @@ def test_several_programs_in_one_section(tmp_path, capsys):
     """libbpf's rule: every global function of a section is a program of its own."""
     from bpfpatch.cli import main
 
-    src = tmp_path / "multi.c"
-    src.write_text(
-        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n"
-        "static __attribute__((noinline)) int twice(int x) { return x * 2; }\n"
-        'SEC("tc") int first(struct __sk_buff *skb) { return twice(skb->len) + 1; }\n'
-        'SEC("tc") int second(struct __sk_buff *skb) { return twice(skb->len) + 2; }\n'
-        'char LICENSE[] SEC("license") = "GPL";\n'
-    )
+    src = PROGS / "kernel/multi.c"
     obj = compile_bpf(src, tmp_path)
     parsed = read_object(obj)
     for name, want in (("tc", 129), ("tc:second", 130), ("second", 130)):
