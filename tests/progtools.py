@@ -114,7 +114,20 @@ def kernel_retvals(prog: Program, inputs: tuple[int, ...] = (0, 7)) -> list[int]
         return [p.test_run(bytes([i]) * 64).retval for i in inputs]
 
 
-__all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots", "kernel_retvals"]
+def accepted_retvals(prog: Program, inputs: tuple[int, ...] = (0, 7)) -> list[int]:
+    """`kernel_retvals` of a generated program; one the verifier refuses is discarded (hypothesis)."""
+    from hypothesis import assume
+
+    from bpfpatch.errors import VerifierError
+
+    try:
+        return kernel_retvals(prog, inputs)
+    except VerifierError:
+        assume(False)  # the rare generated program the verifier refuses (hypothesis limits how many)
+        raise
+
+
+__all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots", "kernel_retvals", "accepted_retvals"]
 
 
 ALU_OPS = [0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x90, 0xA0, 0xB0]  # add sub mul div or and mod xor mov
