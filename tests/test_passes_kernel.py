@@ -86,6 +86,26 @@ def test_dce_equals_kernel_xlated(name):
     assert slot_rows(run_passes(prog, ["dce"]).slots) == _mask_call_off(_xlated(prog))
 
 
+def test_dce_removes_nops_in_one_forward_pass_like_the_kernel():
+    """Removing `goto +0` at 5 turns the hard-wired jump at 3 into one; the kernel's single
+    forward pass (opt_remove_nops) keeps it, and so does dce: a second run removes it."""
+    prog = Program.from_insns([
+        Insn(0x85, 0, 0, 0, 7),  # r0 = bpf_get_prandom_u32(): unknown
+        Insn(0xB7, 1, 0, 0, 0),
+        Insn(0x15, 0, 0, 2, 3),  # if r0 == 3 goto 5
+        Insn(0x15, 1, 0, 2, 0),  # if r1 == 0 goto 6: always, so 4 is dead
+        Insn(0xB7, 0, 0, 0, 1),
+        Insn(0x05, 0, 0, 0, 0),  # goto +0
+        Insn(0xB7, 0, 0, 0, 0),
+        Insn(0x95),
+    ])
+    once = run_passes(prog, ["dce"])
+    ours, kernel = slot_rows(once.slots), _xlated(prog)
+    assert ours[1:] == kernel[1:] and ours[0][:4] == kernel[0][:4]  # the helper's imm is an address in xlated
+    assert (0x05, 0, 0, 0, 0) in ours
+    assert len(run_passes(once, ["dce"]).slots) == len(once.slots) - 1
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kernel_programs())
 def test_passes_keep_behaviour(prog):
