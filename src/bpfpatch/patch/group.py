@@ -15,6 +15,7 @@ import numpy as np
 
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import LD_IMM64
+from bpfpatch.patch.bulk import _Site, row_words  # the template language of the bulk form
 from bpfpatch.patch.node import DELETED, Node
 from bpfpatch.patch.order import list_order, note_group_insert
 from bpfpatch.patch.prepared import _END, _NO_ANCHOR, _Prepared
@@ -199,8 +200,6 @@ class GroupInserts:
         The same as ``replace(node, patch)`` (``retarget=True``) at every site,
         in list order, without a Python object per instruction.
         """
-        from bpfpatch.patch.bulk import _Site, row_words  # the template language of the bulk form
-
         if self._pending:
             self._flush()
         ids = np.asarray([n._id for n in nodes] if not isinstance(nodes, np.ndarray) else nodes, dtype=np.int64)
