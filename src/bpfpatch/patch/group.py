@@ -40,14 +40,18 @@ class GroupInserts:
         (so it lands on the next site's patch, as a kernel patch would).
         """
         groups = self._pend_groups
-        few = len(self._pending) < self.FLUSH_ONE_BY_ONE
-        self._pending, self._pend_groups, self._last_deferred = set(), {}, (None, None)
+        few = sum(len(xs) for _, xs in groups.values()) < self.FLUSH_ONE_BY_ONE
+        self._pend_groups, self._last_deferred = {}, (None, None, 0)
+        mark = self._pend_mark
         for prep, xs in groups.values():
             if few:
                 for x in xs:
+                    mark[x] = 0
                     self._replace_now(x, prep, True)
             else:
-                self._flush_group(prep, np.array(xs, dtype=np.int64))
+                sites = np.array(xs, dtype=np.int64)
+                np.frombuffer(mark, dtype=np.uint8)[sites] = 0
+                self._flush_group(prep, sites)
 
     def _anchors_on(self, nodes: np.ndarray, node_anchor: np.ndarray) -> np.ndarray:
         """The anchor of every node of `nodes` (distinct), created where it has none.
@@ -170,7 +174,7 @@ class GroupInserts:
         For vectorized passes: select sites with NumPy on `words`, then patch
         them with `replace_rows`.
         """
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         ids = list_order(self)
         orig = np.frombuffer(self._orig, dtype=np.int64)
@@ -180,7 +184,7 @@ class GroupInserts:
 
     def words(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(first slot word, ld_imm64 second slot word) of nodes, little-endian ``struct bpf_insn``."""
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         return (np.frombuffer(self._w0, dtype=np.uint64)[ids].copy(), np.frombuffer(self._w1, dtype=np.uint64)[ids].copy())
 
@@ -200,7 +204,7 @@ class GroupInserts:
         The same as ``replace(node, patch)`` (``retarget=True``) at every site,
         in list order, without a Python object per instruction.
         """
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         ids = np.asarray([n._id for n in nodes] if not isinstance(nodes, np.ndarray) else nodes, dtype=np.int64)
         if not len(template):

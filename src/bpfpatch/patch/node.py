@@ -48,12 +48,10 @@ class Node:
     @property
     def insn(self) -> Insn:
         """The node's instruction (jump offsets are stale until linearize)."""
-        pl = self._pl
-        if not pl._pending:  # the common case inlined: one cache lookup
-            insn = _INSN_CACHE.get(pl._w0[self._id])
-            if insn is not None:
-                return insn
-        return pl._get_insn(self._id)
+        # The common case inlined: one cache lookup (a deferred replace has already
+        # written the node's new words, so pending patches never matter here).
+        insn = _INSN_CACHE.get(self._pl._w0[self._id])
+        return self._pl._get_insn(self._id) if insn is None else insn
 
     @property
     def orig_idx(self) -> int:
@@ -72,7 +70,7 @@ class Node:
     @property
     def target(self) -> "Node | None":
         """The node a jump/call goes to (where it will land), or None."""
-        if self._pl._pending:
+        if self._pl._pend_groups:
             self._pl._flush()
         a = self._pl._target[self._id]
         if a < 0:

@@ -114,8 +114,9 @@ class PatchList(GroupInserts):
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
         # Deferred replaces (see `_flush`): the node ids, and the prepared patch of each.
         self._order_cache: OrderCache | None = None  # see bpfpatch.patch.order
-        self._pending: set[int] = set()
-        self._last_deferred: tuple[Any, Any] = (None, None)  # (patch, its pending sites)
+        # 1 at a node whose replace is deferred (sized to the columns when a replace defers).
+        self._pend_mark = bytearray()
+        self._last_deferred: tuple[Any, Any, Any] = (None, None, 0)  # (patch, its pending sites, last word)
         self._pend_groups: dict[int, tuple[_Prepared, list[int]]] = {}
 
         # Target references of the original jumps/calls (vectorized).
@@ -166,8 +167,6 @@ class PatchList(GroupInserts):
         return out
 
     def _get_insn(self, nid: int) -> Insn:
-        if self._pending and nid in self._pending:
-            self._flush()
         w0 = self._w0[nid]
         insn = _INSN_CACHE.get(w0)  # only single-slot instructions are cached
         if insn is None:
@@ -186,7 +185,7 @@ class PatchList(GroupInserts):
             self._dirty[nid] = 1
 
     def _next_live(self, nid: int) -> int:
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         nxt, orig = self._next, self._orig
         nid = nxt[nid]
@@ -413,7 +412,7 @@ class PatchList(GroupInserts):
 
     def __iter__(self) -> Iterator[Node]:
         """Live nodes in order; nodes inserted during the iteration are not visited."""
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         limit = len(self._orig)
         nxt, orig = self._next, self._orig
@@ -425,7 +424,7 @@ class PatchList(GroupInserts):
 
     def __len__(self) -> int:
         """Number of live instructions."""
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         return self._live
 
@@ -454,11 +453,15 @@ class PatchList(GroupInserts):
         # The hot path of every pass, written out flat.  Fastest: the same patch as the
         # last deferred replace (a pass patching every site alike) -- one list append.
         last = self._last_deferred
-        if patch is last[0] and retarget and type(node) is Node and node._pl is self:
+        if patch is last[0] and type(node) is Node and node._pl is self and retarget:
             x = node._id
-            if x and self._orig[x] != DELETED and self._next[x] != _END and x not in self._pending:
+            mark = self._pend_mark
+            if x and self._orig[x] != DELETED and self._next[x] != _END and not mark[x]:
                 last[1].append(x)
-                self._pending.add(x)
+                mark[x] = 1
+                # The node's new instruction, at once (one slot: its second word and
+                # width only matter to the link, which rewrites them).
+                self._w0[x] = last[2]
                 return node
         # Then: one check, one memo lookup, column extends and four link stores per patch.
         x = node._id if type(node) is Node and node._pl is self else 0
@@ -467,7 +470,10 @@ class PatchList(GroupInserts):
         nxt = self._next
         has_after = nxt[x] != _END
         hit = self._memo.get(id(patch) * 2 + has_after) if type(patch) is tuple else None
-        if hit is not None and hit[0] is patch and retarget and hit[1].deferrable and x not in self._pending:
+        mark = self._pend_mark
+        if len(mark) < len(self._orig):  # no node is created while replaces are deferred
+            mark.extend(bytes(len(self._orig) - len(mark)))
+        if hit is not None and hit[0] is patch and retarget and hit[1].deferrable and not mark[x]:
             # A memoized patch on a node not patched since the last flush: change the
             # node now, link its new predecessors later, all sites of a patch at once.
             prep = hit[1]
@@ -476,11 +482,15 @@ class PatchList(GroupInserts):
                 group = self._pend_groups[id(prep)] = (prep, [x])
             else:
                 group[1].append(x)
-            if has_after:
-                self._last_deferred = (patch, group[1])
-            self._pending.add(x)
+            if has_after and not prep.last_wide:
+                self._last_deferred = (patch, group[1], prep.last_w0)
+            mark[x] = 1
+            # The node's own instruction changes now (`node.insn` never waits for the link).
+            self._w0[x] = prep.last_w0
+            self._w1[x] = prep.last_w1
+            self._wide[x] = prep.last_wide
             return node
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         prep = hit[1] if hit is not None and hit[0] is patch else self._prepared(patch, has_after)
         self._replace_now(x, prep, retarget)
@@ -538,7 +548,7 @@ class PatchList(GroupInserts):
         Returns the last inserted node.
         """
         x = self._check_node(node, "prepend")
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         prep = self._prepared(patch, True)
         ids = self._new_chain(prep, 0, len(prep.insns))
@@ -557,7 +567,7 @@ class PatchList(GroupInserts):
         which is `prepend` to the first instruction (kernel semantics: the
         new code becomes the start of subprogram 0).
         """
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         if isinstance(node, Node) and node._pl is self and node._id == 0:
             first = self._next_live(0)
@@ -565,7 +575,7 @@ class PatchList(GroupInserts):
                 raise PatchError("append: the program is empty")
             return self.prepend(Node(self, first), patch)
         x = self._check_node(node, "append")
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         prep = self._prepared(patch, self._next[x] != _END)
         ids = self._new_chain(prep, 0, len(prep.insns))
@@ -578,7 +588,7 @@ class PatchList(GroupInserts):
     def delete(self, node: Node) -> None:
         """Delete the node; jumps to it land on the next live instruction."""
         x = self._check_node(node, "delete")
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         a = self._subprog_land.get(x)
         if a is not None:
@@ -601,7 +611,7 @@ class PatchList(GroupInserts):
 
     def _landing(self, nid: int) -> int:
         """The first live node at or after `nid` (where references to it land)."""
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         nxt, orig = self._next, self._orig
         while nid != _END and orig[nid] == DELETED:
@@ -635,6 +645,6 @@ class PatchList(GroupInserts):
         """Lay out the final program once; see `bpfpatch.patch.linearize`."""
         from bpfpatch.patch.linearize import linearize
 
-        if self._pending:
+        if self._pend_groups:
             self._flush()
         return linearize(self, relax_long_jumps=relax_long_jumps)

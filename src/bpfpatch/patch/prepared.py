@@ -120,6 +120,9 @@ class _Prepared(NamedTuple):
     head_wide: bytes
     head_aux: list[Any]
     minus: array  # -1 per head item (orig INSERTED, no anchor, no target)
+    last_w0: int  # the words of the last item: what a replaced node becomes
+    last_w1: int
+    last_wide: int
     # Can `replace` defer it to `_flush`: new nodes before the node, references only
     # inside the buffer or to the node after it, no calls (memoized patches only).
     deferrable: bool
@@ -143,6 +146,9 @@ def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepa
         bytes(i[0] == LD_IMM64 for i in insns[:-1]),
         aux[:-1],
         array("q", [-1] * (len(insns) - 1)),
+        w0[-1],
+        w1[-1],
+        int(insns[-1][0] == LD_IMM64),
         len(insns) > 1 and aux[-1] is None and all(how != "node" and not _is_call_ref(items[i][0]) for i, how, _ in plan),
     )
 
