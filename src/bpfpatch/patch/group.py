@@ -73,8 +73,6 @@ class GroupInserts:
             xs, k, prep.head_w0.tobytes() * len(xs), prep.head_w1.tobytes() * len(xs), prep.head_wide, prep.head_aux,
             prep.w0[k], prep.w1[k], prep.wide[k], [(i, how, v) for i, how, v, _ in prep.plan],
         )
-        if prep.any_aux:
-            self._aux_used = True
 
     def _link_group(self, xs: np.ndarray, k: int, head_w0: bytes, head_w1: bytes, head_wide: bytes, head_aux: list,
                     last_w0, last_w1, last_wide: int, plan: list[tuple[int, str, int]],
@@ -89,14 +87,15 @@ class GroupInserts:
         base = len(self._orig)
         ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
         note_group_insert(self, xs, base, k)
-        minus = np.full(m * k, _NO_ANCHOR, dtype=np.int64).tobytes()
+        minus = b"\xff" * (8 * m * k)  # int64 -1 (_NO_ANCHOR, INSERTED) in every new slot
         # Grow every column first: a NumPy view would pin the arrays' size.
         for col in (self._next, self._prev, self._orig, self._node_anchor, self._target):
             col.frombytes(minus)
         self._w0.frombytes(head_w0)
         self._w1.frombytes(head_w1)
         self._wide.extend(head_wide * m)
-        self._aux.extend(head_aux * m)
+        if any(a is not None for a in head_aux):
+            self._extend_aux(base, head_aux * m)
         self._live += m * k
         # Each site becomes the patch's last instruction (no reference yet, aux kept).
         np.frombuffer(self._w0, dtype=np.uint64)[xs] = last_w0

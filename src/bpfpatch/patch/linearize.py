@@ -229,8 +229,8 @@ def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.n
         k = _keep_last(li_pos, total)
         result.line_info = [prog.line_info[i]._replace(insn_off=int(li_pos[i])) for i in k.tolist()]
     if pl._aux_used:
-        aux_nodes = np.empty(len(pl._aux), dtype=object)
-        aux_nodes[:] = pl._aux
+        aux_nodes = np.full(len(pl._orig), None, dtype=object)  # _aux stops at its last value
+        aux_nodes[: len(pl._aux)] = pl._aux
         aux_out = np.full(total, None, dtype=object)
         aux_out[pos[order]] = aux_nodes[order]
         if prog.aux is not None:

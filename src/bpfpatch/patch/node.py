@@ -60,12 +60,12 @@ class Node:
 
     @property
     def aux(self) -> Any:
-        return self._pl._aux[self._id]
+        aux, nid = self._pl._aux, self._id
+        return aux[nid] if nid < len(aux) else None
 
     @aux.setter
     def aux(self, value: Any) -> None:
-        self._pl._aux[self._id] = value
-        self._pl._aux_used = True
+        self._pl._set_aux(self._id, value)
 
     @property
     def target(self) -> "Node | None":

@@ -99,13 +99,15 @@ class PatchList(GroupInserts):
         codes = slots["code"][starts]
         self._wide[1:] = (codes == LD_IMM64).astype(np.uint8).tobytes()
         self._orig = _q(np.concatenate(([INSERTED], starts)))
+        # Aux data by node id, None past the end: only as long as the last node that has
+        # some (nodes inserted without aux cost nothing here).
         if program.aux is not None:
             if n == len(slots):
                 self._aux: list[Any] = [None, *program.aux]
             else:
                 self._aux = [None] + [program.aux[s] for s in starts.tolist()]
         else:
-            self._aux = [None] * total
+            self._aux = []
         # Anchors: originally anchor k is node k.
         self._anchor_node = _q(ramp[1 : total + 1])
         self._node_anchor = _q(ramp[1 : total + 1])
@@ -227,6 +229,23 @@ class PatchList(GroupInserts):
         if src in self._subprog_land:
             self._subprog_land[dst] = self._subprog_land.pop(src)
 
+    def _set_aux(self, nid: int, value: Any) -> None:
+        aux = self._aux
+        if nid >= len(aux):
+            if value is None:
+                return
+            aux.extend([None] * (nid + 1 - len(aux)))
+        aux[nid] = value
+        self._aux_used = True
+
+    def _extend_aux(self, base: int, values: list[Any]) -> None:
+        """Aux data of new nodes `base`, `base` + 1, ... (called only when some is not None)."""
+        aux = self._aux
+        if len(aux) < base:
+            aux.extend([None] * (base - len(aux)))
+        aux.extend(values)
+        self._aux_used = True
+
     def _new_node(self, insn: Insn, aux: Any) -> int:
         nid = len(self._orig)
         self._next.append(_END)
@@ -236,7 +255,7 @@ class PatchList(GroupInserts):
         self._w1.extend(w1)
         self._wide.append(insn[0] == LD_IMM64)
         self._orig.append(INSERTED)
-        self._aux.append(aux)
+        self._set_aux(nid, aux)
         self._node_anchor.append(_NO_ANCHOR)
         self._target.append(_NO_ANCHOR)
         return nid
@@ -263,18 +282,16 @@ class PatchList(GroupInserts):
             self._w0.extend(prep.w0)
             self._w1.extend(prep.w1)
             self._wide.extend(prep.wide)
-            self._aux.extend(prep.aux)
         else:
             self._w0.extend(prep.w0[start:stop])
             self._w1.extend(prep.w1[start:stop])
             self._wide.extend(prep.wide[start:stop])
-            self._aux.extend(prep.aux[start:stop])
+        if prep.any_aux:
+            self._extend_aux(base, prep.aux[start:stop])
         minus = _MINUS_ONES[k] if k < len(_MINUS_ONES) else array("q", [-1] * k)
         self._orig.extend(minus)  # INSERTED
         self._node_anchor.extend(minus)  # no anchor yet
         self._target.extend(minus)  # no target
-        if prep.any_aux:
-            self._aux_used = True
         return list(ids)
 
     def _prepared(self, patch: Patch, has_after: bool) -> _Prepared:
@@ -512,12 +529,11 @@ class PatchList(GroupInserts):
             self._w0.extend(prep.head_w0)
             self._w1.extend(prep.head_w1)
             self._wide.extend(prep.head_wide)
-            self._aux.extend(prep.head_aux)
+            if prep.any_aux:
+                self._extend_aux(base, prep.head_aux)
             self._orig.extend(prep.minus)
             self._node_anchor.extend(prep.minus)
             self._target.extend(prep.minus)
-            if prep.any_aux:
-                self._aux_used = True
             at = x if retarget else self._before_deleted_run(x)
             last = base + k - 1
             p = prev[at]
@@ -535,8 +551,7 @@ class PatchList(GroupInserts):
             self._dirty[x] = 1
         self._target[x] = _NO_ANCHOR
         if prep.aux[k] is not None:
-            self._aux[x] = prep.aux[k]
-            self._aux_used = True
+            self._set_aux(x, prep.aux[k])
         if prep.plan:
             self._insert(prep, [*range(base, base + k), x], nxt[x])
 
