@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpfpatch import Insn, PatchError, PatchList
+from bpfpatch import Insn, PatchError, PatchInsn, PatchList
 from bpfpatch.reference import ReferencePatcher
 
 from progtools import patch_buffers, programs, slots_rows
@@ -87,8 +87,9 @@ def test_batched_replaces_match_reference(data):
     """Replaces with reused tuple patches are deferred and linked in bulk (`_flush`).
 
     Many sites, a few shared patches (local jumps, jumps to the node after,
-    ld_imm64), replaced in any order, then one other operation that forces
-    the flush: the result must equal the kernel's one-at-a-time semantics.
+    ld_imm64, aux data), replaced in any order, then linearized as blocks or
+    after an operation that forces the flush: the result must equal the
+    kernel's one-at-a-time semantics.
     """
     prog = data.draw(programs())
     pl = PatchList(prog)
@@ -97,7 +98,10 @@ def test_batched_replaces_match_reference(data):
     pool = []
     for _ in range(data.draw(st.integers(1, 3))):
         buf = patch_buffers(data.draw, [])
-        buf = [it.insn if hasattr(it, "insn") else it for it in buf]  # plain insns only: memoizable
+        # No target nodes (a patch that names nodes is not memoized); aux data stays, some of
+        # it a sequence (one object per new instruction, never spread over several).
+        buf = [PatchInsn(it.insn, aux=(it.aux, 1) if it.aux and data.draw(st.booleans()) else it.aux)
+               if isinstance(it, PatchInsn) else it for it in buf]
         pool.append(tuple(buf))
     live = list(pl)
     sites = data.draw(st.lists(st.sampled_from(live), unique_by=lambda n: n._id, max_size=len(live)))

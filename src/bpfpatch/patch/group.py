@@ -49,9 +49,34 @@ class GroupInserts:
                     mark[x] = 0
                     self._replace_now(x, prep, True)
             else:
-                sites = np.array(xs, dtype=np.int64)
+                sites = np.frombuffer(xs, dtype=np.int64).copy()
                 np.frombuffer(mark, dtype=np.uint8)[sites] = 0
                 self._flush_group(prep, sites)
+
+    def _settled_groups(self) -> list[tuple[_Prepared, np.ndarray]]:
+        """The deferred replaces as (patch, sites), each site already its patch's last instruction.
+
+        Applies the in-place half of the link (the same writes `_link_group`
+        makes first: the site's words and width, no reference, replaced); the
+        new nodes before each site are not created.  `linearize` lays these out
+        directly, without linking them.
+        """
+        out = []
+        w0, w1 = np.frombuffer(self._w0, dtype=np.uint64), np.frombuffer(self._w1, dtype=np.uint64)
+        wide, dirty = np.frombuffer(self._wide, dtype=np.uint8), np.frombuffer(self._dirty, dtype=np.uint8)
+        target = np.frombuffer(self._target, dtype=np.int64)
+        try:
+            for prep, xs in self._pend_groups.values():
+                sites = np.frombuffer(xs, dtype=np.int64).copy()  # the list may go on growing
+                w0[sites], w1[sites], wide[sites] = prep.last_w0, prep.last_w1, prep.last_wide
+                target[sites] = _NO_ANCHOR
+                dirty[sites[sites < len(dirty)]] = 1
+                if prep.any_aux:
+                    self._aux_used = True
+                out.append((prep, sites))
+        finally:
+            del w0, w1, wide, dirty, target
+        return out
 
     def _anchors_on(self, nodes: np.ndarray, node_anchor: np.ndarray) -> np.ndarray:
         """The anchor of every node of `nodes` (distinct), created where it has none.

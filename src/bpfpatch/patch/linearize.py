@@ -11,7 +11,9 @@ Steps:
 1. Walk the list once: give every node its new slot position (a deleted node
    gets the position of the next live node, which is where jumps, line info
    and subprogram starts that pointed at it land -- the kernel's removal
-   semantics).
+   semantics).  Deferred replaces (`PatchList.replace` with a reused patch)
+   are laid out as blocks in front of their sites without being linked:
+   what lands on a site lands on its block, as after a kernel patch.
 2. Probe: compute every relocated offset and check it fits its field; with
    ``relax_long_jumps`` rewrite the ones that do not (``ja`` -> ``gotol``,
    conditional -> inverted condition over a ``gotol``) and lay out again.
@@ -26,7 +28,7 @@ Steps:
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from bpfpatch.isa import GOTOL, INVERTED_JMP, KIND, LD_IMM64, SLOT_DTYPE, Insn, 
 from bpfpatch.isa.opcodes import OP_MASK, InsnClass
 from bpfpatch.patch.node import DELETED
 from bpfpatch.patch.order import list_order
+from bpfpatch.patch.prepared import _Prepared
 from bpfpatch.program import FuncInfo, Program, compose_maps, remap_meta
 
 if TYPE_CHECKING:
@@ -50,8 +53,54 @@ for _k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
     _OFF_KINDS[_k] = True
 
 
-def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
-    """(live node ids in order, position of every node id, total slots)."""
+class _Block(NamedTuple):
+    """The new instructions of a deferred replace, laid out at every one of its sites."""
+
+    sites: np.ndarray
+    head: int  # slots of new instructions before the site's own
+    words: np.ndarray  # every slot of the block (the site's own last), references resolved
+    aux: list[tuple[int, Any]]  # (slot in the block, aux) of new instructions that carry some
+
+
+def _block(prep: _Prepared, sites: np.ndarray) -> _Block | None:
+    """A deferred patch as one block of slot words, or None when an offset does not fit.
+
+    A deferred patch references only its own items and "the node after it",
+    which is always the slot right after its block: every offset is a
+    constant of the patch, so the words are relocated once, for all sites.
+    """
+    slot_of, width = [], 0
+    for wide in prep.wide:
+        slot_of.append(width)
+        width += 1 + wide
+    words = np.zeros(width, dtype=np.uint64)
+    for i, s in enumerate(slot_of):
+        words[s] = prep.w0[i]
+        if prep.wide[i]:
+            words[s + 1] = prep.w1[i]
+    for i, how, v, _ in prep.plan:
+        rel = (width if how == "after" else slot_of[v]) - slot_of[i] - 1
+        w = int(words[slot_of[i]])
+        if _OFF_KINDS[KIND[w & 0xFF]]:
+            if not _S16[0] <= rel <= _S16[1]:
+                return None
+            w = (w & ~(0xFFFF << 16)) | (rel & 0xFFFF) << 16
+        else:
+            if not _S32[0] <= rel <= _S32[1]:
+                return None
+            w = (w & 0xFFFFFFFF) | (rel & 0xFFFFFFFF) << 32
+        words[slot_of[i]] = w
+    aux = [(slot_of[i], a) for i, a in enumerate(prep.aux) if a is not None]
+    return _Block(sites, slot_of[-1], words, aux)
+
+
+def _layout(pl: "PatchList", blocks: list[_Block]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(live node ids in order, landing slot and own slot of every node id, total slots).
+
+    A node's landing slot is where references to it land: its own slot, the
+    first slot of its deferred patch's block, or (deleted) the next live
+    node's landing slot.
+    """
     seq = list_order(pl)
     n = len(pl._next)
     # Views, not copies (the columns are the bulk of the memory); all released on return,
@@ -60,12 +109,19 @@ def _layout(pl: "PatchList") -> tuple[np.ndarray, np.ndarray, int]:
     wide = np.frombuffer(pl._wide, dtype=np.uint8)
     live = orig[seq] != DELETED
     width = (wide[seq] + np.uint8(1)) * live  # slots per node: 0 deleted, 2 ld_imm64, else 1
+    head = None
+    if blocks:
+        head = np.zeros(n, dtype=np.int64)  # new slots before a deferred replace's site
+        for b in blocks:
+            head[b.sites] = b.head
+        width = width + head[seq]
     start = np.cumsum(width, dtype=np.int64)
     total = int(start[-1]) if len(start) else 0
-    start -= width  # deleted nodes get the next live node's position
-    pos = np.zeros(n, dtype=np.int64)
-    pos[seq] = start
-    return seq[live], pos, total
+    start -= width
+    land = np.zeros(n, dtype=np.int64)
+    land[seq] = start
+    own = land if head is None else land + head
+    return seq[live], land, own, total
 
 
 def _ints(values) -> np.ndarray:
@@ -75,31 +131,39 @@ def _ints(values) -> np.ndarray:
     return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
-def _emit(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int) -> np.ndarray:
-    """The slot array with every instruction in place (jump offsets still stale)."""
+def _emit(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray, total: int,
+          blocks: list[_Block]) -> np.ndarray:
+    """The slot array with every instruction in place (list nodes' jump offsets still stale)."""
     out = np.zeros(total, dtype=SLOT_DTYPE)
     if not len(order):
         return out
     out64 = out.view(np.uint64)
     w0 = np.frombuffer(pl._w0, dtype=np.uint64)
     w1 = np.frombuffer(pl._w1, dtype=np.uint64)
-    at = pos[order]
-    out64[at] = w0[order]
-    wide = (w0[order] & np.uint64(0xFF)) == LD_IMM64
-    out64[at[wide] + 1] = w1[order[wide]]
+    if total == len(order):  # one slot each, in order: a gather, no scatter
+        np.take(w0, order, out=out64)
+    else:
+        at = own[order]
+        out64[at] = w0[order]
+        wide = (w0[order] & np.uint64(0xFF)) == LD_IMM64
+        out64[at[wide] + 1] = w1[order[wide]]
+    for b in blocks:  # whole blocks, the site's own instruction included (already relocated)
+        first = land[b.sites]
+        for i, word in enumerate(b.words.tolist()):
+            out64[first + i] = word
     return out
 
 
-def _relocations(pl: "PatchList", order: np.ndarray, pos: np.ndarray, total: int, codes: np.ndarray):
-    """(positions, new offsets, uses-off-field mask, node ids) of every live reference."""
+def _relocations(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray, total: int, codes: np.ndarray):
+    """(positions, new offsets, uses-off-field mask, node ids) of every live reference of a node."""
     target = np.frombuffer(pl._target, dtype=np.int64)  # a view, released on return
     ids = order[target[order] >= 0]
     if not len(ids):
         e = np.empty(0, dtype=np.int64)
         return e, e, np.empty(0, dtype=bool), e
     anchor_node = np.frombuffer(pl._anchor_node, dtype=np.int64)
-    at = pos[ids]
-    dest = pos[anchor_node[target[ids]]]
+    at = own[ids]
+    dest = land[anchor_node[target[ids]]]
     past = dest >= total
     if past.any():
         raise PatchError(f"instruction {int(at[np.argmax(past)])}: its jump target was deleted and nothing follows it")
@@ -147,10 +211,19 @@ def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
     subprogram starts that pointed at it land) and ``insn_map`` (old slot ->
     slot of the instruction itself, -1 when deleted).
     """
+    blocks: list[_Block] = []
+    if pl._pend_groups:
+        # Deferred replaces are laid out as blocks, not linked (linking costs more than
+        # the layout); the list keeps them pending.  A block whose own offsets do not
+        # fit (a patch over 32K instructions) is linked first, like any other patch.
+        blocks = [_block(prep, sites) for prep, sites in pl._settled_groups()]
+        if any(b is None for b in blocks):
+            pl._flush()
+            blocks = []
     while True:
-        order, pos, total = _layout(pl)
-        out = _emit(pl, order, pos, total)
-        at, rel, use_off, ids = _relocations(pl, order, pos, total, out["code"])
+        order, land, own, total = _layout(pl, blocks)
+        out = _emit(pl, order, land, own, total, blocks)
+        at, rel, use_off, ids = _relocations(pl, order, land, own, total, out["code"])
         lo, hi = np.where(use_off, _S16[0], _S32[0]), np.where(use_off, _S16[1], _S32[1])
         over = (rel < lo) | (rel > hi)
         if not over.any():
@@ -167,6 +240,10 @@ def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
         if (over & ~use_off).any():
             i = int(np.argmax(over & ~use_off))
             raise RelocationError("offset does not fit in 32 bits", index=int(at[i]), needed=int(rel[i]))
+        if blocks:  # relaxing inserts nodes: link the deferred replaces first
+            pl._flush()
+            blocks = []
+            continue
         _relax(pl, ids[over].tolist())
 
     # Write offsets: 16-bit field for jumps, imm for gotol / pseudo call / pseudo func.
@@ -175,7 +252,7 @@ def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
 
     prog = pl.program
     result = Program(out, name=prog.name, meta=prog.meta)
-    _carry_metadata(pl, prog, result, order, pos, total)
+    _carry_metadata(pl, prog, result, order, land, own, total, blocks)
     result.external = frozenset(
         int(result.insn_map[s]) for s in prog.external if result.insn_map is not None and result.insn_map[s] >= 0
     )
@@ -194,19 +271,20 @@ def _keep_last(positions: np.ndarray, total: int) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.ndarray, pos: np.ndarray, total: int) -> None:
+def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.ndarray, land: np.ndarray,
+                    own_slot: np.ndarray, total: int, blocks: list[_Block]) -> None:
     n = pl._n
     anchor_node = _ints(pl._anchor_node)
     nslots = len(prog.slots)
     orig_ids = np.arange(1, n + 1)
     base_slot = pl._base_slot
     # Where references to each original land (anchor k is the original anchor of node k).
-    landing = pos[anchor_node[orig_ids]] if n else np.empty(0, dtype=np.int64)
+    landing = land[anchor_node[orig_ids]] if n else np.empty(0, dtype=np.int64)
     alive = _ints(pl._orig[1 : n + 1]) != DELETED
     idx_map = np.full(nslots, -1, dtype=np.int64)
     insn_map = np.full(nslots, -1, dtype=np.int64)
     idx_map[base_slot] = landing
-    own = np.where(alive, pos[orig_ids], -1)
+    own = np.where(alive, own_slot[orig_ids], -1)
     insn_map[base_slot] = own
     wide = prog.slots["code"][base_slot] == LD_IMM64
     second = base_slot[wide] + 1
@@ -217,7 +295,7 @@ def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.n
     result.insn_map = insn_map
 
     # Subprogram starts and func_info ride on the anchors taken at list creation.
-    sub_pos = pos[anchor_node[np.array(pl._subprog_anchors, dtype=np.int64)]] if pl._subprog_anchors else np.empty(0, np.int64)
+    sub_pos = land[anchor_node[np.array(pl._subprog_anchors, dtype=np.int64)]] if pl._subprog_anchors else np.empty(0, np.int64)
     keep = _keep_last(sub_pos, total)
     result.subprogs = sub_pos[keep].tolist() if len(keep) else [0]
     if prog.func_info is not None:
@@ -232,7 +310,12 @@ def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.n
         aux_nodes = np.full(len(pl._orig), None, dtype=object)  # _aux stops at its last value
         aux_nodes[: len(pl._aux)] = pl._aux
         aux_out = np.full(total, None, dtype=object)
-        aux_out[pos[order]] = aux_nodes[order]
+        aux_out[own_slot[order]] = aux_nodes[order]
+        for b in blocks:
+            for slot, value in b.aux:
+                same = np.empty(len(b.sites), dtype=object)
+                same.fill(value)  # one object at every site (a sequence must not be spread)
+                aux_out[land[b.sites] + slot] = same
         if prog.aux is not None:
             # The high half of an untouched original ld_imm64 keeps its own aux.
             dirty = np.frombuffer(bytes(pl._dirty), dtype=np.uint8)  # originals only
@@ -241,5 +324,5 @@ def _carry_metadata(pl: "PatchList", prog: Program, result: Program, order: np.n
             if len(w_ids):
                 base_aux = np.empty(nslots, dtype=object)
                 base_aux[:] = prog.aux
-                aux_out[pos[w_ids] + 1] = base_aux[base_slot[w_ids - 1] + 1]
+                aux_out[own_slot[w_ids] + 1] = base_aux[base_slot[w_ids - 1] + 1]
         result.aux = aux_out.tolist()

@@ -496,7 +496,7 @@ class PatchList(GroupInserts):
             prep = hit[1]
             group = self._pend_groups.get(id(prep))
             if group is None:
-                group = self._pend_groups[id(prep)] = (prep, [x])
+                group = self._pend_groups[id(prep)] = (prep, array("q", [x]))  # NumPy reads it in place
             else:
                 group[1].append(x)
             if has_after and not prep.last_wide:
@@ -660,6 +660,4 @@ class PatchList(GroupInserts):
         """Lay out the final program once; see `bpfpatch.patch.linearize`."""
         from bpfpatch.patch.linearize import linearize
 
-        if self._pend_groups:
-            self._flush()
         return linearize(self, relax_long_jumps=relax_long_jumps)
