@@ -18,6 +18,7 @@ import ctypes.util
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 
 _done = False
 
@@ -25,9 +26,11 @@ _done = False
 def keep_freed_memory() -> bool:
     """Keep freed heap memory in the process (glibc only); True if applied.
 
-    Blocks up to 32 MiB come from the heap instead of fresh mappings, and the
-    heap is not trimmed back to the kernel.  Peak RSS is unchanged; RSS just
-    does not shrink after a peak.
+    Every block comes from the heap instead of a fresh mapping (glibc cannot
+    keep mappings above 32 MiB, and a million-instruction patch list has
+    columns that size), and the heap is not trimmed back to the kernel.  Peak
+    RSS is not higher (measured: lower, no mapping is copied to grow); RSS
+    just does not shrink after a peak.
     """
     global _done
     if _done:
@@ -41,6 +44,7 @@ def keep_freed_memory() -> bool:
     if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 0x7FFFFFFF))
+    ok = all(mallopt(param, value) for param, value in
+             ((_M_MMAP_THRESHOLD, 32 << 20), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 0x7FFFFFFF)))
     _done = ok
     return ok
