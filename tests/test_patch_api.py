@@ -153,3 +153,62 @@ def test_offset_overflow_is_an_error_by_default_and_relaxed_on_request(cond):
 def test_edge_offset_fits_without_relaxation():
     prog = _staggered(32767, True)
     assert PatchList(prog).linearize().to_bytes() == prog.to_bytes()
+
+
+# r0 = 7; r1 = 2; r0 /= r1 (x4); exit -- four sites for one memoized guard.
+DIVS = [Insn(0xB7, 0, 0, 0, 7), Insn(0xB7, 1, 0, 0, 2), *[Insn(0x3F, 0, 1)] * 4, Insn(0x95)]
+GUARD = (Insn(0x55, 1, 0, 2), Insn(0xAC), Insn(0x05, 0, 0, 1), Insn(0x3F, 0, 1))  # ja +1 leaves the patch
+
+
+def _deferring(pl):
+    """Put the list in the fast path's state: a memoized guard deferred at a site
+    (the first replace with a patch prepares it, the second defers)."""
+    pl.replace(pl.node_at(2), GUARD)
+    pl.replace(pl.node_at(3), GUARD)
+    assert pl._last_deferred[0] is GUARD, "the fast path is not armed: this test checks nothing"
+
+
+@pytest.mark.parametrize(
+    "misuse, message",
+    [
+        (lambda pl: pl.replace(pl.head, GUARD), "head"),
+        (lambda pl: (pl.delete(pl.node_at(5)), _deferring(pl), pl.replace(pl.node_at(5), GUARD)), "deleted"),
+        # The last instruction has no "after" for the guard's `ja +1`.
+        (lambda pl: pl.replace(pl.node_at(6), GUARD), "past the end"),
+    ],
+)
+def test_deferred_replaces_refuse_what_a_replace_refuses(misuse, message):
+    pl = PatchList(Program.from_insns(DIVS))
+    _deferring(pl)
+    with pytest.raises(PatchError, match=message):
+        misuse(pl)
+
+
+def test_replacing_a_deferred_site_again_patches_the_patch_result():
+    pl = PatchList(Program.from_insns(DIVS))
+    for idx in (2, 3, 4, 5):
+        pl.replace(pl.node_at(idx), GUARD)
+    pl.replace(pl.node_at(3), GUARD)  # the site's instruction is the division again: guard it twice
+    out = [r[:5] for r in slots_rows(pl.linearize())]
+    guard = [(0x55, 1, 0, 2, 0), (0xAC, 0, 0, 0, 0), (0x05, 0, 0, 1, 0), (0x3F, 0, 1, 0, 0)]
+    # Site 3: the first guard's `ja +1` (over the division) now jumps over the second
+    # guard too, and its `if r1 != 0 goto +2` lands on the second guard (kernel semantics).
+    assert out[2:6] == guard and out[13:17] == guard
+    assert out[6:9] == [guard[0], guard[1], (0x05, 0, 0, 4, 0)] and out[9:13] == guard
+    assert len(out) == 2 + 4 * 4 + 3 + 1
+
+
+@pytest.mark.parametrize("patched_before", [False, True], ids=["fresh list", "list with inserted nodes"])
+def test_iteration_sees_deletes_ahead_and_skips_nodes_inserted_during_it(patched_before):
+    pl = PatchList(Program.from_insns(DIVS))
+    if patched_before:
+        pl.prepend(pl.node_at(2), [Insn(0xB7, 3)])
+    seen = []
+    for node in pl:
+        seen.append(node.orig_idx)
+        if node.orig_idx == 2:
+            pl.delete(pl.node_at(4))  # ahead of the loop: never visited
+            pl.append(node, [Insn(0xB7, 4)])  # inserted during the loop: not visited
+            pl.prepend(pl.node_at(5), [Insn(0xB7, 5)])
+    assert seen == [0, 1, *([INSERTED] if patched_before else []), 2, 3, 5, 6]
+    assert [n.orig_idx for n in pl].count(INSERTED) == 2 + patched_before

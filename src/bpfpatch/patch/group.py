@@ -18,7 +18,7 @@ from bpfpatch.isa import LD_IMM64
 from bpfpatch.patch.bulk import _Site, row_words  # the template language of the bulk form
 from bpfpatch.patch.node import DELETED, Node
 from bpfpatch.patch.order import list_order, note_group_insert
-from bpfpatch.patch.prepared import _END, _NO_ANCHOR, _Prepared
+from bpfpatch.patch.prepared import _BLOCKED, _END, _FREE, _NO_ANCHOR, _Prepared
 
 if TYPE_CHECKING:
     from array import array
@@ -43,14 +43,16 @@ class GroupInserts:
         few = sum(len(xs) for _, xs in groups.values()) < self.FLUSH_ONE_BY_ONE
         self._pend_groups, self._last_deferred = {}, (None, None, 0)
         mark = self._pend_mark
+        nxt = self._next
         for prep, xs in groups.values():
             if few:
                 for x in xs:
-                    mark[x] = 0
+                    mark[x] = _FREE if nxt[x] != _END else _BLOCKED  # pending sites are live
                     self._replace_now(x, prep, True)
             else:
                 sites = np.frombuffer(xs, dtype=np.int64).copy()
-                np.frombuffer(mark, dtype=np.uint8)[sites] = 0
+                tail = np.frombuffer(nxt, dtype=np.int64)[sites] == _END
+                np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, _BLOCKED, _FREE)
                 self._flush_group(prep, sites)
 
     def _settled_groups(self) -> list[tuple[_Prepared, np.ndarray]]:

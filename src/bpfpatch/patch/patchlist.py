@@ -30,6 +30,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Sequence, Union
 
 from array import array
+from itertools import compress, islice, repeat
+from operator import ne
 
 import numpy as np
 
@@ -40,7 +42,10 @@ from bpfpatch.patch.group import GroupInserts
 from bpfpatch.patch.node import DELETED, INSERTED, Node, PatchInsn
 from bpfpatch.patch.order import OrderCache
 from bpfpatch.patch.prepared import (
+    _BLOCKED,
     _END,
+    _FREE,
+    _PENDING,
     _INSN_CACHE,
     _INSN_CACHE_MAX,
     _MINUS_ONES,
@@ -116,7 +121,9 @@ class PatchList(GroupInserts):
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
         # Deferred replaces (see `_flush`): the node ids, and the prepared patch of each.
         self._order_cache: OrderCache | None = None  # see bpfpatch.patch.order
-        # 1 at a node whose replace is deferred (sized to the columns when a replace defers).
+        # Per node: _FREE where the replace fast path may defer (a live node with a next
+        # node, not pending), _PENDING where a replace is deferred, _BLOCKED otherwise.
+        # Sized to the columns when a replace defers; every node creation flushes first.
         self._pend_mark = bytearray()
         self._last_deferred: tuple[Any, Any, Any] = (None, None, 0)  # (patch, its pending sites, last word)
         self._pend_groups: dict[int, tuple[_Prepared, list[int]]] = {}
@@ -237,6 +244,16 @@ class PatchList(GroupInserts):
             aux.extend([None] * (nid + 1 - len(aux)))
         aux[nid] = value
         self._aux_used = True
+
+    def _extend_mark(self) -> None:
+        """Cover the nodes created since the mark last grew (see `_pend_mark`)."""
+        start = len(self._pend_mark)
+        ids = np.arange(start, len(self._orig))
+        blocked = (np.frombuffer(self._orig, dtype=np.int64)[start:] == DELETED) | (
+            np.frombuffer(self._next, dtype=np.int64)[start:] == _END
+        )
+        blocked[ids == 0] = True  # the dummy head
+        self._pend_mark.extend(np.where(blocked, _BLOCKED, _FREE).astype(np.uint8).tobytes())
 
     def _extend_aux(self, base: int, values: list[Any]) -> None:
         """Aux data of new nodes `base`, `base` + 1, ... (called only when some is not None)."""
@@ -434,6 +451,16 @@ class PatchList(GroupInserts):
         limit = len(self._orig)
         nxt, orig = self._next, self._orig
         new = object.__new__  # a handle without an __init__ frame: a fifth of the loop
+        if limit == self._n + 1:
+            # No node was ever created, and nodes never move: list order is id order.
+            # The walk and the deleted test then run in C (read lazily, so a node the
+            # caller deletes before the loop reaches it is skipped).
+            for nid in compress(range(1, limit), map(ne, repeat(DELETED), islice(orig, 1, None))):
+                node = new(Node)
+                node._pl = self
+                node._id = nid
+                yield node
+            return
         nid = nxt[0]
         while nid != _END:
             if nid < limit and orig[nid] != DELETED:
@@ -477,9 +504,9 @@ class PatchList(GroupInserts):
         if patch is last[0] and type(node) is Node and node._pl is self and retarget:
             x = node._id
             mark = self._pend_mark
-            if x and self._orig[x] != DELETED and self._next[x] != _END and not mark[x]:
+            if not mark[x]:  # _FREE: one byte stands for four checks
                 last[1].append(x)
-                mark[x] = 1
+                mark[x] = _PENDING
                 # The node's new instruction, at once (one slot: its second word and
                 # width only matter to the link, which rewrites them).
                 self._w0[x] = last[2]
@@ -493,8 +520,8 @@ class PatchList(GroupInserts):
         hit = self._memo.get(id(patch) * 2 + has_after) if type(patch) is tuple else None
         mark = self._pend_mark
         if len(mark) < len(self._orig):  # no node is created while replaces are deferred
-            mark.extend(bytes(len(self._orig) - len(mark)))
-        if hit is not None and hit[0] is patch and retarget and hit[1].deferrable and not mark[x]:
+            self._extend_mark()
+        if hit is not None and hit[0] is patch and retarget and hit[1].deferrable and mark[x] != _PENDING:
             # A memoized patch on a node not patched since the last flush: change the
             # node now, link its new predecessors later, all sites of a patch at once.
             prep = hit[1]
@@ -505,7 +532,7 @@ class PatchList(GroupInserts):
                 group[1].append(x)
             if has_after and not prep.last_wide:
                 self._last_deferred = (patch, group[1], prep.last_w0)
-            mark[x] = 1
+            mark[x] = _PENDING
             # The node's own instruction changes now (`node.insn` never waits for the link).
             self._w0[x] = prep.last_w0
             self._w1[x] = prep.last_w1
@@ -626,6 +653,8 @@ class PatchList(GroupInserts):
         elif self._live == 1:
             raise PatchError("delete: cannot delete the last instruction of the program")
         self._orig[x] = DELETED
+        if x < len(self._pend_mark):
+            self._pend_mark[x] = _BLOCKED
         self._live -= 1
 
     def _landing(self, nid: int) -> int:

@@ -19,6 +19,8 @@ from bpfpatch.patch.node import PatchInsn
 
 _END = -1  # "no next node"
 _NO_ANCHOR = -1
+# Values of `PatchList._pend_mark`: where the `replace` fast path may defer.
+_FREE, _PENDING, _BLOCKED = 0, 1, 2
 
 # Opcode kinds whose target is an instruction, and where the offset lives.
 _OFF_TARGET = frozenset({Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO})
