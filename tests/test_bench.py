@@ -18,7 +18,13 @@ def test_every_series_writes_the_same_program():
 
 
 def test_run_benchmarks_table_and_case_peaks():
-    result = B.run_benchmarks([800, 1600], series=("floor", "bulk", "py-floor", "node", "pipeline"))
+    seen: list[str] = []
+    result = B.run_benchmarks([800, 1600], series=("floor", "bulk", "py-floor", "node", "pipeline"), rounds=2,
+                              progress=seen.append)
+    # Interleaved rounds: every size once before any size again.
+    node_runs = [m for m in seen if m.startswith("node n=") and "round" in m]
+    assert node_runs == ["node n=800 (round 1/2)", "node n=1600 (round 1/2)", "node n=800 (round 2/2)",
+                         "node n=1600 (round 2/2)"]
     assert {m.series for m in result.measurements} == {"floor", "bulk", "py-floor", "node", "pipeline"}
     assert all(m.seconds and m.seconds > 0 for m in result.measurements)
     assert not [m.note for m in result.measurements if m.note]  # div-guard matched bulk

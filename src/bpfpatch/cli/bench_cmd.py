@@ -43,6 +43,7 @@ def bench(
     sizes: Optional[str] = typer.Option(None, "--sizes", help="comma-separated N values"),
     series: str = typer.Option("floor,bulk,py-floor,node,pipeline,reference,kernel", "--series"),
     budget: float = typer.Option(30.0, "--budget", help="seconds a quadratic run may take"),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="interleaved rounds of the linear series (best kept)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="draw a log-log chart (PNG)"),
     markdown: bool = typer.Option(False, "--markdown", help="also print the table as Markdown"),
@@ -56,6 +57,7 @@ def bench(
             ns,
             budget=budget if not quick else min(budget, 10.0),
             series=series.split(","),
+            rounds=rounds,
             progress=lambda msg: progress.update(task, description=msg),
         )
     render(result, console)
