@@ -40,3 +40,14 @@ def test_bench_command_writes_json(tmp_path):
     assert main(["bench", "--sizes", "500", "--series", "floor,bulk", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert {m["series"] for m in data["measurements"]} == {"floor", "bulk"}
+
+
+def test_headline_growth_prefers_the_targets_pair():
+    m = B.Measurement
+    result = B.BenchResult("m", [m("node", 1_000_000, 1.2), m("node", 100_000, 0.1), m("node", 95_000, 0.09),
+                                 m("bulk", 1_000_000, 0.9), m("bulk", 95_000, 0.1),
+                                 m("pipeline", 100_000, 0.5), m("pipeline", 15_000, 0.1)])
+    assert B.headline_growth(result, "node") == ("1M/100k", 1.2 / 0.1)
+    assert B.headline_growth(result, "bulk") == ("1M/95k", 0.9 / 0.1)
+    assert B.headline_growth(result, "pipeline") == ("100k/15k", 0.5 / 0.1)
+    assert B.headline_growth(result, "floor") is None

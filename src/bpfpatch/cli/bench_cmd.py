@@ -25,10 +25,10 @@ def render(result: B.BenchResult, console: Console) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    for s in ("bulk", "node", "pipeline"):
-        g = B.growth(result, s, 1_000_000, 95_000) or B.growth(result, s, 100_000, 15_000)
+    for s in ("floor", "bulk", "py-floor", "node", "pipeline"):
+        g = B.headline_growth(result, s)
         if g:
-            console.print(f"growth {s}: {g:.1f}x for {'1M/95k' if B.growth(result, s, 1_000_000, 95_000) else '100k/15k'}")
+            console.print(f"growth {s}: {g[1]:.1f}x for {g[0]}")
     if result.case_peak_mib:
         n = max(m.n for m in result.measurements)
         cases = ", ".join(f"{k} {v:.0f} MiB" for k, v in result.case_peak_mib.items())
@@ -49,7 +49,7 @@ def bench(
     markdown: bool = typer.Option(False, "--markdown", help="also print the table as Markdown"),
 ) -> None:
     """Time every series on the seed's workload and print the table."""
-    ns = [int(x) for x in sizes.split(",")] if sizes else list(B.QUICK_SIZES if quick else B.SEED_SIZES)
+    ns = [int(x) for x in sizes.split(",")] if sizes else list(B.QUICK_SIZES if quick else B.FULL_SIZES)
     console = Console()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("benchmarking", total=None)
