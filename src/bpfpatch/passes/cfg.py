@@ -16,6 +16,7 @@ import numpy as np
 from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
+from bpfpatch.patch.prepared import ID_DTYPE
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
@@ -248,10 +249,10 @@ def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | Non
     index_of = np.full(len(pl._orig), -1, dtype=np.int64)
     index_of[ids] = np.arange(count)
     target = np.full(count, -1, dtype=np.int64)
-    anchors = np.frombuffer(pl._target, dtype=np.int64)[ids]
+    anchors = np.frombuffer(pl._target, dtype=ID_DTYPE)[ids]
     has = np.flatnonzero(anchors >= 0)
     if len(has):
-        dest = np.frombuffer(pl._anchor_node, dtype=np.int64)[anchors[has]]
+        dest = np.frombuffer(pl._anchor_node, dtype=ID_DTYPE)[anchors[has]]
         target[has] = index_of[dest]
         for j in np.flatnonzero(target[has] < 0).tolist():  # a deleted target: its landing
             land = pl._landing(int(dest[j]))

@@ -18,7 +18,7 @@ from bpfpatch.isa import LD_IMM64
 from bpfpatch.patch.bulk import _Site, row_words  # the template language of the bulk form
 from bpfpatch.patch.node import DELETED, Node
 from bpfpatch.patch.order import list_order, note_group_insert
-from bpfpatch.patch.prepared import _BLOCKED, _END, _FREE, _NO_ANCHOR, _Prepared
+from bpfpatch.patch.prepared import _BLOCKED, _END, _FREE, _NO_ANCHOR, ID_DTYPE, _Prepared
 
 if TYPE_CHECKING:
     from array import array
@@ -50,8 +50,8 @@ class GroupInserts:
                     mark[x] = _FREE if nxt[x] != _END else _BLOCKED  # pending sites are live
                     self._replace_now(x, prep, True)
             else:
-                sites = np.frombuffer(xs, dtype=np.int64).copy()
-                tail = np.frombuffer(nxt, dtype=np.int64)[sites] == _END
+                sites = np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)  # widened once for the gathers below
+                tail = np.frombuffer(nxt, dtype=ID_DTYPE)[sites] == _END
                 np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, _BLOCKED, _FREE)
                 self._flush_group(prep, sites)
 
@@ -66,10 +66,10 @@ class GroupInserts:
         out = []
         w0, w1 = np.frombuffer(self._w0, dtype=np.uint64), np.frombuffer(self._w1, dtype=np.uint64)
         wide, dirty = np.frombuffer(self._wide, dtype=np.uint8), np.frombuffer(self._dirty, dtype=np.uint8)
-        target = np.frombuffer(self._target, dtype=np.int64)
+        target = np.frombuffer(self._target, dtype=ID_DTYPE)
         try:
             for prep, xs in self._pend_groups.values():
-                sites = np.frombuffer(xs, dtype=np.int64).copy()  # the list may go on growing
+                sites = np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)  # a copy: the list may go on growing
                 w0[sites], w1[sites], wide[sites] = prep.last_w0, prep.last_w1, prep.last_wide
                 target[sites] = _NO_ANCHOR
                 dirty[sites[sites < len(dirty)]] = 1
@@ -89,7 +89,7 @@ class GroupInserts:
         missing = np.flatnonzero(node_anchor[nodes] == _NO_ANCHOR)
         if len(missing):
             start = len(self._anchor_node)
-            self._anchor_node.frombytes(nodes[missing].tobytes())
+            self._anchor_node.frombytes(nodes[missing].astype(ID_DTYPE, copy=False).tobytes())
             node_anchor[nodes[missing]] = np.arange(start, start + len(missing))
         return node_anchor[nodes]
 
@@ -114,7 +114,7 @@ class GroupInserts:
         base = len(self._orig)
         ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
         note_group_insert(self, xs, base, k)
-        minus = b"\xff" * (8 * m * k)  # int64 -1 (_NO_ANCHOR, INSERTED) in every new slot
+        minus = b"\xff" * (ID_DTYPE.itemsize * m * k)  # -1 (_NO_ANCHOR, INSERTED) in every new slot
         # Grow every column first: a NumPy view would pin the arrays' size.
         for col in (self._next, self._prev, self._orig, self._node_anchor, self._target):
             col.frombytes(minus)
@@ -131,10 +131,10 @@ class GroupInserts:
         originals = xs[xs < len(self._dirty)]
         np.frombuffer(self._dirty, dtype=np.uint8)[originals] = 1
         need_after = any(how == "after" for _, how, _ in plan)
-        nxt = np.frombuffer(self._next, dtype=np.int64)
-        prev = np.frombuffer(self._prev, dtype=np.int64)
-        target = np.frombuffer(self._target, dtype=np.int64)
-        node_anchor = np.frombuffer(self._node_anchor, dtype=np.int64)
+        nxt = np.frombuffer(self._next, dtype=ID_DTYPE)
+        prev = np.frombuffer(self._prev, dtype=ID_DTYPE)
+        target = np.frombuffer(self._target, dtype=ID_DTYPE)
+        node_anchor = np.frombuffer(self._node_anchor, dtype=ID_DTYPE)
         try:
             after_anchor = None
             if need_after:  # the node after each site, anchored before anything moves
@@ -144,9 +144,9 @@ class GroupInserts:
                 # A site whose jump lands on itself keeps landing on itself (as
                 # `replace` with PatchInsn(target=node.target) would): those get a
                 # fresh anchor on the site after the move, the rest keep theirs.
-                an = np.frombuffer(self._anchor_node, dtype=np.int64)[site_target]
+                an = np.frombuffer(self._anchor_node, dtype=ID_DTYPE)[site_target]
                 self_hit = an == xs
-                orig = np.frombuffer(self._orig, dtype=np.int64)
+                orig = np.frombuffer(self._orig, dtype=ID_DTYPE)
                 for j in np.flatnonzero(orig[an] == DELETED).tolist():
                     self_hit[j] = self._landing(int(an[j])) == int(xs[j])
                 del orig, an
@@ -167,7 +167,7 @@ class GroupInserts:
             moved = np.flatnonzero(node_anchor[xs] != _NO_ANCHOR) if k else ()
             if len(moved):
                 a = node_anchor[xs[moved]]
-                anchor_node = np.frombuffer(self._anchor_node, dtype=np.int64)
+                anchor_node = np.frombuffer(self._anchor_node, dtype=ID_DTYPE)
                 anchor_node[a] = ids[moved, 0]
                 del anchor_node
                 node_anchor[ids[moved, 0]] = a
@@ -203,7 +203,7 @@ class GroupInserts:
         if self._pend_groups:
             self._flush()
         ids = list_order(self)
-        orig = np.frombuffer(self._orig, dtype=np.int64)
+        orig = np.frombuffer(self._orig, dtype=ID_DTYPE)
         live = orig[ids] != DELETED
         del orig
         return ids[live]
@@ -216,7 +216,7 @@ class GroupInserts:
 
     def orig_indices(self, ids: np.ndarray) -> np.ndarray:
         """``orig_idx`` of nodes (`INSERTED` for new ones)."""
-        return np.frombuffer(self._orig, dtype=np.int64)[ids].copy()
+        return np.frombuffer(self._orig, dtype=ID_DTYPE)[ids].astype(np.int64)
 
     def replace_rows(self, nodes: "np.ndarray | Sequence[Node]", template: Sequence[Any]) -> None:
         """The bulk form on the list: `replace` every node with one template.
@@ -237,7 +237,7 @@ class GroupInserts:
             raise PatchError("replace_rows: empty template (to remove instructions use delete)")
         if not len(ids):
             return
-        orig = np.frombuffer(self._orig, dtype=np.int64)
+        orig = np.frombuffer(self._orig, dtype=ID_DTYPE)
         bad = (ids <= 0) | (ids >= len(orig))
         if not bad.any():
             bad = orig[ids] == DELETED
@@ -255,7 +255,7 @@ class GroupInserts:
         w0 = np.frombuffer(self._w0, dtype=np.uint64)[ids].copy()
         if ((w0 & np.uint64(0xFF)) == LD_IMM64).any() and any(isinstance(row, _Site) for row in template):
             raise PatchError("replace_rows: a SITE row cannot copy an ld_imm64 (give its halves as rows)")
-        site_target = np.frombuffer(self._target, dtype=np.int64)[ids].copy()
+        site_target = np.frombuffer(self._target, dtype=ID_DTYPE)[ids].copy()
         has = site_target >= 0
         if any(isinstance(row, _Site) for row in template) and has.any() and not has.all():
             # SITE rows keep the site's jump target: jumps and the rest go apart.
@@ -266,7 +266,7 @@ class GroupInserts:
         if any(how == "site" for _, how, _ in plan) and not has.all():
             raise PatchError("replace_rows: to_site_target row for a site that is not a jump")
         if any(how == "after" for _, how, _ in plan):
-            nxt = np.frombuffer(self._next, dtype=np.int64)
+            nxt = np.frombuffer(self._next, dtype=ID_DTYPE)
             past = (nxt[ids] == _END).any()
             del nxt
             if past:

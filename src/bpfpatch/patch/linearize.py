@@ -37,7 +37,7 @@ from bpfpatch.isa import GOTOL, INVERTED_JMP, KIND, LD_IMM64, SLOT_DTYPE, Insn, 
 from bpfpatch.isa.opcodes import OP_MASK, InsnClass
 from bpfpatch.patch.node import DELETED
 from bpfpatch.patch.order import list_order
-from bpfpatch.patch.prepared import _Prepared
+from bpfpatch.patch.prepared import ID_DTYPE, _Prepared
 from bpfpatch.program import FuncInfo, Program, compose_maps, remap_meta
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def _layout(pl: "PatchList", blocks: list[_Block]) -> tuple[np.ndarray, np.ndarr
     n = len(pl._next)
     # Views, not copies (the columns are the bulk of the memory); all released on return,
     # before anything may grow the columns again.
-    orig = np.frombuffer(pl._orig, dtype=np.int64)
+    orig = np.frombuffer(pl._orig, dtype=ID_DTYPE)
     wide = np.frombuffer(pl._wide, dtype=np.uint8)
     live = orig[seq] != DELETED
     width = (wide[seq] + np.uint8(1)) * live  # slots per node: 0 deleted, 2 ld_imm64, else 1
@@ -125,9 +125,9 @@ def _layout(pl: "PatchList", blocks: list[_Block]) -> tuple[np.ndarray, np.ndarr
 
 
 def _ints(values) -> np.ndarray:
-    """An int list or array('q') as an int64 array (no per-element conversion for arrays)."""
+    """An int list or an id column as an array (no per-element conversion for columns)."""
     if isinstance(values, array):
-        return np.frombuffer(values, dtype=np.int64).copy()
+        return np.frombuffer(values, dtype=ID_DTYPE).copy()
     return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
@@ -156,12 +156,12 @@ def _emit(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray,
 
 def _relocations(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray, total: int, codes: np.ndarray):
     """(positions, new offsets, uses-off-field mask, node ids) of every live reference of a node."""
-    target = np.frombuffer(pl._target, dtype=np.int64)  # a view, released on return
+    target = np.frombuffer(pl._target, dtype=ID_DTYPE)  # a view, released on return
     ids = order[target[order] >= 0]
     if not len(ids):
         e = np.empty(0, dtype=np.int64)
         return e, e, np.empty(0, dtype=bool), e
-    anchor_node = np.frombuffer(pl._anchor_node, dtype=np.int64)
+    anchor_node = np.frombuffer(pl._anchor_node, dtype=ID_DTYPE)
     at = own[ids]
     dest = land[anchor_node[target[ids]]]
     past = dest >= total

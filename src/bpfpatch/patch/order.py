@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bpfpatch.patch.prepared import ID_DTYPE
+
 if TYPE_CHECKING:
     from bpfpatch.patch.patchlist import PatchList
 
@@ -122,7 +124,7 @@ def walk_order(pl: "PatchList") -> np.ndarray:
     The list is mostly runs of consecutive ids (original code, and every patch
     buffer, are created in order), so only the runs are walked in Python.
     """
-    nxt = np.frombuffer(pl._next, dtype=np.int64)
+    nxt = np.frombuffer(pl._next, dtype=ID_DTYPE)
     n = len(nxt)
     ids = np.arange(n, dtype=np.int64)
     cont = nxt == ids + 1  # node i links to i + 1: same run

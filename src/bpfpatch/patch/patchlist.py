@@ -20,7 +20,7 @@ targeted the node -- and its line info and subprogram start -- now lands on
 the patch.  A deleted node forwards to the next live node, as the kernel's
 instruction removal does.
 
-Storage is a set of parallel Python lists indexed by node id (0 is the dummy
+Storage is a set of parallel columns indexed by node id (0 is the dummy
 head, 1..n the original instructions, then inserted nodes), so building the
 list for a large program creates no per-instruction object.
 """
@@ -53,11 +53,13 @@ from bpfpatch.patch.prepared import (
     _REF_NONE,
     _REF_OFF,
     _VALID,
+    ID_DTYPE,
+    ID_TYPECODE,
+    _id_column,
     _insn_of,
     _is_call_ref,
     _prepare,
     _Prepared,
-    _q,
     _ref_kind,
     _words,
 )
@@ -84,12 +86,12 @@ class PatchList(GroupInserts):
         self._slot_to_id[len(slots)] = _END
 
         total = n + 1  # ids: 0 = head, 1..n originals
-        # Integer columns are array('q'): 8 bytes a node instead of a list slot plus an
-        # int object each (a million-instruction list stays within memory).
-        ramp = np.arange(-1, total + 1, dtype=np.int64)  # -1, 0, 1, ..., total
-        self._next = _q(ramp[2:])
+        # Integer columns are arrays of ID_TYPECODE: 4 bytes a node instead of a list slot
+        # plus an int object each (a million-instruction list stays within memory).
+        ramp = np.arange(-1, total + 1, dtype=ID_DTYPE)  # -1, 0, 1, ..., total
+        self._next = _id_column(ramp[2:])
         self._next[total - 1] = _END
-        self._prev = _q(ramp[: total])
+        self._prev = _id_column(ramp[: total])
         # Every node's instruction as encoded slot words (first slot, ld_imm64's second).
         words = slots.view(np.uint64)
         self._w0 = array("Q", [0])
@@ -103,7 +105,7 @@ class PatchList(GroupInserts):
         self._dirty: bytearray = bytearray(total)  # 1 where an original's insn was replaced
         codes = slots["code"][starts]
         self._wide[1:] = (codes == LD_IMM64).astype(np.uint8).tobytes()
-        self._orig = _q(np.concatenate(([INSERTED], starts)))
+        self._orig = _id_column(np.concatenate(([INSERTED], starts)))
         # Aux data by node id, None past the end: only as long as the last node that has
         # some (nodes inserted without aux cost nothing here).
         if program.aux is not None:
@@ -114,8 +116,8 @@ class PatchList(GroupInserts):
         else:
             self._aux = []
         # Anchors: originally anchor k is node k.
-        self._anchor_node = _q(ramp[1 : total + 1])
-        self._node_anchor = _q(ramp[1 : total + 1])
+        self._anchor_node = _id_column(ramp[1 : total + 1])
+        self._node_anchor = _id_column(ramp[1 : total + 1])
         self._live = n
         self._aux_used = program.aux is not None
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
@@ -126,10 +128,10 @@ class PatchList(GroupInserts):
         # Sized to the columns when a replace defers; every node creation flushes first.
         self._pend_mark = bytearray()
         self._last_deferred: tuple[Any, Any, Any] = (None, None, 0)  # (patch, its pending sites, last word)
-        self._pend_groups: dict[int, tuple[_Prepared, list[int]]] = {}
+        self._pend_groups: dict[int, tuple[_Prepared, array]] = {}
 
         # Target references of the original jumps/calls (vectorized).
-        target = np.full(total, _NO_ANCHOR, dtype=np.int64)
+        target = np.full(total, _NO_ANCHOR, dtype=ID_DTYPE)
         idx, rel = branch_offsets(slots)
         if len(idx):
             if program.external:
@@ -144,7 +146,7 @@ class PatchList(GroupInserts):
                 bad = int(idx[np.argmax(dest_ids < 0)])
                 raise PatchError(f"instruction at slot {bad}: jump into the middle of an ld_imm64")
             target[self._slot_to_id[idx]] = dest_ids
-        self._target = _q(target)
+        self._target = _id_column(target)
 
         # func_info / line_info must name instructions of this program (probe before anything else).
         for what, records in (("func_info", program.func_info), ("line_info", program.line_info)):
@@ -249,8 +251,8 @@ class PatchList(GroupInserts):
         """Cover the nodes created since the mark last grew (see `_pend_mark`)."""
         start = len(self._pend_mark)
         ids = np.arange(start, len(self._orig))
-        blocked = (np.frombuffer(self._orig, dtype=np.int64)[start:] == DELETED) | (
-            np.frombuffer(self._next, dtype=np.int64)[start:] == _END
+        blocked = (np.frombuffer(self._orig, dtype=ID_DTYPE)[start:] == DELETED) | (
+            np.frombuffer(self._next, dtype=ID_DTYPE)[start:] == _END
         )
         blocked[ids == 0] = True  # the dummy head
         self._pend_mark.extend(np.where(blocked, _BLOCKED, _FREE).astype(np.uint8).tobytes())
@@ -305,7 +307,7 @@ class PatchList(GroupInserts):
             self._wide.extend(prep.wide[start:stop])
         if prep.any_aux:
             self._extend_aux(base, prep.aux[start:stop])
-        minus = _MINUS_ONES[k] if k < len(_MINUS_ONES) else array("q", [-1] * k)
+        minus = _MINUS_ONES[k] if k < len(_MINUS_ONES) else array(ID_TYPECODE, [-1] * k)
         self._orig.extend(minus)  # INSERTED
         self._node_anchor.extend(minus)  # no anchor yet
         self._target.extend(minus)  # no target
@@ -527,7 +529,7 @@ class PatchList(GroupInserts):
             prep = hit[1]
             group = self._pend_groups.get(id(prep))
             if group is None:
-                group = self._pend_groups[id(prep)] = (prep, array("q", [x]))  # NumPy reads it in place
+                group = self._pend_groups[id(prep)] = (prep, array(ID_TYPECODE, [x]))  # NumPy reads it in place
             else:
                 group[1].append(x)
             if has_after and not prep.last_wide:

@@ -17,6 +17,12 @@ from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
 from bpfpatch.patch.node import _INSN_CACHE as _NODE_INSN_CACHE
 from bpfpatch.patch.node import PatchInsn
 
+# Node ids, anchors and original slot indices are 32-bit: a program has far fewer than
+# 2**31 nodes, and half-width columns halve the memory traffic of growing and gathering
+# them.  One typecode for the array('i') columns, the NumPy dtype derived from it.
+ID_TYPECODE = "i"
+ID_DTYPE = np.dtype(ID_TYPECODE)
+
 _END = -1  # "no next node"
 _NO_ANCHOR = -1
 # Values of `PatchList._pend_mark`: where the `replace` fast path may defer.
@@ -46,7 +52,7 @@ def _build_ref_table() -> list[int]:
 # on the per-patch path cost more than the patching itself.
 _REF_NONE, _REF_OFF, _REF_IMM, _REF_CALL, _REF_FUNC = range(5)
 # Ready-made runs of -1 (INSERTED, no anchor, no target) for new nodes.
-_MINUS_ONES = [array("q", [-1] * k) for k in range(17)]
+_MINUS_ONES = [array(ID_TYPECODE, [-1] * k) for k in range(17)]
 _REF = _build_ref_table()
 _VALID = [KIND_OF[c] != Kind.INVALID for c in range(256)]
 
@@ -98,10 +104,10 @@ def _insn_of(w0: int, w1: int) -> Insn:
     return Insn(code, (w0 >> 8) & 0xF, (w0 >> 12) & 0xF, off - 0x10000 if off >> 15 else off, imm)
 
 
-def _q(values: np.ndarray) -> array:
-    """An int64 NumPy array as an array('q') column (one memory copy, no Python ints)."""
-    out = array("q")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+def _id_column(values: np.ndarray) -> array:
+    """An integer NumPy array as an id column (one memory copy, no Python ints)."""
+    out = array(ID_TYPECODE)
+    out.frombytes(np.ascontiguousarray(values, dtype=ID_DTYPE).tobytes())
     return out
 
 
@@ -147,7 +153,7 @@ def _prepare(items: list[PatchInsn], plan: list[tuple[int, str, int]]) -> _Prepa
         w1[:-1],
         bytes(i[0] == LD_IMM64 for i in insns[:-1]),
         aux[:-1],
-        array("q", [-1] * (len(insns) - 1)),
+        array(ID_TYPECODE, [-1] * (len(insns) - 1)),
         w0[-1],
         w1[-1],
         int(insns[-1][0] == LD_IMM64),
