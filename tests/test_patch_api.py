@@ -212,3 +212,33 @@ def test_iteration_sees_deletes_ahead_and_skips_nodes_inserted_during_it(patched
             pl.prepend(pl.node_at(5), [Insn(0xB7, 5)])
     assert seen == [0, 1, *([INSERTED] if patched_before else []), 2, 3, 5, 6]
     assert [n.orig_idx for n in pl].count(INSERTED) == 2 + patched_before
+
+
+def test_id_columns_keep_one_width_through_every_kind_of_growth():
+    # Bytes of the wrong width appended to a column are not an error, just more (wrong)
+    # entries: every path that grows the columns must keep them as long as the word column.
+    import numpy as np
+
+    from bpfpatch.patch.bulk import SITE, Row
+    from bpfpatch.patch.prepared import ID_TYPECODE
+
+    pl = PatchList(Program.from_insns(DIVS * 8))
+    divisions = [7 * j + i for j in range(8) for i in range(2, 6)]
+    for idx in divisions[: PatchList.FLUSH_ONE_BY_ONE + 2]:
+        pl.replace(pl.node_at(idx), GUARD)  # the first at once, the rest deferred
+    pl.prepend(pl.node_at(divisions[-1]), [Insn(0xB7, 3)])  # flushes the deferred ones as a group
+    pl.append(pl.node_at(divisions[-1]), [Insn(0xB7, 4), Insn(0x05, 0, 0, -2)])
+    ids = pl.live_ids()
+    sites = ids[pl.orig_indices(ids) > divisions[PatchList.FLUSH_ONE_BY_ONE + 2]]
+    sites = sites[(pl.words(sites)[0] & np.uint64(0xFF)) == 0x3F]
+    pl.replace_rows(sites, [Row(0x55, dst=1, off=2), Row(0xAC), Row(0x05, off=1), SITE])
+    pl.linearize()
+    nodes = len(pl._w0)
+    assert len(pl._w1) == len(pl._wide) == nodes
+    for name in ("_next", "_prev", "_orig", "_node_anchor", "_target", "_anchor_node"):
+        column = getattr(pl, name)
+        assert column.typecode == ID_TYPECODE, name
+        assert name == "_anchor_node" or len(column) == nodes, name
+    # Anchors and the nodes holding them match one to one.
+    anchors = np.frombuffer(pl._anchor_node, dtype=pl._anchor_node.typecode)
+    assert (np.frombuffer(pl._node_anchor, dtype=pl._node_anchor.typecode)[anchors] == np.arange(len(anchors))).all()
