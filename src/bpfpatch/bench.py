@@ -348,7 +348,7 @@ def plot(result: BenchResult, path: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("patched instructions N")
-    ax.set_ylabel("seconds (decode + patch + linearize + encode)")
+    ax.set_ylabel("CPU seconds (decode + patch + linearize + encode)")
     ax.set_title("bpfpatch: divide-by-zero guard at N sites")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
