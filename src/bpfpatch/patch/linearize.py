@@ -124,11 +124,9 @@ def _layout(pl: "PatchList", blocks: list[_Block]) -> tuple[np.ndarray, np.ndarr
     return seq[live], land, own, total
 
 
-def _ints(values) -> np.ndarray:
-    """An int list or an id column as an array (no per-element conversion for columns)."""
-    if isinstance(values, array):
-        return np.frombuffer(values, dtype=ID_DTYPE).copy()
-    return np.fromiter(values, dtype=np.int64, count=len(values))
+def _ints(column: array) -> np.ndarray:
+    """A copy of an id column as a NumPy array (one memory copy, no per-element conversion)."""
+    return np.frombuffer(column, dtype=ID_DTYPE).copy()
 
 
 def _emit(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray, total: int,

@@ -121,13 +121,13 @@ class PatchList(GroupInserts):
         self._live = n
         self._aux_used = program.aux is not None
         self._memo: dict[int, tuple[Any, _Prepared]] = {}
-        # Deferred replaces (see `_flush`): the node ids, and the prepared patch of each.
         self._order_cache: OrderCache | None = None  # see bpfpatch.patch.order
         # Per node: _FREE where the replace fast path may defer (a live node with a next
         # node, not pending), _PENDING where a replace is deferred, _BLOCKED otherwise.
         # Sized to the columns when a replace defers; every node creation flushes first.
         self._pend_mark = bytearray()
         self._last_deferred: tuple[Any, Any, Any] = (None, None, 0)  # (patch, its pending sites, last word)
+        # Deferred replaces (see `_flush`): by prepared patch, the patch and its sites.
         self._pend_groups: dict[int, tuple[_Prepared, array]] = {}
 
         # Target references of the original jumps/calls (vectorized).
@@ -250,11 +250,11 @@ class PatchList(GroupInserts):
     def _extend_mark(self) -> None:
         """Cover the nodes created since the mark last grew (see `_pend_mark`)."""
         start = len(self._pend_mark)
-        ids = np.arange(start, len(self._orig))
         blocked = (np.frombuffer(self._orig, dtype=ID_DTYPE)[start:] == DELETED) | (
             np.frombuffer(self._next, dtype=ID_DTYPE)[start:] == _END
         )
-        blocked[ids == 0] = True  # the dummy head
+        if start == 0:
+            blocked[0] = True  # the dummy head
         self._pend_mark.extend(np.where(blocked, _BLOCKED, _FREE).astype(np.uint8).tobytes())
 
     def _extend_aux(self, base: int, values: list[Any]) -> None:
