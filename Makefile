@@ -4,9 +4,10 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 SAMPLE := src/bpfpatch/samples/sample.o
-DEBIAN_PKGS := clang llvm bpftool libbpf-dev linux-libc-dev
-# cpu-v4 programs need LLVM 19; where a Debian has no such package the v4 tests skip with the reason.
-DEBIAN_OPTIONAL := clang-19 llvm-19
+DEBIAN_PKGS := clang llvm bpftool libbpf-dev libbpf1 linux-libc-dev lcov xdp-tools
+# cpu-v4 programs need LLVM 19, the report test Chromium, the kernel-corpus tests linux-source;
+# where a Debian has no such package those tests skip with the reason.
+DEBIAN_OPTIONAL := clang-19 llvm-19 chromium linux-source-6.12
 
 .PHONY: demo test setup setup-test debian bench fuzz
 

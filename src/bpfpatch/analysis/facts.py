@@ -1,0 +1,108 @@
+"""The verifier's facts about one instruction: the aux data of the verification layer.
+
+The kernel keeps one ``struct bpf_insn_aux_data`` per instruction
+(include/linux/bpf_verifier.h); the passes of ``bpf_check`` after ``do_check``
+are driven by it.  `InsnAux` is our analogue.  An analysis of a program returns
+one `InsnAux` per slot (``None`` for the second slot of an ld_imm64); on a
+`PatchList` the nodes hold them *by reference* as their aux data, so later
+passes read them and instructions a pass inserts get fresh aux (``None``: "no
+facts", the seed's rule).
+
+This module is the contract between the analysis that computes the facts
+(`bpfpatch.analysis.verifier`) and the passes that consume them
+(`bpfpatch.passes.kernel` and the standalone passes).  Fields may be added;
+none is renamed or changes meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class RegType(Enum):
+    """``enum bpf_reg_type`` (include/linux/bpf.h), the kinds a register or stack slot can hold.
+
+    ``*_OR_NULL`` kinds are the kernel's ``PTR_MAYBE_NULL`` flag folded in.
+    """
+
+    NOT_INIT = "not_init"
+    SCALAR = "scalar"
+    PTR_TO_CTX = "ctx"
+    CONST_PTR_TO_MAP = "map_ptr"
+    PTR_TO_MAP_VALUE = "map_value"
+    PTR_TO_MAP_VALUE_OR_NULL = "map_value_or_null"
+    PTR_TO_MAP_KEY = "map_key"
+    PTR_TO_STACK = "fp"
+    PTR_TO_PACKET_META = "pkt_meta"
+    PTR_TO_PACKET = "pkt"
+    PTR_TO_PACKET_END = "pkt_end"
+    PTR_TO_FLOW_KEYS = "flow_keys"
+    PTR_TO_SOCKET = "sock"
+    PTR_TO_SOCKET_OR_NULL = "sock_or_null"
+    PTR_TO_SOCK_COMMON = "sock_common"
+    PTR_TO_SOCK_COMMON_OR_NULL = "sock_common_or_null"
+    PTR_TO_TCP_SOCK = "tcp_sock"
+    PTR_TO_TCP_SOCK_OR_NULL = "tcp_sock_or_null"
+    PTR_TO_XDP_SOCK = "xdp_sock"
+    PTR_TO_TP_BUFFER = "tp_buffer"
+    PTR_TO_BTF_ID = "ptr_"
+    PTR_TO_MEM = "mem"
+    PTR_TO_MEM_OR_NULL = "mem_or_null"
+    PTR_TO_BUF = "buf"
+    PTR_TO_FUNC = "func"
+    PTR_TO_ARENA = "arena"
+
+    @property
+    def is_pointer(self) -> bool:
+        """Every kind but NOT_INIT and SCALAR."""
+        return self not in (RegType.NOT_INIT, RegType.SCALAR)
+
+
+@dataclass(frozen=True, slots=True)
+class MapRef:
+    """A map an instruction refers to: by its index in the program's map list and, when known, its fd.
+
+    ``map_type`` is ``enum bpf_map_type``'s number when the analysis was told it
+    (needed by passes that inline lookups of array maps).
+    """
+
+    index: int
+    name: str = ""
+    fd: int | None = None
+    map_type: int | None = None
+    key_size: int | None = None
+    value_size: int | None = None
+    max_entries: int | None = None
+
+
+@dataclass(slots=True)
+class InsnAux:
+    """What the verifier records about one instruction (``struct bpf_insn_aux_data``).
+
+    * ``seen`` -- some verified path reaches the instruction (the dead-code passes remove the rest);
+    * ``ptr_type`` -- for a load/store/atomic: the kind of its base pointer (the kernel's
+      ``aux->ptr_type``; ``convert_ctx_accesses`` rewrites the PTR_TO_CTX ones);
+    * ``ctx_field_size`` -- for a context access: the size of the field it reads (narrow loads);
+    * ``zext_dst`` -- the instruction defines a 32-bit subregister whose upper half is read later
+      (``opt_subreg_zext_lo32_rnd_hi32`` zero-extends exactly these);
+    * ``map`` -- for an ld_imm64 map reference or a helper call taking a map: that map
+      (``aux->map_ptr_state``);
+    * ``call_helper`` -- for a helper call: its id (as written in the program);
+    * ``states`` -- the abstract states (before the instruction) the analysis processed here, in
+      order; their type is the analysis's own (see `bpfpatch.analysis.verifier`);
+    * ``extra`` -- anything else a pass wants to carry by reference.
+    """
+
+    seen: bool = False
+    ptr_type: RegType | None = None
+    ctx_field_size: int | None = None
+    zext_dst: bool = False
+    map: MapRef | None = None
+    call_helper: int | None = None
+    states: list[Any] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+__all__ = ["InsnAux", "MapRef", "RegType"]
