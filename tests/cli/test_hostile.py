@@ -58,7 +58,7 @@ def test_fuzzer_findings_stay_fixed():
     """Inputs the atheris target once crashed on (tests/data/fuzz): typed errors only."""
     from pathlib import Path
 
-    found = sorted((Path(__file__).parent / "data" / "fuzz").iterdir())
+    found = sorted((Path(__file__).parents[1] / "data" / "fuzz").iterdir())
     assert found
     for path in found:
         data = path.read_bytes()

@@ -9,7 +9,7 @@ import pytest
 
 from bpfpatch import Insn, Program
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _example_source() -> str:
