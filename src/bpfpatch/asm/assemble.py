@@ -6,7 +6,7 @@ import re
 
 from bpfpatch.asm.shapes import Form, normalize, num_value, table, tokenize
 from bpfpatch.errors import AsmError
-from bpfpatch.isa import LD_IMM64, Insn, decode_slots, slots_to_insns
+from bpfpatch.isa import LD_IMM64, Insn, build, decode_slots, slots_to_insns
 from bpfpatch.isa.opcodes import CallSrc
 
 _LISTING = re.compile(r"^\s*[0-9a-fA-F]+:\s+((?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2}(?:\s(?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2})?)\s*(.*)$")
@@ -17,6 +17,26 @@ _SKIP = re.compile(r"^(Disassembly of section|[^\s:]+:\s+file format|\s*[0-9a-fA
 _TARGET = re.compile(r"^(.*\b(?:goto|gotol|may_goto|call))\s+([A-Za-z_.$][\w.$]*)$")
 _SYMBOLIZED = re.compile(r"\s+<[^<>\s]+>$")
 _COMMENT = re.compile(r"\s*(?:;|//).*$")
+# Map and subprogram references as bpftool and the kit write them (llvm-objdump has no text for them):
+# r1 = map[fd:7] / map[id:7] (BPF_PSEUDO_MAP_FD), map[fd:7][0]+16 (MAP_VALUE), map[idx:2] (MAP_IDX),
+# map[idx:2]+8 (MAP_IDX_VALUE), subprog[+5] (FUNC).
+_MAPREF = re.compile(
+    r"^r(\d+)\s*=\s*(?:map\[(fd|id|idx):\s*(\d+)\](\[0\])?(?:\s*\+\s*(\d+))?|subprog\[([+-]\d+)\])$"
+)
+
+
+def _mapref(text: str) -> Insn | None:
+    m = _MAPREF.match(" ".join(text.split()))
+    if m is None:
+        return None
+    dst, kind, num, elem, off, func = m.groups()
+    d = int(dst)
+    if func is not None:
+        return build.ld_func(d, int(func))
+    n, o = int(num), int(off or 0)
+    if kind == "idx":
+        return build.ld_map_idx_value(d, n, o) if (off is not None or elem) else build.ld_map_idx(d, n)
+    return build.ld_map_value(d, n, o) if (off is not None or elem) else build.ld_map_fd(d, n)
 
 
 def _wrap(v: int, bits: int) -> int:
@@ -54,11 +74,21 @@ def _fields(form: Form, tokens: list[tuple[str, str]]) -> Insn | None:
     return Insn(form.code, f.get("dst", 0), f.get("src", 0), f.get("off", 0), f.get("imm", 0))
 
 
+def _helper(name: str) -> int | None:
+    try:
+        return build.helper_id(name)
+    except build.BuildError:
+        return None
+
+
 def parse_insn(text: str, *, style: str | None = None, code: int | None = None) -> Insn:
     """One instruction's text (either style) -> `Insn`; raise `AsmError` if it is not one."""
     m = _KERNEL.match(text.strip())
     if m:
         code, text, style = int(m.group(1), 16), m.group(2), "kernel"
+    ref = _mapref(text)
+    if ref is not None and code in (None, LD_IMM64):
+        return ref
     shape, tokens = tokenize(normalize(text))
     for st in ([style] if style else ["llvm", "kernel"]):
         for form in table(st).get(shape, ()):
@@ -117,6 +147,10 @@ def assemble(text: str, *, style: str | None = None) -> list[Insn]:
     slot = 0
     for lineno, insn, target, is_call, raw in items:
         if target is not None:
+            if target not in labels and is_call and build.helper_name(_helper(target) or 0):
+                out.append(build.call_helper(_helper(target)))  # `call map_lookup_elem`: a helper by name
+                slot += 1
+                continue
             if target not in labels:
                 raise AsmError(f"unknown label {target!r}", line=lineno, text=raw)
             insn = insn.with_offset(labels[target] - slot - 1)
