@@ -31,10 +31,11 @@ from bpfpatch.isa import (
     insn_starts,
     insns_to_slots,
     slots_to_insns,
+    subprog_ref_mask,
     validate_slots,
 )
-from bpfpatch.isa.encoding import ByteOrder
-from bpfpatch.isa.opcodes import MAX_USER_REG, CallSrc, PseudoSrc
+from bpfpatch.isa import ByteOrder
+from bpfpatch.isa.opcodes import MAX_USER_REG
 
 
 class FuncInfo(NamedTuple):
@@ -208,9 +209,7 @@ def compute_subprogs(
         keep = ~np.isin(idx, ext)
         idx, rel = idx[keep], rel[keep]
     if len(idx):
-        code = slots["code"][idx]
-        src = slots["regs"][idx] >> 4
-        is_call = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == 0x18) & (src == PseudoSrc.FUNC))
+        is_call = subprog_ref_mask(slots, idx)
         targets = set((idx[is_call] + rel[is_call] + 1).tolist())
     else:
         targets = set()

@@ -24,25 +24,14 @@ from typing import Any, Sequence
 
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import LD_IMM64, Insn, insns_to_slots, slot_rows
-from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
+from bpfpatch.isa.refs import TARGET_TABLE, Target, target_of
 from bpfpatch.patch.node import PatchInsn
 from bpfpatch.program import FuncInfo, LineInfo, Program
 
 
 def _ref_field(code: int, src: int) -> str | None:
-    cls = code & 0x07
-    op = code & 0xF0
-    if cls == 0x06 and code == 0x06:
-        return "imm"  # gotol
-    if cls in (0x05, 0x06):
-        if op == 0x90:
-            return None  # exit
-        if op == 0x80:
-            return "imm" if (cls == 0x05 and src == CallSrc.PSEUDO_CALL) else None
-        return "off"
-    if code == LD_IMM64 and src == PseudoSrc.FUNC:
-        return "imm"
-    return None
+    """"off" / "imm": the field holding the instruction's target offset (None: it has none)."""
+    return (None, "off", "imm")[target_of(code, src)]
 
 
 class _Slot:
@@ -278,19 +267,17 @@ def patch_sites_one_at_a_time(program: Program, sites: Sequence[int], patch: Seq
     """
     import numpy as np
 
-    from bpfpatch.isa import KIND, Kind
-
     slots = program.slots.copy()
     buf = insns_to_slots(patch[:-1])
     extra = len(buf)
-    off_kinds = np.array([k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO) for k in range(len(Kind))])
+    off_codes = TARGET_TABLE[:, 0] == Target.OFF  # jumps keep their target in off whatever their src
     shift = 0
     for site in sites:
         off = site + shift
         site_slot = slots[off : off + 1].copy()
         slots = np.concatenate([slots[:off], buf, site_slot, slots[off + 1 :]])
         # Re-scan every jump of the new program (the kernel's bpf_adj_branches).
-        is_jump = off_kinds[KIND[slots["code"]]]
+        is_jump = off_codes[slots["code"]]
         is_jump[off : off + extra + 1] = False  # the patch's own jumps are local
         idx = np.flatnonzero(is_jump)
         cur = idx

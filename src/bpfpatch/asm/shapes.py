@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from bpfpatch.asm.syntax import format_kernel, format_llvm
 from bpfpatch.isa import KIND_OF, Insn, Kind
-from bpfpatch.isa.encoding import _ATOMIC_IMMS, _MOVSX_OFFS, _ZERO, ADDR_SPACE_CAST_CODE
+from bpfpatch.isa.rules import ADDR_SPACE_CAST_CODE, ATOMIC_IMMS, MOVSX_OFFS, ZERO_FIELD
 from bpfpatch.isa.opcodes import OP_MASK, SIZE_MASK, AluOp, CallSrc, PseudoSrc, Size
 
 DST, SRC, OFF, IMM, IMM_HI = 8, 9, 4321, 98765, 12345
@@ -76,7 +76,7 @@ def _variants() -> list[Insn]:
         kind = KIND_OF[code]
         if kind == Kind.INVALID:
             continue
-        zero = {f: bool(_ZERO[f][code]) for f in ("dst", "src", "off", "imm")}
+        zero = {f: bool(ZERO_FIELD[f][code]) for f in ("dst", "src", "off", "imm")}
         d = 0 if zero["dst"] else DST
         s = 0 if zero["src"] else SRC
         o = 0 if zero["off"] else OFF
@@ -85,7 +85,7 @@ def _variants() -> list[Insn]:
             offs = [0]
             if code & OP_MASK in (AluOp.DIV, AluOp.MOD):
                 offs.append(1)
-            offs += [x for x in _MOVSX_OFFS.get(code, ()) if x]
+            offs += [x for x in MOVSX_OFFS.get(code, ()) if x]
             for off in offs:
                 out.append(Insn(code, d, s, off, i))
             if code == ADDR_SPACE_CAST_CODE:
@@ -102,7 +102,7 @@ def _variants() -> list[Insn]:
             for src in PseudoSrc:
                 out.append(Insn(code, d, src, 0, IMM64))
         elif kind == Kind.ATOMIC:
-            for a in sorted(_ATOMIC_IMMS[Size(code & SIZE_MASK)]):
+            for a in sorted(ATOMIC_IMMS[Size(code & SIZE_MASK)]):
                 out.append(Insn(code, d, s, o, a))
         elif kind == Kind.NEG:
             out.append(Insn(code, d, 0, 0, 0))

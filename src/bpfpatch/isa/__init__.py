@@ -1,28 +1,16 @@
-"""The eBPF instruction set: opcode enums, the `Insn` value, slot encoding."""
+"""The eBPF instruction set, by concern.
 
-from bpfpatch.isa.encoding import (
-    KIND,
-    KIND_OF,
-    SLOT_DTYPE,
-    SLOT_SIZE,
-    Kind,
-    branch_offsets,
-    check_jump_targets,
-    decode_slots,
-    distinct_bytes,
-    dst_of,
-    pack_regs,
-    slot_rows,
-    src_of,
-    encode_slots,
-    insn_starts,
-    insns_to_slots,
-    opcodes,
-    slots_from_rows,
-    slots_to_insns,
-    validate_slots,
-)
-from bpfpatch.isa.insn import Insn, jump_kind
+* `opcodes` -- the opcode fields as enums and masks;
+* `kinds`   -- what each opcode is (`Kind`, one 256-entry table);
+* `refs`    -- the one table of references: where a target lives (`Target`), what an instruction
+  refers to (`Ref`);
+* `slots`   -- the kernel's ``struct bpf_insn`` as a NumPy dtype, bytes <-> slots;
+* `insn`    -- the `Insn` value, its slot words, and constructors named after the kernel's macros;
+* `rules`   -- the validity rules (`validate_slots`).
+"""
+
+from bpfpatch.isa.insn import Insn, insn_of_words, insn_words, insns_to_slots, slots_to_insns
+from bpfpatch.isa.kinds import KIND, KIND_OF, Kind
 from bpfpatch.isa.opcodes import (
     AX_REG,
     CALL,
@@ -43,11 +31,42 @@ from bpfpatch.isa.opcodes import (
     Size,
     Source,
 )
+from bpfpatch.isa.refs import (
+    INSTRUCTION_REFS,
+    SUBPROG_REFS,
+    Ref,
+    Target,
+    branch_offsets,
+    check_jump_targets,
+    is_subprog_ref,
+    ref_of,
+    refs_of_words,
+    subprog_ref_mask,
+    target_of,
+)
+from bpfpatch.isa.rules import validate_slots
+from bpfpatch.isa.slots import (
+    SLOT_DTYPE,
+    SLOT_SIZE,
+    ByteOrder,
+    decode_slots,
+    distinct_bytes,
+    dst_of,
+    encode_slots,
+    insn_starts,
+    opcodes,
+    pack_regs,
+    slot_rows,
+    slots_from_rows,
+    src_of,
+)
 
 __all__ = [
-    "AX_REG", "CALL", "EXIT", "GOTOL", "INVERTED_JMP", "JA", "LD_IMM64", "MAY_GOTO",
-    "AluOp", "AtomicOp", "CallSrc", "Insn", "InsnClass", "JmpOp", "KIND", "KIND_OF", "Kind", "Mode",
-    "PseudoSrc", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "Size", "Source", "branch_offsets", "distinct_bytes", "opcodes",
-    "check_jump_targets", "decode_slots", "dst_of", "pack_regs", "slot_rows", "slots_from_rows", "src_of", "encode_slots", "insn_starts", "insns_to_slots",
-    "jump_kind", "slots_to_insns", "validate_slots",
+    "AX_REG", "CALL", "EXIT", "GOTOL", "INSTRUCTION_REFS", "INVERTED_JMP", "JA", "LD_IMM64", "MAY_GOTO",
+    "SUBPROG_REFS", "AluOp", "AtomicOp", "ByteOrder", "CallSrc", "Insn", "InsnClass", "JmpOp", "KIND",
+    "KIND_OF", "Kind", "Mode", "PseudoSrc", "Ref", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "Size", "Source",
+    "Target", "branch_offsets", "check_jump_targets", "decode_slots", "distinct_bytes", "dst_of",
+    "encode_slots", "insn_of_words", "insn_starts", "insn_words", "insns_to_slots", "is_subprog_ref",
+    "opcodes", "pack_regs", "ref_of", "refs_of_words", "slot_rows", "slots_from_rows", "slots_to_insns",
+    "src_of", "subprog_ref_mask", "target_of", "validate_slots",
 ]

@@ -4,19 +4,21 @@ An ``ld_imm64`` is ONE `Insn` whose ``imm`` holds the full 64-bit value
 (low word in the first slot, high word in the second); it knows it takes two
 8-byte slots.  Every other instruction takes one slot.
 
-The constructors below are named after the kernel's macros (BPF_ALU64_IMM,
-BPF_JMP_REG, ...); each one-line docstring says what the instruction does.
+Also here: `Insn` <-> slot arrays (`insns_to_slots`, `slots_to_insns`) and
+<-> little-endian slot words (`insn_words`, `insn_of_words`, what the patch
+list stores), and constructors named after the kernel's macros
+(BPF_ALU64_IMM, BPF_JMP_REG, ...), each with a one-line meaning.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
+
+import numpy as np
 
 from bpfpatch.isa.opcodes import (
     CLASS_MASK,
     LD_IMM64,
-    OP_MASK,
-    SOURCE_MASK,
     AluOp,
     AtomicOp,
     CallSrc,
@@ -27,6 +29,8 @@ from bpfpatch.isa.opcodes import (
     Size,
     Source,
 )
+from bpfpatch.isa.refs import REF_OF, SUBPROG_REFS, TARGET_OF, Ref, Target
+from bpfpatch.isa.slots import SLOT_DTYPE, dst_of, src_of
 
 
 class Insn(NamedTuple):
@@ -45,6 +49,7 @@ class Insn(NamedTuple):
 
     @property
     def cls(self) -> InsnClass:
+        """The instruction class (bits 0-2 of the opcode)."""
         return InsnClass(self.code & CLASS_MASK)
 
     @property
@@ -54,36 +59,48 @@ class Insn(NamedTuple):
 
     @property
     def is_ld_imm64(self) -> bool:
+        """Is this the two-slot 64-bit immediate load?"""
         return self.code == LD_IMM64
+
+    @property
+    def ref(self) -> Ref:
+        """What the instruction refers to (`bpfpatch.isa.refs`: jump, subprogram, map, helper, ...)."""
+        return REF_OF[(self.code & 0xFF) << 4 | (self.src & 0xF)]
+
+    @property
+    def target_field(self) -> Target:
+        """Which field holds the offset of the instruction it targets (`Target.NONE`: none)."""
+        return TARGET_OF[(self.code & 0xFF) << 4 | (self.src & 0xF)]
 
     @property
     def is_jump(self) -> bool:
         """A jump whose target is an instruction (ja, gotol, conditional, may_goto)."""
-        return jump_kind(self.code) is not None and not (
-            self.code & OP_MASK in (JmpOp.CALL, JmpOp.EXIT)
-        )
+        return self.ref == Ref.JUMP
 
     @property
     def is_pseudo_call(self) -> bool:
-        return self.code == InsnClass.JMP | JmpOp.CALL and self.src == CallSrc.PSEUDO_CALL
+        """A call of a subprogram of this program (src = 1)."""
+        return self.ref == Ref.SUBPROG
 
     @property
     def is_pseudo_func(self) -> bool:
-        return self.code == LD_IMM64 and self.src == PseudoSrc.FUNC
+        """An ld_imm64 of a subprogram's address (src = 4)."""
+        return self.ref == Ref.FUNC
+
+    @property
+    def is_subprog_ref(self) -> bool:
+        """Does the instruction make its target the start of a subprogram?"""
+        return self.ref in SUBPROG_REFS
 
     @property
     def branch_offset(self) -> int | None:
         """Relative offset (in slots) of the instruction's target, or None."""
-        kind = jump_kind(self.code)
-        if kind is None:
-            if self.is_pseudo_func:
-                return self.imm_lo
+        field = self.target_field
+        if field == Target.NONE:
             return None
-        if self.code & OP_MASK == JmpOp.EXIT:
-            return None
-        if self.code & OP_MASK == JmpOp.CALL:
-            return self.imm if self.src == CallSrc.PSEUDO_CALL else None
-        return self.imm if kind == "imm" else self.off
+        if field == Target.OFF:
+            return self.off
+        return self.imm_lo if self.code == LD_IMM64 else self.imm
 
     @property
     def imm_lo(self) -> int:
@@ -98,23 +115,78 @@ class Insn(NamedTuple):
         return v - (1 << 32) if v & 0x80000000 else v
 
     def with_offset(self, offset: int) -> "Insn":
-        """The same jump/call/func reference pointing `offset` slots away."""
-        kind = jump_kind(self.code)
-        if self.is_pseudo_func:
-            return self._replace(imm=(self.imm & ~0xFFFFFFFF) | (offset & 0xFFFFFFFF))
-        if kind == "imm" or self.is_pseudo_call:
+        """The same jump/call/func reference pointing `offset` slots away (``off`` if it targets nothing)."""
+        field = self.target_field
+        if field == Target.IMM:
+            if self.code == LD_IMM64:
+                return self._replace(imm=(self.imm & ~0xFFFFFFFF) | (offset & 0xFFFFFFFF))
             return self._replace(imm=offset)
         return self._replace(off=offset)
 
 
-def jump_kind(code: int) -> str | None:
-    """Where a JMP-class instruction keeps its offset: "off", "imm", or None (not a jump)."""
-    cls = code & CLASS_MASK
-    if cls == InsnClass.JMP32 and code & (OP_MASK | SOURCE_MASK) == JmpOp.JA:
-        return "imm"  # gotol
-    if cls in (InsnClass.JMP, InsnClass.JMP32):
-        return "off"
-    return None
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _s64(v: int) -> int:
+    v &= 0xFFFFFFFFFFFFFFFF
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+def insn_words(insn: Insn) -> tuple[int, int]:
+    """(first, second) little-endian slot words of an instruction (second is 0 unless ld_imm64)."""
+    code, dst, src, off, imm = insn
+    w0 = code | ((dst & 0xF) | (src << 4)) << 8 | (off & 0xFFFF) << 16 | (imm & 0xFFFFFFFF) << 32
+    return w0, (((imm >> 32) & 0xFFFFFFFF) << 32 if code == LD_IMM64 else 0)
+
+
+def insn_of_words(w0: int, w1: int) -> Insn:
+    """The instruction whose little-endian slot words are `w0` (and `w1` for ld_imm64)."""
+    code = w0 & 0xFF
+    off = (w0 >> 16) & 0xFFFF
+    imm = w0 >> 32
+    if code == LD_IMM64:
+        imm |= (w1 >> 32) << 32
+        imm = imm - (1 << 64) if imm >> 63 else imm
+    else:
+        imm = imm - (1 << 32) if imm >> 31 else imm
+    return Insn(code, (w0 >> 8) & 0xF, (w0 >> 12) & 0xF, off - 0x10000 if off >> 15 else off, imm)
+
+
+def insns_to_slots(insns: Iterable[Insn]) -> np.ndarray:
+    """Logical instructions -> slot array (an ld_imm64 becomes two slots)."""
+    rows: list[tuple[int, int, int, int]] = []
+    append = rows.append
+    for insn in insns:
+        code, dst, src, off, imm = insn
+        if code == LD_IMM64:
+            append((code, (dst & 0x0F) | (src << 4), off, _s32(imm & 0xFFFFFFFF)))
+            append((0, 0, 0, _s32((imm >> 32) & 0xFFFFFFFF)))
+        else:
+            append((code, (dst & 0x0F) | (src << 4), off, imm))
+    return np.array(rows, dtype=SLOT_DTYPE) if rows else np.empty(0, dtype=SLOT_DTYPE)
+
+
+def slots_to_insns(slots: np.ndarray) -> list[Insn]:
+    """Slot array -> logical instructions (ld_imm64 pairs joined)."""
+    out: list[Insn] = []
+    codes = slots["code"].tolist()
+    dsts = dst_of(slots).tolist()
+    srcs = src_of(slots).tolist()
+    offs = slots["off"].tolist()
+    imms = slots["imm"].tolist()
+    i, n = 0, len(codes)
+    while i < n:
+        code = codes[i]
+        if code == LD_IMM64 and i + 1 < n:
+            imm = (imms[i] & 0xFFFFFFFF) | ((imms[i + 1] & 0xFFFFFFFF) << 32)
+            out.append(Insn(code, dsts[i], srcs[i], offs[i], _s64(imm)))
+            i += 2
+        else:
+            out.append(Insn(code, dsts[i], srcs[i], offs[i], imms[i]))
+            i += 1
+    return out
 
 
 # --- constructors, named after the kernel's macros ---------------------------------

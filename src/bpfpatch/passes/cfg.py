@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
-from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, CallSrc, InsnClass, JmpOp, PseudoSrc
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, refs_of_words
+from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
-from bpfpatch.patch.prepared import ID_DTYPE
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
@@ -117,10 +116,10 @@ def analyze(pl: PatchList, budget: int = 200_000) -> Flow:
 
 def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     nodes = list(pl)
-    index = {n._id: i for i, n in enumerate(nodes)}
+    index = {n.id: i for i, n in enumerate(nodes)}
     count = len(nodes)
     insns = [n.insn for n in nodes]
-    target = [index.get(pl._landing(n.target._id), -1) if n.target is not None else -1 for n in nodes]
+    target = [-1 if t < 0 else index.get(t, -1) for t in pl.target_ids([n.id for n in nodes]).tolist()]
     state: list[State | None] = [None] * count
     ft_live = [False] * count
     tg_live = [False] * count
@@ -152,9 +151,10 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         # their own (libbpf), local ones may be called from other sections by relocation.
         for sym in pl.program.meta.get("symbols", ()):
             if sym.type == "STT_FUNC" and 0 <= sym.slot < len(pl.program.slots):
-                node = pl.landing(pl.node_at(sym.slot)) if pl._slot_to_id[sym.slot] >= 0 else None
-                if node is not None and node._id in index:
-                    reach(index[node._id], UNKNOWN)
+                found = pl.find(sym.slot)
+                node = pl.landing(found) if found is not None else None
+                if node is not None and node.id in index:
+                    reach(index[node.id], UNKNOWN)
     steps = 0
     while work:
         i, st, stack = work.pop()
@@ -192,11 +192,11 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             reach(target[i], st, stack)
             reach(i + 1, st, stack)
             continue
-        if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL and not merge and len(stack) < 8 and target[i] >= 0:
+        if insn.is_pseudo_call and not merge and len(stack) < 8 and target[i] >= 0:
             callee = (None,) + tuple(st[1:6]) + (None,) * (NREGS - 6)
             reach(target[i], callee, stack + ((i + 1, st),))
             continue
-        if (kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL) or (kind == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC):
+        if insn.is_subprog_ref:
             reach(target[i], UNKNOWN)  # a subprogram (or callback) entry, without context
             # (a call into another ELF section has no target here: it returns like a helper)
         nxt = list(st)
@@ -223,9 +223,8 @@ def needs_path_analysis(pl: PatchList, w0: np.ndarray | None = None) -> bool:
     code = (w0 & np.uint64(0xFF)).astype(np.uint8)
     if np.take(_CONDITIONAL, code).any():
         return True
-    src = ((w0 >> np.uint64(12)) & np.uint64(0x0F)).astype(np.uint8)
-    calls = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == 0x18) & (src == PseudoSrc.FUNC))
-    return bool(calls.any())
+    ref = refs_of_words(w0)
+    return bool(((ref == Ref.SUBPROG) | (ref == Ref.FUNC)).any())
 
 
 def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -246,25 +245,19 @@ def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | Non
         return ids, seen
     code = (w0 & np.uint64(0xFF)).astype(np.uint8)
     # Where each node's reference lands, as an index into `ids` (deleted targets forward).
-    index_of = np.full(len(pl._orig), -1, dtype=np.int64)
+    index_of = np.full(pl.id_bound, -1, dtype=np.int64)
     index_of[ids] = np.arange(count)
-    target = np.full(count, -1, dtype=np.int64)
-    anchors = np.frombuffer(pl._target, dtype=ID_DTYPE)[ids]
-    has = np.flatnonzero(anchors >= 0)
-    if len(has):
-        dest = np.frombuffer(pl._anchor_node, dtype=ID_DTYPE)[anchors[has]]
-        target[has] = index_of[dest]
-        for j in np.flatnonzero(target[has] < 0).tolist():  # a deleted target: its landing
-            land = pl._landing(int(dest[j]))
-            target[has[j]] = index_of[land] if land >= 0 else -1
+    dest = pl.target_ids(ids)  # deleted targets forward to their landing
+    target = np.where(dest >= 0, index_of[np.maximum(dest, 0)], -1)
     stops = np.flatnonzero(np.take(_NO_FALLTHROUGH, code))
     refs = np.flatnonzero(target >= 0)
     work = [0]
     for sym in pl.program.meta.get("symbols", ()):
-        if sym.type == "STT_FUNC" and 0 <= sym.slot < len(pl.program.slots) and pl._slot_to_id[sym.slot] >= 0:
-            node = pl.landing(pl.node_at(sym.slot))
-            if node is not None and index_of[node._id] >= 0:
-                work.append(int(index_of[node._id]))
+        found = pl.find(sym.slot) if sym.type == "STT_FUNC" else None
+        if found is not None:
+            node = pl.landing(found)
+            if node is not None and index_of[node.id] >= 0:
+                work.append(int(index_of[node.id]))
     while work:
         s = work.pop()
         if s < 0 or s >= count or seen[s]:

@@ -47,7 +47,8 @@ class DeadCode:
                 continue
             # The kernel looks at whether the successor INSTRUCTIONS are seen, not the edges.
             fall_seen = i + 1 < len(nodes) and flow.seen[i + 1]
-            t = flow.index.get(pl._landing(node.target._id), -1) if node.target is not None else -1
+            target = node.target
+            t = flow.index.get(target.id, -1) if target is not None else -1
             if not fall_seen:
                 pl.replace(node, [PatchInsn(ja(0), target=node.target)], retarget=True)
             elif t >= 0 and not flow.seen[t]:

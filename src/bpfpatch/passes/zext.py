@@ -108,13 +108,14 @@ def uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int], int | None]:
 def needs_zext(pl: PatchList) -> list:
     """Nodes whose 32-bit definition is read as 64 bits on some path (backward liveness)."""
     nodes = list(pl)
-    index = {n._id: i for i, n in enumerate(nodes)}
+    index = {n.id: i for i, n in enumerate(nodes)}
     n = len(nodes)
     info = [uses_defs(node.insn) for node in nodes]
     succ: list[list[int]] = []
     for i, node in enumerate(nodes):
         kind = KIND_OF[node.insn.code]
-        t = index.get(pl._landing(node.target._id), -1) if node.target is not None else -1
+        target = node.target
+        t = index.get(target.id, -1) if target is not None else -1
         if kind == Kind.EXIT:
             s = []
         elif kind in (Kind.JA, Kind.GOTOL):

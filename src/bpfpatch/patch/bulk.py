@@ -23,7 +23,8 @@ from typing import Callable, Sequence, Union
 import numpy as np
 
 from bpfpatch.errors import PatchError, RelocationError
-from bpfpatch.isa import KIND, LD_IMM64, opcodes, SLOT_DTYPE, Kind, branch_offsets, dst_of, insn_starts, src_of
+from bpfpatch.isa import LD_IMM64, SLOT_DTYPE, branch_offsets, dst_of, insn_starts, opcodes, src_of
+from bpfpatch.isa.refs import MAY_TARGET, TARGET_OF, TARGET_TABLE, Ref, Target, ref_of
 from bpfpatch.program import Program, compose_maps, remap_meta
 
 FieldValue = Union[int, Callable[[np.ndarray], np.ndarray]]
@@ -90,9 +91,6 @@ class Row:
 
 Template = Sequence[Union[Row, _Site]]
 
-_IMM_TARGET = {Kind.GOTOL, Kind.CALL, Kind.LD_IMM64}
-
-
 # Where each Row field lives in the slot word: (attribute, shift, mask).
 _WORD_FIELDS = (("code", 0, 0xFF), ("dst", 8, 0x0F), ("src", 12, 0x0F), ("off", 16, 0xFFFF), ("imm", 32, 0xFFFFFFFF))
 _U64 = np.uint64
@@ -131,9 +129,6 @@ def _row_word(row: Row, site_words: np.ndarray) -> np.ndarray | np.uint64:
     return dynamic
 
 
-_LOCAL_OFF_KINDS = frozenset({Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO})
-
-
 def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) -> tuple[list, list[tuple[int, str, int]]]:
     """Every row of `template` as slot words for the sites, and the rows' references.
 
@@ -152,18 +147,18 @@ def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) ->
             continue
         if callable(row.code):
             w = _row_word(row, site_words)
-            if np.take(_REF_CODES, (np.asarray(w) & _U64(0xFF)).astype(np.uint8)).any():
+            if np.take(MAY_TARGET, (np.asarray(w) & _U64(0xFF)).astype(np.uint8)).any():
                 raise PatchError(f"template row {r}: a computed opcode cannot be a jump or call")
             words.append(w)
             continue
-        kind = KIND[row.code]
-        if kind == Kind.LD_IMM64 or kind == Kind.CALL and row.src == 1:
+        if row.code == LD_IMM64 or (not callable(row.src) and ref_of(row.code, int(row.src) & 0xF) == Ref.SUBPROG):
             raise PatchError(f"template row {r}: ld_imm64 and calls cannot be template rows")
+        field = TARGET_OF[row.code << 4 | (int(row.src) & 0xF if not callable(row.src) else 0)]
         words.append(_row_word(row, site_words))
         if row.to_site_target:
             plan.append((r, "site", 0))
-        elif kind in _LOCAL_OFF_KINDS or kind == Kind.GOTOL:
-            rel = row.imm if kind == Kind.GOTOL else row.off
+        elif field != Target.NONE:
+            rel = row.imm if field == Target.IMM else row.off
             if callable(rel):
                 raise PatchError(f"template row {r}: a jump's offset must be a number")
             dest = r + int(rel) + 1
@@ -176,15 +171,11 @@ def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) ->
     return words, plan
 
 
-_REF_CODES = np.isin(KIND, (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO, Kind.GOTOL, Kind.CALL, Kind.LD_IMM64))
-
-
 def _set_rel(out: np.ndarray, at: np.ndarray, rel: np.ndarray) -> None:
     """Write relocated offsets into the field each instruction keeps them in."""
     if not len(at):
         return
-    kind = KIND[out["code"][at]]
-    in_imm = np.isin(kind, list(_IMM_TARGET))
+    in_imm = TARGET_TABLE[out["code"][at], out["regs"][at] >> 4] == Target.IMM
     off_at, off_rel = at[~in_imm], rel[~in_imm]
     bad = (off_rel < -(1 << 15)) | (off_rel >= 1 << 15)
     if bad.any():

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from bpfpatch.errors import PatchError, RelocationError
-from bpfpatch.isa import GOTOL, INVERTED_JMP, KIND, LD_IMM64, SLOT_DTYPE, Insn, JmpOp, Kind
+from bpfpatch.isa import GOTOL, INVERTED_JMP, LD_IMM64, SLOT_DTYPE, Insn, JmpOp
+from bpfpatch.isa.refs import TARGET_OF, TARGET_TABLE, Target
 from bpfpatch.isa.opcodes import OP_MASK, InsnClass
 from bpfpatch.patch.node import DELETED
 from bpfpatch.patch.order import list_order
@@ -47,10 +48,6 @@ _END = -1
 _S16 = (-(1 << 15), (1 << 15) - 1)
 _S32 = (-(1 << 31), (1 << 31) - 1)
 
-# Kinds whose target offset is in the 16-bit `off` field (the rest use `imm`).
-_OFF_KINDS = np.zeros(len(Kind), dtype=bool)
-for _k in (Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
-    _OFF_KINDS[_k] = True
 
 
 class _Block(NamedTuple):
@@ -81,7 +78,7 @@ def _block(prep: _Prepared, sites: np.ndarray) -> _Block | None:
     for i, how, v, _ in prep.plan:
         rel = (width if how == "after" else slot_of[v]) - slot_of[i] - 1
         w = int(words[slot_of[i]])
-        if _OFF_KINDS[KIND[w & 0xFF]]:
+        if TARGET_OF[(w & 0xFF) << 4 | (w >> 12) & 0xF] == Target.OFF:
             if not _S16[0] <= rel <= _S16[1]:
                 return None
             w = (w & ~(0xFFFF << 16)) | (rel & 0xFFFF) << 16
@@ -152,7 +149,7 @@ def _emit(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray,
     return out
 
 
-def _relocations(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray, total: int, codes: np.ndarray):
+def _relocations(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.ndarray, total: int, out: np.ndarray):
     """(positions, new offsets, uses-off-field mask, node ids) of every live reference of a node."""
     target = np.frombuffer(pl._target, dtype=ID_DTYPE)  # a view, released on return
     ids = order[target[order] >= 0]
@@ -166,7 +163,7 @@ def _relocations(pl: "PatchList", order: np.ndarray, land: np.ndarray, own: np.n
     if past.any():
         raise PatchError(f"instruction {int(at[np.argmax(past)])}: its jump target was deleted and nothing follows it")
     rel = dest - at - 1
-    use_off = _OFF_KINDS[KIND[np.asarray(codes)[at]]]
+    use_off = TARGET_TABLE[out["code"][at], out["regs"][at] >> 4] == Target.OFF
     return at, rel, use_off, ids
 
 
@@ -221,7 +218,7 @@ def linearize(pl: "PatchList", *, relax_long_jumps: bool = False) -> Program:
     while True:
         order, land, own, total = _layout(pl, blocks)
         out = _emit(pl, order, land, own, total, blocks)
-        at, rel, use_off, ids = _relocations(pl, order, land, own, total, out["code"])
+        at, rel, use_off, ids = _relocations(pl, order, land, own, total, out)
         lo, hi = np.where(use_off, _S16[0], _S32[0]), np.where(use_off, _S16[1], _S32[1])
         over = (rel < lo) | (rel > hi)
         if not over.any():

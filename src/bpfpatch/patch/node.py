@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bpfpatch.isa import Insn
+from bpfpatch.isa import Insn, Ref
 
 # Filled by the patch list (`patchlist._INSN_CACHE`): decoded single-slot instructions by word.
 _INSN_CACHE: dict[int, Insn] = {}
@@ -46,6 +46,11 @@ class Node:
         self._id = node_id
 
     @property
+    def id(self) -> int:
+        """The node's id in its list: stable for the node's life, also for deleted nodes."""
+        return self._id
+
+    @property
     def insn(self) -> Insn:
         """The node's instruction (jump offsets are stale until linearize)."""
         # The common case inlined: one cache lookup (a deferred replace has already
@@ -60,6 +65,7 @@ class Node:
 
     @property
     def aux(self) -> Any:
+        """The node's aux data (the verifier's insn_aux_data analogue), or None."""
         aux, nid = self._pl._aux, self._id
         return aux[nid] if nid < len(aux) else None
 
@@ -80,7 +86,13 @@ class Node:
         return None if nid < 0 else Node(self._pl, nid)
 
     @property
+    def ref(self) -> Ref:
+        """What the node's instruction refers to (`bpfpatch.isa.refs.Ref`: jump, subprogram, map, ...)."""
+        return self.insn.ref
+
+    @property
     def deleted(self) -> bool:
+        """Was the node deleted?"""
         return self._pl._orig[self._id] == DELETED
 
     @property

@@ -37,7 +37,7 @@ import numpy as np
 
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import LD_IMM64, Insn, branch_offsets, insn_starts
-from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
+from bpfpatch.isa.refs import Target, subprog_ref_mask, target_of
 from bpfpatch.patch.group import GroupInserts
 from bpfpatch.patch.node import DELETED, INSERTED, Node, PatchInsn
 from bpfpatch.patch.order import OrderCache
@@ -50,8 +50,6 @@ from bpfpatch.patch.prepared import (
     _INSN_CACHE_MAX,
     _MINUS_ONES,
     _NO_ANCHOR,
-    _REF_NONE,
-    _REF_OFF,
     _VALID,
     ID_DTYPE,
     ID_TYPECODE,
@@ -60,7 +58,6 @@ from bpfpatch.patch.prepared import (
     _is_call_ref,
     _prepare,
     _Prepared,
-    _ref_kind,
     _words,
 )
 from bpfpatch.program import Program
@@ -157,9 +154,7 @@ class PatchList(GroupInserts):
         self._subprog_anchors = self._anchors_of_slots(program.subprogs, "subprogram start")
         calls = set()
         if len(idx):
-            code = slots["code"][idx]
-            src = slots["regs"][idx] >> 4
-            is_call = ((code == 0x85) & (src == CallSrc.PSEUDO_CALL)) | ((code == LD_IMM64) & (src == PseudoSrc.FUNC))
+            is_call = subprog_ref_mask(slots, idx)
             calls = set(self._slot_to_id[idx[is_call] + rel[is_call] + 1].tolist())
         self._called_anchors: set[int] = calls
         # node id -> subprogram anchor landing on it (for the delete check).
@@ -364,7 +359,7 @@ class PatchList(GroupInserts):
                     self._bad_item(len(items), item.insn)
                 if item.target is not None:
                     self._check_node(item.target, f"patch item {len(items)} target")
-                    if _ref_kind(item.insn) == _REF_NONE:
+                    if target_of(item.insn[0], item.insn[2]) == Target.NONE:
                         raise PatchError(f"patch item {len(items)}: {item.insn} has a target but is not a jump or call")
                 push(item)
             elif isinstance(item, str):
@@ -398,8 +393,8 @@ class PatchList(GroupInserts):
         nslots = len(items)
         for i, it in enumerate(items):
             insn = it[0]
-            ref = _ref_kind(insn)
-            if ref == _REF_NONE:
+            ref = target_of(insn[0], insn[2])
+            if ref == Target.NONE:
                 continue
             if it[1] is not None:
                 plan.append((i, "node", it[1]._id))
@@ -413,7 +408,7 @@ class PatchList(GroupInserts):
                     nslots = s
                 else:
                     starts = list(range(len(items)))
-            if ref == _REF_OFF:
+            if ref == Target.OFF:
                 rel = insn[3]
             elif insn[0] == LD_IMM64:
                 rel = Insn(*insn).imm_lo
@@ -482,6 +477,48 @@ class PatchList(GroupInserts):
     def head(self) -> Node:
         """The dummy head: `append(pl.head, patch)` inserts at the very start."""
         return Node(self, 0)
+
+    @property
+    def id_bound(self) -> int:
+        """One more than the largest node id (size an array indexed by node id with it)."""
+        return len(self._orig)
+
+    def node(self, node_id: int) -> Node:
+        """The node with id `node_id` (as `Node.id`, `live_ids` and `target_ids` give them)."""
+        if not 0 < node_id < len(self._orig):
+            raise PatchError(f"node id {node_id} is not a node of this list")
+        return Node(self, int(node_id))
+
+    def find(self, orig_idx: int) -> Node | None:
+        """The node of the original instruction at slot `orig_idx`, or None if no instruction starts there."""
+        if not 0 <= orig_idx < len(self.program.slots):
+            return None
+        nid = int(self._slot_to_id[orig_idx])
+        return Node(self, nid) if nid > 0 else None
+
+    def target_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Per node id of `ids`: the id of the node its target reference lands on, or -1.
+
+        The vectorized `Node.target`: jumps, pseudo calls and pseudo-func
+        loads have a target (which field held its offset, and what else an
+        instruction refers to, is `bpfpatch.isa.refs`); a deleted target
+        lands on the next live node, a target with nothing live after it on -1.
+        """
+        if self._pend_groups:
+            self._flush()
+        ids = np.asarray(ids, dtype=np.int64)
+        anchors = np.frombuffer(self._target, dtype=ID_DTYPE)[ids]
+        out = np.full(len(ids), -1, dtype=np.int64)
+        has = np.flatnonzero(anchors >= 0)
+        if len(has):
+            dest = np.frombuffer(self._anchor_node, dtype=ID_DTYPE)[anchors[has]].astype(np.int64)
+            orig = np.frombuffer(self._orig, dtype=ID_DTYPE)
+            gone = np.flatnonzero(orig[dest] == DELETED)
+            del orig
+            for j in gone.tolist():  # a deleted target: where it lands now
+                dest[j] = self._landing(int(dest[j]))
+            out[has] = dest
+        return out
 
     def node_at(self, orig_idx: int) -> Node:
         """The node of the original instruction at slot `orig_idx`."""

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from bpfpatch.isa import KIND_OF, LD_IMM64, Insn, Kind
-from bpfpatch.isa.opcodes import CallSrc, PseudoSrc
+from bpfpatch.isa.refs import REF_OF, SUBPROG_REFS
 from bpfpatch.patch.node import _INSN_CACHE as _NODE_INSN_CACHE
 from bpfpatch.patch.node import PatchInsn
 
@@ -28,52 +28,14 @@ _NO_ANCHOR = -1
 # Values of `PatchList._pend_mark`: where the `replace` fast path may defer.
 _FREE, _PENDING, _BLOCKED = 0, 1, 2
 
-# Opcode kinds whose target is an instruction, and where the offset lives.
-_OFF_TARGET = frozenset({Kind.JA, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO})
-
-
-def _build_ref_table() -> list[int]:
-    """Per opcode: where its instruction reference lives (see the _REF_* codes)."""
-    table = [_REF_NONE] * 256
-    for code in range(256):
-        kind = KIND_OF[code]
-        if kind in _OFF_TARGET:
-            table[code] = _REF_OFF
-        elif kind == Kind.GOTOL:
-            table[code] = _REF_IMM
-        elif kind == Kind.CALL:
-            table[code] = _REF_CALL
-        elif kind == Kind.LD_IMM64:
-            table[code] = _REF_FUNC
-    return table
-
-
-# Where an instruction keeps its reference; plain lists, because enum lookups
-# on the per-patch path cost more than the patching itself.
-_REF_NONE, _REF_OFF, _REF_IMM, _REF_CALL, _REF_FUNC = range(5)
 # Ready-made runs of -1 (INSERTED, no anchor, no target) for new nodes.
 _MINUS_ONES = [array(ID_TYPECODE, [-1] * k) for k in range(17)]
-_REF = _build_ref_table()
 _VALID = [KIND_OF[c] != Kind.INVALID for c in range(256)]
 
 
-def _ref_kind(insn: Insn) -> int:
-    """_REF_OFF / _REF_IMM for instructions that reference another instruction, else _REF_NONE."""
-    r = _REF[insn[0]]
-    if r == _REF_CALL:
-        return _REF_IMM if insn[2] == CallSrc.PSEUDO_CALL else _REF_NONE
-    if r == _REF_FUNC:
-        return _REF_IMM if insn[2] == PseudoSrc.FUNC else _REF_NONE
-    return r
-
-
-def _target_field(insn: Insn) -> str | None:
-    """'off' or 'imm' for instructions that reference another instruction, else None."""
-    return (None, "off", "imm")[_ref_kind(insn)]
-
-
 def _is_call_ref(insn: Insn) -> bool:
-    return (insn[0] == 0x85 and insn[2] == CallSrc.PSEUDO_CALL) or (insn[0] == LD_IMM64 and insn[2] == PseudoSrc.FUNC)
+    """Does the instruction make its target a subprogram start (pseudo call, pseudo func)?"""
+    return REF_OF[insn[0] << 4 | insn[2]] in SUBPROG_REFS
 
 
 def _words(insns: Sequence[Insn]) -> tuple[array, array]:

@@ -1,0 +1,209 @@
+"""The validity rules of the opcode space, table-driven and vectorized (`validate_slots`).
+
+One 256-entry table gives each opcode its `Kind` (`bpfpatch.isa.kinds`);
+the tables here say, per kind and opcode, which fields must be zero (the
+kernel's "reserved fields" checks), which offsets the ALU ops may carry
+(signed div/mod, movsx, addr_space_cast) and which atomic operations exist
+per size.  The assembler derives its operand shapes from the same tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bpfpatch.errors import DecodeError
+from bpfpatch.isa.kinds import KIND, Kind
+from bpfpatch.isa.opcodes import (
+    LD_IMM64,
+    MAX_USER_REG,
+    SIZE_MASK,
+    AluOp,
+    AtomicOp,
+    CallSrc,
+    InsnClass,
+    PseudoSrc,
+    Size,
+    Source,
+)
+from bpfpatch.isa.slots import SLOT_SIZE, dst_of, opcodes, src_of
+
+#: Fields that must be zero, per kind (the kernel's "reserved fields" checks).
+MUST_BE_ZERO: dict[Kind, tuple[str, ...]] = {
+    Kind.ALU_K: ("src",),
+    Kind.ALU_X: ("imm",),
+    Kind.NEG: ("src", "off", "imm"),
+    Kind.END: ("src", "off"),
+    Kind.JA: ("dst", "src", "imm"),
+    Kind.GOTOL: ("dst", "src", "off"),
+    Kind.JCOND_K: ("src",),
+    Kind.JCOND_X: ("imm",),
+    Kind.CALL: ("dst",),
+    Kind.EXIT: ("dst", "src", "off", "imm"),
+    Kind.MAY_GOTO: ("dst", "src", "imm"),
+    Kind.LD_IMM64: ("off",),
+    Kind.LD_ABS: ("dst", "src", "off"),
+    Kind.LD_IND: ("dst", "off"),
+    Kind.LDX: ("imm",),
+    Kind.LDSX: ("imm",),
+    Kind.ST: ("src",),
+    Kind.STX: ("imm",),
+    Kind.ATOMIC: (),
+}
+
+
+def _zero_table(field: str) -> np.ndarray:
+    kinds = np.array([field in MUST_BE_ZERO.get(Kind(k), ()) for k in range(len(Kind))])
+    return kinds[KIND]
+
+
+#: Per field, which opcodes must have it zero (a bool array indexed by opcode).
+ZERO_FIELD = {f: _zero_table(f) for f in ("dst", "src", "off", "imm")}
+
+# The same rules as one 64-bit mask per opcode over the little-endian slot word,
+# so the common case is checked with one gather and one AND.
+_FIELD_BITS = {"dst": 0xF << 8, "src": 0xF << 12, "off": 0xFFFF << 16, "imm": 0xFFFFFFFF << 32}
+_ZERO_MASK = np.zeros(256, dtype=np.uint64)
+for _f, _bits in _FIELD_BITS.items():
+    _ZERO_MASK[ZERO_FIELD[_f]] |= np.uint64(_bits)
+
+# Which opcodes may use a non-zero off, beyond kinds where off is free.
+_DIVMOD = np.zeros(256, dtype=bool)
+for _cls in (InsnClass.ALU, InsnClass.ALU64):
+    for _op in (AluOp.DIV, AluOp.MOD):
+        for _s in Source:
+            _DIVMOD[_cls | _op | _s] = True
+#: The offsets a MOV X may carry: 8/16/32 make it a sign-extending move (cpu v4).
+MOVSX_OFFS = {
+    InsnClass.ALU | AluOp.MOV | Source.X: (0, 8, 16),
+    InsnClass.ALU64 | AluOp.MOV | Source.X: (0, 8, 16, 32),
+}
+#: ALU64 MOV X: with off=1 it is addr_space_cast(src, imm >> 16, imm & 0xffff).
+ADDR_SPACE_CAST_CODE = InsnClass.ALU64 | AluOp.MOV | Source.X
+_ALU_OFF_RESERVED = np.zeros(256, dtype=bool)  # ALU ops: off must be 0 but for signed div/mod, movsx, addr_space_cast
+for _code in range(256):
+    if KIND[_code] in (Kind.ALU_K, Kind.ALU_X):
+        _ALU_OFF_RESERVED[_code] = True
+
+#: The atomic operations (imm of STX|ATOMIC) that exist for each size.
+ATOMIC_IMMS = {
+    Size.W: frozenset(int(a) for a in AtomicOp),
+    Size.DW: frozenset(int(a) for a in AtomicOp),
+    Size.B: frozenset({AtomicOp.LOAD_ACQ, AtomicOp.STORE_REL}),
+    Size.H: frozenset({AtomicOp.LOAD_ACQ, AtomicOp.STORE_REL}),
+}
+
+
+# The fast screen of `validate_slots`: per opcode, every bit of the slot word that
+# must be zero in the common case (reserved fields, and off of ALU ops), and the
+# opcodes whose values need a closer look (byte swaps, calls, ld_imm64, atomics).
+_STRICT_MASK = _ZERO_MASK | np.where(_ALU_OFF_RESERVED, np.uint64(_FIELD_BITS["off"]), np.uint64(0))
+_SCREEN_CHUNK = 1 << 16
+_NEEDS_LOOK = np.isin(KIND, (Kind.INVALID, Kind.END, Kind.CALL, Kind.LD_IMM64, Kind.ATOMIC))
+
+
+def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_base: int = 0) -> None:
+    """Raise `DecodeError` for the first invalid instruction, naming its index.
+
+    Checks, as the kernel does: known opcode, reserved fields zero, registers
+    in range, ld_imm64 complete with a zero second-slot header, pseudo source
+    values known.  Jump targets are checked by `check_jump_targets`.
+
+    A vectorized screen over the 8-byte words finds the few instructions that
+    need a closer look (a field set where it usually must be zero, a byte
+    swap, call, ld_imm64 or atomic); only those get the detailed rules.
+    """
+    n = len(slots)
+    if n == 0:
+        return
+    slots = np.ascontiguousarray(slots)
+    words = slots.view(np.uint64)
+    code = opcodes(slots)
+    first = np.flatnonzero(code == LD_IMM64)
+    # An ld_imm64 cannot be the last slot, and its second slot must be a bare header.
+    if len(first) and first[-1] == n - 1:
+        _fail(slots, n - 1, "truncated ld_imm64 (second slot missing)", offset_base)
+    second = first + 1
+    bad2 = (words[second] & np.uint64(0xFFFFFFFF)) != 0
+    if bad2.any():
+        _fail(slots, int(first[np.argmax(bad2)]), "ld_imm64 second slot has reserved fields set", offset_base)
+    look = np.empty(n, dtype=bool)
+    for lo in range(0, n, _SCREEN_CHUNK):  # chunks: temporaries stay in cache
+        w, c = words[lo : lo + _SCREEN_CHUNK], code[lo : lo + _SCREEN_CHUNK]
+        part = np.take(_NEEDS_LOOK, c) | ((w & np.take(_STRICT_MASK, c)) != 0)
+        if max_reg < 15:
+            regs = (w >> np.uint64(8)).astype(np.uint8)
+            part |= ((regs & 0x0F) > max_reg) | ((regs >> 4) > max_reg)
+        look[lo : lo + _SCREEN_CHUNK] = part
+    look[second] = False  # second halves are data (checked above)
+    cand = np.flatnonzero(look)
+    if len(cand):
+        _validate_closely(slots[cand], cand, max_reg, offset_base, slots)
+
+
+def _validate_closely(sub: np.ndarray, at: np.ndarray, max_reg: int, offset_base: int, slots: np.ndarray) -> None:
+    """The detailed rules on the instructions `sub` (found at slots `at`)."""
+    errors: list[tuple[int, str]] = []
+
+    def flag(mask: np.ndarray, why: str) -> None:
+        if mask.any():
+            errors.append((int(at[np.argmax(mask)]), why))
+
+    code = sub["code"]
+    kind = KIND[code]
+    flag(kind == Kind.INVALID, "unknown opcode")
+    # addr_space_cast (cpu v4 arenas): ALU64 MOV X with off=1 and the address spaces in imm.
+    off = sub["off"]
+    asc = (code == ADDR_SPACE_CAST_CODE) & (off == 1)
+    words = sub.view(np.uint64)
+    reserved = ((words & _ZERO_MASK[code]) != 0) & ~asc
+    if reserved.any():
+        fields = {"dst": dst_of(sub), "src": src_of(sub), "off": off, "imm": sub["imm"]}
+        for field, table in ZERO_FIELD.items():
+            flag(table[code] & (fields[field] != 0) & ~asc, f"reserved field {field} is set")
+    regs = sub["regs"]
+    if max_reg < 15:
+        flag(regs & 0x0F > max_reg, "invalid destination register")
+        flag(regs >> 4 > max_reg, "invalid source register")
+    src = src_of(sub)
+    # off is reserved on ALU ops except: signed div/mod (off=1) and movsx (8/16/32).
+    alu_off = _ALU_OFF_RESERVED[code] & (off != 0)
+    if alu_off.any():
+        ok = (_DIVMOD[code] & (off == 1)) | asc
+        for mcode, allowed in MOVSX_OFFS.items():
+            ok |= (code == mcode) & np.isin(off, allowed)
+        flag(alu_off & ~ok, "reserved field off is set")
+    end = kind == Kind.END
+    if end.any():
+        flag(end & ~np.isin(sub["imm"], (16, 32, 64)), "byte swap width must be 16, 32 or 64")
+    call = kind == Kind.CALL
+    if call.any():
+        flag(call & (src > CallSrc.KFUNC) & (src <= max_reg), "unknown call source")
+        flag(call & (src != CallSrc.KFUNC) & (off != 0), "reserved field off is set")
+    ld = kind == Kind.LD_IMM64
+    if ld.any():
+        flag(ld & (src > max(PseudoSrc)) & (src <= max_reg), "unknown ld_imm64 pseudo source")
+    atomic = kind == Kind.ATOMIC
+    if atomic.any():
+        size = code & SIZE_MASK
+        bad = np.zeros(len(sub), dtype=bool)
+        for sz, allowed in ATOMIC_IMMS.items():
+            bad |= atomic & (size == sz) & ~np.isin(sub["imm"], list(allowed))
+        flag(bad, "invalid atomic operation")
+    if errors:
+        index, why = min(errors)
+        _fail(slots, index, why, offset_base)
+
+
+def _fail(slots: np.ndarray, slot: int, why: str, offset_base: int) -> None:
+    s = slots[slot]
+    regs = int(s["regs"])
+    raise DecodeError(
+        f"{why} (code={int(s['code']):#04x} dst={regs & 15} src={regs >> 4} off={int(s['off'])} imm={int(s['imm'])})",
+        index=slot,
+        byte_offset=offset_base + slot * SLOT_SIZE,
+    )
+
+
+__all__ = [
+    "ADDR_SPACE_CAST_CODE", "ATOMIC_IMMS", "MOVSX_OFFS", "MUST_BE_ZERO", "ZERO_FIELD", "validate_slots",
+]
