@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from bpfpatch.fileio import atomic_path
 from bpfpatch.isa import SLOT_DTYPE, Insn
 from bpfpatch.patch import SITE, PatchList, Row, S, replace_sites
 from bpfpatch.program import Program
@@ -349,13 +350,10 @@ def plot(result: BenchResult, path: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     # Atomic like every output: a temp file beside the target, then rename.
-    tmp = f"{path}.tmp.png"
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         plt.close(fig)
 
 

@@ -8,7 +8,10 @@ metadata carried by `PatchList.linearize` is:
 * ``func_info``  -- BTF func_info records, one per subprogram;
 * ``line_info``  -- BTF line_info records, sorted by ``insn_off``;
 * ``aux``        -- one user object per slot (or ``None``), the analogue of
-  the verifier's ``insn_aux_data``.
+  the verifier's ``insn_aux_data``;
+* ``meta``       -- what a reader attaches; values that are `SlotMetadata`
+  (an ELF object's relocations, symbols, map references, CO-RE records)
+  remap themselves, so this module knows nothing of ELF.
 
 After `linearize`, ``idx_map`` maps every old slot to its new slot (deleted
 slots map to the slot that took their place, like the kernel's remove).
@@ -16,8 +19,7 @@ slots map to the slot that took their place, like the kernel's remove).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -64,6 +66,29 @@ class LineInfo(NamedTuple):
     @property
     def col(self) -> int:
         return self.line_col & 0x3FF
+
+
+@runtime_checkable
+class SlotMetadata(Protocol):
+    """Per-instruction metadata in ``Program.meta`` that follows its instructions through a rewrite.
+
+    `linearize` calls ``remap`` with the maps of the layout (``insn_map``: old
+    slot -> new slot of the instruction, -1 if deleted; ``idx_map``: where
+    references to the old slot land); ``pinned_slots`` are the slots whose
+    instruction a loader patches by position, which passes leave alone.
+    """
+
+    def remap(self, insn_map: np.ndarray, idx_map: np.ndarray | None, new_len: int) -> "SlotMetadata":
+        """The same metadata at the new slots."""
+        ...
+
+    def pinned_slots(self) -> Iterable[int]:
+        """Slots a loader patches by position."""
+        ...
+
+
+#: ``Program.meta`` key of the CO-RE relocation records (`bpfpatch.btf.CoreRelos`).
+CORE_RELOS = "core_relos"
 
 
 class Program:
@@ -163,6 +188,11 @@ class Program:
         self._subprogs = list(value)
 
     @property
+    def core_relos(self) -> list:
+        """The CO-RE relocation records (`bpfpatch.btf.CoreRelo`, at slots) an ELF reader found, or []."""
+        return list(self.meta.get(CORE_RELOS) or ())
+
+    @property
     def has_metadata(self) -> bool:
         return self.func_info is not None or self.line_info is not None or self.aux is not None
 
@@ -224,26 +254,10 @@ def remap_meta(
 ) -> dict[str, Any]:
     """Metadata keyed by slot moved with its instructions; the rest shared.
 
-    ``map_refs`` and ``relocations`` follow their instruction (`insn_map`);
-    function ``symbols`` follow where jumps to them land (`idx_map`).
+    Every value that is `SlotMetadata` (a reader's relocations, symbols, map
+    references, CO-RE records) remaps itself; other values are shared as they are.
     """
-    out = dict(meta)
-    syms = meta.get("symbols")
-    if syms and idx_map is not None:
-        def moved(slot: int) -> int:
-            return int(idx_map[slot]) if slot < len(idx_map) else new_len
-
-        out["symbols"] = [
-            dataclasses.replace(sym, slot=moved(sym.slot), size_slots=moved(sym.slot + sym.size_slots) - moved(sym.slot))
-            for sym in syms
-        ]
-    refs = meta.get("map_refs")
-    if refs:
-        out["map_refs"] = {int(insn_map[s]): v for s, v in refs.items() if insn_map[s] >= 0}
-    relocs = meta.get("relocations")
-    if relocs:
-        out["relocations"] = [dataclasses.replace(r, slot=int(insn_map[r.slot])) for r in relocs if insn_map[r.slot] >= 0]
-    return out
+    return {k: v.remap(insn_map, idx_map, new_len) if isinstance(v, SlotMetadata) else v for k, v in meta.items()}
 
 
 def compose_maps(source: Program, result: Program) -> None:
@@ -268,11 +282,13 @@ def compose_maps(source: Program, result: Program) -> None:
 
 
 def relocated_slots(program: Program) -> frozenset[int]:
-    """Slots whose instruction an ELF relocation or a map reference points at.
+    """Slots whose instruction a loader patches by position (`SlotMetadata.pinned_slots`).
 
-    Passes must not rewrite these beyond recognition (e.g. blind a map load):
-    the loader patches them by position.
+    ELF relocations, map references and CO-RE records: passes must leave these
+    instructions as they are (e.g. not blind a map load or a CO-RE field offset).
     """
-    slots = {r.slot for r in program.meta.get("relocations", ())}
-    slots.update(int(s) for s in program.meta.get("map_refs", {}) or {})
+    slots: set[int] = set()
+    for v in program.meta.values():
+        if isinstance(v, SlotMetadata):
+            slots.update(int(s) for s in v.pinned_slots())
     return frozenset(slots)

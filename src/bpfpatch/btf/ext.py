@@ -1,4 +1,4 @@
-"""BTF.ext: func_info and line_info records per ELF section.
+"""BTF.ext: func_info, line_info and CO-RE relocation records per ELF section.
 
 In the file, ``insn_off`` is a byte offset into the section; bpfpatch keeps
 slot indices (byte offset / 8), as the kernel does after loading.
@@ -8,23 +8,88 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Iterable, NamedTuple
+
+import numpy as np
 
 from bpfpatch.errors import ElfError
 from bpfpatch.program import FuncInfo, LineInfo
 
 _HDR = "HBBIIIII"
+_CORE_HDR_LEN = 32  # a header this long or longer also names the CO-RE subsection
+
+
+class CoreReloKind(IntEnum):
+    """enum bpf_core_relo_kind: what libbpf writes into the instruction."""
+
+    FIELD_BYTE_OFFSET = 0
+    FIELD_BYTE_SIZE = 1
+    FIELD_EXISTS = 2
+    FIELD_SIGNED = 3
+    FIELD_LSHIFT_U64 = 4
+    FIELD_RSHIFT_U64 = 5
+    TYPE_ID_LOCAL = 6
+    TYPE_ID_TARGET = 7
+    TYPE_EXISTS = 8
+    TYPE_SIZE = 9
+    ENUMVAL_EXISTS = 10
+    ENUMVAL_VALUE = 11
+    TYPE_MATCHES = 12
+
+
+class CoreRelo(NamedTuple):
+    """A CO-RE relocation record (struct bpf_core_relo): libbpf patches the instruction at slot ``insn_off``.
+
+    It rewrites the immediate of an ALU-immediate or ld_imm64 instruction, or
+    the offset of a load or store, with a value of the target kernel's BTF
+    (``access_str_off`` names the field path in the .BTF string table).
+    """
+
+    insn_off: int
+    type_id: int
+    access_str_off: int
+    kind: int
+
+
+class CoreRelos(list):
+    """The CO-RE records of one program, kept with their instructions through every rewrite.
+
+    A record follows its instruction (``insn_map``); one whose instruction was
+    deleted is dropped, as clang would not emit it for the new code.
+    """
+
+    def remap(self, insn_map: np.ndarray, idx_map: np.ndarray | None, new_len: int) -> "CoreRelos":
+        """The records at the new slots of their instructions."""
+        return CoreRelos(r._replace(insn_off=int(insn_map[r.insn_off])) for r in self if insn_map[r.insn_off] >= 0)
+
+    def pinned_slots(self) -> Iterable[int]:
+        """The relocated instructions: no pass may change the field libbpf patches."""
+        return (r.insn_off for r in self)
+
+
+#: The subsections of .BTF.ext, in file order.
+EXT_KINDS = ("func_info", "line_info", "core_relo")
 
 
 @dataclass
 class BtfExt:
+    """A parsed .BTF.ext: records by section name, and the order clang laid the groups out in."""
+
     func_info: dict[str, list[FuncInfo]] = field(default_factory=dict)
     line_info: dict[str, list[LineInfo]] = field(default_factory=dict)
+    core_relo: dict[str, list[CoreRelo]] = field(default_factory=dict)
     func_rec_size: int = 8
     line_rec_size: int = 16
+    core_rec_size: int = 16
+    #: kind ("func_info", ...) -> [(section name offset in .BTF strings, section name)], in file order
+    groups: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    hdr_len: int = 24
     raw: bytes = b""
 
 
-def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_of, bo: str = "<") -> tuple[int, dict[str, list[tuple]]]:
+def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_of, bo: str = "<",
+             groups: list | None = None) -> tuple[int, dict[str, list[tuple]]]:
     out: dict[str, list[tuple]] = {}
     if length == 0:
         return min_rec, out
@@ -45,7 +110,10 @@ def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_
             raise ElfError(f"{what} claims {num} records of {rec_size} bytes, only {end - pos} bytes left",
                            section=".BTF.ext", offset=pos - 4)
         recs = [struct.unpack_from(bo + "I" * (min_rec // 4), raw, pos + k * rec_size) for k in range(num)]
-        out.setdefault(name_of(sec_off), []).extend(recs)
+        name = name_of(sec_off)
+        out.setdefault(name, []).extend(recs)
+        if groups is not None:
+            groups.append((sec_off, name))
         pos += num * rec_size
     return rec_size, out
 
@@ -59,13 +127,22 @@ def parse_btf_ext(raw: bytes, string_of, byteorder: str = "little") -> BtfExt:
     magic, _ver, _flags, hdr_len, fi_off, fi_len, li_off, li_len = hdr.unpack_from(raw, 0)
     if magic != 0xEB9F:
         raise ElfError(f"bad BTF.ext magic {magic:#x}", section=".BTF.ext", offset=0)
-    fsize, funcs = _records(raw, hdr_len + fi_off, fi_len, 8, "func_info", string_of, bo)
-    lsize, lines = _records(raw, hdr_len + li_off, li_len, 16, "line_info", string_of, bo)
-    ext = BtfExt(func_rec_size=fsize, line_rec_size=lsize, raw=raw)
+    groups: dict[str, list[tuple[int, str]]] = {k: [] for k in EXT_KINDS}
+    fsize, funcs = _records(raw, hdr_len + fi_off, fi_len, 8, "func_info", string_of, bo, groups["func_info"])
+    lsize, lines = _records(raw, hdr_len + li_off, li_len, 16, "line_info", string_of, bo, groups["line_info"])
+    csize, cores = 16, {}
+    if hdr_len >= _CORE_HDR_LEN:
+        if len(raw) < _CORE_HDR_LEN:
+            raise ElfError("BTF.ext header truncated", section=".BTF.ext", offset=0)
+        cr_off, cr_len = struct.unpack_from(bo + "II", raw, 24)
+        csize, cores = _records(raw, hdr_len + cr_off, cr_len, 16, "core_relo", string_of, bo, groups["core_relo"])
+    ext = BtfExt(func_rec_size=fsize, line_rec_size=lsize, core_rec_size=csize, groups=groups, hdr_len=hdr_len, raw=raw)
     for sec, recs in funcs.items():
         ext.func_info[sec] = [FuncInfo(off // 8, tid) for off, tid in recs]
     for sec, recs in lines.items():
         ext.line_info[sec] = [LineInfo(off // 8, f, l, lc) for off, f, l, lc in recs]
+    for sec, recs in cores.items():
+        ext.core_relo[sec] = [CoreRelo(off // 8, tid, acc, kind) for off, tid, acc, kind in recs]
     return ext
 
 
@@ -75,4 +152,5 @@ def func_info_bytes(records: list[FuncInfo]) -> bytes:
 
 
 def line_info_bytes(records: list[LineInfo]) -> bytes:
+    """Kernel form (insn_off in slots) for BPF_PROG_LOAD."""
     return b"".join(struct.pack("<IIII", r.insn_off, r.file_name_off, r.line_off, r.line_col) for r in records)

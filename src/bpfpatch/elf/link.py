@@ -2,7 +2,7 @@
 
 The section's instructions come first; every `.text` function it calls
 (transitively) is appended, calls are resolved to the appended copies,
-func_info / line_info are concatenated and re-based, and map references
+func_info / line_info / CO-RE records are concatenated and re-based, and map references
 (BTF-defined maps and global data) are recorded in
 ``meta["map_refs"]`` / ``meta["map_specs"]`` for the kernel layer.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpfpatch.elf.reader import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, ElfObject, Symbol
+from bpfpatch.btf import CoreRelos
+from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, ElfModel, MapRefs, MapSpec, Symbol
 from bpfpatch.errors import ElfError
 from bpfpatch.isa import SLOT_DTYPE
-from bpfpatch.program import FuncInfo, LineInfo, Program
-
+from bpfpatch.program import CORE_RELOS, FuncInfo, LineInfo, Program
 
 
 def _function_at(symbols: list[Symbol], slot: int, section: str) -> Symbol:
@@ -25,7 +25,7 @@ def _function_at(symbols: list[Symbol], slot: int, section: str) -> Symbol:
     raise ElfError(f"call target slot {slot} is not inside a function", section=section)
 
 
-def _entry(obj: ElfObject, name: str) -> tuple[str, tuple[str, int, int]]:
+def _entry(obj: ElfModel, name: str) -> tuple[str, tuple[str, int, int]]:
     """The program to link: a section, ``section:function``, or a function name.
 
     A section holding several global functions holds several programs (libbpf's
@@ -53,7 +53,7 @@ def _entry(obj: ElfObject, name: str) -> tuple[str, tuple[str, int, int]]:
     return sec, (sec, fn.slot, fn.slot + max(fn.size_slots, 1))
 
 
-def link_program(obj: ElfObject, section: str) -> Program:
+def link_program(obj: ElfModel, section: str) -> Program:
     """One section linked with its .text callees and map references; `ElfError` if it cannot be."""
     try:
         return _link_program(obj, section)
@@ -63,9 +63,7 @@ def link_program(obj: ElfObject, section: str) -> Program:
         raise ElfError(f"cannot link a malformed object: {exc}", section=section) from exc
 
 
-def _link_program(obj: ElfObject, section: str) -> Program:
-    from bpfpatch.kernel.maps import MapSpec  # the map description type (no syscall made here)
-
+def _link_program(obj: ElfModel, section: str) -> Program:
     sec_name, main = _entry(obj, section)
     pieces: list[tuple[str, int, int]] = [main]  # (section, start slot, end slot), in layout order
     placed: dict[tuple[str, int], int] = {(sec_name, main[1]): 0}  # (section, start slot) -> new slot
@@ -114,7 +112,8 @@ def _link_program(obj: ElfObject, section: str) -> Program:
         slots["imm"][at] = new_slot(tsec, tslot) - at - 1
     func_info: list[FuncInfo] = []
     line_info: list[LineInfo] = []
-    map_refs: dict[int, tuple[str, int | None]] = {}
+    core_relos = CoreRelos()
+    map_refs = MapRefs()
     map_specs: dict[str, MapSpec] = {}
     for s, a, b in pieces:
         prog = obj.programs[s]
@@ -125,6 +124,9 @@ def _link_program(obj: ElfObject, section: str) -> Program:
         for li in prog.line_info or []:
             if a <= li.insn_off < b:
                 line_info.append(li._replace(insn_off=base + li.insn_off - a))
+        for c in prog.core_relos:
+            if a <= c.insn_off < b:
+                core_relos.append(c._replace(insn_off=base + c.insn_off - a))
         for r in prog.meta["relocations"]:
             if r.type != R_BPF_64_64 or not a <= r.slot < b:
                 continue
@@ -148,5 +150,6 @@ def _link_program(obj: ElfObject, section: str) -> Program:
         line_info=line_info or None,
         subprogs=subprogs,
         name=sec_name,
-        meta={"section": sec_name, "map_refs": map_refs, "map_specs": map_specs, "license": obj.license},
+        meta={"section": sec_name, "map_refs": map_refs, "map_specs": map_specs, "license": obj.license,
+              **({CORE_RELOS: core_relos} if core_relos else {})},
     )

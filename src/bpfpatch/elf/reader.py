@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,62 +16,18 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from bpfpatch.btf import Btf, BtfExt, parse_btf_ext
+from bpfpatch.btf import Btf, CoreRelos, parse_btf_ext
+from bpfpatch.elf.link import link_program
+from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, ElfModel, Relocation, Relocations, Symbol, Symbols
 from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.isa import SLOT_SIZE
-from bpfpatch.program import Program
+from bpfpatch.program import CORE_RELOS, Program
 
-R_BPF_64_64 = 1  # ld_imm64: map or global data
-R_BPF_64_ABS64 = 2
-R_BPF_64_ABS32 = 3
-R_BPF_64_NODYLD32 = 4
-R_BPF_64_32 = 10  # call imm
-
-GLOBAL_DATA_PREFIXES = (".data", ".rodata", ".bss")
-
-
-@dataclass(frozen=True)
-class Relocation:
-    """One relocation of a program section, at an instruction slot."""
-
-    slot: int
-    type: int
-    symbol: str
-    symbol_index: int
-    symbol_section: str
-    symbol_value: int
-    symbol_type: str
-
-
-@dataclass(frozen=True)
-class Symbol:
-    name: str
-    slot: int
-    size_slots: int
-    binding: str
-    type: str
-
-
-@dataclass
-class ElfObject:
-    """A parsed BPF object: one `Program` per executable section, plus what they refer to."""
-
-    path: str
-    data: bytes
-    byteorder: str
-    programs: dict[str, Program] = field(default_factory=dict)
-    btf: Btf | None = None
-    btf_ext: BtfExt | None = None
-    maps: dict[str, dict[str, int]] = field(default_factory=dict)
-    data_sections: dict[str, bytes] = field(default_factory=dict)
-    license: str = ""
-
-    def sections(self) -> list[str]:
-        return list(self.programs)
+class ElfObject(ElfModel):
+    """A parsed BPF object (`ElfModel`) that can also link its programs for loading."""
 
     def linked_program(self, section: str) -> Program:
-        from bpfpatch.elf.link import link_program
-
+        """`section` (or ``section:function``, or a function name) linked with its callees and maps."""
         return link_program(self, section)
 
 
@@ -177,8 +132,9 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
         external = [r.slot for r in relocs if r.type == R_BPF_64_32 and raw[r.slot * 8] == 0x85]
         fi = obj.btf_ext.func_info.get(sec.name) if obj.btf_ext else None
         li = obj.btf_ext.line_info.get(sec.name) if obj.btf_ext else None
+        core = obj.btf_ext.core_relo.get(sec.name) if obj.btf_ext else None
         nslots = len(raw) // SLOT_SIZE
-        for what, records in (("func_info", fi), ("line_info", li)):
+        for what, records in (("func_info", fi), ("line_info", li), ("CO-RE relocation", core)):
             bad = [r.insn_off for r in records or () if not 0 <= r.insn_off < nslots]
             if bad:
                 raise ElfError(f"{what} record at instruction {bad[0]} is past the end ({nslots} instructions)",
@@ -186,10 +142,12 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
         try:
             prog = Program.from_bytes(
                 raw, byteorder=byteorder, offset_base=sec["sh_offset"], external=external, func_info=fi, line_info=li,
-                name=sec.name, meta={"section": sec.name, "relocations": relocs, "symbols": symbols},
+                name=sec.name, meta={"section": sec.name, "relocations": Relocations(relocs), "symbols": Symbols(symbols)},
             )
         except BpfPatchError as exc:
             raise ElfError(str(exc), section=sec.name) from exc
+        if core:
+            prog.meta[CORE_RELOS] = CoreRelos(core)
         if fi is not None:
             prog.subprogs = sorted({f.insn_off for f in fi} | {0})
         obj.programs[sec.name] = prog

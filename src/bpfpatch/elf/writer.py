@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from elftools.elf.elffile import ELFFile
 
-from bpfpatch.elf.reader import R_BPF_64_32, R_BPF_64_64, ElfObject
+from bpfpatch.elf.model import R_BPF_64_32, R_BPF_64_64, ElfModel
 from bpfpatch.errors import ElfError
+from bpfpatch.fileio import write_atomic
 from bpfpatch.program import Program
 
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -49,15 +50,12 @@ def _remap_slot(idx_map: np.ndarray, slot: int, new_len: int) -> int:
     return new_len if slot >= len(idx_map) else int(idx_map[slot])
 
 
-def write_object(obj: ElfObject, programs: dict[str, Program], path: str | Path) -> None:
+def write_object(obj: ElfModel, programs: dict[str, Program], path: str | Path) -> None:
     """Write `obj` with `programs` (section -> rewritten Program) atomically to `path`."""
-    data = build_object(obj, programs)
-    from bpfpatch.cli.output import write_atomic
-
-    write_atomic(path, data)
+    write_atomic(path, build_object(obj, programs))
 
 
-def build_object(obj: ElfObject, programs: dict[str, Program]) -> bytes:
+def build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
     """The rewritten object as bytes; a malformed input object raises `ElfError`."""
     try:
         return _build_object(obj, programs)
@@ -71,7 +69,7 @@ def build_object(obj: ElfObject, programs: dict[str, Program]) -> bytes:
         raise
 
 
-def _build_object(obj: ElfObject, programs: dict[str, Program]) -> bytes:
+def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
     elf = ELFFile(io.BytesIO(obj.data))
     if not elf.little_endian or elf.elfclass != 64:
         raise ElfError("only 64-bit little-endian BPF objects can be written")
@@ -254,7 +252,7 @@ def _ordered_pairs(record_offsets, subs, names):
     return out
 
 
-def _ordered_original(obj: ElfObject, subs) -> list[str]:
+def _ordered_original(obj: ElfModel, subs) -> list[str]:
     names = []
     for rec_size, groups in subs[:2]:
         for sec_off, recs in groups:

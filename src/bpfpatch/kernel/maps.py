@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterable
 
 import numpy as np
 
+from bpfpatch.elf.model import MapSpec  # what a map is (the ELF linker describes them)
 from bpfpatch.kernel.bpf_sys import Cmd, FdOwner, MapCreateAttr, MapElemAttr, addr, bpf, raise_kernel_error
 
 
@@ -23,19 +23,6 @@ class MapType(IntEnum):
     PERCPU_ARRAY = 6
     LRU_HASH = 9
     RINGBUF = 27
-
-
-@dataclass(frozen=True)
-class MapSpec:
-    """What a map is: enough to create a fresh one."""
-
-    name: str
-    map_type: int
-    key_size: int
-    value_size: int
-    max_entries: int
-    flags: int = 0
-    initial: bytes | None = None  # value of key 0 (global data sections)
 
 
 class Map(FdOwner):
