@@ -1,0 +1,474 @@
+"""Register and stack states of the abstract interpreter (``struct bpf_reg_state`` and friends).
+
+A `Reg` is one register: its `RegType`, a fixed offset ``off``, the scalar
+part (known bits ``var_off`` as a tnum plus signed/unsigned 64- and 32-bit
+ranges, the kernel's ``smin_value`` ... ``u32_max_value``), and the
+pointer details (packet ``range``, the map of a map pointer or value, ids).
+The bounds logic follows kernel/bpf/verifier.c: `reg_bounds_sync` is the
+kernel's ``reg_bounds_sync`` (``__update_reg_bounds``, three rounds of
+``__reg_deduce_bounds``, ``__reg_bound_offset``).
+
+A `Frame` holds R0-R10 and the stack of one function; a `State` the frames of
+the call chain.  States are copied on branches (``copy()``), never shared.
+"""
+
+from __future__ import annotations
+
+from bpfpatch.analysis.facts import MapRef, RegType
+from bpfpatch.analysis.tnum import (
+    U32,
+    U64,
+    UNKNOWN,
+    Tnum,
+    tnum_clear_subreg,
+    tnum_intersect,
+    tnum_or,
+    tnum_range,
+    tnum_subreg,
+)
+
+S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
+S32_MIN, S32_MAX = -(1 << 31), (1 << 31) - 1
+MAX_BPF_STACK = 512
+MAX_PACKET_OFF = 0xFFFF
+BEYOND_PKT_END = -2
+AT_PKT_END = -1
+
+
+def s64(x: int) -> int:
+    """`x` as a signed 64-bit int."""
+    x &= U64
+    return x - (1 << 64) if x >> 63 else x
+
+
+def s32(x: int) -> int:
+    """The low 32 bits of `x` as a signed int."""
+    x &= U32
+    return x - (1 << 32) if x >> 31 else x
+
+
+class Reg:
+    """One register's abstract value (``struct bpf_reg_state``)."""
+
+    __slots__ = ("type", "off", "var_off", "smin", "smax", "umin", "umax", "s32min", "s32max", "u32min",
+                 "u32max", "id", "ref_obj_id", "range", "map", "mem_size", "btf_name", "subreg_def",
+                 "precise", "frameno")
+
+    def __init__(self, type: RegType = RegType.NOT_INIT) -> None:
+        self.type = type
+        self.off = 0
+        self.var_off: Tnum = UNKNOWN
+        self.smin, self.smax, self.umin, self.umax = S64_MIN, S64_MAX, 0, U64
+        self.s32min, self.s32max, self.u32min, self.u32max = S32_MIN, S32_MAX, 0, U32
+        self.id = 0
+        self.ref_obj_id = 0
+        self.range = 0
+        self.map: MapRef | None = None
+        self.mem_size = 0
+        self.btf_name = ""
+        self.subreg_def = 0  # 1 + index of the 32-bit definition of the low half, 0: a 64-bit value
+        self.precise = False
+        self.frameno = 0
+
+    def copy(self) -> "Reg":
+        r = Reg.__new__(Reg)
+        r.type, r.off, r.var_off = self.type, self.off, self.var_off
+        r.smin, r.smax, r.umin, r.umax = self.smin, self.smax, self.umin, self.umax
+        r.s32min, r.s32max, r.u32min, r.u32max = self.s32min, self.s32max, self.u32min, self.u32max
+        r.id, r.ref_obj_id, r.range, r.map = self.id, self.ref_obj_id, self.range, self.map
+        r.mem_size, r.btf_name, r.subreg_def, r.precise, r.frameno = (
+            self.mem_size, self.btf_name, self.subreg_def, self.precise, self.frameno)
+        return r
+
+    def assign(self, other: "Reg") -> None:
+        """Become a copy of `other` (``copy_register_state``)."""
+        for name in Reg.__slots__:
+            setattr(self, name, getattr(other, name))
+
+    # --- constructors ------------------------------------------------------------------
+
+    @classmethod
+    def known(cls, value: int) -> "Reg":
+        """A scalar of one known 64-bit value."""
+        r = cls(RegType.SCALAR)
+        mark_known(r, value)
+        return r
+
+    @classmethod
+    def unknown(cls) -> "Reg":
+        """A scalar about which nothing is known."""
+        return cls(RegType.SCALAR)
+
+    @classmethod
+    def pointer(cls, type: RegType, off: int = 0, **fields: object) -> "Reg":
+        """A pointer of `type` with fixed offset `off` and a zero variable offset."""
+        r = cls(type)
+        mark_known(r, 0)
+        r.off = off
+        for name, value in fields.items():
+            setattr(r, name, value)
+        return r
+
+    # --- queries -----------------------------------------------------------------------
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.type is RegType.SCALAR
+
+    @property
+    def is_pointer(self) -> bool:
+        return self.type is not RegType.SCALAR and self.type is not RegType.NOT_INIT
+
+    def is_const(self, is32: bool = False) -> bool:
+        if self.type is not RegType.SCALAR:
+            return False
+        if is32:
+            return (self.var_off[1] & U32) == 0
+        return self.var_off[1] == 0
+
+    def const_value(self, is32: bool = False) -> int:
+        return self.var_off[0] & U32 if is32 else self.var_off[0]
+
+    def __repr__(self) -> str:
+        from bpfpatch.analysis.vlog import format_reg
+
+        return f"<Reg {format_reg(self)}>"
+
+
+# --- bounds (kernel/bpf/verifier.c) ---------------------------------------------------------
+
+
+def mark_known(r: Reg, value: int) -> None:
+    """``__mark_reg_known``: every bit and bound is `value`."""
+    v = value & U64
+    r.var_off = (v, 0)
+    r.smin = r.smax = s64(v)
+    r.umin = r.umax = v
+    r.s32min = r.s32max = s32(v)
+    r.u32min = r.u32max = v & U32
+
+
+def mark_known32(r: Reg, value: int) -> None:
+    """``__mark_reg32_known``: the low half is `value`."""
+    v = value & U32
+    r.var_off = (r.var_off[0] & ~U32 & U64 | v, r.var_off[1] & ~U32 & U64)
+    r.s32min = r.s32max = s32(v)
+    r.u32min = r.u32max = v
+
+
+def mark_unbounded(r: Reg) -> None:
+    r.smin, r.smax, r.umin, r.umax = S64_MIN, S64_MAX, 0, U64
+    r.s32min, r.s32max, r.u32min, r.u32max = S32_MIN, S32_MAX, 0, U32
+
+
+def mark_unbounded64(r: Reg) -> None:
+    r.smin, r.smax, r.umin, r.umax = S64_MIN, S64_MAX, 0, U64
+
+
+def mark_unbounded32(r: Reg) -> None:
+    r.s32min, r.s32max, r.u32min, r.u32max = S32_MIN, S32_MAX, 0, U32
+
+
+def mark_unknown(r: Reg) -> None:
+    """``__mark_reg_unknown``: a scalar about which nothing is known."""
+    r.type = RegType.SCALAR
+    r.off = 0
+    r.var_off = UNKNOWN
+    mark_unbounded(r)
+    r.id = r.ref_obj_id = r.range = r.mem_size = 0
+    r.map = None
+    r.btf_name = ""
+    r.precise = False
+
+
+def mark_not_init(r: Reg) -> None:
+    mark_unknown(r)
+    r.type = RegType.NOT_INIT
+
+
+def update_bounds32(r: Reg) -> None:
+    v, m = r.var_off[0] & U32, r.var_off[1] & U32
+    r.s32min = max(r.s32min, s32(v | (m & 0x80000000)))
+    r.s32max = min(r.s32max, s32(v | (m & 0x7FFFFFFF)))
+    r.u32min = max(r.u32min, v)
+    r.u32max = min(r.u32max, v | m)
+
+
+def update_bounds64(r: Reg) -> None:
+    v, m = r.var_off
+    r.smin = max(r.smin, s64(v | (m & (1 << 63))))
+    r.smax = min(r.smax, s64(v | (m & S64_MAX)))
+    r.umin = max(r.umin, v)
+    r.umax = min(r.umax, v | m)
+
+
+def update_bounds(r: Reg) -> None:
+    update_bounds32(r)
+    update_bounds64(r)
+
+
+def deduce_bounds32(r: Reg) -> None:
+    if (r.umin >> 32) == (r.umax >> 32):
+        r.u32min = max(r.u32min, r.umin & U32)
+        r.u32max = min(r.u32max, r.umax & U32)
+        if s32(r.umin) <= s32(r.umax):
+            r.s32min = max(r.s32min, s32(r.umin))
+            r.s32max = min(r.s32max, s32(r.umax))
+    if (r.smin >> 32) == (r.smax >> 32):
+        if (r.smin & U32) <= (r.smax & U32):
+            r.u32min = max(r.u32min, r.smin & U32)
+            r.u32max = min(r.u32max, r.smax & U32)
+        if s32(r.smin) <= s32(r.smax):
+            r.s32min = max(r.s32min, s32(r.smin))
+            r.s32max = min(r.s32max, s32(r.smax))
+    if (((r.umin >> 32) + 1) & U32) == ((r.umax >> 32) & U32) and s32(r.umin) < 0 and s32(r.umax) >= 0:
+        r.s32min = max(r.s32min, s32(r.umin))
+        r.s32max = min(r.s32max, s32(r.umax))
+    if ((((r.smin & U64) >> 32) + 1) & U32) == (((r.smax & U64) >> 32) & U32) and s32(r.smin) < 0 and s32(r.smax) >= 0:
+        r.s32min = max(r.s32min, s32(r.smin))
+        r.s32max = min(r.s32max, s32(r.smax))
+    if s32(r.u32min) <= s32(r.u32max):
+        r.s32min = max(r.s32min, s32(r.u32min))
+        r.s32max = min(r.s32max, s32(r.u32max))
+    if (r.s32min & U32) <= (r.s32max & U32):
+        r.u32min = max(r.s32min & U32, r.u32min)
+        r.u32max = min(r.s32max & U32, r.u32max)
+    else:
+        if r.u32max < (r.s32min & U32):
+            r.s32min = s32(r.u32min)
+            r.u32max = min(r.u32max, r.s32max & U32)
+        elif (r.s32max & U32) < r.u32min:
+            r.s32max = s32(r.u32max)
+            r.u32min = max(r.u32min, r.s32min & U32)
+
+
+def deduce_bounds64(r: Reg) -> None:
+    if s64(r.umin) <= s64(r.umax):
+        r.smin = max(r.smin, s64(r.umin))
+        r.smax = min(r.smax, s64(r.umax))
+    if (r.smin & U64) <= (r.smax & U64):
+        r.umin = max(r.smin & U64, r.umin)
+        r.umax = min(r.smax & U64, r.umax)
+    else:
+        if r.umax < (r.smin & U64):
+            r.smin = s64(r.umin)
+            r.umax = min(r.umax, r.smax & U64)
+        elif (r.smax & U64) < r.umin:
+            r.smax = s64(r.umax)
+            r.umin = max(r.umin, r.smin & U64)
+
+
+def deduce_mixed_bounds(r: Reg) -> None:
+    hi = ~U32 & U64
+    r.umin = max(r.umin, (r.umin & hi) | r.u32min)
+    r.umax = min(r.umax, (r.umax & hi) | r.u32max)
+    r.smin = max(r.smin, s64((r.smin & hi) | r.u32min))
+    r.smax = min(r.smax, s64((r.smax & hi) | r.u32max))
+    if (r.s32min & U32) <= (r.s32max & U32):
+        r.umin = max(r.umin, (r.umin & hi) | (r.s32min & U32))
+        r.umax = min(r.umax, (r.umax & hi) | (r.s32max & U32))
+        r.smin = max(r.smin, s64((r.smin & hi) | (r.s32min & U32)))
+        r.smax = min(r.smax, s64((r.smax & hi) | (r.s32max & U32)))
+    if r.s32min >= 0 and r.smin >= S32_MIN and r.smax <= S32_MAX:
+        r.smin, r.smax = r.s32min, r.s32max
+        r.umin, r.umax = r.s32min, r.s32max
+        r.var_off = tnum_intersect(r.var_off, tnum_range(r.smin & U64, r.smax & U64))
+
+
+def deduce_bounds(r: Reg) -> None:
+    deduce_bounds32(r)
+    deduce_bounds64(r)
+    deduce_mixed_bounds(r)
+
+
+def bound_offset(r: Reg) -> None:
+    """``__reg_bound_offset``: known bits from the unsigned ranges."""
+    var64 = tnum_intersect(r.var_off, tnum_range(r.umin, r.umax))
+    var32 = tnum_intersect(tnum_subreg(var64), tnum_range(r.u32min, r.u32max))
+    r.var_off = tnum_or(tnum_clear_subreg(var64), var32)
+
+
+def reg_bounds_sync(r: Reg) -> None:
+    """``reg_bounds_sync``: make var_off and the four ranges agree."""
+    update_bounds(r)
+    deduce_bounds(r)
+    deduce_bounds(r)
+    deduce_bounds(r)
+    bound_offset(r)
+    update_bounds(r)
+
+
+def bounds_sane(r: Reg) -> bool:
+    """``reg_bounds_sanity_check``: false when the ranges are empty (an impossible path)."""
+    if r.umin > r.umax or r.smin > r.smax or r.u32min > r.u32max or r.s32min > r.s32max:
+        return False
+    v, m = r.var_off
+    if r.umin < v or r.umax > (v | m):
+        return False
+    if r.u32min < (v & U32) or r.u32max > ((v | m) & U32):
+        return False
+    return True
+
+
+def zext_32_to_64(r: Reg) -> None:
+    """``zext_32_to_64``: a 32-bit result's upper half is zero."""
+    r.var_off = tnum_subreg(r.var_off)
+    r.umin, r.umax = r.u32min, r.u32max
+    # __reg_assign_32_into_64
+    if r.s32min >= 0 and r.s32max >= 0:
+        r.smin, r.smax = r.s32min, r.s32max
+    else:
+        r.smin, r.smax = 0, U32
+
+
+def coerce_to_size(r: Reg, size: int) -> None:
+    """``coerce_reg_to_size``: keep the low `size` bytes (zero-extended)."""
+    mask = (1 << (size * 8)) - 1
+    r.var_off = (r.var_off[0] & mask, r.var_off[1] & mask)
+    if (r.umin & ~mask & U64) == (r.umax & ~mask & U64):
+        r.umin &= mask
+        r.umax &= mask
+    else:
+        r.umin, r.umax = 0, mask
+    r.smin, r.smax = r.umin, r.umax
+    if size < 4:
+        mark_unbounded32(r)
+    reg_bounds_sync(r)
+
+
+def _sext(v: int, size: int) -> int:
+    bits = size * 8
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+_SMIN = {1: -128, 2: -32768, 4: S32_MIN}
+_SMAX = {1: 127, 2: 32767, 4: S32_MAX}
+
+
+def coerce_to_size_sx(r: Reg, size: int) -> None:
+    """``coerce_reg_to_size_sx``: sign-extend the low `size` bytes to 64 bits."""
+    if r.var_off[1] == 0:
+        v = _sext(r.var_off[0], size)
+        r.var_off = (v & U64, 0)
+        r.smin = r.smax = s64(v)
+        r.umin = r.umax = v & U64
+        r.s32min = r.s32max = s32(v)
+        r.u32min = r.u32max = v & U32
+        return
+    bits = size * 8
+    if ((r.smax & U64) >> bits) == ((r.smin & U64) >> bits):
+        a, b = _sext(r.smax, size), _sext(r.smin, size)
+        hi, lo = max(a, b), min(a, b)
+        if (hi >= 0) == (lo >= 0):
+            r.s32min = r.smin = lo
+            r.s32max = r.smax = hi
+            r.u32min = lo & U32
+            r.umin = lo & U64
+            r.u32max = hi & U32
+            r.umax = hi & U64
+            r.var_off = tnum_range(lo & U64, hi & U64)
+            return
+    r.smin = r.s32min = _SMIN[size]
+    r.smax = r.s32max = _SMAX[size]
+    r.umin = r.u32min = 0
+    r.umax, r.u32max = U64, U32
+    r.var_off = UNKNOWN
+
+
+def coerce_subreg_to_size_sx(r: Reg, size: int) -> None:
+    """``coerce_subreg_to_size_sx``: sign-extend the low `size` bytes to 32 bits."""
+    if r.var_off[1] == 0:
+        v = _sext(r.var_off[0], size)
+        r.var_off = (v & U64, 0)
+        r.s32min = r.s32max = s32(v)
+        r.u32min = r.u32max = v & U32
+        return
+    bits = size * 8
+    if ((r.s32max & U32) >> bits) == ((r.s32min & U32) >> bits):
+        a, b = _sext(r.s32max, size), _sext(r.s32min, size)
+        hi, lo = max(a, b), min(a, b)
+        if (lo >= 0) == (hi >= 0):
+            r.s32min, r.s32max = lo, hi
+            r.u32min, r.u32max = lo & U32, hi & U32
+            r.var_off = tnum_subreg(tnum_range(lo & U64, hi & U64))
+            return
+    r.s32min, r.s32max = _SMIN[size], _SMAX[size]
+    r.u32min, r.u32max = 0, U32
+    r.var_off = (0, U32)
+
+
+# --- stack ------------------------------------------------------------------------------------
+
+STACK_INVALID, STACK_SPILL, STACK_MISC, STACK_ZERO = "?", "r", "m", "0"
+
+
+class Slot:
+    """One 8-byte stack slot (``struct bpf_stack_state``): a type per byte and, if spilled, the register."""
+
+    __slots__ = ("types", "spilled")
+
+    def __init__(self, types: str = STACK_INVALID * 8, spilled: Reg | None = None) -> None:
+        self.types = types  # 8 characters, byte 0 = the slot's lowest address
+        self.spilled = spilled
+
+    def copy(self) -> "Slot":
+        return Slot(self.types, self.spilled.copy() if self.spilled is not None else None)
+
+    @property
+    def is_spill(self) -> bool:
+        return self.types[7] == STACK_SPILL
+
+
+class Frame:
+    """One function's registers and stack (``struct bpf_func_state``)."""
+
+    __slots__ = ("regs", "stack", "callsite", "frameno", "subprog")
+
+    def __init__(self, frameno: int = 0, callsite: int = -1, subprog: int = 0) -> None:
+        self.regs = [Reg() for _ in range(11)]
+        self.stack: dict[int, Slot] = {}  # slot number k: bytes [fp - 8(k+1), fp - 8k)
+        self.callsite = callsite
+        self.frameno = frameno
+        self.subprog = subprog
+
+    def copy(self) -> "Frame":
+        f = Frame.__new__(Frame)
+        f.regs = [r.copy() for r in self.regs]
+        f.stack = {k: s.copy() for k, s in self.stack.items()}
+        f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
+        return f
+
+
+class State:
+    """A verifier state (``struct bpf_verifier_state``): the call chain's frames."""
+
+    __slots__ = ("frames", "refs", "parent", "history", "insn_idx", "branches", "speculative")
+
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = frames
+        self.refs: list[int] = []  # acquired reference ids (sockets, ringbuf records)
+        self.parent: State | None = None
+        self.history: list[tuple[int, int]] = []  # (insn, prev insn) jumps since the parent checkpoint
+        self.insn_idx = 0
+        self.branches = 0
+        self.speculative = False
+
+    @property
+    def cur(self) -> Frame:
+        return self.frames[-1]
+
+    @property
+    def regs(self) -> list[Reg]:
+        return self.frames[-1].regs
+
+    def copy(self) -> "State":
+        s = State([f.copy() for f in self.frames])
+        s.refs = list(self.refs)
+        s.parent = self.parent
+        s.insn_idx = self.insn_idx
+        return s
+
+
+__all__ = ["Reg", "Slot", "Frame", "State", "reg_bounds_sync", "mark_known", "mark_unknown", "s32", "s64",
+           "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF"]

@@ -1,0 +1,2133 @@
+"""A path-sensitive abstract interpreter following the kernel verifier's ``do_check``.
+
+    analysis = analyze(program, "xdp")
+    analysis.aux[5].ptr_type      # RegType.PTR_TO_PACKET
+    analysis.aux[0].seen          # True
+
+`analyze` walks every path of a program the way kernel/bpf/verifier.c does
+(privileged rules: root loads), from the entry state ``R1=ctx() R10=fp0``:
+scalars carry known bits and four ranges (`bpfpatch.analysis.state`),
+pointers their kind and offsets; conditional jumps refine both sides
+(``reg_set_min_max``) or go one way when decided (``is_branch_taken``);
+comparisons against ``data_end`` give packet pointers a range; helper calls
+are checked against the generated prototype table; bpf-to-bpf calls push a
+frame.  At prune points a state that an explored one subsumes is not walked
+again (``states_equal`` with range/tnum subsumption over live registers), so
+bounded loops are unrolled until they leave and the work stays close to the
+number of distinct states.
+
+Per slot it yields an `InsnAux` (`bpfpatch.analysis.facts`): ``seen``, the
+pointer type of memory accesses, ``zext_dst`` (the kernel's rule: a 32-bit
+definition whose upper half some path reads as 64 bits), the map of map loads
+and helper calls, the helper id, and (``keep_states``) the states before it.
+
+A program the kernel would refuse raises `AnalysisRejected` with the
+instruction index and the kernel's message (``R2 invalid mem access 'scalar'``);
+more than ``budget`` processed instructions raise `BudgetExceeded`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from bpfpatch.analysis.ctxlayout import CtxLayout, uapi_layout
+from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
+from bpfpatch.analysis.helpers import proto
+from bpfpatch.analysis.state import (
+    AT_PKT_END,
+    BEYOND_PKT_END,
+    MAX_BPF_STACK,
+    MAX_PACKET_OFF,
+    S32_MAX,
+    S32_MIN,
+    S64_MAX,
+    S64_MIN,
+    STACK_INVALID,
+    STACK_MISC,
+    STACK_SPILL,
+    STACK_ZERO,
+    Frame,
+    Reg,
+    Slot,
+    State,
+    bounds_sane,
+    coerce_subreg_to_size_sx,
+    coerce_to_size,
+    coerce_to_size_sx,
+    mark_known,
+    mark_known32,
+    mark_not_init,
+    mark_unbounded,
+    mark_unbounded32,
+    mark_unbounded64,
+    mark_unknown,
+    reg_bounds_sync,
+    s32,
+    s64,
+    update_bounds,
+    update_bounds32,
+    zext_32_to_64,
+)
+from bpfpatch.analysis.tnum import (
+    U32,
+    U64,
+    tnum_add,
+    tnum_and,
+    tnum_arshift,
+    tnum_bswap,
+    tnum_in,
+    tnum_intersect,
+    tnum_lshift,
+    tnum_mul,
+    tnum_or,
+    tnum_overlap,
+    tnum_rshift,
+    tnum_sub,
+    tnum_subreg,
+    tnum_with_subreg,
+    tnum_xor,
+)
+from bpfpatch.errors import BpfPatchError
+from bpfpatch.progtype import ProgType, prog_type_of
+from bpfpatch.program import Program
+
+# opcode fields
+LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
+MODE_IMM, MODE_ABS, MODE_IND, MODE_MEM, MODE_MEMSX, MODE_ATOMIC = 0x00, 0x20, 0x40, 0x60, 0x80, 0xC0
+SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
+OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_OR, OP_AND, OP_LSH, OP_RSH, OP_NEG, OP_MOD, OP_XOR, OP_MOV, OP_ARSH, OP_END = (
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0)
+J_JA, J_JEQ, J_JGT, J_JGE, J_JSET, J_JNE, J_JSGT, J_JSGE, J_CALL, J_EXIT, J_JLT, J_JLE, J_JSLT, J_JSLE, J_JCOND = (
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0)
+ALU_NAMES = {OP_ADD: "add", OP_SUB: "sub", OP_MUL: "mul", OP_DIV: "div", OP_OR: "or", OP_AND: "and",
+             OP_LSH: "lsh", OP_RSH: "rsh", OP_NEG: "neg", OP_MOD: "mod", OP_XOR: "xor", OP_MOV: "mov",
+             OP_ARSH: "arsh", OP_END: "endian"}
+PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE = 1, 2, 3, 4, 5, 6
+PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
+MAX_CALL_FRAMES = 8
+ATOMIC_FETCH, ATOMIC_XCHG, ATOMIC_CMPXCHG = 0x01, 0xE0 | 0x01, 0xF0 | 0x01
+
+NULLABLE = {
+    RegType.PTR_TO_MAP_VALUE_OR_NULL: RegType.PTR_TO_MAP_VALUE,
+    RegType.PTR_TO_SOCKET_OR_NULL: RegType.PTR_TO_SOCKET,
+    RegType.PTR_TO_SOCK_COMMON_OR_NULL: RegType.PTR_TO_SOCK_COMMON,
+    RegType.PTR_TO_TCP_SOCK_OR_NULL: RegType.PTR_TO_TCP_SOCK,
+    RegType.PTR_TO_MEM_OR_NULL: RegType.PTR_TO_MEM,
+}
+PKT_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
+SOCKISH = (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_BTF_ID,
+           RegType.PTR_TO_XDP_SOCK)
+
+
+class AnalysisError(BpfPatchError):
+    """The analysis cannot go on: the program is refused or too big (names the instruction)."""
+
+    def __init__(self, message: str, *, index: int | None = None, analysis: "Analysis | None" = None) -> None:
+        self.index = index
+        self.message = message
+        self.analysis = analysis
+        prefix = f"instruction {index}: " if index is not None else ""
+        super().__init__(prefix + message)
+
+
+class AnalysisRejected(AnalysisError):
+    """A program the kernel's verifier would refuse; ``message`` is the kernel's text where we know it."""
+
+
+class BudgetExceeded(AnalysisError):
+    """More processed instructions than the budget (the kernel's 1M limit)."""
+
+
+@dataclass
+class Analysis:
+    """What `analyze` found: one `InsnAux` per slot (None for an ld_imm64's second slot) and counters."""
+
+    program: Program
+    prog_type: ProgType
+    aux: list[InsnAux | None]
+    processed: int = 0
+    total_states: int = 0
+    peak_states: int = 0
+    max_stack_depth: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def seen(self) -> list[bool]:
+        """``seen`` per slot (an ld_imm64's second slot follows its first)."""
+        out = []
+        last = False
+        for a in self.aux:
+            if a is not None:
+                last = a.seen
+            out.append(last)
+        return out
+
+
+@dataclass
+class _Env:
+    """Per-analysis constants and counters (the parts of ``bpf_verifier_env`` we need)."""
+
+    code: list[int]
+    dst: list[int]
+    src: list[int]
+    off: list[int]
+    imm: list[int]
+    n: int
+    prog_type: ProgType
+    ctx: CtxLayout
+    maps: dict[int, MapRef]
+    aux: list[InsnAux | None]
+    live: list[int]
+    prune: list[bool]
+    keep_states: bool
+    budget: int
+    id_gen: int = 0
+    processed: int = 0
+    explored: dict[int, list[State]] = field(default_factory=dict)
+    total_states: int = 0
+    subprog_starts: frozenset[int] = frozenset()
+    max_depth: int = 0
+    log: list[str] | None = None
+
+
+def analyze(
+    program: Program,
+    prog_type: "ProgType | int | str" = ProgType.SOCKET_FILTER,
+    *,
+    maps: "Mapping[int, MapRef] | None" = None,
+    budget: int = 1_000_000,
+    ctx_layout: "CtxLayout | Callable[[ProgType], CtxLayout | None] | None" = None,
+    keep_states: bool = True,
+    log: bool = False,
+) -> Analysis:
+    """Analyze `program` as a program of `prog_type`; raise `AnalysisRejected` where the kernel would refuse it.
+
+    ``maps`` names the maps of ld_imm64 map references: keyed by the
+    instruction's slot or by the fd / index in its immediate.  Without it the
+    maps come from the program's ELF metadata (``meta["map_refs"]`` /
+    ``meta["map_specs"]``), else are unknown (key and value size 0: accesses
+    through their values are not bounds-checked).  ``ctx_layout`` is a layout or a
+    function giving one per program type (e.g. read from the running kernel's
+    BTF by the kernel layer); the uapi table otherwise.
+    """
+    ptype = prog_type_of(prog_type)
+    layout = None
+    if callable(ctx_layout):
+        layout = ctx_layout(ptype)
+    elif ctx_layout is not None:
+        layout = ctx_layout
+    layout = layout or uapi_layout(ptype)
+    slots = program.slots
+    n = len(slots)
+    code = slots["code"].tolist()
+    regs_b = slots["regs"].tolist()
+    dst = [r & 0xF for r in regs_b]
+    src = [r >> 4 for r in regs_b]
+    off = slots["off"].tolist()
+    imm = slots["imm"].tolist()
+    aux: list[InsnAux | None] = []
+    i = 0
+    while i < n:
+        aux.append(InsnAux())
+        if code[i] == 0x18:
+            aux.append(None)
+            i += 2
+        else:
+            i += 1
+    aux = aux[:n]
+    env = _Env(code, dst, src, off, imm, n, ptype, layout, _map_table(program, maps), aux, [], [False] * n,
+               keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
+    env.live = _liveness(env)
+    _mark_prune_points(env)
+    result = Analysis(program, ptype, aux)
+    try:
+        _do_check(env)
+    except AnalysisError as exc:
+        exc.analysis = result
+        raise
+    finally:
+        result.processed = env.processed
+        result.total_states = env.total_states
+        result.max_stack_depth = env.max_depth
+        result.log = env.log or []
+    return result
+
+
+def attach(patchlist: Any, analysis: Analysis) -> None:
+    """Store each instruction's `InsnAux` on its patch-list node, by reference (the node's aux)."""
+    nodes = list(patchlist)
+    slot = 0
+    for node in nodes:
+        if slot >= len(analysis.aux):
+            break
+        node.aux = analysis.aux[slot]
+        slot += 2 if node.insn.code == 0x18 else 1
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def _map_table(program: Program, maps: "Mapping[int, MapRef] | None") -> dict[int, MapRef]:
+    if maps is not None:
+        return dict(maps)
+    refs = program.meta.get("map_refs") or {}
+    specs = program.meta.get("map_specs") or {}
+    out: dict[int, MapRef] = {}
+    names = sorted({r[0] for r in refs.values()})
+    for slot, (name, _value_off) in refs.items():
+        spec = specs.get(name)
+        if spec is None:
+            out[int(slot)] = MapRef(names.index(name), name)
+        else:
+            out[int(slot)] = MapRef(names.index(name), name, None, spec.map_type, spec.key_size, spec.value_size,
+                                    spec.max_entries)
+    return out
+
+
+def _successors(env: _Env, i: int) -> list[int]:
+    c = env.code[i]
+    cls = c & 7
+    if c == 0x18:
+        return [i + 2]
+    if cls in (JMP, JMP32):
+        op = c & 0xF0
+        if op == J_EXIT:
+            return []
+        if op == J_CALL:
+            return [i + 1]
+        if op == J_JA:
+            tgt = i + 1 + (env.imm[i] if cls == JMP32 else env.off[i])
+            return [tgt]
+        return [i + 1, i + 1 + env.off[i]]
+    return [i + 1]
+
+
+def _uses_defs(env: _Env, i: int) -> tuple[int, int]:
+    """Registers an instruction reads and writes, as bit masks (for liveness)."""
+    c, d, s = env.code[i], env.dst[i], env.src[i]
+    cls = c & 7
+    if cls in (ALU, ALU64):
+        op = c & 0xF0
+        x = c & 0x08
+        if op == OP_MOV:
+            return ((1 << s) if x else 0), 1 << d
+        if op in (OP_NEG, OP_END):
+            return 1 << d, 1 << d
+        return (1 << d) | ((1 << s) if x else 0), 1 << d
+    if cls == LDX:
+        return 1 << s, 1 << d
+    if cls == ST:
+        return 1 << d, 0
+    if cls == STX:
+        if c & 0xE0 == MODE_ATOMIC:
+            imm = env.imm[i]
+            u = (1 << d) | (1 << s)
+            df = 0
+            if imm == ATOMIC_CMPXCHG:
+                u |= 1
+                df = 1
+            elif imm & ATOMIC_FETCH:
+                df = 1 << s
+            return u, df
+        return (1 << d) | (1 << s), 0
+    if cls == LD:
+        if c == 0x18:
+            return 0, 1 << d
+        return (1 << 6) | ((1 << s) if c & 0xE0 == MODE_IND else 0), 0x3F  # LD_ABS/IND: r0 out, r1-r5 clobbered
+    if cls in (JMP, JMP32):
+        op = c & 0xF0
+        if op == J_EXIT:
+            return 1, 0
+        if op == J_CALL:
+            if s == PSEUDO_CALL:
+                return 0x3E, 0x3F
+            p = proto(env.imm[i]) if s == 0 else None
+            nargs = p.nargs if p else 5
+            return sum(1 << r for r in range(1, nargs + 1)), 0x3F
+        if op == J_JA:
+            return 0, 0
+        return (1 << d) | ((1 << s) if c & 0x08 else 0), 0
+    return 0, 0
+
+
+def _liveness(env: _Env) -> list[int]:
+    """Registers live before each instruction (backward dataflow; callee frames read R1-R5)."""
+    n = env.n
+    succ = [[] for _ in range(n)]
+    ud = [(0, 0)] * n
+    starts = [False] * n
+    i = 0
+    while i < n:
+        starts[i] = True
+        succ[i] = [t for t in _successors(env, i) if 0 <= t < n]
+        ud[i] = _uses_defs(env, i)
+        i += 2 if env.code[i] == 0x18 else 1
+    preds: list[list[int]] = [[] for _ in range(n)]
+    for i in range(n):
+        if starts[i]:
+            for t in succ[i]:
+                preds[t].append(i)
+    live = [0] * n
+    work = [i for i in range(n) if starts[i]]
+    inq = [starts[i] for i in range(n)]
+    while work:
+        i = work.pop()
+        inq[i] = False
+        out = 0
+        for t in succ[i]:
+            out |= live[t]
+        u, d = ud[i]
+        new = u | (out & ~d)
+        if new != live[i]:
+            live[i] = new
+            for p in preds[i]:
+                if not inq[p]:
+                    inq[p] = True
+                    work.append(p)
+    return live
+
+
+def _mark_prune_points(env: _Env) -> None:
+    i = 0
+    while i < env.n:
+        c = env.code[i]
+        cls = c & 7
+        if cls in (JMP, JMP32) and c & 0xF0 not in (J_EXIT,):
+            op = c & 0xF0
+            if op == J_CALL:
+                env.prune[i] = True
+                if env.src[i] == PSEUDO_CALL:
+                    t = i + 1 + env.imm[i]
+                    if 0 <= t < env.n:
+                        env.prune[t] = True
+            else:
+                for t in _successors(env, i):
+                    if 0 <= t < env.n:
+                        env.prune[t] = True
+                if op != J_JA:
+                    env.prune[i] = True
+        i += 2 if c == 0x18 else 1
+
+
+# --- the main loop ----------------------------------------------------------------------------
+
+
+def _entry_state(env: _Env) -> State:
+    f = Frame(0)
+    f.regs[1] = Reg.pointer(RegType.PTR_TO_CTX)
+    f.regs[10] = Reg.pointer(RegType.PTR_TO_STACK, frameno=0)
+    return State([f])
+
+
+def _err(idx: int, msg: str) -> AnalysisRejected:
+    return AnalysisRejected(msg, index=idx)
+
+
+def _do_check(env: _Env) -> None:
+    stack: list[tuple[State, int]] = [(_entry_state(env), 0)]
+    n = env.n
+    while stack:
+        state, idx = stack.pop()
+        while True:
+            if idx < 0 or idx >= n or env.aux[idx] is None:
+                raise _err(idx, f"invalid insn idx {idx} insn_cnt {n}" if idx >= n or idx < 0 else
+                           f"jump into the middle of ldimm64 insn {idx}")
+            if env.prune[idx] and _is_state_visited(env, state, idx):
+                break
+            env.processed += 1
+            if env.processed > env.budget:
+                raise BudgetExceeded(f"BPF program is too large. Processed {env.processed} insn", index=idx)
+            a = env.aux[idx]
+            a.seen = True
+            if env.keep_states:
+                a.states.append(state.copy())
+            nxt = _step(env, state, idx, stack)
+            if env.keep_states:
+                a.extra.setdefault("after", []).append(state.copy())
+            if nxt is None:
+                break
+            idx = nxt
+
+
+def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
+    lst = env.explored.get(idx)
+    if lst is None:
+        lst = env.explored[idx] = []
+    for old in lst:
+        if _states_equal(env, old, cur, idx):
+            return True
+    snap = cur.copy()
+    lst.append(snap)
+    env.total_states += 1
+    return False
+
+
+# --- states_equal -----------------------------------------------------------------------------
+
+
+class _IdMap:
+    __slots__ = ("fwd", "rev", "tmp")
+
+    def __init__(self) -> None:
+        self.fwd: dict[int, int] = {}
+        self.rev: dict[int, int] = {}
+        self.tmp = 1 << 40
+
+    def check(self, old: int, cur: int) -> bool:
+        if old == 0 and cur == 0:
+            return True
+        if old == 0:
+            self.tmp += 1
+            old = self.tmp
+        if cur == 0:
+            self.tmp += 1
+            cur = self.tmp
+        m = self.fwd.get(old)
+        if m is not None:
+            return m == cur
+        if cur in self.rev:
+            return False
+        self.fwd[old] = cur
+        self.rev[cur] = old
+        return True
+
+
+def _range_within(o: Reg, c: Reg) -> bool:
+    return (o.umin <= c.umin and o.umax >= c.umax and o.smin <= c.smin and o.smax >= c.smax
+            and o.u32min <= c.u32min and o.u32max >= c.u32max and o.s32min <= c.s32min and o.s32max >= c.s32max)
+
+
+def _regsafe(o: Reg, c: Reg, idmap: _IdMap) -> bool:
+    if o.type is RegType.NOT_INIT:
+        return True
+    if c.type is RegType.NOT_INIT:
+        return False
+    if o.type is not c.type:
+        return False
+    t = o.type
+    if t is RegType.SCALAR:
+        return _range_within(o, c) and tnum_in(o.var_off, c.var_off) and idmap.check(o.id, c.id)
+    if t in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_VALUE_OR_NULL, RegType.PTR_TO_MEM,
+             RegType.PTR_TO_MEM_OR_NULL, RegType.PTR_TO_MAP_KEY):
+        return (o.off == c.off and o.map == c.map and o.mem_size == c.mem_size and _range_within(o, c)
+                and tnum_in(o.var_off, c.var_off) and idmap.check(o.id, c.id) and idmap.check(o.ref_obj_id, c.ref_obj_id))
+    if t in PKT_TYPES:
+        if c.range < o.range or (o.range < 0 and c.range != o.range):
+            return False
+        if c.range < 0 and o.range >= 0 and o.range > 0:
+            return False
+        return o.off == c.off and idmap.check(o.id, c.id) and _range_within(o, c) and tnum_in(o.var_off, c.var_off)
+    if t is RegType.PTR_TO_STACK:
+        return o.off == c.off and o.frameno == c.frameno and o.var_off == c.var_off
+    return (o.off == c.off and o.var_off == c.var_off and o.map == c.map and o.range == c.range
+            and o.mem_size == c.mem_size and idmap.check(o.id, c.id) and idmap.check(o.ref_obj_id, c.ref_obj_id))
+
+
+def _stacksafe(o: Frame, c: Frame, idmap: _IdMap) -> bool:
+    for k, os in o.stack.items():
+        cs = c.stack.get(k)
+        ct = cs.types if cs is not None else STACK_INVALID * 8
+        for j in range(8):
+            ot = os.types[j]
+            if ot == STACK_INVALID or ot == STACK_MISC:
+                continue  # privileged: uninitialized and misc stack read as unknown scalars
+            if ot == STACK_ZERO and ct[j] == STACK_ZERO:
+                continue
+            if ot == STACK_ZERO and ct[j] == STACK_SPILL and cs is not None and cs.spilled is not None and \
+                    cs.spilled.is_const() and cs.spilled.var_off[0] == 0:
+                continue
+            if ot != ct[j]:
+                return False
+        if os.types[7] == STACK_SPILL:
+            if cs is None or cs.spilled is None or os.spilled is None or not _regsafe(os.spilled, cs.spilled, idmap):
+                return False
+    return True
+
+
+def _states_equal(env: _Env, old: State, cur: State, idx: int) -> bool:
+    if len(old.frames) != len(cur.frames) or old.refs != cur.refs:
+        return False
+    idmap = _IdMap()
+    for depth, (of, cf) in enumerate(zip(old.frames, cur.frames)):
+        if of.callsite != cf.callsite:
+            return False
+        if depth == len(old.frames) - 1:
+            live = env.live[idx] | (1 << 10)
+        else:
+            nxt = old.frames[depth + 1].callsite + 1
+            live = (env.live[nxt] if nxt < env.n else 0) & ~0x3F | (1 << 10)
+        for r in range(11):
+            if live >> r & 1 and not _regsafe(of.regs[r], cf.regs[r], idmap):
+                return False
+        if not _stacksafe(of, cf, idmap):
+            return False
+    return True
+
+
+# --- one instruction --------------------------------------------------------------------------
+
+
+def _new_id(env: _Env) -> int:
+    env.id_gen += 1
+    return env.id_gen
+
+
+def _check_read(env: _Env, st: State, idx: int, regno: int, is64: bool) -> Reg:
+    """``check_reg_arg(SRC_OP)``: the register must be initialized; a 64-bit read marks zext_dst."""
+    r = st.regs[regno]
+    if r.type is RegType.NOT_INIT:
+        raise _err(idx, f"R{regno} !read_ok")
+    if is64 and r.subreg_def:
+        a = env.aux[r.subreg_def - 1]
+        if a is not None:
+            a.zext_dst = True
+        r.subreg_def = 0
+    return r
+
+
+def _def(st: State, idx: int, regno: int, is64: bool) -> Reg:
+    if regno == 10:
+        raise _err(idx, "frame pointer is read only")
+    r = st.regs[regno]
+    r.subreg_def = 0 if is64 else idx + 1
+    return r
+
+
+def _step(env: _Env, st: State, idx: int, stack: list) -> int | None:
+    c = env.code[idx]
+    cls = c & 7
+    if cls in (ALU, ALU64):
+        _check_alu(env, st, idx)
+        return idx + 1
+    if cls == LDX:
+        mode = c & 0xE0
+        if mode not in (MODE_MEM, MODE_MEMSX):
+            raise _err(idx, "unknown opcode %02x" % c)
+        size = SIZES[c & 0x18]
+        s = env.src[idx]
+        _check_read(env, st, idx, s, True)
+        _check_mem_access(env, st, idx, s, env.off[idx], size, "read", env.dst[idx], sign=mode == MODE_MEMSX)
+        return idx + 1
+    if cls == ST:
+        size = SIZES[c & 0x18]
+        d = env.dst[idx]
+        _check_read(env, st, idx, d, True)
+        _check_mem_access(env, st, idx, d, env.off[idx], size, "write", -1, st_imm=env.imm[idx])
+        return idx + 1
+    if cls == STX:
+        mode = c & 0xE0
+        size = SIZES[c & 0x18]
+        d, s = env.dst[idx], env.src[idx]
+        if mode == MODE_ATOMIC:
+            _check_atomic(env, st, idx, size)
+            return idx + 1
+        sreg = st.regs[s]
+        _check_read(env, st, idx, s, size == 8 or (sreg.type is not RegType.SCALAR and sreg.type is not RegType.NOT_INIT))
+        _check_read(env, st, idx, d, True)
+        _check_mem_access(env, st, idx, d, env.off[idx], size, "write", s)
+        return idx + 1
+    if cls == LD:
+        if c == 0x18:
+            _check_ld_imm64(env, st, idx)
+            return idx + 2
+        mode = c & 0xE0
+        if mode in (MODE_ABS, MODE_IND):
+            _check_ld_abs(env, st, idx)
+            return idx + 1
+        raise _err(idx, "unknown opcode %02x" % c)
+    # JMP / JMP32
+    op = c & 0xF0
+    if op == J_EXIT and cls == JMP:
+        return _check_exit(env, st, idx)
+    if op == J_CALL and cls == JMP:
+        return _check_call(env, st, idx, stack)
+    if op == J_JA:
+        return idx + 1 + (env.imm[idx] if cls == JMP32 else env.off[idx])
+    if op == J_JCOND:
+        # may_goto: both ways
+        other = st.copy()
+        stack.append((other, idx + 1 + env.off[idx]))
+        return idx + 1
+    return _check_cond_jmp(env, st, idx, stack)
+
+
+# --- ALU ----------------------------------------------------------------------------------------
+
+
+def _check_alu(env: _Env, st: State, idx: int) -> None:
+    c = env.code[idx]
+    is64 = (c & 7) == ALU64
+    op = c & 0xF0
+    x = c & 0x08
+    d, s, off, imm = env.dst[idx], env.src[idx], env.off[idx], env.imm[idx]
+    regs = st.regs
+    if op in (OP_NEG, OP_END):
+        if op == OP_END:
+            reads64 = is64 and imm == 64 or (not is64 and imm == 64)
+        else:
+            reads64 = is64
+        r = _check_read(env, st, idx, d, reads64)
+        if r.is_pointer:
+            raise _err(idx, f"R{d} pointer arithmetic prohibited")
+        if op == OP_NEG:
+            src = r.copy()
+            r = _def(st, idx, d, is64)
+            mark_known(r, 0)
+            r.type = RegType.SCALAR
+            _scalar_alu(env, st, idx, r, src, OP_SUB, is64)
+            return
+        _def(st, idx, d, is64 or imm == 64)
+        _bswap(r, imm, is64 or (c & 0x08) == 0x08, is64)
+        return
+    if op == OP_MOV:
+        if x:
+            sreg = _check_read(env, st, idx, s, is64)
+            sreg_copy = sreg
+            dreg = regs[d]
+            if d == 10:
+                raise _err(idx, "frame pointer is read only")
+            if is64:
+                if imm:  # addr_space_cast
+                    new = Reg.unknown()
+                    dreg.assign(new)
+                    if imm == 1:
+                        dreg.type = RegType.PTR_TO_ARENA
+                    dreg.subreg_def = 0
+                elif off == 0:
+                    if sreg.type is RegType.SCALAR and sreg.id == 0 and not sreg.is_const():
+                        sreg.id = _new_id(env)
+                    dreg.assign(sreg_copy)
+                    dreg.subreg_def = 0
+                else:
+                    if sreg.is_pointer:
+                        raise _err(idx, f"R{s} sign-extension part of pointer")
+                    no_sext = sreg.umax < (1 << (off - 1))
+                    if no_sext and sreg.id == 0 and not sreg.is_const():
+                        sreg.id = _new_id(env)
+                    dreg.assign(sreg_copy)
+                    if not no_sext:
+                        dreg.id = 0
+                    coerce_to_size_sx(dreg, off >> 3)
+                    dreg.subreg_def = 0
+            else:
+                if sreg.is_pointer:
+                    raise _err(idx, f"R{s} partial copy of pointer")
+                if off == 0:
+                    is_u32 = sreg.umax <= U32
+                    if is_u32 and sreg.id == 0 and not sreg.is_const():
+                        sreg.id = _new_id(env)
+                    dreg.assign(sreg_copy)
+                    if not is_u32:
+                        dreg.id = 0
+                    dreg.subreg_def = idx + 1
+                else:
+                    no_sext = sreg.umax < (1 << (off - 1))
+                    if no_sext and sreg.id == 0 and not sreg.is_const():
+                        sreg.id = _new_id(env)
+                    dreg.assign(sreg_copy)
+                    if not no_sext:
+                        dreg.id = 0
+                    dreg.subreg_def = idx + 1
+                    coerce_subreg_to_size_sx(dreg, off >> 3)
+                zext_32_to_64(dreg)
+                reg_bounds_sync(dreg)
+        else:
+            r = _def(st, idx, d, is64)
+            sd = r.subreg_def
+            mark_unknown(r)
+            r.subreg_def = sd
+            mark_known(r, imm if is64 else imm & U32)
+        return
+    if op > OP_END:
+        raise _err(idx, f"invalid BPF_ALU opcode {op >> 4:x}")
+    # binary ops
+    if x:
+        sreg = _check_read(env, st, idx, s, is64)
+    else:
+        sreg = None
+    dreg = _check_read(env, st, idx, d, is64)
+    if op in (OP_MOD, OP_DIV) and not x and imm == 0:
+        raise _err(idx, "div by zero")
+    if op in (OP_LSH, OP_RSH, OP_ARSH) and not x:
+        size = 64 if is64 else 32
+        if imm < 0 or imm >= size:
+            raise _err(idx, f"invalid shift {imm}")
+    if d == 10:
+        raise _err(idx, "frame pointer is read only")
+    dreg.subreg_def = 0 if is64 else idx + 1
+    if dreg.type is RegType.PTR_TO_ARENA or (sreg is not None and sreg.type is RegType.PTR_TO_ARENA):
+        return
+    if sreg is not None:
+        if sreg.is_pointer:
+            if dreg.is_pointer:
+                if op == OP_SUB:
+                    sd = dreg.subreg_def
+                    mark_unknown(dreg)
+                    dreg.subreg_def = sd
+                    return
+                raise _err(idx, f"R{d} pointer {ALU_NAMES[op]} pointer prohibited")
+            off_reg = dreg.copy()
+            _ptr_alu(env, st, idx, dreg, sreg, off_reg, op, is64, d)
+            return
+        if dreg.is_pointer:
+            _ptr_alu(env, st, idx, dreg, dreg.copy(), sreg, op, is64, d)
+            return
+        src = sreg.copy()
+    else:
+        src = Reg.known(imm)
+        if dreg.is_pointer:
+            _ptr_alu(env, st, idx, dreg, dreg.copy(), src, op, is64, d)
+            return
+    _scalar_alu(env, st, idx, dreg, src, op, is64)
+    dreg.id = 0
+
+
+def _bswap(r: Reg, imm: int, swap: bool, is64: bool) -> None:
+    """BPF_END: to-le truncates, to-be / bswap swaps the low `imm` bits."""
+    sd = r.subreg_def
+    if not swap:
+        # to little endian on a little-endian machine: truncate to imm bits
+        if imm == 64:
+            return
+        coerce_to_size(r, imm // 8)
+        r.subreg_def = sd
+        return
+    if r.var_off[1] == 0:
+        v = int.from_bytes((r.var_off[0] & ((1 << imm) - 1)).to_bytes(imm // 8, "little"), "big")
+        mark_known(r, v)
+    else:
+        r.var_off = tnum_bswap(r.var_off, imm)
+        mark_unbounded(r)
+        reg_bounds_sync(r)
+    r.id = 0
+    r.subreg_def = sd
+
+
+def _safe_to_compute(op: int, src: Reg, is64: bool) -> bool:
+    if is64:
+        const = src.var_off[1] == 0 and src.smin == src.smax and src.umin == src.umax
+    else:
+        const = (src.var_off[1] & U32) == 0 and src.s32min == src.s32max and src.u32min == src.u32max
+    if op in (OP_ADD, OP_SUB, OP_AND, OP_XOR, OP_OR, OP_MUL):
+        return True
+    if op in (OP_LSH, OP_RSH, OP_ARSH):
+        return const and src.umax < (64 if is64 else 32)
+    return False
+
+
+def _add_ov(a: int, b: int, lo: int, hi: int) -> tuple[int, bool]:
+    v = a + b
+    return v, v < lo or v > hi
+
+
+def _scalar_alu(env: _Env, st: State, idx: int, dst: Reg, src: Reg, op: int, is64: bool) -> None:
+    """``adjust_scalar_min_max_vals``."""
+    alu32 = not is64
+    if not _safe_to_compute(op, src, is64):
+        sd = dst.subreg_def
+        mark_unknown(dst)
+        dst.subreg_def = sd
+        if alu32:
+            zext_32_to_64(dst)
+            reg_bounds_sync(dst)
+        return
+    if op == OP_ADD:
+        smin, o1 = _add_ov(dst.s32min, src.s32min, S32_MIN, S32_MAX)
+        smax, o2 = _add_ov(dst.s32max, src.s32max, S32_MIN, S32_MAX)
+        dst.s32min, dst.s32max = (S32_MIN, S32_MAX) if (o1 or o2) else (smin, smax)
+        umin, o1 = _add_ov(dst.u32min, src.u32min, 0, U32)
+        umax, o2 = _add_ov(dst.u32max, src.u32max, 0, U32)
+        dst.u32min, dst.u32max = (0, U32) if (o1 or o2) else (umin, umax)
+        smin, o1 = _add_ov(dst.smin, src.smin, S64_MIN, S64_MAX)
+        smax, o2 = _add_ov(dst.smax, src.smax, S64_MIN, S64_MAX)
+        dst.smin, dst.smax = (S64_MIN, S64_MAX) if (o1 or o2) else (smin, smax)
+        umin, o1 = _add_ov(dst.umin, src.umin, 0, U64)
+        umax, o2 = _add_ov(dst.umax, src.umax, 0, U64)
+        dst.umin, dst.umax = (0, U64) if (o1 or o2) else (umin, umax)
+        dst.var_off = tnum_add(dst.var_off, src.var_off)
+    elif op == OP_SUB:
+        smin, o1 = _add_ov(dst.s32min, -src.s32max, S32_MIN, S32_MAX)
+        smax, o2 = _add_ov(dst.s32max, -src.s32min, S32_MIN, S32_MAX)
+        dst.s32min, dst.s32max = (S32_MIN, S32_MAX) if (o1 or o2) else (smin, smax)
+        if dst.u32min < src.u32max:
+            dst.u32min, dst.u32max = 0, U32
+        else:
+            dst.u32min, dst.u32max = dst.u32min - src.u32max, dst.u32max - src.u32min
+        smin, o1 = _add_ov(dst.smin, -src.smax, S64_MIN, S64_MAX)
+        smax, o2 = _add_ov(dst.smax, -src.smin, S64_MIN, S64_MAX)
+        dst.smin, dst.smax = (S64_MIN, S64_MAX) if (o1 or o2) else (smin, smax)
+        if dst.umin < src.umax:
+            dst.umin, dst.umax = 0, U64
+        else:
+            dst.umin, dst.umax = dst.umin - src.umax, dst.umax - src.umin
+        dst.var_off = tnum_sub(dst.var_off, src.var_off)
+    elif op == OP_MUL:
+        dst.var_off = tnum_mul(dst.var_off, src.var_off)
+        # 32
+        if src.s32min < 0 or dst.s32min < 0 or src.u32max > 0xFFFF or dst.u32max > 0xFFFF:
+            mark_unbounded32(dst)
+        else:
+            dst.u32min *= src.u32min
+            dst.u32max *= src.u32max
+            if dst.u32max > S32_MAX:
+                dst.s32min, dst.s32max = S32_MIN, S32_MAX
+            else:
+                dst.s32min, dst.s32max = dst.u32min, dst.u32max
+        if src.smin < 0 or dst.smin < 0 or src.umax > U32 or dst.umax > U32:
+            mark_unbounded64(dst)
+        else:
+            dst.umin *= src.umin
+            dst.umax *= src.umax
+            if dst.umax > S64_MAX:
+                dst.smin, dst.smax = S64_MIN, S64_MAX
+            else:
+                dst.smin, dst.smax = dst.umin, dst.umax
+    elif op in (OP_AND, OP_OR, OP_XOR):
+        if op != OP_XOR and src.var_off[1] == 0:
+            if _maybe_fork(env, st, idx, dst):
+                pass
+        if op == OP_AND:
+            dst.var_off = tnum_and(dst.var_off, src.var_off)
+        elif op == OP_OR:
+            dst.var_off = tnum_or(dst.var_off, src.var_off)
+        else:
+            dst.var_off = tnum_xor(dst.var_off, src.var_off)
+        _bitop32(dst, src, op)
+        _bitop64(dst, src, op)
+    elif op == OP_LSH:
+        if alu32:
+            umin, umax = src.u32min, src.u32max
+            sub = tnum_subreg(dst.var_off)
+            _lsh32(dst, umin, umax)
+            dst.var_off = tnum_subreg(tnum_lshift(sub, umin))
+            mark_unbounded64(dst)
+            update_bounds32(dst)
+        else:
+            umin, umax = src.umin, src.umax
+            if umin == 32 and umax == 32:
+                dst.smax = s64(dst.s32max << 32)
+                dst.smin = s64(dst.s32min << 32)
+            else:
+                dst.smin, dst.smax = S64_MIN, S64_MAX
+            if dst.umax > (1 << (63 - umax)):
+                dst.umin, dst.umax = 0, U64
+            else:
+                dst.umin <<= umin
+                dst.umax <<= umax
+            _lsh32(dst, umin, umax)
+            dst.var_off = tnum_lshift(dst.var_off, umin)
+            update_bounds(dst)
+    elif op == OP_RSH:
+        if alu32:
+            sub = tnum_subreg(dst.var_off)
+            umin, umax = src.u32min, src.u32max
+            dst.s32min, dst.s32max = S32_MIN, S32_MAX
+            dst.var_off = tnum_rshift(sub, umin)
+            dst.u32min >>= umax
+            dst.u32max >>= umin
+            mark_unbounded64(dst)
+            update_bounds32(dst)
+        else:
+            umin, umax = src.umin, src.umax
+            dst.smin, dst.smax = S64_MIN, S64_MAX
+            dst.var_off = tnum_rshift(dst.var_off, umin)
+            dst.umin >>= umax
+            dst.umax >>= umin
+            mark_unbounded32(dst)
+            update_bounds(dst)
+    elif op == OP_ARSH:
+        if alu32:
+            umin = src.u32min
+            dst.s32min = dst.s32min >> umin
+            dst.s32max = dst.s32max >> umin
+            dst.var_off = tnum_arshift(tnum_subreg(dst.var_off), umin, 32)
+            dst.u32min, dst.u32max = 0, U32
+            mark_unbounded64(dst)
+            update_bounds32(dst)
+        else:
+            umin = src.umin
+            dst.smin >>= umin
+            dst.smax >>= umin
+            dst.var_off = tnum_arshift(dst.var_off, umin, 64)
+            dst.umin, dst.umax = 0, U64
+            mark_unbounded32(dst)
+            update_bounds(dst)
+    if alu32:
+        zext_32_to_64(dst)
+    reg_bounds_sync(dst)
+
+
+def _maybe_fork(env: _Env, st: State, idx: int, dst: Reg) -> bool:
+    return False
+
+
+def _lsh32(dst: Reg, umin: int, umax: int) -> None:
+    dst.s32min, dst.s32max = S32_MIN, S32_MAX
+    if umax > 31 or dst.u32max > (1 << (31 - umax)):
+        dst.u32min, dst.u32max = 0, U32
+    else:
+        dst.u32min = (dst.u32min << umin) & U32
+        dst.u32max = (dst.u32max << umax) & U32
+
+
+def _bitop32(dst: Reg, src: Reg, op: int) -> None:
+    src_known = (src.var_off[1] & U32) == 0
+    dst_known = (dst.var_off[1] & U32) == 0
+    v, m = dst.var_off[0] & U32, dst.var_off[1] & U32
+    if src_known and dst_known:
+        mark_known32(dst, v)
+        return
+    if op == OP_AND:
+        dst.u32min = v
+        dst.u32max = min(dst.u32max, src.u32max)
+    elif op == OP_OR:
+        dst.u32min = max(dst.u32min, src.u32min)
+        dst.u32max = v | m
+    else:
+        dst.u32min = v
+        dst.u32max = v | m
+    if s32(dst.u32min) <= s32(dst.u32max):
+        dst.s32min, dst.s32max = s32(dst.u32min), s32(dst.u32max)
+    else:
+        dst.s32min, dst.s32max = S32_MIN, S32_MAX
+
+
+def _bitop64(dst: Reg, src: Reg, op: int) -> None:
+    if src.var_off[1] == 0 and dst.var_off[1] == 0:
+        v = dst.var_off[0]
+        mark_known(dst, v)
+        return
+    v, m = dst.var_off
+    if op == OP_AND:
+        dst.umin = v
+        dst.umax = min(dst.umax, src.umax)
+    elif op == OP_OR:
+        dst.umin = max(dst.umin, src.umin)
+        dst.umax = v | m
+    else:
+        dst.umin = v
+        dst.umax = v | m
+    if s64(dst.umin) <= s64(dst.umax):
+        dst.smin, dst.smax = s64(dst.umin), s64(dst.umax)
+    else:
+        dst.smin, dst.smax = S64_MIN, S64_MAX
+    update_bounds(dst)
+
+
+def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, op: int, is64: bool, regno: int) -> None:
+    """``adjust_ptr_min_max_vals``: pointer += / -= scalar."""
+    t = ptr.type
+    if not is64:
+        raise _err(idx, f"R{regno} 32-bit pointer arithmetic prohibited")
+    if t in NULLABLE:
+        raise _err(idx, f"R{regno} pointer arithmetic on {t.value} prohibited, null-check it first")
+    if t in (RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_PACKET_END, RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON,
+             RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK, RegType.PTR_TO_FLOW_KEYS):
+        if t is RegType.CONST_PTR_TO_MAP and op == OP_ADD and off_reg.is_const() and off_reg.var_off[0] == 0:
+            dst.assign(ptr)
+            return
+        raise _err(idx, f"R{regno} pointer arithmetic on {t.value} prohibited")
+    if op not in (OP_ADD, OP_SUB):
+        if op in (OP_AND, OP_OR, OP_XOR):
+            raise _err(idx, f"R{regno} bitwise operator {ALU_NAMES[op]} on pointer prohibited")
+        raise _err(idx, f"R{regno} pointer arithmetic with {ALU_NAMES[op]} operator prohibited")
+    sd = 0
+    known = off_reg.is_const()
+    smin_val, smax_val, umin_val, umax_val = off_reg.smin, off_reg.smax, off_reg.umin, off_reg.umax
+    if (known and smin_val != smax_val) or (known and umin_val != umax_val) or smin_val > smax_val or umin_val > umax_val:
+        mark_unknown(dst)
+        return
+    res = ptr.copy()
+    res.subreg_def = sd
+    mark_unbounded32(res)
+    if op == OP_ADD:
+        if known and ptr.var_off[1] == 0 and _fits_s32(ptr.off + smin_val):
+            res.smin, res.smax, res.umin, res.umax = ptr.smin, ptr.smax, ptr.umin, ptr.umax
+            res.var_off = ptr.var_off
+            res.off = ptr.off + smin_val
+        else:
+            a, o1 = _add_ov(ptr.smin, smin_val, S64_MIN, S64_MAX)
+            b, o2 = _add_ov(ptr.smax, smax_val, S64_MIN, S64_MAX)
+            res.smin, res.smax = (S64_MIN, S64_MAX) if (o1 or o2) else (a, b)
+            a, o1 = _add_ov(ptr.umin, umin_val, 0, U64)
+            b, o2 = _add_ov(ptr.umax, umax_val, 0, U64)
+            res.umin, res.umax = (0, U64) if (o1 or o2) else (a, b)
+            res.var_off = tnum_add(ptr.var_off, off_reg.var_off)
+            res.off = ptr.off
+            if t in PKT_TYPES:
+                res.id = _new_id(env)
+                res.range = 0
+    else:
+        if t is RegType.PTR_TO_STACK and False:
+            pass
+        if known and ptr.var_off[1] == 0 and _fits_s32(ptr.off - smin_val):
+            res.smin, res.smax, res.umin, res.umax = ptr.smin, ptr.smax, ptr.umin, ptr.umax
+            res.var_off = ptr.var_off
+            res.off = ptr.off - smin_val
+        else:
+            a, o1 = _add_ov(ptr.smin, -smax_val, S64_MIN, S64_MAX)
+            b, o2 = _add_ov(ptr.smax, -smin_val, S64_MIN, S64_MAX)
+            res.smin, res.smax = (S64_MIN, S64_MAX) if (o1 or o2) else (a, b)
+            if ptr.umin < umax_val:
+                res.umin, res.umax = 0, U64
+            else:
+                res.umin, res.umax = ptr.umin - umax_val, ptr.umax - umin_val
+            res.var_off = tnum_sub(ptr.var_off, off_reg.var_off)
+            res.off = ptr.off
+            if t in PKT_TYPES:
+                res.id = _new_id(env)
+                if smin_val < 0:
+                    res.range = 0
+    reg_bounds_sync(res)
+    if t is RegType.PTR_TO_STACK and res.var_off[1] == 0:
+        pass
+    dst.assign(res)
+    dst.subreg_def = 0
+
+
+def _fits_s32(v: int) -> bool:
+    return S32_MIN <= v <= S32_MAX
+
+
+# --- loads, stores, atomics --------------------------------------------------------------------
+
+
+def _record_ptr_type(env: _Env, idx: int, t: RegType) -> None:
+    a = env.aux[idx]
+    if a.ptr_type is None:
+        a.ptr_type = t
+    elif a.ptr_type is not t:
+        ok = {a.ptr_type, t}
+        if not (ok <= {RegType.PTR_TO_CTX} or RegType.PTR_TO_CTX not in ok):
+            raise _err(idx, "same insn cannot be used with different pointers")
+
+
+def _set_loaded(env: _Env, st: State, idx: int, value_regno: int, size: int, sign: bool) -> Reg:
+    r = _def(st, idx, value_regno, size == 8 or sign)
+    sd = r.subreg_def
+    mark_unknown(r)
+    r.subreg_def = sd
+    return r
+
+
+def _finish_load(r: Reg, size: int, sign: bool) -> None:
+    if size < 8 and r.type is RegType.SCALAR:
+        if sign:
+            coerce_to_size_sx(r, size)
+        else:
+            coerce_to_size(r, size)
+
+
+def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size: int, kind: str,
+                      value_regno: int, *, sign: bool = False, st_imm: int | None = None) -> None:
+    reg = st.regs[regno]
+    t = reg.type
+    _record_ptr_type(env, idx, t if t is not RegType.NOT_INIT else RegType.SCALAR)
+    read = kind == "read"
+    if t is RegType.SCALAR or t is RegType.NOT_INIT:
+        raise _err(idx, f"R{regno} invalid mem access '{t.value}'")
+    if t in NULLABLE:
+        raise _err(idx, f"R{regno} invalid mem access '{t.value}'")
+    off_full = off + reg.off
+    if t is RegType.PTR_TO_STACK:
+        _stack_access(env, st, idx, regno, reg, off, size, kind, value_regno, sign, st_imm)
+        return
+    if t is RegType.PTR_TO_CTX:
+        _ctx_access(env, st, idx, regno, reg, off, size, kind, value_regno, sign)
+        return
+    if t in PKT_TYPES:
+        if not read and value_regno >= 0 and st.regs[value_regno].is_pointer:
+            raise _err(idx, f"R{value_regno} leaks addr into packet")
+        if reg.smin < 0:
+            raise _err(idx, f"R{regno} min value is negative, either use unsigned index or do a if (index >=0) check.")
+        if reg.range < 0 or not (off_full >= 0 and off_full + size <= reg.range):
+            raise _err(idx, f"invalid access to packet, off={off_full} size={size}, R{regno}(id={reg.id},"
+                            f"off={reg.off},r={reg.range})")
+        if read:
+            r = _set_loaded(env, st, idx, value_regno, size, sign)
+            _finish_load(r, size, sign)
+        return
+    if t is RegType.PTR_TO_PACKET_END:
+        raise _err(idx, f"R{regno} invalid mem access 'pkt_end'")
+    if t in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_FLOW_KEYS,
+             RegType.PTR_TO_TP_BUFFER, RegType.PTR_TO_BUF):
+        if t is RegType.PTR_TO_MAP_VALUE:
+            limit = reg.map.value_size if reg.map and reg.map.value_size else None
+        elif t is RegType.PTR_TO_MAP_KEY:
+            limit = reg.map.key_size if reg.map and reg.map.key_size else None
+        elif t is RegType.PTR_TO_MEM:
+            limit = reg.mem_size or None
+        elif t is RegType.PTR_TO_FLOW_KEYS:
+            limit = 56
+        else:
+            limit = None
+        if limit is not None:
+            if reg.smin + off_full < 0:
+                raise _err(idx, f"R{regno} min value is outside of the allowed memory range")
+            if reg.umax + off_full + size > limit:
+                if reg.var_off[1] == 0:
+                    what = "map value" if t is RegType.PTR_TO_MAP_VALUE else "memory"
+                    if t is RegType.PTR_TO_MAP_VALUE:
+                        raise _err(idx, f"invalid access to map value, value_size={limit} off={off_full} size={size}")
+                    raise _err(idx, f"invalid access to {what}, mem_size={limit} off={off_full} size={size}")
+                raise _err(idx, f"R{regno} max value is outside of the allowed memory range")
+        if read:
+            r = _set_loaded(env, st, idx, value_regno, size, sign)
+            _finish_load(r, size, sign)
+        return
+    if t is RegType.CONST_PTR_TO_MAP:
+        if read:
+            r = _set_loaded(env, st, idx, value_regno, size, sign)
+            _finish_load(r, size, sign)
+            return
+        raise _err(idx, f"R{regno} invalid mem access '{t.value}'")
+    # sockets, BTF objects, arena: loads give unknown scalars
+    if read:
+        if t is RegType.PTR_TO_TCP_SOCK or t is RegType.PTR_TO_SOCKET or t is RegType.PTR_TO_SOCK_COMMON:
+            if off_full < 0:
+                raise _err(idx, f"R{regno} invalid {t.value} access off={off_full} size={size}")
+        r = _set_loaded(env, st, idx, value_regno, size, sign)
+        _finish_load(r, size, sign)
+        return
+    if t is RegType.PTR_TO_ARENA or t is RegType.PTR_TO_BTF_ID:
+        return
+    raise _err(idx, f"R{regno} cannot write into {t.value}")
+
+
+def _ctx_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int, size: int, kind: str,
+                value_regno: int, sign: bool) -> None:
+    if reg.off:
+        raise _err(idx, f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+    if reg.var_off[1]:
+        raise _err(idx, f"variable ctx access var_off=({hex(reg.var_off[0])}; {hex(reg.var_off[1])}) disallowed")
+    lay = env.ctx
+    read = kind == "read"
+    if not read and value_regno >= 0 and st.regs[value_regno].is_pointer and lay.size:
+        raise _err(idx, f"R{value_regno} leaks addr into ctx")
+    fld = lay.field_at(off) if lay.fields else None
+    bad = (off < 0 or (lay.size and off + size > lay.size) or off in lay.denied or (fld is not None and fld.offset in lay.denied))
+    if lay.size and fld is None and lay.fields:
+        bad = True
+    ptr = lay.pointers.get(off)
+    if ptr is not None and read and size != ptr[1]:
+        bad = True
+    if ptr is not None and not read:
+        bad = True
+    if not read and lay.writable is not None and off not in lay.writable:
+        bad = True
+    if fld is not None and off + size > fld.offset + fld.size and fld.size >= size:
+        bad = True
+    if bad:
+        raise _err(idx, f"invalid bpf_context access off={off} size={size}")
+    a = env.aux[idx]
+    if fld is not None:
+        a.ctx_field_size = fld.size if size < fld.size else size
+    else:
+        a.ctx_field_size = size
+    if not read:
+        return
+    r = _set_loaded(env, st, idx, value_regno, size, sign)
+    if ptr is not None:
+        mark_known(r, 0)
+        r.type = ptr[0]
+        if ptr[0] in NULLABLE or ptr[0] in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON):
+            r.id = _new_id(env)
+        return
+    _finish_load(r, size, sign)
+
+
+def _slot(frame: Frame, k: int) -> Slot:
+    s = frame.stack.get(k)
+    if s is None:
+        s = frame.stack[k] = Slot()
+    return s
+
+
+def _stack_frame(st: State, reg: Reg) -> Frame:
+    for f in st.frames:
+        if f.frameno == reg.frameno:
+            return f
+    return st.cur
+
+
+def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int, size: int, kind: str,
+                  value_regno: int, sign: bool, st_imm: int | None) -> None:
+    frame = _stack_frame(st, reg)
+    read = kind == "read"
+    if reg.var_off[1] == 0:
+        start = off + reg.off + s64(reg.var_off[0])
+        lo = hi = start
+    else:
+        lo, hi = reg.smin + off + reg.off, reg.smax + off + reg.off
+        start = None
+    if lo < -MAX_BPF_STACK or hi + size > 0:
+        what = "read from" if read else "write to"
+        if start is None:
+            raise _err(idx, f"invalid variable-offset {'read from' if read else 'write to'} stack R{regno}")
+        raise _err(idx, f"invalid {what} stack R{regno} off={start} size={size}")
+    env.max_depth = max(env.max_depth, -lo)
+    if start is None:
+        # variable offset: every byte that might be touched
+        if read:
+            allzero = True
+            for b in range(lo, hi + size):
+                k, j = (-b - 1) // 8, (-b - 1) % 8
+                s = frame.stack.get(k)
+                if s is None or s.types[j] != STACK_ZERO:
+                    allzero = False
+            r = _set_loaded(env, st, idx, value_regno, size, sign)
+            if allzero:
+                mark_known(r, 0)
+            else:
+                _finish_load(r, size, sign)
+        else:
+            val = st.regs[value_regno] if value_regno >= 0 else None
+            zero = (val is not None and val.is_const() and val.var_off[0] == 0) or (val is None and st_imm == 0)
+            for b in range(lo, hi + size):
+                k, j = (-b - 1) // 8, (-b - 1) % 8
+                s = _slot(frame, k)
+                if s.types[7] == STACK_SPILL:
+                    s.types = STACK_MISC * 8
+                    s.spilled = None
+                cur = s.types[j]
+                s.types = s.types[:j] + (STACK_ZERO if zero and cur == STACK_ZERO else STACK_MISC) + s.types[j + 1:]
+        return
+    k = (-start - 1) // 8
+    if not read:
+        slot = -start - 1
+        s = _slot(frame, k)
+        val = st.regs[value_regno] if value_regno >= 0 else None
+        if s.is_spill and s.spilled is not None and not s.spilled.is_scalar and size != 8 and False:
+            raise _err(idx, "attempt to corrupt spilled pointer on stack")
+        if (-start - 1) // 8 != (-(start + size - 1) - 1) // 8:
+            raise _err(idx, f"misaligned stack access off {start} size {size}")
+        if val is not None and start % 8 == 0 and val.type is RegType.SCALAR:
+            if val.id == 0 and not val.is_const() and (size == 8 or val.umax < (1 << (8 * size))):
+                val.id = _new_id(env)
+            _save_spill(s, val, size)
+            if not (size == 8 or val.umax < (1 << (8 * size))):
+                s.spilled.id = 0
+        elif val is None and start % 8 == 0 and st_imm is not None:
+            _save_spill(s, Reg.known(st_imm), size)
+        elif val is not None and val.is_pointer:
+            if size != 8:
+                raise _err(idx, "invalid size of register spill")
+            _save_spill(s, val, size)
+        else:
+            typ = STACK_MISC
+            if (val is not None and val.is_const() and val.var_off[0] == 0) or (val is None and st_imm == 0):
+                typ = STACK_ZERO
+            if s.types[7] == STACK_SPILL:
+                s.spilled = None
+                s.types = "".join(STACK_MISC if ch == STACK_SPILL else ch for ch in s.types)
+            ts = list(s.types)
+            for i in range(size):
+                ts[(slot - i) % 8] = typ
+            s.types = "".join(ts)
+            s.spilled = None
+        return
+    # read
+    slot = -start - 1
+    s = frame.stack.get(k)
+    types = s.types if s is not None else STACK_INVALID * 8
+    if s is not None and s.types[7] == STACK_SPILL and s.spilled is not None:
+        spill_size = 1
+        i = 7
+        while i > 0 and types[i - 1] == STACK_SPILL:
+            spill_size += 1
+            i -= 1
+        sp = s.spilled
+        if size != 8 or spill_size != 8:
+            if sp.type is not RegType.SCALAR:
+                raise _err(idx, "invalid size of register fill")
+            if value_regno < 0:
+                return
+            dreg = st.regs[value_regno]
+            if size <= spill_size and _narrow_ok(start, size, spill_size):
+                sd = idx + 1 if not (size == 8 or sign) else 0
+                dreg.assign(sp)
+                dreg.subreg_def = sd
+                if sp.umax >= (1 << (8 * size)) and size < 8:
+                    dreg.id = 0
+            else:
+                spill_cnt = zero_cnt = 0
+                for i in range(size):
+                    ty = types[(slot - i) % 8]
+                    if ty == STACK_SPILL:
+                        spill_cnt += 1
+                    elif ty == STACK_ZERO:
+                        zero_cnt += 1
+                sd = idx + 1 if not (size == 8 or sign) else 0
+                if spill_cnt == size and sp.is_const() and sp.var_off[0] == 0 or zero_cnt == size:
+                    mark_unknown(dreg)
+                    mark_known(dreg, 0)
+                else:
+                    mark_unknown(dreg)
+                dreg.subreg_def = sd
+            _finish_load(dreg, size, sign)
+            return
+        if value_regno >= 0:
+            dreg = st.regs[value_regno]
+            if value_regno == 10:
+                raise _err(idx, "frame pointer is read only")
+            dreg.assign(sp)
+            dreg.subreg_def = 0 if sp.subreg_def == 0 else sp.subreg_def
+        return
+    allzero = all(types[(slot - i) % 8] == STACK_ZERO for i in range(size))
+    if value_regno >= 0:
+        r = _set_loaded(env, st, idx, value_regno, size, sign)
+        if allzero:
+            mark_known(r, 0)
+        else:
+            _finish_load(r, size, sign)
+
+
+def _narrow_ok(off: int, size: int, spill_size: int) -> bool:
+    # little endian: the low bytes sit at the slot's lowest address
+    return off % 8 == 0
+
+
+def _save_spill(s: Slot, val: Reg, size: int) -> None:
+    s.spilled = val.copy()
+    ts = list(s.types)
+    for i in range(8, 8 - size, -1):
+        ts[i - 1] = STACK_SPILL
+    for i in range(8 - size):
+        if ts[i] != STACK_ZERO:
+            ts[i] = STACK_MISC
+    s.types = "".join(ts)
+
+
+def _check_atomic(env: _Env, st: State, idx: int, size: int) -> None:
+    imm = env.imm[idx]
+    d, s = env.dst[idx], env.src[idx]
+    if size not in (4, 8):
+        raise _err(idx, "invalid atomic operand size")
+    if imm not in (0x00, 0x40, 0x50, 0xA0, 0x01, 0x41, 0x51, 0xA1, ATOMIC_XCHG, ATOMIC_CMPXCHG):
+        if imm not in (0x100, 0x110):  # load-acquire / store-release
+            raise _err(idx, f"BPF_ATOMIC uses invalid atomic opcode {imm:02x}")
+    _check_read(env, st, idx, s, size == 8)
+    _check_read(env, st, idx, d, True)
+    if imm == ATOMIC_CMPXCHG:
+        _check_read(env, st, idx, 0, size == 8)
+    sreg = st.regs[s]
+    if sreg.is_pointer:
+        raise _err(idx, f"R{s} leaks addr into mem")
+    dreg = st.regs[d]
+    if dreg.type in (RegType.PTR_TO_CTX, RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_FLOW_KEYS):
+        raise _err(idx, f"BPF_ATOMIC stores into R{d} {dreg.type.value} is not allowed")
+    fetch = imm & ATOMIC_FETCH
+    load_reg = 0 if imm == ATOMIC_CMPXCHG else (s if fetch else -1)
+    _check_mem_access(env, st, idx, d, env.off[idx], size, "read", -1)
+    if load_reg >= 0:
+        _check_mem_access(env, st, idx, d, env.off[idx], size, "read", load_reg)
+        _record_ptr_type(env, idx, dreg.type)
+    _check_mem_access(env, st, idx, d, env.off[idx], size, "write", -1)
+
+
+def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
+    d, s = env.dst[idx], env.src[idx]
+    lo, hi = env.imm[idx] & U32, env.imm[idx + 1] & U32
+    r = _def(st, idx, d, True)
+    mark_unknown(r)
+    if s == 0:
+        mark_known(r, lo | (hi << 32))
+        return
+    a = env.aux[idx]
+    if s == PSEUDO_FUNC:
+        mark_known(r, 0)
+        r.type = RegType.PTR_TO_FUNC
+        r.off = 0
+        return
+    if s == PSEUDO_BTF_ID:
+        mark_known(r, 0)
+        r.type = RegType.PTR_TO_BTF_ID
+        return
+    if s in (PSEUDO_MAP_FD, PSEUDO_MAP_IDX, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX_VALUE):
+        m = env.maps.get(idx)
+        if m is None:
+            m = env.maps.get(env.imm[idx])
+        if m is None:
+            m = MapRef(env.imm[idx])
+        a.map = m
+        mark_known(r, 0)
+        if s in (PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX_VALUE):
+            r.type = RegType.PTR_TO_MAP_VALUE
+            r.off = hi
+        else:
+            r.type = RegType.CONST_PTR_TO_MAP
+        r.map = m
+        return
+    raise _err(idx, "unrecognized bpf_ld_imm64 insn")
+
+
+def _check_ld_abs(env: _Env, st: State, idx: int) -> None:
+    if env.prog_type not in (ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+        raise _err(idx, "BPF_LD_[ABS|IND] instructions not allowed for this program type")
+    c = env.code[idx]
+    _check_read(env, st, idx, 6, True)
+    if st.regs[6].type is not RegType.PTR_TO_CTX:
+        raise _err(idx, "at the time of BPF_LD_ABS|IND R6 != pointer to skb")
+    if c & 0xE0 == MODE_IND:
+        _check_read(env, st, idx, env.src[idx], False)
+    for r in range(1, 6):
+        mark_not_init(st.regs[r])
+    r0 = st.regs[0]
+    mark_unknown(r0)
+    r0.subreg_def = idx + 1
+
+
+# --- calls and exit ----------------------------------------------------------------------------
+
+
+def _clear_pkt_pointers(st: State) -> None:
+    for f in st.frames:
+        for r in f.regs:
+            if r.type in PKT_TYPES or r.type is RegType.PTR_TO_PACKET_END:
+                mark_unknown(r)
+        for s in f.stack.values():
+            if s.spilled is not None and (s.spilled.type in PKT_TYPES or s.spilled.type is RegType.PTR_TO_PACKET_END):
+                mark_unknown(s.spilled)
+
+
+def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool, zero_ok: bool) -> None:
+    """A helper reads or writes `size` bytes at register `regno` (check_helper_mem_access)."""
+    reg = st.regs[regno]
+    t = reg.type
+    if size == 0 and zero_ok:
+        return
+    if t is RegType.PTR_TO_STACK:
+        frame = _stack_frame(st, reg)
+        if reg.var_off[1] == 0:
+            lo = hi = reg.off + s64(reg.var_off[0])
+        else:
+            lo, hi = reg.off + reg.smin, reg.off + reg.smax
+        if lo < -MAX_BPF_STACK or hi + size > 0 or size < 0:
+            raise _err(idx, f"invalid {'indirect access to' if not write else 'indirect access to'} stack R{regno} "
+                            f"off={lo} size={size}")
+        env.max_depth = max(env.max_depth, -lo)
+        for b in range(lo, hi + size):
+            k, j = (-b - 1) // 8, (-b - 1) % 8
+            s = _slot(frame, k)
+            if write:
+                if s.types[7] == STACK_SPILL:
+                    s.spilled = None
+                    s.types = STACK_MISC * 8
+                s.types = s.types[:j] + STACK_MISC + s.types[j + 1:]
+        return
+    if t in PKT_TYPES:
+        off = reg.off
+        if reg.range < 0 or off < 0 or off + size > reg.range:
+            raise _err(idx, f"invalid access to packet, off={off} size={size}, R{regno}(id={reg.id},off={reg.off},"
+                            f"r={reg.range})")
+        return
+    if t is RegType.PTR_TO_MAP_VALUE:
+        limit = reg.map.value_size if reg.map and reg.map.value_size else None
+        if limit is not None and (reg.smin + reg.off < 0 or reg.umax + reg.off + size > limit):
+            raise _err(idx, f"invalid access to map value, value_size={limit} off={reg.off} size={size}")
+        return
+    if t is RegType.PTR_TO_MAP_KEY or t is RegType.PTR_TO_MEM or t is RegType.PTR_TO_BTF_ID or t is RegType.PTR_TO_CTX \
+            or t is RegType.PTR_TO_BUF or t is RegType.PTR_TO_ARENA or t is RegType.PTR_TO_TP_BUFFER:
+        return
+    if t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0 and zero_ok:
+        return
+    raise _err(idx, f"R{regno} type={t.value} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, "
+                    f"buf, trusted_ptr_")
+
+
+def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
+    s = env.src[idx]
+    a = env.aux[idx]
+    if s == PSEUDO_CALL:
+        return _call_subprog(env, st, idx)
+    if s == PSEUDO_KFUNC_CALL:
+        # kfuncs: arguments by BTF, not modelled: r0 unknown, caller-saved cleared
+        for r in range(1, 6):
+            mark_not_init(st.regs[r])
+        mark_unknown(st.regs[0])
+        st.regs[0].subreg_def = 0
+        return idx + 1
+    hid = env.imm[idx]
+    a.call_helper = hid
+    p = proto(hid)
+    if p is None:
+        raise _err(idx, f"invalid func unknown#{hid}")
+    meta_map: MapRef | None = None
+    const_size: int | None = None
+    regs = st.regs
+    release_id = 0
+    for i, at in enumerate(p.args):
+        regno = i + 1
+        if at == "ARG_DONTCARE":
+            break
+        flags = p.arg_flags[i]
+        reg = _check_read(env, st, idx, regno, True)
+        t = reg.type
+        if at == "ARG_ANYTHING":
+            continue
+        if at == "ARG_CONST_MAP_PTR":
+            if t is not RegType.CONST_PTR_TO_MAP:
+                raise _err(idx, f"R{regno} type={t.value} expected=map_ptr")
+            meta_map = reg.map
+            continue
+        if at in ("ARG_PTR_TO_MAP_KEY", "ARG_PTR_TO_MAP_VALUE", "ARG_PTR_TO_MAP_VALUE_OR_NULL"):
+            if at == "ARG_PTR_TO_MAP_VALUE_OR_NULL" and t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
+                continue
+            if meta_map is None:
+                raise _err(idx, "invalid map_ptr to access map->key")
+            size = (meta_map.key_size if at == "ARG_PTR_TO_MAP_KEY" else meta_map.value_size) or 0
+            _mem_arg(env, st, idx, regno, size, False, True)
+            continue
+        if at in ("ARG_PTR_TO_CTX", "ARG_PTR_TO_CTX_OR_NULL"):
+            if t is RegType.SCALAR and at.endswith("OR_NULL") and reg.is_const() and reg.var_off[0] == 0:
+                continue
+            if t is not RegType.PTR_TO_CTX:
+                raise _err(idx, f"R{regno} type={t.value} expected=ctx")
+            if reg.off:
+                raise _err(idx, f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+            continue
+        if at in ("ARG_PTR_TO_MEM", "ARG_PTR_TO_UNINIT_MEM", "ARG_PTR_TO_MEM_OR_NULL", "ARG_PTR_TO_FIXED_SIZE_MEM"):
+            maybe_null = "PTR_MAYBE_NULL" in flags or at == "ARG_PTR_TO_MEM_OR_NULL"
+            if maybe_null and t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
+                continue
+            if t is RegType.SCALAR or t in NULLABLE:
+                raise _err(idx, f"R{regno} type={t.value} expected=fp, pkt, pkt_meta, map_key, map_value, mem, "
+                                f"ringbuf_mem, buf, trusted_ptr_")
+            # size comes in the next argument; checked there
+            continue
+        if at in ("ARG_CONST_SIZE", "ARG_CONST_SIZE_OR_ZERO", "ARG_CONST_ALLOC_SIZE_OR_ZERO"):
+            if t is not RegType.SCALAR:
+                raise _err(idx, f"R{regno} type={t.value} expected=scalar")
+            zero_ok = at != "ARG_CONST_SIZE"
+            if reg.smin < 0:
+                raise _err(idx, f"R{regno} min value is negative, either use unsigned or 'var &= const'")
+            if reg.umin == 0 and not zero_ok:
+                raise _err(idx, "invalid zero-sized read")
+            if reg.umax >= (1 << 29):
+                raise _err(idx, f"R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'")
+            const_size = reg.umax if reg.is_const() else None
+            if at == "ARG_CONST_ALLOC_SIZE_OR_ZERO":
+                continue
+            prev = p.args[i - 1] if i else ""
+            if prev in ("ARG_PTR_TO_MEM", "ARG_PTR_TO_UNINIT_MEM", "ARG_PTR_TO_MEM_OR_NULL"):
+                pflags = p.arg_flags[i - 1]
+                write = prev == "ARG_PTR_TO_UNINIT_MEM" or "MEM_WRITE" in pflags or "MEM_UNINIT" in pflags
+                preg = regs[regno - 1]
+                if not (preg.type is RegType.SCALAR and preg.is_const() and preg.var_off[0] == 0):
+                    _mem_arg(env, st, idx, regno - 1, reg.umax, write, zero_ok)
+            continue
+        if at in ("ARG_PTR_TO_STACK_OR_NULL",):
+            if t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
+                continue
+            if t is not RegType.PTR_TO_STACK:
+                raise _err(idx, f"R{regno} type={t.value} expected=fp")
+            continue
+        if at in ("ARG_PTR_TO_SOCKET", "ARG_PTR_TO_SOCK_COMMON", "ARG_PTR_TO_BTF_ID_SOCK_COMMON", "ARG_PTR_TO_BTF_ID",
+                  "ARG_PTR_TO_BTF_ID_OR_NULL"):
+            if at.endswith("OR_NULL") and t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
+                continue
+            if t not in SOCKISH and t is not RegType.PTR_TO_CTX:
+                raise _err(idx, f"R{regno} type={t.value} expected=sock_common, sock, tcp_sock, xdp_sock, ptr_")
+            if "OBJ_RELEASE" in flags:
+                release_id = reg.ref_obj_id
+            continue
+        if "OBJ_RELEASE" in flags:
+            release_id = reg.ref_obj_id
+        if t is RegType.NOT_INIT:
+            raise _err(idx, f"R{regno} !read_ok")
+    a.map = meta_map if meta_map is not None else a.map
+    if release_id:
+        _release(st, release_id)
+    elif p.releases is not None:
+        r = regs[p.releases + 1]
+        if r.ref_obj_id:
+            _release(st, r.ref_obj_id)
+        elif r.type is not RegType.SCALAR:
+            raise _err(idx, f"R{p.releases + 1} must be referenced when passed to release function")
+    if p.name == "tail_call":
+        # a tail call that fails falls through; the state after it is the state before with R0 unknown
+        pass
+    for r in range(1, 6):
+        mark_not_init(regs[r])
+    r0 = regs[0]
+    mark_unknown(r0)
+    r0.subreg_def = 0
+    ret = p.ret
+    if ret == "RET_VOID":
+        mark_not_init(r0)
+    elif ret in ("RET_PTR_TO_MAP_VALUE_OR_NULL", "RET_PTR_TO_MAP_VALUE"):
+        mark_known(r0, 0)
+        r0.type = RegType.PTR_TO_MAP_VALUE_OR_NULL if "OR_NULL" in ret else RegType.PTR_TO_MAP_VALUE
+        r0.map = meta_map
+        if "OR_NULL" in ret:
+            r0.id = _new_id(env)
+    elif ret in ("RET_PTR_TO_SOCKET_OR_NULL", "RET_PTR_TO_TCP_SOCK_OR_NULL", "RET_PTR_TO_SOCK_COMMON_OR_NULL"):
+        mark_known(r0, 0)
+        r0.type = {"RET_PTR_TO_SOCKET_OR_NULL": RegType.PTR_TO_SOCKET_OR_NULL,
+                   "RET_PTR_TO_TCP_SOCK_OR_NULL": RegType.PTR_TO_TCP_SOCK_OR_NULL,
+                   "RET_PTR_TO_SOCK_COMMON_OR_NULL": RegType.PTR_TO_SOCK_COMMON_OR_NULL}[ret]
+        r0.id = _new_id(env)
+    elif ret in ("RET_PTR_TO_RINGBUF_MEM_OR_NULL", "RET_PTR_TO_DYNPTR_MEM_OR_NULL", "RET_PTR_TO_MEM_OR_BTF_ID",
+                 "RET_PTR_TO_ALLOC_MEM_OR_NULL"):
+        mark_known(r0, 0)
+        r0.type = RegType.PTR_TO_MEM_OR_NULL if ret != "RET_PTR_TO_MEM_OR_BTF_ID" else RegType.PTR_TO_MEM
+        r0.mem_size = const_size or 0
+        if r0.type is RegType.PTR_TO_MEM_OR_NULL:
+            r0.id = _new_id(env)
+    elif ret in ("RET_PTR_TO_BTF_ID_OR_NULL", "RET_PTR_TO_BTF_ID", "RET_PTR_TO_BTF_ID_TRUSTED"):
+        mark_known(r0, 0)
+        r0.type = RegType.PTR_TO_BTF_ID
+    if p.acquires and r0.type is not RegType.SCALAR:
+        rid = _new_id(env)
+        r0.ref_obj_id = rid
+        st.refs.append(rid)
+        if r0.id == 0:
+            r0.id = rid
+    if p.changes_pkt_data:
+        _clear_pkt_pointers(st)
+    return idx + 1
+
+
+def _release(st: State, ref_id: int) -> None:
+    if ref_id in st.refs:
+        st.refs.remove(ref_id)
+    for f in st.frames:
+        for r in f.regs:
+            if r.ref_obj_id == ref_id:
+                mark_unknown(r)
+        for s in f.stack.values():
+            if s.spilled is not None and s.spilled.ref_obj_id == ref_id:
+                mark_unknown(s.spilled)
+
+
+def _call_subprog(env: _Env, st: State, idx: int) -> int:
+    target = idx + 1 + env.imm[idx]
+    if target < 0 or target >= env.n:
+        raise _err(idx, f"function calls to {target} out of range")
+    if len(st.frames) >= MAX_CALL_FRAMES:
+        raise _err(idx, f"the call stack of {len(st.frames)} frames is too deep !")
+    caller = st.cur
+    callee = Frame(len(st.frames), idx, target)
+    for r in range(1, 6):
+        if caller.regs[r].type is not RegType.NOT_INIT:
+            callee.regs[r] = caller.regs[r].copy()
+    callee.regs[10] = Reg.pointer(RegType.PTR_TO_STACK, frameno=callee.frameno)
+    for r in range(0, 6):
+        mark_not_init(caller.regs[r])
+    st.frames.append(callee)
+    return target
+
+
+def _check_exit(env: _Env, st: State, idx: int) -> int | None:
+    r0 = st.regs[0]
+    if len(st.frames) > 1:
+        if r0.type is RegType.NOT_INIT:
+            raise _err(idx, "R0 !read_ok")
+        _check_read(env, st, idx, 0, True)
+        callee = st.frames.pop()
+        if r0.type is RegType.PTR_TO_STACK and r0.frameno == callee.frameno:
+            raise _err(idx, "cannot return stack pointer to the caller frame")
+        caller = st.cur
+        caller.regs[0] = r0.copy()
+        for r in (caller.regs[0],):
+            r.subreg_def = r.subreg_def
+        return callee.callsite + 1
+    if r0.type is RegType.NOT_INIT:
+        raise _err(idx, "R0 !read_ok")
+    _check_read(env, st, idx, 0, True)
+    if st.refs:
+        raise _err(idx, f"Unreleased reference id={st.refs[0]} alloc_insn=?")
+    if r0.is_pointer and env.prog_type not in (ProgType.TRACING, ProgType.STRUCT_OPS, ProgType.EXT, ProgType.LSM,
+                                              ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
+                                              ProgType.PERF_EVENT, ProgType.SYSCALL):
+        raise _err(idx, "At program exit the register R0 is not a known value (" + r0.type.value + ")")
+    return None
+
+
+# --- conditional jumps --------------------------------------------------------------------------
+
+
+_FLIP = {J_JEQ: J_JEQ, J_JNE: J_JNE, J_JSET: J_JSET, J_JGE: J_JLE, J_JGT: J_JLT, J_JLE: J_JGE, J_JLT: J_JGT,
+         J_JSGE: J_JSLE, J_JSGT: J_JSLT, J_JSLE: J_JSGE, J_JSLT: J_JSGT}
+_REV = {J_JEQ: J_JNE, J_JNE: J_JEQ, J_JSET: J_JSET | 0x08, J_JSET | 0x08: J_JSET, J_JGE: J_JLT, J_JGT: J_JLE,
+        J_JLE: J_JGT, J_JLT: J_JGE, J_JSGE: J_JSLT, J_JSGT: J_JSLE, J_JSLE: J_JSGT, J_JSLT: J_JSGE}
+
+
+def _scalar_branch_taken(r1: Reg, r2: Reg, op: int, is32: bool) -> int:
+    if is32:
+        t1, t2 = tnum_subreg(r1.var_off), tnum_subreg(r2.var_off)
+        umin1, umax1, smin1, smax1 = r1.u32min, r1.u32max, r1.s32min, r1.s32max
+        umin2, umax2, smin2, smax2 = r2.u32min, r2.u32max, r2.s32min, r2.s32max
+    else:
+        t1, t2 = r1.var_off, r2.var_off
+        umin1, umax1, smin1, smax1 = r1.umin, r1.umax, r1.smin, r1.smax
+        umin2, umax2, smin2, smax2 = r2.umin, r2.umax, r2.smin, r2.smax
+    if op in (J_JEQ, J_JNE):
+        eq_res, ne_res = (1, 0) if op == J_JEQ else (0, 1)
+        if t1[1] == 0 and t2[1] == 0:
+            return eq_res if t1[0] == t2[0] else ne_res
+        if not tnum_overlap(t1, t2):
+            return ne_res
+        if umin1 > umax2 or umax1 < umin2 or smin1 > smax2 or smax1 < smin2:
+            return ne_res
+        if not is32:
+            if r1.u32min > r2.u32max or r1.u32max < r2.u32min or r1.s32min > r2.s32max or r1.s32max < r2.s32min:
+                return ne_res
+        return -1
+    if op == J_JSET:
+        if not r2.is_const(is32):
+            r1, r2 = r2, r1
+            t1, t2 = t2, t1
+        if not r2.is_const(is32):
+            return -1
+        if (~t1[1] & t1[0]) & t2[0]:
+            return 1
+        if not ((t1[1] | t1[0]) & t2[0]):
+            return 0
+        return -1
+    if op == J_JGT:
+        return 1 if umin1 > umax2 else 0 if umax1 <= umin2 else -1
+    if op == J_JSGT:
+        return 1 if smin1 > smax2 else 0 if smax1 <= smin2 else -1
+    if op == J_JLT:
+        return 1 if umax1 < umin2 else 0 if umin1 >= umax2 else -1
+    if op == J_JSLT:
+        return 1 if smax1 < smin2 else 0 if smin1 >= smax2 else -1
+    if op == J_JGE:
+        return 1 if umin1 >= umax2 else 0 if umax1 < umin2 else -1
+    if op == J_JSGE:
+        return 1 if smin1 >= smax2 else 0 if smax1 < smin2 else -1
+    if op == J_JLE:
+        return 1 if umax1 <= umin2 else 0 if umin1 > umax2 else -1
+    if op == J_JSLE:
+        return 1 if smax1 <= smin2 else 0 if smin1 > smax2 else -1
+    return -1
+
+
+def _not_null(r: Reg) -> bool:
+    t = r.type
+    return t in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY,
+                 RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_STACK, RegType.PTR_TO_CTX, RegType.PTR_TO_PACKET,
+                 RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MEM,
+                 RegType.PTR_TO_FUNC, RegType.PTR_TO_FLOW_KEYS, RegType.PTR_TO_XDP_SOCK)
+
+
+def _branch_taken(r1: Reg, r2: Reg, op: int, is32: bool) -> int:
+    pk1 = r1.type in PKT_TYPES or r1.type is RegType.PTR_TO_PACKET_END
+    pk2 = r2.type in PKT_TYPES or r2.type is RegType.PTR_TO_PACKET_END
+    if pk1 and pk2 and not is32:
+        if r2.type is RegType.PTR_TO_PACKET_END:
+            pkt = r1
+        elif r1.type is RegType.PTR_TO_PACKET_END:
+            pkt = r2
+            op = _FLIP[op]
+        else:
+            return -1
+        if pkt.range >= 0:
+            return -1
+        if op in (J_JLE, J_JGT):
+            if pkt.range == BEYOND_PKT_END:
+                return 1 if op == J_JGT else 0
+        elif op in (J_JLT, J_JGE):
+            if pkt.range in (BEYOND_PKT_END, AT_PKT_END):
+                return 1 if op == J_JGE else 0
+        return -1
+    if r1.is_pointer or r2.is_pointer:
+        if is32:
+            return -1
+        if not r2.is_const():
+            op = _FLIP[op]
+            r1, r2 = r2, r1
+        if not r2.is_const():
+            return -1
+        if not _not_null(r1) or r2.var_off[0] != 0:
+            return -1
+        return 0 if op == J_JEQ else 1 if op == J_JNE else -1
+    return _scalar_branch_taken(r1, r2, op, is32)
+
+
+def _refine(r1: Reg, r2: Reg, op: int, is32: bool) -> None:
+    """``regs_refine_cond_op``: what `r1 op r2` being true says about both."""
+    if op in (J_JGE, J_JGT, J_JSGE, J_JSGT):
+        op = _FLIP[op]
+        r1, r2 = r2, r1
+    if op == J_JEQ:
+        if is32:
+            r1.u32min = max(r1.u32min, r2.u32min)
+            r1.u32max = min(r1.u32max, r2.u32max)
+            r1.s32min = max(r1.s32min, r2.s32min)
+            r1.s32max = min(r1.s32max, r2.s32max)
+            r2.u32min, r2.u32max, r2.s32min, r2.s32max = r1.u32min, r1.u32max, r1.s32min, r1.s32max
+            t = tnum_intersect(tnum_subreg(r1.var_off), tnum_subreg(r2.var_off))
+            r1.var_off = tnum_with_subreg(r1.var_off, t)
+            r2.var_off = tnum_with_subreg(r2.var_off, t)
+        else:
+            r1.umin = max(r1.umin, r2.umin)
+            r1.umax = min(r1.umax, r2.umax)
+            r1.smin = max(r1.smin, r2.smin)
+            r1.smax = min(r1.smax, r2.smax)
+            r2.umin, r2.umax, r2.smin, r2.smax = r1.umin, r1.umax, r1.smin, r1.smax
+            r1.var_off = tnum_intersect(r1.var_off, r2.var_off)
+            r2.var_off = r1.var_off
+    elif op == J_JNE:
+        if not r2.is_const(is32):
+            r1, r2 = r2, r1
+        if not r2.is_const(is32):
+            return
+        val = r2.const_value(is32)
+        if is32:
+            if r1.u32min == val & U32:
+                r1.u32min += 1
+            if r1.u32max == val & U32:
+                r1.u32max -= 1
+            if r1.s32min == s32(val):
+                r1.s32min += 1
+            if r1.s32max == s32(val):
+                r1.s32max -= 1
+        else:
+            if r1.umin == val:
+                r1.umin += 1
+            if r1.umax == val:
+                r1.umax -= 1
+            if r1.smin == s64(val):
+                r1.smin += 1
+            if r1.smax == s64(val):
+                r1.smax -= 1
+    elif op == J_JSET:
+        if not r2.is_const(is32):
+            r1, r2 = r2, r1
+        if not r2.is_const(is32):
+            return
+        val = r2.const_value(is32)
+        if val == 0 or val & (val - 1):
+            return
+        if is32:
+            t = tnum_or(tnum_subreg(r1.var_off), (val, 0))
+            r1.var_off = tnum_with_subreg(r1.var_off, t)
+        else:
+            r1.var_off = tnum_or(r1.var_off, (val, 0))
+    elif op == J_JSET | 0x08:
+        if not r2.is_const(is32):
+            r1, r2 = r2, r1
+        if not r2.is_const(is32):
+            return
+        val = r2.const_value(is32)
+        mark_unbounded(r1)
+        if is32:
+            t = tnum_and(tnum_subreg(r1.var_off), (~val & U64, 0))
+            r1.var_off = tnum_with_subreg(r1.var_off, t)
+        else:
+            r1.var_off = tnum_and(r1.var_off, (~val & U64, 0))
+    elif op == J_JLE:
+        if is32:
+            r1.u32max = min(r1.u32max, r2.u32max)
+            r2.u32min = max(r1.u32min, r2.u32min)
+        else:
+            r1.umax = min(r1.umax, r2.umax)
+            r2.umin = max(r1.umin, r2.umin)
+    elif op == J_JLT:
+        if is32:
+            r1.u32max = min(r1.u32max, (r2.u32max - 1) & U32)
+            r2.u32min = max((r1.u32min + 1) & U32, r2.u32min)
+        else:
+            r1.umax = min(r1.umax, (r2.umax - 1) & U64)
+            r2.umin = max((r1.umin + 1) & U64, r2.umin)
+    elif op == J_JSLE:
+        if is32:
+            r1.s32max = min(r1.s32max, r2.s32max)
+            r2.s32min = max(r1.s32min, r2.s32min)
+        else:
+            r1.smax = min(r1.smax, r2.smax)
+            r2.smin = max(r1.smin, r2.smin)
+    elif op == J_JSLT:
+        if is32:
+            r1.s32max = min(r1.s32max, s32(r2.s32max - 1))
+            r2.s32min = max(s32(r1.s32min + 1), r2.s32min)
+        else:
+            r1.smax = min(r1.smax, s64(r2.smax - 1))
+            r2.smin = max(s64(r1.smin + 1), r2.smin)
+
+
+def _set_min_max(t1: Reg, t2: Reg, f1: Reg, f2: Reg, op: int, is32: bool) -> tuple[bool, bool]:
+    """``reg_set_min_max``: refine the true (jump) and false (fall-through) sides; says which stay possible."""
+    if f1.type is not RegType.SCALAR or f2.type is not RegType.SCALAR:
+        return True, True
+    _refine(f1, f2, _REV[op], is32)
+    reg_bounds_sync(f1)
+    reg_bounds_sync(f2)
+    _refine(t1, t2, op, is32)
+    reg_bounds_sync(t1)
+    reg_bounds_sync(t2)
+    return bounds_sane(t1) and bounds_sane(t2), bounds_sane(f1) and bounds_sane(f2)
+
+
+def _sync_linked(st: State, known: Reg) -> None:
+    if not known.id:
+        return
+    for f in st.frames:
+        for r in f.regs:
+            if r is not known and r.type is RegType.SCALAR and r.id == known.id:
+                sd = r.subreg_def
+                r.assign(known)
+                r.subreg_def = sd
+        for s in f.stack.values():
+            sp = s.spilled
+            if sp is not None and sp is not known and sp.type is RegType.SCALAR and sp.id == known.id:
+                sd = sp.subreg_def
+                sp.assign(known)
+                sp.subreg_def = sd
+
+
+def _mark_ptr_or_null(st: State, regno: int, is_null: bool) -> None:
+    reg = st.regs[regno]
+    rid = reg.id
+    ref = reg.ref_obj_id
+    if not rid:
+        return
+    if is_null and ref:
+        if ref in st.refs:
+            st.refs.remove(ref)
+    for f in st.frames:
+        regs = list(f.regs) + [s.spilled for s in f.stack.values() if s.spilled is not None]
+        for r in regs:
+            if r.type in NULLABLE and r.id == rid:
+                if is_null:
+                    sd = r.subreg_def
+                    mark_unknown(r)
+                    mark_known(r, 0)
+                    r.subreg_def = sd
+                else:
+                    r.type = NULLABLE[r.type]
+                    if r.type is RegType.PTR_TO_MAP_VALUE or r.type is RegType.PTR_TO_MEM:
+                        r.id = 0
+
+
+def _find_good_pkt_pointers(st: State, dst: Reg, right_open: bool) -> None:
+    if dst.off < 0 or (dst.off == 0 and right_open):
+        return
+    if dst.umax > MAX_PACKET_OFF or dst.umax + dst.off > MAX_PACKET_OFF:
+        return
+    new_range = dst.off + (1 if right_open else 0)
+    t = dst.type
+    for f in st.frames:
+        regs = list(f.regs) + [s.spilled for s in f.stack.values() if s.spilled is not None]
+        for r in regs:
+            if r.type is t and r.id == dst.id:
+                r.range = max(r.range, new_range)
+
+
+def _mark_pkt_end(st: State, regno: int, range_open: bool) -> None:
+    r = st.regs[regno]
+    if r.type is RegType.PTR_TO_PACKET:
+        r.range = BEYOND_PKT_END if range_open else AT_PKT_END
+
+
+def _is_init_pkt(r: Reg, t: RegType) -> bool:
+    return r.type is t and r.id == 0 and r.off == 0 and r.var_off == (0, 0)
+
+
+def _match_pkt_pointers(env: _Env, idx: int, d: int, s: int, this: State, other: State) -> bool:
+    c = env.code[idx]
+    if not c & 0x08 or c & 7 == JMP32:
+        return False
+    dr, sr = this.regs[d], this.regs[s]
+    op = c & 0xF0
+    fwd = (dr.type is RegType.PTR_TO_PACKET and sr.type is RegType.PTR_TO_PACKET_END) or \
+          (dr.type is RegType.PTR_TO_PACKET_META and _is_init_pkt(sr, RegType.PTR_TO_PACKET))
+    rev = (dr.type is RegType.PTR_TO_PACKET_END and sr.type is RegType.PTR_TO_PACKET) or \
+          (_is_init_pkt(dr, RegType.PTR_TO_PACKET) and sr.type is RegType.PTR_TO_PACKET_META)
+    if op == J_JGT:
+        if fwd:
+            _find_good_pkt_pointers(this, dr, False)
+            _mark_pkt_end(other, d, True)
+        elif rev:
+            _find_good_pkt_pointers(other, other.regs[s], True)
+            _mark_pkt_end(this, s, False)
+        else:
+            return False
+    elif op == J_JLT:
+        if fwd:
+            _find_good_pkt_pointers(other, other.regs[d], True)
+            _mark_pkt_end(this, d, False)
+        elif rev:
+            _find_good_pkt_pointers(this, sr, False)
+            _mark_pkt_end(other, s, True)
+        else:
+            return False
+    elif op == J_JGE:
+        if fwd:
+            _find_good_pkt_pointers(this, dr, True)
+            _mark_pkt_end(other, d, False)
+        elif rev:
+            _find_good_pkt_pointers(other, other.regs[s], False)
+            _mark_pkt_end(this, s, True)
+        else:
+            return False
+    elif op == J_JLE:
+        if fwd:
+            _find_good_pkt_pointers(other, other.regs[d], False)
+            _mark_pkt_end(this, d, True)
+        elif rev:
+            _find_good_pkt_pointers(this, sr, True)
+            _mark_pkt_end(other, s, False)
+        else:
+            return False
+    else:
+        return False
+    return True
+
+
+def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
+    c = env.code[idx]
+    is32 = (c & 7) == JMP32
+    op = c & 0xF0
+    d, s, off = env.dst[idx], env.src[idx], env.off[idx]
+    if op not in _FLIP:
+        raise _err(idx, f"invalid BPF_JMP/JMP32 opcode {op >> 4:x}")
+    x = c & 0x08
+    if x:
+        sreg = _check_read(env, st, idx, s, not is32)
+    dreg = _check_read(env, st, idx, d, not is32)
+    if x:
+        src = sreg
+    else:
+        src = Reg.known(env.imm[idx])
+    target = idx + 1 + off
+    pred = _branch_taken(dreg, src, op, is32)
+    if pred == 1:
+        return target
+    if pred == 0:
+        return idx + 1
+    other = st.copy()
+    oregs = other.regs
+    if x:
+        t_ok, f_ok = _set_min_max(oregs[d], oregs[s], dreg, sreg, op, is32)
+    else:
+        fake_t, fake_f = src.copy(), src.copy()
+        t_ok, f_ok = _set_min_max(oregs[d], fake_t, dreg, fake_f, op, is32)
+    if x and sreg.type is RegType.SCALAR and sreg.id:
+        _sync_linked(st, sreg)
+        _sync_linked(other, oregs[s])
+    if dreg.type is RegType.SCALAR and dreg.id:
+        _sync_linked(st, dreg)
+        _sync_linked(other, oregs[d])
+    if not is32 and x and dreg.is_pointer and sreg.is_pointer and (dreg.type in NULLABLE) != (sreg.type in NULLABLE) \
+            and op in (J_JEQ, J_JNE):
+        eq = other if op == J_JEQ else st
+        for rn in (d, s):
+            r = eq.regs[rn]
+            if r.type in NULLABLE:
+                _mark_ptr_or_null(eq, rn, False)
+    if not is32 and not x and env.imm[idx] == 0 and op in (J_JEQ, J_JNE) and dreg.type in NULLABLE:
+        _mark_ptr_or_null(st, d, op == J_JNE)
+        _mark_ptr_or_null(other, d, op == J_JEQ)
+    elif x:
+        _match_pkt_pointers(env, idx, d, s, st, other)
+    if t_ok:
+        stack.append((other, target))
+    if not f_ok:
+        return None
+    return idx + 1
+
+
+__all__ = ["Analysis", "AnalysisError", "AnalysisRejected", "BudgetExceeded", "analyze", "attach"]
