@@ -45,11 +45,15 @@ class DecodeError(BpfPatchError):
 class AsmError(BpfPatchError):
     """Assembly text that cannot be assembled."""
 
-    def __init__(self, message: str, *, line: int | None = None, text: str | None = None):
+    def __init__(self, message: str, *, line: int | None = None, text: str | None = None, column: int | None = None):
         self.line = line
+        self.column = column
         self.text = text
-        prefix = f"line {line}: " if line is not None else ""
-        suffix = f" in {text.strip()!r}" if text else ""
+        prefix = _where(f"line {line}" if line is not None else None, f"column {column}" if column is not None else None)
+        shown = text.strip() if text else ""
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        suffix = f" in {shown!r}" if text else ""
         super().__init__(prefix + message + suffix)
         self.message = message
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from bpfpatch.asm.shapes import Form, normalize, num_value, table, tokenize
-from bpfpatch.errors import AsmError
+from bpfpatch.asm.shapes import FieldRangeError, Form, normalize, num_value, table, tokenize
+from bpfpatch.errors import AsmError, BpfPatchError
 from bpfpatch.isa import LD_IMM64, Insn, build, decode_slots, slots_to_insns
+from bpfpatch.isa.insn import jump_kind
 from bpfpatch.isa.opcodes import CallSrc
 
 _LISTING = re.compile(r"^\s*[0-9a-fA-F]+:\s+((?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2}(?:\s(?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2})?)\s*(.*)$")
@@ -44,7 +45,32 @@ def _wrap(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-def _fields(form: Form, tokens: list[tuple[str, str]]) -> Insn | None:
+#: role -> (field name, lowest, highest value the text may give).  Immediates are 32-bit
+#: words written signed (llvm) or unsigned (the verifier log's hex), so both halves
+#: of the range are accepted; an offset is a signed 16-bit field.
+_RANGES = {
+    "off": ("off", -(1 << 15), (1 << 15) - 1),
+    "imm": ("imm", -(1 << 31), (1 << 32) - 1),
+    "imm64": ("imm", -(1 << 63), (1 << 64) - 1),
+    "imm_lo": ("imm (low word)", -(1 << 31), (1 << 32) - 1),
+    "imm_hi": ("imm (high word)", -(1 << 31), (1 << 32) - 1),
+    "asc_hi": ("address space", 0, (1 << 16) - 1),
+    "asc_lo": ("address space", 0, (1 << 16) - 1),
+}
+
+#: The kernel-internal auxiliary register (BPF_REG_AX): a program may not name it.
+AX_REG_NUMBER = 11
+
+
+def _checked(role: str, text: str) -> int:
+    field, lo, hi = _RANGES[role]
+    v = num_value(text)
+    if not lo <= v <= hi:
+        raise FieldRangeError(f"{field} {text.replace(' ', '')} is out of range ({lo}..{hi})", token=text)
+    return v
+
+
+def _fields(form: Form, tokens: list[tuple[str, str]], ax: bool = False) -> Insn | None:
     f = dict(form.fixed)
     lo = hi = None
     for role, (kind, text) in zip(form.roles, tokens):
@@ -54,21 +80,25 @@ def _fields(form: Form, tokens: list[tuple[str, str]]) -> Insn | None:
             if want != got:
                 return None
         elif role in ("dst", "src"):
-            f[role] = int(text[1:])
+            reg = int(text[1:])
+            if reg == AX_REG_NUMBER and not ax:
+                raise FieldRangeError(
+                    f"{text} is the kernel-internal register (BPF_REG_AX); programs use r0-r10", token=text)
+            f[role] = reg
         elif role == "off":
-            f["off"] = _wrap(num_value(text), 16)
+            f["off"] = _checked(role, text)
         elif role == "imm":
-            f["imm"] = _wrap(num_value(text), 32)
+            f["imm"] = _wrap(_checked(role, text), 32)
         elif role == "imm64":
-            f["imm"] = _wrap(num_value(text), 64)
+            f["imm"] = _wrap(_checked(role, text), 64)
         elif role == "imm_lo":
-            lo = num_value(text) & 0xFFFFFFFF
+            lo = _checked(role, text) & 0xFFFFFFFF
         elif role == "imm_hi":
-            hi = num_value(text) & 0xFFFFFFFF
+            hi = _checked(role, text) & 0xFFFFFFFF
         elif role == "asc_hi":
-            f["imm"] = (f.get("imm", 0) & 0xFFFF) | ((num_value(text) & 0xFFFF) << 16)
+            f["imm"] = (f.get("imm", 0) & 0xFFFF) | (_checked(role, text) << 16)
         elif role == "asc_lo":
-            f["imm"] = (f.get("imm", 0) & ~0xFFFF) | (num_value(text) & 0xFFFF)
+            f["imm"] = (f.get("imm", 0) & ~0xFFFF) | _checked(role, text)
     if lo is not None:
         f["imm"] = _wrap(lo | ((hi or 0) << 32), 64)
     return Insn(form.code, f.get("dst", 0), f.get("src", 0), f.get("off", 0), f.get("imm", 0))
@@ -81,8 +111,20 @@ def _helper(name: str) -> int | None:
         return None
 
 
-def parse_insn(text: str, *, style: str | None = None, code: int | None = None) -> Insn:
-    """One instruction's text (either style) -> `Insn`; raise `AsmError` if it is not one."""
+def _column(raw: str, token: str) -> int | None:
+    """1-based column of `token` (as the tokenizer saw it, whitespace collapsed) in `raw`."""
+    pattern = r"\s*".join(re.escape(part) for part in token.split())
+    m = re.search(r"(?<![\w.])" + pattern + r"(?![\w])", raw)
+    return m.start() + 1 if m else None
+
+
+def parse_insn(text: str, *, style: str | None = None, code: int | None = None, ax: bool = False) -> Insn:
+    """One instruction's text (either style) -> `Insn`; raise `AsmError` if it is not one.
+
+    A number that does not fit its field (``r0 = 4294967296``, ``(r10 - 40000)``)
+    is an error, never wrapped; ``r11``/``w11`` (the kernel-internal register) is
+    accepted only with ``ax=True``.
+    """
     m = _KERNEL.match(text.strip())
     if m:
         code, text, style = int(m.group(1), 16), m.group(2), "kernel"
@@ -90,22 +132,58 @@ def parse_insn(text: str, *, style: str | None = None, code: int | None = None) 
     if ref is not None and code in (None, LD_IMM64):
         return ref
     shape, tokens = tokenize(normalize(text))
+    refused: FieldRangeError | None = None
     for st in ([style] if style else ["llvm", "kernel"]):
+        if refused is not None:
+            break  # the text reads as this style's instruction with a field out of range
         for form in table(st).get(shape, ()):
             if code is not None and form.code != code:
                 continue
-            insn = _fields(form, tokens)
+            try:
+                insn = _fields(form, tokens, ax)
+            except FieldRangeError as exc:
+                refused = refused or exc  # another form of the shape may still take the text
+                continue
             if insn is not None:
                 return insn
+    if refused is not None:
+        raise refused
     raise AsmError("not an eBPF instruction", text=text)
 
 
-def assemble(text: str, *, style: str | None = None) -> list[Insn]:
+def _listing_insn(hexes: str, lineno: int, raw: str, ax: bool) -> Insn:
+    """The one instruction of an objdump listing line (its hex column): anything else is an error."""
+    try:
+        insns = slots_to_insns(decode_slots(bytes.fromhex(hexes.replace(" ", ""))))
+    except BpfPatchError as exc:
+        raise AsmError(f"listing bytes: {exc}", line=lineno, text=raw) from None
+    if len(insns) != 1:
+        raise AsmError(f"listing line holds {len(insns)} instructions; one per line", line=lineno, text=raw)
+    insn = insns[0]
+    for field in ("dst", "src"):
+        reg = getattr(insn, field)
+        if reg > AX_REG_NUMBER or (reg == AX_REG_NUMBER and not ax):
+            raise AsmError(f"listing bytes name register {reg} as {field} (programs use r0-r10)",
+                           line=lineno, column=_column(raw, hexes.split()[0]), text=raw)
+    return insn
+
+
+def _target_fits(insn: Insn, offset: int) -> bool:
+    """Whether a resolved label offset fits the field the jump keeps it in."""
+    if insn.is_pseudo_call or insn.is_pseudo_func or jump_kind(insn.code) == "imm":
+        return -(1 << 31) <= offset < 1 << 31
+    return -(1 << 15) <= offset < 1 << 15
+
+
+def assemble(text: str, *, style: str | None = None, ax: bool = False) -> list[Insn]:
     """Assemble a program: either style, comments, labels, or llvm-objdump -d output as is.
 
     Jump and call targets may be labels (``goto out``, ``call helper_fn`` for a
     subprogram).  In an objdump listing the hex column is authoritative, so
     listings reproduce their bytes exactly.
+
+    Numbers that do not fit their field are errors naming the line and column;
+    ``ax=True`` accepts the kernel-internal register r11 (BPF_REG_AX).
     """
     items: list[tuple[int, Insn | None, str | None, bool, str]] = []  # (line, insn, label target, is call, text)
     labels: dict[str, int] = {}
@@ -116,8 +194,7 @@ def assemble(text: str, *, style: str | None = None) -> list[Insn]:
             continue
         m = _LISTING.match(line)
         if m:
-            data = bytes.fromhex(m.group(1).replace(" ", ""))
-            insn = slots_to_insns(decode_slots(data))[0]
+            insn = _listing_insn(m.group(1), lineno, line, ax)
             items.append((lineno, insn, None, False, line))
             slot += insn.nslots
             continue
@@ -135,7 +212,9 @@ def assemble(text: str, *, style: str | None = None) -> list[Insn]:
             target = t.group(2)
             stripped = f"{t.group(1)} +0" if not t.group(1).endswith("call") else f"{t.group(1)} 0"
         try:
-            insn = parse_insn(stripped, style=style)
+            insn = parse_insn(stripped, style=style, ax=ax)
+        except FieldRangeError as exc:
+            raise AsmError(exc.message, line=lineno, column=_column(raw, exc.token), text=raw) from None
         except AsmError as exc:
             raise AsmError(exc.message, line=lineno, text=raw) from None
         is_call = target is not None and stripped.endswith("call 0")
@@ -153,7 +232,10 @@ def assemble(text: str, *, style: str | None = None) -> list[Insn]:
                 continue
             if target not in labels:
                 raise AsmError(f"unknown label {target!r}", line=lineno, text=raw)
-            insn = insn.with_offset(labels[target] - slot - 1)
+            offset = labels[target] - slot - 1
+            if not _target_fits(insn, offset):
+                raise AsmError(f"label {target!r} is {offset} slots away: too far for this jump", line=lineno, text=raw)
+            insn = insn.with_offset(offset)
         out.append(insn)
         slot += 2 if insn.code == LD_IMM64 else 1
     return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bpfpatch.asm.syntax import format_kernel, format_llvm
+from bpfpatch.errors import AsmError
 from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.rules import ADDR_SPACE_CAST_CODE, ATOMIC_IMMS, MOVSX_OFFS, ZERO_FIELD
 from bpfpatch.isa.opcodes import OP_MASK, SIZE_MASK, AluOp, CallSrc, PseudoSrc, Size
@@ -52,11 +53,28 @@ def tokenize(text: str) -> tuple[str, list[tuple[str, str]]]:
     return "".join(out), tokens
 
 
+#: Longest number text read (a u64 has 20 decimal digits, 18 characters in hex):
+#: longer text is refused before `int` sees it (Python refuses >4,300 digits itself).
+MAX_NUMBER_CHARS = 24
+
+
+class FieldRangeError(AsmError):
+    """A register or number that does not fit the field it stands for; `token` is its text."""
+
+    def __init__(self, message: str, *, token: str) -> None:
+        self.token = token
+        super().__init__(message)
+
+
 def num_value(tok: str) -> int:
+    """The value of a number token: decimal (leading zeros allowed) or 0x hex, optional sign."""
     t = tok.replace(" ", "")
     neg = t.startswith("-")
     t = t.lstrip("+-")
-    v = int(t, 0)
+    if len(t) > MAX_NUMBER_CHARS:
+        shown = f"{t[:12]}...({len(t)} characters)"
+        raise FieldRangeError(f"number {shown} is too long for any field", token=tok)
+    v = int(t, 16) if t[:2].lower() == "0x" else int(t, 10)
     return -v if neg else v
 
 

@@ -17,11 +17,12 @@ from bpfpatch.program import Program
 def asm_cmd(
     file: Path = typer.Argument(..., help="assembly text"),
     output: Path = typer.Option(..., "-o", "--output", help="raw little-endian instruction bytes"),
+    ax: bool = typer.Option(False, "--ax", help="accept r11, the kernel-internal register (BPF_REG_AX)"),
 ) -> None:
     """Assemble FILE; the output is written only if the whole file assembles."""
     try:
         text = file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise BpfPatchError(f"{file}: cannot read assembly text ({exc})") from exc
-    prog = Program.from_insns(assemble(text))
+    prog = Program.from_insns(assemble(text, ax=ax))
     write_atomic(output, prog.to_bytes())
