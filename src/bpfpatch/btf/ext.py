@@ -13,7 +13,7 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-from bpfpatch.errors import ElfError
+from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.program import FuncInfo, LineInfo
 
 _HDR = "HBBIIIII"
@@ -90,27 +90,48 @@ class BtfExt:
 
 def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_of, bo: str = "<",
              groups: list | None = None) -> tuple[int, dict[str, list[tuple]]]:
+    """One subsection: (record size, section name -> records), every count and offset checked first.
+
+    Refused, as libbpf refuses them: a subsection outside the data or not 4-byte
+    aligned, a record size below `min_rec` or not a multiple of 4 (0 included),
+    a group of zero records or more records than bytes, a section name offset
+    past the string section, an insn_off that is not a multiple of 8.
+    """
     out: dict[str, list[tuple]] = {}
     if length == 0:
         return min_rec, out
     end = start + length
     if end > len(raw) or length < 4:
-        raise ElfError(f"{what} runs past the end of .BTF.ext", section=".BTF.ext", offset=start)
+        raise ElfError(f"{what} subsection ({length} bytes at {start}) runs past the end of .BTF.ext ({len(raw)} bytes)",
+                       section=".BTF.ext", offset=start)
+    if start % 4:
+        raise ElfError(f"{what} subsection is not 4-byte aligned", section=".BTF.ext", offset=start)
     (rec_size,) = struct.unpack_from(bo + "I", raw, start)
     if rec_size < min_rec or rec_size % 4:
-        raise ElfError(f"{what} record size {rec_size} is invalid", section=".BTF.ext", offset=start)
+        raise ElfError(f"{what} record size {rec_size} is invalid (a multiple of 4, at least {min_rec})",
+                       section=".BTF.ext", offset=start)
+    fmt = bo + "I" * (min_rec // 4)
     pos = start + 4
     while pos < end:
         if pos + 8 > end:
             raise ElfError(f"{what} section header truncated", section=".BTF.ext", offset=pos)
         sec_off, num = struct.unpack_from(bo + "II", raw, pos)
+        try:
+            name = name_of(sec_off)
+        except BpfPatchError as exc:
+            raise ElfError(f"{what} group: section name: {exc}", section=".BTF.ext", offset=pos) from None
         pos += 8
+        if num == 0:
+            raise ElfError(f"{what} group of section {name!r} has no records", section=".BTF.ext", offset=pos - 4)
         # Refuse counts the section cannot hold before allocating anything.
         if num * rec_size > end - pos:
             raise ElfError(f"{what} claims {num} records of {rec_size} bytes, only {end - pos} bytes left",
                            section=".BTF.ext", offset=pos - 4)
-        recs = [struct.unpack_from(bo + "I" * (min_rec // 4), raw, pos + k * rec_size) for k in range(num)]
-        name = name_of(sec_off)
+        recs = [struct.unpack_from(fmt, raw, pos + k * rec_size) for k in range(num)]
+        for k, rec in enumerate(recs):
+            if rec[0] % 8:
+                raise ElfError(f"{what} record {k} of section {name!r}: insn_off {rec[0]} is not a multiple of 8",
+                               section=".BTF.ext", offset=pos + k * rec_size)
         out.setdefault(name, []).extend(recs)
         if groups is not None:
             groups.append((sec_off, name))
@@ -118,8 +139,23 @@ def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_
     return rec_size, out
 
 
+def _check_strings(recs: dict[str, list[tuple]], fields: tuple[tuple[int, str], ...], what: str, string_of) -> None:
+    """Every string offset field of every record names a string of .BTF."""
+    for sec, rows in recs.items():
+        for k, rec in enumerate(rows):
+            for col, fname in fields:
+                try:
+                    string_of(rec[col])
+                except BpfPatchError as exc:
+                    raise ElfError(f"{what} record {k} of section {sec!r}: {fname}: {exc}", section=".BTF.ext") from None
+
+
 def parse_btf_ext(raw: bytes, string_of, byteorder: str = "little") -> BtfExt:
-    """Parse .BTF.ext; `string_of(off)` names sections from the .BTF string table."""
+    """Parse .BTF.ext; `string_of(off)` names sections from the .BTF string table.
+
+    `string_of` must raise a `BpfPatchError` for an offset past the string
+    section (`Btf.string` does): such records are refused by name.
+    """
     bo = "<" if byteorder == "little" else ">"
     hdr = struct.Struct(bo + _HDR)
     if len(raw) < hdr.size:
@@ -127,15 +163,18 @@ def parse_btf_ext(raw: bytes, string_of, byteorder: str = "little") -> BtfExt:
     magic, _ver, _flags, hdr_len, fi_off, fi_len, li_off, li_len = hdr.unpack_from(raw, 0)
     if magic != 0xEB9F:
         raise ElfError(f"bad BTF.ext magic {magic:#x}", section=".BTF.ext", offset=0)
+    if not hdr.size <= hdr_len <= len(raw) or hdr_len % 4:
+        raise ElfError(f"BTF.ext header length {hdr_len} is invalid ({hdr.size}..{len(raw)}, a multiple of 4)",
+                       section=".BTF.ext", offset=4)
     groups: dict[str, list[tuple[int, str]]] = {k: [] for k in EXT_KINDS}
     fsize, funcs = _records(raw, hdr_len + fi_off, fi_len, 8, "func_info", string_of, bo, groups["func_info"])
     lsize, lines = _records(raw, hdr_len + li_off, li_len, 16, "line_info", string_of, bo, groups["line_info"])
+    _check_strings(lines, ((1, "file_name_off"), (2, "line_off")), "line_info", string_of)
     csize, cores = 16, {}
     if hdr_len >= _CORE_HDR_LEN:
-        if len(raw) < _CORE_HDR_LEN:
-            raise ElfError("BTF.ext header truncated", section=".BTF.ext", offset=0)
         cr_off, cr_len = struct.unpack_from(bo + "II", raw, 24)
         csize, cores = _records(raw, hdr_len + cr_off, cr_len, 16, "core_relo", string_of, bo, groups["core_relo"])
+        _check_strings(cores, ((2, "access_str_off"),), "core_relo", string_of)
     ext = BtfExt(func_rec_size=fsize, line_rec_size=lsize, core_rec_size=csize, groups=groups, hdr_len=hdr_len, raw=raw)
     for sec, recs in funcs.items():
         ext.func_info[sec] = [FuncInfo(off // 8, tid) for off, tid in recs]

@@ -48,8 +48,19 @@ _TRAILER = {
 _MODIFIERS = {BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG}
 
 
+# Kinds whose type reference is contained (not pointed to): a cycle through these is a type
+# that contains itself, which the kernel's BTF check refuses.
+_CONTAINS = _MODIFIERS | {BtfKind.VAR}
+_SIZED = (BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.ENUM64, BtfKind.FLOAT, BtfKind.DATASEC)
+
+#: kind number (5 bits) -> BtfKind, None where no kind is defined (a table: no enum call per type).
+_KIND_OF = tuple(BtfKind(k) if k in BtfKind._value2member_map_ else None for k in range(32))
+
+
 @dataclass
 class BtfType:
+    """One BTF type record, with its place in the section (`offset`: byte offset of its header)."""
+
     id: int
     kind: BtfKind
     name: str
@@ -57,10 +68,24 @@ class BtfType:
     size_or_type: int
     extra: tuple = ()  # ARRAY: (type, index_type, nelems); VAR: (linkage,)
     members: list[tuple] = field(default_factory=list)  # STRUCT: (name, type, offset); DATASEC: (type, offset, size)
+    offset: int = 0  # byte offset of the type's header in .BTF
+    # FUNC_PROTO members: (name offset, type) per parameter.
+
+
+def _place(t: BtfType) -> str:
+    return f"type [{t.id}] {t.kind.name}"
 
 
 class Btf:
-    """A parsed .BTF section."""
+    """A parsed .BTF section.
+
+    Parsing refuses what the kernel's BTF check would: sections outside the
+    data, a string section that does not start and end with a NUL, a name
+    offset past the string section, a type id that does not exist, a type that
+    contains itself.  Every error names the type and its byte offset.  Type
+    chains are walked iteratively, so nesting depth is bounded only by the
+    number of types.
+    """
 
     def __init__(self, raw: bytes, byteorder: str = "<") -> None:
         self.raw = raw
@@ -69,29 +94,42 @@ class Btf:
         magic, version, flags, hdr_len = struct.unpack_from(byteorder + "HBBI", raw, 0)
         if magic != BTF_MAGIC:
             raise ElfError(f"bad BTF magic {magic:#x}", section=".BTF", offset=0)
+        if not 24 <= hdr_len <= len(raw):
+            raise ElfError(f"BTF header length {hdr_len} is outside 24..{len(raw)}", section=".BTF", offset=4)
         type_off, type_len, str_off, str_len = struct.unpack_from(byteorder + "IIII", raw, 8)
         end = len(raw)
-        for what, off, ln in (("type", type_off, type_len), ("string", str_off, str_len)):
+        for what, off, ln, at in (("type", type_off, type_len, 8), ("string", str_off, str_len, 16)):
             if hdr_len + off + ln > end:
-                raise ElfError(f"BTF {what} section runs past the end ({hdr_len + off + ln} > {end})", section=".BTF", offset=8)
+                raise ElfError(f"BTF {what} section runs past the end ({hdr_len + off + ln} > {end})", section=".BTF", offset=at)
+        if type_off % 4:
+            raise ElfError(f"BTF type section offset {type_off} is not 4-byte aligned", section=".BTF", offset=8)
+        if type_off < str_off + str_len and str_off < type_off + type_len:
+            raise ElfError("BTF type and string sections overlap", section=".BTF", offset=8)
         self.strings = raw[hdr_len + str_off : hdr_len + str_off + str_len]
+        if not self.strings or self.strings[0] or self.strings[-1]:
+            raise ElfError("BTF string section must start and end with a NUL byte", section=".BTF", offset=hdr_len + str_off)
         self.types: list[BtfType] = [BtfType(0, BtfKind.UNKN, "void", 0, 0)]
+        self._names: dict[int, str] = {}
         pos, stop = hdr_len + type_off, hdr_len + type_off + type_len
         bo = byteorder
+        nstr = len(self.strings)
         while pos < stop:
             if pos + 12 > stop:
                 raise ElfError("BTF type truncated", section=".BTF", offset=pos)
             name_off, info, st = struct.unpack_from(bo + "III", raw, pos)
             kind_n, vlen = (info >> 24) & 0x1F, info & 0xFFFF
-            try:
-                kind = BtfKind(kind_n)
-            except ValueError:
-                raise ElfError(f"unknown BTF kind {kind_n}", section=".BTF", offset=pos) from None
+            kind = _KIND_OF[kind_n]
+            if kind is None:
+                raise ElfError(f"type [{len(self.types)}]: unknown BTF kind {kind_n}", section=".BTF", offset=pos) from None
             fixed, per = _TRAILER.get(kind, (0, 0))
             body = pos + 12
             if body + fixed + per * vlen > stop:
-                raise ElfError("BTF type data truncated", section=".BTF", offset=pos)
-            t = BtfType(len(self.types), kind, self.string(name_off), vlen, st)
+                raise ElfError(f"type [{len(self.types)}] {kind.name}: data truncated", section=".BTF", offset=pos)
+            t = BtfType(len(self.types), kind, "", vlen, st, offset=pos)
+            if name_off >= nstr:
+                raise ElfError(f"{_place(t)}: name offset {name_off} is past the string section ({nstr} bytes)",
+                               section=".BTF", offset=pos)
+            t.name = self.string(name_off)
             kflag = info >> 31
             if kind == BtfKind.ARRAY:
                 t.extra = struct.unpack_from(bo + "III", raw, body)
@@ -99,20 +137,107 @@ class Btf:
                 t.extra = struct.unpack_from(bo + "I", raw, body)
             elif kind in (BtfKind.STRUCT, BtfKind.UNION):
                 # With kind_flag set, offset packs bitfield size (high 8) and bit offset (low 24).
-                t.members = [
-                    (self.string(n), ty, o & 0xFFFFFF if kflag else o)
-                    for n, ty, o in struct.iter_unpack(bo + "III", raw[body : body + 12 * vlen])
-                ]
+                rows = list(struct.iter_unpack(bo + "III", raw[body : body + 12 * vlen]))
+                if rows and max(rows)[0] >= nstr:  # max of tuples: the largest name offset first
+                    self._bad_name(t, [n for n, _, _ in rows], body, 12)
+                t.members = [(self.string(n), ty, o & 0xFFFFFF if kflag else o) for n, ty, o in rows]
+            elif kind == BtfKind.FUNC_PROTO:
+                rows = list(struct.iter_unpack(bo + "II", raw[body : body + 8 * vlen]))
+                if rows and max(rows)[0] >= nstr:
+                    self._bad_name(t, [n for n, _ in rows], body, 8)
+                t.members = rows  # (name offset, type): names are not needed, only checked
+            elif kind in (BtfKind.ENUM, BtfKind.ENUM64) and vlen:
+                size = 8 if kind == BtfKind.ENUM else 12
+                rows = list(struct.iter_unpack(bo + "I" * (size // 4), raw[body : body + size * vlen]))
+                if max(rows)[0] >= nstr:
+                    self._bad_name(t, [r[0] for r in rows], body, size)
             elif kind == BtfKind.DATASEC:
                 t.members = list(struct.iter_unpack(bo + "III", raw[body : body + 12 * vlen]))
             self.types.append(t)
             pos = body + fixed + per * vlen
+        self._check_references()
+
+    def _bad_name(self, t: BtfType, offsets: list[int], body: int, size: int) -> None:
+        nstr = len(self.strings)
+        for k, off in enumerate(offsets):
+            if off >= nstr:
+                raise ElfError(f"{_place(t)} member {k}: name offset {off} is past the string section ({nstr} bytes)",
+                               section=".BTF", offset=body + k * size)
+
+    @staticmethod
+    def _refs(t: BtfType) -> list[tuple[str, int]]:
+        """(role, type id) of every type `t` refers to."""
+        k = t.kind
+        if k in _MODIFIERS or k in (BtfKind.PTR, BtfKind.FUNC, BtfKind.VAR, BtfKind.DECL_TAG):
+            return [("type", t.size_or_type)]
+        if k == BtfKind.ARRAY:
+            return [("element type", t.extra[0]), ("index type", t.extra[1])]
+        if k in (BtfKind.STRUCT, BtfKind.UNION):
+            return [(f"member {i} type", m[1]) for i, m in enumerate(t.members)]
+        if k == BtfKind.FUNC_PROTO:
+            return [("return type", t.size_or_type)] + [(f"parameter {i} type", m[1]) for i, m in enumerate(t.members)]
+        if k == BtfKind.DATASEC:
+            return [(f"variable {i}", m[0]) for i, m in enumerate(t.members)]
+        return []
+
+    def _check_references(self) -> None:
+        types = self.types
+        n = len(types)
+        simple = _MODIFIERS | {BtfKind.PTR, BtfKind.FUNC, BtfKind.VAR, BtfKind.DECL_TAG}
+        listed = (BtfKind.STRUCT, BtfKind.UNION, BtfKind.FUNC_PROTO, BtfKind.DATASEC)
+        children: dict[int, list[int]] = {}  # containers only: type id -> ids it contains by value
+        for t in types:
+            k = t.kind
+            if k in simple:
+                bad = t.size_or_type >= n
+                if k in _CONTAINS:
+                    children[t.id] = [t.size_or_type]
+            elif k == BtfKind.ARRAY:
+                bad = max(t.extra[0], t.extra[1]) >= n
+                children[t.id] = [t.extra[0]]
+            elif k in listed:
+                col = 0 if k == BtfKind.DATASEC else 1
+                bad = (t.size_or_type >= n if k == BtfKind.FUNC_PROTO else False) or any(m[col] >= n for m in t.members)
+                if k != BtfKind.FUNC_PROTO:
+                    children[t.id] = [m[col] for m in t.members]
+            else:
+                continue
+            if bad:
+                role, ref = next((r, i) for r, i in self._refs(t) if i >= n)
+                raise ElfError(f"{_place(t)}: {role} [{ref}] does not exist ({n - 1} types)", section=".BTF", offset=t.offset)
+        # Iterative depth-first search for a type that contains itself: 0 new, 1 on the path, 2 done.
+        state = bytearray(n)
+        empty: list[int] = []
+        for root in children:
+            if state[root]:
+                continue
+            state[root] = 1
+            stack = [(root, iter(children[root]))]
+            while stack:
+                tid, it = stack[-1]
+                for child in it:
+                    st = state[child]
+                    if st == 1:
+                        t = types[child]
+                        raise ElfError(f"{_place(t)} contains itself (through type [{tid}])", section=".BTF", offset=t.offset)
+                    if st == 0:
+                        state[child] = 1
+                        stack.append((child, iter(children.get(child, empty))))
+                        break
+                else:
+                    state[tid] = 2
+                    stack.pop()
 
     def string(self, off: int) -> str:
-        if off >= len(self.strings):
-            return ""
+        """The NUL-terminated string at `off`; an offset past the string section is an `ElfError`."""
+        got = self._names.get(off)
+        if got is not None:
+            return got
+        if not 0 <= off < len(self.strings):
+            raise ElfError(f"string offset {off} is past the string section ({len(self.strings)} bytes)", section=".BTF")
         end = self.strings.find(b"\0", off)
-        return self.strings[off : end if end >= 0 else len(self.strings)].decode(errors="replace")
+        got = self._names[off] = self.strings[off : end if end >= 0 else len(self.strings)].decode(errors="replace")
+        return got
 
     def type(self, type_id: int) -> BtfType:
         if not 0 <= type_id < len(self.types):
@@ -120,23 +245,28 @@ class Btf:
         return self.types[type_id]
 
     def resolve(self, type_id: int) -> BtfType:
-        """Skip typedefs and qualifiers."""
+        """Skip typedefs and qualifiers (iteratively; a loop is an `ElfError`)."""
         t = self.type(type_id)
-        for _ in range(64):
+        for _ in range(len(self.types)):
             if t.kind not in _MODIFIERS:
                 return t
             t = self.type(t.size_or_type)
-        raise ElfError("BTF type loop", section=".BTF")
+        raise ElfError(f"{_place(t)}: type loop", section=".BTF", offset=t.offset)
 
     def size_of(self, type_id: int) -> int:
-        t = self.resolve(type_id)
-        if t.kind in (BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.ENUM64, BtfKind.FLOAT, BtfKind.DATASEC):
-            return t.size_or_type
-        if t.kind == BtfKind.PTR:
-            return 8
-        if t.kind == BtfKind.ARRAY:
-            return t.extra[2] * self.size_of(t.extra[0])
-        raise ElfError(f"BTF type {type_id} ({t.kind.name}) has no size", section=".BTF")
+        """Byte size of a type; arrays of arrays multiply out iteratively."""
+        count = 1
+        for _ in range(len(self.types)):
+            t = self.resolve(type_id)
+            if t.kind in _SIZED:
+                return count * t.size_or_type
+            if t.kind == BtfKind.PTR:
+                return count * 8
+            if t.kind != BtfKind.ARRAY:
+                raise ElfError(f"BTF type {type_id} ({t.kind.name}) has no size", section=".BTF", offset=t.offset)
+            count *= t.extra[2]
+            type_id = t.extra[0]
+        raise ElfError(f"BTF type {type_id}: array loop", section=".BTF")
 
     def find(self, kind: BtfKind, name: str) -> BtfType | None:
         for t in self.types:
@@ -146,14 +276,20 @@ class Btf:
 
     def member(self, struct_id: int, name: str) -> tuple[int, int] | None:
         """(byte offset, size) of a member, looking inside anonymous structs and unions."""
-        t = self.resolve(struct_id)
-        for mname, mtype, bits in t.members:
-            if mname == name:
-                return bits // 8, self.size_of(mtype)
-            if not mname and self.resolve(mtype).kind in (BtfKind.STRUCT, BtfKind.UNION):
-                inner = self.member(mtype, name)
-                if inner is not None:
-                    return bits // 8 + inner[0], inner[1]
+        stack = [(self.resolve(struct_id), 0)]
+        seen = set()
+        while stack:
+            t, base = stack.pop(0)
+            if t.id in seen:
+                continue
+            seen.add(t.id)
+            nested = []
+            for mname, mtype, bits in t.members:
+                if mname == name:
+                    return base + bits // 8, self.size_of(mtype)
+                if not mname and self.resolve(mtype).kind in (BtfKind.STRUCT, BtfKind.UNION):
+                    nested.append((self.resolve(mtype), base + bits // 8))
+            stack[:0] = nested  # depth first, in member order, like the recursive search
         return None
 
     def name_of_func(self, type_id: int) -> str:
