@@ -6,8 +6,8 @@ import re
 
 from bpfpatch.asm.shapes import FieldRangeError, Form, normalize, num_value, table, tokenize
 from bpfpatch.errors import AsmError, BpfPatchError
-from bpfpatch.isa import LD_IMM64, Insn, build, decode_slots, slots_to_insns
-from bpfpatch.isa.insn import jump_kind
+from bpfpatch.isa import LD_IMM64, Insn, build, decode_slots, slots_to_insns, validate_slots
+from bpfpatch.isa.refs import Target
 from bpfpatch.isa.opcodes import CallSrc
 
 _LISTING = re.compile(r"^\s*[0-9a-fA-F]+:\s+((?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2}(?:\s(?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2})?)\s*(.*)$")
@@ -128,7 +128,10 @@ def parse_insn(text: str, *, style: str | None = None, code: int | None = None, 
     m = _KERNEL.match(text.strip())
     if m:
         code, text, style = int(m.group(1), 16), m.group(2), "kernel"
-    ref = _mapref(text)
+    try:
+        ref = _mapref(text)
+    except (build.BuildError, ValueError) as exc:  # a map number too big for its field, or for int()
+        raise AsmError(f"map or subprogram reference out of range ({str(exc)[:80]})", text=text) from None
     if ref is not None and code in (None, LD_IMM64):
         return ref
     shape, tokens = tokenize(normalize(text))
@@ -154,23 +157,19 @@ def parse_insn(text: str, *, style: str | None = None, code: int | None = None, 
 def _listing_insn(hexes: str, lineno: int, raw: str, ax: bool) -> Insn:
     """The one instruction of an objdump listing line (its hex column): anything else is an error."""
     try:
-        insns = slots_to_insns(decode_slots(bytes.fromhex(hexes.replace(" ", ""))))
+        slots = decode_slots(bytes.fromhex(hexes.replace(" ", "")))
+        validate_slots(slots, max_reg=AX_REG_NUMBER if ax else AX_REG_NUMBER - 1)
+        insns = slots_to_insns(slots)
     except BpfPatchError as exc:
         raise AsmError(f"listing bytes: {exc}", line=lineno, text=raw) from None
     if len(insns) != 1:
         raise AsmError(f"listing line holds {len(insns)} instructions; one per line", line=lineno, text=raw)
-    insn = insns[0]
-    for field in ("dst", "src"):
-        reg = getattr(insn, field)
-        if reg > AX_REG_NUMBER or (reg == AX_REG_NUMBER and not ax):
-            raise AsmError(f"listing bytes name register {reg} as {field} (programs use r0-r10)",
-                           line=lineno, column=_column(raw, hexes.split()[0]), text=raw)
-    return insn
+    return insns[0]
 
 
 def _target_fits(insn: Insn, offset: int) -> bool:
     """Whether a resolved label offset fits the field the jump keeps it in."""
-    if insn.is_pseudo_call or insn.is_pseudo_func or jump_kind(insn.code) == "imm":
+    if insn.target_field == Target.IMM:
         return -(1 << 31) <= offset < 1 << 31
     return -(1 << 15) <= offset < 1 << 15
 
