@@ -21,6 +21,8 @@ class PassContext:
     seed: int = 0
     #: Register the blinding pass may clobber: 11 (kernel AX), a program register, or "auto".
     aux_reg: int | str = 11
+    #: Program type (a `bpfpatch.progtype.ProgType`, its number or name) for passes that need it.
+    prog_type: Any = None
     #: Free-form per-pass options, e.g. {"ctx": {"mapping": ...}}.
     options: dict[str, Any] = field(default_factory=dict)
     rng: random.Random = field(init=False)

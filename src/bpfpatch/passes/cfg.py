@@ -227,6 +227,18 @@ def needs_path_analysis(pl: PatchList, w0: np.ndarray | None = None) -> bool:
     return bool(((ref == Ref.SUBPROG) | (ref == Ref.FUNC)).any())
 
 
+def target_positions(pl: PatchList, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(node id -> position in `ids` or -1, per node of `ids`: where its reference lands, or -1), vectorized.
+
+    A reference to a deleted node lands on the next live one, as in `linearize`.
+    """
+    index_of = np.full(pl.id_bound, -1, dtype=np.int64)
+    index_of[ids] = np.arange(len(ids))
+    dest = pl.target_ids(ids)  # deleted targets forward to their landing
+    target = np.where(dest >= 0, index_of[np.maximum(dest, 0)], -1)
+    return index_of, target
+
+
 def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(live node ids in list order, which of them some path reaches), vectorized.
 
@@ -244,11 +256,7 @@ def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | Non
     if not count:
         return ids, seen
     code = (w0 & np.uint64(0xFF)).astype(np.uint8)
-    # Where each node's reference lands, as an index into `ids` (deleted targets forward).
-    index_of = np.full(pl.id_bound, -1, dtype=np.int64)
-    index_of[ids] = np.arange(count)
-    dest = pl.target_ids(ids)  # deleted targets forward to their landing
-    target = np.where(dest >= 0, index_of[np.maximum(dest, 0)], -1)
+    index_of, target = target_positions(pl, ids)
     stops = np.flatnonzero(np.take(_NO_FALLTHROUGH, code))
     refs = np.flatnonzero(target >= 0)
     work = [0]

@@ -16,21 +16,32 @@ definition::
 A definition whose register is only read as 32 bits, or redefined, before
 any 64-bit read gets nothing.  Reads: 64-bit ALU and JMP operands, pointers
 (LDX/STX/ST/atomic bases), DW store values, call arguments r1-r5 and the
-exit value r0.  With ``options["zext"]["kernel_form"]`` the inserted move
+exit value r0.  The liveness is a worklist over 12-bit register masks
+(linear: a chain of backward gotos costs one sweep plus one re-visit per back
+edge).  When the nodes carry the verifier's facts (`bpfpatch.analysis.facts`),
+the pass zero-extends exactly where ``zext_dst`` says; without them it never
+zero-extends a 32-bit load through a register that may hold the context
+pointer (the kernel turns ``data`` / ``data_end`` loads into 64-bit pointer
+loads, which ``w2 = w2`` would truncate).  With ``options["zext"]["kernel_form"]`` the inserted move
 carries imm=1, the kernel's internal BPF_ZEXT_REG marker (only the kernel
 accepts it).  The decision is recorded as ``zext_dst`` in dict aux data.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from array import array
+from typing import Callable, ClassVar
 
-from bpfpatch.isa import KIND_OF, Insn, Kind
+import numpy as np
+
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import (
     ATOMIC_FETCH, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size, Source,
 )
 from bpfpatch.passes.base import PassContext
-from bpfpatch.patch import PatchList
+from bpfpatch.passes.cfg import target_positions
+from bpfpatch.passes.facts import ctx_loads, facts_of, has_facts
+from bpfpatch.patch import Node, PatchList
 
 ARGS = frozenset(range(1, 6))
 CALLER_SAVED = frozenset(range(0, 6))
@@ -105,45 +116,96 @@ def uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int], int | None]:
     return frozenset(r64), frozenset(defs), def32
 
 
+def _masks(insn: Insn) -> tuple[int, int, int]:
+    """`uses_defs` as bit masks: (64-bit reads, definitions, 32-bit definition's register or -1)."""
+    r64, defs, d32 = uses_defs(insn)
+    return sum(1 << r for r in r64), sum(1 << r for r in defs), -1 if d32 is None else d32
+
+
+def _decode_word(w: int) -> Insn:
+    """The instruction of a slot word (the second word of an ld_imm64 does not change its masks)."""
+    off = (w >> 16) & 0xFFFF
+    imm = (w >> 32) & 0xFFFFFFFF
+    return Insn(w & 0xFF, (w >> 8) & 0x0F, (w >> 12) & 0x0F, off - 0x10000 if off >> 15 else off,
+                imm - (1 << 32) if imm >> 31 else imm)
+
+
+_NO_FALL = np.isin(KIND, (Kind.EXIT, Kind.JA, Kind.GOTOL))
+_HAS_TARGET_EDGE = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO))
+_IMM_MATTERS = np.isin(KIND, (Kind.END, Kind.ATOMIC))
+
+
+def liveness(pl: PatchList) -> tuple[np.ndarray, Callable[[int], int], np.ndarray]:
+    """64-bit read liveness over the live nodes, linear in the edges.
+
+    Returns (live node ids, position -> mask of the registers read as 64 bits
+    after it, per position the register of its 32-bit definition or -1).  A worklist over
+    instructions with register sets as 12-bit masks: each node's set only
+    grows, so it changes at most 12 times (a backward goto chain costs one
+    sweep plus one re-visit per back edge, not one sweep per link).
+    """
+    ids = pl.live_ids()
+    n = len(ids)
+    w0, _ = pl.words(ids)
+    code = (w0 & np.uint64(0xFF)).astype(np.uint8)
+    _, target = target_positions(pl, ids)
+    # Decode each distinct instruction shape once (the immediate matters only to END / ATOMIC).
+    key = np.where(np.take(_IMM_MATTERS, code), w0, w0 & np.uint64(0xFFFFFFFF))
+    uniq, inv = np.unique(key, return_inverse=True)
+    table = [_masks(_decode_word(int(w))) for w in uniq.tolist()]
+    r64 = array("H", np.array([t[0] for t in table], dtype=np.uint16)[inv].tobytes())
+    kill = array("H", np.array([(~t[1]) & 0xFFFF for t in table], dtype=np.uint16)[inv].tobytes())
+    d32 = np.array([t[2] for t in table], dtype=np.int8)[inv]
+    fall = ~np.take(_NO_FALL, code)
+    if n:
+        fall[-1] = False
+    tgt = np.where(np.take(_HAS_TARGET_EDGE, code), target, -1)
+    # Predecessors, compressed: edges (src -> dst) sorted by dst.
+    fsrc = np.flatnonzero(fall)
+    tsrc = np.flatnonzero(tgt >= 0)
+    src = np.concatenate([fsrc, tsrc])
+    dst = np.concatenate([fsrc + 1, tgt[tsrc]])
+    order = np.argsort(dst, kind="stable")
+    pred = array("i", src[order].astype(np.int32).tobytes())
+    start = array("i", np.searchsorted(dst[order], np.arange(n + 1)).astype(np.int32).tobytes())
+    tgt_a = array("i", tgt.astype(np.int32).tobytes())
+    fall_a = bytes(fall.astype(np.uint8))
+    live_in = array("H", bytes(2 * n))
+
+    def out_of(i: int) -> int:
+        m = live_in[i + 1] if fall_a[i] else 0
+        t = tgt_a[i]
+        return m | live_in[t] if t >= 0 else m
+
+    # One backward sweep settles everything but back edges; then a worklist.
+    for i in range(n - 1, -1, -1):
+        live_in[i] = r64[i] | (out_of(i) & kill[i])
+    back = tsrc[tgt[tsrc] <= tsrc]
+    work = back.tolist()
+    queued = bytearray(n)
+    for i in work:
+        queued[i] = 1
+    while work:
+        i = work.pop()
+        queued[i] = 0
+        new = r64[i] | (out_of(i) & kill[i])
+        if new != live_in[i]:
+            live_in[i] = new
+            for k in range(start[i], start[i + 1]):
+                p = pred[k]
+                if not queued[p]:
+                    queued[p] = 1
+                    work.append(p)
+    return ids, out_of, d32
+
+
 def needs_zext(pl: PatchList) -> list:
     """Nodes whose 32-bit definition is read as 64 bits on some path (backward liveness)."""
-    nodes = list(pl)
-    index = {n.id: i for i, n in enumerate(nodes)}
-    n = len(nodes)
-    info = [uses_defs(node.insn) for node in nodes]
-    succ: list[list[int]] = []
-    for i, node in enumerate(nodes):
-        kind = KIND_OF[node.insn.code]
-        target = node.target
-        t = index.get(target.id, -1) if target is not None else -1
-        if kind == Kind.EXIT:
-            s = []
-        elif kind in (Kind.JA, Kind.GOTOL):
-            s = [t]
-        elif kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
-            s = [t, i + 1]
-        else:
-            s = [i + 1]  # calls continue after the call; the callee is analysed on its own
-        succ.append([x for x in s if 0 <= x < n])
-    live_in: list[frozenset[int]] = [frozenset()] * n
-    changed = True
-    while changed:  # iterate to a fixed point, visiting backwards
-        changed = False
-        for i in range(n - 1, -1, -1):
-            out: frozenset[int] = frozenset().union(*(live_in[s] for s in succ[i])) if succ[i] else frozenset()
-            r64, defs, _ = info[i]
-            new = (out - defs) | r64
-            if new != live_in[i]:
-                live_in[i] = new
-                changed = True
+    ids, out_of, d32 = liveness(pl)
     result = []
-    for i, node in enumerate(nodes):
-        d32 = info[i][2]
-        if d32 is None:
-            continue
-        out = frozenset().union(*(live_in[s] for s in succ[i])) if succ[i] else frozenset()
-        if d32 in out:
-            result.append(node)
+    for i in np.flatnonzero(d32 >= 0).tolist():
+        if out_of(i) >> int(d32[i]) & 1:
+            result.append(Node(pl, int(ids[i])))
     return result
 
 
@@ -154,13 +216,33 @@ class Zext:
 
     def run(self, pl: PatchList, ctx: PassContext) -> None:
         kernel_form = bool(ctx.options.get("zext", {}).get("kernel_form", False))
-        for node in needs_zext(pl):
+        if has_facts(pl):
+            # The verifier's decision, exactly (opt_subreg_zext_lo32_rnd_hi32 reads zext_dst).
+            sites = [node for node in pl if (f := facts_of(node)) is not None and f.zext_dst]
+        else:
+            sites = needs_zext(pl)
+            # A 32-bit context load may be one the kernel turns into a 64-bit pointer load
+            # (data, data_end, data_meta): zero-extending it would truncate the pointer.
+            maybe_ctx = {n for n, ok in zip(sites, _maybe_ctx_loads(pl, sites)) if ok}
+            sites = [n for n in sites if n not in maybe_ctx]
+        for node in sites:
             reg = uses_defs(node.insn)[2]
+            if reg is None:
+                continue
             pl.append(node, [Insn(InsnClass.ALU | AluOp.MOV | Source.X, reg, reg, 0, 1 if kernel_form else 0)])
             if node.aux is None:
                 node.aux = {"zext_dst": True}
             elif isinstance(node.aux, dict):
                 node.aux["zext_dst"] = True
+
+
+def _maybe_ctx_loads(pl: PatchList, sites: list) -> list[bool]:
+    """For each site: is it a load through a register that may hold the context pointer?"""
+    if not any(KIND_OF[n.insn.code] == Kind.LDX for n in sites):
+        return [False] * len(sites)
+    nodes = list(pl)
+    flags = dict(zip(nodes, ctx_loads([n.insn for n in nodes])))
+    return [flags.get(n, False) for n in sites]
 
 
 PASS = Zext

@@ -157,6 +157,8 @@ class PatchList(GroupInserts):
             is_call = subprog_ref_mask(slots, idx)
             calls = set(self._slot_to_id[idx[is_call] + rel[is_call] + 1].tolist())
         self._called_anchors: set[int] = calls
+        self._call_index: dict[int, list[int]] | None = None  # see _call_sites
+        self._odd_called: set[int] | None = None  # called anchors that are no subprogram's (rare)
         # node id -> subprogram anchor landing on it (for the delete check).
         self._subprog_land: dict[int, int] = {a: a for a in self._subprog_anchors}
 
@@ -438,6 +440,10 @@ class PatchList(GroupInserts):
             self._target[ids[i]] = a
             if is_call:
                 self._called_anchors.add(a)
+                if self._call_index is not None:
+                    self._call_index.setdefault(a, []).append(ids[i])
+                if self._odd_called is not None and a not in self._subprog_land.values():
+                    self._odd_called.add(a)
 
     # --- public API -----------------------------------------------------------------
 
@@ -708,20 +714,43 @@ class PatchList(GroupInserts):
     def _called_anchors_land(self, nid: int) -> bool:
         """Does a live call or pseudo-func load still land on node `nid`?
 
-        Only reached when a deletion would remove a subprogram's last
-        instruction, so the scan over the list is rare.
+        Only reached when a deletion would remove the last instruction of the
+        subprogram that lands on `nid`.  Calls target subprogram starts, so the
+        candidates are that subprogram's anchor and `nid`'s own; anchors of
+        calls elsewhere (rare) are looked at one by one.  The call sites of an
+        anchor come from a reverse index built once (`_call_sites`); an anchor
+        found with no live call is dropped from the called set, so a chain of
+        dead subprograms costs one look per subprogram, not a scan each.
         """
+        called = self._called_anchors
+        cands = {a for a in (self._subprog_land.get(nid), self._node_anchor[nid]) if a is not None and a in called}
+        if self._odd_called is None:
+            self._odd_called = called - set(self._subprog_land.values()) - set(self._subprog_anchors)
         an = self._anchor_node
-        for a in self._called_anchors:
-            if self._landing(an[a]) != nid:
-                continue
-            for node_id in self._ids_targeting(a):
-                if self._orig[node_id] != DELETED and _is_call_ref(self._get_insn(node_id)):
-                    return True
+        cands |= {a for a in self._odd_called if a in called and self._landing(an[a]) == nid}
+        if not cands:
+            return False
+        sites = self._call_sites()
+        target, orig = self._target, self._orig
+        for a in cands:
+            if any(orig[s] != DELETED and target[s] == a and _is_call_ref(self._get_insn(s)) for s in sites.get(a, ())):
+                return True
+        for a in cands:  # nothing calls them any more (a new call re-adds them, see _insert)
+            called.discard(a)
+            self._odd_called.discard(a)
         return False
 
-    def _ids_targeting(self, anchor: int) -> list[int]:
-        return [i for i, a in enumerate(self._target) if a == anchor]
+    def _call_sites(self) -> dict[int, list[int]]:
+        """Called anchor -> node ids whose reference points at it (built once, kept by `_insert`)."""
+        if self._call_index is None:
+            target = np.frombuffer(self._target, dtype=ID_DTYPE)
+            called = np.fromiter(self._called_anchors, dtype=np.int64, count=len(self._called_anchors))
+            src = np.flatnonzero(np.isin(target, called))
+            index: dict[int, list[int]] = {}
+            for s, a in zip(src.tolist(), target[src].tolist()):
+                index.setdefault(a, []).append(s)
+            self._call_index = index
+        return self._call_index
 
     def landing(self, node: Node) -> Node | None:
         """Where a reference to `node` lands now: itself, or the next live node if deleted."""

@@ -1,0 +1,196 @@
+"""Adversarial programs for the passes, and their growth table (issue 20: no super-linear input).
+
+Each generator builds a program of about `n` instructions whose shape has made
+a pass super-linear before: chains of dead subprograms (``call next; exit``),
+live call chains, chains of backward gotos, deeply nested loops, many jumps
+into one instruction, thousands of subprograms, long ld_imm64 runs, and
+``n`` unpredictable branches.  `growth_table` times every pass on every
+generator at N and 4N in this process (CPU time, best of `rounds`) and
+measures the peak Python allocation per instruction (tracemalloc, in a
+separate run), so that ``time(4N) / time(N) <= 5`` and ``<= 300`` bytes per
+instruction can be read off one table.  Printed by ``bpfpatch bench
+--adversarial``; it is a benchmark, not a timed test.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from dataclasses import dataclass
+from typing import Callable
+
+from bpfpatch.isa import Insn
+from bpfpatch.program import Program
+
+EXIT = Insn(0x95)
+PRANDOM = Insn(0x85, 0, 0, 0, 7)  # r0 = bpf_get_prandom_u32(): a value no analysis knows
+
+
+def dead_subprogram_chain(n: int) -> Program:
+    """main returns; n/2 subprograms nobody calls, each ``call next; exit``."""
+    k = max(1, n // 2 - 1)
+    insns = [Insn(0xB7, 0, 0, 0, 0), EXIT]
+    for i in range(k):
+        insns += [Insn(0x85, 0, 1, 0, 1) if i < k - 1 else Insn(0xB7, 0, 0, 0, 0), EXIT]
+    return Program.from_insns(insns)
+
+
+def live_call_chain(n: int) -> Program:
+    """main calls subprogram 0, which calls 1, ... (n/2 deep), the last returns."""
+    k = max(1, n // 2 - 1)
+    insns = [Insn(0x85, 0, 1, 0, 1), EXIT]
+    for i in range(k):
+        insns += [Insn(0x85, 0, 1, 0, 1) if i < k - 1 else Insn(0xB7, 0, 0, 0, 0), EXIT]
+    return Program.from_insns(insns)
+
+
+def backward_goto_chain(n: int) -> Program:
+    """``w0 = 0; goto last``; block k: ``r2 = 1; goto block k-1``; block 0 goes to the exit."""
+    k = max(1, n // 2 - 1)
+    insns = [Insn(0xB4, 0, 0, 0, 0), Insn(0x05, 0, 0, 2 * k - 2, 0)]
+    for i in range(k):
+        here = 3 + 2 * i
+        dest = 2 + 2 * (i - 1) if i else 2 + 2 * k
+        insns += [Insn(0xB7, 2, 0, 0, 1), Insn(0x05, 0, 0, dest - here - 1, 0)]
+    return Program.from_insns(insns + [EXIT])
+
+
+def nested_loops(n: int) -> Program:
+    """n/2 loops nested in each other: headers ``r2 += 1`` in a row, then the back edges
+    ``if r6 > i goto header_i`` innermost first (r6 unknown)."""
+    k = max(1, (n - 5) // 2)
+    insns = [PRANDOM, Insn(0xBF, 6, 0), Insn(0xB4, 0, 0, 0, 0), Insn(0xB7, 2, 0, 0, 0)]
+    insns += [Insn(0x07, 2, 0, 0, 1)] * k
+    base = 4
+    for j in range(k):
+        i = k - 1 - j  # innermost loop closes first
+        here = base + k + j
+        insns.append(Insn(0x25, 6, 0, base + i - here - 1, i))
+    return Program.from_insns(insns + [EXIT])
+
+
+def jump_fan_in(n: int) -> Program:
+    """n-3 conditional jumps on an unknown value, all into the final exit."""
+    k = max(1, n - 3)
+    insns = [PRANDOM, Insn(0xBF, 1, 0)]
+    insns += [Insn(0x15, 1, 0, k - 1 - i, i) for i in range(k)]
+    return Program.from_insns(insns + [EXIT])
+
+
+def many_subprograms(n: int) -> Program:
+    """main calls n/3 subprograms one after another; each is ``r0 = 1; exit``."""
+    k = max(1, n // 3)
+    insns = []
+    for i in range(k):
+        insns.append(Insn(0x85, 0, 1, 0, (k - i) + 2 * i))  # the i-th subprogram after main's exit
+    insns.append(EXIT)
+    for _ in range(k):
+        insns += [Insn(0xB7, 0, 0, 0, 1), EXIT]
+    return Program.from_insns(insns)
+
+
+def ld_imm64_run(n: int) -> Program:
+    """n/2 ld_imm64 (two slots each) into r0, then exit."""
+    k = max(1, n // 2)
+    return Program.from_insns([Insn(0x18, 0, 0, 0, (i << 33) | 5) for i in range(k)] + [EXIT])
+
+
+def unknown_branches(n: int) -> Program:
+    """n/2 branches ``if r1 == i goto +1; r0 += 1`` on an unknown r1 (dce on 1M branches)."""
+    k = max(1, (n - 4) // 2)
+    insns = [PRANDOM, Insn(0xBF, 1, 0), Insn(0xB7, 0, 0, 0, 0)]
+    for i in range(k):
+        insns += [Insn(0x15, 1, 0, 1, i), Insn(0x07, 0, 0, 0, 1)]
+    return Program.from_insns(insns + [EXIT])
+
+
+GENERATORS: dict[str, Callable[[int], Program]] = {
+    "dead-subprogram chain": dead_subprogram_chain,
+    "live call chain": live_call_chain,
+    "backward-goto chain": backward_goto_chain,
+    "nested loops": nested_loops,
+    "jump fan-in": jump_fan_in,
+    "many subprograms": many_subprograms,
+    "ld_imm64 run": ld_imm64_run,
+    "unknown branches": unknown_branches,
+}
+PASSES = ("dce", "zext", "div-guard", "blind")
+#: The issue's limits.
+MAX_GROWTH, MAX_BYTES_PER_INSN = 5.0, 300.0
+
+
+@dataclass
+class GrowthRow:
+    """One generator and pass: CPU seconds at N and 4N, their ratio, peak bytes per instruction at 4N."""
+
+    generator: str
+    pass_name: str
+    n: int
+    t_n: float
+    t_4n: float
+    bytes_per_insn: float
+
+    @property
+    def growth(self) -> float:
+        return self.t_4n / self.t_n if self.t_n > 0 else float("inf")
+
+    @property
+    def ok(self) -> bool:
+        return self.growth <= MAX_GROWTH and self.bytes_per_insn <= MAX_BYTES_PER_INSN
+
+
+def _run(prog: Program, name: str) -> Program:
+    from bpfpatch.passes import PassContext, run_passes
+
+    return run_passes(prog, [name], PassContext(seed=1))
+
+
+def _cpu(fn: Callable[[], object], rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        gc.collect()
+        t = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t)
+    return best
+
+
+def peak_bytes_per_insn(prog: Program, name: str) -> float:
+    """Peak Python allocation of one pass run (tracemalloc), per instruction of the input."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        _run(prog, name)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak / max(1, len(prog.slots))
+
+
+def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES, rounds: int = 3,
+                 progress: Callable[[str], None] | None = None) -> list[GrowthRow]:
+    """Every generator x pass at `n` and `4n` instructions."""
+    rows = []
+    for gname, gen in GENERATORS.items():
+        small, big = gen(n), gen(4 * n)
+        for name in passes:
+            if progress:
+                progress(f"{gname} / {name}")
+            t_n = _cpu(lambda: _run(small, name), rounds)
+            t_4n = _cpu(lambda: _run(big, name), rounds)
+            rows.append(GrowthRow(gname, name, n, t_n, t_4n, peak_bytes_per_insn(big, name)))
+    return rows
+
+
+def format_growth_table(rows: list[GrowthRow]) -> str:
+    """The table as Markdown."""
+    out = ["| generator | pass | N | time(N) | time(4N) | growth | bytes/insn (4N) | ok |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r.generator} | {r.pass_name} | {r.n:,} | {r.t_n * 1e3:.1f} ms | {r.t_4n * 1e3:.1f} ms | "
+                   f"{r.growth:.1f} | {r.bytes_per_insn:.0f} | {'yes' if r.ok else 'NO'} |")
+    return "\n".join(out)
+
+
+__all__ = ["GENERATORS", "GrowthRow", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "PASSES", "format_growth_table",
+           "growth_table", "peak_bytes_per_insn"]
