@@ -24,11 +24,19 @@ def check_cmd(
     inputs: int = typer.Option(32, "--inputs"),
     seed: int = typer.Option(0, "--seed"),
     section: Optional[str] = typer.Option(None, "--section"),
+    prove: bool = typer.Option(False, "--prove", help="prove equivalence for all inputs with an SMT solver"),
+    max_len: int = typer.Option(128, "--max-len", help="--prove: packets up to this many bytes"),
+    timeout: float = typer.Option(60.0, "--timeout", help="--prove: solver time limit, seconds"),
+    rewritten_ctx: str = typer.Option("user", "--rewritten-ctx", help="--prove: 'kernel' if the rewritten program reads struct sk_buff (the ctx pass)"),
 ) -> None:
     """Exit 0 when equivalent on all inputs, 1 on a difference, 2 when it cannot decide."""
     a = read_program(original, section=section, linked=True)
     b = read_program(rewritten, section=section, linked=True)
     ptype = prog_type or a.meta.get("section") or "socket_filter"
+    if prove:
+        from bpfpatch.cli.prove_cmd import prove_and_report
+
+        raise typer.Exit(prove_and_report(a, b, ptype, max_len=max_len, timeout=timeout, rewritten_ctx=rewritten_ctx))
     try:
         report = check_equivalence(a, b, ptype, inputs=inputs, seed=seed)
     except Exception as exc:  # an unknown section name as a type, say

@@ -1,0 +1,553 @@
+"""Prove two programs equivalent for all inputs, or find an input on which they differ.
+
+`prove_equivalent` encodes both programs in one `Env` (see `bpfpatch.prove.model`)
+and asks z3 whether some input makes an observable differ: the return value
+(the low 32 bits, what the kernel hands back), the packet bytes and length,
+context stores, map value memory, global data, and the sequence of helper
+calls with their arguments (map updates and deletes included).
+
+When the rewritten program differs from the original only in one region (the
+instruction streams agree before and after it, jumps included), only the
+region is encoded twice: the shared prefix is executed once to give the exact
+symbolic state on entry to the region, and the two regions are compared at
+every exit (same exit taken under the same inputs; registers live there, all
+memory, the call trace).  The suffix is the same code in both programs, so
+equal states at its entry mean equal behaviour.  A region that cannot be
+compared that way (a jump into its middle, inside a subprogram) or whose
+comparison fails falls back to the whole-program proof.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import z3
+
+from bpfpatch.isa import KIND_OF, Insn, Kind
+from bpfpatch.isa.opcodes import AtomicOp, CallSrc
+from bpfpatch.program import Program
+from bpfpatch.progtype import ProgType, prog_type_of
+from bpfpatch.prove import layout as L
+from bpfpatch.prove.model import (
+    TRUE,
+    Encoder,
+    Env,
+    Event,
+    Exit,
+    State,
+    Unsupported,
+    conj,
+    map_infos,
+    merge_all,
+)
+
+
+class ProofVerdict(Enum):
+    """What the prover concluded."""
+
+    PROVED = "proved"
+    COUNTEREXAMPLE = "counterexample"
+    UNDECIDED = "undecided"
+
+
+@dataclass
+class Counterexample:
+    """A concrete input on which the model says the programs differ."""
+
+    packet: bytes  # what BPF_PROG_TEST_RUN gets (the Ethernet header included)
+    ctx: dict[str, int]
+    maps: dict[str, dict[bytes, bytes]]
+    model_retvals: tuple[int, int]
+    differs: list[str]
+    helper_results: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class ProofResult:
+    """The verdict, why, how long it took, and where the programs were compared."""
+
+    verdict: ProofVerdict
+    reason: str = ""
+    seconds: float = 0.0
+    max_len: int = 0
+    region: tuple[int, int, int, int] | None = None  # (a_start, a_end, b_start, b_end) slots
+    counterexample: Counterexample | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.verdict is ProofVerdict.PROVED:
+            where = f" (changed region: slots {self.region[0]}-{self.region[1]} -> {self.region[2]}-{self.region[3]})" if self.region else ""
+            return f"proved equivalent for all inputs [packets up to {self.max_len} bytes]{where}"
+        if self.verdict is ProofVerdict.COUNTEREXAMPLE:
+            return f"counterexample: {self.reason}"
+        return f"undecided: {self.reason}"
+
+
+# --- observables -------------------------------------------------------------------------
+
+OBSERVED_REGIONS = ("pkt", "ctx", "mv:", "gd:")
+
+
+def _byte_of(enc: Encoder, st: State, name: str, key) -> z3.BitVecRef:
+    b = st.mem.get(name, {}).get(key)
+    return b if b is not None else enc.init_byte(name, key)
+
+
+def memory_equal(ea: Encoder, sa: State, eb: Encoder, sb: State, *, stacks: bool) -> list[tuple[str, z3.BoolRef]]:
+    """Equalities of every byte written on either side (regions both sides see alike)."""
+    out = []
+    for name in sorted(set(sa.mem) | set(sb.mem), key=str):
+        if not (name.startswith(OBSERVED_REGIONS) or (stacks and name.startswith("stack"))):
+            continue
+        ma, mb = sa.mem.get(name, {}), sb.mem.get(name, {})
+        if ma is mb:
+            continue
+        for k in set(ma) | set(mb):
+            va, vb = _byte_of(ea, sa, name, k), _byte_of(eb, sb, name, k)
+            if not va.eq(vb):
+                out.append((f"{name}[{k}]", va == vb))
+    return out
+
+
+def trace_equal(ta: list[Event], tb: list[Event]) -> list[tuple[str, z3.BoolRef]]:
+    """The two call sequences are the same on every input (helper, arguments, bytes read)."""
+    if len(ta) == len(tb) and all(_same_event(x, y) for x, y in zip(ta, tb)):
+        return []
+    out = []
+    one = z3.BitVecVal(1, 32)
+    zero = z3.BitVecVal(0, 32)
+    count_a = z3.Sum([z3.If(e.guard, one, zero) for e in ta]) if ta else zero
+    count_b = z3.Sum([z3.If(e.guard, one, zero) for e in tb]) if tb else zero
+    out.append(("number of helper calls", count_a == count_b))
+    for x in ta:
+        for y in tb:
+            same = _event_eq(x, y)
+            if z3.is_true(same):
+                continue
+            out.append((f"helper call {x.kind} (call #{x.seq} vs #{y.seq})",
+                        z3.Implies(z3.And(x.guard, y.guard, x.pos == y.pos), same)))
+    return out
+
+
+def _same_event(x: Event, y: Event) -> bool:
+    return x.kind == y.kind and x.guard.eq(y.guard) and x.pos.eq(y.pos) and len(x.fields) == len(y.fields) and all(
+        a.eq(b) for a, b in zip(x.fields, y.fields))
+
+
+def _event_eq(x: Event, y: Event) -> z3.BoolRef:
+    if x.kind != y.kind or len(x.fields) != len(y.fields):
+        return z3.BoolVal(False)
+    eqs = []
+    for a, b in zip(x.fields, y.fields):
+        if a.size() != b.size():
+            return z3.BoolVal(False)
+        if not a.eq(b):
+            eqs.append(a == b)
+    return z3.And(eqs) if eqs else TRUE
+
+
+def exit_equal(ea: Encoder, sa: State, eb: Encoder, sb: State) -> list[tuple[str, z3.BoolRef]]:
+    """Observables of a program exit."""
+    out = []
+    ra, rb = z3.Extract(31, 0, sa.regs[0][0]), z3.Extract(31, 0, sb.regs[0][0])
+    if not ra.eq(rb):
+        out.append(("return value", ra == rb))
+    if not sa.plen.eq(sb.plen):
+        out.append(("packet length", sa.plen == sb.plen))
+    return out + memory_equal(ea, sa, eb, sb, stacks=False)
+
+
+def state_equal(ea: Encoder, sa: State, eb: Encoder, sb: State, live: frozenset[int]) -> list[tuple[str, z3.BoolRef]]:
+    """Everything the rest of the program can see at a region exit."""
+    out = []
+    for r in sorted(live):
+        va, vb = sa.regs[r][0], sb.regs[r][0]
+        if not va.eq(vb):
+            out.append((f"r{r}", va == vb))
+    if not sa.plen.eq(sb.plen):
+        out.append(("packet length", sa.plen == sb.plen))
+    return out + memory_equal(ea, sa, eb, sb, stacks=True)
+
+
+# --- liveness (registers read before written, per slot) ------------------------------------
+
+
+def live_registers(program: Program) -> dict[int, frozenset[int]]:
+    """Registers live on entry to each slot (calls are opaque: they read r1-r5, write r0, clobber r1-r5)."""
+    insns: dict[int, Insn] = {}
+    slot = 0
+    for insn in program.insns:
+        insns[slot] = insn
+        slot += insn.nslots
+    succ: dict[int, list[int]] = {}
+    use: dict[int, set[int]] = {}
+    kill: dict[int, set[int]] = {}
+    for s, insn in insns.items():
+        kind = KIND_OF[insn.code]
+        nxt = s + insn.nslots
+        u, d = set(), set()
+        if kind in (Kind.ALU_K, Kind.NEG, Kind.END):
+            if not (kind == Kind.ALU_K and insn.code & 0xF0 == 0xB0):
+                u.add(insn.dst)
+            d.add(insn.dst)
+        elif kind == Kind.ALU_X:
+            u.add(insn.src)
+            if insn.code & 0xF0 != 0xB0:
+                u.add(insn.dst)
+            d.add(insn.dst)
+        elif kind == Kind.JCOND_K:
+            u.add(insn.dst)
+        elif kind == Kind.JCOND_X:
+            u |= {insn.dst, insn.src}
+        elif kind in (Kind.LDX, Kind.LDSX):
+            u.add(insn.src)
+            d.add(insn.dst)
+        elif kind == Kind.ST:
+            u.add(insn.dst)
+        elif kind == Kind.STX:
+            u |= {insn.dst, insn.src}
+        elif kind == Kind.ATOMIC:
+            u |= {insn.dst, insn.src}
+            if insn.imm == AtomicOp.CMPXCHG:
+                u.add(0)
+        elif kind == Kind.LD_IMM64:
+            d.add(insn.dst)
+        elif kind in (Kind.LD_ABS, Kind.LD_IND):
+            u |= {6, insn.src} if kind == Kind.LD_IND else {6}
+            d |= {0, 1, 2, 3, 4, 5}
+        elif kind == Kind.CALL:
+            u |= {1, 2, 3, 4, 5}
+            d |= {0, 1, 2, 3, 4, 5}
+        elif kind == Kind.EXIT:
+            u.add(0)
+        use[s], kill[s] = u, d
+        if kind == Kind.EXIT:
+            succ[s] = []
+        elif kind in (Kind.JA, Kind.GOTOL):
+            succ[s] = [s + 1 + insn.branch_offset]
+        elif kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
+            succ[s] = [nxt, s + 1 + insn.off]
+        else:
+            succ[s] = [nxt]
+    live: dict[int, frozenset[int]] = {s: frozenset() for s in insns}
+    changed = True
+    order = sorted(insns, reverse=True)
+    while changed:
+        changed = False
+        for s in order:
+            out: set[int] = set()
+            for t in succ[s]:
+                out |= live.get(t, frozenset())
+            new = frozenset(use[s] | (out - kill[s]) | {10})
+            if new != live[s]:
+                live[s] = new
+                changed = True
+    return live
+
+
+# --- alignment of the two instruction streams ------------------------------------------
+
+
+def _targets(program: Program) -> dict[int, int]:
+    """slot -> target slot of every jump, pseudo call and pseudo func reference."""
+    out = {}
+    slot = 0
+    for insn in program.insns:
+        off = insn.branch_offset
+        if off is not None and (insn.is_jump or insn.is_pseudo_call or insn.is_pseudo_func):
+            out[slot] = slot + 1 + off
+        slot += insn.nslots
+    return out
+
+
+def changed_region(a: Program, b: Program) -> tuple[int, int, int, int] | None:
+    """(a_start, a_end, b_start, b_end): the slots where the programs differ, when the rest agrees.
+
+    The prefix and suffix must be the same instructions with jumps to the
+    same places (a jump into the region may only land on its first slot), and
+    the region must lie in the main function.  None when no such region exists
+    or the programs are identical.
+    """
+    sa, sb = a.slots, b.slots
+    na, nb = len(sa), len(sb)
+    ta, tb = _targets(a), _targets(b)
+
+    def shape(slots, i):
+        w = slots[i]
+        return (int(w["code"]), int(w["regs"]), int(w["off"]), int(w["imm"]))
+
+    def same(i, j):
+        x, y = shape(sa, i), shape(sb, j)
+        if i in ta or j in tb:  # offsets may differ: the targets are checked below
+            return (i in ta) == (j in tb) and x[:2] == y[:2]
+        return x == y
+
+    p = 0
+    while p < min(na, nb) and same(p, p):
+        p += 1
+    s = 0
+    while s < min(na, nb) - p and same(na - 1 - s, nb - 1 - s):
+        s += 1
+    if p == na and p == nb:
+        return None
+    starts_a, starts_b = set(int(x) for x in a.insn_slots()), set(int(x) for x in b.insn_slots())
+    # A replaced instruction is the last of its patch and the patch may jump over it
+    # (the guards do): the region ends one instruction later than the streams differ.
+    if s > 0:
+        s -= 1
+        while s > 0 and (na - s not in starts_a or nb - s not in starts_b):
+            s -= 1
+    ea, eb = na - s, nb - s
+    # A region boundary inside an ld_imm64 pair: widen to whole instructions.
+    while p > 0 and (p not in starts_a or p not in starts_b):
+        p -= 1
+    while (ea < na and ea not in starts_a) or (eb < nb and eb not in starts_b):
+        ea, eb = ea + 1, eb + 1
+
+    def key(t, n, end):
+        if t < p:
+            return ("pre", t)
+        if t >= end:
+            return ("suf", n - t)
+        return ("entry",) if t == p else None
+
+    for i in list(range(p)) + [na - k for k in range(1, na - ea + 1)]:
+        j = i if i < p else i - na + nb
+        if (i in ta) != (j in tb):
+            return None
+        if i in ta:
+            ka, kb = key(ta[i], na, ea), key(tb[j], nb, eb)
+            if ka is None or ka != kb:
+                return None
+            x, y = shape(sa, i), shape(sb, j)
+            if x[:2] != y[:2]:
+                return None
+    subs_a, subs_b = a.subprogs, b.subprogs
+    main_end_a = subs_a[1] if len(subs_a) > 1 else na
+    main_end_b = subs_b[1] if len(subs_b) > 1 else nb
+    if ea > main_end_a or eb > main_end_b:
+        return None
+    return p, ea, p, eb
+
+
+# --- the proof ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Side:
+    enc: Encoder
+    exits: list[Exit]
+
+
+def _group(exits: list[Exit], enc: Encoder, start: int, end: int, n: int) -> dict[Any, tuple]:
+    groups: dict[Any, list] = {}
+    for e in exits:
+        if e.key == "exit":
+            k = "exit"
+        else:
+            frames, t = e.key
+            k = ("pre", t) if t < start else ("suf", n - t)
+        groups.setdefault(k, []).append((e.pc, e.state))
+    return {k: merge_all(v, enc.init_byte) for k, v in groups.items()}
+
+
+def _solve(checks: list[tuple[str, z3.BoolRef]], env: Env, timeout_ms: int, extra: list[z3.BoolRef] = ()):
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    solver.add(*env.assumptions)
+    solver.add(*extra)
+    solver.add(z3.Or([z3.Not(c) for _, c in checks]))
+    return solver, solver.check()
+
+
+def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType | int | str" = "socket_filter", *,
+                     max_len: int = 128, timeout: float = 60.0, rewritten_ctx: str = "user",
+                     use_region: bool = True) -> ProofResult:
+    """Prove `rewritten` behaves as `original` on every input (packets up to `max_len` bytes).
+
+    ``rewritten_ctx="kernel"`` reads the rewritten program's context loads
+    through the kernel's ``struct sk_buff`` layout (what the ``ctx`` pass emits).
+    """
+    t0 = time.perf_counter()
+    ptype = prog_type_of(prog_type)
+    stats: dict[str, Any] = {}
+    region = changed_region(original, rewritten) if use_region else None
+    if use_region and region is None and len(original.slots) == len(rewritten.slots) and (original.slots == rewritten.slots).all():
+        return ProofResult(ProofVerdict.PROVED, "identical", time.perf_counter() - t0, max_len, None, None, stats)
+    try:
+        layout_b = L.kernel_skb_layout() if rewritten_ctx == "kernel" else None
+        if region is not None:
+            res = _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats)
+            if res is not None:
+                res.seconds = time.perf_counter() - t0
+                return res
+        res = _prove_whole(original, rewritten, ptype, max_len, max(timeout - (time.perf_counter() - t0), 1.0), layout_b, stats)
+    except Unsupported as exc:
+        return ProofResult(ProofVerdict.UNDECIDED, str(exc), time.perf_counter() - t0, max_len, region, None, stats)
+    except z3.Z3Exception as exc:
+        return ProofResult(ProofVerdict.UNDECIDED, f"solver error: {exc}", time.perf_counter() - t0, max_len, region, None, stats)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _encoders(original, rewritten, ptype, max_len, layout_b):
+    env = Env(ptype, max_len, map_infos(original, rewritten))
+    return env, Encoder(original, env, side="a"), Encoder(rewritten, env, ctx_layout=layout_b, side="b")
+
+
+def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats) -> ProofResult:
+    env, ea, eb = _encoders(original, rewritten, ptype, max_len, layout_b)
+    t = time.perf_counter()
+    xa = ea.run(((), 0), ea.initial_state())
+    xb = eb.run(((), 0), eb.initial_state())
+    stats["encode_s"] = time.perf_counter() - t
+    pa, fa = merge_all([(e.pc, e.state) for e in xa], ea.init_byte)
+    pb, fb = merge_all([(e.pc, e.state) for e in xb], eb.init_byte)
+    checks = exit_equal(ea, fa, eb, fb) + trace_equal(ea.events, eb.events)
+    stats["checks"] = len(checks)
+    if not checks:
+        return ProofResult(ProofVerdict.PROVED, "", 0, max_len, None, None, stats)
+    t = time.perf_counter()
+    solver, verdict = _solve(checks, env, int(timeout * 1000))
+    stats["solve_s"] = time.perf_counter() - t
+    if verdict == z3.unsat:
+        return ProofResult(ProofVerdict.PROVED, "", 0, max_len, None, None, stats)
+    if verdict == z3.unknown:
+        return ProofResult(ProofVerdict.UNDECIDED, f"solver gave up ({solver.reason_unknown()}) after {timeout:.0f} s", 0,
+                           max_len, None, None, stats)
+    cex = _counterexample(solver, checks, env, ea, eb, fa, fb)
+    return ProofResult(ProofVerdict.COUNTEREXAMPLE, ", ".join(cex.differs[:4]) + " differ", 0, max_len, None, cex, stats)
+
+
+def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats) -> ProofResult | None:
+    a0, a1, b0, b1 = region
+    env, ea, eb = _encoders(original, rewritten, ptype, max_len, layout_b)
+    t = time.perf_counter()
+    if a0 == 0:
+        entry_pc, entry = TRUE, ea.initial_state()
+    else:
+        pre = ea.run(((), 0), ea.initial_state(), stop=lambda n: n[0] == () and n[1] >= a0)
+        entries = [(e.pc, e.state) for e in pre if e.key == ((), a0)]
+        if not entries:
+            return ProofResult(ProofVerdict.PROVED, "the changed region is unreachable", 0, max_len, region, None, stats)
+        entry_pc, entry = merge_all(entries, ea.init_byte)
+    eb.adopt(ea)
+    xa = ea.run(((), a0), entry, entry_pc, stop=lambda n: n[0] == () and not (a0 <= n[1] < a1))
+    xb = eb.run(((), b0), entry, entry_pc, stop=lambda n: n[0] == () and not (b0 <= n[1] < b1))
+    stats["encode_s"] = time.perf_counter() - t
+    ga = _group(xa, ea, a0, a1, len(original.slots))
+    gb = _group(xb, eb, b0, b1, len(rewritten.slots))
+    live = live_registers(original)
+    checks: list[tuple[str, z3.BoolRef]] = []
+    for k in sorted(set(ga) | set(gb), key=str):
+        if k not in ga or k not in gb:
+            pc = (ga.get(k) or gb.get(k))[0]
+            checks.append((f"exit {k} taken by one program only", z3.Not(pc)))
+            continue
+        (pa, sa), (pb, sb) = ga[k], gb[k]
+        if not pa.eq(pb):
+            checks.append((f"exit {k} condition", pa == pb))
+        if k == "exit":
+            eqs = exit_equal(ea, sa, eb, sb)
+        else:
+            target = k[1] if k[0] == "pre" else len(original.slots) - k[1]
+            eqs = state_equal(ea, sa, eb, sb, live.get(target, frozenset(range(11))) - {11})
+        checks += [(f"{name} at exit {k}", z3.Implies(pa, c)) for name, c in eqs]
+    checks += trace_equal(ea.events, eb.events)
+    stats["checks"] = len(checks)
+    stats["region"] = region
+    if not checks:
+        return ProofResult(ProofVerdict.PROVED, "", 0, max_len, region, None, stats)
+    t = time.perf_counter()
+    solver, verdict = _solve(checks, env, int(timeout * 1000 / 2))
+    stats["solve_s"] = time.perf_counter() - t
+    if verdict == z3.unsat:
+        return ProofResult(ProofVerdict.PROVED, "", 0, max_len, region, None, stats)
+    stats["region_result"] = str(verdict)
+    return None  # not proved locally: the whole program decides
+
+
+# --- counterexamples -------------------------------------------------------------------------
+
+
+def _preferences(env: Env) -> list[z3.BoolRef]:
+    """Constraints that make a counterexample one BPF_PROG_TEST_RUN can reproduce."""
+    out = []
+    syms = env.symbols()
+    skb = env.prog_type in L.SKB_TYPES
+    defaults = L.SKB_TEST_RUN_DEFAULTS if skb else L.XDP_TEST_RUN_DEFAULTS if env.prog_type == ProgType.XDP else {}
+    for name, value in defaults.items():
+        s = syms.get(f"ctx_{name}")
+        if s is not None:
+            out.append(s == value)
+    if not skb:
+        return out
+    # The test run parses the Ethernet type (eth_type_trans) and refuses IPv4 / IPv6
+    # packets shorter than their header.
+    if env.prog_type == ProgType.SOCKET_FILTER:
+        proto = env.sym("ctx_protocol", 16)
+        be = z3.Concat(z3.Extract(7, 0, proto), z3.Extract(15, 8, proto))
+        hlen = z3.BitVecVal(0, 64)
+    else:
+        hi, lo = env.pkt_byte(12), env.pkt_byte(13)
+        be = z3.Concat(hi, lo)
+        out.append(env.sym("ctx_protocol", 16) == z3.Concat(lo, hi))
+        hlen = z3.BitVecVal(14, 64)
+    out.append(z3.ULE(0x0600, be))
+    out.append(z3.Implies(be == 0x0800, z3.UGE(env.plen, hlen + 20)))
+    out.append(z3.Implies(be == 0x86DD, z3.UGE(env.plen, hlen + 40)))
+    return out
+
+
+def _counterexample(solver: z3.Solver, checks, env: Env, ea: Encoder, eb: Encoder, fa: State, fb: State) -> Counterexample:
+    solver.push()
+    solver.add(*_preferences(env))
+    solver.set("timeout", 10000)
+    if solver.check() != z3.sat:
+        solver.pop()
+        solver.check()
+    m = solver.model()
+
+    def val(e) -> int:
+        return m.eval(e, model_completion=True).as_long()
+
+    plen = val(env.plen)
+    payload = bytes(val(env.pkt_byte(i)) for i in range(plen))
+    ctx: dict[str, int] = {}
+    for name, s in env.symbols().items():
+        if name.startswith("ctx_"):
+            ctx[name[4:]] = val(s)
+    if env.prog_type == ProgType.SOCKET_FILTER:
+        proto = ctx.get("protocol", 0x0008)
+        packet = bytes(12) + bytes([proto & 0xFF, proto >> 8]) + payload
+    else:
+        packet = payload
+    maps: dict[str, dict[bytes, bytes]] = {}
+    for enc in (ea, eb):
+        for e in enc.events:
+            kind, _, mname = e.kind.partition(":")
+            if kind != "lookup" or not z3.is_true(m.eval(e.guard, model_completion=True)):
+                continue
+            info = env.maps[mname]
+            key = val(e.fields[0]).to_bytes(info.key_size, "little")
+            content = z3.Function(f"mapval_{mname}", z3.BitVecSort(8 * info.key_size), z3.BitVecSort(8 * info.value_size))
+            present = True
+            if info.map_type not in (2, 6):
+                pf = z3.Function(f"mappresent_{mname}", z3.BitVecSort(8 * info.key_size), z3.BoolSort())
+                present = z3.is_true(m.eval(pf(e.fields[0]), model_completion=True))
+            if present:
+                maps.setdefault(mname, {})[key] = val(content(e.fields[0])).to_bytes(info.value_size, "little")
+    differs = [name for name, c in checks if z3.is_false(m.eval(c, model_completion=True))]
+    rets = (val(z3.Extract(31, 0, fa.regs[0][0])), val(z3.Extract(31, 0, fb.regs[0][0])))
+    helpers = {}
+    for e in ea.events:
+        if z3.is_true(m.eval(e.guard, model_completion=True)):
+            k = val(e.pos)
+            helpers[k] = val(env.helper_ret(e.pos))
+    return Counterexample(packet, ctx, maps, rets, differs, helpers)
+
+
+__all__ = ["Counterexample", "ProofResult", "ProofVerdict", "changed_region", "live_registers", "prove_equivalent"]

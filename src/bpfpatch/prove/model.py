@@ -1,0 +1,921 @@
+"""eBPF programs as bit-vector formulas: symbolic execution over the CFG as a DAG, merging at joins.
+
+The machine model (one `Env` per proof, shared by both programs so the same
+input is the same symbol on both sides):
+
+* registers are 64-bit vectors; ALU32 operates on the low half and zero-extends,
+  JMP32 compares the low halves; x/0 = 0 and x%0 = x (the kernel's guards), signed
+  division truncates towards zero with INT_MIN/-1 = INT_MIN and INT_MIN%-1 = 0;
+  shift amounts are masked to the operand width as the interpreter does;
+* memory is byte-addressed regions at fixed, distinct base addresses: the stack
+  (512 bytes per call depth, r10 at its top), the context (fields from
+  `bpfpatch.prove.layout`, one symbol per field), the packet (bytes ``pkt[i]``
+  symbolic up to a length bound L, ``data_end = data + len``), global data and
+  map values.  Each register also carries a *tag* (which region it points into),
+  spills of 8-byte pointers keep theirs;
+* maps are uninterpreted: an array map's element k starts as ``mapval_M(k)``, a
+  hash map's key is present as ``mappresent_M(key)``; a lookup returns null or a
+  pointer to a region whose content folds the earlier updates, deletes and
+  lookups of the same key on the same path;
+* helpers are modelled by position: the k-th helper call on a path returns
+  ``helper_ret(k)`` (ktime, prandom, redirect, checksum helpers), and every call
+  is an *event* (helper, arguments, bytes it reads) both programs must make in the
+  same order.  Helpers that rewrite the packet make it ``pkt_after(k, i)``;
+* subprogram calls are inlined (r6-r9 are the caller's again on return); a loop
+  (a back edge) is refused as `Unsupported`.
+
+Execution visits the instruction graph once in topological order; the states
+reaching a node are merged with ``If`` on their path conditions, so the formula
+grows with the program, not with its number of paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import z3
+
+from bpfpatch.errors import BpfPatchError
+from bpfpatch.isa import KIND_OF, Insn, Kind
+from bpfpatch.isa.opcodes import (
+    ATOMIC_FETCH,
+    CLASS_MASK,
+    OP_MASK,
+    SIZE_BYTES,
+    SIZE_MASK,
+    SOURCE_MASK,
+    AluOp,
+    AtomicOp,
+    CallSrc,
+    InsnClass,
+    JmpOp,
+    PseudoSrc,
+    Size,
+)
+from bpfpatch.program import Program
+from bpfpatch.progtype import ProgType
+from bpfpatch.prove import layout as L
+
+STACK_SIZE = 512
+NREGS = 12  # r0-r10 and the kernel's AX (r11)
+BV8 = z3.BitVecSort(8)
+BV32 = z3.BitVecSort(32)
+BV64 = z3.BitVecSort(64)
+TRUE = z3.BoolVal(True)
+FALSE = z3.BoolVal(False)
+ETH_HLEN = 14
+
+
+class Unsupported(BpfPatchError):
+    """Something the model does not cover (the proof is then undecided, with this reason)."""
+
+    def __init__(self, message: str, *, slot: int | None = None) -> None:
+        self.slot = slot
+        super().__init__((f"instruction {slot}: " if slot is not None else "") + message)
+
+
+# --- helpers the model knows: id -> (name, number of arguments, kind) --------------------
+
+HELPERS: dict[int, tuple[str, int, str]] = {
+    1: ("map_lookup_elem", 2, "lookup"),
+    2: ("map_update_elem", 4, "update"),
+    3: ("map_delete_elem", 2, "delete"),
+    5: ("ktime_get_ns", 0, "fresh64"),
+    6: ("trace_printk", 5, "printk"),
+    7: ("get_prandom_u32", 0, "fresh32"),
+    8: ("get_smp_processor_id", 0, "fresh32"),
+    10: ("l3_csum_replace", 5, "pkt"),
+    11: ("l4_csum_replace", 5, "pkt"),
+    14: ("get_current_pid_tgid", 0, "fresh64"),
+    23: ("redirect", 2, "fresh64"),
+    28: ("csum_diff", 5, "csum_diff"),
+    34: ("get_hash_recalc", 1, "fresh32"),
+    44: ("xdp_adjust_head", 2, "pkt_len"),
+    51: ("redirect_map", 3, "fresh64"),
+    54: ("xdp_adjust_meta", 2, "fresh64"),
+    65: ("xdp_adjust_tail", 2, "pkt_len"),
+    125: ("ktime_get_boot_ns", 0, "fresh64"),
+}
+
+ARRAY_MAPS = frozenset({2, 6})  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY: every key below max_entries exists
+
+
+def bv(value: int, bits: int = 64) -> z3.BitVecRef:
+    """A bit-vector constant."""
+    return z3.BitVecVal(value & ((1 << bits) - 1), bits)
+
+
+def conj(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
+    """a and b, without building ``And(True, x)``."""
+    if z3.is_true(a):
+        return b
+    if z3.is_true(b):
+        return a
+    if z3.is_false(a) or z3.is_false(b):
+        return FALSE
+    return z3.And(a, b)
+
+
+def disj(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
+    """a or b, without building ``Or(False, x)``."""
+    if z3.is_false(a):
+        return b
+    if z3.is_false(b):
+        return a
+    if z3.is_true(a) or z3.is_true(b):
+        return TRUE
+    return z3.Or(a, b)
+
+
+def ite(c: z3.BoolRef, a: Any, b: Any) -> Any:
+    """If(c, a, b), folded when c is constant or a and b are the same term."""
+    if a is b or (a.eq(b)):
+        return a
+    if z3.is_true(c):
+        return a
+    if z3.is_false(c):
+        return b
+    return z3.If(c, a, b)
+
+
+def as_int(expr: z3.BitVecRef) -> int | None:
+    """The value of a term that simplifies to a constant, else None."""
+    if z3.is_bv_value(expr):
+        return expr.as_long()
+    s = z3.simplify(expr)
+    return s.as_long() if z3.is_bv_value(s) else None
+
+
+# --- the shared environment: inputs as symbols ------------------------------------------
+
+
+@dataclass
+class MapInfo:
+    """What the model needs of a map."""
+
+    name: str
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    initial: bytes | None = None
+
+
+class Env:
+    """The inputs of one proof: packet, context, maps, helper results (shared by both programs)."""
+
+    def __init__(self, prog_type: ProgType, max_len: int = 128, maps: dict[str, MapInfo] | None = None) -> None:
+        self.prog_type = prog_type
+        self.max_len = max_len
+        self.maps = dict(maps or {})
+        self.plen = z3.BitVec("pkt_len", 64)
+        self.helper_ret = z3.Function("helper_ret", BV32, BV64)
+        self.pkt_after = z3.Function("pkt_after", BV32, BV64, BV8)
+        self.len_after = z3.Function("len_after", BV32, BV64)
+        self._bases: dict[str, int] = {}
+        self._syms: dict[str, z3.ExprRef] = {}
+        lo = 0 if prog_type == ProgType.SOCKET_FILTER else ETH_HLEN
+        self.assumptions = [z3.UGE(self.plen, bv(lo)), z3.ULE(self.plen, bv(max_len))]
+
+    def base(self, region: str) -> int:
+        """The fixed base address of a region (the same in both programs)."""
+        if region not in self._bases:
+            self._bases[region] = (len(self._bases) + 1) << 32
+        return self._bases[region]
+
+    def sym(self, name: str, bits: int) -> z3.BitVecRef:
+        """A named input symbol of `bits` bits (created once)."""
+        s = self._syms.get(name)
+        if s is None:
+            s = self._syms[name] = z3.BitVec(name, bits)
+        return s
+
+    def pkt_byte(self, i: int) -> z3.BitVecRef:
+        return self.sym(f"pkt_{i}", 8)
+
+    def ctx_field(self, f: L.Field) -> z3.BitVecRef:
+        """The value of a context field, zero-extended to 64 bits."""
+        if f.name == "len" and self.prog_type in L.SKB_TYPES:
+            return self.plen
+        return z3.ZeroExt(64 - f.bits, self.sym(f"ctx_{f.name}", f.bits))
+
+    def symbols(self) -> dict[str, z3.ExprRef]:
+        return dict(self._syms)
+
+
+# --- state --------------------------------------------------------------------------------
+
+Val = tuple  # (z3 BitVec 64, tag: region name | None)
+
+
+def undef(env: Env) -> Val:
+    return (env.sym("undef", 64), None)
+
+
+@dataclass
+class State:
+    """Registers, memory regions (written bytes only) and the caller frames of inlined calls."""
+
+    regs: list
+    mem: dict  # region -> {offset or (field, byte): BV8}
+    tags: dict  # region -> {offset: tag} of 8-byte pointer spills
+    frames: tuple  # saved (r6..r10) of each caller
+    plen: z3.BitVecRef
+    owned: set = field(default_factory=set)
+
+    def copy(self) -> "State":
+        return State(list(self.regs), dict(self.mem), dict(self.tags), self.frames, self.plen, set())
+
+    def region_mem(self, region: str) -> dict:
+        """The writable dict of a region (copied once per state)."""
+        if region not in self.owned:
+            self.mem[region] = dict(self.mem.get(region, {}))
+            self.tags[region] = dict(self.tags.get(region, {}))
+            self.owned.add(region)
+        return self.mem[region]
+
+
+def merge_val(c: z3.BoolRef, a: Val, b: Val) -> Val:
+    if a is b:
+        return a
+    tag = a[1] if a[1] == b[1] or b[1] is None else (b[1] if a[1] is None else "conflict")
+    return (ite(c, a[0], b[0]), tag)
+
+
+# --- regions ------------------------------------------------------------------------------
+
+
+@dataclass
+class Region:
+    """A memory region: base address, size, and the initial content of each byte."""
+
+    name: str
+    base: int
+    size: int
+    init: Callable[[Any], z3.BitVecRef]
+    writable: bool = True
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """One helper call: where on which path (guard), its position, what it was given."""
+
+    seq: int
+    guard: z3.BoolRef
+    pos: z3.BitVecRef
+    kind: str
+    fields: tuple
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Exit:
+    """A way out of the executed part: a program exit, or a jump to a node outside the region."""
+
+    key: Any  # "exit" or the node it goes to
+    pc: z3.BoolRef
+    state: State
+
+
+# --- the encoder --------------------------------------------------------------------------
+
+Node = tuple  # (frames: tuple of return slots, slot)
+
+
+class Encoder:
+    """Symbolic execution of one program in an `Env`."""
+
+    def __init__(self, program: Program, env: Env, *, ctx_layout: list[L.Field] | None = None, side: str = "a") -> None:
+        self.program = program
+        self.env = env
+        self.side = side
+        self.insns: dict[int, Insn] = {}
+        slot = 0
+        for insn in program.insns:
+            self.insns[slot] = insn
+            slot += insn.nslots
+        self.n = slot
+        self.layout = ctx_layout if ctx_layout is not None else L.user_layout(env.prog_type)
+        self.map_refs = {int(k): v for k, v in (program.meta.get("map_refs") or {}).items()}
+        self.regions: dict[str, Region] = {}
+        self.events: list[Event] = []
+        self.count = bv(0, 32)
+        self.lookups: dict[str, int] = {}
+        self.blocks = 0
+
+    # regions ------------------------------------------------------------------------
+
+    def init_byte(self, name: str, key) -> z3.BitVecRef:
+        """The initial content of one byte (or context field byte) of a region."""
+        if name == "ctx":
+            fname, i = key
+            f = next(f for f in self.layout + L.SK_BUFF_UAPI + L.XDP_MD if f.name == fname)
+            return z3.Extract(8 * i + 7, 8 * i, self.env.ctx_field(f))
+        return self.region(name).init(key) if name not in self.regions else self.regions[name].init(key)
+
+    def adopt(self, other: "Encoder") -> None:
+        """Continue from `other`'s execution so far (its regions, events and counters)."""
+        self.regions.update(other.regions)
+        self.events = list(other.events)
+        self.count = other.count
+        self.lookups = dict(other.lookups)
+
+    def region(self, name: str) -> Region:
+        r = self.regions.get(name)
+        if r is not None:
+            return r
+        env = self.env
+        if name.startswith("stack"):
+            r = Region(name, env.base(name), STACK_SIZE, lambda off, n=name: env.sym(f"{n}_{off}", 8))
+        elif name == "pkt":
+            r = Region(name, env.base(name), env.max_len, env.pkt_byte)
+        elif name.startswith("gd:"):
+            info = env.maps[name[3:]]
+            data = (info.initial or b"").ljust(info.value_size, b"\0")
+            r = Region(name, env.base(name), info.value_size, lambda off, d=data: bv(d[off], 8) if off < len(d) else bv(0, 8))
+        else:
+            raise Unsupported(f"unknown memory region {name}")
+        self.regions[name] = r
+        return r
+
+    def new_value_region(self, name: str, size: int, content: z3.BitVecRef) -> Region:
+        r = Region(name, self.env.base(name), size, lambda off, c=content: z3.Extract(8 * off + 7, 8 * off, c))
+        self.regions[name] = r
+        return r
+
+    def initial_state(self) -> State:
+        env = self.env
+        regs = [undef(env)] * NREGS
+        regs[1] = (bv(env.base("ctx")), "ctx")
+        regs[10] = (bv(env.base("stack0") + STACK_SIZE), "stack0")
+        return State(regs, {}, {}, (), env.plen)
+
+    # memory -------------------------------------------------------------------------
+
+    def _resolve(self, st: State, val: Val, off: int, size: int, slot: int) -> tuple[Region | None, Any]:
+        addr, tag = val
+        if tag == "ctx":
+            return None, as_int(addr + off - self.env.base("ctx"))
+        if tag is None or tag == "conflict" or tag in ("pkt_end",) or tag.startswith("map:"):
+            a = as_int(addr + off)
+            if a is not None:
+                for r in self.regions.values():
+                    if r.base <= a < r.base + r.size:
+                        return r, a - r.base
+            raise Unsupported(f"memory access through a register the model cannot place (tag {tag})", slot=slot)
+        r = self.regions.get(tag) or self.region(tag)
+        rel = z3.simplify(addr + off - r.base)
+        return r, (rel.as_long() if z3.is_bv_value(rel) else rel)
+
+    def _byte(self, st: State, r: Region, off: int) -> z3.BitVecRef:
+        b = st.mem.get(r.name, {}).get(off)
+        return b if b is not None else r.init(off)
+
+    def load(self, st: State, val: Val, off: int, size: int, slot: int) -> Val:
+        r, rel = self._resolve(st, val, off, size, slot)
+        if r is None:
+            return self.ctx_load(st, rel, size, slot)
+        if isinstance(rel, int):
+            if rel < 0 or rel + size > r.size:
+                if r.name == "pkt":  # beyond the bound: only on infeasible paths (the verifier checked)
+                    parts = [self.env.pkt_byte(rel + i) for i in range(size)]
+                    return (z3.ZeroExt(64 - 8 * size, z3.Concat(*reversed(parts))) if size > 1 else z3.ZeroExt(56, parts[0]), None)
+                raise Unsupported(f"access {rel}+{size} outside {r.name}", slot=slot)
+            parts = [self._byte(st, r, rel + i) for i in range(size)]
+            tag = st.tags.get(r.name, {}).get(rel) if size == 8 else None
+        else:
+            parts = []
+            for i in range(size):
+                acc = self._byte(st, r, r.size - 1)
+                for k in range(r.size - 1):
+                    acc = z3.If(rel + i == k, self._byte(st, r, k), acc)
+                parts.append(acc)
+            tag = None
+        word = parts[0] if size == 1 else z3.Concat(*reversed(parts))
+        return (z3.ZeroExt(64 - 8 * size, word) if size < 8 else word, tag)
+
+    def store(self, st: State, val: Val, off: int, size: int, value: Val, slot: int) -> None:
+        r, rel = self._resolve(st, val, off, size, slot)
+        if r is None:
+            return self.ctx_store(st, rel, size, value, slot)
+        v = z3.Extract(8 * size - 1, 0, value[0]) if size < 8 else value[0]
+        if isinstance(rel, int):
+            if rel < 0 or rel + size > r.size:
+                raise Unsupported(f"store {rel}+{size} outside {r.name}", slot=slot)
+            mem = st.region_mem(r.name)
+            tags = st.tags[r.name]
+            for i in range(size):
+                mem[rel + i] = z3.Extract(8 * i + 7, 8 * i, v)
+            for k in [k for k in tags if rel - 8 < k < rel + size]:
+                del tags[k]
+            if size == 8 and value[1] is not None:
+                tags[rel] = value[1]
+        else:
+            old = [self._byte(st, r, k) for k in range(r.size)]
+            mem = st.region_mem(r.name)
+            st.tags[r.name].clear()
+            for k in range(r.size):
+                new = old[k]
+                for i in range(size):
+                    new = z3.If(rel + i == k, z3.Extract(8 * i + 7, 8 * i, v), new)
+                mem[k] = new
+
+    def ctx_load(self, st: State, off: int | None, size: int, slot: int) -> Val:
+        if off is None:
+            raise Unsupported("context access at a variable offset", slot=slot)
+        f = L.field_at(self.layout, off, size)
+        if f is None:
+            raise Unsupported(f"context field at offset {off} (size {size}) is not in the model's layout", slot=slot)
+        if f.name in L.POINTER_FIELDS:
+            if f.name == L.PKT_END:
+                return (bv(self.env.base("pkt")) + st.plen, "pkt_end")
+            self.region("pkt")
+            return (bv(self.env.base("pkt")), "pkt")
+        value = self.env.ctx_field(f)
+        written = st.mem.get("ctx", {})
+        parts = []
+        for i in range(off - f.offset, off - f.offset + size):
+            b = written.get((f.name, i))
+            parts.append(b if b is not None else z3.Extract(8 * i + 7, 8 * i, value))
+        word = parts[0] if size == 1 else z3.Concat(*reversed(parts))
+        return (z3.ZeroExt(64 - 8 * size, word) if size < 8 else word, None)
+
+    def ctx_store(self, st: State, off: int | None, size: int, value: Val, slot: int) -> None:
+        if off is None:
+            raise Unsupported("context store at a variable offset", slot=slot)
+        f = L.field_at(self.layout, off, size)
+        if f is None or f.name in L.POINTER_FIELDS:
+            raise Unsupported(f"context store at offset {off} (size {size})", slot=slot)
+        mem = st.region_mem("ctx")
+        for i in range(size):
+            mem[(f.name, off - f.offset + i)] = z3.Extract(8 * i + 7, 8 * i, value[0])
+
+    # the graph ----------------------------------------------------------------------
+
+    def successors(self, node: Node) -> list[Node]:
+        frames, slot = node
+        insn = self.insns.get(slot)
+        if insn is None:
+            raise Unsupported(f"execution runs off the program at slot {slot}")
+        kind = KIND_OF[insn.code]
+        nxt = (frames, slot + insn.nslots)
+        if kind == Kind.EXIT:
+            return [] if not frames else [(frames[:-1], frames[-1])]
+        if kind in (Kind.JA, Kind.GOTOL):
+            return [(frames, slot + 1 + insn.branch_offset)]
+        if kind in (Kind.JCOND_K, Kind.JCOND_X):
+            return [nxt, (frames, slot + 1 + insn.off)]
+        if kind == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL:
+            if len(frames) >= 8:
+                raise Unsupported("call depth over 8 (recursion?)", slot=slot)
+            return [(frames + (slot + 1,), slot + 1 + insn.imm)]
+        if kind == Kind.MAY_GOTO:
+            raise Unsupported("may_goto (a bounded loop) is not modelled", slot=slot)
+        return [nxt]
+
+    def topo_order(self, start: Node, stop: Callable[[Node], bool]) -> list[Node]:
+        """Nodes reachable from `start` without entering a `stop` node, in topological order."""
+        order: list[Node] = []
+        state: dict[Node, int] = {start: 1}
+        stack = [(start, iter(self.successors(start)))]
+        while stack:
+            node, it = stack[-1]
+            for s in it:
+                if stop(s):
+                    continue
+                mark = state.get(s)
+                if mark == 1:
+                    raise Unsupported(f"loop: back edge from slot {node[1]} to slot {s[1]} (loops are not unrolled)", slot=node[1])
+                if mark is None:
+                    state[s] = 1
+                    stack.append((s, iter(self.successors(s))))
+                    break
+            else:
+                stack.pop()
+                state[node] = 2
+                order.append(node)
+        order.reverse()
+        return order
+
+    def run(self, start: Node, state: State, pc: z3.BoolRef = TRUE,
+            stop: Callable[[Node], bool] = lambda n: False) -> list[Exit]:
+        """Execute from `start`; return every exit (program exits and jumps into `stop` nodes)."""
+        order = self.topo_order(start, stop)
+        incoming: dict[Node, list] = {start: [(pc, state)]}
+        exits: list[Exit] = []
+        for node in order:
+            ins = incoming.pop(node, None)
+            if not ins:
+                continue
+            pc, st = merge_all(ins, self.init_byte)
+            if z3.is_false(pc):
+                continue
+            for succ, cond, out in self.step(node, pc, st, exits):
+                npc = conj(pc, cond)
+                if z3.is_false(npc):
+                    continue
+                if stop(succ):
+                    exits.append(Exit(succ, npc, out))
+                else:
+                    incoming.setdefault(succ, []).append((npc, out))
+        return exits
+
+    # one instruction ----------------------------------------------------------------
+
+    def step(self, node: Node, pc: z3.BoolRef, st: State, exits: list[Exit]):
+        frames, slot = node
+        insn = self.insns[slot]
+        kind = KIND_OF[insn.code]
+        nxt = (frames, slot + insn.nslots)
+        regs = st.regs
+        if kind in (Kind.ALU_K, Kind.ALU_X, Kind.NEG, Kind.END):
+            st = st.copy()
+            st.regs[insn.dst] = alu(insn, st.regs[insn.dst], st.regs[insn.src] if kind == Kind.ALU_X else None, slot)
+            return [(nxt, TRUE, st)]
+        if kind in (Kind.JA, Kind.GOTOL):
+            return [(self.successors(node)[0], TRUE, st)]
+        if kind in (Kind.JCOND_K, Kind.JCOND_X):
+            cond = z3.simplify(jump_cond(insn, regs[insn.dst][0], regs[insn.src][0] if kind == Kind.JCOND_X else None))
+            return [((frames, slot + 1 + insn.off), cond, st), (nxt, z3.simplify(z3.Not(cond)), st)]
+        if kind == Kind.EXIT:
+            if not frames:
+                exits.append(Exit("exit", pc, st))
+                return []
+            st = st.copy()
+            saved = st.frames[-1]
+            st.frames = st.frames[:-1]
+            st.regs[6:11] = list(saved)
+            for r in range(1, 6):
+                st.regs[r] = undef(self.env)
+            return [((frames[:-1], frames[-1]), TRUE, st)]
+        if kind == Kind.CALL:
+            if insn.src == CallSrc.PSEUDO_CALL:
+                st = st.copy()
+                st.frames = st.frames + (tuple(st.regs[6:11]),)
+                depth = len(frames) + 1
+                name = f"stack{depth}"
+                self.region(name)
+                st.regs[10] = (bv(self.env.base(name) + STACK_SIZE), name)
+                st.mem[name] = {}
+                st.tags[name] = {}
+                st.owned.discard(name)
+                return [(self.successors(node)[0], TRUE, st)]
+            if insn.src != CallSrc.HELPER:
+                raise Unsupported("kfunc calls are not modelled", slot=slot)
+            return self.helper(node, pc, st, exits)
+        if kind == Kind.LD_IMM64:
+            st = st.copy()
+            st.regs[insn.dst] = self.ld_imm64(insn, slot)
+            return [(nxt, TRUE, st)]
+        if kind in (Kind.LDX, Kind.LDSX):
+            size = SIZE_BYTES[Size(insn.code & SIZE_MASK)]
+            v = self.load(st, regs[insn.src], insn.off, size, slot)
+            if kind == Kind.LDSX:
+                v = (z3.SignExt(64 - 8 * size, z3.Extract(8 * size - 1, 0, v[0])), None)
+            st = st.copy()
+            st.regs[insn.dst] = v
+            return [(nxt, TRUE, st)]
+        if kind in (Kind.ST, Kind.STX):
+            size = SIZE_BYTES[Size(insn.code & SIZE_MASK)]
+            value = (bv(insn.imm), None) if kind == Kind.ST else regs[insn.src]
+            st = st.copy()
+            self.store(st, regs[insn.dst], insn.off, size, value, slot)
+            return [(nxt, TRUE, st)]
+        if kind == Kind.ATOMIC:
+            st = st.copy()
+            self.atomic(st, insn, slot)
+            return [(nxt, TRUE, st)]
+        if kind in (Kind.LD_ABS, Kind.LD_IND):
+            return self.ld_abs(node, pc, st, exits, insn, kind)
+        raise Unsupported(f"instruction {insn} is not modelled", slot=slot)
+
+    def ld_imm64(self, insn: Insn, slot: int) -> Val:
+        ref = self.map_refs.get(slot)
+        if insn.src == PseudoSrc.NONE and ref is None:
+            return (bv(insn.imm), None)
+        if ref is not None:
+            name, value_off = ref
+        elif insn.src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX):
+            name, value_off = f"fd{insn.imm_lo}", None
+        elif insn.src in (PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX_VALUE):
+            name, value_off = f"fd{insn.imm_lo}", insn.imm_hi
+        else:
+            raise Unsupported(f"ld_imm64 with src {insn.src} is not modelled", slot=slot)
+        if name not in self.env.maps:
+            raise Unsupported(f"map {name} has no description (key/value sizes)", slot=slot)
+        if value_off is None:
+            return (bv(self.env.base(f"map:{name}")), f"map:{name}")
+        r = self.region(f"gd:{name}")
+        return (bv(r.base + value_off), r.name)
+
+    def atomic(self, st: State, insn: Insn, slot: int) -> None:
+        size = SIZE_BYTES[Size(insn.code & SIZE_MASK)]
+        op = insn.imm
+        ptr = st.regs[insn.dst]
+        if op == AtomicOp.LOAD_ACQ:
+            st.regs[insn.src] = self.load(st, st.regs[insn.src], insn.off, size, slot)  # dst = *(src + off)
+            return
+        if op == AtomicOp.STORE_REL:
+            self.store(st, ptr, insn.off, size, st.regs[insn.src], slot)
+            return
+        old = self.load(st, ptr, insn.off, size, slot)[0]
+        src = st.regs[insn.src][0]
+        bits = 8 * size
+
+        def lo(x):
+            return z3.Extract(bits - 1, 0, x)
+
+        def widen(x):
+            return z3.ZeroExt(64 - bits, x) if bits < 64 else x
+
+        base = op & ~ATOMIC_FETCH
+        if op == AtomicOp.XCHG:
+            new = lo(src)
+            st.regs[insn.src] = (widen(lo(old)), None)
+        elif op == AtomicOp.CMPXCHG:
+            r0 = st.regs[0][0]
+            new = z3.If(lo(old) == lo(r0), lo(src), lo(old))
+            st.regs[0] = (widen(lo(old)), None)
+        else:
+            fn = {AtomicOp.ADD: lambda a, b: a + b, AtomicOp.OR: lambda a, b: a | b,
+                  AtomicOp.AND: lambda a, b: a & b, AtomicOp.XOR: lambda a, b: a ^ b}.get(base)
+            if fn is None:
+                raise Unsupported(f"atomic op {op:#x}", slot=slot)
+            new = fn(lo(old), lo(src))
+            if op & ATOMIC_FETCH:
+                st.regs[insn.src] = (widen(lo(old)), None)
+        self.store(st, ptr, insn.off, size, (widen(new), None), slot)
+
+    def ld_abs(self, node, pc, st, exits, insn, kind):
+        frames, slot = node
+        size = SIZE_BYTES[Size(insn.code & SIZE_MASK)]
+        if self.env.prog_type not in L.SKB_TYPES:
+            raise Unsupported("LD_ABS/LD_IND outside socket buffers", slot=slot)
+        off = bv(insn.imm)
+        if kind == Kind.LD_IND:
+            off = z3.SignExt(32, z3.Extract(31, 0, st.regs[insn.src][0] + off))
+        ok = z3.simplify(z3.And(z3.SGE(off, bv(0)), z3.ULE(off + size, st.plen)))
+        bad = z3.simplify(z3.Not(ok))
+        out = []
+        if not z3.is_false(bad):
+            est = st.copy()
+            est.regs[0] = (bv(0), None)
+            exits.append(Exit("exit", conj(pc, bad), est))
+        if z3.is_false(ok):
+            return out
+        st = st.copy()
+        self.region("pkt")
+        v = self.load(st, (bv(self.env.base("pkt")) + off, "pkt"), 0, size, slot)[0]
+        if size > 1:  # network order
+            v = z3.ZeroExt(64 - 8 * size, bswap(z3.Extract(8 * size - 1, 0, v)))
+        st.regs[0] = (v, None)
+        for r in range(1, 6):
+            st.regs[r] = undef(self.env)
+        out.append(((frames, slot + 1), ok, st))
+        return out
+
+    # helpers ------------------------------------------------------------------------
+
+    def event(self, pc: z3.BoolRef, kind: str, fields: tuple, **extra) -> Event:
+        e = Event(len(self.events), pc, self.count, kind, fields, extra)
+        self.events.append(e)
+        self.count = z3.simplify(self.count + z3.If(pc, bv(1, 32), bv(0, 32)))
+        return e
+
+    def mem_bytes(self, st: State, val: Val, size: int, slot: int) -> z3.BitVecRef:
+        parts = []
+        for i in range(0, size, 8):
+            n = min(8, size - i)
+            parts.append(z3.Extract(8 * n - 1, 0, self.load(st, val, i, n, slot)[0]))
+        return parts[0] if len(parts) == 1 else z3.Concat(*reversed(parts))
+
+    def helper(self, node, pc, st: State, exits):
+        frames, slot = node
+        insn = self.insns[slot]
+        known = HELPERS.get(insn.imm)
+        if known is None:
+            raise Unsupported(f"helper {insn.imm} is not modelled", slot=slot)
+        name, nargs, how = known
+        regs = st.regs
+        args = tuple(regs[r][0] for r in range(1, nargs + 1))
+        st = st.copy()
+        if how in ("lookup", "update", "delete"):
+            tag = regs[1][1]
+            if not (tag or "").startswith("map:"):
+                raise Unsupported(f"{name}: r1 is not a map the model knows", slot=slot)
+            mname = tag[4:]
+            info = self.env.maps[mname]
+            key = self.mem_bytes(st, regs[2], info.key_size, slot)
+            if how == "lookup":
+                e = self.event(pc, f"lookup:{mname}", (key,))
+                present, content = self.map_fold(st, info, key, e)
+                k = self.lookups.get(mname, 0)
+                self.lookups[mname] = k + 1
+                rname = f"mv:{mname}:{k}"
+                r = self.new_value_region(rname, info.value_size, content)
+                e.extra.update(present=present, region=rname)
+                result = (z3.If(present, bv(r.base), bv(0)), rname)
+            else:
+                value = self.mem_bytes(st, regs[3], info.value_size, slot) if how == "update" else bv(0, 8)
+                flags = args[3] if how == "update" else bv(0)
+                e = self.event(pc, f"{how}:{mname}", (key, value, flags))
+                ret = self.env.helper_ret(e.pos)
+                e.extra.update(ok=ret == 0)
+                result = (ret, None)
+        else:
+            fields = args
+            if how == "printk" and (n := as_int(args[1])) is not None and n <= 64:
+                fields = fields + (self.mem_bytes(st, regs[1], n, slot),)
+            if how == "csum_diff":
+                for p, sz in ((regs[1], args[1]), (regs[3], args[3])):
+                    n = as_int(sz)
+                    if n is None or n > 512:
+                        raise Unsupported("csum_diff with a variable size", slot=slot)
+                    if n:
+                        fields = fields + (self.mem_bytes(st, p, n, slot),)
+            if how in ("pkt", "pkt_len"):
+                pkt = [self._byte(st, self.region("pkt"), i) for i in range(self.env.max_len)]
+                fields = fields + (z3.Concat(*pkt), st.plen)
+            e = self.event(pc, f"call:{insn.imm}", fields)
+            ret = self.env.helper_ret(e.pos)
+            if how == "fresh32":
+                ret = z3.ZeroExt(32, z3.Extract(31, 0, ret))
+            result = (ret, None)
+            if how in ("pkt", "pkt_len"):
+                mem = st.region_mem("pkt")
+                for i in range(self.env.max_len):
+                    mem[i] = self.env.pkt_after(e.pos, bv(i))
+                if how == "pkt_len":
+                    st.plen = self.env.len_after(e.pos)
+                for r in range(NREGS):  # packet pointers are invalid after the call (the verifier)
+                    if st.regs[r][1] in ("pkt", "pkt_end"):
+                        st.regs[r] = undef(self.env)
+        st.regs[0] = result
+        for r in range(1, 6):
+            st.regs[r] = undef(self.env)
+        return [((frames, slot + 1), TRUE, st)]
+
+    def map_fold(self, st: State, info: MapInfo, key, e: Event):
+        """(present, content) of `key` in map `info` at event `e`, from the initial map and earlier events."""
+        mname = info.name
+        ks, vs = 8 * info.key_size, 8 * info.value_size
+        content = z3.Function(f"mapval_{mname}", z3.BitVecSort(ks), z3.BitVecSort(vs))(key)
+        if info.map_type in ARRAY_MAPS:
+            present = z3.ULT(z3.Extract(31, 0, key) if ks >= 32 else z3.ZeroExt(32 - ks, key), bv(info.max_entries, 32))
+        else:
+            present = z3.Function(f"mappresent_{mname}", z3.BitVecSort(ks), z3.BoolSort())(key)
+        for prev in self.events[: e.seq]:
+            kind, _, pm = prev.kind.partition(":")
+            if pm != mname:
+                continue
+            same = conj(prev.guard, prev.fields[0] == key)
+            if kind == "lookup":
+                r = self.regions[prev.extra["region"]]
+                now = z3.Concat(*reversed([self._byte(st, r, i) for i in range(r.size)])) if r.size > 1 else self._byte(st, r, 0)
+                content = ite(conj(same, prev.extra["present"]), now, content)
+            elif kind == "update":
+                hit = conj(same, prev.extra["ok"])
+                content = ite(hit, prev.fields[1], content)
+                present = ite(hit, TRUE, present)
+            elif kind == "delete" and info.map_type not in ARRAY_MAPS:
+                present = ite(conj(same, prev.extra["ok"]), FALSE, present)
+        return present, content
+
+
+def merge_all(ins: list, init: Callable[[str, Any], z3.BitVecRef]) -> tuple[z3.BoolRef, State]:
+    """Merge the (path condition, state) pairs reaching one node."""
+    pc, st = ins[0]
+    for npc, nst in ins[1:]:
+        st = merge_states(npc, nst, st, init)
+        pc = disj(pc, npc)
+    return pc, st
+
+
+def merge_states(c: z3.BoolRef, a: State, b: State, init: Callable[[str, Any], z3.BitVecRef]) -> State:
+    """c ? a : b; a byte written on one side only is merged with the region's initial content."""
+    if a is b:
+        return a
+    regs = [merge_val(c, x, y) for x, y in zip(a.regs, b.regs)]
+    mem, tags, owned = {}, {}, set()
+    for name in set(a.mem) | set(b.mem):
+        ma, mb = a.mem.get(name, {}), b.mem.get(name, {})
+        if ma is mb:
+            mem[name] = ma
+            tags[name] = a.tags.get(name, {})
+            continue
+        owned.add(name)
+        out = {}
+        for k in set(ma) | set(mb):
+            va, vb = ma.get(k), mb.get(k)
+            out[k] = ite(c, va if va is not None else init(name, k), vb if vb is not None else init(name, k))
+        mem[name] = out
+        ta, tb = a.tags.get(name, {}), b.tags.get(name, {})
+        tags[name] = {k: v for k, v in ta.items() if tb.get(k) == v}
+    frames = tuple(tuple(merge_val(c, x, y) for x, y in zip(fa, fb)) for fa, fb in zip(a.frames, b.frames))
+    return State(regs, mem, tags, frames, ite(c, a.plen, b.plen), owned)
+
+
+def bswap(x: z3.BitVecRef) -> z3.BitVecRef:
+    """Byte-reverse a bit vector (8, 16, 32 or 64 bits)."""
+    n = x.size() // 8
+    if n == 1:
+        return x
+    return z3.Concat(*[z3.Extract(8 * i + 7, 8 * i, x) for i in range(n)])
+
+
+# --- ALU and jumps ----------------------------------------------------------------------
+
+
+def alu(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
+    """The new value of dst after an ALU instruction (pointer tags follow add/sub/mov)."""
+    is64 = insn.code & CLASS_MASK == InsnClass.ALU64
+    op = insn.code & OP_MASK
+    d = dst[0]
+    if op == AluOp.END:
+        width = insn.imm
+        if width not in (16, 32, 64):
+            raise Unsupported(f"byte swap of width {width}", slot=slot)
+        low = z3.Extract(width - 1, 0, d)
+        to_be = is64 or insn.code & SOURCE_MASK
+        res = bswap(low) if to_be else low
+        return (z3.ZeroExt(64 - width, res) if width < 64 else res, None)
+    if op == AluOp.NEG:
+        return ((-d) if is64 else z3.ZeroExt(32, -z3.Extract(31, 0, d)), None)
+    s = src[0] if src is not None else bv(insn.imm)
+    stag = src[1] if src is not None else None
+    if op == AluOp.MOV:
+        if insn.off and src is not None:  # movsx
+            if insn.off not in (8, 16, 32):
+                raise Unsupported(f"movsx with off {insn.off}", slot=slot)
+            v = z3.SignExt(64 - insn.off, z3.Extract(insn.off - 1, 0, s))
+            return (v if is64 else z3.ZeroExt(32, z3.Extract(31, 0, v)), None)
+        return (s, stag) if is64 else (z3.ZeroExt(32, z3.Extract(31, 0, s)), None)
+    bits = 64 if is64 else 32
+    a = d if is64 else z3.Extract(31, 0, d)
+    b = s if is64 else z3.Extract(31, 0, s)
+    zero = bv(0, bits)
+    signed = insn.off == 1
+    if op == AluOp.ADD:
+        r = a + b
+    elif op == AluOp.SUB:
+        r = a - b
+    elif op == AluOp.MUL:
+        r = a * b
+    elif op == AluOp.OR:
+        r = a | b
+    elif op == AluOp.AND:
+        r = a & b
+    elif op == AluOp.XOR:
+        r = a ^ b
+    elif op == AluOp.LSH:
+        r = a << (b & (bits - 1))
+    elif op == AluOp.RSH:
+        r = z3.LShR(a, b & (bits - 1))
+    elif op == AluOp.ARSH:
+        r = a >> (b & (bits - 1))
+    elif op == AluOp.DIV:
+        r = z3.If(b == zero, zero, (a / b) if signed else z3.UDiv(a, b))
+    elif op == AluOp.MOD:
+        r = z3.If(b == zero, a, z3.SRem(a, b) if signed else z3.URem(a, b))
+    else:
+        raise Unsupported(f"ALU op {op:#x}", slot=slot)
+    tag = None
+    if is64 and op in (AluOp.ADD, AluOp.SUB):
+        if dst[1] is not None and stag is None:
+            tag = dst[1]
+        elif op == AluOp.ADD and stag is not None and dst[1] is None:
+            tag = stag
+    if tag in ("pkt_end",) and op == AluOp.SUB and stag == "pkt":
+        tag = None
+    return (r if is64 else z3.ZeroExt(32, r), tag)
+
+
+def jump_cond(insn: Insn, d: z3.BitVecRef, s: z3.BitVecRef | None) -> z3.BoolRef:
+    """The condition under which a conditional jump is taken."""
+    is32 = insn.code & CLASS_MASK == InsnClass.JMP32
+    b = s if s is not None else bv(insn.imm)
+    if is32:
+        d, b = z3.Extract(31, 0, d), z3.Extract(31, 0, b)
+    op = insn.code & OP_MASK
+    return {
+        JmpOp.JEQ: lambda: d == b, JmpOp.JNE: lambda: d != b,
+        JmpOp.JGT: lambda: z3.UGT(d, b), JmpOp.JGE: lambda: z3.UGE(d, b),
+        JmpOp.JLT: lambda: z3.ULT(d, b), JmpOp.JLE: lambda: z3.ULE(d, b),
+        JmpOp.JSGT: lambda: d > b, JmpOp.JSGE: lambda: d >= b,
+        JmpOp.JSLT: lambda: d < b, JmpOp.JSLE: lambda: d <= b,
+        JmpOp.JSET: lambda: (d & b) != 0,
+    }[JmpOp(op)]()
+
+
+def map_infos(*programs: Program) -> dict[str, MapInfo]:
+    """Map descriptions from the programs' ``meta["map_specs"]`` (the ELF linker's)."""
+    out: dict[str, MapInfo] = {}
+    for p in programs:
+        for name, spec in (p.meta.get("map_specs") or {}).items():
+            out[name] = MapInfo(name, int(spec.map_type), int(spec.key_size), int(spec.value_size),
+                                int(spec.max_entries), spec.initial)
+    return out

@@ -1,0 +1,89 @@
+"""Run a counterexample on the kernel: both programs, the same concrete input, both results.
+
+The input is what the prover's model found: packet bytes, the context fields
+BPF_PROG_TEST_RUN lets a caller set, and map contents (each program gets its
+own fresh maps, filled alike).  The counterexample is *confirmed* when the
+kernel's results (return value, packet out) differ too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bpfpatch.errors import KernelError
+from bpfpatch.kernel import Map, create_map, load_program, patch_map_fds
+from bpfpatch.kernel.loader import TestRunResult
+from bpfpatch.progtype import ProgType, prog_type_of
+from bpfpatch.prove import layout as L
+from bpfpatch.prove.equiv import Counterexample
+
+SKB_CTX_SIZE = 192  # sizeof(struct __sk_buff) on this kernel
+
+
+@dataclass
+class Replay:
+    """Both kernel runs of one counterexample."""
+
+    original: TestRunResult | None
+    rewritten: TestRunResult | None
+    error: str = ""
+
+    @property
+    def confirmed(self) -> bool:
+        """The kernel sees the programs differ on this input."""
+        a, b = self.original, self.rewritten
+        return a is not None and b is not None and (a.retval, a.data_out) != (b.retval, b.data_out)
+
+
+def ctx_bytes(ptype: ProgType, ctx: dict[str, int]) -> bytes | None:
+    """The ctx_in a test run accepts, with the settable fields the counterexample gives."""
+    if ptype not in L.SKB_TYPES:
+        return None
+    buf = bytearray(SKB_CTX_SIZE)
+    for f in L.SK_BUFF_UAPI:
+        if f.name in L.SKB_CTX_IN and ctx.get(f.name):
+            buf[f.offset:f.offset + f.size] = (ctx[f.name] & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
+    return bytes(buf) if any(buf) else None
+
+
+def _load_with_maps(program: Any, maps_content: dict[str, dict[bytes, bytes]]):
+    raw = program.to_bytes()
+    meta = program.meta or {}
+    refs = meta.get("map_refs") or {}
+    specs = meta.get("map_specs") or {}
+    maps: dict[str, Map] = {}
+    fds: dict[int, tuple[int, int | None]] = {}
+    for slot, (name, value_off) in refs.items():
+        if name not in maps:
+            maps[name] = create_map(specs[name])
+            for key, value in maps_content.get(name, {}).items():
+                maps[name].update(key, value)
+        fds[int(slot)] = (maps[name].fd, value_off)
+    if fds:
+        raw = patch_map_fds(raw, fds)
+    return raw, list(maps.values())
+
+
+def replay(original: Any, rewritten: Any, cex: Counterexample, prog_type: "ProgType | int | str",
+           *, rewritten_prog_type: "ProgType | int | str | None" = None) -> Replay:
+    """Run both programs on the counterexample's input in the running kernel."""
+    ptype = prog_type_of(prog_type)
+    ctx_in = ctx_bytes(ptype, cex.ctx)
+    out: list[TestRunResult | None] = []
+    try:
+        for prog in (original, rewritten):
+            raw, maps = _load_with_maps(prog, cex.maps)
+            try:
+                with load_program(raw, ptype) as lp:
+                    out.append(lp.test_run(cex.packet, ctx_in))
+            finally:
+                for m in maps:
+                    m.close()
+    except KernelError as exc:
+        out += [None] * (2 - len(out))
+        return Replay(out[0], out[1], str(exc))
+    return Replay(out[0], out[1])
+
+
+__all__ = ["Replay", "ctx_bytes", "replay"]
