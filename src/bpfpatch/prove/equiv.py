@@ -27,7 +27,7 @@ from typing import Any
 import z3
 
 from bpfpatch.isa import KIND_OF, Insn, Kind
-from bpfpatch.isa.opcodes import AtomicOp, CallSrc
+from bpfpatch.isa.opcodes import AtomicOp
 from bpfpatch.program import Program
 from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.prove import layout as L
@@ -39,7 +39,6 @@ from bpfpatch.prove.model import (
     Exit,
     State,
     Unsupported,
-    conj,
     map_infos,
     merge_all,
 )
@@ -63,6 +62,7 @@ class Counterexample:
     model_retvals: tuple[int, int]
     differs: list[str]
     helper_results: dict[int, int] = field(default_factory=dict)
+    map_keys: dict[str, set[bytes]] = field(default_factory=dict)  # keys either program touches
 
 
 @dataclass
@@ -526,13 +526,17 @@ def _counterexample(solver: z3.Solver, checks, env: Env, ea: Encoder, eb: Encode
     else:
         packet = payload
     maps: dict[str, dict[bytes, bytes]] = {}
+    keys: dict[str, set[bytes]] = {}
     for enc in (ea, eb):
         for e in enc.events:
             kind, _, mname = e.kind.partition(":")
-            if kind != "lookup" or not z3.is_true(m.eval(e.guard, model_completion=True)):
+            if mname not in env.maps or not z3.is_true(m.eval(e.guard, model_completion=True)):
                 continue
             info = env.maps[mname]
             key = val(e.fields[0]).to_bytes(info.key_size, "little")
+            keys.setdefault(mname, set()).add(key)
+            if kind != "lookup":
+                continue
             content = z3.Function(f"mapval_{mname}", z3.BitVecSort(8 * info.key_size), z3.BitVecSort(8 * info.value_size))
             present = True
             if info.map_type not in (2, 6):
@@ -547,7 +551,7 @@ def _counterexample(solver: z3.Solver, checks, env: Env, ea: Encoder, eb: Encode
         if z3.is_true(m.eval(e.guard, model_completion=True)):
             k = val(e.pos)
             helpers[k] = val(env.helper_ret(e.pos))
-    return Counterexample(packet, ctx, maps, rets, differs, helpers)
+    return Counterexample(packet, ctx, maps, rets, differs, helpers, keys)
 
 
 __all__ = ["Counterexample", "ProofResult", "ProofVerdict", "changed_region", "live_registers", "prove_equivalent"]

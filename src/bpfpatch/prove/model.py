@@ -32,7 +32,7 @@ grows with the program, not with its number of paths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import z3
 
@@ -89,6 +89,7 @@ HELPERS: dict[int, tuple[str, int, str]] = {
     11: ("l4_csum_replace", 5, "pkt"),
     14: ("get_current_pid_tgid", 0, "fresh64"),
     23: ("redirect", 2, "fresh64"),
+    26: ("skb_load_bytes", 4, "load_bytes"),
     28: ("csum_diff", 5, "csum_diff"),
     34: ("get_hash_recalc", 1, "fresh32"),
     44: ("xdp_adjust_head", 2, "pkt_len"),
@@ -239,7 +240,12 @@ class State:
 def merge_val(c: z3.BoolRef, a: Val, b: Val) -> Val:
     if a is b:
         return a
-    tag = a[1] if a[1] == b[1] or b[1] is None else (b[1] if a[1] is None else "conflict")
+    if a[1] == b[1] or b[1] is None:
+        tag = a[1]
+    elif a[1] is None:
+        tag = b[1]
+    else:  # one of several regions: resolved at the access by splitting the address
+        tag = "|".join(sorted(set(a[1].split("|")) | set(b[1].split("|"))))
     return (ite(c, a[0], b[0]), tag)
 
 
@@ -360,13 +366,14 @@ class Encoder:
         addr, tag = val
         if tag == "ctx":
             return None, as_int(addr + off - self.env.base("ctx"))
-        if tag is None or tag == "conflict" or tag in ("pkt_end",) or tag.startswith("map:"):
+        if tag is None or tag in ("pkt_end",) or tag.startswith("map:"):
             a = as_int(addr + off)
             if a is not None:
                 for r in self.regions.values():
                     if r.base <= a < r.base + r.size:
                         return r, a - r.base
-            raise Unsupported(f"memory access through a register the model cannot place (tag {tag})", slot=slot)
+            raise Unsupported("a load or store through a register that holds no pointer the model knows"
+                              " (a pointer truncated to 32 bits? the verifier refuses that)", slot=slot)
         r = self.regions.get(tag) or self.region(tag)
         rel = z3.simplify(addr + off - r.base)
         return r, (rel.as_long() if z3.is_bv_value(rel) else rel)
@@ -375,7 +382,56 @@ class Encoder:
         b = st.mem.get(r.name, {}).get(off)
         return b if b is not None else r.init(off)
 
+    def _cases(self, val: Val, slot: int) -> list[tuple[z3.BoolRef, Val]]:
+        """A pointer that may point into several regions, split by the conditions of its merges."""
+        addr, tag = val
+        if tag is None or "|" not in tag:
+            return [(TRUE, val)]
+        e = z3.simplify(addr, push_ite_bv=True)
+        out: list[tuple[z3.BoolRef, Val]] = []
+
+        def walk(x, c):
+            if len(out) > 32:
+                raise Unsupported("a pointer into too many regions", slot=slot)
+            if z3.is_app_of(x, z3.Z3_OP_ITE):
+                walk(x.arg(1), conj(c, x.arg(0)))
+                walk(x.arg(2), conj(c, z3.Not(x.arg(0))))
+                return
+            a = as_int(x)
+            if a is not None:
+                for r in self.regions.values():
+                    if r.base <= a < r.base + r.size + STACK_SIZE:
+                        out.append((c, (x, r.name)))
+                        return
+                return  # null or junk: the verifier proved this path does not dereference it
+            names = tag.split("|")
+            if len(names) > 1:
+                raise Unsupported(f"a pointer into one of {', '.join(names)} at a variable offset", slot=slot)
+            out.append((c, (x, names[0])))
+
+        walk(e, TRUE)
+        return out
+
     def load(self, st: State, val: Val, off: int, size: int, slot: int) -> Val:
+        cases = self._cases(val, slot)
+        if len(cases) != 1 or not z3.is_true(cases[0][0]):
+            acc = None
+            for c, v in cases:
+                x = self.load(st, v, off, size, slot)[0]
+                acc = x if acc is None else z3.If(c, x, acc)
+            return (acc if acc is not None else bv(0), None)
+        return self.load1(st, val, off, size, slot)
+
+    def store(self, st: State, val: Val, off: int, size: int, value: Val, slot: int) -> None:
+        cases = self._cases(val, slot)
+        if len(cases) != 1 or not z3.is_true(cases[0][0]):
+            for c, v in cases:
+                old = self.load1(st, v, off, size, slot)[0]
+                self.store1(st, v, off, size, (z3.If(c, value[0], old), None), slot)
+            return
+        self.store1(st, val, off, size, value, slot)
+
+    def load1(self, st: State, val: Val, off: int, size: int, slot: int) -> Val:
         r, rel = self._resolve(st, val, off, size, slot)
         if r is None:
             return self.ctx_load(st, rel, size, slot)
@@ -398,7 +454,7 @@ class Encoder:
         word = parts[0] if size == 1 else z3.Concat(*reversed(parts))
         return (z3.ZeroExt(64 - 8 * size, word) if size < 8 else word, tag)
 
-    def store(self, st: State, val: Val, off: int, size: int, value: Val, slot: int) -> None:
+    def store1(self, st: State, val: Val, off: int, size: int, value: Val, slot: int) -> None:
         r, rel = self._resolve(st, val, off, size, slot)
         if r is None:
             return self.ctx_store(st, rel, size, value, slot)
@@ -658,7 +714,7 @@ class Encoder:
         off = bv(insn.imm)
         if kind == Kind.LD_IND:
             off = z3.SignExt(32, z3.Extract(31, 0, st.regs[insn.src][0] + off))
-        ok = z3.simplify(z3.And(z3.SGE(off, bv(0)), z3.ULE(off + size, st.plen)))
+        ok = z3.simplify(z3.And(off >= bv(0), z3.ULE(off + size, st.plen)))
         bad = z3.simplify(z3.Not(ok))
         out = []
         if not z3.is_false(bad):
@@ -703,7 +759,19 @@ class Encoder:
         regs = st.regs
         args = tuple(regs[r][0] for r in range(1, nargs + 1))
         st = st.copy()
-        if how in ("lookup", "update", "delete"):
+        if how == "load_bytes":  # pure: packet bytes to memory, zeros and -EFAULT when out of range
+            n = as_int(args[3])
+            if n is None or not 0 < n <= 512:
+                raise Unsupported("skb_load_bytes with a variable length", slot=slot)
+            off = z3.SignExt(32, z3.Extract(31, 0, args[1]))
+            ok = z3.simplify(z3.And(off >= bv(0), z3.ULE(off + n, st.plen)))
+            pkt = (bv(self.env.base("pkt")) + off, "pkt")
+            self.region("pkt")
+            for i in range(n):
+                b = self.load(st, pkt, i, 1, slot)[0] if not z3.is_false(ok) else bv(0)
+                self.store(st, regs[3], i, 1, (ite(ok, b, bv(0)), None), slot)
+            result = (ite(ok, bv(0), bv(-14)), None)
+        elif how in ("lookup", "update", "delete"):
             tag = regs[1][1]
             if not (tag or "").startswith("map:"):
                 raise Unsupported(f"{name}: r1 is not a map the model knows", slot=slot)
@@ -831,6 +899,14 @@ def bswap(x: z3.BitVecRef) -> z3.BitVecRef:
 
 
 def alu(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
+    """The new value of dst after an ALU instruction; constants fold (so blinded immediates vanish)."""
+    out = alu1(insn, dst, src, slot)
+    if z3.is_bv_value(dst[0]) and (src is None or z3.is_bv_value(src[0])) and not z3.is_bv_value(out[0]):
+        return (z3.simplify(out[0]), out[1])
+    return out
+
+
+def alu1(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
     """The new value of dst after an ALU instruction (pointer tags follow add/sub/mov)."""
     is64 = insn.code & CLASS_MASK == InsnClass.ALU64
     op = insn.code & OP_MASK

@@ -28,12 +28,14 @@ class Replay:
     original: TestRunResult | None
     rewritten: TestRunResult | None
     error: str = ""
+    maps_after: tuple[dict, dict] = ({}, {})  # (map, key) -> value after each run
 
     @property
     def confirmed(self) -> bool:
-        """The kernel sees the programs differ on this input."""
+        """The kernel sees the programs differ on this input (return value, packet out or maps)."""
         a, b = self.original, self.rewritten
-        return a is not None and b is not None and (a.retval, a.data_out) != (b.retval, b.data_out)
+        return a is not None and b is not None and (
+            (a.retval, a.data_out) != (b.retval, b.data_out) or self.maps_after[0] != self.maps_after[1])
 
 
 def ctx_bytes(ptype: ProgType, ctx: dict[str, int]) -> bytes | None:
@@ -62,7 +64,7 @@ def _load_with_maps(program: Any, maps_content: dict[str, dict[bytes, bytes]]):
         fds[int(slot)] = (maps[name].fd, value_off)
     if fds:
         raw = patch_map_fds(raw, fds)
-    return raw, list(maps.values())
+    return raw, maps
 
 
 def replay(original: Any, rewritten: Any, cex: Counterexample, prog_type: "ProgType | int | str",
@@ -71,19 +73,21 @@ def replay(original: Any, rewritten: Any, cex: Counterexample, prog_type: "ProgT
     ptype = prog_type_of(prog_type)
     ctx_in = ctx_bytes(ptype, cex.ctx)
     out: list[TestRunResult | None] = []
+    after: list[dict] = []
     try:
         for prog in (original, rewritten):
             raw, maps = _load_with_maps(prog, cex.maps)
             try:
                 with load_program(raw, ptype) as lp:
                     out.append(lp.test_run(cex.packet, ctx_in))
+                after.append({(n, k): m.lookup(k) for n, m in maps.items() for k in sorted(cex.map_keys.get(n, ()))})
             finally:
-                for m in maps:
+                for m in maps.values():
                     m.close()
     except KernelError as exc:
         out += [None] * (2 - len(out))
         return Replay(out[0], out[1], str(exc))
-    return Replay(out[0], out[1])
+    return Replay(out[0], out[1], "", (after[0], after[1]))
 
 
 __all__ = ["Replay", "ctx_bytes", "replay"]
