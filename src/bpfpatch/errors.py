@@ -10,6 +10,7 @@ section. The CLI maps each family to one line and an exit code.
     ├── PatchError           misuse of the patch-list API, caught at the call
     ├── RelocationError      an offset that no longer fits after linearize
     ├── ElfError             ELF / BTF reading and writing (section, offset)
+    ├── FileError            a file that cannot be read or written (path, reason)
     └── KernelError          bpf() failures (errno, verifier log tail)
 """
 
@@ -92,6 +93,18 @@ class ElfError(BpfPatchError):
             + message
         )
         self.message = message
+
+
+class FileError(BpfPatchError, OSError):
+    """A file that cannot be read or written: names the path and the reason (no traceback, no partial file)."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        BpfPatchError.__init__(self, f"{path}: {reason}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 class KernelError(BpfPatchError):

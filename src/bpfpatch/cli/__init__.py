@@ -7,17 +7,20 @@ maps bpfpatch's typed errors to one clear line and an exit code.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-from bpfpatch.cli.app import app
 from bpfpatch.errors import BpfPatchError, KernelError
 
 # Command modules; each registers on `app` when imported.
 _COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo")
 
 
-def _load_commands() -> None:
-    for name in _COMMANDS:
+def _load_commands(argv: list[str]) -> None:
+    """Import the command modules: only the one named when a command is named (start-up time)."""
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    names = (wanted,) if wanted in _COMMANDS else _COMMANDS
+    for name in names:
         try:
             importlib.import_module(f"bpfpatch.cli.{name}_cmd")
         except ModuleNotFoundError as exc:  # a command not written yet
@@ -25,19 +28,38 @@ def _load_commands() -> None:
                 raise
 
 
+def _error(message: str) -> int:
+    print(f"bpfpatch: error: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bpfpatch` console script."""
     from bpfpatch.runtime import keep_freed_memory
 
     keep_freed_memory()  # one process, one job: keep freed memory for the next temporaries
-    _load_commands()
+    args = list(sys.argv[1:] if argv is None else argv)
+    _load_commands(args)
+    from bpfpatch.cli.app import app
+
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
     except BpfPatchError as exc:
-        print(f"bpfpatch: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         if isinstance(exc, KernelError) and exc.log:
             print(exc.log_tail(), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `bpfpatch disasm x | head`: the reader is gone, nothing more to say
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 1
+    except OSError as exc:  # a file error a command did not name itself: still one line
+        where = exc.filename if exc.filename is not None else "file"
+        return _error(f"{where}: {exc.strerror or exc}")
+    except MemoryError:
+        return _error("out of memory")
     except SystemExit as exc:  # typer/click exits (usage errors, explicit exits)
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
     except Exception as exc:

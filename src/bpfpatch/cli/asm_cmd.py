@@ -9,7 +9,7 @@ import typer
 from bpfpatch.asm import assemble
 from bpfpatch.cli.app import app
 from bpfpatch.cli.output import write_atomic
-from bpfpatch.errors import BpfPatchError
+from bpfpatch.errors import FileError
 from bpfpatch.program import Program
 
 
@@ -22,7 +22,9 @@ def asm_cmd(
     """Assemble FILE; the output is written only if the whole file assembles."""
     try:
         text = file.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BpfPatchError(f"{file}: cannot read assembly text ({exc})") from exc
+    except OSError as exc:
+        raise FileError(file, exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise FileError(file, f"not UTF-8 assembly text (byte offset {exc.start})") from exc
     prog = Program.from_insns(assemble(text, ax=ax))
     write_atomic(output, prog.to_bytes())

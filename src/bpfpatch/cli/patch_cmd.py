@@ -9,9 +9,10 @@ import typer
 
 from bpfpatch.cli.app import app
 from bpfpatch.cli.output import write_atomic
-from bpfpatch.errors import BpfPatchError
+from bpfpatch.errors import BpfPatchError, FileError, RelocationError
 from bpfpatch.loader import read_program
 from bpfpatch.passes import PassContext, available_passes, get_pass, run_passes
+from bpfpatch.program import Program
 
 
 def _aux_reg(value: str) -> int | str:
@@ -25,6 +26,35 @@ def _aux_reg(value: str) -> int | str:
     if not (0 <= reg <= 9 or reg == 11):
         raise BpfPatchError(f"--aux-reg {value!r}: expected a register number (0-9, 11) or auto")
     return reg
+
+
+def _div_guard_bulk(prog: Program, ctx: PassContext) -> Program:
+    from bpfpatch.passes.div_guard import div_guard_bulk
+
+    return div_guard_bulk(prog, ctx.aux_reg)
+
+
+#: Passes with a bulk form (`bpfpatch.patch.replace_sites`: NumPy, no object per instruction)
+#: that gives exactly what the pass gives on a patch list.
+BULK_FORMS = {"div-guard": _div_guard_bulk}
+
+
+def rewrite(prog: Program, names: list[str], ctx: PassContext, relax: bool = False) -> Program:
+    """Run `names` on `prog`; a first pass with a bulk form runs in it, the rest on one patch list.
+
+    A bulk rewrite whose jumps no longer fit 16 bits falls back to the patch list
+    when ``relax`` asks for long-jump relaxation (the bulk form cannot relax).
+    """
+    bulk = BULK_FORMS.get(names[0])
+    if bulk is not None:
+        try:
+            out = bulk(prog, ctx)
+        except RelocationError:
+            if not relax:
+                raise
+        else:
+            return run_passes(out, names[1:], ctx, relax_long_jumps=relax) if names[1:] else out
+    return run_passes(prog, names, ctx, relax_long_jumps=relax)
 
 
 @app.command("patch")
@@ -47,14 +77,15 @@ def patch_cmd(
         get_pass(name)  # unknown names fail before any input is read
     ctx = PassContext(seed=seed, aux_reg=_aux_reg(aux_reg))
     try:
-        is_elf = file.read_bytes()[:4] == b"\x7fELF"
+        with open(file, "rb") as f:
+            is_elf = f.read(4) == b"\x7fELF"
     except OSError as exc:
-        raise BpfPatchError(f"{file}: {exc.strerror}") from exc
+        raise FileError(file, exc.strerror or str(exc)) from exc
     if is_elf and not linked and out_format in ("raw", "elf") and (out_format == "elf" or output.suffix == ".o"):
         _patch_object(file, output, names, ctx, section, relax)
         return
     prog = read_program(file, section=section, linked=linked)
-    out = run_passes(prog, names, ctx, relax_long_jumps=relax)
+    out = rewrite(prog, names, ctx, relax)
     if out_format == "asm":
         from bpfpatch.asm import listing
 
@@ -77,7 +108,7 @@ def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, 
     for name in todo:
         if name not in obj.programs:
             raise BpfPatchError(f"{file}: no program section {name!r} (have: {', '.join(obj.programs)})")
-        rewritten[name] = run_passes(obj.programs[name], names, ctx, relax_long_jumps=relax)
+        rewritten[name] = rewrite(obj.programs[name], names, ctx, relax)
     write_object(obj, rewritten, output)
     sizes = ", ".join(f"{n} {len(obj.programs[n].slots)} -> {len(p.slots)}" for n, p in rewritten.items())
     typer.echo(f"{file.name}: {sizes} slots ({', '.join(names)})", err=True)
