@@ -13,7 +13,7 @@ import sys
 from bpfpatch.errors import BpfPatchError, KernelError
 
 # Command modules; each registers on `app` when imported.
-_COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo")
+_COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo", "cover")
 
 
 def _load_commands(argv: list[str]) -> None:

@@ -26,12 +26,30 @@ _PASS_MODULES = {
 
 
 def get_pass(name: str) -> Pass:
-    """The pass registered under `name` (an instance)."""
+    """The pass registered under `name` (an instance), or a user's ``package.module:ClassName``."""
+    if ":" in name:
+        return _user_pass(name)
     modname = _PASS_MODULES.get(name)
     if modname is None:
         raise PatchError(f"unknown pass {name!r} (known: {', '.join(sorted(_PASS_MODULES))})")
     module = importlib.import_module(modname)
     return module.PASS()
+
+
+def _user_pass(spec: str) -> Pass:
+    """Import ``package.module:ClassName`` and instantiate it; it must have `name` and `run(pl, ctx)`."""
+    modname, _, clsname = spec.partition(":")
+    try:
+        module = importlib.import_module(modname)
+    except ImportError as exc:
+        raise PatchError(f"pass {spec!r}: cannot import {modname!r} ({exc})") from None
+    cls = getattr(module, clsname, None)
+    if cls is None:
+        raise PatchError(f"pass {spec!r}: module {modname!r} has no {clsname!r}")
+    obj = cls() if isinstance(cls, type) else cls
+    if not callable(getattr(obj, "run", None)):
+        raise PatchError(f"pass {spec!r}: {clsname} has no run(pl, ctx) method")
+    return obj
 
 
 def available_passes() -> list[str]:

@@ -1,0 +1,295 @@
+"""Instrument a BPF ELF object with one counter per basic block (and, optionally, per branch).
+
+The counters live in a global-data section added to the object
+(``.data.bpfcover``: ``u64 __bpfcover[n]``), so libbpf creates the map and
+relocates the references.  A counted block starts with::
+
+    rA = &__bpfcover[k]        ; ld_imm64, relocated against __bpfcover (imm = 8 * k)
+    rB = 1
+    lock *(u64 *)(rA + 0) += rB
+
+(4 slots).  ``rA`` / ``rB`` are registers that liveness proves dead at the
+block's start; where fewer than two are free, the missing ones are spilled to
+stack slots below the subprogram's stack use and restored after the increment
+(a block gets no counter when neither is possible; the map says so).  With
+``edges=True`` every conditional jump also counts its fall-through edge, so
+both outcomes of every branch are known (taken = block count - fall-through).
+
+What each counter means (section, block, first original slot, source lines)
+travels inside the object as JSON in a non-allocated ``.bpfcover`` section,
+so a report can be made from the instrumented object and a counter dump alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bpfpatch.analysis.cfg import FlowGraph
+from bpfpatch.elf.addmap import ObjectEditor
+from bpfpatch.elf.reader import ElfObject, read_object
+from bpfpatch.elf.writer import build_object
+from bpfpatch.errors import BpfPatchError
+from bpfpatch.isa import Insn, Size
+from bpfpatch.isa import build as b
+from bpfpatch.patch import Node, PatchInsn, PatchList
+from bpfpatch.program import Program
+
+COUNTERS_SYMBOL = "__bpfcover"
+COUNTERS_SECTION = ".data." + COUNTERS_SYMBOL
+MAP_SECTION = ".bpfcover"
+
+
+class CoverError(BpfPatchError):
+    """An object that cannot be instrumented or reported on (names the section)."""
+
+
+class _Mark:
+    """The aux of an inserted counter load: which counter it addresses."""
+
+    __slots__ = ("counter",)
+
+    def __init__(self, counter: int) -> None:
+        self.counter = counter
+
+
+@dataclass
+class Counter:
+    """One counter: a block (kind "block") or a branch's fall-through edge (kind "fallthrough")."""
+
+    index: int
+    section: str
+    kind: str
+    block: int
+    slot: int  # the original slot of the block's first instruction (or of the jump)
+    lines: list[tuple[str, int]] = field(default_factory=list)  # (file, line) the block's instructions belong to
+    function: str = ""
+
+
+@dataclass
+class CoverMap:
+    """Every counter of an instrumented object, and what it needs to be read back."""
+
+    counters: list[Counter] = field(default_factory=list)
+    uninstrumented: list[tuple[str, int]] = field(default_factory=list)  # (section, block) without a counter
+    sources: dict[str, dict[int, str]] = field(default_factory=dict)  # file -> line -> text (from BTF)
+    functions: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (file, first line)
+    branches: list[dict] = field(default_factory=list)  # {file, line, block, section, counter, fallthrough}
+    added_insns: int = 0
+    original_insns: int = 0
+    spills: int = 0
+
+    def to_json(self) -> str:
+        """The map as JSON (what the ``.bpfcover`` section holds)."""
+        d = asdict(self)
+        d["sources"] = {f: {str(k): v for k, v in lines.items()} for f, lines in self.sources.items()}
+        return json.dumps(d, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "CoverMap":
+        """The inverse of `to_json`."""
+        d = json.loads(text)
+        m = cls(
+            [Counter(**{**c, "lines": [tuple(x) for x in c["lines"]]}) for c in d["counters"]],
+            [tuple(x) for x in d["uninstrumented"]],
+            {f: {int(k): v for k, v in lines.items()} for f, lines in d["sources"].items()},
+            {k: tuple(v) for k, v in d["functions"].items()},
+            d["branches"], d["added_insns"], d["original_insns"], d.get("spills", 0),
+        )
+        return m
+
+
+def _line_table(obj: ElfObject, prog: Program) -> list[tuple[str, int] | None]:
+    """Per original slot: the (file, line) BTF line info says it belongs to."""
+    out: list[tuple[str, int] | None] = [None] * len(prog.slots)
+    if not prog.line_info or obj.btf is None:
+        return out
+    recs = sorted(prog.line_info, key=lambda r: r.insn_off)
+    for k, r in enumerate(recs):
+        end = recs[k + 1].insn_off if k + 1 < len(recs) else len(prog.slots)
+        # line 0: code the compiler made up (no source line); it belongs to no line
+        where = (obj.btf.string(r.file_name_off), r.line_num) if r.line_num else None
+        for s in range(r.insn_off, min(end, len(out))):
+            out[s] = where
+    return out
+
+
+def _sources(obj: ElfObject, prog: Program, into: dict[str, dict[int, str]]) -> None:
+    if obj.btf is None:
+        return
+    for r in prog.line_info or ():
+        if not r.line_num:
+            continue
+        text = obj.btf.string(r.line_off)
+        into.setdefault(obj.btf.string(r.file_name_off), {}).setdefault(r.line_num, text)
+
+
+def _functions(obj: ElfObject, prog: Program) -> dict[int, str]:
+    """Original slot -> function name, from func_info (else the section's function symbols)."""
+    out: dict[int, str] = {}
+    if prog.func_info and obj.btf is not None:
+        for f in prog.func_info:
+            out[f.insn_off] = obj.btf.name_of_func(f.type_id)
+    for sym in prog.meta.get("symbols", ()):
+        if sym.type == "STT_FUNC":
+            out.setdefault(sym.slot, sym.name)
+    return out
+
+
+def _counter_code(counter: int, regs: list[int], slots: list[int]) -> list[Insn | PatchInsn]:
+    """The increment of one counter with registers `regs` (2), spilling those listed by stack slot."""
+    a, c = regs
+    body: list[Insn | PatchInsn] = [
+        PatchInsn(b.ld_imm64(a, 8 * counter), aux=_Mark(counter)),
+        b.mov64_imm(c, 1),
+        b.atomic_add(Size.DW, a, c, 0),
+    ]
+    if not slots:
+        return body
+    spilled = list(zip((a, c)[2 - len(slots):], slots))
+    save = [b.stx_mem(Size.DW, 10, r, off) for r, off in spilled]
+    restore = [b.ldx_mem(Size.DW, r, 10, off) for r, off in spilled]
+    return save + body + restore
+
+
+def _place(g: FlowGraph, node: Node, subprog: int, spill_slots: dict[int, list[int]]) -> tuple[list[int], list[int]] | None:
+    """(registers, stack slots to spill them to) for a counter inserted before `node`, or None."""
+    free = g.free_registers(node, 2)
+    if len(free) == 2:
+        return free, []
+    need = 2 - len(free)
+    slots = spill_slots.setdefault(subprog, g.free_stack_slots(subprog, 2))
+    if len(slots) < need:
+        return None
+    # spill the callee-saved registers the node does not name (r9, r8, ...), not r10
+    insn = node.insn
+    pick = [r for r in (9, 8, 7, 6) if r not in free and r not in (insn.dst, insn.src)][:need]
+    if len(pick) < need:
+        return None
+    return free + pick, slots[:need]
+
+
+def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverMap, *, edges: bool = False) -> Program:
+    """One section's program with counters added; counters are appended to `cmap`."""
+    pl = PatchList(prog)
+    g = FlowGraph(pl)
+    lines = _line_table(obj, prog)
+    funcs = _functions(obj, prog)
+    _sources(obj, prog, cmap.sources)
+    for slot, name in funcs.items():
+        if 0 <= slot < len(lines) and lines[slot] is not None and name:
+            cmap.functions.setdefault(name, lines[slot])
+    spill_slots: dict[int, list[int]] = {}
+    sub_names = {}
+    for k, start in enumerate(g.subprog_starts):
+        o = g.nodes[start].orig_idx
+        sub_names[k] = funcs.get(o, section if k == 0 else f"{section}+{o}")
+    plan: list[tuple[Node, list[Insn | PatchInsn], bool]] = []  # (node, code, after the node)
+    for blk in g.blocks:
+        if blk.seen is False:
+            continue
+        first = blk.first
+        orig = first.orig_idx
+        where = _place(g, first, blk.subprog, spill_slots)
+        if where is None:
+            cmap.uninstrumented.append((section, blk.index))
+            continue
+        k = len(cmap.counters)
+        blines = sorted({lines[n.orig_idx] for n in blk.nodes if n.orig_idx >= 0 and lines[n.orig_idx] is not None})
+        cmap.counters.append(Counter(k, section, "block", blk.index, orig, [tuple(x) for x in blines], sub_names[blk.subprog]))
+        cmap.spills += len(where[1])
+        plan.append((first, _counter_code(k, *where), False))
+        last = blk.last
+        if edges and last.insn.is_jump and len(blk.succs) == 2 and not _unconditional(last.insn):
+            fall = last.next
+            if fall is None:
+                continue
+            w = _place(g, fall, blk.subprog, spill_slots)
+            if w is None:
+                continue
+            e = len(cmap.counters)
+            jline = lines[last.orig_idx] if last.orig_idx >= 0 else None
+            cmap.counters.append(Counter(e, section, "fallthrough", blk.index, last.orig_idx,
+                                         [tuple(jline)] if jline else [], sub_names[blk.subprog]))
+            cmap.spills += len(w[1])
+            plan.append((last, _counter_code(e, *w), True))
+            if jline:
+                cmap.branches.append({"file": jline[0], "line": jline[1], "section": section, "block": blk.index,
+                                      "counter": k, "fallthrough": e})
+    for node, code, after in plan:
+        if after:
+            pl.append(node, code)
+        else:
+            pl.prepend(node, code)
+    new = pl.linearize()
+    cmap.added_insns += len(new.slots) - len(prog.slots)
+    cmap.original_insns += len(prog.slots)
+    return new
+
+
+def _unconditional(insn: Insn) -> bool:
+    return insn.code in (0x05, 0x06) or insn.code == 0xE5
+
+
+def counter_slots(prog: Program) -> list[int]:
+    """Slots of the counter loads in an instrumented (linearized) program."""
+    aux = prog.aux or []
+    return [s for s, a in enumerate(aux) if isinstance(a, _Mark)]
+
+
+def instrument_object(source: str | Path | bytes | ElfObject, *, edges: bool = False,
+                      sections: list[str] | None = None) -> tuple[bytes, CoverMap]:
+    """The object with counters in every basic block of every program section (or of `sections`)."""
+    obj = source if isinstance(source, ElfObject) else read_object(source)
+    if not obj.programs:
+        raise CoverError("the object has no program sections")
+    if COUNTERS_SECTION in _section_names(obj):
+        raise CoverError(f"the object is already instrumented (it has {COUNTERS_SECTION})")
+    chosen = list(obj.programs) if sections is None else sections
+    for s in chosen:
+        if s not in obj.programs:
+            raise CoverError(f"no program section {s!r} (have: {', '.join(obj.programs)})")
+    cmap = CoverMap()
+    programs: dict[str, Program] = {}
+    for sec in chosen:
+        programs[sec] = instrument_program(obj, sec, obj.programs[sec], cmap, edges=edges)
+    if not cmap.counters:
+        raise CoverError("no block could be instrumented")
+    data = build_object(obj, programs)
+    ed = ObjectEditor(data)
+    ed.add_data(COUNTERS_SYMBOL, 8 * len(cmap.counters))
+    for sec, prog in programs.items():
+        slots = counter_slots(prog)
+        if slots:
+            ed.add_relocations(sec, slots, COUNTERS_SYMBOL)
+    ed.add_note(MAP_SECTION, cmap.to_json().encode())
+    return ed.to_bytes(), cmap
+
+
+def _section_names(obj: ElfObject) -> set[str]:
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    return {s.name for s in ELFFile(io.BytesIO(obj.data)).iter_sections()}
+
+
+def read_cover_map(source: str | Path | bytes) -> CoverMap:
+    """The counter map stored in an instrumented object."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    data = Path(source).read_bytes() if not isinstance(source, (bytes, bytearray)) else bytes(source)
+    try:
+        sec = ELFFile(io.BytesIO(data)).get_section_by_name(MAP_SECTION)
+    except Exception as exc:
+        raise CoverError(f"{source}: not an ELF object ({exc})") from exc
+    if sec is None:
+        raise CoverError(f"{source}: not instrumented by bpfpatch cover (no {MAP_SECTION} section)")
+    return CoverMap.from_json(sec.data().decode())
+
+
+__all__ = ["COUNTERS_SECTION", "COUNTERS_SYMBOL", "Counter", "CoverError", "CoverMap", "counter_slots",
+           "instrument_object", "instrument_program", "read_cover_map"]
