@@ -9,13 +9,13 @@ DEBIAN_PKGS := clang llvm bpftool libbpf-dev libbpf1 linux-libc-dev lcov xdp-too
 # where a Debian has no such package those tests skip with the reason.
 DEBIAN_OPTIONAL := clang-19 llvm-19 chromium linux-source-6.12
 
-.PHONY: demo test setup setup-test debian bench fuzz
+.PHONY: demo test setup setup-test debian bench fuzz docs
 
 setup:
 	$(PIP) install -q --disable-pip-version-check -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 setup-test: setup
-	$(PIP) install -q --disable-pip-version-check -e '.[test,bench]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+	$(PIP) install -q --disable-pip-version-check -e '.[test,bench,docs]' 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 # Debian packages the tests compile and compare with; skipped when already there.
 debian:
@@ -33,6 +33,15 @@ demo: setup
 test: debian setup-test
 	$(PYTHON) -m ruff check --select F,E9 src tests fuzz bench
 	$(PYTHON) -m pytest -q -p no:cacheprovider
+
+# The API reference from the docstrings (pdoc: no configuration to keep in step with the code).
+docs: setup
+	$(PIP) install -q --disable-pip-version-check -e '.[docs]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+	$(PYTHON) -m pdoc --docformat markdown -o build/docs $$($(PYTHON) -c "import pkgutil, bpfpatch; \
+	  print(' '.join(['bpfpatch'] + [m.name for m in pkgutil.walk_packages(bpfpatch.__path__, 'bpfpatch.') \
+	  if not m.name.endswith('__main__')]))")
+	cp docs/cookbook.md build/docs/
+	@echo "API reference: build/docs/index.html (cookbook: docs/cookbook.md)"
 
 bench: setup-test
 	$(PYTHON) -m bpfpatch.cli bench
