@@ -161,3 +161,51 @@ def test_third_party_xdp_objects_load_and_behave_the_same(path, tmp_path):
     for prog, runs in res.runs.items():  # each program's entry block ran once per run
         entry = min((c for c in cmap.counters if c.kind == "block" and c.function == prog), key=lambda c: c.slot)
         assert res.counters[entry.index] == runs, prog
+
+
+SELFTESTS = Path("/work/src/linux-source-6.12/tools/testing/selftests/bpf")
+
+
+@pytest.fixture(scope="module")
+def selftest_objects(tmp_path_factory):
+    """tc and XDP programs of the kernel's own selftests (not written here), compiled with clang."""
+    if not (SELFTESTS / "progs").is_dir() or shutil.which("clang") is None or shutil.which("bpftool") is None:
+        pytest.skip("the kernel source (linux-source-6.12), clang or bpftool is missing")
+    tmp = tmp_path_factory.mktemp("selftests")
+    (tmp / "inc" / "gnu").mkdir(parents=True)
+    (tmp / "inc" / "gnu" / "stubs-32.h").write_text("")  # -target bpf makes glibc ask for the 32-bit stubs
+    with open(tmp / "inc" / "vmlinux.h", "w") as f:
+        subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], stdout=f, check=True)
+    out = {}
+    for name in ("test_pkt_access", "test_l4lb_noinline", "test_xdp_noinline"):
+        out[name] = compile_bpf(SELFTESTS / "progs" / f"{name}.c", tmp,
+                                extra=(f"-I{tmp / 'inc'}", f"-I{SELFTESTS}", f"-I{SELFTESTS / 'progs'}"))
+    return out
+
+
+@pytest.mark.parametrize("name", ["test_pkt_access", "test_l4lb_noinline", "test_xdp_noinline"])
+def test_kernel_selftest_tc_and_xdp_objects(selftest_objects, name, tmp_path):
+    from bpfpatch.cover.report import line_coverage
+    from bpfpatch.cover.run import packet_inputs, run_coverage
+
+    path = selftest_objects[name]
+    data, cmap = instrument_object(path, edges=True)
+    res = run_coverage(path, data, cmap, packet_inputs(64, 2))
+    assert res.differences == [] and res.runs
+    for prog, runs in res.runs.items():
+        entry = min((c for c in cmap.counters if c.kind == "block" and c.function == prog), key=lambda c: c.slot)
+        assert res.counters[entry.index] == runs, prog
+    files = line_coverage(cmap, res.counters)
+    assert sum(f.lines_hit for f in files.values()) > 0
+    if name != "test_pkt_access":  # the load balancers' packets are too specific for random ones
+        assert any(0 in f.lines.values() for f in files.values())
+
+
+def test_section_and_prog_type_options(covered, tmp_path):
+    obj = covered[0]
+    out = tmp_path / "r"
+    pk = tmp_path / "p.txt"
+    pk.write_text((bytes([0x42, 0]) + bytes(60)).hex() + "\n")
+    assert main(["cover", str(obj), "-o", str(out), "--section", "xdp", "--prog-type", "xdp", "--inputs-from", str(pk)]) == 0
+    assert _tracefile(out / "coverage.info")["FNDA"]["cover_me"] == 1
+    assert main(["cover", str(obj), "-o", str(tmp_path / "s"), "--section", "nosuch", "--inputs", "2"]) == 1

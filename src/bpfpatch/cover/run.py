@@ -100,31 +100,30 @@ def run_coverage(original: str | Path | bytes, instrumented: bytes, cmap: CoverM
     from bpfpatch.kernel.libbpf import load_object
 
     sections = {c.section for c in cmap.counters}
-    with load_object(instrumented, prog_type=prog_type, name="instrumented") as obj:
+    try:
+        orig = load_object(original, prog_type=prog_type, name="original")
+    except KernelError as exc:
+        raise CoverError(f"the original object does not load here either: {exc}") from exc
+    with orig, load_object(instrumented, prog_type=prog_type, name="instrumented") as obj:
         chosen = [p for p in obj.programs.values() if p.section in sections and _runnable(p)
                   and (programs is None or p.name in programs or p.section in programs)]
         if not chosen:
             raise CoverError(f"no program of the object can be test-run (sections: {', '.join(sorted(sections))}"
                              + (f"; asked for {', '.join(programs)}" if programs else "") + ")")
-        try:
-            orig = load_object(original, prog_type=prog_type, name="original")
-        except KernelError as exc:
-            raise CoverError(f"the original object does not load: {exc}") from exc
         result = RunResult([])
         total, done = len(chosen) * len(inputs), 0
-        with orig:
-            for p_new in chosen:
-                p_old = orig.programs[p_new.name]
-                for name, data in inputs:
-                    a = p_old.test_run(data)
-                    r = p_new.test_run(data)
-                    if (a.retval, a.data_out) != (r.retval, r.data_out) and len(result.differences) < 20:
-                        result.differences.append(f"{p_new.name} on {name}: retval {a.retval} -> {r.retval}"
-                                                  + ("" if a.data_out == r.data_out else ", packet out differs"))
-                    result.runs[p_new.name] = result.runs.get(p_new.name, 0) + 1
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)  # runs done, runs in all
+        for p_new in chosen:
+            p_old = orig.programs[p_new.name]
+            for name, data in inputs:
+                a = p_old.test_run(data)
+                r = p_new.test_run(data)
+                if (a.retval, a.data_out) != (r.retval, r.data_out) and len(result.differences) < 20:
+                    result.differences.append(f"{p_new.name} on {name}: retval {a.retval} -> {r.retval}"
+                                              + ("" if a.data_out == r.data_out else ", packet out differs"))
+                result.runs[p_new.name] = result.runs.get(p_new.name, 0) + 1
+                done += 1
+                if progress is not None:
+                    progress(done, total)  # runs done, runs in all
         raw = obj.map(COUNTERS_SECTION).lookup(bytes(4))
     if raw is None:
         raise CoverError("the counters map is empty")
