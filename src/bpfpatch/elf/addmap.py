@@ -1,4 +1,10 @@
-"""Add global data to a BPF ELF object and reference it from instructions (relocations emitted).
+"""Add maps and global data to a BPF ELF object and reference them from instructions (relocations emitted).
+
+`ObjectEditor.add_map` declares a BTF-defined map in ``.maps`` (its BTF
+types, a ``VAR`` in the ``.maps`` ``DATASEC``, the symbol): libbpf creates it,
+and an ``ld_imm64`` relocated against it becomes ``r = map[fd]``
+(``BPF_PSEUDO_MAP_FD``), for the map helpers.  `ObjectEditor.add_data` adds
+global data, for direct loads and stores:
 
 libbpf turns every ``.data.<name>`` section of an object into an array map of
 one element (the section's bytes), and an ``ld_imm64`` relocated
@@ -38,7 +44,7 @@ R_BPF_64_64 = 1
 DATA_PREFIX = ".data."
 
 # BTF kinds used here (include/uapi/linux/btf.h)
-_BTF_INT, _BTF_ARRAY, _BTF_VAR, _BTF_DATASEC = 1, 3, 14, 15
+_BTF_INT, _BTF_PTR, _BTF_ARRAY, _BTF_STRUCT, _BTF_VAR, _BTF_DATASEC = 1, 2, 3, 4, 14, 15
 
 
 @dataclass
@@ -151,38 +157,118 @@ class ObjectEditor:
         r.data += b"".join(_REL.pack(slot * 8, (sym << 32) | R_BPF_64_64) for slot in slots)
         r.header[5] = len(r.data)
 
-    def _add_btf_datasec(self, sec_name: str, var_name: str, size: int) -> None:
+    def _btf(self) -> tuple[int, bytes, bytearray, bytearray] | None:
+        """(section index, header, type bytes, string bytes) of .BTF, or None without BTF."""
         idx = self._index(".BTF")
         if idx is None:
-            return
-        raw = bytearray(self.sections[idx].data)
+            return None
+        raw = self.sections[idx].data
         magic, _ver, _flags, hdr_len = struct.unpack_from("<HBBI", raw, 0)
         if magic != 0xEB9F:
             raise ElfError("bad BTF magic", section=".BTF")
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", raw, 8)
-        types = bytes(raw[hdr_len + type_off: hdr_len + type_off + type_len])
+        types = bytearray(raw[hdr_len + type_off: hdr_len + type_off + type_len])
         strings = bytearray(raw[hdr_len + str_off: hdr_len + str_off + str_len])
-        nexisting = _count_types(types)
+        return idx, bytes(raw[:hdr_len]), types, strings
+
+    def _set_btf(self, idx: int, header: bytes, types: bytes, strings: bytes) -> None:
+        out = bytearray(header)
+        struct.pack_into("<IIII", out, 8, 0, len(types), len(types), len(strings))
+        self.sections[idx].data = bytes(out + types + strings)
+        self.sections[idx].header[5] = len(self.sections[idx].data)
+
+    def _add_btf_datasec(self, sec_name: str, var_name: str, size: int) -> None:
+        btf = self._btf()
+        if btf is None:
+            return
+        idx, header, types, strings = btf
+        first = len(_records(types)) + 1
 
         def s(text: str) -> int:
             off = len(strings)
             strings.extend(text.encode() + b"\0")
             return off
 
-        u64, u32, arr, var = nexisting + 1, nexisting + 2, nexisting + 3, nexisting + 4
-        new = b"".join([
+        u64, u32, arr, var = first, first + 1, first + 2, first + 3
+        types += b"".join([
             struct.pack("<IIII", s("unsigned long long"), _BTF_INT << 24, 8, 64),  # INT u64, 64 bits
             struct.pack("<IIII", s("unsigned int"), _BTF_INT << 24, 4, 32),
             struct.pack("<III", 0, _BTF_ARRAY << 24, 0) + struct.pack("<III", u64, u32, size // 8),
             struct.pack("<III", s(var_name), _BTF_VAR << 24, arr) + struct.pack("<I", 1),  # global allocated
             struct.pack("<III", s(sec_name), (_BTF_DATASEC << 24) | 1, size) + struct.pack("<III", var, 0, size),
         ])
-        del u32
-        types += new
-        out = bytearray(raw[:hdr_len])
-        struct.pack_into("<IIII", out, 8, 0, len(types), len(types), len(strings))
-        self.sections[idx].data = bytes(out + types + strings)
-        self.sections[idx].header[5] = len(self.sections[idx].data)
+        self._set_btf(idx, header, bytes(types), bytes(strings))
+
+    def add_map(self, name: str, map_type: int, key_size: int, value_size: int, max_entries: int,
+                flags: int = 0) -> None:
+        """Add a BTF-defined map `name` to ``.maps`` (libbpf creates it); reference it with `add_relocations`.
+
+        The map is declared the way ``__uint(type, ...)``, ``__uint(key_size, ...)``,
+        ``__uint(value_size, ...)``, ``__uint(max_entries, ...)`` (and ``map_flags``) declare it in C.
+        """
+        btf = self._btf()
+        if btf is None:
+            raise ElfError("a BTF-defined map needs the object's .BTF", section=".BTF")
+        for v, what in ((key_size, "key_size"), (value_size, "value_size"), (max_entries, "max_entries")):
+            if not isinstance(v, int) or v <= 0:
+                raise ElfError(f"map {name}: {what} {v!r} must be a positive int", section=".maps")
+        idx, header, types, strings = btf
+        recs = _records(bytes(types))
+        first = len(recs) + 1
+
+        def s(text: str) -> int:
+            off = len(strings)
+            strings.extend(text.encode() + b"\0")
+            return off
+
+        # int, then for each field an int[N] and a pointer to it: __uint(field, N)
+        fields = [("type", map_type), ("key_size", key_size), ("value_size", value_size), ("max_entries", max_entries)]
+        if flags:
+            fields.append(("map_flags", flags))
+        t_int = first
+        new = [struct.pack("<IIII", s("int"), _BTF_INT << 24, 4, (1 << 24) | 32)]  # signed 32-bit int
+        ptrs = []
+        nxt = first + 1
+        for _fname, n in fields:
+            new.append(struct.pack("<III", 0, _BTF_ARRAY << 24, 0) + struct.pack("<III", t_int, t_int, n))
+            new.append(struct.pack("<III", 0, _BTF_PTR << 24, nxt))
+            ptrs.append(nxt + 1)
+            nxt += 2
+        t_struct = nxt
+        new.append(struct.pack("<III", 0, (_BTF_STRUCT << 24) | len(fields), 8 * len(fields))
+                   + b"".join(struct.pack("<III", s(f), p, 64 * k) for k, ((f, _n), p) in enumerate(zip(fields, ptrs))))
+        t_var = t_struct + 1
+        new.append(struct.pack("<III", s(name), _BTF_VAR << 24, t_struct) + struct.pack("<I", 1))
+        size = 8 * len(fields)
+        maps = self._index(".maps")
+        offset = 0 if maps is None else (len(self.sections[maps].data) + 7) // 8 * 8
+        # the .maps DATASEC: extended in place when it exists, else a new one
+        datasec = next((r for r in recs if r[2] == _BTF_DATASEC and _str(strings, r[3]) == ".maps"), None)
+        if datasec is None:
+            new.append(struct.pack("<III", s(".maps"), (_BTF_DATASEC << 24) | 1, offset + size)
+                       + struct.pack("<III", t_var, offset, size))
+            types += b"".join(new)
+        else:
+            start, end, _k, name_off, info = datasec
+            vlen = (info & 0xFFFF) + 1
+            rec = bytearray(types[start:end])
+            # clang leaves the size (and offsets) 0 for libbpf to fill from the symbols: keep it so
+            old_size = struct.unpack_from("<I", rec, 8)[0]
+            struct.pack_into("<III", rec, 0, name_off, (info & ~0xFFFF) | vlen, offset + size if old_size else 0)
+            rec += struct.pack("<III", t_var, offset, size)
+            types = types[:start] + rec + types[end:] + b"".join(new)
+        self._set_btf(idx, header, bytes(types), bytes(strings))
+        if maps is None:
+            name_off = self._strtab_add(self._shstrndx, ".maps")
+            self.sections.append(_Sec(".maps", [name_off, SHT_PROGBITS, SHF_WRITE | SHF_ALLOC, 0, 0, 0, 0, 0, 8, 0], b""))
+            maps = len(self.sections) - 1
+        m = self.sections[maps]
+        m.data = m.data.ljust(offset, b"\0") + bytes(size)
+        m.header[5] = len(m.data)
+        assert self._symtab is not None
+        st = self.sections[self._symtab]
+        st.data += _SYM.pack(self._strtab_add(st.header[6], name), (STB_GLOBAL << 4) | STT_OBJECT, 0, maps, offset, size)
+        st.header[5] = len(st.data)
 
     # --- output --------------------------------------------------------------------
 
@@ -216,17 +302,25 @@ _TRAILER = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8)
             17: (4, 0), 19: (0, 12)}
 
 
-def _count_types(types: bytes) -> int:
-    pos = n = 0
+def _records(types: bytes) -> list[tuple[int, int, int, int, int]]:
+    """Every BTF type record as (start, end, kind, name_off, info), in id order (id = position + 1)."""
+    out = []
+    pos = 0
     while pos < len(types):
-        info = struct.unpack_from("<I", types, pos + 4)[0]
+        name_off, info = struct.unpack_from("<II", types, pos)
         kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
         fixed, per = _TRAILER.get(kind, (0, 0))
-        pos += 12 + fixed + per * vlen
-        n += 1
+        end = pos + 12 + fixed + per * vlen
+        out.append((pos, end, kind, name_off, info))
+        pos = end
     if pos != len(types):
         raise ElfError("BTF type section does not parse to its end", section=".BTF")
-    return n
+    return out
+
+
+def _str(strings: bytes, off: int) -> str:
+    end = strings.find(b"\0", off)
+    return strings[off: end if end >= 0 else len(strings)].decode(errors="replace")
 
 
 __all__ = ["DATA_PREFIX", "ObjectEditor"]
