@@ -30,11 +30,19 @@ def _bpf_status() -> tuple[bool, str]:
 _BPF_OK, _BPF_WHY = _bpf_status()
 
 
+# Slow tests (corpus-wide proofs, whole-corpus loads) run in CI and when asked for; a developer's
+# quick run leaves them out, saying so.
+_RUN_SLOW = bool(os.environ.get("CI") or os.environ.get("BPFPATCH_SLOW"))
+
+
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"bpf() refused on this machine: {_BPF_WHY}")
+    skip_slow = pytest.mark.skip(reason="slow: runs in CI (CI=true) or with BPFPATCH_SLOW=1")
     for item in items:
         if "kernel" in item.keywords and not _BPF_OK:
             item.add_marker(skip)
+        if "slow" in item.keywords and not _RUN_SLOW:
+            item.add_marker(skip_slow)
 
 
 def multiarch_include() -> list[str]:
