@@ -121,13 +121,21 @@ def extract(workdir: Path, src: Path | None = None) -> tuple[list[SelfTest], lis
     return tests, failed
 
 
-def comparable_rows(rows: list) -> list[tuple[int, int, int, int, int]]:
+def comparable_rows(rows: list, *, xlated: bool = True) -> list[tuple[int, int, int, int, int]]:
     """Slot rows with what only the loaded kernel knows masked: helper-call immediates
-    (addresses relative to __bpf_call_base), pseudo calls' off (the callee's subprogram
-    number in xlated form) and the address a callback's ld_imm64 gets."""
+    (addresses relative to __bpf_call_base), the address a callback's ld_imm64 gets, and
+    pseudo calls' off.  The kernel's xlated pseudo call holds the callee's subprogram
+    number in imm; rows of ours (``xlated=False``) are given the same numbering."""
+    number = {}
+    if not xlated:
+        starts = {0}
+        for i, (code, _, src, _, imm) in enumerate(rows):
+            if (code == 0x85 and src == 1) or (code == 0x18 and src == 4):
+                starts.add(i + imm + 1)
+        number = {s: k for k, s in enumerate(sorted(starts))}
     out = []
     func_load = False
-    for code, dst, src, off, imm in rows:
+    for i, (code, dst, src, off, imm) in enumerate(rows):
         if func_load:
             out.append((code, dst, src, off, 0))
             func_load = False
@@ -136,6 +144,8 @@ def comparable_rows(rows: list) -> list[tuple[int, int, int, int, int]]:
             imm = 0
         elif code == 0x85 and src == 1:
             off = 0
+            if not xlated:
+                imm = number.get(i + imm + 1, -1)
         elif code == 0x18 and src == 4:
             imm, func_load = 0, True
         out.append((code, dst, src, off, imm))
@@ -152,7 +162,7 @@ class KernelCase:
     @property
     def rewritten(self) -> bool:
         """Did the kernel change anything besides what only it can know?"""
-        return comparable_rows(self.xlated) != comparable_rows(slot_rows(self.test.program().slots))
+        return comparable_rows(self.xlated) != comparable_rows(slot_rows(self.test.program().slots), xlated=False)
 
 
 @lru_cache(maxsize=1)

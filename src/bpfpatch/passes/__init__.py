@@ -22,6 +22,7 @@ _PASS_MODULES = {
     "blind": "bpfpatch.passes.blind",
     "zext": "bpfpatch.passes.zext",
     "ctx": "bpfpatch.passes.ctx",
+    "kernel": "bpfpatch.passes.kernel",
 }
 
 

@@ -1,0 +1,130 @@
+"""Kernel-internal structure layouts for context conversion (struct sk_buff, xdp_buff, ...).
+
+The kernel lowers context accesses to loads from its own structures, whose
+offsets change between builds.  They come from the running kernel's BTF: the
+kernel / command-line layer installs a provider (`set_layout_provider`,
+usually `layout_from_btf` over ``/sys/kernel/btf/vmlinux``; this layer may not
+import the BTF reader).  Without one, `SHIPPED` is used: the layout of the
+kernel these passes were checked against (Linux 6.18, x86-64).
+
+A layout maps ``"struct.member"`` to ``(byte offset, size)``; bitfields the
+kernel reads through a marker byte (``pkt_type``, ``tc_at_ingress``,
+``tstamp_type``, ``cloned``) map ``"struct.member@bit"`` to their bit offset.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from bpfpatch.errors import PatchError
+
+Layout = dict[str, tuple[int, int]]
+
+#: The members the conversions use, per structure.
+MEMBERS = {
+    "sk_buff": ("len", "protocol", "vlan_proto", "priority", "skb_iif", "dev", "hash", "mark",
+                "__pkt_type_offset", "queue_mapping", "vlan_all", "vlan_tci", "cb", "data", "tc_index",
+                "napi_id", "sk", "tstamp", "end", "head", "__mono_tc_offset", "__cloned_offset", "data_len"),
+    "sk_skb_cb": ("data", "temp_reg"),
+    "net_device": ("ifindex",),
+    "qdisc_skb_cb": ("data", "tc_classid", "pkt_len"),
+    "bpf_skb_data_end": ("data_meta", "data_end"),
+    "sock_common": ("skc_family", "skc_daddr", "skc_rcv_saddr", "skc_v6_daddr", "skc_v6_rcv_saddr",
+                    "skc_dport", "skc_num"),
+    "skb_shared_info": ("gso_segs", "gso_size", "hwtstamps"),
+    "xdp_buff": ("data", "data_meta", "data_end", "rxq", "txq"),
+    "xdp_rxq_info": ("dev", "queue_index"),
+    "xdp_txq_info": ("dev",),
+}
+BITS = {"sk_buff": ("pkt_type", "tc_at_ingress", "tstamp_type", "cloned")}
+
+#: Linux 6.18 x86-64 (this project's machines), from /sys/kernel/btf/vmlinux by `layout_from_btf`.
+SHIPPED: Layout = {
+    'sk_buff.len': (112, 4), 'sk_buff.protocol': (176, 2), 'sk_buff.vlan_proto': (152, 2),
+    'sk_buff.priority': (140, 4), 'sk_buff.skb_iif': (144, 4), 'sk_buff.dev': (16, 8),
+    'sk_buff.hash': (148, 4), 'sk_buff.mark': (164, 4), 'sk_buff.__pkt_type_offset': (128, 0),
+    'sk_buff.queue_mapping': (124, 2), 'sk_buff.vlan_all': (152, 4), 'sk_buff.vlan_tci': (154, 2),
+    'sk_buff.cb': (40, 48), 'sk_buff.data': (200, 8), 'sk_buff.tc_index': (132, 2),
+    'sk_buff.napi_id': (156, 4), 'sk_buff.sk': (24, 8), 'sk_buff.tstamp': (32, 8), 'sk_buff.end': (188, 4),
+    'sk_buff.head': (192, 8), 'sk_buff.__mono_tc_offset': (129, 0), 'sk_buff.__cloned_offset': (126, 0),
+    'sk_buff.data_len': (116, 4), 'sk_skb_cb.data': (0, 20), 'sk_skb_cb.temp_reg': (40, 8),
+    'net_device.ifindex': (224, 4), 'qdisc_skb_cb.data': (8, 20), 'qdisc_skb_cb.tc_classid': (6, 2),
+    'qdisc_skb_cb.pkt_len': (0, 4), 'bpf_skb_data_end.data_meta': (32, 8),
+    'bpf_skb_data_end.data_end': (40, 8), 'sock_common.skc_family': (16, 2), 'sock_common.skc_daddr': (0, 4),
+    'sock_common.skc_rcv_saddr': (4, 4), 'sock_common.skc_v6_daddr': (56, 16),
+    'sock_common.skc_v6_rcv_saddr': (72, 16), 'sock_common.skc_dport': (12, 2), 'sock_common.skc_num': (14, 2),
+    'skb_shared_info.gso_segs': (6, 2), 'skb_shared_info.gso_size': (4, 2),
+    'skb_shared_info.hwtstamps': (16, 8), 'xdp_buff.data': (0, 8), 'xdp_buff.data_meta': (16, 8),
+    'xdp_buff.data_end': (8, 8), 'xdp_buff.rxq': (32, 8), 'xdp_buff.txq': (40, 8), 'xdp_rxq_info.dev': (0, 8),
+    'xdp_rxq_info.queue_index': (8, 4), 'xdp_txq_info.dev': (0, 8), 'sk_buff.pkt_type@bit': (1024, 3),
+    'sk_buff.tc_at_ingress@bit': (1034, 1), 'sk_buff.tstamp_type@bit': (1032, 2),
+    'sk_buff.cloned@bit': (1008, 1),
+}
+
+_provider: Callable[[], Layout] | None = None
+_cache: Layout | None = None
+
+
+def set_layout_provider(provider: Callable[[], Layout] | None) -> None:
+    """Install the function that reads the running kernel's layout (None: the shipped table)."""
+    global _provider, _cache
+    _provider, _cache = provider, None
+
+
+def layout() -> Layout:
+    """The layout in force: the provider's (read once), else `SHIPPED`."""
+    global _cache
+    if _cache is None:
+        _cache = SHIPPED
+        if _provider is not None:
+            try:
+                got = _provider()
+            except Exception:  # noqa: BLE001 - no BTF here: the shipped table it is
+                got = None
+            if got:
+                _cache = {**SHIPPED, **got}
+    return _cache
+
+
+def member(name: str) -> tuple[int, int]:
+    """``(offset, size)`` of ``"struct.member"`` in the layout in force."""
+    try:
+        return layout()[name]
+    except KeyError:
+        raise PatchError(f"kernel: no layout for {name} (the kernel's BTF lacks it)") from None
+
+
+def layout_from_btf(btf: Any) -> Layout:
+    """The layout from a parsed BTF (a `bpfpatch.btf.Btf`: ``types``, ``member``, ``resolve``)."""
+    wanted = set(MEMBERS) | set(BITS)
+    structs = {t.name: t for t in btf.types if t.name in wanted and getattr(t.kind, "name", "") == "STRUCT"}
+    out: Layout = {}
+    for struct_name, names in MEMBERS.items():
+        t = structs.get(struct_name)
+        for m in names if t is not None else ():
+            found = btf.member(t.id, m)
+            if found is not None:
+                out[f"{struct_name}.{m}"] = (int(found[0]), int(found[1]))
+    for struct_name, names in BITS.items():
+        t = structs.get(struct_name)
+        for m in names if t is not None else ():
+            bit = _bit_offset(btf, t.id, m)
+            if bit is not None:
+                out[f"{struct_name}.{m}@bit"] = bit
+    return out
+
+
+def _bit_offset(btf: Any, struct_id: int, name: str) -> tuple[int, int] | None:
+    """(bit offset, width) of a member, looking inside anonymous structs and unions."""
+    stack = [(btf.resolve(struct_id), 0)]
+    while stack:
+        t, base = stack.pop(0)
+        members = list(t.members)
+        for k, (mname, mtype, bits) in enumerate(members):
+            if mname == name:
+                nxt = members[k + 1][2] if k + 1 < len(members) else bits + 1
+                return base + bits, max(1, nxt - bits) if nxt > bits else 1
+            inner = btf.resolve(mtype)
+            if not mname and getattr(inner, "members", None):
+                stack.append((inner, base + bits))
+    return None

@@ -1,0 +1,235 @@
+"""kernel: the verifier's rewrites after ``do_check``, in the kernel's order, driven by its facts.
+
+``run_passes(program, ["kernel"], PassContext(prog_type="sched_cls"))`` (or
+``bpfpatch patch IN -o OUT --pass kernel --prog-type sched_cls``) analyzes
+the program once (`bpfpatch.analysis.verifier`), hangs every instruction's
+`InsnAux` on its node by reference, and then, on the same patch list, does
+what ``bpf_check`` does after verification (kernel/bpf/verifier.c, 6.12;
+checked against the running 6.18's xlated output):
+
+1. dead code -- ``opt_hard_wire_dead_code_branches``, ``opt_remove_dead_code``,
+   ``opt_remove_nops`` from ``seen`` (`bpfpatch.passes.dce.remove_dead_code`);
+2. ``convert_ctx_accesses`` -- the unclone prologue of tc / sk_skb programs
+   that write packet data, every context access (``ptr_type ==
+   PTR_TO_CTX``) of ``__sk_buff`` and ``xdp_md`` lowered to the kernel's
+   structures (`bpfpatch.passes.kernel_ctx`), narrow loads widened and
+   masked, sign-extending loads re-extended, BTF pointer loads made
+   ``PROBE_MEM``;
+3. ``do_misc_fixups`` -- signed division by -1, division/modulo guards
+   (`bpfpatch.passes.div_guard.guard`), LD_ABS / LD_IND (``bpf_gen_ld_abs``),
+   inlined ``bpf_jiffies64`` and ``bpf_get_smp_processor_id``, and
+   ``bpf_map_lookup_elem`` on an array map whose type the facts know
+   (``array_map_gen_lookup``);
+4. ``opt_subreg_zext_lo32_rnd_hi32`` -- with ``options["kernel"]["zext"]``
+   (a JIT that needs it; x86-64 does not) a zero extension after every
+   ``zext_dst`` definition;
+5. constant blinding (``bpf_jit_blind_constants``) with
+   ``options["kernel"]["blind"]``.
+
+The output uses the kernel-internal register AX (r11) and kernel helper
+addresses (helper calls keep the helper id; the inlined helpers' kernel
+addresses come from ``options["kernel"]["symbols"]``, else 0): it is the
+kernel's view of the program, not a loadable one.  Program types whose
+context conversion is not implemented are refused with a `PatchError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from bpfpatch.analysis.facts import InsnAux, RegType
+from bpfpatch.errors import PatchError
+from bpfpatch.isa import KIND_OF, Insn, Kind
+from bpfpatch.isa.insn import (
+    alu32_imm, alu32_reg, alu64_imm, alu64_reg, exit_insn, ja, jmp_imm, ld_imm64, ldx_mem, mov64_imm, mov64_reg,
+)
+from bpfpatch.isa.opcodes import (
+    AX_REG, CLASS_MASK, MODE_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, JmpOp, Mode, Size, Source,
+)
+from bpfpatch.passes.base import PassContext
+from bpfpatch.passes.dce import remove_dead_code
+from bpfpatch.passes.div_guard import guard
+from bpfpatch.passes.facts import attach_facts, facts_of, has_facts
+from bpfpatch.passes.kernel_ctx import (
+    BYTES_OF_SIZE, PROLOGUE_TYPES, READ, SUPPORTED, UNCONVERTED, WRITE, convert, prologue, uses_tstamp_type,
+)
+from bpfpatch.patch import Node, PatchList
+from bpfpatch.progtype import ProgType, prog_type_of
+
+BPF_FUNC_map_lookup_elem, BPF_FUNC_get_smp_processor_id, BPF_FUNC_jiffies64 = 1, 8, 118
+BPF_MAP_TYPE_ARRAY = 2
+BPF_PROBE_MEM, BPF_PROBE_MEMSX = 0x20, 0x40
+BPF_ADDR_PERCPU = -1
+#: Program types whose ops have gen_ld_abs.
+LD_ABS_TYPES = frozenset({ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT})
+#: offsetof(struct bpf_array, value) on 64-bit kernels.
+BPF_ARRAY_VALUE_OFF = 0x110
+_PKT = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
+
+
+class KernelPipeline:
+    """The kernel's post-verification rewrites, on one patch list, from the verifier's facts."""
+
+    name: ClassVar[str] = "kernel"
+
+    def run(self, pl: PatchList, ctx: PassContext) -> None:
+        if ctx.prog_type is None:
+            raise PatchError("kernel: needs the program type (--prog-type T, PassContext(prog_type=T))")
+        ptype = prog_type_of(ctx.prog_type)
+        if ptype not in SUPPORTED | UNCONVERTED:
+            raise PatchError(f"kernel: program type {ptype.name.lower()} is not supported (supported: "
+                             f"{', '.join(sorted(t.name.lower() for t in SUPPORTED | UNCONVERTED))})")
+        opts: dict[str, Any] = ctx.options.get("kernel", {})
+        if not has_facts(pl):
+            attach_facts(pl, ptype, **opts.get("analysis", {}))
+        nodes = list(pl)
+        seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
+        remove_dead_code(pl, nodes, seen)
+        convert_ctx_accesses(pl, ptype)
+        misc_fixups(pl, ptype, opts.get("symbols", {}))
+        zero_extend(pl, all_defs=bool(opts.get("zext")))
+        if opts.get("blind"):
+            from bpfpatch.passes.blind import PASS as Blind
+
+            Blind().run(pl, PassContext(seed=ctx.seed, aux_reg=AX_REG, options=ctx.options))
+
+
+def _live_with_facts(pl: PatchList) -> list[tuple[Node, InsnAux]]:
+    return [(n, f) for n in pl if (f := facts_of(n)) is not None]
+
+
+def _access_kind(insn: Insn) -> str | None:
+    cls, mode = insn.code & CLASS_MASK, insn.code & MODE_MASK
+    if cls == InsnClass.LDX and mode in (Mode.MEM, Mode.MEMSX):
+        return READ
+    if cls in (InsnClass.STX, InsnClass.ST) and mode == Mode.MEM:
+        return WRITE
+    return None
+
+
+def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
+    """convert_ctx_accesses: the prologue, then every context access, narrow loads included."""
+    items = _live_with_facts(pl)
+    accesses = [(kind, n.insn) for n, f in items if f.ptr_type == RegType.PTR_TO_CTX and (kind := _access_kind(n.insn))]
+    tstamp_type_access = uses_tstamp_type(accesses, ptype)
+    direct_write = any(f.ptr_type in _PKT and (_access_kind(n.insn) == WRITE or KIND_OF[n.insn.code] == Kind.ATOMIC)
+                       for n, f in items)
+    todo = []
+    for node, f in items:
+        kind = _access_kind(node.insn)
+        if kind is None:
+            continue
+        if f.ptr_type == RegType.PTR_TO_CTX:
+            todo.append((node, kind, f))
+        elif f.ptr_type == RegType.PTR_TO_BTF_ID and kind == READ:
+            insn = node.insn
+            probe = BPF_PROBE_MEM if insn.code & MODE_MASK == Mode.MEM else BPF_PROBE_MEMSX
+            pl.replace(node, [insn._replace(code=InsnClass.LDX | probe | (insn.code & SIZE_MASK))])
+    for node, kind, f in todo:
+        pl.replace(node, _convert_one(ptype, kind, node.insn, f, tstamp_type_access))
+    if direct_write and ptype in PROLOGUE_TYPES:
+        first = next(iter(pl))
+        # Jumps back to the first instruction still go to it, not to the prologue (adjust_jmp_off).
+        pl.replace(first, prologue(ptype, first.insn), retarget=False)
+
+
+def _convert_one(ptype: ProgType, kind: str, insn: Insn, f: InsnAux, tstamp_type_access: bool) -> list[Insn]:
+    size = BYTES_OF_SIZE[Size(insn.code & SIZE_MASK)]
+    field = f.ctx_field_size or 0
+    narrow = size < field
+    si = insn
+    if narrow:
+        if kind == WRITE:
+            raise PatchError(f"kernel: narrow context write {insn} (the verifier refuses it)")
+        size_default = field  # bpf_ctx_off_adjust_machine: fields are at most 8 bytes
+        si = Insn(InsnClass.LDX | Mode.MEM | {2: Size.H, 4: Size.W, 8: Size.DW}[field], insn.dst, insn.src,
+                  insn.off & ~(size_default - 1), insn.imm)
+    out, target_size = convert(ptype, kind, si, tstamp_type_access)
+    if narrow and size < target_size:
+        shift = (insn.off & (field - 1)) * 8
+        if shift:
+            out.append(alu32_imm(AluOp.RSH, si.dst, shift) if field <= 4 else alu64_imm(AluOp.RSH, si.dst, shift))
+        out.append(alu32_imm(AluOp.AND, si.dst, (1 << size * 8) - 1))
+    if kind == READ and insn.code & MODE_MASK == Mode.MEMSX:
+        out.append(Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, si.dst, si.dst, size * 8, 0))
+    return out
+
+
+def gen_ld_abs(insn: Insn) -> list[Insn]:
+    """bpf_gen_ld_abs: load through the skb helpers; a negative result ends the program with 0."""
+    out = []
+    if insn.code & MODE_MASK == Mode.ABS:
+        out.append(mov64_imm(2, insn.imm))
+    else:
+        out.append(mov64_reg(2, insn.src))
+        if insn.imm:
+            out.append(alu64_imm(AluOp.ADD, 2, insn.imm))
+    out.append(mov64_reg(1, 6))
+    # bpf_skb_load_helper_{8,16,32}_no_cache: kernel functions, called by address (imm 0 here).
+    out.append(Insn(InsnClass.JMP | JmpOp.CALL, 0, 0, 0, 0))
+    out += [jmp_imm(JmpOp.JSGE, 0, 0, 2), alu32_reg(AluOp.XOR, 0, 0), exit_insn()]
+    return out
+
+
+def array_map_gen_lookup(value_size: int, max_entries: int) -> list[Insn]:
+    """array_map_gen_lookup for a privileged program (no speculation mask): r0 = &value[*r2] or NULL."""
+    elem = (value_size + 7) & ~7
+    out = [alu64_imm(AluOp.ADD, 1, BPF_ARRAY_VALUE_OFF), ldx_mem(Size.W, 0, 2, 0),
+           jmp_imm(JmpOp.JGE, 0, max_entries, 3)]
+    if elem & (elem - 1) == 0:
+        out.append(alu64_imm(AluOp.LSH, 0, elem.bit_length() - 1))
+    else:
+        out.append(alu64_imm(AluOp.MUL, 0, elem))
+    return out + [alu64_reg(AluOp.ADD, 0, 1), ja(1), mov64_imm(0, 0)]
+
+
+def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int]) -> None:
+    """do_misc_fixups, as far as a program outside the kernel can observe it."""
+    for node, f in _live_with_facts(pl):
+        insn = node.insn
+        kind = KIND_OF[insn.code]
+        cls = insn.code & CLASS_MASK
+        if cls in (InsnClass.ALU, InsnClass.ALU64) and insn.code & 0xF0 in (AluOp.DIV, AluOp.MOD):
+            patch = guard(insn, AX_REG)
+            if patch is not None:
+                pl.replace(node, list(patch))
+        elif kind in (Kind.LD_ABS, Kind.LD_IND):
+            if ptype not in LD_ABS_TYPES:
+                raise PatchError(f"kernel: LD_ABS/LD_IND in a {ptype.name.lower()} program (the verifier refuses it)")
+            pl.replace(node, gen_ld_abs(insn))
+        elif kind == Kind.CALL and insn.src == 0:
+            if insn.imm == BPF_FUNC_jiffies64:
+                pl.replace(node, [ld_imm64(0, symbols.get("jiffies", 0)), ldx_mem(Size.DW, 0, 0, 0)])
+            elif insn.imm == BPF_FUNC_get_smp_processor_id:
+                addr = symbols.get("cpu_number", 0)
+                pl.replace(node, [mov64_imm(0, _s32(addr)), Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, 0, 0,
+                                                                 BPF_ADDR_PERCPU, 0), ldx_mem(Size.W, 0, 0, 0)])
+            elif (insn.imm == BPF_FUNC_map_lookup_elem and f.map is not None
+                  and f.map.map_type == BPF_MAP_TYPE_ARRAY and f.map.value_size and f.map.max_entries):
+                pl.replace(node, array_map_gen_lookup(f.map.value_size, f.map.max_entries))
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+def zero_extend(pl: PatchList, all_defs: bool = False) -> None:
+    """opt_subreg_zext_lo32_rnd_hi32: BPF_ZEXT_REG after ``zext_dst`` definitions.
+
+    x86-64 needs none (`all_defs` asks for what a JIT that does would get),
+    except after a 32-bit cmpxchg, whose r0 the kernel always zero-extends.
+    """
+    from bpfpatch.passes.zext import uses_defs
+
+    for node, f in _live_with_facts(pl):
+        insn = node.insn
+        cmpxchg32 = (KIND_OF[insn.code] == Kind.ATOMIC and insn.code & SIZE_MASK == Size.W
+                     and insn.imm == AtomicOp.CMPXCHG)
+        if f.zext_dst and (all_defs or cmpxchg32):
+            reg = uses_defs(insn)[2]
+            if reg is not None:
+                pl.append(node, [Insn(InsnClass.ALU | AluOp.MOV | Source.X, reg, reg, 0, 1)])
+
+
+PASS = KernelPipeline
