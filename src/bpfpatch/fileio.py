@@ -20,7 +20,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ STALE_SECONDS = 3600.0
 
 def temp_name(path: Path) -> Path:
     """A fresh temp path beside `path`: hidden, marked with this process's pid."""
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}.tmp")
 
 
 def _process_gone(pid: int) -> bool:

@@ -1,14 +1,25 @@
-"""Instructions -> text: one line per instruction, or an objdump-like listing."""
+"""Instructions -> text: one line per instruction, or an objdump-like listing.
+
+The printers format each *distinct* instruction once: a program's text is a
+function of its 8-byte words (jump targets print relative), and programs
+repeat instructions, so a million-instruction listing formats a few thousand
+and assembles the lines from NumPy columns (slot numbers, one hex dump of the
+whole program) with no per-instruction formatting call.
+"""
 
 from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
+
 from bpfpatch.asm.syntax import format_kernel, format_llvm
-from bpfpatch.isa import Insn, insns_to_slots, encode_slots
+from bpfpatch.isa import LD_IMM64, Insn, encode_slots, insn_starts, insns_to_slots
+from bpfpatch.isa.insn import insn_of_words
 from bpfpatch.program import Program
 
 STYLES = ("llvm", "kernel")
+_HEX_PER_SLOT = 24  # "xx " * 8 in the whole-program hex dump
 
 
 def format_insn(insn: Insn, style: str = "llvm", pc: int | None = None) -> str:
@@ -20,13 +31,110 @@ def format_insn(insn: Insn, style: str = "llvm", pc: int | None = None) -> str:
     raise ValueError(f"unknown style {style!r} (llvm or kernel)")
 
 
-def _insns(program: Program | Iterable[Insn]) -> list[Insn]:
-    return program.insns if isinstance(program, Program) else list(program)
+def _slots(program: Program | Iterable[Insn]) -> np.ndarray:
+    return program.slots if isinstance(program, Program) else insns_to_slots(list(program))
+
+
+def _unique_insns(slots: np.ndarray, at: np.ndarray) -> tuple[list[Insn], np.ndarray]:
+    """(distinct instructions, index of each instruction of `at` among them)."""
+    words = np.ascontiguousarray(slots).view(np.uint64)
+    w0 = words[at]
+    is_ld = (w0 & np.uint64(0xFF)) == LD_IMM64
+    ids = np.empty(len(at), dtype=np.int64)
+    plain = ~is_ld
+    w0p = w0[plain]
+    uniq = np.unique(w0p)  # a plain sort; the inverse by binary search is cheaper than unique's own
+    ids[plain] = np.searchsorted(uniq, w0p)
+    insns = [insn_of_words(w, 0) for w in uniq.tolist()]
+    if is_ld.any():
+        seen: dict[tuple[int, int], int] = {}
+        ld = np.flatnonzero(is_ld)
+        for k, s in zip(ld.tolist(), at[ld].tolist()):
+            key = (int(words[s]), int(words[s + 1]) if s + 1 < len(words) else 0)
+            got = seen.get(key)
+            if got is None:
+                got = seen[key] = len(insns)
+                insns.append(insn_of_words(*key))
+            ids[k] = got
+    return insns, ids
+
+
+def _formatter(style: str):
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (llvm or kernel)")
+    return format_llvm if style == "llvm" else format_kernel
+
+
+def _texts(slots: np.ndarray, at: np.ndarray, style: str) -> list[str]:
+    """The text of the instruction starting at each slot in `at`, each distinct one formatted once."""
+    fmt = _formatter(style)
+    insns, ids = _unique_insns(slots, at)
+    return np.array([fmt(i) for i in insns] or [""], dtype=object)[ids].tolist()
+
+
+def _starts(slots: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(insn_starts(slots)) if len(slots) else np.zeros(0, dtype=np.int64)
 
 
 def disasm(program: Program | Iterable[Insn], style: str = "llvm") -> list[str]:
     """One text line per instruction (no addresses): exactly llvm-objdump's text in llvm style."""
-    return [format_insn(i, style) for i in _insns(program)]
+    slots = _slots(program)
+    return _texts(slots, _starts(slots), style)
+
+
+def _digits(values: np.ndarray) -> np.ndarray:
+    """Decimal digit count of each non-negative value."""
+    n = np.ones(len(values), dtype=np.int64)
+    for k in range(1, 20):
+        more = values >= 10**k
+        if not more.any():
+            break
+        n += more
+    return n
+
+
+_FILL = 0  # a byte no text contains: pads each line's row, squeezed out at the end
+
+
+def listing_bytes(program: Program | Iterable[Insn], style: str = "llvm") -> bytes:
+    """`listing` as one ASCII buffer, a newline after each line, built with NumPy.
+
+    Each distinct instruction is formatted once (its text, and in llvm style its
+    hex bytes) into a padded row; every line is one row of a matrix -- the slot
+    number's digit columns, then its instruction's row -- and the padding is
+    squeezed out in one pass: no per-line Python work.
+    """
+    fmt = _formatter(style)
+    slots = _slots(program)
+    at = _starts(slots)
+    if not len(at):
+        return b""
+    insns, ids = _unique_insns(slots, at)
+    ndig = _digits(at)
+    if style == "kernel":
+        suffixes = [f": {fmt(i)}\n".encode() for i in insns]
+        width = int(ndig.max())  # "slot" left-aligned, then ": text"
+    else:
+        suffixes = [f":\t{encode_slots(insns_to_slots([i])).hex(' ')}\t{fmt(i)}\n".encode() for i in insns]
+        width = max(8, int(ndig.max()))  # right-aligned in 8 columns, wider when it must be
+    longest = max(len(x) for x in suffixes)
+    rows = np.full((len(suffixes), longest), _FILL, dtype=np.uint8)
+    for k, x in enumerate(suffixes):
+        rows[k, : len(x)] = np.frombuffer(x, dtype=np.uint8)
+    mat = np.empty((len(at), width + longest), dtype=np.uint8)
+    # Slot numbers, right-aligned, one digit column at a time from the right; leading columns are
+    # spaces (llvm) or padding (kernel: squeezed out, so the number ends up left-aligned).
+    lead = _FILL if style == "kernel" else ord(" ")
+    q = at.astype(np.uint32) if int(at[-1]) < 1 << 32 else at.copy()
+    for c in range(width - 1, -1, -1):
+        q, digit = np.divmod(q, 10)
+        col = digit.astype(np.uint8) + np.uint8(ord("0"))
+        if c < width - 1:
+            col[(q == 0) & (digit == 0)] = lead
+        mat[:, c] = col
+    mat[:, width:] = np.take(rows, ids, axis=0)
+    flat = mat.ravel()
+    return flat[flat != _FILL].tobytes()
 
 
 def listing(program: Program | Iterable[Insn], style: str = "llvm", *, source: dict[int, str] | None = None) -> list[str]:
@@ -34,16 +142,14 @@ def listing(program: Program | Iterable[Insn], style: str = "llvm", *, source: d
 
     `source` maps slots to source lines to interleave (``--source``).
     """
+    text = listing_bytes(program, style).decode("ascii")
+    lines = text.split("\n")[:-1] if text else []
+    if not source:
+        return lines
+    at = _starts(_slots(program)).tolist()
     out: list[str] = []
-    slot = 0
-    for insn in _insns(program):
-        if source and slot in source:
-            out.append(f"; {source[slot]}")
-        if style == "kernel":
-            out.append(f"{slot}: {format_kernel(insn, slot)}")
-        else:
-            raw = encode_slots(insns_to_slots([insn]))
-            hexes = " ".join(f"{b:02x}" for b in raw)
-            out.append(f"{slot:>8}:\t{hexes}\t{format_llvm(insn)}")
-        slot += insn.nslots
+    for s, line in zip(at, lines):
+        if s in source:
+            out.append(f"; {source[s]}")
+        out.append(line)
     return out

@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     _load_commands(args)
     from bpfpatch.cli.app import app
 
+    from bpfpatch.cli.fastargs import run as run_fast
+
     try:
-        rc = app(args=args, standalone_mode=False)
+        handled, rc = run_fast(app, args)  # well-formed command lines skip typer's (pydantic) set-up
+        if not handled:
+            rc = app(args=args, standalone_mode=False)
     except BpfPatchError as exc:
         _error(str(exc))
         if isinstance(exc, KernelError) and exc.log:

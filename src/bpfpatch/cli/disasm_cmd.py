@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from bpfpatch.asm import listing
+from bpfpatch.asm.disasm import listing_bytes
 from bpfpatch.cli.app import app
 from bpfpatch.loader import read_programs
 
@@ -29,11 +31,16 @@ def disasm_cmd(
 
         raise ElfError(f"{file}: no program section {section!r} (have: {', '.join(progs)})")
     lines_src = _sources(file) if source else {}
+    out = sys.stdout.buffer
+    sys.stdout.flush()
     for name in names:
         if len(names) > 1 or len(progs) > 1:
-            typer.echo(f"{name}:")
-        for line in listing(progs[name], style, source=lines_src.get(name)):
-            typer.echo(line)
+            out.write(f"{name}:\n".encode())
+        if lines_src.get(name):
+            out.write("".join(f"{line}\n" for line in listing(progs[name], style, source=lines_src[name])).encode())
+        else:
+            out.write(listing_bytes(progs[name], style))  # one buffer, built with NumPy
+    out.flush()
 
 
 def _sources(file: Path) -> dict[str, dict[int, str]]:

@@ -120,25 +120,45 @@ class DivGuard:
                 pl.replace_rows(ids[at], template)
 
 
+def _divmod_codes() -> tuple[np.ndarray, np.ndarray]:
+    """Per opcode byte: is it a division/modulo; does its divisor come from a register."""
+    div = np.zeros(256, dtype=bool)
+    reg = np.zeros(256, dtype=bool)
+    for code in range(256):
+        if code & CLASS_MASK in (InsnClass.ALU, InsnClass.ALU64) and code & OP_MASK in _DIVMOD:
+            div[code] = True
+            reg[code] = code & SOURCE_MASK == Source.X
+    return div, reg
+
+
+_IS_DIVMOD, _IS_REG_DIVMOD = _divmod_codes()
+
+
 def _division_groups(w0: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-    """(opcode, off, positions) of every division/modulo that may need a guard, per group."""
-    code = (w0 & np.uint64(0xFF)).astype(np.int64)
-    off = (w0 >> np.uint64(16)).astype(np.uint16).view(np.int16).astype(np.int64)
-    imm = (w0 >> np.uint64(32)).astype(np.uint32).view(np.int32)
-    cls = code & CLASS_MASK
-    op = code & OP_MASK
-    is_x = (code & SOURCE_MASK) == Source.X
-    div = ((cls == InsnClass.ALU) | (cls == InsnClass.ALU64)) & ((op == AluOp.DIV) | (op == AluOp.MOD))
-    # Register divisors always; immediates only for the signed -1 case.
-    site = div & (is_x | ((off == 1) & (imm == -1)))
-    if not site.any():
+    """(opcode, off, positions) of every division/modulo that may need a guard, per group.
+
+    One table lookup on the opcode byte screens the program; fields are decoded
+    only at the divisions it finds.
+    """
+    code_byte = np.ascontiguousarray(w0).view(np.uint8)[::8] if w0.dtype.byteorder in ("=", "<", "|") else (
+        w0 & np.uint64(0xFF)).astype(np.uint8)
+    at = np.flatnonzero(_IS_DIVMOD[code_byte])
+    if not len(at):
         return []
-    at = np.flatnonzero(site)
+    words = w0[at]
+    code = code_byte[at].astype(np.int64)
+    off = (words >> np.uint64(16)).astype(np.uint16).view(np.int16).astype(np.int64)
+    imm = (words >> np.uint64(32)).astype(np.uint32).view(np.int32)
+    # Register divisors always; immediates only for the signed -1 case.
+    keep = _IS_REG_DIVMOD[code] | ((off == 1) & (imm == -1))
+    at, code, off = at[keep], code[keep], off[keep]
+    if not len(at):
+        return []
     out = []
-    site_code = code[at]
-    for c in distinct_bytes(site_code):
-        pos = at[site_code == c]
-        offs = off[pos]
+    for c in distinct_bytes(code):
+        sel = code == c
+        pos = at[sel]
+        offs = off[sel]
         if (offs == offs[0]).all():  # the usual case: one off per opcode
             out.append((c, int(offs[0]), pos))
             continue
