@@ -127,3 +127,14 @@ def test_third_party_objects_have_consistent_graphs(path):
     for x, y in g.edges:
         assert x in g.blocks[y].preds
     assert len(g.dominators(0)) > 1 and 0 < g.stack_depth(0) <= 512
+
+
+def test_blocks_carry_the_verification_layers_seen():
+    from bpfpatch.analysis.verifier import analyze, attach
+
+    prog = Program.from_insns([b.mov64_imm(0, 1), b.jeq_imm(0, 1, 1), b.mov64_imm(0, 2), b.exit_insn()])
+    pl = PatchList(prog)
+    assert all(blk.seen is None for blk in FlowGraph(pl).blocks)   # no facts yet
+    attach(pl, analyze(prog, "socket_filter"))
+    g = FlowGraph(pl)
+    assert [blk.seen for blk in g.blocks] == [True, False, True]    # `r0 = 2` no path reaches

@@ -134,6 +134,7 @@ class FlowGraph:
         self._build_blocks()
         self._live_in: list[int] | None = None
         self._live_out: list[int] | None = None
+        self._idom: dict[int, dict[int, int]] = {}
 
     # --- structure -----------------------------------------------------------------
 
@@ -235,6 +236,11 @@ class FlowGraph:
 
     def dominators(self, subprog: int = 0) -> dict[int, int]:
         """Immediate dominators of the subprogram's reachable blocks: block -> idom (the entry maps to itself)."""
+        if subprog not in self._idom:
+            self._idom[subprog] = self._dominators(subprog)
+        return self._idom[subprog]
+
+    def _dominators(self, subprog: int) -> dict[int, int]:
         blocks = self.subprog_blocks(subprog)
         if not blocks:
             return {}
