@@ -15,13 +15,16 @@ import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from elftools.elf.elffile import ELFFile
 
-from bpfpatch.elf.model import R_BPF_64_32, R_BPF_64_64, ElfModel
+from bpfpatch.btf.ext import EXT_KINDS
+from bpfpatch.elf.model import R_BPF_64_32, R_BPF_64_64, R_BPF_64_NODYLD32, ElfModel
 from bpfpatch.errors import ElfError
 from bpfpatch.fileio import write_atomic
+from bpfpatch.passes import PassContext, run_passes
 from bpfpatch.program import Program
 
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -48,6 +51,21 @@ def _maps(prog: Program, old_len: int) -> tuple[np.ndarray, np.ndarray, int]:
 
 def _remap_slot(idx_map: np.ndarray, slot: int, new_len: int) -> int:
     return new_len if slot >= len(idx_map) else int(idx_map[slot])
+
+
+def rewrite_object(obj: ElfModel, passes: Sequence[str], ctx: PassContext | None = None, *,
+                   sections: Sequence[str] | None = None, relax_long_jumps: bool = False) -> bytes:
+    """`obj` with the named passes run on every program section (or `sections`), as object bytes.
+
+    No passes is the identity rewrite: the input, byte for byte.
+    """
+    ctx = ctx or PassContext()
+    rewritten = {}
+    for name in sections or list(obj.programs):
+        if name not in obj.programs:
+            raise ElfError(f"no program section {name!r} (have: {', '.join(obj.programs)})")
+        rewritten[name] = run_passes(obj.programs[name], list(passes), ctx, relax_long_jumps=relax_long_jumps)
+    return build_object(obj, rewritten)
 
 
 def write_object(obj: ElfModel, programs: dict[str, Program], path: str | Path) -> None:
@@ -138,126 +156,104 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
                 sym[5] = (_remap_slot(idx_map, start + size, new_len) - new_start) * 8
     if symtab:
         symtab.data = b"".join(_SYM.pack(*s) for s in syms)
-    # 4. .BTF.ext records.
-    if ".BTF.ext" in by_name and obj.btf is not None:
-        _rewrite_btf_ext(obj, programs, maps, by_name, sections)
+    # 4. .BTF.ext records and their relocations.
+    if ".BTF.ext" in by_name and obj.btf_ext is not None and programs:
+        _rewrite_btf_ext(obj, programs, sections, syms)
     return _layout(obj.data, elf, sections)
 
 
-def _rewrite_btf_ext(obj, programs, maps, by_name, sections) -> None:
-    ext = by_name[".BTF.ext"]
-    raw = ext.data
-    magic, ver, flags, hdr_len = struct.unpack_from("<HBBI", raw, 0)
-    fields = list(struct.unpack_from("<" + "I" * ((hdr_len - 8) // 4), raw, 8))
-    subs = []  # (records of (sec_name_off, [record tuples]), rec_size) for func, line, core
-    for k in range(0, len(fields), 2):
-        off, length = fields[k], fields[k + 1]
-        start = hdr_len + off
-        if not length:
-            subs.append((4 if k else 8, []))
-            continue
-        rec_size = struct.unpack_from("<I", raw, start)[0]
-        pos, end, groups = start + 4, start + length, []
-        while pos < end:
-            sec_off, num = struct.unpack_from("<II", raw, pos)
-            pos += 8
-            if num * rec_size > end - pos:
-                raise ElfError("record count runs past the subsection", section=".BTF.ext", offset=pos - 4)
-            recs = [list(struct.unpack_from("<" + "I" * (rec_size // 4), raw, pos + i * rec_size)) for i in range(num)]
-            groups.append((sec_off, recs))
-            pos += num * rec_size
-        subs.append((rec_size, groups))
-    names = {}  # sec_name_off -> section name
-    for kind_index, (rec_size, groups) in enumerate(subs):
-        for sec_off, recs in groups:
-            names[sec_off] = obj.btf.string(sec_off)
-    # Regenerate the rewritten sections' records from the linearized metadata.
-    for kind_index, (rec_size, groups) in enumerate(subs):
-        for gi, (sec_off, recs) in enumerate(groups):
-            name = names[sec_off]
-            if name not in programs:
-                continue
-            prog = programs[name]
-            idx_map, insn_map, new_len = maps[name]
-            if kind_index == 0 and prog.func_info is not None:
-                groups[gi] = (sec_off, [[f.insn_off * 8, f.type_id] + [0] * (rec_size // 4 - 2) for f in prog.func_info])
-            elif kind_index == 1 and prog.line_info is not None:
-                groups[gi] = (sec_off, [[l.insn_off * 8, l.file_name_off, l.line_off, l.line_col] + [0] * (rec_size // 4 - 4)
-                                        for l in prog.line_info])
-            elif kind_index == 2:  # CO-RE relocations follow their instruction
-                new = []
-                for r in recs:
-                    slot = int(insn_map[r[0] // 8]) if r[0] // 8 < len(insn_map) else -1
-                    if slot < 0:
-                        raise ElfError(f"CO-RE relocation at slot {r[0] // 8} lost its instruction", section=name)
-                    new.append([slot * 8] + r[1:])
-                groups[gi] = (sec_off, new)
-    out = bytearray(raw[:hdr_len])
+def _ext_records(kind: str, prog: Program | None, original: list) -> list[tuple[int, ...]] | None:
+    """The records of one kind for one section, in file form (insn_off in bytes); None: keep the original."""
+    if prog is None:
+        return None
+    if kind == "func_info":
+        recs = prog.func_info
+    elif kind == "line_info":
+        recs = prog.line_info
+    else:
+        recs = prog.core_relos if (prog.core_relos or original) else None
+    if recs is None:
+        return None
+    return [(r[0] * 8, *r[1:]) for r in recs]
+
+
+def _rewrite_btf_ext(obj: ElfModel, programs: dict[str, Program], sections: list[_Section], syms: list[list]) -> None:
+    """Regenerate .BTF.ext (func_info, line_info, CO-RE records) and .rel.BTF.ext as clang lays them out.
+
+    Subsections follow each other in the header's order, groups keep the
+    original's section order, and .rel.BTF.ext holds one relocation per
+    record (its insn_off field, against the record's section), in file order.
+    """
+    ext = obj.btf_ext
+    ext_sec = next(s for s in sections if s.name == ".BTF.ext")
+    hdr_len = ext.hdr_len
+    kinds = EXT_KINDS if hdr_len >= 32 else EXT_KINDS[:2]
+    sizes = {"func_info": ext.func_rec_size, "line_info": ext.line_rec_size, "core_relo": ext.core_rec_size}
+    out = bytearray(ext.raw[:hdr_len])
     body = bytearray()
-    new_fields = []
-    record_offsets: dict[str, list[int]] = {}  # section name -> offsets of insn_off fields (for .rel.BTF.ext)
-    for kind_index, (rec_size, groups) in enumerate(subs):
-        if not groups:
-            new_fields += [len(body), 0]
-            continue
+    fields: list[int] = []
+    rel_records: list[tuple[int, str]] = []  # (offset of an insn_off field in .BTF.ext, section name)
+    for kind in kinds:
+        original: dict[str, list] = getattr(ext, kind)
+        groups = list(ext.groups.get(kind, []))
+        named = {name for _, name in groups}
+        for name, prog in programs.items():  # a rewritten section that gained its first records
+            if name not in named and _ext_records(kind, prog, []):
+                groups.append((_name_offset(obj, ext, name), name))
         start = len(body)
-        body += struct.pack("<I", rec_size)
-        for sec_off, recs in groups:
-            body += struct.pack("<II", sec_off, len(recs))
+        rec_size = sizes[kind]
+        chunks = bytearray()
+        done: set[str] = set()
+        for sec_off, name in groups:
+            if name in done:  # one group per section, at its first place
+                continue
+            done.add(name)
+            recs = _ext_records(kind, programs.get(name), original.get(name, []))
+            if recs is None:
+                recs = [(r[0] * 8, *r[1:]) for r in original.get(name, [])]
+            if not recs:
+                continue
+            chunks += struct.pack("<II", sec_off, len(recs))
             for r in recs:
-                if kind_index < 2:
-                    record_offsets.setdefault(names[sec_off], []).append(hdr_len + len(body))
-                body += struct.pack("<" + "I" * len(r), *r)
-        new_fields += [start, len(body) - start]
-    struct.pack_into("<" + "I" * len(new_fields), out, 8, *new_fields)
-    ext.data = bytes(out + body)
-    # .rel.BTF.ext: one relocation per func/line record, against its section's symbol.
-    rel = next((s for s in sections if s.type == "SHT_REL" and s.header[7] == ext.index), None)
+                rel_records.append((hdr_len + start + 4 + len(chunks), name))
+                chunks += struct.pack(f"<{len(r)}I", *r).ljust(rec_size, b"\0")
+        if chunks:
+            body += struct.pack("<I", rec_size) + chunks
+        fields += [start, len(body) - start]
+    struct.pack_into(f"<{len(fields)}I", out, 8, *fields)
+    ext_sec.data = bytes(out + body)
+    rel = next((s for s in sections if s.type == "SHT_REL" and s.header[7] == ext_sec.index), None)
     if rel is None:
         return
-    entries = [_REL.unpack_from(rel.data, o) for o in range(0, len(rel.data), _REL.size)]
-    if len(entries) == sum(len(v) for v in record_offsets.values()):
-        # Keep each record's original symbol and type, in order; only the offsets move.
-        flat = [o for kind_offsets in _ordered(record_offsets, subs, names) for o in kind_offsets]
-        rel.data = b"".join(_REL.pack(off, info) for off, (_, info) in zip(flat, entries))
-        return
-    sym_for: dict[str, int] = {}
-    old_offsets = _ordered_original(obj, subs)
-    for (off, info), name in zip(entries, old_offsets):
-        sym_for.setdefault(name, info)
-    flat_entries = []
-    for name, offs in _ordered_pairs(record_offsets, subs, names):
-        info = sym_for.get(name)
+    # Each record's relocation names its section's symbol with the original's type.
+    old = [_REL.unpack_from(rel.data, o) for o in range(0, len(rel.data), _REL.size)]
+    name_of_index = {s.index: s.name for s in sections}
+    info_for: dict[str, int] = {}
+    for _, info in old:
+        sym = info >> 32
+        if sym < len(syms):
+            info_for.setdefault(name_of_index.get(syms[sym][3], ""), info)
+    rtype = old[0][1] & 0xFFFFFFFF if old else R_BPF_64_NODYLD32
+    index_of = {s.name: s.index for s in sections}
+    entries = []
+    for off, name in rel_records:
+        info = info_for.get(name)
         if info is None:
-            continue
-        flat_entries += [_REL.pack(o, info) for o in offs]
-    rel.data = b"".join(flat_entries)
+            sym = next((i for i, sy in enumerate(syms) if sy[3] == index_of.get(name) and sy[1] & 0xF == 3), None)
+            if sym is None:
+                raise ElfError(f"no section symbol for {name!r} to relocate its .BTF.ext records against", section=rel.name)
+            info = sym << 32 | rtype
+        entries.append(_REL.pack(off, info))
+    rel.data = b"".join(entries)
 
 
-def _ordered(record_offsets, subs, names):
-    return [offs for _, offs in _ordered_pairs(record_offsets, subs, names)]
-
-
-def _ordered_pairs(record_offsets, subs, names):
-    """(section, offsets) in file order: func_info groups first, then line_info groups."""
-    seen: dict[str, int] = {}
-    out = []
-    for kind_index, (rec_size, groups) in enumerate(subs[:2]):
-        for sec_off, recs in groups:
-            name = names[sec_off]
-            start = seen.get(name, 0)
-            offs = record_offsets.get(name, [])[start : start + len(recs)]
-            seen[name] = start + len(recs)
-            out.append((name, offs))
-    return out
-
-
-def _ordered_original(obj: ElfModel, subs) -> list[str]:
-    names = []
-    for rec_size, groups in subs[:2]:
-        for sec_off, recs in groups:
-            names += [obj.btf.string(sec_off)] * len(recs)
-    return names
+def _name_offset(obj: ElfModel, ext, name: str) -> int:
+    """The .BTF string offset of a section name (from the records of another kind)."""
+    for groups in ext.groups.values():
+        for off, n in groups:
+            if n == name:
+                return off
+    raise ElfError(f"section {name!r} has no name in the .BTF strings; cannot give it .BTF.ext records", section=".BTF.ext")
 
 
 def _layout(original: bytes, elf: ELFFile, sections: list[_Section]) -> bytes:
@@ -276,6 +272,9 @@ def _layout(original: bytes, elf: ELFFile, sections: list[_Section]) -> bytes:
             s.header[4] = s.header[4] + shift
             continue
         want = s.header[4] + shift
+        if not s.data and not s.header[5]:
+            s.header[4] = min(want, len(out))  # an empty section takes no room (clang puts it beside another)
+            continue
         pos = max(want, len(out))
         pos = (pos + align - 1) // align * align
         if pos > len(out):
