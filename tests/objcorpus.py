@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpfpatch.elf import read_object, rewrite_object
+from bpfpatch.elf.rewrite import rewrite_object
 from bpfpatch.errors import BpfPatchError
 
 #: Every pass alone, the kernel's own order of its fixups, and everything.
@@ -34,7 +34,7 @@ def identity(path: Path) -> tuple[bool, str]:
     """Whether the identity rewrite (no pass) gives back the input byte for byte."""
     data = path.read_bytes()
     try:
-        out = rewrite_object(read_object(data), [])
+        out = rewrite_object(data, None, [])
     except BpfPatchError as exc:
         return False, f"refused: {exc}"
     if out == data:
@@ -88,7 +88,7 @@ def run(paths: list[Path], *, passes: bool = True, verbose: bool = False) -> Tal
             key = "+".join(ps)
             c = t.per_pass.setdefault(key, Counter())
             try:
-                out = rewrite_object(read_object(data), list(ps))
+                out = rewrite_object(data, None, list(ps))
             except BpfPatchError as exc:
                 c["refused"] += 1
                 t.failures.append(f"{path.name}: {key}: refused: {exc}")

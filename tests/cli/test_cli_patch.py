@@ -37,7 +37,7 @@ def _err_line(capsys) -> str:
 
 def test_raw_in_raw_out_equals_the_library(src, tmp_path):
     out = tmp_path / "out.bin"
-    assert main(["patch", str(src), "-o", str(out), "--pass", "div-guard,dce"]) == 0
+    assert main(["patch", str(src), "-o", str(out), "--pass", "div-guard,dce", "--aux-reg", "11"]) == 0
     want = run_passes(Program.from_bytes(PROG), ["div-guard", "dce"])
     assert out.read_bytes() == want.to_bytes()
     rows = slot_rows(Program.from_bytes(out.read_bytes(), max_reg=11).slots)
@@ -105,6 +105,8 @@ def test_missing_input_and_empty_pass_list(tmp_path, capsys):
     (tmp_path / "p").write_bytes(PROG)
     assert main(["patch", str(tmp_path / "p"), "-o", str(tmp_path / "o"), "--pass", ","]) == 1
     assert "at least one pass" in _err_line(capsys)
+    assert main(["patch", str(tmp_path / "p"), "-o", str(tmp_path / "o")]) == 0  # no --pass: the identity
+    assert (tmp_path / "o").read_bytes() == PROG
 
 
 def test_assembly_text_in(tmp_path):

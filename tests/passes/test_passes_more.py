@@ -20,12 +20,13 @@ from bpfpatch.patch import PatchList
 from progtools import kernel_programs, programs
 
 
-def _unblind(insns: list[Insn], ax: int) -> list[Insn]:
-    """Fold `AX = a; AX ^= b; op dst, AX` back into `op dst, a ^ b` (to compare blinded programs)."""
+def _unblind(insns: list[Insn], ax: int | None) -> list[Insn]:
+    """Fold `AX = a; AX ^= b; op dst, AX` back into `op dst, a ^ b` (to compare blinded programs; None: any AX)."""
     out, i = [], 0
     while i < len(insns):
         x = insns[i]
-        if x.dst == ax and x.code in (0xB7, 0xB4) and i + 2 < len(insns) and insns[i + 1].dst == ax and insns[i + 1].code in (0xA7, 0xA4):
+        if (ax is None or x.dst == ax) and x.code in (0xB7, 0xB4) and i + 2 < len(insns) and insns[i + 1].dst == x.dst \
+                and insns[i + 1].code in (0xA7, 0xA4):
             value = x.imm ^ insns[i + 1].imm
             nxt = insns[i + 2]
             if nxt.code == 0x67:  # ld_imm64: high word, shift, move, low word, or
@@ -68,8 +69,10 @@ def test_blinded_jump_keeps_its_target():
 
 def test_aux_reg_choice_is_checked():
     prog = Program.from_insns([Insn(0xB7, r, 0, 0, 1) for r in range(10)] + [Insn(0x95)])
-    with pytest.raises(PatchError, match="no free register"):
-        run_passes(prog, ["blind"], PassContext(aux_reg="auto"))
+    # auto: a register dead after each site, per site (r9..r1 are all dead once set here)
+    out = run_passes(prog, ["blind"], PassContext(aux_reg="auto"))
+    assert all(11 not in (i.dst, i.src) for i in out.insns)
+    assert sum(i.code == 0xB7 for i in out.insns) == 10  # every `rN = 1` became `rX = rnd ^ 1; rX ^= rnd; rN = rX`
     with pytest.raises(PatchError, match="uses r3"):
         run_passes(prog, ["blind"], PassContext(aux_reg=3))
 
@@ -153,18 +156,30 @@ def test_all_passes_on_one_list_equal_pass_by_pass(prog):
     assert together.to_bytes() == step.to_bytes()
 
 
-def _blind_one_at_a_time(prog: Program, ax: int, seed: int) -> Program:
-    """The blind pass written node by node with `blind_insn` (the reference for the vectorized pass)."""
+def _blind_one_at_a_time(prog: Program, ax: int | str, seed: int) -> Program:
+    """The blind pass written node by node with `blind_insn` (the reference for the vectorized pass).
+
+    ``ax="auto"``: per site, the first register of AUTO_ORDER (then r0) that is dead after it.
+    """
     from bpfpatch.isa import KIND_OF, Kind
+    from bpfpatch.passes.liveness import live_out
+    from bpfpatch.passes.regs import AUTO_ORDER
     from bpfpatch.patch import PatchInsn
     from bpfpatch.program import relocated_slots
 
     pl, rng = PatchList(prog), random.Random(seed)
     keep = relocated_slots(prog)
-    for node in pl:
+    nodes, live = live_out(pl)
+    for node, out in zip(nodes, live.tolist()):
         if node.orig_idx in keep:
             continue
-        patch = blind_insn(node.insn, ax, rng)
+        reg = ax
+        if ax == "auto":
+            busy = out | 1 << node.insn.dst | 1 << node.insn.src
+            free = [r for r in AUTO_ORDER + (0,) if not busy >> r & 1]
+            assume(free)  # sites without a free register spill (tested on their own)
+            reg = free[0]
+        patch = blind_insn(node.insn, reg, rng)
         if patch is None:
             continue
         if KIND_OF[node.insn.code] == Kind.JCOND_K:
@@ -182,8 +197,8 @@ def test_vectorized_blind_equals_blind_insn_node_by_node(prog, aux, seed):
         fast = run_passes(prog, ["blind"], ctx)
     except PatchError:
         assume(False)  # no free register for auto
-    ax = resolve_aux_reg(PatchList(prog), PassContext(aux_reg=aux))
-    slow = _blind_one_at_a_time(prog, ax, seed)
+    ax = None if aux == "auto" else resolve_aux_reg(PatchList(prog), PassContext(aux_reg=aux))
+    slow = _blind_one_at_a_time(prog, aux, seed)
     assert _unblind(fast.insns, ax) == _unblind(slow.insns, ax)
     assert len(fast.slots) == len(slow.slots)
     assert (fast.subprogs, fast.func_info, fast.line_info, fast.aux) == (slow.subprogs, slow.func_info, slow.line_info, slow.aux)

@@ -45,7 +45,7 @@ def rewrite(prog: Program, names: list[str], ctx: PassContext, relax: bool = Fal
     A bulk rewrite whose jumps no longer fit 16 bits falls back to the patch list
     when ``relax`` asks for long-jump relaxation (the bulk form cannot relax).
     """
-    bulk = BULK_FORMS.get(names[0])
+    bulk = BULK_FORMS.get(names[0]) if names else None
     if bulk is not None:
         try:
             out = bulk(prog, ctx)
@@ -61,9 +61,9 @@ def rewrite(prog: Program, names: list[str], ctx: PassContext, relax: bool = Fal
 def patch_cmd(
     file: Path = typer.Argument(..., help="ELF object, raw instruction bytes or assembly text"),
     output: Path = typer.Option(..., "-o", "--output"),
-    passes: str = typer.Option(..., "--pass", help=f"comma-separated: {', '.join(available_passes())}"),
+    passes: str = typer.Option("", "--pass", help=f"comma-separated: {', '.join(available_passes())}; none: the identity rewrite"),
     seed: int = typer.Option(0, "--seed", help="seed of the blinding constants"),
-    aux_reg: str = typer.Option("11", "--aux-reg", help="scratch register: 11 (kernel AX), 0-9, or auto"),
+    aux_reg: str = typer.Option("auto", "--aux-reg", help="scratch register: auto (a free one per site), 0-9, or 11 (the kernel's AX: raw output only)"),
     section: Optional[str] = typer.Option(None, "--section", help="ELF section to rewrite"),
     linked: bool = typer.Option(False, "--linked", help="link the ELF section with its .text callees and maps first"),
     relax: bool = typer.Option(False, "--relax-long-jumps", help="rewrite jumps that overflow 16 bits as gotol"),
@@ -71,8 +71,8 @@ def patch_cmd(
 ) -> None:
     """Rewrite one program; the output is written atomically, only on success."""
     names = [p.strip() for p in passes.split(",") if p.strip()]
-    if not names:
-        raise BpfPatchError("--pass needs at least one pass")
+    if passes.strip() and not names:
+        raise BpfPatchError("--pass needs at least one pass (leave it out for the identity rewrite)")
     for name in names:
         get_pass(name)  # unknown names fail before any input is read
     ctx = PassContext(seed=seed, aux_reg=_aux_reg(aux_reg))
@@ -95,20 +95,44 @@ def patch_cmd(
     else:
         raise BpfPatchError(f"unknown --format {out_format!r} (raw or asm)")
     write_atomic(output, data)
-    typer.echo(f"{file.name}: {len(prog.slots)} -> {len(out.slots)} slots ({', '.join(names)})", err=True)
+    if is_elf and not linked and out_format == "raw":
+        _say_what_was_left_out(file, prog)
+    typer.echo(f"{file.name}: {len(prog.slots)} -> {len(out.slots)} slots ({', '.join(names) or 'identity'})", err=True)
 
 
 def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, section: str | None, relax: bool) -> None:
     """Rewrite every program section (or one) of an ELF object and write a valid object."""
     from bpfpatch.elf import read_object, write_object
+    from bpfpatch.elf.rewrite import check_loadable, refuse_kernel_only
 
     obj = read_object(file)
+    refuse_kernel_only(names)
     todo = [section] if section else list(obj.programs)
     rewritten = {}
     for name in todo:
         if name not in obj.programs:
             raise BpfPatchError(f"{file}: no program section {name!r} (have: {', '.join(obj.programs)})")
-        rewritten[name] = rewrite(obj.programs[name], names, ctx, relax)
+        rewritten[name] = check_loadable(name, rewrite(obj.programs[name], names, ctx, relax))
     write_object(obj, rewritten, output)
     sizes = ", ".join(f"{n} {len(obj.programs[n].slots)} -> {len(p.slots)}" for n, p in rewritten.items())
-    typer.echo(f"{file.name}: {sizes} slots ({', '.join(names)})", err=True)
+    typer.echo(f"{file.name}: {sizes} slots ({', '.join(names) or 'identity'})", err=True)
+
+
+def _say_what_was_left_out(file: Path, prog) -> None:
+    """Raw bytes of one ELF section: name the section and what a loader would miss."""
+    from bpfpatch.elf.model import R_BPF_64_32
+
+    relocs = list(prog.meta.get("relocations") or ())
+    calls = sorted({r.symbol or r.symbol_section for r in relocs if r.type == R_BPF_64_32})
+    data = sorted({r.symbol or r.symbol_section for r in relocs if r.type != R_BPF_64_32})
+    left = []
+    if calls:
+        left.append(f"the functions it calls in other sections ({', '.join(calls)})")
+    if data:
+        left.append(f"the maps and global data it refers to ({', '.join(data)}; their loads hold 0)")
+    if prog.core_relos:
+        left.append(f"{len(prog.core_relos)} CO-RE relocations")
+    msg = f"{file.name}: wrote section {prog.meta.get('section', prog.name)!r} alone, as raw bytes"
+    if left:
+        msg += "; left out: " + "; ".join(left) + " (--linked appends the callees; -o OUT.o writes an object)"
+    typer.echo(msg, err=True)

@@ -7,7 +7,7 @@ only the model.  Nothing here imports the kernel interface or the CLI.
 from bpfpatch.elf.link import link_program
 from bpfpatch.elf.model import ElfModel, MapRefs, MapSpec, Relocation, Relocations, Symbol, Symbols
 from bpfpatch.elf.reader import ElfObject, read_object
-from bpfpatch.elf.writer import build_object, rewrite_object, write_object
+from bpfpatch.elf.writer import build_object, write_object
 
 __all__ = ["ElfModel", "ElfObject", "MapRefs", "MapSpec", "Relocation", "Relocations", "Symbol", "Symbols",
-           "build_object", "link_program", "read_object", "rewrite_object", "write_object"]
+           "build_object", "link_program", "read_object", "write_object"]

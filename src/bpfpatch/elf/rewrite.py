@@ -7,10 +7,13 @@ from typing import Sequence
 
 from bpfpatch.elf.reader import read_object
 from bpfpatch.elf.writer import build_object
-from bpfpatch.errors import ElfError
+from bpfpatch.errors import DecodeError, ElfError
 from bpfpatch.fileio import write_atomic
 from bpfpatch.passes import Pass, PassContext, get_pass
+from bpfpatch.isa import validate_slots
+from bpfpatch.isa.opcodes import MAX_USER_REG
 from bpfpatch.patch import PatchList
+from bpfpatch.program import Program
 
 
 def rewrite_object(source: str | Path | bytes, output: str | Path | None, passes: Sequence[str | Pass], *,
@@ -24,22 +27,49 @@ def rewrite_object(source: str | Path | bytes, output: str | Path | None, passes
     given).
     """
     obj = read_object(source)
+    refuse_kernel_only(passes)
     todo = list(sections) if sections is not None else list(obj.programs)
     for name in todo:
         if name not in obj.programs:
             raise ElfError(f"no program section {name!r} (have: {', '.join(obj.programs)})")
     instances = [get_pass(p) if isinstance(p, str) else p for p in passes]
-    ctx = ctx or PassContext()
+    ctx = ctx or PassContext(aux_reg="auto")
     out = {}
     for name in todo:
         pl = PatchList(obj.programs[name])
         for p in instances:
             p.run(pl, ctx)
-        out[name] = pl.linearize(relax_long_jumps=relax_long_jumps)
+        out[name] = check_loadable(name, pl.linearize(relax_long_jumps=relax_long_jumps))
     data = build_object(obj, out)
     if output is not None:
         write_atomic(output, data)
     return data
 
 
-__all__ = ["rewrite_object"]
+#: Passes whose output only the kernel itself can run, and why (refused when writing an object).
+KERNEL_ONLY_PASSES = {
+    "ctx": "it lowers context accesses to the kernel's internal structures (struct sk_buff), "
+           "which the verifier refuses in a program it is given",
+}
+
+
+def refuse_kernel_only(passes: Sequence[str | Pass]) -> None:
+    """`ElfError` naming the first pass whose output no loader can load (an object would be useless)."""
+    for p in passes:
+        name = p if isinstance(p, str) else getattr(p, "name", "")
+        if name in KERNEL_ONLY_PASSES:
+            raise ElfError(f"pass {name!r}: {KERNEL_ONLY_PASSES[name]}; an object written with it would not load "
+                           "(write raw bytes, -o OUT.bin, to look at the kernel's form)")
+
+
+def check_loadable(section: str, prog: Program) -> Program:
+    """`prog` if a loader may be given it, else `ElfError` (e.g. the kernel's AX, r11, in the code)."""
+    try:
+        validate_slots(prog.slots, max_reg=MAX_USER_REG)
+    except DecodeError as exc:
+        raise ElfError(f"the rewrite holds code only the kernel itself can load ({exc}); "
+                       "with --aux-reg auto the passes use registers a loader accepts", section=section) from exc
+    return prog
+
+
+__all__ = ["KERNEL_ONLY_PASSES", "check_loadable", "refuse_kernel_only", "rewrite_object"]

@@ -15,7 +15,6 @@ import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from elftools.elf.elffile import ELFFile
@@ -24,7 +23,6 @@ from bpfpatch.btf.ext import EXT_KINDS
 from bpfpatch.elf.model import R_BPF_64_32, R_BPF_64_64, R_BPF_64_NODYLD32, ElfModel
 from bpfpatch.errors import ElfError
 from bpfpatch.fileio import write_atomic
-from bpfpatch.passes import PassContext, run_passes
 from bpfpatch.program import Program
 
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -51,21 +49,6 @@ def _maps(prog: Program, old_len: int) -> tuple[np.ndarray, np.ndarray, int]:
 
 def _remap_slot(idx_map: np.ndarray, slot: int, new_len: int) -> int:
     return new_len if slot >= len(idx_map) else int(idx_map[slot])
-
-
-def rewrite_object(obj: ElfModel, passes: Sequence[str], ctx: PassContext | None = None, *,
-                   sections: Sequence[str] | None = None, relax_long_jumps: bool = False) -> bytes:
-    """`obj` with the named passes run on every program section (or `sections`), as object bytes.
-
-    No passes is the identity rewrite: the input, byte for byte.
-    """
-    ctx = ctx or PassContext()
-    rewritten = {}
-    for name in sections or list(obj.programs):
-        if name not in obj.programs:
-            raise ElfError(f"no program section {name!r} (have: {', '.join(obj.programs)})")
-        rewritten[name] = run_passes(obj.programs[name], list(passes), ctx, relax_long_jumps=relax_long_jumps)
-    return build_object(obj, rewritten)
 
 
 def write_object(obj: ElfModel, programs: dict[str, Program], path: str | Path) -> None:

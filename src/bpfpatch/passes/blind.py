@@ -28,10 +28,12 @@ from typing import ClassVar
 import numpy as np
 
 from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, distinct_bytes
-from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Source
+from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Size, Source
 from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext
-from bpfpatch.passes.regs import resolve_aux_reg
+from bpfpatch.passes.liveness import MAX_STACK, initialized_in, live_out, stack_depths, subprogram_starts
+from bpfpatch.passes.regs import AUTO_ORDER, resolve_aux_reg
+from bpfpatch.errors import PatchError
 from bpfpatch.patch import PatchInsn, PatchList
 from bpfpatch.patch.bulk import Row, S
 
@@ -86,11 +88,67 @@ def blind_insn(insn: Insn, ax: int, rng: random.Random) -> list[Insn | PatchInsn
     return None
 
 
+def _given(values: np.ndarray):
+    """A template field with one value per site (a function, so the row's shape checks stay static)."""
+    return lambda rows: values
+
+
 def _draws(rng: random.Random, count: int) -> np.ndarray:
     """`count` values of ``rng.getrandbits(32)`` in one call, as int32 (the same stream)."""
     if not count:
         return np.empty(0, dtype=np.int32)
     return np.frombuffer(rng.getrandbits(32 * count).to_bytes(4 * count, "little"), dtype="<u4").view(np.int32)
+
+
+def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
+    """Blind sites where every register is live: borrow one, saved in a free stack slot around the site.
+
+    The borrowed register is one written on every path to the site (the
+    verifier refuses to store an unset one); the slot lies below everything
+    the subprogram uses::
+
+        r1 += 0x1234      *(u64 *)(r10 - S) = rX; rX = rnd ^ 0x1234; rX ^= rnd; r1 += rX;
+                          rX = *(u64 *)(r10 - S)
+        if r2 > 7 goto L  *(u64 *)(r10 - S) = rX; rX = rnd ^ 7; rX ^= rnd; if r2 > rX goto +2;
+                          rX = *(u64 *)(r10 - S); goto +2; rX = *(u64 *)(r10 - S); goto L
+
+    `PatchError` names the site when no register or no stack slot can be had.
+    """
+    nodes = list(pl)
+    position = {node.id: i for i, node in enumerate(nodes)}
+    init = initialized_in(pl, nodes)
+    starts = subprogram_starts(pl, nodes)
+    depths = stack_depths(nodes, starts)
+    for nid in site_ids.tolist():
+        node = pl.node(int(nid))
+        i = position[node.id]
+        insn = node.insn
+        sub = max(k for k, st in enumerate(starts) if st <= i)
+        depth = depths[sub]
+        where = f"blind: instruction {node.orig_idx if node.orig_idx >= 0 else '(inserted)'}"
+        if depth is None:
+            raise PatchError(f"{where}: every register is live and the subprogram's stack use is not understood "
+                             "(a stack pointer moved by a register); no slot to spill a scratch register to")
+        slot = -((depth + 7) // 8 * 8 + 8)
+        if -slot > MAX_STACK:
+            raise PatchError(f"{where}: every register is live and the stack is full ({depth} of {MAX_STACK} bytes)")
+        candidates = [r for r in AUTO_ORDER + (0,) if r not in (insn.dst, insn.src) and (init[i] >> r) & 1]
+        if not candidates:
+            raise PatchError(f"{where}: every register is live and none other than its operands is set on every path")
+        rx = candidates[0]
+        seq = blind_insn(insn, rx, ctx.rng)
+        if not seq:
+            continue
+        spill = Insn(InsnClass.STX | Mode.MEM | Size.DW, 10, rx, slot, 0)
+        fill = Insn(InsnClass.LDX | Mode.MEM | Size.DW, rx, 10, slot, 0)
+        if KIND_OF[insn.code] == Kind.JCOND_K:
+            *head, jump = seq
+            pl.replace(node, [spill, *head, jump._replace(off=2), fill, Insn(InsnClass.JMP | JmpOp.JA, 0, 0, 2, 0), fill,
+                              PatchInsn(Insn(InsnClass.JMP | JmpOp.JA, 0, 0, 0, 0), target=node.target)])
+        else:
+            pl.replace(node, [spill, *seq])
+            pl.append(node, [fill])
+        depths[sub] = max(depth, -slot)  # later sites of this subprogram use the same slot
 
 
 class Blind:
@@ -106,28 +164,54 @@ class Blind:
     name: ClassVar[str] = "blind"
 
     def run(self, pl: PatchList, ctx: PassContext) -> None:
-        ax = resolve_aux_reg(pl, ctx)
+        auto = ctx.aux_reg == "auto"
         ids = pl.live_ids()
         w0 = pl.words(ids)[0]
-        keep = relocated_slots(pl.program)  # map loads the loader fills in by position
+        if auto:
+            # A register dead after the site, chosen per site (no AX, no register reserved program-wide).
+            _, live = live_out(pl)
+            if len(live) != len(ids):  # pragma: no cover - both walk the live nodes in list order
+                raise PatchError("blind: liveness and the list disagree on the live nodes")
+        keep = relocated_slots(pl.program)  # map loads, relocations, CO-RE fields: patched by position
         if keep:
             fresh = ~np.isin(pl.orig_indices(ids), np.fromiter(keep, dtype=np.int64))
             ids, w0 = ids[fresh], w0[fresh]
+            if auto:
+                live = live[fresh]
         code = (w0 & np.uint64(0xFF)).astype(np.uint8)
         dst = ((w0 >> np.uint64(8)) & np.uint64(0x0F)).astype(np.uint8)
         src = ((w0 >> np.uint64(12)) & np.uint64(0x0F)).astype(np.uint8)
         imm = (w0 >> np.uint64(32)).astype(np.uint32).view(np.int32)
         kind = np.take(KIND, code)
         op = code & OP_MASK
-        touches_ax = (dst == ax) | (src == ax)
-        alu = (kind == Kind.ALU_K) & np.isin(op, list(_BLINDED_ALU)) & ~touches_ax
+        if auto:
+            busy = live.astype(np.int64) | (1 << dst.astype(np.int64)) | (1 << src.astype(np.int64))
+            scratch = np.full(len(ids), -1, dtype=np.int64)
+            for r in reversed(AUTO_ORDER + (0,)):  # the first of AUTO_ORDER that is free wins
+                scratch = np.where((busy >> r) & 1 == 0, r, scratch)
+            touches_ax = scratch < 0
+            ax_of = scratch.astype(np.uint8)
+            ax = -1  # never the kernel's AX
+        else:
+            ax = resolve_aux_reg(pl, ctx)
+            touches_ax = (dst == ax) | (src == ax)
+            ax_of = np.full(len(ids), ax, dtype=np.uint8)
+        alu = (kind == Kind.ALU_K) & np.isin(op, list(_BLINDED_ALU))
         zero_mov = alu & (op == AluOp.MOV) & (imm == 0)
         alu &= ~zero_mov
-        jmp = (kind == Kind.JCOND_K) & np.isin(op, list(_BLINDED_JMP)) & ~touches_ax
+        jmp = (kind == Kind.JCOND_K) & np.isin(op, list(_BLINDED_JMP))
         if ax != AX_REG:
             jmp &= imm != 0  # `if rX == 0` stays outside the kernel (NULL checks)
-        st = (kind == Kind.ST) & ~touches_ax
-        ld = (kind == Kind.LD_IMM64) & (src == PseudoSrc.NONE) & (dst != ax)
+        st = kind == Kind.ST
+        ld = (kind == Kind.LD_IMM64) & (src == PseudoSrc.NONE)
+        if auto:
+            spill = (alu | jmp | st | ld) & touches_ax
+            if spill.any():
+                spill_sites(pl, ids[spill], ctx)
+        alu &= ~touches_ax
+        jmp &= ~touches_ax
+        st &= ~touches_ax
+        ld &= ~touches_ax if auto else (dst != ax)
         sites = alu | jmp | st | ld
         # Random halves in node order: one per site, two per ld_imm64.
         per_site = np.where(ld[sites], 2, 1)
@@ -140,35 +224,35 @@ class Blind:
         for c in distinct_bytes(code[alu]):
             at = np.flatnonzero(alu & (code == c))
             cls, o = c & CLASS_MASK, c & OP_MASK
-            groups.append((at, [Row(cls | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
-                                Row(cls | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
-                                Row(cls | o | Source.X, dst=S.dst, src=ax, off=S.off)]))
+            groups.append((at, [Row(cls | AluOp.MOV | Source.K, dst=ax_of[at], imm=rnd[at] ^ imm[at]),
+                                Row(cls | AluOp.XOR | Source.K, dst=ax_of[at], imm=rnd[at]),
+                                Row(cls | o | Source.X, dst=S.dst, src=_given(ax_of[at]), off=S.off)]))
         if ax == AX_REG and zero_mov.any():  # the kernel's post-verification `dst ^= dst`
             groups.append((np.flatnonzero(zero_mov), [Row(InsnClass.ALU64 | AluOp.XOR | Source.X, dst=S.dst, src=S.dst)]))
         for c in distinct_bytes(code[jmp]):
             at = np.flatnonzero(jmp & (code == c))
             cls, o = c & CLASS_MASK, c & OP_MASK
             a = InsnClass.ALU64 if cls == InsnClass.JMP else InsnClass.ALU
-            groups.append((at, [Row(a | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
-                                Row(a | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
-                                Row(cls | o | Source.X, dst=S.dst, src=ax, to_site_target=True)]))
+            groups.append((at, [Row(a | AluOp.MOV | Source.K, dst=ax_of[at], imm=rnd[at] ^ imm[at]),
+                                Row(a | AluOp.XOR | Source.K, dst=ax_of[at], imm=rnd[at]),
+                                Row(cls | o | Source.X, dst=S.dst, src=_given(ax_of[at]), to_site_target=True)]))
         for c in distinct_bytes(code[st]):
             at = np.flatnonzero(st & (code == c))
-            groups.append((at, [Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ imm[at]),
-                                Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
-                                Row(InsnClass.STX | Mode.MEM | (c & SIZE_MASK), dst=S.dst, src=ax, off=S.off)]))
+            groups.append((at, [Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax_of[at], imm=rnd[at] ^ imm[at]),
+                                Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax_of[at], imm=rnd[at]),
+                                Row(InsnClass.STX | Mode.MEM | (c & SIZE_MASK), dst=S.dst, src=_given(ax_of[at]), off=S.off)]))
         if ld.any():
             at = np.flatnonzero(ld)
             hi = (pl.words(ids[at])[1] >> np.uint64(32)).astype(np.uint32).view(np.int32)
             rnd2 = rnd_all[first_draw[np.flatnonzero(ld[sites])] + 1]  # an ld_imm64's second draw
             groups.append((at, [
-                Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax, imm=rnd[at] ^ hi),
-                Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax, imm=rnd[at]),
-                Row(InsnClass.ALU64 | AluOp.LSH | Source.K, dst=ax, imm=32),
-                Row(InsnClass.ALU64 | AluOp.MOV | Source.X, dst=S.dst, src=ax),
-                Row(InsnClass.ALU | AluOp.MOV | Source.K, dst=ax, imm=rnd2 ^ imm[at]),
-                Row(InsnClass.ALU | AluOp.XOR | Source.K, dst=ax, imm=rnd2),
-                Row(InsnClass.ALU64 | AluOp.OR | Source.X, dst=S.dst, src=ax),
+                Row(InsnClass.ALU64 | AluOp.MOV | Source.K, dst=ax_of[at], imm=rnd[at] ^ hi),
+                Row(InsnClass.ALU64 | AluOp.XOR | Source.K, dst=ax_of[at], imm=rnd[at]),
+                Row(InsnClass.ALU64 | AluOp.LSH | Source.K, dst=ax_of[at], imm=32),
+                Row(InsnClass.ALU64 | AluOp.MOV | Source.X, dst=S.dst, src=_given(ax_of[at])),
+                Row(InsnClass.ALU | AluOp.MOV | Source.K, dst=ax_of[at], imm=rnd2 ^ imm[at]),
+                Row(InsnClass.ALU | AluOp.XOR | Source.K, dst=ax_of[at], imm=rnd2),
+                Row(InsnClass.ALU64 | AluOp.OR | Source.X, dst=S.dst, src=_given(ax_of[at])),
             ]))
         for at, template in groups:
             pl.replace_rows(ids[at], template)
