@@ -12,6 +12,8 @@ import sys
 
 from bpfpatch.errors import BpfPatchError, KernelError
 
+USAGE_EXIT = 64
+
 # Command modules; each registers on `app` when imported.
 _COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo", "cover")
 
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         # Usage errors come from the click typer bundles: duck-type them.
         if hasattr(exc, "exit_code") and hasattr(exc, "show"):
             exc.show()
-            return int(exc.exit_code)
+            # Usage errors exit 64 (EX_USAGE), not click's 2: 2 is `check`'s "undecided".
+            return USAGE_EXIT if exc.exit_code == 2 else int(exc.exit_code)
         if type(exc).__name__ == "Abort":
             return 1
         if type(exc).__name__ == "Exit":

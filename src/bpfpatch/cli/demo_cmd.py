@@ -65,15 +65,24 @@ def demo(passes: str = "div-guard,dce", aux_reg: str = "auto") -> None:
             table.add_row(str(s), before[i], f"{lo}..{hi - 1}", "\n".join(new_lines))
             shown += 1
     console.print(table)
-    _kernel_check(console, prog, out)
+    _kernel_check(console, path, names, aux_reg)
 
 
-def _kernel_check(console: Console, prog: Program, out: Program) -> None:
-    from bpfpatch.kernel.equiv import check_equivalence
+def _kernel_check(console: Console, path: Path, names: list[str], aux_reg: str) -> None:
+    """Load the sample through libbpf (its map created, its call linked), rewrite what libbpf
+    loads with the same passes, and check both on the kernel."""
+    from bpfpatch.kernel.check import Relocated, check
+    from bpfpatch.kernel.libbpf import load_object
+    from bpfpatch.passes import PassContext, run_passes
 
     try:
-        report = check_equivalence(prog, out, "socket_filter", inputs=16, seed=1)
+        with load_object(path) as obj:
+            rel = Relocated.of(obj, "sample_filter")
+        out = run_passes(Program.from_bytes(rel.insns, validate=False), names,
+                         PassContext(seed=1, aux_reg=aux_reg if aux_reg == "auto" else int(aux_reg)))
+        report = check(path, Relocated(out.to_bytes(), rel.maps), program="sample_filter", seconds=2)
     except Exception as exc:  # noqa: BLE001 - the demo reports, it does not fail on the kernel
         console.print(f"kernel check: could not run ({exc})")
         return
-    console.print(f"kernel check: {report}")
+    for line in report.lines():
+        console.print(f"kernel check (loaded through libbpf): {line}")

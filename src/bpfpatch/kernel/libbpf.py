@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bpfpatch.errors import KernelError
+from bpfpatch.errors import BpfPatchError, KernelError
 from bpfpatch.kernel.bpf_sys import FdOwner
 from bpfpatch.kernel.loader import LoadedProgram, TestRunResult
 from bpfpatch.kernel.maps import MapType
@@ -129,6 +129,7 @@ _SIGNATURES = {
     "bpf_map__is_internal": (ctypes.c_bool, [_P]),
     "bpf_map__initial_value": (_P, [_P, ctypes.POINTER(_SZ)]),
     "bpf_map__set_autocreate": (_I, [_P, ctypes.c_bool]),
+    "bpf_map__set_pin_path": (_I, [_P, ctypes.c_char_p]),
     "bpf_map_lookup_elem": (_I, [_I, _P, _P]),
     "bpf_map_update_elem": (_I, [_I, _P, _P, ctypes.c_uint64]),
     "bpf_map_delete_elem": (_I, [_I, _P]),
@@ -478,7 +479,8 @@ class LoadedObject(FdOwner):
         return libbpf().bpf_object__btf_fd(self._handle) if self._handle else -1
 
     def program(self, which: str | None = None) -> ObjectProgram:
-        """A program by name, or by section name (exact, then prefix); the only one if None."""
+        """A program by name, by ``section:name``, or by section name (exact, then prefix); the
+        only one if None."""
         loaded = [p for p in self.programs.values() if p.loaded] or list(self.programs.values())
         if which is None:
             if len(loaded) == 1:
@@ -486,6 +488,9 @@ class LoadedObject(FdOwner):
             raise LibbpfError(f"{self.name}: {len(loaded)} programs ({', '.join(p.name for p in loaded)}): name one")
         if which in self.programs:
             return self.programs[which]
+        sec, _, fn = which.rpartition(":")
+        if sec and fn in self.programs and self.programs[fn].section == sec:
+            return self.programs[fn]  # bpfpatch's own "section:function" naming
         for match in (lambda p: p.section == which, lambda p: p.section.startswith(which)):
             hits = [p for p in self.programs.values() if match(p)]
             if len(hits) == 1:
@@ -565,6 +570,7 @@ def load_object(
     expected_attach_type: int | None = None,
     log_level: int = 0,
     name: str | None = None,
+    pin_maps: bool = False,
 ) -> LoadedObject:
     """Open and load an ELF object through libbpf; return its programs and maps.
 
@@ -572,7 +578,9 @@ def load_object(
     overrides the type libbpf infers from each section name (needed for sections
     libbpf does not know).  `programs`: load only these (names or sections); the
     others are not loaded.  `log_level` is passed to every program load (the
-    verifier log then arrives in libbpf's log).  A refusal raises `LibbpfError`
+    verifier log then arrives in libbpf's log).  `pin_maps`: honour the maps' pinning
+    attributes (LIBBPF_PIN_BY_NAME reuses maps pinned under /sys/fs/bpf, shared with every
+    other load); by default every load gets maps of its own.  A refusal raises `LibbpfError`
     with libbpf's log (the verifier's lines included).
     """
     lib = libbpf()
@@ -608,10 +616,21 @@ def load_object(
                     lib.bpf_program__set_autoload(p, pname in chosen or psec in chosen)
                 if prog_type is not None:
                     lib.bpf_program__set_type(p, int(prog_type_of(prog_type)))
+                elif lib.bpf_program__type(p) == ProgType.UNSPEC:
+                    # A section libbpf does not know ("socket/two"): bpfpatch's prefix table decides.
+                    try:
+                        lib.bpf_program__set_type(p, int(prog_type_of(psec)))
+                    except BpfPatchError:
+                        pass
                 if expected_attach_type is not None:
                     lib.bpf_program__set_expected_attach_type(p, expected_attach_type)
                 if log_level:
                     lib.bpf_program__set_log_level(p, log_level)
+            if not pin_maps:
+                m = lib.bpf_object__next_map(handle, None)
+                while m:
+                    lib.bpf_map__set_pin_path(m, None)
+                    m = lib.bpf_object__next_map(handle, m)
             rc = lib.bpf_object__load(handle)
             if rc != 0:
                 raise _fail(f"{label}: libbpf cannot load the object", -rc if rc < 0 else ctypes.get_errno(), lines)

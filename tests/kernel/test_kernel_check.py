@@ -1,0 +1,170 @@
+"""`bpfpatch.kernel.check`: everything a test run shows is compared; verdicts say what was shown."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bpfpatch import Program
+from bpfpatch.kernel.check import Relocated, Verdict, check
+from bpfpatch.kernel.ctxlayout import layout_of
+from bpfpatch.kernel.cover import Coverage, basic_blocks, live_in
+from bpfpatch.kernel.libbpf import load_object
+from bpfpatch.kernel.packets import harvest, shapes
+from bpfpatch.passes import PassContext, available_passes, run_passes
+from bpfpatch.progtype import ProgType
+from check_mutants import JA_0, mutants
+from conftest import PROGS, compile_bpf
+
+pytestmark = pytest.mark.kernel
+
+PROGRAMS = ("parse", "rewrite", "funcs", "maps", "ctx")
+
+
+@pytest.fixture(scope="module")
+def objs(objdir):
+    return {name: compile_bpf(PROGS / "check" / f"{name}.c", objdir) for name in PROGRAMS + ("others", "refused")}
+
+
+def _relocated(path, program=None) -> Relocated:
+    with load_object(path) as obj:
+        return Relocated.of(obj, program)
+
+
+def _store_slot(raw: bytes, base_reg: int, off: int) -> int:
+    for i in range(len(raw) // 8):
+        code, regs, o, _ = struct.unpack_from("<BBhi", raw, 8 * i)
+        if code & 7 in (2, 3) and regs & 0x0F == base_reg and o == off:
+            return i
+    raise AssertionError(f"no store to r{base_reg}+{off}")
+
+
+def _drop(raw: bytes, slot: int) -> bytes:
+    return raw[: 8 * slot] + JA_0 + raw[8 * slot + 8:]
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_identity_no_difference_and_full_coverage(objs, name):
+    report = check(objs[name], objs[name])
+    assert report.verdict is Verdict.NO_DIFFERENCE and report.exit_code == 0, report.lines()
+    for r in report.results:
+        assert r.inputs_run >= 1000
+        assert r.blocks_total and r.blocks_covered >= r.blocks_total - 1, r.line()
+        assert f"covering {r.blocks_covered} of {r.blocks_total} blocks" in r.line()
+
+
+def test_dropped_ctx_store_is_a_ctx_out_difference(objs):
+    rel = _relocated(objs["ctx"], "tc_ctx_writes")
+    mark = _store_slot(rel.insns, 1, 8)  # skb->mark
+    r = check(objs["ctx"], Relocated(_drop(rel.insns, mark), rel.maps), program="tc_ctx_writes").results[0]
+    assert r.verdict is Verdict.DIFFERENT
+    assert "ctx_out field mark (offset 8)" in r.difference["what"]
+    assert r.difference["input"].startswith("#1 ")  # every input shows it: the first is named
+
+
+def test_unreported_ctx_fields_are_not_differences(objs):
+    # tc_index is written by the program but this kernel never reports it back: no difference
+    # can be shown, and --help says so.
+    rel = _relocated(objs["ctx"], "tc_ctx_writes")
+    slot = _store_slot(rel.insns, 1, 44)
+    r = check(objs["ctx"], Relocated(_drop(rel.insns, slot), rel.maps), program="tc_ctx_writes").results[0]
+    assert r.verdict is Verdict.NO_DIFFERENCE
+    assert "tc_index" in layout_of(ProgType.SCHED_CLS).describe()
+
+
+def test_changed_map_key_and_per_cpu_values(objs):
+    rel = _relocated(objs["parse"])
+    # proto_count keys are stored to the stack before the lookup: change each one.
+    found = []
+    for m in mutants(rel.insns):
+        if m.kind == "changed map key":
+            r = check(objs["parse"], Relocated(m.insns, rel.maps)).results[0]
+            found.append(r)
+    # A key address moved to an unaligned slot is refused; every other changed key is seen.
+    assert found and all(r.verdict in (Verdict.DIFFERENT, Verdict.REJECTED) for r in found), [r.line() for r in found]
+    assert sum(r.verdict is Verdict.DIFFERENT for r in found) >= len(found) - 2
+    assert any("map proto_count key" in r.difference["what"] and "cpu 0" in r.difference["what"] for r in found)
+
+
+def test_global_data_and_hash_map_contents(objs):
+    rel = _relocated(objs["maps"])
+    bss = _store_slot(rel.insns, 1, 0)  # first store through a map value pointer: the counters
+    r = check(objs["maps"], Relocated(_drop(rel.insns, bss), rel.maps)).results[0]
+    assert r.verdict is Verdict.DIFFERENT and "map " in r.difference["what"]
+
+
+def test_rodata_is_frozen_so_dead_settings_drop_code(objs):
+    # rewrite.c compares with `const volatile` ports: libbpf freezes .rodata, the verifier folds
+    # them, and harvesting reads them, so the port branch is reached.
+    r = check(objs["rewrite"], objs["rewrite"]).results[0]
+    assert r.verdict is Verdict.NO_DIFFERENCE and r.blocks_covered == r.blocks_total
+
+
+def test_rejected_is_its_own_verdict(objs):
+    report = check(objs["refused"], objs["refused"])
+    assert report.verdict is Verdict.REJECTED and report.exit_code == 3
+    assert "outside of the packet" in report.results[0].line()
+    rel = _relocated(objs["parse"])
+    bad = rel.insns[:8] + struct.pack("<BBhi", 0x71, 0x11, 4000, 0) + rel.insns[16:]  # r1 = *(u8 *)(r1 + 4000)
+    r = check(objs["parse"], Relocated(bad, rel.maps)).results[0]
+    assert r.verdict is Verdict.REJECTED and r.reason.startswith("the rewritten was refused")
+
+
+def test_other_types_undecided_or_run_with_context(objs):
+    report = check(objs["others"], objs["others"])
+    by = {r.program: r for r in report.results}
+    assert by["probe_open"].verdict is Verdict.UNDECIDED and "both load" in by["probe_open"].reason
+    assert by["coin"].verdict is Verdict.UNDECIDED and "original itself" in by["coin"].reason
+    assert by["raw_args"].verdict is Verdict.NO_DIFFERENCE and by["raw_args"].blocks_covered == by["raw_args"].blocks_total
+    rel = _relocated(objs["others"], "raw_args")
+    results = [check(objs["others"], Relocated(m.insns, rel.maps), program="raw_args").results[0]
+               for m in mutants(rel.insns) if m.kind in ("flipped condition", "changed immediate")]
+    assert results and all(r.verdict is Verdict.DIFFERENT for r in results), [r.line() for r in results]
+    # `id == 59` changed to 60: only an input with arg1 = 59 or 60 shows it, and it is named.
+    assert any("arg1=0x3b" in r.difference["decoded"] or "arg1=0x3c" in r.difference["decoded"] for r in results)
+
+
+def test_user_inputs_and_skipped_runs(objs):
+    pkts = [("short", bytes(5)), ("ok", dict(shapes())["eth/ipv4/udp"])]
+    r = check(objs["parse"], objs["parse"], inputs=pkts).results[0]
+    assert r.verdict is Verdict.NO_DIFFERENCE and r.inputs_run == 1 and r.inputs_skipped == 1
+    assert "1 inputs refused by the kernel, skipped" in r.line()
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_no_false_alarm_on_any_pass(objs, name):
+    with load_object(objs[name]) as obj:
+        progs = {p: (Relocated.of(obj, p), obj.programs[p].prog_type) for p in obj.programs}
+    for pname, (rel, _) in progs.items():
+        for names in [[p] for p in available_passes()] + [["div-guard", "dce", "blind"]]:
+            out = run_passes(Program.from_bytes(rel.insns, validate=False), names, PassContext(seed=1, aux_reg="auto"))
+            r = check(objs[name], Relocated(out.to_bytes(), rel.maps), program=pname, seconds=3).results[0]
+            # A pass whose output the kernel refuses is "rejected" (the pass's bug), never "different".
+            assert r.verdict in (Verdict.NO_DIFFERENCE, Verdict.REJECTED), (pname, names, r.line())
+
+
+def test_coverage_counters_follow_the_blocks(objs):
+    with load_object(objs["parse"]) as obj:
+        prog = obj.program()
+        raw = prog.insns()
+        leaders = basic_blocks(raw)
+        assert leaders[0] == 0 and len(leaders) > 10
+        live = live_in(raw)
+        assert live[0] & 0b10 and not live[0] & 0b1100  # r1 (ctx) live at entry, r2/r3 not
+        with Coverage.instrument(raw, lambda code: obj.load_insns(code, prog)) as cov:
+            assert cov.counts and cov.blocks == len(leaders)
+            cov.program.test_run(dict(shapes())["eth/ipv4/tcp"], struct.pack("<6I", 0, 62, 0, 0, 0, 0))
+            once = cov.counts_now().copy()
+            cov.program.test_run(dict(shapes())["eth/ipv4/tcp"], struct.pack("<6I", 0, 62, 0, 0, 0, 0))
+            again = cov.counts_now()
+            # The entry block ran twice; the second run found the port in the map, so its
+            # path differs after that (the insert block ran once).
+            assert once[0] == 1 and again[0] == 2 and (again >= once).all() and cov.hit() == set(again.nonzero()[0].tolist())
+
+
+def test_harvest_finds_constants_and_reads(objs):
+    with load_object(objs["parse"]) as obj:
+        h = harvest(obj.program().insns())
+    assert 53 in h.values and 22 in h.values  # the ports parse.c compares with
+    assert (12, 1) in h.reads or (12, 2) in h.reads  # the ethertype
