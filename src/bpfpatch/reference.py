@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import LD_IMM64, Insn, insns_to_slots, slot_rows
 from bpfpatch.isa.refs import TARGET_TABLE, Target, target_of
-from bpfpatch.patch.node import PatchInsn
+from bpfpatch.patch.buffer import PatchInsn
 from bpfpatch.program import FuncInfo, LineInfo, Program
 
 

@@ -167,7 +167,7 @@ def _blind_one_at_a_time(prog: Program, ax: int | str, seed: int) -> Program:
     from bpfpatch.patch import PatchInsn
     from bpfpatch.program import relocated_slots
 
-    pl, rng = PatchList(prog), random.Random(seed)
+    pl, rng = PatchList(prog, kernel_internal=True), random.Random(seed)  # blinding with AX is a kernel rewrite
     keep = relocated_slots(prog)
     nodes, live = live_out(pl)
     for node, out in zip(nodes, live.tolist()):

@@ -25,7 +25,7 @@ from bpfpatch.isa.opcodes import (
     Size,
     Source,
 )
-from bpfpatch.isa.slots import SLOT_SIZE, dst_of, opcodes, src_of
+from bpfpatch.isa.slots import SLOT_DTYPE, SLOT_SIZE, dst_of, opcodes, src_of
 
 #: Fields that must be zero, per kind (the kernel's "reserved fields" checks).
 MUST_BE_ZERO: dict[Kind, tuple[str, ...]] = {
@@ -204,6 +204,58 @@ def _fail(slots: np.ndarray, slot: int, why: str, offset_base: int) -> None:
     )
 
 
+# The same screen for one instruction at a time, as Python lists (a NumPy scalar lookup costs more).
+_STRICT_OF = [int(m) for m in _STRICT_MASK]
+_LOOK_OF = _NEEDS_LOOK.tolist()
+_FIELDS = ("code", "dst", "src", "off", "imm")
+#: The kernel's zero-extension marker (BPF_ZEXT_REG): ``w_dst = w_dst`` with imm 1, kernel-internal.
+ZEXT_MARKER_CODE = InsnClass.ALU | AluOp.MOV | Source.X
+
+
+def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: bool = False) -> str | None:
+    """Why `insn` (code, dst, src, off, imm) is not an instruction the kernel accepts; None if it is.
+
+    Fields are ints (an ``IntEnum`` is one; a bool is not) in their ranges:
+    registers 0..`max_reg`, off signed 16 bits, imm signed 32 bits (an
+    ld_imm64's 64 bits, signed or unsigned); then every rule of
+    `validate_slots`.  `kernel_internal` also admits the kernel's
+    zero-extension marker (BPF_ZEXT_REG: ``w_dst = w_dst`` with imm 1).
+    """
+    if len(insn) != 5:
+        return f"an instruction has 5 fields, not {len(insn)}"
+    for name, v in zip(_FIELDS, insn):
+        if type(v) is not int and (not isinstance(v, int) or isinstance(v, bool)):
+            return f"field {name} is a {type(v).__name__}, not an int"
+    code, dst, src, off, imm = insn
+    if not 0 <= code < 256:
+        return f"opcode {code} is outside 0..255"
+    if KIND[code] == Kind.INVALID:
+        return f"invalid opcode {code:#x}" + (" (a raw ld_imm64 half cannot be patched in)" if code == 0 else "")
+    if not 0 <= dst <= max_reg:
+        return f"dst register {dst} is outside 0..{max_reg}"
+    if not 0 <= src <= max_reg and not (code == LD_IMM64 or KIND[code] == Kind.CALL) or not 0 <= src <= 15:
+        return f"src register {src} is outside 0..{max_reg}"
+    if not -(1 << 15) <= off < 1 << 15:
+        return f"off {off} does not fit in 16 bits (signed)"
+    if code == LD_IMM64:
+        if not -(1 << 63) <= imm < 1 << 64:
+            return f"imm {imm} does not fit in 64 bits"
+    elif not -(1 << 31) <= imm < 1 << 31:
+        return f"imm {imm} does not fit in 32 bits (signed)"
+    w0 = code | (dst | src << 4) << 8 | (off & 0xFFFF) << 16 | (imm & 0xFFFFFFFF) << 32
+    if not _LOOK_OF[code] and not w0 & _STRICT_OF[code]:
+        return None
+    if kernel_internal and code == ZEXT_MARKER_CODE and dst == src and off == 0 and imm == 1:
+        return None
+    slots = np.array([w0, ((imm >> 32) & 0xFFFFFFFF) << 32 if code == LD_IMM64 else 0], dtype=np.uint64)
+    try:
+        validate_slots(slots[: 2 if code == LD_IMM64 else 1].view(SLOT_DTYPE), max_reg=max_reg)
+    except DecodeError as e:
+        return e.message
+    return None
+
+
 __all__ = [
-    "ADDR_SPACE_CAST_CODE", "ATOMIC_IMMS", "MOVSX_OFFS", "MUST_BE_ZERO", "ZERO_FIELD", "validate_slots",
+    "ADDR_SPACE_CAST_CODE", "ATOMIC_IMMS", "MOVSX_OFFS", "MUST_BE_ZERO", "ZEXT_MARKER_CODE", "ZERO_FIELD", "insn_problem",
+    "validate_slots",
 ]

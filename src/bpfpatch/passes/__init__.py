@@ -67,7 +67,7 @@ def run_passes(
     """Run the named passes on one patch list and linearize once."""
     ctx = ctx or PassContext()
     passes = [get_pass(n) for n in names]
-    pl = PatchList(program)
+    pl = PatchList(program, kernel_internal=True)  # passes emit the kernel's own forms (AX, zext marker)
     for p in passes:
         p.run(pl, ctx)
     return pl.linearize(relax_long_jumps=relax_long_jumps)

@@ -25,6 +25,7 @@ import numpy as np
 from bpfpatch.errors import PatchError, RelocationError
 from bpfpatch.isa import LD_IMM64, SLOT_DTYPE, branch_offsets, dst_of, insn_starts, opcodes, src_of
 from bpfpatch.isa.refs import MAY_TARGET, TARGET_OF, TARGET_TABLE, Ref, Target, ref_of
+from bpfpatch.patch.buffer import ToItem, ToNext, ToSiteTarget
 from bpfpatch.program import Program, compose_maps, remap_meta
 
 FieldValue = Union[int, Callable[[np.ndarray], np.ndarray]]
@@ -90,6 +91,8 @@ class Row:
 
 
 Template = Sequence[Union[Row, _Site]]
+#: A template row's reference: another row, the node after the site, or the site's own target.
+RowRef = Union[ToItem, ToNext, ToSiteTarget]
 
 # Where each Row field lives in the slot word: (attribute, shift, mask).
 _WORD_FIELDS = (("code", 0, 0xFF), ("dst", 8, 0x0F), ("src", 12, 0x0F), ("off", 16, 0xFFFF), ("imm", 32, 0xFFFFFFFF))
@@ -129,21 +132,21 @@ def _row_word(row: Row, site_words: np.ndarray) -> np.ndarray | np.uint64:
     return dynamic
 
 
-def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) -> tuple[list, list[tuple[int, str, int]]]:
+def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) -> tuple[list, tuple[RowRef, ...]]:
     """Every row of `template` as slot words for the sites, and the rows' references.
 
-    References: (row, "buf", row it jumps to), (row, "after", 0) for a jump
-    one past the last row, (row, "site", 0) for a row that goes where the
-    site's own jump went (`to_site_target`, and `SITE` when ``site_refs``).
+    References: `ToItem` (the row it jumps to), `ToNext` for a jump one past
+    the last row, `ToSiteTarget` for a row that goes where the site's own
+    jump went (`to_site_target`, and `SITE` when ``site_refs``).
     """
     words: list = []
-    plan: list[tuple[int, str, int]] = []
+    plan: list[RowRef] = []
     n_rows = len(template)
     for r, row in enumerate(template):
         if isinstance(row, _Site):
             words.append(site_words)
             if site_refs:
-                plan.append((r, "site", 0))
+                plan.append(ToSiteTarget(r))
             continue
         if callable(row.code):
             w = _row_word(row, site_words)
@@ -156,19 +159,19 @@ def row_words(template: Template, site_words: np.ndarray, *, site_refs: bool) ->
         field = TARGET_OF[row.code << 4 | (int(row.src) & 0xF if not callable(row.src) else 0)]
         words.append(_row_word(row, site_words))
         if row.to_site_target:
-            plan.append((r, "site", 0))
+            plan.append(ToSiteTarget(r))
         elif field != Target.NONE:
             rel = row.imm if field == Target.IMM else row.off
             if callable(rel):
                 raise PatchError(f"template row {r}: a jump's offset must be a number")
             dest = r + int(rel) + 1
             if dest == n_rows:
-                plan.append((r, "after", 0))
+                plan.append(ToNext(r, False))
             elif 0 <= dest < n_rows:
-                plan.append((r, "buf", dest))
+                plan.append(ToItem(r, dest, False))
             else:
                 raise PatchError(f"template row {r}: jump to row {dest} leaves the template (0..{n_rows})")
-    return words, plan
+    return words, tuple(plan)
 
 
 def _set_rel(out: np.ndarray, at: np.ndarray, rel: np.ndarray) -> None:

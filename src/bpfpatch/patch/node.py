@@ -1,39 +1,20 @@
-"""Handles and patch-buffer items of the patch list.
+"""`Node`: a light handle (list, id) onto one patchable instruction of a `PatchList`.
 
-A `Node` is a light handle (list, id) onto one patchable instruction: its
-instruction, its target reference, its aux data and its original index.
-The data itself lives in the `PatchList`'s parallel arrays so that building a
-list for a million instructions creates no per-instruction Python object.
+Its instruction, target reference, aux data and original index live in the
+list's node store (`bpfpatch.patch.store`), so a list for a million
+instructions creates no per-instruction object; a handle is made when one
+is asked for and compares equal to every other handle of the same node.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from bpfpatch.isa import Insn, Ref
-
-# Filled by the patch list (`patchlist._INSN_CACHE`): decoded single-slot instructions by word.
-_INSN_CACHE: dict[int, Insn] = {}
+from bpfpatch.patch.store import DELETED, END, INSERTED, INSN_CACHE
 
 if TYPE_CHECKING:
     from bpfpatch.patch.patchlist import PatchList
-
-#: ``orig_idx`` of a node that a patch inserted (the seed's -1).
-INSERTED = -1
-#: ``orig_idx`` of a node that was deleted (the seed's -2).
-DELETED = -2
-
-
-class PatchInsn(NamedTuple):
-    """A patch-buffer item that carries more than an `Insn`.
-
-    ``target``: an existing `Node` the jump/call/pseudo-func goes to (its
-    offset is then ignored).  ``aux``: the aux data of the new node.
-    """
-
-    insn: Insn
-    target: "Node | None" = None
-    aux: Any = None
 
 
 class Node:
@@ -55,51 +36,55 @@ class Node:
         """The node's instruction (jump offsets are stale until linearize)."""
         # The common case inlined: one cache lookup (a deferred replace has already
         # written the node's new words, so pending patches never matter here).
-        insn = _INSN_CACHE.get(self._pl._w0[self._id])
-        return self._pl._get_insn(self._id) if insn is None else insn
+        pl = self._pl
+        insn = INSN_CACHE.get(pl._w0[self._id])
+        return pl.store.insn(self._id) if insn is None else insn
 
     @property
     def orig_idx(self) -> int:
         """Original slot index, or `INSERTED` / `DELETED`."""
-        return self._pl._orig[self._id]
+        return self._pl.store.orig[self._id]
 
     @property
     def aux(self) -> Any:
         """The node's aux data (the verifier's insn_aux_data analogue), or None."""
-        aux, nid = self._pl._aux, self._id
+        aux, nid = self._pl.store.aux, self._id
         return aux[nid] if nid < len(aux) else None
 
     @aux.setter
     def aux(self, value: Any) -> None:
-        self._pl._set_aux(self._id, value)
+        self._pl.store.set_aux(self._id, value)
 
     @property
     def target(self) -> "Node | None":
         """The node a jump/call goes to (where it will land), or None."""
-        if self._pl._pend_groups:
-            self._pl._flush()
-        a = self._pl._target[self._id]
+        pl = self._pl
+        pl.settle()
+        store = pl.store
+        a = store.target[self._id]
         if a < 0:
             return None
         # A deleted target forwards to the next live node, which is where the jump lands.
-        nid = self._pl._landing(self._pl._anchor_node[a])
-        return None if nid < 0 else Node(self._pl, nid)
+        nid = store.landing(store.anchor_node[a])
+        return None if nid == END else Node(pl, nid)
 
     @property
     def ref(self) -> Ref:
-        """What the node's instruction refers to (`bpfpatch.isa.refs.Ref`: jump, subprogram, map, ...)."""
+        """What the node's instruction refers to (`bpfpatch.isa.Ref`: jump, subprogram, map, ...)."""
         return self.insn.ref
 
     @property
     def deleted(self) -> bool:
         """Was the node deleted?"""
-        return self._pl._orig[self._id] == DELETED
+        return self._pl.store.orig[self._id] == DELETED
 
     @property
     def next(self) -> "Node | None":
         """The next live node in list order."""
-        nid = self._pl._next_live(self._id)
-        return None if nid < 0 else Node(self._pl, nid)
+        pl = self._pl
+        pl.settle()
+        nid = pl.store.next_live(self._id)
+        return None if nid == END else Node(pl, nid)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Node) and other._pl is self._pl and other._id == self._id

@@ -1,0 +1,199 @@
+"""One prepared patch applied to the node store: the seed's replace, insert and delete, one at a time.
+
+These are the simple operations every `PatchList` call ends in (the fast
+paths in `bpfpatch.patch.fast` do the same for many sites at once, and are
+tested against these).  Each is O(patch size): new nodes are appended to the
+columns and linked in; nothing is renumbered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bpfpatch.errors import PatchError
+from bpfpatch.isa import GOTOL, INVERTED_JMP, Insn, InsnClass, JmpOp, is_subprog_ref
+from bpfpatch.isa.opcodes import OP_MASK
+from bpfpatch.patch.buffer import Prepared, ToItem, ToNext
+from bpfpatch.patch.store import DELETED, END, NO_ANCHOR, NodeStore, view
+
+
+def point_refs(store: NodeStore, prep: Prepared, ids: list[int], after: int) -> None:
+    """Point the new nodes' references at their targets (`ids`: the node of each item)."""
+    for ref in prep.refs:
+        if isinstance(ref, ToItem):
+            dest = ids[ref.dest]
+        elif isinstance(ref, ToNext):
+            dest = after
+        else:
+            dest = ref.node
+        store.point(ids[ref.item], dest, ref.subprog)
+
+
+def replace_now(store: NodeStore, x: int, prep: Prepared, retarget: bool) -> None:
+    """Node `x` becomes the patch's last instruction; the others are linked before it.
+
+    Jumps to `x` move onto the first new node (``retarget``, kernel
+    semantics) or stay on `x`.  `x` keeps its aux unless the last item has some.
+    """
+    k = len(prep.w0) - 1
+    base = len(store.orig)
+    if k:
+        store.new_chain(prep.head_w0, prep.head_w1, prep.head_wide, prep.head_aux if prep.any_aux else None)
+        store.link_before(base, base + k - 1, x if retarget else store.before_deleted_run(x))
+        if retarget:
+            store.move_anchor(x, base)
+        store.live += k
+    store.set_words(x, prep.last_w0, prep.last_w1, prep.last_wide)
+    store.target[x] = NO_ANCHOR
+    if prep.aux[k] is not None:
+        store.set_aux(x, prep.aux[k])
+    if prep.refs:
+        point_refs(store, prep, [*range(base, base + k), x], store.next[x])
+
+
+def insert_before(store: NodeStore, x: int, prep: Prepared, retarget: bool) -> int:
+    """Link the patch before node `x`; return the last new node."""
+    base = store.new_chain(prep.w0, prep.w1, prep.wide, prep.aux if prep.any_aux else None)
+    last = base + len(prep.w0) - 1
+    store.link_before(base, last, x if retarget else store.before_deleted_run(x))
+    if retarget:
+        store.move_anchor(x, base)
+    store.live += len(prep.w0)
+    if prep.refs:
+        point_refs(store, prep, list(range(base, last + 1)), x)
+    return last
+
+
+def insert_after(store: NodeStore, x: int, prep: Prepared) -> int:
+    """Link the patch after node `x`; return the last new node."""
+    base = store.new_chain(prep.w0, prep.w1, prep.wide, prep.aux if prep.any_aux else None)
+    last = base + len(prep.w0) - 1
+    store.link_after(base, last, x)
+    store.live += len(prep.w0)
+    if prep.refs:
+        point_refs(store, prep, list(range(base, last + 1)), store.next[last])
+    return last
+
+
+def delete_now(store: NodeStore, x: int) -> None:
+    """Delete node `x` (references to it land on the next live node), refusing what would strand a reference.
+
+    Refused: the last instruction of the program; the last instruction of a
+    subprogram a call still targets; a node some live jump lands on when no
+    live node follows it (the jump would have nowhere to land).
+    """
+    nxt = store.next_live(x)
+    if store.live == 1:
+        raise PatchError("delete: cannot delete the last instruction of the program")
+    a = store.subprog_land.get(x)
+    last_of_subprog = a is not None and (nxt == END or nxt in store.subprog_land)
+    if last_of_subprog and called_on(store, x):
+        raise PatchError(f"delete: node {x} is the only instruction left of a subprogram that a call still targets")
+    if nxt == END and referenced(store, x):
+        raise PatchError(f"delete: node {x} is the last instruction, and a jump still lands on it")
+    # Nothing is refused past this point.
+    if a is not None:
+        del store.subprog_land[x]
+        if not last_of_subprog:
+            store.subprog_land[nxt] = a
+    store.orig[x] = DELETED
+    store.live -= 1
+
+
+def referenced(store: NodeStore, nid: int) -> bool:
+    """Does a live node's reference land on node `nid`?  (Vectorized; asked when deleting the last node.)"""
+    run = [nid]
+    p = store.prev[nid]
+    while p > 0 and store.orig[p] == DELETED:  # deleted nodes right before `nid` forward to it
+        run.append(p)
+        p = store.prev[p]
+    target, orig, an = view(store.target), view(store.orig), view(store.anchor_node)
+    users = np.flatnonzero((target >= 0) & (orig != DELETED))
+    users = users[users != nid]
+    hit = bool(np.isin(an[target[users]], run).any())
+    del target, orig, an
+    return hit
+
+
+def called_on(store: NodeStore, nid: int) -> bool:
+    """Does a live call or pseudo-func load still land on node `nid`?
+
+    Only asked when a deletion would remove the last instruction of the
+    subprogram that lands on `nid`.  Calls target subprogram starts, so the
+    candidates are that subprogram's anchor and `nid`'s own; anchors of calls
+    elsewhere (rare) are looked at one by one.  The call sites of an anchor
+    come from a reverse index built once (`call_sites`); an anchor found with
+    no live call is dropped from the called set, so a chain of dead
+    subprograms costs one look per subprogram, not a scan each.
+    """
+    called = store.called_anchors
+    cands = {a for a in (store.subprog_land.get(nid), store.node_anchor[nid]) if a is not None and a in called}
+    if store.odd_called is None:
+        store.odd_called = called - set(store.subprog_land.values()) - set(store.subprog_anchors)
+    an = store.anchor_node
+    cands |= {a for a in store.odd_called if a in called and store.landing(an[a]) == nid}
+    if not cands:
+        return False
+    sites = call_sites(store)
+    target, orig = store.target, store.orig
+    for a in cands:
+        for s in sites.get(a, ()):
+            if orig[s] != DELETED and target[s] == a:
+                insn = store.insn(s)
+                if is_subprog_ref(insn[0], insn[2]):
+                    return True
+    for a in cands:  # nothing calls them any more (a new call re-adds them, see NodeStore.point)
+        called.discard(a)
+        store.odd_called.discard(a)
+    return False
+
+
+def call_sites(store: NodeStore) -> dict[int, list[int]]:
+    """Called anchor -> node ids whose reference points at it (built once, kept by `NodeStore.point`)."""
+    if store.call_index is None:
+        target = view(store.target)
+        called = np.fromiter(store.called_anchors, dtype=np.int64, count=len(store.called_anchors))
+        src = np.flatnonzero(np.isin(target, called))
+        index: dict[int, list[int]] = {}
+        for s, a in zip(src.tolist(), target[src].tolist()):
+            index.setdefault(a, []).append(s)
+        del target
+        store.call_index = index
+    return store.call_index
+
+
+def relax(store: NodeStore, node_ids: list[int]) -> None:
+    """Rewrite jumps whose offset overflowed 16 bits into gotol forms (relinking the list).
+
+    ``ja`` becomes ``gotol``; a conditional jump becomes its inverse over a
+    ``gotol`` (``jset`` / ``may_goto``, which have no inverse, jump to the
+    ``gotol`` over a ``goto`` to the next instruction).
+    """
+    for nid in node_ids:
+        insn = store.insn(nid)
+        a = store.target[nid]
+        op = insn.code & OP_MASK
+        if insn.code == InsnClass.JMP | JmpOp.JA:
+            store.set_insn(nid, Insn(GOTOL))
+            continue
+        succ = store.next[nid]
+        if succ == END:
+            raise PatchError(f"node {nid}: cannot relax a conditional jump at the end of the program")
+        g = store.new_node(Insn(GOTOL))
+        store.target[g] = a
+        inv = INVERTED_JMP.get(JmpOp(op)) if op != JmpOp.JCOND else None
+        if inv is not None:
+            # if !cond goto <after gotol>; gotol <target>
+            store.set_insn(nid, insn._replace(code=(insn.code & ~OP_MASK) | inv, off=0))
+            store.link_after(g, g, nid)
+            store.target[nid] = store.anchor_of(succ)
+        else:
+            # jset/may_goto: if cond goto <gotol>; goto <after gotol>; gotol <target>
+            j = store.new_node(Insn(InsnClass.JMP | JmpOp.JA))
+            store.next[j] = g
+            store.prev[g] = j
+            store.link_after(j, g, nid)
+            store.target[j] = store.anchor_of(succ)
+            store.target[nid] = store.anchor_of(g)
+            store.live += 1
+        store.live += 1

@@ -1,0 +1,167 @@
+"""Deferred replaces: `replace` with a patch seen before changes the node now and links later.
+
+A pass that patches every site alike calls ``replace(node, patch)`` with one
+patch (or equal ones) many times.  Each such call writes the node's new
+instruction at once (so ``node.insn`` never waits) and records the site
+under its prepared patch; the new nodes before the sites are linked when the
+list is next looked at -- the list's one settle point -- all sites of a
+patch in one NumPy pass (`group.link_group`), or, with few sites or the
+group path off, one at a time (`apply.replace_now`).  `settle_in_place`
+instead gives the pending sites to `linearize` as blocks.
+
+Settling gives exactly what the replaces would have given one at a time in
+the order they were made: every site keeps its place and its id, its new
+nodes go right before it, references to it move to the first of them, and a
+reference to "the node after the patch" is taken before any move (so it
+lands on the next site's patch, as a kernel patch would).
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import numpy as np
+
+from bpfpatch.patch.apply import replace_now
+from bpfpatch.patch.buffer import BufferCache, Prepared
+from bpfpatch.patch.fast.group import link_group, of_prepared
+from bpfpatch.patch.fast.order import OrderCache
+from bpfpatch.patch.node import Node
+from bpfpatch.patch.store import DELETED, END, ID_DTYPE, ID_TYPECODE, NO_ANCHOR, NodeStore, view
+
+# Values of the mark byte per node: where the `replace` fast path may defer.
+FREE, PENDING, BLOCKED = 0, 1, 2
+
+
+class Deferred:
+    """The deferred replaces of one list: pending sites by prepared patch, and one mark byte per node.
+
+    The mark says FREE where the fast path may defer a replace without
+    further checks (a live node with a next node, not pending), PENDING
+    where a replace is deferred, BLOCKED otherwise (conservatively: a node
+    that gained a next node since stays BLOCKED until it is settled).
+    """
+
+    #: Fewer deferred replaces than this are linked one at a time (cheaper than NumPy set-up).
+    FLUSH_ONE_BY_ONE = 16
+
+    def __init__(self, store: NodeStore, buffers: BufferCache, order: OrderCache, *, group: bool) -> None:
+        self.store = store
+        self.buffers = buffers
+        self.order = order
+        self.group = group
+        self.groups: dict[int, tuple[Prepared, array]] = {}  # by id of the prepared patch
+        self.mark = bytearray()
+        # (the patch object, its pending sites, its last word) of the last deferral: a pass
+        # repeating one immutable patch then costs one identity test and one append.
+        self.last: tuple[Any, Any, int] = (None, None, 0)
+        self._w0, self._w1, self._wide = store.w0, store.w1, store.wide  # columns only grow in place
+        self._next, self._orig = store.next, store.orig
+
+    def _extend_mark(self) -> None:
+        """Cover the nodes created since the mark last grew."""
+        start = len(self.mark)
+        blocked = (view(self._orig)[start:] == DELETED) | (view(self._next)[start:] == END)
+        if start == 0:
+            blocked[0] = True  # the dummy head
+        self.mark.extend(np.where(blocked, BLOCKED, FREE).astype(np.uint8).tobytes())
+
+    def forget(self, x: int) -> None:
+        """Node `x` was deleted: the fast path must not defer on it."""
+        if x < len(self.mark):
+            self.mark[x] = BLOCKED
+
+    def pending_sites(self) -> list[int]:
+        """Every node with a deferred replace."""
+        return [x for _, xs in self.groups.values() for x in xs]
+
+    def settle(self) -> None:
+        """Link the new nodes of every deferred replace (see the module docstring)."""
+        groups = self.groups
+        few = not self.group or sum(len(xs) for _, xs in groups.values()) < self.FLUSH_ONE_BY_ONE
+        self.groups, self.last = {}, (None, None, 0)
+        mark, nxt = self.mark, self._next
+        for prep, xs in groups.values():
+            if few:
+                for x in xs:
+                    mark[x] = FREE if nxt[x] != END else BLOCKED  # pending sites are live
+                    replace_now(self.store, x, prep, True)
+            else:
+                sites = np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)  # widened once for the gathers
+                tail = view(nxt)[sites] == END
+                np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, BLOCKED, FREE)
+                link_group(self.store, self.order, of_prepared(prep, sites))
+
+    def settle_in_place(self) -> list[tuple[Prepared, np.ndarray]]:
+        """The deferred replaces as (patch, sites), each site already its patch's last instruction.
+
+        Applies the in-place half of the link (the writes `link_group` makes
+        first: the site's words and width, no reference, replaced); the new
+        nodes before each site are not created.  `linearize` lays these out
+        as blocks, without linking them; the replaces stay pending.
+        """
+        store = self.store
+        out = []
+        w0, w1 = view(store.w0, np.uint64), view(store.w1, np.uint64)
+        wide, dirty, target = view(store.wide, np.uint8), view(store.dirty, np.uint8), view(store.target)
+        try:
+            for prep, xs in self.groups.values():
+                sites = np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)  # a copy: the list may go on growing
+                w0[sites], w1[sites], wide[sites] = prep.last_w0, prep.last_w1, prep.last_wide
+                target[sites] = NO_ANCHOR
+                dirty[sites[sites < len(dirty)]] = 1
+                if prep.any_aux:
+                    store.aux_used = True
+                out.append((prep, sites))
+        finally:
+            del w0, w1, wide, dirty, target
+        return out
+
+
+class DeferringReplace:
+    """Mixin of `PatchList` (before it in the MRO): `replace` that defers where it can.
+
+    The hot path of every pass, written out flat; whatever it cannot defer
+    goes to the list's own `replace` (``super().replace``).
+    """
+
+    _deferred: Deferred
+
+    def replace(self, node: Node, patch: Any, *, retarget: bool = True) -> Node:
+        """`PatchList.replace` (same arguments, same result), deferring the link where it can."""
+        d = self._deferred
+        last = d.last
+        if patch is last[0] and type(node) is Node and node._pl is self and retarget:
+            x = node._id
+            mark = d.mark
+            if not mark[x]:  # FREE: one byte stands for four checks
+                last[1].append(x)
+                mark[x] = PENDING
+                # The node's new instruction, at once (one slot: its second word and
+                # width only matter to the link, which rewrites them).
+                d._w0[x] = last[2]
+                return node
+        x = node._id if type(node) is Node and node._pl is self else 0
+        if x and d._orig[x] != DELETED and retarget:
+            has_after = d._next[x] != END
+            prep = d.buffers.lookup(patch, has_after)
+            if prep is not None and prep.deferrable:
+                mark = d.mark
+                if len(mark) < len(d._orig):  # no node is created while replaces are deferred
+                    d._extend_mark()
+                if mark[x] != PENDING:
+                    group = d.groups.get(id(prep))
+                    if group is None:
+                        group = d.groups[id(prep)] = (prep, array(ID_TYPECODE, [x]))  # NumPy reads it in place
+                    else:
+                        group[1].append(x)
+                    if has_after and not prep.last_wide and type(patch) is not list:  # immutable: safe to test by identity
+                        d.last = (patch, group[1], prep.last_w0)
+                    mark[x] = PENDING
+                    # The node's own instruction changes now (`node.insn` never waits for the link).
+                    d._w0[x] = prep.last_w0
+                    d._w1[x] = prep.last_w1
+                    d._wide[x] = prep.last_wide
+                    return node
+        return super().replace(node, patch, retarget=retarget)  # type: ignore[misc]
