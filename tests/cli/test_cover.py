@@ -209,3 +209,30 @@ def test_section_and_prog_type_options(covered, tmp_path):
     assert main(["cover", str(obj), "-o", str(out), "--section", "xdp", "--prog-type", "xdp", "--inputs-from", str(pk)]) == 0
     assert _tracefile(out / "coverage.info")["FNDA"]["cover_me"] == 1
     assert main(["cover", str(obj), "-o", str(tmp_path / "s"), "--section", "nosuch", "--inputs", "2"]) == 1
+
+
+def test_sources_relative_paths_and_objects_without_source_text(tmp_path):
+    """A relative BTF path resolves under --source-dir; without text in BTF the lines say so."""
+    if shutil.which("clang") is None:
+        pytest.skip("clang is not installed")
+    from conftest import multiarch_include
+
+    obj = tmp_path / "rel.o"
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-mcpu=v3", *multiarch_include(), "-c", "branchy.c",
+                    f"-fdebug-prefix-map={SRC.parent}=.", "-o", str(obj)], cwd=SRC.parent, check=True)
+    pk = tmp_path / "p.txt"
+    pk.write_text((bytes([0x42, 0]) + bytes(60)).hex() + "\n")
+    out = tmp_path / "with"
+    assert main(["cover", str(obj), "-o", str(out), "--inputs-from", str(pk), "--source-dir", str(SRC.parent)]) == 0
+    assert f"SF:{SRC.resolve()}" in (out / "coverage.info").read_text()
+    out2 = tmp_path / "without"
+    assert main(["cover", str(obj), "-o", str(out2), "--inputs-from", str(pk)]) == 0
+    assert f"SF:{SRC.resolve()}" not in (out2 / "coverage.info").read_text()   # a relative path, not found
+    rebuilt = (out2 / "src" / "branchy.c").read_text().splitlines()
+    assert "MARK drop" in rebuilt[_marks()["drop"] - 1]            # the line text BTF carries
+    stripped = Path("/usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog.o")
+    if stripped.is_file():
+        out3 = tmp_path / "xsk"
+        assert main(["cover", str(stripped), "-o", str(out3), "--inputs", "8"]) == 0
+        text = "".join(p.read_text() for p in (out3 / "src").rglob("*.c"))
+        assert "no source text in the object's BTF" in text

@@ -40,12 +40,12 @@ def _summary(console: Console, files, cmap, counters, title: str) -> None:
                   f"{cmap.original_insns} ({cmap.spills} spills, {len(cmap.uninstrumented)} blocks without a counter)")
 
 
-def _report(console: Console, cmap, counters, out_dir: Path, title: str) -> None:
+def _report(console: Console, cmap, counters, out_dir: Path, title: str, source_dirs: tuple[Path, ...] = ()) -> None:
     from bpfpatch.cover.report import genhtml, line_coverage, write_lcov
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = line_coverage(cmap, counters)
-    trace = write_lcov(files, cmap, out_dir)
+    trace = write_lcov(files, cmap, out_dir, source_dirs=source_dirs)
     index = genhtml(trace, out_dir, branches=bool(cmap.branches), title=title)
     _summary(console, files, cmap, counters, title)
     console.print(f"lcov tracefile: {trace}\nHTML report: {index}")
@@ -62,6 +62,7 @@ def cover_cmd(
     seed: int = typer.Option(0, "--seed"),
     edges: bool = typer.Option(False, "--edges", help="count both outcomes of every branch"),
     counters: Optional[Path] = typer.Option(None, "--counters", help="report: `bpftool map dump ... -j` of the counters map"),
+    source_dir: Optional[List[Path]] = typer.Option(None, "--source-dir", help="source tree(s) for the relative paths BTF names"),
 ) -> None:
     """Instrument every basic block with a counter, run in the kernel, write lcov + HTML coverage."""
     from bpfpatch.cover.instrument import instrument_object, read_cover_map
@@ -86,7 +87,8 @@ def cover_cmd(
             text = counters.read_text()
         except OSError as exc:
             raise BpfPatchError(f"{counters}: {exc.strerror}") from exc
-        _report(console, cmap, parse_counter_dump(text, len(cmap.counters)), output, Path(args[1]).name)
+        _report(console, cmap, parse_counter_dump(text, len(cmap.counters)), output, Path(args[1]).name,
+                tuple(source_dir or ()))
         return
     if len(args) != 1:
         raise BpfPatchError("usage: bpfpatch cover OBJ.o -o DIR (or: cover instrument / cover report)")
@@ -102,6 +104,6 @@ def cover_cmd(
     for diff in result.differences:
         console.print(f"[red]behaviour changed[/red]: {diff}")
     console.print("runs: " + ", ".join(f"{s} x{n}" for s, n in result.runs.items()))
-    _report(console, cmap, result.counters, output, obj_path.name)
+    _report(console, cmap, result.counters, output, obj_path.name, tuple(source_dir or ()))
     if result.differences:
         raise typer.Exit(1)

@@ -68,24 +68,35 @@ def line_coverage(cmap: CoverMap, counters: list[int]) -> dict[str, FileCoverage
     return files
 
 
-def _source_path(out_dir: Path, name: str, text: dict[int, str]) -> Path:
+def _source_path(out_dir: Path, name: str, text: dict[int, str], source_dirs: tuple[Path, ...] = ()) -> Path:
     real = Path(name)
     if real.is_absolute() and real.is_file():
         return real
+    for d in source_dirs:  # a relative BTF path, resolved under a source tree the user names
+        cand = (d / name).resolve()
+        if not real.is_absolute() and cand.is_file():
+            return cand
     rel = Path(*[p for p in Path(name).parts if p not in ("/", "..", ".")]) if name else Path("unknown.c")
     dest = (out_dir / "src" / rel).resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     last = max(text) if text else 0
-    dest.write_text("\n".join(text.get(i, "") for i in range(1, last + 1)) + "\n")
+    # Objects built without source text in BTF (line_off -> ""): say so on the lines that have code.
+    rows = [text[i] if text.get(i) else (f"/* {name}:{i}: no source text in the object's BTF */" if i in text else "")
+            for i in range(1, last + 1)]
+    dest.write_text("\n".join(rows) + "\n")
     return dest
 
 
-def write_lcov(files: dict[str, FileCoverage], cmap: CoverMap, out_dir: Path, test_name: str = "bpfpatch_cover") -> Path:
-    """``out_dir/coverage.info`` in lcov's tracefile format; returns its path."""
+def write_lcov(files: dict[str, FileCoverage], cmap: CoverMap, out_dir: Path, test_name: str = "bpfpatch_cover",
+               source_dirs: tuple[Path, ...] = ()) -> Path:
+    """``out_dir/coverage.info`` in lcov's tracefile format; returns its path.
+
+    `source_dirs`: trees to resolve the relative source paths BTF names against.
+    """
     out = [f"TN:{test_name}"]
     for name in sorted(files):
         fc = files[name]
-        src = _source_path(out_dir, name, cmap.sources.get(name, {}))
+        src = _source_path(out_dir, name, cmap.sources.get(name, {}), source_dirs)
         out.append(f"SF:{src}")
         for fn, (ln, _n) in sorted(fc.functions.items(), key=lambda x: x[1][0]):
             out.append(f"FN:{ln},{fn}")
