@@ -11,6 +11,7 @@ import typer
 from bpfpatch.asm import listing
 from bpfpatch.asm.disasm import listing_bytes
 from bpfpatch.cli.app import app
+from bpfpatch.cli.output import reading
 from bpfpatch.loader import read_programs
 
 
@@ -24,7 +25,8 @@ def disasm_cmd(
     """Disassemble every program of FILE (or one section)."""
     if style not in ("llvm", "kernel"):
         raise typer.BadParameter("style must be llvm or kernel")
-    progs = read_programs(file)
+    with reading(file):
+        progs = read_programs(file)
     names = [section] if section else list(progs)
     if section and section not in progs:
         from bpfpatch.errors import ElfError

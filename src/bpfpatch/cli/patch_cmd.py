@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from bpfpatch.cli.app import app
-from bpfpatch.cli.output import write_atomic
-from bpfpatch.errors import BpfPatchError, FileError, RelocationError
+from bpfpatch.cli.output import reading, write_atomic
+from bpfpatch.errors import BpfPatchError, FileError, ProgramError, RelocationError
 from bpfpatch.loader import read_program
 from bpfpatch.passes import PassContext, available_passes, get_pass, run_passes
 from bpfpatch.program import Program
@@ -82,9 +82,13 @@ def patch_cmd(
     except OSError as exc:
         raise FileError(file, exc.strerror or str(exc)) from exc
     if is_elf and not linked and out_format in ("raw", "elf") and (out_format == "elf" or output.suffix == ".o"):
-        _patch_object(file, output, names, ctx, section, relax)
+        with reading(file):
+            _patch_object(file, output, names, ctx, section, relax)
         return
-    prog = read_program(file, section=section, linked=linked)
+    with reading(file):
+        prog = read_program(file, section=section, linked=linked)
+        if not len(prog.slots):
+            raise ProgramError("no instructions: an empty program cannot be patched (the kernel refuses it too)")
     out = rewrite(prog, names, ctx, relax)
     if out_format == "asm":
         from bpfpatch.asm import listing

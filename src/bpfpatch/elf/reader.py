@@ -17,6 +17,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from bpfpatch.btf import Btf, CoreRelos, parse_btf_ext
+from bpfpatch.elf.check import check_headers
 from bpfpatch.elf.link import link_program
 from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, ElfModel, Relocation, Relocations, Symbol, Symbols
 from bpfpatch.errors import BpfPatchError, ElfError
@@ -62,8 +63,7 @@ def read_object(source: str | Path | bytes) -> ElfObject:
 
 def _read_object(source: str | Path | bytes) -> ElfObject:
     data = Path(source).read_bytes() if not isinstance(source, (bytes, bytearray)) else bytes(source)
-    if data[:4] != b"\x7fELF":
-        raise ElfError("not an ELF file (bad magic)", offset=0)
+    check_headers(data)  # the framing, on the raw bytes, with places: before pyelftools reads anything
     with _wrap("cannot parse ELF"):
         elf = ELFFile(io.BytesIO(data))
         if elf["e_machine"] not in ("EM_BPF", 247):
@@ -146,9 +146,20 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
             )
         except BpfPatchError as exc:
             raise ElfError(str(exc), section=sec.name) from exc
+        _check_record_slots(prog, sec.name, (("func_info", fi), ("line_info", li), ("CO-RE relocation", core)))
         if core:
             prog.meta[CORE_RELOS] = CoreRelos(core)
         if fi is not None:
             prog.subprogs = sorted({f.insn_off for f in fi} | {0})
         obj.programs[sec.name] = prog
     return obj
+
+
+def _check_record_slots(prog: Program, section: str, kinds) -> None:
+    """Records must name the first slot of an instruction (the kernel refuses the second half of an ld_imm64)."""
+    starts = set(prog.insn_slots().tolist())
+    for what, records in kinds:
+        for k, r in enumerate(records or ()):
+            if r.insn_off not in starts:
+                raise ElfError(f"{what} record {k} of section {section!r}: slot {r.insn_off} is the second half of an "
+                               "ld_imm64, not an instruction", section=".BTF.ext")

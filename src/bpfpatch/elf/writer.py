@@ -123,6 +123,9 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
                 imm = struct.unpack_from("<i", code_bytes, slot * 8 + 4)[0]
                 old_target = syms[sym][4] // 8 + imm + 1
                 idx_map, _, new_len = maps[".text"]
+                if not 0 <= old_target < len(idx_map):
+                    raise ElfError(f"call at slot {old_slot} targets .text slot {old_target}, outside .text "
+                                   f"({len(idx_map)} slots)", section=rel.name, offset=e[0])
                 new_target = _remap_slot(idx_map, old_target, new_len)
                 struct.pack_into("<i", code_bytes, slot * 8 + 4, new_target - 1)
         by_name[target].data = bytes(code_bytes)
