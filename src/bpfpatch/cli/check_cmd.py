@@ -32,7 +32,7 @@ What this kernel reports back, by program type:
 \b
 Inputs refused by the kernel (a frame too short for the type, say) are skipped and counted.
 Per-CPU maps: runs are pinned to one CPU. Hash maps are compared as sets of entries.
-Maps larger than 64 KiB are compared every 64 inputs and at the end."""
+Maps larger than 64 KiB are compared every 256 inputs and at the end."""
 
 
 def _source(path: Path):

@@ -46,7 +46,7 @@ from bpfpatch.kernel.packets import Harvest, describe, harvest, mutate, shapes
 from bpfpatch.progtype import ProgType, prog_type_of
 
 BIG_MAP_BYTES = 1 << 16
-BIG_MAP_EVERY = 64
+BIG_MAP_EVERY = 256
 DEFAULT_INPUTS = 2000
 DEFAULT_SECONDS = 8.0
 MIN_INPUTS = 2000  # the search goes on to this many inputs even when every block is covered
@@ -121,6 +121,7 @@ class ProgramResult:
     blocks_total: int | None = None
     difference: dict[str, Any] | None = None
     not_compared: list[str] = field(default_factory=list)
+    run_seconds: float = 0.0  # time of the input loop (coverage copy, both programs, map dumps)
 
     @property
     def coverage(self) -> str:
@@ -617,7 +618,8 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
         result = ProgramResult(name, section, ptype_name, Verdict.NO_DIFFERENCE, not_compared=notes)
         seq: list[Input] = []
         maps = {m.name: m for m in a.small + a.big}
-        t_end = time.perf_counter() + seconds
+        t_start = time.perf_counter()
+        t_end = t_start + seconds
         queue = [Input(lbl, d, _with_ctx(layout, layout.build({}) if layout.ctx_size else None, d)) for lbl, d in user] \
             if user is not None else seed_inputs(layout, h, rng)
         corpus: list[Input] = []
@@ -658,6 +660,7 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
             if what is not None:
                 return _confirm(result, original, rewritten, name, prog_type, layout, seq, what)
         result.inputs_run = n - result.inputs_skipped
+        result.run_seconds = time.perf_counter() - t_start
         if result.inputs_run == 0:
             result.verdict = Verdict.UNDECIDED
             result.reason = f"the kernel refused all {n} test runs"
