@@ -236,3 +236,20 @@ def test_sources_relative_paths_and_objects_without_source_text(tmp_path):
         assert main(["cover", str(stripped), "-o", str(out3), "--inputs", "8"]) == 0
         text = "".join(p.read_text() for p in (out3 / "src").rglob("*.c"))
         assert "no source text in the object's BTF" in text
+
+
+def test_counters_cost_one_or_two_slots_with_unused_registers(covered):
+    """A subprogram that leaves registers alone keeps &counters[base] (and 1) in them: 1-2 slots a block."""
+    from bpfpatch.cover.run import packet_inputs, run_coverage
+
+    obj = covered[0]
+    _, full = instrument_object(obj, base_registers=False)
+    data, cheap = instrument_object(obj)
+    assert full.added_insns == 4 * len(full.counters) + 2 * full.spills
+    assert cheap.added_insns < full.added_insns
+    res = run_coverage(obj, data, cheap, packet_inputs(16, 3))
+    assert res.differences == [] and res.runs == {"cover_me": 16}
+    ip = Path("/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_ip.o")
+    if ip.is_file():   # r6-r9: one is never named there -> 2 slots a block, 2 for the base
+        _, m = instrument_object(ip)
+        assert m.added_insns == 2 + 2 * len(m.counters)

@@ -352,19 +352,38 @@ class FlowGraph:
             live = (live & ~d) | u
         return live
 
-    def free_registers(self, node: Node, n: int = 1, *, region: list[Node] | None = None) -> list[int]:
+    def free_registers(self, node: Node, n: int = 1, *, region: list[Node] | None = None,
+                       exclude: frozenset[int] | set[int] = frozenset()) -> list[int]:
         """Up to `n` registers (r9 first, never r10) dead before `node` and untouched in `region`.
 
         `region` (nodes in order starting at `node`): registers it reads or
         writes are excluded too, so code inserted before `node` may use the
-        result across the region.  Fewer than `n` come back when fewer are free.
+        result across the region; so are those in `exclude` (registers the
+        caller has taken for itself).  Fewer than `n` come back when fewer are free.
         """
         live = self._live_mask(node)
         for other in region or ():
             u, d = uses_defs(other.insn)
             live |= u | d
         live |= 1 << FP
-        return [r for r in SCRATCH_ORDER if not live >> r & 1][:n]
+        return [r for r in SCRATCH_ORDER if not live >> r & 1 and r not in exclude][:n]
+
+    def unused_registers(self, subprog: int = 0) -> list[int]:
+        """Registers no instruction of the subprogram names, that no call there clobbers (r9 first).
+
+        A tool may keep its own value in one for the whole subprogram (set at
+        its entry): r6-r9 survive calls; r1-r5 only in a subprogram without calls.
+        """
+        named = 1 << FP
+        calls = False
+        for blk in self.subprog_blocks(subprog):
+            for node in blk.nodes:
+                insn = self.insns[self.index[node]]
+                u, d = uses_defs(insn)
+                named |= u | d | (1 << insn.dst) | (1 << insn.src)
+                calls = calls or KIND_OF[insn.code] in (Kind.CALL, Kind.LD_ABS, Kind.LD_IND)
+        order = (9, 8, 7, 6) if calls else SCRATCH_ORDER
+        return [r for r in order if not named >> r & 1 and r != 0]
 
     # --- stack -----------------------------------------------------------------------
 

@@ -153,9 +153,10 @@ def _counter_code(counter: int, regs: list[int], slots: list[int]) -> list[Insn 
     return save + body + restore
 
 
-def _place(g: FlowGraph, node: Node, subprog: int, spill_slots: dict[int, list[int]]) -> tuple[list[int], list[int]] | None:
-    """(registers, stack slots to spill them to) for a counter inserted before `node`, or None."""
-    free = g.free_registers(node, 2)
+def _place(g: FlowGraph, node: Node, subprog: int, spill_slots: dict[int, list[int]],
+           taken: frozenset[int] = frozenset()) -> tuple[list[int], list[int]] | None:
+    """(registers, stack slots to spill them to) for a 4-slot counter before `node`, or None."""
+    free = g.free_registers(node, 2, exclude=taken)
     if len(free) == 2:
         return free, []
     need = 2 - len(free)
@@ -164,14 +165,56 @@ def _place(g: FlowGraph, node: Node, subprog: int, spill_slots: dict[int, list[i
         return None
     # spill the callee-saved registers the node does not name (r9, r8, ...), not r10
     insn = node.insn
-    pick = [r for r in (9, 8, 7, 6) if r not in free and r not in (insn.dst, insn.src)][:need]
+    pick = [r for r in (9, 8, 7, 6) if r not in free and r not in (insn.dst, insn.src) and r not in taken][:need]
     if len(pick) < need:
         return None
     return free + pick, slots[:need]
 
 
-def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverMap, *, edges: bool = False) -> Program:
-    """One section's program with counters added; counters are appended to `cmap`."""
+@dataclass
+class _Sub:
+    """How one subprogram's counters are reached: a base register set at its entry, or not."""
+
+    base_reg: int | None = None  # holds &counters[base] for the whole subprogram
+    one_reg: int | None = None  # holds 1 for the whole subprogram
+    base: int = 0  # counter index the base register points at
+    set_up: bool = False
+
+    @property
+    def taken(self) -> frozenset[int]:
+        return frozenset(r for r in (self.base_reg, self.one_reg) if r is not None)
+
+
+_MAX_OFF = 32767
+
+
+def _increment(g: FlowGraph, node: Node, k: int, sub: _Sub, subprog: int, spill_slots: dict[int, list[int]],
+               cmap: CoverMap) -> list[Insn | PatchInsn] | None:
+    """The cheapest increment of counter `k` before `node`: 1 slot with base and one registers, 2 with a
+    base register, else 4 (plus spills); None when no register can be had."""
+    off = 8 * (k - sub.base)
+    if sub.base_reg is not None and sub.set_up and 0 <= off <= _MAX_OFF:
+        if sub.one_reg is not None:
+            return [b.atomic_add(Size.DW, sub.base_reg, sub.one_reg, off)]
+        free = g.free_registers(node, 1, exclude=sub.taken)
+        if free:
+            return [b.mov64_imm(free[0], 1), b.atomic_add(Size.DW, sub.base_reg, free[0], off)]
+    where = _place(g, node, subprog, spill_slots, sub.taken)
+    if where is None:
+        return None
+    cmap.spills += len(where[1])
+    return _counter_code(k, *where)
+
+
+def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverMap, *, edges: bool = False,
+                       base_registers: bool = True) -> Program:
+    """One section's program with counters added; counters are appended to `cmap`.
+
+    With `base_registers`, a subprogram that leaves a register unused keeps
+    ``&counters[base]`` there from its entry on, so a counter costs 2 slots
+    (``rB = 1; lock *(u64 *)(rA + off) += rB``), and 1 when a second unused
+    register holds the 1.
+    """
     pl = PatchList(prog)
     g = FlowGraph(pl)
     lines = _line_table(obj, prog)
@@ -182,38 +225,47 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
             cmap.functions.setdefault(name, lines[slot])
     spill_slots: dict[int, list[int]] = {}
     sub_names = {}
+    subs: dict[int, _Sub] = {}
     for k, start in enumerate(g.subprog_starts):
         o = g.nodes[start].orig_idx
         sub_names[k] = funcs.get(o, section if k == 0 else f"{section}+{o}")
+        unused = g.unused_registers(k) if base_registers else []
+        subs[k] = _Sub(unused[0] if unused else None, unused[1] if len(unused) > 1 else None)
     plan: list[tuple[Node, list[Insn | PatchInsn], bool]] = []  # (node, code, after the node)
     for blk in g.blocks:
+        sub = subs[blk.subprog]
         if blk.seen is False:
             continue
         first = blk.first
-        orig = first.orig_idx
-        where = _place(g, first, blk.subprog, spill_slots)
-        if where is None:
+        k = len(cmap.counters)
+        if sub.base_reg is not None and not sub.set_up and first == g.nodes[g.subprog_starts[blk.subprog]]:
+            # at the subprogram's entry: the base register (and the 1) for all its blocks
+            sub.base, sub.set_up = k, True
+            setup: list[Insn | PatchInsn] = [PatchInsn(b.ld_imm64(sub.base_reg, 8 * k), aux=_Mark(k))]
+            if sub.one_reg is not None:
+                setup.append(b.mov64_imm(sub.one_reg, 1))
+            plan.append((first, setup, False))
+        code = _increment(g, first, k, sub, blk.subprog, spill_slots, cmap)
+        if code is None:
             cmap.uninstrumented.append((section, blk.index))
             continue
-        k = len(cmap.counters)
         blines = sorted({lines[n.orig_idx] for n in blk.nodes if n.orig_idx >= 0 and lines[n.orig_idx] is not None})
-        cmap.counters.append(Counter(k, section, "block", blk.index, orig, [tuple(x) for x in blines], sub_names[blk.subprog]))
-        cmap.spills += len(where[1])
-        plan.append((first, _counter_code(k, *where), False))
+        cmap.counters.append(Counter(k, section, "block", blk.index, first.orig_idx, [tuple(x) for x in blines],
+                                     sub_names[blk.subprog]))
+        plan.append((first, code, False))
         last = blk.last
         if edges and last.insn.is_jump and len(blk.succs) == 2 and not _unconditional(last.insn):
             fall = last.next
             if fall is None:
                 continue
-            w = _place(g, fall, blk.subprog, spill_slots)
-            if w is None:
-                continue
             e = len(cmap.counters)
+            code = _increment(g, fall, e, sub, blk.subprog, spill_slots, cmap)
+            if code is None:
+                continue
             jline = lines[last.orig_idx] if last.orig_idx >= 0 else None
             cmap.counters.append(Counter(e, section, "fallthrough", blk.index, last.orig_idx,
                                          [tuple(jline)] if jline else [], sub_names[blk.subprog]))
-            cmap.spills += len(w[1])
-            plan.append((last, _counter_code(e, *w), True))
+            plan.append((last, code, True))
             if jline:
                 cmap.branches.append({"file": jline[0], "line": jline[1], "section": section, "block": blk.index,
                                       "counter": k, "fallthrough": e})
@@ -239,7 +291,7 @@ def counter_slots(prog: Program) -> list[int]:
 
 
 def instrument_object(source: str | Path | bytes | ElfObject, *, edges: bool = False,
-                      sections: list[str] | None = None) -> tuple[bytes, CoverMap]:
+                      sections: list[str] | None = None, base_registers: bool = True) -> tuple[bytes, CoverMap]:
     """The object with counters in every basic block of every program section (or of `sections`)."""
     obj = source if isinstance(source, ElfObject) else read_object(source)
     if not obj.programs:
@@ -253,7 +305,8 @@ def instrument_object(source: str | Path | bytes | ElfObject, *, edges: bool = F
     cmap = CoverMap()
     programs: dict[str, Program] = {}
     for sec in chosen:
-        programs[sec] = instrument_program(obj, sec, obj.programs[sec], cmap, edges=edges)
+        programs[sec] = instrument_program(obj, sec, obj.programs[sec], cmap, edges=edges,
+                                           base_registers=base_registers)
     if not cmap.counters:
         raise CoverError("no block could be instrumented")
     data = build_object(obj, programs)
