@@ -69,6 +69,9 @@ from bpfpatch.analysis.state import (
     update_bounds32,
     zext_32_to_64,
 )
+from bpfpatch.analysis.vlog import format_frame, format_reg, format_state
+from bpfpatch.asm.syntax import format_kernel
+from bpfpatch.isa import Insn
 from bpfpatch.analysis.tnum import (
     U32,
     U64,
@@ -424,15 +427,21 @@ def _err(idx: int, msg: str) -> AnalysisRejected:
 
 
 def _do_check(env: _Env) -> None:
-    stack: list[tuple[State, int]] = [(_entry_state(env), 0)]
+    stack: list[tuple[State, int, int]] = [(_entry_state(env), 0, -1)]
     n = env.n
+    log = env.log
     while stack:
-        state, idx = stack.pop()
+        state, idx, prev = stack.pop()
+        if log is not None:
+            text = format_state(state)
+            log.append(f"from {prev} to {idx}: {text}" if prev >= 0 else f"{idx}: {text}")
         while True:
             if idx < 0 or idx >= n or env.aux[idx] is None:
                 raise _err(idx, f"invalid insn idx {idx} insn_cnt {n}" if idx >= n or idx < 0 else
                            f"jump into the middle of ldimm64 insn {idx}")
             if env.prune[idx] and _is_state_visited(env, state, idx):
+                if log is not None:
+                    log.append(f"{idx}: safe")
                 break
             env.processed += 1
             if env.processed > env.budget:
@@ -441,12 +450,51 @@ def _do_check(env: _Env) -> None:
             a.seen = True
             if env.keep_states:
                 a.states.append(state.copy())
-            nxt = _step(env, state, idx, stack)
+            before = state.copy() if log is not None else None
+            try:
+                nxt = _step(env, state, idx, stack)
+            except AnalysisRejected as exc:
+                if log is not None:
+                    log.append(f"{idx}: {_insn_text(env, idx)}")
+                    log.append(exc.message)
+                raise
             if env.keep_states:
                 a.extra.setdefault("after", []).append(state.copy())
+            if log is not None:
+                log.append(_step_line(env, idx, before, state))
             if nxt is None:
                 break
             idx = nxt
+
+
+def _insn_text(env: _Env, idx: int) -> str:
+    c = env.code[idx]
+    imm = env.imm[idx]
+    if c == 0x18 and idx + 1 < env.n:
+        imm = (imm & U32) | ((env.imm[idx + 1] & U32) << 32)
+        imm = s64(imm)
+    insn = Insn(c, env.dst[idx], env.src[idx], env.off[idx], imm)
+    text = format_kernel(insn, idx)
+    if c == 0x85 and env.src[idx] == 0:
+        text = f"({c:02x}) call {helper_name(env.imm[idx])}#{env.imm[idx]}"
+    return text
+
+
+def _step_line(env: _Env, idx: int, before: State, after: State) -> str:
+    head = f"{idx}: {_insn_text(env, idx)}"
+    uses, defs = _uses_defs(env, idx)
+    c = env.code[idx]
+    if c == 0x95 or len(before.frames) != len(after.frames):
+        return head
+    if c == 0x85:
+        uses, defs = 0, 1
+    bf, af = before.cur, after.cur
+    regs = [r for r in range(11) if (uses | defs) >> r & 1]
+    slots = [k for k in af.stack if k not in bf.stack or bf.stack[k].types != af.stack[k].types
+             or (af.stack[k].spilled is not None and (bf.stack[k].spilled is None
+                 or format_reg(bf.stack[k].spilled) != format_reg(af.stack[k].spilled)))]
+    tail = format_frame(af, regs, slots).strip()
+    return f"{head:<37} ; {tail}" if tail else head
 
 
 def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
@@ -646,7 +694,7 @@ def _step(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if op == J_JCOND:
         # may_goto: both ways
         other = st.copy()
-        stack.append((other, idx + 1 + env.off[idx]))
+        stack.append((other, idx + 1 + env.off[idx], idx))
         return idx + 1
     return _check_cond_jmp(env, st, idx, stack)
 
@@ -2124,7 +2172,7 @@ def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
     elif x:
         _match_pkt_pointers(env, idx, d, s, st, other)
     if t_ok:
-        stack.append((other, target))
+        stack.append((other, target, idx))
     if not f_ok:
         return None
     return idx + 1

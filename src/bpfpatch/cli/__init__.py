@@ -15,7 +15,7 @@ from bpfpatch.errors import BpfPatchError, KernelError
 USAGE_EXIT = 64
 
 # Command modules; each registers on `app` when imported.
-_COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo", "cover")
+_COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo", "cover", "analyze")
 
 
 def _load_commands(argv: list[str]) -> None:

@@ -1,0 +1,42 @@
+"""`bpfpatch analyze FILE`: what the verifier will think, offline, in its own log's syntax."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bpfpatch.cli.app import app
+from bpfpatch.loader import read_program
+
+
+@app.command("analyze")
+def analyze_cmd(
+    file: Path = typer.Argument(..., help="ELF object, raw instruction bytes or assembly text"),
+    prog_type: Optional[str] = typer.Option(None, "--prog-type", help="socket_filter, sched_cls, xdp, ... (default: from the ELF section, else socket_filter)"),
+    section: Optional[str] = typer.Option(None, "--section", help="the ELF section (program) to analyze"),
+    budget: int = typer.Option(1_000_000, "--budget", help="processed-instruction limit (the kernel's is 1M)"),
+) -> None:
+    """Print the per-instruction verifier state of one program; exit 1 at the first violation."""
+    from bpfpatch.analysis.verifier import AnalysisError, analyze
+    from bpfpatch.progtype import UnknownProgType, prog_type_of
+
+    program = read_program(file, section=section, linked=True)
+    ptype = prog_type
+    if ptype is None:
+        sec = program.meta.get("section") or ""
+        try:
+            ptype = prog_type_of(sec).name.lower() if sec else "socket_filter"
+        except UnknownProgType:
+            ptype = "socket_filter"
+    try:
+        result = analyze(program, ptype, budget=budget, keep_states=False, log=True)
+    except AnalysisError as exc:
+        for line in (exc.analysis.log if exc.analysis else []):
+            typer.echo(line)
+        typer.echo(f"bpfpatch: {file}: instruction {exc.index}: {exc.message}", err=True)
+        raise typer.Exit(1)
+    for line in result.log:
+        typer.echo(line)
+    typer.echo(f"processed {result.processed} insns (limit {budget}) total_states {result.total_states}")
