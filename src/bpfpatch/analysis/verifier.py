@@ -179,11 +179,13 @@ class _Env:
     prog_type: ProgType
     ctx: CtxLayout
     maps: dict[int, MapRef]
+    slot_maps: dict[int, MapRef]
     aux: list[InsnAux | None]
     live: list[int]
     prune: list[bool]
     keep_states: bool
     budget: int
+    live64: list[int] = field(default_factory=list)
     id_gen: int = 0
     processed: int = 0
     explored: dict[int, list[State]] = field(default_factory=dict)
@@ -205,10 +207,9 @@ def analyze(
 ) -> Analysis:
     """Analyze `program` as a program of `prog_type`; raise `AnalysisRejected` where the kernel would refuse it.
 
-    ``maps`` names the maps of ld_imm64 map references: keyed by the
-    instruction's slot or by the fd / index in its immediate.  Without it the
-    maps come from the program's ELF metadata (``meta["map_refs"]`` /
-    ``meta["map_specs"]``), else are unknown (key and value size 0: accesses
+    ``maps`` names the maps of ld_imm64 map references by the fd / index in
+    their immediate.  The program's ELF metadata (``meta["map_refs"]`` /
+    ``meta["map_specs"]``) names them by slot and wins; maps neither names are unknown (key and value size 0: accesses
     through their values are not bounds-checked).  ``ctx_layout`` is a layout or a
     function giving one per program type (e.g. read from the running kernel's
     BTF by the kernel layer); the uapi table otherwise.
@@ -238,9 +239,10 @@ def analyze(
         else:
             i += 1
     aux = aux[:n]
-    env = _Env(code, dst, src, off, imm, n, ptype, layout, _map_table(program, maps), aux, [], [False] * n,
+    env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), aux, [], [False] * n,
                keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
     env.live = _liveness(env)
+    env.live64 = _liveness(env, wide=True)
     _mark_prune_points(env)
     result = Analysis(program, ptype, aux)
     try:
@@ -270,9 +272,7 @@ def attach(patchlist: Any, analysis: Analysis) -> None:
 # --- setup ------------------------------------------------------------------------------------
 
 
-def _map_table(program: Program, maps: "Mapping[int, MapRef] | None") -> dict[int, MapRef]:
-    if maps is not None:
-        return dict(maps)
+def _map_table(program: Program) -> dict[int, MapRef]:
     refs = program.meta.get("map_refs") or {}
     specs = program.meta.get("map_specs") or {}
     out: dict[int, MapRef] = {}
@@ -353,8 +353,33 @@ def _uses_defs(env: _Env, i: int) -> tuple[int, int]:
     return 0, 0
 
 
-def _liveness(env: _Env) -> list[int]:
-    """Registers live before each instruction (backward dataflow; callee frames read R1-R5)."""
+def _uses64(env: _Env, i: int, uses: int) -> int:
+    """The registers among `uses` that instruction `i` reads as 64 bits (the kernel's ``is_reg64``)."""
+    c = env.code[i]
+    cls = c & 7
+    if cls == ALU64:
+        if c & 0xF0 == OP_END and env.imm[i] in (16, 32):
+            return 0
+        return uses
+    if cls == JMP:
+        return uses
+    if cls == ALU:
+        return uses if c & 0xF0 == OP_END and env.imm[i] == 64 else 0
+    if cls == JMP32:
+        return 0
+    if cls == LDX or cls == ST or cls == LD:
+        return uses
+    if cls == STX:
+        return uses if c & 0x18 == 0x18 else uses & ((1 << env.dst[i]) | 1)
+    return uses
+
+
+def _liveness(env: _Env, wide: bool = False) -> list[int]:
+    """Registers live before each instruction (backward dataflow; callee frames read R1-R5).
+
+    ``wide``: only reads of all 64 bits count (stores of a 32-bit value, ALU32
+    and JMP32 read the low half), the liveness behind ``zext_dst``.
+    """
     n = env.n
     succ = [[] for _ in range(n)]
     ud = [(0, 0)] * n
@@ -364,6 +389,8 @@ def _liveness(env: _Env) -> list[int]:
         starts[i] = True
         succ[i] = [t for t in _successors(env, i) if 0 <= t < n]
         ud[i] = _uses_defs(env, i)
+        if wide:
+            ud[i] = (_uses64(env, i, ud[i][0]), ud[i][1])
         i += 2 if env.code[i] == 0x18 else 1
     preds: list[list[int]] = [[] for _ in range(n)]
     for i in range(n):
@@ -497,12 +524,30 @@ def _step_line(env: _Env, idx: int, before: State, after: State) -> str:
     return f"{head:<37} ; {tail}" if tail else head
 
 
+def _zext_on_prune(env: _Env, cur: State, idx: int) -> None:
+    """A pruned path still reads what the explored one read: 32-bit definitions live as 64 bits here get zext_dst."""
+    for depth, f in enumerate(cur.frames):
+        if depth == len(cur.frames) - 1:
+            live = env.live64[idx]
+        else:
+            nxt = cur.frames[depth + 1].callsite + 1
+            live = env.live64[nxt] if nxt < env.n else 0
+        regs = [r for i, r in enumerate(f.regs) if live >> i & 1]
+        regs += [s.spilled for s in f.stack.values() if s.spilled is not None]
+        for r in regs:
+            if r.subreg_def:
+                a = env.aux[r.subreg_def - 1]
+                if a is not None:
+                    a.zext_dst = True
+
+
 def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     lst = env.explored.get(idx)
     if lst is None:
         lst = env.explored[idx] = []
     for old in lst:
         if _states_equal(env, old, cur, idx):
+            _zext_on_prune(env, cur, idx)
             return True
     snap = cur.copy()
     lst.append(snap)
@@ -911,25 +956,7 @@ def _scalar_alu(env: _Env, st: State, idx: int, dst: Reg, src: Reg, op: int, is6
         dst.var_off = tnum_sub(dst.var_off, src.var_off)
     elif op == OP_MUL:
         dst.var_off = tnum_mul(dst.var_off, src.var_off)
-        # 32
-        if src.s32min < 0 or dst.s32min < 0 or src.u32max > 0xFFFF or dst.u32max > 0xFFFF:
-            mark_unbounded32(dst)
-        else:
-            dst.u32min *= src.u32min
-            dst.u32max *= src.u32max
-            if dst.u32max > S32_MAX:
-                dst.s32min, dst.s32max = S32_MIN, S32_MAX
-            else:
-                dst.s32min, dst.s32max = dst.u32min, dst.u32max
-        if src.smin < 0 or dst.smin < 0 or src.umax > U32 or dst.umax > U32:
-            mark_unbounded64(dst)
-        else:
-            dst.umin *= src.umin
-            dst.umax *= src.umax
-            if dst.umax > S64_MAX:
-                dst.smin, dst.smax = S64_MIN, S64_MAX
-            else:
-                dst.smin, dst.smax = dst.umin, dst.umax
+        _mul_bounds(dst, src)
     elif op in (OP_AND, OP_OR, OP_XOR):
         if op != OP_XOR and src.var_off[1] == 0:
             if _maybe_fork(env, st, idx, dst):
@@ -1003,6 +1030,30 @@ def _scalar_alu(env: _Env, st: State, idx: int, dst: Reg, src: Reg, op: int, is6
     if alu32:
         zext_32_to_64(dst)
     reg_bounds_sync(dst)
+
+
+def _mul_bounds(dst: Reg, src: Reg) -> None:
+    """``scalar{32,}_min_max_mul`` as of Linux 6.13+: products of the bounds unless one overflows."""
+    umax, umin = dst.u32max * src.u32max, dst.u32min * src.u32min
+    if umax > U32 or umin > U32:
+        dst.u32min, dst.u32max = 0, U32
+    else:
+        dst.u32min, dst.u32max = umin, umax
+    prods = [dst.s32min * src.s32min, dst.s32min * src.s32max, dst.s32max * src.s32min, dst.s32max * src.s32max]
+    if any(p < S32_MIN or p > S32_MAX for p in prods):
+        dst.s32min, dst.s32max = S32_MIN, S32_MAX
+    else:
+        dst.s32min, dst.s32max = min(prods), max(prods)
+    umax, umin = dst.umax * src.umax, dst.umin * src.umin
+    if umax > U64 or umin > U64:
+        dst.umin, dst.umax = 0, U64
+    else:
+        dst.umin, dst.umax = umin, umax
+    prods = [dst.smin * src.smin, dst.smin * src.smax, dst.smax * src.smin, dst.smax * src.smax]
+    if any(p < S64_MIN or p > S64_MAX for p in prods):
+        dst.smin, dst.smax = S64_MIN, S64_MAX
+    else:
+        dst.smin, dst.smax = min(prods), max(prods)
 
 
 def _maybe_fork(env: _Env, st: State, idx: int, dst: Reg) -> bool:
@@ -1492,7 +1543,7 @@ def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
         r.type = RegType.PTR_TO_BTF_ID
         return
     if s in (PSEUDO_MAP_FD, PSEUDO_MAP_IDX, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX_VALUE):
-        m = env.maps.get(idx)
+        m = env.slot_maps.get(idx)
         if m is None:
             m = env.maps.get(env.imm[idx])
         if m is None:
@@ -1602,6 +1653,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
         raise _err(idx, f"invalid func unknown#{hid}")
     meta_map: MapRef | None = None
     const_size: int | None = None
+    const_key: int | None = None
     regs = st.regs
     release_id = 0
     for i, at in enumerate(p.args):
@@ -1625,6 +1677,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
                 raise _err(idx, "invalid map_ptr to access map->key")
             size = (meta_map.key_size if at == "ARG_PTR_TO_MAP_KEY" else meta_map.value_size) or 0
             _mem_arg(env, st, idx, regno, size, False, True)
+            if at == "ARG_PTR_TO_MAP_KEY" and meta_map.map_type in (2, 6):
+                const_key = _constant_map_key(st, reg, size)
             continue
         if at in ("ARG_PTR_TO_CTX", "ARG_PTR_TO_CTX_OR_NULL"):
             if t is RegType.SCALAR and at.endswith("OR_NULL") and reg.is_const() and reg.var_off[0] == 0:
@@ -1707,7 +1761,10 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
         mark_known(r0, 0)
         r0.type = RegType.PTR_TO_MAP_VALUE_OR_NULL if "OR_NULL" in ret else RegType.PTR_TO_MAP_VALUE
         r0.map = meta_map
-        if "OR_NULL" in ret:
+        if "OR_NULL" in ret and const_key is not None and meta_map is not None and meta_map.max_entries is not None \
+                and 0 <= const_key < meta_map.max_entries:
+            r0.type = RegType.PTR_TO_MAP_VALUE  # an in-bounds constant key of an array: never NULL (6.14+)
+        elif "OR_NULL" in ret:
             r0.id = _new_id(env)
     elif ret in ("RET_PTR_TO_SOCKET_OR_NULL", "RET_PTR_TO_TCP_SOCK_OR_NULL", "RET_PTR_TO_SOCK_COMMON_OR_NULL"):
         mark_known(r0, 0)
@@ -1734,6 +1791,35 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if p.changes_pkt_data:
         _clear_pkt_pointers(st)
     return idx + 1
+
+
+def _constant_map_key(st: State, key: Reg, key_size: int) -> int | None:
+    """``get_constant_map_key``: the value of a map key on the stack when it is a known constant."""
+    if key.type is not RegType.PTR_TO_STACK or key.var_off[1] or key_size == 0:
+        return None
+    stack_off = key.off + s64(key.var_off[0])
+    slot = -stack_off - 1
+    k, off = slot // 8, slot % 8
+    s = _stack_frame(st, key).stack.get(k)
+    if s is None:
+        return None
+    zero = 0
+    i = off
+    while i >= 0 and s.types[i] == STACK_ZERO:
+        zero += 1
+        i -= 1
+    if zero >= key_size:
+        return 0
+    if s.types[7] != STACK_SPILL or s.spilled is None or s.spilled.type is not RegType.SCALAR:
+        return None
+    spill = 0
+    i = off
+    while i >= 0 and s.types[i] == STACK_SPILL:
+        spill += 1
+        i -= 1
+    if spill != key_size or s.spilled.var_off[1]:
+        return None
+    return s.spilled.var_off[0]
 
 
 def _release(st: State, ref_id: int) -> None:

@@ -1,0 +1,221 @@
+"""Checking the analysis against the kernel on whole ELF objects (shared by the corpus tests).
+
+`check_object` loads an object through libbpf, then, per program, the
+instructions libbpf relocated: once with log_level 2 (the kernel's states),
+once with BPF_F_TEST_RND_HI32 (the kernel's zext_dst set, read from xlated),
+and compares `bpfpatch.analysis.verifier.analyze` with both, plus ``seen``
+with the kernel's dead-code removal.  Run as a script it prints the table:
+
+    python tests/analysis/analysis_kernel.py OBJ...
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from bpfpatch.analysis.facts import MapRef
+from bpfpatch.analysis.verifier import AnalysisError, analyze
+from bpfpatch.analysis.vlog import Comparison, compare, parse_log
+from bpfpatch.program import Program
+
+F_TEST_RND_HI32 = 1 << 2
+
+
+@dataclass
+class ProgResult:
+    """One program of a corpus object, compared with the kernel."""
+
+    obj: str
+    name: str
+    prog_type: str
+    insns: int
+    kernel_error: str = ""
+    our_error: str = ""
+    cmp: Comparison | None = None
+    zext_diff: list[int] = field(default_factory=list)  # kernel zero-extends, we do not (must be empty)
+    zext_extra: list[int] = field(default_factory=list)  # we zero-extend, the kernel proved it unneeded
+    zext_checked: bool = False
+    processed: int = 0
+    kernel_processed: int | None = None
+
+    @property
+    def types_agree(self) -> bool:
+        return self.cmp is not None and self.cmp.types_agree
+
+    def summary(self) -> str:
+        if self.kernel_error or self.our_error:
+            return f"{self.obj}:{self.name}: kernel={self.kernel_error[:60]!r} ours={self.our_error[:60]!r}"
+        c = self.cmp
+        return (f"{self.obj}:{self.name} ({self.prog_type}, {self.insns} insns): steps {c.steps} types {c.type_match} "
+                f"exact {c.exact_match} zext missing {self.zext_diff[:5]} extra {len(self.zext_extra)} processed {self.processed}/{self.kernel_processed}")
+
+
+def map_refs(insns: bytes, obj) -> dict[int, MapRef]:
+    """MapRefs keyed by the fds libbpf wrote into the ld_imm64s."""
+    out: dict[int, MapRef] = {}
+    for i, m in enumerate(obj.maps.values()):
+        info = m.info
+        out[m.fd] = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries)
+    return out
+
+
+def _is_rnd_patch(x: list[bytes], j: int) -> bool:
+    """``AX = rand; AX <<= 32; rX |= AX`` starts at xlated slot `j`."""
+    return (j + 2 < len(x) and x[j][0] == 0xB7 and x[j][1] & 0xF == 11 and x[j + 1][0] == 0x67
+            and x[j + 1][1] & 0xF == 11 and x[j + 2][0] == 0x4F and x[j + 2][1] >> 4 == 11)
+
+
+def rnd_hi32_defs(raw: bytes, xlated: bytes) -> set[int] | None:
+    """Original slots of the 32-bit definitions the kernel followed by its random-upper-half patch.
+
+    Aligns the original instructions with the xlated ones (the kernel also
+    rewrote context accesses, calls, map lookups and removed dead code); a
+    patch belongs to the last original instruction before it.  None when the
+    alignment fails (the comparison is then skipped).
+    """
+    o = [raw[i:i + 8] for i in range(0, len(raw), 8)]
+    x = [xlated[i:i + 8] for i in range(0, len(xlated), 8)]
+    out: set[int] = set()
+    i = j = 0
+    last = -1
+    while i < len(o) and j < len(x):
+        if _is_rnd_patch(x, j):
+            if last >= 0:
+                out.add(last)
+            j += 3
+            continue
+        if o[i] == x[j] or (o[i][0] == x[j][0] and o[i][0] in (0x85, 0x18)):
+            last = i
+            step = 2 if o[i][0] == 0x18 else 1
+            i += step
+            j += step
+            continue
+        # resynchronize: the smallest skip on both sides after which two instructions agree
+        best = None
+        for di in range(0, 64):
+            for dj in range(0, 24):
+                if di == dj == 0:
+                    continue
+                a, b = i + di, j + dj
+                if a < len(o) and b < len(x) and o[a] == x[b] and (a + 1 >= len(o) or b + 1 >= len(x)
+                                                                   or o[a + 1] == x[b + 1] or _is_rnd_patch(x, b + 1)):
+                    best = (di, dj)
+                    break
+            if best:
+                break
+        if best is None:
+            return None
+        di, dj = best
+        for k in range(j, j + dj):
+            if _is_rnd_patch(x, k):
+                out.add(i if di else last)
+        last = i + di - 1 if di else last
+        i += di
+        j += dj
+    return out
+
+
+def check_program(obj, prog, label: str) -> ProgResult:
+    from bpfpatch.errors import KernelError
+    from bpfpatch.kernel import load_program
+
+    raw = prog.insns()
+    res = ProgResult(label, prog.name, prog.prog_type.name.lower(), len(raw) // 8)
+    program = Program.from_bytes(raw, validate=False)
+    try:
+        a = analyze(program, prog.prog_type, maps=map_refs(raw, obj))
+        res.processed = a.processed
+    except AnalysisError as exc:
+        res.our_error = str(exc)
+        a = exc.analysis
+    try:
+        with load_program(raw, prog.prog_type, expected_attach_type=prog.expected_attach_type, prog_flags=prog.flags,
+                          log_level=2, log_size=1 << 28) as lp:
+            log = parse_log(lp.verifier_log)
+    except KernelError as exc:
+        res.kernel_error = (getattr(exc, "log", "") or str(exc)).strip().splitlines()[-1] if str(exc) else "refused"
+        return res
+    res.kernel_processed = log.processed
+    if a is not None:
+        res.cmp = compare(a.aux, log)
+    if not res.our_error and a is not None:
+        try:
+            with load_program(raw, prog.prog_type, expected_attach_type=prog.expected_attach_type,
+                              prog_flags=prog.flags | F_TEST_RND_HI32) as lp:
+                kernel_no_zext = rnd_hi32_defs(raw, lp.xlated())
+        except KernelError:
+            return res
+        if kernel_no_zext is None:
+            return res
+        res.zext_checked = True
+        # a 32-bit definition the kernel patched is one whose upper half it proves unread: not zext_dst
+        ours_no_zext = {i for i, x in enumerate(a.aux) if x is not None and x.seen and _defines32(raw, i, x)
+                        and not x.zext_dst}
+        res.zext_diff = sorted(ours_no_zext - kernel_no_zext)
+        res.zext_extra = sorted(kernel_no_zext - ours_no_zext)
+    return res
+
+
+def _defines32(raw: bytes, i: int, aux) -> bool:
+    """Definitions the kernel's rnd_hi32 pass patches when not zext_dst (insn_def_regno, !is_reg64)."""
+    from bpfpatch.analysis.facts import RegType
+
+    code, imm = raw[8 * i], int.from_bytes(raw[8 * i + 4:8 * i + 8], "little", signed=True)
+    cls = code & 7
+    if cls == 4:  # ALU32, but a 64-bit byte swap defines all 64 bits
+        return not (code & 0xF0 == 0xD0 and imm == 64)
+    if cls == 7:
+        return code & 0xF0 == 0xD0 and imm in (16, 32)
+    if cls == 1:
+        return code & 0xE0 == 0x60 and code & 0x18 != 0x18 and aux.ptr_type is not RegType.PTR_TO_CTX
+    # LD_ABS/IND are 32-bit definitions too, but do_misc_fixups replaces them before the zext pass
+    if cls == 3 and code & 0xE0 == 0xC0:
+        return code & 0x18 == 0x00 and (imm & 1 or imm in (0xE1, 0xF1))
+    return False
+
+
+def check_object(path: str, programs: list[str] | None = None) -> list[ProgResult]:
+    """Every loadable program of the object at `path`, compared with the kernel."""
+    from bpfpatch.kernel import load_object
+    from bpfpatch.kernel.libbpf import LibbpfError
+
+    out = []
+    label = path.rsplit("/", 1)[-1]
+    try:
+        objs = [load_object(path, programs=programs)]
+    except LibbpfError:
+        objs = []
+        from bpfpatch.elf import read_object
+
+        names = programs or [s for s in read_object(path).programs if s != ".text"]
+        for name in names:
+            try:
+                objs.append(load_object(path, programs=[name]))
+            except LibbpfError:
+                continue
+    for obj in objs:
+        with obj:
+            for prog in obj.programs.values():
+                if prog.loaded and (programs is None or prog.name in programs or prog.section in programs):
+                    out.append(check_program(obj, prog, label))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    results = [r for path in argv[1:] for r in check_object(path)]
+    for r in results:
+        print(r.summary())
+        if r.cmp and r.cmp.type_mismatches:
+            for insn, k, ours in r.cmp.type_mismatches[:3]:
+                print(f"   TYPE {insn}: kernel {k}\n        ours   {ours[:2]}")
+        if r.cmp and r.cmp.exact_mismatches:
+            for insn, k, ours in r.cmp.exact_mismatches[:3]:
+                print(f"   EXACT {insn}: kernel {k}\n         ours   {ours[:2]}")
+    agree = sum(r.types_agree for r in results)
+    print(f"{agree}/{len(results)} programs: types agree at every instruction")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
