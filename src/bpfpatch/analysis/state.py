@@ -289,11 +289,23 @@ def bound_offset(r: Reg) -> None:
 
 
 def reg_bounds_sync(r: Reg) -> None:
-    """``reg_bounds_sync``: make var_off and the four ranges agree."""
+    """``reg_bounds_sync``: make var_off and the four ranges agree.
+
+    The kernel runs ``__reg_deduce_bounds`` three times; a round that changes
+    nothing is a fixed point, so later rounds are skipped (same result).  A
+    known constant inside its ranges is already synced.
+    """
+    v, m = r.var_off
+    if m == 0 and r.umin <= v <= r.umax and r.smin <= s64(v) <= r.smax and r.u32min <= (v & U32) <= r.u32max \
+            and r.s32min <= s32(v) <= r.s32max:
+        mark_known(r, v)
+        return
     update_bounds(r)
-    deduce_bounds(r)
-    deduce_bounds(r)
-    deduce_bounds(r)
+    for _ in range(3):
+        before = (r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off)
+        deduce_bounds(r)
+        if before == (r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off):
+            break
     bound_offset(r)
     update_bounds(r)
 
@@ -441,18 +453,28 @@ class Frame:
 
 
 class State:
-    """A verifier state (``struct bpf_verifier_state``): the call chain's frames."""
+    """A verifier state (``struct bpf_verifier_state``): the call chain's frames.
 
-    __slots__ = ("frames", "refs", "parent", "history", "insn_idx", "branches", "speculative")
+    ``parent`` is the checkpoint this path continues from, ``hist`` the
+    instructions executed since (index, frame, extra: the stack slot a spill or
+    fill touched, the registers a branch linked), ``branches`` the paths still
+    being explored below a checkpoint (only finished checkpoints prune).
+    """
+
+    __slots__ = ("frames", "refs", "parent", "hist", "branches", "first_idx", "insns_since", "jmps_since",
+                 "hit", "miss")
 
     def __init__(self, frames: list[Frame]) -> None:
         self.frames = frames
         self.refs: list[int] = []  # acquired reference ids (sockets, ringbuf records)
         self.parent: State | None = None
-        self.history: list[tuple[int, int]] = []  # (insn, prev insn) jumps since the parent checkpoint
-        self.insn_idx = 0
+        self.hist: list[tuple[int, int, object]] = []
         self.branches = 0
-        self.speculative = False
+        self.first_idx = 0
+        self.insns_since = 0
+        self.jmps_since = 0
+        self.hit = 0
+        self.miss = 0
 
     @property
     def cur(self) -> Frame:
@@ -466,7 +488,10 @@ class State:
         s = State([f.copy() for f in self.frames])
         s.refs = list(self.refs)
         s.parent = self.parent
-        s.insn_idx = self.insn_idx
+        s.hist = list(self.hist)
+        s.first_idx = self.first_idx
+        s.insns_since = self.insns_since
+        s.jmps_since = self.jmps_since
         return s
 
 

@@ -186,6 +186,8 @@ class _Env:
     keep_states: bool
     budget: int
     live64: list[int] = field(default_factory=list)
+    hist_extra: object = None
+    cur_state: State | None = None
     id_gen: int = 0
     processed: int = 0
     explored: dict[int, list[State]] = field(default_factory=dict)
@@ -469,6 +471,7 @@ def _do_check(env: _Env) -> None:
             if env.prune[idx] and _is_state_visited(env, state, idx):
                 if log is not None:
                     log.append(f"{idx}: safe")
+                _path_done(state)
                 break
             env.processed += 1
             if env.processed > env.budget:
@@ -478,6 +481,10 @@ def _do_check(env: _Env) -> None:
             if env.keep_states:
                 a.states.append(state.copy())
             before = state.copy() if log is not None else None
+            depth = len(stack)
+            frame = len(state.frames) - 1
+            env.hist_extra = None
+            env.cur_state = state
             try:
                 nxt = _step(env, state, idx, stack)
             except AnalysisRejected as exc:
@@ -485,13 +492,169 @@ def _do_check(env: _Env) -> None:
                     log.append(f"{idx}: {_insn_text(env, idx)}")
                     log.append(exc.message)
                 raise
+            entry = (idx, frame, env.hist_extra)
+            state.hist.append(entry)
+            state.insns_since += 1
+            cls = env.code[idx] & 7
+            if cls == JMP or cls == JMP32:
+                state.jmps_since += 1
+            for k in range(depth, len(stack)):
+                pushed = stack[k][0]
+                pushed.hist.append(entry)
+                pushed.insns_since, pushed.jmps_since = state.insns_since, state.jmps_since
+                if pushed.parent is not None:
+                    pushed.parent.branches += 1
             if env.keep_states:
                 a.extra.setdefault("after", []).append(state.copy())
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
             if nxt is None:
+                _path_done(state)
                 break
             idx = nxt
+
+
+def _path_done(state: State) -> None:
+    """``update_branch_counts``: a path ended; checkpoints whose every path ended may prune from now on."""
+    st = state.parent
+    while st is not None:
+        st.branches -= 1
+        if st.branches > 0:
+            break
+        st = st.parent
+
+
+# --- precision (mark_chain_precision) -------------------------------------------------------
+
+
+def _lookup(st: State, item: tuple) -> Reg | None:
+    kind, f, n = item
+    if f >= len(st.frames):
+        return None
+    fr = st.frames[f]
+    if kind == "r":
+        return fr.regs[n]
+    slot = fr.stack.get(n)
+    if slot is None or slot.types[7] != STACK_SPILL:
+        return None
+    return slot.spilled
+
+
+def _mark_all_precise(st: State) -> None:
+    """``mark_all_scalars_precise``: what backtracking cannot follow, every checkpoint keeps exact."""
+    p = st.parent
+    while p is not None:
+        for f in p.frames:
+            for r in f.regs:
+                if r.type is RegType.SCALAR:
+                    r.precise = True
+            for slot in f.stack.values():
+                if slot.spilled is not None and slot.spilled.type is RegType.SCALAR:
+                    slot.spilled.precise = True
+        p = p.parent
+
+
+def _backtrack(env: _Env, idx: int, frame: int, extra: object, bt: set) -> bool:
+    """``backtrack_insn``: which earlier registers/slots the wanted ones came from. False: give up."""
+    c = env.code[idx]
+    cls = c & 7
+    d, s = env.dst[idx], env.src[idx]
+    rd = ("r", frame, d)
+    if cls == ALU or cls == ALU64:
+        if rd not in bt:
+            return True
+        op = c & 0xF0
+        if op == OP_MOV:
+            bt.discard(rd)
+            if c & 0x08 and not (cls == ALU64 and env.imm[idx]):
+                bt.add(("r", frame, s))
+        elif op not in (OP_NEG, OP_END) and c & 0x08:
+            bt.add(("r", frame, s))
+        return True
+    if cls == LDX:
+        if rd not in bt:
+            return True
+        bt.discard(rd)
+        if extra is not None:
+            bt.add(("s",) + extra)
+        return True
+    if cls == ST or cls == STX:
+        if c & 0xE0 == MODE_ATOMIC:
+            imm = env.imm[idx]
+            if imm == ATOMIC_CMPXCHG:
+                bt.discard(("r", frame, 0))
+            elif imm & ATOMIC_FETCH:
+                bt.discard(("r", frame, s))
+            return True
+        if extra is not None:
+            item = ("s",) + extra
+            if item in bt:
+                bt.discard(item)
+                if cls == STX:
+                    bt.add(("r", frame, s))
+        return True
+    if cls == LD:
+        bt.discard(rd if c == 0x18 else ("r", frame, 0))
+        return True
+    op = c & 0xF0
+    if op == J_CALL:
+        if s == PSEUDO_CALL:
+            for r in range(1, 6):
+                item = ("r", frame + 1, r)
+                if item in bt:
+                    bt.discard(item)
+                    bt.add(("r", frame, r))
+            for item in [i for i in bt if i[1] > frame]:
+                bt.discard(item)
+            bt.discard(("r", frame, 0))
+            return True
+        bt.discard(("r", frame, 0))
+        return not any(("r", frame, r) in bt for r in range(1, 6))
+    if op == J_EXIT:
+        if frame > 0 and ("r", frame - 1, 0) in bt:
+            bt.discard(("r", frame - 1, 0))
+            bt.add(("r", frame, 0))
+        return True
+    if op == J_JA or op == J_JCOND:
+        return True
+    if c & 0x08:
+        rs = ("r", frame, s)
+        if rd in bt or rs in bt:
+            bt.add(rd)
+            bt.add(rs)
+    if extra:
+        linked = [("r", frame, r) for r in range(11) if extra >> r & 1]
+        if any(x in bt for x in linked):
+            bt.update(linked)
+    return True
+
+
+def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> None:
+    """``mark_chain_precision``: the wanted scalars' exact values matter; mark their sources in every checkpoint."""
+    bt = {w for w in want if (r := _lookup(st, w)) is not None and r.type is RegType.SCALAR}
+    cur = st
+    while bt:
+        for idx, frame, extra in reversed(cur.hist):
+            if not _backtrack(env, idx, frame, extra, bt):
+                _mark_all_precise(st)
+                return
+            if not bt:
+                return
+        parent = cur.parent
+        if parent is None:
+            return
+        for item in list(bt):
+            r = _lookup(parent, item)
+            if r is None or r.type is not RegType.SCALAR or r.precise:
+                bt.discard(item)
+            else:
+                r.precise = True
+        cur = parent
+
+
+def _precise_regs(env: _Env, st: State, *regnos: int) -> None:
+    f = len(st.frames) - 1
+    _mark_precise(env, st, {("r", f, r) for r in regnos})
 
 
 def _insn_text(env: _Env, idx: int) -> str:
@@ -545,14 +708,57 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     lst = env.explored.get(idx)
     if lst is None:
         lst = env.explored[idx] = []
+    add = cur.jmps_since >= 2 and cur.insns_since >= 8 or idx in env.subprog_starts
+    keep = []
+    pruned = False
     for old in lst:
-        if _states_equal(env, old, cur, idx):
-            _zext_on_prune(env, cur, idx)
-            return True
+        if not pruned:
+            if old.branches:
+                # still being explored (a loop around): not safe to prune against; add fewer states
+                if cur.jmps_since < 20 and cur.insns_since < 100:
+                    add = False
+            elif _states_equal(env, old, cur, idx):
+                old.hit += 1
+                _zext_on_prune(env, cur, idx)
+                _propagate_precision(env, old, cur)
+                pruned = True
+            elif add:
+                old.miss += 1
+        if old.miss > old.hit * 3 + 3 and not old.branches:
+            continue  # unlikely to help: evict (it stays a parent of the states derived from it)
+        keep.append(old)
+    env.explored[idx] = keep
+    if pruned:
+        return True
+    if not add:
+        return False
     snap = cur.copy()
-    lst.append(snap)
+    snap.hist = cur.hist
+    snap.branches = 1
+    snap.parent = cur.parent
+    snap.hit = snap.miss = 0
+    cur.parent = snap
+    cur.hist = []
+    cur.first_idx = idx
+    cur.insns_since = cur.jmps_since = 0
+    keep.append(snap)
     env.total_states += 1
     return False
+
+
+def _propagate_precision(env: _Env, old: State, cur: State) -> None:
+    """``propagate_precision``: what the explored state needed exact, the pruned path needs exact too."""
+    want = set()
+    for f, fr in enumerate(old.frames):
+        for r, reg in enumerate(fr.regs):
+            if reg.type is RegType.SCALAR and reg.precise:
+                want.add(("r", f, r))
+        for k, slot in fr.stack.items():
+            if slot.spilled is not None and slot.types[7] == STACK_SPILL and slot.spilled.type is RegType.SCALAR \
+                    and slot.spilled.precise:
+                want.add(("s", f, k))
+    if want:
+        _mark_precise(env, cur, want)
 
 
 # --- states_equal -----------------------------------------------------------------------------
@@ -599,6 +805,8 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap) -> bool:
         return False
     t = o.type
     if t is RegType.SCALAR:
+        if not o.precise:
+            return True
         return _range_within(o, c) and tnum_in(o.var_off, c.var_off) and idmap.check(o.id, c.id)
     if t in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_VALUE_OR_NULL, RegType.PTR_TO_MEM,
              RegType.PTR_TO_MEM_OR_NULL, RegType.PTR_TO_MAP_KEY):
@@ -860,9 +1068,11 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
                     return
                 raise _err(idx, f"R{d} pointer {ALU_NAMES[op]} pointer prohibited")
             off_reg = dreg.copy()
-            _ptr_alu(env, st, idx, dreg, sreg, off_reg, op, is64, d)
+            _precise_regs(env, st, d)
+            _ptr_alu(env, st, idx, dreg, sreg, off_reg, op, is64, d, scalar_dst=True)
             return
         if dreg.is_pointer:
+            _precise_regs(env, st, s)
             _ptr_alu(env, st, idx, dreg, dreg.copy(), sreg, op, is64, d)
             return
         src = sreg.copy()
@@ -1113,7 +1323,8 @@ def _bitop64(dst: Reg, src: Reg, op: int) -> None:
     update_bounds(dst)
 
 
-def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, op: int, is64: bool, regno: int) -> None:
+def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, op: int, is64: bool, regno: int,
+             scalar_dst: bool = False) -> None:
     """``adjust_ptr_min_max_vals``: pointer += / -= scalar."""
     t = ptr.type
     if not is64:
@@ -1130,6 +1341,7 @@ def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, o
         if op in (OP_AND, OP_OR, OP_XOR):
             raise _err(idx, f"R{regno} bitwise operator {ALU_NAMES[op]} on pointer prohibited")
         raise _err(idx, f"R{regno} pointer arithmetic with {ALU_NAMES[op]} operator prohibited")
+    off_reg_is_dst = ptr if scalar_dst else None
     sd = 0
     known = off_reg.is_const()
     smin_val, smax_val, umin_val, umax_val = off_reg.smin, off_reg.smax, off_reg.umin, off_reg.umax
@@ -1140,7 +1352,7 @@ def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, o
     res.subreg_def = sd
     mark_unbounded32(res)
     if op == OP_ADD:
-        if known and ptr.var_off[1] == 0 and _fits_s32(ptr.off + smin_val):
+        if known and _fits_s32(ptr.off + smin_val):
             res.smin, res.smax, res.umin, res.umax = ptr.smin, ptr.smax, ptr.umin, ptr.umax
             res.var_off = ptr.var_off
             res.off = ptr.off + smin_val
@@ -1157,9 +1369,11 @@ def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, o
                 res.id = _new_id(env)
                 res.range = 0
     else:
-        if t is RegType.PTR_TO_STACK and False:
-            pass
-        if known and ptr.var_off[1] == 0 and _fits_s32(ptr.off - smin_val):
+        if ptr is off_reg_is_dst:
+            raise _err(idx, f"R{regno} tried to subtract pointer from scalar")
+        if t is RegType.PTR_TO_STACK:
+            raise _err(idx, f"R{regno} subtraction from stack pointer prohibited")
+        if known and _fits_s32(ptr.off - smin_val):
             res.smin, res.smax, res.umin, res.umax = ptr.smin, ptr.smax, ptr.umin, ptr.umax
             res.var_off = ptr.var_off
             res.off = ptr.off - smin_val
@@ -1386,7 +1600,7 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
                 k, j = (-b - 1) // 8, (-b - 1) % 8
                 s = _slot(frame, k)
                 if s.types[7] == STACK_SPILL:
-                    s.types = STACK_MISC * 8
+                    s.types = _scrub(s.types)
                     s.spilled = None
                 cur = s.types[j]
                 s.types = s.types[:j] + (STACK_ZERO if zero and cur == STACK_ZERO else STACK_MISC) + s.types[j + 1:]
@@ -1404,21 +1618,26 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
             if val.id == 0 and not val.is_const() and (size == 8 or val.umax < (1 << (8 * size))):
                 val.id = _new_id(env)
             _save_spill(s, val, size)
+            env.hist_extra = (frame.frameno, k)
             if not (size == 8 or val.umax < (1 << (8 * size))):
                 s.spilled.id = 0
         elif val is None and start % 8 == 0 and st_imm is not None:
             _save_spill(s, Reg.known(st_imm), size)
+            env.hist_extra = (frame.frameno, k)
         elif val is not None and val.is_pointer:
             if size != 8:
                 raise _err(idx, "invalid size of register spill")
             _save_spill(s, val, size)
+            env.hist_extra = (frame.frameno, k)
         else:
             typ = STACK_MISC
             if (val is not None and val.is_const() and val.var_off[0] == 0) or (val is None and st_imm == 0):
                 typ = STACK_ZERO
+                if val is not None:
+                    _precise_regs(env, st, value_regno)
             if s.types[7] == STACK_SPILL:
                 s.spilled = None
-                s.types = "".join(STACK_MISC if ch == STACK_SPILL else ch for ch in s.types)
+                s.types = _scrub(s.types)
             ts = list(s.types)
             for i in range(size):
                 ts[(slot - i) % 8] = typ
@@ -1444,6 +1663,7 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
             dreg = st.regs[value_regno]
             if size <= spill_size and _narrow_ok(start, size, spill_size):
                 sd = idx + 1 if not (size == 8 or sign) else 0
+                env.hist_extra = (frame.frameno, k)
                 dreg.assign(sp)
                 dreg.subreg_def = sd
                 if sp.umax >= (1 << (8 * size)) and size < 8:
@@ -1457,6 +1677,8 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
                     elif ty == STACK_ZERO:
                         zero_cnt += 1
                 sd = idx + 1 if not (size == 8 or sign) else 0
+                if spill_cnt == size and sp.is_const() and sp.var_off[0] == 0:
+                    env.hist_extra = (frame.frameno, k)
                 if spill_cnt == size and sp.is_const() and sp.var_off[0] == 0 or zero_cnt == size:
                     mark_unknown(dreg)
                     mark_known(dreg, 0)
@@ -1469,6 +1691,7 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
             dreg = st.regs[value_regno]
             if value_regno == 10:
                 raise _err(idx, "frame pointer is read only")
+            env.hist_extra = (frame.frameno, k)
             dreg.assign(sp)
             dreg.subreg_def = 0 if sp.subreg_def == 0 else sp.subreg_def
         return
@@ -1479,6 +1702,11 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
             mark_known(r, 0)
         else:
             _finish_load(r, size, sign)
+
+
+def _scrub(types: str) -> str:
+    """``scrub_spilled_slot`` on every byte: a write into a spilled slot leaves initialized bytes MISC."""
+    return "".join(ch if ch == STACK_INVALID else STACK_MISC for ch in types)
 
 
 def _narrow_ok(off: int, size: int, spill_size: int) -> bool:
@@ -1492,7 +1720,7 @@ def _save_spill(s: Slot, val: Reg, size: int) -> None:
     for i in range(8, 8 - size, -1):
         ts[i - 1] = STACK_SPILL
     for i in range(8 - size):
-        if ts[i] != STACK_ZERO:
+        if ts[i] not in (STACK_ZERO, STACK_INVALID):
             ts[i] = STACK_MISC
     s.types = "".join(ts)
 
@@ -1611,7 +1839,7 @@ def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool,
             if write:
                 if s.types[7] == STACK_SPILL:
                     s.spilled = None
-                    s.types = STACK_MISC * 8
+                    s.types = _scrub(s.types)
                 s.types = s.types[:j] + STACK_MISC + s.types[j + 1:]
         return
     if t in PKT_TYPES:
@@ -1678,7 +1906,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             size = (meta_map.key_size if at == "ARG_PTR_TO_MAP_KEY" else meta_map.value_size) or 0
             _mem_arg(env, st, idx, regno, size, False, True)
             if at == "ARG_PTR_TO_MAP_KEY" and meta_map.map_type in (2, 6):
-                const_key = _constant_map_key(st, reg, size)
+                const_key = _constant_map_key(env, st, reg, size)
             continue
         if at in ("ARG_PTR_TO_CTX", "ARG_PTR_TO_CTX_OR_NULL"):
             if t is RegType.SCALAR and at.endswith("OR_NULL") and reg.is_const() and reg.var_off[0] == 0:
@@ -1708,6 +1936,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             if reg.umax >= (1 << 29):
                 raise _err(idx, f"R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'")
             const_size = reg.umax if reg.is_const() else None
+            _precise_regs(env, st, regno)
             if at == "ARG_CONST_ALLOC_SIZE_OR_ZERO":
                 continue
             prev = p.args[i - 1] if i else ""
@@ -1793,7 +2022,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     return idx + 1
 
 
-def _constant_map_key(st: State, key: Reg, key_size: int) -> int | None:
+def _constant_map_key(env: _Env, st: State, key: Reg, key_size: int) -> int | None:
     """``get_constant_map_key``: the value of a map key on the stack when it is a known constant."""
     if key.type is not RegType.PTR_TO_STACK or key.var_off[1] or key_size == 0:
         return None
@@ -1819,6 +2048,7 @@ def _constant_map_key(st: State, key: Reg, key_size: int) -> int | None:
         i -= 1
     if spill != key_size or s.spilled.var_off[1]:
         return None
+    _mark_precise(env, st, {("s", key.frameno, k)})
     return s.spilled.var_off[0]
 
 
@@ -2126,14 +2356,21 @@ def _mark_ptr_or_null(st: State, regno: int, is_null: bool) -> None:
         for r in regs:
             if r.type in NULLABLE and r.id == rid:
                 if is_null:
-                    sd = r.subreg_def
-                    mark_unknown(r)
-                    mark_known(r, 0)
-                    r.subreg_def = sd
+                    r.type = RegType.SCALAR
+                    r.id = r.ref_obj_id = 0
+                    r.map = None
+                    r.mem_size = 0
                 else:
                     r.type = NULLABLE[r.type]
-                    if r.type is RegType.PTR_TO_MAP_VALUE or r.type is RegType.PTR_TO_MEM:
-                        r.id = 0
+                    mt = r.map.map_type if r.type is RegType.PTR_TO_MAP_VALUE and r.map is not None else None
+                    if mt in (12, 13):  # array/hash of maps: the inner map
+                        r.type = RegType.CONST_PTR_TO_MAP
+                        r.map = MapRef(-1, "")
+                    elif mt == 17:  # xskmap
+                        r.type = RegType.PTR_TO_XDP_SOCK
+                    elif mt in (15, 18):  # sockmap, sockhash
+                        r.type = RegType.PTR_TO_SOCKET
+                    r.id = 0
 
 
 def _find_good_pkt_pointers(st: State, dst: Reg, right_open: bool) -> None:
@@ -2228,10 +2465,11 @@ def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
         src = Reg.known(env.imm[idx])
     target = idx + 1 + off
     pred = _branch_taken(dreg, src, op, is32)
-    if pred == 1:
-        return target
-    if pred == 0:
-        return idx + 1
+    if pred >= 0:
+        want = [r for r, reg in ((d, dreg), (s, src if x else None)) if reg is not None and reg.type is RegType.SCALAR]
+        if want:
+            _precise_regs(env, st, *want)
+        return target if pred == 1 else idx + 1
     other = st.copy()
     oregs = other.regs
     if x:
@@ -2239,6 +2477,9 @@ def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
     else:
         fake_t, fake_f = src.copy(), src.copy()
         t_ok, f_ok = _set_min_max(oregs[d], fake_t, dreg, fake_f, op, is32)
+    ids = {r.id for r in (dreg, sreg if x else None) if r is not None and r.type is RegType.SCALAR and r.id}
+    if ids:
+        env.hist_extra = sum(1 << i for i, r in enumerate(st.regs) if r.type is RegType.SCALAR and r.id in ids) or None
     if x and sreg.type is RegType.SCALAR and sreg.id:
         _sync_linked(st, sreg)
         _sync_linked(other, oregs[s])
