@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 
 from bpfpatch.analysis.ctxlayout import CtxLayout, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
-from bpfpatch.analysis.helpers import proto
+from bpfpatch.analysis.helpers import helper_name, proto
 from bpfpatch.analysis.state import (
     AT_PKT_END,
     BEYOND_PKT_END,
@@ -179,7 +179,7 @@ class _Env:
     prog_type: ProgType
     ctx: CtxLayout
     maps: dict[int, MapRef]
-    slot_maps: dict[int, MapRef]
+    slot_maps: dict[int, tuple[MapRef, int | None]]
     aux: list[InsnAux | None]
     live: list[int]
     prune: list[bool]
@@ -274,18 +274,19 @@ def attach(patchlist: Any, analysis: Analysis) -> None:
 # --- setup ------------------------------------------------------------------------------------
 
 
-def _map_table(program: Program) -> dict[int, MapRef]:
+def _map_table(program: Program) -> dict[int, tuple[MapRef, int | None]]:
+    """slot -> (the map, value offset or None) from an ELF program's relocation metadata."""
     refs = program.meta.get("map_refs") or {}
     specs = program.meta.get("map_specs") or {}
-    out: dict[int, MapRef] = {}
+    out: dict[int, tuple[MapRef, int | None]] = {}
     names = sorted({r[0] for r in refs.values()})
-    for slot, (name, _value_off) in refs.items():
+    for slot, (name, value_off) in refs.items():
         spec = specs.get(name)
         if spec is None:
-            out[int(slot)] = MapRef(names.index(name), name)
+            ref = MapRef(names.index(name), name)
         else:
-            out[int(slot)] = MapRef(names.index(name), name, None, spec.map_type, spec.key_size, spec.value_size,
-                                    spec.max_entries)
+            ref = MapRef(names.index(name), name, None, spec.map_type, spec.key_size, spec.value_size, spec.max_entries)
+        out[int(slot)] = (ref, value_off)
     return out
 
 
@@ -1757,10 +1758,22 @@ def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
     lo, hi = env.imm[idx] & U32, env.imm[idx + 1] & U32
     r = _def(st, idx, d, True)
     mark_unknown(r)
+    a = env.aux[idx]
+    reloc = env.slot_maps.get(idx)
+    if reloc is not None:  # an ELF relocation names the map; the instruction itself is still blank
+        m, value_off = reloc
+        a.map = m
+        mark_known(r, 0)
+        r.map = m
+        if value_off is None:
+            r.type = RegType.CONST_PTR_TO_MAP
+        else:
+            r.type = RegType.PTR_TO_MAP_VALUE
+            r.off = value_off + lo
+        return
     if s == 0:
         mark_known(r, lo | (hi << 32))
         return
-    a = env.aux[idx]
     if s == PSEUDO_FUNC:
         mark_known(r, 0)
         r.type = RegType.PTR_TO_FUNC
@@ -1771,9 +1784,7 @@ def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
         r.type = RegType.PTR_TO_BTF_ID
         return
     if s in (PSEUDO_MAP_FD, PSEUDO_MAP_IDX, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX_VALUE):
-        m = env.slot_maps.get(idx)
-        if m is None:
-            m = env.maps.get(env.imm[idx])
+        m = env.maps.get(env.imm[idx])
         if m is None:
             m = MapRef(env.imm[idx])
         a.map = m
