@@ -2516,4 +2516,37 @@ def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
     return idx + 1
 
 
-__all__ = ["Analysis", "AnalysisError", "AnalysisRejected", "BudgetExceeded", "analyze", "attach"]
+
+
+# --- the transfer functions as a public API (used by the domain tests) ---------------------------
+
+ALU_OPS = {"add": OP_ADD, "sub": OP_SUB, "mul": OP_MUL, "div": OP_DIV, "or": OP_OR, "and": OP_AND, "lsh": OP_LSH,
+           "rsh": OP_RSH, "mod": OP_MOD, "xor": OP_XOR, "arsh": OP_ARSH}
+JMP_OPS = {"jeq": J_JEQ, "jne": J_JNE, "jgt": J_JGT, "jge": J_JGE, "jlt": J_JLT, "jle": J_JLE, "jset": J_JSET,
+           "jsgt": J_JSGT, "jsge": J_JSGE, "jslt": J_JSLT, "jsle": J_JSLE}
+
+
+def scalar_alu(op: str, dst: Reg, src: Reg, is64: bool = True) -> Reg:
+    """The abstract result of ``dst op= src`` on two scalars (``adjust_scalar_min_max_vals``); inputs untouched."""
+    env = _Env([], [], [], [], [], 0, ProgType.SOCKET_FILTER, uapi_layout(ProgType.SOCKET_FILTER), {}, {}, [], [], [],
+               False, 0)
+    out = dst.copy()
+    _scalar_alu(env, State([Frame()]), 0, out, src.copy(), ALU_OPS[op], is64)
+    return out
+
+
+def branch_refine(op: str, dst: Reg, src: Reg, is32: bool = False) -> tuple[int, tuple[Reg, Reg] | None, tuple[Reg, Reg] | None]:
+    """``is_branch_taken`` and ``reg_set_min_max`` for ``if dst op src``.
+
+    Returns (decided: 1 taken / 0 not taken / -1 unknown, the (dst, src) states
+    where the jump is taken, where it is not); a side that cannot happen is None.
+    """
+    code = JMP_OPS[op]
+    pred = _branch_taken(dst, src, code, is32)
+    t1, t2, f1, f2 = dst.copy(), src.copy(), dst.copy(), src.copy()
+    t_ok, f_ok = _set_min_max(t1, t2, f1, f2, code, is32)
+    return pred, ((t1, t2) if t_ok else None), ((f1, f2) if f_ok else None)
+
+
+__all__ = ["Analysis", "AnalysisError", "AnalysisRejected", "BudgetExceeded", "analyze", "attach", "scalar_alu",
+           "branch_refine"]

@@ -287,43 +287,42 @@ def compare(analysis_aux: list, log: KernelLog) -> Comparison:
     equal too (ids and precision marks aside).
     """
     cmp = Comparison()
+    cache: dict[tuple[int, tuple[str, ...]], tuple[set, set, list]] = {}
     for step in log.steps:
         if not step.after:
             continue
         cmp.steps += 1
         a = analysis_aux[step.insn] if step.insn < len(analysis_aux) else None
         afters = a.extra.get("after", []) if a is not None else []
+        kernel_text = " ".join(f"{k}={v}" for k, v in step.after.items())
         if not afters:
             cmp.unseen.append(step.insn)
-            cmp.type_mismatches.append((step.insn, " ".join(f"{k}={v}" for k, v in step.after.items()), []))
+            cmp.type_mismatches.append((step.insn, kernel_text, []))
+            cmp.exact_mismatches.append((step.insn, kernel_text, []))
             continue
-        best_type = best_exact = False
-        cands = []
-        for st in afters:
-            frame = st.cur
-            tok = eok = True
-            for name, val in step.after.items():
-                ours = _ours(frame, name)
-                if ours is None:
-                    tok = eok = False
-                    break
-                if name.startswith("R") and reg_kind(ours) != reg_kind(val):
-                    tok = False
-                if normalize(ours) != normalize(val):
-                    eok = False
-            best_type |= tok
-            best_exact |= eok and tok
-            if len(cands) < 3:
-                cands.append(" ".join(f"{k}={_ours(frame, k)}" for k in step.after))
-            if best_exact:
-                break
-        kernel_text = " ".join(f"{k}={v}" for k, v in step.after.items())
-        if best_type:
+        names = tuple(step.after)
+        key = (step.insn, names)
+        if key not in cache:
+            kinds, exacts, samples = set(), set(), []
+            for st in afters:
+                vals = [_ours(st.cur, name) for name in names]
+                if any(v is None for v in vals):
+                    continue
+                kinds.add(tuple(reg_kind(v) if n.startswith("R") else "" for n, v in zip(names, vals)))
+                exacts.add(tuple(normalize(v) for v in vals))
+                if len(samples) < 3:
+                    samples.append(" ".join(f"{n}={v}" for n, v in zip(names, vals)))
+            cache[key] = (kinds, exacts, samples)
+        kinds, exacts, samples = cache[key]
+        kvals = [step.after[n] for n in names]
+        k_kind = tuple(reg_kind(v) if n.startswith("R") else "" for n, v in zip(names, kvals))
+        k_exact = tuple(normalize(v) for v in kvals)
+        if k_kind in kinds:
             cmp.type_match += 1
         else:
-            cmp.type_mismatches.append((step.insn, kernel_text, cands))
-        if best_exact:
+            cmp.type_mismatches.append((step.insn, kernel_text, samples))
+        if k_exact in exacts:
             cmp.exact_match += 1
         else:
-            cmp.exact_mismatches.append((step.insn, kernel_text, cands))
+            cmp.exact_mismatches.append((step.insn, kernel_text, samples))
     return cmp
