@@ -13,6 +13,7 @@ from bpfpatch.errors import BpfPatchError, FileError, ProgramError, RelocationEr
 from bpfpatch.loader import read_program
 from bpfpatch.passes import PassContext, available_passes, get_pass, run_passes
 from bpfpatch.program import Program
+from bpfpatch.progtype import UnknownProgType, prog_type_of
 
 
 def _aux_reg(value: str) -> int | str:
@@ -57,6 +58,31 @@ def rewrite(prog: Program, names: list[str], ctx: PassContext, relax: bool = Fal
     return run_passes(prog, names, ctx, relax_long_jumps=relax)
 
 
+def _typed(ctx: PassContext, section: str | None, given: object = None) -> PassContext:
+    """`ctx` with the program type --prog-type gave, else the one of an ELF section (libbpf's names).
+
+    The same context (and blinding generator) serves every section of an object.
+    """
+    ptype = given
+    if ptype is None and section:
+        try:
+            ptype = prog_type_of(section)
+        except UnknownProgType:
+            ptype = None
+    ctx.prog_type = ptype
+    return ctx
+
+
+def _install_kernel_layout() -> None:
+    """The kernel pass lowers context accesses with this kernel's struct layouts (its BTF), when readable."""
+    from bpfpatch.btf import Btf
+    from bpfpatch.passes.ctx_layout import layout_from_btf, set_layout_provider
+
+    vmlinux = Path("/sys/kernel/btf/vmlinux")
+    if vmlinux.exists():
+        set_layout_provider(lambda: layout_from_btf(Btf(vmlinux.read_bytes())))
+
+
 @app.command("patch")
 def patch_cmd(
     file: Path = typer.Argument(..., help="ELF object, raw instruction bytes or assembly text"),
@@ -68,6 +94,7 @@ def patch_cmd(
     linked: bool = typer.Option(False, "--linked", help="link the ELF section with its .text callees and maps first"),
     relax: bool = typer.Option(False, "--relax-long-jumps", help="rewrite jumps that overflow 16 bits as gotol"),
     out_format: str = typer.Option("raw", "--format", help="raw bytes, asm (llvm listing) or elf (default for IN.o -o OUT.o)"),
+    prog_type: Optional[str] = typer.Option(None, "--prog-type", help="program type (name or number) for passes that need it, e.g. kernel; default: from the ELF section name"),
 ) -> None:
     """Rewrite one program; the output is written atomically, only on success."""
     names = [p.strip() for p in passes.split(",") if p.strip()]
@@ -75,7 +102,10 @@ def patch_cmd(
         raise BpfPatchError("--pass needs at least one pass (leave it out for the identity rewrite)")
     for name in names:
         get_pass(name)  # unknown names fail before any input is read
-    ctx = PassContext(seed=seed, aux_reg=_aux_reg(aux_reg))
+    given = prog_type_of(prog_type) if prog_type else None
+    ctx = PassContext(seed=seed, aux_reg=_aux_reg(aux_reg), prog_type=given)
+    if "kernel" in names:
+        _install_kernel_layout()
     try:
         with open(file, "rb") as f:
             is_elf = f.read(4) == b"\x7fELF"
@@ -83,13 +113,13 @@ def patch_cmd(
         raise FileError(file, exc.strerror or str(exc)) from exc
     if is_elf and not linked and out_format in ("raw", "elf") and (out_format == "elf" or output.suffix == ".o"):
         with reading(file):
-            _patch_object(file, output, names, ctx, section, relax)
+            _patch_object(file, output, names, ctx, section, relax, given)
         return
     with reading(file):
         prog = read_program(file, section=section, linked=linked)
         if not len(prog.slots):
             raise ProgramError("no instructions: an empty program cannot be patched (the kernel refuses it too)")
-    out = rewrite(prog, names, ctx, relax)
+    out = rewrite(prog, names, _typed(ctx, section or prog.name, given), relax)
     if out_format == "asm":
         from bpfpatch.asm import listing
 
@@ -104,7 +134,8 @@ def patch_cmd(
     typer.echo(f"{file.name}: {len(prog.slots)} -> {len(out.slots)} slots ({', '.join(names) or 'identity'})", err=True)
 
 
-def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, section: str | None, relax: bool) -> None:
+def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, section: str | None, relax: bool,
+                  given: object = None) -> None:
     """Rewrite every program section (or one) of an ELF object and write a valid object."""
     from bpfpatch.elf import read_object, write_object
     from bpfpatch.elf.rewrite import check_loadable, refuse_kernel_only
@@ -116,7 +147,7 @@ def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, 
     for name in todo:
         if name not in obj.programs:
             raise BpfPatchError(f"{file}: no program section {name!r} (have: {', '.join(obj.programs)})")
-        rewritten[name] = check_loadable(name, rewrite(obj.programs[name], names, ctx, relax))
+        rewritten[name] = check_loadable(name, rewrite(obj.programs[name], names, _typed(ctx, name, given), relax))
     write_object(obj, rewritten, output)
     sizes = ", ".join(f"{n} {len(obj.programs[n].slots)} -> {len(p.slots)}" for n, p in rewritten.items())
     typer.echo(f"{file.name}: {sizes} slots ({', '.join(names) or 'identity'})", err=True)

@@ -19,7 +19,11 @@ the mapping does not list are left alone.  Pass your own mapping with
 The context pointer is tracked simply: r1 at entry, and registers copied
 from it (``rX = r1``) until they are overwritten.  The shipped mapping is
 `bpfpatch.passes.ctx_skbuff.skbuff_mapping` for socket filters, computed
-from this kernel's BTF.
+from this kernel's BTF; it is refused for a program type whose context is
+not ``__sk_buff`` (``PassContext(prog_type=...)``; without one, a socket
+filter is assumed).  When the nodes carry the verifier's facts, the context
+loads are the ones whose ``ptr_type`` is the context.  The `kernel` pass does
+the kernel's whole conversion, every field and program type it knows.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ from typing import Callable, ClassVar
 
 from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import SIZE_BYTES, SIZE_MASK, AluOp, InsnClass, Size, Source
+from bpfpatch.analysis.facts import RegType
+from bpfpatch.errors import PatchError
 from bpfpatch.passes.base import PassContext
+from bpfpatch.passes.facts import facts_of, has_facts
+from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.patch import PatchList
 
 Builder = Callable[[Insn], list[Insn]]
+#: Program types whose context is struct __sk_buff (the shipped mapping's).
+SKBUFF_TYPES = frozenset({ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.CGROUP_SKB,
+                          ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_XMIT, ProgType.SK_SKB})
 Mapping = dict[tuple[int, int], Builder]
 
 
@@ -66,11 +77,20 @@ class CtxAccess:
         opts = ctx.options.get("ctx", {})
         mapping: Mapping | None = opts.get("mapping")
         if mapping is None:
+            if ctx.prog_type is not None and prog_type_of(ctx.prog_type) not in SKBUFF_TYPES:
+                raise PatchError(
+                    f"ctx: the shipped mapping is for __sk_buff; a {prog_type_of(ctx.prog_type).name.lower()} "
+                    "program has another context (give a mapping, or use --pass kernel)")
             from bpfpatch.passes.ctx_skbuff import skbuff_mapping
 
             mapping = skbuff_mapping()
         todo = []
-        for node, regs in ctx_registers(pl):
+        if has_facts(pl):  # the verifier's word on which loads go through the context
+            found = ((n, frozenset({n.insn.src}) if (f := facts_of(n)) is not None
+                      and f.ptr_type == RegType.PTR_TO_CTX else frozenset()) for n in pl)
+        else:
+            found = ctx_registers(pl)
+        for node, regs in found:
             insn = node.insn
             if KIND_OF[insn.code] == Kind.LDX and insn.src in regs:
                 key = (insn.off, SIZE_BYTES[Size(insn.code & SIZE_MASK)])
