@@ -35,6 +35,15 @@ MEMBERS = {
     "xdp_buff": ("data", "data_meta", "data_end", "rxq", "txq"),
     "xdp_rxq_info": ("dev", "queue_index"),
     "xdp_txq_info": ("dev",),
+    "bpf_sock_addr_kern": ("uaddr", "sk", "t_ctx", "tmp_reg"),
+    "sockaddr": ("sa_family",),
+    "sockaddr_in": ("sin_addr",),
+    "sockaddr_in6": ("sin6_addr", "sin6_port"),
+    "sock": ("__sk_common", "sk_type", "sk_protocol"),
+    "bpf_perf_event_data_kern": ("regs", "data"),
+    "perf_sample_data": ("period", "addr"),
+    "bpf_sk_lookup_kern": ("family", "protocol", "v4.saddr", "v4.daddr", "v6.saddr", "v6.daddr", "sport", "dport",
+                           "ingress_ifindex", "selected_sk"),
 }
 BITS = {"sk_buff": ("pkt_type", "tc_at_ingress", "tstamp_type", "cloned")}
 
@@ -56,7 +65,18 @@ SHIPPED: Layout = {
     'skb_shared_info.gso_segs': (6, 2), 'skb_shared_info.gso_size': (4, 2),
     'skb_shared_info.hwtstamps': (16, 8), 'xdp_buff.data': (0, 8), 'xdp_buff.data_meta': (16, 8),
     'xdp_buff.data_end': (8, 8), 'xdp_buff.rxq': (32, 8), 'xdp_buff.txq': (40, 8), 'xdp_rxq_info.dev': (0, 8),
-    'xdp_rxq_info.queue_index': (8, 4), 'xdp_txq_info.dev': (0, 8), 'sk_buff.pkt_type@bit': (1024, 3),
+    'xdp_rxq_info.queue_index': (8, 4), 'xdp_txq_info.dev': (0, 8), 'bpf_sock_addr_kern.uaddr': (8, 8),
+    'bpf_sock_addr_kern.sk': (0, 8), 'bpf_sock_addr_kern.t_ctx': (24, 8),
+    'bpf_sock_addr_kern.tmp_reg': (16, 8), 'sockaddr.sa_family': (0, 2), 'sockaddr_in.sin_addr': (4, 4),
+    'sockaddr_in6.sin6_addr': (8, 16), 'sockaddr_in6.sin6_port': (2, 2), 'sock.__sk_common': (0, 136),
+    'sock.sk_type': (534, 2), 'sock.sk_protocol': (532, 2), 'bpf_perf_event_data_kern.regs': (0, 8),
+    'bpf_perf_event_data_kern.data': (8, 8), 'perf_sample_data.period': (8, 8),
+    'perf_sample_data.addr': (184, 8), 'bpf_sk_lookup_kern.family': (0, 2),
+    'bpf_sk_lookup_kern.protocol': (2, 2), 'bpf_sk_lookup_kern.v4.saddr': (8, 4),
+    'bpf_sk_lookup_kern.v4.daddr': (12, 4), 'bpf_sk_lookup_kern.v6.saddr': (16, 8),
+    'bpf_sk_lookup_kern.v6.daddr': (24, 8), 'bpf_sk_lookup_kern.sport': (4, 2),
+    'bpf_sk_lookup_kern.dport': (6, 2), 'bpf_sk_lookup_kern.ingress_ifindex': (40, 4),
+    'bpf_sk_lookup_kern.selected_sk': (32, 8), 'sk_buff.pkt_type@bit': (1024, 3),
     'sk_buff.tc_at_ingress@bit': (1034, 1), 'sk_buff.tstamp_type@bit': (1032, 2),
     'sk_buff.cloned@bit': (1008, 1),
 }
@@ -102,9 +122,9 @@ def layout_from_btf(btf: Any) -> Layout:
     for struct_name, names in MEMBERS.items():
         t = structs.get(struct_name)
         for m in names if t is not None else ():
-            found = btf.member(t.id, m)
+            found = _path(btf, t.id, m)
             if found is not None:
-                out[f"{struct_name}.{m}"] = (int(found[0]), int(found[1]))
+                out[f"{struct_name}.{m}"] = found
     for struct_name, names in BITS.items():
         t = structs.get(struct_name)
         for m in names if t is not None else ():
@@ -112,6 +132,33 @@ def layout_from_btf(btf: Any) -> Layout:
             if bit is not None:
                 out[f"{struct_name}.{m}@bit"] = bit
     return out
+
+
+def _find(btf: Any, type_id: int, name: str) -> tuple[int, int] | None:
+    """(bit offset, type id) of a member, looking inside anonymous structs and unions."""
+    stack = [(btf.resolve(type_id), 0)]
+    while stack:
+        t, base = stack.pop(0)
+        nested = []
+        for mname, mtype, bits in t.members or ():
+            if mname == name:
+                return base + bits, mtype
+            inner = btf.resolve(mtype)
+            if not mname and getattr(inner, "members", None):
+                nested.append((inner, base + bits))
+        stack[:0] = nested
+    return None
+
+
+def _path(btf: Any, struct_id: int, path: str) -> tuple[int, int] | None:
+    """(byte offset, size) of a dotted member path (``v4.saddr``)."""
+    bits, tid = 0, struct_id
+    for name in path.split("."):
+        found = _find(btf, tid, name)
+        if found is None:
+            return None
+        bits, tid = bits + found[0], found[1]
+    return bits // 8, int(btf.size_of(tid))
 
 
 def _bit_offset(btf: Any, struct_id: int, name: str) -> tuple[int, int] | None:

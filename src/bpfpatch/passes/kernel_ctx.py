@@ -52,7 +52,8 @@ SKB_VARIANT = {
     ProgType.LWT_OUT: "filter", ProgType.LWT_XMIT: "filter", ProgType.LWT_SEG6LOCAL: "filter",
     ProgType.SCHED_CLS: "tc", ProgType.SCHED_ACT: "tc", ProgType.SK_SKB: "sk_skb",
 }
-SUPPORTED = frozenset(SKB_VARIANT) | {ProgType.XDP}
+SUPPORTED = frozenset(SKB_VARIANT) | {ProgType.XDP, ProgType.CGROUP_SOCK_ADDR, ProgType.SK_LOOKUP,
+                                          ProgType.PERF_EVENT}
 #: Program types whose verifier ops have no convert_ctx_access: their context accesses stay as written.
 UNCONVERTED = frozenset({ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
                          ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM, ProgType.SYSCALL,
@@ -276,12 +277,124 @@ def convert_xdp(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
     return None
 
 
+# struct bpf_sock_addr and struct bpf_sk_lookup (uapi).
+SOCK_ADDR = dict(user_family=0, user_ip4=4, user_ip6=8, user_port=24, family=28, type=32, protocol=36,
+                 msg_src_ip4=40, msg_src_ip6=44, sk=64)
+SK_LOOKUP = dict(sk=0, family=8, protocol=12, remote_ip4=16, remote_ip6=20, remote_port=36, local_ip4=40,
+                 local_ip6=44, local_port=60, ingress_ifindex=64)
+
+
+def _nested(kind: str, si: Insn, outer: str, inner_off: int, size: Size, tmp_field: str | None) -> list[Insn]:
+    """SOCK_ADDR_LOAD_OR_STORE_NESTED_FIELD_SIZE_OFF: through the pointer field `outer` to a nested field.
+
+    A store needs a third register: r9 (or r8, r7 when the access names it), saved in the
+    context's `tmp_field` around the store.
+    """
+    d, s = si.dst, si.src
+    o_off, _ = member(outer)
+    if kind == READ:
+        return [ldx_mem(Size.DW, d, s, o_off), ldx_mem(size, d, d, inner_off)]
+    tmp = 9
+    if tmp in (s, d):
+        tmp -= 1
+    if tmp in (s, d):
+        tmp -= 1
+    t_off, _ = member(tmp_field)
+    return [stx_mem(Size.DW, d, tmp, t_off), ldx_mem(Size.DW, tmp, d, o_off),
+            Insn(size | Mode.MEM | (si.code & CLASS_MASK), tmp, s, inner_off, si.imm), ldx_mem(Size.DW, tmp, d, t_off)]
+
+
+def convert_sock_addr(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """sock_addr_convert_ctx_access (cgroup/connect4, bind6, sendmsg4, ...)."""
+    off = si.off
+    size = Size(si.code & SIZE_MASK)
+    kern, tmp = "bpf_sock_addr_kern", "bpf_sock_addr_kern.tmp_reg"
+    if off == SOCK_ADDR["user_family"]:
+        o, n = member("sockaddr.sa_family")
+        return _nested(READ, si, f"{kern}.uaddr", o, SIZE_OF_BYTES[n], None), n
+    if off == SOCK_ADDR["user_ip4"]:
+        return _nested(kind, si, f"{kern}.uaddr", member("sockaddr_in.sin_addr")[0], size, tmp), 4
+    if SOCK_ADDR["user_ip6"] <= off < SOCK_ADDR["user_ip6"] + 16:
+        inner = member("sockaddr_in6.sin6_addr")[0] + off - SOCK_ADDR["user_ip6"]
+        return _nested(kind, si, f"{kern}.uaddr", inner, size, tmp), 4
+    if off == SOCK_ADDR["user_port"]:
+        o, n = member("sockaddr_in6.sin6_port")
+        port = SIZE_OF_BYTES[min(n, BYTES_OF_SIZE[size])]
+        return _nested(kind, si, f"{kern}.uaddr", o, port, tmp), n
+    if off in (SOCK_ADDR["family"], SOCK_ADDR["type"], SOCK_ADDR["protocol"]):
+        if off == SOCK_ADDR["family"]:
+            o, n = member("sock.__sk_common")[0] + member("sock_common.skc_family")[0], 2
+        else:
+            o, n = member("sock.sk_type" if off == SOCK_ADDR["type"] else "sock.sk_protocol")
+        return _nested(READ, si, f"{kern}.sk", o, SIZE_OF_BYTES[n], None), n
+    if off == SOCK_ADDR["msg_src_ip4"]:
+        return _nested(kind, si, f"{kern}.t_ctx", 0, size, tmp), 4
+    if SOCK_ADDR["msg_src_ip6"] <= off < SOCK_ADDR["msg_src_ip6"] + 16:
+        return _nested(kind, si, f"{kern}.t_ctx", off - SOCK_ADDR["msg_src_ip6"], size, tmp), 4
+    if off == SOCK_ADDR["sk"]:
+        return [_ldx_field(f"{kern}.sk", si.dst, si.src)], 0
+    return None
+
+
+def convert_sk_lookup(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """sk_lookup_convert_ctx_access."""
+    d, s, off = si.dst, si.src, si.off
+    kern = "bpf_sk_lookup_kern"
+
+    def plain(name: str, size: Size, n: int) -> tuple[list[Insn], int]:
+        return [ldx_mem(size, d, s, member(f"{kern}.{name}")[0])], n
+
+    if off == SK_LOOKUP["sk"]:
+        return plain("selected_sk", Size.DW, 0)
+    if off == SK_LOOKUP["family"]:
+        return plain("family", Size.H, 2)
+    if off == SK_LOOKUP["protocol"]:
+        return plain("protocol", Size.H, 2)
+    if off == SK_LOOKUP["remote_ip4"]:
+        return plain("v4.saddr", Size.W, 4)
+    if off == SK_LOOKUP["local_ip4"]:
+        return plain("v4.daddr", Size.W, 4)
+    for name, field in (("remote_ip6", "v6.saddr"), ("local_ip6", "v6.daddr")):
+        if SK_LOOKUP[name] <= off < SK_LOOKUP[name] + 16:
+            return [ldx_mem(Size.DW, d, s, member(f"{kern}.{field}")[0]), jmp_imm(JmpOp.JEQ, d, 0, 1),
+                    ldx_mem(Size.W, d, d, off - SK_LOOKUP[name])], 4
+    if off == SK_LOOKUP["remote_port"]:
+        return plain("sport", Size.H, 2)
+    if off == SK_LOOKUP["remote_port"] + 2:
+        return [mov32_imm(d, 0)], 2
+    if off == SK_LOOKUP["local_port"]:
+        return plain("dport", Size.H, 2)
+    if off == SK_LOOKUP["ingress_ifindex"]:
+        return plain("ingress_ifindex", Size.W, 4)
+    return None
+
+
+# struct bpf_perf_event_data (uapi, x86-64: regs is struct pt_regs, 21 longs).
+PERF_EVENT = dict(sample_period=168, addr=176)
+
+
+def convert_perf_event(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """pe_prog_convert_ctx_access: sample_period and addr through the sample data, the rest from regs."""
+    d, s, off = si.dst, si.src, si.off
+    for name, field in (("sample_period", "period"), ("addr", "addr")):
+        if off == PERF_EVENT[name]:
+            return [_ldx_field("bpf_perf_event_data_kern.data", d, s),
+                    ldx_mem(Size.DW, d, d, member(f"perf_sample_data.{field}")[0])], 8
+    return [_ldx_field("bpf_perf_event_data_kern.regs", d, s), ldx_mem(Size.DW, d, d, off)], 0
+
+
 def convert(ptype: ProgType, kind: str, si: Insn, tstamp_type_access: bool = False) -> tuple[list[Insn], int]:
     """The conversion of one context access of a `ptype` program (`si` already narrowed)."""
     if ptype in UNCONVERTED:
         return [si], 0
     if ptype == ProgType.XDP:
         got = convert_xdp(kind, si)
+    elif ptype == ProgType.CGROUP_SOCK_ADDR:
+        got = convert_sock_addr(kind, si)
+    elif ptype == ProgType.SK_LOOKUP:
+        got = convert_sk_lookup(kind, si)
+    elif ptype == ProgType.PERF_EVENT:
+        got = convert_perf_event(kind, si)
     elif ptype in SKB_VARIANT:
         got = convert_skb(kind, si, SKB_VARIANT[ptype], tstamp_type_access)
     else:
