@@ -208,11 +208,33 @@ def kernel_load_seconds(raw: bytes) -> float | None:
     return time.process_time() - t
 
 
+#: Whole-process series: one `bpfpatch` command on the N-division program, wall time from start to exit.
+CLI_COMMANDS = {
+    "cli-patch": ("patch", "{src}", "-o", "{out}", "--pass", "div-guard"),
+    "cli-disasm": ("disasm", "{src}"),
+}
+
+
+def cli_seconds(series: str, src: str, out: str) -> float:
+    """Wall seconds of one `python -m bpfpatch.cli` process running `series`' command (start-up included)."""
+    import subprocess
+    import sys
+
+    import bpfpatch
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bpfpatch.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    argv = [sys.executable, "-m", "bpfpatch.cli"] + [a.format(src=src, out=out) for a in CLI_COMMANDS[series]]
+    t = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
 def run_benchmarks(
     sizes: Iterable[int] = FULL_SIZES,
     *,
     budget: float = 30.0,
-    series: Iterable[str] = ("floor", "bulk", "py-floor", "node", "pipeline", "reference", "kernel"),
+    series: Iterable[str] = ("floor", "bulk", "py-floor", "node", "pipeline", "reference", "kernel", "cli-patch", "cli-disasm"),
     progress: Callable[[str], None] | None = None,
     rounds: int = 5,
 ) -> BenchResult:
@@ -279,8 +301,22 @@ def run_benchmarks(
                 # large one, so the minimum is not biased toward the small (warm) sizes.
                 t = timed(runs[name])
                 best[name, n] = min(best.get((name, n), t), t)
+    cli = [name for name in CLI_COMMANDS if name in want]
+    if cli:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="bpfpatch-bench-") as tmp:
+            for n, raw in raws.items():
+                with open(os.path.join(tmp, f"div{n}.bin"), "wb") as f:
+                    f.write(raw)
+            for r in range(rounds):
+                for n in raws:
+                    for name in cli:
+                        note(f"{name} n={n} (round {r + 1}/{rounds})")
+                        t = cli_seconds(name, os.path.join(tmp, f"div{n}.bin"), os.path.join(tmp, "out.bin"))
+                        best[name, n] = min(best.get((name, n), t), t)
     for n in sizes:
-        for name in linear:
+        for name in linear + cli:
             result.measurements.append(Measurement(name, n, best[name, n], notes.get((name, n), "")))
     for n, raw in raws.items():
         if "reference" in want:
@@ -357,7 +393,8 @@ def plot(result: BenchResult, path: str) -> None:
         plt.close(fig)
 
 
-SERIES_ORDER = ("floor", "bulk", "py-floor", "node", "pipeline", "reference", "kernel", "kernel-nopatch")
+SERIES_ORDER = ("floor", "bulk", "py-floor", "node", "pipeline", "reference", "kernel", "kernel-nopatch", "cli-patch",
+                "cli-disasm")
 # Each bpfpatch series is also shown as a ratio to its floor.
 _FLOOR_OF = {"bulk": "floor", "pipeline": "floor", "node": "py-floor"}
 

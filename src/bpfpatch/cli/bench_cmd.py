@@ -29,6 +29,11 @@ def render(result: B.BenchResult, console: Console) -> None:
         g = B.headline_growth(result, s)
         if g:
             console.print(f"growth {s}: {g[1]:.1f}x for {g[0]}")
+    for s, target in (("cli-patch", 0.5), ("cli-disasm", 1.0)):
+        n = max((m.n for m in result.measurements if m.series == s and m.seconds), default=None)
+        if n is not None:
+            console.print(f"{s} (whole process, start-up included) at N={n:,}: {result.get(s, n):.2f} s wall"
+                          + (f" (target at 1M: {target} s)" if n == 1_000_000 else ""))
     if result.case_peak_mib:
         n = max(m.n for m in result.measurements)
         cases = ", ".join(f"{k} {v:.0f} MiB" for k, v in result.case_peak_mib.items())
@@ -41,7 +46,8 @@ def render(result: B.BenchResult, console: Console) -> None:
 def bench(
     quick: bool = typer.Option(False, "--quick", help="N = 15k, 45k, 100k only (under a minute)"),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="comma-separated N values"),
-    series: str = typer.Option("floor,bulk,py-floor,node,pipeline,reference,kernel", "--series"),
+    series: str = typer.Option("floor,bulk,py-floor,node,pipeline,reference,kernel,cli-patch,cli-disasm", "--series",
+                               help="series to run; cli-*: whole `bpfpatch` processes, wall time with start-up"),
     budget: float = typer.Option(30.0, "--budget", help="seconds a quadratic run may take"),
     rounds: int = typer.Option(5, "--rounds", min=1, help="interleaved rounds of the linear series (best kept)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
