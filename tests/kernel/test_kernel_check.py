@@ -126,6 +126,24 @@ def test_other_types_undecided_or_run_with_context(objs):
     assert any("arg1=0x3b" in r.difference["decoded"] or "arg1=0x3c" in r.difference["decoded"] for r in results)
 
 
+def test_flow_dissector_keys_and_syscall_context_are_compared(objs):
+    report = check(objs["others"], objs["others"], program="dissect")
+    assert report.verdict is Verdict.NO_DIFFERENCE, report.lines()
+    rel = _relocated(objs["others"], "dissect")
+    kinds = {}
+    for m in mutants(rel.insns):
+        if m.kind == "dropped store":
+            kinds[m.slot] = check(objs["others"], Relocated(m.insns, rel.maps), program="dissect").results[0]
+    assert kinds and all(r.verdict is Verdict.DIFFERENT for r in kinds.values())
+    assert any("flow keys out differs at field thoff" in r.difference["what"] for r in kinds.values())
+    # syscall programs: loaded sleepable (as libbpf does), the context written back is compared.
+    assert check(objs["others"], objs["others"], program="sys_prog").verdict is Verdict.NO_DIFFERENCE
+    rel = _relocated(objs["others"], "sys_prog")
+    (drop,) = [m for m in mutants(rel.insns) if m.kind == "dropped store"]
+    r = check(objs["others"], Relocated(drop.insns, rel.maps), program="sys_prog").results[0]
+    assert r.verdict is Verdict.DIFFERENT and "ctx_out field ctx[1]" in r.difference["what"]
+
+
 def test_user_inputs_and_skipped_runs(objs):
     pkts = [("short", bytes(5)), ("ok", dict(shapes())["eth/ipv4/udp"])]
     r = check(objs["parse"], objs["parse"], inputs=pkts).results[0]

@@ -309,11 +309,9 @@ def compare(layout: ContextLayout, maps: dict[str, ObjectMap], a: Observation | 
         if len(a.data_out) != len(b.data_out):
             return f"{layout.data_out_is} out: length {len(a.data_out)} vs {len(b.data_out)}"
         off = _first_byte(a.data_out, b.data_out)
-        what = layout.data_out_is
-        if what == "flow keys":
-            f = layout.field_at(off)
-            what = f"flow keys field {f.name}" if f else what
-        return f"{what} out differs at byte offset {off}: {a.data_out[off]:#04x} vs {b.data_out[off]:#04x}"
+        f = layout.field_at(off) if layout.data_out_is == "flow keys" else None
+        where = f"field {f.name} (byte offset {off})" if f else f"byte offset {off}"
+        return f"{layout.data_out_is} out differs at {where}: {a.data_out[off]:#04x} vs {b.data_out[off]:#04x}"
     if a.ctx_out != b.ctx_out:
         off = _first_byte(a.ctx_out, b.ctx_out)
         f = layout.field_at(off)

@@ -84,7 +84,7 @@ class ContextLayout:
         parts = ["retval"]
         if self.data:
             parts.append(self.data_out_is if self.data_out_is else "packet out")
-        if self.ctx_size and self.ctx_out:
+        if self.ctx_size and (self.ctx_out or self.ctx_back_in_place):
             parts.append("ctx_out " + ", ".join(self.reported) if self.reported else "ctx_out")
         text = f"{self.prog_type.name.lower()}: " + "; ".join(parts)
         if self.not_reported:
@@ -151,7 +151,7 @@ LAYOUTS: dict[ProgType, ContextLayout] = {
     ProgType.SYSCALL: ContextLayout(ProgType.SYSCALL, data=False, ctx_size=64,
                                     fields=tuple(Field(f"ctx[{i}]", 8 * i, 8) for i in range(8)),
                                     settable=tuple(f"ctx[{i}]" for i in range(8)),
-                                    reported=tuple(f"ctx[{i}]" for i in range(8)), ctx_back_in_place=True,
+                                    reported=tuple(f"ctx[{i}]" for i in range(8)), ctx_out=False, ctx_back_in_place=True,
                                     repeat_allowed=False, data_out_is=""),
 }
 

@@ -43,6 +43,7 @@ from bpfpatch.kernel.maps import MapType
 from bpfpatch.progtype import ProgType, prog_type_of
 
 LIBBPF_SONAME = "libbpf.so.1"
+BPF_F_SLEEPABLE = 1 << 4
 
 # Map types whose values are one slot per possible CPU (the syscall reads all of them at once).
 PERCPU_MAP_TYPES = frozenset({5, 6, 10, 15})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
@@ -527,8 +528,11 @@ class LoadedObject(FdOwner):
 
         prog = self.program(like) if isinstance(like, str) else like
         raw = remap_map_fds(insns, fd_map) if fd_map else insns
+        flags = prog.flags
+        if prog.prog_type is ProgType.SYSCALL or prog.section.endswith(".s") or ".s/" in prog.section:
+            flags |= BPF_F_SLEEPABLE  # libbpf adds it at load time from the section, not to the program's flags
         return load_program(raw, prog.prog_type, expected_attach_type=prog.expected_attach_type,
-                            prog_flags=prog.flags, log_level=log_level, name=prog.name[:15])
+                            prog_flags=flags, log_level=log_level, name=prog.name[:15])
 
     def close(self) -> None:
         if self._handle:
