@@ -53,8 +53,15 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="draw a log-log chart (PNG)"),
     markdown: bool = typer.Option(False, "--markdown", help="also print the table as Markdown"),
+    adversarial: bool = typer.Option(False, "--adversarial", help="instead: every pass on adversarial programs, time(4N)/time(N) and bytes/insn"),
 ) -> None:
     """Time every series on the seed's workload and print the table."""
+    if adversarial:
+        from bpfpatch.adversarial import format_growth_table, growth_table
+
+        n = 1_000 if quick else 4_000
+        print(format_growth_table(growth_table(n, rounds=1 if quick else 3)))
+        return
     ns = [int(x) for x in sizes.split(",")] if sizes else list(B.QUICK_SIZES if quick else B.FULL_SIZES)
     console = Console()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:

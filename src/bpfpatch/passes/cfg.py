@@ -101,7 +101,11 @@ def _transfer(insn: Insn, st: list) -> None:
             st[r] = None
 
 
-def analyze(pl: PatchList, budget: int = 200_000) -> Flow:
+#: Path steps per instruction the path walk may take (at least MIN_PATH_BUDGET, at most MAX_PATH_BUDGET).
+PATH_STEPS_PER_INSN, MIN_PATH_BUDGET, MAX_PATH_BUDGET = 4, 20_000, 200_000
+
+
+def analyze(pl: PatchList, budget: int | None = None) -> Flow:
     """Reachability from the entry and every called subprogram, with constant-folded branches.
 
     Like the verifier, paths are explored with their own register values
@@ -110,7 +114,13 @@ def analyze(pl: PatchList, budget: int = 200_000) -> Flow:
     analysis falls back to merging states per instruction, which can only
     see more, never less.
     """
-    flow = _explore(pl, budget, merge=False)
+    # A path walk visits every instruction at least once: on a program larger than half the
+    # budget it cannot finish, so go straight to the merged walk (linear) instead of paying
+    # the budget first.
+    count = len(pl)
+    if budget is None:  # linear in the program: adversarial path counts cost a bounded walk
+        budget = min(MAX_PATH_BUDGET, max(MIN_PATH_BUDGET, PATH_STEPS_PER_INSN * count))
+    flow = _explore(pl, budget, merge=False) if 2 * count <= budget else None
     return flow if flow is not None else _explore(pl, budget, merge=True)
 
 
@@ -128,6 +138,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     # A path is (insn, registers, call stack of (return insn, caller registers)).
     work: list[tuple[int, State, tuple]] = []
     visited: set[tuple[int, State, tuple]] = set()
+    interned: dict[State, State] = {}
 
     def reach(i: int, st: State, stack: tuple = ()) -> None:
         if not 0 <= i < count:
@@ -139,6 +150,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
                 state[i] = new
                 work.append((i, new, ()))
             return
+        st = interned.setdefault(st, st)  # equal states share one tuple (paths repeat them)
         key = (i, st, stack)
         if key not in visited:
             visited.add(key)

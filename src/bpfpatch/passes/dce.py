@@ -24,7 +24,7 @@ import numpy as np
 from bpfpatch.isa import KIND, KIND_OF, Kind
 from bpfpatch.isa.insn import ja
 from bpfpatch.passes.base import PassContext
-from bpfpatch.passes.cfg import analyze, needs_path_analysis, reachable
+from bpfpatch.passes.cfg import analyze, needs_path_analysis, reachable, target_positions
 from bpfpatch.passes.facts import facts_of, has_facts
 from bpfpatch.patch import Node, PatchInsn, PatchList
 
@@ -61,28 +61,45 @@ class DeadCode:
         _remove_jumps_to_next(pl, [Node(pl, int(i)) for i in jumps])
 
 
-def remove_dead_code(pl: PatchList, nodes: list[Node], seen: list[bool]) -> None:
+def remove_dead_code(pl: PatchList, nodes: "list[Node] | np.ndarray", seen: "list[bool] | np.ndarray") -> None:
     """The kernel's three dead-code steps, given `seen` per node of `nodes` (the live nodes in order).
 
     opt_hard_wire_dead_code_branches, opt_remove_dead_code, opt_remove_nops.
+    The sites are found with NumPy over the list's words; only conditional
+    jumps with a dead successor, dead nodes and ``goto +0`` get a Python step.
     """
-    index = {n.id: i for i, n in enumerate(nodes)}
-    # 1. Hard-wire conditional jumps with one dead edge.
-    for i, node in enumerate(nodes):
-        if not seen[i] or KIND_OF[node.insn.code] not in (Kind.JCOND_K, Kind.JCOND_X):
-            continue
-        # The kernel looks at whether the successor INSTRUCTIONS are seen, not the edges.
-        fall_seen = i + 1 < len(nodes) and seen[i + 1]
-        target = node.target
-        t = index.get(target.id, -1) if target is not None else -1
-        if not fall_seen:
-            pl.replace(node, [PatchInsn(ja(0), target=target)], retarget=True)
-        elif t >= 0 and not seen[t]:
-            pl.replace(node, [ja(0)])  # goto +0: removed in step 3
+    ids = nodes if isinstance(nodes, np.ndarray) else np.fromiter((n.id for n in nodes), dtype=np.int64, count=len(nodes))
+    seen = np.asarray(seen, dtype=bool)
+    count = len(ids)
+    if not count:
+        return
+    w0, _ = pl.words(ids)
+    kind = np.take(KIND, (w0 & np.uint64(0xFF)).astype(np.uint8))
+    _, target = target_positions(pl, ids)
+    # 1. Hard-wire conditional jumps with one dead successor INSTRUCTION (not edge).
+    cond = np.isin(kind, (Kind.JCOND_K, Kind.JCOND_X)) & seen
+    fall_seen = np.zeros(count, dtype=bool)
+    fall_seen[:-1] = seen[1:]
+    target_dead = (target >= 0) & ~seen[np.maximum(target, 0)]
+    for i in np.flatnonzero(cond & ~fall_seen).tolist():
+        node = Node(pl, int(ids[i]))
+        pl.replace(node, [PatchInsn(ja(0), target=node.target)], retarget=True)
+    for i in np.flatnonzero(cond & fall_seen & target_dead).tolist():
+        pl.replace(Node(pl, int(ids[i])), [ja(0)])  # goto +0: removed in step 3
     # 2. Remove what no path reaches.
-    _delete_dead(pl, [node for i, node in enumerate(nodes) if not seen[i]])
-    # 3. Remove jumps that land on the next instruction.
-    _remove_jumps_to_next(pl, list(pl))
+    dead = ids[~seen]
+    if len(dead):
+        _delete_dead(pl, [Node(pl, int(i)) for i in dead])
+    # 3. Remove jumps that land on the next instruction: one forward pass, as the kernel.
+    #    (A goto removed here cannot make an earlier one land on its own next node: it is
+    #    already passed.)
+    ids = pl.live_ids()
+    w0, _ = pl.words(ids)
+    kind = np.take(KIND, (w0 & np.uint64(0xFF)).astype(np.uint8))
+    _, target = target_positions(pl, ids)
+    nops = np.isin(kind, (Kind.JA, Kind.MAY_GOTO)) & (target == np.arange(len(ids)) + 1)
+    for i in np.flatnonzero(nops).tolist():
+        pl.delete(Node(pl, int(ids[i])))
 
 
 def _delete_dead(pl: PatchList, dead: list[Node]) -> None:

@@ -11,6 +11,7 @@ spills of it).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from bpfpatch.analysis.facts import InsnAux, RegType
@@ -50,6 +51,7 @@ def attach_facts(pl: PatchList, prog_type: "ProgType | int | str", **options: An
         if not node.deleted:
             node.aux = aux
             count += 1
+    _WITH_FACTS.add(pl)
     return count
 
 
@@ -60,8 +62,23 @@ def facts_of(node: Node) -> InsnAux | None:
 
 
 def has_facts(pl: PatchList) -> bool:
-    """Does any live node carry verifier facts?"""
-    return any(isinstance(node.aux, InsnAux) for node in pl)
+    """Does the list carry verifier facts? (`attach_facts` ran on it, or its first nodes hold `InsnAux`.)
+
+    Facts hang on every original node, so a list without them shows it in
+    its first few nodes; no walk over a long list.
+    """
+    if pl in _WITH_FACTS:
+        return True
+    for k, node in enumerate(pl):
+        if isinstance(node.aux, InsnAux):
+            return True
+        if k >= _PROBE:
+            return False
+    return False
+
+
+_WITH_FACTS: "weakref.WeakSet[PatchList]" = weakref.WeakSet()
+_PROBE = 16
 
 
 def require_facts(node: Node, what: str) -> InsnAux:
