@@ -76,6 +76,20 @@ def rnd_hi32_defs(raw: bytes, xlated: bytes) -> set[int] | None:
     """
     o = [raw[i:i + 8] for i in range(0, len(raw), 8)]
     x = [xlated[i:i + 8] for i in range(0, len(xlated), 8)]
+
+    def same(a: int, b: int) -> bool:
+        if a >= len(o) or b >= len(x):
+            return a >= len(o) and b >= len(x)
+        p, q = o[a], x[b]
+        if p == q:
+            return True
+        if p[0] != q[0]:
+            return False
+        cls = p[0] & 7
+        if p[0] in (0x85, 0x18):
+            return True
+        return cls in (5, 6) and p[1] == q[1] and p[4:] == q[4:]  # a jump whose offset moved
+
     out: set[int] = set()
     i = j = 0
     last = -1
@@ -85,21 +99,22 @@ def rnd_hi32_defs(raw: bytes, xlated: bytes) -> set[int] | None:
                 out.add(last)
             j += 3
             continue
-        if o[i] == x[j] or (o[i][0] == x[j][0] and o[i][0] in (0x85, 0x18)):
+        if same(i, j):
             last = i
             step = 2 if o[i][0] == 0x18 else 1
             i += step
             j += step
             continue
-        # resynchronize: the smallest skip on both sides after which two instructions agree
+        # resynchronize: the smallest total skip after which two instructions agree
         best = None
-        for di in range(0, 64):
-            for dj in range(0, 24):
-                if di == dj == 0:
+        for total in range(1, 90):
+            for di in range(0, min(total, 64) + 1):
+                dj = total - di
+                if dj > 24:
                     continue
                 a, b = i + di, j + dj
-                if a < len(o) and b < len(x) and o[a] == x[b] and (a + 1 >= len(o) or b + 1 >= len(x)
-                                                                   or o[a + 1] == x[b + 1] or _is_rnd_patch(x, b + 1)):
+                nb = b + 3 + 1 if _is_rnd_patch(x, b + 1) else b + 1
+                if a < len(o) and b < len(x) and same(a, b) and same(a + 1, nb):
                     best = (di, dj)
                     break
             if best:
@@ -164,6 +179,9 @@ def _defines32(raw: bytes, i: int, aux) -> bool:
     code, imm = raw[8 * i], int.from_bytes(raw[8 * i + 4:8 * i + 8], "little", signed=True)
     cls = code & 7
     if cls == 4:  # ALU32, but a 64-bit byte swap defines all 64 bits
+        # div/mod by a register (and signed by -1) are rewritten by do_misc_fixups first: not observable
+        if code & 0xF0 in (0x30, 0x90) and (code & 0x08 or imm == -1):
+            return False
         return not (code & 0xF0 == 0xD0 and imm == 64)
     if cls == 7:
         return code & 0xF0 == 0xD0 and imm in (16, 32)
@@ -188,7 +206,8 @@ def check_object(path: str, programs: list[str] | None = None) -> list[ProgResul
         objs = []
         from bpfpatch.elf import read_object
 
-        names = programs or [s for s in read_object(path).programs if s != ".text"]
+        names = programs or [sym.name for sec, prog in read_object(path).programs.items() if sec != ".text"
+                             for sym in prog.meta.get("symbols", ()) if sym.binding in ("global", "STB_GLOBAL")]
         for name in names:
             try:
                 objs.append(load_object(path, programs=[name]))

@@ -69,7 +69,7 @@ from bpfpatch.analysis.state import (
     update_bounds32,
     zext_32_to_64,
 )
-from bpfpatch.analysis.vlog import format_frame, format_reg, format_state
+from bpfpatch.analysis.vlog import format_frame, format_reg, format_state, type_name
 from bpfpatch.asm.syntax import format_kernel
 from bpfpatch.isa import Insn
 from bpfpatch.analysis.tnum import (
@@ -978,7 +978,7 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
             r.type = RegType.SCALAR
             _scalar_alu(env, st, idx, r, src, OP_SUB, is64)
             return
-        _def(st, idx, d, is64 or imm == 64)
+        _def(st, idx, d, imm == 64)  # is_reg64: a 16/32-bit swap defines a subregister, even in ALU64
         _bswap(r, imm, is64 or (c & 0x08) == 0x08, is64)
         return
     if op == OP_MOV:
@@ -1128,12 +1128,10 @@ def _scalar_alu(env: _Env, st: State, idx: int, dst: Reg, src: Reg, op: int, is6
     """``adjust_scalar_min_max_vals``."""
     alu32 = not is64
     if not _safe_to_compute(op, src, is64):
+        # the kernel returns before zero-extending: a 32-bit div/mod/variable shift is unknown in 64 bits
         sd = dst.subreg_def
         mark_unknown(dst)
         dst.subreg_def = sd
-        if alu32:
-            zext_32_to_64(dst)
-            reg_bounds_sync(dst)
         return
     if op == OP_ADD:
         smin, o1 = _add_ov(dst.s32min, src.s32min, S32_MIN, S32_MAX)
@@ -1450,8 +1448,6 @@ def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size
         _ctx_access(env, st, idx, regno, reg, off, size, kind, value_regno, sign)
         return
     if t in PKT_TYPES:
-        if not read and value_regno >= 0 and st.regs[value_regno].is_pointer:
-            raise _err(idx, f"R{value_regno} leaks addr into packet")
         if reg.smin < 0:
             raise _err(idx, f"R{regno} min value is negative, either use unsigned index or do a if (index >=0) check.")
         if reg.range < 0 or not (off_full >= 0 and off_full + size <= reg.range):
@@ -1516,8 +1512,6 @@ def _ctx_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int, 
         raise _err(idx, f"variable ctx access var_off=({hex(reg.var_off[0])}; {hex(reg.var_off[1])}) disallowed")
     lay = env.ctx
     read = kind == "read"
-    if not read and value_regno >= 0 and st.regs[value_regno].is_pointer and lay.size:
-        raise _err(idx, f"R{value_regno} leaks addr into ctx")
     fld = lay.field_at(off) if lay.fields else None
     bad = (off < 0 or (lay.size and off + size > lay.size) or off in lay.denied or (fld is not None and fld.offset in lay.denied))
     if lay.size and fld is None and lay.fields:
@@ -1738,9 +1732,6 @@ def _check_atomic(env: _Env, st: State, idx: int, size: int) -> None:
     _check_read(env, st, idx, d, True)
     if imm == ATOMIC_CMPXCHG:
         _check_read(env, st, idx, 0, size == 8)
-    sreg = st.regs[s]
-    if sreg.is_pointer:
-        raise _err(idx, f"R{s} leaks addr into mem")
     dreg = st.regs[d]
     if dreg.type in (RegType.PTR_TO_CTX, RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_FLOW_KEYS):
         raise _err(idx, f"BPF_ATOMIC stores into R{d} {dreg.type.value} is not allowed")
@@ -2112,11 +2103,25 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
     _check_read(env, st, idx, 0, True)
     if st.refs:
         raise _err(idx, f"Unreleased reference id={st.refs[0]} alloc_insn=?")
-    if r0.is_pointer and env.prog_type not in (ProgType.TRACING, ProgType.STRUCT_OPS, ProgType.EXT, ProgType.LSM,
-                                              ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
-                                              ProgType.PERF_EVENT, ProgType.SYSCALL):
-        raise _err(idx, "At program exit the register R0 is not a known value (" + r0.type.value + ")")
+    rng = RETURN_RANGES.get(env.prog_type)
+    if rng is not None:
+        if r0.type is not RegType.SCALAR:
+            raise _err(idx, f"At program exit the register R0 is not a known value ({type_name(r0.type)})")
+        _precise_regs(env, st, 0)
+        lo, hi = rng
+        if r0.smin < lo or r0.smax > hi:
+            got = format_reg(r0)
+            raise _err(idx, f"At program exit the register R0 has {got} should have been in [{lo}, {hi}]")
     return None
+
+
+# check_return_code: program types whose return value the kernel range-checks (attach types aside:
+# cgroup_skb egress may also return 2 and 3).
+RETURN_RANGES = {
+    ProgType.CGROUP_SKB: (0, 3), ProgType.CGROUP_SOCK: (0, 1), ProgType.CGROUP_SOCK_ADDR: (0, 1),
+    ProgType.SOCK_OPS: (0, 1), ProgType.CGROUP_DEVICE: (0, 1), ProgType.CGROUP_SYSCTL: (0, 1),
+    ProgType.CGROUP_SOCKOPT: (0, 1), ProgType.SK_LOOKUP: (0, 1), ProgType.NETFILTER: (0, 1),
+}
 
 
 # --- conditional jumps --------------------------------------------------------------------------
