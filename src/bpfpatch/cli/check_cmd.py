@@ -30,7 +30,8 @@ What this kernel reports back, by program type:
 """ + "\n".join(f"  {lay.describe()}" for lay in LAYOUTS.values()) + """
 
 \b
-Inputs refused by the kernel (a frame too short for the type, say) are skipped and counted.
+Inputs refused by the kernel are skipped and counted (frames under 14 bytes; for skb types also
+IPv4 frames under 34 bytes and IPv6 frames under 54: the search does not generate those).
 Per-CPU maps: runs are pinned to one CPU. Hash maps are compared as sets of entries.
 Maps larger than 64 KiB are compared every 256 inputs and at the end."""
 

@@ -395,7 +395,7 @@ def seed_inputs(layout: ContextLayout, h: Harvest, rng: random.Random) -> list[I
                 if name:
                     vals[name] = v
                     out.append(Input(f"{name}={v:#x}", b"", layout.build(vals)))
-    return out
+    return [inp for inp in out if layout.runnable(inp.data)]  # frames the kernel refuses are not generated
 
 
 def mutate_input(layout: ContextLayout, inp: Input, rng: random.Random, h: Harvest, n: int) -> Input:
@@ -622,7 +622,7 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
             if user is not None else seed_inputs(layout, h, rng)
         corpus: list[Input] = []
         seen: set[int] = set()
-        n = 0
+        n = drawn = 0
         while n < budget:
             if queue:
                 inp = queue.pop(0)
@@ -635,6 +635,9 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
                     break
                 parent = rng.choice(corpus[-32:] if corpus and rng.random() < 0.7 else (corpus or seq))
                 inp = mutate_input(layout, parent, rng, h, n)
+                if not layout.runnable(inp.data) and drawn < 20 * budget:
+                    drawn += 1
+                    continue  # the kernel refuses this frame for the type: draw another
             if layout.data and len(inp.data) > Runner.MAX_DATA:
                 inp = Input(inp.label, inp.data[: Runner.MAX_DATA], _with_ctx(layout, inp.ctx, inp.data[: Runner.MAX_DATA]))
             seq.append(inp)

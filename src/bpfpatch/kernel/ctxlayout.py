@@ -13,6 +13,8 @@ only mark, priority, ingress_ifindex, ifindex, cb[], tstamp, gso_segs,
 gso_size and hwtstamp (anything else non-zero is EINVAL).  ``xdp_md`` comes
 back whole (data, data_end, data_meta, ingress_ifindex, rx_queue_index,
 egress_ifindex); rx_queue_index and egress_ifindex must be 0 on input.
+Frames: every packet type refuses frames shorter than 14 bytes; the skb types
+also refuse IPv4 frames shorter than 34 bytes and IPv6 frames shorter than 54.
 """
 
 from __future__ import annotations
@@ -48,6 +50,20 @@ class ContextLayout:
     min_data: int = 0  # shorter packets are refused (EINVAL)
     data_out_is: str = "packet"  # what data_out holds ("packet", "flow keys", "")
     notes: str = ""
+
+    def runnable(self, data: bytes) -> bool:
+        """Would a test run take this frame?  Measured: every packet type refuses frames shorter
+        than 14 bytes; the skb types also refuse IPv4 frames shorter than 34 bytes and IPv6
+        frames shorter than 54 (a frame cut inside its IP header)."""
+        if not self.data:
+            return True
+        if len(data) < max(self.min_data, 14 if self.data else 0):
+            return False
+        if self.ctx_size == SK_BUFF_SIZE and len(data) >= 14:
+            ethertype = int.from_bytes(data[12:14], "big")
+            if (ethertype == 0x0800 and len(data) < 34) or (ethertype == 0x86DD and len(data) < 54):
+                return False
+        return True
 
     def field_at(self, offset: int) -> Field | None:
         """The field that holds byte `offset` of the context."""
