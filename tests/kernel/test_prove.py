@@ -4,6 +4,7 @@ and the model's semantics against BPF_PROG_TEST_RUN."""
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,6 @@ from bpfpatch.prove.replay import replay
 pytestmark = pytest.mark.kernel
 
 THIRD_PARTY = sorted(Path("/usr/lib/x86_64-linux-gnu/bpf").glob("*.o"))
-ZEXT_TRUNCATES = "a pointer truncated to 32 bits"
 
 
 def prog(text: str, **meta) -> Program:
@@ -60,24 +60,43 @@ def test_every_pass_rewrite_of_the_corpus_is_proved_or_undecided_with_a_reason(c
     print(counts)
     assert all(r.result.verdict is not ProofVerdict.COUNTEREXAMPLE for r in rows), [
         (r.program, r.pass_name, r.result.reason) for r in rows if r.result.verdict is ProofVerdict.COUNTEREXAMPLE]
-    for name in ("div-guard", "dce", "blind", "ctx"):
+    for name in ("div-guard", "dce", "blind", "zext", "ctx"):
         c = counts[name]
         assert c["proved"] >= 0.9 * sum(c.values()), (name, c)
     for r in rows:
         if r.result.verdict is ProofVerdict.UNDECIDED:
             assert r.result.reason  # always says why
-        if r.pass_name == "zext":
-            # zext is driven by the facts now: it never truncates a pointer (it may still time out).
-            assert ZEXT_TRUNCATES not in r.result.reason, (r.program, r.result.reason)
 
 
-def test_zext_of_packet_pointer_loads_is_proved_and_loads(corpus):
-    """The zext pass leaves 32-bit context loads of packet pointers (xdp_md.data) alone -- the kernel
-    turns them into 64-bit pointer loads -- so its rewrite is proved equivalent and the kernel loads it."""
+@pytest.mark.slow
+def test_every_pass_rewrite_of_the_kernels_selftests_is_proved_or_undecided_with_a_reason(tmp_path_factory):
+    """The loadable programs of tools/testing/selftests/bpf/verifier (a deterministic sample)."""
+    cases = selftest_programs(tmp_path_factory)
+    rows = prove_passes(cases, timeout=20)
+    counts = summary(rows)
+    print(counts)
+    assert not [r for r in rows if r.result.verdict is ProofVerdict.COUNTEREXAMPLE]
+    for name, c in counts.items():
+        assert c["proved"] >= 0.9 * sum(c.values()), (name, c)
+
+
+def selftest_programs(tmp_path_factory, sample: int = 120):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "passes"))
+    from kernel_selftests import kernel_cases, linux_source
+
+    if linux_source() is None:
+        pytest.skip("no kernel source tree with the BPF selftests")
+    cases, _ = kernel_cases(str(tmp_path_factory.mktemp("selftests")))
+    progs = [(c.test.name, c.test.program(), c.test.prog_type) for c in cases]
+    random.Random(0).shuffle(progs)
+    return progs[:sample]
+
+
+def test_zext_rewrite_of_packet_code_is_proved_and_loads(corpus):
     name, p, t = next(x for x in corpus if x[0] == "xdp:xdp_udp")
     q = run_passes(p, ["zext"])
-    res = prove_equivalent(p, q, t)
-    assert res.verdict is ProofVerdict.PROVED, res.reason
+    assert len(q.slots) > len(p.slots)
+    assert prove_equivalent(p, q, t).verdict is ProofVerdict.PROVED
     load_program(q, t).close()
 
 

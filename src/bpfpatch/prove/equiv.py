@@ -31,9 +31,11 @@ from bpfpatch.isa.opcodes import AtomicOp
 from bpfpatch.program import Program
 from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.prove import layout as L
+from bpfpatch.prove.region import entry_state, pointer_kinds
 from bpfpatch.prove.model import (
     TRUE,
     Encoder,
+    lo32,
     Env,
     Event,
     Exit,
@@ -152,7 +154,7 @@ def _event_eq(x: Event, y: Event) -> z3.BoolRef:
 def exit_equal(ea: Encoder, sa: State, eb: Encoder, sb: State) -> list[tuple[str, z3.BoolRef]]:
     """Observables of a program exit."""
     out = []
-    ra, rb = z3.Extract(31, 0, sa.regs[0][0]), z3.Extract(31, 0, sb.regs[0][0])
+    ra, rb = lo32(sa.regs[0][0]), lo32(sb.regs[0][0])
     if not ra.eq(rb):
         out.append(("return value", ra == rb))
     if not sa.plen.eq(sb.plen):
@@ -379,12 +381,15 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
         return ProofResult(ProofVerdict.PROVED, "identical", time.perf_counter() - t0, max_len, None, None, stats)
     try:
         layout_b = L.kernel_skb_layout() if rewritten_ctx == "kernel" else None
+        hint = None
         if region is not None:
             res = _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats)
-            if res is not None:
+            if isinstance(res, ProofResult):
                 res.seconds = time.perf_counter() - t0
                 return res
-        res = _prove_whole(original, rewritten, ptype, max_len, max(timeout - (time.perf_counter() - t0), 1.0), layout_b, stats)
+            hint = res
+        res = _prove_whole(original, rewritten, ptype, max_len, max(timeout - (time.perf_counter() - t0), 1.0), layout_b,
+                           stats, hint)
     except Unsupported as exc:
         return ProofResult(ProofVerdict.UNDECIDED, str(exc), time.perf_counter() - t0, max_len, region, None, stats)
     except z3.Z3Exception as exc:
@@ -398,7 +403,7 @@ def _encoders(original, rewritten, ptype, max_len, layout_b):
     return env, Encoder(original, env, side="a"), Encoder(rewritten, env, ctx_layout=layout_b, side="b")
 
 
-def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats) -> ProofResult:
+def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats, hint=None) -> ProofResult:
     env, ea, eb = _encoders(original, rewritten, ptype, max_len, layout_b)
     t = time.perf_counter()
     xa = ea.run(((), 0), ea.initial_state())
@@ -410,6 +415,14 @@ def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats) 
     stats["checks"] = len(checks)
     if not checks:
         return ProofResult(ProofVerdict.PROVED, "", 0, max_len, None, None, stats)
+    if hint is not None:
+        # The region's comparison found an input on which the states at its exits differ:
+        # if the whole programs differ on it too, that is the counterexample (no solving).
+        m = _model(hint, env)
+        if any(z3.is_false(m.eval(c, model_completion=True)) for _, c in checks):
+            stats["counterexample_from"] = "region"
+            cex = _counterexample(m, checks, env, ea, eb, fa, fb)
+            return ProofResult(ProofVerdict.COUNTEREXAMPLE, ", ".join(cex.differs[:4]) + " differ", 0, max_len, None, cex, stats)
     t = time.perf_counter()
     solver, verdict = _solve(checks, env, int(timeout * 1000))
     stats["solve_s"] = time.perf_counter() - t
@@ -418,12 +431,46 @@ def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats) 
     if verdict == z3.unknown:
         return ProofResult(ProofVerdict.UNDECIDED, f"solver gave up ({solver.reason_unknown()}) after {timeout:.0f} s", 0,
                            max_len, None, None, stats)
-    cex = _counterexample(solver, checks, env, ea, eb, fa, fb)
+    cex = _counterexample(_model(solver, env), checks, env, ea, eb, fa, fb)
     return ProofResult(ProofVerdict.COUNTEREXAMPLE, ", ".join(cex.differs[:4]) + " differ", 0, max_len, None, cex, stats)
 
 
-def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats) -> ProofResult | None:
+def _region_mentions_maps(program: Program, a0: int, a1: int) -> bool:
+    slot = 0
+    for insn in program.insns:
+        if a0 <= slot < a1 and KIND_OF[insn.code] == Kind.CALL and insn.src == 0 and insn.imm in (1, 2, 3):
+            return True
+        slot += insn.nslots
+    return False
+
+
+def _prove_region_symbolic(original, rewritten, ptype, region, max_len, timeout, layout_b, stats) -> ProofResult | None:
+    """The region proved from a symbolic entry state (fresh values, pointer kinds kept), or None."""
     a0, a1, b0, b1 = region
+    kinds = pointer_kinds(original, a0, L.user_layout(ptype)) if a0 > 0 else None
+    if kinds is None:
+        return None
+    holders = [k for k in list(kinds[0]) + [v for _, v in kinds[1]] if (k[0] or "").startswith("mv:")]
+    if len(holders) > 1 or (holders and (_region_mentions_maps(original, a0, a1) or _region_mentions_maps(rewritten, b0, b1))):
+        return None  # which map values alias is not kept by the abstraction
+    env, ea, eb = _encoders(original, rewritten, ptype, max_len, layout_b)
+    entry = entry_state(ea, kinds)
+    eb.fresh = ea.fresh
+    res = _region_checks(original, rewritten, region, env, ea, eb, TRUE, entry, timeout, stats)
+    if isinstance(res, ProofResult):
+        stats["entry"] = "symbolic"
+        return res
+    return None
+
+
+def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats) -> "ProofResult | z3.Solver | None":
+    """Proved, or the solver whose model makes the region's exits differ (a candidate input), or None."""
+    res = _prove_region_symbolic(original, rewritten, ptype, region, max_len, min(timeout / 6, 5.0), layout_b, stats)
+    if res is not None:
+        return res
+    a0, a1, b0, b1 = region
+    if a1 - a0 > len(original.slots) // 2:
+        return None  # the region is most of the program: prove the whole program at once
     env, ea, eb = _encoders(original, rewritten, ptype, max_len, layout_b)
     t = time.perf_counter()
     if a0 == 0:
@@ -434,6 +481,17 @@ def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b
         if not entries:
             return ProofResult(ProofVerdict.PROVED, "the changed region is unreachable", 0, max_len, region, None, stats)
         entry_pc, entry = merge_all(entries, ea.init_byte)
+    stats["prefix_s"] = time.perf_counter() - t
+    res = _region_checks(original, rewritten, region, env, ea, eb, entry_pc, entry, timeout / 2, stats)
+    if isinstance(res, ProofResult):
+        stats["entry"] = "exact"
+    return res
+
+
+def _region_checks(original, rewritten, region, env, ea, eb, entry_pc, entry, timeout, stats):
+    a0, a1, b0, b1 = region
+    max_len = env.max_len
+    t = time.perf_counter()
     eb.adopt(ea)
     xa = ea.run(((), a0), entry, entry_pc, stop=lambda n: n[0] == () and not (a0 <= n[1] < a1))
     xb = eb.run(((), b0), entry, entry_pc, stop=lambda n: n[0] == () and not (b0 <= n[1] < b1))
@@ -462,12 +520,12 @@ def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b
     if not checks:
         return ProofResult(ProofVerdict.PROVED, "", 0, max_len, region, None, stats)
     t = time.perf_counter()
-    solver, verdict = _solve(checks, env, int(timeout * 1000 / 2))
+    solver, verdict = _solve(checks, env, int(timeout * 1000))
     stats["solve_s"] = time.perf_counter() - t
     if verdict == z3.unsat:
         return ProofResult(ProofVerdict.PROVED, "", 0, max_len, region, None, stats)
     stats["region_result"] = str(verdict)
-    return None  # not proved locally: the whole program decides
+    return solver if verdict == z3.sat else None  # not proved locally: the whole program decides
 
 
 # --- counterexamples -------------------------------------------------------------------------
@@ -502,14 +560,21 @@ def _preferences(env: Env) -> list[z3.BoolRef]:
     return out
 
 
-def _counterexample(solver: z3.Solver, checks, env: Env, ea: Encoder, eb: Encoder, fa: State, fb: State) -> Counterexample:
+def _model(solver: z3.Solver, env: Env) -> z3.ModelRef:
+    """A model of a satisfiable query, one the test run can reproduce where there is one."""
     solver.push()
     solver.add(*_preferences(env))
     solver.set("timeout", 10000)
-    if solver.check() != z3.sat:
+    if solver.check() == z3.sat:
+        m = solver.model()
         solver.pop()
-        solver.check()
-    m = solver.model()
+        return m
+    solver.pop()
+    solver.check()
+    return solver.model()
+
+
+def _counterexample(m: z3.ModelRef, checks, env: Env, ea: Encoder, eb: Encoder, fa: State, fb: State) -> Counterexample:
 
     def val(e) -> int:
         return m.eval(e, model_completion=True).as_long()

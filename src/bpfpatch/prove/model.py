@@ -107,24 +107,34 @@ def bv(value: int, bits: int = 64) -> z3.BitVecRef:
     return z3.BitVecVal(value & ((1 << bits) - 1), bits)
 
 
+def is_true(a: z3.BoolRef) -> bool:
+    """The term is the constant true (one pointer comparison: terms are hash-consed)."""
+    return a.eq(TRUE)
+
+
+def is_false(a: z3.BoolRef) -> bool:
+    """The term is the constant false."""
+    return a.eq(FALSE)
+
+
 def conj(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
     """a and b, without building ``And(True, x)``."""
-    if z3.is_true(a):
+    if is_true(a):
         return b
-    if z3.is_true(b):
+    if is_true(b):
         return a
-    if z3.is_false(a) or z3.is_false(b):
+    if is_false(a) or is_false(b):
         return FALSE
     return z3.And(a, b)
 
 
 def disj(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
     """a or b, without building ``Or(False, x)``."""
-    if z3.is_false(a):
+    if is_false(a):
         return b
-    if z3.is_false(b):
+    if is_false(b):
         return a
-    if z3.is_true(a) or z3.is_true(b):
+    if is_true(a) or is_true(b):
         return TRUE
     return z3.Or(a, b)
 
@@ -133,11 +143,30 @@ def ite(c: z3.BoolRef, a: Any, b: Any) -> Any:
     """If(c, a, b), folded when c is constant or a and b are the same term."""
     if a is b or (a.eq(b)):
         return a
-    if z3.is_true(c):
+    if is_true(c):
         return a
-    if z3.is_false(c):
+    if is_false(c):
         return b
     return z3.If(c, a, b)
+
+
+def lo32(x: z3.BitVecRef) -> z3.BitVecRef:
+    """The low 32 bits, folded so that equal values are the same term (constants, zero-extensions)."""
+    if z3.is_bv_value(x):
+        return z3.BitVecVal(x.as_long() & 0xFFFFFFFF, 32)
+    if z3.is_app_of(x, z3.Z3_OP_ZERO_EXT) and x.size() == 64 and x.arg(0).size() <= 32:
+        inner = x.arg(0)
+        return inner if inner.size() == 32 else z3.ZeroExt(32 - inner.size(), inner)
+    return z3.Extract(31, 0, x)
+
+
+def zext32(x: z3.BitVecRef) -> z3.BitVecRef:
+    """A 32-bit value zero-extended to 64 (constants folded)."""
+    if z3.is_bv_value(x):
+        return z3.BitVecVal(x.as_long(), 64)
+    if z3.is_app_of(x, z3.Z3_OP_ZERO_EXT):  # one extension, not two: the same value is the same term
+        return z3.ZeroExt(64 - x.arg(0).size(), x.arg(0))
+    return z3.ZeroExt(32, x)
 
 
 def as_int(expr: z3.BitVecRef) -> int | None:
@@ -285,6 +314,7 @@ class Exit:
     key: Any  # "exit" or the node it goes to
     pc: z3.BoolRef
     state: State
+    where: int = 0  # slot of the instruction it leaves from (exits merge in this order)
 
 
 # --- the encoder --------------------------------------------------------------------------
@@ -311,7 +341,10 @@ class Encoder:
         self.events: list[Event] = []
         self.count = bv(0, 32)
         self.lookups: dict[str, int] = {}
-        self.blocks = 0
+        # "" normally; "entry_" when started from a region's symbolic entry state (memory,
+        # context and maps as the prefix left them: fresh symbols).
+        self.fresh = ""
+        self.keep_states: dict | None = None  # node -> (pc, merged state), for debugging
 
     # regions ------------------------------------------------------------------------
 
@@ -319,9 +352,17 @@ class Encoder:
         """The initial content of one byte (or context field byte) of a region."""
         if name == "ctx":
             fname, i = key
+            if fname == "@":
+                return self.env.sym(f"{self.fresh}ctxraw_{i}", 8)
             f = next(f for f in self.layout + L.SK_BUFF_UAPI + L.XDP_MD if f.name == fname)
-            return z3.Extract(8 * i + 7, 8 * i, self.env.ctx_field(f))
+            return z3.Extract(8 * i + 7, 8 * i, self.ctx_value(f))
         return self.region(name).init(key) if name not in self.regions else self.regions[name].init(key)
+
+    def ctx_value(self, f: L.Field) -> z3.BitVecRef:
+        """A context field's value (fresh at a region's symbolic entry: the prefix may have stored it)."""
+        if not self.fresh or f.name == "len":
+            return self.env.ctx_field(f)
+        return z3.ZeroExt(64 - f.bits, self.env.sym(f"{self.fresh}ctx_{f.name}", f.bits))
 
     def adopt(self, other: "Encoder") -> None:
         """Continue from `other`'s execution so far (its regions, events and counters)."""
@@ -336,13 +377,16 @@ class Encoder:
             return r
         env = self.env
         if name.startswith("stack"):
-            r = Region(name, env.base(name), STACK_SIZE, lambda off, n=name: env.sym(f"{n}_{off}", 8))
+            r = Region(name, env.base(name), STACK_SIZE, lambda off, n=name: env.sym(f"{self.fresh}{n}_{off}", 8))
         elif name == "pkt":
-            r = Region(name, env.base(name), env.max_len, env.pkt_byte)
+            r = Region(name, env.base(name), env.max_len, self.pkt_byte)
         elif name.startswith("gd:"):
             info = env.maps[name[3:]]
             data = (info.initial or b"").ljust(info.value_size, b"\0")
-            r = Region(name, env.base(name), info.value_size, lambda off, d=data: bv(d[off], 8) if off < len(d) else bv(0, 8))
+            if self.fresh:
+                r = Region(name, env.base(name), info.value_size, lambda off, n=name: env.sym(f"{self.fresh}{n}_{off}", 8))
+            else:
+                r = Region(name, env.base(name), info.value_size, lambda off, d=data: bv(d[off], 8) if off < len(d) else bv(0, 8))
         else:
             raise Unsupported(f"unknown memory region {name}")
         self.regions[name] = r
@@ -438,7 +482,7 @@ class Encoder:
         if isinstance(rel, int):
             if rel < 0 or rel + size > r.size:
                 if r.name == "pkt":  # beyond the bound: only on infeasible paths (the verifier checked)
-                    parts = [self.env.pkt_byte(rel + i) for i in range(size)]
+                    parts = [self.pkt_byte(rel + i) for i in range(size)]
                     return (z3.ZeroExt(64 - 8 * size, z3.Concat(*reversed(parts))) if size > 1 else z3.ZeroExt(56, parts[0]), None)
                 raise Unsupported(f"access {rel}+{size} outside {r.name}", slot=slot)
             parts = [self._byte(st, r, rel + i) for i in range(size)]
@@ -480,23 +524,31 @@ class Encoder:
                     new = z3.If(rel + i == k, z3.Extract(8 * i + 7, 8 * i, v), new)
                 mem[k] = new
 
+    def pkt_byte(self, i: int) -> z3.BitVecRef:
+        return self.env.sym(f"{self.fresh}pkt_{i}", 8) if self.fresh else self.env.pkt_byte(i)
+
+    def ctx_key(self, o: int):
+        """Where context byte `o` lives: (field, byte in the field), or ("@", o) outside every field."""
+        f = L.field_at(self.layout, o, 1)
+        if f is None or f.name in L.POINTER_FIELDS:
+            return ("@", o)
+        return (f.name, o - f.offset)
+
     def ctx_load(self, st: State, off: int | None, size: int, slot: int) -> Val:
         if off is None:
             raise Unsupported("context access at a variable offset", slot=slot)
         f = L.field_at(self.layout, off, size)
-        if f is None:
-            raise Unsupported(f"context field at offset {off} (size {size}) is not in the model's layout", slot=slot)
-        if f.name in L.POINTER_FIELDS:
+        if f is not None and f.name in L.POINTER_FIELDS:
             if f.name == L.PKT_END:
                 return (bv(self.env.base("pkt")) + st.plen, "pkt_end")
             self.region("pkt")
             return (bv(self.env.base("pkt")), "pkt")
-        value = self.env.ctx_field(f)
         written = st.mem.get("ctx", {})
         parts = []
-        for i in range(off - f.offset, off - f.offset + size):
-            b = written.get((f.name, i))
-            parts.append(b if b is not None else z3.Extract(8 * i + 7, 8 * i, value))
+        for o in range(off, off + size):
+            key = self.ctx_key(o)
+            b = written.get(key)
+            parts.append(b if b is not None else self.init_byte("ctx", key))
         word = parts[0] if size == 1 else z3.Concat(*reversed(parts))
         return (z3.ZeroExt(64 - 8 * size, word) if size < 8 else word, None)
 
@@ -504,11 +556,11 @@ class Encoder:
         if off is None:
             raise Unsupported("context store at a variable offset", slot=slot)
         f = L.field_at(self.layout, off, size)
-        if f is None or f.name in L.POINTER_FIELDS:
-            raise Unsupported(f"context store at offset {off} (size {size})", slot=slot)
+        if f is not None and f.name in L.POINTER_FIELDS:
+            raise Unsupported(f"context store to the pointer field {f.name}", slot=slot)
         mem = st.region_mem("ctx")
         for i in range(size):
-            mem[(f.name, off - f.offset + i)] = z3.Extract(8 * i + 7, 8 * i, value[0])
+            mem[self.ctx_key(off + i)] = z3.Extract(8 * i + 7, 8 * i, value[0])
 
     # the graph ----------------------------------------------------------------------
 
@@ -561,23 +613,29 @@ class Encoder:
             stop: Callable[[Node], bool] = lambda n: False) -> list[Exit]:
         """Execute from `start`; return every exit (program exits and jumps into `stop` nodes)."""
         order = self.topo_order(start, stop)
-        incoming: dict[Node, list] = {start: [(pc, state)]}
+        incoming: dict[Node, list] = {start: [(-1, 0, pc, state)]}
         exits: list[Exit] = []
         for node in order:
             ins = incoming.pop(node, None)
             if not ins:
                 continue
+            # Merge in the order of the predecessors' positions (the jump before the fall-through
+            # of one instruction): a rewrite keeps that order, so equal states merge to equal terms.
+            ins = [(p, s) for _, _, p, s in sorted(ins, key=lambda x: (x[0], x[1]))]
             pc, st = merge_all(ins, self.init_byte)
-            if z3.is_false(pc):
+            if self.keep_states is not None:
+                self.keep_states[node] = (pc, st)
+            if is_false(pc):
                 continue
             for succ, cond, out in self.step(node, pc, st, exits):
                 npc = conj(pc, cond)
-                if z3.is_false(npc):
+                if is_false(npc):
                     continue
                 if stop(succ):
-                    exits.append(Exit(succ, npc, out))
+                    exits.append(Exit(succ, npc, out, node[1]))
                 else:
-                    incoming.setdefault(succ, []).append((npc, out))
+                    incoming.setdefault(succ, []).append((node[1], len(node[0]), npc, out))
+        exits.sort(key=lambda e: e.where)
         return exits
 
     # one instruction ----------------------------------------------------------------
@@ -595,11 +653,16 @@ class Encoder:
         if kind in (Kind.JA, Kind.GOTOL):
             return [(self.successors(node)[0], TRUE, st)]
         if kind in (Kind.JCOND_K, Kind.JCOND_X):
-            cond = z3.simplify(jump_cond(insn, regs[insn.dst][0], regs[insn.src][0] if kind == Kind.JCOND_X else None))
-            return [((frames, slot + 1 + insn.off), cond, st), (nxt, z3.simplify(z3.Not(cond)), st)]
+            d = regs[insn.dst][0]
+            s = regs[insn.src][0] if kind == Kind.JCOND_X else None
+            cond = jump_cond(insn, d, s)
+            if z3.is_bv_value(d) and (s is None or z3.is_bv_value(s)):
+                cond = z3.simplify(cond)  # decided: the other way is not taken (simplify is not cached: only here)
+                return [((frames, slot + 1 + insn.off), cond, st), (nxt, z3.simplify(z3.Not(cond)), st)]
+            return [((frames, slot + 1 + insn.off), cond, st), (nxt, z3.Not(cond), st)]
         if kind == Kind.EXIT:
             if not frames:
-                exits.append(Exit("exit", pc, st))
+                exits.append(Exit("exit", pc, st, slot))
                 return []
             st = st.copy()
             saved = st.frames[-1]
@@ -720,7 +783,7 @@ class Encoder:
         if not z3.is_false(bad):
             est = st.copy()
             est.regs[0] = (bv(0), None)
-            exits.append(Exit("exit", conj(pc, bad), est))
+            exits.append(Exit("exit", conj(pc, bad), est, slot))
         if z3.is_false(ok):
             return out
         st = st.copy()
@@ -831,11 +894,11 @@ class Encoder:
         """(present, content) of `key` in map `info` at event `e`, from the initial map and earlier events."""
         mname = info.name
         ks, vs = 8 * info.key_size, 8 * info.value_size
-        content = z3.Function(f"mapval_{mname}", z3.BitVecSort(ks), z3.BitVecSort(vs))(key)
+        content = z3.Function(f"{self.fresh}mapval_{mname}", z3.BitVecSort(ks), z3.BitVecSort(vs))(key)
         if info.map_type in ARRAY_MAPS:
             present = z3.ULT(z3.Extract(31, 0, key) if ks >= 32 else z3.ZeroExt(32 - ks, key), bv(info.max_entries, 32))
         else:
-            present = z3.Function(f"mappresent_{mname}", z3.BitVecSort(ks), z3.BoolSort())(key)
+            present = z3.Function(f"{self.fresh}mappresent_{mname}", z3.BitVecSort(ks), z3.BoolSort())(key)
         for prev in self.events[: e.seq]:
             kind, _, pm = prev.kind.partition(":")
             if pm != mname:
@@ -920,7 +983,7 @@ def alu1(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
         res = bswap(low) if to_be else low
         return (z3.ZeroExt(64 - width, res) if width < 64 else res, None)
     if op == AluOp.NEG:
-        return ((-d) if is64 else z3.ZeroExt(32, -z3.Extract(31, 0, d)), None)
+        return ((-d) if is64 else zext32(-lo32(d)), None)
     s = src[0] if src is not None else bv(insn.imm)
     stag = src[1] if src is not None else None
     if op == AluOp.MOV:
@@ -928,14 +991,18 @@ def alu1(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
             if insn.off not in (8, 16, 32):
                 raise Unsupported(f"movsx with off {insn.off}", slot=slot)
             v = z3.SignExt(64 - insn.off, z3.Extract(insn.off - 1, 0, s))
-            return (v if is64 else z3.ZeroExt(32, z3.Extract(31, 0, v)), None)
-        return (s, stag) if is64 else (z3.ZeroExt(32, z3.Extract(31, 0, s)), None)
+            return (v if is64 else zext32(lo32(v)), None)
+        return (s, stag) if is64 else (zext32(lo32(s)), None)
     bits = 64 if is64 else 32
-    a = d if is64 else z3.Extract(31, 0, d)
-    b = s if is64 else z3.Extract(31, 0, s)
+    a = d if is64 else lo32(d)
+    b = s if is64 else lo32(s)
     zero = bv(0, bits)
     signed = insn.off == 1
-    if op == AluOp.ADD:
+    if src is not None and a.eq(b) and op in (AluOp.XOR, AluOp.SUB):
+        r = zero  # x ^ x and x - x: the blinding of `r = 0` is `r ^= r`
+    elif src is not None and a.eq(b) and op in (AluOp.AND, AluOp.OR):
+        r = a
+    elif op == AluOp.ADD:
         r = a + b
     elif op == AluOp.SUB:
         r = a - b
@@ -967,7 +1034,7 @@ def alu1(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
             tag = stag
     if tag in ("pkt_end",) and op == AluOp.SUB and stag == "pkt":
         tag = None
-    return (r if is64 else z3.ZeroExt(32, r), tag)
+    return (r if is64 else zext32(r), tag)
 
 
 def jump_cond(insn: Insn, d: z3.BitVecRef, s: z3.BitVecRef | None) -> z3.BoolRef:
@@ -975,7 +1042,7 @@ def jump_cond(insn: Insn, d: z3.BitVecRef, s: z3.BitVecRef | None) -> z3.BoolRef
     is32 = insn.code & CLASS_MASK == InsnClass.JMP32
     b = s if s is not None else bv(insn.imm)
     if is32:
-        d, b = z3.Extract(31, 0, d), z3.Extract(31, 0, b)
+        d, b = lo32(d), lo32(b)
     op = insn.code & OP_MASK
     return {
         JmpOp.JEQ: lambda: d == b, JmpOp.JNE: lambda: d != b,
