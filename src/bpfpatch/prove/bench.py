@@ -88,7 +88,7 @@ def run(*, small: int = 100, large: int = 10_000, seeds: int = 3) -> list[BenchR
     big = generated_program(large, seed=7, divisions=1)
     q = run_passes(big, ["div-guard"])
     rows.append(timed(f"one-site div-guard on {large} insns", big, q))
-    rows.append(timed(f"one-site div-guard on {large} insns, whole program", big, q, use_region=False))
+    rows.append(timed(f"one-site div-guard on {large} insns, whole program (no region split)", big, q, use_region=False, timeout=20))
     insns = big.insns
     k = next(i for i in range(len(insns) // 2, len(insns)) if insns[i].code == 0x27)  # r *= imm
     mul = insns[k]
@@ -96,7 +96,9 @@ def run(*, small: int = 100, large: int = 10_000, seeds: int = 3) -> list[BenchR
     q2 = Program.from_insns(swapped)
     rows.append(timed(f"one-site rewrite through AX on {large} insns", big, q2))
     bad = Program.from_insns(insns[:k] + [mul._replace(imm=mul.imm + 1)] + insns[k + 1:])
-    rows.append(timed(f"one-site mutant on {large} insns (counterexample)", big, bad))
+    rows.append(timed(f"one-site mutant `r *= imm+1` mid-program on {large} insns (often masked later)", big, bad, timeout=30))
+    last = Program.from_insns(insns[:-2] + [Insn(0x04, 0, 0, 0, 1)] + insns[-1:])  # w0 = w0 -> w0 += 1
+    rows.append(timed(f"one-site mutant before the exit on {large} insns", big, last, timeout=30))
     return rows
 
 

@@ -465,7 +465,7 @@ def _prove_region_symbolic(original, rewritten, ptype, region, max_len, timeout,
 
 def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats) -> "ProofResult | z3.Solver | None":
     """Proved, or the solver whose model makes the region's exits differ (a candidate input), or None."""
-    res = _prove_region_symbolic(original, rewritten, ptype, region, max_len, min(timeout / 6, 5.0), layout_b, stats)
+    res = _prove_region_symbolic(original, rewritten, ptype, region, max_len, min(timeout / 10, 2.0), layout_b, stats)
     if res is not None:
         return res
     a0, a1, b0, b1 = region
