@@ -238,7 +238,7 @@ class BufferCache:
                 from bpfpatch.asm import assemble  # text patches only
 
                 try:
-                    insns = assemble(item)
+                    insns = assemble(item, ax=self.kernel_internal)  # r11 in text only where the list admits it
                 except AsmError as e:
                     raise PatchError(f"patch item {len(items)}: {e}") from e
                 for insn in insns:
