@@ -169,3 +169,12 @@ def test_ld_abs_and_division_in_one_program():
                                Insn(0x3F, 0, 7), Insn(0x9C, 0, 7), Insn(0x95)])
     for ptype in ("socket_filter", "sched_cls"):
         assert _ours(prog, ptype) == comparable_rows(_xlated(prog, ptype))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("size, off", [(1, 168), (2, 170), (4, 172), (8, 168), (8, 176), (8, 16)])
+def test_perf_event_reads_match_the_kernel(size, off):
+    """bpf_perf_event_data: sample_period narrow loads (a 4-byte mask is imm -1), addr, regs."""
+    prog = Program.from_insns([Insn(0x61 | _SIZE[size] if size != 8 else 0x79, 0, 1, off, 0),
+                               Insn(0xB7, 0, 0, 0, 0), Insn(0x95)])
+    assert _ours(prog, "perf_event") == comparable_rows(_xlated(prog, "perf_event"))

@@ -149,7 +149,7 @@ def _convert_one(ptype: ProgType, kind: str, insn: Insn, f: InsnAux, tstamp_type
         shift = (insn.off & (field - 1)) * 8
         if shift:
             out.append(alu32_imm(AluOp.RSH, si.dst, shift) if field <= 4 else alu64_imm(AluOp.RSH, si.dst, shift))
-        out.append(alu32_imm(AluOp.AND, si.dst, (1 << size * 8) - 1))
+        out.append(alu32_imm(AluOp.AND, si.dst, _s32((1 << size * 8) - 1)))
     if kind == READ and insn.code & MODE_MASK == Mode.MEMSX:
         out.append(Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, si.dst, si.dst, size * 8, 0))
     return out
