@@ -172,10 +172,20 @@ def test_counterexample_on_a_guard_mutant_runs_differently_on_the_kernel():
 # --- verdicts and the model ------------------------------------------------------------------
 
 
-def test_loops_and_unknown_helpers_are_undecided_with_the_reason():
+def test_bounded_loops_are_unrolled_and_unbounded_ones_undecided():
     loop = prog("r0 = 0\nr0 += 1\nif r0 < 4 goto -2\nexit")
-    res = prove_equivalent(loop, run_passes(loop, ["blind"]), "socket_filter")
-    assert res.verdict is ProofVerdict.UNDECIDED and "loop" in res.reason
+    assert prove_equivalent(loop, run_passes(loop, ["blind"]), "socket_filter").verdict is ProofVerdict.PROVED
+    five = prog("r0 = 0\nr0 += 1\nif r0 < 5 goto -2\nexit")
+    res = prove_equivalent(loop, five, "socket_filter")
+    assert res.verdict is ProofVerdict.COUNTEREXAMPLE and res.counterexample.model_retvals == (4, 5)
+    by_len = prog("r2 = *(u32 *)(r1 + 0)\nr2 &= 7\nr0 = 0\nr0 += 3\nif r0 < r2 goto -2\nexit")
+    assert prove_equivalent(by_len, run_passes(by_len, ["blind"]), "socket_filter").verdict is ProofVerdict.PROVED
+    unbounded = prog("r2 = *(u32 *)(r1 + 0)\nr0 = 0\nr0 += 1\nif r0 < r2 goto -2\nexit")  # up to 128 times
+    res = prove_equivalent(unbounded, run_passes(unbounded, ["blind"]), "socket_filter")
+    assert res.verdict is ProofVerdict.UNDECIDED and "unroll bound" in res.reason
+
+
+def test_unknown_helpers_are_undecided_with_the_reason():
     h = prog("call 999\nexit")
     assert "helper 999" in prove_equivalent(h, prog("r0 = 1\ncall 999\nexit"), "socket_filter").reason
 

@@ -276,6 +276,8 @@ def changed_region(a: Program, b: Program) -> tuple[int, int, int, int] | None:
     sa, sb = a.slots, b.slots
     na, nb = len(sa), len(sb)
     ta, tb = _targets(a), _targets(b)
+    if any(t <= s for s, t in ta.items()) or any(t <= s for s, t in tb.items()):
+        return None  # loops: the whole programs are unrolled and compared
 
     def shape(slots, i):
         w = slots[i]
@@ -350,7 +352,7 @@ def _group(exits: list[Exit], enc: Encoder, start: int, end: int, n: int) -> dic
         if e.key == "exit":
             k = "exit"
         else:
-            frames, t = e.key
+            t = e.key[1]
             k = ("pre", t) if t < start else ("suf", n - t)
         groups.setdefault(k, []).append((e.pc, e.state))
     return {k: merge_all(v, enc.init_byte) for k, v in groups.items()}
@@ -409,6 +411,14 @@ def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats, 
     xa = ea.run(((), 0), ea.initial_state())
     xb = eb.run(((), 0), eb.initial_state())
     stats["encode_s"] = time.perf_counter() - t
+    bound = [e.pc for e in xa + xb if e.key == "bound"]
+    if bound:
+        solver, verdict = _solve([("unroll bound", z3.Not(z3.Or(bound)))], env, int(timeout * 500))
+        if verdict != z3.unsat:
+            return ProofResult(ProofVerdict.UNDECIDED, f"a loop may run beyond the unroll bound ({ea.unroll} jumps back"
+                               f" on a path){'' if verdict == z3.sat else ': the solver gave up on the bound'}", 0,
+                               max_len, None, None, stats)
+        xa, xb = [e for e in xa if e.key != "bound"], [e for e in xb if e.key != "bound"]
     pa, fa = merge_all([(e.pc, e.state) for e in xa], ea.init_byte)
     pb, fb = merge_all([(e.pc, e.state) for e in xb], eb.init_byte)
     checks = exit_equal(ea, fa, eb, fb) + trace_equal(ea.events, eb.events)
@@ -477,7 +487,7 @@ def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b
         entry_pc, entry = TRUE, ea.initial_state()
     else:
         pre = ea.run(((), 0), ea.initial_state(), stop=lambda n: n[0] == () and n[1] >= a0)
-        entries = [(e.pc, e.state) for e in pre if e.key == ((), a0)]
+        entries = [(e.pc, e.state) for e in pre if e.key != "bound" and e.key[:2] == ((), a0)]
         if not entries:
             return ProofResult(ProofVerdict.PROVED, "the changed region is unreachable", 0, max_len, region, None, stats)
         entry_pc, entry = merge_all(entries, ea.init_byte)

@@ -21,8 +21,9 @@ input is the same symbol on both sides):
   ``helper_ret(k)`` (ktime, prandom, redirect, checksum helpers), and every call
   is an *event* (helper, arguments, bytes it reads) both programs must make in the
   same order.  Helpers that rewrite the packet make it ``pkt_after(k, i)``;
-* subprogram calls are inlined (r6-r9 are the caller's again on return); a loop
-  (a back edge) is refused as `Unsupported`.
+* subprogram calls are inlined (r6-r9 are the caller's again on return); loops are
+  unrolled: a node is (frames, slot, jumps back taken so far), up to `UNROLL`; a path
+  that would take one more ends in a "bound" exit, which the proof must show infeasible.
 
 Execution visits the instruction graph once in topological order; the states
 reaching a node are merged with ``If`` on their path conditions, so the formula
@@ -58,6 +59,7 @@ from bpfpatch.progtype import ProgType
 from bpfpatch.prove import layout as L
 
 STACK_SIZE = 512
+UNROLL = 32  # jumps back a path may take (loop iterations, all loops together)
 NREGS = 12  # r0-r10 and the kernel's AX (r11)
 BV8 = z3.BitVecSort(8)
 BV32 = z3.BitVecSort(32)
@@ -319,7 +321,7 @@ class Exit:
 
 # --- the encoder --------------------------------------------------------------------------
 
-Node = tuple  # (frames: tuple of return slots, slot)
+Node = tuple  # (frames: tuple of return slots, slot, jumps back taken so far)
 
 
 class Encoder:
@@ -345,6 +347,7 @@ class Encoder:
         # context and maps as the prefix left them: fresh symbols).
         self.fresh = ""
         self.keep_states: dict | None = None  # node -> (pc, merged state), for debugging
+        self.unroll = UNROLL
 
     # regions ------------------------------------------------------------------------
 
@@ -564,8 +567,16 @@ class Encoder:
 
     # the graph ----------------------------------------------------------------------
 
-    def successors(self, node: Node) -> list[Node]:
-        frames, slot = node
+    def next3(self, node: Node, succ: tuple) -> Node:
+        """The successor node: a jump back (to this slot or before it, same frame) counts one iteration."""
+        back = succ[0] == node[0] and succ[1] <= node[1]
+        return (succ[0], succ[1], node[2] + 1 if back else node[2])
+
+    def successors3(self, node: Node) -> list[Node]:
+        return [n for n in (self.next3(node, s) for s in self.successors(node)) if n[2] <= self.unroll]
+
+    def successors(self, node: Node) -> list[tuple]:
+        frames, slot = node[0], node[1]
         insn = self.insns.get(slot)
         if insn is None:
             raise Unsupported(f"execution runs off the program at slot {slot}")
@@ -589,18 +600,18 @@ class Encoder:
         """Nodes reachable from `start` without entering a `stop` node, in topological order."""
         order: list[Node] = []
         state: dict[Node, int] = {start: 1}
-        stack = [(start, iter(self.successors(start)))]
+        stack = [(start, iter(self.successors3(start)))]
         while stack:
             node, it = stack[-1]
             for s in it:
                 if stop(s):
                     continue
                 mark = state.get(s)
-                if mark == 1:
-                    raise Unsupported(f"loop: back edge from slot {node[1]} to slot {s[1]} (loops are not unrolled)", slot=node[1])
+                if mark == 1:  # cannot happen: every cycle has a jump back, which counts
+                    raise Unsupported(f"cycle through slot {s[1]}", slot=node[1])
                 if mark is None:
                     state[s] = 1
-                    stack.append((s, iter(self.successors(s))))
+                    stack.append((s, iter(self.successors3(s))))
                     break
             else:
                 stack.pop()
@@ -611,7 +622,10 @@ class Encoder:
 
     def run(self, start: Node, state: State, pc: z3.BoolRef = TRUE,
             stop: Callable[[Node], bool] = lambda n: False) -> list[Exit]:
-        """Execute from `start`; return every exit (program exits and jumps into `stop` nodes)."""
+        """Execute from `start`; return every exit (program exits, jumps into `stop` nodes, and
+        "bound" exits: a loop taken more than `unroll` times on a path)."""
+        if len(start) == 2:
+            start = (start[0], start[1], 0)
         order = self.topo_order(start, stop)
         incoming: dict[Node, list] = {start: [(-1, 0, pc, state)]}
         exits: list[Exit] = []
@@ -627,9 +641,13 @@ class Encoder:
                 self.keep_states[node] = (pc, st)
             if is_false(pc):
                 continue
-            for succ, cond, out in self.step(node, pc, st, exits):
+            for succ2, cond, out in self.step(node, pc, st, exits):
                 npc = conj(pc, cond)
                 if is_false(npc):
+                    continue
+                succ = self.next3(node, succ2)
+                if succ[2] > self.unroll:
+                    exits.append(Exit("bound", npc, out, node[1]))
                     continue
                 if stop(succ):
                     exits.append(Exit(succ, npc, out, node[1]))
@@ -641,7 +659,7 @@ class Encoder:
     # one instruction ----------------------------------------------------------------
 
     def step(self, node: Node, pc: z3.BoolRef, st: State, exits: list[Exit]):
-        frames, slot = node
+        frames, slot = node[0], node[1]
         insn = self.insns[slot]
         kind = KIND_OF[insn.code]
         nxt = (frames, slot + insn.nslots)
@@ -770,7 +788,7 @@ class Encoder:
         self.store(st, ptr, insn.off, size, (widen(new), None), slot)
 
     def ld_abs(self, node, pc, st, exits, insn, kind):
-        frames, slot = node
+        frames, slot = node[0], node[1]
         size = SIZE_BYTES[Size(insn.code & SIZE_MASK)]
         if self.env.prog_type not in L.SKB_TYPES:
             raise Unsupported("LD_ABS/LD_IND outside socket buffers", slot=slot)
@@ -813,7 +831,7 @@ class Encoder:
         return parts[0] if len(parts) == 1 else z3.Concat(*reversed(parts))
 
     def helper(self, node, pc, st: State, exits):
-        frames, slot = node
+        frames, slot = node[0], node[1]
         insn = self.insns[slot]
         known = HELPERS.get(insn.imm)
         if known is None:
