@@ -129,7 +129,7 @@ SK_REUSEPORT_MD = CtxLayout("sk_reuseport_md", 56, _fields(
 
 BPF_SK_LOOKUP = CtxLayout("bpf_sk_lookup", 72, _fields(
     ("sk", 0, 8), ("family", 8, 4), ("protocol", 12, 4), ("remote_ip4", 16, 4),
-    *[(f"remote_ip6[{i}]", 20 + 4 * i, 4) for i in range(4)], ("remote_port", 36, 4), ("local_ip4", 40, 4),
+    *[(f"remote_ip6[{i}]", 20 + 4 * i, 4) for i in range(4)], ("remote_port", 36, 2), ("local_ip4", 40, 4),
     *[(f"local_ip6[{i}]", 44 + 4 * i, 4) for i in range(4)], ("local_port", 60, 4), ("ingress_ifindex", 64, 4)),
     {0: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)})
 

@@ -109,6 +109,7 @@ ALU_NAMES = {OP_ADD: "add", OP_SUB: "sub", OP_MUL: "mul", OP_DIV: "div", OP_OR: 
 PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE = 1, 2, 3, 4, 5, 6
 PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
 MAX_CALL_FRAMES = 8
+BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192  # pending branches the kernel keeps at most
 ATOMIC_FETCH, ATOMIC_XCHG, ATOMIC_CMPXCHG = 0x01, 0xE0 | 0x01, 0xF0 | 0x01
 
 NULLABLE = {
@@ -1980,6 +1981,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if p.name == "tail_call":
         # a tail call that fails falls through; the state after it is the state before with R0 unknown
         pass
+    regs_arg1_ref = regs[1].ref_obj_id
     for r in range(1, 6):
         mark_not_init(regs[r])
     r0 = regs[0]
@@ -2013,7 +2015,10 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     elif ret in ("RET_PTR_TO_BTF_ID_OR_NULL", "RET_PTR_TO_BTF_ID", "RET_PTR_TO_BTF_ID_TRUSTED"):
         mark_known(r0, 0)
         r0.type = RegType.PTR_TO_BTF_ID
-    if p.acquires and r0.type is not RegType.SCALAR:
+    if p.name in PTR_CAST_HELPERS and regs_arg1_ref:
+        r0.ref_obj_id = regs_arg1_ref  # a cast of a referenced socket shares its reference
+    if (p.acquires or (p.name == "map_lookup_elem" and meta_map is not None and meta_map.map_type in (15, 18))) \
+            and r0.type is not RegType.SCALAR:
         rid = _new_id(env)
         r0.ref_obj_id = rid
         st.refs.append(rid)
@@ -2052,6 +2057,12 @@ def _constant_map_key(env: _Env, st: State, key: Reg, key_size: int) -> int | No
         return None
     _mark_precise(env, st, {("s", key.frameno, k)})
     return s.spilled.var_off[0]
+
+
+# is_ptr_cast_function: helpers returning the socket they were given, seen as another type.
+PTR_CAST_HELPERS = frozenset({"tcp_sock", "sk_fullsock", "skc_to_tcp_sock", "skc_to_tcp6_sock", "skc_to_udp6_sock",
+                              "skc_to_mptcp_sock", "skc_to_tcp_timewait_sock", "skc_to_tcp_request_sock",
+                              "skc_to_unix_sock"})
 
 
 def _release(st: State, ref_id: int) -> None:
@@ -2515,6 +2526,8 @@ def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
     elif x:
         _match_pkt_pointers(env, idx, d, s, st, other)
     if t_ok:
+        if len(stack) >= BPF_COMPLEXITY_LIMIT_JMP_SEQ:
+            raise _err(idx, f"The sequence of {len(stack) + 1} jumps is too complex.")
         stack.append((other, target, idx))
     if not f_ok:
         return None
