@@ -75,6 +75,26 @@ def run_node(raw: bytes) -> bytes:
     return pl.linearize().to_bytes()
 
 
+def run_readme(raw: bytes, form: str = "list") -> bytes:
+    """The README's loop: a new patch at every site -- a fresh list (as the README writes it),
+    an equal new tuple, or assembly text -- where `run_node` reuses one tuple."""
+    prog = Program.from_bytes(raw)
+    pl = PatchList(prog)
+    for node in pl:
+        insn = node.insn
+        if insn.code == 0x3F:
+            if form == "list":
+                pl.replace(node, [Insn(0x55, insn.src, 0, 2, 0), Insn(0xAC, insn.dst, insn.dst), Insn(0x05, 0, 0, 1, 0), insn])
+            elif form == "tuple":
+                pl.replace(node, (Insn(0x55, insn.src, 0, 2, 0), Insn(0xAC, insn.dst, insn.dst), Insn(0x05, 0, 0, 1, 0), insn))
+            else:
+                pl.replace(node, f"if r{insn.src} != 0 goto +2\nw{insn.dst} ^= w{insn.dst}\ngoto +1\nr{insn.dst} /= r{insn.src}")
+    return pl.linearize().to_bytes()
+
+
+#: The README-loop series (`run_readme`), each shown as a ratio to the shared-tuple `node` series.
+README_FORMS = {"readme": "list", "readme-tuple": "tuple", "readme-asm": "asm"}
+
 #: The pipeline series: the kernel's rewrites of a loaded program, on one patch list.
 PIPELINE = ("dce", "div-guard", "blind")
 
@@ -234,7 +254,8 @@ def run_benchmarks(
     sizes: Iterable[int] = FULL_SIZES,
     *,
     budget: float = 30.0,
-    series: Iterable[str] = ("floor", "bulk", "py-floor", "node", "pipeline", "reference", "kernel", "cli-patch", "cli-disasm"),
+    series: Iterable[str] = ("floor", "bulk", "py-floor", "node", *README_FORMS, "pipeline", "reference", "kernel", "cli-patch",
+                             "cli-disasm"),
     progress: Callable[[str], None] | None = None,
     rounds: int = 5,
 ) -> BenchResult:
@@ -268,7 +289,7 @@ def run_benchmarks(
     # The linear series run in interleaved rounds (every size once a round, best of the
     # rounds): a slow spell of this shared machine then hits one round of every size
     # alike instead of one size's every run, which is what the growth ratios compare.
-    linear = [name for name in ("floor", "bulk", "node", "py-floor", "pipeline") if name in want]
+    linear = [name for name in ("floor", "bulk", "node", *README_FORMS, "py-floor", "pipeline") if name in want]
     best: dict[tuple[str, int], float] = {}
     outputs: dict[int, int] = {}
     notes: dict[tuple[str, int], str] = {}
@@ -286,6 +307,9 @@ def run_benchmarks(
         if "pipeline" in want and n <= 200_000 and run_pipeline(raw, ("div-guard",)) != expected:
             # The div-guard pass alone must give the bulk form's bytes (checked, not timed).
             notes["pipeline", n] = "div-guard differs from bulk!"
+        for name, form in README_FORMS.items():  # every form of the README loop gives the bulk form's bytes
+            if name in want and n <= 200_000 and run_readme(raw, form) != expected:
+                notes[name, n] = "differs from bulk!"
     for r in range(rounds):
         for n, raw in raws.items():
             runs: dict[str, Callable[[], object]] = {
@@ -294,6 +318,7 @@ def run_benchmarks(
                 "node": lambda: run_node(raw),
                 "py-floor": interpreter_floor(n),
                 "pipeline": lambda: run_pipeline(raw),
+                **{name: (lambda form=form: run_readme(raw, form)) for name, form in README_FORMS.items()},
             }
             for name in linear:
                 note(f"{name} n={n} (round {r + 1}/{rounds})")
@@ -393,10 +418,10 @@ def plot(result: BenchResult, path: str) -> None:
         plt.close(fig)
 
 
-SERIES_ORDER = ("floor", "bulk", "py-floor", "node", "pipeline", "reference", "kernel", "kernel-nopatch", "cli-patch",
-                "cli-disasm")
-# Each bpfpatch series is also shown as a ratio to its floor.
-_FLOOR_OF = {"bulk": "floor", "pipeline": "floor", "node": "py-floor"}
+SERIES_ORDER = ("floor", "bulk", "py-floor", "node", *README_FORMS, "pipeline", "reference", "kernel", "kernel-nopatch",
+                "cli-patch", "cli-disasm")
+# Each bpfpatch series is also shown as a ratio to its floor (the README loop: to the shared-tuple loop).
+_FLOOR_OF = {"bulk": "floor", "pipeline": "floor", "node": "py-floor", **{name: "node" for name in README_FORMS}}
 
 
 def fmt_seconds(sec: float | None) -> str:

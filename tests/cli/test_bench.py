@@ -12,6 +12,7 @@ def test_every_series_writes_the_same_program():
     raw = B.division_program(500)
     expected = B.run_bulk(raw)
     assert B.run_node(raw) == expected
+    assert all(B.run_readme(raw, form) == expected for form in B.README_FORMS.values())
     assert B.run_pipeline(raw, ("div-guard",)) == expected
     assert B.run_reference(raw) == expected
     assert len(expected) == 8 * (4 * 500 + 3)

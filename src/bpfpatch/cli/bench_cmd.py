@@ -25,7 +25,7 @@ def render(result: B.BenchResult, console: Console) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    for s in ("floor", "bulk", "py-floor", "node", "pipeline"):
+    for s in ("floor", "bulk", "py-floor", "node", *B.README_FORMS, "pipeline"):
         g = B.headline_growth(result, s)
         if g:
             console.print(f"growth {s}: {g[1]:.1f}x for {g[0]}")
@@ -46,8 +46,8 @@ def render(result: B.BenchResult, console: Console) -> None:
 def bench(
     quick: bool = typer.Option(False, "--quick", help="N = 15k, 45k, 100k only (under a minute)"),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="comma-separated N values"),
-    series: str = typer.Option("floor,bulk,py-floor,node,pipeline,reference,kernel,cli-patch,cli-disasm", "--series",
-                               help="series to run; cli-*: whole `bpfpatch` processes, wall time with start-up"),
+    series: str = typer.Option("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,pipeline,reference,kernel,cli-patch,cli-disasm",
+                               "--series", help="series to run; cli-*: whole `bpfpatch` processes, wall time with start-up"),
     budget: float = typer.Option(30.0, "--budget", help="seconds a quadratic run may take"),
     rounds: int = typer.Option(5, "--rounds", min=1, help="interleaved rounds of the linear series (best kept)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),

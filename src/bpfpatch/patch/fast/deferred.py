@@ -53,9 +53,10 @@ class Deferred:
         self.group = group
         self.groups: dict[int, tuple[Prepared, array]] = {}  # by id of the prepared patch
         self.mark = bytearray()
-        # (the patch object, its pending sites, its last word) of the last deferral: a pass
-        # repeating one immutable patch then costs one identity test and one append.
-        self.last: tuple[Any, Any, int] = (None, None, 0)
+        # (the patch, its pending sites, its last word, may an equal patch use it) of the last
+        # deferral: a pass repeating one patch then costs one identity test (the same tuple)
+        # or one comparison (an equal fresh list, tuple or text) and one append.
+        self.last: tuple[Any, Any, int, bool] = (None, None, 0, False)
         self._w0, self._w1, self._wide = store.w0, store.w1, store.wide  # columns only grow in place
         self._next, self._orig = store.next, store.orig
 
@@ -80,7 +81,7 @@ class Deferred:
         """Link the new nodes of every deferred replace (see the module docstring)."""
         groups = self.groups
         few = not self.group or sum(len(xs) for _, xs in groups.values()) < self.FLUSH_ONE_BY_ONE
-        self.groups, self.last = {}, (None, None, 0)
+        self.groups, self.last = {}, (None, None, 0, False)
         mark, nxt = self.mark, self._next
         for prep, xs in groups.values():
             if few:
@@ -132,7 +133,9 @@ class DeferringReplace:
         """`PatchList.replace` (same arguments, same result), deferring the link where it can."""
         d = self._deferred
         last = d.last
-        if patch is last[0] and type(node) is Node and node._pl is self and retarget:
+        key = last[0]
+        if (patch is key or (last[3] and type(patch) is type(key) and patch == key)) and type(node) is Node \
+                and node._pl is self and retarget:
             x = node._id
             mark = d.mark
             if not mark[x]:  # FREE: one byte stands for four checks
@@ -156,8 +159,10 @@ class DeferringReplace:
                         group = d.groups[id(prep)] = (prep, array(ID_TYPECODE, [x]))  # NumPy reads it in place
                     else:
                         group[1].append(x)
-                    if has_after and not prep.last_wide and type(patch) is not list:  # immutable: safe to test by identity
-                        d.last = (patch, group[1], prep.last_w0)
+                    if has_after and not prep.last_wide:
+                        # A list is copied (the caller may change it); equal patches may share the
+                        # prepared one unless it carries aux objects (those must be the caller's).
+                        d.last = (list(patch) if type(patch) is list else patch, group[1], prep.last_w0, not prep.any_aux)
                     mark[x] = PENDING
                     # The node's own instruction changes now (`node.insn` never waits for the link).
                     d._w0[x] = prep.last_w0
