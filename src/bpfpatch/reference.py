@@ -247,7 +247,7 @@ class ReferencePatcher:
             func_info = [FuncInfo(st, t) for st, t in zip(self.subprogs, self.func_types)]
         return Program(
             slots,
-            subprogs=self.subprogs,
+            subprogs=self.subprogs or [0],  # every subprogram start removed: the program still starts one
             func_info=func_info,
             line_info=self.line_info,
             aux=[s.aux for s in self.slots] if (self.program.aux is not None or any(s.aux is not None for s in self.slots)) else None,

@@ -220,16 +220,16 @@ def test_id_columns_keep_one_width_through_every_kind_of_growth():
     import numpy as np
 
     from bpfpatch.patch.bulk import SITE, Row
-    from bpfpatch.patch.fast.deferred import Deferred
+    from bpfpatch.patch import FastPaths
 
     pl = PatchList(Program.from_insns(DIVS * 8))
     divisions = [7 * j + i for j in range(8) for i in range(2, 6)]
-    for idx in divisions[: Deferred.FLUSH_ONE_BY_ONE + 2]:
+    for idx in divisions[: FastPaths().group_min + 2]:
         pl.replace(pl.node_at(idx), GUARD)  # the first at once, the rest deferred
     pl.prepend(pl.node_at(divisions[-1]), [Insn(0xB7, 3)])  # flushes the deferred ones as a group
     pl.append(pl.node_at(divisions[-1]), [Insn(0xB7, 4), Insn(0x05, 0, 0, -2)])
     ids = pl.live_ids()
-    sites = ids[pl.orig_indices(ids) > divisions[Deferred.FLUSH_ONE_BY_ONE + 2]]
+    sites = ids[pl.orig_indices(ids) > divisions[FastPaths().group_min + 2]]
     sites = sites[(pl.words(sites)[0] & np.uint64(0xFF)) == 0x3F]
     pl.replace_rows(sites, [Row(0x55, dst=1, off=2), Row(0xAC), Row(0x05, off=1), SITE])
     pl.linearize()

@@ -215,7 +215,7 @@ ZEXT_MARKER_CODE = InsnClass.ALU | AluOp.MOV | Source.X
 def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: bool = False) -> str | None:
     """Why `insn` (code, dst, src, off, imm) is not an instruction the kernel accepts; None if it is.
 
-    Fields are ints (an ``IntEnum`` is one; a bool is not) in their ranges:
+    Fields are ints (an ``IntEnum`` or a bool is one) in their ranges:
     registers 0..`max_reg`, off signed 16 bits, imm signed 32 bits (an
     ld_imm64's 64 bits, signed or unsigned); then every rule of
     `validate_slots`.  `kernel_internal` also admits the kernel's
@@ -224,7 +224,7 @@ def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: b
     if len(insn) != 5:
         return f"an instruction has 5 fields, not {len(insn)}"
     for name, v in zip(_FIELDS, insn):
-        if type(v) is not int and (not isinstance(v, int) or isinstance(v, bool)):
+        if type(v) is not int and not isinstance(v, int):
             return f"field {name} is a {type(v).__name__}, not an int"
     code, dst, src, off, imm = insn
     if not 0 <= code < 256:

@@ -75,7 +75,7 @@ class PatchList:
         self._w0 = self._store.w0  # for `Node.insn` (a column only grows in place)
         self._deferred: Deferred | None = None
         if fast.defer:
-            self._deferred = Deferred(self._store, self._buffers, self._order, group=fast.group)
+            self._deferred = Deferred(self._store, self._buffers, self._order, group=fast.group, group_min=fast.group_min)
 
     # --- the settle point and checks ------------------------------------------------
 
@@ -234,7 +234,7 @@ class PatchList:
         """
         x = self._check_node(node, "replace")
         self.settle()
-        prep = self._buffers.prepare(self._check_node, patch, self._store.next[x] != END)
+        prep = self._buffers.prepare(self._check_node, patch, self._store.has_after(x))
         apply.replace_now(self._store, x, prep, retarget)
         return node
 
@@ -263,7 +263,7 @@ class PatchList:
                 raise PatchError("append: the program is empty")
             return self.prepend(Node(self, first), patch)
         x = self._check_node(node, "append")
-        prep = self._buffers.prepare(self._check_node, patch, self._store.next[x] != END)
+        prep = self._buffers.prepare(self._check_node, patch, self._store.has_after(x))
         return Node(self, apply.insert_after(self._store, x, prep))
 
     def delete(self, node: Node) -> None:
@@ -312,8 +312,11 @@ class PatchList:
         words, refs = row_words(template, w0, site_refs=bool(has.all()))
         if any(isinstance(r, ToSiteTarget) for r in refs) and not has.all():
             raise PatchError("replace_rows: to_site_target row for a site that is not a jump")
-        if any(isinstance(r, ToNext) for r in refs) and (view(store.next)[ids] == END).any():
-            raise PatchError("replace_rows: a row jumps past the end of the program")
+        if any(isinstance(r, ToNext) for r in refs):
+            nxt = view(store.next)[ids]
+            maybe_last = ids[(nxt == END) | (view(store.orig)[np.maximum(nxt, 0)] == DELETED)]
+            if not all(store.has_after(x) for x in maybe_last.tolist()):
+                raise PatchError("replace_rows: a row jumps past the end of the program")
         if self.fast.group:
             m, k = len(ids), len(template) - 1
             head = np.empty((m, k), dtype=np.uint64)

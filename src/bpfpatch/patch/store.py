@@ -185,6 +185,11 @@ class NodeStore:
             nid = nxt[nid]
         return nid
 
+    def has_after(self, nid: int) -> bool:
+        """Is there a live node after `nid` (where "the node after a patch" can land)?"""
+        nxt = self.next[nid]
+        return nxt != END and (self.orig[nxt] != DELETED or self.landing(nxt) != END)
+
     def next_live(self, nid: int) -> int:
         """The next live node after `nid`, or `END`."""
         return self.landing(self.next[nid])
@@ -335,15 +340,19 @@ class NodeStore:
                 self.odd_called.add(a)
 
     def move_anchor(self, src: int, dst: int) -> None:
-        """Make everything that lands on `src` land on `dst` (kernel semantics)."""
+        """Make everything that lands on `src` land on `dst` (kernel semantics).
+
+        `dst` is linked right before `src` (after any deleted nodes that forward
+        to it), so what lands there through them -- a subprogram start -- moves too.
+        """
+        if src in self.subprog_land:
+            self.subprog_land[dst] = self.subprog_land.pop(src)
         a = self.node_anchor[src]
         if a == NO_ANCHOR:
             return
         self.anchor_node[a] = dst
         self.node_anchor[dst] = a
         self.node_anchor[src] = NO_ANCHOR
-        if src in self.subprog_land:
-            self.subprog_land[dst] = self.subprog_land.pop(src)
 
     # --- invariants -------------------------------------------------------------------
 
@@ -389,7 +398,7 @@ class NodeStore:
         tg = view(self.target)
         assert ((tg == NO_ANCHOR) | ((tg >= 0) & (tg < len(an)))).all(), "target: not an anchor"
         for nid, a in self.subprog_land.items():
-            assert orig[nid] != DELETED and an[a] == nid, f"subprog_land: node {nid} is not where its subprogram starts"
+            assert orig[nid] != DELETED and self.landing(an[a]) == nid, f"subprog_land: node {nid} is not where its subprogram starts"
         del nxt, prev, orig, w0, an, na, tg
         if order is not None:
             assert np.array_equal(order, seq), "order: the cached order differs from a fresh walk"

@@ -30,6 +30,8 @@ class FastPaths:
     group: bool = True
     order: bool = True
     blocks: bool = True
+    #: Fewer deferred replaces than this are linked one at a time (cheaper than NumPy set-up).
+    group_min: int = 16
 
     @classmethod
     def none(cls) -> "FastPaths":
@@ -37,9 +39,9 @@ class FastPaths:
         return cls(False, False, False, False)
 
     @classmethod
-    def every_combination(cls) -> list["FastPaths"]:
-        """All 16 combinations (for tests)."""
-        return [cls(*bits) for bits in itertools.product((False, True), repeat=4)]
+    def every_combination(cls, group_min: int = 16) -> list["FastPaths"]:
+        """All 16 combinations of the four switches (for tests: ``group_min=0`` groups even two sites)."""
+        return [cls(*bits, group_min=group_min) for bits in itertools.product((False, True), repeat=4)]
 
 
 __all__ = ["FastPaths"]

@@ -43,14 +43,12 @@ class Deferred:
     that gained a next node since stays BLOCKED until it is settled).
     """
 
-    #: Fewer deferred replaces than this are linked one at a time (cheaper than NumPy set-up).
-    FLUSH_ONE_BY_ONE = 16
-
-    def __init__(self, store: NodeStore, buffers: BufferCache, order: OrderCache, *, group: bool) -> None:
+    def __init__(self, store: NodeStore, buffers: BufferCache, order: OrderCache, *, group: bool, group_min: int = 16) -> None:
         self.store = store
         self.buffers = buffers
         self.order = order
         self.group = group
+        self.group_min = group_min  # fewer deferred replaces than this are linked one at a time
         self.groups: dict[int, tuple[Prepared, array]] = {}  # by id of the prepared patch
         self.mark = bytearray()
         # (the patch, its pending sites, its last word, may an equal patch use it) of the last
@@ -63,15 +61,24 @@ class Deferred:
     def _extend_mark(self) -> None:
         """Cover the nodes created since the mark last grew."""
         start = len(self.mark)
-        blocked = (view(self._orig)[start:] == DELETED) | (view(self._next)[start:] == END)
+        orig, nxt = view(self._orig), view(self._next)[start:]
+        # Conservative: a node whose next node is deleted may be the last live one.
+        blocked = (orig[start:] == DELETED) | (nxt == END) | (orig[np.maximum(nxt, 0)] == DELETED)
+        del orig, nxt
         if start == 0:
             blocked[0] = True  # the dummy head
         self.mark.extend(np.where(blocked, BLOCKED, FREE).astype(np.uint8).tobytes())
 
     def forget(self, x: int) -> None:
-        """Node `x` was deleted: the fast path must not defer on it."""
+        """Node `x` was deleted: the fast path must not defer on it, nor on a node it leaves last."""
         if x < len(self.mark):
             self.mark[x] = BLOCKED
+        if self.store.next_live(x) == END:
+            p = self.store.prev[x]
+            while p > 0 and self._orig[p] == DELETED:
+                p = self.store.prev[p]
+            if 0 < p < len(self.mark):
+                self.mark[p] = BLOCKED
 
     def pending_sites(self) -> list[int]:
         """Every node with a deferred replace."""
@@ -80,17 +87,19 @@ class Deferred:
     def settle(self) -> None:
         """Link the new nodes of every deferred replace (see the module docstring)."""
         groups = self.groups
-        few = not self.group or sum(len(xs) for _, xs in groups.values()) < self.FLUSH_ONE_BY_ONE
+        few = not self.group or sum(len(xs) for _, xs in groups.values()) < self.group_min
         self.groups, self.last = {}, (None, None, 0, False)
         mark, nxt = self.mark, self._next
         for prep, xs in groups.values():
             if few:
                 for x in xs:
-                    mark[x] = FREE if nxt[x] != END else BLOCKED  # pending sites are live
+                    after = nxt[x]
+                    mark[x] = FREE if after != END and self._orig[after] != DELETED else BLOCKED  # pending sites are live
                     replace_now(self.store, x, prep, True)
             else:
                 sites = np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)  # widened once for the gathers
-                tail = view(nxt)[sites] == END
+                after = view(nxt)[sites]
+                tail = (after == END) | (view(self._orig)[np.maximum(after, 0)] == DELETED)
                 np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, BLOCKED, FREE)
                 link_group(self.store, self.order, of_prepared(prep, sites))
 
@@ -147,7 +156,8 @@ class DeferringReplace:
                 return node
         x = node._id if type(node) is Node and node._pl is self else 0
         if x and d._orig[x] != DELETED and retarget:
-            has_after = d._next[x] != END
+            nxt = d._next[x]
+            has_after = nxt != END and (d._orig[nxt] != DELETED or d.store.landing(nxt) != END)
             prep = d.buffers.lookup(patch, has_after)
             if prep is not None and prep.deferrable:
                 mark = d.mark

@@ -125,7 +125,12 @@ def link_group(store: NodeStore, order: OrderCache, g: GroupPatch) -> None:
 
 
 def _retarget(store: NodeStore, xs: np.ndarray, first: np.ndarray, node_anchor: np.ndarray) -> None:
-    """What landed on each site lands on its first new node."""
+    """What landed on each site lands on its first new node (a subprogram start too, also one
+    that lands there through deleted nodes: the new nodes go after those)."""
+    if store.subprog_land:  # few entries: look only those up among the sites
+        land = np.fromiter(store.subprog_land, dtype=np.int64)
+        for j in np.flatnonzero(np.isin(xs, land)).tolist():
+            store.subprog_land[int(first[j])] = store.subprog_land.pop(int(xs[j]))
     moved = np.flatnonzero(node_anchor[xs] != NO_ANCHOR)
     if not len(moved):
         return
@@ -135,11 +140,6 @@ def _retarget(store: NodeStore, xs: np.ndarray, first: np.ndarray, node_anchor: 
     del anchor_node
     node_anchor[first[moved]] = a
     node_anchor[xs[moved]] = NO_ANCHOR
-    if store.subprog_land:  # few entries: look only those up among the sites
-        land = np.fromiter(store.subprog_land, dtype=np.int64)
-        for j in np.flatnonzero(np.isin(xs[moved], land)).tolist():
-            x, f = int(xs[moved[j]]), int(first[moved[j]])
-            store.subprog_land[f] = store.subprog_land.pop(x)
 
 
 __all__ = ["GroupPatch", "ToItem", "anchors_on", "link_group", "of_prepared"]
