@@ -66,7 +66,7 @@ def prove_passes(programs: Iterable[tuple[str, Program, ProgType]], passes: Iter
             if pname == "ctx" and ptype not in L.SKB_TYPES:
                 continue
             try:
-                new = run_passes(prog, [pname], PassContext(seed=seed))
+                new = run_passes(prog, [pname], PassContext(seed=seed, prog_type=ptype))
             except BpfPatchError as exc:
                 rows.append(Row(name, pname, len(prog.slots), 0,
                                 ProofResult(ProofVerdict.UNDECIDED, f"the pass refused: {exc}")))
