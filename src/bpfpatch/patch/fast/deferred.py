@@ -38,9 +38,10 @@ class Deferred:
     """The deferred replaces of one list: pending sites by prepared patch, and one mark byte per node.
 
     The mark says FREE where the fast path may defer a replace without
-    further checks (a live node with a next node, not pending), PENDING
-    where a replace is deferred, BLOCKED otherwise (conservatively: a node
-    that gained a next node since stays BLOCKED until it is settled).
+    further checks (a live node, not pending, with a live node after it),
+    PENDING where a replace is deferred, BLOCKED otherwise (conservatively:
+    a node whose next node is deleted, or that gained a next node since,
+    stays BLOCKED until it is settled).
     """
 
     def __init__(self, store: NodeStore, buffers: BufferCache, order: OrderCache, *, group: bool, group_min: int = 16) -> None:
