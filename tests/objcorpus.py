@@ -3,7 +3,7 @@
 Used by tests/elf/test_elf_corpus.py on a bounded, seeded sample, and as a
 script on everything (the numbers in the report and the README)::
 
-    python tests/objcorpus.py [--passes] [--limit N] OBJ.o ...
+    python tests/objcorpus.py [--no-passes] [--limit N] [--failures] [--selftests DIR] [OBJ.o ...]
 
 Loading goes through libbpf (`bpfpatch.kernel.libbpf.load_object`): the
 whole object, as a user's loader would load it.
@@ -12,7 +12,9 @@ whole object, as a user's loader would load it.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,9 +27,54 @@ from bpfpatch.errors import BpfPatchError
 PASS_SETS: tuple[tuple[str, ...], ...] = (
     ("div-guard",), ("dce",), ("blind",), ("zext",), ("ctx",),
     ("dce", "div-guard"), ("dce", "div-guard", "zext", "blind"), ("ctx", "dce", "div-guard", "zext", "blind"),
+    ("kernel",),
 )
 
 THIRD_PARTY = sorted(Path("/usr/lib/x86_64-linux-gnu/bpf").glob("*.o"))
+KERNEL_TREE = Path("/work/src/linux-source-6.12")
+SELFTESTS = KERNEL_TREE / "tools/testing/selftests/bpf"
+
+
+def vmlinux_header(out_dir: Path) -> Path:
+    """vmlinux.h from this kernel's BTF (bpftool), plus the headers -target bpf asks glibc for."""
+    (out_dir / "gnu").mkdir(parents=True, exist_ok=True)
+    (out_dir / "gnu" / "stubs-32.h").write_text("")
+    path = out_dir / "vmlinux.h"
+    if not path.exists():
+        with open(path, "w") as f:
+            subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], stdout=f, check=True)
+    return path
+
+
+def build_selftests(out_dir: Path, names: list[str] | None = None, *, vmlinux_dir: Path | None = None,
+                    clang: str = "clang-19", jobs: int = 2) -> list[Path]:
+    """Compile the kernel's selftest programs (progs/NAME.c) as its Makefile does; the ones that compile.
+
+    Headers: vmlinux.h from this kernel, the tree's own libbpf headers (tools/lib/bpf) with
+    bpf_helper_defs.h generated from its uapi bpf.h (scripts/bpf_doc.py), as the selftests build does.
+    """
+    inc = vmlinux_dir or out_dir / "inc"
+    vmlinux_header(inc)
+    defs = inc / "bpf_helper_defs.h"
+    if not defs.exists():
+        with open(defs, "w") as f:
+            subprocess.run([sys.executable, str(KERNEL_TREE / "scripts/bpf_doc.py"), "--header", "--file",
+                            str(KERNEL_TREE / "include/uapi/linux/bpf.h")], stdout=f, check=True, cwd=KERNEL_TREE)
+    names = names or sorted(p.stem for p in (SELFTESTS / "progs").glob("*.c"))
+
+    def one(name: str) -> Path | None:
+        out = out_dir / f"{name}.o"
+        cmd = [clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", f"-I{inc}", f"-I{SELFTESTS / 'progs'}",
+               f"-I{SELFTESTS}", f"-I{KERNEL_TREE / 'tools/lib'}", "-I/usr/include/x86_64-linux-gnu", "-w",
+               "-c", str(SELFTESTS / "progs" / f"{name}.c"), "-o", str(out)]
+        try:
+            ok = subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
+        return out if ok else None
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return [p for p in pool.map(one, names) if p is not None]
 
 
 def identity(path: Path) -> tuple[bool, str]:
@@ -124,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-passes", action="store_true", help="identity only")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--failures", action="store_true", help="print every failure")
+    ap.add_argument("--selftests", metavar="DIR", type=Path, help="compile every selftest program into DIR and run on them")
     args = ap.parse_args(argv)
     paths = args.objects or THIRD_PARTY
+    if args.selftests:
+        args.selftests.mkdir(parents=True, exist_ok=True)
+        total = len(list((SELFTESTS / "progs").glob("*.c")))
+        paths = build_selftests(args.selftests)
+        print(f"selftest programs compiled with clang-19: {len(paths)}/{total}")
     if args.limit:
         paths = paths[: args.limit]
     t = run(paths, passes=not args.no_passes)

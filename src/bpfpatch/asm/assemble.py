@@ -13,6 +13,8 @@ from bpfpatch.isa.opcodes import CallSrc
 _LISTING = re.compile(r"^\s*[0-9a-fA-F]+:\s+((?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2}(?:\s(?:[0-9a-fA-F]{2}\s){7}[0-9a-fA-F]{2})?)\s*(.*)$")
 _KERNEL = re.compile(r"^(?:\d+:\s*)?\(([0-9a-fA-F]{2})\)\s*(.*)$")
 _LABEL = re.compile(r"^([A-Za-z_.$][\w.$]*):$")
+# A listing's section header: libbpf's names hold '/', '-' and more ("tracepoint/syscalls/sys_enter_x:").
+_SECTION_HEADER = re.compile(r"^([A-Za-z_.$][\w.$/+\-@]*):$")
 _FUNC_HEADER = re.compile(r"^[0-9a-fA-F]+\s+<([^>]+)>:$")
 _SKIP = re.compile(r"^(Disassembly of section|[^\s:]+:\s+file format|\s*[0-9a-fA-F]+:\s+R_BPF_|\.text|\.section|\.globl|\.p2align)")
 _TARGET = re.compile(r"^(.*\b(?:goto|gotol|may_goto|call))\s+([A-Za-z_.$][\w.$]*)$")
@@ -200,7 +202,7 @@ def assemble(text: str, *, style: str | None = None, ax: bool = False) -> list[I
         stripped = _COMMENT.sub("", line).strip()
         if not stripped:
             continue
-        h = _FUNC_HEADER.match(stripped) or _LABEL.match(stripped)
+        h = _FUNC_HEADER.match(stripped) or _LABEL.match(stripped) or _SECTION_HEADER.match(stripped)
         if h:
             labels[h.group(1)] = slot
             continue
@@ -237,4 +239,23 @@ def assemble(text: str, *, style: str | None = None, ax: bool = False) -> list[I
             insn = insn.with_offset(offset)
         out.append(insn)
         slot += 2 if insn.code == LD_IMM64 else 1
+    return out
+
+
+def outside_calls(insns: list[Insn]) -> list[int]:
+    """Slots of subprogram calls whose target is not an instruction of the program.
+
+    A listing of one object section keeps calls into ``.text`` as the object
+    has them (their immediate is resolved by an ELF relocation against
+    ``.text``): they are external to the assembled program, not errors.
+    """
+    starts, slot = set(), 0
+    for insn in insns:
+        starts.add(slot)
+        slot += insn.nslots
+    out, slot = [], 0
+    for insn in insns:
+        if insn.code == 0x85 and insn.src == CallSrc.PSEUDO_CALL and slot + insn.imm + 1 not in starts:
+            out.append(slot)
+        slot += insn.nslots
     return out

@@ -124,6 +124,8 @@ def _variants() -> list[Insn]:
                 out.append(Insn(code, d, s, o, a))
         elif kind == Kind.NEG:
             out.append(Insn(code, d, 0, 0, 0))
+        elif kind == Kind.CALLX:
+            out.append(Insn(code, d, 0, 0, 0))  # text names dst (LLVM 19's encoding)
         else:
             out.append(Insn(code, d, s, o, i))
     return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from bpfpatch.asm import assemble
+from bpfpatch.asm import assemble, outside_calls
 from bpfpatch.cli.app import app
 from bpfpatch.cli.output import write_atomic
 from bpfpatch.errors import FileError
@@ -26,5 +26,6 @@ def asm_cmd(
         raise FileError(file, exc.strerror or str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise FileError(file, f"not UTF-8 assembly text (byte offset {exc.start})") from exc
-    prog = Program.from_insns(assemble(text, ax=ax))
+    insns = assemble(text, ax=ax)
+    prog = Program.from_insns(insns, external=outside_calls(insns))  # calls into .text stay as they are
     write_atomic(output, prog.to_bytes())

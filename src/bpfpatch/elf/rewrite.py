@@ -50,6 +50,8 @@ def rewrite_object(source: str | Path | bytes, output: str | Path | None, passes
 KERNEL_ONLY_PASSES = {
     "ctx": "it lowers context accesses to the kernel's internal structures (struct sk_buff), "
            "which the verifier refuses in a program it is given",
+    "kernel": "it applies the verifier's post-verification rewrites (context lowering, inlined helpers, "
+              "the kernel's AX), which only the kernel itself may run",
 }
 
 

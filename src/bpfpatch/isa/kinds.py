@@ -37,6 +37,7 @@ class Kind(IntEnum):
     ST = 17
     STX = 18
     ATOMIC = 19
+    CALLX = 20  # call the address in a register (clang -O0; dst holds it, imm with LLVM < 19)
 
 
 def _alu_kind(cls: InsnClass, op: AluOp, source: Source) -> Kind:
@@ -53,6 +54,8 @@ def _jmp_kind(cls: InsnClass, op: JmpOp, source: Source) -> Kind:
     if op == JmpOp.JA:
         return Kind.INVALID if source == Source.X else (Kind.JA if cls == InsnClass.JMP else Kind.GOTOL)
     if op == JmpOp.CALL:
+        if cls == InsnClass.JMP and source == Source.X:
+            return Kind.CALLX
         return Kind.CALL if jmp64_k else Kind.INVALID
     if op == JmpOp.EXIT:
         return Kind.EXIT if jmp64_k else Kind.INVALID

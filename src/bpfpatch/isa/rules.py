@@ -48,6 +48,7 @@ MUST_BE_ZERO: dict[Kind, tuple[str, ...]] = {
     Kind.ST: ("src",),
     Kind.STX: ("imm",),
     Kind.ATOMIC: (),
+    Kind.CALLX: ("src", "off"),
 }
 
 
@@ -179,6 +180,10 @@ def _validate_closely(sub: np.ndarray, at: np.ndarray, max_reg: int, offset_base
     if call.any():
         flag(call & (src > CallSrc.KFUNC) & (src <= max_reg), "unknown call source")
         flag(call & (src != CallSrc.KFUNC) & (off != 0), "reserved field off is set")
+    callx = kind == Kind.CALLX
+    if callx.any():
+        flag(callx & ((sub["imm"] < 0) | (sub["imm"] > 10) | ((sub["imm"] != 0) & (dst_of(sub) != 0))),
+             "callx names its register in dst (or, LLVM < 19, in imm), r0-r10")
     ld = kind == Kind.LD_IMM64
     if ld.any():
         flag(ld & (src > max(PseudoSrc)) & (src <= max_reg), "unknown ld_imm64 pseudo source")

@@ -1,0 +1,250 @@
+"""Real objects, loaded the way users load them (libbpf): identity byte for byte, every pass's
+rewrite loads wherever the original does, CO-RE records follow their instructions, blind borrows
+a dead register (or spills one), callx and listings with '/' section names round-trip.
+
+Objects: tests/progs/elf/objects.c built with clang 14 and clang 19 (-mcpu=v2..v4, -O0..-O2,
+CO-RE against this kernel's vmlinux.h), Debian's xdp-tools objects, and a seeded sample of the
+kernel's selftest programs (the full run: `python tests/objcorpus.py --selftests`).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from bpfpatch import Insn, Program
+from bpfpatch.asm import assemble, listing, outside_calls
+from bpfpatch.cli import main
+from bpfpatch.elf import read_object
+from bpfpatch.elf.rewrite import rewrite_object
+from bpfpatch.errors import ElfError
+from bpfpatch.passes import PassContext, run_passes
+from conftest import PROGS, compile_bpf
+from objcorpus import PASS_SETS, SELFTESTS, THIRD_PARTY, build_selftests, loads, vmlinux_header
+
+# (clang, -mcpu, -O): both compilers, every cpu version, every optimization level we support.
+MATRIX = [
+    ("clang", "v2", "-O2"), ("clang", "v3", "-O1"), ("clang", "v3", "-O0"),
+    ("clang-19", "v2", "-O1"), ("clang-19", "v3", "-O2"), ("clang-19", "v4", "-O2"), ("clang-19", "v4", "-O0"),
+]
+
+
+@pytest.fixture(scope="session")
+def vmlinux_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vmlinux")
+    try:
+        vmlinux_header(out)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"no vmlinux.h from this kernel's BTF (bpftool, /sys/kernel/btf/vmlinux): {exc}")
+    return out
+
+
+@pytest.fixture(scope="module", params=MATRIX, ids=lambda p: f"{p[0]}-{p[1]}{p[2]}")
+def built(request, vmlinux_dir, tmp_path_factory) -> Path:
+    clang, cpu, opt = request.param
+    path = compile_bpf(PROGS / "elf" / "objects.c", tmp_path_factory.mktemp("objects"), cpu=cpu, clang=clang,
+                       extra=(opt, f"-I{vmlinux_dir}"))
+    return path.rename(path.with_name(f"objects-{clang}-{cpu}{opt}.o"))  # the name says how it was built
+
+
+def _rel_count(data: bytes, name: str) -> int:
+    import io
+
+    sec = ELFFile(io.BytesIO(data)).get_section_by_name(name)
+    return sec.num_relocations() if sec is not None else 0
+
+
+def test_identity_is_byte_for_byte(built, tmp_path, capsys):
+    data = built.read_bytes()
+    assert rewrite_object(data, None, []) == data
+    out = tmp_path / "same.o"
+    assert main(["patch", str(built), "-o", str(out)]) == 0  # no --pass: the identity
+    assert out.read_bytes() == data
+
+
+@pytest.mark.kernel
+def test_every_pass_loads_where_the_original_does(built):
+    data = built.read_bytes()
+    ok, why = loads(data, built.name)
+    if not ok:
+        assert "-O0" in built.name, why  # -O0 code calls helpers through callx
+        pytest.skip(f"the original does not load here either: {why}")
+    for passes in PASS_SETS:
+        try:
+            out = rewrite_object(data, None, list(passes), ctx=PassContext(seed=3, aux_reg="auto"))
+        except ElfError as exc:
+            assert {"ctx", "kernel"} & set(passes), exc  # only the kernel-internal passes are refused
+            continue
+        ok, why = loads(out, f"{built.name}+{'+'.join(passes)}")
+        assert ok, (passes, why)
+
+
+def test_core_records_follow_their_instructions_untouched(built):
+    data = built.read_bytes()
+    obj = read_object(data)
+    out = rewrite_object(data, None, ["dce", "div-guard", "zext", "blind"], ctx=PassContext(seed=1, aux_reg="auto"))
+    new = read_object(out)
+    total = 0
+    for name, prog in obj.programs.items():
+        old_core, new_core = prog.core_relos, new.programs[name].core_relos
+        assert [(r.type_id, r.access_str_off, r.kind) for r in old_core] == \
+               [(r.type_id, r.access_str_off, r.kind) for r in new_core]
+        for a, b in zip(old_core, new_core):  # the field libbpf patches is exactly as clang wrote it
+            assert prog.slots[a.insn_off] == new.programs[name].slots[b.insn_off]
+        total += len(new_core) + len(new.programs[name].func_info or ()) + len(new.programs[name].line_info or ())
+    assert sum(len(p.core_relos) for p in obj.programs.values()) > 0  # the source has CO-RE reads
+    # .rel.BTF.ext: one relocation per func, line and CO-RE record, as clang emits them
+    assert _rel_count(out, ".rel.BTF.ext") == total == _rel_count(data, ".rel.BTF.ext")
+
+
+def test_callx_and_listings_round_trip(built):
+    """Every section's listing assembles back to its bytes (clang -O0's callx, calls into .text)."""
+    obj = read_object(built)
+    for name, prog in obj.programs.items():
+        insns = assemble("\n".join(listing(prog)))
+        again = Program.from_insns(insns, external=outside_calls(insns))
+        assert again.to_bytes() == prog.to_bytes(), name
+    if "-O0" in built.name:
+        assert any(i.code == 0x8D for p in obj.programs.values() for i in p.insns)
+
+
+def test_whole_object_listing_with_slash_section_names(built, capsys):
+    """`disasm` of a whole object names its sections ("tracepoint/syscalls/sys_enter_getpid:"); it assembles."""
+    capsys.readouterr()
+    assert main(["disasm", str(built)]) == 0
+    text = capsys.readouterr().out
+    assert "tracepoint/syscalls/sys_enter_getpid:" in text
+    want = b"".join(p.to_bytes() for p in read_object(built).programs.values())
+    assert Program.from_insns(assemble(text), validate=False).to_bytes() == want
+
+
+def test_callx_text():
+    assert assemble("callx r4") == [Insn(0x8D, 4)]
+    assert listing(Program.from_insns([Insn(0x8D, 0, 0, 0, 4), Insn(0x95)], validate=False))[0].endswith("callx r4")
+
+
+def test_raw_output_says_what_was_left_out(built, tmp_path, capsys):
+    out = tmp_path / "x.bin"
+    capsys.readouterr()
+    assert main(["patch", str(built), "-o", str(out), "--section", "kprobe/do_nanosleep", "--pass", "dce"]) == 0
+    err = capsys.readouterr().err
+    assert "wrote section 'kprobe/do_nanosleep' alone" in err and "left out" in err and "--linked" in err
+    assert ".text" in err and "counts" in err  # the callees' section and the map
+
+
+def test_kernel_only_passes_are_refused_for_objects(built, tmp_path, capsys):
+    out = tmp_path / "o.o"
+    assert main(["patch", str(built), "-o", str(out), "--pass", "ctx"]) == 1
+    assert "would not load" in capsys.readouterr().err and not out.exists()
+    assert main(["patch", str(built), "-o", str(out), "--pass", "blind", "--aux-reg", "11"]) == 1
+    assert "only the kernel itself can load" in capsys.readouterr().err and not out.exists()
+
+
+# --- blind: a dead register per site, else a spilled one ----------------------------------------
+
+
+def _all_live() -> Program:
+    """r0-r9 all set and all read after `r2 += 0x1234`: no register is free there."""
+    body = [Insn(0xB7, r, 0, 0, r + 1) for r in (0, 2, 3, 4, 5, 6, 7, 8, 9)] + [Insn(0xBF, 1, 10)]
+    body += [Insn(0x07, 2, 0, 0, 0x1234)]  # the site
+    body += [Insn(0x0F, 0, r) for r in (2, 3, 4, 5, 6, 7, 8, 9)] + [Insn(0x0F, 0, 1), Insn(0x1F, 0, 10), Insn(0x95)]
+    return Program.from_insns(body)
+
+
+def test_blind_spills_when_every_register_is_live():
+    out = run_passes(_all_live(), ["blind"], PassContext(seed=5, aux_reg="auto"))
+    insns = out.insns
+    spill = next(i for i, x in enumerate(insns) if x.code == 0x7B and x.dst == 10)
+    rx = insns[spill].src
+    assert insns[spill + 1].dst == rx and insns[spill + 3] == Insn(0x0F, 2, rx)
+    assert insns[spill + 4] == Insn(0x79, rx, 10, insns[spill].off)  # the register comes back
+    assert 11 not in {x.dst for x in insns} | {x.src for x in insns}
+    assert not any(x.imm == 0x1234 for x in insns)  # nothing planted
+
+
+@pytest.mark.kernel
+def test_spilled_blind_loads_and_returns_the_same():
+    from bpfpatch.kernel import load_program
+
+    prog = _all_live()
+    out = run_passes(prog, ["blind"], PassContext(seed=5, aux_reg="auto"))
+    with load_program(prog, "socket_filter") as a, load_program(out, "socket_filter") as b:
+        data = bytes(64)
+        assert a.test_run(data).retval == b.test_run(data).retval
+
+
+@pytest.mark.kernel
+def test_blinded_jump_with_every_register_live_loads():
+    from bpfpatch.kernel import load_program
+
+    body = [Insn(0xB7, r, 0, 0, r) for r in (0, 2, 3, 4, 5, 6, 7, 8, 9)] + [Insn(0xBF, 1, 10)]
+    body += [Insn(0x25, 2, 0, 1, 1)]  # if r2 > 1 goto +1 (taken): a blinded jump that must spill
+    body += [Insn(0xB7, 0, 0, 0, 100)]
+    body += [Insn(0x0F, 0, r) for r in (2, 3, 4, 5, 6, 7, 8, 9)] + [Insn(0x0F, 0, 1), Insn(0x1F, 0, 10), Insn(0x95)]
+    prog = Program.from_insns(body)
+    out = run_passes(prog, ["blind"], PassContext(seed=2, aux_reg="auto"))
+    assert any(x.code == 0x7B and x.dst == 10 for x in out.insns)
+    with load_program(prog, "socket_filter") as a, load_program(out, "socket_filter") as b:
+        assert a.test_run(bytes(64)).retval == b.test_run(bytes(64)).retval == 2 + sum(range(3, 10)) + 0
+
+
+# --- objects other projects built ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", THIRD_PARTY, ids=lambda p: p.name)
+def test_third_party_identity(path):
+    assert rewrite_object(path.read_bytes(), None, []) == path.read_bytes()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("path", THIRD_PARTY, ids=lambda p: p.name)
+def test_third_party_rewrites_load(path):
+    data = path.read_bytes()
+    ok, why = loads(data, path.name)
+    if not ok:
+        pytest.skip(f"the original does not load here: {why}")
+    for passes in (("dce", "div-guard"), ("blind",), ("dce", "div-guard", "zext", "blind")):
+        ok, why = loads(rewrite_object(data, None, list(passes)), path.name)
+        assert ok, (passes, why)
+
+
+@pytest.fixture(scope="module")
+def selftest_sample(vmlinux_dir, tmp_path_factory) -> list[Path]:
+    if not (SELFTESTS / "progs").is_dir() or shutil.which("clang-19") is None:
+        pytest.skip("the kernel's selftest sources (linux-source-6.12) or clang-19 are missing")
+    names = sorted(p.stem for p in (SELFTESTS / "progs").glob("*.c"))
+    picked = random.Random(15).sample(names, 12)  # bounded and deterministic; the script runs all
+    built = build_selftests(tmp_path_factory.mktemp("selftests"), picked, vmlinux_dir=vmlinux_dir)
+    if len(built) < 4:
+        pytest.skip(f"only {len(built)} of {len(picked)} selftest programs compiled here")
+    return built
+
+
+@pytest.mark.slow
+def test_selftest_sample_identity(selftest_sample):
+    for path in selftest_sample:
+        data = path.read_bytes()
+        try:
+            assert rewrite_object(data, None, []) == data, path.name
+        except ElfError as exc:  # a deliberately invalid program (the verifier's own negative tests)
+            assert "invalid" in str(exc) or "unknown" in str(exc), (path.name, exc)
+
+
+@pytest.mark.slow
+@pytest.mark.kernel
+def test_selftest_sample_rewrites_load(selftest_sample):
+    loaded = 0
+    for path in selftest_sample:
+        data = path.read_bytes()
+        if not loads(data, path.name)[0]:
+            continue
+        loaded += 1
+        for passes in (("dce", "div-guard"), ("dce", "div-guard", "zext", "blind")):
+            ok, why = loads(rewrite_object(data, None, list(passes)), path.name)
+            assert ok, (path.name, passes, why)
+    assert loaded  # at least one of the sample loads on this kernel
