@@ -248,3 +248,77 @@ def test_selftest_sample_rewrites_load(selftest_sample):
             ok, why = loads(rewrite_object(data, None, list(passes)), path.name)
             assert ok, (path.name, passes, why)
     assert loaded  # at least one of the sample loads on this kernel
+
+
+# --- Linux 6.19 gotox with jump tables (hand-assembled; this kernel is 6.18) ---------------------
+
+
+@pytest.fixture(scope="module")
+def jumptable(tmp_path_factory) -> Path:
+    return compile_bpf(PROGS / "elf" / "jumptable.c", tmp_path_factory.mktemp("jt"), clang="clang-19")
+
+
+def _entries(data: bytes) -> list[int]:
+    import io
+    import struct
+
+    raw = ELFFile(io.BytesIO(data)).get_section_by_name(".jumptables").data()
+    return [v // 8 for v in struct.unpack(f"<{len(raw) // 8}Q", raw)]
+
+
+def test_gotox_and_its_jump_table_are_read(jumptable):
+    prog = read_object(jumptable).programs["socket"]
+    gotox = next(i for i, x in zip(prog.insn_slots(), prog.insns) if x.code == 0x0D)
+    assert listing(prog)[len([s for s in prog.insn_slots() if s < gotox])].endswith("gotox r0")
+    (table,) = prog.meta["jump_tables"]
+    assert table.symbol == "jt0" and [prog.slots["imm"][t] for t in table.targets] == [0, 1]  # r0 = 0 / r0 = 1
+    assert rewrite_object(jumptable.read_bytes(), None, []) == jumptable.read_bytes()
+
+
+@pytest.mark.parametrize("passes", [["div-guard"], ["blind"], ["div-guard", "zext", "blind"]])
+def test_jump_table_entries_move_with_their_targets(jumptable, passes):
+    data = jumptable.read_bytes()
+    out = rewrite_object(data, None, passes, ctx=PassContext(seed=4, aux_reg="auto"))
+    old, new = read_object(data).programs["socket"], read_object(out).programs["socket"]
+    assert len(new.slots) > len(old.slots)  # code in front of the targets grew
+    targets = _entries(out)
+    assert targets != _entries(data)
+    (table,) = old.meta["jump_tables"]
+    again = run_passes(old, passes, PassContext(seed=4, aux_reg="auto"))
+    assert targets == [int(again.idx_map[t]) for t in table.targets]  # where jumps to the targets land
+    for t, want in zip(targets, (0, 1)):  # `r0 = 0` / `r0 = 1`, or the first of its blinded form
+        code, imm, nxt = new.slots["code"][t], new.slots["imm"][t], new.slots["imm"][t + 1]
+        assert code == 0xB7 and (imm == want or imm ^ nxt == want)
+
+
+def test_dce_is_refused_for_gotox(jumptable):
+    with pytest.raises(ElfError, match="jump-table edges"):
+        rewrite_object(jumptable.read_bytes(), None, ["dce"])
+
+
+@pytest.mark.kernel
+def test_gotox_loads_only_from_linux_6_19(jumptable):
+    import os
+
+    release = tuple(int(x) for x in os.uname().release.split(".")[:2])
+    if release < (6, 19):
+        pytest.skip(f"gotox and BPF_MAP_TYPE_INSN_ARRAY arrived in Linux 6.19; this kernel is {os.uname().release}")
+    ok, why = loads(jumptable.read_bytes(), jumptable.name)
+    assert ok, why
+
+
+@pytest.mark.kernel
+def test_readme_object_example_runs(built, tmp_path, monkeypatch):
+    """The README's "Rewriting objects for libbpf" example, on objects.c built as prog.o."""
+    import re
+
+    if "-O0" in built.name:
+        pytest.skip("-O0 code calls helpers through callx, which this kernel refuses")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"## Rewriting objects for libbpf.*?```python\n(.*?)```", readme, re.S)
+    assert block, "README lost its object example"
+    shutil.copy(built, tmp_path / "prog.o")
+    monkeypatch.chdir(tmp_path)
+    exec(block.group(1), {})
+    assert (tmp_path / "hardened.o").read_bytes() != built.read_bytes()
+    assert loads((tmp_path / "hardened.o").read_bytes(), "hardened.o")[0]

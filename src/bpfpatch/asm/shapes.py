@@ -124,7 +124,7 @@ def _variants() -> list[Insn]:
                 out.append(Insn(code, d, s, o, a))
         elif kind == Kind.NEG:
             out.append(Insn(code, d, 0, 0, 0))
-        elif kind == Kind.CALLX:
+        elif kind in (Kind.CALLX, Kind.GOTOX):
             out.append(Insn(code, d, 0, 0, 0))  # text names dst (LLVM 19's encoding)
         else:
             out.append(Insn(code, d, s, o, i))

@@ -176,6 +176,8 @@ def _format(insn: Insn, st: Style) -> str:
         return st.target(f"if {_reg(dst, wide)} {JMP_SYM[op]} {rhs} goto", off)
     if kind == Kind.CALL:
         return st.call(insn)
+    if kind == Kind.GOTOX:
+        return f"gotox r{dst}"
     if kind == Kind.CALLX:
         return f"callx r{imm or dst}"  # LLVM 19 keeps the register in dst, LLVM 14 in imm
     if kind == Kind.EXIT:

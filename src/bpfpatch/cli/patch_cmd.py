@@ -138,10 +138,10 @@ def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, 
                   given: object = None) -> None:
     """Rewrite every program section (or one) of an ELF object and write a valid object."""
     from bpfpatch.elf import read_object, write_object
-    from bpfpatch.elf.rewrite import check_loadable, refuse_kernel_only
+    from bpfpatch.elf.rewrite import check_loadable, refuse_for_object
 
     obj = read_object(file)
-    refuse_kernel_only(names)
+    refuse_for_object(obj, names)
     todo = [section] if section else list(obj.programs)
     rewritten = {}
     for name in todo:

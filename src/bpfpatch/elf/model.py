@@ -110,6 +110,39 @@ class MapRefs(dict):
         return (int(s) for s in self)
 
 
+@dataclass(frozen=True)
+class JumpTable:
+    """A jump table in ``.jumptables`` (LLVM 20+ for Linux 6.19's ``gotox``), used by one program section.
+
+    libbpf loads each as a BPF_MAP_TYPE_INSN_ARRAY; its entries are byte
+    offsets of instructions in the section that loads the table (``r1 = jt ll``).
+    ``targets`` are those instructions' slots.
+    """
+
+    symbol: str
+    offset: int  # of the table in .jumptables, bytes
+    targets: tuple[int, ...]
+
+
+class JumpTables(list):
+    """The jump tables of one program: every entry lands where jumps to its instruction land (`idx_map`)."""
+
+    def remap(self, insn_map: np.ndarray, idx_map: np.ndarray | None, new_len: int) -> "JumpTables":
+        """The tables with their entries moved to the new slots of their targets."""
+        if idx_map is None:
+            return self
+        return JumpTables(dataclasses.replace(t, targets=tuple(_moved(idx_map, s, new_len) for s in t.targets)) for t in self)
+
+    def pinned_slots(self) -> Iterable[int]:
+        """None: the table's load is pinned by its relocation, the targets only move."""
+        return ()
+
+
+#: ``Program.meta`` key of a program's `JumpTables`.
+JUMP_TABLES = "jump_tables"
+JUMP_TABLE_SECTION = ".jumptables"
+
+
 @dataclass
 class ElfModel:
     """A parsed BPF object: one `Program` per executable section, plus what they refer to."""

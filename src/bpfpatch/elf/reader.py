@@ -19,7 +19,10 @@ from elftools.elf.sections import SymbolTableSection
 from bpfpatch.btf import Btf, CoreRelos, parse_btf_ext
 from bpfpatch.elf.check import check_headers
 from bpfpatch.elf.link import link_program
-from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, ElfModel, Relocation, Relocations, Symbol, Symbols
+from bpfpatch.elf.model import (
+    GLOBAL_DATA_PREFIXES, JUMP_TABLE_SECTION, JUMP_TABLES, R_BPF_64_32, ElfModel, JumpTable, JumpTables, Relocation,
+    Relocations, Symbol, Symbols,
+)
 from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.isa import SLOT_SIZE
 from bpfpatch.program import CORE_RELOS, Program
@@ -149,6 +152,9 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
         _check_record_slots(prog, sec.name, (("func_info", fi), ("line_info", li), ("CO-RE relocation", core)))
         if core:
             prog.meta[CORE_RELOS] = CoreRelos(core)
+        tables = _jump_tables(sec.name, relocs, syms, by_name, nslots)
+        if tables:
+            prog.meta[JUMP_TABLES] = tables
         if fi is not None:
             prog.subprogs = sorted({f.insn_off for f in fi} | {0})
         obj.programs[sec.name] = prog
@@ -163,3 +169,29 @@ def _check_record_slots(prog: Program, section: str, kinds) -> None:
             if r.insn_off not in starts:
                 raise ElfError(f"{what} record {k} of section {section!r}: slot {r.insn_off} is the second half of an "
                                "ld_imm64, not an instruction", section=".BTF.ext")
+
+
+def _jump_tables(section: str, relocs: list[Relocation], syms: list, by_name: dict, nslots: int) -> JumpTables | None:
+    """The `.jumptables` tables a section loads (``rX = table ll``), their entries as slots of the section."""
+    table_sec = by_name.get(JUMP_TABLE_SECTION)
+    if table_sec is None:
+        return None
+    data = table_sec.data()
+    out, seen = JumpTables(), set()
+    for r in relocs:
+        if r.symbol_section != JUMP_TABLE_SECTION or r.symbol_index in seen:
+            continue
+        seen.add(r.symbol_index)
+        sym = syms[r.symbol_index]
+        start, size = sym["st_value"], sym["st_size"]
+        if size % 8 or start + size > len(data):
+            raise ElfError(f"jump table {r.symbol!r} ({size} bytes at {start}) is not whole 8-byte entries inside the section",
+                           section=JUMP_TABLE_SECTION, offset=start)
+        targets = struct.unpack_from(f"<{size // 8}Q", data, start)
+        bad = [t for t in targets if t % 8 or t // 8 >= nslots]
+        if bad:
+            raise ElfError(f"jump table {r.symbol!r} entry {bad[0]:#x} is not an instruction of {section!r}",
+                           section=JUMP_TABLE_SECTION, offset=start)
+        out.append(JumpTable(r.symbol, start, tuple(t // 8 for t in targets)))
+    return out or None
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from bpfpatch.elf.model import JUMP_TABLES, ElfModel
 from bpfpatch.elf.reader import read_object
 from bpfpatch.elf.writer import build_object
 from bpfpatch.errors import DecodeError, ElfError
@@ -27,7 +28,7 @@ def rewrite_object(source: str | Path | bytes, output: str | Path | None, passes
     given).
     """
     obj = read_object(source)
-    refuse_kernel_only(passes)
+    refuse_for_object(obj, passes)
     todo = list(sections) if sections is not None else list(obj.programs)
     for name in todo:
         if name not in obj.programs:
@@ -64,6 +65,20 @@ def refuse_kernel_only(passes: Sequence[str | Pass]) -> None:
                            "(write raw bytes, -o OUT.bin, to look at the kernel's form)")
 
 
+def refuse_for_object(obj: ElfModel, passes: Sequence[str | Pass]) -> None:
+    """`refuse_kernel_only`, and passes that cannot follow the object's control flow.
+
+    ``dce`` does not see the edges of ``gotox`` (its targets live in jump
+    tables): it would delete the targets as unreachable.
+    """
+    refuse_kernel_only(passes)
+    names = {p if isinstance(p, str) else getattr(p, "name", "") for p in passes}
+    with_tables = [n for n, prog in obj.programs.items() if prog.meta.get(JUMP_TABLES)]
+    if "dce" in names and with_tables:
+        raise ElfError(f"pass 'dce' cannot see gotox's jump-table edges in {', '.join(with_tables)}: "
+                       "it would delete their targets as unreachable")
+
+
 def check_loadable(section: str, prog: Program) -> Program:
     """`prog` if a loader may be given it, else `ElfError` (e.g. the kernel's AX, r11, in the code)."""
     try:
@@ -74,4 +89,4 @@ def check_loadable(section: str, prog: Program) -> Program:
     return prog
 
 
-__all__ = ["KERNEL_ONLY_PASSES", "check_loadable", "refuse_kernel_only", "rewrite_object"]
+__all__ = ["KERNEL_ONLY_PASSES", "check_loadable", "refuse_for_object", "refuse_kernel_only", "rewrite_object"]

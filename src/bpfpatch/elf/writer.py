@@ -4,7 +4,7 @@ For every rewritten section: its bytes, its relocations (moved with their
 instructions through ``insn_map``), the symbols that live in it (through
 ``idx_map``), calls from other sections into a rewritten ``.text``, and its
 func_info / line_info / CO-RE records in ``.BTF.ext`` (and ``.rel.BTF.ext``)
-are regenerated; every other section is carried over byte for byte, at its
+and the entries of its ``.jumptables`` are regenerated; every other section is carried over byte for byte, at its
 old offset when nothing before it changed size.  DWARF (``.debug_*``) is
 carried over unchanged: its addresses describe the original code.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from bpfpatch.btf.ext import EXT_KINDS
-from bpfpatch.elf.model import R_BPF_64_32, R_BPF_64_64, R_BPF_64_NODYLD32, ElfModel
+from bpfpatch.elf.model import JUMP_TABLE_SECTION, JUMP_TABLES, R_BPF_64_32, R_BPF_64_64, R_BPF_64_NODYLD32, ElfModel
 from bpfpatch.errors import ElfError
 from bpfpatch.fileio import write_atomic
 from bpfpatch.program import Program
@@ -142,7 +142,14 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
                 sym[5] = (_remap_slot(idx_map, start + size, new_len) - new_start) * 8
     if symtab:
         symtab.data = b"".join(_SYM.pack(*s) for s in syms)
-    # 4. .BTF.ext records and their relocations.
+    # 4. Jump tables: every entry follows its target instruction.
+    if JUMP_TABLE_SECTION in by_name:
+        table = bytearray(by_name[JUMP_TABLE_SECTION].data)
+        for prog in programs.values():
+            for jt in prog.meta.get(JUMP_TABLES) or ():
+                struct.pack_into(f"<{len(jt.targets)}Q", table, jt.offset, *(t * 8 for t in jt.targets))
+        by_name[JUMP_TABLE_SECTION].data = bytes(table)
+    # 5. .BTF.ext records and their relocations.
     if ".BTF.ext" in by_name and obj.btf_ext is not None and programs:
         _rewrite_btf_ext(obj, programs, sections, syms)
     return _layout(obj.data, elf, sections)

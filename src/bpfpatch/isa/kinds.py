@@ -38,6 +38,7 @@ class Kind(IntEnum):
     STX = 18
     ATOMIC = 19
     CALLX = 20  # call the address in a register (clang -O0; dst holds it, imm with LLVM < 19)
+    GOTOX = 21  # jump to the instruction address in dst (Linux 6.19, jump tables in BPF_MAP_TYPE_INSN_ARRAY)
 
 
 def _alu_kind(cls: InsnClass, op: AluOp, source: Source) -> Kind:
@@ -52,7 +53,9 @@ def _alu_kind(cls: InsnClass, op: AluOp, source: Source) -> Kind:
 def _jmp_kind(cls: InsnClass, op: JmpOp, source: Source) -> Kind:
     jmp64_k = cls == InsnClass.JMP and source == Source.K
     if op == JmpOp.JA:
-        return Kind.INVALID if source == Source.X else (Kind.JA if cls == InsnClass.JMP else Kind.GOTOL)
+        if source == Source.X:
+            return Kind.GOTOX if cls == InsnClass.JMP else Kind.INVALID
+        return Kind.JA if cls == InsnClass.JMP else Kind.GOTOL
     if op == JmpOp.CALL:
         if cls == InsnClass.JMP and source == Source.X:
             return Kind.CALLX

@@ -49,6 +49,7 @@ MUST_BE_ZERO: dict[Kind, tuple[str, ...]] = {
     Kind.STX: ("imm",),
     Kind.ATOMIC: (),
     Kind.CALLX: ("src", "off"),
+    Kind.GOTOX: ("src", "off", "imm"),
 }
 
 

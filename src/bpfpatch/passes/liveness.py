@@ -45,6 +45,8 @@ def reads_writes(insn: Insn) -> tuple[int, int]:
         return ARGS_MASK, CALLER_SAVED_MASK
     if kind == Kind.EXIT:
         return 1, 0
+    if kind == Kind.GOTOX:
+        return ALL_REGS_MASK, 0  # its targets (a jump table's entries) are not in the list: all stays live
     if kind == Kind.LD_IMM64:
         return 0, d
     if kind == Kind.LD_ABS:
