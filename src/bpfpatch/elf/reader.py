@@ -20,11 +20,12 @@ from bpfpatch.btf import Btf, CoreRelos, parse_btf_ext
 from bpfpatch.elf.check import check_headers
 from bpfpatch.elf.link import link_program
 from bpfpatch.elf.model import (
-    GLOBAL_DATA_PREFIXES, JUMP_TABLE_SECTION, JUMP_TABLES, R_BPF_64_32, ElfModel, JumpTable, JumpTables, Relocation,
+    GLOBAL_DATA_PREFIXES, JUMP_TABLE_SECTION, JUMP_TABLES, R_BPF_64_32, R_BPF_64_64, ElfModel, JumpTable, JumpTables, Relocation,
     Relocations, Symbol, Symbols,
 )
 from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.isa import SLOT_SIZE
+from bpfpatch.isa.opcodes import PseudoSrc
 from bpfpatch.program import CORE_RELOS, Program
 
 class ElfObject(ElfModel):
@@ -132,7 +133,9 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
             Symbol(s.name, s["st_value"] // SLOT_SIZE, s["st_size"] // SLOT_SIZE, s["st_info"]["bind"], s["st_info"]["type"])
             for s in syms if s["st_shndx"] == idx and s["st_info"]["type"] == "STT_FUNC"
         ]
-        external = [r.slot for r in relocs if r.type == R_BPF_64_32 and raw[r.slot * 8] == 0x85]
+        # Calls and function addresses an ELF relocation resolves: their immediates are the object's, not offsets.
+        external = [r.slot for r in relocs if (r.type == R_BPF_64_32 and raw[r.slot * 8] == 0x85)
+                    or (r.type == R_BPF_64_64 and raw[r.slot * 8] == 0x18 and raw[r.slot * 8 + 1] >> 4 == PseudoSrc.FUNC)]
         fi = obj.btf_ext.func_info.get(sec.name) if obj.btf_ext else None
         li = obj.btf_ext.line_info.get(sec.name) if obj.btf_ext else None
         core = obj.btf_ext.core_relo.get(sec.name) if obj.btf_ext else None

@@ -102,6 +102,7 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
         entries = [list(_REL.unpack_from(rel.data, o)) for o in range(0, len(rel.data), _REL.size)]
         tgt_prog = programs.get(target)
         code_bytes = bytearray(by_name[target].data)
+        kept = []
         for e in entries:
             old_slot = e[0] // 8
             rtype, sym = e[1] & 0xFFFFFFFF, e[1] >> 32
@@ -112,7 +113,7 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
                 _, insn_map, _ = maps[target]
                 slot = int(insn_map[old_slot]) if old_slot < len(insn_map) else -1
                 if slot < 0:
-                    raise ElfError(f"the instruction of relocation at slot {old_slot} was deleted", section=rel.name, offset=e[0])
+                    continue  # dead code went, and its relocation with it (clang would not emit one)
                 code = code_bytes[slot * 8]
                 if (rtype == R_BPF_64_64 and code != 0x18) or (rtype == R_BPF_64_32 and code not in (0x85, 0x18)):
                     raise ElfError(f"relocation at slot {old_slot} now points at opcode {code:#x} (slot {slot})", section=rel.name, offset=e[0])
@@ -128,8 +129,17 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
                                    f"({len(idx_map)} slots)", section=rel.name, offset=e[0])
                 new_target = _remap_slot(idx_map, old_target, new_len)
                 struct.pack_into("<i", code_bytes, slot * 8 + 4, new_target - 1)
+            # A function address (`r2 = callback ll`; libbpf makes it a PSEUDO_FUNC load) against a code
+            # section's symbol: imm is the function's byte offset there, which moves with that code.
+            if rtype == R_BPF_64_64 and sym_sec in programs and syms[sym][1] & 0xF == 3 and code_bytes[slot * 8] == 0x18:
+                imm = struct.unpack_from("<i", code_bytes, slot * 8 + 4)[0]
+                base = syms[sym][4]
+                idx_map, _, new_len = maps[sym_sec]
+                new_target = _remap_slot(idx_map, (base + imm) // 8, new_len)
+                struct.pack_into("<i", code_bytes, slot * 8 + 4, new_target * 8 - base)
+            kept.append(e)
         by_name[target].data = bytes(code_bytes)
-        rel.data = b"".join(_REL.pack(*e) for e in entries)
+        rel.data = b"".join(_REL.pack(*e) for e in kept)
     # 3. Symbols that live in rewritten sections (values are byte offsets).
     for sym in syms:
         name = sec_of_index.get(sym[3])

@@ -1,6 +1,6 @@
 /* One object with what real objects hold: CO-RE field reads, BTF-defined maps, global data
  * (.data, .rodata, .bss), static and global functions in .text called from two program
- * sections, a division (div-guard) and constants (blind).  Built with clang 14 and clang 19,
+ * sections, a callback passed by address (bpf_loop), a division (div-guard) and constants (blind).  Built with clang 14 and clang 19,
  * -mcpu=v2..v4, -O0..-O2, against a vmlinux.h dumped from this kernel's BTF. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -27,6 +27,12 @@ __noinline int scaled(int x)
 	return x * scale + 0x1234;
 }
 
+static int add_index(__u32 i, void *ctx)  /* a callback: its address is an ld_imm64 into .text */
+{
+	hits += i * 3;
+	return 0;
+}
+
 static __always_inline void bump(__u32 k, __u64 by)
 {
 	__u64 *v = bpf_map_lookup_elem(&counts, &k);
@@ -46,6 +52,7 @@ int on_getpid(void *ctx)
 	bump(0, scaled(pid) / d);
 	if (bpf_core_field_exists(t->tgid))
 		hits++;
+	bpf_loop(4, add_index, 0, 0);
 	return 0;
 }
 
