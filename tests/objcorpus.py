@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 import traceback
 from collections import Counter
@@ -104,6 +105,23 @@ def loads(data: bytes, label: str) -> tuple[bool, str]:
         return False, (why or (lines[-1] if lines else str(exc)))[:300]
 
 
+def loads_bpftool(data: bytes, label: str) -> tuple[bool, str]:
+    """Whether ``bpftool prog loadall`` loads the object (pinned under /sys/fs/bpf, unpinned again)."""
+    import os
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        obj = Path(tmp) / "obj.o"
+        obj.write_bytes(data)
+        pin = Path("/sys/fs/bpf") / f"bpfpatch-objcorpus-{os.getpid()}"
+        try:
+            res = subprocess.run(["bpftool", "prog", "loadall", str(obj), str(pin)], capture_output=True, text=True, timeout=120)
+        finally:
+            shutil.rmtree(pin, ignore_errors=True)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "skipping unrecognized" not in ln]
+    return res.returncode == 0, (lines[-1] if lines else "")[:300]
+
+
 @dataclass
 class Tally:
     """Counts of one corpus run."""
@@ -115,8 +133,8 @@ class Tally:
     failures: list[str] = field(default_factory=list)
 
 
-def run(paths: list[Path], *, passes: bool = True, verbose: bool = False) -> Tally:
-    """Identity on every object; with `passes`, every pass set on every object the original loads."""
+def run(paths: list[Path], *, passes: bool = True, verbose: bool = False, loader=loads) -> Tally:
+    """Identity on every object; with `passes`, every pass set on every object the original loads (`loader`)."""
     t = Tally()
     for path in paths:
         t.objects += 1
@@ -127,7 +145,7 @@ def run(paths: list[Path], *, passes: bool = True, verbose: bool = False) -> Tal
         if not passes:
             continue
         data = path.read_bytes()
-        base_ok, _ = loads(data, path.name)
+        base_ok, _ = loader(data, path.name)
         t.original_loads += base_ok
         if not base_ok:
             continue
@@ -144,7 +162,7 @@ def run(paths: list[Path], *, passes: bool = True, verbose: bool = False) -> Tal
                 c["crashed"] += 1
                 t.failures.append(f"{path.name}: {key}: crashed: {traceback.format_exc(limit=3)}")
                 continue
-            ok, why = loads(out, f"{path.name}+{key}")
+            ok, why = loader(out, f"{path.name}+{key}")
             c["loads" if ok else "fails"] += 1
             if not ok:
                 t.failures.append(f"{path.name}: {key}: does not load: {why}")
@@ -157,7 +175,7 @@ def report(t: Tally) -> str:
     """The tally as a few lines of text."""
     lines = [f"identity byte for byte: {t.identical}/{t.objects}"]
     if t.per_pass:
-        lines.append(f"original loads with libbpf: {t.original_loads}/{t.objects}")
+        lines.append(f"original loads: {t.original_loads}/{t.objects}")
         for key, c in t.per_pass.items():
             total = sum(c.values())
             extra = ", ".join(f"{k} {v}" for k, v in c.items() if k != "loads")
@@ -171,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-passes", action="store_true", help="identity only")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--failures", action="store_true", help="print every failure")
+    ap.add_argument("--bpftool", action="store_true", help="load with `bpftool prog loadall` instead of libbpf")
     ap.add_argument("--selftests", metavar="DIR", type=Path, help="compile every selftest program into DIR and run on them")
     args = ap.parse_args(argv)
     paths = args.objects or THIRD_PARTY
@@ -181,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selftest programs compiled with clang-19: {len(paths)}/{total}")
     if args.limit:
         paths = paths[: args.limit]
-    t = run(paths, passes=not args.no_passes)
+    t = run(paths, passes=not args.no_passes, loader=loads_bpftool if args.bpftool else loads)
     print(report(t))
     if args.failures:
         print("\n".join(t.failures))
