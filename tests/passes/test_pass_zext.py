@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 
 from bpfpatch import Insn, PatchList, Program
+from bpfpatch.asm import assemble
 from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.isa import KIND_OF, Kind
 from bpfpatch.kernel import load_program
@@ -86,6 +87,37 @@ def test_zext_output_of_a_packet_program_loads_where_the_original_does():
             pass
         with load_program(run_passes(prog, ["zext"]), ptype):
             pass
+
+
+# The context reaches the loads only as a subprogram's argument (as clang's static functions
+# taking `struct __sk_buff *` do): the tracking must not assume it knows nothing there.
+SUBPROG_PKT = """\
+call pc+2
+r0 = 0
+exit
+r2 = *(u32 *)(r1 + 76)
+r3 = *(u32 *)(r1 + 80)
+r4 = r2
+r4 += 8
+if r4 > r3 goto +1
+r0 = *(u8 *)(r2 + 0)
+r0 = 0
+exit
+"""
+
+
+def test_no_zero_extension_after_context_loads_in_a_subprogram():
+    prog = Program.from_insns(assemble(SUBPROG_PKT))
+    assert run_passes(prog, ["zext"]).to_bytes() == prog.to_bytes()
+
+
+@pytest.mark.kernel
+def test_zext_of_a_subprogram_reading_packet_pointers_loads():
+    prog = Program.from_insns(assemble(SUBPROG_PKT))
+    with load_program(prog, "sched_cls"):
+        pass
+    with load_program(run_passes(prog, ["zext"]), "sched_cls"):
+        pass
 
 
 def test_with_facts_zext_follows_zext_dst_exactly():

@@ -97,28 +97,35 @@ def is_ctx_access(node: Node) -> bool | None:
     return aux.ptr_type == RegType.PTR_TO_CTX
 
 
-def ctx_loads(insns: list[Insn]) -> list[bool]:
+def ctx_loads(insns: list[Insn], joins: "set[int] | frozenset[int]" = frozenset()) -> list[bool]:
     """Per instruction: is it a load whose base register may hold the context pointer?
 
-    Straight-line tracking without facts: r1 holds the context at entry,
-    ``rX = rY`` copies it, an 8-byte store to the stack spills it and an 8-byte
-    load from that slot fills it; anything else that writes a register, and a
-    call, forgets it.  Jump targets keep what the fall-through path knew, so
-    a context pointer that reaches a load only over a jump is missed; the
-    passes that use this treat "maybe" as "yes".
+    Tracking without facts: r1 holds the context at entry, ``rX = rY``
+    copies it, an 8-byte store to the stack spills it and an 8-byte load from
+    that slot fills it; anything else that writes a register, and a call,
+    forgets it.  Where control may arrive from elsewhere -- the indices in
+    `joins` (jump and call targets), and after an ``exit`` or ``goto`` (the
+    next function of a section, or a target) -- nothing is known: every
+    register and stack slot may hold it.  So "no" is sound and "maybe" is
+    an over-approximation; the passes that use this treat "maybe" as "yes".
     """
     regs = {1}
     slots: set[int] = set()
+    any_slot = False            # every stack slot may hold the context pointer
     out = []
-    for insn in insns:
+    top = False
+    for k, insn in enumerate(insns):
         code, dst, src, off, _ = insn
         kind = KIND_OF[code]
+        if top or k in joins:
+            regs, slots, any_slot = set(range(_FP)), set(), True
+        top = kind in (Kind.EXIT, Kind.JA, Kind.GOTOL)
         out.append(kind in (Kind.LDX, Kind.LDSX) and src in regs)
         if kind == Kind.ALU_X and code == _MOV64_X and off == 0:
             (regs.add if src in regs else regs.discard)(dst)
         elif kind == Kind.STX and dst == _FP and code & SIZE_MASK == Size.DW:
             (slots.add if src in regs else slots.discard)(off)
-        elif kind == Kind.LDX and src == _FP and code & SIZE_MASK == Size.DW and off in slots:
+        elif kind == Kind.LDX and src == _FP and code & SIZE_MASK == Size.DW and (any_slot or off in slots):
             regs.add(dst)
         elif kind in (Kind.CALL, Kind.LD_ABS, Kind.LD_IND):
             regs -= {0, 1, 2, 3, 4, 5}

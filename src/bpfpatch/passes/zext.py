@@ -241,7 +241,9 @@ def _maybe_ctx_loads(pl: PatchList, sites: list) -> list[bool]:
     if not any(KIND_OF[n.insn.code] == Kind.LDX for n in sites):
         return [False] * len(sites)
     nodes = list(pl)
-    flags = dict(zip(nodes, ctx_loads([n.insn for n in nodes])))
+    targets = {t for n in nodes if (t := n.target) is not None}
+    joins = {k for k, n in enumerate(nodes) if n in targets}
+    flags = dict(zip(nodes, ctx_loads([n.insn for n in nodes], joins)))
     return [flags.get(n, False) for n in sites]
 
 
