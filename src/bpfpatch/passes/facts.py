@@ -100,7 +100,7 @@ def is_ctx_access(node: Node) -> bool | None:
 def ctx_loads(insns: list[Insn], joins: "set[int] | frozenset[int]" = frozenset()) -> list[bool]:
     """Per instruction: is it a load whose base register may hold the context pointer?
 
-    Tracking without facts: r1 holds the context at entry, ``rX = rY``
+    Tracking without facts: r1-r5 may hold the context at entry, ``rX = rY``
     copies it, an 8-byte store to the stack spills it and an 8-byte load from
     that slot fills it; anything else that writes a register, and a call,
     forgets it.  Where control may arrive from elsewhere -- the indices in
@@ -109,7 +109,10 @@ def ctx_loads(insns: list[Insn], joins: "set[int] | frozenset[int]" = frozenset(
     register and stack slot may hold it.  So "no" is sound and "maybe" is
     an over-approximation; the passes that use this treat "maybe" as "yes".
     """
-    regs = {1}
+    # At entry r1 holds the context; a function of `.text` entered from another section may hold
+    # it in any argument register (r2-r5 are uninitialized in a program's main function, so
+    # counting them costs nothing there).
+    regs = {1, 2, 3, 4, 5}
     slots: set[int] = set()
     any_slot = False            # every stack slot may hold the context pointer
     out = []
