@@ -142,3 +142,25 @@ def test_replace_rows_refuses_bad_input():
     with pytest.raises(PatchError, match="leaves the template"):
         pl.replace_rows(np.array([1]), [Row(0x05, off=5), SITE])
     assert pl.linearize().to_bytes() == prog.to_bytes()  # every refusal left the list untouched
+
+
+@pytest.mark.parametrize("field", [dict(dst=12), dict(src=16), dict(off=-40000), dict(off=1 << 15),
+                                   dict(imm=1 << 40), dict(imm=-(1 << 31) - 1), dict(imm=1.0), dict(dst="r1")])
+def test_template_constants_that_do_not_fit_are_refused(field):
+    with pytest.raises(PatchError, match="template row field"):
+        Row(0xB7, **field)
+
+
+def test_per_site_values_that_do_not_fit_are_refused_and_change_nothing():
+    prog = Program.from_insns([Insn(0xB7, 0, 0, 0, 1), Insn(0xB7, 1, 0, 0, 2), Insn(0x95)])
+    pl = PatchList(prog)
+    before = pl.linearize().to_bytes()
+    ids = np.array([n.id for n in list(pl)[:2]])
+    with pytest.raises(PatchError, match="imm=4294967296"):
+        pl.replace_rows(ids, [Row(0x07, dst=S.dst, imm=np.array([1, 1 << 32])), SITE])
+    with pytest.raises(PatchError, match="not integers"):
+        pl.replace_rows(ids, [Row(0x07, dst=S.dst, imm=np.array([1.0, 2.0])), SITE])
+    assert pl.linearize().to_bytes() == before
+    # In range (AX included, imm as its unsigned spelling), the same template applies.
+    pl.replace_rows(ids, [Row(0x07, dst=S.dst, imm=np.array([1, 0xFFFFFFFF])), SITE])
+    assert len(pl.linearize().insns) == 5

@@ -89,6 +89,31 @@ class Row:
     imm: FieldValue = 0
     to_site_target: bool = False
 
+    def __post_init__(self) -> None:
+        # Constant fields are checked here, per-site arrays and computed values where they are
+        # laid out (`_row_word`): a value that does not fit its field is refused, never masked.
+        for attr, _, _ in _WORD_FIELDS:
+            v = getattr(self, attr)
+            if isinstance(v, np.ndarray) or callable(v):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise PatchError(f"template row field {attr}={v!r}: not an int, a per-site array or a function")
+            _check_range(attr, int(v), int(v))
+
+
+def _check_range(attr: str, lo: int, hi: int) -> None:
+    """Refuse a template field whose values [lo, hi] do not fit (registers up to the kernel's AX, r11)."""
+    low, high = _FIELD_RANGE[attr]
+    if lo < low or hi > high:
+        bad = lo if lo < low else hi
+        raise PatchError(f"template row field {attr}={bad}: out of range {low}..{high}")
+
+
+# What a template field may hold: code u8, registers r0-r10 and AX (r11), off s16,
+# imm s32 (or its unsigned 32-bit spelling, as masks are often written).
+_FIELD_RANGE = {"code": (0, 0xFF), "dst": (0, 11), "src": (0, 11), "off": (-(1 << 15), (1 << 15) - 1),
+                "imm": (-(1 << 31), (1 << 32) - 1)}
+
 
 Template = Sequence[Union[Row, _Site]]
 #: A template row's reference: another row, the node after the site, or the site's own target.
@@ -110,6 +135,10 @@ def _row_word(row: Row, site_words: np.ndarray) -> np.ndarray | np.uint64:
     for attr, shift, mask in _WORD_FIELDS:
         v = getattr(row, attr)
         if isinstance(v, np.ndarray):  # one value per site
+            if v.dtype.kind not in "iub":
+                raise PatchError(f"template row field {attr}: a per-site array of {v.dtype}, not integers")
+            if len(v):
+                _check_range(attr, int(v.min()), int(v.max()))
             part = (v.view(v.dtype.str.replace("i", "u")) if v.dtype.kind == "i" else v).astype(_U64) & _U64(mask)
         elif not callable(v):
             const |= (int(v) & mask) << shift
