@@ -37,15 +37,16 @@ def test_socket_filter_divides(filters):
 
 
 def test_tc_with_map_counts(filters):
-    from bpfpatch.kernel.equiv import _prepare
+    from bpfpatch.kernel.equiv import with_fresh_maps
 
-    raw, maps = _prepare(filters.linked_program("tc"))
+    raw, maps = with_fresh_maps(filters.linked_program("tc"))
     try:
         with load_program(raw, ProgType.SCHED_CLS) as p:
             assert [p.test_run(_pkt(0)).retval for _ in range(3)] == [1, 2, 3]
-        assert struct.unpack("<Q", maps[0].lookup(b"\0\0\0\0"))[0] == 3
+        (counts,) = maps.values()
+        assert struct.unpack("<Q", counts.lookup(b"\0\0\0\0"))[0] == 3
     finally:
-        for m in maps:
+        for m in maps.values():
             m.close()
 
 

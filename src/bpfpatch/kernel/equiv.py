@@ -72,30 +72,36 @@ def _first_error_line(exc: KernelError) -> str:
     return str(exc)
 
 
-def _prepare(program: Any) -> tuple[bytes, list[Map]]:
-    """Raw bytes with fresh maps patched in."""
+def with_fresh_maps(program: Any, contents: "dict[str, dict[bytes, bytes]] | None" = None) -> tuple[bytes, dict[str, Map]]:
+    """Raw bytes with a fresh map per referenced map patched in, each filled from `contents` by name.
+
+    The caller owns (and closes) the returned maps.
+    """
     raw = program if isinstance(program, (bytes, bytearray)) else program.to_bytes()
     meta = getattr(program, "meta", {}) or {}
     refs = meta.get("map_refs") or {}
     specs = meta.get("map_specs") or {}
+    contents = contents or {}
     maps: dict[str, Map] = {}
     fds: dict[int, tuple[int, int | None]] = {}
     for slot, (name, value_off) in refs.items():
         if name not in maps:
             maps[name] = create_map(specs[name])
+            for key, value in contents.get(name, {}).items():
+                maps[name].update(key, value)
         fds[int(slot)] = (maps[name].fd, value_off)
     if fds:
         raw = patch_map_fds(bytes(raw), fds)
-    return bytes(raw), list(maps.values())
+    return bytes(raw), maps
 
 
 def _run_all(program: Any, ptype: ProgType, inputs: list[tuple[str, bytes]]):
-    raw, maps = _prepare(program)
+    raw, maps = with_fresh_maps(program)
     try:
         with load_program(raw, ptype) as prog:
             return [prog.test_run(data) for _, data in inputs]
     finally:
-        for m in maps:
+        for m in maps.values():
             m.close()
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bpfpatch.errors import KernelError
-from bpfpatch.kernel import Map, create_map, load_program, patch_map_fds
+from bpfpatch.kernel import load_program
+from bpfpatch.kernel.equiv import with_fresh_maps
 from bpfpatch.kernel.loader import TestRunResult
 from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.prove import layout as L
@@ -49,24 +50,6 @@ def ctx_bytes(ptype: ProgType, ctx: dict[str, int]) -> bytes | None:
     return bytes(buf) if any(buf) else None
 
 
-def _load_with_maps(program: Any, maps_content: dict[str, dict[bytes, bytes]]):
-    raw = program.to_bytes()
-    meta = program.meta or {}
-    refs = meta.get("map_refs") or {}
-    specs = meta.get("map_specs") or {}
-    maps: dict[str, Map] = {}
-    fds: dict[int, tuple[int, int | None]] = {}
-    for slot, (name, value_off) in refs.items():
-        if name not in maps:
-            maps[name] = create_map(specs[name])
-            for key, value in maps_content.get(name, {}).items():
-                maps[name].update(key, value)
-        fds[int(slot)] = (maps[name].fd, value_off)
-    if fds:
-        raw = patch_map_fds(raw, fds)
-    return raw, maps
-
-
 def replay(original: Any, rewritten: Any, cex: Counterexample, prog_type: "ProgType | int | str",
            *, rewritten_prog_type: "ProgType | int | str | None" = None) -> Replay:
     """Run both programs on the counterexample's input in the running kernel."""
@@ -76,7 +59,7 @@ def replay(original: Any, rewritten: Any, cex: Counterexample, prog_type: "ProgT
     after: list[dict] = []
     try:
         for prog in (original, rewritten):
-            raw, maps = _load_with_maps(prog, cex.maps)
+            raw, maps = with_fresh_maps(prog, cex.maps)
             try:
                 with load_program(raw, ptype) as lp:
                     out.append(lp.test_run(cex.packet, ctx_in))
