@@ -69,6 +69,7 @@ def test_section_data_past_the_end_names_the_section():
     (9, 20, "symbol table entry size 20, expected 24"),
     (5, 456 - 4, "not a whole number of 24-byte entries"),
     (6, 99, "sh_link 99 names no section"),
+    (6, 2, "sh_link 2 names section .text of type 1, not a string table"),
 ])
 def test_symbol_table_framing(field, value, words):
     data = bytearray(SAMPLE)
@@ -80,6 +81,7 @@ def test_symbol_table_framing(field, value, words):
     (9, 24, "relocation table entry size 24, expected 16"),
     (5, 32 - 8, "not a whole number of 16-byte entries"),
     (7, 77, "relocations for section 77, which does not exist"),
+    (6, 1, "sh_link 1 names section .strtab of type 3, not a symbol table"),
 ])
 def test_relocation_table_framing(field, value, words):
     data = bytearray(SAMPLE)

@@ -6,7 +6,8 @@ section header table themselves and refuse, naming the place, what the kernel's
 loader (libbpf) refuses too: a header or a section header table past the end of
 the file, a section header size that is not the format's, a section name table
 index that does not exist, section data past the end of the file, a symbol or
-relocation table whose size is not a whole number of entries.
+relocation table whose size is not a whole number of entries, a symbol table
+whose names are not in a string table, relocations that name no symbol table.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import struct
 from bpfpatch.errors import ElfError
 
 _ELFCLASS32, _ELFCLASS64 = 1, 2
-_SHT_NOBITS, _SHT_SYMTAB, _SHT_REL, _SHT_RELA, _SHT_DYNSYM, _SHT_RELR = 8, 2, 9, 4, 11, 19
+_SHT_NOBITS, _SHT_SYMTAB, _SHT_STRTAB, _SHT_REL, _SHT_RELA, _SHT_DYNSYM, _SHT_RELR = 8, 2, 3, 9, 4, 11, 19
 _LINKED = (_SHT_SYMTAB, _SHT_DYNSYM, _SHT_REL, _SHT_RELA)  # sh_link names their string / symbol table
 _SHF_COMPRESSED = 0x800
 
@@ -104,6 +105,14 @@ def check_headers(data: bytes) -> None:
             raise ElfError(f"RELR table entry size {entsize}", section=where, offset=at)
         if sh_type in _LINKED and not 0 < link < count:
             raise ElfError(f"sh_link {link} names no section ({count} sections)", section=where, offset=at)
+        if sh_type in _LINKED:
+            # A symbol table's names are in a string table; relocations name the entries of a symbol table.
+            wanted = (_SHT_STRTAB,) if sh_type in (_SHT_SYMTAB, _SHT_DYNSYM) else (_SHT_SYMTAB, _SHT_DYNSYM)
+            linked = headers[link]
+            if linked[1] not in wanted:
+                kind = "string table" if wanted == (_SHT_STRTAB,) else "symbol table"
+                raise ElfError(f"sh_link {link} names section {_name(data, names, linked[0], link)} of type "
+                               f"{linked[1]}, not a {kind}", section=where, offset=at)
         if sh_type in (_SHT_REL, _SHT_RELA) and info >= count:
             raise ElfError(f"relocations for section {info}, which does not exist ({count} sections)",
                            section=where, offset=at)
