@@ -65,7 +65,9 @@ class MapRef:
     """A map an instruction refers to: by its index in the program's map list and, when known, its fd.
 
     ``map_type`` is ``enum bpf_map_type``'s number when the analysis was told it
-    (needed by passes that inline lookups of array maps).
+    (needed by passes that inline lookups of array maps).  ``map_flags`` is
+    its BPF_MAP_CREATE flags when known (the kernel inlines no lookup of an
+    array created with BPF_F_INNER_MAP).
     """
 
     index: int
@@ -75,6 +77,7 @@ class MapRef:
     key_size: int | None = None
     value_size: int | None = None
     max_entries: int | None = None
+    map_flags: int | None = None
 
 
 @dataclass(slots=True)

@@ -1969,6 +1969,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             release_id = reg.ref_obj_id
         if t is RegType.NOT_INIT:
             raise _err(idx, f"R{regno} !read_ok")
+    if meta_map is not None and a.map is not None and a.map != meta_map:
+        a.extra["map_poisoned"] = True  # record_func_map: the call site sees two maps (the kernel inlines nothing)
     a.map = meta_map if meta_map is not None else a.map
     if release_id:
         _release(st, release_id)

@@ -218,6 +218,10 @@ _FIELDS = ("code", "dst", "src", "off", "imm")
 ZEXT_MARKER_CODE = InsnClass.ALU | AluOp.MOV | Source.X
 
 
+#: BPF_MOV64_PERCPU_REG: ALU64 MOV X with off BPF_ADDR_PERCPU (kernel-internal, do_misc_fixups).
+PERCPU_MOV_CODE, BPF_ADDR_PERCPU = 0xBF, -1
+
+
 def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: bool = False) -> str | None:
     """Why `insn` (code, dst, src, off, imm) is not an instruction the kernel accepts; None if it is.
 
@@ -225,7 +229,8 @@ def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: b
     registers 0..`max_reg`, off signed 16 bits, imm signed 32 bits (an
     ld_imm64's 64 bits, signed or unsigned); then every rule of
     `validate_slots`.  `kernel_internal` also admits the kernel's
-    zero-extension marker (BPF_ZEXT_REG: ``w_dst = w_dst`` with imm 1).
+    zero-extension marker (BPF_ZEXT_REG: ``w_dst = w_dst`` with imm 1) and
+    its per-CPU address move (BPF_MOV64_PERCPU_REG: ``r_dst = r_src`` with off -1).
     """
     if len(insn) != 5:
         return f"an instruction has 5 fields, not {len(insn)}"
@@ -252,6 +257,8 @@ def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: b
     if not _LOOK_OF[code] and not w0 & _STRICT_OF[code]:
         return None
     if kernel_internal and code == ZEXT_MARKER_CODE and dst == src and off == 0 and imm == 1:
+        return None
+    if kernel_internal and code == PERCPU_MOV_CODE and off == BPF_ADDR_PERCPU and imm == 0:
         return None
     slots = np.array([w0, ((imm >> 32) & 0xFFFFFFFF) << 32 if code == LD_IMM64 else 0], dtype=np.uint64)
     try:

@@ -30,7 +30,8 @@ MEMBERS = {
     "qdisc_skb_cb": ("data", "tc_classid", "pkt_len"),
     "bpf_skb_data_end": ("data_meta", "data_end"),
     "sock_common": ("skc_family", "skc_daddr", "skc_rcv_saddr", "skc_v6_daddr", "skc_v6_rcv_saddr",
-                    "skc_dport", "skc_num"),
+                    "skc_dport", "skc_num", "skc_state", "skc_bound_dev_if",
+                    "skc_rx_queue_mapping"),
     "skb_shared_info": ("gso_segs", "gso_size", "hwtstamps"),
     "xdp_buff": ("data", "data_meta", "data_end", "rxq", "txq"),
     "xdp_rxq_info": ("dev", "queue_index"),
@@ -39,11 +40,23 @@ MEMBERS = {
     "sockaddr": ("sa_family",),
     "sockaddr_in": ("sin_addr",),
     "sockaddr_in6": ("sin6_addr", "sin6_port"),
-    "sock": ("__sk_common", "sk_type", "sk_protocol"),
+    "sock": ("__sk_common", "sk_type", "sk_protocol", "sk_mark", "sk_priority"),
+    # bpf_tcp_sock_convert_ctx_access, bpf_xdp_sock_convert_ctx_access
+    "tcp_sock": ("snd_cwnd", "srtt_us", "rtt_min", "snd_ssthresh", "rcv_nxt", "snd_nxt", "snd_una", "mss_cache",
+                 "ecn_flags", "rate_delivered", "rate_interval_us", "packets_out", "retrans_out", "total_retrans",
+                 "segs_in", "data_segs_in", "segs_out", "data_segs_out", "lost_out", "sacked_out",
+                 "bytes_received", "bytes_acked", "dsack_dups", "delivered", "delivered_ce"),
+    "minmax_sample": ("v",),
+    "inet_connection_sock": ("icsk_retransmits",),
+    "xdp_sock": ("queue_id",),
     "bpf_perf_event_data_kern": ("regs", "data"),
     "perf_sample_data": ("period", "addr"),
     "bpf_sk_lookup_kern": ("family", "protocol", "v4.saddr", "v4.daddr", "v6.saddr", "v6.daddr", "sport", "dport",
                            "ingress_ifindex", "selected_sk"),
+    # map_gen_lookup (kernel/bpf/arraymap.c, hashtab.c)
+    "bpf_array": ("value",),
+    "htab_elem": ("key", "lru_node"),
+    "bpf_lru_node": ("ref",),
 }
 BITS = {"sk_buff": ("pkt_type", "tc_at_ingress", "tstamp_type", "cloned")}
 
@@ -79,6 +92,20 @@ SHIPPED: Layout = {
     'bpf_sk_lookup_kern.selected_sk': (32, 8), 'sk_buff.pkt_type@bit': (1024, 3),
     'sk_buff.tc_at_ingress@bit': (1034, 1), 'sk_buff.tstamp_type@bit': (1032, 2),
     'sk_buff.cloned@bit': (1008, 1),
+    'bpf_array.value': (312, 0), 'htab_elem.key': (48, 0), 'htab_elem.lru_node': (16, 24),
+    'bpf_lru_node.ref': (19, 1),
+    'inet_connection_sock.icsk_retransmits': (1249, 1), 'minmax_sample.v': (4, 4), 'sock.sk_mark': (524, 4),
+    'sock.sk_priority': (520, 4), 'sock_common.skc_bound_dev_if': (20, 4),
+    'sock_common.skc_rx_queue_mapping': (122, 2), 'sock_common.skc_state': (18, 1),
+    'tcp_sock.bytes_acked': (1824, 8), 'tcp_sock.bytes_received': (1752, 8), 'tcp_sock.data_segs_in': (1764, 4),
+    'tcp_sock.data_segs_out': (1540, 4), 'tcp_sock.delivered': (1692, 4), 'tcp_sock.delivered_ce': (1696, 4),
+    'tcp_sock.dsack_dups': (1864, 4), 'tcp_sock.ecn_flags': (1640, 1), 'tcp_sock.lost_out': (1452, 4),
+    'tcp_sock.mss_cache': (1440, 4), 'tcp_sock.packets_out': (1684, 4), 'tcp_sock.rate_delivered': (1780, 4),
+    'tcp_sock.rate_interval_us': (1784, 4), 'tcp_sock.rcv_nxt': (1664, 4), 'tcp_sock.retrans_out': (1480, 4),
+    'tcp_sock.rtt_min': (1496, 24), 'tcp_sock.sacked_out': (1456, 4), 'tcp_sock.segs_in': (1760, 4),
+    'tcp_sock.segs_out': (1536, 4), 'tcp_sock.snd_cwnd': (1444, 4), 'tcp_sock.snd_nxt': (1668, 4),
+    'tcp_sock.snd_ssthresh': (1492, 4), 'tcp_sock.snd_una': (1672, 4), 'tcp_sock.srtt_us': (1680, 4),
+    'tcp_sock.total_retrans': (2200, 4), 'xdp_sock.queue_id': (880, 2),
 }
 
 _provider: Callable[[], Layout] | None = None

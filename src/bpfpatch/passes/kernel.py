@@ -41,7 +41,7 @@ from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.insn import (
-    alu32_imm, alu32_reg, alu64_imm, alu64_reg, exit_insn, ja, jmp_imm, ld_imm64, ldx_mem, mov64_imm, mov64_reg,
+    alu32_imm, alu32_reg, alu64_imm, exit_insn, jmp_imm, ld_imm64, ldx_mem, mov64_imm, mov64_reg,
 )
 from bpfpatch.isa.opcodes import (
     AX_REG, CLASS_MASK, MODE_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, JmpOp, Mode, Size, Source,
@@ -50,21 +50,29 @@ from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.dce import remove_dead_code
 from bpfpatch.passes.div_guard import guard
 from bpfpatch.passes.facts import attach_facts, facts_of, has_facts
+from bpfpatch.passes.kernel_maps import gen_lookup
 from bpfpatch.passes.kernel_ctx import (
-    BYTES_OF_SIZE, PROLOGUE_TYPES, READ, SUPPORTED, UNCONVERTED, WRITE, convert, prologue, uses_tstamp_type,
+    BYTES_OF_SIZE, PROLOGUE_TYPES, CtxAccessError, READ, SUPPORTED, UNCONVERTED, WRITE, convert, prologue, uses_tstamp_type,
 )
+from bpfpatch.passes.kernel_ctx_sock import bpf_sock_field_size, convert_bpf_sock, convert_tcp_sock, convert_xdp_sock
 from bpfpatch.patch import Node, PatchList
 from bpfpatch.progtype import ProgType, prog_type_of
 
 BPF_FUNC_map_lookup_elem, BPF_FUNC_get_smp_processor_id, BPF_FUNC_jiffies64 = 1, 8, 118
-BPF_MAP_TYPE_ARRAY = 2
+BPF_FUNC_timer_set_callback, BPF_FUNC_kptr_xchg = 170, 194
+#: sk_storage_get, inode_storage_get, task_storage_get, cgrp_storage_get: do_misc_fixups passes the gfp flags in r5.
+STORAGE_GET = frozenset({107, 145, 156, 210})
+GFP_ATOMIC, GFP_KERNEL = 0x820, 0xCC0
+#: BPF_F_SLEEPABLE (prog_flags): storage_get may allocate with GFP_KERNEL.
+BPF_F_SLEEPABLE = 1 << 4
 BPF_PROBE_MEM, BPF_PROBE_MEMSX = 0x20, 0x40
 BPF_ADDR_PERCPU = -1
 #: Program types whose ops have gen_ld_abs.
 LD_ABS_TYPES = frozenset({ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT})
-#: offsetof(struct bpf_array, value) on 64-bit kernels.
-BPF_ARRAY_VALUE_OFF = 0x110
 _PKT = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
+#: Pointer types other than the context whose accesses convert_ctx_accesses lowers, and how.
+SOCK_CONVERTERS = {RegType.PTR_TO_SOCKET: convert_bpf_sock, RegType.PTR_TO_SOCK_COMMON: convert_bpf_sock,
+                   RegType.PTR_TO_TCP_SOCK: convert_tcp_sock, RegType.PTR_TO_XDP_SOCK: convert_xdp_sock}
 
 
 class KernelPipeline:
@@ -86,7 +94,7 @@ class KernelPipeline:
         seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
         remove_dead_code(pl, nodes, seen)
         convert_ctx_accesses(pl, ptype)
-        misc_fixups(pl, ptype, opts.get("symbols", {}))
+        misc_fixups(pl, ptype, opts.get("symbols", {}), opts.get("prog_flags", 0))
         zero_extend(pl, all_defs=bool(opts.get("zext")))
         if opts.get("blind"):
             from bpfpatch.passes.blind import PASS as Blind
@@ -119,7 +127,7 @@ def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
         kind = _access_kind(node.insn)
         if kind is None:
             continue
-        if f.ptr_type == RegType.PTR_TO_CTX:
+        if f.ptr_type == RegType.PTR_TO_CTX or f.ptr_type in SOCK_CONVERTERS:
             todo.append((node, kind, f))
         elif f.ptr_type == RegType.PTR_TO_BTF_ID and kind == READ:
             insn = node.insn
@@ -136,6 +144,9 @@ def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
 def _convert_one(ptype: ProgType, kind: str, insn: Insn, f: InsnAux, tstamp_type_access: bool) -> list[Insn]:
     size = BYTES_OF_SIZE[Size(insn.code & SIZE_MASK)]
     field = f.ctx_field_size or 0
+    if not field and f.ptr_type in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON) or (
+            not field and ptype == ProgType.CGROUP_SOCK and f.ptr_type == RegType.PTR_TO_CTX):
+        field = bpf_sock_field_size(insn.off, size)
     narrow = size < field
     si = insn
     if narrow:
@@ -144,7 +155,13 @@ def _convert_one(ptype: ProgType, kind: str, insn: Insn, f: InsnAux, tstamp_type
         size_default = field  # bpf_ctx_off_adjust_machine: fields are at most 8 bytes
         si = Insn(InsnClass.LDX | Mode.MEM | {2: Size.H, 4: Size.W, 8: Size.DW}[field], insn.dst, insn.src,
                   insn.off & ~(size_default - 1), insn.imm)
-    out, target_size = convert(ptype, kind, si, tstamp_type_access)
+    if f.ptr_type in SOCK_CONVERTERS:
+        got = SOCK_CONVERTERS[f.ptr_type](kind, si)
+        if got is None:
+            raise CtxAccessError(f"kernel: {f.ptr_type.value} {kind} at offset {si.off} is not converted here")
+        out, target_size = got
+    else:
+        out, target_size = convert(ptype, kind, si, tstamp_type_access)
     if narrow and size < target_size:
         shift = (insn.off & (field - 1)) * 8
         if shift:
@@ -171,20 +188,14 @@ def gen_ld_abs(insn: Insn) -> list[Insn]:
     return out
 
 
-def array_map_gen_lookup(value_size: int, max_entries: int) -> list[Insn]:
-    """array_map_gen_lookup for a privileged program (no speculation mask): r0 = &value[*r2] or NULL."""
-    elem = (value_size + 7) & ~7
-    out = [alu64_imm(AluOp.ADD, 1, BPF_ARRAY_VALUE_OFF), ldx_mem(Size.W, 0, 2, 0),
-           jmp_imm(JmpOp.JGE, 0, max_entries, 3)]
-    if elem & (elem - 1) == 0:
-        out.append(alu64_imm(AluOp.LSH, 0, elem.bit_length() - 1))
-    else:
-        out.append(alu64_imm(AluOp.MUL, 0, elem))
-    return out + [alu64_reg(AluOp.ADD, 0, 1), ja(1), mov64_imm(0, 0)]
+def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_flags: int = 0) -> None:
+    """do_misc_fixups, as far as a program outside the kernel can observe it.
 
-
-def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int]) -> None:
-    """do_misc_fixups, as far as a program outside the kernel can observe it."""
+    `symbols` gives the kernel addresses the inlined code loads (``jiffies``,
+    ``cpu_number``, ``prog_aux``; 0 when absent); `prog_flags` the load's flags
+    (BPF_F_SLEEPABLE picks storage_get's GFP_KERNEL).
+    """
+    sleepable = bool(prog_flags & BPF_F_SLEEPABLE)
     for node, f in _live_with_facts(pl):
         insn = node.insn
         kind = KIND_OF[insn.code]
@@ -204,9 +215,16 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int]) -> None
                 addr = symbols.get("cpu_number", 0)
                 pl.replace(node, [mov64_imm(0, _s32(addr)), Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, 0, 0,
                                                                  BPF_ADDR_PERCPU, 0), ldx_mem(Size.W, 0, 0, 0)])
-            elif (insn.imm == BPF_FUNC_map_lookup_elem and f.map is not None
-                  and f.map.map_type == BPF_MAP_TYPE_ARRAY and f.map.value_size and f.map.max_entries):
-                pl.replace(node, array_map_gen_lookup(f.map.value_size, f.map.max_entries))
+            elif insn.imm == BPF_FUNC_map_lookup_elem and f.map is not None and not f.extra.get("map_poisoned"):
+                inlined = gen_lookup(f.map)
+                if inlined is not None:
+                    pl.replace(node, inlined)
+            elif insn.imm in STORAGE_GET:
+                pl.replace(node, [mov64_imm(5, GFP_KERNEL if sleepable else GFP_ATOMIC), insn])
+            elif insn.imm == BPF_FUNC_timer_set_callback:
+                pl.replace(node, [ld_imm64(3, symbols.get("prog_aux", 0)), insn])
+            elif insn.imm == BPF_FUNC_kptr_xchg:
+                pl.replace(node, [mov64_reg(0, 2), Insn(InsnClass.STX | Mode.ATOMIC | Size.DW, 1, 0, 0, AtomicOp.XCHG)])
 
 
 def _s32(v: int) -> int:
