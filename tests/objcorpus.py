@@ -91,6 +91,27 @@ def identity(path: Path) -> tuple[bool, str]:
     return False, f"differs (sizes {len(data)} -> {len(out)}, first byte {first})"
 
 
+class Unchanged:
+    """A pass that changes nothing: with it every section goes through the patch list and the writer."""
+
+    name = "unchanged"
+
+    def run(self, pl, ctx) -> None:
+        """Nothing: the list is linearized and written as it came."""
+
+
+def round_trip(path: Path) -> tuple[bool, str]:
+    """Whether every section, decoded, put through a patch list and written again, gives the input byte for byte."""
+    data = path.read_bytes()
+    try:
+        out = rewrite_object(data, None, [Unchanged()])
+    except BpfPatchError as exc:
+        return False, f"refused: {exc}"
+    if out == data:
+        return True, ""
+    return False, f"differs (sizes {len(data)} -> {len(out)})"
+
+
 def loads(data: bytes, label: str) -> tuple[bool, str]:
     """Whether libbpf loads the whole object (and the verifier accepts every program)."""
     from bpfpatch.kernel.libbpf import LibbpfError, load_object, verifier_reason
@@ -128,6 +149,7 @@ class Tally:
 
     objects: int = 0
     identical: int = 0
+    round_trips: int = 0
     original_loads: int = 0
     per_pass: dict[str, Counter] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -142,6 +164,10 @@ def run(paths: list[Path], *, passes: bool = True, verbose: bool = False, loader
         t.identical += ok
         if not ok:
             t.failures.append(f"{path.name}: identity: {why}")
+        ok, why = round_trip(path)
+        t.round_trips += ok
+        if not ok:
+            t.failures.append(f"{path.name}: round trip: {why}")
         if not passes:
             continue
         data = path.read_bytes()
@@ -173,7 +199,8 @@ def run(paths: list[Path], *, passes: bool = True, verbose: bool = False, loader
 
 def report(t: Tally) -> str:
     """The tally as a few lines of text."""
-    lines = [f"identity byte for byte: {t.identical}/{t.objects}"]
+    lines = [f"identity byte for byte: {t.identical}/{t.objects}",
+             f"decoded, through a patch list and written again, byte for byte: {t.round_trips}/{t.objects}"]
     if t.per_pass:
         lines.append(f"original loads: {t.original_loads}/{t.objects}")
         for key, c in t.per_pass.items():

@@ -138,19 +138,15 @@ def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, 
                   given: object = None) -> None:
     """Rewrite every program section (or one) of an ELF object and write a valid object."""
     from bpfpatch.elf import read_object, write_object
-    from bpfpatch.elf.rewrite import check_loadable, refuse_for_object
+    from bpfpatch.elf.rewrite import check_loadable, sections_to_rewrite
 
-    obj = read_object(file)
-    refuse_for_object(obj, names)
-    todo = [section] if section else list(obj.programs)
+    obj = read_object(file, opaque=True)
     rewritten = {}
-    for name in todo:
-        if name not in obj.programs:
-            raise BpfPatchError(f"{file}: no program section {name!r} (have: {', '.join(obj.programs)})")
+    for name in sections_to_rewrite(obj, names, [section] if section else None):
         rewritten[name] = check_loadable(name, rewrite(obj.programs[name], names, _typed(ctx, name, given), relax))
     write_object(obj, rewritten, output)
     sizes = ", ".join(f"{n} {len(obj.programs[n].slots)} -> {len(p.slots)}" for n, p in rewritten.items())
-    typer.echo(f"{file.name}: {sizes} slots ({', '.join(names) or 'identity'})", err=True)
+    typer.echo(f"{file.name}: {sizes or 'every section as it was'} ({', '.join(names) or 'identity'})", err=True)
 
 
 def _say_what_was_left_out(file: Path, prog) -> None:

@@ -156,6 +156,9 @@ class ElfModel:
     maps: dict[str, dict[str, int]] = field(default_factory=dict)
     data_sections: dict[str, bytes] = field(default_factory=dict)
     license: str = ""
+    #: Program sections read as bytes only (``read_object(..., opaque=True)``): section -> why they do not
+    #: decode (e.g. a register past r10).  They are written back as they are; no pass can rewrite them.
+    opaque: dict[str, str] = field(default_factory=dict)
 
     def sections(self) -> list[str]:
         """The program sections, in file order."""

@@ -49,10 +49,17 @@ def _wrap(what: str, section: str | None = None):
     return _Ctx()
 
 
-def read_object(source: str | Path | bytes) -> ElfObject:
-    """Parse a BPF ELF object from a path or bytes; malformed input raises `ElfError`."""
+def read_object(source: str | Path | bytes, *, opaque: bool = False) -> ElfObject:
+    """Parse a BPF ELF object from a path or bytes; malformed input raises `ElfError`.
+
+    With `opaque`, a program section whose code does not decode (an unknown
+    opcode, a register past r10: the kernel's own selftests have such
+    sections, written to be refused) is not an error: it is kept out of
+    ``programs`` and named in ``opaque`` with the reason, so the object can
+    still be written back byte for byte around it.
+    """
     try:
-        return _read_object(source)
+        return _read_object(source, opaque)
     except BpfPatchError:
         raise
     except OSError as exc:
@@ -65,7 +72,7 @@ def read_object(source: str | Path | bytes) -> ElfObject:
         raise
 
 
-def _read_object(source: str | Path | bytes) -> ElfObject:
+def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
     data = Path(source).read_bytes() if not isinstance(source, (bytes, bytearray)) else bytes(source)
     check_headers(data)  # the framing, on the raw bytes, with places: before pyelftools reads anything
     with _wrap("cannot parse ELF"):
@@ -151,6 +158,9 @@ def _read_object(source: str | Path | bytes) -> ElfObject:
                 name=sec.name, meta={"section": sec.name, "relocations": Relocations(relocs), "symbols": Symbols(symbols)},
             )
         except BpfPatchError as exc:
+            if opaque:
+                obj.opaque[sec.name] = str(exc)
+                continue
             raise ElfError(str(exc), section=sec.name) from exc
         _check_record_slots(prog, sec.name, (("func_info", fi), ("line_info", li), ("CO-RE relocation", core)))
         if core:

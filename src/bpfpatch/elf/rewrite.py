@@ -25,14 +25,12 @@ def rewrite_object(source: str | Path | bytes, output: str | Path | None, passes
     Every section (or those in `sections`) gets one patch list, all passes in
     order, one linearize; relocations, symbols and ``.BTF.ext`` follow.  The
     new object's bytes are returned (and written atomically when `output` is
-    given).
+    given).  Without passes no section is rewritten, and code that does not
+    decode is no obstacle: the identity gives back the input byte for byte
+    (`sections_to_rewrite`).
     """
-    obj = read_object(source)
-    refuse_for_object(obj, passes)
-    todo = list(sections) if sections is not None else list(obj.programs)
-    for name in todo:
-        if name not in obj.programs:
-            raise ElfError(f"no program section {name!r} (have: {', '.join(obj.programs)})")
+    obj = read_object(source, opaque=True)
+    todo = sections_to_rewrite(obj, passes, sections)
     instances = [get_pass(p) if isinstance(p, str) else p for p in passes]
     ctx = ctx or PassContext(aux_reg="auto")
     out = {}
@@ -65,6 +63,33 @@ def refuse_kernel_only(passes: Sequence[str | Pass]) -> None:
                            "(write raw bytes, -o OUT.bin, to look at the kernel's form)")
 
 
+def sections_to_rewrite(obj: ElfModel, passes: Sequence[str | Pass], sections: Sequence[str] | None = None) -> list[str]:
+    """The program sections the passes run on (none without passes), after `refuse_for_object`.
+
+    A section read as bytes only (``obj.opaque``: code that does not decode,
+    such as a register past r10) is refused only where a pass would have to
+    change it: when it is asked for (all sections are, by default), or when
+    ``.text`` is rewritten, whose calls and function addresses it may hold.
+    """
+    if not passes:
+        for name in sections or ():
+            if name not in obj.programs and name not in obj.opaque:
+                raise ElfError(f"no program section {name!r} (have: {', '.join(list(obj.programs) + list(obj.opaque))})")
+        return []
+    refuse_for_object(obj, passes)
+    todo = list(sections) if sections is not None else list(obj.programs) + list(obj.opaque)
+    for name in todo:
+        if name in obj.opaque:
+            raise ElfError(f"cannot be rewritten: {obj.opaque[name]}"
+                           + ("; name the other sections to rewrite them" if sections is None else ""), section=name)
+        if name not in obj.programs:
+            raise ElfError(f"no program section {name!r} (have: {', '.join(obj.programs)})")
+    if obj.opaque and ".text" in todo:
+        held = ", ".join(obj.opaque)
+        raise ElfError(f"cannot rewrite .text: {held} does not decode and may call into it", section=".text")
+    return todo
+
+
 def refuse_for_object(obj: ElfModel, passes: Sequence[str | Pass]) -> None:
     """`refuse_kernel_only`, and passes that cannot follow the object's control flow.
 
@@ -89,4 +114,4 @@ def check_loadable(section: str, prog: Program) -> Program:
     return prog
 
 
-__all__ = ["KERNEL_ONLY_PASSES", "check_loadable", "refuse_for_object", "refuse_kernel_only", "rewrite_object"]
+__all__ = ["KERNEL_ONLY_PASSES", "check_loadable", "refuse_for_object", "refuse_kernel_only", "rewrite_object", "sections_to_rewrite"]
