@@ -88,6 +88,39 @@ def blind_insn(insn: Insn, ax: int, rng: random.Random) -> list[Insn | PatchInsn
     return None
 
 
+def self_blind(insn: Insn, rng: random.Random) -> list[Insn] | None:
+    """A blinded form that needs no scratch register (the destination is its own), or None.
+
+    Only where the instruction writes its destination without reading it, so
+    the register may hold the halves on the way::
+
+        w4 = 0x1234             w4 = rnd ^ 0x1234; w4 ^= rnd         (both zero-extend)
+        r4 = -2                 r4 = rnd ^ -2; r4 ^= rnd             (both sign-extend: sext(a) ^ sext(b) = sext(a ^ b))
+        r4 = 0x1122334455 ll    r4 = rnd1 ^ H; r4 ^= rnd1; r4 <<= 32; r4 ^= rnd2 ^ lo; r4 ^= rnd2
+
+    In the ld_imm64 form the low half goes in with 64-bit xors, which flip
+    the upper half when ``lo`` has bit 31 set; ``H`` is the upper half
+    flipped in advance then (``hi ^ 0xffffffff``), so the result is exactly
+    ``hi << 32 | lo``.  The verifier folds every step to the same constant.
+    """
+    code, dst, src, off, imm = insn
+    kind = KIND_OF[code]
+    if kind == Kind.ALU_K and code & OP_MASK == AluOp.MOV and imm != 0:
+        rnd = _s32(rng.getrandbits(32))
+        cls = code & CLASS_MASK
+        return [Insn(cls | AluOp.MOV | Source.K, dst, 0, 0, rnd ^ imm), Insn(cls | AluOp.XOR | Source.K, dst, 0, 0, rnd)]
+    if kind == Kind.LD_IMM64 and src == PseudoSrc.NONE:
+        lo, hi = imm & 0xFFFFFFFF, (imm >> 32) & 0xFFFFFFFF
+        if lo >> 31:
+            hi ^= 0xFFFFFFFF
+        rnd, rnd2 = _s32(rng.getrandbits(32)), _s32(rng.getrandbits(32))
+        alu = InsnClass.ALU64
+        return [Insn(alu | AluOp.MOV | Source.K, dst, 0, 0, rnd ^ _s32(hi)), Insn(alu | AluOp.XOR | Source.K, dst, 0, 0, rnd),
+                Insn(alu | AluOp.LSH | Source.K, dst, 0, 0, 32),
+                Insn(alu | AluOp.XOR | Source.K, dst, 0, 0, rnd2 ^ _s32(lo)), Insn(alu | AluOp.XOR | Source.K, dst, 0, 0, rnd2)]
+    return None
+
+
 def _given(values: np.ndarray):
     """A template field with one value per site (a function, so the row's shape checks stay static)."""
     return lambda rows: values
@@ -101,11 +134,13 @@ def _draws(rng: random.Random, count: int) -> np.ndarray:
 
 
 def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
-    """Blind sites where every register is live: borrow one, saved in a free stack slot around the site.
+    """Blind sites where every register is live: without a scratch register, or with one saved on the stack.
 
-    The borrowed register is one written on every path to the site (the
-    verifier refuses to store an unset one); the slot lies below everything
-    the subprogram uses::
+    A constant load into a register (``mov`` and plain ld_imm64) is blinded in
+    its own destination (`self_blind`).  Elsewhere a register is borrowed: one
+    written on every path to the site (the verifier refuses to store an unset
+    one), kept in a stack slot below everything the subprogram uses (one slot
+    per subprogram, shared by its sites: each spill ends before the next)::
 
         r1 += 0x1234      *(u64 *)(r10 - S) = rX; rX = rnd ^ 0x1234; rX ^= rnd; r1 += rX;
                           rX = *(u64 *)(r10 - S)
@@ -118,18 +153,23 @@ def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
     position = {node.id: i for i, node in enumerate(nodes)}
     init = initialized_in(pl, nodes)
     starts = subprogram_starts(pl, nodes)
-    depths = stack_depths(nodes, starts)
+    depths = stack_depths(pl, nodes, starts)
+    slots: dict[int, int] = {}
     for nid in site_ids.tolist():
         node = pl.node(int(nid))
         i = position[node.id]
         insn = node.insn
+        own = self_blind(insn, ctx.rng)
+        if own is not None:
+            pl.replace(node, own)
+            continue
         sub = max(k for k, st in enumerate(starts) if st <= i)
         depth = depths[sub]
         where = f"blind: instruction {node.orig_idx if node.orig_idx >= 0 else '(inserted)'}"
         if depth is None:
             raise PatchError(f"{where}: every register is live and the subprogram's stack use is not understood "
                              "(a stack pointer moved by a register); no slot to spill a scratch register to")
-        slot = -((depth + 7) // 8 * 8 + 8)
+        slot = -((depth + 7) // 8 * 8 + 8) if sub not in slots else slots[sub]
         if -slot > MAX_STACK:
             raise PatchError(f"{where}: every register is live and the stack is full ({depth} of {MAX_STACK} bytes)")
         candidates = [r for r in AUTO_ORDER + (0,) if r not in (insn.dst, insn.src) and (init[i] >> r) & 1]
@@ -148,7 +188,7 @@ def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
         else:
             pl.replace(node, [spill, *seq])
             pl.append(node, [fill])
-        depths[sub] = max(depth, -slot)  # later sites of this subprogram use the same slot
+        slots[sub] = slot  # later sites of this subprogram use the same slot
 
 
 class Blind:

@@ -167,40 +167,108 @@ def initialized_in(pl, nodes: list) -> list[int]:
 MAX_STACK = 512
 
 
-def stack_depths(nodes: list, starts: list[int]) -> list[int | None]:
+#: More offsets than this for one pointer: its place on the stack is taken as unknown.
+_MAX_OFFSETS = 16
+
+
+def stack_depths(pl, nodes: list, starts: list[int]) -> list[int | None]:
     """Bytes of stack each subprogram uses (from r10 and pointers derived from it), None if not understood.
 
-    Tracks ``rX = r10; rX += K`` (and copies) in one walk of the subprogram;
-    a derived pointer moved by a register, or an ld/st through r10 at a
-    non-constant place, makes the depth unknown.
+    A forward data flow over the subprogram's control flow: per register (and
+    per 8-byte stack slot a pointer is spilled to) the offsets from r10 it
+    may hold, the union where paths join (a register that is a stack pointer
+    on one path only counts as one).  ``rX = r10``, copies, ``rX += K`` /
+    ``rX -= K``, spills and fills are followed; an access through a pointer
+    moved by a register (a variable offset), or such a pointer given to a
+    call, makes the depth unknown, as does a pointer taking more than 16
+    offsets (one stepped in a loop).
     """
+    succ = _successors(pl, nodes)
     bounds = list(starts) + [len(nodes)]
-    depths: list[int | None] = []
-    for a, b in zip(bounds, bounds[1:]):
-        depth = 0
-        known: dict[int, int] = {10: 0}
-        ok = True
-        for node in nodes[a:b]:
-            code, dst, src, off, imm = node.insn
-            kind = KIND_OF[code]
-            op = code & OP_MASK
-            if kind in (Kind.LDX, Kind.LDSX) and src in known:
-                depth = max(depth, -(known[src] + off))
-            elif kind in (Kind.ST, Kind.STX, Kind.ATOMIC) and dst in known:
-                depth = max(depth, -(known[dst] + off))
-            wide = (code & 0x07) == InsnClass.ALU64
-            if kind == Kind.ALU_X and op == AluOp.MOV and wide and off == 0 and src in known:
-                known[dst] = known[src]
-            elif kind == Kind.ALU_K and dst in known and dst != 10 and wide and op in (AluOp.ADD, AluOp.SUB):
-                known[dst] += imm if op == AluOp.ADD else -imm
-            elif kind == Kind.ALU_X and op != AluOp.MOV and dst in known and dst != 10:
-                ok = False  # pointer moved by a value we do not know
+    return [_frame_depth(nodes, succ, a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _frame_depth(nodes: list, succ: list, a: int, b: int) -> int | None:
+    """`stack_depths` of the subprogram at nodes[a:b] (entered at a, and at any code the walk does not reach)."""
+    TOP = None  # a stack pointer at an offset we do not know
+    states: dict[int, dict] = {}
+    work: list[int] = []
+    depth = 0
+    unseen = a  # code no walk reached yet (a section holding several programs): entered afresh
+    while work or unseen < b:
+        if not work:
+            while unseen < b and unseen in states:
+                unseen += 1
+            if unseen == b:
+                break
+            states[unseen] = {}
+            work.append(unseen)
+        i = work.pop()
+        st = dict(states[i])
+        code, dst, src, off, imm = nodes[i].insn
+        kind = KIND_OF[code]
+        op = code & OP_MASK
+        wide = (code & 0x07) == InsnClass.ALU64
+
+        def offsets(r: int):
+            return frozenset((0,)) if r == 10 else st.get(r, ())
+
+        base = -1
+        if kind in (Kind.LDX, Kind.LDSX) or (kind == Kind.ATOMIC and imm == AtomicOp.LOAD_ACQ):
+            base = src
+        elif kind in (Kind.ST, Kind.STX, Kind.ATOMIC):
+            base = dst
+        at = offsets(base) if base >= 0 else ()
+        if at is TOP or (kind == Kind.CALL and any(st.get(r, ()) is TOP for r in range(1, 6))):
+            return None  # an access at a variable place on the stack (or a helper given one)
+        for v in at:
+            depth = max(depth, -(v + off))
+        slot = ("slot", next(iter(at)) + off) if len(at) == 1 else None
+        if kind == Kind.ALU_X and op == AluOp.MOV and wide and off == 0:
+            if src == 10 or src in st:
+                st[dst] = offsets(src)
             else:
-                w = reads_writes(node.insn)[1]
-                for r in list(known):
-                    if r != 10 and (w >> r) & 1:
-                        del known[r]
-            for r, v in known.items():
-                depth = max(depth, -v)
-        depths.append(depth if ok else None)
-    return depths
+                st.pop(dst, None)
+        elif kind == Kind.ALU_K and wide and op in (AluOp.ADD, AluOp.SUB) and dst in st and dst != 10:
+            old = st[dst]
+            st[dst] = TOP if old is TOP else frozenset(v + (imm if op == AluOp.ADD else -imm) for v in old)
+        elif kind == Kind.ALU_X and wide and op in (AluOp.ADD, AluOp.SUB) and dst in st and dst != 10:
+            st[dst] = TOP  # moved by a register
+        elif kind == Kind.STX and code & 0x18 == 0x18 and at:  # a 64-bit store onto the stack
+            value = offsets(src)
+            for v in at:
+                key = ("slot", v + off)
+                if key == slot:  # the one place it goes: what was there is gone
+                    st.pop(key, None)
+                if value:
+                    old = st.get(key, ())
+                    st[key] = TOP if TOP in (old, value) else frozenset(old) | value
+        elif kind in (Kind.LDX,) and code & 0x18 == 0x18 and slot is not None and slot in st:
+            st[dst] = st[slot]  # a stack pointer filled from its spill slot
+        else:
+            if kind in (Kind.ST, Kind.STX, Kind.ATOMIC) and slot is not None:
+                st.pop(slot, None)  # a narrower store over a spilled pointer
+            w = reads_writes(nodes[i].insn)[1]
+            for r in [r for r in st if isinstance(r, int) and (w >> r) & 1]:
+                del st[r]
+        for r, v in list(st.items()):
+            if v is not TOP and len(v) > _MAX_OFFSETS:
+                st[r] = v = TOP
+            if v is not TOP and isinstance(r, int):
+                depth = max(depth, -min(v))
+        for x in succ[i]:
+            if not a <= x < b:
+                continue
+            if x not in states:
+                states[x] = st
+                work.append(x)
+                continue
+            old = states[x]
+            merged = dict(old)
+            for r, v in st.items():
+                o = old.get(r, ())
+                merged[r] = TOP if TOP in (o, v) else frozenset(o) | v
+            if merged != old:
+                states[x] = merged
+                work.append(x)
+    return depth
