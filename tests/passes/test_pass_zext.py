@@ -120,6 +120,58 @@ def test_zext_of_a_subprogram_reading_packet_pointers_loads():
         pass
 
 
+# The context stored in a struct on the stack through another register (bpf_loop's callback
+# context, test_cls_redirect's `buf->skb`) and loaded back: any 8-byte load may give it back.
+CTX_IN_STRUCT = """\
+r6 = r10
+r6 += -16
+*(u64 *)(r6 + 0) = r1
+r3 = *(u64 *)(r6 + 0)
+r2 = *(u32 *)(r3 + 76)
+r4 = *(u32 *)(r3 + 80)
+r5 = r2
+r5 += 14
+r0 = 0
+if r5 > r4 goto +1
+r0 = *(u8 *)(r2 + 0)
+exit
+"""
+
+
+def test_no_zero_extension_of_a_context_loaded_back_from_memory():
+    prog = Program.from_insns(assemble(CTX_IN_STRUCT))
+    out = run_passes(prog, ["zext"], PassContext(prog_type="sched_cls")).insns
+    moves = [x for x in out if x.code == 0xBC and x.dst == x.src]
+    assert moves == [Insn(0xBC, 0, 0)]  # only the byte load's r0 (read by exit), never data / data_end
+
+
+@pytest.mark.kernel
+def test_zext_of_a_context_loaded_back_from_memory_loads():
+    prog = Program.from_insns(assemble(CTX_IN_STRUCT))
+    with load_program(prog, "sched_cls"):
+        pass
+    with load_program(run_passes(prog, ["zext"], PassContext(prog_type="sched_cls")), "sched_cls"):
+        pass
+
+
+def test_context_fields_that_stay_scalars_are_zero_extended():
+    """skb->len (offset 0) read as 64 bits: zero-extended; xdp_md's offset 0 (data) is not, for an XDP program."""
+    insns = assemble("r2 = *(u32 *)(r1 + 0)\nr0 = r2\nexit")
+    out = run_passes(Program.from_insns(insns), ["zext"], PassContext(prog_type="sched_cls")).insns
+    assert out[1] == Insn(0xBC, 2, 2)
+    for ptype in ("xdp", None):  # no type known: any type's pointer fields count
+        assert run_passes(Program.from_insns(insns), ["zext"], PassContext(prog_type=ptype)).insns == insns
+
+
+@pytest.mark.kernel
+def test_zero_extended_scalar_context_field_loads():
+    prog = Program.from_insns(assemble("r2 = *(u32 *)(r1 + 0)\nr0 = r2\nexit"))
+    out = run_passes(prog, ["zext"], PassContext(prog_type="sched_cls"))
+    assert len(out.insns) == 4
+    with load_program(out, "sched_cls") as a, load_program(prog, "sched_cls") as b:
+        assert a.test_run(bytes(64)).retval == b.test_run(bytes(64)).retval == 64  # skb->len
+
+
 def test_with_facts_zext_follows_zext_dst_exactly():
     insns = [Insn(0xB4, 1, 0, 0, 5), Insn(0xB4, 2, 0, 0, 6), Insn(0xBC, 0, 1), Insn(0x95)]
     pl = PatchList(Program.from_insns(insns))
