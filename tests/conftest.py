@@ -35,10 +35,26 @@ _BPF_OK, _BPF_WHY = _bpf_status()
 _RUN_SLOW = bool(os.environ.get("CI") or os.environ.get("BPFPATCH_SLOW"))
 
 
+# A quick run also explores a fifth of each property test's examples (at least 10); CI and
+# BPFPATCH_SLOW=1 run them all.
+_QUICK_EXAMPLES = 5
+
+
+def _quicken(item) -> None:
+    test = getattr(item, "obj", None)
+    current = getattr(test, "_hypothesis_internal_use_settings", None)
+    if current is not None and current.max_examples > 10 and not getattr(test, "_bpfpatch_quick", False):
+        test._bpfpatch_quick = True  # parametrized tests share the function: quicken it once
+        test._hypothesis_internal_use_settings = settings(
+            current, max_examples=max(10, current.max_examples // _QUICK_EXAMPLES))
+
+
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"bpf() refused on this machine: {_BPF_WHY}")
     skip_slow = pytest.mark.skip(reason="slow: runs in CI (CI=true) or with BPFPATCH_SLOW=1")
     for item in items:
+        if not _RUN_SLOW:
+            _quicken(item)
         if "kernel" in item.keywords and not _BPF_OK:
             item.add_marker(skip)
         if "slow" in item.keywords and not _RUN_SLOW:
