@@ -36,7 +36,8 @@ def _summary(console: Console, files, cmap, counters, title: str) -> None:
     console.print(table)
     blocks = [c for c in cmap.counters if c.kind == "block"]
     hit = sum(1 for c in blocks if counters[c.index])
-    console.print(f"blocks: {hit}/{len(blocks)} executed; instrumentation: +{cmap.added_insns} instructions on "
+    dead = f", {len(cmap.unreachable)} dead to the verifier (not reachable, no counter)" if cmap.unreachable else ""
+    console.print(f"blocks: {hit}/{len(blocks)} executed{dead}; instrumentation: +{cmap.added_insns} instructions on "
                   f"{cmap.original_insns} ({cmap.spills} spills, {len(cmap.uninstrumented)} blocks without a counter)")
 
 

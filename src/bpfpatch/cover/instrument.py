@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bpfpatch.analysis.cfg import FlowGraph
 from bpfpatch.elf.addmap import ObjectEditor
+from bpfpatch.elf.dwarfline import dwarf_lines, slot_lines
 from bpfpatch.elf.reader import ElfObject, read_object
 from bpfpatch.elf.writer import build_object
 from bpfpatch.errors import BpfPatchError
@@ -79,6 +80,8 @@ class CoverMap:
     added_insns: int = 0
     original_insns: int = 0
     spills: int = 0
+    # blocks dead to the verifier (no counter): {section, block, slot, lines: [[file, line]]}
+    unreachable: list[dict] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The map as JSON (what the ``.bpfcover`` section holds)."""
@@ -95,13 +98,13 @@ class CoverMap:
             [tuple(x) for x in d["uninstrumented"]],
             {f: {int(k): v for k, v in lines.items()} for f, lines in d["sources"].items()},
             {k: tuple(v) for k, v in d["functions"].items()},
-            d["branches"], d["added_insns"], d["original_insns"], d.get("spills", 0),
+            d["branches"], d["added_insns"], d["original_insns"], d.get("spills", 0), d.get("unreachable", []),
         )
         return m
 
 
-def _line_table(obj: ElfObject, prog: Program) -> list[tuple[str, int] | None]:
-    """Per original slot: the (file, line) BTF line info says it belongs to."""
+def _btf_line_table(obj: ElfObject, prog: Program) -> list[tuple[str, int] | None]:
+    """Per original slot: the (file, line) BTF line info says (a record holds up to the next one)."""
     out: list[tuple[str, int] | None] = [None] * len(prog.slots)
     if not prog.line_info or obj.btf is None:
         return out
@@ -115,14 +118,45 @@ def _line_table(obj: ElfObject, prog: Program) -> list[tuple[str, int] | None]:
     return out
 
 
-def _sources(obj: ElfObject, prog: Program, into: dict[str, dict[int, str]]) -> None:
-    if obj.btf is None:
-        return
-    for r in prog.line_info or ():
-        if not r.line_num:
-            continue
-        text = obj.btf.string(r.line_off)
-        into.setdefault(obj.btf.string(r.file_name_off), {}).setdefault(r.line_num, text)
+def _line_table(obj: ElfObject, section: str, prog: Program,
+                dwarf: dict[str, list[tuple[int, str, int]]]) -> list[tuple[str, int] | None]:
+    """Per original slot: the (file, line) it belongs to, None for code of no source line.
+
+    From DWARF's line table where the object has one (exact: an instruction
+    without a debug location is line 0 there), else from BTF line info,
+    where such an instruction takes the preceding record's line.  DWARF's
+    file names are spelled as BTF spells them (learned where both tables
+    start a row at the same slot with the same line), so sources and line
+    text keep their BTF keys.
+    """
+    btf = _btf_line_table(obj, prog)
+    rows = dwarf.get(section)
+    if not rows:
+        return btf
+    exact = slot_lines(rows, len(prog.slots))
+    votes: dict[str, dict[str, int]] = {}
+    starts = {r.insn_off for r in prog.line_info or ()}
+    for s, where in enumerate(exact):
+        if where is not None and btf[s] is not None and s in starts and btf[s][1] == where[1]:
+            v = votes.setdefault(where[0], {})
+            v[btf[s][0]] = v.get(btf[s][0], 0) + 1
+    spell = {d: max(v, key=lambda k: v[k]) for d, v in votes.items()}
+    return [None if w is None else (spell.get(w[0], w[0]), w[1]) for w in exact]
+
+
+def _sources(obj: ElfObject, prog: Program, lines: list[tuple[str, int] | None],
+             into: dict[str, dict[int, str]]) -> None:
+    """Every line the table names (text from BTF line info where it carries some, else "")."""
+    text: dict[tuple[str, int], str] = {}
+    if obj.btf is not None:
+        for r in prog.line_info or ():
+            if r.line_num:
+                text.setdefault((obj.btf.string(r.file_name_off), r.line_num), obj.btf.string(r.line_off))
+    for where in lines:
+        if where is not None:
+            got = into.setdefault(where[0], {})
+            if not got.get(where[1]):
+                got[where[1]] = text.get(where, "")
 
 
 def _functions(obj: ElfObject, prog: Program) -> dict[int, str]:
@@ -206,23 +240,73 @@ def _increment(g: FlowGraph, node: Node, k: int, sub: _Sub, subprog: int, spill_
     return _counter_code(k, *where)
 
 
+TAIL_CALL = 12  # BPF_FUNC_tail_call: a call that, when it succeeds, never returns
+
+
+def _is_tail_call(insn: Insn) -> bool:
+    return insn.code == 0x85 and insn.src == 0 and insn.imm == TAIL_CALL
+
+
+def _pieces(nodes: list[Node]) -> list[list[Node]]:
+    """A block cut after every tail call: what follows one runs only when it fails, so it counts apart."""
+    out: list[list[Node]] = [[]]
+    for n in nodes:
+        out[-1].append(n)
+        if _is_tail_call(n.insn):
+            out.append([])
+    return [p for p in out if p]
+
+
+def seen_slots(obj: ElfObject, section: str, prog: Program, prog_type: str | None = None) -> list[bool] | None:
+    """Per slot of `section`: does some verified path reach it (the verification layer's ``seen``)?
+
+    None when there are no facts: the program type is unknown, the analysis
+    refuses the program or does not model it, or the section is not one
+    program (its linked form does not start with the section's code).
+    """
+    from bpfpatch.analysis.verifier import analyze
+    from bpfpatch.progtype import UnknownProgType, prog_type_of
+
+    try:
+        ptype = prog_type_of(prog_type or section)
+    except UnknownProgType:
+        return None
+    try:
+        linked = obj.linked_program(section)
+        n = len(prog.slots)
+        if len(linked.slots) < n or linked.slots["code"][:n].tolist() != prog.slots["code"].tolist():
+            return None
+        seen = analyze(linked, ptype, keep_states=False).seen()
+    except Exception:  # refused, not modelled, budget: no facts, every block counted
+        return None
+    return seen[:n]
+
+
 def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverMap, *, edges: bool = False,
-                       base_registers: bool = True) -> Program:
+                       base_registers: bool = True, dwarf: dict | None = None,
+                       seen: list[bool] | None = None) -> Program:
     """One section's program with counters added; counters are appended to `cmap`.
 
     With `base_registers`, a subprogram that leaves a register unused keeps
     ``&counters[base]`` there from its entry on, so a counter costs 2 slots
     (``rB = 1; lock *(u64 *)(rA + off) += rB``), and 1 when a second unused
-    register holds the 1.
+    register holds the 1.  A block is cut after every ``bpf_tail_call``:
+    what follows runs only when the tail call fails, and gets its own
+    counter.  `seen` (per slot, from `seen_slots`): blocks no verified path
+    reaches get no counter; their lines are listed in ``cmap.unreachable``.
+    `dwarf` (from `bpfpatch.elf.dwarfline.dwarf_lines`) gives exact lines.
     """
     pl = PatchList(prog)
     g = FlowGraph(pl)
-    lines = _line_table(obj, prog)
+    lines = _line_table(obj, section, prog, dwarf if dwarf is not None else dwarf_lines(obj.data))
     funcs = _functions(obj, prog)
-    _sources(obj, prog, cmap.sources)
+    _sources(obj, prog, lines, cmap.sources)
+    decl = _btf_line_table(obj, prog)
     for slot, name in funcs.items():
-        if 0 <= slot < len(lines) and lines[slot] is not None and name:
-            cmap.functions.setdefault(name, lines[slot])
+        where = decl[slot] if 0 <= slot < len(decl) and decl[slot] is not None else (
+            lines[slot] if 0 <= slot < len(lines) else None)
+        if where is not None and name:
+            cmap.functions.setdefault(name, where)
     spill_slots: dict[int, list[int]] = {}
     sub_names = {}
     subs: dict[int, _Sub] = {}
@@ -232,27 +316,41 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
         unused = g.unused_registers(k) if base_registers else []
         subs[k] = _Sub(unused[0] if unused else None, unused[1] if len(unused) > 1 else None)
     plan: list[tuple[Node, list[Insn | PatchInsn], bool]] = []  # (node, code, after the node)
+
+    def lines_of(nodes: list[Node]) -> list[tuple[str, int]]:
+        return sorted({lines[n.orig_idx] for n in nodes if 0 <= n.orig_idx < len(lines) and lines[n.orig_idx] is not None})
+
     for blk in g.blocks:
         sub = subs[blk.subprog]
-        if blk.seen is False:
+        orig = [n.orig_idx for n in blk.nodes if 0 <= n.orig_idx]
+        if seen is not None and orig and not any(seen[o] for o in orig if o < len(seen)):
+            # dead to the verifier: the kernel removes it, so it needs no counter and no line of it can run
+            cmap.unreachable.append({"section": section, "block": blk.index, "slot": blk.first.orig_idx,
+                                     "lines": [list(x) for x in lines_of(blk.nodes)]})
             continue
-        first = blk.first
-        k = len(cmap.counters)
-        if sub.base_reg is not None and not sub.set_up and first == g.nodes[g.subprog_starts[blk.subprog]]:
-            # at the subprogram's entry: the base register (and the 1) for all its blocks
-            sub.base, sub.set_up = k, True
-            setup: list[Insn | PatchInsn] = [PatchInsn(b.ld_imm64(sub.base_reg, 8 * k), aux=_Mark(k))]
-            if sub.one_reg is not None:
-                setup.append(b.mov64_imm(sub.one_reg, 1))
-            plan.append((first, setup, False))
-        code = _increment(g, first, k, sub, blk.subprog, spill_slots, cmap)
-        if code is None:
-            cmap.uninstrumented.append((section, blk.index))
+        pieces = _pieces(blk.nodes)
+        for p, nodes in enumerate(pieces):
+            first = nodes[0]
+            k = len(cmap.counters)
+            if p == 0 and sub.base_reg is not None and not sub.set_up and \
+                    first == g.nodes[g.subprog_starts[blk.subprog]]:
+                # at the subprogram's entry: the base register (and the 1) for all its blocks
+                sub.base, sub.set_up = k, True
+                setup: list[Insn | PatchInsn] = [PatchInsn(b.ld_imm64(sub.base_reg, 8 * k), aux=_Mark(k))]
+                if sub.one_reg is not None:
+                    setup.append(b.mov64_imm(sub.one_reg, 1))
+                plan.append((first, setup, False))
+            code = _increment(g, first, k, sub, blk.subprog, spill_slots, cmap)
+            if code is None:
+                cmap.uninstrumented.append((section, blk.index))
+                continue
+            cmap.counters.append(Counter(k, section, "block" if p == 0 else "after_tail_call", blk.index,
+                                         first.orig_idx, [tuple(x) for x in lines_of(nodes)], sub_names[blk.subprog]))
+            plan.append((first, code, False))
+        # the branch's own counter: the last piece's (after a tail call, the failed calls only)
+        k = len(cmap.counters) - 1
+        if not cmap.counters or cmap.counters[k].block != blk.index or cmap.counters[k].section != section:
             continue
-        blines = sorted({lines[n.orig_idx] for n in blk.nodes if n.orig_idx >= 0 and lines[n.orig_idx] is not None})
-        cmap.counters.append(Counter(k, section, "block", blk.index, first.orig_idx, [tuple(x) for x in blines],
-                                     sub_names[blk.subprog]))
-        plan.append((first, code, False))
         last = blk.last
         if edges and last.insn.is_jump and len(blk.succs) == 2 and not _unconditional(last.insn):
             fall = last.next
@@ -262,7 +360,7 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
             code = _increment(g, fall, e, sub, blk.subprog, spill_slots, cmap)
             if code is None:
                 continue
-            jline = lines[last.orig_idx] if last.orig_idx >= 0 else None
+            jline = lines[last.orig_idx] if 0 <= last.orig_idx < len(lines) else None
             cmap.counters.append(Counter(e, section, "fallthrough", blk.index, last.orig_idx,
                                          [tuple(jline)] if jline else [], sub_names[blk.subprog]))
             plan.append((last, code, True))
@@ -291,8 +389,13 @@ def counter_slots(prog: Program) -> list[int]:
 
 
 def instrument_object(source: str | Path | bytes | ElfObject, *, edges: bool = False,
-                      sections: list[str] | None = None, base_registers: bool = True) -> tuple[bytes, CoverMap]:
-    """The object with counters in every basic block of every program section (or of `sections`)."""
+                      sections: list[str] | None = None, base_registers: bool = True, facts: bool = True,
+                      prog_type: str | None = None) -> tuple[bytes, CoverMap]:
+    """The object with counters in every basic block of every program section (or of `sections`).
+
+    With `facts`, each section is analyzed (`seen_slots`, as `prog_type` or
+    the type its name says): blocks no verified path reaches get no counter.
+    """
     obj = source if isinstance(source, ElfObject) else read_object(source)
     if not obj.programs:
         raise CoverError("the object has no program sections")
@@ -304,9 +407,12 @@ def instrument_object(source: str | Path | bytes | ElfObject, *, edges: bool = F
             raise CoverError(f"no program section {s!r} (have: {', '.join(obj.programs)})")
     cmap = CoverMap()
     programs: dict[str, Program] = {}
+    dwarf = dwarf_lines(obj.data)
     for sec in chosen:
-        programs[sec] = instrument_program(obj, sec, obj.programs[sec], cmap, edges=edges,
-                                           base_registers=base_registers)
+        prog = obj.programs[sec]
+        seen = seen_slots(obj, sec, prog, prog_type) if facts else None
+        programs[sec] = instrument_program(obj, sec, prog, cmap, edges=edges, base_registers=base_registers,
+                                           dwarf=dwarf, seen=seen)
     if not cmap.counters:
         raise CoverError("no block could be instrumented")
     data = build_object(obj, programs)
@@ -344,5 +450,5 @@ def read_cover_map(source: str | Path | bytes) -> CoverMap:
     return CoverMap.from_json(sec.data().decode())
 
 
-__all__ = ["COUNTERS_SECTION", "COUNTERS_SYMBOL", "Counter", "CoverError", "CoverMap", "counter_slots",
-           "instrument_object", "instrument_program", "read_cover_map"]
+__all__ = ["COUNTERS_SECTION", "COUNTERS_SYMBOL", "TAIL_CALL", "Counter", "CoverError", "CoverMap", "counter_slots",
+           "instrument_object", "instrument_program", "read_cover_map", "seen_slots"]

@@ -1,10 +1,17 @@
 """Counters -> per-line coverage -> an lcov tracefile and genhtml's HTML report.
 
-A source line's count is the largest count of the blocks that hold one of its
-instructions (BTF line info says which instructions a line has): a line
-executed in any run shows how often its most-executed part ran; a line no
-run reached shows 0.  Functions count their entry block; with edge counters,
-each conditional jump gives two branches (taken, fall-through).
+Each instruction runs as often as its block (blocks are cut after tail
+calls, which do not return when they succeed), and belongs to the source
+line DWARF's line table says (BTF line info when the object has no DWARF).
+A line's count is the largest count of its instructions: a line is hit iff
+some instruction of it ran, and shows how often its most-executed part ran;
+a line no run reached shows 0.  Code the compiler made up (line 0), such as
+a block's first instructions without a debug location, counts for no line.
+Lines whose code is all dead to the verifier (blocks it never reaches,
+which the kernel removes) are not reachable: they are left out of the
+tracefile (as lines without code are) and listed in
+`FileCoverage.unreachable`.  Functions count their entry block; with edge
+counters, each conditional jump gives two branches (taken, fall-through).
 
 Sources: a file that exists at the path BTF names is used as is; otherwise it
 is rebuilt from the source text BTF line info carries (one line per record,
@@ -21,6 +28,8 @@ from pathlib import Path
 
 from bpfpatch.cover.instrument import CoverError, CoverMap
 
+BLOCK_KINDS = ("block", "after_tail_call")  # counters of code (the rest count edges)
+
 
 @dataclass
 class FileCoverage:
@@ -30,6 +39,7 @@ class FileCoverage:
     lines: dict[int, int] = field(default_factory=dict)
     functions: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (line, count)
     branches: list[tuple[int, int, int, int]] = field(default_factory=list)  # (line, block, branch, count)
+    unreachable: set[int] = field(default_factory=set)  # lines whose code the verifier never reaches
 
     @property
     def lines_hit(self) -> int:
@@ -47,15 +57,23 @@ def line_coverage(cmap: CoverMap, counters: list[int]) -> dict[str, FileCoverage
         for ln in lines:
             fc.lines.setdefault(ln, 0)
     entry: dict[str, int] = {}
+    counted: set[tuple[str, int]] = set()
     for c in cmap.counters:
-        if c.kind != "block":
+        if c.kind not in BLOCK_KINDS:
             continue
         n = counters[c.index]
         for f, ln in c.lines:
             fc = files.setdefault(f, FileCoverage(f))
             fc.lines[ln] = max(fc.lines.get(ln, 0), n)
-        if c.function and (c.function not in entry or c.slot < cmap.counters[entry[c.function]].slot):
+            counted.add((f, ln))
+        if c.kind == "block" and c.function and (c.function not in entry
+                                                 or c.slot < cmap.counters[entry[c.function]].slot):
             entry[c.function] = c.index
+    for dead in cmap.unreachable:
+        for f, ln in dead["lines"]:
+            if (f, ln) not in counted and f in files:
+                files[f].lines.pop(ln, None)
+                files[f].unreachable.add(ln)
     for name, (f, ln) in cmap.functions.items():
         if name in entry:
             files.setdefault(f, FileCoverage(f)).functions[name] = (ln, counters[entry[name]])
@@ -133,4 +151,4 @@ def genhtml(tracefile: Path, out_dir: Path, *, branches: bool = False, title: st
     return out_dir / "index.html"
 
 
-__all__ = ["FileCoverage", "genhtml", "line_coverage", "write_lcov"]
+__all__ = ["BLOCK_KINDS", "FileCoverage", "genhtml", "line_coverage", "write_lcov"]
