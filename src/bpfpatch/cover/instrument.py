@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bpfpatch.analysis.cfg import FlowGraph
 from bpfpatch.elf.addmap import ObjectEditor
-from bpfpatch.elf.dwarfline import dwarf_lines, slot_lines
+from bpfpatch.elf.dwarfline import dwarf_lines, inline_copies, slot_copies, slot_lines
 from bpfpatch.elf.reader import ElfObject, read_object
 from bpfpatch.elf.writer import build_object
 from bpfpatch.errors import BpfPatchError
@@ -66,6 +66,8 @@ class Counter:
     slot: int  # the original slot of the block's first instruction (or of the jump)
     lines: list[tuple[str, int]] = field(default_factory=list)  # (file, line) the block's instructions belong to
     function: str = ""
+    # (file, line, copy): the inlined copy (DWARF) each line's instructions here belong to, -1 for own code
+    copies: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -94,7 +96,8 @@ class CoverMap:
         """The inverse of `to_json`."""
         d = json.loads(text)
         m = cls(
-            [Counter(**{**c, "lines": [tuple(x) for x in c["lines"]]}) for c in d["counters"]],
+            [Counter(**{**c, "lines": [tuple(x) for x in c["lines"]],
+                        "copies": [tuple(x) for x in c.get("copies", [])]}) for c in d["counters"]],
             [tuple(x) for x in d["uninstrumented"]],
             {f: {int(k): v for k, v in lines.items()} for f, lines in d["sources"].items()},
             {k: tuple(v) for k, v in d["functions"].items()},
@@ -260,9 +263,10 @@ def _pieces(nodes: list[Node]) -> list[list[Node]]:
 def seen_slots(obj: ElfObject, section: str, prog: Program, prog_type: str | None = None) -> list[bool] | None:
     """Per slot of `section`: does some verified path reach it (the verification layer's ``seen``)?
 
-    None when there are no facts: the program type is unknown, the analysis
-    refuses the program or does not model it, or the section is not one
-    program (its linked form does not start with the section's code).
+    Each entry function of the section is linked with its callees and
+    analyzed as `prog_type` (default: the type the section name says); a
+    function without facts (the analysis refuses it or does not model it)
+    counts as reached everywhere.  None when no function has facts.
     """
     from bpfpatch.analysis.verifier import analyze
     from bpfpatch.progtype import UnknownProgType, prog_type_of
@@ -271,19 +275,30 @@ def seen_slots(obj: ElfObject, section: str, prog: Program, prog_type: str | Non
         ptype = prog_type_of(prog_type or section)
     except UnknownProgType:
         return None
-    try:
-        linked = obj.linked_program(section)
-        n = len(prog.slots)
-        if len(linked.slots) < n or linked.slots["code"][:n].tolist() != prog.slots["code"].tolist():
-            return None
-        seen = analyze(linked, ptype, keep_states=False).seen()
-    except Exception:  # refused, not modelled, budget: no facts, every block counted
-        return None
-    return seen[:n]
+    n = len(prog.slots)
+    starts = sorted({sym.slot: sym.name for sym in prog.meta.get("symbols", ())
+                     if sym.type == "STT_FUNC" and 0 <= sym.slot < n}.items())
+    if not starts or starts[0][0] != 0:
+        starts = [(0, "")] + starts
+    out = [True] * n
+    known = False
+    code = prog.slots["code"].tolist()
+    for k, (start, name) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else n
+        try:
+            linked = obj.linked_program(f"{section}:{name}" if name else section)
+            if linked.slots["code"][:end - start].tolist() != code[start:end]:
+                continue  # not laid out from this function's first slot: its facts would not line up
+            seen = analyze(linked, ptype, keep_states=False).seen()
+        except Exception:  # refused, not modelled, budget: no facts, every block counted
+            continue
+        out[start:end] = seen[:end - start]
+        known = True
+    return out if known else None
 
 
 def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverMap, *, edges: bool = False,
-                       base_registers: bool = True, dwarf: dict | None = None,
+                       base_registers: bool = True, dwarf: dict | None = None, copies: dict | None = None,
                        seen: list[bool] | None = None) -> Program:
     """One section's program with counters added; counters are appended to `cmap`.
 
@@ -294,11 +309,15 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
     what follows runs only when the tail call fails, and gets its own
     counter.  `seen` (per slot, from `seen_slots`): blocks no verified path
     reaches get no counter; their lines are listed in ``cmap.unreachable``.
-    `dwarf` (from `bpfpatch.elf.dwarfline.dwarf_lines`) gives exact lines.
+    `dwarf` (from `bpfpatch.elf.dwarfline.dwarf_lines`) gives exact lines,
+    `copies` (`inline_copies`) which inlined copy each instruction is of.
     """
     pl = PatchList(prog)
     g = FlowGraph(pl)
     lines = _line_table(obj, section, prog, dwarf if dwarf is not None else dwarf_lines(obj.data))
+    if copies is None:
+        copies = inline_copies(obj.data)
+    copy_of = slot_copies(copies.get(section, []), len(prog.slots))
     funcs = _functions(obj, prog)
     _sources(obj, prog, lines, cmap.sources)
     decl = _btf_line_table(obj, prog)
@@ -319,6 +338,10 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
 
     def lines_of(nodes: list[Node]) -> list[tuple[str, int]]:
         return sorted({lines[n.orig_idx] for n in nodes if 0 <= n.orig_idx < len(lines) and lines[n.orig_idx] is not None})
+
+    def copies_of(nodes: list[Node]) -> list[tuple[str, int, int]]:
+        return sorted({(*lines[n.orig_idx], copy_of[n.orig_idx]) for n in nodes
+                       if 0 <= n.orig_idx < len(lines) and lines[n.orig_idx] is not None})
 
     for blk in g.blocks:
         sub = subs[blk.subprog]
@@ -345,7 +368,8 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
                 cmap.uninstrumented.append((section, blk.index))
                 continue
             cmap.counters.append(Counter(k, section, "block" if p == 0 else "after_tail_call", blk.index,
-                                         first.orig_idx, [tuple(x) for x in lines_of(nodes)], sub_names[blk.subprog]))
+                                         first.orig_idx, [tuple(x) for x in lines_of(nodes)], sub_names[blk.subprog],
+                                         copies_of(nodes)))
             plan.append((first, code, False))
         # the branch's own counter: the last piece's (after a tail call, the failed calls only)
         k = len(cmap.counters) - 1
@@ -407,12 +431,12 @@ def instrument_object(source: str | Path | bytes | ElfObject, *, edges: bool = F
             raise CoverError(f"no program section {s!r} (have: {', '.join(obj.programs)})")
     cmap = CoverMap()
     programs: dict[str, Program] = {}
-    dwarf = dwarf_lines(obj.data)
+    dwarf, copies = dwarf_lines(obj.data), inline_copies(obj.data)
     for sec in chosen:
         prog = obj.programs[sec]
         seen = seen_slots(obj, sec, prog, prog_type) if facts else None
         programs[sec] = instrument_program(obj, sec, prog, cmap, edges=edges, base_registers=base_registers,
-                                           dwarf=dwarf, seen=seen)
+                                           dwarf=dwarf, copies=copies, seen=seen)
     if not cmap.counters:
         raise CoverError("no block could be instrumented")
     data = build_object(obj, programs)

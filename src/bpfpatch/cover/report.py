@@ -3,9 +3,13 @@
 Each instruction runs as often as its block (blocks are cut after tail
 calls, which do not return when they succeed), and belongs to the source
 line DWARF's line table says (BTF line info when the object has no DWARF).
-A line's count is the largest count of its instructions: a line is hit iff
-some instruction of it ran, and shows how often its most-executed part ran;
-a line no run reached shows 0.  Code the compiler made up (line 0), such as
+A line is hit iff some instruction of it ran; a line no run reached shows
+0.  Its count is, per copy of the line, the largest count of its
+instructions there (how often its most-executed part ran), summed over the
+copies: the inlined copies of a function DWARF names
+(``DW_TAG_inlined_subroutine``) and a function's own code, one per section,
+as gcov and llvm-cov count an inlined function (the copies of a loop that
+clang unrolled are one copy: their largest count).  Code the compiler made up (line 0), such as
 a block's first instructions without a debug location, counts for no line.
 Lines whose code is all dead to the verifier (blocks it never reaches,
 which the kernel removes) are not reachable: they are left out of the
@@ -58,17 +62,21 @@ def line_coverage(cmap: CoverMap, counters: list[int]) -> dict[str, FileCoverage
             fc.lines.setdefault(ln, 0)
     entry: dict[str, int] = {}
     counted: set[tuple[str, int]] = set()
+    per_copy: dict[tuple[str, int, tuple[str, int]], int] = {}  # (file, line, (section, copy)) -> largest count
     for c in cmap.counters:
         if c.kind not in BLOCK_KINDS:
             continue
         n = counters[c.index]
-        for f, ln in c.lines:
-            fc = files.setdefault(f, FileCoverage(f))
-            fc.lines[ln] = max(fc.lines.get(ln, 0), n)
+        for f, ln, copy in c.copies or [(f, ln, -1) for f, ln in c.lines]:
+            key = (f, ln, (c.section if copy < 0 else "", copy))
+            per_copy[key] = max(per_copy.get(key, 0), n)
             counted.add((f, ln))
         if c.kind == "block" and c.function and (c.function not in entry
                                                  or c.slot < cmap.counters[entry[c.function]].slot):
             entry[c.function] = c.index
+    for (f, ln, _copy), n in per_copy.items():  # copies add up: each is one execution of the line
+        fc = files.setdefault(f, FileCoverage(f))
+        fc.lines[ln] = fc.lines.get(ln, 0) + n
     for dead in cmap.unreachable:
         for f, ln in dead["lines"]:
             if (f, ln) not in counted and f in files:

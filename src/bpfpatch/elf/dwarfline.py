@@ -16,6 +16,11 @@ sequence belongs to is the symbol of the relocation on its
 ``DW_LNE_set_address`` operand (``.rel.debug_line``, R_BPF_64_ABS64).
 Objects without DWARF (stripped, or BTF-only) give ``{}``; callers fall back
 to BTF line info.
+
+`inline_copies` reads ``DW_TAG_inlined_subroutine`` ranges from
+``.debug_info``: which copy of an inlined function each instruction belongs
+to, so a coverage tool can add up the copies of a line (as gcov and llvm-cov
+count an inlined function: once per execution, whichever copy ran).
 """
 
 from __future__ import annotations
@@ -107,6 +112,119 @@ def _dwarf_lines(data: bytes) -> dict[str, list[tuple[int, str, int]]]:
     return out
 
 
+def _addr_sections(elf, symtab) -> dict[int, tuple[str, int]]:
+    """Offset in ``.debug_addr`` -> (section, symbol value) its relocation names."""
+    out: dict[int, tuple[str, int]] = {}
+    rel = elf.get_section_by_name(".rel.debug_addr")
+    if rel is None or symtab is None:
+        return out
+    for r in rel.iter_relocations():
+        if r["r_info_type"] != R_BPF_64_ABS64:
+            continue
+        sym = symtab.get_symbol(r["r_info_sym"])
+        if isinstance(sym["st_shndx"], int):
+            out[r["r_offset"]] = (elf.get_section(sym["st_shndx"]).name, sym["st_value"])
+    return out
+
+
+def inline_copies(data: bytes) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Section -> inlined-function copies as (first slot, end slot, depth, copy id); ``{}`` without DWARF.
+
+    A copy may have several ranges (one tuple each, same id); copies nest
+    (an inline function inlined into another: greater depth).  The id is the
+    ``DW_TAG_inlined_subroutine``'s offset in ``.debug_info``.
+    """
+    try:
+        return _inline_copies(data)
+    except Exception:  # DWARF pyelftools cannot read: no copies known, lines are counted as one
+        return {}
+
+
+def _inline_copies(data: bytes) -> dict[str, list[tuple[int, int, int, int]]]:
+    elf = ELFFile(io.BytesIO(data))
+    if elf.get_section_by_name(".debug_info") is None:
+        return {}
+    code = [s.name for s in elf.iter_sections() if s["sh_type"] == "SHT_PROGBITS" and s["sh_flags"] & 0x4]
+    addr_at = _addr_sections(elf, elf.get_section_by_name(".symtab"))
+    dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
+    rnglists = dwarf.range_lists()
+    out: dict[str, list[tuple[int, int, int, int]]] = {}
+    for cu in dwarf.iter_CUs():
+        top = cu.get_top_DIE()
+        addr_base = top.attributes["DW_AT_addr_base"].value if "DW_AT_addr_base" in top.attributes else 8
+        cu_base = top.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in top.attributes else 0
+        where: dict[int, tuple[str, int] | None] = {}  # subprogram DIE offset -> (section, symbol value)
+
+        def section_of(die):
+            p = die
+            while p is not None and p.tag != "DW_TAG_subprogram":
+                p = p.get_parent()
+            if p is None:
+                return None
+            if p.offset not in where:
+                lo = p.attributes.get("DW_AT_low_pc")
+                got = None
+                if lo is not None and lo.form.startswith("DW_FORM_addrx"):
+                    got = addr_at.get(addr_base + 8 * lo.raw_value)
+                if got is None and len(code) == 1:
+                    got = (code[0], 0)
+                where[p.offset] = got
+            return where[p.offset]
+
+        for die in cu.iter_DIEs():
+            if die.tag != "DW_TAG_inlined_subroutine":
+                continue
+            sec = section_of(die)
+            if sec is None:
+                continue
+            spans: list[tuple[int, int]] = []
+            a = die.attributes
+            if "DW_AT_low_pc" in a and "DW_AT_high_pc" in a:
+                lo = a["DW_AT_low_pc"].value
+                hi = a["DW_AT_high_pc"]
+                spans.append((lo, lo + hi.value if hi.form.startswith("DW_FORM_data") else hi.value))
+            elif "DW_AT_ranges" in a and rnglists is not None:
+                base = cu_base
+                for e in rnglists.get_range_list_at_offset(a["DW_AT_ranges"].value, cu=cu):
+                    kind = getattr(e, "entry_type", None)
+                    if kind == "DW_RLE_offset_pair":
+                        spans.append((base + e.start_offset, base + e.end_offset))
+                    elif kind == "DW_RLE_base_address":
+                        base = e.address
+                    elif kind == "DW_RLE_base_addressx":
+                        base = dwarf.get_addr(cu, e.index)
+                    elif kind == "DW_RLE_start_length":
+                        spans.append((e.start_address, e.start_address + e.length))
+                    elif kind == "DW_RLE_start_end":
+                        spans.append((e.start_address, e.end_address))
+                    elif kind == "DW_RLE_startx_length":
+                        lo = dwarf.get_addr(cu, e.start_index)
+                        spans.append((lo, lo + e.length))
+                    elif kind == "DW_RLE_startx_endx":
+                        spans.append((dwarf.get_addr(cu, e.start_index), dwarf.get_addr(cu, e.end_index)))
+                    elif kind is None and hasattr(e, "begin_offset"):  # DWARF 4 .debug_ranges
+                        spans.append((base + e.begin_offset, base + e.end_offset))
+            depth, p = 0, die.get_parent()
+            while p is not None:
+                depth += p.tag == "DW_TAG_inlined_subroutine"
+                p = p.get_parent()
+            for lo, hi in spans:
+                out.setdefault(sec[0], []).append(((lo + sec[1]) // SLOT_SIZE, (hi + sec[1] + SLOT_SIZE - 1) // SLOT_SIZE,
+                                                   depth, die.offset))
+    return out
+
+
+def slot_copies(copies: list[tuple[int, int, int, int]], nslots: int) -> list[int]:
+    """Per slot: the innermost inlined copy that holds it, or -1 (the function's own code)."""
+    out = [-1] * nslots
+    depth = [-1] * nslots
+    for lo, hi, d, ident in copies:
+        for s in range(max(0, lo), min(hi, nslots)):
+            if d > depth[s]:
+                out[s], depth[s] = ident, d
+    return out
+
+
 def slot_lines(rows: list[tuple[int, str, int]], nslots: int) -> list[tuple[str, int] | None]:
     """Per slot of a section of `nslots` slots: its (file, line), None for code of no source line."""
     out: list[tuple[str, int] | None] = [None] * nslots
@@ -118,4 +236,4 @@ def slot_lines(rows: list[tuple[int, str, int]], nslots: int) -> list[tuple[str,
     return out
 
 
-__all__ = ["dwarf_lines", "slot_lines"]
+__all__ = ["dwarf_lines", "inline_copies", "slot_copies", "slot_lines"]
