@@ -15,7 +15,6 @@ to the verifier (no counter).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import random
 import sys
