@@ -16,6 +16,10 @@ from bpfpatch.patch.store import DELETED, END, INSERTED, INSN_CACHE
 if TYPE_CHECKING:
     from bpfpatch.patch.patchlist import PatchList
 
+# The cache's lookup bound once: a method of an imported name compiles to an attribute
+# load and a bound-method object per call (CPython skips LOAD_METHOD for imported names).
+_cached_insn = INSN_CACHE.get
+
 
 class Node:
     """One patchable instruction of a `PatchList` (a handle; compare with ==)."""
@@ -36,9 +40,8 @@ class Node:
         """The node's instruction (jump offsets are stale until linearize)."""
         # The common case inlined: one cache lookup (a deferred replace has already
         # written the node's new words, so pending patches never matter here).
-        pl = self._pl
-        insn = INSN_CACHE.get(pl._w0[self._id])
-        return pl.store.insn(self._id) if insn is None else insn
+        insn = _cached_insn(self._pl._w0[self._id])
+        return self._pl.store.insn(self._id) if insn is None else insn
 
     @property
     def orig_idx(self) -> int:

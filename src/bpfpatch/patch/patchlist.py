@@ -76,6 +76,7 @@ class PatchList:
         self._deferred: Deferred | None = None
         if fast.defer:
             self._deferred = Deferred(self._store, self._buffers, self._order, group=fast.group, group_min=fast.group_min)
+            self._last, self._mark = self._deferred.last, self._deferred.mark  # for the `replace` fast path
 
     # --- the settle point and checks ------------------------------------------------
 

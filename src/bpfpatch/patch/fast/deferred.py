@@ -55,7 +55,8 @@ class Deferred:
         # (the patch, its pending sites, its last word, may an equal patch use it) of the last
         # deferral: a pass repeating one patch then costs one identity test (the same tuple)
         # or one comparison (an equal fresh list, tuple or text) and one append.
-        self.last: tuple[Any, Any, int, bool] = (None, None, 0, False)
+        # A list changed in place (never rebound), so the list's fast path holds it directly.
+        self.last: list[Any] = [None, None, 0, False]
         self._w0, self._w1, self._wide = store.w0, store.w1, store.wide  # columns only grow in place
         self._next, self._orig = store.next, store.orig
 
@@ -89,7 +90,8 @@ class Deferred:
         """Link the new nodes of every deferred replace (see the module docstring)."""
         groups = self.groups
         few = not self.group or sum(len(xs) for _, xs in groups.values()) < self.group_min
-        self.groups, self.last = {}, (None, None, 0, False)
+        self.groups = {}
+        self.last[:] = (None, None, 0, False)
         mark, nxt = self.mark, self._next
         for prep, xs in groups.values():
             if few:
@@ -138,23 +140,28 @@ class DeferringReplace:
     """
 
     _deferred: Deferred
+    # The deferred replaces' `last` and `mark`, and the store's first-word column, held by the
+    # list itself (each changed in place, never rebound): the hot path's three attribute loads.
+    _last: list
+    _mark: bytearray
+    _w0: array
 
     def replace(self, node: Node, patch: Any, *, retarget: bool = True) -> Node:
         """`PatchList.replace` (same arguments, same result), deferring the link where it can."""
-        d = self._deferred
-        last = d.last
+        last = self._last
         key = last[0]
         if (patch is key or (last[3] and type(patch) is type(key) and patch == key)) and type(node) is Node \
                 and node._pl is self and retarget:
             x = node._id
-            mark = d.mark
+            mark = self._mark
             if not mark[x]:  # FREE: one byte stands for four checks
                 last[1].append(x)
                 mark[x] = PENDING
                 # The node's new instruction, at once (one slot: its second word and
                 # width only matter to the link, which rewrites them).
-                d._w0[x] = last[2]
+                self._w0[x] = last[2]
                 return node
+        d = self._deferred
         x = node._id if type(node) is Node and node._pl is self else 0
         if x and d._orig[x] != DELETED and retarget:
             nxt = d._next[x]
@@ -173,11 +180,11 @@ class DeferringReplace:
                     if has_after and not prep.last_wide:
                         # A list is copied (the caller may change it); equal patches may share the
                         # prepared one unless it carries aux objects (those must be the caller's).
-                        d.last = (list(patch) if type(patch) is list else patch, group[1], prep.last_w0, not prep.any_aux)
+                        d.last[:] = (list(patch) if type(patch) is list else patch, group[1], prep.last_w0, not prep.any_aux)
                     mark[x] = PENDING
                     # The node's own instruction changes now (`node.insn` never waits for the link).
                     d._w0[x] = prep.last_w0
                     d._w1[x] = prep.last_w1
                     d._wide[x] = prep.last_wide
                     return node
-        return super().replace(node, patch, retarget=retarget)  # type: ignore[misc]
+        return super(DeferringReplace, self).replace(node, patch, retarget=retarget)  # type: ignore[misc]  (no __class__ cell on the hot path)
