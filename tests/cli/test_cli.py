@@ -102,3 +102,26 @@ def test_keep_freed_memory_is_idempotent():
     assert keep_freed_memory() == first
     if platform.libc_ver()[0] == "glibc":
         assert first is True
+
+
+def test_top_level_help_lists_every_registered_command(capsys):
+    # `bpfpatch --help` is printed without importing the commands: its table must say what they say.
+    import subprocess
+    import sys
+
+    from bpfpatch.cli import _COMMANDS, _load_commands
+    from bpfpatch.cli.app import app
+
+    _load_commands([])
+    registered = {c.name or c.callback.__name__: " ".join((c.help or c.callback.__doc__).strip().split("\n\n")[0].split())
+                  for c in app.registered_commands}
+    assert registered == _COMMANDS
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("Usage: bpfpatch [OPTIONS] COMMAND")
+    assert all(f"{name} {text}" in out for name, text in _COMMANDS.items())
+    # And in a fresh process it imports neither the commands nor NumPy, typer or rich.
+    code = ("import sys; from bpfpatch.cli import main; main(['--help']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'typer', 'rich') or m.endswith('_cmd')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -14,8 +14,36 @@ from bpfpatch.errors import BpfPatchError, KernelError
 
 USAGE_EXIT = 64
 
-# Command modules; each registers on `app` when imported.
-_COMMANDS = ("disasm", "asm", "patch", "check", "bench", "demo", "cover", "analyze")
+# Command modules (each registers on `app` when imported), with the first paragraph of each
+# command's docstring: `bpfpatch --help` prints these without importing any command
+# (tests/cli/test_cli.py checks them against the registered commands).
+_COMMANDS = {
+    "disasm": "Disassemble every program of FILE (or one section).",
+    "asm": "Assemble FILE; the output is written only if the whole file assembles.",
+    "patch": "Rewrite one program; the output is written atomically, only on success.",
+    "check": "Run ORIGINAL and REWRITTEN (ELF objects, loaded through libbpf with their maps and global data; or raw "
+             "instruction files) on the same inputs and compare, after every input, the return value, the packet out, "
+             "the context out and every map the program references.",
+    "bench": "Time every series on the seed's workload and print the table.",
+    "demo": "Rewrite the shipped sample with the kernel's passes and check the result.",
+    "cover": "Instrument every basic block with a counter, run in the kernel, write lcov + HTML coverage.",
+    "analyze": "Print the per-instruction verifier state of one program; exit 1 at the first violation.",
+}
+
+
+def top_help() -> str:
+    """`bpfpatch --help`: the commands and their one-line help (no command module imported)."""
+    import textwrap
+
+    width = max(map(len, _COMMANDS))
+    lines = ["Usage: bpfpatch [OPTIONS] COMMAND [ARGS]...", "", "  Rewrite eBPF bytecode in linear time.", "",
+             "Options:", "  --help".ljust(width + 4) + "Show this message and exit.", "", "Commands:"]
+    for name, text in _COMMANDS.items():
+        wrapped = textwrap.wrap(text, 78 - width - 4) or [""]
+        lines.append(f"  {name.ljust(width)}  {wrapped[0]}")
+        lines += [" " * (width + 4) + more for more in wrapped[1:]]
+    lines += ["", "`bpfpatch COMMAND --help` shows a command's arguments and options."]
+    return "\n".join(lines)
 
 
 def _load_commands(argv: list[str]) -> None:
@@ -41,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_freed_memory()  # one process, one job: keep freed memory for the next temporaries
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--help"]:  # the top-level help: no command module, typer or rich to import
+        print(top_help())
+        return 0
     _load_commands(args)
     from bpfpatch.cli.app import app
 
