@@ -34,9 +34,12 @@ from bpfpatch.patch import SITE, PatchList, Row, S, replace_sites
 from bpfpatch.program import Program
 
 SEED_SIZES = (15_000, 45_000, 95_000, 195_000, 1_000_000)
-#: The full run: the seed's sizes and 100k, the base of the growth target time(1M)/time(100k).
-FULL_SIZES = (15_000, 45_000, 95_000, 100_000, 195_000, 1_000_000)
-QUICK_SIZES = (15_000, 45_000, 100_000)
+#: The full run: the seed's sizes, 20k (where the README loop is compared with the kernel) and
+#: 100k, the base of the growth target time(1M)/time(100k).
+FULL_SIZES = (15_000, 20_000, 45_000, 95_000, 100_000, 195_000, 1_000_000)
+QUICK_SIZES = (15_000, 20_000, 45_000, 100_000)
+#: The README loop against the kernel's own patching: N and the issue's factor.
+KERNEL_COMPARE_N, KERNEL_COMPARE_FACTOR = 20_000, 200.0
 #: The seed thread's figures (2019, C, quadratic kernel code), seconds.
 SEED_FIGURES = {15_000: 3.0, 45_000: 29.0, 95_000: 125.0, 195_000: 712.0, 1_000_000: 5100.0}
 
@@ -444,6 +447,12 @@ def table_rows(result: BenchResult) -> tuple[list[int], list[list[str]]]:
         rows.append(row)
     rows.append(["seed thread (2019, C)"] + [fmt_seconds(SEED_FIGURES.get(n)) for n in sizes])
     return sizes, rows
+
+
+def kernel_factor(result: BenchResult, series: str = "readme", n: int = KERNEL_COMPARE_N) -> float | None:
+    """How many times faster `series` is than the kernel's load of the same N divisions (both CPU time, one run)."""
+    t, k = result.get(series, n), result.get("kernel", n)
+    return k / t if t and k else None
 
 
 def markdown_table(result: BenchResult) -> str:

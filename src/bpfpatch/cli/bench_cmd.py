@@ -29,6 +29,11 @@ def render(result: B.BenchResult, console: Console) -> None:
         g = B.headline_growth(result, s)
         if g:
             console.print(f"growth {s}: {g[1]:.1f}x for {g[0]}")
+    for s in ("readme", "readme-tuple", "readme-asm", "node", "bulk"):
+        f = B.kernel_factor(result, s)
+        if f:
+            console.print(f"{s} at N={B.KERNEL_COMPARE_N:,}: {f:.0f}x faster than the kernel's load of the same program"
+                          + (f" (target: at least {B.KERNEL_COMPARE_FACTOR:.0f}x)" if s == "readme" else ""))
     for s, target in (("cli-patch", 0.5), ("cli-disasm", 1.0)):
         n = max((m.n for m in result.measurements if m.series == s and m.seconds), default=None)
         if n is not None:
@@ -44,7 +49,7 @@ def render(result: B.BenchResult, console: Console) -> None:
 
 @app.command("bench")
 def bench(
-    quick: bool = typer.Option(False, "--quick", help="N = 15k, 45k, 100k only (under a minute)"),
+    quick: bool = typer.Option(False, "--quick", help="N = 15k, 20k, 45k, 100k only (about a minute)"),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="comma-separated N values"),
     series: str = typer.Option("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,pipeline,reference,kernel,cli-patch,cli-disasm",
                                "--series", help="series to run; cli-*: whole `bpfpatch` processes, wall time with start-up"),

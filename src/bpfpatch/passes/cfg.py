@@ -9,11 +9,13 @@ this instruction".
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, refs_of_words
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, insn_of_words, refs_of_words
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
 
@@ -26,11 +28,23 @@ UNKNOWN: State = (None,) * NREGS
 
 @dataclass
 class Flow:
-    nodes: list[Node]
-    index: dict[int, int]  # node id -> position in `nodes`
+    """What `analyze` found, per live node in list order (`ids`)."""
+
+    pl: PatchList
+    ids: np.ndarray  # the live node ids, in list order
     seen: list[bool]
     fallthrough_live: list[bool]  # for conditional jumps: is the fall-through edge taken?
     target_live: list[bool]
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The live nodes in list order (handles made on request: the walk holds only ids)."""
+        return [Node(self.pl, i) for i in self.ids.tolist()]
+
+    @property
+    def index(self) -> dict[int, int]:
+        """Node id -> position in `ids`."""
+        return {nid: i for i, nid in enumerate(self.ids.tolist())}
 
 
 def _s(v: int, bits: int) -> int:
@@ -124,21 +138,44 @@ def analyze(pl: PatchList, budget: int | None = None) -> Flow:
     return flow if flow is not None else _explore(pl, budget, merge=True)
 
 
+#: Distinct register states and (instruction, state, call stack) paths a path walk may hold per
+#: instruction (at least MIN_PATH_BUDGET // 4 and MIN_PATH_BUDGET): past either the walk falls back to
+#: merging, so a program whose every path step is new (nested loops counting a register up, 2^n
+#: branch paths) costs bounded memory, as the step budget bounds its time.
+PATH_STATES_PER_INSN, PATH_KEYS_PER_INSN = 0.25, 1.5
+
+
+class _TooManyPaths(Exception):
+    """The path walk's memory bound was reached."""
+
+
 def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
-    nodes = list(pl)
-    index = {n.id: i for i, n in enumerate(nodes)}
-    count = len(nodes)
-    insns = [n.insn for n in nodes]
-    target = [-1 if t < 0 else index.get(t, -1) for t in pl.target_ids([n.id for n in nodes]).tolist()]
+    # Compact columns (a few bytes an instruction): the words, decoded when visited, and
+    # positions as int arrays; per instruction only its state (shared, interned) is kept.
+    ids = pl.live_ids()
+    count = len(ids)
+    words0, words1 = pl.words(ids)
+    w0, w1 = array("Q", words0.tobytes()), array("Q", words1.tobytes())
+    del words0, words1
+    index_of, tgt = target_positions(pl, ids)
+    target = array("i", tgt.astype(np.int32).tobytes())
+    del tgt
     state: list[State | None] = [None] * count
     ft_live = [False] * count
     tg_live = [False] * count
+    max_states = max(MIN_PATH_BUDGET // 4, int(PATH_STATES_PER_INSN * count))
+    max_keys = max(MIN_PATH_BUDGET, int(PATH_KEYS_PER_INSN * count))
     # Path mode follows calls like the verifier: the callee starts with the caller's
     # r1-r5, and its exit returns r0 to the caller (r6-r9 preserved, r1-r5 clobbered).
-    # A path is (insn, registers, call stack of (return insn, caller registers)).
-    work: list[tuple[int, State, tuple]] = []
-    visited: set[tuple[int, State, tuple]] = set()
-    interned: dict[State, State] = {}
+    # A path is (insn, registers, call stack of (return insn, caller registers)), kept as
+    # one int: states and stacks are numbered as they first appear.
+    work: list = []
+    visited: set[int] = set()
+    sid_of: dict[State, int] = {}
+    states: list[State] = []
+    kid_of: dict[tuple, int] = {(): 0}
+    stacks: list[tuple] = [()]
+    base = max_states + 1
 
     def reach(i: int, st: State, stack: tuple = ()) -> None:
         if not 0 <= i < count:
@@ -147,16 +184,42 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             old = state[i]
             new = st if old is None else tuple(a if a == b else None for a, b in zip(old, st))
             if new != old:
+                sid = sid_of.get(new)
+                if sid is None:
+                    sid_of[new] = len(states)
+                    states.append(new)
+                else:
+                    new = states[sid]  # equal states share one tuple
                 state[i] = new
                 work.append((i, new, ()))
             return
-        st = interned.setdefault(st, st)  # equal states share one tuple (paths repeat them)
-        key = (i, st, stack)
+        sid = sid_of.get(st)
+        if sid is None:
+            if len(states) >= max_states:
+                raise _TooManyPaths
+            sid = sid_of[st] = len(states)
+            states.append(st)
+        kid = kid_of.get(stack)
+        if kid is None:
+            kid = kid_of[stack] = len(stacks)
+            stacks.append(stack)
+        key = (kid * base + sid) * count + i
         if key not in visited:
+            if len(visited) >= max_keys:
+                raise _TooManyPaths
             visited.add(key)
-            state[i] = st
-            work.append(key)
+            state[i] = states[sid]
+            work.append((i, states[sid], stack))
 
+    try:
+        return _walk(pl, ids, index_of, w0, w1, target, state, ft_live, tg_live, work, reach, budget, merge)
+    except _TooManyPaths:
+        return None
+
+
+def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: array, target: array, state: list,
+          ft_live: list, tg_live: list, work: list, reach: Callable, budget: int, merge: bool) -> Flow | None:
+    count = len(ids)
     if count:
         reach(0, UNKNOWN)
         # Every function an ELF section defines is an entry point: global ones are programs of
@@ -165,17 +228,17 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             if sym.type == "STT_FUNC" and 0 <= sym.slot < len(pl.program.slots):
                 found = pl.find(sym.slot)
                 node = pl.landing(found) if found is not None else None
-                if node is not None and node.id in index:
-                    reach(index[node.id], UNKNOWN)
+                if node is not None and index_of[node.id] >= 0:
+                    reach(int(index_of[node.id]), UNKNOWN)
     steps = 0
     while work:
         i, st, stack = work.pop()
-        if merge and st != state[i]:
+        if merge and st is not state[i]:
             continue  # superseded by a merged state
         steps += 1
         if not merge and steps > budget:
             return None
-        insn = insns[i]
+        insn = insn_of_words(w0[i], w1[i])
         kind = KIND_OF[insn.code]
         if kind == Kind.EXIT:
             if stack:
@@ -215,7 +278,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         _transfer(insn, nxt)
         ft_live[i] = True
         reach(i + 1, tuple(nxt), stack)
-    return Flow(nodes, index, [s is not None for s in state], ft_live, tg_live)
+    return Flow(pl, ids, [s is not None for s in state], ft_live, tg_live)
 
 
 _NO_FALLTHROUGH = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.EXIT))

@@ -46,7 +46,7 @@ class DeadCode:
             seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
         else:
             flow = analyze(pl)
-            nodes, seen = flow.nodes, flow.seen
+            nodes, seen = flow.ids, flow.seen
         remove_dead_code(pl, nodes, seen)
 
     def _run_unconditional(self, pl: PatchList, ids: np.ndarray, w0: np.ndarray) -> None:

@@ -8,13 +8,15 @@ columns and linked in; nothing is renumbered.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import GOTOL, INVERTED_JMP, Insn, InsnClass, JmpOp, is_subprog_ref
 from bpfpatch.isa.opcodes import OP_MASK
 from bpfpatch.patch.buffer import Prepared, ToItem, ToNext
-from bpfpatch.patch.store import DELETED, END, NO_ANCHOR, NodeStore, view
+from bpfpatch.patch.store import DELETED, END, ID_DTYPE, NO_ANCHOR, NodeStore, view
 
 
 def point_refs(store: NodeStore, prep: Prepared, ids: list[int], after: int) -> None:
@@ -162,13 +164,14 @@ def call_sites(store: NodeStore) -> dict[int, list[int]]:
     return store.call_index
 
 
-def relax(store: NodeStore, node_ids: list[int]) -> None:
+def relax(store: NodeStore, node_ids: list[int], note_insert: Callable[[np.ndarray, int, int], None] | None = None) -> None:
     """Rewrite jumps whose offset overflowed 16 bits into gotol forms (relinking the list).
 
     ``ja`` becomes ``gotol``; a conditional jump becomes its inverse over a
     ``gotol`` (``jset`` / ``may_goto``, which have no inverse, jump to the
     ``gotol`` over a ``goto`` to the next instruction).
     """
+    node_ids = _relax_common(store, node_ids, note_insert)
     for nid in node_ids:
         insn = store.insn(nid)
         a = store.target[nid]
@@ -197,3 +200,78 @@ def relax(store: NodeStore, node_ids: list[int]) -> None:
             store.target[nid] = store.anchor_of(g)
             store.live += 1
         store.live += 1
+
+
+# Per opcode: the inverted conditional jump's opcode, or 0 (not a conditional jump with an inverse).
+_INVERTED_CODE = np.zeros(256, dtype=np.uint64)
+for _code in range(256):
+    if _code & 0x07 in (InsnClass.JMP, InsnClass.JMP32) and (_code & OP_MASK) != JmpOp.JCOND and (_code & OP_MASK) in INVERTED_JMP:
+        _INVERTED_CODE[_code] = (_code & ~OP_MASK) | INVERTED_JMP[JmpOp(_code & OP_MASK)]
+del _code
+_KEEP_REGS_IMM = np.uint64(0xFFFFFFFF0000FF00)  # a word without its opcode and offset
+
+
+def _relax_common(store: NodeStore, node_ids: list[int], note_insert: Callable[[np.ndarray, int, int], None] | None) -> list[int]:
+    """`relax` of every ``ja`` and invertible conditional jump at once (NumPy over the columns);
+    returns the rest (``jset``, ``may_goto``), which `relax` rewrites one at a time.
+
+    The same list as one at a time: each jump's successor is read before any link
+    changes (a successor is never another site's new node); the new ``gotol`` nodes
+    get ids in the order of their sites (before those of the jumps left to `relax`).
+    `note_insert(nodes, first_id, 1)` is told that a new node goes right before each of
+    `nodes` (the sites' successors), before the columns grow: the list order cache.
+    """
+    if len(node_ids) < 16:
+        return node_ids
+    ids = np.asarray(node_ids, dtype=np.int64)
+    w0 = view(store.w0, np.uint64)[ids]
+    code = (w0 & np.uint64(0xFF)).astype(np.int64)
+    ja = code == (InsnClass.JMP | JmpOp.JA)
+    inv = _INVERTED_CODE[code]
+    cond = (inv != 0) & ~ja
+    rest = ids[~(ja | cond)].tolist()
+    sites = ids[cond]
+    succ = view(store.next)[sites].astype(np.int64)
+    if (succ == END).any():
+        raise PatchError(f"node {int(sites[np.argmax(succ == END)])}: cannot relax a conditional jump at the end of the program")
+    jas = ids[ja]
+    view(store.w0, np.uint64)[jas] = np.uint64(GOTOL)
+    view(store.w1, np.uint64)[jas] = 0
+    view(store.wide, np.uint8)[jas] = 0
+    dirty = view(store.dirty, np.uint8)
+    dirty[jas[jas < len(dirty)]] = 1
+    m = len(sites)
+    if m:
+        # if !cond goto <after gotol>; gotol <target>
+        view(store.w0, np.uint64)[sites] = (w0[cond] & _KEEP_REGS_IMM) | inv[cond]
+        dirty[sites[sites < len(dirty)]] = 1
+        del dirty
+        old_target = view(store.target)[sites].copy()
+        base = len(store.orig)
+        g = np.arange(base, base + m, dtype=np.int64)
+        # the successors' anchors (created where missing; each successor is one site's)
+        anchors = view(store.node_anchor)[succ].astype(np.int64)
+        missing = np.flatnonzero(anchors == NO_ANCHOR)
+        first_anchor = len(store.anchor_node)
+        anchors[missing] = first_anchor + np.arange(len(missing))
+        store.anchor_node.frombytes(succ[missing].astype(ID_DTYPE).tobytes())
+        view(store.node_anchor)[succ[missing]] = anchors[missing]
+        # the new gotol nodes: columns extended in one piece each
+        if note_insert is not None:
+            note_insert(succ, base, 1)
+        minus = np.full(m, -1, dtype=ID_DTYPE).tobytes()
+        store.next.frombytes(succ.astype(ID_DTYPE).tobytes())
+        store.prev.frombytes(sites.astype(ID_DTYPE).tobytes())
+        store.w0.frombytes(np.full(m, GOTOL, dtype=np.uint64).tobytes())
+        store.w1.frombytes(bytes(8 * m))
+        store.wide.extend(bytes(m))
+        store.orig.frombytes(minus)
+        store.node_anchor.frombytes(minus)
+        store.target.frombytes(old_target.tobytes())
+        nxt, prv, tgt = view(store.next), view(store.prev), view(store.target)
+        nxt[sites] = g
+        prv[succ] = g
+        tgt[sites] = anchors
+        del nxt, prv, tgt
+        store.live += m
+    return rest

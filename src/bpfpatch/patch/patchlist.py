@@ -387,7 +387,7 @@ class PatchList:
             if not (relax_long_jumps and len(long)):
                 return linearize(layout)
             self.settle()  # relaxing inserts nodes: link the deferred replaces first
-            apply.relax(self._store, long.tolist() if not blocks else [])
+            apply.relax(self._store, long.tolist() if not blocks else [], self._order.note_group_insert)
 
     def _blocks(self) -> list:
         """Deferred replaces as linearize blocks (the fast path), or settled first."""
