@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bpfpatch.analysis.liveness import Liveness, insn_liveness, regs_of, uses_defs
 from bpfpatch.isa import KIND_OF, Insn, InsnClass, Kind
 from bpfpatch.isa import AtomicOp
 from bpfpatch.patch import Node, PatchList
@@ -43,56 +44,6 @@ FP = 10
 ALL_REGS = frozenset(range(11))
 # Registers a builder may hand out, callee-saved first (they survive calls).
 SCRATCH_ORDER = (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
-
-_ATOMIC_FETCH = 0x01
-
-
-def uses_defs(insn: Insn) -> tuple[int, int]:
-    """(registers read, registers written) by one instruction, as bit masks over r0-r10."""
-    kind = KIND_OF[insn.code]
-    d, s = 1 << insn.dst, 1 << insn.src
-    if kind == Kind.ALU_K:
-        mov = insn.code & 0xF0 == 0xB0
-        return (0 if mov else d), d
-    if kind == Kind.ALU_X:
-        mov = insn.code & 0xF0 == 0xB0
-        return (s if mov else s | d), d
-    if kind in (Kind.NEG, Kind.END):
-        return d, d
-    if kind == Kind.LD_IMM64:
-        return 0, d
-    if kind in (Kind.LDX, Kind.LDSX):
-        return s, d
-    if kind == Kind.ST:
-        return d, 0
-    if kind == Kind.STX:
-        return d | s, 0
-    if kind == Kind.ATOMIC:
-        if insn.imm == AtomicOp.CMPXCHG:
-            return d | s | 1, 1
-        if insn.imm == AtomicOp.LOAD_ACQ:
-            return s, d
-        if insn.imm == AtomicOp.STORE_REL:
-            return d | s, 0
-        return d | s, (s if insn.imm & _ATOMIC_FETCH else 0)
-    if kind == Kind.JCOND_K:
-        return d, 0
-    if kind == Kind.JCOND_X:
-        return d | s, 0
-    if kind == Kind.CALL:
-        return 0b111110, 0b111111
-    if kind == Kind.EXIT:
-        return 1, 0
-    if kind == Kind.LD_ABS:
-        return 1 << 6, 0b111111
-    if kind == Kind.LD_IND:
-        return (1 << 6) | s, 0b111111
-    return 0, 0  # ja, gotol, may_goto
-
-
-def _regs(mask: int) -> frozenset[int]:
-    return frozenset(r for r in range(11) if mask >> r & 1)
-
 
 @dataclass
 class Block:
@@ -132,8 +83,7 @@ class FlowGraph:
         self.blocks: list[Block] = []
         self.block_of: list[int] = [0] * len(self.nodes)
         self._build_blocks()
-        self._live_in: list[int] | None = None
-        self._live_out: list[int] | None = None
+        self._live: Liveness | None = None
         self._idom: dict[int, dict[int, int]] = {}
 
     # --- structure -----------------------------------------------------------------
@@ -299,58 +249,27 @@ class FlowGraph:
 
     # --- liveness --------------------------------------------------------------------
 
-    def _liveness(self) -> None:
-        nb = len(self.blocks)
-        use = [0] * nb
-        dfn = [0] * nb
-        for b in self.blocks:
-            u = d = 0
-            for node in b.nodes:
-                ru, rd = uses_defs(self.insns[self.index[node]])
-                u |= ru & ~d
-                d |= rd
-            use[b.index], dfn[b.index] = u, d
-        live_in = [0] * nb
-        live_out = [0] * nb
-        changed = True
-        while changed:
-            changed = False
-            for b in reversed(self.blocks):
-                out = 0
-                for s in b.succs:
-                    out |= live_in[s]
-                inn = use[b.index] | (out & ~dfn[b.index])
-                if out != live_out[b.index] or inn != live_in[b.index]:
-                    live_out[b.index], live_in[b.index] = out, inn
-                    changed = True
-        self._live_in, self._live_out = live_in, live_out
+    @property
+    def liveness(self) -> Liveness:
+        """Registers live before / after each position of `nodes` (`bpfpatch.analysis.liveness`), solved once."""
+        if self._live is None:
+            n = len(self.nodes)
+            sub_of = [self.blocks[b].subprog for b in self.block_of]
+            # Control falls through within a subprogram only (the next one starts a new frame).
+            within = [i + 1 < n and sub_of[i + 1] == sub_of[i] for i in range(n)]
+            self._live = insn_liveness(self.insns, self.target, within)
+        return self._live
 
     def live_before(self, node: Node) -> frozenset[int]:
         """Registers whose value some path reads at or after `node` before writing it."""
-        return _regs(self._live_mask(node))
+        return regs_of(self._live_mask(node))
 
     def live_after(self, node: Node) -> frozenset[int]:
         """Registers live just after `node` executes (on its fall-through or jump)."""
-        i = self.index[node]
-        b = self.blocks[self.block_of[i]]
-        if node == b.last:
-            if self._live_out is None:
-                self._liveness()
-            assert self._live_out is not None
-            return _regs(self._live_out[b.index])
-        return _regs(self._live_mask(self.nodes[i + 1]))
+        return regs_of(self.liveness.out(self.index[node]))
 
     def _live_mask(self, node: Node) -> int:
-        if self._live_in is None:
-            self._liveness()
-        assert self._live_out is not None
-        i = self.index[node]
-        b = self.blocks[self.block_of[i]]
-        live = self._live_out[b.index]
-        for j in range(self.index[b.last], i - 1, -1):
-            u, d = uses_defs(self.insns[j])
-            live = (live & ~d) | u
-        return live
+        return self.liveness.live_in[self.index[node]]
 
     def free_registers(self, node: Node, n: int = 1, *, region: list[Node] | None = None,
                        exclude: frozenset[int] | set[int] = frozenset()) -> list[int]:
@@ -421,15 +340,12 @@ class FlowGraph:
                     escaped = True  # a frame pointer mixed into arithmetic we do not follow
                 elif kind in (Kind.ALU_K, Kind.NEG, Kind.END) and insn.dst in fp_regs and insn.dst != FP:
                     escaped = True
-                for r in _regs(d):
+                for r in regs_of(d):
                     if r != FP:
                         fp_regs.pop(r, None)
             # pointers derived in one block and used in another: conservatively escaped
             if len(fp_regs) > 1 and b.succs:
-                live = self._live_out[b.index] if self._live_out is not None else None
-                if live is None:
-                    self._liveness()
-                    live = self._live_out[b.index] if self._live_out is not None else 0
+                live = self.liveness.out(self.index[b.last])
                 if any(live >> r & 1 for r in fp_regs if r != FP):
                     escaped = True
         if escaped:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bpfpatch.analysis.liveness import list_liveness
 from bpfpatch.errors import BpfPatchError
 from bpfpatch.isa import LD_IMM64, decode_slots
 from bpfpatch.isa.insn import atomic_op, ld_imm64, mov64_imm, st_mem
@@ -83,83 +84,15 @@ def free_registers(raw: bytes) -> list[int]:
     return [r for r in AUTO_ORDER if r not in used]
 
 
-def _use_def(code: int, regs: int, imm: int) -> tuple[int, int]:
-    """Bit masks of the registers one instruction reads and writes."""
-    dst, src = regs & 0x0F, regs >> 4
-    cls, op, x = code & 0x07, code & 0xF0, code & 0x08
-    d, s = 1 << dst, 1 << src
-    if cls in (0x04, 0x07):  # ALU, ALU64
-        if op == 0xB0:  # mov
-            return (s if x else 0), d
-        if op in (0x80, 0xD0):  # neg, end
-            return d, d
-        return d | (s if x else 0), d
-    if cls == 0x01:  # LDX
-        return s, d
-    if cls == 0x02:  # ST
-        return d, 0
-    if cls == 0x03:  # STX
-        if code & 0xE0 == 0xC0:  # atomic
-            if imm == 0xF1:  # cmpxchg: compares with r0, loads into r0
-                return d | s | 1, 1
-            return d | s, (s if imm & 1 else 0)
-        return d | s, 0
-    if cls == 0x00:  # LD
-        if code == LD_IMM64:
-            return 0, d
-        return (1 << 6) | (s if code & 0xE0 == 0x40 else 0), 0x3F  # LD_ABS/IND: r6, clobbers r0-r5
-    if cls in (_JMP, _JMP32):
-        if op == _CALL:
-            return 0x3E, 0x3F
-        if op == _EXIT:
-            return 1, 0
-        if op == _JA or op == 0xE0:  # ja, may_goto
-            return 0, 0
-        return d | (s if x else 0), 0
-    return 0, 0
-
-
 def live_in(raw: bytes) -> list[int]:
-    """Per slot: the bit mask of registers live before it (backward data flow over the CFG;
-    calls read r1-r5 and clobber r0-r5, exit reads r0)."""
-    slots = decode_slots(raw)
-    n = len(slots)
-    codes, regs = slots["code"].tolist(), slots["regs"].tolist()
-    offs, imms = slots["off"].tolist(), slots["imm"].tolist()
-    use, dfn, succ = [0] * n, [0] * n, [()] * n
-    i = 0
-    while i < n:
-        code = codes[i]
-        use[i], dfn[i] = _use_def(code, regs[i], imms[i])
-        cls, op = code & 0x07, code & 0xF0
-        if code == LD_IMM64:
-            succ[i] = (i + 2,)
-            i += 2
-            continue
-        if cls in (_JMP, _JMP32) and op not in (_CALL,):
-            if op == _EXIT:
-                succ[i] = ()
-            elif op == _JA:
-                succ[i] = (i + 1 + (imms[i] if cls == _JMP32 else offs[i]),)
-            else:
-                succ[i] = (i + 1, i + 1 + offs[i])
-        else:
-            succ[i] = (i + 1,)
-        i += 1
-    live = [0] * (n + 2)
-    changed = True
-    while changed:
-        changed = False
-        for i in range(n - 1, -1, -1):
-            out = 0
-            for t in succ[i]:
-                if 0 <= t < n:
-                    out |= live[t]
-            v = use[i] | (out & ~dfn[i])
-            if v != live[i]:
-                live[i] = v
-                changed = True
-    return live[:n]
+    """Per slot: the bit mask of registers live before it (`bpfpatch.analysis.liveness` over the
+    program; calls read r1-r5 and clobber r0-r5, exit reads r0; an ld_imm64's second slot gets 0)."""
+    pl = PatchList(Program.from_bytes(raw, validate=False))
+    ids, live, _ = list_liveness(pl)
+    out = [0] * (len(raw) // 8)
+    for slot, mask in zip(pl.orig_indices(ids).tolist(), live.live_in.tolist()):
+        out[slot] = mask
+    return out
 
 
 def instrument(raw: bytes, counter_fd: int) -> tuple[bytes, list[int], bool]:

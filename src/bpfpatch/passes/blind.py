@@ -31,7 +31,8 @@ from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, distinct_bytes
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Size, Source
 from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext
-from bpfpatch.passes.liveness import MAX_STACK, initialized_in, live_out, stack_depths, subprogram_starts
+from bpfpatch.analysis.liveness import list_liveness
+from bpfpatch.passes.liveness import MAX_STACK, initialized_in, stack_depths, subprogram_starts
 from bpfpatch.passes.regs import AUTO_ORDER, resolve_aux_reg
 from bpfpatch.errors import PatchError
 from bpfpatch.patch import PatchInsn, PatchList
@@ -209,9 +210,7 @@ class Blind:
         w0 = pl.words(ids)[0]
         if auto:
             # A register dead after the site, chosen per site (no AX, no register reserved program-wide).
-            _, live = live_out(pl)
-            if len(live) != len(ids):  # pragma: no cover - both walk the live nodes in list order
-                raise PatchError("blind: liveness and the list disagree on the live nodes")
+            live = list_liveness(pl, ids=ids, w0=w0)[1].live_out()
         keep = relocated_slots(pl.program)  # map loads, relocations, CO-RE fields: patched by position
         if keep:
             fresh = ~np.isin(pl.orig_indices(ids), np.fromiter(keep, dtype=np.int64))

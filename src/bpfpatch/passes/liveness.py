@@ -1,118 +1,43 @@
-"""Register liveness on a patch list: which registers a later instruction may still read.
+"""Register facts on a patch list for `blind`: liveness, registers set on every path, stack use.
 
 A register that is not live after an instruction can be clobbered there
 without changing the program: `blind` takes its scratch register from these,
 per site, so the blinded program needs neither the kernel-internal AX nor a
 register the whole program leaves alone.  Registers are bit masks (bit r for
-r0..r10).
-
-Reads and writes per instruction, as the verifier's ``check_reg_arg`` sees
-them: a call reads r1-r5 and leaves r0-r5 written (a helper's or a callee's
-result and clobbers), ``exit`` reads r0, LD_ABS/LD_IND read r6 and clobber
-r0-r5, atomics read their base and value (fetch forms write the value
-register, ``cmpxchg`` reads and writes r0).  A subprogram call continues after
-the call; the callee is analysed on its own (it cannot see the caller's r6-r9).
+r0..r10).  The liveness is the analysis layer's (`bpfpatch.analysis.liveness`:
+what each instruction reads and writes, and the one backward data flow); this
+module adds the must-analysis "written on every path" and the stack depth a
+spill slot must lie below.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bpfpatch.isa import KIND_OF, Insn, Kind
-from bpfpatch.isa.opcodes import ATOMIC_FETCH, OP_MASK, AluOp, AtomicOp, InsnClass
+from bpfpatch.analysis.liveness import (
+    ALL_REGS_MASK, ARGS_MASK, CALLER_SAVED_MASK, falls, jump_targets, list_liveness, target_positions,
+)
+from bpfpatch.analysis.liveness import uses_defs as reads_writes
+from bpfpatch.isa import KIND_OF, Kind
+from bpfpatch.isa.opcodes import OP_MASK, AluOp, InsnClass
 
-ARGS_MASK = 0b111110  # r1-r5
-CALLER_SAVED_MASK = 0b111111  # r0-r5
-ALL_REGS_MASK = (1 << 11) - 1
-
-
-def reads_writes(insn: Insn) -> tuple[int, int]:
-    """(registers read, registers written) of one instruction, as bit masks."""
-    code, dst, src, _off, imm = insn
-    kind = KIND_OF[code]
-    d, s = 1 << dst, 1 << src
-    if kind == Kind.ALU_K:
-        return (0 if code & OP_MASK == AluOp.MOV else d), d
-    if kind == Kind.ALU_X:
-        return (s if code & OP_MASK == AluOp.MOV else d | s), d
-    if kind in (Kind.NEG, Kind.END):
-        return d, d
-    if kind == Kind.JCOND_K:
-        return d, 0
-    if kind == Kind.JCOND_X:
-        return d | s, 0
-    if kind == Kind.CALL:
-        return ARGS_MASK, CALLER_SAVED_MASK
-    if kind == Kind.EXIT:
-        return 1, 0
-    if kind == Kind.GOTOX:
-        return ALL_REGS_MASK, 0  # its targets (a jump table's entries) are not in the list: all stays live
-    if kind == Kind.LD_IMM64:
-        return 0, d
-    if kind == Kind.LD_ABS:
-        return 1 << 6, CALLER_SAVED_MASK
-    if kind == Kind.LD_IND:
-        return 1 << 6 | s, CALLER_SAVED_MASK
-    if kind in (Kind.LDX, Kind.LDSX):
-        return s, d
-    if kind == Kind.ST:
-        return d, 0
-    if kind == Kind.STX:
-        return d | s, 0
-    if kind == Kind.ATOMIC:
-        if imm == AtomicOp.LOAD_ACQ:
-            return s, d
-        if imm == AtomicOp.CMPXCHG:
-            return d | s | 1, 1
-        return d | s, (s if imm & ATOMIC_FETCH else 0)
-    return 0, 0  # ja, gotol, may_goto, nops
+__all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "MAX_STACK", "initialized_in", "live_out",
+           "reads_writes", "stack_depths", "subprogram_starts"]
 
 
 def live_out(pl) -> tuple[list, np.ndarray]:
     """(live nodes in order, registers live after each one as a uint16 mask)."""
     nodes = list(pl)
-    n = len(nodes)
-    rw = [reads_writes(node.insn) for node in nodes]
-    succ = _successors(pl, nodes)
-    live_in = [0] * n
-    out = [0] * n
-    changed = True
-    while changed:  # backwards to a fixed point
-        changed = False
-        for i in range(n - 1, -1, -1):
-            o = 0
-            for x in succ[i]:
-                o |= live_in[x]
-            r, w = rw[i]
-            new = (o & ~w) | r
-            out[i] = o
-            if new != live_in[i]:
-                live_in[i] = new
-                changed = True
-    return nodes, np.array(out, dtype=np.uint16)
+    ids = np.fromiter((node.id for node in nodes), dtype=np.int64, count=len(nodes))
+    return nodes, list_liveness(pl, ids=ids)[1].live_out()
 
 
 def _successors(pl, nodes: list) -> list[tuple[int, ...]]:
-    index = {node.id: i for i, node in enumerate(nodes)}
-    n = len(nodes)
-    succ: list[tuple[int, ...]] = []
-    for i, node in enumerate(nodes):
-        kind = KIND_OF[node.insn.code]
-        target = node.target
-        t = index.get(target.id, -1) if target is not None else -1
-        if t < 0 and target is not None:
-            landing = pl.landing(target)
-            t = index.get(landing.id, -1) if landing is not None else -1
-        if kind == Kind.EXIT:
-            s: tuple[int, ...] = ()
-        elif kind in (Kind.JA, Kind.GOTOL):
-            s = (t,)
-        elif kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
-            s = (t, i + 1)
-        else:
-            s = (i + 1,)
-        succ.append(tuple(x for x in s if 0 <= x < n))
-    return succ
+    ids = np.fromiter((node.id for node in nodes), dtype=np.int64, count=len(nodes))
+    code = (pl.words(ids)[0] & np.uint64(0xFF)).astype(np.uint8)
+    fall = falls(code).tolist()
+    target = jump_targets(code, target_positions(pl, ids)[1]).tolist()
+    return [((t,) if t >= 0 else ()) + ((i + 1,) if f else ()) for i, (t, f) in enumerate(zip(target, fall))]
 
 
 def subprogram_starts(pl, nodes: list) -> list[int]:

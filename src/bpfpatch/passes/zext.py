@@ -16,9 +16,10 @@ definition::
 A definition whose register is only read as 32 bits, or redefined, before
 any 64-bit read gets nothing.  Reads: 64-bit ALU and JMP operands, pointers
 (LDX/STX/ST/atomic bases), DW store values, call arguments r1-r5 and the
-exit value r0.  The liveness is a worklist over 12-bit register masks
-(linear: a chain of backward gotos costs one sweep plus one re-visit per back
-edge).  When the nodes carry the verifier's facts (`bpfpatch.analysis.facts`),
+exit value r0.  The liveness is the analysis layer's one backward data flow
+(`bpfpatch.analysis.liveness`, its 64-bit read view: linear, a chain of
+backward gotos costs one sweep plus one re-visit per back edge).  When the
+nodes carry the verifier's facts (`bpfpatch.analysis.facts`),
 the pass zero-extends exactly where ``zext_dst`` says; without them it never
 zero-extends a 32-bit load of a context field the verifier turns into a
 pointer (``__sk_buff`` / ``xdp_md`` ``data``, ``data_end``, ``data_meta``,
@@ -31,17 +32,15 @@ accepts it).  The decision is recorded as ``zext_dst`` in dict aux data.
 
 from __future__ import annotations
 
-from array import array
 from typing import Callable, ClassVar
 
 import numpy as np
 
-from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
-from bpfpatch.isa.opcodes import (
-    ATOMIC_FETCH, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size, Source,
-)
+from bpfpatch.analysis.liveness import list_liveness
+from bpfpatch.analysis.liveness import wide_uses_defs as uses_defs
+from bpfpatch.isa import KIND_OF, Insn, Kind
+from bpfpatch.isa.opcodes import SIZE_MASK, AluOp, InsnClass, Size, Source
 from bpfpatch.passes.base import PassContext
-from bpfpatch.passes.cfg import target_positions
 from bpfpatch.analysis.ctxlayout import UAPI_LAYOUTS, uapi_layout
 from bpfpatch.passes.facts import facts_of, has_facts
 from bpfpatch.patch import Node, PatchList
@@ -51,156 +50,14 @@ ARGS = frozenset(range(1, 6))
 CALLER_SAVED = frozenset(range(0, 6))
 
 
-def uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int], int | None]:
-    """(registers read as 64 bits, registers (re)defined, register defined as a 32-bit sub-register)."""
-    code, dst, src, off, imm = insn
-    kind = KIND_OF[code]
-    cls = code & CLASS_MASK
-    op = code & OP_MASK
-    wide = cls in (InsnClass.ALU64, InsnClass.JMP)
-    r64: set[int] = set()
-    defs: set[int] = set()
-    def32 = None
-    if kind in (Kind.ALU_K, Kind.ALU_X, Kind.NEG):
-        if wide and op != AluOp.MOV:
-            r64.add(dst)
-        if wide and kind == Kind.ALU_X:
-            r64.add(src)
-        defs.add(dst)
-        # `w_r = w_r` is the zero extension itself: its result is a full 64-bit value.
-        if not wide and not (kind == Kind.ALU_X and op == AluOp.MOV and src == dst and off == 0):
-            def32 = dst
-    elif kind == Kind.END:
-        if imm == 64:
-            r64.add(dst)
-        defs.add(dst)
-    elif kind in (Kind.JCOND_K, Kind.JCOND_X):
-        if wide:
-            r64.add(dst)
-            if kind == Kind.JCOND_X:
-                r64.add(src)
-    elif kind == Kind.CALL:
-        r64 |= ARGS
-        defs |= CALLER_SAVED
-    elif kind == Kind.EXIT:
-        r64.add(0)
-    elif kind == Kind.LD_IMM64:
-        defs.add(dst)
-    elif kind in (Kind.LD_ABS, Kind.LD_IND):
-        r64.add(6)
-        defs |= CALLER_SAVED
-        def32 = None
-    elif kind in (Kind.LDX, Kind.LDSX):
-        r64.add(src)
-        defs.add(dst)
-        if kind == Kind.LDX and code & SIZE_MASK != Size.DW:
-            def32 = dst
-    elif kind == Kind.ST:
-        r64.add(dst)
-    elif kind == Kind.STX:
-        r64.add(dst)
-        if code & SIZE_MASK == Size.DW:
-            r64.add(src)
-    elif kind == Kind.ATOMIC:
-        r64.add(dst if imm != AtomicOp.LOAD_ACQ else src)
-        is64 = code & SIZE_MASK == Size.DW
-        if is64 and imm != AtomicOp.LOAD_ACQ:
-            r64.add(src)
-        if imm == AtomicOp.CMPXCHG:
-            if is64:
-                r64.add(0)
-            defs.add(0)
-            def32 = None if is64 else 0
-        elif imm == AtomicOp.LOAD_ACQ:
-            defs.add(dst)
-            def32 = None if is64 else dst
-        elif imm & ATOMIC_FETCH:
-            defs.add(src)
-            def32 = None if is64 else src
-    return frozenset(r64), frozenset(defs), def32
-
-
-def _masks(insn: Insn) -> tuple[int, int, int]:
-    """`uses_defs` as bit masks: (64-bit reads, definitions, 32-bit definition's register or -1)."""
-    r64, defs, d32 = uses_defs(insn)
-    return sum(1 << r for r in r64), sum(1 << r for r in defs), -1 if d32 is None else d32
-
-
-def _decode_word(w: int) -> Insn:
-    """The instruction of a slot word (the second word of an ld_imm64 does not change its masks)."""
-    off = (w >> 16) & 0xFFFF
-    imm = (w >> 32) & 0xFFFFFFFF
-    return Insn(w & 0xFF, (w >> 8) & 0x0F, (w >> 12) & 0x0F, off - 0x10000 if off >> 15 else off,
-                imm - (1 << 32) if imm >> 31 else imm)
-
-
-_NO_FALL = np.isin(KIND, (Kind.EXIT, Kind.JA, Kind.GOTOL))
-_HAS_TARGET_EDGE = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO))
-_IMM_MATTERS = np.isin(KIND, (Kind.END, Kind.ATOMIC))
-
-
 def liveness(pl: PatchList) -> tuple[np.ndarray, Callable[[int], int], np.ndarray]:
-    """64-bit read liveness over the live nodes, linear in the edges.
+    """64-bit read liveness over the live nodes (`bpfpatch.analysis.liveness`, linear in the edges).
 
     Returns (live node ids, position -> mask of the registers read as 64 bits
-    after it, per position the register of its 32-bit definition or -1).  A worklist over
-    instructions with register sets as 12-bit masks: each node's set only
-    grows, so it changes at most 12 times (a backward goto chain costs one
-    sweep plus one re-visit per back edge, not one sweep per link).
+    after it, per position the register of its 32-bit definition or -1).
     """
-    ids = pl.live_ids()
-    n = len(ids)
-    w0, _ = pl.words(ids)
-    code = (w0 & np.uint64(0xFF)).astype(np.uint8)
-    _, target = target_positions(pl, ids)
-    # Decode each distinct instruction shape once (the immediate matters only to END / ATOMIC).
-    key = np.where(np.take(_IMM_MATTERS, code), w0, w0 & np.uint64(0xFFFFFFFF))
-    uniq, inv = np.unique(key, return_inverse=True)
-    table = [_masks(_decode_word(int(w))) for w in uniq.tolist()]
-    r64 = array("H", np.array([t[0] for t in table], dtype=np.uint16)[inv].tobytes())
-    kill = array("H", np.array([(~t[1]) & 0xFFFF for t in table], dtype=np.uint16)[inv].tobytes())
-    d32 = np.array([t[2] for t in table], dtype=np.int8)[inv]
-    fall = ~np.take(_NO_FALL, code)
-    if n:
-        fall[-1] = False
-    tgt = np.where(np.take(_HAS_TARGET_EDGE, code), target, -1)
-    # Predecessors, compressed: edges (src -> dst) sorted by dst.
-    fsrc = np.flatnonzero(fall)
-    tsrc = np.flatnonzero(tgt >= 0)
-    src = np.concatenate([fsrc, tsrc])
-    dst = np.concatenate([fsrc + 1, tgt[tsrc]])
-    order = np.argsort(dst, kind="stable")
-    pred = array("i", src[order].astype(np.int32).tobytes())
-    start = array("i", np.searchsorted(dst[order], np.arange(n + 1)).astype(np.int32).tobytes())
-    tgt_a = array("i", tgt.astype(np.int32).tobytes())
-    fall_a = bytes(fall.astype(np.uint8))
-    live_in = array("H", bytes(2 * n))
-
-    def out_of(i: int) -> int:
-        m = live_in[i + 1] if fall_a[i] else 0
-        t = tgt_a[i]
-        return m | live_in[t] if t >= 0 else m
-
-    # One backward sweep settles everything but back edges; then a worklist.
-    for i in range(n - 1, -1, -1):
-        live_in[i] = r64[i] | (out_of(i) & kill[i])
-    back = tsrc[tgt[tsrc] <= tsrc]
-    work = back.tolist()
-    queued = bytearray(n)
-    for i in work:
-        queued[i] = 1
-    while work:
-        i = work.pop()
-        queued[i] = 0
-        new = r64[i] | (out_of(i) & kill[i])
-        if new != live_in[i]:
-            live_in[i] = new
-            for k in range(start[i], start[i + 1]):
-                p = pred[k]
-                if not queued[p]:
-                    queued[p] = 1
-                    work.append(p)
-    return ids, out_of, d32
+    ids, live, d32 = list_liveness(pl, wide=True)
+    return ids, live.out, d32
 
 
 def needs_zext(pl: PatchList) -> list:

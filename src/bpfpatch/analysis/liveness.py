@@ -1,0 +1,362 @@
+"""Register liveness: the one backward data flow the flow graph, the passes and coverage use.
+
+Registers are bit masks (bit r for r0..r11).  Two views of an instruction's
+registers, as the verifier's ``check_reg_arg`` sees them:
+
+* `uses_defs`: every register read and written.  A call reads r1-r5 and
+  writes r0-r5 (a helper's or a callee's result and clobbers), ``exit`` reads
+  r0, LD_ABS/LD_IND read r6 (their implicit context) and clobber r0-r5,
+  atomics read their base and value (fetch forms write the value register,
+  ``cmpxchg`` reads and writes r0), an indirect jump (``gotox``) keeps every
+  register live (its targets are not in the list).
+* `wide_uses_defs`: registers read as 64 bits, the view behind the kernel's
+  zero-extension decision (``opt_subreg_zext_lo32_rnd_hi32``): 64-bit ALU and
+  JMP operands, pointers (load / store / atomic bases), DW store values, call
+  arguments, the exit value; and the register an instruction defines as a
+  32-bit sub-register.
+
+`solve` is the data flow itself, over instructions (not blocks), linear in
+the edges: one backward sweep settles everything but back edges, then a
+worklist re-visits predecessors of what changed.  A mask only grows, so each
+instruction changes at most 12 times: a chain of backward gotos costs one
+sweep plus one re-visit per back edge.  Memory is a few bytes per
+instruction (``array`` columns, never a Python int per instruction).
+
+Edges: a fall-through to the next instruction (`falls`) and at most one
+jump target (`jump_targets`); a call continues after itself (the callee is
+analysed on its own and cannot see the caller's r6-r9)::
+
+    >>> live = list_liveness(pl)             # over pl.live_ids(), in list order
+    >>> live.live_in[i], live.out(i)         # registers live before / after position i
+    >>> live.live_out()                      # every position's live-out, as uint16
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
+from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size
+
+#: r1-r5, the arguments a call reads.
+ARGS_MASK = 0b111110
+#: r0-r5, the registers a call leaves written.
+CALLER_SAVED_MASK = 0b111111
+#: r0-r10, every register a program names.
+ALL_REGS_MASK = (1 << 11) - 1
+
+
+def uses_defs(insn: Insn) -> tuple[int, int]:
+    """(registers read, registers written) by one instruction, as bit masks over r0-r11."""
+    code, dst, src, _off, imm = insn
+    kind = KIND_OF[code]
+    d, s = 1 << dst, 1 << src
+    if kind == Kind.ALU_K:
+        return (0 if code & OP_MASK == AluOp.MOV else d), d
+    if kind == Kind.ALU_X:
+        return (s if code & OP_MASK == AluOp.MOV else d | s), d
+    if kind in (Kind.NEG, Kind.END):
+        return d, d
+    if kind == Kind.JCOND_K:
+        return d, 0
+    if kind == Kind.JCOND_X:
+        return d | s, 0
+    if kind == Kind.CALL:
+        return ARGS_MASK, CALLER_SAVED_MASK
+    if kind == Kind.CALLX:
+        return ARGS_MASK | d, CALLER_SAVED_MASK
+    if kind == Kind.EXIT:
+        return 1, 0
+    if kind == Kind.GOTOX:
+        return ALL_REGS_MASK, 0  # its targets (a jump table's entries) are not in the list: all stays live
+    if kind == Kind.LD_IMM64:
+        return 0, d
+    if kind == Kind.LD_ABS:
+        return 1 << 6, CALLER_SAVED_MASK
+    if kind == Kind.LD_IND:
+        return 1 << 6 | s, CALLER_SAVED_MASK
+    if kind in (Kind.LDX, Kind.LDSX):
+        return s, d
+    if kind == Kind.ST:
+        return d, 0
+    if kind == Kind.STX:
+        return d | s, 0
+    if kind == Kind.ATOMIC:
+        if imm == AtomicOp.LOAD_ACQ:
+            return s, d
+        if imm == AtomicOp.STORE_REL:
+            return d | s, 0
+        if imm == AtomicOp.CMPXCHG:
+            return d | s | 1, 1
+        return d | s, (s if imm & ATOMIC_FETCH else 0)
+    return 0, 0  # ja, gotol, may_goto, nops
+
+
+def wide_uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int], int | None]:
+    """(registers read as 64 bits, registers (re)defined, register defined as a 32-bit sub-register)."""
+    code, dst, src, off, imm = insn
+    kind = KIND_OF[code]
+    cls = code & CLASS_MASK
+    op = code & OP_MASK
+    wide = cls in (InsnClass.ALU64, InsnClass.JMP)
+    r64: set[int] = set()
+    defs: set[int] = set()
+    def32 = None
+    if kind in (Kind.ALU_K, Kind.ALU_X, Kind.NEG):
+        if wide and op != AluOp.MOV:
+            r64.add(dst)
+        if wide and kind == Kind.ALU_X:
+            r64.add(src)
+        defs.add(dst)
+        # `w_r = w_r` is the zero extension itself: its result is a full 64-bit value.
+        if not wide and not (kind == Kind.ALU_X and op == AluOp.MOV and src == dst and off == 0):
+            def32 = dst
+    elif kind == Kind.END:
+        if imm == 64:
+            r64.add(dst)
+        defs.add(dst)
+    elif kind in (Kind.JCOND_K, Kind.JCOND_X):
+        if wide:
+            r64.add(dst)
+            if kind == Kind.JCOND_X:
+                r64.add(src)
+    elif kind in (Kind.CALL, Kind.CALLX):
+        r64.update(range(1, 6))
+        if kind == Kind.CALLX:
+            r64.add(dst)
+        defs.update(range(0, 6))
+    elif kind == Kind.GOTOX:
+        r64.update(range(11))  # its targets are not in the list: every register stays live
+    elif kind == Kind.EXIT:
+        r64.add(0)
+    elif kind == Kind.LD_IMM64:
+        defs.add(dst)
+    elif kind in (Kind.LD_ABS, Kind.LD_IND):
+        r64.add(6)
+        if kind == Kind.LD_IND:
+            r64.add(src)
+        defs.update(range(0, 6))
+    elif kind in (Kind.LDX, Kind.LDSX):
+        r64.add(src)
+        defs.add(dst)
+        if kind == Kind.LDX and code & SIZE_MASK != Size.DW:
+            def32 = dst
+    elif kind == Kind.ST:
+        r64.add(dst)
+    elif kind == Kind.STX:
+        r64.add(dst)
+        if code & SIZE_MASK == Size.DW:
+            r64.add(src)
+    elif kind == Kind.ATOMIC:
+        r64.add(dst if imm != AtomicOp.LOAD_ACQ else src)
+        is64 = code & SIZE_MASK == Size.DW
+        if is64 and imm != AtomicOp.LOAD_ACQ:
+            r64.add(src)
+        if imm == AtomicOp.CMPXCHG:
+            if is64:
+                r64.add(0)
+            defs.add(0)
+            def32 = None if is64 else 0
+        elif imm == AtomicOp.LOAD_ACQ:
+            defs.add(dst)
+            def32 = None if is64 else dst
+        elif imm & ATOMIC_FETCH:
+            defs.add(src)
+            def32 = None if is64 else src
+    return frozenset(r64), frozenset(defs), def32
+
+
+def _wide_masks(insn: Insn) -> tuple[int, int, int]:
+    r64, defs, d32 = wide_uses_defs(insn)
+    return sum(1 << r for r in r64), sum(1 << r for r in defs), -1 if d32 is None else d32
+
+
+def _full_masks(insn: Insn) -> tuple[int, int, int]:
+    use, defs = uses_defs(insn)
+    return use, defs, -1
+
+
+#: Per opcode: control never falls through to the next instruction.
+NO_FALL = np.isin(KIND, (Kind.EXIT, Kind.JA, Kind.GOTOL, Kind.GOTOX))
+#: Per opcode: the instruction's target reference is a control-flow edge (calls return, loads do not jump).
+HAS_TARGET_EDGE = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO))
+_IMM_MATTERS = np.isin(KIND, (Kind.END, Kind.ATOMIC))
+
+
+def falls(code: np.ndarray) -> np.ndarray:
+    """Per position (opcodes in list order): does control fall through to the next one?"""
+    fall = ~np.take(NO_FALL, code)
+    if len(fall):
+        fall[-1] = False
+    return fall
+
+
+def jump_targets(code: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per position: the position its jump edge goes to, or -1 (`target`: every reference's position)."""
+    return np.where(np.take(HAS_TARGET_EDGE, code), target, -1)
+
+
+def target_positions(pl, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(node id -> position in `ids` or -1, per node of `ids`: where its reference lands, or -1), vectorized.
+
+    A reference to a deleted node lands on the next live one, as in `linearize`.
+    """
+    index_of = np.full(pl.id_bound, -1, dtype=np.int64)
+    index_of[ids] = np.arange(len(ids))
+    dest = pl.target_ids(ids)  # deleted targets forward to their landing
+    target = np.where(dest >= 0, index_of[np.maximum(dest, 0)], -1)
+    return index_of, target
+
+
+@dataclass
+class Liveness:
+    """The solution: registers live before each position (`live_in`) and the edges it was solved over."""
+
+    live_in: array  # "H": mask per position
+    fall: bytes  # 1 where control falls through to the next position
+    target: array  # "i": the jump edge's position, or -1
+
+    def out(self, i: int) -> int:
+        """Registers live just after position `i` (on its fall-through or its jump)."""
+        m = self.live_in[i + 1] if self.fall[i] else 0
+        t = self.target[i]
+        return m | self.live_in[t] if t >= 0 else m
+
+    def live_out(self) -> np.ndarray:
+        """Every position's live-out mask, as a uint16 array."""
+        n = len(self.live_in)
+        live_in = np.frombuffer(self.live_in, dtype=np.uint16) if n else np.zeros(0, dtype=np.uint16)
+        out = np.zeros(n, dtype=np.uint16)
+        if not n:
+            return out
+        fall = np.frombuffer(self.fall, dtype=np.uint8).astype(bool)
+        out[:-1] = np.where(fall[:-1], live_in[1:], 0)
+        tgt = np.frombuffer(self.target, dtype=np.int32)
+        has = tgt >= 0
+        out[has] |= live_in[tgt[has]]
+        return out
+
+
+def solve(use: np.ndarray, defs: np.ndarray, fall: np.ndarray, target: np.ndarray) -> Liveness:
+    """Backward liveness over positions: ``in = use | (out & ~defs)``, ``out`` = union of successors' ``in``.
+
+    `use` / `defs`: register masks per position; `fall`: bool per position
+    (an edge to the next one); `target`: the jump edge's position or -1.
+    The least fixed point, in time linear in the edges (see the module).
+    """
+    n = len(use)
+    r = array("H", np.asarray(use, dtype=np.uint16).tobytes())
+    kill = array("H", (~np.asarray(defs, dtype=np.uint16)).astype(np.uint16).tobytes())
+    fall = np.asarray(fall, dtype=bool)
+    tgt = np.asarray(target, dtype=np.int64)
+    # Predecessors, compressed: edges (src -> dst) sorted by dst.
+    fsrc = np.flatnonzero(fall)
+    tsrc = np.flatnonzero(tgt >= 0)
+    src = np.concatenate([fsrc, tsrc])
+    dst = np.concatenate([fsrc + 1, tgt[tsrc]])
+    order = np.argsort(dst, kind="stable")
+    pred = array("i", src[order].astype(np.int32).tobytes())
+    start = array("i", np.searchsorted(dst[order], np.arange(n + 1)).astype(np.int32).tobytes())
+    tgt_a = array("i", tgt.astype(np.int32).tobytes())
+    fall_a = bytes(fall.astype(np.uint8))
+    live_in = array("H", bytes(2 * n))
+
+    def out_of(i: int) -> int:
+        m = live_in[i + 1] if fall_a[i] else 0
+        t = tgt_a[i]
+        return m | live_in[t] if t >= 0 else m
+
+    # One backward sweep settles everything but back edges; then a worklist.
+    for i in range(n - 1, -1, -1):
+        live_in[i] = r[i] | (out_of(i) & kill[i])
+    work = tsrc[tgt[tsrc] <= tsrc].tolist()
+    queued = bytearray(n)
+    for i in work:
+        queued[i] = 1
+    while work:
+        i = work.pop()
+        queued[i] = 0
+        new = r[i] | (out_of(i) & kill[i])
+        if new != live_in[i]:
+            live_in[i] = new
+            for k in range(start[i], start[i + 1]):
+                p = pred[k]
+                if not queued[p]:
+                    queued[p] = 1
+                    work.append(p)
+    return Liveness(live_in, fall_a, tgt_a)
+
+
+def _decode_word(w: int) -> Insn:
+    """The instruction of a slot word (the second word of an ld_imm64 does not change its masks)."""
+    off = (w >> 16) & 0xFFFF
+    imm = (w >> 32) & 0xFFFFFFFF
+    return Insn(w & 0xFF, (w >> 8) & 0x0F, (w >> 12) & 0x0F, off - 0x10000 if off >> 15 else off,
+                imm - (1 << 32) if imm >> 31 else imm)
+
+
+def word_masks(w0: np.ndarray, *, wide: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(use, defs, 32-bit definition's register or -1) per first slot word, each distinct shape decoded once."""
+    code = (w0 & np.uint64(0xFF)).astype(np.uint8)
+    # The immediate matters only to END / ATOMIC: the rest share one entry per (code, regs, off).
+    key = np.where(np.take(_IMM_MATTERS, code), w0, w0 & np.uint64(0xFFFFFFFF))
+    uniq, inv = np.unique(key, return_inverse=True)
+    masks = _wide_masks if wide else _full_masks
+    table = np.array([masks(_decode_word(int(w))) for w in uniq.tolist()], dtype=np.int64).reshape(-1, 3)
+    inv = inv.reshape(-1)
+    return (table[:, 0].astype(np.uint16)[inv], table[:, 1].astype(np.uint16)[inv],
+            table[:, 2].astype(np.int8)[inv])
+
+
+def list_liveness(pl, *, wide: bool = False, ids: np.ndarray | None = None,
+                  w0: np.ndarray | None = None) -> tuple[np.ndarray, Liveness, np.ndarray]:
+    """Liveness over a patch list's live nodes: (their ids in list order, the solution, per position
+    the register of its 32-bit definition or -1).
+
+    ``wide=True`` solves for registers read as 64 bits (`wide_uses_defs`), the
+    zero-extension view; otherwise for every read (`uses_defs`).  `ids` /
+    `w0`: ``pl.live_ids()`` and their first words, if the caller has them.
+    """
+    if ids is None:
+        ids = pl.live_ids()
+    if w0 is None:
+        w0, _ = pl.words(ids)
+    code = (w0 & np.uint64(0xFF)).astype(np.uint8)
+    use, defs, d32 = word_masks(w0, wide=wide)
+    _, target = target_positions(pl, ids)
+    return ids, solve(use, defs, falls(code), jump_targets(code, target)), d32
+
+
+def insn_liveness(insns: list[Insn], target: list[int], within: list[bool] | np.ndarray) -> Liveness:
+    """Liveness over a list of instructions (`FlowGraph`'s form).
+
+    `target`: per instruction, the position its reference lands on or -1 (only
+    jumps make it an edge); `within`: may control pass on to the next
+    position at all (False at the end of a subprogram); what the opcode says
+    (exit, goto) is applied here.
+    """
+    memo: dict[Insn, tuple[int, int]] = {}
+    use = np.zeros(len(insns), dtype=np.uint16)
+    defs = np.zeros(len(insns), dtype=np.uint16)
+    for i, insn in enumerate(insns):
+        ud = memo.get(insn)
+        if ud is None:
+            ud = memo[insn] = uses_defs(insn)
+        use[i], defs[i] = ud
+    code = np.fromiter((insn.code for insn in insns), dtype=np.uint8, count=len(insns))
+    tgt = jump_targets(code, np.asarray(target, dtype=np.int64).reshape(-1))
+    fall = np.asarray(within, dtype=bool).reshape(-1) & ~np.take(NO_FALL, code)
+    return solve(use, defs, fall, tgt)
+
+
+def regs_of(mask: int) -> frozenset[int]:
+    """The registers r0-r10 of a mask."""
+    return frozenset(r for r in range(11) if mask >> r & 1)
+
+
+__all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "HAS_TARGET_EDGE", "Liveness", "NO_FALL", "falls",
+           "insn_liveness", "jump_targets", "list_liveness", "regs_of", "solve", "target_positions", "uses_defs",
+           "wide_uses_defs", "word_masks"]

@@ -1,0 +1,171 @@
+"""analysis/liveness.py: the one liveness against a textbook fixed point, and every user agrees with it.
+
+The reference sweeps backwards over all instructions until nothing changes,
+with successors taken from the nodes themselves (``node.target``, which lands
+past deleted nodes); the liveness under test is the linear worklist.  Its users
+(the flow graph, blind's live-out, zext's 64-bit view, coverage's per-slot
+masks) must give the same masks on the same programs.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bpfpatch import PatchList, Program
+from bpfpatch.analysis.cfg import FlowGraph
+from bpfpatch.analysis.liveness import list_liveness, uses_defs, wide_uses_defs
+from bpfpatch.isa import KIND_OF, Kind
+from bpfpatch.isa import build as b
+from bpfpatch.isa.opcodes import AluOp, JmpOp, Size
+from bpfpatch.kernel.cover import live_in as cover_live_in
+from bpfpatch.passes.liveness import live_out as blind_live_out
+from bpfpatch.passes.zext import needs_zext
+
+REGS = st.integers(0, 9)
+SIZES = st.sampled_from(list(Size))
+
+
+@st.composite
+def straight(draw):
+    """One non-jump instruction (ALU 32/64, loads, stores, atomics, calls, legacy loads)."""
+    k = draw(st.integers(0, 11))
+    r, s = draw(REGS), draw(REGS)
+    if k == 0:
+        return b.alu64_reg(draw(st.sampled_from([AluOp.ADD, AluOp.MOV, AluOp.XOR])), r, s)
+    if k == 1:
+        return b.alu32_reg(draw(st.sampled_from([AluOp.ADD, AluOp.MOV, AluOp.OR])), r, s)
+    if k == 2:
+        return b.alu64_imm(draw(st.sampled_from([AluOp.ADD, AluOp.MOV, AluOp.LSH])), r, 3)
+    if k == 3:
+        return b.alu32_imm(draw(st.sampled_from([AluOp.SUB, AluOp.MOV])), r, 1)
+    if k == 4:
+        return b.ldx_mem(draw(SIZES), r, s, 0)
+    if k == 5:
+        return b.stx_mem(draw(SIZES), r, s, -8)
+    if k == 6:
+        return b.st_mem(draw(SIZES), r, 0, 1)
+    if k == 7:
+        return draw(st.sampled_from([b.atomic_add, b.atomic_fetch_add, b.atomic_xchg, b.atomic_cmpxchg]))(
+            draw(st.sampled_from([Size.W, Size.DW])), r, s, 0)
+    if k == 8:
+        return b.call_helper(draw(st.integers(1, 5)))
+    if k == 9:
+        return b.ld_ind(Size.W, s, 2) if draw(st.booleans()) else b.ld_abs(Size.H, 12)
+    if k == 10:
+        return b.ld_imm64(r, 1 << 40)
+    return draw(st.sampled_from([b.neg64(r), b.neg32(r), b.to_be(r, 32), b.bswap(r, 64)]))
+
+
+@st.composite
+def lists(draw):
+    """A patch list over a program with forward and backward jumps, some nodes deleted."""
+    n = draw(st.integers(2, 40))
+    body = []
+    for i in range(n):
+        if draw(st.integers(0, 3)) == 0:
+            body.append(("jump", draw(st.sampled_from(["ja", "jgt", "jeq32", "jset"])), draw(st.integers(0, n)),
+                         draw(REGS), draw(REGS)))
+        else:
+            body.append(("insn", draw(straight())))
+    # Lay out with slot numbers (ld_imm64 takes two), then resolve jump offsets to slots.
+    slots, s = [], 0
+    for item in body:
+        slots.append(s)
+        s += 2 if item[0] == "insn" and KIND_OF[item[1].code] == Kind.LD_IMM64 else 1
+    slots.append(s)  # the final exit
+    insns = []
+    for i, item in enumerate(body):
+        if item[0] == "insn":
+            insns.append(item[1])
+            continue
+        _, op, tgt, r, q = item
+        off = slots[tgt] - slots[i] - 1
+        insns.append(b.ja(off) if op == "ja" else b.jgt_reg(r, q, off) if op == "jgt" else
+                     b.jeq32_imm(r, 7, off) if op == "jeq32" else b.jmp_imm(JmpOp.JSET, r, 4, off))
+    insns.append(b.exit_insn())
+    pl = PatchList(Program.from_insns(insns))
+    nodes = list(pl)
+    for k in draw(st.lists(st.integers(0, len(nodes) - 2), max_size=3, unique=True)):
+        pl.delete(nodes[k])  # jumps to it now land on the next live node
+    return pl
+
+
+def reference(pl: PatchList, wide: bool) -> list[int]:
+    """Registers live before each live node: sweep backwards over all nodes until nothing changes."""
+    nodes = list(pl)
+    index = {n: i for i, n in enumerate(nodes)}
+    succ = []
+    for i, node in enumerate(nodes):
+        kind = KIND_OF[node.insn.code]
+        t = index.get(node.target, -1) if node.target is not None else -1
+        s = [] if kind == Kind.EXIT else [t] if kind in (Kind.JA, Kind.GOTOL) else \
+            [t, i + 1] if kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO) else [i + 1]
+        succ.append([x for x in s if 0 <= x < len(nodes)])
+    if wide:
+        masks = [(sum(1 << r for r in u), sum(1 << r for r in d)) for u, d, _ in map(wide_uses_defs, (n.insn for n in nodes))]
+    else:
+        masks = [uses_defs(n.insn) for n in nodes]
+    live = [0] * len(nodes)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(nodes) - 1, -1, -1):
+            out = 0
+            for x in succ[i]:
+                out |= live[x]
+            new = masks[i][0] | (out & ~masks[i][1])
+            if new != live[i]:
+                live[i], changed = new, True
+    return live
+
+
+def _outs(live_in: list[int], pl: PatchList) -> list[int]:
+    nodes = list(pl)
+    index = {n: i for i, n in enumerate(nodes)}
+    outs = []
+    for i, node in enumerate(nodes):
+        kind = KIND_OF[node.insn.code]
+        out = live_in[i + 1] if i + 1 < len(nodes) and kind not in (Kind.EXIT, Kind.JA, Kind.GOTOL) else 0
+        if kind in (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X) and node.target in index:
+            out |= live_in[index[node.target]]
+        outs.append(out)
+    return outs
+
+
+@settings(max_examples=200, deadline=None)
+@given(lists())
+def test_the_one_liveness_is_the_fixed_point(pl):
+    for wide in (False, True):
+        ref = reference(pl, wide)
+        ids, live, _ = list_liveness(pl, wide=wide)
+        assert ids.tolist() == [n.id for n in pl]
+        assert list(live.live_in) == ref, wide
+        outs = _outs(ref, pl)
+        assert [live.out(i) for i in range(len(ids))] == outs
+        assert live.live_out().tolist() == outs
+
+
+@settings(max_examples=100, deadline=None)
+@given(lists())
+def test_every_user_reads_the_same_liveness(pl):
+    ref = reference(pl, wide=False)
+    nodes = list(pl)
+    # blind's per-site live-out
+    got_nodes, outs = blind_live_out(pl)
+    assert got_nodes == nodes and outs.tolist() == _outs(ref, pl)
+    # the flow graph (one subprogram here: its blocks fall through like the list)
+    g = FlowGraph(pl)
+    for i, node in enumerate(nodes):
+        assert g.live_before(node) == frozenset(r for r in range(11) if ref[i] >> r & 1)
+    # zext: a 32-bit definition whose register is live (as 64 bits) after it
+    wide = reference(pl, wide=True)
+    wide_out = _outs(wide, pl)
+    want = [n.id for i, n in enumerate(nodes)
+            if (d := wide_uses_defs(n.insn)[2]) is not None and wide_out[i] >> d & 1]
+    assert [n.id for n in needs_zext(pl)] == want
+    # coverage's per-slot masks, on the linearized program
+    fresh = PatchList(pl.linearize())
+    ref = reference(fresh, wide=False)
+    per_slot = cover_live_in(fresh.program.to_bytes())
+    assert [per_slot[n.orig_idx] for n in fresh] == ref
