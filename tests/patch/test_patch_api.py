@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bpfpatch import INSERTED, Insn, PatchError, PatchInsn, PatchList, Program, RelocationError
-from bpfpatch.isa import insn as C
+from bpfpatch.isa import build as C
 from progtools import slots_rows
 
 # r0 = 7; r1 = 2; if r1 == 0 goto +1; r0 /= r1; exit

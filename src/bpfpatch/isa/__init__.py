@@ -5,7 +5,8 @@
 * `refs`    -- the one table of references: where a target lives (`Target`), what an instruction
   refers to (`Ref`);
 * `slots`   -- the kernel's ``struct bpf_insn`` as a NumPy dtype, bytes <-> slots;
-* `insn`    -- the `Insn` value, its slot words, and constructors named after the kernel's macros;
+* `insn`    -- the `Insn` value and its slot words;
+* `build`   -- the named constructors (``add64_imm``, ``jmp_reg``, ...), range-checked;
 * `rules`   -- the validity rules (`validate_slots`).
 """
 

@@ -6,8 +6,8 @@ An ``ld_imm64`` is ONE `Insn` whose ``imm`` holds the full 64-bit value
 
 Also here: `Insn` <-> slot arrays (`insns_to_slots`, `slots_to_insns`) and
 <-> little-endian slot words (`insn_words`, `insn_of_words`, what the patch
-list stores), and constructors named after the kernel's macros
-(BPF_ALU64_IMM, BPF_JMP_REG, ...), each with a one-line meaning.
+list stores).  The named constructors (``add64_imm``, ``jmp_reg``, ...) are
+`bpfpatch.isa.build`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,7 @@ import numpy as np
 from bpfpatch.isa.opcodes import (
     CLASS_MASK,
     LD_IMM64,
-    AluOp,
-    AtomicOp,
-    CallSrc,
     InsnClass,
-    JmpOp,
-    Mode,
-    PseudoSrc,
-    Size,
-    Source,
 )
 from bpfpatch.isa.refs import REF_OF, SUBPROG_REFS, TARGET_OF, Ref, Target
 from bpfpatch.isa.slots import SLOT_DTYPE, dst_of, src_of
@@ -187,116 +179,3 @@ def slots_to_insns(slots: np.ndarray) -> list[Insn]:
             out.append(Insn(code, dsts[i], srcs[i], offs[i], imms[i]))
             i += 1
     return out
-
-
-# --- constructors, named after the kernel's macros ---------------------------------
-
-
-def alu64_reg(op: AluOp, dst: int, src: int, off: int = 0) -> Insn:
-    """dst op= src (64-bit)."""
-    return Insn(InsnClass.ALU64 | op | Source.X, dst, src, off, 0)
-
-
-def alu32_reg(op: AluOp, dst: int, src: int, off: int = 0) -> Insn:
-    """w_dst op= w_src (32-bit, upper half zeroed)."""
-    return Insn(InsnClass.ALU | op | Source.X, dst, src, off, 0)
-
-
-def alu64_imm(op: AluOp, dst: int, imm: int, off: int = 0) -> Insn:
-    """dst op= imm32 (64-bit, imm sign-extended)."""
-    return Insn(InsnClass.ALU64 | op | Source.K, dst, 0, off, imm)
-
-
-def alu32_imm(op: AluOp, dst: int, imm: int, off: int = 0) -> Insn:
-    """w_dst op= imm32 (32-bit)."""
-    return Insn(InsnClass.ALU | op | Source.K, dst, 0, off, imm)
-
-
-def mov64_reg(dst: int, src: int) -> Insn:
-    """dst = src."""
-    return alu64_reg(AluOp.MOV, dst, src)
-
-
-def mov32_reg(dst: int, src: int) -> Insn:
-    """w_dst = w_src (zero-extends)."""
-    return alu32_reg(AluOp.MOV, dst, src)
-
-
-def mov64_imm(dst: int, imm: int) -> Insn:
-    """dst = imm32 sign-extended."""
-    return alu64_imm(AluOp.MOV, dst, imm)
-
-
-def mov32_imm(dst: int, imm: int) -> Insn:
-    """w_dst = imm32 (upper half zeroed)."""
-    return alu32_imm(AluOp.MOV, dst, imm)
-
-
-def jmp_reg(op: JmpOp, dst: int, src: int, off: int) -> Insn:
-    """if dst op src goto pc + off + 1."""
-    return Insn(InsnClass.JMP | op | Source.X, dst, src, off, 0)
-
-
-def jmp_imm(op: JmpOp, dst: int, imm: int, off: int) -> Insn:
-    """if dst op imm goto pc + off + 1."""
-    return Insn(InsnClass.JMP | op | Source.K, dst, 0, off, imm)
-
-
-def jmp32_reg(op: JmpOp, dst: int, src: int, off: int) -> Insn:
-    """if w_dst op w_src goto pc + off + 1."""
-    return Insn(InsnClass.JMP32 | op | Source.X, dst, src, off, 0)
-
-
-def jmp32_imm(op: JmpOp, dst: int, imm: int, off: int) -> Insn:
-    """if w_dst op imm goto pc + off + 1."""
-    return Insn(InsnClass.JMP32 | op | Source.K, dst, 0, off, imm)
-
-
-def ja(off: int) -> Insn:
-    """goto pc + off + 1 (16-bit offset)."""
-    return Insn(InsnClass.JMP | JmpOp.JA, 0, 0, off, 0)
-
-
-def gotol(imm: int) -> Insn:
-    """goto pc + imm + 1 (32-bit offset, cpu v4)."""
-    return Insn(InsnClass.JMP32 | JmpOp.JA, 0, 0, 0, imm)
-
-
-def call_helper(helper_id: int) -> Insn:
-    """r0 = helper(r1..r5)."""
-    return Insn(InsnClass.JMP | JmpOp.CALL, 0, CallSrc.HELPER, 0, helper_id)
-
-
-def call_pseudo(off: int) -> Insn:
-    """call the subprogram at pc + off + 1."""
-    return Insn(InsnClass.JMP | JmpOp.CALL, 0, CallSrc.PSEUDO_CALL, 0, off)
-
-
-def exit_insn() -> Insn:
-    """return r0."""
-    return Insn(InsnClass.JMP | JmpOp.EXIT)
-
-
-def ld_imm64(dst: int, imm: int, src: int = PseudoSrc.NONE) -> Insn:
-    """dst = imm64 (two slots); src says what the immediate refers to."""
-    return Insn(LD_IMM64, dst, src, 0, imm)
-
-
-def ldx_mem(size: Size, dst: int, src: int, off: int) -> Insn:
-    """dst = *(size *)(src + off)."""
-    return Insn(InsnClass.LDX | Mode.MEM | size, dst, src, off, 0)
-
-
-def stx_mem(size: Size, dst: int, src: int, off: int) -> Insn:
-    """*(size *)(dst + off) = src."""
-    return Insn(InsnClass.STX | Mode.MEM | size, dst, src, off, 0)
-
-
-def st_mem(size: Size, dst: int, off: int, imm: int) -> Insn:
-    """*(size *)(dst + off) = imm32."""
-    return Insn(InsnClass.ST | Mode.MEM | size, dst, 0, off, imm)
-
-
-def atomic_op(size: Size, op: AtomicOp, dst: int, src: int, off: int) -> Insn:
-    """atomic op on *(size *)(dst + off) with src."""
-    return Insn(InsnClass.STX | Mode.ATOMIC | size, dst, src, off, op)

@@ -29,7 +29,7 @@ import numpy as np
 from bpfpatch.analysis.liveness import list_liveness
 from bpfpatch.errors import BpfPatchError
 from bpfpatch.isa import LD_IMM64, decode_slots
-from bpfpatch.isa.insn import atomic_op, ld_imm64, mov64_imm, st_mem
+from bpfpatch.isa.build import atomic_op, ld_imm64, mov64_imm, st_mem
 from bpfpatch.isa.opcodes import AtomicOp, PseudoSrc, Size
 from bpfpatch.kernel.bpf_sys import Cmd, InfoAttr, addr, bpf, raise_kernel_error
 from bpfpatch.kernel.loader import LoadedProgram

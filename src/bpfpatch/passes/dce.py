@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from bpfpatch.isa import KIND, KIND_OF, Kind
-from bpfpatch.isa.insn import ja
+from bpfpatch.isa.build import ja
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.cfg import analyze, needs_path_analysis, reachable, target_positions
 from bpfpatch.passes.facts import facts_of, has_facts

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import Insn
-from bpfpatch.isa.insn import (
+from bpfpatch.isa.build import (
     alu32_imm, alu64_reg, ja, jmp32_imm, jmp_imm, ldx_mem, mov32_imm, mov64_imm, mov64_reg, stx_mem,
 )
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, Size

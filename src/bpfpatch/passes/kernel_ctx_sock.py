@@ -16,7 +16,7 @@ widened when narrow), or None for an offset the kernel does not convert.
 from __future__ import annotations
 
 from bpfpatch.isa import Insn
-from bpfpatch.isa.insn import jmp_imm, ldx_mem, mov64_imm
+from bpfpatch.isa.build import jmp_imm, ldx_mem, mov64_imm
 from bpfpatch.isa.opcodes import CLASS_MASK, SIZE_MASK, JmpOp, Mode, Size
 from bpfpatch.passes.ctx_layout import member
 

@@ -32,7 +32,7 @@ from enum import IntEnum
 
 from bpfpatch.analysis.facts import MapRef
 from bpfpatch.isa import Insn
-from bpfpatch.isa.insn import alu64_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov64_imm, st_mem
+from bpfpatch.isa.build import alu64_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov64_imm, st_mem
 from bpfpatch.isa.opcodes import AluOp, InsnClass, JmpOp, Size, Source
 from bpfpatch.passes.ctx_layout import member
 

@@ -19,7 +19,7 @@ from bpfpatch.analysis.liveness import (
 )
 from bpfpatch.analysis.liveness import uses_defs as reads_writes
 from bpfpatch.isa import KIND_OF, Kind
-from bpfpatch.isa.opcodes import OP_MASK, AluOp, InsnClass
+from bpfpatch.isa.opcodes import OP_MASK, AluOp, AtomicOp, InsnClass
 
 __all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "MAX_STACK", "initialized_in", "live_out",
            "reads_writes", "stack_depths", "subprogram_starts"]
