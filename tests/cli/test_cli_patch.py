@@ -35,6 +35,16 @@ def _err_line(capsys) -> str:
     return err[0]
 
 
+def test_repeated_pass_options_run_every_pass_in_order(src, tmp_path):
+    # `--pass a --pass b` is `--pass a,b` (it used to keep only the last one, silently)
+    one, two = tmp_path / "one.bin", tmp_path / "two.bin"
+    assert main(["patch", str(src), "-o", str(one), "--pass", "div-guard,dce,blind", "--aux-reg", "11"]) == 0
+    assert main(["patch", str(src), "-o", str(two), "--pass", "div-guard", "--pass", "dce,blind", "--aux-reg", "11"]) == 0
+    assert one.read_bytes() == two.read_bytes()
+    want = run_passes(Program.from_bytes(PROG), ["div-guard", "dce", "blind"], PassContext(aux_reg=11))
+    assert one.read_bytes() == want.to_bytes()
+
+
 def test_raw_in_raw_out_equals_the_library(src, tmp_path):
     out = tmp_path / "out.bin"
     assert main(["patch", str(src), "-o", str(out), "--pass", "div-guard,dce", "--aux-reg", "11"]) == 0

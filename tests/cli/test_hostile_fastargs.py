@@ -56,6 +56,10 @@ def lines_for(fn) -> list[list[str]]:
         if p.type is bool:
             out.append(base + required + [p.flags[0]])
             out += [base + required + [n] for n in p.negative]
+        elif p.type is fastargs._MANY:  # a list option: once, twice, and with '='
+            out.append(base + required + [p.flags[0], "dce"])
+            out.append(base + required + [p.flags[0], "dce", p.flags[0], "blind,zext"])
+            out.append(base + required + [f"{p.flags[0]}=dce", p.flags[0], "blind"])
         elif p.type in sample:
             out.append(base + required + [p.flags[-1], sample[p.type]])
             out.append(base + required + [f"{p.flags[-1]}={sample[p.type]}"])
@@ -97,6 +101,16 @@ def test_repeated_and_unknown_options_go_to_typer():
     for args in (["a.s", "-o", "x", "-o", "y", "--pass", "dce"], ["a.s", "-o", "x", "--pass", "dce", "--nope"],
                  ["a.s", "b.s", "-o", "x", "--pass", "dce"], ["a.s", "-o"]):
         assert fastargs.parse(fn, args) is None, args
+
+
+def test_a_repeated_list_option_accumulates_in_order_as_in_typer():
+    app = _all_commands()
+    fn = fastargs.command(app, "patch")
+    args = ["in.o", "-o", "out.o", "--pass", "dce", "--pass", "div-guard,blind"]
+    fast = fastargs.parse(fn, args)
+    assert fast["passes"] == ["dce", "div-guard,blind"]
+    assert fast == typer_kwargs(app, "patch", args)
+    assert fastargs.parse(fn, ["in.o", "-o", "out.o"])["passes"] == []
 
 
 def test_combinations_of_patch_options_match_typer():

@@ -6,8 +6,8 @@ command starts, most of the 0.5 s budget of ``bpfpatch patch`` on a million
 divisions.  The commands are plain functions whose defaults are typer's
 ``Argument``/``Option`` declarations, so a command line that uses only what
 they declare (positionals, ``--opt value``, ``--opt=value``, ``-o value``,
-boolean flags, ``str``/``int``/``float``/``bool``/``Path`` values and their
-``Optional`` forms) is parsed here from the same declarations and the function
+boolean flags, ``str``/``int``/``float``/``bool``/``Path`` values, their
+``Optional`` forms, and ``List[str]`` options given any number of times) is parsed here from the same declarations and the function
 is called directly.  Anything else -- ``--help``, a missing or unknown option,
 a value that does not convert or is below its ``min`` -- returns None and typer
 handles the command line as before, with its own messages.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 _SIMPLE = (str, int, float, bool, Path)
+_MANY = "many"  # the type of a List[str] option: every occurrence is kept, in order
 
 
 def _base(annotation: Any) -> Any:
@@ -52,11 +53,13 @@ def _params(fn: Callable) -> tuple[list[_Param], list[_Param]] | None:
     options: list[_Param] = []
     for name, p in inspect.signature(fn).parameters.items():
         typ = _base(hints.get(name, str))
-        if typ not in _SIMPLE:
+        if typing.get_origin(typ) is list and typing.get_args(typ) == (str,):
+            typ = _MANY
+        elif typ not in _SIMPLE:
             return None
         info = p.default
         if isinstance(info, ArgumentInfo):
-            if info.callback is not None:
+            if info.callback is not None or typ is _MANY:
                 return None
             positionals.append(_Param(name, typ, info.default, (), (), None, None))
             continue
@@ -87,7 +90,7 @@ def _params(fn: Callable) -> tuple[list[_Param], list[_Param]] | None:
 def _convert(param: _Param, text: str) -> Any:
     if param.type is Path:
         return Path(text)
-    if param.type is str:
+    if param.type is str or param.type is _MANY:
         return text
     value = param.type(text)  # int / float; ValueError goes back to typer
     if (param.minimum is not None and value < param.minimum) or (param.maximum is not None and value > param.maximum):
@@ -123,7 +126,7 @@ def parse(fn: Callable, args: list[str]) -> dict[str, Any] | None:
             values[by_negative[flag].name] = False
             continue
         p = by_flag.get(flag)
-        if p is None or p.name in values:
+        if p is None or (p.name in values and p.type is not _MANY):
             return None  # unknown or repeated option: typer's rules and messages
         if p.type is bool:
             if eq:
@@ -136,9 +139,13 @@ def parse(fn: Callable, args: list[str]) -> dict[str, Any] | None:
             inline = args[i]
             i += 1
         try:
-            values[p.name] = _convert(p, inline)
+            value = _convert(p, inline)
         except ValueError:
             return None
+        if p.type is _MANY:
+            values.setdefault(p.name, []).append(value)
+        else:
+            values[p.name] = value
     if len(rest) != len(positionals):
         return None
     for p, text in zip(positionals, rest):
@@ -150,7 +157,7 @@ def parse(fn: Callable, args: list[str]) -> dict[str, Any] | None:
         if p.name not in values:
             if p.default is ...:
                 return None  # a required value is missing: typer says which
-            values[p.name] = p.default
+            values[p.name] = list(p.default or ()) if p.type is _MANY else p.default
     return values
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -87,7 +87,7 @@ def _install_kernel_layout() -> None:
 def patch_cmd(
     file: Path = typer.Argument(..., help="ELF object, raw instruction bytes or assembly text"),
     output: Path = typer.Option(..., "-o", "--output"),
-    passes: str = typer.Option("", "--pass", help=f"comma-separated: {', '.join(available_passes())}; none: the identity rewrite"),
+    passes: List[str] = typer.Option([], "--pass", help=f"in order, comma-separated or repeated: {', '.join(available_passes())}; none: the identity rewrite"),
     seed: int = typer.Option(0, "--seed", help="seed of the blinding constants"),
     aux_reg: str = typer.Option("auto", "--aux-reg", help="scratch register: auto (a free one per site), 0-9, or 11 (the kernel's AX: raw output only)"),
     section: Optional[str] = typer.Option(None, "--section", help="ELF section to rewrite"),
@@ -97,8 +97,8 @@ def patch_cmd(
     prog_type: Optional[str] = typer.Option(None, "--prog-type", help="program type (name or number) for passes that need it, e.g. kernel; default: from the ELF section name"),
 ) -> None:
     """Rewrite one program; the output is written atomically, only on success."""
-    names = [p.strip() for p in passes.split(",") if p.strip()]
-    if passes.strip() and not names:
+    names = [p.strip() for given in passes for p in given.split(",") if p.strip()]
+    if passes and not names:
         raise BpfPatchError("--pass needs at least one pass (leave it out for the identity rewrite)")
     for name in names:
         get_pass(name)  # unknown names fail before any input is read
