@@ -134,18 +134,26 @@ def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
             probe = BPF_PROBE_MEM if insn.code & MODE_MASK == Mode.MEM else BPF_PROBE_MEMSX
             pl.replace(node, [insn._replace(code=InsnClass.LDX | probe | (insn.code & SIZE_MASK))])
     for node, kind, f in todo:
-        pl.replace(node, _convert_one(ptype, kind, node.insn, f, tstamp_type_access))
+        pl.replace(node, lower_ctx_access(ptype, kind, node.insn, f.ctx_field_size or 0, tstamp_type_access, f.ptr_type))
     if direct_write and ptype in PROLOGUE_TYPES:
         first = next(iter(pl))
         # Jumps back to the first instruction still go to it, not to the prologue (adjust_jmp_off).
         pl.replace(first, prologue(ptype, first.insn), retarget=False)
 
 
-def _convert_one(ptype: ProgType, kind: str, insn: Insn, f: InsnAux, tstamp_type_access: bool) -> list[Insn]:
+def lower_ctx_access(ptype: ProgType, kind: str, insn: Insn, field_size: int = 0, tstamp_type_access: bool = False,
+                     ptr_type: RegType = RegType.PTR_TO_CTX) -> list[Insn]:
+    """One context (or socket) access, READ or WRITE, as convert_ctx_accesses lowers it.
+
+    `field_size` is the verifier's ``ctx_field_size`` (0: as wide as the access);
+    a narrower load is widened to the field, converted, shifted and masked.  The
+    prover (`bpfpatch.prove.lowered`) reads the kernel pass's output through this
+    same function.
+    """
     size = BYTES_OF_SIZE[Size(insn.code & SIZE_MASK)]
-    field = f.ctx_field_size or 0
-    if not field and f.ptr_type in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON) or (
-            not field and ptype == ProgType.CGROUP_SOCK and f.ptr_type == RegType.PTR_TO_CTX):
+    field = field_size
+    if not field and ptr_type in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON) or (
+            not field and ptype == ProgType.CGROUP_SOCK and ptr_type == RegType.PTR_TO_CTX):
         field = bpf_sock_field_size(insn.off, size)
     narrow = size < field
     si = insn
@@ -155,10 +163,10 @@ def _convert_one(ptype: ProgType, kind: str, insn: Insn, f: InsnAux, tstamp_type
         size_default = field  # bpf_ctx_off_adjust_machine: fields are at most 8 bytes
         si = Insn(InsnClass.LDX | Mode.MEM | {2: Size.H, 4: Size.W, 8: Size.DW}[field], insn.dst, insn.src,
                   insn.off & ~(size_default - 1), insn.imm)
-    if f.ptr_type in SOCK_CONVERTERS:
-        got = SOCK_CONVERTERS[f.ptr_type](kind, si)
+    if ptr_type in SOCK_CONVERTERS:
+        got = SOCK_CONVERTERS[ptr_type](kind, si)
         if got is None:
-            raise CtxAccessError(f"kernel: {f.ptr_type.value} {kind} at offset {si.off} is not converted here")
+            raise CtxAccessError(f"kernel: {ptr_type.value} {kind} at offset {si.off} is not converted here")
         out, target_size = got
     else:
         out, target_size = convert(ptype, kind, si, tstamp_type_access)
@@ -188,6 +196,17 @@ def gen_ld_abs(insn: Insn) -> list[Insn]:
     return out
 
 
+def inline_helper(helper: int, symbols: dict[str, int]) -> list[Insn] | None:
+    """The inlined body of ``bpf_jiffies64`` / ``bpf_get_smp_processor_id`` (kernel addresses from `symbols`), else None."""
+    if helper == BPF_FUNC_jiffies64:
+        return [ld_imm64(0, symbols.get("jiffies", 0)), ldx_mem(Size.DW, 0, 0, 0)]
+    if helper == BPF_FUNC_get_smp_processor_id:
+        addr = symbols.get("cpu_number", 0)
+        return [mov64_imm(0, _s32(addr)), Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, 0, 0, BPF_ADDR_PERCPU, 0),
+                ldx_mem(Size.W, 0, 0, 0)]
+    return None
+
+
 def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_flags: int = 0) -> None:
     """do_misc_fixups, as far as a program outside the kernel can observe it.
 
@@ -209,12 +228,9 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
                 raise PatchError(f"kernel: LD_ABS/LD_IND in a {ptype.name.lower()} program (the verifier refuses it)")
             pl.replace(node, gen_ld_abs(insn))
         elif kind == Kind.CALL and insn.src == 0:
-            if insn.imm == BPF_FUNC_jiffies64:
-                pl.replace(node, [ld_imm64(0, symbols.get("jiffies", 0)), ldx_mem(Size.DW, 0, 0, 0)])
-            elif insn.imm == BPF_FUNC_get_smp_processor_id:
-                addr = symbols.get("cpu_number", 0)
-                pl.replace(node, [mov64_imm(0, _s32(addr)), Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, 0, 0,
-                                                                 BPF_ADDR_PERCPU, 0), ldx_mem(Size.W, 0, 0, 0)])
+            inlined = inline_helper(insn.imm, symbols)
+            if inlined is not None:
+                pl.replace(node, inlined)
             elif insn.imm == BPF_FUNC_map_lookup_elem and f.map is not None and not f.extra.get("map_poisoned"):
                 inlined = gen_lookup(f.map)
                 if inlined is not None:

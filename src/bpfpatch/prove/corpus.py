@@ -5,7 +5,8 @@
 Each row is (program, pass, slots before, slots after, `ProofResult`); a pass
 that changes nothing is proved at once (identical programs); the ``ctx`` pass
 is proved with the rewritten program reading the kernel's ``struct sk_buff``
-and only on socket-buffer programs (its shipped mapping is for them).
+and only on socket-buffer programs (its shipped mapping is for them); the
+``kernel`` pass's output is read as the kernel's view (`bpfpatch.prove.lowered`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.prove import layout as L
 from bpfpatch.prove.equiv import ProofResult, ProofVerdict, prove_equivalent
 
-BUILTIN_PASSES = ("div-guard", "dce", "blind", "zext", "ctx")
+BUILTIN_PASSES = ("div-guard", "dce", "blind", "zext", "ctx", "kernel")
+
+
+#: How each pass's output reads the context: the ctx pass's through struct sk_buff, the kernel pass's as the
+#: kernel's view (its lowered sequences read as what they lower).
+REWRITTEN_CTX = {"ctx": "kernel", "kernel": "xlated"}
 
 
 class Row(NamedTuple):
@@ -72,7 +78,7 @@ def prove_passes(programs: Iterable[tuple[str, Program, ProgType]], passes: Iter
                                 ProofResult(ProofVerdict.UNDECIDED, f"the pass refused: {exc}")))
                 continue
             res = prove_equivalent(prog, new, ptype, max_len=max_len, timeout=timeout,
-                                   rewritten_ctx="kernel" if pname == "ctx" else "user")
+                                   rewritten_ctx=REWRITTEN_CTX.get(pname, "user"))
             rows.append(Row(name, pname, len(prog.slots), len(new.slots), res))
     return rows
 

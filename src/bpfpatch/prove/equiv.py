@@ -373,7 +373,9 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
     """Prove `rewritten` behaves as `original` on every input (packets up to `max_len` bytes).
 
     ``rewritten_ctx="kernel"`` reads the rewritten program's context loads
-    through the kernel's ``struct sk_buff`` layout (what the ``ctx`` pass emits).
+    through the kernel's ``struct sk_buff`` layout (what the ``ctx`` pass emits);
+    ``rewritten_ctx="xlated"`` reads the rewritten program as the kernel's view
+    of the original (the ``kernel`` pass's output: `bpfpatch.prove.lowered`).
     """
     t0 = time.perf_counter()
     ptype = prog_type_of(prog_type)
@@ -382,7 +384,10 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
     if use_region and region is None and len(original.slots) == len(rewritten.slots) and (original.slots == rewritten.slots).all():
         return ProofResult(ProofVerdict.PROVED, "identical", time.perf_counter() - t0, max_len, None, None, stats)
     try:
-        layout_b = L.kernel_skb_layout() if rewritten_ctx == "kernel" else None
+        if rewritten_ctx == "xlated":
+            layout_b = _Lowered(_find_lowerings(original, rewritten, ptype))
+        else:
+            layout_b = L.kernel_skb_layout() if rewritten_ctx == "kernel" else None
         hint = None
         if region is not None:
             res = _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats)
@@ -400,8 +405,23 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
     return res
 
 
+@dataclass
+class _Lowered:
+    """The rewritten program is the kernel's view: these sequences lower the original's instructions."""
+
+    lowerings: dict
+
+
+def _find_lowerings(original: Program, rewritten: Program, ptype: ProgType) -> dict:
+    from bpfpatch.prove.lowered import find_lowerings
+
+    return find_lowerings(rewritten, original, ptype, map_infos(original, rewritten).values())
+
+
 def _encoders(original, rewritten, ptype, max_len, layout_b):
     env = Env(ptype, max_len, map_infos(original, rewritten))
+    if isinstance(layout_b, _Lowered):
+        return env, Encoder(original, env, side="a"), Encoder(rewritten, env, side="b", lowerings=layout_b.lowerings)
     return env, Encoder(original, env, side="a"), Encoder(rewritten, env, ctx_layout=layout_b, side="b")
 
 

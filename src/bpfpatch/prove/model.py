@@ -98,6 +98,7 @@ HELPERS: dict[int, tuple[str, int, str]] = {
     51: ("redirect_map", 3, "fresh64"),
     54: ("xdp_adjust_meta", 2, "fresh64"),
     65: ("xdp_adjust_tail", 2, "pkt_len"),
+    118: ("jiffies64", 0, "fresh64"),
     125: ("ktime_get_boot_ns", 0, "fresh64"),
 }
 
@@ -171,11 +172,27 @@ def zext32(x: z3.BitVecRef) -> z3.BitVecRef:
     return z3.ZeroExt(32, x)
 
 
+_SIMPLIFIED: dict = {}
+
+
+def simplify(expr: z3.ExprRef, **options) -> z3.ExprRef:
+    """z3.simplify, memoized: its result depends on term ids, which z3 reuses once terms are freed, so
+    the same term simplified twice (once per program) could give two different terms; the cache keeps
+    the term alive and gives the first result again."""
+    key = (expr.get_id(), tuple(sorted(options.items())))
+    hit = _SIMPLIFIED.get(key)
+    if hit is not None and hit[0].eq(expr):
+        return hit[1]
+    out = z3.simplify(expr, **options)
+    _SIMPLIFIED[key] = (expr, out)
+    return out
+
+
 def as_int(expr: z3.BitVecRef) -> int | None:
     """The value of a term that simplifies to a constant, else None."""
     if z3.is_bv_value(expr):
         return expr.as_long()
-    s = z3.simplify(expr)
+    s = simplify(expr)
     return s.as_long() if z3.is_bv_value(s) else None
 
 
@@ -198,6 +215,7 @@ class Env:
     """The inputs of one proof: packet, context, maps, helper results (shared by both programs)."""
 
     def __init__(self, prog_type: ProgType, max_len: int = 128, maps: dict[str, MapInfo] | None = None) -> None:
+        _SIMPLIFIED.clear()  # one proof's terms at a time
         self.prog_type = prog_type
         self.max_len = max_len
         self.maps = dict(maps or {})
@@ -327,7 +345,8 @@ Node = tuple  # (frames: tuple of return slots, slot, jumps back taken so far)
 class Encoder:
     """Symbolic execution of one program in an `Env`."""
 
-    def __init__(self, program: Program, env: Env, *, ctx_layout: list[L.Field] | None = None, side: str = "a") -> None:
+    def __init__(self, program: Program, env: Env, *, ctx_layout: list[L.Field] | None = None, side: str = "a",
+                 lowerings: dict | None = None) -> None:
         self.program = program
         self.env = env
         self.side = side
@@ -348,6 +367,10 @@ class Encoder:
         self.fresh = ""
         self.keep_states: dict | None = None  # node -> (pc, merged state), for debugging
         self.unroll = UNROLL
+        # The kernel's view (`bpfpatch.prove.lowered`): slot -> Lowering read as one step; a context
+        # access outside them is at a kernel offset, bytes of their own (("#", offset) keys).
+        self.lowerings = lowerings
+        self.in_lowering = False
 
     # regions ------------------------------------------------------------------------
 
@@ -357,6 +380,8 @@ class Encoder:
             fname, i = key
             if fname == "@":
                 return self.env.sym(f"{self.fresh}ctxraw_{i}", 8)
+            if fname == "#":
+                return self.env.sym(f"{self.fresh}kctx_{i}", 8)
             f = next(f for f in self.layout + L.SK_BUFF_UAPI + L.XDP_MD if f.name == fname)
             return z3.Extract(8 * i + 7, 8 * i, self.ctx_value(f))
         return self.region(name).init(key) if name not in self.regions else self.regions[name].init(key)
@@ -422,7 +447,7 @@ class Encoder:
             raise Unsupported("a load or store through a register that holds no pointer the model knows"
                               " (a pointer truncated to 32 bits? the verifier refuses that)", slot=slot)
         r = self.regions.get(tag) or self.region(tag)
-        rel = z3.simplify(addr + off - r.base)
+        rel = simplify(addr + off - r.base)
         return r, (rel.as_long() if z3.is_bv_value(rel) else rel)
 
     def _byte(self, st: State, r: Region, off: int) -> z3.BitVecRef:
@@ -434,7 +459,7 @@ class Encoder:
         addr, tag = val
         if tag is None or "|" not in tag:
             return [(TRUE, val)]
-        e = z3.simplify(addr, push_ite_bv=True)
+        e = simplify(addr, push_ite_bv=True)
         out: list[tuple[z3.BoolRef, Val]] = []
 
         def walk(x, c):
@@ -532,6 +557,8 @@ class Encoder:
 
     def ctx_key(self, o: int):
         """Where context byte `o` lives: (field, byte in the field), or ("@", o) outside every field."""
+        if self.lowerings is not None and not self.in_lowering:
+            return ("#", o)
         f = L.field_at(self.layout, o, 1)
         if f is None or f.name in L.POINTER_FIELDS:
             return ("@", o)
@@ -540,7 +567,7 @@ class Encoder:
     def ctx_load(self, st: State, off: int | None, size: int, slot: int) -> Val:
         if off is None:
             raise Unsupported("context access at a variable offset", slot=slot)
-        f = L.field_at(self.layout, off, size)
+        f = L.field_at(self.layout, off, size) if self.lowerings is None or self.in_lowering else None
         if f is not None and f.name in L.POINTER_FIELDS:
             if f.name == L.PKT_END:
                 return (bv(self.env.base("pkt")) + st.plen, "pkt_end")
@@ -558,7 +585,7 @@ class Encoder:
     def ctx_store(self, st: State, off: int | None, size: int, value: Val, slot: int) -> None:
         if off is None:
             raise Unsupported("context store at a variable offset", slot=slot)
-        f = L.field_at(self.layout, off, size)
+        f = L.field_at(self.layout, off, size) if self.lowerings is None or self.in_lowering else None
         if f is not None and f.name in L.POINTER_FIELDS:
             raise Unsupported(f"context store to the pointer field {f.name}", slot=slot)
         mem = st.region_mem("ctx")
@@ -576,6 +603,15 @@ class Encoder:
         return [n for n in (self.next3(node, s) for s in self.successors(node)) if n[2] <= self.unroll]
 
     def successors(self, node: Node) -> list[tuple]:
+        out = self.successors1(node)
+        low = self.lowerings.get(node[1]) if self.lowerings else None
+        if low is not None:
+            # The end first: the visiting order (and so the merge order of states and the order of
+            # helper calls) is the original's, where the lowered instruction goes straight there.
+            out = [(node[0], low.end)] + [x for x in out if x != (node[0], low.end)]
+        return out
+
+    def successors1(self, node: Node) -> list[tuple]:
         frames, slot = node[0], node[1]
         insn = self.insns.get(slot)
         if insn is None:
@@ -659,24 +695,68 @@ class Encoder:
     # one instruction ----------------------------------------------------------------
 
     def step(self, node: Node, pc: z3.BoolRef, st: State, exits: list[Exit]):
+        low = self.lowerings.get(node[1]) if self.lowerings else None
+        if low is not None:
+            out = self.step_lowered(node, pc, st, exits, low)
+            if out is not None:
+                return out
+        return self.step1(node, pc, st, exits)
+
+    def step_lowered(self, node: Node, pc: z3.BoolRef, st: State, exits: list[Exit], low):
+        """A kernel sequence as the instruction or call it lowers (None: run its instructions)."""
         frames, slot = node[0], node[1]
-        insn = self.insns[slot]
+        end = (frames, low.end)
+        if low.what == "lookup":
+            if st.regs[1][1] != f"map:{low.map_name}":
+                return None
+        elif low.what != "helper" and st.regs[low.base][1] != "ctx":
+            return None
+        if low.ambiguous:
+            raise Unsupported(low.ambiguous, slot=slot)
+        if low.what == "prologue":  # the socket buffer is not cloned: nothing happens
+            out = [(end, TRUE, st)]
+        elif low.what in ("helper", "lookup"):
+            out = self.helper(node, pc, st, exits, imm=low.helper, nxt=end)
+        else:
+            self.in_lowering = True
+            try:
+                if low.what == "ld_abs":
+                    out = self.ld_abs(node, pc, st, exits, low.insn, KIND_OF[low.insn.code], nxt=end)
+                else:
+                    out = self.step1(node, pc, st, exits, insn=low.insn, nxt=end)
+            finally:
+                self.in_lowering = False
+        res = []
+        for succ, cond, s2 in out:
+            if low.clobbers:
+                s2 = s2.copy()
+                for r in low.clobbers:
+                    s2.regs[r] = undef(self.env)
+            res.append((succ, cond, s2))
+        return res
+
+    def step1(self, node: Node, pc: z3.BoolRef, st: State, exits: list[Exit], insn: Insn | None = None,
+              nxt: tuple | None = None):
+        frames, slot = node[0], node[1]
+        insn = self.insns[slot] if insn is None else insn
         kind = KIND_OF[insn.code]
-        nxt = (frames, slot + insn.nslots)
+        if kind is None:
+            raise Unsupported(f"instruction {insn} is not modelled", slot=slot)
+        nxt = (frames, slot + insn.nslots) if nxt is None else nxt
         regs = st.regs
         if kind in (Kind.ALU_K, Kind.ALU_X, Kind.NEG, Kind.END):
             st = st.copy()
             st.regs[insn.dst] = alu(insn, st.regs[insn.dst], st.regs[insn.src] if kind == Kind.ALU_X else None, slot)
             return [(nxt, TRUE, st)]
         if kind in (Kind.JA, Kind.GOTOL):
-            return [(self.successors(node)[0], TRUE, st)]
+            return [(self.successors1(node)[0], TRUE, st)]
         if kind in (Kind.JCOND_K, Kind.JCOND_X):
             d = regs[insn.dst][0]
             s = regs[insn.src][0] if kind == Kind.JCOND_X else None
             cond = jump_cond(insn, d, s)
             if z3.is_bv_value(d) and (s is None or z3.is_bv_value(s)):
-                cond = z3.simplify(cond)  # decided: the other way is not taken (simplify is not cached: only here)
-                return [((frames, slot + 1 + insn.off), cond, st), (nxt, z3.simplify(z3.Not(cond)), st)]
+                cond = simplify(cond)  # decided: the other way is not taken
+                return [((frames, slot + 1 + insn.off), cond, st), (nxt, simplify(z3.Not(cond)), st)]
             return [((frames, slot + 1 + insn.off), cond, st), (nxt, z3.Not(cond), st)]
         if kind == Kind.EXIT:
             if not frames:
@@ -700,10 +780,10 @@ class Encoder:
                 st.mem[name] = {}
                 st.tags[name] = {}
                 st.owned.discard(name)
-                return [(self.successors(node)[0], TRUE, st)]
+                return [(self.successors1(node)[0], TRUE, st)]
             if insn.src != CallSrc.HELPER:
                 raise Unsupported("kfunc calls are not modelled", slot=slot)
-            return self.helper(node, pc, st, exits)
+            return self.helper(node, pc, st, exits, nxt=nxt)
         if kind == Kind.LD_IMM64:
             st = st.copy()
             st.regs[insn.dst] = self.ld_imm64(insn, slot)
@@ -727,7 +807,7 @@ class Encoder:
             self.atomic(st, insn, slot)
             return [(nxt, TRUE, st)]
         if kind in (Kind.LD_ABS, Kind.LD_IND):
-            return self.ld_abs(node, pc, st, exits, insn, kind)
+            return self.ld_abs(node, pc, st, exits, insn, kind, nxt=nxt)
         raise Unsupported(f"instruction {insn} is not modelled", slot=slot)
 
     def ld_imm64(self, insn: Insn, slot: int) -> Val:
@@ -787,16 +867,17 @@ class Encoder:
                 st.regs[insn.src] = (widen(lo(old)), None)
         self.store(st, ptr, insn.off, size, (widen(new), None), slot)
 
-    def ld_abs(self, node, pc, st, exits, insn, kind):
+    def ld_abs(self, node, pc, st, exits, insn, kind, nxt=None):
         frames, slot = node[0], node[1]
+        nxt = (frames, slot + 1) if nxt is None else nxt
         size = SIZE_BYTES[Size(insn.code & SIZE_MASK)]
         if self.env.prog_type not in L.SKB_TYPES:
             raise Unsupported("LD_ABS/LD_IND outside socket buffers", slot=slot)
         off = bv(insn.imm)
         if kind == Kind.LD_IND:
             off = z3.SignExt(32, z3.Extract(31, 0, st.regs[insn.src][0] + off))
-        ok = z3.simplify(z3.And(off >= bv(0), z3.ULE(off + size, st.plen)))
-        bad = z3.simplify(z3.Not(ok))
+        ok = simplify(z3.And(off >= bv(0), z3.ULE(off + size, st.plen)))
+        bad = simplify(z3.Not(ok))
         out = []
         if not z3.is_false(bad):
             est = st.copy()
@@ -812,7 +893,7 @@ class Encoder:
         st.regs[0] = (v, None)
         for r in range(1, 6):
             st.regs[r] = undef(self.env)
-        out.append(((frames, slot + 1), ok, st))
+        out.append((nxt, ok, st))
         return out
 
     # helpers ------------------------------------------------------------------------
@@ -820,7 +901,12 @@ class Encoder:
     def event(self, pc: z3.BoolRef, kind: str, fields: tuple, **extra) -> Event:
         e = Event(len(self.events), pc, self.count, kind, fields, extra)
         self.events.append(e)
-        self.count = z3.simplify(self.count + z3.If(pc, bv(1, 32), bv(0, 32)))
+        # Folded by hand, not by z3.simplify: its result depends on term ids (which z3 reuses once terms
+        # are freed), so the same count on both sides could become two different terms.
+        if is_true(pc) and z3.is_bv_value(self.count):
+            self.count = bv(self.count.as_long() + 1, 32)
+        elif not is_false(pc):
+            self.count = self.count + z3.If(pc, bv(1, 32), bv(0, 32))
         return e
 
     def mem_bytes(self, st: State, val: Val, size: int, slot: int) -> z3.BitVecRef:
@@ -830,12 +916,13 @@ class Encoder:
             parts.append(z3.Extract(8 * n - 1, 0, self.load(st, val, i, n, slot)[0]))
         return parts[0] if len(parts) == 1 else z3.Concat(*reversed(parts))
 
-    def helper(self, node, pc, st: State, exits):
+    def helper(self, node, pc, st: State, exits, imm: int | None = None, nxt=None):
         frames, slot = node[0], node[1]
-        insn = self.insns[slot]
-        known = HELPERS.get(insn.imm)
+        imm = self.insns[slot].imm if imm is None else imm
+        nxt = (frames, slot + 1) if nxt is None else nxt
+        known = HELPERS.get(imm)
         if known is None:
-            raise Unsupported(f"helper {insn.imm} is not modelled", slot=slot)
+            raise Unsupported(f"helper {imm} is not modelled", slot=slot)
         name, nargs, how = known
         regs = st.regs
         args = tuple(regs[r][0] for r in range(1, nargs + 1))
@@ -845,7 +932,7 @@ class Encoder:
             if n is None or not 0 < n <= 512:
                 raise Unsupported("skb_load_bytes with a variable length", slot=slot)
             off = z3.SignExt(32, z3.Extract(31, 0, args[1]))
-            ok = z3.simplify(z3.And(off >= bv(0), z3.ULE(off + n, st.plen)))
+            ok = simplify(z3.And(off >= bv(0), z3.ULE(off + n, st.plen)))
             pkt = (bv(self.env.base("pkt")) + off, "pkt")
             self.region("pkt")
             for i in range(n):
@@ -889,7 +976,7 @@ class Encoder:
             if how in ("pkt", "pkt_len"):
                 pkt = [self._byte(st, self.region("pkt"), i) for i in range(self.env.max_len)]
                 fields = fields + (z3.Concat(*pkt), st.plen)
-            e = self.event(pc, f"call:{insn.imm}", fields)
+            e = self.event(pc, f"call:{imm}", fields)
             ret = self.env.helper_ret(e.pos)
             if how == "fresh32":
                 ret = z3.ZeroExt(32, z3.Extract(31, 0, ret))
@@ -906,7 +993,7 @@ class Encoder:
         st.regs[0] = result
         for r in range(1, 6):
             st.regs[r] = undef(self.env)
-        return [((frames, slot + 1), TRUE, st)]
+        return [(nxt, TRUE, st)]
 
     def map_fold(self, st: State, info: MapInfo, key, e: Event):
         """(present, content) of `key` in map `info` at event `e`, from the initial map and earlier events."""
@@ -936,12 +1023,27 @@ class Encoder:
 
 
 def merge_all(ins: list, init: Callable[[str, Any], z3.BitVecRef]) -> tuple[z3.BoolRef, State]:
-    """Merge the (path condition, state) pairs reaching one node."""
+    """Merge the (path condition, state) pairs reaching one node.
+
+    Two paths that split at one branch, ``p and c`` and ``p and not c``, merge to ``p`` with
+    ``c`` choosing between the states (what the merged state means is only asked under ``p``):
+    a diamond (a division guard, a lowered context read) leaves the path condition as it was.
+    """
     pc, st = ins[0]
     for npc, nst in ins[1:]:
-        st = merge_states(npc, nst, st, init)
-        pc = disj(pc, npc)
+        c = npc
+        if z3.is_and(npc) and z3.is_and(pc) and npc.num_args() == 2 and pc.num_args() == 2 and npc.arg(0).eq(pc.arg(0)):
+            p, x, y = npc.arg(0), npc.arg(1), pc.arg(1)
+            c = x
+            pc = p if _complementary(x, y) else conj(p, disj(x, y))
+        else:
+            pc = disj(pc, npc)
+        st = merge_states(c, nst, st, init)
     return pc, st
+
+
+def _complementary(x: z3.BoolRef, y: z3.BoolRef) -> bool:
+    return (z3.is_not(x) and x.arg(0).eq(y)) or (z3.is_not(y) and y.arg(0).eq(x))
 
 
 def merge_states(c: z3.BoolRef, a: State, b: State, init: Callable[[str, Any], z3.BitVecRef]) -> State:
@@ -983,7 +1085,7 @@ def alu(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
     """The new value of dst after an ALU instruction; constants fold (so blinded immediates vanish)."""
     out = alu1(insn, dst, src, slot)
     if z3.is_bv_value(dst[0]) and (src is None or z3.is_bv_value(src[0])) and not z3.is_bv_value(out[0]):
-        return (z3.simplify(out[0]), out[1])
+        return (simplify(out[0]), out[1])
     return out
 
 
