@@ -26,6 +26,7 @@ from typing import Any
 
 import z3
 
+from bpfpatch.errors import BpfPatchError
 from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.opcodes import AtomicOp
 from bpfpatch.program import Program
@@ -367,6 +368,11 @@ def _solve(checks: list[tuple[str, z3.BoolRef]], env: Env, timeout_ms: int, extr
     return solver, solver.check()
 
 
+#: How the rewritten program may read its context: as the original does, through struct sk_buff (the ctx
+#: pass), or as the kernel's view of the original (the kernel pass).
+REWRITTEN_VIEWS = ("user", "kernel", "xlated")
+
+
 def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType | int | str" = "socket_filter", *,
                      max_len: int = 128, timeout: float = 60.0, rewritten_ctx: str = "user",
                      use_region: bool = True) -> ProofResult:
@@ -379,6 +385,8 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
     """
     t0 = time.perf_counter()
     ptype = prog_type_of(prog_type)
+    if rewritten_ctx not in REWRITTEN_VIEWS:
+        raise BpfPatchError(f"prove: rewritten_ctx {rewritten_ctx!r} is none of {', '.join(REWRITTEN_VIEWS)}")
     stats: dict[str, Any] = {}
     region = changed_region(original, rewritten) if use_region else None
     if use_region and region is None and len(original.slots) == len(rewritten.slots) and (original.slots == rewritten.slots).all():
