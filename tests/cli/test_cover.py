@@ -166,6 +166,27 @@ def test_third_party_xdp_objects_load_and_behave_the_same(path, tmp_path):
         assert res.counters[entry.index] == runs, prog
 
 
+def test_default_inputs_are_the_checks_search_and_reach_more_blocks(tmp_path):
+    """Without --inputs-from, cover runs the inputs `check` finds (its coverage-guided search):
+    on xdp-tools' filter they reach more blocks than the same number of random well-formed frames."""
+    from bpfpatch.cover.run import packet_inputs, run_coverage, searched_inputs
+
+    path = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_tcp.o"
+    if not Path(path).exists():
+        pytest.skip("xdp-tools objects are not installed (Debian xdp-tools)")
+    data, cmap = instrument_object(path)
+    blocks = [c for c in cmap.counters if c.kind == "block"]
+
+    def executed(inputs) -> int:
+        res = run_coverage(path, data, cmap, inputs)
+        assert res.differences == []
+        return sum(1 for c in blocks if res.counters[c.index])
+
+    searched = searched_inputs(path, 400)
+    assert len(searched) == 400 and all(ctx is not None for _label, _data, ctx in searched)
+    assert executed(searched) > executed(packet_inputs(400))
+
+
 SELFTESTS = Path("/work/src/linux-source-6.12/tools/testing/selftests/bpf")
 
 

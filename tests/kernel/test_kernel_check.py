@@ -194,3 +194,26 @@ def test_harvest_finds_constants_and_reads(objs):
         h = harvest(obj.program().insns())
     assert 53 in h.values and 22 in h.values  # the ports parse.c compares with
     assert (12, 1) in h.reads or (12, 2) in h.reads  # the ethertype
+
+
+XDPFILT = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_tcp.o"  # xdp-tools' build, not written here
+
+
+@pytest.mark.kernel
+def test_explore_hands_out_the_inputs_check_runs():
+    """`explore` is the check's own search, on the original alone: same inputs, same blocks reached."""
+    import os
+
+    from bpfpatch.kernel.check import explore
+
+    if not os.path.exists(XDPFILT):
+        pytest.skip("xdp-tools objects are not installed (Debian xdp-tools)")
+    report = check(XDPFILT, XDPFILT, budget=600, seconds=120)
+    found = explore(XDPFILT, budget=600, seconds=120)
+    assert [(f.program, f.section) for f in found] == [(r.program, r.section) for r in report.results]
+    for f, r in zip(found, report.results):
+        assert len(f.inputs) == r.inputs_run + r.inputs_skipped == 600
+        assert (f.blocks_covered, f.blocks_total) == (r.blocks_covered, r.blocks_total)
+        assert f.blocks_covered > f.blocks_total // 2  # the search gets past the packet parser
+    with pytest.raises(BpfPatchError, match="at least 1"):
+        explore(XDPFILT, budget=0)

@@ -58,7 +58,7 @@ def cover_cmd(
     output: Path = typer.Option(..., "-o", "--output", help="report directory (OUT.o for instrument)"),
     section: Optional[List[str]] = typer.Option(None, "--section", help="program section(s) to run (default: every runnable one)"),
     prog_type: Optional[str] = typer.Option(None, "--prog-type", help="override libbpf's type from the section name"),
-    inputs: int = typer.Option(256, "--inputs", help="number of generated packets"),
+    inputs: int = typer.Option(2000, "--inputs", min=1, help="inputs generated per program, as check finds them (coverage-guided)"),
     inputs_from: Optional[Path] = typer.Option(None, "--inputs-from", help="pcap, or one hex packet per line"),
     seed: int = typer.Option(0, "--seed"),
     edges: bool = typer.Option(False, "--edges", help="count both outcomes of every branch"),
@@ -93,10 +93,11 @@ def cover_cmd(
         return
     if len(args) != 1:
         raise BpfPatchError("usage: bpfpatch cover OBJ.o -o DIR (or: cover instrument / cover report)")
-    from bpfpatch.cover.run import packet_inputs, read_inputs, run_coverage
+    from bpfpatch.cover.run import read_inputs, run_coverage, searched_inputs
 
     obj_path = Path(args[0])
-    packets = read_inputs(inputs_from) if inputs_from else packet_inputs(inputs, seed)
+    packets = read_inputs(inputs_from) if inputs_from else \
+        searched_inputs(obj_path, inputs, seed, programs=section or None, prog_type=prog_type)
     data, cmap = instrument_object(obj_path, edges=edges)
     with Progress(TextColumn("running"), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as bar:
         task = bar.add_task("run", total=len(packets))

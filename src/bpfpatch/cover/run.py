@@ -114,9 +114,9 @@ def run_coverage(original: str | Path | bytes, instrumented: bytes, cmap: CoverM
         total, done = len(chosen) * len(inputs), 0
         for p_new in chosen:
             p_old = orig.programs[p_new.name]
-            for name, data in inputs:
-                a = p_old.test_run(data)
-                r = p_new.test_run(data)
+            for name, data, *ctx in inputs:
+                a = p_old.test_run(data, *ctx)
+                r = p_new.test_run(data, *ctx)
                 if (a.retval, a.data_out) != (r.retval, r.data_out) and len(result.differences) < 20:
                     result.differences.append(f"{p_new.name} on {name}: retval {a.retval} -> {r.retval}"
                                               + ("" if a.data_out == r.data_out else ", packet out differs"))
@@ -157,6 +157,21 @@ def _csum(data: bytes) -> int:
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
+
+
+def searched_inputs(original: str | Path | bytes, n: int, seed: int = 0, *, programs: list[str] | None = None,
+                    prog_type: str | None = None) -> list[tuple[str, bytes, bytes | None]]:
+    """`n` inputs per program, as `check` finds them (`bpfpatch.kernel.check.explore`): packets of
+    every common shape with the program's own constants and context fields, then a search guided by
+    a block-counter copy of the original.  (label, packet, context) for `run_coverage`; the inputs
+    found for one program are run on every chosen program."""
+    from bpfpatch.kernel.check import explore
+
+    out: list[tuple[str, bytes, bytes | None]] = []
+    for found in explore(original, prog_type=prog_type, budget=n, seed=seed):
+        if programs is None or found.program in programs or found.section in programs:
+            out += [(f"{found.program}:{i.label}", i.data, i.ctx) for i in found.inputs]
+    return out
 
 
 def packet_inputs(n: int, seed: int = 0) -> list[tuple[str, bytes]]:
@@ -207,4 +222,5 @@ def packet_inputs(n: int, seed: int = 0) -> list[tuple[str, bytes]]:
     return out[:n]
 
 
-__all__ = ["RunResult", "merge_counters", "packet_inputs", "parse_counter_dump", "read_inputs", "run_coverage"]
+__all__ = ["RunResult", "merge_counters", "packet_inputs", "parse_counter_dump", "read_inputs", "run_coverage",
+           "searched_inputs"]

@@ -416,6 +416,63 @@ def mutate_input(layout: ContextLayout, inp: Input, rng: random.Random, h: Harve
     return Input(f"search#{n}", inp.data, inp.ctx)
 
 
+class InputSearch:
+    """The inputs of one program's check, one at a time (iterate): the user's inputs, or the
+    structured seeds (`seed_inputs`) and then mutations of the inputs that reached new blocks.
+
+    Tell it which blocks an input reached (`observe`, from a block-counter copy of the
+    program): the search keeps such inputs and mutates them.  It ends after `budget` inputs,
+    after `seconds`, or once all `blocks` are covered and `MIN_INPUTS` (or the budget) ran.
+    `n` inputs have been handed out (`given`); `seen` holds the blocks reached so far.
+    """
+
+    def __init__(self, layout: ContextLayout, h: Harvest, rng: random.Random, user: list[tuple[str, bytes]] | None,
+                 budget: int, seconds: float, blocks: int | None = None) -> None:
+        self.layout, self.h, self.rng, self.budget, self.blocks = layout, h, rng, budget, blocks
+        self.user = user is not None
+        self.deadline = time.perf_counter() + seconds
+        self.queue = [Input(lbl, d, _with_ctx(layout, layout.build({}) if layout.ctx_size else None, d)) for lbl, d in user] \
+            if user is not None else seed_inputs(layout, h, rng)
+        self.corpus: list[Input] = []
+        self.given: list[Input] = []
+        self.seen: set[int] = set()
+        self.n = 0
+        self._drawn = 0
+
+    def observe(self, inp: Input, hit: set[int]) -> None:
+        """`inp` reached the blocks `hit`: keep it for mutation if any of them is new."""
+        if not hit <= self.seen:
+            self.seen |= hit
+            self.corpus.append(inp)
+
+    def __iter__(self) -> "InputSearch":
+        return self
+
+    def __next__(self) -> Input:
+        layout, rng = self.layout, self.rng
+        while self.n < self.budget:
+            if self.queue:
+                inp = self.queue.pop(0)
+            elif self.user:
+                break
+            else:
+                if self.blocks is not None and len(self.seen) >= self.blocks and self.n >= min(self.budget, MIN_INPUTS):
+                    break  # every block the kernel kept is covered
+                if time.perf_counter() > self.deadline:
+                    break
+                pool = self.corpus[-32:] if self.corpus and rng.random() < 0.7 else (self.corpus or self.given)
+                inp = mutate_input(layout, rng.choice(pool), rng, self.h, self.n)
+                if not layout.runnable(inp.data) and self._drawn < 20 * self.budget:
+                    self._drawn += 1
+                    continue  # the kernel refuses this frame for the type: draw another
+            if layout.data and len(inp.data) > Runner.MAX_DATA:
+                inp = Input(inp.label, inp.data[: Runner.MAX_DATA], _with_ctx(layout, inp.ctx, inp.data[: Runner.MAX_DATA]))
+            self.given.append(inp)
+            self.n += 1
+            return inp
+        raise StopIteration
+
+
 # --- loading ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -598,56 +655,18 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
         h = harvest(opened[0].insns)
         if opened[0].obj is not None:
             h.add_data(m.initial_value() for m in opened[0].obj.maps.values() if m.info.internal)
-        rng = random.Random(seed)
-        cov_reason = ""
-        try:
-            if isinstance(original, Raw):
-                from bpfpatch.kernel.loader import load_program
-
-                cov = Coverage.instrument(original.insns, lambda code: load_program(code, ptype))
-            else:
-                cov_obj = load_object(original, prog_type=prog_type, programs=[name])
-                cprog = cov_obj.program(name)
-                cov = Coverage.instrument(cprog.insns(), lambda code: cov_obj.load_insns(code, cprog))
-        except (CoverageError, KernelError) as exc:
-            cov_reason = f"no coverage ({exc})"
-            cov = None
+        cov, cov_obj, cov_reason = _coverage_copy(original, name, prog_type, ptype)
         crun = Runner(cov.program.fd, layout) if cov else None
         result = ProgramResult(name, section, ptype_name, Verdict.NO_DIFFERENCE, not_compared=notes)
         seq: list[Input] = []
         maps = {m.name: m for m in a.small + a.big}
         t_start = time.perf_counter()
-        t_end = t_start + seconds
-        queue = [Input(lbl, d, _with_ctx(layout, layout.build({}) if layout.ctx_size else None, d)) for lbl, d in user] \
-            if user is not None else seed_inputs(layout, h, rng)
-        corpus: list[Input] = []
-        seen: set[int] = set()
-        n = drawn = 0
-        while n < budget:
-            if queue:
-                inp = queue.pop(0)
-            elif user is not None:
-                break
-            else:
-                if cov and len(seen) >= cov.blocks and n >= min(budget, MIN_INPUTS):
-                    break  # every block the kernel kept is covered
-                if time.perf_counter() > t_end:
-                    break
-                parent = rng.choice(corpus[-32:] if corpus and rng.random() < 0.7 else (corpus or seq))
-                inp = mutate_input(layout, parent, rng, h, n)
-                if not layout.runnable(inp.data) and drawn < 20 * budget:
-                    drawn += 1
-                    continue  # the kernel refuses this frame for the type: draw another
-            if layout.data and len(inp.data) > Runner.MAX_DATA:
-                inp = Input(inp.label, inp.data[: Runner.MAX_DATA], _with_ctx(layout, inp.ctx, inp.data[: Runner.MAX_DATA]))
+        search = InputSearch(layout, h, random.Random(seed), user, budget, seconds, cov.blocks if cov else None)
+        for inp in search:
             seq.append(inp)
-            n += 1
-            if crun is not None:
-                if not isinstance(crun.run(inp), int):
-                    hit = cov.hit()
-                    if not hit <= seen:
-                        seen |= hit
-                        corpus.append(inp)
+            if crun is not None and not isinstance(crun.run(inp), int):
+                search.observe(inp, cov.hit())
+            n = search.n
             full = n % BIG_MAP_EVERY == 0
             oa, ob = a.run(inp, full), b.run(inp, full)
             if isinstance(oa, int) and isinstance(ob, int):
@@ -660,13 +679,14 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
             what = compare(layout, maps, a.maps_only(), b.maps_only())
             if what is not None:
                 return _confirm(result, original, rewritten, name, prog_type, layout, seq, what)
+        n = search.n
         result.inputs_run = n - result.inputs_skipped
         result.run_seconds = time.perf_counter() - t_start
         if result.inputs_run == 0:
             result.verdict = Verdict.UNDECIDED
             result.reason = f"the kernel refused all {n} test runs"
         if cov is not None:
-            result.blocks_covered = len(seen & set(cov.kept))
+            result.blocks_covered = len(search.seen & set(cov.kept))
             result.blocks_total = cov.blocks
         elif cov_reason:
             result.not_compared.append(cov_reason)
@@ -678,6 +698,74 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
             cov.close()
         if cov_obj is not None:
             cov_obj.close()
+
+
+def _coverage_copy(original: Source, name: str, prog_type, ptype: ProgType) -> tuple[Coverage | None, Any, str]:
+    """(block-counter copy of the original's program, the object it was loaded with, why there is none)."""
+    cov_obj = None
+    try:
+        if isinstance(original, Raw):
+            from bpfpatch.kernel.loader import load_program
+
+            return Coverage.instrument(original.insns, lambda code: load_program(code, ptype)), None, ""
+        cov_obj = load_object(original, prog_type=prog_type, programs=[name])
+        cprog = cov_obj.program(name)
+        return Coverage.instrument(cprog.insns(), lambda code: cov_obj.load_insns(code, cprog)), cov_obj, ""
+    except (CoverageError, KernelError) as exc:
+        if cov_obj is not None:
+            cov_obj.close()
+        return None, None, f"no coverage ({exc})"
+
+
+@dataclass
+class Explored:
+    """The inputs the check's search ran on one program (`explore`), and the blocks they reached."""
+
+    program: str
+    section: str
+    inputs: list[Input]
+    blocks_covered: int
+    blocks_total: int
+
+
+def explore(source: Source, *, program: str | None = None, prog_type: "ProgType | int | str | None" = None,
+            budget: int = DEFAULT_INPUTS, seconds: float = DEFAULT_SECONDS, seed: int = 0) -> list[Explored]:
+    """The inputs `check` would generate for each program of `source` (or `program`): the same
+    seeds and coverage-guided search on a block-counter copy, run on the original alone.
+
+    A tool that needs inputs reaching as much of a program as the check does (a coverage
+    report, a fuzzer's corpus) takes them from here.  Programs of a type without a test run
+    are left out.
+    """
+    if budget <= 0:
+        raise CheckInputError(f"--inputs {budget}: the number of inputs must be at least 1")
+    out: list[Explored] = []
+    with _Pinned():
+        for name, section in program_names(source, prog_type):
+            if program is not None and program not in (name, section):
+                continue
+            op = _open(source, source, None if isinstance(source, Raw) else name, prog_type)
+            cov = cov_obj = None
+            try:
+                layout = layout_of(op.prog_type)
+                if layout is None:
+                    continue
+                h = harvest(op.insns)
+                if op.obj is not None:
+                    h.add_data(m.initial_value() for m in op.obj.maps.values() if m.info.internal)
+                cov, cov_obj, _why = _coverage_copy(source, name, prog_type, op.prog_type)
+                crun = Runner(cov.program.fd, layout) if cov else None
+                search = InputSearch(layout, h, random.Random(seed), None, budget, seconds, cov.blocks if cov else None)
+                for inp in search:
+                    if crun is not None and not isinstance(crun.run(inp), int):
+                        search.observe(inp, cov.hit())
+                covered = len(search.seen & set(cov.kept)) if cov else 0
+                out.append(Explored(name, section, search.given, covered, cov.blocks if cov else 0))
+            finally:
+                for x in (cov, cov_obj, op.owned, op.obj):
+                    if x is not None:
+                        x.close()
+    return out
 
 
 class _Loaded:
