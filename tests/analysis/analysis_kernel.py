@@ -139,7 +139,7 @@ def check_program(obj, prog, label: str) -> ProgResult:
     res = ProgResult(label, prog.name, prog.prog_type.name.lower(), len(raw) // 8)
     program = Program.from_bytes(raw, validate=False)
     try:
-        a = analyze(program, prog.prog_type, maps=map_refs(raw, obj))
+        a = analyze(program, prog.prog_type, maps=map_refs(raw, obj), attach_type=prog.expected_attach_type)
         res.processed = a.processed
     except AnalysisError as exc:
         res.our_error = str(exc)

@@ -196,6 +196,7 @@ class _Env:
     subprog_starts: frozenset[int] = frozenset()
     max_depth: int = 0
     log: list[str] | None = None
+    attach_type: int | None = None
 
 
 def analyze(
@@ -207,6 +208,7 @@ def analyze(
     ctx_layout: "CtxLayout | Callable[[ProgType], CtxLayout | None] | None" = None,
     keep_states: bool = True,
     log: bool = False,
+    attach_type: int | None = None,
 ) -> Analysis:
     """Analyze `program` as a program of `prog_type`; raise `AnalysisRejected` where the kernel would refuse it.
 
@@ -215,7 +217,10 @@ def analyze(
     ``meta["map_specs"]``) names them by slot and wins; maps neither names are unknown (key and value size 0: accesses
     through their values are not bounds-checked).  ``ctx_layout`` is a layout or a
     function giving one per program type (e.g. read from the running kernel's
-    BTF by the kernel layer); the uapi table otherwise.
+    BTF by the kernel layer); the uapi table otherwise.  ``attach_type`` is
+    the program's ``expected_attach_type`` (enum bpf_attach_type): it decides
+    the return values some types may give (cgroup_skb egress, sock_addr
+    bind/recvmsg); unknown, the widest range of the type is allowed.
     """
     ptype = prog_type_of(prog_type)
     layout = None
@@ -244,6 +249,7 @@ def analyze(
     aux = aux[:n]
     env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), aux, [], [False] * n,
                keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
+    env.attach_type = attach_type
     env.live = _liveness(env)
     env.live64 = _liveness(env, wide=True)
     _mark_prune_points(env)
@@ -1416,6 +1422,9 @@ def _record_ptr_type(env: _Env, idx: int, t: RegType) -> None:
 
 
 def _set_loaded(env: _Env, st: State, idx: int, value_regno: int, size: int, sign: bool) -> Reg:
+    """The register a load defines; a scratch one for value_regno -1 (an atomic's read: nothing is written)."""
+    if value_regno < 0:
+        return Reg()
     r = _def(st, idx, value_regno, size == 8 or sign)
     sd = r.subreg_def
     mark_unknown(r)
@@ -2116,7 +2125,7 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
     _check_read(env, st, idx, 0, True)
     if st.refs:
         raise _err(idx, f"Unreleased reference id={st.refs[0]} alloc_insn=?")
-    rng = RETURN_RANGES.get(env.prog_type)
+    rng = return_range(env.prog_type, env.attach_type)
     if rng is not None:
         if r0.type is not RegType.SCALAR:
             raise _err(idx, f"At program exit the register R0 is not a known value ({type_name(r0.type)})")
@@ -2128,13 +2137,34 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
     return None
 
 
-# check_return_code: program types whose return value the kernel range-checks (attach types aside:
-# cgroup_skb egress may also return 2 and 3).
+# check_return_code: program types whose return value the kernel range-checks, for an unknown attach
+# type (the widest range the type allows; `return_range` narrows it by attach type).
 RETURN_RANGES = {
-    ProgType.CGROUP_SKB: (0, 3), ProgType.CGROUP_SOCK: (0, 1), ProgType.CGROUP_SOCK_ADDR: (0, 1),
+    ProgType.CGROUP_SKB: (0, 3), ProgType.CGROUP_SOCK: (0, 1), ProgType.CGROUP_SOCK_ADDR: (0, 3),
     ProgType.SOCK_OPS: (0, 1), ProgType.CGROUP_DEVICE: (0, 1), ProgType.CGROUP_SYSCTL: (0, 1),
     ProgType.CGROUP_SOCKOPT: (0, 1), ProgType.SK_LOOKUP: (0, 1), ProgType.NETFILTER: (0, 1),
 }
+
+
+# enum bpf_attach_type values check_return_code looks at.
+ATTACH_CGROUP_INET_EGRESS = 1
+ATTACH_SOCK_ADDR_BIND = frozenset({8, 9})  # BPF_CGROUP_INET4_BIND, INET6_BIND: 0..3
+# UDP4/UDP6/UNIX_RECVMSG, INET4/INET6/UNIX_GETPEERNAME, INET4/INET6/UNIX_GETSOCKNAME: exactly 1
+ATTACH_SOCK_ADDR_ONE = frozenset({19, 20, 29, 30, 31, 32, 51, 52, 53})
+
+
+def return_range(prog_type: ProgType, attach_type: int | None) -> tuple[int, int] | None:
+    """The values a program of `prog_type` attached as `attach_type` may return at exit (None: any)."""
+    rng = RETURN_RANGES.get(prog_type)
+    if rng is None or attach_type is None:
+        return rng
+    if prog_type is ProgType.CGROUP_SKB:
+        return (0, 3) if attach_type == ATTACH_CGROUP_INET_EGRESS else (0, 1)
+    if prog_type is ProgType.CGROUP_SOCK_ADDR:
+        if attach_type in ATTACH_SOCK_ADDR_BIND:
+            return (0, 3)
+        return (1, 1) if attach_type in ATTACH_SOCK_ADDR_ONE else (0, 1)
+    return rng
 
 
 # --- conditional jumps --------------------------------------------------------------------------
