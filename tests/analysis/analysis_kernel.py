@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from bpfpatch.analysis.facts import MapRef
 from bpfpatch.analysis.verifier import AnalysisError, analyze
 from bpfpatch.analysis.vlog import Comparison, compare, parse_log
+from bpfpatch.btf.vmlinux import kernel_types
 from bpfpatch.program import Program
 
 F_TEST_RND_HI32 = 1 << 2
+BPF_F_RDONLY_PROG = 1 << 7
 
 
 @dataclass
@@ -56,7 +58,11 @@ def map_refs(insns: bytes, obj) -> dict[int, MapRef]:
     out: dict[int, MapRef] = {}
     for i, m in enumerate(obj.maps.values()):
         info = m.info
-        out[m.fd] = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries)
+        frozen = None
+        if info.name.endswith((".rodata", ".kconfig")) and info.map_type == 2 and info.flags & BPF_F_RDONLY_PROG:
+            frozen = m.lookup(b"\0" * 4)  # libbpf froze it: the verifier reads its constants
+        out[m.fd] = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
+                           frozen_value=frozen)
     return out
 
 
@@ -131,6 +137,37 @@ def rnd_hi32_defs(raw: bytes, xlated: bytes) -> set[int] | None:
     return out
 
 
+def func_info_of(prog, raw: bytes) -> tuple[bytes, int] | None:
+    """func_info records for reloading a program's instructions `raw` (needed where it has callbacks or
+    global functions: "missing btf func_info"): the kernel keeps them at xlated offsets, so the
+    type ids are paired, in order, with the subprogram starts of `raw`."""
+    import ctypes
+
+    from bpfpatch.kernel.bpf_sys import Cmd, InfoAttr, ProgInfo, addr, bpf
+
+    info = ProgInfo()
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, InfoAttr(bpf_fd=prog.fd, info_len=ctypes.sizeof(info), info=addr(info)))
+    n, rec = info.nr_func_info, info.func_info_rec_size
+    if n <= 1 or not rec:
+        return None
+    buf = (ctypes.c_uint8 * (n * rec))()
+    again = ProgInfo(nr_func_info=n, func_info_rec_size=rec, func_info=addr(buf))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, InfoAttr(bpf_fd=prog.fd, info_len=ctypes.sizeof(again), info=addr(again)))
+    starts = {0}
+    i = 0
+    while i < len(raw) // 8:
+        code, regs = raw[8 * i], raw[8 * i + 1]
+        imm = int.from_bytes(raw[8 * i + 4:8 * i + 8], "little", signed=True)
+        if (code == 0x85 and regs >> 4 == 1) or (code == 0x18 and regs >> 4 == 4):
+            starts.add(i + 1 + imm)
+        i += 2 if code == 0x18 else 1
+    if len(starts) != n:
+        return None
+    recs = bytes(buf)
+    out = b"".join(s.to_bytes(4, "little") + recs[k * rec + 4:(k + 1) * rec] for k, s in enumerate(sorted(starts)))
+    return out, rec
+
+
 def check_program(obj, prog, label: str) -> ProgResult:
     from bpfpatch.errors import KernelError
     from bpfpatch.kernel import load_program
@@ -139,14 +176,17 @@ def check_program(obj, prog, label: str) -> ProgResult:
     res = ProgResult(label, prog.name, prog.prog_type.name.lower(), len(raw) // 8)
     program = Program.from_bytes(raw, validate=False)
     try:
-        a = analyze(program, prog.prog_type, maps=map_refs(raw, obj), attach_type=prog.expected_attach_type)
+        a = analyze(program, prog.prog_type, maps=map_refs(raw, obj), attach_type=prog.expected_attach_type,
+                    kernel_types=kernel_types)
         res.processed = a.processed
     except AnalysisError as exc:
         res.our_error = str(exc)
         a = exc.analysis
+    fi = func_info_of(prog, raw)
+    btf = {"prog_btf_fd": obj.btf_fd, "func_info": fi[0], "func_info_rec_size": fi[1]} if fi and obj.btf_fd >= 0 else {}
     try:
         with load_program(raw, prog.prog_type, expected_attach_type=prog.expected_attach_type, prog_flags=prog.flags,
-                          log_level=2, log_size=1 << 28) as lp:
+                          log_level=2, log_size=1 << 28, **btf) as lp:
             log = parse_log(lp.verifier_log)
     except KernelError as exc:
         res.kernel_error = (getattr(exc, "log", "") or str(exc)).strip().splitlines()[-1] if str(exc) else "refused"
@@ -157,7 +197,7 @@ def check_program(obj, prog, label: str) -> ProgResult:
     if not res.our_error and a is not None:
         try:
             with load_program(raw, prog.prog_type, expected_attach_type=prog.expected_attach_type,
-                              prog_flags=prog.flags | F_TEST_RND_HI32) as lp:
+                              prog_flags=prog.flags | F_TEST_RND_HI32, **btf) as lp:
                 kernel_no_zext = rnd_hi32_defs(raw, lp.xlated())
         except KernelError:
             return res

@@ -102,3 +102,238 @@ def test_return_ranges_by_attach_type():
         analyze(prog("r0 = 0\nexit"), "cgroup_sock_addr", attach_type=19)  # UDP4_RECVMSG: 1
     assert return_range(ProgType.CGROUP_SKB, 0) == (0, 1)
     assert return_range(ProgType.CGROUP_SKB, 1) == (0, 3)
+
+
+# --- kfuncs, iterators, dynptrs, callbacks, frozen .rodata -------------------------------------
+
+def _kt():
+    from bpfpatch.btf.vmlinux import kernel_types, kfunc_id
+
+    kt = kernel_types()
+    if kt is None:
+        pytest.skip("no readable kernel BTF (/sys/kernel/btf/vmlinux)")
+    return kt, kfunc_id
+
+
+def _after(a, slot: int, regno: int):
+    return [s.regs[regno] for s in a.aux[slot].extra["after"]]
+
+
+# bpf_task_from_pid acquires a task_struct reference or gives NULL; bpf_task_release drops it.
+TASK_FROM_PID = """
+r1 = 1
+call kfunc#{from_pid}
+if r0 == 0 goto +2
+r1 = r0
+call kfunc#{release}
+r0 = 0
+exit
+"""
+
+
+@pytest.mark.kernel
+def test_kfunc_acquire_null_check_release():
+    kt, kid = _kt()
+    text = TASK_FROM_PID.format(from_pid=kid("bpf_task_from_pid"), release=kid("bpf_task_release"))
+    a = kernel_agrees(text.replace("{", "{{").replace("}", "}}"), "sched_cls", kernel_types=kt)
+    r0 = _after(a, 1, 0)[0]
+    assert r0.type is RegType.PTR_TO_BTF_ID_OR_NULL and r0.btf_name == "task_struct" and r0.ref_obj_id
+    assert a.aux[1].extra["kfunc"] == "bpf_task_from_pid"
+
+
+def test_kfunc_reference_leak_is_refused():
+    kt, kid = _kt()
+    leak = f"r1 = 1\ncall kfunc#{kid('bpf_task_from_pid')}\nr0 = 0\nexit"
+    with pytest.raises(AnalysisRejected, match="Unreleased reference"):
+        analyze(prog(leak), "sched_cls", kernel_types=kt)
+    # without kernel types a kfunc is an unknown scalar (the old behaviour): nothing to leak
+    analyze(prog(leak), "sched_cls")
+
+
+# An open-coded iterator: new puts it on the stack (a reference), next forks into an element and
+# NULL (drained), destroy releases it.
+ITER_NUM = """
+r6 = r10
+r6 += -8
+r1 = r6
+r2 = 0
+r3 = 5
+call kfunc#{new}
+r7 = 0
+r1 = r6
+call kfunc#{next}
+if r0 == 0 goto +3
+r2 = *(u32 *)(r0 + 0)
+r7 += r2
+goto -6
+r1 = r6
+call kfunc#{destroy}
+r0 = 0
+exit
+"""
+
+
+@pytest.mark.kernel
+def test_open_coded_iterator():
+    kt, kid = _kt()
+    text = ITER_NUM.format(new=kid("bpf_iter_num_new"), next=kid("bpf_iter_num_next"),
+                           destroy=kid("bpf_iter_num_destroy"))
+    a = kernel_agrees(text.replace("{", "{{").replace("}", "}}"), "sched_cls", kernel_types=kt)
+    r0s = [s.regs[0] for s in a.aux[9].states]  # at `if r0 == 0`: an element (4 bytes) or drained (NULL)
+    assert {r.type for r in r0s} == {RegType.PTR_TO_MEM, RegType.SCALAR}
+    assert {r.mem_size for r in r0s if r.type is RegType.PTR_TO_MEM} == {4}
+    assert all(s.cur.stack[0].types == "iiiiiiii" for s in a.aux[5].extra["after"])
+
+
+def test_iterator_not_destroyed_is_a_leak():
+    kt, kid = _kt()
+    text = ITER_NUM.format(new=kid("bpf_iter_num_new"), next=kid("bpf_iter_num_next"),
+                           destroy=kid("bpf_iter_num_destroy")).replace(f"call kfunc#{kid('bpf_iter_num_destroy')}",
+                                                                       "r1 = 0")
+    with pytest.raises(AnalysisRejected, match="Unreleased reference"):
+        analyze(prog(text), "sched_cls", kernel_types=kt)
+
+
+# A ringbuf dynptr is a reference held by two stack slots; submit/discard releases it
+# (dynptr_success.o: refused as "R1 must be referenced when passed to release function").
+RINGBUF_DYNPTR = """
+r1 = map[fd:{0}]
+r2 = 8
+r3 = 0
+r4 = r10
+r4 += -16
+call bpf_ringbuf_reserve_dynptr
+r1 = r10
+r1 += -16
+r2 = 0
+call bpf_ringbuf_discard_dynptr
+r0 = 0
+exit
+"""
+
+
+@pytest.mark.kernel
+def test_ringbuf_dynptr_reference():
+    from bpfpatch.kernel import MapSpec, MapType
+
+    a = kernel_agrees(RINGBUF_DYNPTR, "socket_filter", maps=[MapSpec("rb", MapType.RINGBUF, 0, 0, 4096)])
+    after = a.aux[6].extra["after"][0]
+    assert after.cur.stack[1].types == "dddddddd" and after.cur.stack[1].spilled.ref_obj_id in after.refs
+    assert a.aux[10].extra["after"][0].refs == []
+
+
+def test_ringbuf_dynptr_leak_is_refused():
+    ref = MapRef(0, "rb", 7, 27, 0, 0, 4096)
+    leak = "\n".join(RINGBUF_DYNPTR.format(7).strip().splitlines()[:6]) + "\nr0 = 0\nexit"
+    with pytest.raises(AnalysisRejected, match="Unreleased reference"):
+        analyze(prog(leak), "socket_filter", maps={7: ref})
+
+
+# bpf_loop's callback is verified as called with (index, ctx): its instructions are seen, its
+# return value is range-checked.
+BPF_LOOP = """
+r1 = 4
+r2 = subprog[+8]
+r3 = r10
+r3 += -8
+r4 = 0
+*(u64 *)(r10 - 8) = r4
+call bpf_loop
+r0 = 0
+exit
+r0 = *(u64 *)(r2 + 0)
+r0 = 0
+exit
+"""
+
+
+def test_bpf_loop_callback_is_analysed():
+    a = analyze(prog(BPF_LOOP), "socket_filter")
+    assert all(x.seen for x in a.aux if x is not None)  # the old analysis never entered the callback
+    assert a.aux[10].ptr_type is RegType.PTR_TO_STACK  # the callback's ctx is the caller's fp-8
+
+
+@pytest.mark.kernel
+def test_callbacks_dynptr_rodata_agree_with_kernel(objdir):
+    """bpf_loop, bpf_for_each_map_elem and timer callbacks, a ringbuf dynptr, .rodata constants
+    (tests/progs/analysis/callbacks.c): accepted, every callback instruction seen, types agree."""
+    import sys
+    from pathlib import Path
+
+    from conftest import PROGS, compile_bpf
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from analysis_kernel import check_object
+
+    results = check_object(str(compile_bpf(PROGS / "analysis" / "callbacks.c", objdir)))
+    assert {r.name for r in results} == {"loop_and_walk", "ringbuf_dynptr"}
+    for r in results:
+        assert not r.kernel_error, r.kernel_error
+        assert not r.our_error, r.our_error
+        assert r.cmp.types_agree, r.cmp.type_mismatches[:3]
+        assert r.cmp.unseen == []  # the kernel walked no instruction we did not
+        assert r.zext_diff == []
+
+
+def test_callback_return_range():
+    bad = BPF_LOOP.replace("r0 = 0\nexit\n", "r0 = 2\nexit\n")
+    bad = BPF_LOOP.rsplit("r0 = 0\nexit", 1)[0] + "r0 = 2\nexit\n"
+    with pytest.raises(AnalysisRejected, match="At callback return"):
+        analyze(prog(bad), "socket_filter")
+
+
+def test_frozen_rodata_loads_are_constants():
+    value = (16).to_bytes(4, "little") + bytes(4)
+    rodata = MapRef(0, "x.rodata", 7, ARRAY, 4, 8, 1, frozen_value=value)
+    text = "r1 = map[fd:7][0]+0\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u8 *)(r1 + 1)\nr0 = 0\nexit"
+    a = analyze(prog(text), "socket_filter", maps={7: rodata})
+    assert [r.const_value() for r in _after(a, 2, 2)] == [16] and _after(a, 2, 2)[0].is_const()
+    assert _after(a, 3, 3)[0].is_const() and _after(a, 3, 3)[0].const_value() == 0
+    plain = MapRef(0, "x.bss", 7, ARRAY, 4, 8, 1)
+    assert not _after(analyze(prog(text), "socket_filter", maps={7: plain}), 2, 2)[0].is_const()
+
+
+# A NULL check of a socket *cast* (sk_fullsock of a looked-up socket) does not release the socket:
+# the old analysis dropped the lookup's reference on the cast's NULL branch, so it accepted the leak
+# the kernel refuses ("Unreleased reference").
+SK_CAST = """
+r6 = r1
+r2 = 0
+*(u64 *)(r10 - 8) = r2
+*(u64 *)(r10 - 16) = r2
+r1 = r6
+r2 = r10
+r2 += -16
+r3 = 12
+r4 = -1
+r5 = 0
+call bpf_sk_lookup_tcp
+if r0 == 0 goto +12
+r7 = r0
+r1 = r0
+call bpf_sk_fullsock
+if r0 != 0 goto +4
+{null_branch}
+r0 = 0
+exit
+r1 = r7
+call bpf_sk_release
+r0 = 0
+exit
+r0 = 0
+exit
+"""
+SK_CAST_OK = SK_CAST.replace("{null_branch}", "r1 = r7\ncall bpf_sk_release")
+SK_CAST_LEAK = SK_CAST.replace("{null_branch}", "r1 = 0\nr1 = 0")
+
+
+@pytest.mark.kernel
+def test_socket_cast_null_check_keeps_the_reference():
+    from bpfpatch.errors import VerifierError
+    from bpfpatch.kernel import load_program
+
+    kernel_agrees(SK_CAST_OK.replace("{", "{{").replace("}", "}}"), "sched_cls")
+    with pytest.raises(VerifierError, match="Unreleased reference"):
+        load_program(prog(SK_CAST_LEAK), "sched_cls", log_level=1)
+    with pytest.raises(AnalysisRejected, match="Unreleased reference"):
+        analyze(prog(SK_CAST_LEAK), "sched_cls")

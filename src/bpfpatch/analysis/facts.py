@@ -48,6 +48,7 @@ class RegType(Enum):
     PTR_TO_XDP_SOCK = "xdp_sock"
     PTR_TO_TP_BUFFER = "tp_buffer"
     PTR_TO_BTF_ID = "ptr_"
+    PTR_TO_BTF_ID_OR_NULL = "ptr_or_null_"
     PTR_TO_MEM = "mem"
     PTR_TO_MEM_OR_NULL = "mem_or_null"
     PTR_TO_BUF = "buf"
@@ -67,7 +68,9 @@ class MapRef:
     ``map_type`` is ``enum bpf_map_type``'s number when the analysis was told it
     (needed by passes that inline lookups of array maps).  ``map_flags`` is
     its BPF_MAP_CREATE flags when known (the kernel inlines no lookup of an
-    array created with BPF_F_INNER_MAP).
+    array created with BPF_F_INNER_MAP).  ``frozen_value`` is the value of a
+    frozen read-only array's one element (libbpf's ``.rodata``): the verifier
+    reads constant-offset loads from it as known scalars.
     """
 
     index: int
@@ -78,6 +81,7 @@ class MapRef:
     value_size: int | None = None
     max_entries: int | None = None
     map_flags: int | None = None
+    frozen_value: bytes | None = None
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping
 from bpfpatch.analysis.ctxlayout import CtxLayout, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.helpers import helper_name, proto
+from bpfpatch.analysis.kfuncs import KernelTypes
 from bpfpatch.analysis.state import (
     AT_PKT_END,
     BEYOND_PKT_END,
@@ -118,6 +119,7 @@ NULLABLE = {
     RegType.PTR_TO_SOCK_COMMON_OR_NULL: RegType.PTR_TO_SOCK_COMMON,
     RegType.PTR_TO_TCP_SOCK_OR_NULL: RegType.PTR_TO_TCP_SOCK,
     RegType.PTR_TO_MEM_OR_NULL: RegType.PTR_TO_MEM,
+    RegType.PTR_TO_BTF_ID_OR_NULL: RegType.PTR_TO_BTF_ID,
 }
 PKT_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
 SOCKISH = (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_BTF_ID,
@@ -197,6 +199,8 @@ class _Env:
     max_depth: int = 0
     log: list[str] | None = None
     attach_type: int | None = None
+    kernel_types: Any = None
+    iter_next_sites: set[int] = field(default_factory=set)
 
 
 def analyze(
@@ -209,6 +213,7 @@ def analyze(
     keep_states: bool = True,
     log: bool = False,
     attach_type: int | None = None,
+    kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None" = None,
 ) -> Analysis:
     """Analyze `program` as a program of `prog_type`; raise `AnalysisRejected` where the kernel would refuse it.
 
@@ -221,6 +226,11 @@ def analyze(
     the program's ``expected_attach_type`` (enum bpf_attach_type): it decides
     the return values some types may give (cgroup_skb egress, sock_addr
     bind/recvmsg); unknown, the widest range of the type is allowed.
+    ``kernel_types`` (`bpfpatch.analysis.kfuncs.KernelTypes`, or a function
+    making one, called at the first kfunc call or kernel-struct load) gives
+    kfunc prototypes and kernel struct members
+    (`bpfpatch.btf.vmlinux.kernel_types` reads the running kernel's); without
+    it a kfunc returns an unknown scalar and a kernel-struct load a scalar.
     """
     ptype = prog_type_of(prog_type)
     layout = None
@@ -250,6 +260,7 @@ def analyze(
     env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), aux, [], [False] * n,
                keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
     env.attach_type = attach_type
+    env.kernel_types = kernel_types
     env.live = _liveness(env)
     env.live64 = _liveness(env, wide=True)
     _mark_prune_points(env)
@@ -292,7 +303,10 @@ def _map_table(program: Program) -> dict[int, tuple[MapRef, int | None]]:
         if spec is None:
             ref = MapRef(names.index(name), name)
         else:
-            ref = MapRef(names.index(name), name, None, spec.map_type, spec.key_size, spec.value_size, spec.max_entries)
+            # libbpf freezes .rodata (and .kconfig) after filling it with the section's bytes
+            frozen = spec.initial if name.startswith((".rodata", ".kconfig")) else None
+            ref = MapRef(names.index(name), name, None, spec.map_type, spec.key_size, spec.value_size, spec.max_entries,
+                         frozen_value=frozen)
         out[int(slot)] = (ref, value_off)
     return out
 
@@ -716,12 +730,19 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     lst = env.explored.get(idx)
     if lst is None:
         lst = env.explored[idx] = []
-    add = cur.jmps_since >= 2 and cur.insns_since >= 8 or idx in env.subprog_starts
+    iter_next = idx in env.iter_next_sites
+    add = cur.jmps_since >= 2 and cur.insns_since >= 8 or idx in env.subprog_starts or iter_next
     keep = []
     pruned = False
     for old in lst:
         if not pruned:
-            if old.branches:
+            if old.branches and iter_next and _states_equal(env, old, cur, idx):
+                # an open-coded iterator's next around its loop: the kernel prunes against the state
+                # still being explored (the loop converges on the iterator, not on a bound)
+                old.hit += 1
+                _propagate_precision(env, old, cur)
+                pruned = True
+            elif old.branches:
                 # still being explored (a loop around): not safe to prune against; add fewer states
                 if cur.jmps_since < 20 and cur.insns_since < 100:
                     add = False
@@ -1492,7 +1513,15 @@ def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size
                     raise _err(idx, f"invalid access to {what}, mem_size={limit} off={off_full} size={size}")
                 raise _err(idx, f"R{regno} max value is outside of the allowed memory range")
         if read:
-            r = _set_loaded(env, st, idx, value_regno, size, sign)
+            frozen = reg.map.frozen_value if t is RegType.PTR_TO_MAP_VALUE and reg.map is not None else None
+            at = off_full + reg.var_off[0]
+            const_off = not reg.var_off[1]
+            r = _set_loaded(env, st, idx, value_regno, size, sign)  # may be `reg` itself
+            if frozen is not None and const_off and size in (1, 2, 4, 8) and value_regno >= 0:
+                if 0 <= at and at + size <= len(frozen):
+                    val = int.from_bytes(frozen[at:at + size], "little", signed=sign)  # bpf_map_direct_read
+                    mark_known(r, val & U64)
+                    return
             _finish_load(r, size, sign)
         return
     if t is RegType.CONST_PTR_TO_MAP:
@@ -1501,7 +1530,10 @@ def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size
             _finish_load(r, size, sign)
             return
         raise _err(idx, f"R{regno} invalid mem access '{t.value}'")
-    # sockets, BTF objects, arena: loads give unknown scalars
+    if read and t is RegType.PTR_TO_BTF_ID:
+        _btf_load(env, st, idx, value_regno, reg, off_full, size, sign)
+        return
+    # sockets, arena: loads give unknown scalars
     if read:
         if t is RegType.PTR_TO_TCP_SOCK or t is RegType.PTR_TO_SOCKET or t is RegType.PTR_TO_SOCK_COMMON:
             if off_full < 0:
@@ -1512,6 +1544,28 @@ def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size
     if t is RegType.PTR_TO_ARENA or t is RegType.PTR_TO_BTF_ID:
         return
     raise _err(idx, f"R{regno} cannot write into {t.value}")
+
+
+def _btf_load(env: _Env, st: State, idx: int, value_regno: int, reg: Reg, off: int, size: int, sign: bool) -> None:
+    """A load from a kernel struct (``btf_struct_access``): a pointer member gives a pointer to its struct."""
+    r = _set_loaded(env, st, idx, value_regno, size, sign)
+    kt = _kernel_types(env) if reg.btf_name else None
+    what = kt.member(reg.btf_name, off, size) if kt is not None else None
+    if what is not None and what.startswith("ptr:") and value_regno >= 0:
+        mark_known(r, 0)
+        r.type = RegType.PTR_TO_BTF_ID
+        r.btf_name = what[4:]
+        r.subreg_def = 0
+        return
+    _finish_load(r, size, sign)
+
+
+def _kernel_types(env: _Env) -> "KernelTypes | None":
+    """The analysis's `KernelTypes`, made at first use when a function was given."""
+    kt = env.kernel_types
+    if kt is not None and not hasattr(kt, "kfunc"):
+        kt = env.kernel_types = kt()
+    return kt
 
 
 def _ctx_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int, size: int, kind: str,
@@ -1779,6 +1833,7 @@ def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
         mark_known(r, 0)
         r.type = RegType.PTR_TO_FUNC
         r.off = 0
+        r.mem_size = idx + 1 + env.imm[idx]  # the callee's first instruction (the kernel's subprogno)
         return
     if s == PSEUDO_BTF_ID:
         mark_known(r, 0)
@@ -1880,12 +1935,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if s == PSEUDO_CALL:
         return _call_subprog(env, st, idx)
     if s == PSEUDO_KFUNC_CALL:
-        # kfuncs: arguments by BTF, not modelled: r0 unknown, caller-saved cleared
-        for r in range(1, 6):
-            mark_not_init(st.regs[r])
-        mark_unknown(st.regs[0])
-        st.regs[0].subreg_def = 0
-        return idx + 1
+        return _check_kfunc_call(env, st, idx, stack)
     hid = env.imm[idx]
     a.call_helper = hid
     p = proto(hid)
@@ -1896,6 +1946,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     const_key: int | None = None
     regs = st.regs
     release_id = 0
+    new_dynptr: tuple[Reg, str] | None = None
     for i, at in enumerate(p.args):
         regno = i + 1
         if at == "ARG_DONTCARE":
@@ -1974,6 +2025,17 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             if "OBJ_RELEASE" in flags:
                 release_id = reg.ref_obj_id
             continue
+        if at == "ARG_PTR_TO_DYNPTR":
+            if "MEM_UNINIT" in flags:
+                kind = next((f[len("DYNPTR_TYPE_"):].lower() for f in flags if f.startswith("DYNPTR_TYPE_")), "local")
+                new_dynptr = (reg.copy(), kind)
+            elif "OBJ_RELEASE" in flags:
+                d = _dynptr_slot(st, reg)
+                if d is not None and d.spilled is not None and d.spilled.ref_obj_id:
+                    release_id = d.spilled.ref_obj_id
+                else:
+                    raise _err(idx, "arg 1 is an unacquired reference")
+            continue
         if "OBJ_RELEASE" in flags:
             release_id = reg.ref_obj_id
         if t is RegType.NOT_INIT:
@@ -1981,6 +2043,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if meta_map is not None and a.map is not None and a.map != meta_map:
         a.extra["map_poisoned"] = True  # record_func_map: the call site sees two maps (the kernel inlines nothing)
     a.map = meta_map if meta_map is not None else a.map
+    if p.name in CALLBACK_HELPERS:
+        _push_callback(env, st, idx, stack, p.name, meta_map)
     if release_id:
         _release(st, release_id)
     elif p.releases is not None:
@@ -2026,6 +2090,9 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     elif ret in ("RET_PTR_TO_BTF_ID_OR_NULL", "RET_PTR_TO_BTF_ID", "RET_PTR_TO_BTF_ID_TRUSTED"):
         mark_known(r0, 0)
         r0.type = RegType.PTR_TO_BTF_ID
+        if ret == "RET_PTR_TO_BTF_ID_OR_NULL":
+            r0.type = RegType.PTR_TO_BTF_ID_OR_NULL
+            r0.id = _new_id(env)
     if p.name in PTR_CAST_HELPERS and regs_arg1_ref:
         r0.ref_obj_id = regs_arg1_ref  # a cast of a referenced socket shares its reference
     if (p.acquires or (p.name == "map_lookup_elem" and meta_map is not None and meta_map.map_type in (15, 18))) \
@@ -2033,10 +2100,237 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
         rid = _new_id(env)
         r0.ref_obj_id = rid
         st.refs.append(rid)
-        if r0.id == 0:
-            r0.id = rid
+        r0.id = rid  # acquired: id == ref_obj_id, so its NULL check releases the reference
     if p.changes_pkt_data:
         _clear_pkt_pointers(st)
+    if new_dynptr is not None:
+        ref = 0
+        if new_dynptr[1] == "ringbuf":
+            ref = _new_id(env)
+            st.refs.append(ref)
+        _make_dynptr(env, st, idx, new_dynptr[0], new_dynptr[1], ref)
+    if p.name in RET_BTF_NAMES and r0.type in (RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BTF_ID_OR_NULL):
+        r0.btf_name = RET_BTF_NAMES[p.name]
+    return idx + 1
+
+
+# The struct a helper returning RET_PTR_TO_BTF_ID* points to (its proto's ret_btf_id).
+RET_BTF_NAMES = {
+    "skc_to_tcp_sock": "tcp_sock", "skc_to_tcp6_sock": "tcp6_sock", "skc_to_udp6_sock": "udp6_sock",
+    "skc_to_tcp_timewait_sock": "tcp_timewait_sock", "skc_to_tcp_request_sock": "tcp_request_sock",
+    "skc_to_unix_sock": "unix_sock", "skc_to_mptcp_sock": "mptcp_sock", "get_current_task_btf": "task_struct",
+    "task_pt_regs": "pt_regs", "sock_from_file": "socket",
+}
+
+# Helpers that call a subprogram: the callback's argument position (0-based), its return range, and
+# whether it runs later on its own (async: a timer callback sees none of the caller's frames).
+CALLBACK_HELPERS = {
+    "loop": (1, (0, 1), False), "for_each_map_elem": (1, (0, 1), False), "find_vma": (2, (0, 1), False),
+    "user_ringbuf_drain": (1, (0, 1), False), "timer_set_callback": (1, (0, 0), True),
+}
+CALLBACK_RANGES = {name: rng for name, (_, rng, _) in CALLBACK_HELPERS.items()}
+STACK_DYNPTR, STACK_ITER = "d", "i"
+
+
+def _push_callback(env: _Env, st: State, idx: int, stack: list, name: str, meta_map: MapRef | None) -> None:
+    """``push_callback_call``: the callback subprogram is verified as called from here with its arguments
+    (``set_*_callback_state``); the caller goes on after the helper.  A callback path ends at its exit."""
+    argno, _, is_async = CALLBACK_HELPERS[name]
+    regs = st.regs
+    fn = regs[argno + 1]
+    if fn.type is not RegType.PTR_TO_FUNC:
+        raise _err(idx, f"R{argno + 1} type={fn.type.value} expected=func")
+    target = fn.mem_size
+    if is_async:
+        cb = State([Frame(0, idx, target)])
+    else:
+        cb = st.copy()
+        for r in range(0, 6):
+            mark_not_init(cb.cur.regs[r])  # setup_func_entry clears the caller's R0-R5
+        cb.frames.append(Frame(len(cb.frames), idx, target))
+    callee = cb.frames[-1]
+    callee.regs[10] = Reg.pointer(RegType.PTR_TO_STACK, frameno=callee.frameno)
+    cr = callee.regs
+    if name == "loop":
+        cr[1] = Reg.unknown()
+        cr[2] = regs[3].copy()
+    elif name in ("for_each_map_elem", "timer_set_callback"):
+        m = meta_map if name == "for_each_map_elem" else regs[1].map
+        cr[1] = Reg.pointer(RegType.CONST_PTR_TO_MAP, map=m)
+        cr[2] = Reg.pointer(RegType.PTR_TO_MAP_KEY, map=m)
+        cr[3] = Reg.pointer(RegType.PTR_TO_MAP_VALUE, map=m)
+        if name == "for_each_map_elem":
+            cr[4] = regs[3].copy()
+    elif name == "find_vma":
+        cr[1] = regs[1].copy()
+        cr[2] = Reg.pointer(RegType.PTR_TO_BTF_ID, btf_name="vm_area_struct")
+        cr[3] = regs[4].copy()
+    elif name == "user_ringbuf_drain":
+        cr[1] = Reg.unknown()  # a const dynptr: not modelled
+        cr[2] = regs[3].copy()
+    stack.append((cb, target, idx))
+
+
+def _callback_exit(env: _Env, st: State, idx: int) -> None:
+    """A callback returns (``prepare_func_exit`` in_callback_fn): R0 a scalar in the helper's range."""
+    callee = st.frames[-1]
+    r0 = st.regs[0]
+    if r0.type is not RegType.SCALAR:
+        raise _err(idx, "R0 not a scalar value")
+    name = ""
+    p = proto(env.imm[callee.callsite]) if env.src[callee.callsite] == 0 else None
+    if p is not None:
+        name = p.name
+    lo, hi = CALLBACK_RANGES.get(name, (0, 1))
+    if r0.smin < lo or r0.smax > hi:
+        what = "At async callback return" if len(st.frames) == 1 else "At callback return"
+        raise _err(idx, f"{what} the register R0 has {format_reg(r0)} should have been in [{lo}, {hi}]")
+    if len(st.frames) == 1 and st.refs:
+        raise _err(idx, f"Unreleased reference id={st.refs[0]} alloc_insn=?")
+
+
+def _dynptr_slot(st: State, reg: Reg) -> Slot | None:
+    """The stack slot holding the dynptr `reg` points to (None if it holds none)."""
+    if reg.type is not RegType.PTR_TO_STACK or reg.var_off[1]:
+        return None
+    off = reg.off + s64(reg.var_off[0])
+    s = _stack_frame(st, reg).stack.get((-off - 1) // 8)
+    return s if s is not None and s.types[0] == STACK_DYNPTR else None
+
+
+def _make_dynptr(env: _Env, st: State, idx: int, ptr: Reg, kind: str, ref: int) -> None:
+    """``mark_stack_slots_dynptr``: the 16 bytes at `ptr` hold a dynptr of `kind` (ref: its reference)."""
+    if ptr.type is not RegType.PTR_TO_STACK or ptr.var_off[1]:
+        raise _err(idx, "dynptr has to be at a constant offset")
+    off = ptr.off + s64(ptr.var_off[0])
+    if off % 8 or off < -MAX_BPF_STACK or off + 16 > 0:
+        raise _err(idx, f"cannot pass in dynptr at an offset={off}")
+    frame = _stack_frame(st, ptr)
+    env.max_depth = max(env.max_depth, -off)
+    info = Reg(RegType.SCALAR)
+    info.id = _new_id(env)
+    info.ref_obj_id = ref
+    info.btf_name = kind
+    k = (-off - 1) // 8
+    frame.stack[k] = Slot(STACK_DYNPTR * 8, info)
+    frame.stack[k - 1] = Slot(STACK_DYNPTR * 8, None)
+
+
+def _stack_object(env: _Env, st: State, idx: int, ptr: Reg, nslots: int, kind: str, ref: int) -> None:
+    """Mark `nslots` stack slots at `ptr` as an iterator (``mark_stack_slots_iter``)."""
+    if ptr.type is not RegType.PTR_TO_STACK or ptr.var_off[1]:
+        raise _err(idx, "expected an initialized iter as arg")
+    off = ptr.off + s64(ptr.var_off[0])
+    frame = _stack_frame(st, ptr)
+    env.max_depth = max(env.max_depth, -off)
+    info = Reg(RegType.SCALAR)
+    info.ref_obj_id = ref
+    info.btf_name = kind
+    k = (-off - 1) // 8
+    for j in range(nslots):
+        frame.stack[k - j] = Slot(STACK_ITER * 8, info if j == 0 else None)
+
+
+# check_kfunc_call: kfuncs whose result the kernel types by the call, not by the BTF prototype.
+KERN_CTX = {ProgType.XDP: "xdp_buff", ProgType.SCHED_CLS: "sk_buff", ProgType.SCHED_ACT: "sk_buff",
+            ProgType.SOCKET_FILTER: "sk_buff", ProgType.CGROUP_SKB: "sk_buff", ProgType.LWT_IN: "sk_buff",
+            ProgType.LWT_OUT: "sk_buff", ProgType.LWT_XMIT: "sk_buff", ProgType.SK_SKB: "sk_buff"}
+
+
+def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int:
+    """A kfunc call, as far as its BTF prototype and KF_* flags tell (``check_kfunc_call``)."""
+    regs = st.regs
+    kt = _kernel_types(env) if env.off[idx] == 0 else None  # off != 0: a module's BTF, not read
+    kp = kt.kfunc(env.imm[idx]) if kt is not None else None
+    if kp is None:
+        for r in range(1, 6):
+            mark_not_init(regs[r])
+        mark_unknown(regs[0])
+        regs[0].subreg_def = 0
+        return idx + 1
+    env.aux[idx].extra["kfunc"] = kp.name
+    release_id = 0
+    new_dynptr: tuple[Reg, str, int] | None = None
+    iter_op: tuple[str, Reg, str] | None = None
+    mem_size = 0
+    args = kp.args[:5]
+    for i, arg in enumerate(args):
+        regno = i + 1
+        reg = regs[regno]
+        if reg.type is RegType.NOT_INIT:
+            raise _err(idx, f"R{regno} !read_ok")
+        _check_read(env, st, idx, regno, True)
+        kind = arg.kind
+        if kind == "dynptr":
+            if arg.name.endswith("__uninit"):
+                src = _dynptr_slot(st, regs[1]) if kp.name == "bpf_dynptr_clone" else None
+                dkind = (src.spilled.btf_name if src is not None and src.spilled is not None else
+                         "skb" if "skb" in kp.name else "xdp" if "xdp" in kp.name else "local")
+                ref = src.spilled.ref_obj_id if src is not None and src.spilled is not None else 0
+                new_dynptr = (reg.copy(), dkind, ref)
+        elif kind.startswith("iter:"):
+            if "KF_ITER_NEW" in kp.flags:
+                iter_op = ("new", reg.copy(), kind[5:])
+            elif "KF_ITER_DESTROY" in kp.flags:
+                iter_op = ("destroy", reg.copy(), kind[5:])
+        elif arg.name.endswith(("__sz", "__szk")) and reg.is_const():
+            mem_size = reg.const_value()
+        if kp.releases and not release_id and reg.ref_obj_id:
+            release_id = reg.ref_obj_id
+    if iter_op is not None and iter_op[0] == "destroy":
+        it = iter_op[1]
+        if it.type is RegType.PTR_TO_STACK and not it.var_off[1]:
+            s = _stack_frame(st, it).stack.get((-(it.off + s64(it.var_off[0])) - 1) // 8)
+            if s is not None and s.types[0] == STACK_ITER and s.spilled is not None and s.spilled.ref_obj_id:
+                release_id = s.spilled.ref_obj_id
+    if release_id:
+        _release(st, release_id)
+    for r in range(1, 6):
+        mark_not_init(regs[r])
+    r0 = regs[0]
+    mark_unknown(r0)
+    r0.subreg_def = 0
+    ret = kp.ret
+    name = kp.name
+    if name == "bpf_rdonly_cast" or name == "bpf_cast_to_kern_ctx":
+        mark_known(r0, 0)
+        r0.type = RegType.PTR_TO_BTF_ID
+        r0.btf_name = KERN_CTX.get(env.prog_type, "") if name == "bpf_cast_to_kern_ctx" else ""
+    elif ret == "void":
+        mark_not_init(r0)
+    elif ret.startswith("ptr:") or ret.startswith("mem") or name in ("bpf_obj_new_impl", "bpf_percpu_obj_new_impl"):
+        mark_known(r0, 0)
+        if ret.startswith("ptr:") or name.endswith("obj_new_impl") or name.startswith("bpf_refcount_acquire"):
+            r0.type = RegType.PTR_TO_BTF_ID_OR_NULL if kp.ret_null else RegType.PTR_TO_BTF_ID
+            r0.btf_name = kp.ret_struct
+        else:
+            r0.type = RegType.PTR_TO_MEM_OR_NULL if kp.ret_null else RegType.PTR_TO_MEM
+            size = ret[4:]
+            r0.mem_size = mem_size or (int(size) if size.isdigit() else 0)
+        if kp.ret_null:
+            r0.id = _new_id(env)
+    if kp.acquires and r0.type is not RegType.SCALAR and r0.type is not RegType.NOT_INIT:
+        rid = _new_id(env)
+        r0.ref_obj_id = rid
+        st.refs.append(rid)
+        r0.id = rid  # acquired: id == ref_obj_id, so its NULL check releases the reference
+    if new_dynptr is not None:
+        _make_dynptr(env, st, idx, new_dynptr[0], new_dynptr[1], new_dynptr[2])
+    if iter_op is not None and iter_op[0] == "new":
+        ref = _new_id(env)
+        st.refs.append(ref)
+        _stack_object(env, st, idx, iter_op[1], 1, iter_op[2], ref)
+    if "KF_ITER_NEXT" in kp.flags:
+        env.iter_next_sites.add(idx)
+    if "KF_ITER_NEXT" in kp.flags and r0.type in NULLABLE:
+        # process_iter_next_call: the active state (an element) is queued, this one is drained (NULL)
+        active = st.copy()
+        a0 = active.regs[0]
+        a0.type = NULLABLE[a0.type]
+        a0.id = 0
+        stack.append((active, idx + 1, idx))
+        mark_unknown(r0)
+        mark_known(r0, 0)
     return idx + 1
 
 
@@ -2108,6 +2402,13 @@ def _call_subprog(env: _Env, st: State, idx: int) -> int:
 
 def _check_exit(env: _Env, st: State, idx: int) -> int | None:
     r0 = st.regs[0]
+    cs = st.frames[-1].callsite
+    if cs >= 0 and (env.code[cs] != 0x85 or env.src[cs] != PSEUDO_CALL):
+        if r0.type is RegType.NOT_INIT:
+            raise _err(idx, "R0 !read_ok")
+        _check_read(env, st, idx, 0, True)
+        _callback_exit(env, st, idx)
+        return None
     if len(st.frames) > 1:
         if r0.type is RegType.NOT_INIT:
             raise _err(idx, "R0 !read_ok")
@@ -2407,7 +2708,9 @@ def _mark_ptr_or_null(st: State, regno: int, is_null: bool) -> None:
     ref = reg.ref_obj_id
     if not rid:
         return
-    if is_null and ref:
+    if is_null and ref and ref == rid:
+        # only the acquired pointer itself: a NULL cast of a referenced socket (sk_fullsock, tcp_sock,
+        # skc_to_*) still holds the socket's reference
         if ref in st.refs:
             st.refs.remove(ref)
     for f in st.frames:

@@ -75,7 +75,7 @@ def format_reg(r: Reg, frameno: int = 0) -> str:
             name += f"[{r.frameno}]"
         if r.var_off[1] == 0:
             return name + _snum(s64(r.var_off[0] + r.off))
-    if t is RegType.PTR_TO_BTF_ID:
+    if t is RegType.PTR_TO_BTF_ID or t is RegType.PTR_TO_BTF_ID_OR_NULL:
         name += r.btf_name
     parts = []
     if r.id:
@@ -138,11 +138,16 @@ _FROM_LINE = re.compile(r"^from (\d+) to (\d+): (.*)$")
 _ASSIGN = re.compile(r"(R\d+|fp-?\d+)(?:_\w+)?=")
 
 
+# What the kernel prints after the registers of a state: held references, callback markers.
+_STATE_FLAGS = re.compile(r" (?:refs=[\d,]+|async_cb|cb)(?= |$)")
+
+
 def split_regs(text: str) -> dict[str, str]:
     """``R1=ctx() R2=pkt(r=0)`` -> {"R1": "ctx()", "R2": "pkt(r=0)"} (parentheses may hold spaces)."""
     out: dict[str, str] = {}
     pos = 0
     text = re.sub(r" ?frame\d+:", " ", text)
+    text = _STATE_FLAGS.sub("", text)
     matches = list(_ASSIGN.finditer(text))
     for i, m in enumerate(matches):
         if i + 1 < len(matches) and matches[i + 1].start() < pos:

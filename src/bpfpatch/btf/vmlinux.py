@@ -101,4 +101,166 @@ def call_kfunc(name: str, path: Path = VMLINUX) -> Insn:
     return b.call_kfunc(kfunc_id(name, path))
 
 
-__all__ = ["VMLINUX", "call_helper", "call_kfunc", "helper_ids", "kernel_btf_available", "kfunc_id"]
+
+# --- kfunc prototypes and struct members for the analysis -----------------------------------
+
+_INT, _PTR, _ARRAY, _STRUCT, _UNION, _FUNC_PROTO, _FLOAT = 1, 2, 3, 4, 5, 13, 16
+_SKIP = {7, 8, 9, 10, 11, 18}  # FWD? no: TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG (FWD handled apart)
+
+
+class KernelTypes:
+    """kfunc prototypes and struct members of one BTF file (`bpfpatch.analysis.kfuncs.KernelTypes`).
+
+    One pass over the type section keeps each type's kind, name, size/type and
+    where its members are; prototypes and members are resolved on demand.
+    """
+
+    def __init__(self, path: Path = VMLINUX) -> None:
+        raw = Path(path).read_bytes()
+        if len(raw) < 24 or struct.unpack_from("<H", raw, 0)[0] != 0xEB9F:
+            raise ElfError(f"{path}: not a BTF file", section=".BTF")
+        hdr_len = struct.unpack_from("<I", raw, 4)[0]
+        type_off, type_len, str_off, _ = struct.unpack_from("<IIII", raw, 8)
+        self._raw = raw
+        self._strings = hdr_len + str_off
+        self._kind = [0]
+        self._name = [0]
+        self._sot = [0]
+        self._vlen = [0]
+        self._kflag = [False]
+        self._pos = [0]
+        pos, stop = hdr_len + type_off, hdr_len + type_off + type_len
+        unpack = struct.unpack_from
+        while pos < stop:
+            name_off, info, sot = unpack("<III", raw, pos)
+            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            self._kind.append(kind)
+            self._name.append(name_off)
+            self._sot.append(sot)
+            self._vlen.append(vlen)
+            self._kflag.append(bool(info >> 31))
+            self._pos.append(pos)
+            fixed, per = _TRAILER.get(kind, (0, 0))
+            pos += 12 + fixed + per * vlen
+        self._structs: dict[str, int] | None = None
+        self._protos: dict[int, object] = {}
+
+    def _str(self, off: int) -> str:
+        start = self._strings + off
+        return self._raw[start:self._raw.index(b"\0", start)].decode(errors="replace")
+
+    def _strip(self, tid: int) -> int:
+        while self._kind[tid] in _SKIP:
+            tid = self._sot[tid]
+        return tid
+
+    def _size(self, tid: int) -> int:
+        tid = self._strip(tid)
+        k = self._kind[tid]
+        if k == _PTR:
+            return 8
+        if k == _ARRAY:
+            elem, _, n = struct.unpack_from("<III", self._raw, self._pos[tid] + 12)
+            return self._size(elem) * n
+        if k in (_INT, _STRUCT, _UNION, _ENUM, _ENUM64, _FLOAT):
+            return self._sot[tid]
+        return 0
+
+    def _kind_of(self, tid: int, pname: str = "") -> str:
+        tid = self._strip(tid)
+        k = self._kind[tid]
+        if tid == 0:
+            return "void"
+        if k in (_INT, _ENUM, _ENUM64):
+            return "scalar"
+        if k != _PTR:
+            return "scalar"
+        target = self._strip(self._sot[tid])
+        tk = self._kind[target]
+        name = self._str(self._name[target]) if target else ""
+        if tk in (_STRUCT, 7) and name:  # a struct, or a forward declaration of one
+            if name == "bpf_dynptr" or name == "bpf_dynptr_kern":
+                return "dynptr"
+            if name.startswith("bpf_iter_"):
+                return "iter:" + name[len("bpf_iter_"):]
+            return "ptr:" + name
+        size = self._size(target)
+        return f"mem:{size}" if size else "mem"
+
+    def kfunc(self, btf_id: int):
+        """The kfunc with BTF id `btf_id`, or None when that id is no function."""
+        from bpfpatch.analysis.kfuncs import KfuncArg, KfuncProto, kfunc_flags
+
+        if btf_id in self._protos:
+            return self._protos[btf_id]
+        out = None
+        if 0 < btf_id < len(self._kind) and self._kind[btf_id] == _FUNC:
+            name = self._str(self._name[btf_id])
+            proto = self._sot[btf_id]
+            if self._kind[proto] == _FUNC_PROTO:
+                args = []
+                for k in range(self._vlen[proto]):
+                    n_off, t = struct.unpack_from("<II", self._raw, self._pos[proto] + 12 + 8 * k)
+                    pname = self._str(n_off)
+                    args.append(KfuncArg(pname, self._kind_of(t, pname)))
+                out = KfuncProto(name, self._kind_of(self._sot[proto]), tuple(args), kfunc_flags(name))
+        self._protos[btf_id] = out
+        return out
+
+    def member(self, struct_name: str, off: int, size: int) -> str | None:
+        """What a `size`-byte load at byte `off` of `struct struct_name` reads (None: no member there)."""
+        if self._structs is None:
+            self._structs = {}
+            for tid, k in enumerate(self._kind):
+                if k in (_STRUCT, _UNION) and self._name[tid] and self._vlen[tid]:
+                    self._structs.setdefault(self._str(self._name[tid]), tid)
+        tid = self._structs.get(struct_name)
+        if tid is None:
+            return None
+        return self._walk(tid, off, size, 0)
+
+    def _walk(self, tid: int, off: int, size: int, depth: int) -> str | None:
+        tid = self._strip(tid)
+        k = self._kind[tid]
+        if depth > 32 or off < 0:
+            return None
+        if k == _ARRAY:
+            elem, _, n = struct.unpack_from("<III", self._raw, self._pos[tid] + 12)
+            esz = self._size(elem)
+            if not esz or off + size > esz * n:
+                return None
+            return self._walk(elem, off % esz, size, depth + 1)
+        if k in (_STRUCT, _UNION):
+            if off + size > self._sot[tid]:
+                return None
+            base = self._pos[tid] + 12
+            for j in range(self._vlen[tid]):
+                _, mt, moff = struct.unpack_from("<III", self._raw, base + 12 * j)
+                if self._kflag[tid]:
+                    bits, moff = moff >> 24, moff & 0xFFFFFF
+                    if bits:
+                        if moff // 8 <= off < (moff + bits + 7) // 8:
+                            return "scalar"
+                        continue
+                start = moff // 8
+                msz = self._size(mt)
+                if start <= off and off + size <= start + msz:
+                    found = self._walk(mt, off - start, size, depth + 1)
+                    if found is not None:
+                        return found
+            return None
+        if k == _PTR:
+            return self._kind_of(tid) if off == 0 and size == 8 else "scalar"
+        return "scalar"
+
+
+@lru_cache(maxsize=2)
+def kernel_types(path: Path = VMLINUX) -> KernelTypes | None:
+    """The running kernel's `KernelTypes` (None when its BTF is not readable), read once."""
+    if not kernel_btf_available(path):
+        return None
+    return KernelTypes(path)
+
+
+__all__ = ["VMLINUX", "KernelTypes", "call_helper", "call_kfunc", "helper_ids", "kernel_btf_available", "kernel_types",
+           "kfunc_id"]

@@ -20,6 +20,7 @@ def analyze_cmd(
 ) -> None:
     """Print the per-instruction verifier state of one program; exit 1 at the first violation."""
     from bpfpatch.analysis.verifier import AnalysisError, analyze
+    from bpfpatch.btf.vmlinux import kernel_types
     from bpfpatch.progtype import UnknownProgType, prog_type_of
 
     program = read_program(file, section=section, linked=True)
@@ -31,7 +32,8 @@ def analyze_cmd(
         except UnknownProgType:
             ptype = "socket_filter"
     try:
-        result = analyze(program, ptype, budget=budget, keep_states=False, log=True)
+        # kfunc prototypes and kernel struct members from the running kernel's BTF, read at first need
+        result = analyze(program, ptype, budget=budget, keep_states=False, log=True, kernel_types=kernel_types)
     except AnalysisError as exc:
         for line in (exc.analysis.log if exc.analysis else []):
             typer.echo(line)
