@@ -89,6 +89,9 @@ class SlotMetadata(Protocol):
 
 #: ``Program.meta`` key of the CO-RE relocation records (`bpfpatch.btf.CoreRelos`).
 CORE_RELOS = "core_relos"
+#: ``Program.meta`` key of the program's ``gotox`` jump tables (`bpfpatch.elf.model.JumpTables`: each
+#: table's ``targets`` are the slots its entries point at).
+JUMP_TABLES = "jump_tables"
 
 
 class Program:

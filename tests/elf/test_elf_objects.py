@@ -236,6 +236,30 @@ def test_blinded_jump_with_every_register_live_loads():
         assert a.test_run(bytes(64)).retval == b.test_run(bytes(64)).retval == 2 + sum(range(3, 10)) + 0
 
 
+@pytest.fixture(scope="module", params=["clang", "clang-19"])
+def core_exists(request, vmlinux_dir, tmp_path_factory) -> Path:
+    return compile_bpf(PROGS / "elf" / "core_exists.c", tmp_path_factory.mktemp("core"), clang=request.param,
+                       extra=(f"-I{vmlinux_dir}",))
+
+
+def test_dce_does_not_fold_a_constant_libbpf_rewrites(core_exists):
+    """bpf_core_field_exists is `r1 = 1` with a FIELD_EXISTS record: libbpf may make it 0, so both arms stay."""
+    data = core_exists.read_bytes()
+    old = read_object(data).programs["kprobe/do_nanosleep"]
+    new = read_object(rewrite_object(data, None, ["dce"])).programs["kprobe/do_nanosleep"]
+    assert new.insns == old.insns and len(new.core_relos) == len(old.core_relos) == 2
+
+
+@pytest.mark.kernel
+def test_rewrites_of_a_missing_field_check_load(core_exists):
+    data = core_exists.read_bytes()
+    ok, why = loads(data, core_exists.name)
+    assert ok, why  # the field is missing here: libbpf turns the check to 0, the read is dead code
+    for passes in (("dce",), ("dce", "div-guard"), ("dce", "div-guard", "zext", "blind")):
+        ok, why = loads(rewrite_object(data, None, list(passes)), core_exists.name)
+        assert ok, (passes, why)
+
+
 # --- objects other projects built ----------------------------------------------------------------
 
 
@@ -331,9 +355,18 @@ def test_jump_table_entries_move_with_their_targets(jumptable, passes):
         assert code == 0xB7 and (imm == want or imm ^ nxt == want)
 
 
-def test_dce_is_refused_for_gotox(jumptable):
-    with pytest.raises(ElfError, match="jump-table edges"):
-        rewrite_object(jumptable.read_bytes(), None, ["dce"])
+@pytest.mark.parametrize("passes", [["dce"], ["dce", "div-guard", "zext", "blind"]])
+def test_dce_keeps_every_jump_table_target(jumptable, passes):
+    """gotox does not fall through and may take any entry: dce keeps both targets (ret1 is reached only so)."""
+    data = jumptable.read_bytes()
+    out = rewrite_object(data, None, passes, ctx=PassContext(seed=4, aux_reg="auto"))
+    old, new = read_object(data).programs["socket"], read_object(out).programs["socket"]
+    assert len(new.insns) >= len(old.insns)  # nothing of it is dead
+    exits = [s for s, x in zip(new.insn_slots(), new.insns) if x.code == 0x95]
+    targets = _entries(out)
+    assert len(exits) == 2 and targets[0] < exits[0] < targets[1] < exits[1]  # each entry reaches its own exit
+    if passes == ["dce"]:
+        assert out == data  # dce finds nothing to remove: the object comes back as it was
 
 
 @pytest.mark.kernel

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from bpfpatch.btf import Btf, BtfExt
-from bpfpatch.program import Program
+from bpfpatch.program import JUMP_TABLES as PROGRAM_JUMP_TABLES, Program
 
 R_BPF_64_64 = 1  # ld_imm64: map or global data
 R_BPF_64_ABS64 = 2
@@ -138,8 +138,8 @@ class JumpTables(list):
         return ()
 
 
-#: ``Program.meta`` key of a program's `JumpTables`.
-JUMP_TABLES = "jump_tables"
+#: ``Program.meta`` key of a program's `JumpTables` (defined with the program, which the passes read).
+JUMP_TABLES = PROGRAM_JUMP_TABLES
 JUMP_TABLE_SECTION = ".jumptables"
 
 

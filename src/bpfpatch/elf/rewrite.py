@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from bpfpatch.elf.model import JUMP_TABLES, ElfModel
+from bpfpatch.elf.model import ElfModel
 from bpfpatch.elf.reader import read_object
 from bpfpatch.elf.writer import build_object
 from bpfpatch.errors import DecodeError, ElfError
@@ -91,17 +91,8 @@ def sections_to_rewrite(obj: ElfModel, passes: Sequence[str | Pass], sections: S
 
 
 def refuse_for_object(obj: ElfModel, passes: Sequence[str | Pass]) -> None:
-    """`refuse_kernel_only`, and passes that cannot follow the object's control flow.
-
-    ``dce`` does not see the edges of ``gotox`` (its targets live in jump
-    tables): it would delete the targets as unreachable.
-    """
+    """`refuse_kernel_only`: passes whose output no loader can load."""
     refuse_kernel_only(passes)
-    names = {p if isinstance(p, str) else getattr(p, "name", "") for p in passes}
-    with_tables = [n for n, prog in obj.programs.items() if prog.meta.get(JUMP_TABLES)]
-    if "dce" in names and with_tables:
-        raise ElfError(f"pass 'dce' cannot see gotox's jump-table edges in {', '.join(with_tables)}: "
-                       "it would delete their targets as unreachable")
 
 
 def check_loadable(section: str, prog: Program) -> Program:

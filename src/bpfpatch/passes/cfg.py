@@ -18,6 +18,7 @@ import numpy as np
 from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, insn_of_words, refs_of_words
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
+from bpfpatch.program import JUMP_TABLES, relocated_slots
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
@@ -121,6 +122,12 @@ PATH_STEPS_PER_INSN, MIN_PATH_BUDGET, MAX_PATH_BUDGET = 4, 20_000, 200_000
 
 def analyze(pl: PatchList, budget: int | None = None) -> Flow:
     """Reachability from the entry and every called subprogram, with constant-folded branches.
+
+    A ``gotox`` does not fall through; the entries of the program's jump
+    tables are entry points with nothing known (any gotox may take any).
+    A constant the loader writes (a CO-RE relocated immediate, such as
+    ``bpf_core_field_exists``'s 1, which libbpf makes 0 where the running
+    kernel lacks the field) is not known.
 
     Like the verifier, paths are explored with their own register values
     (so a bounded loop over constants is followed to its end) and identical
@@ -230,6 +237,13 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
                 node = pl.landing(found) if found is not None else None
                 if node is not None and index_of[node.id] >= 0:
                     reach(int(index_of[node.id]), UNKNOWN)
+        for node in table_targets(pl):  # a jump table's entries: where some gotox may go, nothing known
+            if index_of[node.id] >= 0:
+                reach(int(index_of[node.id]), UNKNOWN)
+    # A loader patches these by position (CO-RE: `r1 = 1` of bpf_core_field_exists becomes 0 where the
+    # field is missing): the value clang wrote is not the value the program runs with.
+    pinned = relocated_slots(pl.program)
+    loader_set = np.isin(pl.orig_indices(ids), np.fromiter(pinned, dtype=np.int64)).tolist() if pinned else None
     steps = 0
     while work:
         i, st, stack = work.pop()
@@ -249,6 +263,8 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
         if kind in (Kind.JA, Kind.GOTOL):
             tg_live[i] = True
             reach(target[i], st, stack)
+            continue
+        if kind == Kind.GOTOX:  # an indirect jump: to a table's entries (reached above), never the next
             continue
         if kind in (Kind.JCOND_K, Kind.JCOND_X):
             bits = 32 if insn.code & CLASS_MASK == InsnClass.JMP32 else 64
@@ -276,12 +292,27 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
             # (a call into another ELF section has no target here: it returns like a helper)
         nxt = list(st)
         _transfer(insn, nxt)
+        if loader_set is not None and loader_set[i] and kind in (Kind.ALU_K, Kind.LD_IMM64):
+            nxt[insn.dst] = None
         ft_live[i] = True
         reach(i + 1, tuple(nxt), stack)
     return Flow(pl, ids, [s is not None for s in state], ft_live, tg_live)
 
 
-_NO_FALLTHROUGH = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.EXIT))
+_NO_FALLTHROUGH = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.GOTOX, Kind.EXIT))
+
+
+def table_targets(pl: PatchList) -> list[Node]:
+    """Where the entries of the program's ``gotox`` jump tables land (live nodes; a deleted one's landing)."""
+    out = []
+    for table in pl.program.meta.get(JUMP_TABLES) or ():
+        for slot in table.targets:
+            found = pl.find(slot)
+            node = pl.landing(found) if found is not None else None
+            if node is not None:
+                out.append(node)
+    return out
+
 _CONDITIONAL = np.isin(KIND, (Kind.JCOND_K, Kind.JCOND_X))
 
 
@@ -317,7 +348,8 @@ def target_positions(pl: PatchList, ids: np.ndarray) -> tuple[np.ndarray, np.nda
 def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(live node ids in list order, which of them some path reaches), vectorized.
 
-    Plain CFG reachability from the entry and every function symbol: what
+    Plain CFG reachability from the entry, every function symbol and every
+    jump-table entry (``gotox`` goes only there): what
     `analyze` computes when `needs_path_analysis` is False.  Straight-line
     segments are marked with NumPy; the work list holds segment starts, not
     instructions.  `ids` / `w0`: `pl.live_ids()` and their words, if the
@@ -334,7 +366,7 @@ def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | Non
     index_of, target = target_positions(pl, ids)
     stops = np.flatnonzero(np.take(_NO_FALLTHROUGH, code))
     refs = np.flatnonzero(target >= 0)
-    work = [0]
+    work = [0] + [int(index_of[n.id]) for n in table_targets(pl) if index_of[n.id] >= 0]
     for sym in pl.program.meta.get("symbols", ()):
         found = pl.find(sym.slot) if sym.type == "STT_FUNC" else None
         if found is not None:
