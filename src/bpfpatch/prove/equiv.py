@@ -456,8 +456,11 @@ def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats, 
     if hint is not None:
         # The region's comparison found an input on which the states at its exits differ:
         # if the whole programs differ on it too, that is the counterexample (no solving).
-        m = _model(hint, env)
-        if any(z3.is_false(m.eval(c, model_completion=True)) for _, c in checks):
+        try:
+            m = _model(hint, env)
+        except z3.Z3Exception:  # the re-check with the test run's preferences gave up: no hint
+            m = None
+        if m is not None and any(z3.is_false(m.eval(c, model_completion=True)) for _, c in checks):
             stats["counterexample_from"] = "region"
             cex = _counterexample(m, checks, env, ea, eb, fa, fb)
             return ProofResult(ProofVerdict.COUNTEREXAMPLE, ", ".join(cex.differs[:4]) + " differ", 0, max_len, None, cex, stats)
@@ -506,6 +509,9 @@ def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b
     res = _prove_region_symbolic(original, rewritten, ptype, region, max_len, min(timeout / 10, 2.0), layout_b, stats)
     if res is not None:
         return res
+    res = _probe(original, rewritten, ptype, max_len, layout_b, stats)
+    if res is not None:
+        return res
     a0, a1, b0, b1 = region
     if a1 - a0 > len(original.slots) // 2:
         return None  # the region is most of the program: prove the whole program at once
@@ -524,6 +530,38 @@ def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b
     if isinstance(res, ProofResult):
         stats["entry"] = "exact"
     return res
+
+
+def _probe(original, rewritten, ptype, max_len, layout_b, stats) -> ProofResult | None:
+    """A counterexample from concrete runs of both programs (`bpfpatch.prove.probe`), or None."""
+    from bpfpatch.prove.probe import ConcreteEnv, completion, inputs
+
+    t = time.perf_counter()
+    m = completion()
+    try:
+        for k, (values, plen, helpers) in enumerate(inputs(ptype, max_len)):
+            env = ConcreteEnv(ptype, max_len, map_infos(original, rewritten), values, plen, helpers)
+            if isinstance(layout_b, _Lowered):
+                ea, eb = Encoder(original, env, side="a"), Encoder(rewritten, env, side="b", lowerings=layout_b.lowerings)
+            else:
+                ea, eb = Encoder(original, env, side="a"), Encoder(rewritten, env, ctx_layout=layout_b, side="b")
+            xa = ea.run(((), 0), ea.initial_state())
+            xb = eb.run(((), 0), eb.initial_state())
+            if any(e.key == "bound" for e in xa + xb):
+                continue
+            pa, fa = merge_all([(e.pc, e.state) for e in xa], ea.init_byte)
+            pb, fb = merge_all([(e.pc, e.state) for e in xb], eb.init_byte)
+            checks = exit_equal(ea, fa, eb, fb) + trace_equal(ea.events, eb.events)
+            if any(z3.is_false(m.eval(c, model_completion=True)) for _, c in checks):
+                stats["counterexample_from"] = f"probe {k}"
+                stats["probe_s"] = time.perf_counter() - t
+                cex = _counterexample(m, checks, env, ea, eb, fa, fb)
+                return ProofResult(ProofVerdict.COUNTEREXAMPLE, ", ".join(cex.differs[:4]) + " differ", 0, max_len, None,
+                                   cex, stats)
+    except Unsupported:
+        pass
+    stats["probe_s"] = time.perf_counter() - t
+    return None
 
 
 def _region_checks(original, rewritten, region, env, ea, eb, entry_pc, entry, timeout, stats):

@@ -105,9 +105,18 @@ HELPERS: dict[int, tuple[str, int, str]] = {
 ARRAY_MAPS = frozenset({2, 6})  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY: every key below max_entries exists
 
 
+_CONSTS: dict = {}
+
+
 def bv(value: int, bits: int = 64) -> z3.BitVecRef:
-    """A bit-vector constant."""
-    return z3.BitVecVal(value & ((1 << bits) - 1), bits)
+    """A bit-vector constant (made once per value: z3's constructor costs more than a lookup)."""
+    key = (value & ((1 << bits) - 1), bits)
+    c = _CONSTS.get(key)
+    if c is None:
+        if len(_CONSTS) > 100_000:
+            _CONSTS.clear()
+        c = _CONSTS[key] = z3.BitVecVal(key[0], bits)
+    return c
 
 
 def is_true(a: z3.BoolRef) -> bool:
@@ -1083,10 +1092,108 @@ def bswap(x: z3.BitVecRef) -> z3.BitVecRef:
 
 def alu(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
     """The new value of dst after an ALU instruction; constants fold (so blinded immediates vanish)."""
+    if z3.is_bv_value(dst[0]) and (src is None or z3.is_bv_value(src[0])):
+        v = fold_alu(insn, dst[0].as_long(), src[0].as_long() if src is not None else None)
+        if v is not None:
+            return (bv(v), alu_tag(insn, dst, src))
     out = alu1(insn, dst, src, slot)
     if z3.is_bv_value(dst[0]) and (src is None or z3.is_bv_value(src[0])) and not z3.is_bv_value(out[0]):
         return (simplify(out[0]), out[1])
     return out
+
+
+M64, M32 = (1 << 64) - 1, (1 << 32) - 1
+
+
+def _signed(x: int, bits: int) -> int:
+    return x - (1 << bits) if x >> (bits - 1) & 1 else x
+
+
+def fold_alu(insn: Insn, d: int, s: int | None) -> int | None:
+    """An ALU instruction on constants, in Python (what `alu1` gives, without building terms); None: not folded here."""
+    is64 = insn.code & CLASS_MASK == InsnClass.ALU64
+    op = insn.code & OP_MASK
+    bits = 64 if is64 else 32
+    m = M64 if is64 else M32
+    if op == AluOp.END:
+        width = insn.imm
+        if width not in (16, 32, 64):
+            return None
+        low = d & ((1 << width) - 1)
+        if is64 or insn.code & SOURCE_MASK:
+            low = int.from_bytes(low.to_bytes(width // 8, "little"), "big")
+        return low
+    if op == AluOp.NEG:
+        return -d & m
+    b = (s if s is not None else insn.imm) & M64
+    if op == AluOp.MOV:
+        if insn.off and s is not None:
+            if insn.off not in (8, 16, 32):
+                return None
+            v = _signed(b & ((1 << insn.off) - 1), insn.off) & M64
+            return v if is64 else v & M32
+        return b if is64 else b & M32
+    a, b = d & m, b & m
+    signed = insn.off == 1
+    if op == AluOp.ADD:
+        r = a + b
+    elif op == AluOp.SUB:
+        r = a - b
+    elif op == AluOp.MUL:
+        r = a * b
+    elif op == AluOp.OR:
+        r = a | b
+    elif op == AluOp.AND:
+        r = a & b
+    elif op == AluOp.XOR:
+        r = a ^ b
+    elif op == AluOp.LSH:
+        r = a << (b & (bits - 1))
+    elif op == AluOp.RSH:
+        r = a >> (b & (bits - 1))
+    elif op == AluOp.ARSH:
+        r = _signed(a, bits) >> (b & (bits - 1))
+    elif op == AluOp.DIV:
+        if b == 0:
+            r = 0
+        elif signed:
+            sa, sb = _signed(a, bits), _signed(b, bits)
+            q = abs(sa) // abs(sb)
+            r = q if (sa < 0) == (sb < 0) else -q
+        else:
+            r = a // b
+    elif op == AluOp.MOD:
+        if b == 0:
+            r = a
+        elif signed:
+            sa, sb = _signed(a, bits), _signed(b, bits)
+            r = abs(sa) % abs(sb)
+            r = -r if sa < 0 else r
+        else:
+            r = a % b
+    else:
+        return None
+    return r & m
+
+
+def alu_tag(insn: Insn, dst: Val, src: Val | None) -> str | None:
+    """The pointer tag of dst after an ALU instruction (`alu1`'s rule: add/sub keep it, mov copies it)."""
+    is64 = insn.code & CLASS_MASK == InsnClass.ALU64
+    op = insn.code & OP_MASK
+    stag = src[1] if src is not None else None
+    if op in (AluOp.END, AluOp.NEG):
+        return None
+    if op == AluOp.MOV:
+        return None if (insn.off and src is not None) or not is64 else stag
+    tag = None
+    if is64 and op in (AluOp.ADD, AluOp.SUB):
+        if dst[1] is not None and stag is None:
+            tag = dst[1]
+        elif op == AluOp.ADD and stag is not None and dst[1] is None:
+            tag = stag
+    if tag in ("pkt_end",) and op == AluOp.SUB and stag == "pkt":
+        tag = None
+    return tag
 
 
 def alu1(insn: Insn, dst: Val, src: Val | None, slot: int) -> Val:
