@@ -461,8 +461,7 @@ class State:
     being explored below a checkpoint (only finished checkpoints prune).
     """
 
-    __slots__ = ("frames", "refs", "parent", "hist", "branches", "first_idx", "insns_since", "jmps_since",
-                 "hit", "miss")
+    __slots__ = ("frames", "refs", "parent", "hist", "branches", "first_idx", "jhist", "hit", "miss")
 
     def __init__(self, frames: list[Frame]) -> None:
         self.frames = frames
@@ -471,8 +470,7 @@ class State:
         self.hist: list[tuple[int, int, object]] = []
         self.branches = 0
         self.first_idx = 0
-        self.insns_since = 0
-        self.jmps_since = 0
+        self.jhist = 0  # entries the kernel's jump history would hold since the last checkpoint
         self.hit = 0
         self.miss = 0
 
@@ -490,8 +488,7 @@ class State:
         s.parent = self.parent
         s.hist = list(self.hist)
         s.first_idx = self.first_idx
-        s.insns_since = self.insns_since
-        s.jmps_since = self.jmps_since
+        s.jhist = self.jhist
         return s
 
 

@@ -189,6 +189,11 @@ class _Env:
     keep_states: bool
     budget: int
     live64: list[int] = field(default_factory=list)
+    jmp_point: list[bool] = field(default_factory=list)
+    force_checkpoint: list[bool] = field(default_factory=list)
+    jmps_processed: int = 0
+    prev_jmps_processed: int = 0
+    prev_insn_processed: int = 0
     hist_extra: object = None
     cur_state: State | None = None
     id_gen: int = 0
@@ -263,6 +268,8 @@ def analyze(
     env.kernel_types = kernel_types
     env.live = _liveness(env)
     env.live64 = _liveness(env, wide=True)
+    env.jmp_point = [False] * n
+    env.force_checkpoint = [False] * n
     _mark_prune_points(env)
     result = Analysis(program, ptype, aux)
     try:
@@ -442,25 +449,58 @@ def _liveness(env: _Env, wide: bool = False) -> list[int]:
 
 
 def _mark_prune_points(env: _Env) -> None:
+    """``check_cfg``'s marks (``visit_insn``, ``push_insn``): where the kernel looks for an equal state.
+
+    Prune points: a conditional jump itself and its branch target (not its
+    fall-through), an unconditional jump's target, the instruction after a
+    call, a bpf-to-bpf call and its callee's entry (also for ``ld_imm64``
+    of a function).  Jump points (entries of the kernel's jump history): the
+    branch and jump targets and the instructions after calls.  ``may_goto``
+    forces a checkpoint.
+    """
+    n = env.n
+    prune, jmp = env.prune, env.jmp_point
     i = 0
-    while i < env.n:
+    while i < n:
         c = env.code[i]
         cls = c & 7
-        if cls in (JMP, JMP32) and c & 0xF0 not in (J_EXIT,):
+        if c == 0x18:
+            if env.src[i] == PSEUDO_FUNC:
+                for t in (i + 2, i + 1 + env.imm[i]):
+                    if 0 <= t < n:
+                        prune[t] = True
+                if i + 2 < n:
+                    jmp[i + 2] = True
+                prune[i] = True
+                t = i + 1 + env.imm[i]
+                if 0 <= t < n:
+                    jmp[t] = True
+            i += 2
+            continue
+        if cls == JMP or cls == JMP32:
             op = c & 0xF0
             if op == J_CALL:
-                env.prune[i] = True
+                if i + 1 < n:
+                    prune[i + 1] = jmp[i + 1] = True
+                if env.src[i] == PSEUDO_KFUNC_CALL:
+                    prune[i] = True  # the kernel's are the iterators' next calls: ours are found while walking
                 if env.src[i] == PSEUDO_CALL:
+                    prune[i] = True
                     t = i + 1 + env.imm[i]
-                    if 0 <= t < env.n:
-                        env.prune[t] = True
-            else:
-                for t in _successors(env, i):
-                    if 0 <= t < env.n:
-                        env.prune[t] = True
-                if op != J_JA:
-                    env.prune[i] = True
-        i += 2 if c == 0x18 else 1
+                    if 0 <= t < n:
+                        prune[t] = jmp[t] = True
+            elif op == J_JA:
+                t = i + 1 + (env.imm[i] if cls == JMP32 else env.off[i])
+                if 0 <= t < n:
+                    prune[t] = jmp[t] = True
+            elif op != J_EXIT:
+                prune[i] = True
+                if op == J_JCOND:
+                    env.force_checkpoint[i] = True
+                t = i + 1 + env.off[i]
+                if 0 <= t < n:
+                    prune[t] = jmp[t] = True
+        i += 1
 
 
 # --- the main loop ----------------------------------------------------------------------------
@@ -490,14 +530,18 @@ def _do_check(env: _Env) -> None:
             if idx < 0 or idx >= n or env.aux[idx] is None:
                 raise _err(idx, f"invalid insn idx {idx} insn_cnt {n}" if idx >= n or idx < 0 else
                            f"jump into the middle of ldimm64 insn {idx}")
+            # the kernel counts an instruction before it looks for an equal state (do_check)
+            env.processed += 1
+            if env.processed > env.budget:
+                raise BudgetExceeded(f"BPF program is too large. Processed {env.processed} insn", index=idx)
             if env.prune[idx] and _is_state_visited(env, state, idx):
                 if log is not None:
                     log.append(f"{idx}: safe")
                 _path_done(state)
                 break
-            env.processed += 1
-            if env.processed > env.budget:
-                raise BudgetExceeded(f"BPF program is too large. Processed {env.processed} insn", index=idx)
+            jmp_point = env.jmp_point[idx]
+            if jmp_point:
+                state.jhist += 1
             a = env.aux[idx]
             a.seen = True
             if env.keep_states:
@@ -514,16 +558,18 @@ def _do_check(env: _Env) -> None:
                     log.append(f"{idx}: {_insn_text(env, idx)}")
                     log.append(exc.message)
                 raise
-            entry = (idx, frame, env.hist_extra)
+            extra = env.hist_extra
+            entry = (idx, frame, extra)
             state.hist.append(entry)
-            state.insns_since += 1
+            if extra is not None and not jmp_point:
+                state.jhist += 1  # a spill, fill or linked branch: one more entry of the kernel's jump history
             cls = env.code[idx] & 7
             if cls == JMP or cls == JMP32:
-                state.jmps_since += 1
+                env.jmps_processed += 1
             for k in range(depth, len(stack)):
                 pushed = stack[k][0]
                 pushed.hist.append(entry)
-                pushed.insns_since, pushed.jmps_since = state.insns_since, state.jmps_since
+                pushed.jhist = state.jhist
                 if pushed.parent is not None:
                     pushed.parent.branches += 1
             if env.keep_states:
@@ -727,40 +773,53 @@ def _zext_on_prune(env: _Env, cur: State, idx: int) -> None:
 
 
 def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
+    """``is_state_visited``: prune when an explored state at `idx` subsumes `cur`, else maybe checkpoint `cur`.
+
+    The kernel's heuristics: a new checkpoint needs 2 jumps and 8 instructions
+    processed (by any path) since the last one, unless forced (``may_goto``,
+    or more than 40 entries of jump history); while a loop is being explored
+    (an explored state with branches left) only every 20 jumps or 100
+    instructions; states compared newest first; a state that misses more
+    than 3 times its hits plus 3 is dropped from the list.
+    """
+    force = env.force_checkpoint[idx] or cur.jhist > 40
+    djmps = env.jmps_processed - env.prev_jmps_processed
+    dinsns = env.processed - env.prev_insn_processed
+    add = force or (djmps >= 2 and dinsns >= 8)
     lst = env.explored.get(idx)
     if lst is None:
         lst = env.explored[idx] = []
     iter_next = idx in env.iter_next_sites
-    add = cur.jmps_since >= 2 and cur.insns_since >= 8 or idx in env.subprog_starts or iter_next
-    keep = []
-    pruned = False
-    for old in lst:
-        if not pruned:
-            if old.branches and iter_next and _states_equal(env, old, cur, idx):
+    if iter_next:
+        force = add = True  # an open-coded iterator's next: the kernel forces a checkpoint (mark_force_checkpoint)
+    i = len(lst) - 1
+    while i >= 0:
+        old = lst[i]
+        if old.branches:
+            if iter_next and _states_equal(env, old, cur, idx):
                 # an open-coded iterator's next around its loop: the kernel prunes against the state
                 # still being explored (the loop converges on the iterator, not on a bound)
                 old.hit += 1
                 _propagate_precision(env, old, cur)
-                pruned = True
-            elif old.branches:
-                # still being explored (a loop around): not safe to prune against; add fewer states
-                if cur.jmps_since < 20 and cur.insns_since < 100:
-                    add = False
-            elif _states_equal(env, old, cur, idx):
-                old.hit += 1
-                _zext_on_prune(env, cur, idx)
-                _propagate_precision(env, old, cur)
-                pruned = True
-            elif add:
-                old.miss += 1
-        if old.miss > old.hit * 3 + 3 and not old.branches:
-            continue  # unlikely to help: evict (it stays a parent of the states derived from it)
-        keep.append(old)
-    env.explored[idx] = keep
-    if pruned:
-        return True
+                return True
+            # still being explored (a loop around): not safe to prune against; add fewer states
+            if not force and djmps < 20 and dinsns < 100:
+                add = False
+        elif _states_equal(env, old, cur, idx):
+            old.hit += 1
+            _zext_on_prune(env, cur, idx)
+            _propagate_precision(env, old, cur)
+            return True
+        if add:
+            old.miss += 1
+        k = 64 if old.branches and (iter_next or env.force_checkpoint[idx]) else 3
+        if old.miss > old.hit * k + k:
+            del lst[i]  # unlikely to help (it stays a parent of the states derived from it)
+        i -= 1
     if not add:
         return False
+    env.prev_jmps_processed = env.jmps_processed
+    env.prev_insn_processed = env.processed
     snap = cur.copy()
     snap.hist = cur.hist
     snap.branches = 1
@@ -769,8 +828,8 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     cur.parent = snap
     cur.hist = []
     cur.first_idx = idx
-    cur.insns_since = cur.jmps_since = 0
-    keep.append(snap)
+    cur.jhist = 0
+    lst.append(snap)
     env.total_states += 1
     return False
 
