@@ -266,8 +266,7 @@ def analyze(
                keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
     env.attach_type = attach_type
     env.kernel_types = kernel_types
-    env.live = _liveness(env)
-    env.live64 = _liveness(env, wide=True)
+    env.live, env.live64 = _liveness(env)
     env.jmp_point = [False] * n
     env.force_checkpoint = [False] * n
     _mark_prune_points(env)
@@ -405,47 +404,62 @@ def _uses64(env: _Env, i: int, uses: int) -> int:
     return uses
 
 
-def _liveness(env: _Env, wide: bool = False) -> list[int]:
-    """Registers live before each instruction (backward dataflow; callee frames read R1-R5).
+def _liveness(env: _Env) -> tuple[list[int], list[int]]:
+    """Registers live before each instruction (backward dataflow; callee frames read R1-R5), twice:
 
-    ``wide``: only reads of all 64 bits count (stores of a 32-bit value, ALU32
-    and JMP32 read the low half), the liveness behind ``zext_dst``.
+    all reads, and only reads of all 64 bits (stores of a 32-bit value, ALU32
+    and JMP32 read the low half), the liveness behind ``zext_dst``.  Reverse
+    sweeps until nothing changes: the least fixed point, as a work list finds.
     """
     n = env.n
-    succ = [[] for _ in range(n)]
-    ud = [(0, 0)] * n
-    starts = [False] * n
+    code = env.code
+    starts: list[int] = []
+    s1 = [-1] * n
+    s2 = [-1] * n
+    use = [0] * n
+    use64 = [0] * n
+    dfs = [0] * n
     i = 0
     while i < n:
-        starts[i] = True
-        succ[i] = [t for t in _successors(env, i) if 0 <= t < n]
-        ud[i] = _uses_defs(env, i)
-        if wide:
-            ud[i] = (_uses64(env, i, ud[i][0]), ud[i][1])
-        i += 2 if env.code[i] == 0x18 else 1
-    preds: list[list[int]] = [[] for _ in range(n)]
-    for i in range(n):
-        if starts[i]:
-            for t in succ[i]:
-                preds[t].append(i)
+        starts.append(i)
+        c = code[i]
+        cls = c & 7
+        if cls == JMP or cls == JMP32 or c == 0x18:
+            succ = [t for t in _successors(env, i) if 0 <= t < n]
+            if succ:
+                s1[i] = succ[0]
+                if len(succ) > 1:
+                    s2[i] = succ[1]
+        elif i + 1 < n:
+            s1[i] = i + 1
+        u, d = _uses_defs(env, i)
+        use[i] = u
+        use64[i] = _uses64(env, i, u)
+        dfs[i] = d
+        i += 2 if c == 0x18 else 1
     live = [0] * n
-    work = [i for i in range(n) if starts[i]]
-    inq = [starts[i] for i in range(n)]
-    while work:
-        i = work.pop()
-        inq[i] = False
-        out = 0
-        for t in succ[i]:
-            out |= live[t]
-        u, d = ud[i]
-        new = u | (out & ~d)
-        if new != live[i]:
-            live[i] = new
-            for p in preds[i]:
-                if not inq[p]:
-                    inq[p] = True
-                    work.append(p)
-    return live
+    live64 = [0] * n
+    order = starts[::-1]
+    changed = True
+    while changed:
+        changed = False
+        for i in order:
+            a = s1[i]
+            b = s2[i]
+            if a < 0:
+                out = out64 = 0
+            elif b < 0:
+                out, out64 = live[a], live64[a]
+            else:
+                out, out64 = live[a] | live[b], live64[a] | live64[b]
+            nd = ~dfs[i]
+            new = use[i] | (out & nd)
+            new64 = use64[i] | (out64 & nd)
+            if new != live[i] or new64 != live64[i]:
+                live[i] = new
+                live64[i] = new64
+                changed = True
+    return live, live64
 
 
 def _mark_prune_points(env: _Env) -> None:
@@ -1144,6 +1158,18 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
     if d == 10:
         raise _err(idx, "frame pointer is read only")
     dreg.subreg_def = 0 if is64 else idx + 1
+    if op in CONST_FOLDS and dreg.type is RegType.SCALAR and _exactly_known(dreg):
+        # a known constant op a known one: the same known result adjust_scalar_min_max_vals reaches
+        if not x:
+            mark_known(dreg, const_alu(op, dreg.var_off[0], imm, is64))
+            dreg.id = 0
+            return
+        if sreg.type is RegType.SCALAR and _exactly_known(sreg):
+            b = sreg.var_off[0]
+            if b < (64 if is64 else 32) or op not in (OP_LSH, OP_RSH, OP_ARSH):  # else: not safe_to_compute
+                mark_known(dreg, const_alu(op, dreg.var_off[0], b, is64))
+                dreg.id = 0
+                return
     if dreg.type is RegType.PTR_TO_ARENA or (sreg is not None and sreg.type is RegType.PTR_TO_ARENA):
         return
     if sreg is not None:
@@ -1171,6 +1197,48 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
             return
     _scalar_alu(env, st, idx, dreg, src, op, is64)
     dreg.id = 0
+
+
+def _exactly_known(r: Reg) -> bool:
+    """A known value whose four ranges are that value (a synced constant)."""
+    return r.var_off[1] == 0 and r.umin == r.umax and r.smin == r.smax and r.u32min == r.u32max \
+        and r.s32min == r.s32max
+
+
+#: The ALU operations whose result on two known values is the known value `const_alu` computes.
+CONST_FOLDS = frozenset((OP_ADD, OP_SUB, OP_MUL, OP_AND, OP_OR, OP_XOR, OP_LSH, OP_RSH, OP_ARSH))
+
+
+def const_alu(op: int, a: int, b: int, is64: bool) -> int:
+    """``a op b`` for an op of `CONST_FOLDS` on 64 bits or (ALU32) the low 32, zero-extended.
+
+    `a` is the destination's value (as u64), `b` the source's (an immediate as
+    s32, a register as u64); shifts take a validated amount.
+    """
+    if not is64:
+        a &= U32
+        b &= U32
+        if op == OP_ARSH:
+            return (s32(a) >> b) & U32
+    if op == OP_ADD:
+        v = a + b
+    elif op == OP_SUB:
+        v = a - b
+    elif op == OP_XOR:
+        v = a ^ b
+    elif op == OP_AND:
+        v = a & b
+    elif op == OP_OR:
+        v = a | b
+    elif op == OP_MUL:
+        v = a * b
+    elif op == OP_LSH:
+        v = a << b
+    elif op == OP_RSH:
+        v = (a & U64) >> b
+    else:  # OP_ARSH, 64-bit
+        v = s64(a) >> b
+    return v & (U64 if is64 else U32)
 
 
 def _bswap(r: Reg, imm: int, swap: bool, is64: bool) -> None:
@@ -2961,4 +3029,4 @@ def branch_refine(op: str, dst: Reg, src: Reg, is32: bool = False) -> tuple[int,
 
 
 __all__ = ["Analysis", "AnalysisError", "AnalysisRejected", "BudgetExceeded", "analyze", "attach", "scalar_alu",
-           "branch_refine"]
+           "branch_refine", "const_alu", "CONST_FOLDS"]
