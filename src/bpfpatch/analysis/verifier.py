@@ -28,6 +28,7 @@ more than ``budget`` processed instructions raise `BudgetExceeded`.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -236,7 +237,24 @@ def analyze(
     kfunc prototypes and kernel struct members
     (`bpfpatch.btf.vmlinux.kernel_types` reads the running kernel's); without
     it a kfunc returns an unknown scalar and a kernel-struct load a scalar.
+
+    The cycle collector is paused while it runs (the analysis makes millions of
+    short-lived objects and no cycles); garbage with cycles made meanwhile is
+    collected after.
     """
+    collecting = gc.isenabled()
+    gc.disable()  # millions of short-lived acyclic objects: the cycle collector would cost a third of the time
+    try:
+        return _analyze(program, prog_type, maps, budget, ctx_layout, keep_states, log, attach_type, kernel_types)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping[int, MapRef] | None", budget: int,
+             ctx_layout: "CtxLayout | Callable[[ProgType], CtxLayout | None] | None", keep_states: bool,
+             log: bool, attach_type: int | None,
+             kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None") -> Analysis:
     ptype = prog_type_of(prog_type)
     layout = None
     if callable(ctx_layout):
@@ -419,6 +437,7 @@ def _liveness(env: _Env) -> tuple[list[int], list[int]]:
     use = [0] * n
     use64 = [0] * n
     dfs = [0] * n
+    memo: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}  # depends on the fields alone
     i = 0
     while i < n:
         starts.append(i)
@@ -432,10 +451,12 @@ def _liveness(env: _Env) -> tuple[list[int], list[int]]:
                     s2[i] = succ[1]
         elif i + 1 < n:
             s1[i] = i + 1
-        u, d = _uses_defs(env, i)
-        use[i] = u
-        use64[i] = _uses64(env, i, u)
-        dfs[i] = d
+        key = (c, env.dst[i], env.src[i], env.imm[i])
+        ud = memo.get(key)
+        if ud is None:
+            u, d = _uses_defs(env, i)
+            ud = memo[key] = (u, _uses64(env, i, u), d)
+        use[i], use64[i], dfs[i] = ud
         i += 2 if c == 0x18 else 1
     live = [0] * n
     live64 = [0] * n
@@ -1057,10 +1078,57 @@ def _step(env: _Env, st: State, idx: int, stack: list) -> int | None:
 # --- ALU ----------------------------------------------------------------------------------------
 
 
+def _fold_known(env: _Env, st: State, idx: int, c: int, op: int) -> bool:
+    """``dst op= src`` (an op of `CONST_FOLDS`) when both are synced known scalars: the known result; False: not that case.
+
+    The short cut of `_check_alu` (same effects: the reads' zext_dst marks, the
+    subregister definition, the id dropped), before any general work.
+    """
+    regs = st.frames[-1].regs
+    dreg = regs[env.dst[idx]]
+    if dreg.type is not SCALAR_T:
+        return False
+    vo = dreg.var_off
+    if vo[1] or dreg.umin != dreg.umax or dreg.smin != dreg.smax or dreg.u32min != dreg.u32max \
+            or dreg.s32min != dreg.s32max:
+        return False
+    is64 = (c & 7) == ALU64
+    if c & 0x08:
+        sreg = regs[env.src[idx]]
+        if sreg.type is not SCALAR_T or not _exactly_known(sreg):
+            return False
+        b = sreg.var_off[0]
+        if op in SHIFTS and b >= (64 if is64 else 32):
+            return False  # not safe_to_compute: the general path makes it unknown
+        if is64 and sreg.subreg_def:
+            _check_read(env, st, idx, env.src[idx], True)
+    else:
+        b = env.imm[idx]
+        if op in SHIFTS and not 0 <= b < (64 if is64 else 32):
+            return False  # refused by the general path
+    if is64:
+        if dreg.subreg_def:
+            _check_read(env, st, idx, env.dst[idx], True)
+        dreg.subreg_def = 0
+    else:
+        dreg.subreg_def = idx + 1
+    v = const_alu(op, vo[0], b, is64)
+    dreg.var_off = (v, 0)
+    dreg.umin = dreg.umax = v
+    dreg.smin = dreg.smax = v - (1 << 64) if v >> 63 else v
+    lo = v & U32
+    dreg.u32min = dreg.u32max = lo
+    dreg.s32min = dreg.s32max = lo - (1 << 32) if lo >> 31 else lo
+    dreg.id = 0
+    return True
+
+
 def _check_alu(env: _Env, st: State, idx: int) -> None:
     c = env.code[idx]
-    is64 = (c & 7) == ALU64
     op = c & 0xF0
+    if op in CONST_FOLDS and _fold_known(env, st, idx, c, op):
+        return
+    is64 = (c & 7) == ALU64
     x = c & 0x08
     d, s, off, imm = env.dst[idx], env.src[idx], env.off[idx], env.imm[idx]
     regs = st.regs
@@ -1158,18 +1226,6 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
     if d == 10:
         raise _err(idx, "frame pointer is read only")
     dreg.subreg_def = 0 if is64 else idx + 1
-    if op in CONST_FOLDS and dreg.type is RegType.SCALAR and _exactly_known(dreg):
-        # a known constant op a known one: the same known result adjust_scalar_min_max_vals reaches
-        if not x:
-            mark_known(dreg, const_alu(op, dreg.var_off[0], imm, is64))
-            dreg.id = 0
-            return
-        if sreg.type is RegType.SCALAR and _exactly_known(sreg):
-            b = sreg.var_off[0]
-            if b < (64 if is64 else 32) or op not in (OP_LSH, OP_RSH, OP_ARSH):  # else: not safe_to_compute
-                mark_known(dreg, const_alu(op, dreg.var_off[0], b, is64))
-                dreg.id = 0
-                return
     if dreg.type is RegType.PTR_TO_ARENA or (sreg is not None and sreg.type is RegType.PTR_TO_ARENA):
         return
     if sreg is not None:
@@ -1207,6 +1263,8 @@ def _exactly_known(r: Reg) -> bool:
 
 #: The ALU operations whose result on two known values is the known value `const_alu` computes.
 CONST_FOLDS = frozenset((OP_ADD, OP_SUB, OP_MUL, OP_AND, OP_OR, OP_XOR, OP_LSH, OP_RSH, OP_ARSH))
+SHIFTS = frozenset((OP_LSH, OP_RSH, OP_ARSH))
+SCALAR_T = RegType.SCALAR
 
 
 def const_alu(op: int, a: int, b: int, is64: bool) -> int:

@@ -89,7 +89,8 @@ class KernelPipeline:
                              f"{', '.join(sorted(t.name.lower() for t in SUPPORTED | UNCONVERTED))})")
         opts: dict[str, Any] = ctx.options.get("kernel", {})
         if not has_facts(pl):
-            attach_facts(pl, ptype, **opts.get("analysis", {}))
+            # the pipeline reads the facts, not the per-instruction states (a copy per step: memory at 1M)
+            attach_facts(pl, ptype, **{"keep_states": False, **opts.get("analysis", {})})
         nodes = list(pl)
         seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
         remove_dead_code(pl, nodes, seen)
