@@ -195,6 +195,7 @@ class _Env:
     jmps_processed: int = 0
     prev_jmps_processed: int = 0
     prev_insn_processed: int = 0
+    test_state_freq: bool = False
     hist_extra: object = None
     cur_state: State | None = None
     id_gen: int = 0
@@ -220,6 +221,7 @@ def analyze(
     log: bool = False,
     attach_type: int | None = None,
     kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None" = None,
+    test_state_freq: bool = False,
 ) -> Analysis:
     """Analyze `program` as a program of `prog_type`; raise `AnalysisRejected` where the kernel would refuse it.
 
@@ -237,6 +239,9 @@ def analyze(
     kfunc prototypes and kernel struct members
     (`bpfpatch.btf.vmlinux.kernel_types` reads the running kernel's); without
     it a kfunc returns an unknown scalar and a kernel-struct load a scalar.
+    ``test_state_freq`` checkpoints at every prune point, as the kernel does
+    for a program loaded with ``BPF_F_TEST_STATE_FREQ`` (the facts do not
+    depend on it, the work does).
 
     The cycle collector is paused while it runs (the analysis makes millions of
     short-lived objects and no cycles); garbage with cycles made meanwhile is
@@ -245,7 +250,8 @@ def analyze(
     collecting = gc.isenabled()
     gc.disable()  # millions of short-lived acyclic objects: the cycle collector would cost a third of the time
     try:
-        return _analyze(program, prog_type, maps, budget, ctx_layout, keep_states, log, attach_type, kernel_types)
+        return _analyze(program, prog_type, maps, budget, ctx_layout, keep_states, log, attach_type, kernel_types,
+                        test_state_freq)
     finally:
         if collecting:
             gc.enable()
@@ -254,7 +260,7 @@ def analyze(
 def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping[int, MapRef] | None", budget: int,
              ctx_layout: "CtxLayout | Callable[[ProgType], CtxLayout | None] | None", keep_states: bool,
              log: bool, attach_type: int | None,
-             kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None") -> Analysis:
+             kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None", test_state_freq: bool) -> Analysis:
     ptype = prog_type_of(prog_type)
     layout = None
     if callable(ctx_layout):
@@ -285,6 +291,7 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     env.attach_type = attach_type
     env.kernel_types = kernel_types
     env.live, env.live64 = _liveness(env)
+    env.test_state_freq = test_state_freq
     env.jmp_point = [False] * n
     env.force_checkpoint = [False] * n
     _mark_prune_points(env)
@@ -817,7 +824,7 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     instructions; states compared newest first; a state that misses more
     than 3 times its hits plus 3 is dropped from the list.
     """
-    force = env.force_checkpoint[idx] or cur.jhist > 40
+    force = env.test_state_freq or env.force_checkpoint[idx] or cur.jhist > 40
     djmps = env.jmps_processed - env.prev_jmps_processed
     dinsns = env.processed - env.prev_insn_processed
     add = force or (djmps >= 2 and dinsns >= 8)
