@@ -468,7 +468,9 @@ def _liveness(env: _Env) -> tuple[list[int], list[int]]:
     live = [0] * n
     live64 = [0] * n
     order = starts[::-1]
+    # without a backward edge one reverse sweep sees every successor final: the fixed point at once
     changed = True
+    backward = any(0 <= s1[i] <= i or 0 <= s2[i] <= i for i in starts if s2[i] >= 0 or s1[i] != i + 1)
     while changed:
         changed = False
         for i in order:
@@ -486,7 +488,7 @@ def _liveness(env: _Env) -> tuple[list[int], list[int]]:
             if new != live[i] or new64 != live64[i]:
                 live[i] = new
                 live64[i] = new64
-                changed = True
+                changed = backward
     return live, live64
 
 
@@ -563,38 +565,49 @@ def _do_check(env: _Env) -> None:
     stack: list[tuple[State, int, int]] = [(_entry_state(env), 0, -1)]
     n = env.n
     log = env.log
+    aux_of, prune, jmp_points, code = env.aux, env.prune, env.jmp_point, env.code
+    keep_states, budget = env.keep_states, env.budget
     while stack:
         state, idx, prev = stack.pop()
         if log is not None:
             text = format_state(state)
             log.append(f"from {prev} to {idx}: {text}" if prev >= 0 else f"{idx}: {text}")
+        hist = state.hist
         while True:
-            if idx < 0 or idx >= n or env.aux[idx] is None:
+            if idx < 0 or idx >= n or aux_of[idx] is None:
                 raise _err(idx, f"invalid insn idx {idx} insn_cnt {n}" if idx >= n or idx < 0 else
                            f"jump into the middle of ldimm64 insn {idx}")
             # the kernel counts an instruction before it looks for an equal state (do_check)
             env.processed += 1
-            if env.processed > env.budget:
+            if env.processed > budget:
                 raise BudgetExceeded(f"BPF program is too large. Processed {env.processed} insn", index=idx)
-            if env.prune[idx] and _is_state_visited(env, state, idx):
-                if log is not None:
-                    log.append(f"{idx}: safe")
-                _path_done(state)
-                break
-            jmp_point = env.jmp_point[idx]
+            if prune[idx]:
+                if _is_state_visited(env, state, idx):
+                    if log is not None:
+                        log.append(f"{idx}: safe")
+                    _path_done(state)
+                    break
+                hist = state.hist  # a new checkpoint starts a new history
+            jmp_point = jmp_points[idx]
             if jmp_point:
                 state.jhist += 1
-            a = env.aux[idx]
+            a = aux_of[idx]
             a.seen = True
-            if env.keep_states:
+            if keep_states:
                 a.states.append(state.copy())
             before = state.copy() if log is not None else None
             depth = len(stack)
             frame = len(state.frames) - 1
             env.hist_extra = None
             env.cur_state = state
+            c = code[idx]
+            cls = c & 7
             try:
-                nxt = _step(env, state, idx, stack)
+                if cls == ALU64 or cls == ALU:
+                    _check_alu(env, state, idx)
+                    nxt = idx + 1
+                else:
+                    nxt = _step(env, state, idx, stack)
             except AnalysisRejected as exc:
                 if log is not None:
                     log.append(f"{idx}: {_insn_text(env, idx)}")
@@ -602,19 +615,19 @@ def _do_check(env: _Env) -> None:
                 raise
             extra = env.hist_extra
             entry = (idx, frame, extra)
-            state.hist.append(entry)
+            hist.append(entry)
             if extra is not None and not jmp_point:
                 state.jhist += 1  # a spill, fill or linked branch: one more entry of the kernel's jump history
-            cls = env.code[idx] & 7
             if cls == JMP or cls == JMP32:
                 env.jmps_processed += 1
-            for k in range(depth, len(stack)):
-                pushed = stack[k][0]
-                pushed.hist.append(entry)
-                pushed.jhist = state.jhist
-                if pushed.parent is not None:
-                    pushed.parent.branches += 1
-            if env.keep_states:
+            if len(stack) > depth:
+                for k in range(depth, len(stack)):
+                    pushed = stack[k][0]
+                    pushed.hist.append(entry)
+                    pushed.jhist = state.jhist
+                    if pushed.parent is not None:
+                        pushed.parent.branches += 1
+            if keep_states:
                 a.extra.setdefault("after", []).append(state.copy())
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
@@ -743,8 +756,12 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> None:
     """``mark_chain_precision``: the wanted scalars' exact values matter; mark their sources in every checkpoint."""
     bt = {w for w in want if (r := _lookup(st, w)) is not None and r.type is RegType.SCALAR}
     cur = st
+    code, dsts = env.code, env.dst
     while bt:
         for idx, frame, extra in reversed(cur.hist):
+            cls = code[idx] & 7
+            if (cls == ALU64 or cls == ALU) and ("r", frame, dsts[idx]) not in bt:
+                continue  # defines nothing wanted (_backtrack's first test, without the call)
             if not _backtrack(env, idx, frame, extra, bt):
                 _mark_all_precise(st)
                 return
