@@ -277,3 +277,19 @@ def test_counters_cost_one_or_two_slots_with_unused_registers(covered):
     if ip.is_file():   # r6-r9: one is never named there -> 2 slots a block, 2 for the base
         _, m = instrument_object(ip)
         assert m.added_insns == 2 + 2 * len(m.counters)
+
+
+def test_counters_cost_three_slots_with_the_base_in_a_stack_slot(tmp_path):
+    """xdpfilt_alw_all names every register: &counters[base] goes below its frame, a counter is 3 slots
+    (``rA = *(u64 *)(r10 - s); rB = 1; lock add``) instead of 4, and it still behaves the same."""
+    from bpfpatch.cover.run import packet_inputs, run_coverage
+
+    path = Path("/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o")
+    if not path.is_file():
+        pytest.skip("xdp-tools objects are not installed")
+    _, full = instrument_object(path, base_registers=False)
+    data, cheap = instrument_object(path)
+    assert full.added_insns == 4 * len(full.counters) + 2 * full.spills   # 500 on 124 blocks
+    assert cheap.added_insns == 3 + 3 * len(cheap.counters) + 3 * cheap.spills  # 381: setup 3, spilled ones 6
+    res = run_coverage(path, data, cheap, packet_inputs(64, 5))
+    assert res.differences == [] and sum(res.runs.values()) == 64

@@ -214,8 +214,10 @@ class _Sub:
 
     base_reg: int | None = None  # holds &counters[base] for the whole subprogram
     one_reg: int | None = None  # holds 1 for the whole subprogram
-    base: int = 0  # counter index the base register points at
+    base: int = 0  # counter index the base register (or slot) points at
     set_up: bool = False
+    base_slot: int | None = None  # else: a stack slot (offset from r10) holding &counters[base]
+    setup_reg: int | None = None  # the register that stores it there at the entry
 
     @property
     def taken(self) -> frozenset[int]:
@@ -228,8 +230,14 @@ _MAX_OFF = 32767
 def _increment(g: FlowGraph, node: Node, k: int, sub: _Sub, subprog: int, spill_slots: dict[int, list[int]],
                cmap: CoverMap) -> list[Insn | PatchInsn] | None:
     """The cheapest increment of counter `k` before `node`: 1 slot with base and one registers, 2 with a
-    base register, else 4 (plus spills); None when no register can be had."""
+    base register, 3 with the base in a stack slot and two dead registers, else 4 (plus spills); None
+    when no register can be had."""
     off = 8 * (k - sub.base)
+    if sub.base_slot is not None and sub.set_up and 0 <= off <= _MAX_OFF:
+        free = g.free_registers(node, 2)
+        if len(free) == 2:
+            a, c = free
+            return [b.ldx_mem(Size.DW, a, 10, sub.base_slot), b.mov64_imm(c, 1), b.atomic_add(Size.DW, a, c, off)]
     if sub.base_reg is not None and sub.set_up and 0 <= off <= _MAX_OFF:
         if sub.one_reg is not None:
             return [b.atomic_add(Size.DW, sub.base_reg, sub.one_reg, off)]
@@ -244,6 +252,18 @@ def _increment(g: FlowGraph, node: Node, k: int, sub: _Sub, subprog: int, spill_
 
 
 TAIL_CALL = 12  # BPF_FUNC_tail_call: a call that, when it succeeds, never returns
+_FRAME_LIMIT = 512  # MAX_BPF_STACK: the frames of one call chain together
+
+
+def _may_grow_frames(g: FlowGraph) -> bool:
+    """May a counter base go below every subprogram's frame? Not where the frames of a call chain could
+    pass the kernel's 512 bytes (bounded by the sum of all frames), nor with tail calls beside bpf-to-bpf
+    calls (the kernel then limits the caller frames to 256 bytes)."""
+    n = len(g.subprog_starts)
+    total = sum(g.stack_depth(k) + 8 for k in range(n))
+    if total > _FRAME_LIMIT:
+        return False
+    return n == 1 or not any(_is_tail_call(i) for i in g.insns)
 
 
 def _is_tail_call(insn: Insn) -> bool:
@@ -334,6 +354,18 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
         sub_names[k] = funcs.get(o, section if k == 0 else f"{section}+{o}")
         unused = g.unused_registers(k) if base_registers else []
         subs[k] = _Sub(unused[0] if unused else None, unused[1] if len(unused) > 1 else None)
+    if base_registers and _may_grow_frames(g):
+        for k, start in enumerate(g.subprog_starts):
+            sub = subs[k]
+            if sub.base_reg is not None:
+                continue
+            slots = g.free_stack_slots(k, 3)
+            reg = g.free_registers(g.nodes[start], 1)
+            if slots and reg:
+                # no register to spare for the whole subprogram: &counters[base] lives in a stack slot
+                # below its frame (3 slots a counter instead of 4); the other two slots stay for spills
+                sub.base_slot, sub.setup_reg = slots[0], reg[0]
+                spill_slots[k] = slots[1:]
     plan: list[tuple[Node, list[Insn | PatchInsn], bool]] = []  # (node, code, after the node)
 
     def lines_of(nodes: list[Node]) -> list[tuple[str, int]]:
@@ -355,14 +387,19 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
         for p, nodes in enumerate(pieces):
             first = nodes[0]
             k = len(cmap.counters)
-            if p == 0 and sub.base_reg is not None and not sub.set_up and \
-                    first == g.nodes[g.subprog_starts[blk.subprog]]:
-                # at the subprogram's entry: the base register (and the 1) for all its blocks
-                sub.base, sub.set_up = k, True
-                setup: list[Insn | PatchInsn] = [PatchInsn(b.ld_imm64(sub.base_reg, 8 * k), aux=_Mark(k))]
-                if sub.one_reg is not None:
-                    setup.append(b.mov64_imm(sub.one_reg, 1))
-                plan.append((first, setup, False))
+            if p == 0 and not sub.set_up and first == g.nodes[g.subprog_starts[blk.subprog]]:
+                # at the subprogram's entry: the base register (and the 1), or the base slot, for all its blocks
+                setup: list[Insn | PatchInsn] = []
+                if sub.base_reg is not None:
+                    setup = [PatchInsn(b.ld_imm64(sub.base_reg, 8 * k), aux=_Mark(k))]
+                    if sub.one_reg is not None:
+                        setup.append(b.mov64_imm(sub.one_reg, 1))
+                elif sub.base_slot is not None and sub.setup_reg is not None:
+                    setup = [PatchInsn(b.ld_imm64(sub.setup_reg, 8 * k), aux=_Mark(k)),
+                             b.stx_mem(Size.DW, 10, sub.setup_reg, sub.base_slot)]
+                if setup:
+                    sub.base, sub.set_up = k, True
+                    plan.append((first, setup, False))
             code = _increment(g, first, k, sub, blk.subprog, spill_slots, cmap)
             if code is None:
                 cmap.uninstrumented.append((section, blk.index))
