@@ -173,3 +173,21 @@ def test_tail_call_that_succeeds_does_not_fall_through(tailcall):
     taken_fall = sorted(b[3] for b in fc.branches if b[0] == m["after"])
     assert branch is not None and taken_fall == [2, 3]   # 4 successful tail calls are in neither
     assert any(c.kind == "after_tail_call" for c in cmap.counters)
+
+
+@pytest.mark.slow
+def test_selftest_tc_and_xdp_corpus_sample_loads_and_behaves_the_same():
+    """A seeded sample of the selftest tc/XDP objects (not written here): instrumented with --edges, every
+    object whose original loads loads too and behaves the same (`tests/covercorpus.py` runs them all)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from covercorpus import CORPUS, cover_one, packet_objects, sample
+
+    objs = sample(packet_objects(sorted(CORPUS.glob("*.o"))), 12, 17)
+    if not objs:
+        pytest.skip(f"no selftest objects under {CORPUS} (tests/objcorpus.py builds them)")
+    rows = [cover_one(p, packets=32) for p in objs]
+    loaded = [r for r in rows if r.original_loads]
+    assert loaded, [r.error for r in rows]
+    assert [r.name for r in loaded if not (r.instrumented_loads and r.same)] == []
