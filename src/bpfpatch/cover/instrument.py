@@ -325,7 +325,8 @@ def instrument_program(obj: ElfObject, section: str, prog: Program, cmap: CoverM
     With `base_registers`, a subprogram that leaves a register unused keeps
     ``&counters[base]`` there from its entry on, so a counter costs 2 slots
     (``rB = 1; lock *(u64 *)(rA + off) += rB``), and 1 when a second unused
-    register holds the 1.  A block is cut after every ``bpf_tail_call``:
+    register holds the 1; one that names every register keeps it in a
+    stack slot below its frame instead (3 slots a counter).  A block is cut after every ``bpf_tail_call``:
     what follows runs only when the tail call fails, and gets its own
     counter.  `seen` (per slot, from `seen_slots`): blocks no verified path
     reaches get no counter; their lines are listed in ``cmap.unreachable``.
