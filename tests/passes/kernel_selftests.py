@@ -125,7 +125,8 @@ def comparable_rows(rows: list, *, xlated: bool = True) -> list[tuple[int, int, 
     """Slot rows with what only the loaded kernel knows masked: helper-call immediates
     (addresses relative to __bpf_call_base), the address a callback's ld_imm64 gets, and
     pseudo calls' off.  The kernel's xlated pseudo call holds the callee's subprogram
-    number in imm; rows of ours (``xlated=False``) are given the same numbering."""
+    number in imm; rows of ours (``xlated=False``) are given the same numbering, and their
+    BPF_PROBE_MEM loads are shown as BPF_MEM, as the kernel's dump shows them."""
     number = {}
     if not xlated:
         starts = {0}
@@ -140,6 +141,8 @@ def comparable_rows(rows: list, *, xlated: bool = True) -> list[tuple[int, int, 
             out.append((code, dst, src, off, 0))
             func_load = False
             continue
+        if not xlated and code & 0x07 == 0x01 and code & 0xE0 == 0x20:
+            code = code & 0x1F | 0x60  # bpf_insn_prepare_dump shows BPF_PROBE_MEM as BPF_MEM
         if code == 0x85 and src == 0:
             imm = 0
         elif code == 0x85 and src == 1:

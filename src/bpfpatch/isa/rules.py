@@ -220,6 +220,8 @@ ZEXT_MARKER_CODE = InsnClass.ALU | AluOp.MOV | Source.X
 
 #: BPF_MOV64_PERCPU_REG: ALU64 MOV X with off BPF_ADDR_PERCPU (kernel-internal, do_misc_fixups).
 PERCPU_MOV_CODE, BPF_ADDR_PERCPU = 0xBF, -1
+#: BPF_PROBE_MEM / BPF_PROBE_MEMSX (kernel-internal LDX modes) -> the mode they stand for.
+PROBE_MODES = {0x20: 0x60, 0x40: 0x80}
 
 
 def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: bool = False) -> str | None:
@@ -229,8 +231,10 @@ def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: b
     registers 0..`max_reg`, off signed 16 bits, imm signed 32 bits (an
     ld_imm64's 64 bits, signed or unsigned); then every rule of
     `validate_slots`.  `kernel_internal` also admits the kernel's
-    zero-extension marker (BPF_ZEXT_REG: ``w_dst = w_dst`` with imm 1) and
-    its per-CPU address move (BPF_MOV64_PERCPU_REG: ``r_dst = r_src`` with off -1).
+    zero-extension marker (BPF_ZEXT_REG: ``w_dst = w_dst`` with imm 1),
+    its per-CPU address move (BPF_MOV64_PERCPU_REG: ``r_dst = r_src`` with off -1)
+    and its exception-table loads (BPF_PROBE_MEM / BPF_PROBE_MEMSX: checked as the
+    LDX MEM / MEMSX they stand for).
     """
     if len(insn) != 5:
         return f"an instruction has 5 fields, not {len(insn)}"
@@ -240,6 +244,8 @@ def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: b
     code, dst, src, off, imm = insn
     if not 0 <= code < 256:
         return f"opcode {code} is outside 0..255"
+    if kernel_internal and code & 0x07 == 0x01 and code & 0xE0 in PROBE_MODES:
+        code = code & 0x1F | PROBE_MODES[code & 0xE0]
     if KIND[code] == Kind.INVALID:
         return f"invalid opcode {code:#x}" + (" (a raw ld_imm64 half cannot be patched in)" if code == 0 else "")
     if not 0 <= dst <= max_reg:

@@ -40,12 +40,15 @@ MEMBERS = {
     "sockaddr": ("sa_family",),
     "sockaddr_in": ("sin_addr",),
     "sockaddr_in6": ("sin6_addr", "sin6_port"),
-    "sock": ("__sk_common", "sk_type", "sk_protocol", "sk_mark", "sk_priority"),
+    "sock": ("__sk_common", "sk_type", "sk_protocol", "sk_mark", "sk_priority", "sk_txhash"),
+    # sock_ops_convert_ctx_access
+    "bpf_sock_ops_kern": ("sk", "replylong", "op", "is_fullsock", "is_locked_tcp_sock", "skb", "skb_data_end", "temp"),
+    "tcp_skb_cb": ("tcp_flags",),
     # bpf_tcp_sock_convert_ctx_access, bpf_xdp_sock_convert_ctx_access
     "tcp_sock": ("snd_cwnd", "srtt_us", "rtt_min", "snd_ssthresh", "rcv_nxt", "snd_nxt", "snd_una", "mss_cache",
                  "ecn_flags", "rate_delivered", "rate_interval_us", "packets_out", "retrans_out", "total_retrans",
                  "segs_in", "data_segs_in", "segs_out", "data_segs_out", "lost_out", "sacked_out",
-                 "bytes_received", "bytes_acked", "dsack_dups", "delivered", "delivered_ce"),
+                 "bytes_received", "bytes_acked", "dsack_dups", "delivered", "delivered_ce", "bpf_sock_ops_cb_flags"),
     "minmax_sample": ("v",),
     "inet_connection_sock": ("icsk_retransmits",),
     "xdp_sock": ("queue_id",),
@@ -106,6 +109,10 @@ SHIPPED: Layout = {
     'tcp_sock.segs_out': (1536, 4), 'tcp_sock.snd_cwnd': (1444, 4), 'tcp_sock.snd_nxt': (1668, 4),
     'tcp_sock.snd_ssthresh': (1492, 4), 'tcp_sock.snd_una': (1672, 4), 'tcp_sock.srtt_us': (1680, 4),
     'tcp_sock.total_retrans': (2200, 4), 'xdp_sock.queue_id': (880, 2),
+    'bpf_sock_ops_kern.is_fullsock': (49, 1), 'bpf_sock_ops_kern.is_locked_tcp_sock': (50, 1), 'bpf_sock_ops_kern.op': (48, 1),
+    'bpf_sock_ops_kern.replylong': (8, 16), 'bpf_sock_ops_kern.sk': (0, 8), 'bpf_sock_ops_kern.skb': (32, 8),
+    'bpf_sock_ops_kern.skb_data_end': (40, 8), 'bpf_sock_ops_kern.temp': (56, 8), 'sock.sk_txhash': (564, 4),
+    'tcp_skb_cb.tcp_flags': (12, 2), 'tcp_sock.bpf_sock_ops_cb_flags': (2232, 1),
 }
 
 _provider: Callable[[], Layout] | None = None

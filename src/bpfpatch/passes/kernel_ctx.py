@@ -26,7 +26,7 @@ from bpfpatch.isa.build import (
 )
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, Size
 from bpfpatch.passes.ctx_layout import member
-from bpfpatch.passes.kernel_ctx_sock import convert_bpf_sock
+from bpfpatch.passes.kernel_ctx_sock import convert_bpf_sock, convert_sock_ops
 from bpfpatch.progtype import ProgType
 
 READ, WRITE = "read", "write"
@@ -54,7 +54,7 @@ SKB_VARIANT = {
     ProgType.SCHED_CLS: "tc", ProgType.SCHED_ACT: "tc", ProgType.SK_SKB: "sk_skb",
 }
 SUPPORTED = frozenset(SKB_VARIANT) | {ProgType.XDP, ProgType.CGROUP_SOCK_ADDR, ProgType.SK_LOOKUP,
-                                          ProgType.PERF_EVENT, ProgType.CGROUP_SOCK}
+                                          ProgType.PERF_EVENT, ProgType.CGROUP_SOCK, ProgType.SOCK_OPS}
 #: Program types whose verifier ops have no convert_ctx_access: their context accesses stay as written.
 UNCONVERTED = frozenset({ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
                          ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM, ProgType.SYSCALL,
@@ -398,6 +398,8 @@ def convert(ptype: ProgType, kind: str, si: Insn, tstamp_type_access: bool = Fal
         got = convert_perf_event(kind, si)
     elif ptype == ProgType.CGROUP_SOCK:
         got = convert_bpf_sock(kind, si)
+    elif ptype == ProgType.SOCK_OPS:
+        got = convert_sock_ops(kind, si)
     elif ptype in SKB_VARIANT:
         got = convert_skb(kind, si, SKB_VARIANT[ptype], tstamp_type_access)
     else:

@@ -9,6 +9,11 @@ pointer: a register the verifier proved is ``PTR_TO_SOCKET`` or
 ``bpf_xdp_sock_convert_ctx_access``.  ``struct bpf_sock`` is also the context
 of cgroup/sock programs (``sock_filter_verifier_ops``).
 
+``struct bpf_sock_ops`` (sock_ops programs) is converted by `convert_sock_ops`
+(``sock_ops_convert_ctx_access``): the tcp_sock fields are read only when
+the socket is a full one, through a register borrowed and saved in the
+kernel context's ``temp`` when the access's destination is its base.
+
 Each function returns ``(replacement, target_size)`` for one access (already
 widened when narrow), or None for an offset the kernel does not convert.
 """
@@ -16,8 +21,8 @@ widened when narrow), or None for an offset the kernel does not convert.
 from __future__ import annotations
 
 from bpfpatch.isa import Insn
-from bpfpatch.isa.build import jmp_imm, ldx_mem, mov64_imm
-from bpfpatch.isa.opcodes import CLASS_MASK, SIZE_MASK, JmpOp, Mode, Size
+from bpfpatch.isa.insn import alu32_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov64_imm, stx_mem
+from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, JmpOp, Mode, Size
 from bpfpatch.passes.ctx_layout import member
 
 READ, WRITE = "read", "write"
@@ -132,4 +137,135 @@ def convert_xdp_sock(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
     return [_ld(si, "xdp_sock.queue_id")], 0
 
 
-__all__ = ["BPF_SOCK", "bpf_sock_field_size", "BPF_TCP_SOCK", "BPF_XDP_SOCK", "convert_bpf_sock", "convert_tcp_sock", "convert_xdp_sock"]
+
+
+# struct bpf_sock_ops (uapi): the fields with a conversion of their own; the tcp_sock
+# fields from snd_cwnd on follow below.
+SOCK_OPS = dict(op=0, reply=4, family=20, remote_ip4=24, local_ip4=28, remote_ip6=32, local_ip6=48, remote_port=64,
+                local_port=68, is_fullsock=72, snd_cwnd=76, srtt_us=80, bpf_sock_ops_cb_flags=84, state=88,
+                rtt_min=92, snd_ssthresh=96, rcv_nxt=100, snd_nxt=104, snd_una=108, mss_cache=112, ecn_flags=116,
+                rate_delivered=120, rate_interval_us=124, packets_out=128, retrans_out=132, total_retrans=136,
+                segs_in=140, data_segs_in=144, segs_out=148, data_segs_out=152, lost_out=156, sacked_out=160,
+                sk_txhash=164, bytes_received=168, bytes_acked=176, sk=184, skb_data=192, skb_data_end=200,
+                skb_len=208, skb_tcp_flags=212, skb_hwtstamp=216)
+#: Read through the full socket (SOCK_OPS_GET_TCP_SOCK_FIELD): bpf_sock_ops name -> tcp_sock member.
+_SOCK_OPS_TCP = ("snd_cwnd", "srtt_us", "snd_ssthresh", "rcv_nxt", "snd_nxt", "snd_una", "mss_cache", "ecn_flags",
+                 "rate_delivered", "rate_interval_us", "packets_out", "retrans_out", "total_retrans", "segs_in",
+                 "data_segs_in", "segs_out", "data_segs_out", "lost_out", "sacked_out", "bytes_received",
+                 "bytes_acked", "bpf_sock_ops_cb_flags")
+_KERN = "bpf_sock_ops_kern"
+
+
+def _scratch(si: Insn) -> int:
+    """The register the sock_ops macros borrow: r9, else r8, else r7 (never dst or src)."""
+    reg = 9
+    for _ in range(2):
+        if reg in (si.dst, si.src):
+            reg -= 1
+    return reg
+
+
+def _sock_ops_get(si: Insn, field: tuple[int, int] | None) -> list[Insn]:
+    """SOCK_OPS_GET_FIELD (field = (offset, size) in the socket) or, with None, SOCK_OPS_GET_SK.
+
+    6.18 reads a field only when ``is_locked_tcp_sock`` (6.12's source: ``is_fullsock``);
+    the socket itself when ``is_fullsock``.
+    """
+    d, s = si.dst, si.src
+    reg, fullsock, jmp = _scratch(si), d, 2 if field is not None else 1
+    temp = member(f"{_KERN}.temp")[0]
+    out = []
+    if d == s:
+        out.append(stx_mem(Size.DW, s, reg, temp))
+        fullsock, jmp = reg, jmp + 2
+    out.append(_ldk(fullsock, s, "is_fullsock" if field is None else "is_locked_tcp_sock"))
+    out.append(jmp_imm(JmpOp.JEQ, fullsock, 0, jmp))
+    if d == s:
+        out.append(ldx_mem(Size.DW, reg, s, temp))
+    out.append(_ldk(d, s, "sk"))
+    if field is not None:
+        out.append(ldx_mem(SIZE_OF_BYTES[field[1]], d, d, field[0]))
+    if d == s:
+        out += [ja(2), ldx_mem(Size.DW, reg, s, temp), mov64_imm(d, 0)]
+    return out
+
+
+def _sock_ops_set(si: Insn, field: tuple[int, int]) -> list[Insn]:
+    """SOCK_OPS_SET_FIELD: store into the socket through a borrowed register, saved in temp
+    (6.18: when ``is_locked_tcp_sock``; 6.12's source: ``is_fullsock``)."""
+    d, s = si.dst, si.src
+    reg = _scratch(si)
+    temp = member(f"{_KERN}.temp")[0]
+    return [stx_mem(Size.DW, d, reg, temp), _ldk(reg, d, "is_locked_tcp_sock"), jmp_imm(JmpOp.JEQ, reg, 0, 2),
+            _ldk(reg, d, "sk"), Insn(SIZE_OF_BYTES[field[1]] | Mode.MEM | (si.code & CLASS_MASK), reg, s, field[0], si.imm),
+            ldx_mem(Size.DW, reg, d, temp)]
+
+
+def _ldk(dst: int, src: int, name: str) -> Insn:
+    off, n = member(f"{_KERN}.{name}")
+    return ldx_mem(SIZE_OF_BYTES[n], dst, src, off)
+
+
+def convert_sock_ops(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """sock_ops_convert_ctx_access."""
+    d, s, off = si.dst, si.src, si.off
+    name = {v: k for k, v in SOCK_OPS.items()}.get(off)
+
+    def via_sk(path: str, size: Size, extra: int = 0) -> list[Insn]:
+        return [_ldk(d, s, "sk"), ldx_mem(size, d, d, member(path)[0] + extra)]
+
+    if name == "op":
+        return [_ldk(d, s, "op")], 0
+    if SOCK_OPS["reply"] <= off < SOCK_OPS["reply"] + 16:
+        o = member(f"{_KERN}.replylong")[0] + off - SOCK_OPS["reply"]
+        return ([_store(si, Size.W, o)] if kind == WRITE else [ldx_mem(Size.W, d, s, o)]), 0
+    if name == "sk_txhash":
+        f = member("sock.sk_txhash")
+        return (_sock_ops_set(si, f) if kind == WRITE else _sock_ops_get(si, f)), 0
+    if kind == WRITE:
+        return None
+    if name == "family":
+        return via_sk("sock_common.skc_family", Size.H), 0
+    if name == "remote_ip4":
+        return via_sk("sock_common.skc_daddr", Size.W), 0
+    if name == "local_ip4":
+        return via_sk("sock_common.skc_rcv_saddr", Size.W), 0
+    for field, path in (("remote_ip6", "sock_common.skc_v6_daddr"), ("local_ip6", "sock_common.skc_v6_rcv_saddr")):
+        if SOCK_OPS[field] <= off < SOCK_OPS[field] + 16:
+            return via_sk(path, Size.W, off - SOCK_OPS[field]), 0
+    if name == "remote_port":
+        return via_sk("sock_common.skc_dport", Size.H) + [alu32_imm(AluOp.LSH, d, 16)], 0
+    if name == "local_port":
+        return via_sk("sock_common.skc_num", Size.H), 0
+    if name == "is_fullsock":
+        return [_ldk(d, s, "is_fullsock")], 0
+    if name == "state":
+        return via_sk("sock_common.skc_state", Size.B), 0
+    if name == "rtt_min":  # 6.18: straight through sk, no full-socket check (6.12's source: SOCK_OPS_GET_FIELD)
+        return via_sk("tcp_sock.rtt_min", Size.W, member("minmax_sample.v")[0]), 0
+    if name in _SOCK_OPS_TCP:
+        return _sock_ops_get(si, member(f"tcp_sock.{name}")), 0
+    if name == "sk":
+        return _sock_ops_get(si, None), 0
+    if name == "skb_data_end":
+        return [_ldk(d, s, "skb_data_end")], 0
+    if name in ("skb_data", "skb_len"):
+        return [_ldk(d, s, "skb"), jmp_imm(JmpOp.JEQ, d, 0, 1),
+                _ldx_sized(d, d, "sk_buff.data" if name == "skb_data" else "sk_buff.len")], 0
+    if name == "skb_tcp_flags":
+        o, n = member("tcp_skb_cb.tcp_flags")  # 6.18: a u16 (6.12: u8)
+        return [_ldk(d, s, "skb"), jmp_imm(JmpOp.JEQ, d, 0, 1),
+                ldx_mem(SIZE_OF_BYTES[n], d, d, member("sk_buff.cb")[0] + o)], n
+    if name == "skb_hwtstamp":
+        shinfo = [_ldx_sized(AX_REG, d, "sk_buff.end"), _ldx_sized(d, d, "sk_buff.head"), alu64_reg(AluOp.ADD, d, AX_REG)]
+        return [_ldk(d, s, "skb"), jmp_imm(JmpOp.JEQ, d, 0, len(shinfo) + 1)] + shinfo + [
+            ldx_mem(Size.DW, d, d, member("skb_shared_info.hwtstamps")[0])], 8
+    return None
+
+
+def _ldx_sized(dst: int, src: int, name: str) -> Insn:
+    off, n = member(name)
+    return ldx_mem(SIZE_OF_BYTES[n], dst, src, off)
+
+
+__all__ = ["BPF_SOCK", "SOCK_OPS", "bpf_sock_field_size", "convert_sock_ops", "BPF_TCP_SOCK", "BPF_XDP_SOCK", "convert_bpf_sock", "convert_tcp_sock", "convert_xdp_sock"]
