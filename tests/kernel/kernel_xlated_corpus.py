@@ -77,11 +77,12 @@ def comparable(rows: list, *, xlated: bool) -> list:
 
 
 def _mask_kernel_addresses(ours: list, theirs: list) -> list:
-    """ld_imm64 whose original source was an address reference: the kernel printed src 0 and an address."""
+    """An ld_imm64 of 0 in ours where the kernel has an address: one the inlined code loads
+    (jiffies, prog->aux) that the pass was not told."""
     theirs = list(theirs)
     for i, (code, *_rest) in enumerate(ours):
         if i + 1 < len(theirs) and code == LD_IMM64 and ours[i][2] == 0 and ours[i][3:] == (0, 0) \
-                and theirs[i][0] == LD_IMM64 and theirs[i][2] == 0:
+                and ours[i + 1][4] == 0 and theirs[i][0] == LD_IMM64 and theirs[i][2] == 0:
             theirs[i] = (LD_IMM64, theirs[i][1], 0, 0, 0)
             theirs[i + 1] = (0, 0, 0, 0, 0)
     return theirs
