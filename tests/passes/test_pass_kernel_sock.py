@@ -1,11 +1,12 @@
-"""The `kernel` pass's conversions of the socket contexts (sock_ops, sk_msg), against this kernel's xlated output."""
+"""The `kernel` pass's conversions of the socket contexts (sock_ops, sk_msg, sockopt) and the flow
+dissector's, against this kernel's xlated output."""
 
 from __future__ import annotations
 
 import pytest
 
 from bpfpatch import Insn, Program
-from bpfpatch.passes.kernel_ctx_sock import SOCK_OPS
+from bpfpatch.passes.kernel_ctx_sock import SK_MSG, SOCK_OPS, SOCKOPT
 from test_pass_kernel_maps import _compare
 
 _SZ = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
@@ -40,3 +41,49 @@ def test_sock_ops_writes_match_the_kernel(off, dst, src):
                                    Insn(0x95)])
         ours, theirs = _compare(prog, "sock_ops", {})
         assert ours == theirs, store
+
+
+SK_MSG_READS = [(n, o, 8 if n in ("data", "data_end", "sk") else 4) for n, o in SK_MSG.items()] + [
+    ("remote_ip6[2]", 36, 4), ("local_ip6[3]", 56, 4)]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name, off, size", SK_MSG_READS, ids=[r[0] for r in SK_MSG_READS])
+def test_sk_msg_reads_match_the_kernel(name, off, size):
+    prog = Program.from_insns([_ld(size, 2, 1, off), Insn(0xB7, 0, 0, 0, 1), Insn(0x95)])
+    ours, theirs = _compare(prog, "sk_msg", {})
+    assert ours == theirs
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("off", [76, 80, 144])
+def test_flow_dissector_reads_its_own_structure(off):
+    """A flow dissector's __sk_buff is struct bpf_flow_dissector: data, data_end and flow_keys only."""
+    prog = Program.from_insns([_ld(4 if off != 144 else 8, 2, 1, off), Insn(0xB7, 0, 0, 0, 0), Insn(0x95)])
+    ours, theirs = _compare(prog, "flow_dissector", {})
+    assert ours == theirs
+
+
+BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_SETSOCKOPT = 21, 22
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("attach", [BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_SETSOCKOPT])
+@pytest.mark.parametrize("name, off", list(SOCKOPT.items()))
+def test_sockopt_reads_and_writes_match_the_kernel(attach, name, off):
+    size = 8 if name in ("sk", "optval", "optval_end") else 4
+    progs = [[_ld(size, 2, 1, off)]]
+    if size == 4:
+        progs += [[Insn(0xB7, 2, 0, 0, 1), Insn(0x63, 1, 2, off, 0)], [Insn(0x62, 1, 0, off, 1)],
+                  [Insn(0xBF, 9, 1), Insn(0xB7, 8, 0, 0, 1), Insn(0x63, 9, 8, off, 0)]]
+    compared = 0
+    for body in progs:
+        prog = Program.from_insns(body + [Insn(0xB7, 0, 0, 0, 1), Insn(0x95)])
+        try:
+            ours, theirs = _compare(prog, "cgroup_sockopt", {}, attach=attach)
+        except pytest.skip.Exception:
+            continue  # this hook may not write (or read) that field
+        assert ours == theirs, body
+        compared += 1
+    # setsockopt hooks have no retval here (the kernel refuses the access)
+    assert compared or (name == "retval" and attach == BPF_CGROUP_SETSOCKOPT)

@@ -44,6 +44,13 @@ MEMBERS = {
     # sock_ops_convert_ctx_access
     "bpf_sock_ops_kern": ("sk", "replylong", "op", "is_fullsock", "is_locked_tcp_sock", "skb", "skb_data_end", "temp"),
     "tcp_skb_cb": ("tcp_flags",),
+    # sk_msg_, flow_dissector_, cg_sockopt_convert_ctx_access
+    "sk_msg": ("data", "data_end", "sk"),
+    "sk_msg_sg": ("size",),
+    "bpf_flow_dissector": ("data", "data_end", "flow_keys"),
+    "bpf_sockopt_kern": ("sk", "optval", "optval_end", "level", "optname", "optlen", "current_task", "tmp_reg"),
+    "task_struct": ("bpf_ctx",),
+    "bpf_cg_run_ctx": ("retval",),
     # bpf_tcp_sock_convert_ctx_access, bpf_xdp_sock_convert_ctx_access
     "tcp_sock": ("snd_cwnd", "srtt_us", "rtt_min", "snd_ssthresh", "rcv_nxt", "snd_nxt", "snd_una", "mss_cache",
                  "ecn_flags", "rate_delivered", "rate_interval_us", "packets_out", "retrans_out", "total_retrans",
@@ -113,6 +120,12 @@ SHIPPED: Layout = {
     'bpf_sock_ops_kern.replylong': (8, 16), 'bpf_sock_ops_kern.sk': (0, 8), 'bpf_sock_ops_kern.skb': (32, 8),
     'bpf_sock_ops_kern.skb_data_end': (40, 8), 'bpf_sock_ops_kern.temp': (56, 8), 'sock.sk_txhash': (564, 4),
     'tcp_skb_cb.tcp_flags': (12, 2), 'tcp_sock.bpf_sock_ops_cb_flags': (2232, 1),
+    'bpf_cg_run_ctx.retval': (8, 4), 'bpf_flow_dissector.data': (16, 8), 'bpf_flow_dissector.data_end': (24, 8),
+    'bpf_flow_dissector.flow_keys': (0, 8), 'bpf_sockopt_kern.current_task': (40, 8),
+    'bpf_sockopt_kern.level': (24, 4), 'bpf_sockopt_kern.optlen': (32, 4), 'bpf_sockopt_kern.optname': (28, 4),
+    'bpf_sockopt_kern.optval': (8, 8), 'bpf_sockopt_kern.optval_end': (16, 8), 'bpf_sockopt_kern.sk': (0, 8),
+    'bpf_sockopt_kern.tmp_reg': (48, 8), 'sk_msg.data': (640, 8), 'sk_msg.data_end': (648, 8),
+    'sk_msg.sk': (688, 8), 'sk_msg_sg.size': (12, 4), 'task_struct.bpf_ctx': (3008, 8),
 }
 
 _provider: Callable[[], Layout] | None = None

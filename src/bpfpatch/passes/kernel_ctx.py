@@ -26,7 +26,9 @@ from bpfpatch.isa.build import (
 )
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, Size
 from bpfpatch.passes.ctx_layout import member
-from bpfpatch.passes.kernel_ctx_sock import convert_bpf_sock, convert_sock_ops
+from bpfpatch.passes.kernel_ctx_sock import (
+    convert_bpf_sock, convert_flow_dissector, convert_sk_msg, convert_sock_ops, convert_sockopt,
+)
 from bpfpatch.progtype import ProgType
 
 READ, WRITE = "read", "write"
@@ -54,7 +56,12 @@ SKB_VARIANT = {
     ProgType.SCHED_CLS: "tc", ProgType.SCHED_ACT: "tc", ProgType.SK_SKB: "sk_skb",
 }
 SUPPORTED = frozenset(SKB_VARIANT) | {ProgType.XDP, ProgType.CGROUP_SOCK_ADDR, ProgType.SK_LOOKUP,
-                                          ProgType.PERF_EVENT, ProgType.CGROUP_SOCK, ProgType.SOCK_OPS}
+                                          ProgType.PERF_EVENT, ProgType.CGROUP_SOCK, ProgType.SOCK_OPS,
+                                          ProgType.SK_MSG, ProgType.FLOW_DISSECTOR, ProgType.CGROUP_SOCKOPT}
+#: The contexts kernel_ctx_sock converts, by program type.
+OTHER_CONVERTERS = {ProgType.CGROUP_SOCK: convert_bpf_sock, ProgType.SOCK_OPS: convert_sock_ops,
+                    ProgType.SK_MSG: convert_sk_msg, ProgType.FLOW_DISSECTOR: convert_flow_dissector,
+                    ProgType.CGROUP_SOCKOPT: convert_sockopt}
 #: Program types whose verifier ops have no convert_ctx_access: their context accesses stay as written.
 UNCONVERTED = frozenset({ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
                          ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM, ProgType.SYSCALL,
@@ -396,10 +403,8 @@ def convert(ptype: ProgType, kind: str, si: Insn, tstamp_type_access: bool = Fal
         got = convert_sk_lookup(kind, si)
     elif ptype == ProgType.PERF_EVENT:
         got = convert_perf_event(kind, si)
-    elif ptype == ProgType.CGROUP_SOCK:
-        got = convert_bpf_sock(kind, si)
-    elif ptype == ProgType.SOCK_OPS:
-        got = convert_sock_ops(kind, si)
+    elif ptype in OTHER_CONVERTERS:
+        got = OTHER_CONVERTERS[ptype](kind, si)
     elif ptype in SKB_VARIANT:
         got = convert_skb(kind, si, SKB_VARIANT[ptype], tstamp_type_access)
     else:

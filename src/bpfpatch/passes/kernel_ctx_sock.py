@@ -268,4 +268,80 @@ def _ldx_sized(dst: int, src: int, name: str) -> Insn:
     return ldx_mem(SIZE_OF_BYTES[n], dst, src, off)
 
 
-__all__ = ["BPF_SOCK", "SOCK_OPS", "bpf_sock_field_size", "convert_sock_ops", "BPF_TCP_SOCK", "BPF_XDP_SOCK", "convert_bpf_sock", "convert_tcp_sock", "convert_xdp_sock"]
+# struct sk_msg_md (uapi).
+SK_MSG = dict(data=0, data_end=8, family=16, remote_ip4=20, local_ip4=24, remote_ip6=28, local_ip6=44,
+              remote_port=60, local_port=64, size=68, sk=72)
+
+
+def convert_sk_msg(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """sk_msg_convert_ctx_access: struct sk_msg fields, the socket's through msg->sk."""
+    d, s, off = si.dst, si.src, si.off
+    if kind == WRITE:
+        return None
+    name = {v: k for k, v in SK_MSG.items()}.get(off)
+
+    def via_sk(path: str, size: Size, extra: int = 0) -> list[Insn]:
+        return [_ldx_sized(d, s, "sk_msg.sk"), ldx_mem(size, d, d, member(path)[0] + extra)]
+
+    if name in ("data", "data_end", "sk"):
+        return [_ldx_sized(d, s, f"sk_msg.{name}")], 0
+    if name == "size":
+        return [_ldx_sized(d, s, "sk_msg_sg.size")], 0
+    if name == "family":
+        return via_sk("sock_common.skc_family", Size.H), 0
+    if name == "remote_ip4":
+        return via_sk("sock_common.skc_daddr", Size.W), 0
+    if name == "local_ip4":
+        return via_sk("sock_common.skc_rcv_saddr", Size.W), 0
+    for field, path in (("remote_ip6", "sock_common.skc_v6_daddr"), ("local_ip6", "sock_common.skc_v6_rcv_saddr")):
+        if SK_MSG[field] <= off < SK_MSG[field] + 16:
+            return via_sk(path, Size.W, off - SK_MSG[field]), 0
+    if name == "remote_port":
+        return via_sk("sock_common.skc_dport", Size.H) + [alu32_imm(AluOp.LSH, d, 16)], 0
+    if name == "local_port":
+        return via_sk("sock_common.skc_num", Size.H), 0
+    return None
+
+
+#: __sk_buff offsets a flow dissector program may read (the rest it may not touch).
+FLOW_DISSECTOR = {76: "data", 80: "data_end", 144: "flow_keys"}
+
+
+def convert_flow_dissector(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """flow_dissector_convert_ctx_access: its __sk_buff is a struct bpf_flow_dissector."""
+    name = FLOW_DISSECTOR.get(si.off)
+    if kind == WRITE or name is None:
+        return None
+    return [_ldx_sized(si.dst, si.src, f"bpf_flow_dissector.{name}")], 0
+
+
+# struct bpf_sockopt (uapi).
+SOCKOPT = dict(sk=0, optval=8, optval_end=16, level=24, optname=28, optlen=32, retval=36)
+
+
+def convert_sockopt(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """cg_sockopt_convert_ctx_access (cgroup/getsockopt, setsockopt)."""
+    d, s, off = si.dst, si.src, si.off
+    name = {v: k for k, v in SOCKOPT.items()}.get(off)
+    kern = "bpf_sockopt_kern"
+    if name in ("sk", "optval", "optval_end") and kind == READ:
+        return [_ldx_sized(d, s, f"{kern}.{name}")], 0
+    if name in ("level", "optname", "optlen"):
+        o, n = member(f"{kern}.{name}")
+        return ([_store(si, SIZE_OF_BYTES[n], o)] if kind == WRITE else [ldx_mem(SIZE_OF_BYTES[n], d, s, o)]), 0
+    if name != "retval":
+        return None
+    ret_off, ret_n = member("bpf_cg_run_ctx.retval")
+    if kind == READ:
+        return [_ldx_sized(d, s, f"{kern}.current_task"), _ldx_sized(d, d, "task_struct.bpf_ctx"),
+                ldx_mem(SIZE_OF_BYTES[ret_n], d, d, ret_off)], 0
+    treg = _scratch(si)
+    tmp = member(f"{kern}.tmp_reg")[0]
+    return [stx_mem(Size.DW, d, treg, tmp), _ldx_sized(treg, d, f"{kern}.current_task"),
+            _ldx_sized(treg, treg, "task_struct.bpf_ctx"),
+            Insn((si.code & CLASS_MASK) | Mode.MEM | SIZE_OF_BYTES[ret_n], treg, s, ret_off, si.imm),
+            ldx_mem(Size.DW, treg, d, tmp)], 0
+
+
+__all__ = ["BPF_SOCK", "FLOW_DISSECTOR", "SK_MSG", "SOCKOPT", "SOCK_OPS", "convert_flow_dissector", "convert_sk_msg",
+           "convert_sockopt", "bpf_sock_field_size", "convert_sock_ops", "BPF_TCP_SOCK", "BPF_XDP_SOCK", "convert_bpf_sock", "convert_tcp_sock", "convert_xdp_sock"]
