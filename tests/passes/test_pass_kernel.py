@@ -105,7 +105,7 @@ def test_the_pass_needs_a_program_type_and_refuses_unsupported_ones():
     with pytest.raises(PatchError, match="program type"):
         run_passes(prog, ["kernel"])
     with pytest.raises(PatchError, match="not supported"):
-        run_passes(prog, ["kernel"], PassContext(prog_type="sk_reuseport"))
+        run_passes(prog, ["kernel"], PassContext(prog_type=0))
 
 
 SKB_READS = [  # (name, __sk_buff offset, load size)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bpfpatch import Insn, Program
-from bpfpatch.passes.kernel_ctx_sock import SK_MSG, SOCK_OPS, SOCKOPT
+from bpfpatch.passes.kernel_ctx_sock import SK_MSG, SK_REUSEPORT, SOCK_OPS, SOCKOPT
 from test_pass_kernel_maps import _compare
 
 _SZ = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
@@ -64,7 +64,8 @@ def test_flow_dissector_reads_its_own_structure(off):
     assert ours == theirs
 
 
-BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_SETSOCKOPT = 21, 22
+BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_SETSOCKOPT, BPF_CGROUP_SYSCTL = 21, 22, 18
+BPF_SK_REUSEPORT_SELECT_OR_MIGRATE = 40
 
 
 @pytest.mark.kernel
@@ -87,3 +88,25 @@ def test_sockopt_reads_and_writes_match_the_kernel(attach, name, off):
         compared += 1
     # setsockopt hooks have no retval here (the kernel refuses the access)
     assert compared or (name == "retval" and attach == BPF_CGROUP_SETSOCKOPT)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name, off", list(SK_REUSEPORT.items()))
+def test_sk_reuseport_reads_match_the_kernel(name, off):
+    size = 8 if name in ("data", "data_end", "sk", "migrating_sk") else 4
+    prog = Program.from_insns([_ld(size, 2, 1, off), Insn(0xB7, 0, 0, 0, 1), Insn(0x95)])
+    ours, theirs = _compare(prog, "sk_reuseport", {}, attach=BPF_SK_REUSEPORT_SELECT_OR_MIGRATE)
+    assert ours == theirs
+
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("body", [
+    [_ld(4, 2, 1, 0)], [_ld(1, 2, 1, 0)], [_ld(4, 2, 1, 4)], [_ld(4, 1, 1, 4)],
+    [Insn(0xB7, 2, 0, 0, 1), Insn(0x63, 1, 2, 4, 0)], [Insn(0x62, 1, 0, 4, 3)], [Insn(0xBF, 9, 1), Insn(0x63, 9, 1, 4, 0)],
+], ids=["write", "write byte", "file_pos", "file_pos into base", "store file_pos", "store imm", "store via r9"])
+def test_sysctl_accesses_match_the_kernel(body):
+    prog = Program.from_insns(body + [Insn(0xB7, 0, 0, 0, 1), Insn(0x95)])
+    ours, theirs = _compare(prog, "cgroup_sysctl", {}, attach=BPF_CGROUP_SYSCTL)
+    assert ours == theirs
+

@@ -51,6 +51,9 @@ MEMBERS = {
     "bpf_sockopt_kern": ("sk", "optval", "optval_end", "level", "optname", "optlen", "current_task", "tmp_reg"),
     "task_struct": ("bpf_ctx",),
     "bpf_cg_run_ctx": ("retval",),
+    # sk_reuseport_, sysctl_convert_ctx_access
+    "sk_reuseport_kern": ("skb", "sk", "migrating_sk", "data_end", "hash", "bind_inany"),
+    "bpf_sysctl_kern": ("write", "ppos", "tmp_reg"),
     # bpf_tcp_sock_convert_ctx_access, bpf_xdp_sock_convert_ctx_access
     "tcp_sock": ("snd_cwnd", "srtt_us", "rtt_min", "snd_ssthresh", "rcv_nxt", "snd_nxt", "snd_una", "mss_cache",
                  "ecn_flags", "rate_delivered", "rate_interval_us", "packets_out", "retrans_out", "total_retrans",
@@ -126,6 +129,10 @@ SHIPPED: Layout = {
     'bpf_sockopt_kern.optval': (8, 8), 'bpf_sockopt_kern.optval_end': (16, 8), 'bpf_sockopt_kern.sk': (0, 8),
     'bpf_sockopt_kern.tmp_reg': (48, 8), 'sk_msg.data': (640, 8), 'sk_msg.data_end': (648, 8),
     'sk_msg.sk': (688, 8), 'sk_msg_sg.size': (12, 4), 'task_struct.bpf_ctx': (3008, 8),
+    'bpf_sysctl_kern.ppos': (56, 8), 'bpf_sysctl_kern.tmp_reg': (64, 8), 'bpf_sysctl_kern.write': (52, 4),
+    'sk_reuseport_kern.bind_inany': (48, 1), 'sk_reuseport_kern.data_end': (32, 8),
+    'sk_reuseport_kern.hash': (40, 4), 'sk_reuseport_kern.migrating_sk': (24, 8), 'sk_reuseport_kern.sk': (8, 8),
+    'sk_reuseport_kern.skb': (0, 8),
 }
 
 _provider: Callable[[], Layout] | None = None

@@ -27,7 +27,8 @@ from bpfpatch.isa.build import (
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, Size
 from bpfpatch.passes.ctx_layout import member
 from bpfpatch.passes.kernel_ctx_sock import (
-    convert_bpf_sock, convert_flow_dissector, convert_sk_msg, convert_sock_ops, convert_sockopt,
+    convert_bpf_sock, convert_flow_dissector, convert_sk_msg, convert_sk_reuseport, convert_sock_ops, convert_sockopt,
+    convert_sysctl,
 )
 from bpfpatch.progtype import ProgType
 
@@ -57,15 +58,18 @@ SKB_VARIANT = {
 }
 SUPPORTED = frozenset(SKB_VARIANT) | {ProgType.XDP, ProgType.CGROUP_SOCK_ADDR, ProgType.SK_LOOKUP,
                                           ProgType.PERF_EVENT, ProgType.CGROUP_SOCK, ProgType.SOCK_OPS,
-                                          ProgType.SK_MSG, ProgType.FLOW_DISSECTOR, ProgType.CGROUP_SOCKOPT}
+                                          ProgType.SK_MSG, ProgType.FLOW_DISSECTOR, ProgType.CGROUP_SOCKOPT,
+                                          ProgType.SK_REUSEPORT, ProgType.CGROUP_SYSCTL}
 #: The contexts kernel_ctx_sock converts, by program type.
 OTHER_CONVERTERS = {ProgType.CGROUP_SOCK: convert_bpf_sock, ProgType.SOCK_OPS: convert_sock_ops,
                     ProgType.SK_MSG: convert_sk_msg, ProgType.FLOW_DISSECTOR: convert_flow_dissector,
-                    ProgType.CGROUP_SOCKOPT: convert_sockopt}
+                    ProgType.CGROUP_SOCKOPT: convert_sockopt, ProgType.SK_REUSEPORT: convert_sk_reuseport,
+                    ProgType.CGROUP_SYSCTL: convert_sysctl}
 #: Program types whose verifier ops have no convert_ctx_access: their context accesses stay as written.
 UNCONVERTED = frozenset({ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
                          ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM, ProgType.SYSCALL,
-                         ProgType.EXT, ProgType.STRUCT_OPS, ProgType.CGROUP_DEVICE, ProgType.NETFILTER})
+                         ProgType.EXT, ProgType.STRUCT_OPS, ProgType.CGROUP_DEVICE, ProgType.NETFILTER,
+                         ProgType.LIRC_MODE2})
 
 
 class CtxAccessError(PatchError):

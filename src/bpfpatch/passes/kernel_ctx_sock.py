@@ -343,5 +343,46 @@ def convert_sockopt(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
             ldx_mem(Size.DW, treg, d, tmp)], 0
 
 
-__all__ = ["BPF_SOCK", "FLOW_DISSECTOR", "SK_MSG", "SOCKOPT", "SOCK_OPS", "convert_flow_dissector", "convert_sk_msg",
+# struct sk_reuseport_md (uapi).
+SK_REUSEPORT = dict(data=0, data_end=8, len=16, eth_protocol=20, ip_protocol=24, bind_inany=28, hash=32, sk=40,
+                    migrating_sk=48)
+#: sk_reuseport_md fields read through a pointer of struct sk_reuseport_kern (SOCK_ADDR_LOAD_NESTED_FIELD).
+_REUSEPORT_NESTED = {"data": ("skb", "sk_buff.data"), "len": ("skb", "sk_buff.len"),
+                     "eth_protocol": ("skb", "sk_buff.protocol"), "ip_protocol": ("sk", "sock.sk_protocol")}
+
+
+def convert_sk_reuseport(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """sk_reuseport_convert_ctx_access."""
+    name = {v: k for k, v in SK_REUSEPORT.items()}.get(si.off)
+    if kind == WRITE or name is None:
+        return None
+    if name in _REUSEPORT_NESTED:
+        ptr, path = _REUSEPORT_NESTED[name]
+        off, n = member(path)
+        return [_ldx_sized(si.dst, si.src, f"sk_reuseport_kern.{ptr}"), ldx_mem(SIZE_OF_BYTES[n], si.dst, si.dst, off)], n
+    off, n = member(f"sk_reuseport_kern.{name}")
+    return [ldx_mem(SIZE_OF_BYTES[n], si.dst, si.src, off)], n
+
+
+# struct bpf_sysctl (uapi).
+SYSCTL = dict(write=0, file_pos=4)
+
+
+def convert_sysctl(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
+    """sysctl_convert_ctx_access: write, and file_pos through the kernel's ppos pointer."""
+    d, s = si.dst, si.src
+    size = Size(si.code & SIZE_MASK)
+    if si.off == SYSCTL["write"] and kind == READ:
+        return [ldx_mem(size, d, s, member("bpf_sysctl_kern.write")[0])], 4
+    if si.off != SYSCTL["file_pos"]:
+        return None
+    if kind == READ:
+        return [_ldx_sized(d, s, "bpf_sysctl_kern.ppos"), ldx_mem(size, d, d, 0)], 4
+    treg = _scratch(si)
+    tmp = member("bpf_sysctl_kern.tmp_reg")[0]
+    return [stx_mem(Size.DW, d, treg, tmp), _ldx_sized(treg, d, "bpf_sysctl_kern.ppos"),
+            Insn((si.code & CLASS_MASK) | Mode.MEM | Size.W, treg, s, 0, si.imm), ldx_mem(Size.DW, treg, d, tmp)], 4
+
+
+__all__ = ["BPF_SOCK", "SK_REUSEPORT", "SYSCTL", "convert_sk_reuseport", "convert_sysctl", "FLOW_DISSECTOR", "SK_MSG", "SOCKOPT", "SOCK_OPS", "convert_flow_dissector", "convert_sk_msg",
            "convert_sockopt", "bpf_sock_field_size", "convert_sock_ops", "BPF_TCP_SOCK", "BPF_XDP_SOCK", "convert_bpf_sock", "convert_tcp_sock", "convert_xdp_sock"]
