@@ -1824,6 +1824,13 @@ def _slot(frame: Frame, k: int) -> Slot:
     return s
 
 
+def _subprog_depth(env: _Env, frame: Frame, depth: int) -> None:
+    """update_stack_depth: the subprogram's stack depth (rounded up to 8 bytes), kept in its entry's aux."""
+    a = env.aux[frame.subprog] if 0 <= frame.subprog < len(env.aux) else None
+    if a is not None and a.extra.get("stack_depth", 0) < depth:
+        a.extra["stack_depth"] = (depth + 7) & ~7
+
+
 def _stack_frame(st: State, reg: Reg) -> Frame:
     for f in st.frames:
         if f.frameno == reg.frameno:
@@ -1847,6 +1854,7 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
             raise _err(idx, f"invalid variable-offset {'read from' if read else 'write to'} stack R{regno}")
         raise _err(idx, f"invalid {what} stack R{regno} off={start} size={size}")
     env.max_depth = max(env.max_depth, -lo)
+    _subprog_depth(env, frame, -lo)
     if start is None:
         # variable offset: every byte that might be touched
         if read:
@@ -2109,6 +2117,7 @@ def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool,
             raise _err(idx, f"invalid {'indirect access to' if not write else 'indirect access to'} stack R{regno} "
                             f"off={lo} size={size}")
         env.max_depth = max(env.max_depth, -lo)
+        _subprog_depth(env, frame, -lo)
         for b in range(lo, hi + size):
             k, j = (-b - 1) // 8, (-b - 1) % 8
             s = _slot(frame, k)

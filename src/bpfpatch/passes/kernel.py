@@ -40,8 +40,8 @@ from typing import Any, ClassVar
 from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import KIND_OF, Insn, Kind
-from bpfpatch.isa.build import (
-    alu32_imm, alu32_reg, alu64_imm, exit_insn, jmp_imm, ld_imm64, ldx_mem, mov64_imm, mov64_reg,
+from bpfpatch.isa.insn import (
+    alu32_imm, alu32_reg, alu64_imm, exit_insn, jmp_imm, ld_imm64, ldx_mem, mov64_imm, mov64_reg, st_mem, stx_mem,
 )
 from bpfpatch.isa.opcodes import (
     AX_REG, CLASS_MASK, MODE_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, JmpOp, Mode, Size, Source,
@@ -55,7 +55,7 @@ from bpfpatch.passes.kernel_ctx import (
     BYTES_OF_SIZE, PROLOGUE_TYPES, CtxAccessError, READ, SUPPORTED, UNCONVERTED, WRITE, convert, prologue, uses_tstamp_type,
 )
 from bpfpatch.passes.kernel_ctx_sock import bpf_sock_field_size, convert_bpf_sock, convert_tcp_sock, convert_xdp_sock
-from bpfpatch.patch import Node, PatchList
+from bpfpatch.patch import Node, PatchInsn, PatchList
 from bpfpatch.progtype import ProgType, prog_type_of
 
 BPF_FUNC_map_lookup_elem, BPF_FUNC_get_smp_processor_id, BPF_FUNC_jiffies64 = 1, 8, 118
@@ -66,6 +66,7 @@ GFP_ATOMIC, GFP_KERNEL = 0x820, 0xCC0
 #: BPF_F_SLEEPABLE (prog_flags): storage_get may allocate with GFP_KERNEL.
 BPF_F_SLEEPABLE = 1 << 4
 BPF_PROBE_MEM, BPF_PROBE_MEMSX = 0x20, 0x40
+LD_IMM64_CODE = 0x18
 BPF_ADDR_PERCPU = -1
 #: Program types whose ops have gen_ld_abs.
 LD_ABS_TYPES = frozenset({ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT})
@@ -92,10 +93,14 @@ class KernelPipeline:
             # the pipeline reads the facts, not the per-instruction states (a copy per step: memory at 1M)
             attach_facts(pl, ptype, **{"keep_states": False, **opts.get("analysis", {})})
         nodes = list(pl)
+        starts = subprog_starts(pl)
+        depth = {s: (f.extra.get("stack_depth", 0) if (f := facts_of(pl.node_at(s))) is not None else 0)
+                 for s in starts}
         seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
         remove_dead_code(pl, nodes, seen)
         convert_ctx_accesses(pl, ptype)
         misc_fixups(pl, ptype, opts.get("symbols", {}), opts.get("prog_flags", 0))
+        may_goto(pl, starts, depth)
         zero_extend(pl, all_defs=bool(opts.get("zext")))
         if opts.get("blind"):
             from bpfpatch.passes.blind import PASS as Blind
@@ -242,6 +247,71 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
                 pl.replace(node, [ld_imm64(3, symbols.get("prog_aux", 0)), insn])
             elif insn.imm == BPF_FUNC_kptr_xchg:
                 pl.replace(node, [mov64_reg(0, 2), Insn(InsnClass.STX | Mode.ATOMIC | Size.DW, 1, 0, 0, AtomicOp.XCHG)])
+
+
+def subprog_starts(pl: PatchList) -> list[int]:
+    """The original slots where subprograms start: 0, pseudo-call and callback (ld_imm64 func) targets."""
+    rows = pl.program.slots
+    code, regs, imm = rows["code"].tolist(), rows["regs"].tolist(), rows["imm"].tolist()
+    starts = {0}
+    i = 0
+    while i < len(code):
+        c, src = code[i], regs[i] >> 4
+        if (c == InsnClass.JMP | JmpOp.CALL and src == 1) or (c == LD_IMM64_CODE and src == 4):
+            starts.add(i + imm[i] + 1)
+        i += 2 if c == LD_IMM64_CODE else 1
+    return sorted(s for s in starts if 0 <= s < len(code))
+
+
+def _subprog_heads(pl: PatchList, starts: list[int]) -> dict[int, Node]:
+    """The node each subprogram now begins with: the one after the last original node of the one before."""
+    heads: dict[int, Node] = {}
+    k, cand = 0, None
+    for node in pl:
+        if cand is None:
+            cand = node
+        o = node.orig_idx
+        if o < 0:
+            continue
+        while k + 1 < len(starts) and o >= starts[k + 1]:
+            k += 1
+        if starts[k] not in heads:
+            heads[starts[k]] = cand
+        cand = node.next
+    return heads
+
+
+#: BPF_MAX_TIMED_LOOPS: the count a timed may_goto starts from.
+BPF_MAX_TIMED_LOOPS = 0xFFFF
+MAY_GOTO_CODE = InsnClass.JMP | 0xE0  # BPF_JCOND, src BPF_MAY_GOTO
+
+
+def may_goto(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
+    """do_misc_fixups on may_goto, as x86-64 (timed may_goto) does it on 6.18.
+
+    Each may_goto counts down a slot 16 bytes below its subprogram's stack,
+    calling ``arch_bpf_timed_may_goto`` when it reaches zero (which refills it
+    or ends the loop); the subprogram's entry initialises the count and the
+    timestamp slot.  6.12's source has the untimed form (one slot, no call).
+    """
+    sites = [(n, n.orig_idx) for n in pl if n.insn.code == MAY_GOTO_CODE and n.insn.src == 0]
+    if not sites:
+        return
+    used = set()
+    for node, orig in sites:
+        sub = max((s for s in starts if s <= orig), default=0)
+        used.add(sub)
+        cnt = -depth.get(sub, 0) - 16
+        target = node.target
+        pl.replace(node, [ldx_mem(Size.DW, AX_REG, 10, cnt), PatchInsn(jmp_imm(JmpOp.JEQ, AX_REG, 0, 0), target=target),
+                          alu64_imm(AluOp.SUB, AX_REG, 1), jmp_imm(JmpOp.JNE, AX_REG, 0, 2), mov64_imm(AX_REG, cnt),
+                          Insn(InsnClass.JMP | JmpOp.CALL, 0, 0, 0, 0), stx_mem(Size.DW, 10, AX_REG, cnt)])
+    heads = _subprog_heads(pl, starts)
+    for sub in sorted(used):
+        head = heads.get(sub)
+        if head is not None:
+            d = depth.get(sub, 0) + 16
+            pl.prepend(head, [st_mem(Size.DW, 10, -d, BPF_MAX_TIMED_LOOPS), st_mem(Size.DW, 10, -d + 8, 0)])
 
 
 def _s32(v: int) -> int:
