@@ -69,6 +69,7 @@ LOOKUPS = [  # (name, map type, key size, value size, entries, flags)
     ("array pow2", MapType.ARRAY, 4, 16, 8, 0), ("array mmapable", MapType.ARRAY, 4, 12, 10, 1 << 10),
     ("inner-map array", MapType.ARRAY, 4, 12, 10, BPF_F_INNER_MAP), ("percpu array", MapType.PERCPU_ARRAY, 4, 12, 10, 0),
     ("array of maps", MapType.ARRAY_OF_MAPS, 4, 4, 10, 0), ("hash of maps", MapType.HASH_OF_MAPS, 4, 4, 10, 0),
+    ("xskmap", MapType.XSKMAP, 4, 4, 10, 0),
 ]
 
 

@@ -70,6 +70,7 @@ MEMBERS = {
     "bpf_array": ("value",),
     "htab_elem": ("key", "lru_node"),
     "bpf_lru_node": ("ref",),
+    "xsk_map": ("xsk_map",),
 }
 BITS = {"sk_buff": ("pkt_type", "tc_at_ingress", "tstamp_type", "cloned")}
 
@@ -106,7 +107,7 @@ SHIPPED: Layout = {
     'sk_buff.tc_at_ingress@bit': (1034, 1), 'sk_buff.tstamp_type@bit': (1032, 2),
     'sk_buff.cloned@bit': (1008, 1),
     'bpf_array.value': (312, 0), 'htab_elem.key': (48, 0), 'htab_elem.lru_node': (16, 24),
-    'bpf_lru_node.ref': (19, 1),
+    'bpf_lru_node.ref': (19, 1), 'xsk_map.xsk_map': (304, 0),
     'inet_connection_sock.icsk_retransmits': (1249, 1), 'minmax_sample.v': (4, 4), 'sock.sk_mark': (524, 4),
     'sock.sk_priority': (520, 4), 'sock_common.skc_bound_dev_if': (20, 4),
     'sock_common.skc_rx_queue_mapping': (122, 2), 'sock_common.skc_state': (18, 1),

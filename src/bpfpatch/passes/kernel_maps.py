@@ -15,6 +15,7 @@ hash                   ``htab_map_gen_lookup``: ``__htab_map_lookup_elem``, + ke
 percpu hash            ``htab_percpu_map_gen_lookup``: as hash, then this_cpu_ptr
 lru hash               ``htab_lru_map_gen_lookup``: as hash, setting the lru ref
 hash of maps           ``htab_of_map_gen_lookup``: as hash, the inner map pointer
+xskmap                 ``xsk_map_gen_lookup``: the socket at index *r2, or NULL
 =====================  =========================================================
 
 LRU percpu hash and every other type keep the call (the kernel only
@@ -53,6 +54,7 @@ class MapType(IntEnum):
     LRU_PERCPU_HASH = 10
     ARRAY_OF_MAPS = 12
     HASH_OF_MAPS = 13
+    XSKMAP = 17
 
 
 def _round8(n: int) -> int:
@@ -113,6 +115,14 @@ def hash_lookup(map_type: int, key_size: int) -> list[Insn]:
                   st_mem(Size.B, 0, ref, 1), add_key]
 
 
+def xskmap_lookup(max_entries: int) -> list[Insn]:
+    """xsk_map_gen_lookup (net/xdp/xskmap.c): xsk_map[*r2] or NULL (6.18 bounds-checks with a
+    64-bit JGE; 6.12's source has JMP32)."""
+    return [ldx_mem(Size.W, 0, 2, 0), jmp_imm(JmpOp.JGE, 0, max_entries, 5), alu64_imm(AluOp.LSH, 0, 3),
+            alu64_imm(AluOp.ADD, 1, member("xsk_map.xsk_map")[0]), alu64_reg(AluOp.ADD, 0, 1),
+            ldx_mem(Size.DW, 0, 0, 0), ja(1), mov64_imm(0, 0)]
+
+
 def gen_lookup(m: MapRef) -> list[Insn] | None:
     """The inlined ``bpf_map_lookup_elem`` of map `m`, or None where the kernel keeps the call."""
     t = m.map_type
@@ -124,10 +134,12 @@ def gen_lookup(m: MapRef) -> list[Insn] | None:
         if t == MapType.PERCPU_ARRAY:
             return percpu_array_lookup(m.max_entries)
         return array_of_maps_lookup(m.max_entries)
+    if t == MapType.XSKMAP and m.max_entries:
+        return xskmap_lookup(m.max_entries)
     if t in (MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH, MapType.HASH_OF_MAPS) and m.key_size:
         return hash_lookup(t, m.key_size)
     return None
 
 
 __all__ = ["BPF_F_INNER_MAP", "MapType", "array_lookup", "array_of_maps_lookup", "gen_lookup", "hash_lookup",
-           "percpu_array_lookup", "percpu_mov"]
+           "percpu_array_lookup", "percpu_mov", "xskmap_lookup"]
