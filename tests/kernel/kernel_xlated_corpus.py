@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "passes"))
 from kernel_selftests import comparable_rows  # noqa: E402
 
 LD_IMM64 = 0x18
+BPF_F_RDONLY_PROG = 1 << 7
 #: ld_imm64 sources the kernel turns into addresses (map fd / value, BTF id, map index / value).
 ADDRESS_SOURCES = frozenset({1, 2, 3, 5, 6})
 
@@ -130,6 +131,10 @@ def check_object(path: Path, timeout: int = 0) -> list[Outcome]:
             if hasattr(ref, "map_flags"):  # older trees (the "before" measurement) lack it
                 ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
                              map_flags=info.flags)
+            if hasattr(ref, "frozen_value") and info.flags & BPF_F_RDONLY_PROG and info.map_type == 2:
+                # libbpf froze it after writing its initial value (.rodata, .kconfig)
+                ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
+                             map_flags=info.flags, frozen_value=m.lookup(bytes(info.key_size)))
             refs[m.fd] = ref
         for prog in obj.programs.values():
             if not prog.loaded:
