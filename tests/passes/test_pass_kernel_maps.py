@@ -150,3 +150,35 @@ def test_a_socket_from_skb_sk_is_converted_as_bpf_sock(off, size):
                                Insn(0xB7, 0, 0, 0, 1), Insn(0x95)])
     ours, theirs = _compare(prog, "cgroup_skb", {})
     assert ours == theirs
+
+
+BPF_MAP_FREEZE, BPF_F_RDONLY_PROG = 22, 1 << 7
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("value, size, sign", [(5, 1, False), (5, 4, False), (0, 4, False), (-3 & 0xFF, 1, True)])
+def test_a_frozen_read_only_value_is_a_constant(value, size, sign):
+    """bpf_map_direct_read: the kernel knows what a frozen .rodata-like map holds, and removes the dead branch."""
+    import ctypes
+    import os
+
+    from bpfpatch.kernel.bpf_sys import MapElemAttr, addr, bpf
+
+    fd = _map(MapType.ARRAY, 4, 8, 1, flags=BPF_F_RDONLY_PROG)
+    try:
+        content = value.to_bytes(size, "little").ljust(8, b"\0")
+        k, v = ctypes.create_string_buffer(4), ctypes.create_string_buffer(content, 8)
+        bpf(2, MapElemAttr(map_fd=fd, key=addr(k), value=addr(v)))
+        bpf(BPF_MAP_FREEZE, MapElemAttr(map_fd=fd))
+        load = {(1, False): 0x71, (4, False): 0x61, (1, True): 0x91}[(size, sign)]
+        # one side of the branch is dead whichever value the map holds
+        prog = _raw([Insn(0x18, 1, 2, 0, fd), Insn(0), Insn(load, 0, 1, 0, 0), Insn(0x15, 0, 0, 2, 5),
+                     Insn(0xB7, 0, 0, 0, 7), Insn(0x95), Insn(0xB7, 0, 0, 0, 9), Insn(0x95)])
+        ref = MapRef(0, "ro", fd, 2, 4, 8, 1, map_flags=BPF_F_RDONLY_PROG, frozen_value=content)
+        ours, theirs = _compare(prog, "socket_filter", {fd: ref})
+        ours = [(0x18, r[1], 0, 0, 0) if r[0] == 0x18 else r for r in ours]  # map value references: src 2 here
+        theirs = [(0x18, r[1], 0, 0, 0) if r[0] == 0x18 else r for r in theirs]
+        assert ours == theirs
+        assert len(theirs) < len(slot_rows(prog.slots))  # the kernel removed the branch
+    finally:
+        os.close(fd)
