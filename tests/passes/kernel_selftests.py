@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,6 +61,7 @@ class SelfTest:
     attach_type: int
     special: bool  # kfunc, func_info or BTF: needs test_verifier.c's own set-up
     insns: list[tuple[int, int, int, int, int]]
+    maps: dict[str, list[int]] = field(default_factory=dict)  # plain map fixups: kind -> ld_imm64 indices
 
     @property
     def name(self) -> str:
@@ -117,7 +118,8 @@ def extract(workdir: Path, src: Path | None = None) -> tuple[list[SelfTest], lis
             tests.append(SelfTest(
                 path.name, t["index"], t["descr"], ProgType(t["prog_type"] or ProgType.SOCKET_FILTER),
                 t["result"], t["flags"], bool(t["fixup"]), bool(t["fill"]), t["attach_type"],
-                bool(t["kfunc"] or t["func_info_cnt"] or t["btf"]), [tuple(i) for i in t["insns"]]))
+                bool(t["kfunc"] or t["func_info_cnt"] or t["btf"]), [tuple(i) for i in t["insns"]],
+                t.get("maps", {})))
     return tests, failed
 
 
@@ -151,21 +153,40 @@ def comparable_rows(rows: list, *, xlated: bool = True) -> list[tuple[int, int, 
                 imm = number.get(i + imm + 1, -1)
         elif code == 0x18 and src == 4:
             imm, func_load = 0, True
+        elif code == 0x18 and src in (1, 2):  # a map: its fd in ours, its id in the kernel's dump
+            imm = 0
         out.append((code, dst, src, off, imm))
     return out
 
 
+#: The maps test_verifier.c creates for its plain fixups: (map type, key size, value size, max entries, flags).
+BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG = 1, 1 << 7, 1 << 8
+TEST_VAL, OTHER_VAL = 48, 16  # sizeof(struct test_val), sizeof(struct other_val)
+PLAIN_MAPS = {
+    "hash_8b": (1, 8, 8, 1, BPF_F_NO_PREALLOC), "hash_48b": (1, 8, TEST_VAL, 1, BPF_F_NO_PREALLOC),
+    "hash_16b": (1, 8, OTHER_VAL, 1, BPF_F_NO_PREALLOC), "array_48b": (2, 4, TEST_VAL, 1, 0),
+    "array_ro": (2, 4, TEST_VAL, 1, BPF_F_RDONLY_PROG), "array_wo": (2, 4, TEST_VAL, 1, BPF_F_WRONLY_PROG),
+    "array_small": (2, 4, 1, 1, 0),
+}
+
+
 @dataclass
 class KernelCase:
-    """A self test the running kernel accepts, with its xlated instructions."""
+    """A self test the running kernel accepts, with its xlated instructions (and its maps' facts)."""
 
     test: SelfTest
     xlated: list[tuple[int, int, int, int, int]]
+    insns: list[tuple[int, int, int, int, int]] | None = None  # with the map fds written in
+    maps: dict = field(default_factory=dict)  # fd -> MapRef
+
+    def program(self) -> Program:
+        """The instructions as loaded (map fds in place)."""
+        return Program(slots_from_rows(self.insns)) if self.insns is not None else self.test.program()
 
     @property
     def rewritten(self) -> bool:
         """Did the kernel change anything besides what only it can know?"""
-        return comparable_rows(self.xlated) != comparable_rows(slot_rows(self.test.program().slots), xlated=False)
+        return comparable_rows(self.xlated) != comparable_rows(slot_rows(self.program().slots), xlated=False)
 
 
 @lru_cache(maxsize=1)
@@ -179,16 +200,42 @@ def kernel_cases(workdir: str) -> tuple[list[KernelCase], dict[str, int]]:
     why = {"files that did not compile": len(failed), "extracted": len(tests)}
     cases = []
     for t in tests:
-        reason = ("map fixups" if t.fixup else "generated (fill_helper)" if t.fill else
-                  "BTF / kfunc set-up" if t.special else "expected to be rejected"
-                  if t.result not in (ACCEPT, VERBOSE_ACCEPT) else None)
+        reason = ("other fixups (prog arrays, sockmaps, BTF maps, ...)" if t.fixup else
+                  "generated (fill_helper)" if t.fill else "BTF / kfunc set-up" if t.special else
+                  "expected to be rejected" if t.result not in (ACCEPT, VERBOSE_ACCEPT) else None)
         if reason is None:
             try:
-                with load_program(t.program(), t.prog_type, prog_flags=t.prog_flags,
-                                  expected_attach_type=t.attach_type) as p:
-                    cases.append(KernelCase(t, slot_rows(decode_slots(p.xlated()))))
-                    continue
+                cases.append(_load_case(t, load_program))
+                continue
             except BpfPatchError:
                 reason = "refused by this kernel"
         why[reason] = why.get(reason, 0) + 1
+    why["with plain maps"] = sum(1 for c in cases if c.maps)
     return cases, why
+
+
+def _load_case(t: SelfTest, load_program) -> KernelCase:
+    """Create the test's plain maps as test_verifier.c does, write their fds in, load, read xlated."""
+    import os
+
+    from bpfpatch.analysis.facts import MapRef
+    from bpfpatch.kernel.bpf_sys import Cmd, MapCreateAttr, bpf
+
+    insns = [list(i) for i in t.insns]
+    refs, fds = {}, []
+    try:
+        for k, (kind, where) in enumerate(sorted(t.maps.items())):
+            mt, key, value, entries, flags = PLAIN_MAPS[kind]
+            fd = bpf(Cmd.MAP_CREATE, MapCreateAttr(map_type=mt, key_size=key, value_size=value, max_entries=entries,
+                                                   map_flags=flags))
+            fds.append(fd)
+            refs[fd] = MapRef(k, kind, fd, mt, key, value, entries, map_flags=flags)
+            for i in where:
+                insns[i][4] = fd
+        rows = [tuple(i) for i in insns]
+        with load_program(Program(slots_from_rows(rows)), t.prog_type, prog_flags=t.prog_flags,
+                          expected_attach_type=t.attach_type) as p:
+            return KernelCase(t, slot_rows(decode_slots(p.xlated())), rows if refs else None, refs)
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -136,8 +136,20 @@ int main(void)
 			x->fixup_map_array_wo, x->fixup_map_array_small, x->fixup_sk_storage_map,
 			x->fixup_map_event_output, x->fixup_map_reuseport_array, x->fixup_map_ringbuf,
 			x->fixup_map_timer, x->fixup_map_kptr };
+		/* The maps test_verifier.c creates plainly (hash_8b, hash_48b, hash_16b, array_48b, array_ro,
+		 * array_wo, array_small) are printed with their instruction indices; any other fixup marks
+		 * the test as needing test_verifier.c's own set-up. */
+		const char *plain_names[] = { "hash_8b", "hash_48b", "hash_16b", "array_48b", "array_ro", "array_wo",
+					      "array_small" };
+		const int *plain[] = { x->fixup_map_hash_8b, x->fixup_map_hash_48b, x->fixup_map_hash_16b,
+				       x->fixup_map_array_48b, x->fixup_map_array_ro, x->fixup_map_array_wo,
+				       x->fixup_map_array_small };
 		int fixup = x->fixup_kfunc_btf_id[0].kfunc != NULL;
-		for (size_t f = 0; f < sizeof(fixups) / sizeof(fixups[0]); f++) fixup |= any(fixups[f]);
+		for (size_t f = 0; f < sizeof(fixups) / sizeof(fixups[0]); f++) {
+			int is_plain = 0;
+			for (size_t q = 0; q < sizeof(plain) / sizeof(plain[0]); q++) is_plain |= fixups[f] == plain[q];
+			if (!is_plain) fixup |= any(fixups[f]);
+		}
 		printf("{\"index\": %zu, \"descr\": ", t);
 		json_string(x->descr);
 		printf(", \"prog_type\": %d, \"result\": %d, \"flags\": %d, \"fixup\": %d, \"fill\": %d, "
@@ -147,7 +159,16 @@ int main(void)
 		for (int i = 0; i <= len; i++)
 			printf("%s[%u, %u, %u, %d, %d]", i ? ", " : "", x->insns[i].code, x->insns[i].dst_reg,
 			       x->insns[i].src_reg, x->insns[i].off, x->insns[i].imm);
-		printf("]}\n");
+		printf("], \"maps\": {");
+		int first = 1;
+		for (size_t q = 0; q < sizeof(plain) / sizeof(plain[0]); q++) {
+			if (!any(plain[q])) continue;
+			printf("%s\"%s\": [", first ? "" : ", ", plain_names[q]);
+			for (int k = 0; k < MAX_FIXUPS && plain[q][k]; k++) printf("%s%d", k ? ", " : "", plain[q][k]);
+			printf("]");
+			first = 0;
+		}
+		printf("}}\n");
 	}
 	return 0;
 }
