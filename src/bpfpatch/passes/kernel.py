@@ -220,7 +220,7 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
     ``cpu_number``, ``prog_aux``; 0 when absent); `prog_flags` the load's flags
     (BPF_F_SLEEPABLE picks storage_get's GFP_KERNEL).
     """
-    sleepable = bool(prog_flags & BPF_F_SLEEPABLE)
+    sleepable = bool(prog_flags & BPF_F_SLEEPABLE) or ptype == ProgType.SYSCALL  # "Syscall programs can only be sleepable"
     for node, f in _live_with_facts(pl):
         insn = node.insn
         kind = KIND_OF[insn.code]
