@@ -110,3 +110,14 @@ def test_sysctl_accesses_match_the_kernel(body):
     ours, theirs = _compare(prog, "cgroup_sysctl", {}, attach=BPF_CGROUP_SYSCTL)
     assert ours == theirs
 
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("ptype", ["socket_filter", "sched_cls"])
+@pytest.mark.parametrize("size, off", [(1, 48), (1, 49), (2, 66), (4, 52), (1, 67)])
+def test_sk_buff_cb_is_accessed_at_any_size(ptype, size, off):
+    """__sk_buff.cb has no field size: a byte store and load stay byte accesses (never widened)."""
+    st, ld = {1: (0x73, 0x71), 2: (0x6B, 0x69), 4: (0x63, 0x61)}[size]
+    prog = Program.from_insns([Insn(0xB7, 0, 0, 0, 13), Insn(st, 1, 0, off, 0), Insn(ld, 0, 1, off, 0), Insn(0x95)])
+    ours, theirs = _compare(prog, ptype, {})
+    assert ours == theirs

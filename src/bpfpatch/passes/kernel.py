@@ -52,7 +52,8 @@ from bpfpatch.passes.div_guard import guard
 from bpfpatch.passes.facts import attach_facts, facts_of, has_facts
 from bpfpatch.passes.kernel_maps import gen_lookup
 from bpfpatch.passes.kernel_ctx import (
-    BYTES_OF_SIZE, PROLOGUE_TYPES, CtxAccessError, READ, SUPPORTED, UNCONVERTED, WRITE, convert, prologue, uses_tstamp_type,
+    BYTES_OF_SIZE, PROLOGUE_TYPES, READ, SKB, SKB_VARIANT, SUPPORTED, UNCONVERTED, WRITE, CtxAccessError, convert,
+    prologue, uses_tstamp_type,
 )
 from bpfpatch.passes.kernel_ctx_sock import bpf_sock_field_size, convert_bpf_sock, convert_tcp_sock, convert_xdp_sock
 from bpfpatch.patch import Node, PatchInsn, PatchList
@@ -158,6 +159,9 @@ def lower_ctx_access(ptype: ProgType, kind: str, insn: Insn, field_size: int = 0
     """
     size = BYTES_OF_SIZE[Size(insn.code & SIZE_MASK)]
     field = field_size
+    if kind == WRITE or (ptr_type == RegType.PTR_TO_CTX and ptype in SKB_VARIANT
+                         and SKB["cb"] <= insn.off < SKB["cb"] + 20):
+        field = 0  # the kernel records no field size for a write, nor for __sk_buff.cb (any size, as written)
     if not field and ptr_type in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON) or (
             not field and ptype == ProgType.CGROUP_SOCK and ptr_type == RegType.PTR_TO_CTX):
         field = bpf_sock_field_size(insn.off, size)
