@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import KIND_OF, Insn, Kind
-from bpfpatch.isa.insn import (
+from bpfpatch.isa.build import (
     alu32_imm, alu32_reg, alu64_imm, exit_insn, jmp_imm, ld_imm64, ldx_mem, mov64_imm, mov64_reg, st_mem, stx_mem,
 )
 from bpfpatch.isa.opcodes import (

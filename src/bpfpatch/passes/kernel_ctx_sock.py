@@ -21,7 +21,7 @@ widened when narrow), or None for an offset the kernel does not convert.
 from __future__ import annotations
 
 from bpfpatch.isa import Insn
-from bpfpatch.isa.insn import alu32_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov64_imm, stx_mem
+from bpfpatch.isa.build import alu32_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov64_imm, stx_mem
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, JmpOp, Mode, Size
 from bpfpatch.passes.ctx_layout import member
 
