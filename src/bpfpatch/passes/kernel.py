@@ -98,6 +98,7 @@ class KernelPipeline:
         depth = {s: (f.extra.get("stack_depth", 0) if (f := facts_of(pl.node_at(s))) is not None else 0)
                  for s in starts}
         seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
+        _keep_unwalked_callbacks(pl, nodes, seen, starts)
         remove_dead_code(pl, nodes, seen)
         convert_ctx_accesses(pl, ptype)
         misc_fixups(pl, ptype, opts.get("symbols", {}), opts.get("prog_flags", 0))
@@ -265,6 +266,30 @@ def subprog_starts(pl: PatchList) -> list[int]:
             starts.add(i + imm[i] + 1)
         i += 2 if c == LD_IMM64_CODE else 1
     return sorted(s for s in starts if 0 <= s < len(code))
+
+
+def _keep_unwalked_callbacks(pl: PatchList, nodes: list[Node], seen: list[bool], starts: list[int]) -> None:
+    """Keep whole the callbacks (bpf_loop, for_each_map_elem, timers) the analysis did not walk.
+
+    The kernel verifies a callback whose address a reached ld_imm64 takes; the
+    analysis does not model callbacks yet, so their code would look unseen.
+    Such a subprogram is kept as written (its own dead code, if any, stays).
+    """
+    rows = pl.program.slots
+    code, regs, imm = rows["code"].tolist(), rows["regs"].tolist(), rows["imm"].tolist()
+    slot_of = {n.id: n.orig_idx for n in nodes}
+    seen_slot = {slot_of[n.id]: s for n, s in zip(nodes, seen)}
+    ends = dict(zip(starts, starts[1:] + [len(code)]))
+    keep = []
+    for i, c in enumerate(code):
+        if c == LD_IMM64_CODE and regs[i] >> 4 == 4 and seen_slot.get(i, False):
+            target = i + imm[i] + 1
+            if target in ends and not seen_slot.get(target, True):
+                keep.append((target, ends[target]))
+    if keep:
+        for k, n in enumerate(nodes):
+            if any(lo <= slot_of[n.id] < hi for lo, hi in keep):
+                seen[k] = True
 
 
 def _subprog_heads(pl: PatchList, starts: list[int]) -> dict[int, Node]:
