@@ -41,6 +41,29 @@ def test_mutated_objects_give_typed_errors(data):
         pass
 
 
+THIRD_PARTY = sorted(__import__("glob").glob("/usr/lib/x86_64-linux-gnu/bpf/xdp*.o"))[:6]  # xdp-tools' builds
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_third_party_objects_through_every_pass_give_typed_errors(data):
+    """Objects other projects built (BTF, .BTF.ext, CO-RE, several programs), damaged, rewritten
+    by each pass and their combination: a typed error or an object, never another exception."""
+    import pytest
+
+    from bpfpatch.elf.rewrite import rewrite_object
+
+    if not THIRD_PARTY:
+        pytest.skip("xdp-tools objects are not installed (Debian xdp-tools)")
+    base = open(data.draw(st.sampled_from(THIRD_PARTY)), "rb").read()
+    damaged = data.draw(mutated(base))
+    passes = data.draw(st.sampled_from([[], ["dce"], ["div-guard"], ["zext"], ["blind"], ["dce", "div-guard", "blind"]]))
+    try:
+        rewrite_object(damaged, None, passes)
+    except BpfPatchError:
+        pass
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=256))
 def test_random_programs_and_text(data):
