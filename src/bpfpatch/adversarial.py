@@ -4,7 +4,7 @@ Each generator builds a program of about `n` instructions whose shape has made
 a pass super-linear before: chains of dead subprograms (``call next; exit``),
 live call chains, chains of backward gotos, deeply nested loops, many jumps
 into one instruction, thousands of subprograms, long ld_imm64 runs, and
-``n`` unpredictable branches.  `growth_table` times every pass on every
+``n`` unpredictable branches.  `growth_table` times every pass and analysis on every
 generator at N and 4N in this process (CPU time, best of `rounds`) and
 measures the peak Python allocation per instruction (tracemalloc, in a
 separate run), so that ``time(4N) / time(N) <= 5`` and ``<= 300`` bytes per
@@ -116,6 +116,11 @@ GENERATORS: dict[str, Callable[[int], Program]] = {
     "unknown branches": unknown_branches,
 }
 PASSES = ("dce", "zext", "div-guard", "blind")
+#: The analyses timed beside the passes: the flow graph (blocks, dominators, liveness) and the
+#: verifier's abstract interpretation (with a bounded budget: a program it gives up on, or
+#: rejects, is a result too).
+ANALYSES = ("flowgraph", "verifier")
+VERIFIER_BUDGET = 100_000
 #: The issue's limits.
 MAX_GROWTH, MAX_BYTES_PER_INSN = 5.0, 300.0
 
@@ -140,7 +145,22 @@ class GrowthRow:
         return self.growth <= MAX_GROWTH and self.bytes_per_insn <= MAX_BYTES_PER_INSN
 
 
-def _run(prog: Program, name: str) -> Program:
+def _run(prog: Program, name: str) -> object:
+    if name == "flowgraph":
+        from bpfpatch.analysis.cfg import FlowGraph
+        from bpfpatch.patch import PatchList
+
+        graph = FlowGraph(PatchList(prog))
+        graph.dominators(0)
+        return graph.live_before(graph.nodes[0])
+    if name == "verifier":
+        from bpfpatch.analysis.verifier import analyze
+        from bpfpatch.errors import BpfPatchError
+
+        try:
+            return analyze(prog, budget=VERIFIER_BUDGET)
+        except BpfPatchError as exc:  # rejected or over the budget: what the kernel would say too
+            return exc
     from bpfpatch.passes import PassContext, run_passes
 
     return run_passes(prog, [name], PassContext(seed=1), relax_long_jumps=True)
@@ -168,9 +188,9 @@ def peak_bytes_per_insn(prog: Program, name: str) -> float:
     return peak / max(1, len(prog.slots))
 
 
-def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES, rounds: int = 3,
+def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES + ANALYSES, rounds: int = 3,
                  progress: Callable[[str], None] | None = None) -> list[GrowthRow]:
-    """Every generator x pass at `n` and `4n` instructions."""
+    """Every generator x pass (and analysis) at `n` and `4n` instructions."""
     rows = []
     for gname, gen in GENERATORS.items():
         small, big = gen(n), gen(4 * n)
@@ -185,12 +205,12 @@ def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES, rounds: in
 
 def format_growth_table(rows: list[GrowthRow]) -> str:
     """The table as Markdown."""
-    out = ["| generator | pass | N | time(N) | time(4N) | growth | bytes/insn (4N) | ok |", "|---|---|---|---|---|---|---|---|"]
+    out = ["| generator | pass or analysis | N | time(N) | time(4N) | growth | bytes/insn (4N) | ok |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r.generator} | {r.pass_name} | {r.n:,} | {r.t_n * 1e3:.1f} ms | {r.t_4n * 1e3:.1f} ms | "
                    f"{r.growth:.1f} | {r.bytes_per_insn:.0f} | {'yes' if r.ok else 'NO'} |")
     return "\n".join(out)
 
 
-__all__ = ["GENERATORS", "GrowthRow", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "PASSES", "format_growth_table",
+__all__ = ["ANALYSES", "GENERATORS", "GrowthRow", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "PASSES", "format_growth_table",
            "growth_table", "peak_bytes_per_insn"]

@@ -52,3 +52,15 @@ def test_headline_growth_prefers_the_targets_pair():
     assert B.headline_growth(result, "bulk") == ("1M/95k", 0.9 / 0.1)
     assert B.headline_growth(result, "pipeline") == ("100k/15k", 0.5 / 0.1)
     assert B.headline_growth(result, "floor") is None
+
+
+def test_cli_series_report_wall_and_cpu_and_the_kernel_factor():
+    result = B.run_benchmarks([300], series=("cli-patch",), rounds=1)
+    assert {m.series for m in result.measurements} == {"cli-patch", "cli-patch-cpu"}
+    assert all(m.seconds and m.seconds > 0 for m in result.measurements)  # a child's CPU time was counted
+    assert any(line.startswith("| cli-patch-cpu | ") for line in B.markdown_table(result).splitlines())
+    m = B.Measurement
+    made = B.BenchResult("m", [m("readme", 20_000, 0.04), m("kernel", 20_000, 6.0), m("node", 20_000, 0.02)])
+    assert B.kernel_factor(made) == 6.0 / 0.04
+    assert B.kernel_factor(made, "bulk") is None
+    assert "(2.00x)" in B.markdown_table(made)  # the README loop's ratio to the shared tuple, with decimals

@@ -37,8 +37,9 @@ def render(result: B.BenchResult, console: Console) -> None:
     for s, target in (("cli-patch", 0.5), ("cli-disasm", 1.0)):
         n = max((m.n for m in result.measurements if m.series == s and m.seconds), default=None)
         if n is not None:
+            cpu = result.get(s + "-cpu", n)
             console.print(f"{s} (whole process, start-up included) at N={n:,}: {result.get(s, n):.2f} s wall"
-                          + (f" (target at 1M: {target} s)" if n == 1_000_000 else ""))
+                          + (f", {cpu:.2f} s CPU" if cpu else "") + (f" (target at 1M: {target} s wall)" if n == 1_000_000 else ""))
     if result.case_peak_mib:
         n = max(m.n for m in result.measurements)
         cases = ", ".join(f"{k} {v:.0f} MiB" for k, v in result.case_peak_mib.items())

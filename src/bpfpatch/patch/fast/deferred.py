@@ -149,9 +149,9 @@ class DeferringReplace:
     def replace(self, node: Node, patch: Any, *, retarget: bool = True) -> Node:
         """`PatchList.replace` (same arguments, same result), deferring the link where it can."""
         last = self._last
-        key = last[0]
-        if (patch is key or (last[3] and type(patch) is type(key) and patch == key)) and type(node) is Node \
-                and node._pl is self and retarget:
+        # (Written without a local for last[0]: measurably faster on CPython 3.11.)
+        if (patch is last[0] or (last[3] and type(patch) is type(last[0]) and patch == last[0])) \
+                and type(node) is Node and node._pl is self and retarget:
             x = node._id
             mark = self._mark
             if not mark[x]:  # FREE: one byte stands for four checks
