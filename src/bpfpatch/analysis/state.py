@@ -129,10 +129,8 @@ class Reg:
     def const_value(self, is32: bool = False) -> int:
         return self.var_off[0] & U32 if is32 else self.var_off[0]
 
-    def __repr__(self) -> str:
-        from bpfpatch.analysis.vlog import format_reg
-
-        return f"<Reg {format_reg(self)}>"
+    def __repr__(self) -> str:  # the log's form is `bpfpatch.analysis.vlog.format_reg` (vlog reads this module)
+        return f"<Reg {self.type.name} off={self.off} var_off=({self.var_off[0]:#x}; {self.var_off[1]:#x})>"
 
 
 # --- bounds (kernel/bpf/verifier.c) ---------------------------------------------------------

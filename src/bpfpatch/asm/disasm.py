@@ -9,17 +9,22 @@ whole program) with no per-instruction formatting call.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Protocol
 
 import numpy as np
 
 from bpfpatch.asm.syntax import format_kernel, format_llvm
 from bpfpatch.isa import LD_IMM64, Insn, encode_slots, insn_starts, insns_to_slots
 from bpfpatch.isa.insn import insn_of_words
-from bpfpatch.program import Program
 
 STYLES = ("llvm", "kernel")
 _HEX_PER_SLOT = 24  # "xx " * 8 in the whole-program hex dump
+
+
+class Slotted(Protocol):
+    """What the printers take besides a list of instructions: a `bpfpatch.program.Program` (its ``slots``)."""
+
+    slots: np.ndarray
 
 
 def format_insn(insn: Insn, style: str = "llvm", pc: int | None = None) -> str:
@@ -31,8 +36,9 @@ def format_insn(insn: Insn, style: str = "llvm", pc: int | None = None) -> str:
     raise ValueError(f"unknown style {style!r} (llvm or kernel)")
 
 
-def _slots(program: Program | Iterable[Insn]) -> np.ndarray:
-    return program.slots if isinstance(program, Program) else insns_to_slots(list(program))
+def _slots(program: Slotted | Iterable[Insn]) -> np.ndarray:
+    slots = getattr(program, "slots", None)
+    return slots if isinstance(slots, np.ndarray) else insns_to_slots(list(program))
 
 
 def _unique_insns(slots: np.ndarray, at: np.ndarray) -> tuple[list[Insn], np.ndarray]:
@@ -76,7 +82,7 @@ def _starts(slots: np.ndarray) -> np.ndarray:
     return np.flatnonzero(insn_starts(slots)) if len(slots) else np.zeros(0, dtype=np.int64)
 
 
-def disasm(program: Program | Iterable[Insn], style: str = "llvm") -> list[str]:
+def disasm(program: Slotted | Iterable[Insn], style: str = "llvm") -> list[str]:
     """One text line per instruction (no addresses): exactly llvm-objdump's text in llvm style."""
     slots = _slots(program)
     return _texts(slots, _starts(slots), style)
@@ -96,7 +102,7 @@ def _digits(values: np.ndarray) -> np.ndarray:
 _FILL = 0  # a byte no text contains: pads each line's row, squeezed out at the end
 
 
-def listing_bytes(program: Program | Iterable[Insn], style: str = "llvm") -> bytes:
+def listing_bytes(program: Slotted | Iterable[Insn], style: str = "llvm") -> bytes:
     """`listing` as one ASCII buffer, a newline after each line, built with NumPy.
 
     Each distinct instruction is formatted once (its text, and in llvm style its
@@ -137,7 +143,7 @@ def listing_bytes(program: Program | Iterable[Insn], style: str = "llvm") -> byt
     return flat[flat != _FILL].tobytes()
 
 
-def listing(program: Program | Iterable[Insn], style: str = "llvm", *, source: dict[int, str] | None = None) -> list[str]:
+def listing(program: Slotted | Iterable[Insn], style: str = "llvm", *, source: dict[int, str] | None = None) -> list[str]:
     """``llvm-objdump -d``-like lines: slot, hex bytes, text (kernel style: ``slot: (code) text``).
 
     `source` maps slots to source lines to interleave (``--source``).

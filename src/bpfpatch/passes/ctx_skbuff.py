@@ -1,17 +1,18 @@
 """The shipped context mapping: ``struct __sk_buff`` fields the kernel converts with one load.
 
-Offsets in ``struct sk_buff`` differ between kernel builds, so they are read
-from the running kernel's BTF (/sys/kernel/btf/vmlinux) when it is there.
+Offsets in ``struct sk_buff`` differ between kernel builds, so they come from
+the running kernel's BTF (/sys/kernel/btf/vmlinux) through the layout provider
+of `bpfpatch.passes.ctx_layout` (installed by the layers above), the shipped
+table otherwise.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
-from bpfpatch.errors import PatchError
 from bpfpatch.isa import Insn
 from bpfpatch.isa.opcodes import InsnClass, Mode, Size
+from bpfpatch.passes.ctx_layout import layout
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
@@ -30,24 +31,15 @@ SKBUFF_FIELDS = {
 _LOAD = {1: Size.B, 2: Size.H, 4: Size.W, 8: Size.DW}
 
 
-@lru_cache(maxsize=1)
-def sk_buff_layout(path: str = str(VMLINUX_BTF)) -> dict[str, tuple[int, int]]:
-    """member -> (offset, size) in this kernel's struct sk_buff."""
-    from bpfpatch.btf import Btf, BtfKind
+def sk_buff_layout() -> dict[str, tuple[int, int]]:
+    """member -> (offset, size) in this kernel's struct sk_buff.
 
-    try:
-        btf = Btf(Path(path).read_bytes())
-    except OSError as exc:
-        raise PatchError(f"ctx: cannot read kernel BTF {path} ({exc.strerror}); pass your own mapping") from exc
-    skb = btf.find(BtfKind.STRUCT, "sk_buff")
-    if skb is None:
-        raise PatchError("ctx: struct sk_buff not in kernel BTF")
-    out = {}
-    for member in set(SKBUFF_FIELDS.values()):
-        found = btf.member(skb.id, member)
-        if found is not None:
-            out[member] = found
-    return out
+    The offsets are `bpfpatch.passes.ctx_layout`'s: this kernel's BTF when the
+    layer above installed its provider (``bpfpatch patch`` does), else the
+    shipped table (this layer reads no BTF itself).
+    """
+    table = layout()
+    return {m: table[f"sk_buff.{m}"] for m in set(SKBUFF_FIELDS.values()) if f"sk_buff.{m}" in table}
 
 
 def _loader(offset: int, size: int):
