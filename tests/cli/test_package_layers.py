@@ -23,7 +23,7 @@ LAYERS = (
     ("errors", "fileio", "runtime"),
     ("isa",),
     ("asm",),
-    ("program", "progtype"),
+    ("program", "progtype", "ctxstructs"),
     ("patch", "reference", ""),  # "": the package itself (it re-exports the patch list and the program)
     ("analysis",),
     ("passes", "adversarial"),

@@ -5,27 +5,28 @@ kernel/trace/bpf_trace.c) decide, per program type, which context offsets may
 be read or written and which of them hold pointers (``data`` ->
 PTR_TO_PACKET, ``data_end`` -> PTR_TO_PACKET_END, ``sk`` -> a socket ...).
 `CtxLayout` is that decision as data: the struct's size, its fields (name,
-offset, size), and the pointer fields.  The shipped table is the uapi layout
-(offsets as in include/uapi/linux/bpf.h, checked against this machine's
-vmlinux BTF); a caller that can read the running kernel's BTF passes its own
-`CtxLayout` (the analysis imports nothing from `kernel` or `btf`).
+offset, size: `bpfpatch.ctxstructs`, the one table of the uapi structures),
+and the pointer fields.  The shipped table is the uapi layout.  The layer
+that can read the running kernel's BTF hands the analysis its layouts instead
+(the analysis imports nothing from `kernel` or `btf`): per call
+(``analyze(..., ctx_layout=...)``) or once for the process with
+`set_layout_provider`; `layout_for` is what the analysis uses, and
+`with_struct` rebuilds a uapi layout on a structure read elsewhere.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Callable
+
 from bpfpatch.analysis.facts import RegType
+from bpfpatch.ctxstructs import (
+    BPF_SK_LOOKUP, BPF_SOCK, BPF_SOCK_ADDR, BPF_SOCK_OPS, CGROUP_DEV_CTX, PERF_EVENT_DATA, PT_REGS, SK_BUFF,
+    SK_MSG_MD, SK_REUSEPORT_MD, SOCKOPT, SYSCTL, CtxField, CtxStruct,
+)
+from bpfpatch.ctxstructs import XDP_MD as XDP_MD_STRUCT
 from bpfpatch.progtype import ProgType
-
-
-@dataclass(frozen=True)
-class CtxField:
-    """One context field: its name, byte offset and size (the unit a narrow load reads part of)."""
-
-    name: str
-    offset: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -54,90 +55,27 @@ class CtxLayout:
         return None
 
 
-def _fields(*rows: tuple[str, int, int]) -> tuple[CtxField, ...]:
-    return tuple(CtxField(n, o, s) for n, o, s in rows)
-
-
-def _u32s(names: str, start: int = 0) -> list[tuple[str, int, int]]:
-    return [(n, start + 4 * i, 4) for i, n in enumerate(names.split())]
-
-
-_SKB_FIELDS = _fields(
-    *_u32s("len pkt_type mark queue_mapping protocol vlan_present vlan_tci vlan_proto priority ingress_ifindex "
-           "ifindex tc_index"),
-    *[(f"cb[{i}]", 48 + 4 * i, 4) for i in range(5)],
-    *_u32s("hash tc_classid data data_end napi_id family remote_ip4 local_ip4", 68),
-    *[(f"remote_ip6[{i}]", 100 + 4 * i, 4) for i in range(4)],
-    *[(f"local_ip6[{i}]", 116 + 4 * i, 4) for i in range(4)],
-    ("remote_port", 132, 4), ("local_port", 136, 4), ("data_meta", 140, 4), ("flow_keys", 144, 8),
-    ("tstamp", 152, 8), ("wire_len", 160, 4), ("gso_segs", 164, 4), ("sk", 168, 8), ("gso_size", 176, 4),
-    ("tstamp_type", 180, 1), ("hwtstamp", 184, 8),
-)
-SKB_DATA, SKB_DATA_END, SKB_DATA_META, SKB_FLOW_KEYS, SKB_SK = 76, 80, 140, 144, 168
+SKB_DATA, SKB_DATA_END, SKB_DATA_META, SKB_FLOW_KEYS, SKB_SK = (
+    SK_BUFF.by_name(n).offset for n in ("data", "data_end", "data_meta", "flow_keys", "sk"))
 _SKB_PKT = {SKB_DATA: (RegType.PTR_TO_PACKET, 4), SKB_DATA_END: (RegType.PTR_TO_PACKET_END, 4)}
 
 # Fields a socket filter may not touch (sk_filter_is_valid_access).
-_SKB_FILTER_DENIED = frozenset({72, SKB_DATA, SKB_DATA_END, SKB_DATA_META, SKB_FLOW_KEYS, 152, 184})
-
-XDP_MD = CtxLayout("xdp_md", 24, _fields(*_u32s("data data_end data_meta ingress_ifindex rx_queue_index egress_ifindex")),
-                   {0: (RegType.PTR_TO_PACKET, 4), 4: (RegType.PTR_TO_PACKET_END, 4), 8: (RegType.PTR_TO_PACKET_META, 4)},
-                   writable=frozenset())
-
+_SKB_FILTER_DENIED = frozenset({SK_BUFF.by_name(n).offset for n in ("tc_classid", "data", "data_end", "data_meta",
+                                                                     "flow_keys", "tstamp", "hwtstamp")})
 _SK_PTR = (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)
 
 
+def of_struct(struct: CtxStruct, pointers: dict[int, tuple[RegType, int]] | None = None, **kw) -> CtxLayout:
+    """The layout of a context structure, with the verifier's pointer fields (offset -> type, load size)."""
+    return CtxLayout(struct.name, struct.size, struct.fields, dict(pointers or {}), **kw)
+
+
 def _skb(pointers: dict[int, tuple[RegType, int]], denied: frozenset[int] = frozenset()) -> CtxLayout:
-    return CtxLayout("__sk_buff", 192, _SKB_FIELDS, pointers, denied)
+    return of_struct(SK_BUFF, pointers, denied=denied)
 
 
-BPF_SOCK = CtxLayout("bpf_sock", 80, _fields(
-    *_u32s("bound_dev_if family type protocol mark priority src_ip4"), *[(f"src_ip6[{i}]", 28 + 4 * i, 4) for i in range(4)],
-    ("src_port", 44, 4), ("dst_port", 48, 2), ("dst_ip4", 52, 4), *[(f"dst_ip6[{i}]", 56 + 4 * i, 4) for i in range(4)],
-    ("state", 72, 4), ("rx_queue_mapping", 76, 4)))
-
-BPF_SOCK_ADDR = CtxLayout("bpf_sock_addr", 72, _fields(
-    ("user_family", 0, 4), ("user_ip4", 4, 4), *[(f"user_ip6[{i}]", 8 + 4 * i, 4) for i in range(4)],
-    ("user_port", 24, 4), ("family", 28, 4), ("type", 32, 4), ("protocol", 36, 4), ("msg_src_ip4", 40, 4),
-    *[(f"msg_src_ip6[{i}]", 44 + 4 * i, 4) for i in range(4)], ("sk", 64, 8)),
-    {64: (RegType.PTR_TO_SOCKET, 8)})
-
-_SOCK_OPS_U32 = ("op reply_0 reply_1 reply_2 reply_3 family remote_ip4 local_ip4 remote_ip6_0 remote_ip6_1 remote_ip6_2 "
-                 "remote_ip6_3 local_ip6_0 local_ip6_1 local_ip6_2 local_ip6_3 remote_port local_port is_fullsock "
-                 "snd_cwnd srtt_us bpf_sock_ops_cb_flags state rtt_min snd_ssthresh rcv_nxt snd_nxt snd_una "
-                 "mss_cache ecn_flags rate_delivered rate_interval_us packets_out retrans_out total_retrans segs_in "
-                 "data_segs_in segs_out data_segs_out lost_out sacked_out sk_txhash")
-BPF_SOCK_OPS = CtxLayout("bpf_sock_ops", 224, _fields(
-    *_u32s(_SOCK_OPS_U32), ("bytes_received", 168, 8), ("bytes_acked", 176, 8), ("sk", 184, 8),
-    ("skb_data", 192, 8), ("skb_data_end", 200, 8), ("skb_len", 208, 4), ("skb_tcp_flags", 212, 4),
-    ("skb_hwtstamp", 216, 8)),
-    {184: (RegType.PTR_TO_SOCKET_OR_NULL, 8), 192: (RegType.PTR_TO_PACKET, 8), 200: (RegType.PTR_TO_PACKET_END, 8)})
-
-PT_REGS = CtxLayout("pt_regs", 168, _fields(*[(n, 8 * i, 8) for i, n in enumerate(
-    "r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax ip cs flags sp ss".split())]))
-
-SK_MSG_MD = CtxLayout("sk_msg_md", 80, _fields(
-    ("data", 0, 8), ("data_end", 8, 8), *_u32s("family remote_ip4 local_ip4", 16),
-    *[(f"remote_ip6[{i}]", 28 + 4 * i, 4) for i in range(4)], *[(f"local_ip6[{i}]", 44 + 4 * i, 4) for i in range(4)],
-    ("remote_port", 60, 4), ("local_port", 64, 4), ("size", 68, 4), ("sk", 72, 8)),
-    {0: (RegType.PTR_TO_PACKET, 8), 8: (RegType.PTR_TO_PACKET_END, 8), 72: (RegType.PTR_TO_SOCKET, 8)})
-
-SK_REUSEPORT_MD = CtxLayout("sk_reuseport_md", 56, _fields(
-    ("data", 0, 8), ("data_end", 8, 8), *_u32s("len eth_protocol ip_protocol bind_inany hash", 16), ("sk", 40, 8),
-    ("migrating_sk", 48, 8)),
-    {0: (RegType.PTR_TO_PACKET, 8), 8: (RegType.PTR_TO_PACKET_END, 8), 40: (RegType.PTR_TO_SOCKET, 8),
-     48: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)})
-
-BPF_SK_LOOKUP = CtxLayout("bpf_sk_lookup", 72, _fields(
-    ("sk", 0, 8), ("family", 8, 4), ("protocol", 12, 4), ("remote_ip4", 16, 4),
-    *[(f"remote_ip6[{i}]", 20 + 4 * i, 4) for i in range(4)], ("remote_port", 36, 2), ("local_ip4", 40, 4),
-    *[(f"local_ip6[{i}]", 44 + 4 * i, 4) for i in range(4)], ("local_port", 60, 4), ("ingress_ifindex", 64, 4)),
-    {0: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)})
-
-CGROUP_DEV = CtxLayout("bpf_cgroup_dev_ctx", 12, _fields(*_u32s("access_type major minor")))
-SYSCTL = CtxLayout("bpf_sysctl", 8, _fields(*_u32s("write file_pos")))
-SOCKOPT = CtxLayout("bpf_sockopt", 40, _fields(("sk", 0, 8), ("optval", 8, 8), ("optval_end", 16, 8),
-                                                *_u32s("level optname optlen retval", 24)),
-                    {0: (RegType.PTR_TO_SOCKET, 8), 8: (RegType.PTR_TO_PACKET, 8), 16: (RegType.PTR_TO_PACKET_END, 8)})
+XDP_MD = of_struct(XDP_MD_STRUCT, {0: (RegType.PTR_TO_PACKET, 4), 4: (RegType.PTR_TO_PACKET_END, 4),
+                                   8: (RegType.PTR_TO_PACKET_META, 4)}, writable=frozenset())
 ANY = CtxLayout("ctx", 0)
 
 UAPI_LAYOUTS: dict[ProgType, CtxLayout] = {
@@ -150,17 +88,22 @@ UAPI_LAYOUTS: dict[ProgType, CtxLayout] = {
     ProgType.SK_SKB: _skb({**_SKB_PKT, SKB_SK: _SK_PTR}),
     ProgType.FLOW_DISSECTOR: _skb({**_SKB_PKT, SKB_FLOW_KEYS: (RegType.PTR_TO_FLOW_KEYS, 8)}),
     ProgType.XDP: XDP_MD,
-    ProgType.CGROUP_SOCK: BPF_SOCK,
-    ProgType.CGROUP_SOCK_ADDR: BPF_SOCK_ADDR,
-    ProgType.SOCK_OPS: BPF_SOCK_OPS,
-    ProgType.KPROBE: PT_REGS,
-    ProgType.PERF_EVENT: CtxLayout("bpf_perf_event_data", 184, PT_REGS.fields + _fields(("sample_period", 168, 8), ("addr", 176, 8))),
-    ProgType.SK_MSG: SK_MSG_MD,
-    ProgType.SK_REUSEPORT: SK_REUSEPORT_MD,
-    ProgType.SK_LOOKUP: BPF_SK_LOOKUP,
-    ProgType.CGROUP_DEVICE: CGROUP_DEV,
-    ProgType.CGROUP_SYSCTL: SYSCTL,
-    ProgType.CGROUP_SOCKOPT: SOCKOPT,
+    ProgType.CGROUP_SOCK: of_struct(BPF_SOCK),
+    ProgType.CGROUP_SOCK_ADDR: of_struct(BPF_SOCK_ADDR, {64: (RegType.PTR_TO_SOCKET, 8)}),
+    ProgType.SOCK_OPS: of_struct(BPF_SOCK_OPS, {184: (RegType.PTR_TO_SOCKET_OR_NULL, 8), 192: (RegType.PTR_TO_PACKET, 8),
+                                                200: (RegType.PTR_TO_PACKET_END, 8)}),
+    ProgType.KPROBE: of_struct(PT_REGS),
+    ProgType.PERF_EVENT: of_struct(PERF_EVENT_DATA),
+    ProgType.SK_MSG: of_struct(SK_MSG_MD, {0: (RegType.PTR_TO_PACKET, 8), 8: (RegType.PTR_TO_PACKET_END, 8),
+                                           72: (RegType.PTR_TO_SOCKET, 8)}),
+    ProgType.SK_REUSEPORT: of_struct(SK_REUSEPORT_MD, {0: (RegType.PTR_TO_PACKET, 8), 8: (RegType.PTR_TO_PACKET_END, 8),
+                                                       40: (RegType.PTR_TO_SOCKET, 8),
+                                                       48: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)}),
+    ProgType.SK_LOOKUP: of_struct(BPF_SK_LOOKUP, {0: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)}),
+    ProgType.CGROUP_DEVICE: of_struct(CGROUP_DEV_CTX),
+    ProgType.CGROUP_SYSCTL: of_struct(SYSCTL),
+    ProgType.CGROUP_SOCKOPT: of_struct(SOCKOPT, {0: (RegType.PTR_TO_SOCKET, 8), 8: (RegType.PTR_TO_PACKET, 8),
+                                                 16: (RegType.PTR_TO_PACKET_END, 8)}),
 }
 
 
@@ -169,4 +112,44 @@ def uapi_layout(prog_type: ProgType) -> CtxLayout:
     return UAPI_LAYOUTS.get(prog_type, ANY)
 
 
-__all__ = ["CtxField", "CtxLayout", "UAPI_LAYOUTS", "uapi_layout", "XDP_MD"]
+def with_struct(layout: CtxLayout, struct: CtxStruct) -> CtxLayout:
+    """`layout` on another copy of its structure (e.g. the running kernel's, from BTF): its size and fields,
+    the pointer / denied / writable decisions carried over by field name (those the structure lacks dropped)."""
+    at = {f.name: f.offset for f in struct.fields}
+    moved = {f.offset: at[f.name] for f in layout.fields if f.name in at}
+
+    def remap(offsets):
+        return None if offsets is None else frozenset(moved[o] for o in offsets if o in moved)
+
+    return CtxLayout(struct.name, struct.size, struct.fields,
+                     {moved[o]: v for o, v in layout.pointers.items() if o in moved},
+                     remap(layout.denied) or frozenset(), remap(layout.writable))
+
+
+_provider: Callable[[ProgType], CtxLayout | None] | None = None
+
+
+def set_layout_provider(provider: Callable[[ProgType], CtxLayout | None] | None) -> None:
+    """Install the function that gives the running kernel's layout of a program type (None: the uapi table).
+
+    The kernel / command-line layer installs one over the kernel's BTF; the
+    analysis calls it through `layout_for` and never imports that layer.
+    """
+    global _provider
+    _provider = provider
+
+
+def layout_for(prog_type: ProgType) -> CtxLayout:
+    """The layout the analysis uses: the installed provider's, else the uapi one."""
+    if _provider is not None:
+        try:
+            got = _provider(prog_type)
+        except Exception:  # noqa: BLE001 - the kernel's BTF unreadable here: the uapi table it is
+            got = None
+        if got is not None:
+            return got
+    return uapi_layout(prog_type)
+
+
+__all__ = ["ANY", "CtxField", "CtxLayout", "UAPI_LAYOUTS", "XDP_MD", "layout_for", "of_struct", "set_layout_provider",
+           "uapi_layout", "with_struct"]

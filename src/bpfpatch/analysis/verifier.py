@@ -32,7 +32,7 @@ import gc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from bpfpatch.analysis.ctxlayout import CtxLayout, uapi_layout
+from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.helpers import helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
@@ -230,7 +230,8 @@ def analyze(
     ``meta["map_specs"]``) names them by slot and wins; maps neither names are unknown (key and value size 0: accesses
     through their values are not bounds-checked).  ``ctx_layout`` is a layout or a
     function giving one per program type (e.g. read from the running kernel's
-    BTF by the kernel layer); the uapi table otherwise.  ``attach_type`` is
+    BTF by the kernel layer); otherwise `layout_for`'s (the installed provider's, else the uapi
+    table).  ``attach_type`` is
     the program's ``expected_attach_type`` (enum bpf_attach_type): it decides
     the return values some types may give (cgroup_skb egress, sock_addr
     bind/recvmsg); unknown, the widest range of the type is allowed.
@@ -267,7 +268,7 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
         layout = ctx_layout(ptype)
     elif ctx_layout is not None:
         layout = ctx_layout
-    layout = layout or uapi_layout(ptype)
+    layout = layout or layout_for(ptype)
     slots = program.slots
     n = len(slots)
     code = slots["code"].tolist()

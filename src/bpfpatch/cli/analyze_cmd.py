@@ -21,7 +21,10 @@ def analyze_cmd(
     """Print the per-instruction verifier state of one program; exit 1 at the first violation."""
     from bpfpatch.analysis.verifier import AnalysisError, analyze
     from bpfpatch.btf.vmlinux import kernel_types
+    from bpfpatch.kernel.ctxlayout import install_kernel_layouts
     from bpfpatch.progtype import UnknownProgType, prog_type_of
+
+    install_kernel_layouts()  # the context layouts of the running kernel's BTF, the uapi ones without it
 
     program = read_program(file, section=section, linked=True)
     ptype = prog_type

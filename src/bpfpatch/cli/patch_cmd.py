@@ -74,13 +74,10 @@ def _typed(ctx: PassContext, section: str | None, given: object = None) -> PassC
 
 
 def _install_kernel_layout() -> None:
-    """The kernel pass lowers context accesses with this kernel's struct layouts (its BTF), when readable."""
-    from bpfpatch.btf import Btf
-    from bpfpatch.passes.ctx_layout import layout_from_btf, set_layout_provider
+    """The analysis and the kernel pass use this kernel's layouts (its BTF, read on first use), when readable."""
+    from bpfpatch.kernel.ctxlayout import install_kernel_layouts
 
-    vmlinux = Path("/sys/kernel/btf/vmlinux")
-    if vmlinux.exists():
-        set_layout_provider(lambda: layout_from_btf(Btf(vmlinux.read_bytes())))
+    install_kernel_layouts()
 
 
 @app.command("patch")

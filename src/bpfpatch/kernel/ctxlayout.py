@@ -20,17 +20,19 @@ also refuse IPv4 frames shorter than 34 bytes and IPv6 frames shorter than 54.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
+from bpfpatch.analysis.ctxlayout import ANY, UAPI_LAYOUTS, CtxLayout, set_layout_provider, with_struct
+from bpfpatch.btf import Btf, BtfKind
+from bpfpatch.ctxstructs import FLOW_KEYS, SK_BUFF, XDP_MD, CtxField, CtxStruct, fields
+from bpfpatch.passes.ctx_layout import layout_from_btf
+from bpfpatch.passes.ctx_layout import set_layout_provider as set_kernel_layout_provider
 from bpfpatch.progtype import ProgType
 
 
-@dataclass(frozen=True)
-class Field:
-    """One context field: name, byte offset, size in bytes."""
-
-    name: str
-    offset: int
-    size: int
+#: One context field (the shared table's type).
+Field = CtxField
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class ContextLayout:
         return None
 
     def by_name(self, name: str) -> Field:
+        """The field called `name` (KeyError if there is none)."""
         for f in self.fields:
             if f.name == name:
                 return f
@@ -108,37 +111,17 @@ class ContextLayout:
         return text
 
 
-def _fields(spec: str) -> tuple[Field, ...]:
-    out = []
-    for item in spec.split():
-        name, off, size = item.split(":")
-        out.append(Field(name, int(off), int(size)))
-    return tuple(out)
-
-
-# struct __sk_buff (uapi/linux/bpf.h), 192 bytes.
-SK_BUFF_FIELDS = _fields(
-    "len:0:4 pkt_type:4:4 mark:8:4 queue_mapping:12:4 protocol:16:4 vlan_present:20:4 vlan_tci:24:4 "
-    "vlan_proto:28:4 priority:32:4 ingress_ifindex:36:4 ifindex:40:4 tc_index:44:4 cb[0]:48:4 cb[1]:52:4 "
-    "cb[2]:56:4 cb[3]:60:4 cb[4]:64:4 hash:68:4 tc_classid:72:4 data:76:4 data_end:80:4 napi_id:84:4 "
-    "family:88:4 remote_ip4:92:4 local_ip4:96:4 remote_ip6:100:16 local_ip6:116:16 remote_port:132:4 "
-    "local_port:136:4 data_meta:140:4 flow_keys:144:8 tstamp:152:8 wire_len:160:4 gso_segs:164:4 sk:168:8 "
-    "gso_size:176:4 tstamp_type:180:1 hwtstamp:184:8"
-)
-SK_BUFF_SIZE = 192
+# The structures: the one uapi table (`bpfpatch.ctxstructs`).
+SK_BUFF_FIELDS = SK_BUFF.fields
+SK_BUFF_SIZE = SK_BUFF.size
 _SKB_SETTABLE = ("mark", "priority", "cb[0]", "cb[1]", "cb[2]", "cb[3]", "cb[4]", "tstamp")
 _SKB_REPORTED = ("mark", "priority", "ifindex", "cb[0]", "cb[1]", "cb[2]", "cb[3]", "cb[4]", "tstamp", "wire_len",
                  "gso_segs", "gso_size", "hwtstamp")
 _SKB_NOT_REPORTED = ("queue_mapping", "tc_index", "tc_classid")
 
-# struct xdp_md, 24 bytes.
-XDP_MD_FIELDS = _fields("data:0:4 data_end:4:4 data_meta:8:4 ingress_ifindex:12:4 rx_queue_index:16:4 egress_ifindex:20:4")
-
-# struct bpf_flow_keys, 56 bytes (what a flow dissector test run returns in data_out).
-FLOW_KEYS_FIELDS = _fields(
-    "nhoff:0:2 thoff:2:2 addr_proto:4:2 is_frag:6:1 is_first_frag:7:1 is_encap:8:1 ip_proto:9:1 n_proto:10:2 "
-    "sport:12:2 dport:14:2 ipv4_src:16:4 ipv4_dst:20:4 ipv6_src:16:16 ipv6_dst:32:16 flags:48:4 flow_label:52:4"
-)
+XDP_MD_FIELDS = XDP_MD.fields
+#: What a flow dissector test run returns in data_out.
+FLOW_KEYS_FIELDS = FLOW_KEYS.fields
 
 
 def _skb(pt: ProgType, **kw) -> ContextLayout:
@@ -177,5 +160,82 @@ def layout_of(prog_type: ProgType) -> ContextLayout | None:
     return LAYOUTS.get(prog_type)
 
 
-__all__ = ["ContextLayout", "FLOW_KEYS_FIELDS", "Field", "LAYOUTS", "SK_BUFF_FIELDS", "SK_BUFF_SIZE",
-           "XDP_MD_FIELDS", "layout_of"]
+
+# --- the running kernel's context structures (its BTF) -------------------------------------
+
+#: The running kernel's BTF.
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+
+
+@lru_cache(maxsize=4)
+def kernel_btf(path: str = str(VMLINUX_BTF)) -> Btf:
+    """The parsed BTF at `path`, read once per process (every provider of this layer shares it)."""
+    return Btf(Path(path).read_bytes())
+
+
+def struct_from_btf(btf: Btf, name: str) -> CtxStruct | None:
+    """A context structure as `btf` has it (None if absent): nested structs entered (``regs.ip``;
+    anonymous ones add no prefix), a union through its first member, unnamed padding skipped, an
+    array one field per element (``cb[0]``), like `bpfpatch.ctxstructs`."""
+    t = btf.find(BtfKind.STRUCT, name)
+    if t is None:
+        return None
+    rows: list[tuple[str, int, int]] = []
+    stack = [(t, 0, "")]
+    while stack:
+        parent, base, prefix = stack.pop()
+        nested = []
+        # A union is read through its first member (the uapi name; later ones alias it).
+        members = parent.members[:1] if parent.kind == BtfKind.UNION else parent.members
+        for mname, mtype, bits in members:
+            inner = btf.resolve(mtype)
+            off = base + bits // 8
+            if inner.kind in (BtfKind.STRUCT, BtfKind.UNION):
+                nested.append((inner, off, f"{prefix}{mname}." if mname else prefix))
+                continue
+            if not mname:
+                continue
+            mname = prefix + mname
+            if inner.kind == BtfKind.ARRAY:
+                elem, _, count = inner.extra
+                size = btf.size_of(elem)
+                rows += [(f"{mname}[{i}]", off + i * size, size) for i in range(count)]
+            else:
+                rows.append((mname, off, btf.size_of(mtype)))
+        stack += reversed(nested)
+    return CtxStruct(name, t.size_or_type, fields(*sorted(rows, key=lambda r: r[1])))
+
+
+def btf_ctx_layouts(btf: Btf) -> dict[ProgType, CtxLayout]:
+    """The analysis' context layouts on `btf`'s structures (the uapi decisions, this kernel's offsets and sizes)."""
+    out = {}
+    for ptype, uapi in UAPI_LAYOUTS.items():
+        struct = struct_from_btf(btf, uapi.struct)
+        if struct is not None:
+            out[ptype] = with_struct(uapi, struct)
+    return out
+
+
+def install_kernel_layouts(path: Path = VMLINUX_BTF) -> bool:
+    """Hand the analysis and the passes the running kernel's layouts (its BTF, read on first use).
+
+    The analysis gets its context layouts (`bpfpatch.analysis.ctxlayout.set_layout_provider`), the
+    kernel pass its internal structures (`bpfpatch.passes.ctx_layout.set_layout_provider`); where
+    there is no BTF nothing is installed (both keep their shipped tables) and False comes back.
+    """
+    if not Path(path).exists():
+        return False
+    layouts: dict[ProgType, CtxLayout] = {}
+
+    def analysis_layout(ptype: ProgType) -> CtxLayout | None:
+        if not layouts:
+            layouts.update(btf_ctx_layouts(kernel_btf(str(path))) or {ProgType.UNSPEC: ANY})
+        return layouts.get(ptype)
+
+    set_layout_provider(analysis_layout)
+    set_kernel_layout_provider(lambda: layout_from_btf(kernel_btf(str(path))))
+    return True
+
+
+__all__ = ["ContextLayout", "FLOW_KEYS_FIELDS", "Field", "LAYOUTS", "SK_BUFF_FIELDS", "SK_BUFF_SIZE", "VMLINUX_BTF",
+           "XDP_MD_FIELDS", "btf_ctx_layouts", "install_kernel_layouts", "kernel_btf", "layout_of", "struct_from_btf"]
