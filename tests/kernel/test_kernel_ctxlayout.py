@@ -10,6 +10,7 @@ from bpfpatch.analysis import ctxlayout as actx
 from bpfpatch.analysis.facts import RegType
 from bpfpatch.analysis.verifier import analyze
 from bpfpatch.asm import assemble
+from bpfpatch.btf.vmlinux import kernel_types
 from bpfpatch.ctxstructs import CTX_STRUCTS, SK_BUFF, XDP_MD, CtxStruct, fields
 from bpfpatch.kernel import ctxlayout as kctx
 from bpfpatch.passes import ctx_layout as pctx
@@ -70,6 +71,7 @@ def test_the_analysis_takes_the_layout_it_is_handed(no_providers):
 def test_the_running_kernel_layouts_keep_every_uapi_decision(no_providers):
     layouts = kctx.btf_ctx_layouts(kctx.kernel_btf())
     assert set(layouts) == set(actx.UAPI_LAYOUTS)
+    assert kctx.btf_ctx_layouts(kernel_types()) == layouts  # the one-pass index reads the same structures
     for ptype, uapi in actx.UAPI_LAYOUTS.items():
         got = layouts[ptype]
         assert got.size >= uapi.size and got.struct == uapi.struct

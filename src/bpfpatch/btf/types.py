@@ -76,7 +76,41 @@ def _place(t: BtfType) -> str:
     return f"type [{t.id}] {t.kind.name}"
 
 
-class Btf:
+class TypeLookup:
+    """`resolve` and `size_of` over ``self.type(id)`` and ``self.type_count``: shared by `Btf` and
+    `bpfpatch.btf.vmlinux.TypeIndex`."""
+
+    type_count: int
+
+    def type(self, type_id: int) -> BtfType:  # pragma: no cover - provided by the class
+        raise NotImplementedError
+
+    def resolve(self, type_id: int) -> BtfType:
+        """Skip typedefs and qualifiers (iteratively; a loop is an `ElfError`)."""
+        t = self.type(type_id)
+        for _ in range(self.type_count):
+            if t.kind not in _MODIFIERS:
+                return t
+            t = self.type(t.size_or_type)
+        raise ElfError(f"{_place(t)}: type loop", section=".BTF", offset=t.offset)
+
+    def size_of(self, type_id: int) -> int:
+        """Byte size of a type; arrays of arrays multiply out iteratively."""
+        count = 1
+        for _ in range(self.type_count):
+            t = self.resolve(type_id)
+            if t.kind in _SIZED:
+                return count * t.size_or_type
+            if t.kind == BtfKind.PTR:
+                return count * 8
+            if t.kind != BtfKind.ARRAY:
+                raise ElfError(f"BTF type {type_id} ({t.kind.name}) has no size", section=".BTF", offset=t.offset)
+            count *= t.extra[2]
+            type_id = t.extra[0]
+        raise ElfError(f"BTF type {type_id}: array loop", section=".BTF")
+
+
+class Btf(TypeLookup):
     """A parsed .BTF section.
 
     Parsing refuses what the kernel's BTF check would: sections outside the
@@ -239,34 +273,15 @@ class Btf:
         got = self._names[off] = self.strings[off : end if end >= 0 else len(self.strings)].decode(errors="replace")
         return got
 
+    @property
+    def type_count(self) -> int:
+        """How many types (ids 0 .. type_count - 1)."""
+        return len(self.types)
+
     def type(self, type_id: int) -> BtfType:
         if not 0 <= type_id < len(self.types):
             raise ElfError(f"BTF type id {type_id} out of range (0..{len(self.types) - 1})", section=".BTF")
         return self.types[type_id]
-
-    def resolve(self, type_id: int) -> BtfType:
-        """Skip typedefs and qualifiers (iteratively; a loop is an `ElfError`)."""
-        t = self.type(type_id)
-        for _ in range(len(self.types)):
-            if t.kind not in _MODIFIERS:
-                return t
-            t = self.type(t.size_or_type)
-        raise ElfError(f"{_place(t)}: type loop", section=".BTF", offset=t.offset)
-
-    def size_of(self, type_id: int) -> int:
-        """Byte size of a type; arrays of arrays multiply out iteratively."""
-        count = 1
-        for _ in range(len(self.types)):
-            t = self.resolve(type_id)
-            if t.kind in _SIZED:
-                return count * t.size_or_type
-            if t.kind == BtfKind.PTR:
-                return count * 8
-            if t.kind != BtfKind.ARRAY:
-                raise ElfError(f"BTF type {type_id} ({t.kind.name}) has no size", section=".BTF", offset=t.offset)
-            count *= t.extra[2]
-            type_id = t.extra[0]
-        raise ElfError(f"BTF type {type_id}: array loop", section=".BTF")
 
     def find(self, kind: BtfKind, name: str) -> BtfType | None:
         for t in self.types:

@@ -18,6 +18,7 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
+from bpfpatch.btf.types import BtfKind, BtfType, TypeLookup
 from bpfpatch.errors import ElfError
 from bpfpatch.isa import Insn
 from bpfpatch.isa import build as b
@@ -108,11 +109,14 @@ _INT, _PTR, _ARRAY, _STRUCT, _UNION, _FUNC_PROTO, _FLOAT = 1, 2, 3, 4, 5, 13, 16
 _SKIP = {7, 8, 9, 10, 11, 18}  # FWD? no: TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG (FWD handled apart)
 
 
-class KernelTypes:
+class KernelTypes(TypeLookup):
     """kfunc prototypes and struct members of one BTF file (`bpfpatch.analysis.kfuncs.KernelTypes`).
 
     One pass over the type section keeps each type's kind, name, size/type and
-    where its members are; prototypes and members are resolved on demand.
+    where its members are; prototypes and members are resolved on demand.  It
+    also answers the part of `bpfpatch.btf.Btf` that reading a few kernel
+    structures needs (`find`, `type`; `resolve`, `size_of` from `TypeLookup`),
+    at a tenth of a full parse's cost.
     """
 
     def __init__(self, path: Path = VMLINUX) -> None:
@@ -143,7 +147,48 @@ class KernelTypes:
             fixed, per = _TRAILER.get(kind, (0, 0))
             pos += 12 + fixed + per * vlen
         self._structs: dict[str, int] | None = None
+        self._by_name: dict[str, list[int]] | None = None
         self._protos: dict[int, object] = {}
+
+    @property
+    def type_count(self) -> int:
+        """How many types (ids 0 .. type_count - 1)."""
+        return len(self._kind)
+
+    def type(self, type_id: int) -> BtfType:
+        """The type record `type_id` decoded (STRUCT / UNION members as (name, type, bit offset); ARRAY
+        extra as (element type, index type, count)), as `bpfpatch.btf.Btf.type` gives it."""
+        if not 0 < type_id < len(self._kind):
+            raise ElfError(f"BTF type id {type_id} out of range", section=".BTF")
+        pos, kind, vlen = self._pos[type_id], self._kind[type_id], self._vlen[type_id]
+        extra: tuple = ()
+        members: list[tuple] = []
+        if kind == _ARRAY:
+            extra = struct.unpack_from("<III", self._raw, pos + 12)
+        elif kind in (_STRUCT, _UNION):
+            for k in range(vlen):
+                m_name, m_type, m_off = struct.unpack_from("<III", self._raw, pos + 12 + 12 * k)
+                members.append((self._str(m_name) if m_name else "", m_type,
+                                m_off & 0xFFFFFF if self._kflag[type_id] else m_off))
+        name = self._str(self._name[type_id]) if self._name[type_id] else ""
+        return BtfType(type_id, BtfKind(kind), name, vlen, self._sot[type_id], extra, members, pos)
+
+    def find(self, kind: BtfKind, name: str) -> BtfType | None:
+        """The first STRUCT or UNION called `name` that has members."""
+        if kind not in (BtfKind.STRUCT, BtfKind.UNION):
+            return None
+        for tid in self._struct_ids().get(name, ()):
+            if self._kind[tid] == kind:
+                return self.type(tid)
+        return None
+
+    def _struct_ids(self) -> dict[str, list[int]]:
+        if self._by_name is None:
+            self._by_name = {}
+            for tid, k in enumerate(self._kind):
+                if k in (_STRUCT, _UNION) and self._name[tid] and self._vlen[tid]:
+                    self._by_name.setdefault(self._str(self._name[tid]), []).append(tid)
+        return self._by_name
 
     def _str(self, off: int) -> str:
         start = self._strings + off

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bpfpatch.analysis.ctxlayout import ANY, UAPI_LAYOUTS, CtxLayout, set_layout_provider, with_struct
 from bpfpatch.btf import Btf, BtfKind
+from bpfpatch.btf.vmlinux import KernelTypes, kernel_types
 from bpfpatch.ctxstructs import FLOW_KEYS, SK_BUFF, XDP_MD, CtxField, CtxStruct, fields
 from bpfpatch.passes.ctx_layout import layout_from_btf
 from bpfpatch.passes.ctx_layout import set_layout_provider as set_kernel_layout_provider
@@ -169,11 +170,11 @@ VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
 @lru_cache(maxsize=4)
 def kernel_btf(path: str = str(VMLINUX_BTF)) -> Btf:
-    """The parsed BTF at `path`, read once per process (every provider of this layer shares it)."""
+    """The parsed BTF at `path`, read once per process (what the kernel pass's structure layouts need)."""
     return Btf(Path(path).read_bytes())
 
 
-def struct_from_btf(btf: Btf, name: str) -> CtxStruct | None:
+def struct_from_btf(btf: Btf | KernelTypes, name: str) -> CtxStruct | None:
     """A context structure as `btf` has it (None if absent): nested structs entered (``regs.ip``;
     anonymous ones add no prefix), a union through its first member, unnamed padding skipped, an
     array one field per element (``cb[0]``), like `bpfpatch.ctxstructs`."""
@@ -206,7 +207,7 @@ def struct_from_btf(btf: Btf, name: str) -> CtxStruct | None:
     return CtxStruct(name, t.size_or_type, fields(*sorted(rows, key=lambda r: r[1])))
 
 
-def btf_ctx_layouts(btf: Btf) -> dict[ProgType, CtxLayout]:
+def btf_ctx_layouts(btf: Btf | KernelTypes) -> dict[ProgType, CtxLayout]:
     """The analysis' context layouts on `btf`'s structures (the uapi decisions, this kernel's offsets and sizes)."""
     out = {}
     for ptype, uapi in UAPI_LAYOUTS.items():
@@ -217,7 +218,8 @@ def btf_ctx_layouts(btf: Btf) -> dict[ProgType, CtxLayout]:
 
 
 def install_kernel_layouts(path: Path = VMLINUX_BTF) -> bool:
-    """Hand the analysis and the passes the running kernel's layouts (its BTF, read on first use).
+    """Hand the analysis and the passes the running kernel's layouts (its BTF, read on first use: the
+    analysis' through `bpfpatch.btf.vmlinux.kernel_types`, about 0.1 s, shared with its kfuncs; the kernel pass's through a full parse).
 
     The analysis gets its context layouts (`bpfpatch.analysis.ctxlayout.set_layout_provider`), the
     kernel pass its internal structures (`bpfpatch.passes.ctx_layout.set_layout_provider`); where
@@ -229,7 +231,8 @@ def install_kernel_layouts(path: Path = VMLINUX_BTF) -> bool:
 
     def analysis_layout(ptype: ProgType) -> CtxLayout | None:
         if not layouts:
-            layouts.update(btf_ctx_layouts(kernel_btf(str(path))) or {ProgType.UNSPEC: ANY})
+            types = kernel_types(Path(path))
+            layouts.update((btf_ctx_layouts(types) if types is not None else {}) or {ProgType.UNSPEC: ANY})
         return layouts.get(ptype)
 
     set_layout_provider(analysis_layout)
