@@ -127,7 +127,24 @@ def accepted_retvals(prog: Program, inputs: tuple[int, ...] = (0, 7)) -> list[in
         raise
 
 
-__all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots", "kernel_retvals", "accepted_retvals"]
+def reference_successors(nodes: list) -> list[list[int]]:
+    """Per live node (in list order): the positions control may go to next, read off the nodes themselves
+    (``node.target``, which lands past deleted nodes) -- the textbook CFG the liveness references sweep."""
+    from bpfpatch.isa import KIND_OF, Kind
+
+    index = {n: i for i, n in enumerate(nodes)}
+    succ = []
+    for i, node in enumerate(nodes):
+        kind = KIND_OF[node.insn.code]
+        t = index.get(node.target, -1) if node.target is not None else -1
+        s = [] if kind == Kind.EXIT else [t] if kind in (Kind.JA, Kind.GOTOL) else \
+            [t, i + 1] if kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO) else [i + 1]
+        succ.append([x for x in s if 0 <= x < len(nodes)])
+    return succ
+
+
+__all__ = ["programs", "patch_buffers", "slots_rows", "insns_to_slots", "kernel_retvals", "accepted_retvals",
+           "reference_successors"]
 
 
 ALU_OPS = [0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x90, 0xA0, 0xB0]  # add sub mul div or and mod xor mov

@@ -30,13 +30,10 @@ class CtxField:
     size: int
 
 
-@dataclass(frozen=True)
-class CtxStruct:
-    """One context structure: its C name, size in bytes and fields in offset order."""
+class FieldTable:
+    """Lookups over a ``fields`` tuple of `CtxField` (the structures here, and the layouts built on them)."""
 
-    name: str
-    size: int
-    fields: tuple[CtxField, ...] = ()
+    fields: tuple[CtxField, ...]
 
     def field_at(self, off: int) -> CtxField | None:
         """The field holding byte `off`, or None."""
@@ -51,6 +48,15 @@ class CtxStruct:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class CtxStruct(FieldTable):
+    """One context structure: its C name, size in bytes and fields in offset order."""
+
+    name: str
+    size: int
+    fields: tuple[CtxField, ...] = ()
 
 
 def fields(*rows: tuple[str, int, int]) -> tuple[CtxField, ...]:
@@ -151,5 +157,5 @@ CTX_STRUCTS: dict[ProgType, CtxStruct] = {
 }
 
 __all__ = ["BPF_SK_LOOKUP", "BPF_SOCK", "BPF_SOCK_ADDR", "BPF_SOCK_OPS", "CGROUP_DEV_CTX", "CTX_STRUCTS", "CtxField",
-           "CtxStruct", "FLOW_KEYS", "PERF_EVENT_DATA", "PT_REGS", "SK_BUFF", "SK_MSG_MD", "SK_REUSEPORT_MD", "SOCKOPT",
+           "CtxStruct", "FLOW_KEYS", "FieldTable", "PERF_EVENT_DATA", "PT_REGS", "SK_BUFF", "SK_MSG_MD", "SK_REUSEPORT_MD", "SOCKOPT",
            "SYSCTL", "XDP_MD", "fields"]

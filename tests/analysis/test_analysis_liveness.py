@@ -21,6 +21,7 @@ from bpfpatch.isa.opcodes import AluOp, JmpOp, Size
 from bpfpatch.kernel.cover import live_in as cover_live_in
 from bpfpatch.passes.liveness import live_out as blind_live_out
 from bpfpatch.passes.zext import needs_zext
+from progtools import reference_successors
 
 REGS = st.integers(0, 9)
 SIZES = st.sampled_from(list(Size))
@@ -94,14 +95,7 @@ def lists(draw):
 def reference(pl: PatchList, wide: bool) -> list[int]:
     """Registers live before each live node: sweep backwards over all nodes until nothing changes."""
     nodes = list(pl)
-    index = {n: i for i, n in enumerate(nodes)}
-    succ = []
-    for i, node in enumerate(nodes):
-        kind = KIND_OF[node.insn.code]
-        t = index.get(node.target, -1) if node.target is not None else -1
-        s = [] if kind == Kind.EXIT else [t] if kind in (Kind.JA, Kind.GOTOL) else \
-            [t, i + 1] if kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO) else [i + 1]
-        succ.append([x for x in s if 0 <= x < len(nodes)])
+    succ = reference_successors(nodes)
     if wide:
         masks = [(sum(1 << r for r in u), sum(1 << r for r in d)) for u, d, _ in map(wide_uses_defs, (n.insn for n in nodes))]
     else:

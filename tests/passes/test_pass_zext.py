@@ -8,24 +8,16 @@ from hypothesis import given, settings
 from bpfpatch import Insn, PatchList, Program
 from bpfpatch.asm import assemble
 from bpfpatch.analysis.facts import InsnAux, RegType
-from bpfpatch.isa import KIND_OF, Kind
 from bpfpatch.kernel import load_program
 from bpfpatch.passes import PassContext, run_passes
 from bpfpatch.passes.zext import Zext, needs_zext, uses_defs
-from progtools import programs
+from progtools import programs, reference_successors
 
 
 def reference_needs_zext(pl: PatchList) -> list[int]:
     """The textbook algorithm: sweep backwards over all nodes until nothing changes."""
     nodes = list(pl)
-    index = {n: i for i, n in enumerate(nodes)}
-    succ = []
-    for i, node in enumerate(nodes):
-        kind = KIND_OF[node.insn.code]
-        t = index.get(node.target, -1) if node.target is not None else -1
-        s = [] if kind == Kind.EXIT else [t] if kind in (Kind.JA, Kind.GOTOL) else \
-            [t, i + 1] if kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO) else [i + 1]
-        succ.append([x for x in s if 0 <= x < len(nodes)])
+    succ = reference_successors(nodes)
     info = [uses_defs(n.insn) for n in nodes]
     live = [frozenset()] * len(nodes)
     changed = True

@@ -23,19 +23,19 @@ from typing import Callable
 from bpfpatch.analysis.facts import RegType
 from bpfpatch.ctxstructs import (
     BPF_SK_LOOKUP, BPF_SOCK, BPF_SOCK_ADDR, BPF_SOCK_OPS, CGROUP_DEV_CTX, PERF_EVENT_DATA, PT_REGS, SK_BUFF,
-    SK_MSG_MD, SK_REUSEPORT_MD, SOCKOPT, SYSCTL, CtxField, CtxStruct,
+    SK_MSG_MD, SK_REUSEPORT_MD, SOCKOPT, SYSCTL, CtxField, CtxStruct, FieldTable,
 )
 from bpfpatch.ctxstructs import XDP_MD as XDP_MD_STRUCT
 from bpfpatch.progtype import ProgType
 
 
 @dataclass(frozen=True)
-class CtxLayout:
+class CtxLayout(FieldTable):
     """The context of one program type as the verifier sees it.
 
     ``pointers`` maps a field offset to (the register type a full-width load
-    gives, the load size required); ``readonly`` lists offsets that may not be
-    written; ``writable`` (when not None) the only offsets that may be; ``denied``
+    gives, the load size required); ``writable`` (when not None) lists the only
+    offsets that may be written; ``denied``
     offsets this program type may not access at all.  ``size == 0`` means "any
     size" (tracepoint contexts are a buffer of the tracepoint's own layout).
     """
@@ -46,13 +46,6 @@ class CtxLayout:
     pointers: dict[int, tuple[RegType, int]] = field(default_factory=dict)
     denied: frozenset[int] = frozenset()
     writable: frozenset[int] | None = None
-
-    def field_at(self, off: int) -> CtxField | None:
-        """The field holding byte `off`."""
-        for f in self.fields:
-            if f.offset <= off < f.offset + f.size:
-                return f
-        return None
 
 
 SKB_DATA, SKB_DATA_END, SKB_DATA_META, SKB_FLOW_KEYS, SKB_SK = (

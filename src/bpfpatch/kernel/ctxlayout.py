@@ -26,7 +26,7 @@ from pathlib import Path
 from bpfpatch.analysis.ctxlayout import ANY, UAPI_LAYOUTS, CtxLayout, set_layout_provider, with_struct
 from bpfpatch.btf import Btf, BtfKind
 from bpfpatch.btf.vmlinux import KernelTypes, kernel_types
-from bpfpatch.ctxstructs import FLOW_KEYS, SK_BUFF, XDP_MD, CtxField, CtxStruct, fields
+from bpfpatch.ctxstructs import FLOW_KEYS, SK_BUFF, XDP_MD, CtxField, CtxStruct, FieldTable, fields
 from bpfpatch.passes.ctx_layout import layout_from_btf
 from bpfpatch.passes.ctx_layout import set_layout_provider as set_kernel_layout_provider
 from bpfpatch.progtype import ProgType
@@ -37,7 +37,7 @@ Field = CtxField
 
 
 @dataclass(frozen=True)
-class ContextLayout:
+class ContextLayout(FieldTable):
     """How one program type is test-run, and what of it can be observed."""
 
     prog_type: ProgType
@@ -67,20 +67,6 @@ class ContextLayout:
             if (ethertype == 0x0800 and len(data) < 34) or (ethertype == 0x86DD and len(data) < 54):
                 return False
         return True
-
-    def field_at(self, offset: int) -> Field | None:
-        """The field that holds byte `offset` of the context."""
-        for f in self.fields:
-            if f.offset <= offset < f.offset + f.size:
-                return f
-        return None
-
-    def by_name(self, name: str) -> Field:
-        """The field called `name` (KeyError if there is none)."""
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
 
     def build(self, values: dict[str, int]) -> bytes:
         """A ctx_in with the given fields set (others zero)."""

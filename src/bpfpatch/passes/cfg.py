@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from bpfpatch.analysis.liveness import target_positions
 from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, insn_of_words, refs_of_words
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
@@ -331,18 +332,6 @@ def needs_path_analysis(pl: PatchList, w0: np.ndarray | None = None) -> bool:
         return True
     ref = refs_of_words(w0)
     return bool(((ref == Ref.SUBPROG) | (ref == Ref.FUNC)).any())
-
-
-def target_positions(pl: PatchList, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(node id -> position in `ids` or -1, per node of `ids`: where its reference lands, or -1), vectorized.
-
-    A reference to a deleted node lands on the next live one, as in `linearize`.
-    """
-    index_of = np.full(pl.id_bound, -1, dtype=np.int64)
-    index_of[ids] = np.arange(len(ids))
-    dest = pl.target_ids(ids)  # deleted targets forward to their landing
-    target = np.where(dest >= 0, index_of[np.maximum(dest, 0)], -1)
-    return index_of, target
 
 
 def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
