@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from bpfpatch.analysis.liveness import Liveness, insn_liveness, regs_of, uses_defs
 from bpfpatch.isa import KIND_OF, Insn, InsnClass, Kind
 from bpfpatch.isa import AtomicOp
@@ -253,10 +255,10 @@ class FlowGraph:
     def liveness(self) -> Liveness:
         """Registers live before / after each position of `nodes` (`bpfpatch.analysis.liveness`), solved once."""
         if self._live is None:
-            n = len(self.nodes)
-            sub_of = [self.blocks[b].subprog for b in self.block_of]
             # Control falls through within a subprogram only (the next one starts a new frame).
-            within = [i + 1 < n and sub_of[i + 1] == sub_of[i] for i in range(n)]
+            within = np.ones(len(self.nodes), dtype=bool)
+            for b, nxt in zip(self.blocks, self.blocks[1:] + [None]):
+                within[self.index[b.last]] = nxt is not None and nxt.subprog == b.subprog
             self._live = insn_liveness(self.insns, self.target, within)
         return self._live
 

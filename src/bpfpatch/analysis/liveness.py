@@ -250,18 +250,18 @@ def solve(use: np.ndarray, defs: np.ndarray, fall: np.ndarray, target: np.ndarra
     n = len(use)
     r = array("H", np.asarray(use, dtype=np.uint16).tobytes())
     kill = array("H", (~np.asarray(defs, dtype=np.uint16)).astype(np.uint16).tobytes())
-    fall = np.asarray(fall, dtype=bool)
-    tgt = np.asarray(target, dtype=np.int64)
-    # Predecessors, compressed: edges (src -> dst) sorted by dst.
-    fsrc = np.flatnonzero(fall)
-    tsrc = np.flatnonzero(tgt >= 0)
-    src = np.concatenate([fsrc, tsrc])
-    dst = np.concatenate([fsrc + 1, tgt[tsrc]])
-    order = np.argsort(dst, kind="stable")
-    pred = array("i", src[order].astype(np.int32).tobytes())
-    start = array("i", np.searchsorted(dst[order], np.arange(n + 1)).astype(np.int32).tobytes())
-    tgt_a = array("i", tgt.astype(np.int32).tobytes())
-    fall_a = bytes(fall.astype(np.uint8))
+    fall_a = bytes(np.asarray(fall, dtype=np.uint8))
+    tgt = np.asarray(target, dtype=np.int32)
+    # Jump predecessors, compressed (a fall-through's predecessor is the position before): the
+    # jump sources sorted by destination, and where each destination's run starts.
+    tsrc = np.flatnonzero(tgt >= 0).astype(np.int32)
+    order = np.argsort(tgt[tsrc], kind="stable")
+    pred = array("i", tsrc[order].tobytes())
+    start = array("i", np.searchsorted(tgt[tsrc][order], np.arange(n + 1, dtype=np.int32)).astype(np.int32).tobytes())
+    back = tsrc[tgt[tsrc] <= tsrc].tolist()
+    del order, tsrc
+    tgt_a = array("i", tgt.tobytes())
+    del tgt
     live_in = array("H", bytes(2 * n))
 
     def out_of(i: int) -> int:
@@ -272,7 +272,7 @@ def solve(use: np.ndarray, defs: np.ndarray, fall: np.ndarray, target: np.ndarra
     # One backward sweep settles everything but back edges; then a worklist.
     for i in range(n - 1, -1, -1):
         live_in[i] = r[i] | (out_of(i) & kill[i])
-    work = tsrc[tgt[tsrc] <= tsrc].tolist()
+    work = back
     queued = bytearray(n)
     for i in work:
         queued[i] = 1
@@ -282,6 +282,9 @@ def solve(use: np.ndarray, defs: np.ndarray, fall: np.ndarray, target: np.ndarra
         new = r[i] | (out_of(i) & kill[i])
         if new != live_in[i]:
             live_in[i] = new
+            if i and fall_a[i - 1] and not queued[i - 1]:
+                queued[i - 1] = 1
+                work.append(i - 1)
             for k in range(start[i], start[i + 1]):
                 p = pred[k]
                 if not queued[p]:
@@ -338,16 +341,21 @@ def insn_liveness(insns: list[Insn], target: list[int], within: list[bool] | np.
     position at all (False at the end of a subprogram); what the opcode says
     (exit, goto) is applied here.
     """
-    memo: dict[Insn, tuple[int, int]] = {}
+    # One entry per register shape: the offset never matters, the immediate only to atomics.
+    memo: dict[tuple[int, int, int, int], tuple[int, int]] = {}
     use = np.zeros(len(insns), dtype=np.uint16)
     defs = np.zeros(len(insns), dtype=np.uint16)
+    atomic = Kind.ATOMIC
     for i, insn in enumerate(insns):
-        ud = memo.get(insn)
+        code = insn.code
+        key = (code, insn.dst, insn.src, insn.imm if KIND_OF[code] == atomic else 0)
+        ud = memo.get(key)
         if ud is None:
-            ud = memo[insn] = uses_defs(insn)
+            ud = memo[key] = uses_defs(insn)
         use[i], defs[i] = ud
+    del memo
     code = np.fromiter((insn.code for insn in insns), dtype=np.uint8, count=len(insns))
-    tgt = jump_targets(code, np.asarray(target, dtype=np.int64).reshape(-1))
+    tgt = jump_targets(code, np.asarray(target, dtype=np.int32).reshape(-1))
     fall = np.asarray(within, dtype=bool).reshape(-1) & ~np.take(NO_FALL, code)
     return solve(use, defs, fall, tgt)
 
