@@ -212,6 +212,16 @@ def check_program(obj, prog, label: str) -> ProgResult:
     return res
 
 
+def _converted_loads():
+    from bpfpatch.analysis.facts import RegType
+
+    return frozenset({RegType.PTR_TO_CTX, RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK,
+                      RegType.PTR_TO_XDP_SOCK})
+
+
+CONVERTED_LOADS = _converted_loads()
+
+
 def _defines32(raw: bytes, i: int, aux) -> bool:
     """Definitions the kernel's rnd_hi32 pass patches when not zext_dst (insn_def_regno, !is_reg64)."""
     from bpfpatch.analysis.facts import RegType
@@ -226,7 +236,11 @@ def _defines32(raw: bytes, i: int, aux) -> bool:
     if cls == 7:
         return code & 0xF0 == 0xD0 and imm in (16, 32)
     if cls == 1:
-        return code & 0xE0 == 0x60 and code & 0x18 != 0x18 and aux.ptr_type is not RegType.PTR_TO_CTX
+        # loads the kernel converts (convert_ctx_accesses: the context, and bpf_sock / tcp_sock /
+        # xdp_sock fields) are patched instructions, and bpf_patch_insn_data sets a patched
+        # instruction's zext_dst to "defines a 32-bit subregister" (adjust_insn_aux_data): the
+        # kernel never randomizes their upper half, whatever do_check found
+        return code & 0xE0 == 0x60 and code & 0x18 != 0x18 and aux.ptr_type not in CONVERTED_LOADS
     # LD_ABS/IND are 32-bit definitions too, but do_misc_fixups replaces them before the zext pass
     if cls == 3 and code & 0xE0 == 0xC0:
         return code & 0x18 == 0x00 and (imm & 1 or imm in (0xE1, 0xF1))

@@ -969,7 +969,8 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap) -> bool:
     if t is RegType.PTR_TO_STACK:
         return o.off == c.off and o.frameno == c.frameno and o.var_off == c.var_off
     return (o.off == c.off and o.var_off == c.var_off and o.map == c.map and o.range == c.range
-            and o.mem_size == c.mem_size and idmap.check(o.id, c.id) and idmap.check(o.ref_obj_id, c.ref_obj_id))
+            and o.mem_size == c.mem_size and o.btf_name == c.btf_name and idmap.check(o.id, c.id)
+            and idmap.check(o.ref_obj_id, c.ref_obj_id))
 
 
 def _stacksafe(o: Frame, c: Frame, idmap: _IdMap) -> bool:
@@ -2456,7 +2457,7 @@ KERN_CTX = {ProgType.XDP: "xdp_buff", ProgType.SCHED_CLS: "sk_buff", ProgType.SC
             ProgType.LWT_OUT: "sk_buff", ProgType.LWT_XMIT: "sk_buff", ProgType.SK_SKB: "sk_buff"}
 
 
-def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int:
+def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     """A kfunc call, as far as its BTF prototype and KF_* flags tell (``check_kfunc_call``)."""
     regs = st.regs
     kt = _kernel_types(env) if env.off[idx] == 0 else None  # off != 0: a module's BTF, not read
@@ -2468,6 +2469,8 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int:
         regs[0].subreg_def = 0
         return idx + 1
     env.aux[idx].extra["kfunc"] = kp.name
+    if kp.name == "bpf_throw":
+        return None  # an exception: the program ends here (its exception callback is not modelled)
     release_id = 0
     new_dynptr: tuple[Reg, str, int] | None = None
     iter_op: tuple[str, Reg, str] | None = None

@@ -91,4 +91,18 @@ int ringbuf_dynptr(struct __sk_buff *skb)
 	return 1;
 }
 
+// A bpf_sock field load: the kernel rewrites it (bpf_sock_convert_ctx_access), so it never
+// randomizes its upper half under BPF_F_TEST_RND_HI32, whatever its liveness says.
+SEC("cgroup/bind4")
+int bind_family(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!sk)
+		return 1;
+	if (sk->family != 2 || sk->type != 1)
+		return 0;
+	return 1;
+}
+
 char LICENSE[] SEC("license") = "GPL";
