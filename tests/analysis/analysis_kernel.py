@@ -224,8 +224,6 @@ CONVERTED_LOADS = _converted_loads()
 
 def _defines32(raw: bytes, i: int, aux) -> bool:
     """Definitions the kernel's rnd_hi32 pass patches when not zext_dst (insn_def_regno, !is_reg64)."""
-    from bpfpatch.analysis.facts import RegType
-
     code, imm = raw[8 * i], int.from_bytes(raw[8 * i + 4:8 * i + 8], "little", signed=True)
     cls = code & 7
     if cls == 4:  # ALU32, but a 64-bit byte swap defines all 64 bits
