@@ -344,3 +344,21 @@ def test_bpf_throw_ends_the_path():
     kt, kid = _kt()
     a = analyze(prog(f"r1 = 0\ncall kfunc#{kid('bpf_throw')}\nr0 = 0\nexit"), "sched_cls", kernel_types=kt)
     assert a.aux[1].seen and not a.aux[2].seen and not a.aux[3].seen  # the old analysis went on after it
+
+
+@pytest.mark.kernel
+def test_graph_nodes_and_refcount_acquire():
+    """refcounted_kptr.o (selftests): bpf_rbtree_add / bpf_list_push_* take the node's ownership (the
+    program keeps a non-owning pointer), bpf_refcount_acquire of an owning reference is never NULL."""
+    import sys
+    from pathlib import Path
+
+    obj = Path("/tmp/objects-corpus/refcounted_kptr.o")
+    if not obj.exists():
+        pytest.skip(f"{obj} missing (tests/objcorpus.py --selftests builds the selftest corpus)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from analysis_kernel import check_object
+
+    accepted = [r for r in check_object(str(obj)) if not r.kernel_error]
+    assert len(accepted) >= 10
+    assert [r.name for r in accepted if r.our_error] == []

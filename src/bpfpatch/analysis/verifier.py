@@ -2457,6 +2457,10 @@ KERN_CTX = {ProgType.XDP: "xdp_buff", ProgType.SCHED_CLS: "sk_buff", ProgType.SC
             ProgType.LWT_OUT: "sk_buff", ProgType.LWT_XMIT: "sk_buff", ProgType.SK_SKB: "sk_buff"}
 
 
+# kfuncs that move an owned node (their second argument) into a list or rbtree.
+GRAPH_INSERT = frozenset({"bpf_rbtree_add_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl"})
+
+
 def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     """A kfunc call, as far as its BTF prototype and KF_* flags tell (``check_kfunc_call``)."""
     regs = st.regs
@@ -2472,6 +2476,8 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     if kp.name == "bpf_throw":
         return None  # an exception: the program ends here (its exception callback is not modelled)
     release_id = 0
+    # is_kfunc_ret_null: refcount_acquire of an owning reference cannot fail
+    ret_null = kp.ret_null and not (kp.name == "bpf_refcount_acquire_impl" and regs[1].ref_obj_id)
     new_dynptr: tuple[Reg, str, int] | None = None
     iter_op: tuple[str, Reg, str] | None = None
     mem_size = 0
@@ -2507,6 +2513,16 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
                 release_id = s.spilled.ref_obj_id
     if release_id:
         _release(st, release_id)
+    if kp.name in GRAPH_INSERT and regs[2].ref_obj_id:
+        # ref_convert_owning_non_owning: the collection owns the node now; the program keeps a
+        # non-owning pointer to it (usable, nothing to release)
+        owned = regs[2].ref_obj_id
+        if owned in st.refs:
+            st.refs.remove(owned)
+        for f in st.frames:
+            for r in f.regs + [s.spilled for s in f.stack.values() if s.spilled is not None]:
+                if r.ref_obj_id == owned:
+                    r.ref_obj_id = 0
     for r in range(1, 6):
         mark_not_init(regs[r])
     r0 = regs[0]
@@ -2523,13 +2539,13 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     elif ret.startswith("ptr:") or ret.startswith("mem") or name in ("bpf_obj_new_impl", "bpf_percpu_obj_new_impl"):
         mark_known(r0, 0)
         if ret.startswith("ptr:") or name.endswith("obj_new_impl") or name.startswith("bpf_refcount_acquire"):
-            r0.type = RegType.PTR_TO_BTF_ID_OR_NULL if kp.ret_null else RegType.PTR_TO_BTF_ID
+            r0.type = RegType.PTR_TO_BTF_ID_OR_NULL if ret_null else RegType.PTR_TO_BTF_ID
             r0.btf_name = kp.ret_struct
         else:
-            r0.type = RegType.PTR_TO_MEM_OR_NULL if kp.ret_null else RegType.PTR_TO_MEM
+            r0.type = RegType.PTR_TO_MEM_OR_NULL if ret_null else RegType.PTR_TO_MEM
             size = ret[4:]
             r0.mem_size = mem_size or (int(size) if size.isdigit() else 0)
-        if kp.ret_null:
+        if ret_null:
             r0.id = _new_id(env)
     if kp.acquires and r0.type is not RegType.SCALAR and r0.type is not RegType.NOT_INIT:
         rid = _new_id(env)
