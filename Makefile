@@ -6,8 +6,9 @@ PIP ?= $(PYTHON) -m pip
 SAMPLE := src/bpfpatch/samples/sample.o
 DEBIAN_PKGS := clang llvm bpftool libbpf-dev libbpf1 linux-libc-dev lcov xdp-tools
 # cpu-v4 programs need LLVM 19, the report test Chromium, the kernel-corpus tests linux-source;
+# libbpf-tools (bcc's CO-RE tools) embeds third-party objects the object tests cut out;
 # where a Debian has no such package those tests skip with the reason.
-DEBIAN_OPTIONAL := clang-19 llvm-19 chromium linux-source-6.12
+DEBIAN_OPTIONAL := clang-19 llvm-19 chromium linux-source-6.12 libbpf-tools
 
 .PHONY: demo test setup setup-test debian bench fuzz docs
 

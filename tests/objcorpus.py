@@ -3,7 +3,7 @@
 Used by tests/elf/test_elf_corpus.py on a bounded, seeded sample, and as a
 script on everything (the numbers in the report and the README)::
 
-    python tests/objcorpus.py [--no-passes] [--limit N] [--failures] [--selftests DIR] [OBJ.o ...]
+    python tests/objcorpus.py [--no-passes] [--limit N] [--failures] [--bpftool] [--selftests DIR] [--libbpf-tools DIR] [OBJ.o ...]
 
 Loading goes through libbpf (`bpfpatch.kernel.libbpf.load_object`): the
 whole object, as a user's loader would load it.
@@ -32,8 +32,61 @@ PASS_SETS: tuple[tuple[str, ...], ...] = (
 )
 
 THIRD_PARTY = sorted(Path("/usr/lib/x86_64-linux-gnu/bpf").glob("*.o"))
+#: Debian's libbpf-tools: bcc's CO-RE tools, built by bcc's own Makefile (clang, bpftool gen object and
+#: skeleton); every binary embeds its BPF object, which `libbpf_tools_objects` cuts out.
+LIBBPF_TOOLS_PACKAGE = "libbpf-tools"
 KERNEL_TREE = Path("/work/src/linux-source-6.12")
 SELFTESTS = KERNEL_TREE / "tools/testing/selftests/bpf"
+
+
+def embedded_objects(blob: bytes) -> list[bytes]:
+    """BPF ELF objects embedded in a binary (libbpf skeletons keep the whole object as a byte string).
+
+    Each is cut at ``\\x7fELF`` with e_machine EM_BPF (247) and runs to the end of its section
+    header table or of its last section, whichever is later.
+    """
+    import struct
+
+    out = []
+    at = -1
+    while (at := blob.find(b"\x7fELF\x02\x01\x01", at + 1)) >= 0:
+        if at + 64 > len(blob) or struct.unpack_from("<H", blob, at + 18)[0] != 247:
+            continue
+        shoff = struct.unpack_from("<Q", blob, at + 0x28)[0]
+        shentsize, shnum = struct.unpack_from("<HH", blob, at + 0x3A)
+        end = shoff + shentsize * shnum
+        if shentsize != 64 or at + end > len(blob):
+            continue
+        for k in range(shnum):
+            hdr = at + shoff + k * shentsize
+            sh_type = struct.unpack_from("<I", blob, hdr + 4)[0]
+            off, size = struct.unpack_from("<QQ", blob, hdr + 0x18)
+            if sh_type != 8:  # SHT_NOBITS takes no room
+                end = max(end, off + size)
+        if at + end <= len(blob):
+            out.append(blob[at : at + end])
+    return out
+
+
+def libbpf_tools_objects(out_dir: Path) -> list[Path]:
+    """The BPF objects embedded in the installed libbpf-tools binaries, as files in `out_dir` (none: not installed)."""
+    try:
+        res = subprocess.run(["dpkg", "-L", LIBBPF_TOOLS_PACKAGE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if res.returncode != 0:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for line in sorted(res.stdout.splitlines()):
+        binary = Path(line)
+        if binary.parent != Path("/usr/sbin") or not binary.is_file():
+            continue
+        for k, blob in enumerate(embedded_objects(binary.read_bytes())):
+            path = out_dir / f"{binary.name}{'' if not k else f'-{k}'}.bpf.o"
+            path.write_bytes(blob)
+            paths.append(path)
+    return paths
 
 
 def vmlinux_header(out_dir: Path) -> Path:
@@ -218,8 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--failures", action="store_true", help="print every failure")
     ap.add_argument("--bpftool", action="store_true", help="load with `bpftool prog loadall` instead of libbpf")
     ap.add_argument("--selftests", metavar="DIR", type=Path, help="compile every selftest program into DIR and run on them")
+    ap.add_argument("--libbpf-tools", metavar="DIR", type=Path,
+                    help="cut the BPF objects out of Debian's libbpf-tools binaries into DIR and run on them")
     args = ap.parse_args(argv)
     paths = args.objects or THIRD_PARTY
+    if args.libbpf_tools:
+        paths = libbpf_tools_objects(args.libbpf_tools)
+        print(f"objects embedded in {LIBBPF_TOOLS_PACKAGE}: {len(paths)}")
     if args.selftests:
         args.selftests.mkdir(parents=True, exist_ok=True)
         total = len(list((SELFTESTS / "progs").glob("*.c")))

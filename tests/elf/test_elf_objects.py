@@ -3,7 +3,8 @@ rewrite loads wherever the original does, CO-RE records follow their instruction
 a dead register (or spills one), callx and listings with '/' section names round-trip.
 
 Objects: tests/progs/elf/objects.c built with clang 14 and clang 19 (-mcpu=v2..v4, -O0..-O2,
-CO-RE against this kernel's vmlinux.h), Debian's xdp-tools objects, and a seeded sample of the
+CO-RE against this kernel's vmlinux.h), Debian's xdp-tools objects, the objects bcc's build embeds
+in Debian's libbpf-tools binaries (cut out of their skeletons), and a seeded sample of the
 kernel's selftest programs (the full run: `python tests/objcorpus.py --selftests`).
 """
 
@@ -25,7 +26,10 @@ from bpfpatch.elf.rewrite import rewrite_object
 from bpfpatch.errors import ElfError
 from bpfpatch.passes import PassContext, run_passes
 from conftest import PROGS, compile_bpf
-from objcorpus import PASS_SETS, SELFTESTS, THIRD_PARTY, build_selftests, loads, vmlinux_header
+from objcorpus import (
+    LIBBPF_TOOLS_PACKAGE, PASS_SETS, SELFTESTS, THIRD_PARTY, build_selftests, embedded_objects, libbpf_tools_objects, loads,
+    loads_bpftool, round_trip, vmlinux_header,
+)
 
 # (clang, -mcpu, -O): both compilers, every cpu version, every optimization level we support.
 MATRIX = [
@@ -278,6 +282,46 @@ def test_third_party_rewrites_load(path):
     for passes in (("dce", "div-guard"), ("blind",), ("dce", "div-guard", "zext", "blind")):
         ok, why = loads(rewrite_object(data, None, list(passes)), path.name)
         assert ok, (passes, why)
+
+
+@pytest.fixture(scope="module")
+def libbpf_tools(tmp_path_factory) -> list[Path]:
+    """The objects bcc's build embeds in Debian's libbpf-tools binaries (one libbpf skeleton each)."""
+    paths = libbpf_tools_objects(tmp_path_factory.mktemp("libbpf-tools"))
+    if not paths:
+        pytest.skip(f"Debian's {LIBBPF_TOOLS_PACKAGE} is not installed (the Makefile's optional packages install it)")
+    return paths
+
+
+def test_embedded_objects_are_cut_whole(built):
+    data = built.read_bytes()
+    blob = b"\x7fELF" + b"x" * 100 + data + b"\0" * 7 + data[:40]  # a stray header and a truncated copy
+    assert embedded_objects(blob) == [data]
+
+
+def test_libbpf_tools_identity(libbpf_tools):
+    assert len(libbpf_tools) >= 40  # Debian 12 ships 61 tools, one object each
+    for path in libbpf_tools:
+        data = path.read_bytes()
+        assert rewrite_object(data, None, []) == data, path.name
+        assert round_trip(path) == (True, ""), path.name
+
+
+@pytest.mark.kernel
+def test_libbpf_tools_sample_rewrites_load(libbpf_tools):
+    """A seeded sample here (python tests/objcorpus.py --libbpf-tools DIR runs them all): libbpf and bpftool."""
+    loaded = 0
+    for path in random.Random(15).sample(libbpf_tools, 4):
+        data = path.read_bytes()
+        if not loads(data, path.name)[0]:
+            continue  # e.g. a tool whose kernel functions this kernel does not have
+        loaded += 1
+        for passes in (("dce", "div-guard"), ("blind",), ("zext",), ("dce", "div-guard", "zext", "blind")):
+            out = rewrite_object(data, None, list(passes))
+            for loader in (loads, loads_bpftool):
+                ok, why = loader(out, path.name)
+                assert ok, (path.name, passes, loader.__name__, why)
+    assert loaded
 
 
 @pytest.fixture(scope="module")
