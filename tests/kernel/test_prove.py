@@ -256,6 +256,15 @@ def test_unknown_helpers_are_undecided_with_the_reason():
     assert "helper 999" in prove_equivalent(h, prog("r0 = 1\ncall 999\nexit"), "socket_filter").reason
 
 
+def test_paths_the_model_cannot_follow_must_be_unreachable():
+    head = "r0 = 0\nr3 = *(u32 *)(r1 + 0)\nr3 &= 1\n"
+    dead = prog(head + "if r3 < 2 goto +1\nr0 = *(u64 *)(r2 + 0)\nexit")  # r2 is no pointer: dead code only
+    assert prove_equivalent(dead, prog(head + "if r3 < 2 goto +1\nr0 = 1\nexit"), "socket_filter").verdict is ProofVerdict.PROVED
+    live = prog(head + "if r3 < 1 goto +1\nr0 = *(u64 *)(r2 + 0)\nexit")
+    res = prove_equivalent(live, prog(head + "if r3 < 1 goto +1\nr0 = 1\nexit"), "socket_filter")
+    assert res.verdict is ProofVerdict.UNDECIDED and "no pointer the model knows" in res.reason
+
+
 def test_region_is_found_and_used_for_a_one_site_rewrite():
     body = "\n".join(f"r{1 + i % 5} += {i}" for i in range(200))
     p = prog(f"r2 = *(u32 *)(r1 + 0)\nr0 = 7\n{body}\nr0 /= r2\n{body}\nexit")

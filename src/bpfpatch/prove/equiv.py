@@ -42,6 +42,7 @@ from bpfpatch.prove.model import (
     Exit,
     State,
     Unsupported,
+    is_unsupported,
     map_infos,
     merge_all,
 )
@@ -447,6 +448,7 @@ def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats, 
                                f" on a path){'' if verdict == z3.sat else ': the solver gave up on the bound'}", 0,
                                max_len, None, None, stats)
         xa, xb = [e for e in xa if e.key != "bound"], [e for e in xb if e.key != "bound"]
+    xa, xb = _unreachable_unsupported(xa, xb, env, timeout)
     pa, fa = merge_all([(e.pc, e.state) for e in xa], ea.init_byte)
     pb, fb = merge_all([(e.pc, e.state) for e in xb], eb.init_byte)
     checks = exit_equal(ea, fa, eb, fb) + trace_equal(ea.events, eb.events)
@@ -474,6 +476,20 @@ def _prove_whole(original, rewritten, ptype, max_len, timeout, layout_b, stats, 
                            max_len, None, None, stats)
     cex = _counterexample(_model(solver, env), checks, env, ea, eb, fa, fb)
     return ProofResult(ProofVerdict.COUNTEREXAMPLE, ", ".join(cex.differs[:4]) + " differ", 0, max_len, None, cex, stats)
+
+
+def _unreachable_unsupported(xa: list[Exit], xb: list[Exit], env: Env, timeout: float, pc=TRUE):
+    """The exits without the paths the model could not follow, once the solver shows no input takes them;
+    else `Unsupported` with the first reason."""
+    bad = [e for e in xa + xb if is_unsupported(e)]
+    if not bad:
+        return xa, xb
+    _, verdict = _solve([("unmodelled path", z3.Not(z3.And(pc, z3.Or([e.pc for e in bad]))))], env,
+                        int(max(timeout, 1.0) * 500))
+    if verdict != z3.unsat:
+        first = min(bad, key=lambda e: e.where)
+        raise Unsupported(first.key[1])
+    return [e for e in xa if not is_unsupported(e)], [e for e in xb if not is_unsupported(e)]
 
 
 def _region_mentions_maps(program: Program, a0: int, a1: int) -> bool:
@@ -547,7 +563,7 @@ def _probe(original, rewritten, ptype, max_len, layout_b, stats) -> ProofResult 
                 ea, eb = Encoder(original, env, side="a"), Encoder(rewritten, env, ctx_layout=layout_b, side="b")
             xa = ea.run(((), 0), ea.initial_state())
             xb = eb.run(((), 0), eb.initial_state())
-            if any(e.key == "bound" for e in xa + xb):
+            if any(e.key == "bound" or is_unsupported(e) for e in xa + xb):
                 continue
             pa, fa = merge_all([(e.pc, e.state) for e in xa], ea.init_byte)
             pb, fb = merge_all([(e.pc, e.state) for e in xb], eb.init_byte)
@@ -572,6 +588,10 @@ def _region_checks(original, rewritten, region, env, ea, eb, entry_pc, entry, ti
     xa = ea.run(((), a0), entry, entry_pc, stop=lambda n: n[0] == () and not (a0 <= n[1] < a1))
     xb = eb.run(((), b0), entry, entry_pc, stop=lambda n: n[0] == () and not (b0 <= n[1] < b1))
     stats["encode_s"] = time.perf_counter() - t
+    try:
+        xa, xb = _unreachable_unsupported(xa, xb, env, timeout, entry_pc)
+    except Unsupported:
+        return None  # the whole programs decide (and say why)
     ga = _group(xa, ea, a0, a1, len(original.slots))
     gb = _group(xb, eb, b0, b1, len(rewritten.slots))
     live = live_registers(original)

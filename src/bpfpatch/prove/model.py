@@ -336,6 +336,14 @@ class Event:
     extra: dict = field(default_factory=dict)
 
 
+UNSUPPORTED = "unsupported"  # Exit.key[0] of a path the model cannot go on with (key[1] says why)
+
+
+def is_unsupported(e: "Exit") -> bool:
+    """The exit is a path the model could not follow (the proof needs it unreachable)."""
+    return isinstance(e.key, tuple) and len(e.key) == 2 and e.key[0] == UNSUPPORTED
+
+
 @dataclass
 class Exit:
     """A way out of the executed part: a program exit, or a jump to a node outside the region."""
@@ -686,7 +694,14 @@ class Encoder:
                 self.keep_states[node] = (pc, st)
             if is_false(pc):
                 continue
-            for succ2, cond, out in self.step(node, pc, st, exits):
+            try:
+                outs = self.step(node, pc, st, exits)
+            except Unsupported as exc:
+                # Not modelled here: the proof must show no input reaches this (the verifier
+                # may have proved the path dead: dead code keeps loads through scalars).
+                exits.append(Exit((UNSUPPORTED, str(exc)), pc, st, node[1]))
+                continue
+            for succ2, cond, out in outs:
                 npc = conj(pc, cond)
                 if is_false(npc):
                     continue
