@@ -459,7 +459,7 @@ class State:
     being explored below a checkpoint (only finished checkpoints prune).
     """
 
-    __slots__ = ("frames", "refs", "parent", "hist", "branches", "first_idx", "jhist", "hit", "miss")
+    __slots__ = ("frames", "refs", "parent", "hist", "branches", "first_idx", "jhist", "hit", "miss", "may_goto_depth")
 
     def __init__(self, frames: list[Frame]) -> None:
         self.frames = frames
@@ -471,6 +471,7 @@ class State:
         self.jhist = 0  # entries the kernel's jump history would hold since the last checkpoint
         self.hit = 0
         self.miss = 0
+        self.may_goto_depth = 0  # may_goto loop bodies entered on this path
 
     @property
     def cur(self) -> Frame:
@@ -487,6 +488,7 @@ class State:
         s.hist = list(self.hist)
         s.first_idx = self.first_idx
         s.jhist = self.jhist
+        s.may_goto_depth = self.may_goto_depth
         return s
 
 

@@ -850,12 +850,18 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     if lst is None:
         lst = env.explored[idx] = []
     iter_next = idx in env.iter_next_sites
+    may_goto = env.code[idx] == JMP | J_JCOND
     if iter_next:
         force = add = True  # an open-coded iterator's next: the kernel forces a checkpoint (mark_force_checkpoint)
     i = len(lst) - 1
     while i >= 0:
         old = lst[i]
         if old.branches:
+            if may_goto and old.may_goto_depth != cur.may_goto_depth and _states_equal(env, old, cur, idx, True):
+                # around a may_goto loop: a state within one still being explored, an iteration ago
+                old.hit += 1
+                _propagate_precision(env, old, cur)
+                return True
             if iter_next and _states_equal(env, old, cur, idx):
                 # an open-coded iterator's next around its loop: the kernel prunes against the state
                 # still being explored (the loop converges on the iterator, not on a bound)
@@ -944,7 +950,8 @@ def _range_within(o: Reg, c: Reg) -> bool:
             and o.u32min <= c.u32min and o.u32max >= c.u32max and o.s32min <= c.s32min and o.s32max >= c.s32max)
 
 
-def _regsafe(o: Reg, c: Reg, idmap: _IdMap) -> bool:
+def _regsafe(o: Reg, c: Reg, idmap: _IdMap, within: bool = False) -> bool:
+    """``regsafe``; `within` is the kernel's RANGE_WITHIN: imprecise scalars must be within too."""
     if o.type is RegType.NOT_INIT:
         return True
     if c.type is RegType.NOT_INIT:
@@ -953,7 +960,7 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap) -> bool:
         return False
     t = o.type
     if t is RegType.SCALAR:
-        if not o.precise:
+        if not o.precise and not within:
             return True
         return _range_within(o, c) and tnum_in(o.var_off, c.var_off) and idmap.check(o.id, c.id)
     if t in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_VALUE_OR_NULL, RegType.PTR_TO_MEM,
@@ -973,7 +980,7 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap) -> bool:
             and idmap.check(o.ref_obj_id, c.ref_obj_id))
 
 
-def _stacksafe(o: Frame, c: Frame, idmap: _IdMap) -> bool:
+def _stacksafe(o: Frame, c: Frame, idmap: _IdMap, within: bool = False) -> bool:
     for k, os in o.stack.items():
         cs = c.stack.get(k)
         ct = cs.types if cs is not None else STACK_INVALID * 8
@@ -989,12 +996,12 @@ def _stacksafe(o: Frame, c: Frame, idmap: _IdMap) -> bool:
             if ot != ct[j]:
                 return False
         if os.types[7] == STACK_SPILL:
-            if cs is None or cs.spilled is None or os.spilled is None or not _regsafe(os.spilled, cs.spilled, idmap):
+            if cs is None or cs.spilled is None or os.spilled is None or not _regsafe(os.spilled, cs.spilled, idmap, within):
                 return False
     return True
 
 
-def _states_equal(env: _Env, old: State, cur: State, idx: int) -> bool:
+def _states_equal(env: _Env, old: State, cur: State, idx: int, within: bool = False) -> bool:
     if len(old.frames) != len(cur.frames) or old.refs != cur.refs:
         return False
     idmap = _IdMap()
@@ -1007,9 +1014,9 @@ def _states_equal(env: _Env, old: State, cur: State, idx: int) -> bool:
             nxt = old.frames[depth + 1].callsite + 1
             live = (env.live[nxt] if nxt < env.n else 0) & ~0x3F | (1 << 10)
         for r in range(11):
-            if live >> r & 1 and not _regsafe(of.regs[r], cf.regs[r], idmap):
+            if live >> r & 1 and not _regsafe(of.regs[r], cf.regs[r], idmap, within):
                 return False
-        if not _stacksafe(of, cf, idmap):
+        if not _stacksafe(of, cf, idmap, within):
             return False
     return True
 
@@ -1094,11 +1101,60 @@ def _step(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if op == J_JA:
         return idx + 1 + (env.imm[idx] if cls == JMP32 else env.off[idx])
     if op == J_JCOND:
-        # may_goto: both ways
-        other = st.copy()
-        stack.append((other, idx + 1 + env.off[idx], idx))
-        return idx + 1
+        return _check_may_goto(env, st, idx, stack)
     return _check_cond_jmp(env, st, idx, stack)
+
+
+def _check_may_goto(env: _Env, st: State, idx: int, stack: list) -> int:
+    """``may_goto`` as the kernel walks it: this path takes the jump (the loop's way out) and the
+    fall-through (the loop body) is explored later, one ``may_goto_depth`` deeper, its imprecise
+    scalars widened against the state this path had here one iteration before
+    (``find_prev_entry``, ``widen_imprecise_scalars``): the loop converges in a few iterations.
+    """
+    body = st.copy()
+    body.may_goto_depth += 1
+    prev = _prev_entry(env, st, idx)
+    if prev is not None:
+        _widen_imprecise_scalars(prev, body)
+    stack.append((body, idx + 1, idx))
+    return idx + 1 + env.off[idx]
+
+
+def _prev_entry(env: _Env, st: State, idx: int) -> State | None:
+    """``find_prev_entry``: the newest checkpoint at `idx` that is an earlier point of this path
+    (still being explored), not the checkpoint this very visit made."""
+    ancestors = set()
+    p = st.parent
+    if p is not None and st.first_idx == idx and not st.hist:
+        p = p.parent  # this visit's own checkpoint
+    while p is not None:
+        ancestors.add(id(p))
+        p = p.parent
+    for old in reversed(env.explored.get(idx, ())):
+        if old.branches and id(old) in ancestors and len(old.frames) == len(st.frames) \
+                and all(a.callsite == b.callsite for a, b in zip(old.frames, st.frames)):
+            return old
+    return None
+
+
+def _widen_imprecise_scalars(old: State, cur: State) -> None:
+    """``widen_imprecise_scalars``: a scalar nobody needs exact that changed since `old` becomes unknown."""
+    for fo, fc in zip(old.frames, cur.frames):
+        pairs = list(zip(fo.regs, fc.regs))
+        for k, so in fo.stack.items():
+            sc = fc.stack.get(k)
+            if so.spilled is not None and sc is not None and sc.spilled is not None \
+                    and so.types[7] == STACK_SPILL and sc.types[7] == STACK_SPILL:
+                pairs.append((so.spilled, sc.spilled))
+        for ro, rc in pairs:
+            if ro.type is not RegType.SCALAR or rc.type is not RegType.SCALAR or ro.precise or rc.precise:
+                continue
+            if (ro.var_off, ro.smin, ro.smax, ro.umin, ro.umax, ro.s32min, ro.s32max, ro.u32min, ro.u32max) == \
+                    (rc.var_off, rc.smin, rc.smax, rc.umin, rc.umax, rc.s32min, rc.s32max, rc.u32min, rc.u32max):
+                continue  # regs_exact (ids aside)
+            sub = rc.subreg_def
+            mark_unknown(rc)
+            rc.subreg_def = sub
 
 
 # --- ALU ----------------------------------------------------------------------------------------
