@@ -34,8 +34,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from bpfpatch.analysis.liveness import Liveness, insn_liveness, regs_of, uses_defs
 from bpfpatch.isa import KIND_OF, Insn, InsnClass, Kind
 from bpfpatch.isa import AtomicOp
@@ -256,9 +254,10 @@ class FlowGraph:
         """Registers live before / after each position of `nodes` (`bpfpatch.analysis.liveness`), solved once."""
         if self._live is None:
             # Control falls through within a subprogram only (the next one starts a new frame).
-            within = np.ones(len(self.nodes), dtype=bool)
-            for b, nxt in zip(self.blocks, self.blocks[1:] + [None]):
-                within[self.index[b.last]] = nxt is not None and nxt.subprog == b.subprog
+            within = bytearray(b"\x01") * len(self.nodes)
+            blocks = self.blocks
+            for k, b in enumerate(blocks):
+                within[self.index[b.last]] = k + 1 < len(blocks) and blocks[k + 1].subprog == b.subprog
             self._live = insn_liveness(self.insns, self.target, within)
         return self._live
 

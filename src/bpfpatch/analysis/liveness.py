@@ -184,6 +184,7 @@ NO_FALL = np.isin(KIND, (Kind.EXIT, Kind.JA, Kind.GOTOL, Kind.GOTOX))
 #: Per opcode: the instruction's target reference is a control-flow edge (calls return, loads do not jump).
 HAS_TARGET_EDGE = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO))
 _IMM_MATTERS = np.isin(KIND, (Kind.END, Kind.ATOMIC))
+_NO_FALL_B, _HAS_TARGET_EDGE_B = bytes(NO_FALL.astype(np.uint8)), bytes(HAS_TARGET_EDGE.astype(np.uint8))
 
 
 def falls(code: np.ndarray) -> np.ndarray:
@@ -240,28 +241,43 @@ class Liveness:
         return out
 
 
-def solve(use: np.ndarray, defs: np.ndarray, fall: np.ndarray, target: np.ndarray) -> Liveness:
+def _column(values, typecode: str) -> array:
+    """`values` as an ``array`` of `typecode` (an array of that type is taken as it is, not copied)."""
+    if isinstance(values, array) and values.typecode == typecode:
+        return values
+    if typecode == "B" and isinstance(values, (bytes, bytearray)):
+        return values
+    return array(typecode, np.asarray(values, dtype={"H": np.uint16, "i": np.int32, "B": np.uint8}[typecode]).tobytes())
+
+
+def solve(use, defs, fall, target, *, kill: array | None = None) -> Liveness:
     """Backward liveness over positions: ``in = use | (out & ~defs)``, ``out`` = union of successors' ``in``.
 
-    `use` / `defs`: register masks per position; `fall`: bool per position
-    (an edge to the next one); `target`: the jump edge's position or -1.
-    The least fixed point, in time linear in the edges (see the module).
+    `use` / `defs`: register masks per position; `fall`: per position, an
+    edge to the next one (bool); `target`: the jump edge's position or -1.
+    Arrays (``array`` "H" / "B" / "i") are used as they are; NumPy columns are
+    converted.  `kill` (the complement of `defs`, as an array) may be given instead of `defs`.  The least fixed point, in time linear in the edges (see the
+    module), in about 20 bytes an instruction besides the inputs.
     """
-    n = len(use)
-    r = array("H", np.asarray(use, dtype=np.uint16).tobytes())
-    kill = array("H", (~np.asarray(defs, dtype=np.uint16)).astype(np.uint16).tobytes())
-    fall_a = bytes(np.asarray(fall, dtype=np.uint8))
-    tgt = np.asarray(target, dtype=np.int32)
-    # Jump predecessors, compressed (a fall-through's predecessor is the position before): the
-    # jump sources sorted by destination, and where each destination's run starts.
-    tsrc = np.flatnonzero(tgt >= 0).astype(np.int32)
-    order = np.argsort(tgt[tsrc], kind="stable")
-    pred = array("i", tsrc[order].tobytes())
-    start = array("i", np.searchsorted(tgt[tsrc][order], np.arange(n + 1, dtype=np.int32)).astype(np.int32).tobytes())
-    back = tsrc[tgt[tsrc] <= tsrc].tolist()
-    del order, tsrc
-    tgt_a = array("i", tgt.tobytes())
-    del tgt
+    r = _column(use, "H")
+    n = len(r)
+    if kill is None:
+        kill = array("H", (~np.asarray(defs, dtype=np.uint16)).astype(np.uint16).tobytes())
+    fall_a = bytes(_column(fall, "B"))
+    tgt_a = _column(target, "i")
+    # Jump predecessors as linked lists (a fall-through's predecessor is the position before):
+    # first[t] is the latest jump into t, nxt[k] the one before it.
+    first = array("i", [-1]) * n
+    jumps = sum(1 for t in tgt_a if t >= 0)
+    srcs, nxt = array("i", bytes(4 * jumps)), array("i", bytes(4 * jumps))
+    back = array("i")  # the worklist, seeded with the back edges' sources (an array: no int object each)
+    k = 0
+    for i, t in enumerate(tgt_a):
+        if t >= 0:
+            nxt[k], first[t], srcs[k] = first[t], k, i
+            k += 1
+            if t <= i:
+                back.append(i)
     live_in = array("H", bytes(2 * n))
 
     def out_of(i: int) -> int:
@@ -285,11 +301,13 @@ def solve(use: np.ndarray, defs: np.ndarray, fall: np.ndarray, target: np.ndarra
             if i and fall_a[i - 1] and not queued[i - 1]:
                 queued[i - 1] = 1
                 work.append(i - 1)
-            for k in range(start[i], start[i + 1]):
-                p = pred[k]
+            k = first[i]
+            while k >= 0:
+                p = srcs[k]
                 if not queued[p]:
                     queued[p] = 1
                     work.append(p)
+                k = nxt[k]
     return Liveness(live_in, fall_a, tgt_a)
 
 
@@ -343,21 +361,22 @@ def insn_liveness(insns: list[Insn], target: list[int], within: list[bool] | np.
     """
     # One entry per register shape: the offset never matters, the immediate only to atomics.
     memo: dict[tuple[int, int, int, int], tuple[int, int]] = {}
-    use = np.zeros(len(insns), dtype=np.uint16)
-    defs = np.zeros(len(insns), dtype=np.uint16)
+    n = len(insns)
+    # Sized once (appending would reallocate: twice the column at the moment of a copy).
+    use, kill, fall, tgt = array("H", bytes(2 * n)), array("H", bytes(2 * n)), bytearray(n), array("i", bytes(4 * n))
     atomic = Kind.ATOMIC
-    for i, insn in enumerate(insns):
+    for i, (insn, t, ok) in enumerate(zip(insns, target, within)):
         code = insn.code
         key = (code, insn.dst, insn.src, insn.imm if KIND_OF[code] == atomic else 0)
         ud = memo.get(key)
         if ud is None:
-            ud = memo[key] = uses_defs(insn)
-        use[i], defs[i] = ud
+            u, d = uses_defs(insn)
+            ud = memo[key] = (u, ~d & 0xFFFF)
+        use[i], kill[i] = ud
+        fall[i] = ok and not _NO_FALL_B[code]
+        tgt[i] = t if _HAS_TARGET_EDGE_B[code] else -1
     del memo
-    code = np.fromiter((insn.code for insn in insns), dtype=np.uint8, count=len(insns))
-    tgt = jump_targets(code, np.asarray(target, dtype=np.int32).reshape(-1))
-    fall = np.asarray(within, dtype=bool).reshape(-1) & ~np.take(NO_FALL, code)
-    return solve(use, defs, fall, tgt)
+    return solve(use, None, fall, tgt, kill=kill)
 
 
 def regs_of(mask: int) -> frozenset[int]:
