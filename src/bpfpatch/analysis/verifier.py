@@ -2704,16 +2704,12 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
         _callback_exit(env, st, idx)
         return None
     if len(st.frames) > 1:
-        if r0.type is RegType.NOT_INIT:
-            raise _err(idx, "R0 !read_ok")
-        _check_read(env, st, idx, 0, True)
+        # prepare_func_exit: the caller gets whatever r0 holds, written or not (reading it is the
+        # caller's business); any stack pointer is refused, the caller's own too
+        if r0.type is RegType.PTR_TO_STACK:
+            raise _err(idx, "cannot return stack pointer to the caller")
         callee = st.frames.pop()
-        if r0.type is RegType.PTR_TO_STACK and r0.frameno == callee.frameno:
-            raise _err(idx, "cannot return stack pointer to the caller frame")
-        caller = st.cur
-        caller.regs[0] = r0.copy()
-        for r in (caller.regs[0],):
-            r.subreg_def = r.subreg_def
+        st.cur.regs[0] = r0.copy()
         return callee.callsite + 1
     if r0.type is RegType.NOT_INIT:
         raise _err(idx, "R0 !read_ok")
