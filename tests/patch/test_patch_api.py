@@ -234,3 +234,27 @@ def test_id_columns_keep_one_width_through_every_kind_of_growth():
     pl.replace_rows(sites, [Row(0x55, dst=1, off=2), Row(0xAC), Row(0x05, off=1), SITE])
     pl.linearize()
     pl.check()  # column lengths and typecodes, anchors one to one with their nodes, the order cache
+
+
+@pytest.mark.parametrize("given", [None, PROG, Program.from_insns(PROG).to_bytes(), "r0 = 0\nexit"])
+def test_a_patch_list_is_made_from_a_program_only(given):
+    with pytest.raises(PatchError, match="made from a Program, not"):
+        PatchList(given)
+
+
+@pytest.mark.parametrize("insns, message", [
+    ([None], "instruction 0: not an instruction"),
+    ([C.mov64_imm(0, 1), (0xB7, 0, 0)], "instruction 1: not an instruction"),
+    ([Insn(0xB7, 16, 0, 0, 1)], "instruction 0: field dst 16 does not fit"),   # was r0 = 1
+    ([Insn(0xB7, 0, 16, 0, 1)], "instruction 0: field src 16 does not fit"),   # spilled into off
+    ([Insn(0xB7, 0, 0, 0, 1 << 40)], "instruction 0: field imm 1099511627776"),  # was 0
+    ([Insn(0xB7, 0, 0, -40000, 1)], "instruction 0: field off -40000"),         # was +25536
+    ([Insn(0xB7, 0, 0, 0, 1.5)], "instruction 0: field imm is a float"),
+    ([C.ld_imm64(1, 1 << 63), Insn(0xB7, 0, 0, 0, 1.5)], "instruction 1: field imm is a float"),  # counted past the pair
+    ([Insn(0x18, 1, 0, 0, 1 << 64)], "instruction 0: ld_imm64 immediate"),
+])
+def test_program_from_insns_refuses_what_it_would_mangle(insns, message):
+    from bpfpatch.errors import DecodeError
+
+    with pytest.raises(DecodeError, match=message):
+        Program.from_insns(insns)

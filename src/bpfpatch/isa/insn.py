@@ -16,6 +16,8 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
+from bpfpatch.errors import DecodeError
+
 from bpfpatch.isa.opcodes import (
     CLASS_MASK,
     LD_IMM64,
@@ -147,17 +149,73 @@ def insn_of_words(w0: int, w1: int) -> Insn:
 
 
 def insns_to_slots(insns: Iterable[Insn]) -> np.ndarray:
-    """Logical instructions -> slot array (an ld_imm64 becomes two slots)."""
-    rows: list[tuple[int, int, int, int]] = []
+    """Logical instructions -> slot array (an ld_imm64 becomes two slots).
+
+    Every field must fit its encoding (opcode and registers 4 bits / 8 bits, off signed 16 bits,
+    imm signed 32 bits, an ld_imm64's 64 bits signed or unsigned) and be an int: anything else is a
+    `DecodeError` naming the instruction, never masked into another value.  (Which values the
+    kernel accepts is `validate_slots`' business.)
+    """
+    rows: list[tuple[int, int, int, int, int]] = []
     append = rows.append
-    for insn in insns:
-        code, dst, src, off, imm = insn
-        if code == LD_IMM64:
-            append((code, (dst & 0x0F) | (src << 4), off, _s32(imm & 0xFFFFFFFF)))
-            append((0, 0, 0, _s32((imm >> 32) & 0xFFFFFFFF)))
-        else:
-            append((code, (dst & 0x0F) | (src << 4), off, imm))
-    return np.array(rows, dtype=SLOT_DTYPE) if rows else np.empty(0, dtype=SLOT_DTYPE)
+    index: list[int] = []  # instruction number of each ld_imm64's first slot
+    k = -1
+    try:
+        for k, insn in enumerate(insns):
+            code, dst, src, off, imm = insn
+            if code == LD_IMM64:
+                if not -(1 << 63) <= imm < 1 << 64:
+                    raise DecodeError(f"ld_imm64 immediate {imm} does not fit in 64 bits", index=k)
+                index.append(k)
+                append((code, dst, src, off, _s32(imm & 0xFFFFFFFF)))
+                append((0, 0, 0, 0, _s32((imm >> 32) & 0xFFFFFFFF)))
+            else:
+                append((code, dst, src, off, imm))
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"not an instruction (code, dst, src, off, imm): {exc}", index=k + 1 if k < 0 else k) from exc
+    if not rows:
+        return np.empty(0, dtype=SLOT_DTYPE)
+    try:
+        raw = np.array(rows)
+    except (OverflowError, TypeError, ValueError):
+        raw = np.array(rows, dtype=object)
+    if raw.dtype.kind not in "iu" or raw.ndim != 2:
+        _refuse_fields(rows, index)
+    bad = ((raw[:, 0] < 0) | (raw[:, 0] > 0xFF) | (raw[:, 1] < 0) | (raw[:, 1] > 0x0F) | (raw[:, 2] < 0)
+           | (raw[:, 2] > 0x0F) | (raw[:, 3] < -(1 << 15)) | (raw[:, 3] >= 1 << 15) | (raw[:, 4] < -(1 << 31))
+           | (raw[:, 4] >= 1 << 31))
+    if bad.any():
+        _refuse_fields(rows, index)
+    out = np.empty(len(rows), dtype=SLOT_DTYPE)
+    out["code"] = raw[:, 0]
+    out["regs"] = raw[:, 1] | (raw[:, 2] << 4)
+    out["off"] = raw[:, 3]
+    out["imm"] = raw[:, 4]
+    return out
+
+
+_FIELD_RANGES = (("code", 0, 0xFF), ("dst", 0, 0x0F), ("src", 0, 0x0F), ("off", -(1 << 15), (1 << 15) - 1),
+                 ("imm", -(1 << 31), (1 << 31) - 1))
+
+
+def _refuse_fields(rows: list[tuple[int, int, int, int, int]], ld_imm64_at: list[int]) -> None:
+    """The first slot row with a field that is not an int of its encoding's range: a DecodeError naming
+    its instruction (slots counted back to instructions through the ld_imm64 pairs)."""
+    pairs = 0
+    firsts = set()
+    for k in ld_imm64_at:
+        firsts.add(k + pairs)
+        pairs += 1
+    skipped = 0
+    for slot, row in enumerate(rows):
+        if slot - 1 in firsts:
+            skipped += 1  # an ld_imm64's second slot
+        for (name, lo, hi), v in zip(_FIELD_RANGES, row):
+            if not isinstance(v, int):
+                raise DecodeError(f"field {name} is a {type(v).__name__}, not an int", index=slot - skipped)
+            if not lo <= v <= hi:
+                raise DecodeError(f"field {name} {v} does not fit in {lo}..{hi}", index=slot - skipped)
+    raise DecodeError("not an instruction")
 
 
 def slots_to_insns(slots: np.ndarray) -> list[Insn]:

@@ -67,6 +67,12 @@ class PatchList:
         return super().__new__(cls)
 
     def __init__(self, program: Program, *, fast: FastPaths = FastPaths(), kernel_internal: bool = False) -> None:
+        if not isinstance(program, Program):
+            hint = " (Program.from_bytes / from_insns, or read_program for a file)" if isinstance(
+                program, (bytes, bytearray, list, tuple, str)) else ""
+            raise PatchError(f"a patch list is made from a Program, not {type(program).__name__}{hint}")
+        if not isinstance(fast, FastPaths):
+            raise PatchError(f"fast= takes a FastPaths, not {type(fast).__name__}")
         self.program = program
         self.fast = fast
         self.store = self._store = NodeStore(program)  #: the node store (columns by node id): read it, patch through the list
