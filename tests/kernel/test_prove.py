@@ -87,7 +87,9 @@ def selftest_programs(tmp_path_factory, sample: int = 120):
     if linux_source() is None:
         pytest.skip("no kernel source tree with the BPF selftests")
     cases, _ = kernel_cases(str(tmp_path_factory.mktemp("selftests")))
-    progs = [(c.test.name, c.test.program(), c.test.prog_type) for c in cases]
+    # the tests with maps are left out: the prover is given no map descriptions for bare instructions
+    # (their rewrites are undecided, "map fd0 has no description"), as before the extraction took them
+    progs = [(c.test.name, c.test.program(), c.test.prog_type) for c in cases if not c.maps]
     random.Random(0).shuffle(progs)
     return progs[:sample]
 

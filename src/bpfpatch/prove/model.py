@@ -426,7 +426,9 @@ class Encoder:
         elif name == "pkt":
             r = Region(name, env.base(name), env.max_len, self.pkt_byte)
         elif name.startswith("gd:"):
-            info = env.maps[name[3:]]
+            info = env.maps.get(name[3:])
+            if info is None:
+                raise Unsupported(f"global data {name[3:]} of a map the model is not given")
             data = (info.initial or b"").ljust(info.value_size, b"\0")
             if self.fresh:
                 r = Region(name, env.base(name), info.value_size, lambda off, n=name: env.sym(f"{self.fresh}{n}_{off}", 8))

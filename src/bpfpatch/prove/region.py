@@ -162,6 +162,8 @@ def entry_state(enc: Encoder, kinds: Kinds) -> State:
             return made[kind]
         if tag is None or tag == "?":
             v = (env.sym(f"entry_{name}", 64), None)
+        elif tag.startswith("gd:") and tag[3:] not in env.maps:
+            v = (env.sym(f"entry_{name}", 64), None)  # global data of no known map: a value like any other
         elif tag.startswith("mv:"):
             mname = tag[3:]
             if mname not in env.maps:
