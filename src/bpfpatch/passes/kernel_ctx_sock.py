@@ -206,6 +206,25 @@ def _ldk(dst: int, src: int, name: str) -> Insn:
     return ldx_mem(SIZE_OF_BYTES[n], dst, src, off)
 
 
+def _sock_common_field(table: dict[str, int], name: str | None, off: int, d: int, via_sk) -> list[Insn] | None:
+    """The socket fields sock_ops and sk_msg_md both read from ``struct sock_common`` (`via_sk` loads
+    through the context's socket pointer): family, addresses, ports; None for any other field."""
+    if name == "family":
+        return via_sk("sock_common.skc_family", Size.H)
+    if name == "remote_ip4":
+        return via_sk("sock_common.skc_daddr", Size.W)
+    if name == "local_ip4":
+        return via_sk("sock_common.skc_rcv_saddr", Size.W)
+    for field, path in (("remote_ip6", "sock_common.skc_v6_daddr"), ("local_ip6", "sock_common.skc_v6_rcv_saddr")):
+        if table[field] <= off < table[field] + 16:
+            return via_sk(path, Size.W, off - table[field])
+    if name == "remote_port":
+        return via_sk("sock_common.skc_dport", Size.H) + [alu32_imm(AluOp.LSH, d, 16)]
+    if name == "local_port":
+        return via_sk("sock_common.skc_num", Size.H)
+    return None
+
+
 def convert_sock_ops(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
     """sock_ops_convert_ctx_access."""
     d, s, off = si.dst, si.src, si.off
@@ -224,19 +243,9 @@ def convert_sock_ops(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
         return (_sock_ops_set(si, f) if kind == WRITE else _sock_ops_get(si, f)), 0
     if kind == WRITE:
         return None
-    if name == "family":
-        return via_sk("sock_common.skc_family", Size.H), 0
-    if name == "remote_ip4":
-        return via_sk("sock_common.skc_daddr", Size.W), 0
-    if name == "local_ip4":
-        return via_sk("sock_common.skc_rcv_saddr", Size.W), 0
-    for field, path in (("remote_ip6", "sock_common.skc_v6_daddr"), ("local_ip6", "sock_common.skc_v6_rcv_saddr")):
-        if SOCK_OPS[field] <= off < SOCK_OPS[field] + 16:
-            return via_sk(path, Size.W, off - SOCK_OPS[field]), 0
-    if name == "remote_port":
-        return via_sk("sock_common.skc_dport", Size.H) + [alu32_imm(AluOp.LSH, d, 16)], 0
-    if name == "local_port":
-        return via_sk("sock_common.skc_num", Size.H), 0
+    common = _sock_common_field(SOCK_OPS, name, off, d, via_sk)
+    if common is not None:
+        return common, 0
     if name == "is_fullsock":
         return [_ldk(d, s, "is_fullsock")], 0
     if name == "state":
@@ -287,20 +296,8 @@ def convert_sk_msg(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
         return [_ldx_sized(d, s, f"sk_msg.{name}")], 0
     if name == "size":
         return [_ldx_sized(d, s, "sk_msg_sg.size")], 0
-    if name == "family":
-        return via_sk("sock_common.skc_family", Size.H), 0
-    if name == "remote_ip4":
-        return via_sk("sock_common.skc_daddr", Size.W), 0
-    if name == "local_ip4":
-        return via_sk("sock_common.skc_rcv_saddr", Size.W), 0
-    for field, path in (("remote_ip6", "sock_common.skc_v6_daddr"), ("local_ip6", "sock_common.skc_v6_rcv_saddr")):
-        if SK_MSG[field] <= off < SK_MSG[field] + 16:
-            return via_sk(path, Size.W, off - SK_MSG[field]), 0
-    if name == "remote_port":
-        return via_sk("sock_common.skc_dport", Size.H) + [alu32_imm(AluOp.LSH, d, 16)], 0
-    if name == "local_port":
-        return via_sk("sock_common.skc_num", Size.H), 0
-    return None
+    common = _sock_common_field(SK_MSG, name, off, d, via_sk)
+    return (common, 0) if common is not None else None
 
 
 #: __sk_buff offsets a flow dissector program may read (the rest it may not touch).
