@@ -1105,6 +1105,16 @@ def _step(env: _Env, st: State, idx: int, stack: list) -> int | None:
     return _check_cond_jmp(env, st, idx, stack)
 
 
+def _clobber_caller_saved(regs: list[Reg]) -> Reg:
+    """After a helper or kfunc call: r1-r5 unreadable, r0 an unknown 64-bit scalar (returned)."""
+    for r in range(1, 6):
+        mark_not_init(regs[r])
+    r0 = regs[0]
+    mark_unknown(r0)
+    r0.subreg_def = 0
+    return r0
+
+
 def _check_may_goto(env: _Env, st: State, idx: int, stack: list) -> int:
     """``may_goto`` as the kernel walks it: this path takes the jump (the loop's way out) and the
     fall-through (the loop body) is explored later, one ``may_goto_depth`` deeper, its imprecise
@@ -2329,15 +2339,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             _release(st, r.ref_obj_id)
         elif r.type is not RegType.SCALAR:
             raise _err(idx, f"R{p.releases + 1} must be referenced when passed to release function")
-    if p.name == "tail_call":
-        # a tail call that fails falls through; the state after it is the state before with R0 unknown
-        pass
     regs_arg1_ref = regs[1].ref_obj_id
-    for r in range(1, 6):
-        mark_not_init(regs[r])
-    r0 = regs[0]
-    mark_unknown(r0)
-    r0.subreg_def = 0
+    r0 = _clobber_caller_saved(regs)  # a tail call that fails falls through the same way
     ret = p.ret
     if ret == "RET_VOID":
         mark_not_init(r0)
@@ -2523,10 +2526,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     kt = _kernel_types(env) if env.off[idx] == 0 else None  # off != 0: a module's BTF, not read
     kp = kt.kfunc(env.imm[idx]) if kt is not None else None
     if kp is None:
-        for r in range(1, 6):
-            mark_not_init(regs[r])
-        mark_unknown(regs[0])
-        regs[0].subreg_def = 0
+        _clobber_caller_saved(regs)
         return idx + 1
     env.aux[idx].extra["kfunc"] = kp.name
     if kp.name == "bpf_throw":
@@ -2579,11 +2579,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             for r in f.regs + [s.spilled for s in f.stack.values() if s.spilled is not None]:
                 if r.ref_obj_id == owned:
                     r.ref_obj_id = 0
-    for r in range(1, 6):
-        mark_not_init(regs[r])
-    r0 = regs[0]
-    mark_unknown(r0)
-    r0.subreg_def = 0
+    r0 = _clobber_caller_saved(regs)
     ret = kp.ret
     name = kp.name
     if name == "bpf_rdonly_cast" or name == "bpf_cast_to_kern_ctx":
