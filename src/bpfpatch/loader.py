@@ -47,6 +47,15 @@ def default_section(names: list[str]) -> str:
     return (rest or names)[0]
 
 
+def _magic(path: str | Path) -> bytes:
+    """The file's first four bytes (not the whole file again)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4)
+    except OSError as exc:
+        raise BpfPatchError(f"{path}: {exc.strerror}") from exc
+
+
 def read_program(path: str | Path, *, section: str | None = None, fmt: str = "auto", linked: bool = False) -> Program:
     """One program from a file; `section` picks an ELF section (error names the ones there are).
 
@@ -56,10 +65,11 @@ def read_program(path: str | Path, *, section: str | None = None, fmt: str = "au
     progs = read_programs(path, fmt=fmt)
     if not progs:
         raise ElfError(f"{path}: no program sections")
-    if len(progs) == 1 and Path(path).read_bytes()[:4] != b"\x7fELF":
+    is_elf = _magic(path) == b"\x7fELF"
+    if len(progs) == 1 and not is_elf:
         section = None  # raw bytes and text hold one program: --section names an ELF section
     name = section or default_section(list(progs))
-    if linked and Path(path).read_bytes()[:4] == b"\x7fELF":
+    if linked and is_elf:
         from bpfpatch.elf import read_object
 
         # `section` may also be "section:function" or a function name (several programs per section).

@@ -162,6 +162,11 @@ class Program:
 
     # --- views --------------------------------------------------------------------
 
+    def byte_view(self) -> memoryview:
+        """The raw little-endian bytes, as `to_bytes` gives them, as a view of the slots (no copy;
+        valid while the slots are not changed)."""
+        return memoryview(np.ascontiguousarray(self.slots).view(np.uint8))
+
     def to_bytes(self, byteorder: ByteOrder = "little") -> bytes:
         """Raw instruction bytes, 8 per slot."""
         return encode_slots(self.slots, byteorder=byteorder)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from bpfpatch import Insn, Program
 from bpfpatch.asm import disasm, listing
+from bpfpatch.asm.disasm import listing_bytes, listing_chunks
 from bpfpatch.asm.shapes import _variants
 from bpfpatch.asm.syntax import format_kernel, format_llvm
 from bpfpatch.isa import encode_slots, insns_to_slots
@@ -33,6 +34,16 @@ def test_listing_matches_the_per_instruction_printer(insns, style):
     # A plain instruction list: the sentinel variants jump anywhere, a Program would refuse them.
     assert listing(insns, style) == reference(insns, style)
     assert disasm(insns, style) == [format_llvm(i) if style == "llvm" else format_kernel(i) for i in insns]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(VARIANTS), min_size=1, max_size=60), st.sampled_from(["llvm", "kernel"]),
+       st.integers(1, 9))
+def test_listing_in_chunks_is_the_listing_cut_at_line_ends(insns, style, lines):
+    chunks = list(listing_chunks(insns, style, lines))
+    want = [line + "\n" for line in reference(insns, style)]
+    assert [c.decode() for c in chunks] == ["".join(want[k : k + lines]) for k in range(0, len(want), lines)]
+    assert b"".join(chunks) == listing_bytes(insns, style)
 
 
 def test_slot_numbers_across_digit_widths_and_source_lines():

@@ -44,6 +44,7 @@ def test_bulk_equals_node_api(data):
     assert bulk.aux == node.aux
     assert bulk.idx_map.tolist() == node.idx_map.tolist()
     assert bulk.insn_map.tolist() == node.insn_map.tolist()
+    assert bytes(bulk.byte_view()) == bulk.to_bytes() == node.to_bytes()  # what `patch` writes, uncopied
 
 
 def test_bulk_rejects_ld_imm64_sites_and_duplicates():

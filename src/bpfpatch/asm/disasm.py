@@ -9,7 +9,7 @@ whole program) with no per-instruction formatting call.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -103,7 +103,17 @@ _FILL = 0  # a byte no text contains: pads each line's row, squeezed out at the 
 
 
 def listing_bytes(program: Slotted | Iterable[Insn], style: str = "llvm") -> bytes:
-    """`listing` as one ASCII buffer, a newline after each line, built with NumPy.
+    """`listing` as one ASCII buffer, a newline after each line, built with NumPy (`listing_chunks`, joined)."""
+    return b"".join(listing_chunks(program, style))
+
+
+#: Lines per buffer `listing_chunks` yields: its temporaries (a few MB) stay in cache and are
+#: reused by the allocator, instead of matrices the size of the whole listing.
+LISTING_CHUNK = 1 << 16
+
+
+def listing_chunks(program: Slotted | Iterable[Insn], style: str = "llvm", lines: int = LISTING_CHUNK) -> Iterator[bytes]:
+    """`listing_bytes` in pieces of at most `lines` lines each (what `bpfpatch disasm` writes as it goes).
 
     Each distinct instruction is formatted once (its text, and in llvm style its
     hex bytes) into a padded row; every line is one row of a matrix -- the slot
@@ -114,33 +124,35 @@ def listing_bytes(program: Slotted | Iterable[Insn], style: str = "llvm") -> byt
     slots = _slots(program)
     at = _starts(slots)
     if not len(at):
-        return b""
+        return
     insns, ids = _unique_insns(slots, at)
-    ndig = _digits(at)
+    ndig = int(_digits(at[-1:])[0])  # slots ascend: the last has the most digits
     if style == "kernel":
         suffixes = [f": {fmt(i)}\n".encode() for i in insns]
-        width = int(ndig.max())  # "slot" left-aligned, then ": text"
+        width = ndig  # "slot" left-aligned, then ": text"
     else:
         suffixes = [f":\t{encode_slots(insns_to_slots([i])).hex(' ')}\t{fmt(i)}\n".encode() for i in insns]
-        width = max(8, int(ndig.max()))  # right-aligned in 8 columns, wider when it must be
+        width = max(8, ndig)  # right-aligned in 8 columns, wider when it must be
     longest = max(len(x) for x in suffixes)
     rows = np.full((len(suffixes), longest), _FILL, dtype=np.uint8)
     for k, x in enumerate(suffixes):
         rows[k, : len(x)] = np.frombuffer(x, dtype=np.uint8)
-    mat = np.empty((len(at), width + longest), dtype=np.uint8)
     # Slot numbers, right-aligned, one digit column at a time from the right; leading columns are
     # spaces (llvm) or padding (kernel: squeezed out, so the number ends up left-aligned).
     lead = _FILL if style == "kernel" else ord(" ")
-    q = at.astype(np.uint32) if int(at[-1]) < 1 << 32 else at.copy()
-    for c in range(width - 1, -1, -1):
-        q, digit = np.divmod(q, 10)
-        col = digit.astype(np.uint8) + np.uint8(ord("0"))
-        if c < width - 1:
-            col[(q == 0) & (digit == 0)] = lead
-        mat[:, c] = col
-    mat[:, width:] = np.take(rows, ids, axis=0)
-    flat = mat.ravel()
-    return flat[flat != _FILL].tobytes()
+    for lo in range(0, len(at), max(1, lines)):
+        part = at[lo : lo + lines]
+        mat = np.empty((len(part), width + longest), dtype=np.uint8)
+        q = part.astype(np.uint32) if int(part[-1]) < 1 << 32 else part.copy()
+        for c in range(width - 1, -1, -1):
+            q, digit = np.divmod(q, 10)
+            col = digit.astype(np.uint8) + np.uint8(ord("0"))
+            if c < width - 1:
+                col[(q == 0) & (digit == 0)] = lead
+            mat[:, c] = col
+        mat[:, width:] = np.take(rows, ids[lo : lo + lines], axis=0)
+        flat = mat.ravel()
+        yield flat[flat != _FILL].tobytes()
 
 
 def listing(program: Slotted | Iterable[Insn], style: str = "llvm", *, source: dict[int, str] | None = None) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from bpfpatch.asm import listing
-from bpfpatch.asm.disasm import listing_bytes
+from bpfpatch.asm.disasm import listing_chunks
 from bpfpatch.cli.app import app
 from bpfpatch.cli.output import reading
 from bpfpatch.loader import read_programs
@@ -41,7 +41,8 @@ def disasm_cmd(
         if lines_src.get(name):
             out.write("".join(f"{line}\n" for line in listing(progs[name], style, source=lines_src[name])).encode())
         else:
-            out.write(listing_bytes(progs[name], style))  # one buffer, built with NumPy
+            for chunk in listing_chunks(progs[name], style):  # built with NumPy, written as it goes
+                out.write(chunk)
     out.flush()
 
 

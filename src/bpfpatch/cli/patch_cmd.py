@@ -122,7 +122,7 @@ def patch_cmd(
 
         data = ("\n".join(listing(out)) + "\n").encode()
     elif out_format == "raw":
-        data = out.to_bytes()
+        data = out.byte_view()  # the bytes `to_bytes` gives, without a copy
     else:
         raise BpfPatchError(f"unknown --format {out_format!r} (raw or asm)")
     write_atomic(output, data)

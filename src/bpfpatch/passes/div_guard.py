@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bpfpatch.isa import Insn, distinct_bytes, insn_starts
+from bpfpatch.isa import LD_IMM64, Insn, distinct_bytes, insn_starts, opcodes
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SOURCE_MASK, AluOp, InsnClass, JmpOp, Source
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.regs import registers_named, resolve_aux_reg
@@ -137,30 +137,33 @@ _IS_DIVMOD, _IS_REG_DIVMOD = _divmod_codes()
 def _division_groups(w0: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     """(opcode, off, positions) of every division/modulo that may need a guard, per group.
 
-    One table lookup on the opcode byte screens the program; fields are decoded
-    only at the divisions it finds.
+    One table lookup on the opcode byte screens the program; fields are read
+    (as views of the gathered words, no conversion) only at the divisions it
+    finds, and the selections are skipped in the usual case of one opcode and
+    one ``off`` for every division.
     """
-    code_byte = np.ascontiguousarray(w0).view(np.uint8)[::8] if w0.dtype.byteorder in ("=", "<", "|") else (
-        w0 & np.uint64(0xFF)).astype(np.uint8)
+    w0 = np.ascontiguousarray(w0, dtype=np.dtype("<u8"))
+    code_byte = w0.view(np.uint8)[::8]
     at = np.flatnonzero(_IS_DIVMOD[code_byte])
     if not len(at):
         return []
     words = w0[at]
-    code = code_byte[at].astype(np.int64)
-    off = (words >> np.uint64(16)).astype(np.uint16).view(np.int16).astype(np.int64)
-    imm = (words >> np.uint64(32)).astype(np.uint32).view(np.int32)
-    # Register divisors always; immediates only for the signed -1 case.
-    keep = _IS_REG_DIVMOD[code] | ((off == 1) & (imm == -1))
-    at, code, off = at[keep], code[keep], off[keep]
-    if not len(at):
-        return []
+    code = words.view(np.uint8)[::8]
+    reg = _IS_REG_DIVMOD[code]
+    if not reg.all():  # immediate divisors: only the signed -1 case needs a guard
+        keep = reg | ((words.view(np.int16)[1::4] == 1) & (words.view(np.int32)[1::2] == -1))
+        at, words = at[keep], words[keep]
+        if not len(at):
+            return []
+        code = words.view(np.uint8)[::8]
+    off = words.view(np.int16)[1::4]
+    codes = distinct_bytes(code)
     out = []
-    for c in distinct_bytes(code):
-        sel = code == c
-        pos = at[sel]
-        offs = off[sel]
-        if (offs == offs[0]).all():  # the usual case: one off per opcode
-            out.append((c, int(offs[0]), pos))
+    for c in codes:
+        pos, offs = (at, off) if len(codes) == 1 else (at[code == c], off[code == c])
+        o0 = int(offs[0])
+        if (offs == o0).all():  # the usual case: one off per opcode
+            out.append((c, o0, pos))
             continue
         for o in np.unique(offs).tolist():
             out.append((c, o, pos[offs == o]))
@@ -201,17 +204,23 @@ def div_guard_bulk(program: Program, aux_reg: int | str = AX_REG) -> Program:
     Gives exactly what the `div-guard` pass gives (`run_passes(program,
     ["div-guard"])`), slots and metadata, without a Python object per site.
     """
-    slots = program.slots
-    at = np.flatnonzero(insn_starts(slots))
-    found = _division_groups(slots.view(np.uint64)[at])
+    slots = np.ascontiguousarray(program.slots)
+    # Every slot is screened; the second halves of ld_imm64 (data, not instructions) are dropped
+    # from what the screen finds, when the program has any.
+    found = _division_groups(slots.view(np.uint64))
+    starts = insn_starts(slots) if found and (opcodes(slots) == LD_IMM64).any() else None
+    if starts is not None:
+        found = [(c, o, pos[starts[pos]]) for c, o, pos in found]
+        found = [g for g in found if len(g[2])]
     ax = AX_REG
     if any(c & SOURCE_MASK == Source.X and o == 1 for c, o, _ in found):
-        ax = resolve_aux_reg(None, PassContext(aux_reg=aux_reg), registers_named(slots["regs"][at]))
+        regs = slots["regs"] if starts is None else slots["regs"][starts]
+        ax = resolve_aux_reg(None, PassContext(aux_reg=aux_reg), registers_named(regs))
     groups = []
     for c, o, pos in found:
         template = _template(_prototype(c, o), ax)
         if template:
-            groups.append((at[pos], template))
+            groups.append((pos, template))
     if not groups:
         return program.copy()
     return replace_sites(program, groups)
