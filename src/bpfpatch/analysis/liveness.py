@@ -1,19 +1,21 @@
-"""Register liveness: the one backward data flow the flow graph, the passes and coverage use.
+"""Register liveness: the one backward data flow the verifier, the flow graph, the passes and coverage use.
 
 Registers are bit masks (bit r for r0..r11).  Two views of an instruction's
 registers, as the verifier's ``check_reg_arg`` sees them:
 
-* `uses_defs`: every register read and written.  A call reads r1-r5 and
+* `uses_defs`: every register read and written.  A call reads r1-r5 (a
+  helper whose prototype is known: its arguments only) and
   writes r0-r5 (a helper's or a callee's result and clobbers), ``exit`` reads
   r0, LD_ABS/LD_IND read r6 (their implicit context) and clobber r0-r5,
   atomics read their base and value (fetch forms write the value register,
   ``cmpxchg`` reads and writes r0), an indirect jump (``gotox``) keeps every
   register live (its targets are not in the list).
-* `wide_uses_defs`: registers read as 64 bits, the view behind the kernel's
-  zero-extension decision (``opt_subreg_zext_lo32_rnd_hi32``): 64-bit ALU and
-  JMP operands, pointers (load / store / atomic bases), DW store values, call
-  arguments, the exit value; and the register an instruction defines as a
-  32-bit sub-register.
+* `reads64`: those of the reads that take all 64 bits (the kernel's
+  ``is_reg64``), the view behind the zero-extension decision
+  (``opt_subreg_zext_lo32_rnd_hi32``): 64-bit ALU and JMP operands, pointers
+  (load / store / atomic bases), DW store values, call arguments, the exit
+  value.  `def32` is the register an instruction defines as a 32-bit
+  sub-register; `wide_uses_defs` gives the three as register sets.
 
 `solve` is the data flow itself, over instructions (not blocks), linear in
 the edges: one backward sweep settles everything but back edges, then a
@@ -29,17 +31,23 @@ analysed on its own and cannot see the caller's r6-r9)::
     >>> live = list_liveness(pl)             # over pl.live_ids(), in list order
     >>> live.live_in[i], live.out(i)         # registers live before / after position i
     >>> live.live_out()                      # every position's live-out, as uint16
+
+Three front ends build the columns `solve` takes: `list_liveness` (a patch
+list, by node), `insn_liveness` (an instruction list: `FlowGraph`) and
+`slot_liveness` (slot columns: the verifier, whose helper calls read only
+their prototype's arguments).
 """
 
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
-from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size
+from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, LD_IMM64, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size
 
 #: r1-r5, the arguments a call reads.
 ARGS_MASK = 0b111110
@@ -49,8 +57,11 @@ CALLER_SAVED_MASK = 0b111111
 ALL_REGS_MASK = (1 << 11) - 1
 
 
-def uses_defs(insn: Insn) -> tuple[int, int]:
-    """(registers read, registers written) by one instruction, as bit masks over r0-r11."""
+def uses_defs(insn: Insn, helper_args: int = 5) -> tuple[int, int]:
+    """(registers read, registers written) by one instruction, as bit masks over r0-r11.
+
+    `helper_args`: how many arguments (r1 up) a helper call reads, where its prototype is known.
+    """
     code, dst, src, _off, imm = insn
     kind = KIND_OF[code]
     d, s = 1 << dst, 1 << src
@@ -65,7 +76,7 @@ def uses_defs(insn: Insn) -> tuple[int, int]:
     if kind == Kind.JCOND_X:
         return d | s, 0
     if kind == Kind.CALL:
-        return ARGS_MASK, CALLER_SAVED_MASK
+        return (ARGS_MASK if src or helper_args == 5 else (1 << helper_args + 1) - 2), CALLER_SAVED_MASK
     if kind == Kind.CALLX:
         return ARGS_MASK | d, CALLER_SAVED_MASK
     if kind == Kind.EXIT:
@@ -95,83 +106,61 @@ def uses_defs(insn: Insn) -> tuple[int, int]:
     return 0, 0  # ja, gotol, may_goto, nops
 
 
-def wide_uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int], int | None]:
-    """(registers read as 64 bits, registers (re)defined, register defined as a 32-bit sub-register)."""
+def reads64(insn: Insn, uses: int) -> int:
+    """The registers among `uses` that `insn` reads as all 64 bits: the kernel's ``is_reg64`` for a source.
+
+    64-bit ALU and JMP operands, call arguments, the exit value, pointers (the
+    base of a load, store or atomic; LD_ABS/LD_IND's r6) and a DW store's or
+    atomic's value.  Where the kernel asks the register's type (a 32-bit
+    store's value is a pointer?), the value is taken for the scalar it nearly
+    always is: its low half is read.
+    """
+    code = insn.code
+    cls = code & CLASS_MASK
+    if cls == InsnClass.STX and code & SIZE_MASK != Size.DW:
+        atomic_load = KIND_OF[code] == Kind.ATOMIC and insn.imm == AtomicOp.LOAD_ACQ
+        return uses & (1 << (insn.src if atomic_load else insn.dst))  # the pointer only
+    if cls in (InsnClass.ALU, InsnClass.ALU64) and code & OP_MASK == AluOp.END:
+        return uses if insn.imm == 64 else 0
+    if cls in (InsnClass.ALU, InsnClass.JMP32):
+        return 0
+    return uses
+
+
+def def32(insn: Insn) -> int | None:
+    """The register `insn` defines as a 32-bit sub-register (its upper half zero, unless zero-extended), or None."""
     code, dst, src, off, imm = insn
     kind = KIND_OF[code]
-    cls = code & CLASS_MASK
-    op = code & OP_MASK
-    wide = cls in (InsnClass.ALU64, InsnClass.JMP)
-    r64: set[int] = set()
-    defs: set[int] = set()
-    def32 = None
     if kind in (Kind.ALU_K, Kind.ALU_X, Kind.NEG):
-        if wide and op != AluOp.MOV:
-            r64.add(dst)
-        if wide and kind == Kind.ALU_X:
-            r64.add(src)
-        defs.add(dst)
         # `w_r = w_r` is the zero extension itself: its result is a full 64-bit value.
-        if not wide and not (kind == Kind.ALU_X and op == AluOp.MOV and src == dst and off == 0):
-            def32 = dst
-    elif kind == Kind.END:
-        if imm == 64:
-            r64.add(dst)
-        defs.add(dst)
-    elif kind in (Kind.JCOND_K, Kind.JCOND_X):
-        if wide:
-            r64.add(dst)
-            if kind == Kind.JCOND_X:
-                r64.add(src)
-    elif kind in (Kind.CALL, Kind.CALLX):
-        r64.update(range(1, 6))
-        if kind == Kind.CALLX:
-            r64.add(dst)
-        defs.update(range(0, 6))
-    elif kind == Kind.GOTOX:
-        r64.update(range(11))  # its targets are not in the list: every register stays live
-    elif kind == Kind.EXIT:
-        r64.add(0)
-    elif kind == Kind.LD_IMM64:
-        defs.add(dst)
-    elif kind in (Kind.LD_ABS, Kind.LD_IND):
-        r64.add(6)
-        if kind == Kind.LD_IND:
-            r64.add(src)
-        defs.update(range(0, 6))
-    elif kind in (Kind.LDX, Kind.LDSX):
-        r64.add(src)
-        defs.add(dst)
-        if kind == Kind.LDX and code & SIZE_MASK != Size.DW:
-            def32 = dst
-    elif kind == Kind.ST:
-        r64.add(dst)
-    elif kind == Kind.STX:
-        r64.add(dst)
-        if code & SIZE_MASK == Size.DW:
-            r64.add(src)
-    elif kind == Kind.ATOMIC:
-        r64.add(dst if imm != AtomicOp.LOAD_ACQ else src)
-        is64 = code & SIZE_MASK == Size.DW
-        if is64 and imm != AtomicOp.LOAD_ACQ:
-            r64.add(src)
+        zext = kind == Kind.ALU_X and code & OP_MASK == AluOp.MOV and src == dst and off == 0
+        return dst if code & CLASS_MASK == InsnClass.ALU and not zext else None
+    if kind == Kind.LDX:
+        return dst if code & SIZE_MASK != Size.DW else None
+    if kind == Kind.ATOMIC and code & SIZE_MASK != Size.DW:
         if imm == AtomicOp.CMPXCHG:
-            if is64:
-                r64.add(0)
-            defs.add(0)
-            def32 = None if is64 else 0
-        elif imm == AtomicOp.LOAD_ACQ:
-            defs.add(dst)
-            def32 = None if is64 else dst
-        elif imm & ATOMIC_FETCH:
-            defs.add(src)
-            def32 = None if is64 else src
-    return frozenset(r64), frozenset(defs), def32
+            return 0
+        if imm == AtomicOp.LOAD_ACQ:
+            return dst
+        if imm & ATOMIC_FETCH:
+            return src
+    return None
+
+
+def _regs(mask: int) -> frozenset[int]:
+    return frozenset(r for r in range(12) if mask >> r & 1)
+
+
+def wide_uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int], int | None]:
+    """(registers read as 64 bits (`reads64`), registers (re)defined, register defined as a 32-bit sub-register)."""
+    use, defs = uses_defs(insn)
+    return _regs(reads64(insn, use)), _regs(defs), def32(insn)
 
 
 def _wide_masks(insn: Insn) -> tuple[int, int, int]:
-    r64, defs, d32 = wide_uses_defs(insn)
-    return sum(1 << r for r in r64), sum(1 << r for r in defs), -1 if d32 is None else d32
+    use, defs = uses_defs(insn)
+    d32 = def32(insn)
+    return reads64(insn, use), defs, -1 if d32 is None else d32
 
 
 def _full_masks(insn: Insn) -> tuple[int, int, int]:
@@ -379,11 +368,54 @@ def insn_liveness(insns: list[Insn], target: list[int], within: list[bool] | np.
     return solve(use, None, fall, tgt, kill=kill)
 
 
+def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int], imm: list[int],
+                  helper_args: Callable[[int], int] | None = None) -> tuple[list[int], list[int]]:
+    """Registers live before each slot of a program held in columns (the verifier's form), twice:
+    for every read (`uses_defs`) and for reads of all 64 bits (`reads64`), the liveness behind ``zext_dst``.
+
+    Edges: the fall-through and a jump's target (``imm`` for gotol, else
+    ``off``), none leaving the program; a call continues after itself (a
+    callee reads r1-r5).  `helper_args(imm)`: how many arguments helper `imm`
+    reads.  An ld_imm64's second slot is 0 in both lists.
+    """
+    n = len(code)
+    use, use64, kill = array("H", bytes(2 * n)), array("H", bytes(2 * n)), array("H", [0xFFFF]) * n
+    fall, tgt = bytearray(n), array("i", [-1]) * n
+    memo: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}  # the offset never matters
+    second: list[int] = []
+    i = 0
+    while i < n:
+        c = code[i]
+        key = (c, dst[i], src[i], imm[i])
+        masks = memo.get(key)
+        if masks is None:
+            insn = Insn(c, dst[i], src[i], off[i], imm[i])
+            nargs = helper_args(imm[i]) if helper_args and KIND_OF[c] == Kind.CALL and not src[i] else 5
+            u, d = uses_defs(insn, nargs)
+            masks = memo[key] = (u, reads64(insn, u), ~d & 0xFFFF)
+        use[i], use64[i], kill[i] = masks
+        nxt = i + 2 if c == LD_IMM64 else i + 1
+        fall[i] = i + 1 < n and not _NO_FALL_B[c]
+        if nxt == i + 2:
+            second.append(i + 1)
+            if nxt < n:
+                fall[i + 1] = 1  # the second slot passes its successor's registers on
+        if _HAS_TARGET_EDGE_B[c]:
+            t = i + 1 + (imm[i] if KIND_OF[c] == Kind.GOTOL else off[i])
+            if 0 <= t < n:
+                tgt[i] = t
+        i = nxt
+    live, live64 = (solve(u, None, fall, tgt, kill=kill).live_in for u in (use, use64))
+    for j in second:
+        live[j] = live64[j] = 0
+    return live.tolist(), live64.tolist()
+
+
 def regs_of(mask: int) -> frozenset[int]:
     """The registers r0-r10 of a mask."""
     return frozenset(r for r in range(11) if mask >> r & 1)
 
 
-__all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "HAS_TARGET_EDGE", "Liveness", "NO_FALL", "falls",
-           "insn_liveness", "jump_targets", "list_liveness", "regs_of", "solve", "target_positions", "uses_defs",
+__all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "HAS_TARGET_EDGE", "Liveness", "NO_FALL", "def32", "falls",
+           "insn_liveness", "jump_targets", "list_liveness", "reads64", "regs_of", "slot_liveness", "solve", "target_positions", "uses_defs",
            "wide_uses_defs", "word_masks"]

@@ -36,6 +36,7 @@ from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.helpers import helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
+from bpfpatch.analysis.liveness import slot_liveness, uses_defs
 from bpfpatch.analysis.state import (
     AT_PKT_END,
     BEYOND_PKT_END,
@@ -291,7 +292,7 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
                keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
     env.attach_type = attach_type
     env.kernel_types = kernel_types
-    env.live, env.live64 = _liveness(env)
+    env.live, env.live64 = slot_liveness(code, dst, src, off, imm, _helper_args)
     env.test_state_freq = test_state_freq
     env.jmp_point = [False] * n
     env.force_checkpoint = [False] * n
@@ -343,154 +344,10 @@ def _map_table(program: Program) -> dict[int, tuple[MapRef, int | None]]:
     return out
 
 
-def _successors(env: _Env, i: int) -> list[int]:
-    c = env.code[i]
-    cls = c & 7
-    if c == 0x18:
-        return [i + 2]
-    if cls in (JMP, JMP32):
-        op = c & 0xF0
-        if op == J_EXIT:
-            return []
-        if op == J_CALL:
-            return [i + 1]
-        if op == J_JA:
-            tgt = i + 1 + (env.imm[i] if cls == JMP32 else env.off[i])
-            return [tgt]
-        return [i + 1, i + 1 + env.off[i]]
-    return [i + 1]
-
-
-def _uses_defs(env: _Env, i: int) -> tuple[int, int]:
-    """Registers an instruction reads and writes, as bit masks (for liveness)."""
-    c, d, s = env.code[i], env.dst[i], env.src[i]
-    cls = c & 7
-    if cls in (ALU, ALU64):
-        op = c & 0xF0
-        x = c & 0x08
-        if op == OP_MOV:
-            return ((1 << s) if x else 0), 1 << d
-        if op in (OP_NEG, OP_END):
-            return 1 << d, 1 << d
-        return (1 << d) | ((1 << s) if x else 0), 1 << d
-    if cls == LDX:
-        return 1 << s, 1 << d
-    if cls == ST:
-        return 1 << d, 0
-    if cls == STX:
-        if c & 0xE0 == MODE_ATOMIC:
-            imm = env.imm[i]
-            u = (1 << d) | (1 << s)
-            df = 0
-            if imm == ATOMIC_CMPXCHG:
-                u |= 1
-                df = 1
-            elif imm & ATOMIC_FETCH:
-                df = 1 << s
-            return u, df
-        return (1 << d) | (1 << s), 0
-    if cls == LD:
-        if c == 0x18:
-            return 0, 1 << d
-        return (1 << 6) | ((1 << s) if c & 0xE0 == MODE_IND else 0), 0x3F  # LD_ABS/IND: r0 out, r1-r5 clobbered
-    if cls in (JMP, JMP32):
-        op = c & 0xF0
-        if op == J_EXIT:
-            return 1, 0
-        if op == J_CALL:
-            if s == PSEUDO_CALL:
-                return 0x3E, 0x3F
-            p = proto(env.imm[i]) if s == 0 else None
-            nargs = p.nargs if p else 5
-            return sum(1 << r for r in range(1, nargs + 1)), 0x3F
-        if op == J_JA:
-            return 0, 0
-        return (1 << d) | ((1 << s) if c & 0x08 else 0), 0
-    return 0, 0
-
-
-def _uses64(env: _Env, i: int, uses: int) -> int:
-    """The registers among `uses` that instruction `i` reads as 64 bits (the kernel's ``is_reg64``)."""
-    c = env.code[i]
-    cls = c & 7
-    if cls == ALU64:
-        if c & 0xF0 == OP_END and env.imm[i] in (16, 32):
-            return 0
-        return uses
-    if cls == JMP:
-        return uses
-    if cls == ALU:
-        return uses if c & 0xF0 == OP_END and env.imm[i] == 64 else 0
-    if cls == JMP32:
-        return 0
-    if cls == LDX or cls == ST or cls == LD:
-        return uses
-    if cls == STX:
-        return uses if c & 0x18 == 0x18 else uses & ((1 << env.dst[i]) | 1)
-    return uses
-
-
-def _liveness(env: _Env) -> tuple[list[int], list[int]]:
-    """Registers live before each instruction (backward dataflow; callee frames read R1-R5), twice:
-
-    all reads, and only reads of all 64 bits (stores of a 32-bit value, ALU32
-    and JMP32 read the low half), the liveness behind ``zext_dst``.  Reverse
-    sweeps until nothing changes: the least fixed point, as a work list finds.
-    """
-    n = env.n
-    code = env.code
-    starts: list[int] = []
-    s1 = [-1] * n
-    s2 = [-1] * n
-    use = [0] * n
-    use64 = [0] * n
-    dfs = [0] * n
-    memo: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}  # depends on the fields alone
-    i = 0
-    while i < n:
-        starts.append(i)
-        c = code[i]
-        cls = c & 7
-        if cls == JMP or cls == JMP32 or c == 0x18:
-            succ = [t for t in _successors(env, i) if 0 <= t < n]
-            if succ:
-                s1[i] = succ[0]
-                if len(succ) > 1:
-                    s2[i] = succ[1]
-        elif i + 1 < n:
-            s1[i] = i + 1
-        key = (c, env.dst[i], env.src[i], env.imm[i])
-        ud = memo.get(key)
-        if ud is None:
-            u, d = _uses_defs(env, i)
-            ud = memo[key] = (u, _uses64(env, i, u), d)
-        use[i], use64[i], dfs[i] = ud
-        i += 2 if c == 0x18 else 1
-    live = [0] * n
-    live64 = [0] * n
-    order = starts[::-1]
-    # without a backward edge one reverse sweep sees every successor final: the fixed point at once
-    changed = True
-    backward = any(0 <= s1[i] <= i or 0 <= s2[i] <= i for i in starts if s2[i] >= 0 or s1[i] != i + 1)
-    while changed:
-        changed = False
-        for i in order:
-            a = s1[i]
-            b = s2[i]
-            if a < 0:
-                out = out64 = 0
-            elif b < 0:
-                out, out64 = live[a], live64[a]
-            else:
-                out, out64 = live[a] | live[b], live64[a] | live64[b]
-            nd = ~dfs[i]
-            new = use[i] | (out & nd)
-            new64 = use64[i] | (out64 & nd)
-            if new != live[i] or new64 != live64[i]:
-                live[i] = new
-                live64[i] = new64
-                changed = backward
-    return live, live64
+def _helper_args(func_id: int) -> int:
+    """How many arguments (r1 up) helper `func_id` reads: its prototype's, else all five."""
+    p = proto(func_id)
+    return p.nargs if p else 5
 
 
 def _mark_prune_points(env: _Env) -> None:
@@ -800,8 +657,8 @@ def _insn_text(env: _Env, idx: int) -> str:
 
 def _step_line(env: _Env, idx: int, before: State, after: State) -> str:
     head = f"{idx}: {_insn_text(env, idx)}"
-    uses, defs = _uses_defs(env, idx)
     c = env.code[idx]
+    uses, defs = uses_defs(Insn(c, env.dst[idx], env.src[idx], env.off[idx], env.imm[idx]), _helper_args(env.imm[idx]))
     if c == 0x95 or len(before.frames) != len(after.frames):
         return head
     if c == 0x85:
