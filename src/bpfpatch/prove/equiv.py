@@ -26,9 +26,9 @@ from typing import Any
 
 import z3
 
+from bpfpatch.analysis.liveness import regs_of, slot_liveness
 from bpfpatch.errors import BpfPatchError
-from bpfpatch.isa import KIND_OF, Insn, Kind
-from bpfpatch.isa.opcodes import AtomicOp
+from bpfpatch.isa import KIND_OF, Kind
 from bpfpatch.program import Program
 from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.prove import layout as L
@@ -180,76 +180,18 @@ def state_equal(ea: Encoder, sa: State, eb: Encoder, sb: State, live: frozenset[
 
 
 def live_registers(program: Program) -> dict[int, frozenset[int]]:
-    """Registers live on entry to each slot (calls are opaque: they read r1-r5, write r0, clobber r1-r5)."""
-    insns: dict[int, Insn] = {}
+    """Registers live on entry to each instruction's slot, r10 always (`bpfpatch.analysis.liveness`: calls
+    are opaque, they read r1-r5 and write r0-r5)."""
+    slots = program.slots
+    regs = slots["regs"].tolist()
+    live, _ = slot_liveness(slots["code"].tolist(), [r & 0xF for r in regs], [r >> 4 for r in regs],
+                            slots["off"].tolist(), slots["imm"].tolist())
+    out: dict[int, frozenset[int]] = {}
     slot = 0
     for insn in program.insns:
-        insns[slot] = insn
+        out[slot] = regs_of(live[slot]) | {10}
         slot += insn.nslots
-    succ: dict[int, list[int]] = {}
-    use: dict[int, set[int]] = {}
-    kill: dict[int, set[int]] = {}
-    for s, insn in insns.items():
-        kind = KIND_OF[insn.code]
-        nxt = s + insn.nslots
-        u, d = set(), set()
-        if kind in (Kind.ALU_K, Kind.NEG, Kind.END):
-            if not (kind == Kind.ALU_K and insn.code & 0xF0 == 0xB0):
-                u.add(insn.dst)
-            d.add(insn.dst)
-        elif kind == Kind.ALU_X:
-            u.add(insn.src)
-            if insn.code & 0xF0 != 0xB0:
-                u.add(insn.dst)
-            d.add(insn.dst)
-        elif kind == Kind.JCOND_K:
-            u.add(insn.dst)
-        elif kind == Kind.JCOND_X:
-            u |= {insn.dst, insn.src}
-        elif kind in (Kind.LDX, Kind.LDSX):
-            u.add(insn.src)
-            d.add(insn.dst)
-        elif kind == Kind.ST:
-            u.add(insn.dst)
-        elif kind == Kind.STX:
-            u |= {insn.dst, insn.src}
-        elif kind == Kind.ATOMIC:
-            u |= {insn.dst, insn.src}
-            if insn.imm == AtomicOp.CMPXCHG:
-                u.add(0)
-        elif kind == Kind.LD_IMM64:
-            d.add(insn.dst)
-        elif kind in (Kind.LD_ABS, Kind.LD_IND):
-            u |= {6, insn.src} if kind == Kind.LD_IND else {6}
-            d |= {0, 1, 2, 3, 4, 5}
-        elif kind == Kind.CALL:
-            u |= {1, 2, 3, 4, 5}
-            d |= {0, 1, 2, 3, 4, 5}
-        elif kind == Kind.EXIT:
-            u.add(0)
-        use[s], kill[s] = u, d
-        if kind == Kind.EXIT:
-            succ[s] = []
-        elif kind in (Kind.JA, Kind.GOTOL):
-            succ[s] = [s + 1 + insn.branch_offset]
-        elif kind in (Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO):
-            succ[s] = [nxt, s + 1 + insn.off]
-        else:
-            succ[s] = [nxt]
-    live: dict[int, frozenset[int]] = {s: frozenset() for s in insns}
-    changed = True
-    order = sorted(insns, reverse=True)
-    while changed:
-        changed = False
-        for s in order:
-            out: set[int] = set()
-            for t in succ[s]:
-                out |= live.get(t, frozenset())
-            new = frozenset(use[s] | (out - kill[s]) | {10})
-            if new != live[s]:
-                live[s] = new
-                changed = True
-    return live
+    return out
 
 
 # --- alignment of the two instruction streams ------------------------------------------
