@@ -58,6 +58,14 @@ class CtxStruct(FieldTable):
     size: int
     fields: tuple[CtxField, ...] = ()
 
+    def offsets(self) -> dict[str, int]:
+        """Field name -> byte offset; an array also under its own name (``cb``: where ``cb[0]`` is)."""
+        out: dict[str, int] = {}
+        for f in self.fields:
+            out[f.name] = f.offset
+            out.setdefault(f.name.partition("[")[0], f.offset)
+        return out
+
 
 def fields(*rows: tuple[str, int, int]) -> tuple[CtxField, ...]:
     """Fields from (name, offset, size) rows."""

@@ -10,23 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bpfpatch.ctxstructs import SK_BUFF
 from bpfpatch.isa import Insn
 from bpfpatch.isa.opcodes import InsnClass, Mode, Size
 from bpfpatch.passes.ctx_layout import layout
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
-# __sk_buff field (uapi offset, access size) -> sk_buff member the kernel loads instead.
-SKBUFF_FIELDS = {
-    (0, 4): "len",
-    (8, 4): "mark",
-    (12, 4): "queue_mapping",
-    (16, 4): "protocol",
-    (24, 4): "vlan_tci",
-    (28, 4): "vlan_proto",
-    (32, 4): "priority",
-    (68, 4): "hash",
-}
+#: __sk_buff field -> the sk_buff member the kernel loads instead (one load, same name and size).
+SKBUFF_MEMBERS = {name: name for name in ("len", "mark", "queue_mapping", "protocol", "vlan_tci", "vlan_proto",
+                                          "priority", "hash")}
+#: The same by the field's (uapi offset, access size).
+SKBUFF_FIELDS = {(f.offset, f.size): SKBUFF_MEMBERS[f.name] for f in SK_BUFF.fields if f.name in SKBUFF_MEMBERS}
 
 _LOAD = {1: Size.B, 2: Size.H, 4: Size.W, 8: Size.DW}
 

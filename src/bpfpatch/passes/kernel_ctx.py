@@ -19,6 +19,8 @@ xlated output (tests/passes/test_pass_kernel.py).
 
 from __future__ import annotations
 
+from bpfpatch.ctxstructs import BPF_SK_LOOKUP, BPF_SOCK_ADDR, PERF_EVENT_DATA, SK_BUFF
+from bpfpatch.ctxstructs import XDP_MD as XDP_MD_STRUCT
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import Insn
 from bpfpatch.isa.build import (
@@ -41,14 +43,9 @@ KERNEL_MAX_CPU = "/sys/devices/system/cpu/kernel_max"  # NR_CPUS - 1 of the runn
 TC_ACT_SHOT, SK_DROP = 2, 0
 BPF_FUNC_skb_pull_data = 39
 
-# struct __sk_buff (uapi/linux/bpf.h): field -> offset.
-SKB = dict(len=0, pkt_type=4, mark=8, queue_mapping=12, protocol=16, vlan_present=20, vlan_tci=24, vlan_proto=28,
-           priority=32, ingress_ifindex=36, ifindex=40, tc_index=44, cb=48, hash=68, tc_classid=72, data=76,
-           data_end=80, napi_id=84, family=88, remote_ip4=92, local_ip4=96, remote_ip6=100, local_ip6=116,
-           remote_port=132, local_port=136, data_meta=140, flow_keys=144, tstamp=152, wire_len=160, gso_segs=164,
-           sk=168, gso_size=176, tstamp_type=180, hwtstamp=184)
-# struct xdp_md.
-XDP_MD = dict(data=0, data_end=4, data_meta=8, ingress_ifindex=12, rx_queue_index=16, egress_ifindex=20)
+# The uapi structures' field -> offset (`bpfpatch.ctxstructs`; an array by its name: where element 0 is).
+SKB = SK_BUFF.offsets()
+XDP_MD = XDP_MD_STRUCT.offsets()
 
 #: Program types whose context is __sk_buff, and which conversion variant they get.
 SKB_VARIANT = {
@@ -290,10 +287,8 @@ def convert_xdp(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
 
 
 # struct bpf_sock_addr and struct bpf_sk_lookup (uapi).
-SOCK_ADDR = dict(user_family=0, user_ip4=4, user_ip6=8, user_port=24, family=28, type=32, protocol=36,
-                 msg_src_ip4=40, msg_src_ip6=44, sk=64)
-SK_LOOKUP = dict(sk=0, family=8, protocol=12, remote_ip4=16, remote_ip6=20, remote_port=36, local_ip4=40,
-                 local_ip6=44, local_port=60, ingress_ifindex=64)
+SOCK_ADDR = BPF_SOCK_ADDR.offsets()
+SK_LOOKUP = BPF_SK_LOOKUP.offsets()
 
 
 def _nested(kind: str, si: Insn, outer: str, inner_off: int, size: Size, tmp_field: str | None) -> list[Insn]:
@@ -382,7 +377,7 @@ def convert_sk_lookup(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
 
 
 # struct bpf_perf_event_data (uapi, x86-64: regs is struct pt_regs, 21 longs).
-PERF_EVENT = dict(sample_period=168, addr=176)
+PERF_EVENT = PERF_EVENT_DATA.offsets()
 
 
 def convert_perf_event(kind: str, si: Insn) -> tuple[list[Insn], int] | None:

@@ -47,7 +47,7 @@ def ctx_bytes(ptype: ProgType, ctx: dict[str, int]) -> bytes | None:
     layout = layout_of(ptype)
     if ptype not in L.SKB_TYPES or layout is None or not layout.ctx_size:
         return None
-    return layout.build({name: v for name, v in ctx.items() if name in L.SKB_CTX_IN and name in layout.settable})
+    return layout.build({name: v for name, v in ctx.items() if name in layout.settable})
 
 
 def _reported(ptype: ProgType, result: TestRunResult) -> dict[str, int]:
