@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from bpfpatch import PatchList, Program
 from bpfpatch.analysis.cfg import FlowGraph, uses_defs
-from bpfpatch.isa import Size
+from bpfpatch.isa import Insn, Size
+from bpfpatch.isa.opcodes import InsnClass, JmpOp, Source
 from bpfpatch.isa import build as b
 
 # r0 = 0; if r1 == 0 goto L; r0 = 1; L: r2 = r10; r2 += -16; *(u64 *)(r2 + 0) = r0; exit
@@ -138,3 +139,11 @@ def test_blocks_carry_the_verification_layers_seen():
     attach(pl, analyze(prog, "socket_filter"))
     g = FlowGraph(pl)
     assert [blk.seen for blk in g.blocks] == [True, False, True]    # `r0 = 2` no path reaches
+
+
+def test_an_indirect_jump_ends_its_block_and_does_not_fall_through():
+    # r1 = 0; gotox r1; r0 = 0; exit: the instruction after gotox starts a block no edge reaches
+    gotox = Insn(InsnClass.JMP | JmpOp.JA | Source.X, 1, 0, 0, 0)
+    g = _graph([b.mov64_imm(1, 0), gotox, b.mov64_imm(0, 0), b.exit_insn()])
+    assert [[g.index[n] for n in blk.nodes] for blk in g.blocks] == [[0, 1], [2, 3]]
+    assert g.edges == []

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bpfpatch.analysis.liveness import Liveness, insn_liveness, regs_of, uses_defs
+from bpfpatch.analysis.liveness import ENDS_BLOCK, HAS_TARGET_EDGE, NO_FALL, Liveness, insn_liveness, regs_of, uses_defs
 from bpfpatch.isa import KIND_OF, Insn, InsnClass, Kind
 from bpfpatch.isa import AtomicOp
 from bpfpatch.patch import Node, PatchList
@@ -44,6 +44,8 @@ FP = 10
 ALL_REGS = frozenset(range(11))
 # Registers a builder may hand out, callee-saved first (they survive calls).
 SCRATCH_ORDER = (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+# The block rule per opcode (`bpfpatch.analysis.liveness`), as lists: read once per instruction.
+_ENDS, _JUMPS, _STOPS = ENDS_BLOCK.tolist(), HAS_TARGET_EDGE.tolist(), NO_FALL.tolist()
 
 @dataclass
 class Block:
@@ -116,9 +118,8 @@ class FlowGraph:
         for s in self.subprog_starts:
             leader[s] = True
         for i, insn in enumerate(self.insns):
-            kind = KIND_OF[insn.code]
-            if kind in (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO, Kind.EXIT):
-                if self.target[i] >= 0:
+            if _ENDS[insn.code]:
+                if self.target[i] >= 0 and _JUMPS[insn.code]:
                     leader[self.target[i]] = True
                 if i + 1 < n:
                     leader[i + 1] = True
@@ -138,12 +139,11 @@ class FlowGraph:
                 start = i
         for b in self.blocks:
             last = self.index[b.last]
-            kind = KIND_OF[self.insns[last].code]
+            code = self.insns[last].code
             out: list[int] = []
-            if kind in (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO) and self.target[last] >= 0:
+            if _JUMPS[code] and self.target[last] >= 0:
                 out.append(self.block_of[self.target[last]])
-            falls = kind not in (Kind.JA, Kind.GOTOL, Kind.EXIT)
-            if falls and last + 1 < n and sub_of[last + 1] == b.subprog:
+            if not _STOPS[code] and last + 1 < n and sub_of[last + 1] == b.subprog:
                 nxt = self.block_of[last + 1]
                 if nxt not in out:
                     out.append(nxt)

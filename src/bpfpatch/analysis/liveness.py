@@ -172,6 +172,8 @@ def _full_masks(insn: Insn) -> tuple[int, int, int]:
 NO_FALL = np.isin(KIND, (Kind.EXIT, Kind.JA, Kind.GOTOL, Kind.GOTOX))
 #: Per opcode: the instruction's target reference is a control-flow edge (calls return, loads do not jump).
 HAS_TARGET_EDGE = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.JCOND_K, Kind.JCOND_X, Kind.MAY_GOTO))
+#: Per opcode: the instruction ends a basic block (it jumps, or control does not fall through), the one block rule.
+ENDS_BLOCK = NO_FALL | HAS_TARGET_EDGE
 _IMM_MATTERS = np.isin(KIND, (Kind.END, Kind.ATOMIC))
 _NO_FALL_B, _HAS_TARGET_EDGE_B = bytes(NO_FALL.astype(np.uint8)), bytes(HAS_TARGET_EDGE.astype(np.uint8))
 
@@ -416,6 +418,6 @@ def regs_of(mask: int) -> frozenset[int]:
     return frozenset(r for r in range(11) if mask >> r & 1)
 
 
-__all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "HAS_TARGET_EDGE", "Liveness", "NO_FALL", "def32", "falls",
+__all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "ENDS_BLOCK", "HAS_TARGET_EDGE", "Liveness", "NO_FALL", "def32", "falls",
            "insn_liveness", "jump_targets", "list_liveness", "reads64", "regs_of", "slot_liveness", "solve", "target_positions", "uses_defs",
            "wide_uses_defs", "word_masks"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bpfpatch.analysis.cfg import FlowGraph
 from bpfpatch.analysis.liveness import list_liveness
 from bpfpatch.errors import BpfPatchError
 from bpfpatch.isa import LD_IMM64, decode_slots
@@ -38,44 +39,16 @@ from bpfpatch.passes.regs import AUTO_ORDER, registers_named
 from bpfpatch.patch import PatchList
 from bpfpatch.program import Program
 
-_JMP, _JMP32 = 0x05, 0x06
-_CALL, _EXIT, _JA = 0x80, 0x90, 0x00
-
-
 class CoverageError(BpfPatchError):
     """The program cannot be instrumented (no free register, undecodable)."""
 
 
 def basic_blocks(raw: bytes) -> list[int]:
-    """Slot indices where basic blocks start: entry, branch targets, after branches and exits."""
-    slots = decode_slots(raw)
-    n = len(slots)
-    codes = slots["code"]
-    regs = slots["regs"]
-    offs = slots["off"].astype(np.int64)
-    imms = slots["imm"].astype(np.int64)
-    leaders = {0}
-    i = 0
-    while i < n:
-        code = int(codes[i])
-        if code == LD_IMM64:
-            if regs[i] >> 4 == PseudoSrc.FUNC:
-                leaders.add(i + 1 + int(imms[i]))
-            i += 2
-            continue
-        cls, op = code & 0x07, code & 0xF0
-        if cls in (_JMP, _JMP32):
-            if op == _CALL:
-                if regs[i] >> 4 == 1:  # BPF_PSEUDO_CALL: a subprogram starts at the target
-                    leaders.add(i + 1 + int(imms[i]))
-            elif op == _EXIT:
-                leaders.add(i + 1)
-            else:
-                target = i + 1 + (int(imms[i]) if (cls == _JMP32 and op == _JA) else int(offs[i]))
-                leaders.add(target)
-                leaders.add(i + 1)
-        i += 1
-    return sorted(x for x in leaders if 0 <= x < n)
+    """Slot indices where basic blocks start (`bpfpatch.analysis.cfg.FlowGraph`'s blocks: the entry,
+    subprogram starts, jump targets, and after jumps and exits)."""
+    pl = PatchList(Program.from_bytes(raw, validate=False))
+    firsts = np.fromiter((block.first.id for block in FlowGraph(pl).blocks), dtype=np.int64)
+    return pl.orig_indices(firsts).tolist()
 
 
 def free_registers(raw: bytes) -> list[int]:
