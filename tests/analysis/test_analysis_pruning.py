@@ -90,9 +90,39 @@ def may_goto_nested() -> bytes:
     """)).to_bytes()
 
 
+def may_goto_in_subprog() -> bytes:
+    """A function with nested may_goto loops called from three places: each call chain is a visit of its own."""
+    from bpfpatch.asm import assemble
+
+    return Program.from_insns(assemble("""
+        r6 = 0
+        r1 = 3
+        call pc+8
+        r6 += r0
+        r1 = 5
+        call pc+5
+        r6 += r0
+        r1 = 7
+        call pc+2
+        r0 += r6
+        exit
+        r0 = 0
+        r2 = 0
+        may_goto +6
+        r3 = 0
+        may_goto +2
+        r3 += 1
+        goto -3
+        r2 += r3
+        goto -7
+        r0 = r2
+        exit
+    """)).to_bytes()
+
+
 SHAPES = {"blocks3000": blocks(3000), "blocks10000": blocks(10000), "loop100": loop(100), "nested20": nested(20),
           "diamonds20": diamonds(20), "diamonds200": diamonds(200), "may_goto_counter": may_goto_counter(),
-          "may_goto_nested": may_goto_nested()}
+          "may_goto_nested": may_goto_nested(), "may_goto_in_subprog": may_goto_in_subprog()}
 
 
 @pytest.mark.kernel
@@ -101,15 +131,26 @@ SHAPES = {"blocks3000": blocks(3000), "blocks10000": blocks(10000), "loop100": l
 def test_processed_equals_kernel(name, freq):
     from bpfpatch.kernel import load_program
 
-    if freq and name == "may_goto_nested":
-        # 6.18 tracks loops as strongly connected components (its log's "SCC backedge"): with a
-        # checkpoint everywhere it prunes a nested may_goto loop later than the 6.12 rules we follow
-        # (kernel 37, ours 21); with the default heuristics both process 39
-        pytest.skip("6.18's SCC-based loop pruning is not modelled")
     raw = SHAPES[name]
     with load_program(raw, "socket_filter", prog_flags=BPF_F_TEST_STATE_FREQ if freq else 0) as lp:
         kernel = lp.verified_insns
     ours = analyze(Program.from_bytes(raw), "socket_filter", keep_states=False, test_state_freq=freq)
+    assert ours.processed == kernel
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("freq", [False, True], ids=["default", "state_freq"])
+def test_processed_equals_kernel_across_callsites(objdir, freq):
+    """A function called from five places: its entry's checkpoints are kept per callsite (the kernel's lists
+    are per hash of instruction and callsite), so one call's checkpoint still being explored does not
+    keep the next call from adding its own (counted one list for all, 258 against the kernel's 255)."""
+    from bpfpatch.kernel import load_program
+
+    prog = read_object(compile_bpf(PROGS / "analysis" / "callsites.c", objdir)).linked_program("tc")
+    raw = prog.to_bytes()
+    with load_program(raw, "sched_cls", prog_flags=BPF_F_TEST_STATE_FREQ if freq else 0) as lp:
+        kernel = lp.verified_insns
+    ours = analyze(prog, "sched_cls", keep_states=False, test_state_freq=freq)
     assert ours.processed == kernel
 
 

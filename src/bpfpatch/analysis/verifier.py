@@ -36,7 +36,8 @@ from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.helpers import helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
-from bpfpatch.analysis.liveness import slot_liveness, uses_defs
+from bpfpatch.analysis.liveness import HAS_TARGET_EDGE, NO_FALL, slot_liveness, uses_defs
+from bpfpatch.analysis.scc import MAX_BACKEDGE_ITERS, SccVisit, SccVisits, scc_ids
 from bpfpatch.analysis.state import (
     AT_PKT_END,
     BEYOND_PKT_END,
@@ -74,7 +75,7 @@ from bpfpatch.analysis.state import (
 )
 from bpfpatch.analysis.vlog import format_frame, format_reg, format_state, type_name
 from bpfpatch.asm.syntax import format_kernel
-from bpfpatch.isa import Insn
+from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.analysis.tnum import (
     U32,
     U64,
@@ -209,6 +210,7 @@ class _Env:
     attach_type: int | None = None
     kernel_types: Any = None
     iter_next_sites: set[int] = field(default_factory=set)
+    scc: SccVisits | None = None
 
 
 def analyze(
@@ -297,6 +299,7 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     env.jmp_point = [False] * n
     env.force_checkpoint = [False] * n
     _mark_prune_points(env)
+    env.scc = SccVisits(_loops(code, off, imm))
     result = Analysis(program, ptype, aux)
     try:
         _do_check(env)
@@ -443,7 +446,7 @@ def _do_check(env: _Env) -> None:
                 if _is_state_visited(env, state, idx):
                     if log is not None:
                         log.append(f"{idx}: safe")
-                    _path_done(state)
+                    _path_done(env, state)
                     break
                 hist = state.hist  # a new checkpoint starts a new history
             jmp_point = jmp_points[idx]
@@ -490,19 +493,63 @@ def _do_check(env: _Env) -> None:
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
             if nxt is None:
-                _path_done(state)
+                _path_done(env, state)
                 break
             idx = nxt
 
 
-def _path_done(state: State) -> None:
-    """``update_branch_counts``: a path ended; checkpoints whose every path ended may prune from now on."""
+_NO_FALL, _TARGET_EDGE = NO_FALL.tolist(), HAS_TARGET_EDGE.tolist()
+
+
+def _loops(code: list[int], off: list[int], imm: list[int]) -> list[int]:
+    """Per instruction, the number of its loop (`scc_ids` over the intraprocedural edges: a call falls
+    through), all 0 when no jump goes backwards."""
+    n = len(code)
+    succ: list[tuple[int, ...]] = [()] * n
+    back = False
+    i = 0
+    while i < n:
+        c = code[i]
+        if c == 0x18:
+            succ[i] = (i + 2,)
+            i += 2
+            continue
+        t = i + 1 + (imm[i] if KIND_OF[c] == Kind.GOTOL else off[i]) if _TARGET_EDGE[c] else -1
+        back = back or 0 <= t <= i
+        succ[i] = ((i + 1,) if not _NO_FALL[c] else ()) + ((t,) if t >= 0 else ())
+        i += 1
+    return scc_ids(n, succ.__getitem__) if back else [0] * n
+
+
+def _path_done(env: _Env, state: State) -> None:
+    """``update_branch_counts``: a path ended; checkpoints whose every path ended may prune from now on.
+
+    A checkpoint that entered a loop's visit (6.18's SCCs) ends the visit when its last path ends:
+    the precision its backedges' equal states found is carried into their paths (``maybe_exit_scc``).
+    """
     st = state.parent
     while st is not None:
         st.branches -= 1
         if st.branches > 0:
             break
+        visit = env.scc.exit(st) if env.scc.entries else None
+        if visit is not None:
+            _propagate_backedges(env, visit)
         st = st.parent
+
+
+def _propagate_backedges(env: _Env, visit: SccVisit) -> None:
+    """``propagate_backedges``: precision from each backedge's equal state into the backedge's path, to a fixed point."""
+    for _ in range(MAX_BACKEDGE_ITERS + 1):
+        changed = False
+        for cur, old in visit.backedges:
+            changed |= _propagate_precision(env, old, cur)
+        if not changed:
+            break
+    else:
+        for cur, _old in visit.backedges:
+            _mark_all_precise(cur)
+    visit.backedges.clear()
 
 
 # --- precision (mark_chain_precision) -------------------------------------------------------
@@ -610,11 +657,14 @@ def _backtrack(env: _Env, idx: int, frame: int, extra: object, bt: set) -> bool:
     return True
 
 
-def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> None:
-    """``mark_chain_precision``: the wanted scalars' exact values matter; mark their sources in every checkpoint."""
+def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
+    """``mark_chain_precision``: the wanted scalars' exact values matter; mark their sources in every checkpoint.
+
+    True when some checkpoint's scalar became precise."""
     bt = {w for w in want if (r := _lookup(st, w)) is not None and r.type is RegType.SCALAR}
     cur = st
     code, dsts = env.code, env.dst
+    changed = False
     while bt:
         for idx, frame, extra in reversed(cur.hist):
             cls = code[idx] & 7
@@ -622,19 +672,20 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> None:
                 continue  # defines nothing wanted (_backtrack's first test, without the call)
             if not _backtrack(env, idx, frame, extra, bt):
                 _mark_all_precise(st)
-                return
+                return changed
             if not bt:
-                return
+                return changed
         parent = cur.parent
         if parent is None:
-            return
+            return changed
         for item in list(bt):
             r = _lookup(parent, item)
             if r is None or r.type is not RegType.SCALAR or r.precise:
                 bt.discard(item)
             else:
-                r.precise = True
+                r.precise = changed = True
         cur = parent
+    return changed
 
 
 def _precise_regs(env: _Env, st: State, *regnos: int) -> None:
@@ -710,28 +761,40 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     may_goto = env.code[idx] == JMP | J_JCOND
     if iter_next:
         force = add = True  # an open-coded iterator's next: the kernel forces a checkpoint (mark_force_checkpoint)
+    scc = env.scc
+    n = env.n
+    callsite = cur.frames[-1].callsite
+    bucket = ((idx ^ callsite) & U32) % n
     i = len(lst) - 1
     while i >= 0:
         old = lst[i]
+        if old.frames[-1].callsite != callsite and ((idx ^ old.frames[-1].callsite) & U32) % n != bucket:
+            i -= 1  # the kernel keeps a state list per hash of (idx, callsite): another callsite's list
+            continue
         if old.branches:
             if may_goto and old.may_goto_depth != cur.may_goto_depth and _states_equal(env, old, cur, idx, True):
                 # around a may_goto loop: a state within one still being explored, an iteration ago
                 old.hit += 1
                 _propagate_precision(env, old, cur)
+                scc.add_backedge(idx, old, cur)
                 return True
             if iter_next and _states_equal(env, old, cur, idx):
                 # an open-coded iterator's next around its loop: the kernel prunes against the state
                 # still being explored (the loop converges on the iterator, not on a bound)
                 old.hit += 1
                 _propagate_precision(env, old, cur)
+                scc.add_backedge(idx, old, cur)
                 return True
             # still being explored (a loop around): not safe to prune against; add fewer states
             if not force and djmps < 20 and dinsns < 100:
                 add = False
-        elif _states_equal(env, old, cur, idx):
+        elif _states_equal(env, old, cur, idx, loop := scc.incomplete(idx, old)):
+            # in a loop whose visit has backedges, imprecise scalars compare too (6.18: incomplete_read_marks)
             old.hit += 1
             _zext_on_prune(env, cur, idx)
             _propagate_precision(env, old, cur)
+            if loop:
+                scc.add_backedge(idx, old, cur)
             return True
         if add:
             old.miss += 1
@@ -754,11 +817,13 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     cur.jhist = 0
     lst.append(snap)
     env.total_states += 1
+    scc.enter(idx, snap)
     return False
 
 
-def _propagate_precision(env: _Env, old: State, cur: State) -> None:
-    """``propagate_precision``: what the explored state needed exact, the pruned path needs exact too."""
+def _propagate_precision(env: _Env, old: State, cur: State) -> bool:
+    """``propagate_precision``: what the explored state needed exact, the pruned path needs exact too (True: it
+    made some checkpoint's scalar precise)."""
     want = set()
     for f, fr in enumerate(old.frames):
         for r, reg in enumerate(fr.regs):
@@ -768,8 +833,7 @@ def _propagate_precision(env: _Env, old: State, cur: State) -> None:
             if slot.spilled is not None and slot.types[7] == STACK_SPILL and slot.spilled.type is RegType.SCALAR \
                     and slot.spilled.precise:
                 want.add(("s", f, k))
-    if want:
-        _mark_precise(env, cur, want)
+    return _mark_precise(env, cur, want) if want else False
 
 
 # --- states_equal -----------------------------------------------------------------------------
