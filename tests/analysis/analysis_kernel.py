@@ -168,6 +168,45 @@ def func_info_of(prog, raw: bytes) -> tuple[bytes, int] | None:
     return out, rec
 
 
+def btf_bytes(btf_fd: int) -> bytes | None:
+    """The raw BTF the kernel holds for `btf_fd` (BPF_OBJ_GET_INFO_BY_FD on a BTF object)."""
+    import ctypes
+
+    from bpfpatch.kernel.bpf_sys import Cmd, InfoAttr, addr, bpf
+
+    class BtfInfo(ctypes.Structure):
+        _fields_ = [("btf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32), ("id", ctypes.c_uint32),
+                    ("name", ctypes.c_uint64), ("name_len", ctypes.c_uint32), ("kernel_btf", ctypes.c_uint32)]
+
+    try:
+        info = BtfInfo()
+        bpf(Cmd.OBJ_GET_INFO_BY_FD, InfoAttr(bpf_fd=btf_fd, info_len=ctypes.sizeof(info), info=addr(info)))
+        buf = (ctypes.c_uint8 * info.btf_size)()
+        again = BtfInfo(btf=addr(buf), btf_size=info.btf_size)
+        bpf(Cmd.OBJ_GET_INFO_BY_FD, InfoAttr(bpf_fd=btf_fd, info_len=ctypes.sizeof(again), info=addr(again)))
+    except OSError:
+        return None
+    return bytes(buf)
+
+
+def prog_funcs(obj, fi: tuple[bytes, int] | None, prog_type):
+    """The subprograms' BTF prototypes (`bpfpatch.btf.funcs`) from the func_info `fi` and the object's BTF."""
+    from bpfpatch.btf.funcs import subprog_funcs
+    from bpfpatch.btf.types import Btf
+
+    if fi is None or obj.btf_fd < 0:
+        return None
+    raw = btf_bytes(obj.btf_fd)
+    if raw is None:
+        return None
+    recs, size = fi
+    pairs = [(int.from_bytes(recs[k:k + 4], "little"), int.from_bytes(recs[k + 4:k + 8], "little"))
+             for k in range(0, len(recs), size)]
+    from bpfpatch.progtype import prog_type_of
+
+    return subprog_funcs(Btf(raw), pairs, prog_type_of(int(prog_type)))
+
+
 def check_program(obj, prog, label: str) -> ProgResult:
     from bpfpatch.errors import KernelError
     from bpfpatch.kernel import load_program
@@ -175,14 +214,14 @@ def check_program(obj, prog, label: str) -> ProgResult:
     raw = prog.insns()
     res = ProgResult(label, prog.name, prog.prog_type.name.lower(), len(raw) // 8)
     program = Program.from_bytes(raw, validate=False)
+    fi = func_info_of(prog, raw)
     try:
         a = analyze(program, prog.prog_type, maps=map_refs(raw, obj), attach_type=prog.expected_attach_type,
-                    kernel_types=kernel_types)
+                    kernel_types=kernel_types, funcs=prog_funcs(obj, fi, prog.prog_type))
         res.processed = a.processed
     except AnalysisError as exc:
         res.our_error = str(exc)
         a = exc.analysis
-    fi = func_info_of(prog, raw)
     btf = {"prog_btf_fd": obj.btf_fd, "func_info": fi[0], "func_info_rec_size": fi[1]} if fi and obj.btf_fd >= 0 else {}
     try:
         with load_program(raw, prog.prog_type, expected_attach_type=prog.expected_attach_type, prog_flags=prog.flags,

@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping
 
 from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
+from bpfpatch.analysis.funcinfo import ArgKind, SubprogFunc
 from bpfpatch.analysis.helpers import helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
 from bpfpatch.analysis.liveness import HAS_TARGET_EDGE, NO_FALL, slot_liveness, uses_defs
@@ -211,6 +212,8 @@ class _Env:
     kernel_types: Any = None
     iter_next_sites: set[int] = field(default_factory=set)
     scc: SccVisits | None = None
+    funcs: dict[int, SubprogFunc] = field(default_factory=dict)  # subprogram start -> its BTF prototype
+    globals_called: list[int] = field(default_factory=list)  # global subprograms to verify, in call order
 
 
 def analyze(
@@ -225,6 +228,7 @@ def analyze(
     attach_type: int | None = None,
     kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None" = None,
     test_state_freq: bool = False,
+    funcs: "Mapping[int, SubprogFunc] | None" = None,
 ) -> Analysis:
     """Analyze `program` as a program of `prog_type`; raise `AnalysisRejected` where the kernel would refuse it.
 
@@ -246,6 +250,11 @@ def analyze(
     ``test_state_freq`` checkpoints at every prune point, as the kernel does
     for a program loaded with ``BPF_F_TEST_STATE_FREQ`` (the facts do not
     depend on it, the work does).
+    ``funcs`` (`bpfpatch.analysis.funcinfo.SubprogFunc` by first instruction,
+    e.g. from `bpfpatch.btf.funcs.subprog_funcs`) are the subprograms' BTF
+    prototypes: a global one is verified on its own from its argument types,
+    after the main program, and its callers see R0 as an unknown scalar, as
+    the kernel does; without them every subprogram is verified as static.
 
     The cycle collector is paused while it runs (the analysis makes millions of
     short-lived objects and no cycles); garbage with cycles made meanwhile is
@@ -255,7 +264,7 @@ def analyze(
     gc.disable()  # millions of short-lived acyclic objects: the cycle collector would cost a third of the time
     try:
         return _analyze(program, prog_type, maps, budget, ctx_layout, keep_states, log, attach_type, kernel_types,
-                        test_state_freq)
+                        test_state_freq, funcs)
     finally:
         if collecting:
             gc.enable()
@@ -264,7 +273,8 @@ def analyze(
 def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping[int, MapRef] | None", budget: int,
              ctx_layout: "CtxLayout | Callable[[ProgType], CtxLayout | None] | None", keep_states: bool,
              log: bool, attach_type: int | None,
-             kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None", test_state_freq: bool) -> Analysis:
+             kernel_types: "KernelTypes | Callable[[], KernelTypes | None] | None", test_state_freq: bool,
+             funcs: "Mapping[int, SubprogFunc] | None" = None) -> Analysis:
     ptype = prog_type_of(prog_type)
     layout = None
     if callable(ctx_layout):
@@ -294,6 +304,7 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
                keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
     env.attach_type = attach_type
     env.kernel_types = kernel_types
+    env.funcs = dict(funcs or {})
     env.live, env.live64 = slot_liveness(code, dst, src, off, imm, _helper_args)
     env.test_state_freq = test_state_freq
     env.jmp_point = [False] * n
@@ -303,6 +314,7 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     result = Analysis(program, ptype, aux)
     try:
         _do_check(env)
+        _check_globals(env)
     except AnalysisError as exc:
         exc.analysis = result
         raise
@@ -422,8 +434,8 @@ def _err(idx: int, msg: str) -> AnalysisRejected:
     return AnalysisRejected(msg, index=idx)
 
 
-def _do_check(env: _Env) -> None:
-    stack: list[tuple[State, int, int]] = [(_entry_state(env), 0, -1)]
+def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
+    stack: list[tuple[State, int, int]] = [(*(entry or (_entry_state(env), 0)), -1)]
     n = env.n
     log = env.log
     aux_of, prune, jmp_points, code = env.aux, env.prune, env.jmp_point, env.code
@@ -2597,6 +2609,9 @@ def _call_subprog(env: _Env, st: State, idx: int) -> int:
     target = idx + 1 + env.imm[idx]
     if target < 0 or target >= env.n:
         raise _err(idx, f"function calls to {target} out of range")
+    g = env.funcs.get(target)
+    if g is not None and g.is_global:
+        return _call_global(env, st, idx, g)
     if len(st.frames) >= MAX_CALL_FRAMES:
         raise _err(idx, f"the call stack of {len(st.frames)} frames is too deep !")
     caller = st.cur
@@ -2609,6 +2624,116 @@ def _call_subprog(env: _Env, st: State, idx: int) -> int:
         mark_not_init(caller.regs[r])
     st.frames.append(callee)
     return target
+
+
+def _func_number(env: _Env, start: int) -> int:
+    """The subprogram's number (func#N in the kernel's messages)."""
+    return sorted(env.subprog_starts | {0}).index(start) if start in env.subprog_starts else 0
+
+
+def _call_global(env: _Env, st: State, idx: int, g: SubprogFunc) -> int:
+    """``check_func_call`` of a global subprogram: the caller's registers must match the BTF arguments
+    (``btf_check_func_arg_match``); the subprogram is verified later on its own, and the caller goes on
+    with r1-r5 cleared and R0 an unknown 64-bit scalar."""
+    if g.error:
+        raise _err(idx, g.error)
+    what = f"Caller passes invalid args into func#{_func_number(env, g.start)} ('{g.name}')"
+    regs = st.regs
+    for i, arg in enumerate(g.args[:5]):
+        regno = i + 1
+        reg = regs[regno]
+        t = reg.type
+        if arg.kind is ArgKind.SCALAR:
+            ok = t is RegType.SCALAR
+        elif arg.kind is ArgKind.CTX:
+            ok = t is RegType.PTR_TO_CTX and reg.off == 0 and reg.var_off == (0, 0)
+        elif arg.kind is ArgKind.ARENA:
+            ok = t is RegType.SCALAR or t is RegType.PTR_TO_ARENA
+        elif t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
+            ok = True  # register_is_null: NULL may be passed for any pointer argument
+        elif arg.kind is ArgKind.MEM:
+            ok = t not in NULLABLE or arg.nullable
+            if ok and t is not RegType.NOT_INIT:
+                probe = st.copy()
+                r = probe.regs[regno]
+                r.type = NULLABLE.get(r.type, r.type)
+                _mem_arg(env, probe, idx, regno, arg.size, False, True)
+                if r.type is RegType.PTR_TO_STACK:
+                    _clobber_stack_spills(st, reg, arg.size)
+            else:
+                ok = False
+        elif arg.kind is ArgKind.BTF_ID:
+            ok = t is RegType.PTR_TO_BTF_ID or (arg.nullable and t is RegType.PTR_TO_BTF_ID_OR_NULL)
+        else:
+            ok = t is RegType.PTR_TO_STACK
+        if not ok:
+            raise _err(idx, what)
+    if g.start not in env.globals_called:
+        env.globals_called.append(g.start)
+    _clobber_caller_saved(regs)
+    return idx + 1
+
+
+def _clobber_stack_spills(st: State, reg: Reg, size: int) -> None:
+    """``check_stack_range_initialized`` for a write (clobber): spilled registers in the range become
+    unknown bytes (scrub_spilled_slot keeps STACK_ZERO, everything else becomes STACK_MISC)."""
+    frame = _stack_frame(st, reg)
+    lo = reg.off + (s64(reg.var_off[0]) if reg.var_off[1] == 0 else reg.smin)
+    hi = reg.off + (s64(reg.var_off[0]) if reg.var_off[1] == 0 else reg.smax) + size
+    for k in {(-b - 1) // 8 for b in range(lo, hi)}:
+        s = frame.stack.get(k)
+        if s is not None and s.types[7] == STACK_SPILL:
+            s.spilled = None
+            s.types = "".join(c if c == STACK_ZERO else STACK_MISC for c in s.types)
+
+
+def _global_entry(env: _Env, g: SubprogFunc) -> State:
+    """``do_check_common`` of a global subprogram: frame 0 starts at it, r1-r5 from its BTF arguments."""
+    f = Frame(0, -1, g.start)
+    for i, arg in enumerate(g.args[:5]):
+        if arg.kind is ArgKind.CTX:
+            r = Reg.pointer(RegType.PTR_TO_CTX)
+        elif arg.kind is ArgKind.MEM:
+            r = Reg.pointer(RegType.PTR_TO_MEM_OR_NULL if arg.nullable else RegType.PTR_TO_MEM, mem_size=arg.size,
+                            id=_new_id(env))
+        elif arg.kind is ArgKind.BTF_ID:
+            r = Reg.pointer(RegType.PTR_TO_BTF_ID_OR_NULL if arg.nullable else RegType.PTR_TO_BTF_ID,
+                            btf_name=arg.btf_name, id=_new_id(env))
+        else:
+            r = Reg.unknown()
+        f.regs[i + 1] = r
+    f.regs[10] = Reg.pointer(RegType.PTR_TO_STACK, frameno=0)
+    return State([f])
+
+
+def _check_globals(env: _Env) -> None:
+    """``do_check_subprogs``: after the main program, every global subprogram a verified path called is
+    verified on its own (explored states freed in between), in subprogram order, until none is new."""
+    verified: set[int] = set()
+    while True:
+        new = 0
+        for start in sorted(env.funcs):
+            g = env.funcs[start]
+            if not g.is_global or start not in env.globals_called or start in verified:
+                continue
+            if env.log is not None:
+                env.log.append(f"Validating {g.name}() func#{_func_number(env, start)}...")
+            if g.error:
+                raise _err(start, g.error)
+            env.explored = {}
+            _do_check(env, (_global_entry(env, g), start))
+            verified.add(start)
+            new += 1
+        if not new:
+            return
+
+
+def _global_exit(env: _Env, st: State, idx: int) -> None:
+    """A global subprogram's exit (``check_return_code``, is_subprog): R0 any scalar."""
+    r0 = st.regs[0]
+    if r0.type is not RegType.SCALAR:
+        raise _err(idx, f"At subprogram exit the register R0 is not a scalar value ({type_name(r0.type)})")
+    return None
 
 
 def _check_exit(env: _Env, st: State, idx: int) -> int | None:
@@ -2633,6 +2758,8 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
     _check_read(env, st, idx, 0, True)
     if st.refs:
         raise _err(idx, f"Unreleased reference id={st.refs[0]} alloc_insn=?")
+    if st.frames[0].subprog:
+        return _global_exit(env, st, idx)
     rng = return_range(env.prog_type, env.attach_type)
     if rng is not None:
         if r0.type is not RegType.SCALAR:

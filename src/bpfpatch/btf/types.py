@@ -66,7 +66,7 @@ class BtfType:
     name: str
     vlen: int
     size_or_type: int
-    extra: tuple = ()  # ARRAY: (type, index_type, nelems); VAR: (linkage,)
+    extra: tuple = ()  # ARRAY: (type, index_type, nelems); VAR: (linkage,); DECL_TAG: (component_idx,)
     members: list[tuple] = field(default_factory=list)  # STRUCT: (name, type, offset); DATASEC: (type, offset, size)
     offset: int = 0  # byte offset of the type's header in .BTF
     # FUNC_PROTO members: (name offset, type) per parameter.
@@ -169,6 +169,8 @@ class Btf(TypeLookup):
                 t.extra = struct.unpack_from(bo + "III", raw, body)
             elif kind == BtfKind.VAR:
                 t.extra = struct.unpack_from(bo + "I", raw, body)
+            elif kind == BtfKind.DECL_TAG:
+                t.extra = struct.unpack_from(bo + "i", raw, body)  # component_idx (-1: the type itself)
             elif kind in (BtfKind.STRUCT, BtfKind.UNION):
                 # With kind_flag set, offset packs bitfield size (high 8) and bit offset (low 24).
                 rows = list(struct.iter_unpack(bo + "III", raw[body : body + 12 * vlen]))
