@@ -53,16 +53,42 @@ class ProgResult:
                 f"exact {c.exact_match} zext missing {self.zext_diff[:5]} extra {len(self.zext_extra)} processed {self.processed}/{self.kernel_processed}")
 
 
+def map_value_type_id(fd: int) -> int:
+    """The BTF type id of a map's value (struct bpf_map_info's btf_value_type_id; 0 without BTF)."""
+    import ctypes
+
+    from bpfpatch.kernel.bpf_sys import Cmd, InfoAttr, addr, bpf
+
+    buf = (ctypes.c_uint8 * 96)()
+    try:
+        bpf(Cmd.OBJ_GET_INFO_BY_FD, InfoAttr(bpf_fd=fd, info_len=96, info=addr(buf)))
+    except OSError:
+        return 0
+    return int.from_bytes(bytes(buf[72:76]), "little")  # after btf_id (64) and btf_key_type_id (68)
+
+
 def map_refs(insns: bytes, obj) -> dict[int, MapRef]:
-    """MapRefs keyed by the fds libbpf wrote into the ld_imm64s."""
+    """MapRefs keyed by the fds libbpf wrote into the ld_imm64s (with their kptr fields from the object's BTF)."""
+    from bpfpatch.btf.fields import kptr_fields
+    from bpfpatch.btf.types import Btf
+
     out: dict[int, MapRef] = {}
+    btf = None
     for i, m in enumerate(obj.maps.values()):
         info = m.info
         frozen = None
         if info.name.endswith((".rodata", ".kconfig")) and info.map_type == 2 and info.flags & BPF_F_RDONLY_PROG:
             frozen = m.lookup(b"\0" * 4)  # libbpf froze it: the verifier reads its constants
+        kptrs: tuple = ()
+        vtid = map_value_type_id(m.fd) if obj.btf_fd >= 0 else 0
+        if vtid:
+            if btf is None:
+                raw = btf_bytes(obj.btf_fd)
+                btf = Btf(raw) if raw else False
+            if btf:
+                kptrs = kptr_fields(btf, vtid)
         out[m.fd] = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
-                           frozen_value=frozen)
+                           frozen_value=frozen, kptr_fields=kptrs)
     return out
 
 

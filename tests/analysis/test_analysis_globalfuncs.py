@@ -79,3 +79,30 @@ def test_global_functions_agree_with_kernel(obj):
         assert r.cmp.types_agree, r.cmp.type_mismatches[:3]
         assert r.cmp.exact_match == r.cmp.steps, r.cmp.exact_mismatches[:3]
         assert r.processed == r.kernel_processed
+
+
+# Selftest objects whose programs need the BTF models: global functions verified alone (exceptions),
+# rbtree `less` callbacks (refcounted_kptr), kptrs in map values (local_kptr_stash, crypto_sanity).
+BTF_MODEL_OBJECTS = ["exceptions", "refcounted_kptr", "local_kptr_stash", "crypto_sanity"]
+
+
+@pytest.mark.slow
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", BTF_MODEL_OBJECTS)
+def test_btf_models_agree_on_selftests(name, tmp_path_factory):
+    import shutil
+
+    from objcorpus import SELFTESTS, build_selftests
+
+    if shutil.which("clang-19") is None or not SELFTESTS.exists():
+        pytest.skip("clang-19 or the kernel selftests source is missing")
+    out = tmp_path_factory.getbasetemp() / "btfmodels"
+    out.mkdir(exist_ok=True)
+    built = build_selftests(out, [name], vmlinux_dir=out / "inc")
+    if not built:
+        pytest.skip(f"{name}.c does not compile here")
+    accepted = [r for r in check_object(str(built[0])) if not r.kernel_error]
+    assert accepted, f"{name}: the kernel loads none of its programs on their own"
+    for r in accepted:
+        assert not r.our_error, f"{r.name}: we refuse what the kernel accepts: {r.our_error}"
+        assert r.cmp.types_agree, f"{r.name}: {r.cmp.type_mismatches[:2]}"

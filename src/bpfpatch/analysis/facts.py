@@ -70,7 +70,10 @@ class MapRef:
     its BPF_MAP_CREATE flags when known (the kernel inlines no lookup of an
     array created with BPF_F_INNER_MAP).  ``frozen_value`` is the value of a
     frozen read-only array's one element (libbpf's ``.rodata``): the verifier
-    reads constant-offset loads from it as known scalars.
+    reads constant-offset loads from it as known scalars.  ``kptr_fields`` are the
+    value's ``__kptr`` / ``__kptr_untrusted`` / ``__percpu_kptr`` fields from its BTF,
+    as ``(offset, kind, struct name)`` with kind "ref", "untrusted" or "percpu": a
+    load from one gives a maybe-NULL pointer to that struct.
     """
 
     index: int
@@ -82,6 +85,7 @@ class MapRef:
     max_entries: int | None = None
     map_flags: int | None = None
     frozen_value: bytes | None = None
+    kptr_fields: tuple[tuple[int, str, str], ...] = ()
 
 
 @dataclass(slots=True)

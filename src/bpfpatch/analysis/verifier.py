@@ -1642,6 +1642,24 @@ def _fits_s32(v: int) -> bool:
 # --- loads, stores, atomics --------------------------------------------------------------------
 
 
+def _kptr_field(m: MapRef, at: int) -> tuple[int, str, str] | None:
+    """The map value's kptr field at byte offset `at` (``btf_record_find``), if any."""
+    for f in m.kptr_fields:
+        if f[0] <= at < f[0] + 8:
+            return f
+    return None
+
+
+def _load_kptr(env: _Env, r: Reg, field: tuple[int, str, str]) -> None:
+    """``check_map_kptr_access`` for a load (``mark_btf_ld_reg``): a maybe-NULL pointer to the field's struct
+    with a fresh id (rcu-protected or untrusted: flags the analysis does not keep)."""
+    mark_known(r, 0)
+    r.type = RegType.PTR_TO_BTF_ID_OR_NULL
+    r.btf_name = field[2]
+    r.id = _new_id(env)
+    r.subreg_def = 0
+
+
 def _record_ptr_type(env: _Env, idx: int, t: RegType) -> None:
     a = env.aux[idx]
     if a.ptr_type is None:
@@ -1726,7 +1744,11 @@ def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size
             frozen = reg.map.frozen_value if t is RegType.PTR_TO_MAP_VALUE and reg.map is not None else None
             at = off_full + reg.var_off[0]
             const_off = not reg.var_off[1]
+            kptr = _kptr_field(reg.map, at) if t is RegType.PTR_TO_MAP_VALUE and const_off and reg.map else None
             r = _set_loaded(env, st, idx, value_regno, size, sign)  # may be `reg` itself
+            if kptr is not None and size == 8 and value_regno >= 0:
+                _load_kptr(env, r, kptr)
+                return
             if frozen is not None and const_off and size in (1, 2, 4, 8) and value_regno >= 0:
                 if 0 <= at and at + size <= len(frozen):
                     val = int.from_bytes(frozen[at:at + size], "little", signed=sign)  # bpf_map_direct_read
@@ -2453,6 +2475,24 @@ KERN_CTX = {ProgType.XDP: "xdp_buff", ProgType.SCHED_CLS: "sk_buff", ProgType.SC
 GRAPH_INSERT = frozenset({"bpf_rbtree_add_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl"})
 
 
+def _push_rbtree_less(env: _Env, st: State, idx: int, stack: list) -> None:
+    """``push_callback_call`` with ``set_rbtree_add_callback_state``: the ``less`` callback (R3) is verified
+    as called from here, before the node changes hands, with R1 and R2 non-owning pointers to the node
+    being added (the kernel's rcu_ptr_<node struct>(non_own_ref)); it returns 0 or 1."""
+    fn = st.regs[3]
+    if fn.type is not RegType.PTR_TO_FUNC:
+        raise _err(idx, f"R3 type={fn.type.value} expected=func")
+    cb = st.copy()
+    callee = Frame(len(cb.frames), idx, fn.mem_size)
+    cb.frames.append(callee)
+    for r in (1, 2):
+        node = st.regs[2].copy()
+        node.ref_obj_id = node.id = 0
+        callee.regs[r] = node
+    callee.regs[10] = Reg.pointer(RegType.PTR_TO_STACK, frameno=callee.frameno)
+    stack.append((cb, fn.mem_size, idx))
+
+
 def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     """A kfunc call, as far as its BTF prototype and KF_* flags tell (``check_kfunc_call``)."""
     regs = st.regs
@@ -2494,6 +2534,8 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             mem_size = reg.const_value()
         if kp.releases and not release_id and reg.ref_obj_id:
             release_id = reg.ref_obj_id
+    if kp.name == "bpf_rbtree_add_impl":
+        _push_rbtree_less(env, st, idx, stack)
     if iter_op is not None and iter_op[0] == "destroy":
         it = iter_op[1]
         if it.type is RegType.PTR_TO_STACK and not it.var_off[1]:

@@ -1,0 +1,58 @@
+"""Special fields of a map value's BTF type (``btf_parse_fields``, kernel/bpf/btf.c): its kptrs.
+
+A member whose pointer type carries the type tag ``kptr`` (``__kptr``, a
+referenced kernel or program-allocated object), ``kptr_untrusted``
+(``__kptr_untrusted``) or ``percpu_kptr`` (``__percpu_kptr``) is a kptr field;
+the verifier types a load from it by the struct pointed to.  Nested structs
+and arrays of them are searched too, as the kernel does.
+"""
+
+from __future__ import annotations
+
+from bpfpatch.btf.types import BtfKind, TypeLookup
+
+KPTR_TAGS = {"kptr": "ref", "kptr_untrusted": "untrusted", "percpu_kptr": "percpu"}
+_MAX_NEST = 8  # the kernel's nesting limit is lower; this bounds the walk
+_MAX_ELEMS = 1024
+
+
+def _kptr_of(btf: TypeLookup, type_id: int) -> tuple[str, str] | None:
+    """(kind, struct name) when `type_id` is a pointer tagged as a kptr."""
+    t = btf.type(type_id)
+    while t.kind in (BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT):
+        t = btf.type(t.size_or_type)
+    if t.kind != BtfKind.PTR:
+        return None
+    tag = btf.type(t.size_or_type)
+    if tag.kind != BtfKind.TYPE_TAG or tag.name not in KPTR_TAGS:
+        return None
+    target = btf.resolve(tag.size_or_type)
+    return KPTR_TAGS[tag.name], target.name
+
+
+def kptr_fields(btf: TypeLookup, type_id: int) -> tuple[tuple[int, str, str], ...]:
+    """``(byte offset, kind, struct name)`` of every kptr in the type `type_id` (a map's value type)."""
+    out: list[tuple[int, str, str]] = []
+    work = [(type_id, 0, 0)]
+    while work:
+        tid, base, depth = work.pop()
+        t = btf.resolve(tid)
+        if t.kind == BtfKind.ARRAY:
+            elem, _, n = t.extra
+            size = btf.size_of(elem)
+            if depth < _MAX_NEST and size:
+                work.extend((elem, base + k * size, depth + 1) for k in range(min(n, _MAX_ELEMS)))
+            continue
+        if t.kind not in (BtfKind.STRUCT, BtfKind.UNION):
+            continue
+        for _name, mtype, bits in t.members:
+            off = base + bits // 8
+            k = _kptr_of(btf, mtype)
+            if k is not None:
+                out.append((off, k[0], k[1]))
+            elif depth < _MAX_NEST and btf.resolve(mtype).kind in (BtfKind.STRUCT, BtfKind.UNION, BtfKind.ARRAY):
+                work.append((mtype, off, depth + 1))
+    return tuple(sorted(out))
+
+
+__all__ = ["kptr_fields", "KPTR_TAGS"]
