@@ -1789,6 +1789,14 @@ def _btf_load(env: _Env, st: State, idx: int, value_regno: int, reg: Reg, off: i
         r.btf_name = what[4:]
         r.subreg_def = 0
         return
+    if what is not None and what.startswith("mem:") and value_regno >= 0:
+        # 6.18 (not 6.12, where it is a scalar): a pointer to a sized non-struct member is read-only
+        # untrusted memory of unknown size, the log's rdonly_untrusted_mem(sz=0)
+        mark_known(r, 0)
+        r.type = RegType.PTR_TO_MEM
+        r.mem_size = 0
+        r.subreg_def = 0
+        return
     _finish_load(r, size, sign)
 
 
