@@ -69,6 +69,16 @@ def test_global_exit_needs_a_scalar():
     assert exc.value.index == 3
 
 
+def test_analyze_command_verifies_global_functions_alone(obj, capsys):
+    from bpfpatch.cli import main
+
+    assert main(["analyze", str(obj), "--section", "tc"]) == 0
+    out = capsys.readouterr().out
+    # each global function once, after the main program, in subprogram order (do_check_subprogs)
+    names = [line.split()[1] for line in out.splitlines() if line.startswith("Validating ")]
+    assert names == ["scaled()", "ctx_len()", "sum_pair()"]
+
+
 @pytest.mark.kernel
 def test_global_functions_agree_with_kernel(obj):
     results = check_object(str(obj))

@@ -2337,6 +2337,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             r0.id = _new_id(env)
     if p.name in PTR_CAST_HELPERS and regs_arg1_ref:
         r0.ref_obj_id = regs_arg1_ref  # a cast of a referenced socket shares its reference
+    if p.name == "spin_unlock":
+        _invalidate_non_owning_refs(env, st)
     if (p.acquires or (p.name == "map_lookup_elem" and meta_map is not None and meta_map.map_type in (15, 18))) \
             and r0.type is not RegType.SCALAR:
         rid = _new_id(env)
@@ -2483,6 +2485,22 @@ KERN_CTX = {ProgType.XDP: "xdp_buff", ProgType.SCHED_CLS: "sk_buff", ProgType.SC
 GRAPH_INSERT = frozenset({"bpf_rbtree_add_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl"})
 
 
+def _invalidate_non_owning_refs(env: _Env, st: State) -> None:
+    """``invalidate_non_owning_refs`` at bpf_spin_unlock: pointers to program-allocated objects the
+    program does not own (a node handed to a collection; not a kernel struct, no reference held) become
+    unknown scalars (mark_reg_invalid with pointer leaks allowed)."""
+    kt = _kernel_types(env)
+    local: dict[str, bool] = {}
+    for f in st.frames:
+        for r in f.regs + [s.spilled for s in f.stack.values() if s.spilled is not None]:
+            if r.type not in (RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BTF_ID_OR_NULL) or r.ref_obj_id:
+                continue
+            if r.btf_name not in local:  # unnamed: bpf_obj_new's type is the program's, which we are not given
+                local[r.btf_name] = not r.btf_name or (kt is not None and kt.member(r.btf_name, 0, 0) is None)
+            if local[r.btf_name]:
+                mark_unknown(r)
+
+
 def _push_rbtree_less(env: _Env, st: State, idx: int, stack: list) -> None:
     """``push_callback_call`` with ``set_rbtree_add_callback_state``: the ``less`` callback (R3) is verified
     as called from here, before the node changes hands, with R1 and R2 non-owning pointers to the node
@@ -2562,6 +2580,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             for r in f.regs + [s.spilled for s in f.stack.values() if s.spilled is not None]:
                 if r.ref_obj_id == owned:
                     r.ref_obj_id = 0
+    node = regs[2].copy() if kp.name == "bpf_rbtree_remove" else None
     r0 = _clobber_caller_saved(regs)
     ret = kp.ret
     name = kp.name
@@ -2582,6 +2601,9 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             r0.mem_size = mem_size or (int(size) if size.isdigit() else 0)
         if ret_null:
             r0.id = _new_id(env)
+    if node is not None and node.type is RegType.PTR_TO_BTF_ID:
+        # mark_reg_graph_node: the removed node comes back as its containing object, at the node's offset
+        r0.btf_name, r0.off = node.btf_name, node.off
     if kp.acquires and r0.type is not RegType.SCALAR and r0.type is not RegType.NOT_INIT:
         rid = _new_id(env)
         r0.ref_obj_id = rid

@@ -35,8 +35,10 @@ def analyze_cmd(
         except UnknownProgType:
             ptype = "socket_filter"
     try:
-        # kfunc prototypes and kernel struct members from the running kernel's BTF, read at first need
-        result = analyze(program, ptype, budget=budget, keep_states=False, log=True, kernel_types=kernel_types)
+        # kfunc prototypes and kernel struct members from the running kernel's BTF, read at first need;
+        # the subprograms' prototypes (global functions are verified on their own) from the object's BTF
+        result = analyze(program, ptype, budget=budget, keep_states=False, log=True, kernel_types=kernel_types,
+                         funcs=_subprog_funcs(file, program, ptype))
     except AnalysisError as exc:
         for line in (exc.analysis.log if exc.analysis else []):
             typer.echo(line)
@@ -45,3 +47,21 @@ def analyze_cmd(
     for line in result.log:
         typer.echo(line)
     typer.echo(f"processed {result.processed} insns (limit {budget}) total_states {result.total_states}")
+
+
+def _subprog_funcs(file: Path, program, ptype: str):
+    """Prototypes of the program's subprograms from an ELF object's BTF and func_info (None otherwise)."""
+    from bpfpatch.btf.funcs import subprog_funcs
+    from bpfpatch.elf import read_object
+    from bpfpatch.errors import BpfPatchError
+    from bpfpatch.progtype import prog_type_of
+
+    if not program.func_info:
+        return None
+    try:
+        btf = read_object(file).btf
+    except (BpfPatchError, OSError):
+        return None
+    if btf is None:
+        return None
+    return subprog_funcs(btf, [(f.insn_off, f.type_id) for f in program.func_info], prog_type_of(ptype))
