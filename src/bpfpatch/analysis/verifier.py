@@ -29,13 +29,13 @@ more than ``budget`` processed instructions raise `BudgetExceeded`.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.funcinfo import ArgKind, SubprogFunc
-from bpfpatch.analysis.helpers import helper_name, proto
+from bpfpatch.analysis.helpers import HelperProto, helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
 from bpfpatch.analysis.liveness import HAS_TARGET_EDGE, NO_FALL, slot_liveness, uses_defs
 from bpfpatch.analysis.scc import MAX_BACKEDGE_ITERS, SccVisit, SccVisits, scc_ids
@@ -2178,6 +2178,20 @@ def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool,
                     f"buf, trusted_ptr_")
 
 
+def _proto_for(p: "HelperProto | None", prog_type: ProgType) -> "HelperProto | None":
+    """The prototype a program type's func_proto gives where it is not the helper's usual one:
+    sk_reuseport's bpf_get_socket_cookie takes a socket, not the context (bpf_get_socket_ptr_cookie_proto)."""
+    if p is not None and p.name == "get_socket_cookie" and prog_type is ProgType.SK_REUSEPORT:
+        return replace(p, args=("ARG_PTR_TO_BTF_ID_SOCK_COMMON",) + p.args[1:])
+    return p
+
+
+# Helpers whose result do_refine_retval_range bounds by the size argument (the bytes written, or -errno).
+SIZED_RESULT_HELPERS = frozenset({"get_stack", "get_task_stack", "probe_read_str", "probe_read_kernel_str",
+                                  "probe_read_user_str"})
+MAX_ERRNO = 4095
+
+
 def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     s = env.src[idx]
     a = env.aux[idx]
@@ -2187,11 +2201,12 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
         return _check_kfunc_call(env, st, idx, stack)
     hid = env.imm[idx]
     a.call_helper = hid
-    p = proto(hid)
+    p = _proto_for(proto(hid), env.prog_type)
     if p is None:
         raise _err(idx, f"invalid func unknown#{hid}")
     meta_map: MapRef | None = None
     const_size: int | None = None
+    msize_max = 0  # meta->msize_max_value: the size argument's umax
     const_key: int | None = None
     regs = st.regs
     release_id = 0
@@ -2248,6 +2263,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             if reg.umax >= (1 << 29):
                 raise _err(idx, f"R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'")
             const_size = reg.umax if reg.is_const() else None
+            msize_max = reg.umax
             _precise_regs(env, st, regno)
             if at == "ARG_CONST_ALLOC_SIZE_OR_ZERO":
                 continue
@@ -2307,6 +2323,11 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     ret = p.ret
     if ret == "RET_VOID":
         mark_not_init(r0)
+    elif ret == "RET_INTEGER" and p.name in SIZED_RESULT_HELPERS:
+        # do_refine_retval_range: at most the buffer's size, or a negative errno
+        r0.smin, r0.s32min = -MAX_ERRNO, -MAX_ERRNO
+        r0.smax = r0.s32max = msize_max
+        reg_bounds_sync(r0)
     elif ret in ("RET_PTR_TO_MAP_VALUE_OR_NULL", "RET_PTR_TO_MAP_VALUE"):
         mark_known(r0, 0)
         r0.type = RegType.PTR_TO_MAP_VALUE_OR_NULL if "OR_NULL" in ret else RegType.PTR_TO_MAP_VALUE

@@ -225,7 +225,7 @@ def reg_kind(text: str) -> str:
         return "fp"
     if name.startswith("ptr_"):
         return "ptr_"
-    for prefix in ("rdonly_", "trusted_", "rcu_", "untrusted_"):
+    for prefix in ("rdonly_", "trusted_", "rcu_", "untrusted_", "ringbuf_", "percpu_", "user_"):  # type flags
         if name.startswith(prefix) and name != prefix:
             return reg_kind(name[len(prefix):] + text[len(name):])
     return name
