@@ -165,3 +165,36 @@ def test_per_site_values_that_do_not_fit_are_refused_and_change_nothing():
     # In range (AX included, imm as its unsigned spelling), the same template applies.
     pl.replace_rows(ids, [Row(0x07, dst=S.dst, imm=np.array([1, 0xFFFFFFFF])), SITE])
     assert len(pl.linearize().insns) == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_consecutive_sites_laid_out_as_blocks_equal_the_scattered_layout(data):
+    """`CONSECUTIVE_BLOCKS` (runs of consecutive sites written as strided columns) against the scattered writes."""
+    from bpfpatch.patch import bulk
+
+    prog = data.draw(programs())
+    single = [s for s in prog.insn_slots().tolist() if prog.slots["code"][s] != 0x18]
+    lo = data.draw(st.integers(0, len(single)))
+    hi = data.draw(st.integers(lo, len(single)))
+    extra = data.draw(st.lists(st.sampled_from(single), max_size=4)) if single else []
+    sites = np.array(sorted(set(single[lo:hi]) | set(extra)), dtype=np.int64)
+    jumps = bool(len(sites)) and all(slots_rows(prog)[s][0] in (0x05, 0x15, 0x55) for s in sites.tolist())
+    templates = [TEMPLATE, [Row(0x55, dst=S.src, off=2), Row(0xAC, dst=S.dst, src=S.dst), Row(0x05, off=1), SITE],
+                 [SITE, Row(0x05, off=1), Row(0xB7, dst=S.dst, imm=7)]]
+    if jumps:
+        templates.append([Row(0x05, to_site_target=True), SITE])
+    template = data.draw(st.sampled_from(templates))
+    chunk, blocks = bulk._CHUNK, bulk.CONSECUTIVE_BLOCKS
+    results = []
+    try:
+        bulk._CHUNK = data.draw(st.sampled_from([2, 3, 5, 1 << 16]))
+        for on in (True, False):
+            bulk.CONSECUTIVE_BLOCKS = on
+            try:
+                results.append(slots_rows(replace_sites(prog, [(sites, template)])))
+            except PatchError as e:
+                results.append(str(e))
+    finally:
+        bulk._CHUNK, bulk.CONSECUTIVE_BLOCKS = chunk, blocks
+    assert results[0] == results[1]

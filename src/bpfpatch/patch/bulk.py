@@ -222,15 +222,43 @@ def _set_rel(out: np.ndarray, at: np.ndarray, rel: np.ndarray) -> None:
 
 
 _CHUNK = 1 << 16
+#: Lay out a chunk of consecutive sites (each right after the other, in order) as one block of
+#: rows, written column by column, instead of one scattered write per row (tests switch it off).
+CONSECUTIVE_BLOCKS = True
+
+
+def _consecutive(sites: np.ndarray) -> bool:
+    """Are the sites one run of consecutive slots, in ascending order?"""
+    k = len(sites)
+    return k > 1 and int(sites[-1]) - int(sites[0]) == k - 1 and bool((sites[1:] - sites[:-1] == 1).all())
 
 
 def _write_rows(out, out64, words, first, target_of, sites, template) -> None:
     """Lay out one chunk of sites of one group: every template row at every site."""
-    site_words = words[sites]
-    base = first[sites]
     targets = target_of[sites] if target_of is not None else None
+    if CONSECUTIVE_BLOCKS and _consecutive(sites):
+        # Site i's rows are at b0 + T*i ... b0 + T*i + T-1: row r of every site is one strided column.
+        s0, b0, t = int(sites[0]), int(first[sites[0]]), len(template)
+        site_words = words[s0 : s0 + len(sites)]
+        block = out64[b0 : b0 + t * len(sites)].reshape(len(sites), t)
+        base = None
+    else:
+        site_words = words[sites]
+        block = None
+        base = first[sites]
     for r, row in enumerate(template):
-        at = base + r if r else base
+        if block is not None:
+            column = block[:, r]
+            if isinstance(row, _Site) and targets is None:
+                column[...] = site_words
+                continue
+            if not isinstance(row, _Site) and not row.to_site_target:
+                column[...] = _row_word(row, site_words)
+                continue
+            # A row with a reference: its positions, as the scattered layout has them.
+            at = np.arange(b0 + r, b0 + t * len(sites), t, dtype=np.int64)
+        else:
+            at = base + r if r else base
         if isinstance(row, _Site):
             out64[at] = site_words
             if targets is not None:
