@@ -60,3 +60,19 @@ def test_kernel_factor_and_readme_ratios():
     assert B.kernel_factor(made) == 6.0 / 0.04
     assert B.kernel_factor(made, "bulk") is None
     assert "(2.00x)" in B.markdown_table(made)  # the README loop's ratio to the shared tuple, with decimals
+
+
+def test_bench_prints_the_adversarial_table_after_the_seed_table(monkeypatch, capsys):
+    from bpfpatch import adversarial
+    from bpfpatch.cli import bench_cmd
+
+    # The table's shape, at a size a test can afford: one generator, every pass and analysis, N = 40.
+    first = next(iter(adversarial.GENERATORS))
+    monkeypatch.setattr(adversarial, "GENERATORS", {first: adversarial.GENERATORS[first]})
+    monkeypatch.setattr(bench_cmd, "ADVERSARIAL_N", 40)
+    assert main(["bench", "--sizes", "300", "--series", "floor,bulk,adversarial", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "adversarial programs: every pass and analysis at N = 40 and 4N" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and " | 40 | " in line]
+    assert rows and all(line.count("|") == 9 for line in rows)
+    assert out.index("floor") < out.index("adversarial programs")

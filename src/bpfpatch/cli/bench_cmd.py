@@ -48,12 +48,19 @@ def render(result: B.BenchResult, console: Console) -> None:
         console.print(f"peak RSS of the whole run: {result.peak_rss_mib:.0f} MiB")
 
 
+#: N of the adversarial growth table a default `bpfpatch bench` run prints after the seed's table.
+ADVERSARIAL_N = 1_000
+DEFAULT_SERIES = ("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,pipeline,reference,kernel,cli-patch,cli-disasm,"
+                  "adversarial")
+
+
 @app.command("bench")
 def bench(
     quick: bool = typer.Option(False, "--quick", help="N = 15k, 20k, 45k, 100k only (about a minute)"),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="comma-separated N values"),
-    series: str = typer.Option("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,pipeline,reference,kernel,cli-patch,cli-disasm",
-                               "--series", help="series to run; cli-*: whole `bpfpatch` processes, wall time with start-up"),
+    series: str = typer.Option(DEFAULT_SERIES, "--series",
+                               help="series to run; cli-*: whole `bpfpatch` processes, wall time with start-up; adversarial: "
+                                    "the growth table of --adversarial at N = 1,000, after the table (not with --quick unless named)"),
     budget: float = typer.Option(30.0, "--budget", help="seconds a quadratic run may take"),
     rounds: int = typer.Option(5, "--rounds", min=1, help="interleaved rounds of the linear series (best kept)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
@@ -65,9 +72,12 @@ def bench(
     if adversarial:
         from bpfpatch.adversarial import format_growth_table, growth_table
 
-        n = 1_000 if quick else 4_000
+        n = ADVERSARIAL_N if quick else 4_000
         print(format_growth_table(growth_table(n, rounds=1 if quick else 3)))
         return
+    names = [x for x in series.split(",") if x]
+    with_adversarial = "adversarial" in names and not (quick and series == DEFAULT_SERIES)
+    names = [x for x in names if x != "adversarial"]
     ns = [int(x) for x in sizes.split(",")] if sizes else list(B.QUICK_SIZES if quick else B.FULL_SIZES)
     console = Console()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
@@ -75,7 +85,7 @@ def bench(
         result = B.run_benchmarks(
             ns,
             budget=budget if not quick else min(budget, 10.0),
-            series=series.split(","),
+            series=names,
             rounds=rounds,
             progress=lambda msg: progress.update(task, description=msg),
         )
@@ -90,3 +100,9 @@ def bench(
         except ImportError as exc:
             raise BpfPatchError(f"--plot needs matplotlib (pip install 'bpfpatch[bench]'): {exc}") from exc
         console.print(f"chart written to {plot_out}")
+    if with_adversarial:  # the same table as --adversarial, at a size a full run can afford
+        from bpfpatch.adversarial import format_growth_table, growth_table
+
+        print(f"\nadversarial programs: every pass and analysis at N = {ADVERSARIAL_N:,} and 4N, time(4N)/time(N), "
+              "bytes per instruction at 4N (--adversarial: N = 4,000, best of 3)")
+        print(format_growth_table(growth_table(ADVERSARIAL_N, rounds=1)))
