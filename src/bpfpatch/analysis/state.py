@@ -286,13 +286,31 @@ def bound_offset(r: Reg) -> None:
     r.var_off = tnum_or(tnum_clear_subreg(var64), var32)
 
 
+_SYNCED: dict[tuple, tuple] = {}  # reg_bounds_sync's results by its inputs (a pure function of the nine fields)
+_SYNCED_MAX = 1 << 16
+
+
 def reg_bounds_sync(r: Reg) -> None:
     """``reg_bounds_sync``: make var_off and the four ranges agree.
 
     The kernel runs ``__reg_deduce_bounds`` three times; a round that changes
     nothing is a fixed point, so later rounds are skipped (same result).  A
-    known constant inside its ranges is already synced.
+    known constant inside its ranges is already synced.  The result depends on
+    the ranges and var_off alone and programs repeat them (an unknown u32 after
+    every step of a hash): it is remembered, up to 65,536 inputs at a time.
     """
+    key = (r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off)
+    out = _SYNCED.get(key)
+    if out is None:
+        _bounds_sync(r)
+        if len(_SYNCED) >= _SYNCED_MAX:
+            _SYNCED.clear()
+        _SYNCED[key] = (r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off)
+    else:
+        r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off = out
+
+
+def _bounds_sync(r: Reg) -> None:
     v, m = r.var_off
     if m == 0 and r.umin <= v <= r.umax and r.smin <= s64(v) <= r.smax and r.u32min <= (v & U32) <= r.u32max \
             and r.s32min <= s32(v) <= r.s32max:
