@@ -241,11 +241,7 @@ def compute_subprogs(
     slots: np.ndarray, func_info: Sequence[FuncInfo] | None = None, external: Iterable[int] = ()
 ) -> list[int]:
     """Subprogram starts as the verifier finds them: 0, pseudo call and pseudo func targets."""
-    idx, rel = branch_offsets(slots)
-    ext = np.fromiter(external, dtype=np.int64)
-    if len(ext) and len(idx):
-        keep = ~np.isin(idx, ext)
-        idx, rel = idx[keep], rel[keep]
+    idx, rel = branch_offsets(slots, external)
     if len(idx):
         is_call = subprog_ref_mask(slots, idx)
         targets = set((idx[is_call] + rel[is_call] + 1).tolist())

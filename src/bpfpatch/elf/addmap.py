@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from elftools.elf.elffile import ELFFile
 
@@ -183,12 +184,7 @@ class ObjectEditor:
             return
         idx, header, types, strings = btf
         first = len(_records(types)) + 1
-
-        def s(text: str) -> int:
-            off = len(strings)
-            strings.extend(text.encode() + b"\0")
-            return off
-
+        s = _string_adder(strings)
         u64, u32, arr, var = first, first + 1, first + 2, first + 3
         types += b"".join([
             struct.pack("<IIII", s("unsigned long long"), _BTF_INT << 24, 8, 64),  # INT u64, 64 bits
@@ -215,11 +211,7 @@ class ObjectEditor:
         idx, header, types, strings = btf
         recs = _records(bytes(types))
         first = len(recs) + 1
-
-        def s(text: str) -> int:
-            off = len(strings)
-            strings.extend(text.encode() + b"\0")
-            return off
+        s = _string_adder(strings)
 
         # int, then for each field an int[N] and a pointer to it: __uint(field, N)
         fields = [("type", map_type), ("key_size", key_size), ("value_size", value_size), ("max_entries", max_entries)]
@@ -300,6 +292,17 @@ _TYPES = {"SHT_NULL": 0, "SHT_PROGBITS": 1, "SHT_SYMTAB": 2, "SHT_STRTAB": 3, "S
 # Bytes after the 12-byte header of each BTF kind: (fixed, per vlen item).
 _TRAILER = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8), 14: (4, 0), 15: (0, 12),
             17: (4, 0), 19: (0, 12)}
+
+
+def _string_adder(strings: bytearray) -> Callable[[str], int]:
+    """A function that appends a name to a BTF string section and gives its offset."""
+
+    def add(text: str) -> int:
+        off = len(strings)
+        strings.extend(text.encode() + b"\0")
+        return off
+
+    return add
 
 
 def _records(types: bytes) -> list[tuple[int, int, int, int, int]]:

@@ -125,11 +125,13 @@ def refs_of_words(w0: np.ndarray) -> np.ndarray:
     return REF_TABLE[code, src]
 
 
-def branch_offsets(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def branch_offsets(slots: np.ndarray, external: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(slot indices, relative offsets) of every instruction that targets another.
 
     Covers jumps (16-bit off), gotol (32-bit imm), may_goto, pseudo calls
     (imm) and ld_imm64 with a pseudo-func source (imm of the first slot).
+    Slots in `external` (calls an ELF relocation resolves into another
+    section: their offset is not one) are left out.
     """
     code = opcodes(slots)
     idx = np.flatnonzero(np.take(MAY_TARGET, code))  # np.take: a fast table lookup on uint8
@@ -145,6 +147,10 @@ def branch_offsets(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = field != Target.NONE
     idx, field = idx[keep], field[keep]
     rel = np.where(field == Target.OFF, slots["off"][idx].astype(np.int64), slots["imm"][idx].astype(np.int64))
+    ext = np.fromiter(external, dtype=np.int64)
+    if len(ext):
+        keep = ~np.isin(idx, ext)
+        idx, rel = idx[keep], rel[keep]
     return idx, rel
 
 
@@ -160,11 +166,7 @@ def check_jump_targets(slots: np.ndarray, external: Iterable[int] = ()) -> None:
     Slots listed in `external` (calls resolved by an ELF relocation to
     another section) are not checked.
     """
-    idx, rel = branch_offsets(slots)
-    ext = np.fromiter(external, dtype=np.int64)
-    if len(ext):
-        keep = ~np.isin(idx, ext)
-        idx, rel = idx[keep], rel[keep]
+    idx, rel = branch_offsets(slots, external)
     if not len(idx):
         return
     target = idx + rel + 1

@@ -321,10 +321,7 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
     plain_idx = np.flatnonzero(~is_site)
     out64[first[plain_idx]] = words[plain_idx]
 
-    idx, rel = branch_offsets(slots)
-    if program.external and len(idx):
-        keep = ~np.isin(idx, np.fromiter(program.external, dtype=np.int64))
-        idx, rel = idx[keep], rel[keep]
+    idx, rel = branch_offsets(slots, program.external)
     target_of = np.full(n, -1, dtype=np.int64) if len(idx) else None
     if target_of is not None:
         target_of[idx] = idx + rel + 1

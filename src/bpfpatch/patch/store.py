@@ -128,10 +128,7 @@ class NodeStore:
         slots = program.slots
         target = np.full(total, NO_ANCHOR, dtype=ID_DTYPE)
         self.called_anchors: set[int] = set()
-        idx, rel = branch_offsets(slots)
-        if program.external and len(idx):
-            keep = ~np.isin(idx, np.fromiter(program.external, dtype=np.int64))
-            idx, rel = idx[keep], rel[keep]
+        idx, rel = branch_offsets(slots, program.external)
         if not len(idx):
             return target
         dest = idx + rel + 1
