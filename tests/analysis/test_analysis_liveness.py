@@ -4,7 +4,7 @@ The reference sweeps backwards over all instructions until nothing changes,
 with successors taken from the nodes themselves (``node.target``, which lands
 past deleted nodes); the liveness under test is the linear worklist.  Its users
 (the flow graph, blind's live-out, zext's 64-bit view, coverage's per-slot
-masks) must give the same masks on the same programs.
+masks, the verifier's and the prover's per-slot liveness) must give the same masks on the same programs.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 
 from bpfpatch import PatchList, Program
 from bpfpatch.analysis.cfg import FlowGraph
-from bpfpatch.analysis.liveness import list_liveness, uses_defs, wide_uses_defs
+from bpfpatch.analysis.liveness import list_liveness, slot_liveness, uses_defs, wide_uses_defs
 from bpfpatch.isa import KIND_OF, Kind
 from bpfpatch.isa import build as b
 from bpfpatch.isa.opcodes import AluOp, JmpOp, Size
 from bpfpatch.kernel.cover import live_in as cover_live_in
 from bpfpatch.passes.liveness import live_out as blind_live_out
 from bpfpatch.passes.zext import needs_zext
+from bpfpatch.prove.equiv import live_registers
 from progtools import reference_successors
 
 REGS = st.integers(0, 9)
@@ -163,3 +164,24 @@ def test_every_user_reads_the_same_liveness(pl):
     ref = reference(fresh, wide=False)
     per_slot = cover_live_in(fresh.program.to_bytes())
     assert [per_slot[n.orig_idx] for n in fresh] == ref
+    # the verifier's per-slot liveness (both views) and the prover's live registers
+    slots = fresh.program.slots
+    regs = slots["regs"].tolist()
+    live, live64 = slot_liveness(slots["code"].tolist(), [r & 15 for r in regs], [r >> 4 for r in regs],
+                                 slots["off"].tolist(), slots["imm"].tolist())
+    assert [live[n.orig_idx] for n in fresh] == ref
+    assert [live64[n.orig_idx] for n in fresh] == reference(fresh, wide=True)
+    proved = live_registers(fresh.program)
+    assert [proved[n.orig_idx] for n in fresh] == [frozenset(r for r in range(11) if m >> r & 1) | {10} for m in ref]
+
+
+def test_a_helper_reads_only_its_prototypes_arguments_in_the_verifiers_view():
+    # r1 = 1; r2 = 2; call bpf_ktime_get_ns (no arguments); exit: r1 and r2 are dead before the call
+    insns = [b.mov64_imm(1, 1), b.mov64_imm(2, 2), b.call_helper(5), b.mov64_imm(0, 0), b.exit_insn()]
+    slots = Program.from_insns(insns).slots
+    regs = slots["regs"].tolist()
+    columns = (slots["code"].tolist(), [r & 15 for r in regs], [r >> 4 for r in regs], slots["off"].tolist(),
+               slots["imm"].tolist())
+    assert slot_liveness(*columns)[0][2] == 0b111110  # unknown prototype: r1-r5
+    assert slot_liveness(*columns, helper_args=lambda func: 0)[0][2] == 0
+    assert slot_liveness(*columns, helper_args=lambda func: 2)[0][1] == 0b10  # r2 written here, r1 still read
