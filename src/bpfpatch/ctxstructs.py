@@ -59,10 +59,9 @@ class CtxStruct(FieldTable):
     fields: tuple[CtxField, ...] = ()
 
     def offsets(self) -> dict[str, int]:
-        """Field name -> byte offset; an array also under its own name (``cb``: where ``cb[0]`` is)."""
+        """Member name -> byte offset, an array as one member (``cb``: where ``cb[0]`` is), in offset order."""
         out: dict[str, int] = {}
         for f in self.fields:
-            out[f.name] = f.offset
             out.setdefault(f.name.partition("[")[0], f.offset)
         return out
 
@@ -103,13 +102,14 @@ BPF_SOCK_ADDR = CtxStruct("bpf_sock_addr", 72, fields(
     ("user_port", 24, 4), ("family", 28, 4), ("type", 32, 4), ("protocol", 36, 4), ("msg_src_ip4", 40, 4),
     *_array("msg_src_ip6", 44, 4), ("sk", 64, 8)))
 
-_SOCK_OPS_U32 = ("op reply_0 reply_1 reply_2 reply_3 family remote_ip4 local_ip4 remote_ip6_0 remote_ip6_1 remote_ip6_2 "
-                 "remote_ip6_3 local_ip6_0 local_ip6_1 local_ip6_2 local_ip6_3 remote_port local_port is_fullsock "
-                 "snd_cwnd srtt_us bpf_sock_ops_cb_flags state rtt_min snd_ssthresh rcv_nxt snd_nxt snd_una "
-                 "mss_cache ecn_flags rate_delivered rate_interval_us packets_out retrans_out total_retrans segs_in "
-                 "data_segs_in segs_out data_segs_out lost_out sacked_out sk_txhash")
+# The union of args[4], reply and replylong[4] as replylong (the kernel's convert_ctx_access names it so).
+_SOCK_OPS_TCP_U32 = ("is_fullsock snd_cwnd srtt_us bpf_sock_ops_cb_flags state rtt_min snd_ssthresh rcv_nxt snd_nxt "
+                     "snd_una mss_cache ecn_flags rate_delivered rate_interval_us packets_out retrans_out total_retrans "
+                     "segs_in data_segs_in segs_out data_segs_out lost_out sacked_out sk_txhash")
 BPF_SOCK_OPS = CtxStruct("bpf_sock_ops", 224, fields(
-    *_u32s(_SOCK_OPS_U32), ("bytes_received", 168, 8), ("bytes_acked", 176, 8), ("sk", 184, 8),
+    ("op", 0, 4), *_array("replylong", 4, 4), *_u32s("family remote_ip4 local_ip4", 20), *_array("remote_ip6", 32, 4),
+    *_array("local_ip6", 48, 4), ("remote_port", 64, 4), ("local_port", 68, 4), *_u32s(_SOCK_OPS_TCP_U32, 72),
+    ("bytes_received", 168, 8), ("bytes_acked", 176, 8), ("sk", 184, 8),
     ("skb_data", 192, 8), ("skb_data_end", 200, 8), ("skb_len", 208, 4), ("skb_tcp_flags", 212, 4),
     ("skb_hwtstamp", 216, 8)))
 

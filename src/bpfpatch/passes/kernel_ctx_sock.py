@@ -20,6 +20,10 @@ widened when narrow), or None for an offset the kernel does not convert.
 
 from __future__ import annotations
 
+from bpfpatch.ctxstructs import BPF_SOCK_OPS, SK_BUFF, SK_MSG_MD, SK_REUSEPORT_MD
+from bpfpatch.ctxstructs import BPF_SOCK as BPF_SOCK_STRUCT
+from bpfpatch.ctxstructs import SOCKOPT as SOCKOPT_STRUCT
+from bpfpatch.ctxstructs import SYSCTL as SYSCTL_STRUCT
 from bpfpatch.isa import Insn
 from bpfpatch.isa.build import alu32_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov64_imm, stx_mem
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, JmpOp, Mode, Size
@@ -30,8 +34,7 @@ SIZE_OF_BYTES = {1: Size.B, 2: Size.H, 4: Size.W, 8: Size.DW}
 NO_QUEUE_MAPPING = 0xFFFF
 
 # struct bpf_sock (uapi): field -> offset.
-BPF_SOCK = dict(bound_dev_if=0, family=4, type=8, protocol=12, mark=16, priority=20, src_ip4=24, src_ip6=28,
-                src_port=44, dst_port=48, dst_ip4=52, dst_ip6=56, state=72, rx_queue_mapping=76)
+BPF_SOCK = BPF_SOCK_STRUCT.offsets()
 
 #: bpf_sock fields read (and, where writable, stored) as one kernel field of its own size.
 _SOCK_PLAIN = {
@@ -141,13 +144,7 @@ def convert_xdp_sock(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
 
 # struct bpf_sock_ops (uapi): the fields with a conversion of their own; the tcp_sock
 # fields from snd_cwnd on follow below.
-SOCK_OPS = dict(op=0, reply=4, family=20, remote_ip4=24, local_ip4=28, remote_ip6=32, local_ip6=48, remote_port=64,
-                local_port=68, is_fullsock=72, snd_cwnd=76, srtt_us=80, bpf_sock_ops_cb_flags=84, state=88,
-                rtt_min=92, snd_ssthresh=96, rcv_nxt=100, snd_nxt=104, snd_una=108, mss_cache=112, ecn_flags=116,
-                rate_delivered=120, rate_interval_us=124, packets_out=128, retrans_out=132, total_retrans=136,
-                segs_in=140, data_segs_in=144, segs_out=148, data_segs_out=152, lost_out=156, sacked_out=160,
-                sk_txhash=164, bytes_received=168, bytes_acked=176, sk=184, skb_data=192, skb_data_end=200,
-                skb_len=208, skb_tcp_flags=212, skb_hwtstamp=216)
+SOCK_OPS = BPF_SOCK_OPS.offsets()
 #: Read through the full socket (SOCK_OPS_GET_TCP_SOCK_FIELD): bpf_sock_ops name -> tcp_sock member.
 _SOCK_OPS_TCP = ("snd_cwnd", "srtt_us", "snd_ssthresh", "rcv_nxt", "snd_nxt", "snd_una", "mss_cache", "ecn_flags",
                  "rate_delivered", "rate_interval_us", "packets_out", "retrans_out", "total_retrans", "segs_in",
@@ -235,8 +232,8 @@ def convert_sock_ops(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
 
     if name == "op":
         return [_ldk(d, s, "op")], 0
-    if SOCK_OPS["reply"] <= off < SOCK_OPS["reply"] + 16:
-        o = member(f"{_KERN}.replylong")[0] + off - SOCK_OPS["reply"]
+    if SOCK_OPS["replylong"] <= off < SOCK_OPS["replylong"] + 16:
+        o = member(f"{_KERN}.replylong")[0] + off - SOCK_OPS["replylong"]
         return ([_store(si, Size.W, o)] if kind == WRITE else [ldx_mem(Size.W, d, s, o)]), 0
     if name == "sk_txhash":
         f = member("sock.sk_txhash")
@@ -278,8 +275,7 @@ def _ldx_sized(dst: int, src: int, name: str) -> Insn:
 
 
 # struct sk_msg_md (uapi).
-SK_MSG = dict(data=0, data_end=8, family=16, remote_ip4=20, local_ip4=24, remote_ip6=28, local_ip6=44,
-              remote_port=60, local_port=64, size=68, sk=72)
+SK_MSG = SK_MSG_MD.offsets()
 
 
 def convert_sk_msg(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
@@ -301,7 +297,7 @@ def convert_sk_msg(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
 
 
 #: __sk_buff offsets a flow dissector program may read (the rest it may not touch).
-FLOW_DISSECTOR = {76: "data", 80: "data_end", 144: "flow_keys"}
+FLOW_DISSECTOR = {SK_BUFF.by_name(name).offset: name for name in ("data", "data_end", "flow_keys")}
 
 
 def convert_flow_dissector(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
@@ -313,7 +309,7 @@ def convert_flow_dissector(kind: str, si: Insn) -> tuple[list[Insn], int] | None
 
 
 # struct bpf_sockopt (uapi).
-SOCKOPT = dict(sk=0, optval=8, optval_end=16, level=24, optname=28, optlen=32, retval=36)
+SOCKOPT = SOCKOPT_STRUCT.offsets()
 
 
 def convert_sockopt(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
@@ -341,8 +337,7 @@ def convert_sockopt(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
 
 
 # struct sk_reuseport_md (uapi).
-SK_REUSEPORT = dict(data=0, data_end=8, len=16, eth_protocol=20, ip_protocol=24, bind_inany=28, hash=32, sk=40,
-                    migrating_sk=48)
+SK_REUSEPORT = SK_REUSEPORT_MD.offsets()
 #: sk_reuseport_md fields read through a pointer of struct sk_reuseport_kern (SOCK_ADDR_LOAD_NESTED_FIELD).
 _REUSEPORT_NESTED = {"data": ("skb", "sk_buff.data"), "len": ("skb", "sk_buff.len"),
                      "eth_protocol": ("skb", "sk_buff.protocol"), "ip_protocol": ("sk", "sock.sk_protocol")}
@@ -362,7 +357,7 @@ def convert_sk_reuseport(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
 
 
 # struct bpf_sysctl (uapi).
-SYSCTL = dict(write=0, file_pos=4)
+SYSCTL = SYSCTL_STRUCT.offsets()
 
 
 def convert_sysctl(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
