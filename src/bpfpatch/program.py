@@ -61,10 +61,12 @@ class LineInfo(NamedTuple):
 
     @property
     def line_num(self) -> int:
+        """The source line (the upper 22 bits of ``line_col``)."""
         return self.line_col >> 10
 
     @property
     def col(self) -> int:
+        """The source column (the low 10 bits of ``line_col``)."""
         return self.line_col & 0x3FF
 
 
@@ -200,11 +202,8 @@ class Program:
         """The CO-RE relocation records (`bpfpatch.btf.CoreRelo`, at slots) an ELF reader found, or []."""
         return list(self.meta.get(CORE_RELOS) or ())
 
-    @property
-    def has_metadata(self) -> bool:
-        return self.func_info is not None or self.line_info is not None or self.aux is not None
-
     def copy(self) -> "Program":
+        """A program with its own copy of the slots; the metadata objects are shared, not copied."""
         p = Program(
             self.slots.copy(),
             func_info=self.func_info,

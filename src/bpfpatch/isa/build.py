@@ -55,7 +55,6 @@ class BuildError(BpfPatchError, ValueError):
     """A builder given a field that does not fit (register, immediate, offset, helper name)."""
 
 
-_MAX_REG = 10
 _AX = 11
 
 

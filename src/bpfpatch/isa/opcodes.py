@@ -212,14 +212,3 @@ INVERTED_JMP = {
     # JSET has no inverse opcode; relaxation handles it with an extra jump.
 }
 
-
-def insn_class(code: int) -> InsnClass:
-    return InsnClass(code & CLASS_MASK)
-
-
-def is_alu(code: int) -> bool:
-    return code & CLASS_MASK in (InsnClass.ALU, InsnClass.ALU64)
-
-
-def is_jmp_class(code: int) -> bool:
-    return code & CLASS_MASK in (InsnClass.JMP, InsnClass.JMP32)

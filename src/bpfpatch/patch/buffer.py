@@ -207,6 +207,7 @@ class BufferCache:
         return prep
 
     def remember(self, patch: Any, items: list[PatchInsn], prep: Prepared, has_after: bool) -> None:
+        """Keep `prep` for `patch`: by content (text, or plain instructions) and, for a tuple, by identity."""
         plain = all(it[1] is None and it[2] is None for it in items)
         if type(patch) is str or (type(patch) in (list, tuple) and plain and all(type(i) is Insn for i in patch)):
             content = self.by_content[has_after]
