@@ -2186,6 +2186,11 @@ def _proto_for(p: "HelperProto | None", prog_type: ProgType) -> "HelperProto | N
     return p
 
 
+# (helper, argument) pairs 6.18's prototypes mark MEM_WRITE where 6.12's have a plain ARG_PTR_TO_MEM (the
+# running kernel wins: the bytes written are STACK_MISC after the call, not the zeros before it)
+MEM_WRITE_618 = frozenset({("sysctl_get_name", 1)})
+
+
 # Helpers whose result do_refine_retval_range bounds by the size argument (the bytes written, or -errno).
 SIZED_RESULT_HELPERS = frozenset({"get_stack", "get_task_stack", "probe_read_str", "probe_read_kernel_str",
                                   "probe_read_user_str"})
@@ -2231,7 +2236,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             if meta_map is None:
                 raise _err(idx, "invalid map_ptr to access map->key")
             size = (meta_map.key_size if at == "ARG_PTR_TO_MAP_KEY" else meta_map.value_size) or 0
-            _mem_arg(env, st, idx, regno, size, False, True)
+            # map_pop/peek_elem write the value (MEM_UNINIT | MEM_WRITE): the bytes become STACK_MISC
+            _mem_arg(env, st, idx, regno, size, "MEM_WRITE" in flags or "MEM_UNINIT" in flags, True)
             if at == "ARG_PTR_TO_MAP_KEY" and meta_map.map_type in (2, 6):
                 const_key = _constant_map_key(env, st, reg, size)
             continue
@@ -2270,7 +2276,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             prev = p.args[i - 1] if i else ""
             if prev in ("ARG_PTR_TO_MEM", "ARG_PTR_TO_UNINIT_MEM", "ARG_PTR_TO_MEM_OR_NULL"):
                 pflags = p.arg_flags[i - 1]
-                write = prev == "ARG_PTR_TO_UNINIT_MEM" or "MEM_WRITE" in pflags or "MEM_UNINIT" in pflags
+                write = (prev == "ARG_PTR_TO_UNINIT_MEM" or "MEM_WRITE" in pflags or "MEM_UNINIT" in pflags
+                         or (p.name, i - 1) in MEM_WRITE_618)
                 preg = regs[regno - 1]
                 if not (preg.type is RegType.SCALAR and preg.is_const() and preg.var_off[0] == 0):
                     _mem_arg(env, st, idx, regno - 1, reg.umax, write, zero_ok)
@@ -2955,12 +2962,17 @@ def _scalar_branch_taken(r1: Reg, r2: Reg, op: int, is32: bool) -> int:
     return -1
 
 
+# reg_not_null: the pointer kinds a comparison with 0 decides (stack, context and packet pointers are not
+# among them: the running kernel explores both branches of `if r == 0` for those too)
+NOT_NULL_TYPES = frozenset({RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK, RegType.PTR_TO_BUF,
+                            RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_SOCK_COMMON,
+                            RegType.PTR_TO_MEM, RegType.CONST_PTR_TO_MAP})
+BPF_MAX_VAR_OFF = 1 << 29
+
+
 def _not_null(r: Reg) -> bool:
-    t = r.type
-    return t in (RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY,
-                 RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_STACK, RegType.PTR_TO_CTX, RegType.PTR_TO_PACKET,
-                 RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MEM,
-                 RegType.PTR_TO_FUNC, RegType.PTR_TO_FLOW_KEYS, RegType.PTR_TO_XDP_SOCK)
+    # an unbounded variable offset can wrap the non-NULL base to zero
+    return r.type in NOT_NULL_TYPES and -BPF_MAX_VAR_OFF < r.smin and r.smax < BPF_MAX_VAR_OFF
 
 
 def _branch_taken(r1: Reg, r2: Reg, op: int, is32: bool) -> int:
