@@ -451,7 +451,7 @@ class Slot:
 class Frame:
     """One function's registers and stack (``struct bpf_func_state``)."""
 
-    __slots__ = ("regs", "stack", "callsite", "frameno", "subprog")
+    __slots__ = ("regs", "stack", "callsite", "frameno", "subprog", "callback_depth")
 
     def __init__(self, frameno: int = 0, callsite: int = -1, subprog: int = 0) -> None:
         self.regs = [Reg() for _ in range(11)]
@@ -459,12 +459,14 @@ class Frame:
         self.callsite = callsite
         self.frameno = frameno
         self.subprog = subprog
+        self.callback_depth = 0  # callbacks pushed from this frame at its current call (bpf_loop's bound)
 
     def copy(self) -> "Frame":
         f = Frame.__new__(Frame)
         f.regs = [r.copy() for r in self.regs]
         f.stack = {k: s.copy() for k, s in self.stack.items()}
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
+        f.callback_depth = self.callback_depth
         return f
 
 

@@ -214,6 +214,7 @@ class _Env:
     scc: SccVisits | None = None
     funcs: dict[int, SubprogFunc] = field(default_factory=dict)  # subprogram start -> its BTF prototype
     globals_called: list[int] = field(default_factory=list)  # global subprograms to verify, in call order
+    callback_sites: set[int] = field(default_factory=set)  # calls of sync callbacks (calls_callback)
 
 
 def analyze(
@@ -401,6 +402,14 @@ def _mark_prune_points(env: _Env) -> None:
                     prune[i + 1] = jmp[i + 1] = True
                 if env.src[i] == PSEUDO_KFUNC_CALL:
                     prune[i] = True  # the kernel's are the iterators' next calls: ours are found while walking
+                    if env.off[i] == 0 and (kt := _kernel_types(env)) is not None \
+                            and (kp := kt.kfunc(env.imm[i])) is not None and kp.name == "bpf_rbtree_add_impl":
+                        env.force_checkpoint[i] = True  # its `less` callback: a sync callback's call
+                        env.callback_sites.add(i)
+                if env.src[i] == 0 and (p := proto(env.imm[i])) is not None and p.name in SYNC_CALLBACK_HELPERS:
+                    # visit_insn: a sync callback's call is visited again after each callback run
+                    prune[i] = env.force_checkpoint[i] = True
+                    env.callback_sites.add(i)
                 if env.src[i] == PSEUDO_CALL:
                     prune[i] = True
                     t = i + 1 + env.imm[i]
@@ -786,6 +795,12 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
         if old.branches:
             if may_goto and old.may_goto_depth != cur.may_goto_depth and _states_equal(env, old, cur, idx, True):
                 # around a may_goto loop: a state within one still being explored, an iteration ago
+                old.hit += 1
+                _propagate_precision(env, old, cur)
+                scc.add_backedge(idx, old, cur)
+                return True
+            if idx in env.callback_sites and _states_equal(env, old, cur, idx, True):
+                # back at a callback's call after a run of it: within the state an iteration ago (calls_callback)
                 old.hit += 1
                 _propagate_precision(env, old, cur)
                 scc.add_backedge(idx, old, cur)
@@ -2401,12 +2416,15 @@ CALLBACK_HELPERS = {
     "user_ringbuf_drain": (1, (0, 1), False), "timer_set_callback": (1, (0, 0), True),
 }
 CALLBACK_RANGES = {name: rng for name, (_, rng, _) in CALLBACK_HELPERS.items()}
+SYNC_CALLBACK_HELPERS = frozenset(name for name, (_, _, is_async) in CALLBACK_HELPERS.items() if not is_async)
 STACK_DYNPTR, STACK_ITER = "d", "i"
 
 
 def _push_callback(env: _Env, st: State, idx: int, stack: list, name: str, meta_map: MapRef | None) -> None:
     """``push_callback_call``: the callback subprogram is verified as called from here with its arguments
-    (``set_*_callback_state``); the caller goes on after the helper.  A callback path ends at its exit."""
+    (``set_*_callback_state``); the caller goes on after the helper (the callback not run again).  A sync
+    callback's path returns to the call (`_check_exit`), which runs it again until that converges; an
+    async one's path ends at its exit."""
     argno, _, is_async = CALLBACK_HELPERS[name]
     regs = st.regs
     fn = regs[argno + 1]
@@ -2416,9 +2434,15 @@ def _push_callback(env: _Env, st: State, idx: int, stack: list, name: str, meta_
     if is_async:
         cb = State([Frame(0, idx, target)])
     else:
+        if name == "loop":
+            _precise_regs(env, st, 1)  # the iteration bound
+            if st.cur.callback_depth >= regs[1].umax:
+                st.cur.callback_depth = 0  # bpf_loop's iterations are all verified
+                return
+        # the caller keeps its registers: back at the call after the callback, it is checked again
         cb = st.copy()
-        for r in range(0, 6):
-            mark_not_init(cb.cur.regs[r])  # setup_func_entry clears the caller's R0-R5
+        cb.cur.callback_depth += 1
+        st.cur.callback_depth = 0
         cb.frames.append(Frame(len(cb.frames), idx, target))
     callee = cb.frames[-1]
     callee.regs[10] = Reg.pointer(RegType.PTR_TO_STACK, frameno=callee.frameno)
@@ -2536,6 +2560,8 @@ def _push_rbtree_less(env: _Env, st: State, idx: int, stack: list) -> None:
     fn = st.regs[3]
     if fn.type is not RegType.PTR_TO_FUNC:
         raise _err(idx, f"R3 type={fn.type.value} expected=func")
+    env.callback_sites.add(idx)
+    env.force_checkpoint[idx] = True
     cb = st.copy()
     callee = Frame(len(cb.frames), idx, fn.mem_size)
     cb.frames.append(callee)
@@ -2844,7 +2870,16 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
             raise _err(idx, "R0 !read_ok")
         _check_read(env, st, idx, 0, True)
         _callback_exit(env, st, idx)
-        return None
+        if len(st.frames) == 1:
+            return None  # an async callback: verified on its own
+        # prepare_func_exit in_callback_fn: back to the call, which may run the callback again; imprecise
+        # scalars that changed since the previous visit of the call are widened (find_prev_entry)
+        _precise_regs(env, st, 0)
+        callee = st.frames.pop()
+        prev = _prev_entry(env, st, callee.callsite)
+        if prev is not None:
+            _widen_imprecise_scalars(prev, st)
+        return callee.callsite
     if len(st.frames) > 1:
         # prepare_func_exit: the caller gets whatever r0 holds, written or not (reading it is the
         # caller's business); any stack pointer is refused, the caller's own too
