@@ -32,11 +32,17 @@ nodes) tell which blocks some verified path reaches: `Block.seen`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from operator import index as _as_index
 
-from bpfpatch.analysis.liveness import ENDS_BLOCK, HAS_TARGET_EDGE, NO_FALL, Liveness, insn_liveness, regs_of, uses_defs
+import numpy as np
+
+from bpfpatch.analysis.liveness import (ENDS_BLOCK, HAS_TARGET_EDGE, NO_FALL, Liveness, regs_of, solve, target_positions, uses_defs,
+                                        word_masks)
 from bpfpatch.isa import KIND_OF, Insn, InsnClass, Kind
 from bpfpatch.isa import AtomicOp
+from bpfpatch.isa.refs import REF_TABLE, Ref
 from bpfpatch.patch import Node, PatchList
 
 MAX_STACK = 512
@@ -44,61 +50,325 @@ FP = 10
 ALL_REGS = frozenset(range(11))
 # Registers a builder may hand out, callee-saved first (they survive calls).
 SCRATCH_ORDER = (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
-# The block rule per opcode (`bpfpatch.analysis.liveness`), as lists: read once per instruction.
-_ENDS, _JUMPS, _STOPS = ENDS_BLOCK.tolist(), HAS_TARGET_EDGE.tolist(), NO_FALL.tolist()
 
-@dataclass
+
 class Block:
-    """One basic block: `nodes` in order, its edges as block indices, its subprogram."""
+    """One basic block of a `FlowGraph` (a handle, made on demand): its nodes, edges and subprogram.
 
-    index: int
-    nodes: list[Node]
-    subprog: int
-    succs: list[int] = field(default_factory=list)
-    preds: list[int] = field(default_factory=list)
-    seen: bool | None = None  # the verification layer's verdict, None when it has not run
+    `succs` / `preds` are block indices (a jump's target block first, then
+    the fall-through); `seen` is the verification layer's verdict (None when
+    it has not run).
+    """
+
+    __slots__ = ("graph", "index")
+
+    def __init__(self, graph: "FlowGraph", index: int) -> None:
+        self.graph = graph
+        self.index = index
+
+    @property
+    def start(self) -> int:
+        """Position (in `FlowGraph.nodes`) of the block's leader."""
+        return int(self.graph.block_start[self.index])
+
+    @property
+    def end(self) -> int:
+        """Position one past the block's final instruction."""
+        return int(self.graph.block_start[self.index + 1])
+
+    @property
+    def subprog(self) -> int:
+        """The index of the subprogram holding the block."""
+        return int(self.graph.block_subprog[self.index])
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The block's nodes, in order."""
+        return self.graph.nodes[self.start:self.end]
 
     @property
     def first(self) -> Node:
         """The block's leader."""
-        return self.nodes[0]
+        return self.graph.nodes[self.start]
 
     @property
     def last(self) -> Node:
         """The block's final instruction (its jump or exit, if it has one)."""
-        return self.nodes[-1]
+        return self.graph.nodes[self.end - 1]
+
+    @property
+    def succs(self) -> list[int]:
+        """Successor blocks (the jump's target first, then the fall-through)."""
+        g = self.graph
+        return [int(s) for s in g.block_succ[self.index].tolist() if s >= 0]
+
+    @property
+    def preds(self) -> list[int]:
+        """Predecessor blocks, in block order."""
+        g = self.graph
+        return g.pred_src[g.pred_ptr[self.index]:g.pred_ptr[self.index + 1]].tolist()
+
+    @property
+    def seen(self) -> bool | None:
+        """Does some verified path reach the block (its nodes' `InsnAux.seen`)? None without facts."""
+        flags = [getattr(nd.aux, "seen", None) for nd in self.nodes]
+        if any(a is not None for a in flags):
+            return any(bool(a) for a in flags)
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Block) and other.graph is self.graph and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((id(self.graph), self.index))
+
+    def __repr__(self) -> str:
+        return f"<Block {self.index} [{self.start}:{self.end}] subprog {self.subprog} succs {self.succs}>"
+
+
+class NodeSequence(Sequence[Node]):
+    """Nodes by position, made on demand from an id column (no object per instruction is kept)."""
+
+    __slots__ = ("_pl", "_ids")
+
+    def __init__(self, pl: PatchList, ids: np.ndarray) -> None:
+        self._pl = pl
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        pl = self._pl
+        if isinstance(i, slice):
+            return [pl.node(nid) for nid in self._ids[i].tolist()]
+        return pl.node(int(self._ids[_as_index(i)]))
+
+    def __iter__(self) -> Iterator[Node]:
+        pl = self._pl
+        for nid in self._ids.tolist():
+            yield pl.node(nid)
+
+
+class InsnSequence(Sequence[Insn]):
+    """Instructions by position, decoded on demand from the nodes."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, nodes: NodeSequence) -> None:
+        self._nodes = nodes
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [n.insn for n in self._nodes[i]]
+        return self._nodes[i].insn
+
+    def __iter__(self) -> Iterator[Insn]:
+        for n in self._nodes:
+            yield n.insn
+
+
+class PositionMap(Mapping[Node, int]):
+    """Node -> its position in `FlowGraph.nodes` (a column by node id, no dict)."""
+
+    __slots__ = ("_nodes", "_pos")
+
+    def __init__(self, nodes: NodeSequence, pos: np.ndarray) -> None:
+        self._nodes = nodes
+        self._pos = pos
+
+    def __getitem__(self, node: Node) -> int:
+        nid = node.id if isinstance(node, Node) else -1
+        p = int(self._pos[nid]) if 0 <= nid < len(self._pos) else -1
+        if p < 0 or self._nodes[p] != node:
+            raise KeyError(node)
+        return p
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._nodes)
+
+
+class Dominators(Mapping[int, int]):
+    """Block -> its immediate dominator, for the blocks reachable from a subprogram's entry (sorted columns)."""
+
+    __slots__ = ("_keys", "_vals")
+
+    def __init__(self, keys: np.ndarray, vals: np.ndarray) -> None:
+        self._keys = keys
+        self._vals = vals
+
+    def _find(self, b: object) -> int:
+        try:
+            b = _as_index(b)
+        except TypeError:
+            return -1
+        k = int(np.searchsorted(self._keys, b))
+        return k if k < len(self._keys) and self._keys[k] == b else -1
+
+    def __getitem__(self, b: int) -> int:
+        k = self._find(b)
+        if k < 0:
+            raise KeyError(b)
+        return int(self._vals[k])
+
+    def __contains__(self, b: object) -> bool:
+        return self._find(b) >= 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._keys.tolist())
+
+
+def _immediate_dominators(entry: int, succ: array, pred_ptr: array, pred_src: array) -> tuple[np.ndarray, np.ndarray]:
+    """Lengauer and Tarjan's algorithm with path compression: O(E log V), iterative, in int columns.
+
+    `succ`: two successor blocks per block (-1: none); the predecessors of
+    block b are ``pred_src[pred_ptr[b]:pred_ptr[b + 1]]``.  Returns (the
+    blocks reachable from `entry`, sorted; their immediate dominators, the
+    entry's being itself).
+    """
+    nblocks = len(pred_ptr) - 1
+    dfn = array("i", [-1]) * nblocks
+    parent = array("i", [-1]) * nblocks
+    vertex = array("i")
+    todo, todo_parent = array("i", [entry]), array("i", [-1])
+    while todo:  # preorder; a block's parent is the block whose push was popped first (a DFS tree)
+        v, p = todo.pop(), todo_parent.pop()
+        if dfn[v] >= 0:
+            continue
+        dfn[v] = len(vertex)
+        vertex.append(v)
+        parent[v] = p
+        for w in (succ[2 * v + 1], succ[2 * v]):  # the target popped first, as a recursion would visit it
+            if w >= 0 and dfn[w] < 0:
+                todo.append(w)
+                todo_parent.append(v)
+    semi = array("i", dfn)
+    label = array("i", range(nblocks))
+    ancestor = array("i", [-1]) * nblocks
+    idom = array("i", [-1]) * nblocks
+    bucket, bucket_next = array("i", [-1]) * nblocks, array("i", [-1]) * nblocks
+
+    def evaluate(v: int) -> int:
+        if ancestor[v] < 0:
+            return v
+        chain = []
+        x = v
+        while ancestor[ancestor[x]] >= 0:
+            chain.append(x)
+            x = ancestor[x]
+        for x in reversed(chain):
+            a = ancestor[x]
+            if semi[label[a]] < semi[label[x]]:
+                label[x] = label[a]
+            ancestor[x] = ancestor[a]
+        return label[v]
+
+    for i in range(len(vertex) - 1, 0, -1):
+        w = vertex[i]
+        for k in range(pred_ptr[w], pred_ptr[w + 1]):
+            v = pred_src[k]
+            if dfn[v] < 0:
+                continue  # not reachable from the entry
+            u = evaluate(v)
+            if semi[u] < semi[w]:
+                semi[w] = semi[u]
+        s = vertex[semi[w]]
+        bucket_next[w], bucket[s] = bucket[s], w
+        p = parent[w]
+        ancestor[w] = p
+        v = bucket[p]
+        bucket[p] = -1
+        while v >= 0:
+            u = evaluate(v)
+            idom[v] = u if semi[u] < semi[v] else p
+            v = bucket_next[v]
+    for i in range(1, len(vertex)):
+        w = vertex[i]
+        if idom[w] != vertex[semi[w]]:
+            idom[w] = idom[idom[w]]
+    idom[entry] = entry
+    keys = np.sort(np.frombuffer(vertex, dtype=np.int32)).astype(np.int64) if len(vertex) else np.zeros(0, np.int64)
+    vals = np.frombuffer(idom, dtype=np.int32)[keys].astype(np.int64)
+    return keys, vals
+
+
+class BlockSequence(Sequence[Block]):
+    """The blocks of a `FlowGraph` by index, as `Block` handles made on demand."""
+
+    __slots__ = ("_graph", "_n")
+
+    def __init__(self, graph: "FlowGraph", n: int) -> None:
+        self._graph = graph
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [Block(self._graph, k) for k in range(*i.indices(self._n))]
+        k = _as_index(i)
+        if k < 0:
+            k += self._n
+        if not 0 <= k < self._n:
+            raise IndexError(i)
+        return Block(self._graph, k)
+
+    def __iter__(self) -> Iterator[Block]:
+        g = self._graph
+        for k in range(self._n):
+            yield Block(g, k)
 
 
 class FlowGraph:
     """Blocks, CFG, call graph, dominators, liveness and stack use of a patch list, computed once.
 
     The graph describes the list as it was when built: after patching, build a new one.
+    It is kept in NumPy columns (per position: node id, target position, block;
+    per block: start, subprogram, successors, predecessors): `nodes`, `insns`,
+    `index` and `blocks` make their `Node`, `Insn` and `Block` handles when asked.
     """
 
     def __init__(self, pl: PatchList) -> None:
         self.pl = pl
-        self.nodes: list[Node] = list(pl)
-        self.index: dict[Node, int] = {n: i for i, n in enumerate(self.nodes)}
-        self.insns: list[Insn] = [n.insn for n in self.nodes]
-        self.target: list[int] = [self._target_index(n) for n in self.nodes]
+        ids = pl.live_ids()
+        pos, target = target_positions(pl, ids)
+        self._w0 = pl.words(ids)[0]
+        # int32 columns: positions, node ids and blocks are far below 2**31
+        ids = ids.astype(np.int32)
+        self.ids: np.ndarray = ids
+        self.nodes: NodeSequence = NodeSequence(pl, ids)
+        self.index: PositionMap = PositionMap(self.nodes, pos.astype(np.int32))
+        del pos
+        self.insns: InsnSequence = InsnSequence(self.nodes)
+        self.code: np.ndarray = (self._w0 & np.uint64(0xFF)).astype(np.uint8)
+        self.target: np.ndarray = target.astype(np.int32)  # per position: where its reference lands, or -1
+        del target
         self.subprog_starts: list[int] = self._subprog_starts()
-        self.blocks: list[Block] = []
-        self.block_of: list[int] = [0] * len(self.nodes)
         self._build_blocks()
         self._live: Liveness | None = None
-        self._idom: dict[int, dict[int, int]] = {}
+        self._idom: dict[int, Dominators] = {}
 
     # --- structure -----------------------------------------------------------------
 
-    def _target_index(self, node: Node) -> int:
-        t = node.target
-        return -1 if t is None else self.index.get(t, -1)
+    def _subprog_refs(self) -> np.ndarray:
+        """Positions of pseudo calls and ``ld_func`` loads with a target in the list."""
+        src = ((self._w0 >> np.uint64(12)) & np.uint64(0xF)).astype(np.uint8)
+        ref = REF_TABLE[self.code, src]
+        return np.flatnonzero(((ref == Ref.SUBPROG) | (ref == Ref.FUNC)) & (self.target >= 0))
 
     def _subprog_starts(self) -> list[int]:
-        starts = {0} if self.nodes else set()
-        for i, insn in enumerate(self.insns):
-            if self.target[i] >= 0 and (insn.is_pseudo_call or insn.is_pseudo_func):
-                starts.add(self.target[i])
+        starts = {0} if len(self.ids) else set()
+        starts.update(self.target[self._subprog_refs()].tolist())
         prog = self.pl.program
         marks = list(prog.subprogs) + [s.slot for s in prog.meta.get("symbols", ()) if s.type == "STT_FUNC"]
         for slot in marks:
@@ -111,133 +381,101 @@ class FlowGraph:
         return sorted(starts)
 
     def _build_blocks(self) -> None:
-        n = len(self.nodes)
-        if not n:
-            return
-        leader = [False] * n
-        for s in self.subprog_starts:
-            leader[s] = True
-        for i, insn in enumerate(self.insns):
-            if _ENDS[insn.code]:
-                if self.target[i] >= 0 and _JUMPS[insn.code]:
-                    leader[self.target[i]] = True
-                if i + 1 < n:
-                    leader[i + 1] = True
-        sub_of = [0] * n
-        k = 0
-        for i in range(n):
-            while k + 1 < len(self.subprog_starts) and self.subprog_starts[k + 1] <= i:
-                k += 1
-            sub_of[i] = k
-        start = 0
-        for i in range(1, n + 1):
-            if i == n or leader[i]:
-                b = Block(len(self.blocks), self.nodes[start:i], sub_of[start])
-                for j in range(start, i):
-                    self.block_of[j] = b.index
-                self.blocks.append(b)
-                start = i
-        for b in self.blocks:
-            last = self.index[b.last]
-            code = self.insns[last].code
-            out: list[int] = []
-            if _JUMPS[code] and self.target[last] >= 0:
-                out.append(self.block_of[self.target[last]])
-            if not _STOPS[code] and last + 1 < n and sub_of[last + 1] == b.subprog:
-                nxt = self.block_of[last + 1]
-                if nxt not in out:
-                    out.append(nxt)
-                else:  # a conditional jump to the next instruction: one edge, listed once
-                    pass
-            b.succs = out
-            for s in out:
-                self.blocks[s].preds.append(b.index)
-            aux = [getattr(nd.aux, "seen", None) for nd in b.nodes]
-            if any(a is not None for a in aux):
-                b.seen = any(bool(a) for a in aux)
+        n = len(self.ids)
+        code, target = self.code, self.target
+        starts = np.array(self.subprog_starts, dtype=np.int64)
+        leader = np.zeros(n + 1, dtype=bool)
+        leader[starts] = True
+        ends = np.flatnonzero(np.take(ENDS_BLOCK, code))  # the one block rule (`bpfpatch.analysis.liveness`)
+        jumps = ends[np.take(HAS_TARGET_EDGE, code[ends]) & (target[ends] >= 0)]
+        leader[target[jumps]] = True
+        leader[ends + 1] = True
+        leader = leader[:n]
+        #: per block: its first position (one more entry: n)
+        self.block_start: np.ndarray = np.append(np.flatnonzero(leader), n).astype(np.int32)
+        #: per position: its block
+        self.block_of: np.ndarray = (np.cumsum(leader, dtype=np.int32) - 1)
+        del leader
+        sub_of = (np.searchsorted(starts, np.arange(n, dtype=np.int32), side="right") - 1).astype(np.int32)
+        nb = len(self.block_start) - 1
+        first = self.block_start[:-1]
+        last = self.block_start[1:] - 1
+        self.block_subprog: np.ndarray = sub_of[first] if n else np.zeros(0, dtype=np.int32)
+        kind_last = code[last]
+        tgt = target[last]
+        has_t = np.take(HAS_TARGET_EDGE, kind_last) & (tgt >= 0)
+        t_blk = np.where(has_t, self.block_of[np.maximum(tgt, 0)], -1).astype(np.int32)
+        nxt = np.minimum(last + 1, max(n - 1, 0))
+        falls = ~np.take(NO_FALL, kind_last) & (last + 1 < n) & (sub_of[nxt] == self.block_subprog)
+        f_blk = np.where(falls, np.arange(1, nb + 1, dtype=np.int32), -1).astype(np.int32)
+        del sub_of, nxt, falls
+        f_blk[f_blk == t_blk] = -1  # a conditional jump to the next instruction: one edge, listed once
+        #: per block: (target block, fall-through block), -1 for none
+        self.block_succ: np.ndarray = np.stack([t_blk, f_blk], axis=1) if nb else np.zeros((0, 2), dtype=np.int32)
+        del t_blk, f_blk, has_t, tgt, kind_last
+        src = np.repeat(np.arange(nb, dtype=np.int32), 2)
+        dst = self.block_succ.reshape(-1)
+        keep = dst >= 0
+        src, dst = src[keep], dst[keep]
+        order = np.argsort(dst, kind="stable")  # per destination: sources in block order
+        self.pred_src: np.ndarray = src[order]
+        del src, order
+        self.pred_ptr: np.ndarray = np.zeros(nb + 1, dtype=np.int32)
+        np.cumsum(np.bincount(dst, minlength=nb), out=self.pred_ptr[1:])
+        self.blocks: BlockSequence = BlockSequence(self, nb)
 
     def subprog_of(self, node: Node) -> int:
         """The index of the subprogram (in `subprog_starts` order) that holds `node`."""
-        return self.blocks[self.block_of[self.index[node]]].subprog
+        return int(self.block_subprog[self.block_of[self.index[node]]])
 
     def block_at(self, node: Node) -> Block:
         """The block that holds `node`."""
-        return self.blocks[self.block_of[self.index[node]]]
+        return Block(self, int(self.block_of[self.index[node]]))
+
+    def _subprog_range(self, subprog: int) -> tuple[int, int]:
+        lo = int(np.searchsorted(self.block_subprog, subprog, side="left"))
+        hi = int(np.searchsorted(self.block_subprog, subprog, side="right"))
+        return lo, hi
 
     def subprog_blocks(self, subprog: int) -> list[Block]:
         """The blocks of one subprogram, in list order (the first is its entry)."""
-        return [b for b in self.blocks if b.subprog == subprog]
+        lo, hi = self._subprog_range(subprog)
+        return [Block(self, k) for k in range(lo, hi)]
 
     @property
     def edges(self) -> list[tuple[int, int]]:
         """Every CFG edge as (from block, to block), in block order."""
-        return [(b.index, s) for b in self.blocks for s in b.succs]
+        return [(b, s) for b, pair in enumerate(self.block_succ.tolist()) for s in pair if s >= 0]
 
     @property
     def call_graph(self) -> dict[int, set[int]]:
         """Subprogram -> the subprograms it calls (pseudo calls and ``ld_func`` callbacks)."""
         graph: dict[int, set[int]] = {k: set() for k in range(len(self.subprog_starts))}
-        for i, insn in enumerate(self.insns):
-            if self.target[i] >= 0 and (insn.is_pseudo_call or insn.is_pseudo_func):
-                graph[self.subprog_of(self.nodes[i])].add(self.subprog_of(self.nodes[self.target[i]]))
+        sub = self.block_subprog[self.block_of]
+        for i in self._subprog_refs().tolist():
+            graph[int(sub[i])].add(int(sub[self.target[i]]))
         return graph
 
     # --- dominators ------------------------------------------------------------------
 
-    def dominators(self, subprog: int = 0) -> dict[int, int]:
+    def dominators(self, subprog: int = 0) -> Dominators:
         """Immediate dominators of the subprogram's reachable blocks: block -> idom (the entry maps to itself)."""
         if subprog not in self._idom:
             self._idom[subprog] = self._dominators(subprog)
         return self._idom[subprog]
 
-    def _dominators(self, subprog: int) -> dict[int, int]:
-        blocks = self.subprog_blocks(subprog)
-        if not blocks:
-            return {}
-        entry = blocks[0].index
-        order: list[int] = []  # post-order
-        seen = {entry}
-        stack = [(entry, iter(self.blocks[entry].succs))]
-        while stack:
-            b, it = stack[-1]
-            for s in it:
-                if s not in seen:
-                    seen.add(s)
-                    stack.append((s, iter(self.blocks[s].succs)))
-                    break
-            else:
-                order.append(b)
-                stack.pop()
-        rpo = order[::-1]
-        num = {b: i for i, b in enumerate(rpo)}
-        idom: dict[int, int] = {entry: entry}
-
-        def intersect(a: int, b: int) -> int:
-            while a != b:
-                while num[a] > num[b]:
-                    a = idom[a]
-                while num[b] > num[a]:
-                    b = idom[b]
-            return a
-
-        changed = True
-        while changed:
-            changed = False
-            for b in rpo[1:]:
-                preds = [p for p in self.blocks[b].preds if p in idom]
-                if not preds:
-                    continue
-                new = preds[0]
-                for p in preds[1:]:
-                    new = intersect(p, new)
-                if idom.get(b) != new:
-                    idom[b] = new
-                    changed = True
-        return idom
+    def _dominators(self, subprog: int) -> Dominators:
+        lo, hi = self._subprog_range(subprog)
+        if lo >= hi:
+            return Dominators(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        succ = array("i", self.block_succ.tobytes())
+        pred_ptr = array("i", self.pred_ptr.tobytes())
+        pred_src = array("i", self.pred_src.tobytes())
+        return Dominators(*_immediate_dominators(lo, succ, pred_ptr, pred_src))
 
     def dominates(self, a: int, b: int) -> bool:
         """Does block `a` dominate block `b` (same subprogram, b reachable)?"""
-        idom = self.dominators(self.blocks[b].subprog)
+        idom = self.dominators(int(self.block_subprog[b]))
         if b not in idom:
             return False
         while True:
@@ -254,11 +492,16 @@ class FlowGraph:
         """Registers live before / after each position of `nodes` (`bpfpatch.analysis.liveness`), solved once."""
         if self._live is None:
             # Control falls through within a subprogram only (the next one starts a new frame).
-            within = bytearray(b"\x01") * len(self.nodes)
-            blocks = self.blocks
-            for k, b in enumerate(blocks):
-                within[self.index[b.last]] = k + 1 < len(blocks) and blocks[k + 1].subprog == b.subprog
-            self._live = insn_liveness(self.insns, self.target, within)
+            n = len(self.ids)
+            within = np.ones(n, dtype=bool)
+            if n:
+                within[-1] = False
+                starts = np.array(self.subprog_starts, dtype=np.int64)
+                within[starts[starts > 0] - 1] = False
+            use, defs, _ = word_masks(self._w0)
+            fall = within & ~np.take(NO_FALL, self.code)
+            tgt = np.where(np.take(HAS_TARGET_EDGE, self.code), self.target, -1)
+            self._live = solve(use, defs, fall, tgt)
         return self._live
 
     def live_before(self, node: Node) -> frozenset[int]:
@@ -365,4 +608,5 @@ def entry_of_subprogs(pl: PatchList) -> list[Node]:
     return [g.nodes[i] for i in g.subprog_starts]
 
 
-__all__ = ["ALL_REGS", "Block", "FlowGraph", "MAX_STACK", "SCRATCH_ORDER", "entry_of_subprogs", "uses_defs"]
+__all__ = ["ALL_REGS", "Block", "BlockSequence", "Dominators", "FlowGraph", "InsnSequence", "MAX_STACK", "NodeSequence", "PositionMap", "SCRATCH_ORDER",
+           "entry_of_subprogs", "uses_defs"]
