@@ -157,6 +157,64 @@ class _TooManyPaths(Exception):
     """The path walk's memory bound was reached."""
 
 
+class _KeySet:
+    """The path walk's visited keys: a set of non-negative ints in an open-addressing ``array``.
+
+    Eight bytes a slot at most two thirds full, where a Python set holds an int
+    object and a table entry per key (about 100 bytes); keys of 2**63 and more
+    (deep call stacks of a huge program) go to a plain set.
+    """
+
+    __slots__ = ("_tab", "_mask", "_n", "_big")
+
+    def __init__(self) -> None:
+        self._tab = array("q", [-1]) * 1024
+        self._mask = 1023
+        self._n = 0
+        self._big: set[int] = set()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add_new(self, key: int, limit: int) -> bool:
+        """Add `key`; False if it was there.  Raise `_TooManyPaths` for a new key past `limit` keys."""
+        if key >> 63:
+            if key in self._big:
+                return False
+            if self._n >= limit:
+                raise _TooManyPaths
+            self._big.add(key)
+            self._n += 1
+            return True
+        tab, mask = self._tab, self._mask
+        h = (key * 0x9E3779B97F4A7C15 >> 24) & mask
+        while True:
+            v = tab[h]
+            if v == key:
+                return False
+            if v < 0:
+                break
+            h = (h + 1) & mask
+        if self._n >= limit:
+            raise _TooManyPaths
+        tab[h] = key
+        self._n += 1
+        if 3 * self._n > 2 * mask:
+            self._grow()
+        return True
+
+    def _grow(self) -> None:
+        old = self._tab
+        self._tab = tab = array("q", [-1]) * (2 * len(old))
+        self._mask = mask = len(tab) - 1
+        for key in old:
+            if key >= 0:
+                h = (key * 0x9E3779B97F4A7C15 >> 24) & mask
+                while tab[h] >= 0:
+                    h = (h + 1) & mask
+                tab[h] = key
+
+
 def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     # Compact columns (a few bytes an instruction): the words, decoded when visited, and
     # positions as int arrays; per instruction only its state (shared, interned) is kept.
@@ -169,16 +227,19 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     target = array("i", tgt.astype(np.int32).tobytes())
     del tgt
     state: list[State | None] = [None] * count
-    ft_live = [False] * count
-    tg_live = [False] * count
+    ft_live = bytearray(count)  # flags: a byte an instruction
+    tg_live = bytearray(count)
     max_states = max(MIN_PATH_BUDGET // 4, int(PATH_STATES_PER_INSN * count))
     max_keys = max(MIN_PATH_BUDGET, int(PATH_KEYS_PER_INSN * count))
     # Path mode follows calls like the verifier: the callee starts with the caller's
     # r1-r5, and its exit returns r0 to the caller (r6-r9 preserved, r1-r5 clobbered).
     # A path is (insn, registers, call stack of (return insn, caller registers)), kept as
     # one int: states and stacks are numbered as they first appear.
-    work: list = []
-    visited: set[int] = set()
+    # The work list holds ints: a merged walk's instruction (its state is the current one, queued
+    # once), a path walk's key (instruction, state and stack numbers), not a tuple each.
+    work = array("q") if merge else []
+    queued = bytearray(count) if merge else None
+    visited = _KeySet()
     sid_of: dict[State, int] = {}
     states: list[State] = []
     kid_of: dict[tuple, int] = {(): 0}
@@ -199,7 +260,9 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
                 else:
                     new = states[sid]  # equal states share one tuple
                 state[i] = new
-                work.append((i, new, ()))
+                if not queued[i]:
+                    queued[i] = 1
+                    work.append(i)
             return
         sid = sid_of.get(st)
         if sid is None:
@@ -212,21 +275,29 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
             kid = kid_of[stack] = len(stacks)
             stacks.append(stack)
         key = (kid * base + sid) * count + i
-        if key not in visited:
-            if len(visited) >= max_keys:
-                raise _TooManyPaths
-            visited.add(key)
+        if visited.add_new(key, max_keys):
             state[i] = states[sid]
-            work.append((i, states[sid], stack))
+            work.append(key)
+
+    def take() -> tuple[int, State, tuple]:
+        """The next path of the work list."""
+        key = work.pop()
+        if merge:
+            queued[key] = 0
+            return key, state[key], ()
+        rest, i = divmod(key, count)
+        kid, sid = divmod(rest, base)
+        return i, states[sid], stacks[kid]
 
     try:
-        return _walk(pl, ids, index_of, w0, w1, target, state, ft_live, tg_live, work, reach, budget, merge)
+        return _walk(pl, ids, index_of, w0, w1, target, state, ft_live, tg_live, work, take, reach, budget, merge)
     except _TooManyPaths:
         return None
 
 
 def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: array, target: array, state: list,
-          ft_live: list, tg_live: list, work: list, reach: Callable, budget: int, merge: bool) -> Flow | None:
+          ft_live: bytearray, tg_live: bytearray, work: list, take: Callable, reach: Callable, budget: int,
+          merge: bool) -> Flow | None:
     count = len(ids)
     if count:
         reach(0, UNKNOWN)
@@ -247,9 +318,7 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
     loader_set = np.isin(pl.orig_indices(ids), np.fromiter(pinned, dtype=np.int64)).tolist() if pinned else None
     steps = 0
     while work:
-        i, st, stack = work.pop()
-        if merge and st is not state[i]:
-            continue  # superseded by a merged state
+        i, st, stack = take()
         steps += 1
         if not merge and steps > budget:
             return None
@@ -297,7 +366,7 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
             nxt[insn.dst] = None
         ft_live[i] = True
         reach(i + 1, tuple(nxt), stack)
-    return Flow(pl, ids, [s is not None for s in state], ft_live, tg_live)
+    return Flow(pl, ids, [s is not None for s in state], [bool(x) for x in ft_live], [bool(x) for x in tg_live])
 
 
 _NO_FALLTHROUGH = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.GOTOX, Kind.EXIT))
