@@ -16,7 +16,7 @@ none is renamed or changes meaning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -88,7 +88,6 @@ class MapRef:
     kptr_fields: tuple[tuple[int, str, str], ...] = ()
 
 
-@dataclass(slots=True)
 class InsnAux:
     """What the verifier records about one instruction (``struct bpf_insn_aux_data``).
 
@@ -104,16 +103,63 @@ class InsnAux:
     * ``states`` -- the abstract states (before the instruction) the analysis processed here, in
       order; their type is the analysis's own (see `bpfpatch.analysis.verifier`);
     * ``extra`` -- anything else a pass wants to carry by reference.
+
+    ``states`` and ``extra`` are made on first use (a list and a dict for every
+    instruction would be most of an analysis's memory), so an instruction's
+    aux costs one small object.  Equality compares every field, as a dataclass's.
     """
 
-    seen: bool = False
-    ptr_type: RegType | None = None
-    ctx_field_size: int | None = None
-    zext_dst: bool = False
-    map: MapRef | None = None
-    call_helper: int | None = None
-    states: list[Any] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("seen", "ptr_type", "ctx_field_size", "zext_dst", "map", "call_helper", "_states", "_extra")
+
+    def __init__(self, seen: bool = False, ptr_type: RegType | None = None, ctx_field_size: int | None = None,
+                 zext_dst: bool = False, map: MapRef | None = None, call_helper: int | None = None,
+                 states: list[Any] | None = None, extra: dict[str, Any] | None = None) -> None:
+        self.seen = seen
+        self.ptr_type = ptr_type
+        self.ctx_field_size = ctx_field_size
+        self.zext_dst = zext_dst
+        self.map = map
+        self.call_helper = call_helper
+        self._states = states
+        self._extra = extra
+
+    @property
+    def states(self) -> list[Any]:
+        """The abstract states processed before the instruction (an empty list until the first)."""
+        if self._states is None:
+            self._states = []
+        return self._states
+
+    @states.setter
+    def states(self, value: list[Any]) -> None:
+        self._states = value
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Anything else carried by reference (an empty dict until the first key)."""
+        if self._extra is None:
+            self._extra = {}
+        return self._extra
+
+    @extra.setter
+    def extra(self, value: dict[str, Any]) -> None:
+        self._extra = value
+
+    def _fields(self) -> tuple:
+        return (self.seen, self.ptr_type, self.ctx_field_size, self.zext_dst, self.map, self.call_helper,
+                self._states or [], self._extra or {})
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
+
+    def __repr__(self) -> str:
+        return (f"InsnAux(seen={self.seen!r}, ptr_type={self.ptr_type!r}, ctx_field_size={self.ctx_field_size!r}, "
+                f"zext_dst={self.zext_dst!r}, map={self.map!r}, call_helper={self.call_helper!r}, "
+                f"states={self._states or []!r}, extra={self._extra or {}!r})")
 
 
 __all__ = ["InsnAux", "MapRef", "RegType"]

@@ -80,6 +80,15 @@ class Reg:
             self.mem_size, self.btf_name, self.subreg_def, self.precise, self.frameno)
         return r
 
+    def same(self, o: "Reg") -> bool:
+        """Every field equal (the map the very same object): a snapshot may share the older copy."""
+        return (self.var_off == o.var_off and self.type is o.type and self.off == o.off and self.smin == o.smin
+                and self.smax == o.smax and self.umin == o.umin and self.umax == o.umax and self.s32min == o.s32min
+                and self.s32max == o.s32max and self.u32min == o.u32min and self.u32max == o.u32max
+                and self.id == o.id and self.ref_obj_id == o.ref_obj_id and self.range == o.range and self.map is o.map
+                and self.mem_size == o.mem_size and self.btf_name == o.btf_name and self.subreg_def == o.subreg_def
+                and self.precise == o.precise and self.frameno == o.frameno)
+
     def assign(self, other: "Reg") -> None:
         """Become a copy of `other` (``copy_register_state``)."""
         for name in Reg.__slots__:
@@ -469,6 +478,36 @@ class Frame:
         f.callback_depth = self.callback_depth
         return f
 
+    def snapshot(self, prev: "Frame | None") -> "Frame":
+        """A copy to keep and never change, sharing with `prev` (an older snapshot) what is equal to it."""
+        if prev is None or prev.callsite != self.callsite or prev.frameno != self.frameno or prev.subprog != self.subprog:
+            return self.copy()
+        same = True
+        regs = []
+        for r, p in zip(self.regs, prev.regs):
+            if r.same(p):
+                regs.append(p)
+            else:
+                regs.append(r.copy())
+                same = False
+        stack = {}
+        pstack = prev.stack
+        for k, sl in self.stack.items():
+            ps = pstack.get(k)
+            if ps is not None and ps.types == sl.types and (
+                    ps.spilled is sl.spilled is None
+                    or (ps.spilled is not None and sl.spilled is not None and sl.spilled.same(ps.spilled))):
+                stack[k] = ps
+            else:
+                stack[k] = sl.copy()
+                same = False
+        if same and len(stack) == len(pstack):
+            return prev
+        f = Frame.__new__(Frame)
+        f.regs, f.stack = regs, stack
+        f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
+        return f
+
 
 class State:
     """A verifier state (``struct bpf_verifier_state``): the call chain's frames.
@@ -506,6 +545,24 @@ class State:
         s.refs = list(self.refs)
         s.parent = self.parent
         s.hist = list(self.hist)
+        s.first_idx = self.first_idx
+        s.jhist = self.jhist
+        s.may_goto_depth = self.may_goto_depth
+        return s
+
+    def snapshot(self, prev: "State | None" = None) -> "State":
+        """A copy to keep and never change (``InsnAux.states``): registers, stack slots and frames equal to
+        those of `prev`, an older snapshot, are shared with it (the state after an instruction is
+        mostly the one before), and the path's history is not copied (``hist`` is empty)."""
+        pf = prev.frames if prev is not None else ()
+        frames = [f.snapshot(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)]
+        if (prev is not None and len(pf) == len(frames) and all(a is b for a, b in zip(frames, pf))
+                and prev.refs == self.refs and prev.parent is self.parent and prev.first_idx == self.first_idx
+                and prev.jhist == self.jhist and prev.may_goto_depth == self.may_goto_depth):
+            return prev
+        s = State(frames)
+        s.refs = prev.refs if prev is not None and prev.refs == self.refs else list(self.refs)
+        s.parent = self.parent
         s.first_idx = self.first_idx
         s.jhist = self.jhist
         s.may_goto_depth = self.may_goto_depth

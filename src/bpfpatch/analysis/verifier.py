@@ -29,8 +29,11 @@ more than ``budget`` processed instructions raise `BudgetExceeded`.
 from __future__ import annotations
 
 import gc
+from array import array
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
+
+import numpy as np
 
 from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
@@ -285,31 +288,28 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     layout = layout or layout_for(ptype)
     slots = program.slots
     n = len(slots)
-    code = slots["code"].tolist()
-    regs_b = slots["regs"].tolist()
-    dst = [r & 0xF for r in regs_b]
-    src = [r >> 4 for r in regs_b]
-    off = slots["off"].tolist()
-    imm = slots["imm"].tolist()
-    aux: list[InsnAux | None] = []
+    # The fields as machine-integer columns (no Python int kept per instruction; indexing gives ints)
+    code = array("B", slots["code"].tobytes())
+    regs_b = slots["regs"]
+    dst = array("B", (regs_b & 0xF).astype(np.uint8).tobytes())
+    src = array("B", (regs_b >> 4).astype(np.uint8).tobytes())
+    off = array("h", slots["off"].astype(np.int16).tobytes())
+    imm = array("i", slots["imm"].astype(np.int32).tobytes())
+    del regs_b
+    aux: list[InsnAux | None] = [None] * n  # None: an ld_imm64's second slot
     i = 0
     while i < n:
-        aux.append(InsnAux())
-        if code[i] == 0x18:
-            aux.append(None)
-            i += 2
-        else:
-            i += 1
-    aux = aux[:n]
-    env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), aux, [], [False] * n,
+        aux[i] = InsnAux()
+        i += 2 if code[i] == 0x18 else 1
+    env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), aux, [], bytearray(n),
                keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
     env.attach_type = attach_type
     env.kernel_types = kernel_types
     env.funcs = dict(funcs or {})
     env.live, env.live64 = slot_liveness(code, dst, src, off, imm, _helper_args)
     env.test_state_freq = test_state_freq
-    env.jmp_point = [False] * n
-    env.force_checkpoint = [False] * n
+    env.jmp_point = bytearray(n)  # flags: a byte per slot
+    env.force_checkpoint = bytearray(n)
     _mark_prune_points(env)
     env.scc = SccVisits(_loops(code, off, imm))
     result = Analysis(program, ptype, aux)
@@ -449,6 +449,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
     log = env.log
     aux_of, prune, jmp_points, code = env.aux, env.prune, env.jmp_point, env.code
     keep_states, budget = env.keep_states, env.budget
+    last: State | None = None  # the newest snapshot kept (keep_states)
     while stack:
         state, idx, prev = stack.pop()
         if log is not None:
@@ -476,7 +477,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             a = aux_of[idx]
             a.seen = True
             if keep_states:
-                a.states.append(state.copy())
+                last = state.snapshot(last)  # shares what is unchanged with the last one kept
+                a.states.append(last)
             before = state.copy() if log is not None else None
             depth = len(stack)
             frame = len(state.frames) - 1
@@ -510,7 +512,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     if pushed.parent is not None:
                         pushed.parent.branches += 1
             if keep_states:
-                a.extra.setdefault("after", []).append(state.copy())
+                last = state.snapshot(last)
+                a.extra.setdefault("after", []).append(last)
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
             if nxt is None:
@@ -775,9 +778,7 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     djmps = env.jmps_processed - env.prev_jmps_processed
     dinsns = env.processed - env.prev_insn_processed
     add = force or (djmps >= 2 and dinsns >= 8)
-    lst = env.explored.get(idx)
-    if lst is None:
-        lst = env.explored[idx] = []
+    lst = env.explored.get(idx, ())  # the list is made with its first state
     iter_next = idx in env.iter_next_sites
     may_goto = env.code[idx] == JMP | J_JCOND
     if iter_next:
@@ -842,7 +843,10 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     cur.hist = []
     cur.first_idx = idx
     cur.jhist = 0
-    lst.append(snap)
+    if lst:
+        lst.append(snap)
+    else:
+        env.explored[idx] = [snap]
     env.total_states += 1
     scc.enter(idx, snap)
     return False
