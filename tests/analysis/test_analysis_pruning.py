@@ -120,9 +120,42 @@ def may_goto_in_subprog() -> bytes:
     """)).to_bytes()
 
 
+def spill_join(tail: str) -> bytes:
+    """Two paths spill different pointers to fp-8 and join; `tail` follows the join (6.18's stack liveness
+    decides whether the join prunes: a slot nothing reads after it no longer keeps the paths apart)."""
+    from bpfpatch.asm import assemble
+
+    pad = "\n".join(["r2 = 0"] + [f"r2 += {k}" for k in range(7)])
+    return Program.from_insns(assemble(f"""
+        {pad}
+        r0 = *(u32 *)(r1 + 0)
+        if r0 > 10 goto +2
+        *(u64 *)(r10 - 8) = r1
+        goto +1
+        *(u64 *)(r10 - 8) = r10
+        r0 = 0
+        {tail}
+        exit
+    """)).to_bytes()
+
+
+DEAD_SLOT = "\n".join(["r0 += 1"] * 10)
+READ_SLOT = "r3 = *(u64 *)(r10 - 8)\n" + DEAD_SLOT
+CALLEE_READS = """r1 = r10
+        r1 += -8
+        call pc+2
+        r0 = 0
+        exit
+        r0 = *(u64 *)(r1 + 0)
+        r0 = 0"""
+OVERWRITTEN = "*(u64 *)(r10 - 8) = r2\n" + READ_SLOT
+
+
 SHAPES = {"blocks3000": blocks(3000), "blocks10000": blocks(10000), "loop100": loop(100), "nested20": nested(20),
           "diamonds20": diamonds(20), "diamonds200": diamonds(200), "may_goto_counter": may_goto_counter(),
-          "may_goto_nested": may_goto_nested(), "may_goto_in_subprog": may_goto_in_subprog()}
+          "may_goto_nested": may_goto_nested(), "may_goto_in_subprog": may_goto_in_subprog(),
+          "dead_slot": spill_join(DEAD_SLOT), "read_slot": spill_join(READ_SLOT),
+          "callee_reads": spill_join(CALLEE_READS), "overwritten": spill_join(OVERWRITTEN)}
 
 
 @pytest.mark.kernel

@@ -1,4 +1,5 @@
-"""`bpfpatch.analysis.scc`: the loops (SCCs) of an instruction graph against mutual reachability, and visits."""
+"""`bpfpatch.analysis.scc` (the loops of an instruction graph against mutual reachability, and their visits) and
+`bpfpatch.analysis.livestack` (6.18's live stack slots: writes joined by intersection, a callee's reads in its caller)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,41 @@ def test_visit_has_backedges_until_its_entry_exits():
     visit = v.exit(entry)
     assert visit is not None and visit.backedges == [(cur, entry)]
     assert not v.incomplete(2, other)
+
+
+def _main() -> list:
+    return [SimpleNamespace(callsite=-1, subprog=0)]
+
+
+def test_live_stack_writes_join_by_intersection():
+    from bpfpatch.analysis.livestack import LiveStack
+
+    # 0: *(u64 *)(r10 - 8) = r1 (slot 0, on one visit only); 1: r2 = *(u64 *)(r10 - 8); 2: exit
+    ls = LiveStack(3, [0], [(1,), (2,), ()])
+    frames = _main()
+    ls.begin(0)
+    ls.write(0, 1 << 0)
+    ls.commit(frames)
+    ls.read(frames, 1, 0, 1 << 0)
+    ls.update(frames)
+    assert ls.alive(frames, 1, 0, 0) and not ls.alive(frames, 0, 0, 0)  # written whole before the read
+    ls.begin(0)  # a second visit of 0 that does not write the slot
+    ls.commit(frames)
+    ls.update(frames)
+    assert ls.alive(frames, 0, 0, 0)
+    assert not ls.alive(frames, 0, 0, 1)  # nothing reads slot 1
+
+
+def test_live_stack_callee_reads_are_live_after_the_call_in_the_caller():
+    from bpfpatch.analysis.livestack import LiveStack
+
+    # main: 0: call 3; 1: call 3; 2: exit.  sub (3..4): 3: r0 = *(u64 *)(r1 + 0) (main's slot 2); 4: exit
+    ls = LiveStack(5, [0, 3], [(1,), (2,), (), (4,), ()])
+    main = SimpleNamespace(callsite=-1, subprog=0)
+    callee = [main, SimpleNamespace(callsite=1, subprog=3)]
+    ls.read(callee, 3, 0, 1 << 2)
+    ls.update(callee)
+    assert ls.alive([main], 1, 0, 2)  # before the second call, which reads it
+    assert not ls.alive([main], 2, 0, 2)
+    first = [main, SimpleNamespace(callsite=0, subprog=3)]
+    assert ls.alive(first, 3, 0, 2)  # inside the first call: main's slot is read after it returns

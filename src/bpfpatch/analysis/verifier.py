@@ -40,6 +40,7 @@ from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.funcinfo import ArgKind, SubprogFunc
 from bpfpatch.analysis.helpers import HelperProto, helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
+from bpfpatch.analysis.livestack import LiveStack
 from bpfpatch.analysis.liveness import HAS_TARGET_EDGE, NO_FALL, slot_liveness, uses_defs
 from bpfpatch.analysis.scc import MAX_BACKEDGE_ITERS, SccVisit, SccVisits, scc_ids
 from bpfpatch.analysis.state import (
@@ -215,6 +216,8 @@ class _Env:
     kernel_types: Any = None
     iter_next_sites: set[int] = field(default_factory=set)
     scc: SccVisits | None = None
+    ls: LiveStack | None = None
+    ls_cleaned: dict[int, State] = field(default_factory=dict)  # checkpoints cleaned once (kept: ids stay unique)
     funcs: dict[int, SubprogFunc] = field(default_factory=dict)  # subprogram start -> its BTF prototype
     globals_called: list[int] = field(default_factory=list)  # global subprograms to verify, in call order
     callback_sites: set[int] = field(default_factory=set)  # calls of sync callbacks (calls_callback)
@@ -311,7 +314,9 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     env.jmp_point = bytearray(n)  # flags: a byte per slot
     env.force_checkpoint = bytearray(n)
     _mark_prune_points(env)
-    env.scc = SccVisits(_loops(code, off, imm))
+    succ = _flow_successors(code, off, imm)
+    env.scc = SccVisits(_loops(succ))
+    env.ls = LiveStack(n, sorted(program.subprogs), succ)
     result = Analysis(program, ptype, aux)
     try:
         _do_check(env)
@@ -469,6 +474,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     if log is not None:
                         log.append(f"{idx}: safe")
                     _path_done(env, state)
+                    env.ls.update(state.frames)
                     break
                 hist = state.hist  # a new checkpoint starts a new history
             jmp_point = jmp_points[idx]
@@ -486,12 +492,20 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             env.cur_state = state
             c = code[idx]
             cls = c & 7
+            # 6.18's live stack marks: what this instruction writes whole, joined over its visits
+            marks = cls == ST or cls == STX or (c == 0x85 and env.src[idx] != PSEUDO_CALL)
+            if marks:
+                env.ls.begin(idx)
+                if c == 0x85:
+                    _objects_read(env, state, idx)
             try:
                 if cls == ALU64 or cls == ALU:
                     _check_alu(env, state, idx)
                     nxt = idx + 1
                 else:
                     nxt = _step(env, state, idx, stack)
+                if marks:
+                    env.ls.commit(state.frames)
             except AnalysisRejected as exc:
                 if log is not None:
                     log.append(f"{idx}: {_insn_text(env, idx)}")
@@ -518,6 +532,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                 log.append(_step_line(env, idx, before, state))
             if nxt is None:
                 _path_done(env, state)
+                env.ls.update(state.frames)
                 break
             idx = nxt
 
@@ -525,12 +540,11 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
 _NO_FALL, _TARGET_EDGE = NO_FALL.tolist(), HAS_TARGET_EDGE.tolist()
 
 
-def _loops(code: list[int], off: list[int], imm: list[int]) -> list[int]:
-    """Per instruction, the number of its loop (`scc_ids` over the intraprocedural edges: a call falls
-    through), all 0 when no jump goes backwards."""
+def _flow_successors(code: list[int], off: list[int], imm: list[int]) -> list[tuple[int, ...]]:
+    """Per instruction, where control goes next within its subprogram (``bpf_insn_successors``: a call falls
+    through, an exit goes nowhere); nowhere from an ld_imm64's second slot."""
     n = len(code)
     succ: list[tuple[int, ...]] = [()] * n
-    back = False
     i = 0
     while i < n:
         c = code[i]
@@ -539,10 +553,46 @@ def _loops(code: list[int], off: list[int], imm: list[int]) -> list[int]:
             i += 2
             continue
         t = i + 1 + (imm[i] if KIND_OF[c] == Kind.GOTOL else off[i]) if _TARGET_EDGE[c] else -1
-        back = back or 0 <= t <= i
-        succ[i] = ((i + 1,) if not _NO_FALL[c] else ()) + ((t,) if t >= 0 else ())
+        succ[i] = ((i + 1,) if not _NO_FALL[c] and i + 1 < n else ()) + ((t,) if 0 <= t < n else ())
         i += 1
-    return scc_ids(n, succ.__getitem__) if back else [0] * n
+    return succ
+
+
+def _loops(succ: list[tuple[int, ...]]) -> list[int]:
+    """Per instruction, the number of its loop (`scc_ids`), all 0 when no jump goes backwards."""
+    n = len(succ)
+    if not any(t <= i for i, ss in enumerate(succ) for t in ss):
+        return [0] * n
+    return scc_ids(n, succ.__getitem__)
+
+
+def _objects_read(env: _Env, st: State, idx: int) -> None:
+    """A call may read the dynptrs and iterators on the stack (``mark_stack_slot_obj_read``, taken wide)."""
+    for f in st.frames:
+        mask = 0
+        for k, sl in f.stack.items():
+            if sl.types[0] == STACK_DYNPTR or sl.types[0] == STACK_ITER:
+                mask |= 1 << k
+        if mask:
+            env.ls.read(st.frames, idx, f.frameno, mask)
+
+
+def _clean(env: _Env, old: State, cur: State, idx: int) -> None:
+    """``clean_live_states`` for one finished checkpoint, once: the stack slots not live at `idx` are forgotten."""
+    if len(old.frames) != len(cur.frames) or any(a.callsite != b.callsite for a, b in zip(old.frames, cur.frames)) \
+            or env.scc.incomplete(idx, old):
+        return
+    env.ls_cleaned[id(old)] = old
+    frames = []
+    alive = env.ls.alive
+    for i, f in enumerate(old.frames):
+        dead = [k for k in f.stack if not alive(old.frames, idx, i, k)]
+        if dead:
+            f = f.copy()
+            for k in dead:
+                del f.stack[k]
+        frames.append(f)
+    old.frames = frames
 
 
 def _path_done(env: _Env, state: State) -> None:
@@ -816,14 +866,18 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
             # still being explored (a loop around): not safe to prune against; add fewer states
             if not force and djmps < 20 and dinsns < 100:
                 add = False
-        elif _states_equal(env, old, cur, idx, loop := scc.incomplete(idx, old)):
+        else:
+            if id(old) not in env.ls_cleaned:
+                _clean(env, old, cur, idx)  # its dead stack slots forgotten, once (6.18's live stack)
             # in a loop whose visit has backedges, imprecise scalars compare too (6.18: incomplete_read_marks)
-            old.hit += 1
-            _zext_on_prune(env, cur, idx)
-            _propagate_precision(env, old, cur)
-            if loop:
-                scc.add_backedge(idx, old, cur)
-            return True
+            loop = scc.incomplete(idx, old)
+            if _states_equal(env, old, cur, idx, loop):
+                old.hit += 1
+                _zext_on_prune(env, cur, idx)
+                _propagate_precision(env, old, cur)
+                if loop:
+                    scc.add_backedge(idx, old, cur)
+                return True
         if add:
             old.miss += 1
         k = 64 if old.branches and (iter_next or env.force_checkpoint[idx]) else 3
@@ -1908,6 +1962,10 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
     if start is None:
         # variable offset: every byte that might be touched
         if read:
+            mask = 0
+            for b in range(lo, hi + size):
+                mask |= 1 << ((-b - 1) // 8)
+            env.ls.read(st.frames, idx, frame.frameno, mask)
             allzero = True
             for b in range(lo, hi + size):
                 k, j = (-b - 1) // 8, (-b - 1) % 8
@@ -1932,6 +1990,10 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
                 s.types = s.types[:j] + (STACK_ZERO if zero and cur == STACK_ZERO else STACK_MISC) + s.types[j + 1:]
         return
     k = (-start - 1) // 8
+    if read:
+        env.ls.read(st.frames, idx, frame.frameno, 1 << k)
+    elif start % 8 == 0 and size == 8:
+        env.ls.write(frame.frameno, 1 << k)
     if not read:
         slot = -start - 1
         s = _slot(frame, k)
@@ -2151,8 +2213,10 @@ def _clear_pkt_pointers(st: State) -> None:
                 mark_unknown(s.spilled)
 
 
-def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool, zero_ok: bool) -> None:
-    """A helper reads or writes `size` bytes at register `regno` (check_helper_mem_access)."""
+def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool, zero_ok: bool,
+             raw: bool = False) -> None:
+    """A helper reads or writes `size` bytes at register `regno` (check_helper_mem_access); `raw`: memory it only
+    fills (MEM_UNINIT), whose stack slots it does not read (``check_stack_range_initialized``'s raw mode)."""
     reg = st.regs[regno]
     t = reg.type
     if size == 0 and zero_ok:
@@ -2168,6 +2232,11 @@ def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool,
                             f"off={lo} size={size}")
         env.max_depth = max(env.max_depth, -lo)
         _subprog_depth(env, frame, -lo)
+        if not raw:
+            mask = 0
+            for b in range(lo, hi + size):
+                mask |= 1 << ((-b - 1) // 8)
+            env.ls.read(st.frames, idx, frame.frameno, mask)
         for b in range(lo, hi + size):
             k, j = (-b - 1) // 8, (-b - 1) % 8
             s = _slot(frame, k)
@@ -2295,11 +2364,12 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             prev = p.args[i - 1] if i else ""
             if prev in ("ARG_PTR_TO_MEM", "ARG_PTR_TO_UNINIT_MEM", "ARG_PTR_TO_MEM_OR_NULL"):
                 pflags = p.arg_flags[i - 1]
+                raw = prev == "ARG_PTR_TO_UNINIT_MEM" or "MEM_UNINIT" in pflags
                 write = (prev == "ARG_PTR_TO_UNINIT_MEM" or "MEM_WRITE" in pflags or "MEM_UNINIT" in pflags
                          or (p.name, i - 1) in MEM_WRITE_618)
                 preg = regs[regno - 1]
                 if not (preg.type is RegType.SCALAR and preg.is_const() and preg.var_off[0] == 0):
-                    _mem_arg(env, st, idx, regno - 1, reg.umax, write, zero_ok)
+                    _mem_arg(env, st, idx, regno - 1, reg.umax, write, zero_ok, raw)
             continue
         if at in ("ARG_PTR_TO_STACK_OR_NULL",):
             if t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
@@ -2430,6 +2500,7 @@ def _push_callback(env: _Env, st: State, idx: int, stack: list, name: str, meta_
     callback's path returns to the call (`_check_exit`), which runs it again until that converges; an
     async one's path ends at its exit."""
     argno, _, is_async = CALLBACK_HELPERS[name]
+    env.ls.callback_sites.add(idx)
     regs = st.regs
     fn = regs[argno + 1]
     if fn.type is not RegType.PTR_TO_FUNC:
@@ -2514,6 +2585,7 @@ def _make_dynptr(env: _Env, st: State, idx: int, ptr: Reg, kind: str, ref: int) 
     k = (-off - 1) // 8
     frame.stack[k] = Slot(STACK_DYNPTR * 8, info)
     frame.stack[k - 1] = Slot(STACK_DYNPTR * 8, None)
+    env.ls.write(frame.frameno, 3 << (k - 1))
 
 
 def _stack_object(env: _Env, st: State, idx: int, ptr: Reg, nslots: int, kind: str, ref: int) -> None:
@@ -2529,6 +2601,7 @@ def _stack_object(env: _Env, st: State, idx: int, ptr: Reg, nslots: int, kind: s
     k = (-off - 1) // 8
     for j in range(nslots):
         frame.stack[k - j] = Slot(STACK_ITER * 8, info if j == 0 else None)
+        env.ls.write(frame.frameno, 1 << (k - j))
 
 
 # check_kfunc_call: kfuncs whose result the kernel types by the call, not by the BTF prototype.
@@ -2879,6 +2952,7 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
         # prepare_func_exit in_callback_fn: back to the call, which may run the callback again; imprecise
         # scalars that changed since the previous visit of the call are widened (find_prev_entry)
         _precise_regs(env, st, 0)
+        env.ls.update(st.frames)  # a subprogram exit: the callback's instance first
         callee = st.frames.pop()
         prev = _prev_entry(env, st, callee.callsite)
         if prev is not None:
@@ -2889,6 +2963,7 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
         # caller's business); any stack pointer is refused, the caller's own too
         if r0.type is RegType.PTR_TO_STACK:
             raise _err(idx, "cannot return stack pointer to the caller")
+        env.ls.update(st.frames)  # the callee's instance first (bpf_update_live_stack at a subprogram exit)
         callee = st.frames.pop()
         st.cur.regs[0] = r0.copy()
         return callee.callsite + 1

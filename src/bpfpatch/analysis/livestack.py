@@ -1,0 +1,215 @@
+"""Live stack slots as the 6.18 verifier computes them while it walks (kernel/bpf/liveness.c, from Eduard
+Zingerman's 2025 series replacing the path-sensitive read marks by this path-insensitive analysis).
+
+The kernel records, per *function instance* (a call chain: the call sites leading to a subprogram
+plus its start) and per instruction, the stack slots (8-byte ``spi`` bits, per frame of the chain)
+the walk saw the instruction read (``may_read``, a union over visits) and write whole
+(``must_write``, an intersection over visits; an instruction that may write the stack and did not
+on some visit writes nothing).  At the end of each path and at each subprogram exit, an instance
+whose marks changed is solved again, a backward data flow over the subprogram's instructions::
+
+    live_before[i] = (U live_before[s] for s in successors(i)) - must_write[i]  |  may_read[i]
+    must_write_acc[i] = (n must_write_acc[s] for s in successors(i))  |  must_write[i]
+
+and what a callee instance finds at its entry for the caller's frames (slots it may read, slots it
+surely writes) becomes the call instruction's marks in the caller's instance.  A finished
+checkpoint is *cleaned* once, when it is first compared: the slots not live there (in its own
+frame after the instruction, in a caller's after its call) are forgotten, so they no longer keep
+states apart.  An exit has no successors and is never solved (nothing is live before it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+U64 = (1 << 64) - 1
+
+
+class _Instance:
+    """``func_instance``: per frame of the chain, four masks per instruction of one subprogram."""
+
+    __slots__ = ("chain", "start", "end", "frames", "written", "updated", "dropped")
+
+    def __init__(self, chain: tuple[int, ...], start: int, end: int) -> None:
+        self.chain = chain
+        self.start, self.end = start, end
+        # frame -> [may_read, must_write, must_write_acc, live_before], each a list over start..end
+        self.frames: dict[int, list[list[int]]] = {}
+        self.written = [False] * (end - start)  # must_write_set
+        self.updated = False
+        self.dropped = False
+
+    def masks(self, frame: int) -> list[list[int]]:
+        m = self.frames.get(frame)
+        if m is None:
+            n = self.end - self.start
+            m = self.frames[frame] = [[0] * n, [0] * n, [0] * n, [0] * n]
+        return m
+
+    def live_before(self, frame: int, idx: int) -> int:
+        m = self.frames.get(frame)
+        if m is None or not self.start <= idx < self.end:
+            return 0
+        return m[3][idx - self.start]
+
+
+class LiveStack:
+    """The live stack analysis of one walk (``bpf_liveness``)."""
+
+    def __init__(self, n: int, subprog_starts: Sequence[int], successors: Sequence[tuple[int, ...]]) -> None:
+        self.succ = successors
+        starts = sorted(set(subprog_starts) | {0})
+        self.ends = {s: e for s, e in zip(starts, starts[1:] + [n])}
+        self.instances: dict[tuple[int, ...], _Instance] = {}
+        self.write_acc: dict[int, int] = {}
+        self.write_idx = -1
+        self.callback_sites: set[int] = set()  # calls that call a callback: what it reads is live at the call
+
+    # --- instances -------------------------------------------------------------------------
+
+    @staticmethod
+    def chain_of(frames: Sequence[Any], frame: int) -> tuple[int, ...]:
+        """``compute_callchain``: the call sites of the frames above `frame`, then `frame`'s subprogram start."""
+        return tuple(frames[i + 1].callsite for i in range(frame)) + (frames[frame].subprog,)
+
+    def instance(self, chain: tuple[int, ...]) -> _Instance:
+        inst = self.instances.get(chain)
+        if inst is None:
+            start = chain[-1]
+            inst = self.instances[chain] = _Instance(chain, start, self.ends.get(start, start + 1))
+        return inst
+
+    # --- marks -----------------------------------------------------------------------------
+
+    def read(self, frames: Sequence[Any], idx: int, frame: int, mask: int) -> None:
+        """``bpf_mark_stack_read``: at `idx`, the walk read slots `mask` of frame `frame`."""
+        inst = self.instance(self.chain_of(frames, len(frames) - 1))
+        self._read(inst, frame, idx, mask)
+
+    @staticmethod
+    def _read(inst: _Instance, frame: int, idx: int, mask: int) -> None:
+        m = inst.masks(frame)
+        j = idx - inst.start
+        new = m[0][j] | mask
+        if new != m[0][j] and (new | m[3][j]) != m[3][j]:
+            inst.updated = True
+        m[0][j] = new
+
+    def begin(self, idx: int) -> None:
+        """``bpf_reset_stack_write_marks``: an instruction that may write the stack starts."""
+        self.write_idx = idx
+        self.write_acc = {}
+
+    def write(self, frame: int, mask: int) -> None:
+        """``bpf_mark_stack_write``: the instruction wrote slots `mask` of frame `frame` whole."""
+        self.write_acc[frame] = self.write_acc.get(frame, 0) | mask
+
+    def commit(self, frames: Sequence[Any]) -> None:
+        """``bpf_commit_stack_write_marks``: the instruction's writes join what other visits wrote."""
+        self._commit(self.instance(self.chain_of(frames, len(frames) - 1)))
+
+    def _commit(self, inst: _Instance) -> None:
+        idx = self.write_idx
+        if idx < 0:
+            return
+        j = idx - inst.start
+        for frame in range(len(inst.chain)):
+            mask = self.write_acc.get(frame, 0)
+            if mask == 0 and not inst.written[j]:
+                continue
+            m = inst.masks(frame)
+            old = m[1][j]
+            if inst.written[j]:
+                mask &= old
+            if old != mask:
+                m[1][j] = mask
+                inst.updated = True
+            if old & ~mask:
+                inst.dropped = True
+        inst.written[j] = True
+        self.write_idx = -1
+
+    # --- solving ---------------------------------------------------------------------------
+
+    def update(self, frames: Sequence[Any]) -> None:
+        """``bpf_update_live_stack``: solve the instances of a state's call chain whose marks changed, callee first."""
+        for frame in range(len(frames) - 1, -1, -1):
+            inst = self.instance(self.chain_of(frames, frame))
+            if inst.updated:
+                self._solve(inst)
+                inst.updated = inst.dropped = False
+
+    def _solve(self, inst: _Instance) -> None:
+        start, end = inst.start, inst.end
+        succ = self.succ
+        if inst.dropped:
+            for m in inst.frames.values():
+                m[2] = [0] * (end - start)
+        for m in inst.frames.values():
+            may_read, must_write, acc, live = m
+            changed = True
+            while changed:
+                changed = False
+                for i in range(end - 1, start - 1, -1):
+                    ss = succ[i]
+                    if not ss:
+                        continue
+                    j = i - start
+                    after = 0
+                    wacc = U64
+                    for s in ss:
+                        if start <= s < end:
+                            after |= live[s - start]
+                            wacc &= acc[s - start]
+                        else:
+                            wacc = 0
+                    wacc |= must_write[j]
+                    before = (after & ~must_write[j]) | may_read[j]
+                    if before != live[j] or wacc != acc[j]:
+                        live[j] = before
+                        acc[j] = wacc
+                        changed = True
+        if len(inst.chain) > 1:
+            self._to_caller(inst)
+
+    def _to_caller(self, inst: _Instance) -> None:
+        """``propagate_to_outer_instance``: the callee's entry marks become its call's in the caller."""
+        chain = inst.chain
+        callsite = chain[-2]
+        caller_start = self._start_of(callsite)
+        outer = self.instance(chain[:-2] + (caller_start,))
+        self.begin(callsite)
+        for frame in range(len(chain) - 1):
+            m = inst.frames.get(frame)
+            if m is None:
+                continue
+            self.write(frame, m[2][0])
+            self._read(outer, frame, callsite, m[3][0])
+        self._commit(outer)
+
+    def _start_of(self, idx: int) -> int:
+        best = 0
+        for s in self.ends:
+            if s <= idx and s > best:
+                best = s
+        return best
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def alive(self, frames: Sequence[Any], idx: int, frameno: int, spi: int) -> bool:
+        """``bpf_stack_slot_alive`` for a state at `idx` (its last frame there, the others at their calls)."""
+        bit = 1 << spi
+        last = len(frames) - 1
+        cur = self.instances.get(self.chain_of(frames, last))
+        if cur is not None and cur.live_before(frameno, idx) & bit:
+            return True
+        for i in range(frameno, last):
+            inst = self.instances.get(self.chain_of(frames, i))
+            site = frames[i + 1].callsite
+            if inst is not None and inst.live_before(frameno, site if site in self.callback_sites else site + 1) & bit:
+                return True
+        return False
+
+
+__all__ = ["LiveStack"]
