@@ -65,6 +65,9 @@ def _error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bpfpatch` console script."""
+    # bpfpatch does no linear algebra: the OpenBLAS worker threads NumPy's import starts cost
+    # about 35 ms of CPU on this 2-core VM for nothing (a caller's own setting is kept).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from bpfpatch.runtime import keep_freed_memory
 
     keep_freed_memory()  # one process, one job: keep freed memory for the next temporaries
