@@ -156,7 +156,10 @@ def rnd_hi32_defs(raw: bytes, xlated: bytes) -> set[int] | None:
         di, dj = best
         for k in range(j, j + dj):
             if _is_rnd_patch(x, k):
-                out.add(i if di else last)
+                # the patch follows the definition itself, unchanged: the skipped original that is x[k - 1]
+                # (a converted context store between two definitions is several xlated instructions)
+                own = [a for a in range(i, i + di) if k > 0 and o[a] == x[k - 1]]
+                out.add(own[0] if own else i if di else last)
         last = i + di - 1 if di else last
         i += di
         j += dj

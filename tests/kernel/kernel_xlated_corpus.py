@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ctypes
+import dataclasses
+import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from bpfpatch.analysis.facts import MapRef
+from bpfpatch.btf.vmlinux import kernel_types
 from bpfpatch.errors import BpfPatchError
 from bpfpatch.isa import decode_slots, slot_rows
 from bpfpatch.passes import PassContext, run_passes
@@ -115,67 +120,219 @@ def check_object(path: Path, timeout: int = 0) -> list[Outcome]:
 
     `timeout` (seconds, 0: none) bounds the pass on one program (SIGALRM; main thread only).
     """
+    from bpfpatch.kernel.ctxlayout import install_kernel_layouts
+
+    install_kernel_layouts()  # the analysis and the pass on this kernel's structures, as `bpfpatch patch` runs them
+
+    objs = loadable(path)
+    if not objs:
+        return [Outcome(path.name, "*", "?", "kernel refused")]
+    out = []
+    for obj in objs:
+        with obj:
+            out += _check_loaded(obj, path, timeout)
+    return out
+
+
+def loadable(path: Path) -> list:
+    """The object loaded with every program the kernel takes (a loaded object each; empty: none).
+
+    One program the kernel refuses (a selftest of what must fail, a missing attach
+    target) stops libbpf's whole load: the programs libbpf names as failing are
+    left out and the rest loaded again; where that does not converge (a prog
+    array initialised with a refused program), each program alone.
+    """
     from bpfpatch.kernel import load_object
     from bpfpatch.kernel.libbpf import LibbpfError
 
+    names = program_names(path)
+    chosen = set(names)
+    while chosen:
+        try:
+            return [load_object(str(path), programs=sorted(chosen))]
+        except LibbpfError as exc:
+            bad = set(re.findall(r"prog '([^']+)': failed to load", getattr(exc, "log", "") or str(exc))) & chosen
+            if not bad:
+                break
+            chosen -= bad
+    objs = []
+    for name in names:
+        try:
+            objs.append(load_object(str(path), programs=[name]))
+        except LibbpfError:
+            continue
+    return objs
+
+
+def program_names(path: Path) -> list[str]:
+    """The names of the object's programs, as libbpf opens it (nothing loaded)."""
+    from bpfpatch.kernel.libbpf import ObjectOpenOpts, libbpf
+
+    lib = libbpf()
+    opts = ObjectOpenOpts(sz=ctypes.sizeof(ObjectOpenOpts))
+    handle = lib.bpf_object__open_file(os.fsencode(path), ctypes.byref(opts))
+    if not handle:
+        return []
+    names = []
     try:
-        obj = load_object(str(path))
-    except LibbpfError:
-        return [Outcome(path.name, "*", "?", "kernel refused")]
+        p = lib.bpf_object__next_program(handle, None)
+        while p:
+            names.append(lib.bpf_program__name(p).decode())
+            p = lib.bpf_object__next_program(handle, p)
+    finally:
+        lib.bpf_object__close(handle)
+    return names
+
+
+class _MapInfo(ctypes.Structure):
+    """struct bpf_map_info, up to map_flags."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
+                ("name", ctypes.c_char * 16)]
+
+
+def btf_inner_map(btf, name: str) -> MapRef | None:
+    """The inner map template a BTF-defined map-in-map declares (``__array(values, struct {...})``)."""
+    from bpfpatch.btf.types import BtfKind
+
+    sec = btf.datasec(".maps") if btf else None
+    for var_id, _off, _size in (sec.members if sec is not None else ()):
+        var = btf.type(var_id)
+        if var.name != name:
+            continue
+        for mname, mtype, _ in btf.resolve(var.size_or_type).members:
+            arr = btf.resolve(mtype)
+            if mname != "values" or arr.kind != BtfKind.ARRAY:
+                continue
+            ptr = btf.resolve(arr.extra[0])
+            inner = btf.resolve(ptr.size_or_type) if ptr.kind == BtfKind.PTR else ptr
+            d = {"map_type": 0, "key_size": 0, "value_size": 0, "max_entries": 0, "map_flags": 0}
+            for iname, itype, _ in inner.members:
+                t = btf.resolve(itype)
+                pointee = t.size_or_type if t.kind == BtfKind.PTR else itype
+                if iname in ("type", "max_entries", "map_flags", "key_size", "value_size"):
+                    n = btf.resolve(pointee)  # __uint(name, N): a pointer to int[N]
+                    d["map_type" if iname == "type" else iname] = n.extra[2] if n.kind == BtfKind.ARRAY else 0
+                elif iname in ("key", "value"):
+                    d[f"{iname}_size"] = btf.size_of(pointee)
+            return MapRef(-1, "", None, d["map_type"], d["key_size"], d["value_size"], d["max_entries"],
+                          map_flags=d["map_flags"])
+    return None
+
+
+def inner_map(m, btf=None) -> MapRef | None:
+    """The inner map of an array / hash of maps: the first inner map it holds, else the template its
+    BTF declares (None: neither)."""
+    from bpfpatch.kernel.libbpf import libbpf
+
+    if m.info.map_type not in (12, 13):  # BPF_MAP_TYPE_ARRAY_OF_MAPS, HASH_OF_MAPS
+        return None
+    lib = libbpf()
+    get_fd, get_info = lib.bpf_map_get_fd_by_id, lib.bpf_obj_get_info_by_fd
+    get_fd.argtypes, get_info.argtypes = [ctypes.c_uint32], [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    for key in m.keys():
+        value = m.lookup(key)
+        if not value:
+            continue
+        fd = get_fd(int.from_bytes(value[:4], "little"))
+        if fd < 0:
+            continue
+        try:
+            info, size = _MapInfo(), ctypes.c_uint32(ctypes.sizeof(_MapInfo))
+            if get_info(fd, ctypes.byref(info), ctypes.byref(size)) != 0:
+                continue
+        finally:
+            os.close(fd)
+        return MapRef(-1, info.name.decode(), None, info.type, info.key_size, info.value_size, info.max_entries,
+                      map_flags=info.map_flags)
+    return btf_inner_map(btf, m.info.name)
+
+
+class TypeSizes(dict):
+    """The sizes of an object's own BTF types by id, read on first use (what ``bpf_obj_new`` allocates)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path, self._btf = path, None
+
+    @property
+    def btf(self):
+        """The object's BTF (None without)."""
+        if self._btf is None:
+            from bpfpatch.elf.reader import read_object
+
+            self._btf = read_object(self._path).btf or False
+        return self._btf or None
+
+    def get(self, type_id, default=None):
+        if not self.btf or type_id is None:
+            return default
+        try:
+            return self._btf.size_of(type_id)
+        except BpfPatchError:
+            return default
+
+
+def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
+    """Every loaded program of a loaded object, through the kernel pass, against xlated."""
     out = []
-    with obj:
-        refs = {}
-        for i, m in enumerate(obj.maps.values()):
-            info = m.info
-            ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries)
-            if hasattr(ref, "map_flags"):  # older trees (the "before" measurement) lack it
-                ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
-                             map_flags=info.flags)
-            if hasattr(ref, "frozen_value") and info.flags & BPF_F_RDONLY_PROG and info.map_type == 2:
-                # libbpf froze it after writing its initial value (.rodata, .kconfig)
-                ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
-                             map_flags=info.flags, frozen_value=m.lookup(bytes(info.key_size)))
-            refs[m.fd] = ref
-        for prog in obj.programs.values():
-            if not prog.loaded:
-                continue
-            raw = prog.insns()
-            theirs = slot_rows(decode_slots(prog.as_loaded().xlated()))
-            res = Outcome(path.name, prog.name, prog.prog_type.name.lower(), "")
+    sizes = TypeSizes(path)  # (and the object's BTF)
+    refs = {}
+    for i, m in enumerate(obj.maps.values()):
+        info = m.info
+        ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries)
+        if hasattr(ref, "map_flags"):  # older trees (the "before" measurement) lack it
+            ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
+                         map_flags=info.flags)
+        if hasattr(ref, "frozen_value") and info.flags & BPF_F_RDONLY_PROG and info.map_type == 2:
+            # libbpf froze it after writing its initial value (.rodata, .kconfig)
+            ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
+                         map_flags=info.flags, frozen_value=m.lookup(bytes(info.key_size)))
+        if hasattr(ref, "inner") and (inner := inner_map(m, sizes.btf)) is not None:
+            ref = dataclasses.replace(ref, inner=inner)
+        refs[m.fd] = ref
+    for prog in obj.programs.values():
+        if not prog.loaded:
+            continue
+        raw = prog.insns()
+        theirs = slot_rows(decode_slots(prog.as_loaded().xlated()))
+        res = Outcome(path.name, prog.name, prog.prog_type.name.lower(), "")
+        try:
+            program = Program.from_bytes(raw, validate=False)
+            ctx = PassContext(prog_type=prog.prog_type, options={"kernel": {
+                "analysis": {"maps": refs, "kernel_types": kernel_types, "attach_type": prog.expected_attach_type},
+                "symbols": kernel_symbols(), "local_type_sizes": sizes,
+                "prog_flags": prog.flags, "expected_attach_type": prog.expected_attach_type}})
+            if timeout:
+                signal.signal(signal.SIGALRM, _alarm)
+                signal.alarm(timeout)
             try:
-                program = Program.from_bytes(raw, validate=False)
-                ctx = PassContext(prog_type=prog.prog_type, options={"kernel": {
-                    "analysis": {"maps": refs}, "symbols": kernel_symbols(),
-                    "prog_flags": prog.flags, "expected_attach_type": prog.expected_attach_type}})
+                ours_rows = slot_rows(run_passes(program, ["kernel"], ctx).slots)
+            finally:
                 if timeout:
-                    signal.signal(signal.SIGALRM, _alarm)
-                    signal.alarm(timeout)
-                try:
-                    ours_rows = slot_rows(run_passes(program, ["kernel"], ctx).slots)
-                finally:
-                    if timeout:
-                        signal.alarm(0)
-            except _Timeout:
-                res.verdict = f"timeout ({timeout} s)"
-                out.append(res)
-                continue
-            except BpfPatchError as exc:
-                res.verdict = f"refused: {type(exc).__name__}: {str(exc).split('(')[0][:70]}"
-                out.append(res)
-                continue
-            except Exception as exc:  # a crash is an outcome too (counted, shown with -v)
-                res.verdict = f"crash: {type(exc).__name__}: {str(exc)[:70]}"
-                out.append(res)
-                continue
-            a = comparable(ours_rows, xlated=False)
-            b = comparable(_mask_kernel_addresses(ours_rows, theirs), xlated=True)
-            if a == b:
-                res.verdict = "match"
-            else:
-                res.verdict = "differs"
-                res.first_diff = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-                res.ours, res.theirs = a, b
+                    signal.alarm(0)
+        except _Timeout:
+            res.verdict = f"timeout ({timeout} s)"
             out.append(res)
+            continue
+        except BpfPatchError as exc:
+            res.verdict = f"refused: {type(exc).__name__}: {str(exc).split('(')[0][:70]}"
+            out.append(res)
+            continue
+        except Exception as exc:  # a crash is an outcome too (counted, shown with -v)
+            res.verdict = f"crash: {type(exc).__name__}: {str(exc)[:70]}"
+            out.append(res)
+            continue
+        a = comparable(ours_rows, xlated=False)
+        b = comparable(_mask_kernel_addresses(ours_rows, theirs), xlated=True)
+        if a == b:
+            res.verdict = "match"
+        else:
+            res.verdict = "differs"
+            res.first_diff = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            res.ours, res.theirs = a, b
+        out.append(res)
     return out
 
 

@@ -36,7 +36,9 @@ class CtxLayout(FieldTable):
     ``pointers`` maps a field offset to (the register type a full-width load
     gives, the load size required); ``writable`` (when not None) lists the only
     offsets that may be written; ``denied``
-    offsets this program type may not access at all.  ``size == 0`` means "any
+    offsets this program type may not access at all; ``padding`` unnamed members
+    the verifier still lets a program read (bpf_sk_lookup's ``__u16 :16`` after
+    remote_port, "for backward compatibility"), kept as they are by `with_struct`.  ``size == 0`` means "any
     size" (tracepoint contexts are a buffer of the tracepoint's own layout).
     """
 
@@ -46,6 +48,14 @@ class CtxLayout(FieldTable):
     pointers: dict[int, tuple[RegType, int]] = field(default_factory=dict)
     denied: frozenset[int] = frozenset()
     writable: frozenset[int] | None = None
+    padding: tuple[CtxField, ...] = ()
+
+    def field_at(self, off: int) -> CtxField | None:
+        """The field (or readable padding) holding byte `off`, or None."""
+        got = FieldTable.field_at(self, off)
+        if got is None:
+            got = next((f for f in self.padding if f.offset <= off < f.offset + f.size), None)
+        return got
 
 
 SKB_DATA, SKB_DATA_END, SKB_DATA_META, SKB_FLOW_KEYS, SKB_SK = (
@@ -92,7 +102,8 @@ UAPI_LAYOUTS: dict[ProgType, CtxLayout] = {
     ProgType.SK_REUSEPORT: of_struct(SK_REUSEPORT_MD, {0: (RegType.PTR_TO_PACKET, 8), 8: (RegType.PTR_TO_PACKET_END, 8),
                                                        40: (RegType.PTR_TO_SOCKET, 8),
                                                        48: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)}),
-    ProgType.SK_LOOKUP: of_struct(BPF_SK_LOOKUP, {0: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)}),
+    ProgType.SK_LOOKUP: of_struct(BPF_SK_LOOKUP, {0: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)},
+                                  padding=(CtxField("", BPF_SK_LOOKUP.by_name("remote_port").offset + 2, 2),)),
     ProgType.CGROUP_DEVICE: of_struct(CGROUP_DEV_CTX),
     ProgType.CGROUP_SYSCTL: of_struct(SYSCTL),
     ProgType.CGROUP_SOCKOPT: of_struct(SOCKOPT, {0: (RegType.PTR_TO_SOCKET, 8), 8: (RegType.PTR_TO_PACKET, 8),
@@ -116,7 +127,7 @@ def with_struct(layout: CtxLayout, struct: CtxStruct) -> CtxLayout:
 
     return CtxLayout(struct.name, struct.size, struct.fields,
                      {moved[o]: v for o, v in layout.pointers.items() if o in moved},
-                     remap(layout.denied) or frozenset(), remap(layout.writable))
+                     remap(layout.denied) or frozenset(), remap(layout.writable), layout.padding)
 
 
 _provider: Callable[[ProgType], CtxLayout | None] | None = None

@@ -73,7 +73,8 @@ class MapRef:
     reads constant-offset loads from it as known scalars.  ``kptr_fields`` are the
     value's ``__kptr`` / ``__kptr_untrusted`` / ``__percpu_kptr`` fields from its BTF,
     as ``(offset, kind, struct name)`` with kind "ref", "untrusted" or "percpu": a
-    load from one gives a maybe-NULL pointer to that struct.
+    load from one gives a maybe-NULL pointer to that struct.  ``inner`` is, for an array or hash of
+    maps, its inner map's template (``inner_map_meta``: what a lookup in the inner map inlines).
     """
 
     index: int
@@ -86,6 +87,7 @@ class MapRef:
     map_flags: int | None = None
     frozen_value: bytes | None = None
     kptr_fields: tuple[tuple[int, str, str], ...] = ()
+    inner: "MapRef | None" = None
 
 
 class InsnAux:
@@ -100,6 +102,13 @@ class InsnAux:
     * ``map`` -- for an ld_imm64 map reference or a helper call taking a map: that map
       (``aux->map_ptr_state``);
     * ``call_helper`` -- for a helper call: its id (as written in the program);
+    * ``loop_callback`` -- for a ``bpf_loop`` call: the slot of its callback's first instruction when
+      every path passed that same callback and flags a known 0 (``loop_inline_state.fit_for_inline``:
+      ``optimize_bpf_loop`` inlines the call), -1 when some path did not, None when no path reached it;
+    * ``insert_off`` -- for a kfunc call adding a node to a list or rbtree: the node argument's (R2)
+      fixed offset (``insn_aux->insert_off``, which ``fixup_kfunc_call`` passes in R4 / R5);
+    * ``local_type_id`` -- for ``bpf_obj_new_impl`` / ``bpf_percpu_obj_new_impl``: R1, the program-BTF
+      id of the type allocated (``fixup_kfunc_call`` passes its size);
     * ``states`` -- the abstract states (before the instruction) the analysis processed here, in
       order; their type is the analysis's own (see `bpfpatch.analysis.verifier`);
     * ``extra`` -- anything else a pass wants to carry by reference.
@@ -109,11 +118,14 @@ class InsnAux:
     aux costs one small object.  Equality compares every field, as a dataclass's.
     """
 
-    __slots__ = ("seen", "ptr_type", "ctx_field_size", "zext_dst", "map", "call_helper", "_states", "_extra")
+    __slots__ = ("seen", "ptr_type", "ctx_field_size", "zext_dst", "map", "call_helper", "_states", "_extra",
+                 "loop_callback", "insert_off", "local_type_id")
 
     def __init__(self, seen: bool = False, ptr_type: RegType | None = None, ctx_field_size: int | None = None,
                  zext_dst: bool = False, map: MapRef | None = None, call_helper: int | None = None,
-                 states: list[Any] | None = None, extra: dict[str, Any] | None = None) -> None:
+                 states: list[Any] | None = None, extra: dict[str, Any] | None = None,
+                 loop_callback: int | None = None, insert_off: int | None = None,
+                 local_type_id: int | None = None) -> None:
         self.seen = seen
         self.ptr_type = ptr_type
         self.ctx_field_size = ctx_field_size
@@ -122,6 +134,9 @@ class InsnAux:
         self.call_helper = call_helper
         self._states = states
         self._extra = extra
+        self.loop_callback = loop_callback
+        self.insert_off = insert_off
+        self.local_type_id = local_type_id
 
     @property
     def states(self) -> list[Any]:
@@ -147,7 +162,7 @@ class InsnAux:
 
     def _fields(self) -> tuple:
         return (self.seen, self.ptr_type, self.ctx_field_size, self.zext_dst, self.map, self.call_helper,
-                self._states or [], self._extra or {})
+                self._states or [], self._extra or {}, self.loop_callback, self.insert_off, self.local_type_id)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -159,7 +174,8 @@ class InsnAux:
     def __repr__(self) -> str:
         return (f"InsnAux(seen={self.seen!r}, ptr_type={self.ptr_type!r}, ctx_field_size={self.ctx_field_size!r}, "
                 f"zext_dst={self.zext_dst!r}, map={self.map!r}, call_helper={self.call_helper!r}, "
-                f"states={self._states or []!r}, extra={self._extra or {}!r})")
+                f"states={self._states or []!r}, extra={self._extra or {}!r}, loop_callback={self.loop_callback!r}, "
+                f"insert_off={self.insert_off!r}, local_type_id={self.local_type_id!r})")
 
 
 __all__ = ["InsnAux", "MapRef", "RegType"]

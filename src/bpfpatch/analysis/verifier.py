@@ -2404,6 +2404,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if meta_map is not None and a.map is not None and a.map != meta_map:
         a.extra["map_poisoned"] = True  # record_func_map: the call site sees two maps (the kernel inlines nothing)
     a.map = meta_map if meta_map is not None else a.map
+    if p.name == "loop":
+        _loop_inline_state(a, regs[2], regs[4])
     if p.name in CALLBACK_HELPERS:
         _push_callback(env, st, idx, stack, p.name, meta_map)
     if release_id:
@@ -2492,6 +2494,13 @@ CALLBACK_HELPERS = {
 CALLBACK_RANGES = {name: rng for name, (_, rng, _) in CALLBACK_HELPERS.items()}
 SYNC_CALLBACK_HELPERS = frozenset(name for name, (_, _, is_async) in CALLBACK_HELPERS.items() if not is_async)
 STACK_DYNPTR, STACK_ITER = "d", "i"
+
+
+def _loop_inline_state(a: InsnAux, fn: Reg, flags: Reg) -> None:
+    """update_loop_inline_state: a bpf_loop call is inlined when every path passes flags 0 and one callback."""
+    fit = flags.type is RegType.SCALAR and flags.is_const() and flags.var_off[0] == 0 and fn.type is RegType.PTR_TO_FUNC
+    cb = fn.mem_size if fit else -1
+    a.loop_callback = cb if a.loop_callback in (None, cb) else -1
 
 
 def _push_callback(env: _Env, st: State, idx: int, stack: list, name: str, meta_map: MapRef | None) -> None:
@@ -2699,6 +2708,10 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             s = _stack_frame(st, it).stack.get((-(it.off + s64(it.var_off[0])) - 1) // 8)
             if s is not None and s.types[0] == STACK_ITER and s.spilled is not None and s.spilled.ref_obj_id:
                 release_id = s.spilled.ref_obj_id
+    if kp.name in GRAPH_INSERT:
+        env.aux[idx].insert_off = regs[2].off
+    elif kp.name.endswith("obj_new_impl") and regs[1].is_const():
+        env.aux[idx].local_type_id = regs[1].const_value()
     if release_id:
         _release(st, release_id)
     if kp.name in GRAPH_INSERT and regs[2].ref_obj_id:
@@ -3280,7 +3293,7 @@ def _mark_ptr_or_null(st: State, regno: int, is_null: bool) -> None:
                     mt = r.map.map_type if r.type is RegType.PTR_TO_MAP_VALUE and r.map is not None else None
                     if mt in (12, 13):  # array/hash of maps: the inner map
                         r.type = RegType.CONST_PTR_TO_MAP
-                        r.map = MapRef(-1, "")
+                        r.map = r.map.inner or MapRef(-1, "")
                     elif mt == 17:  # xskmap
                         r.type = RegType.PTR_TO_XDP_SOCK
                     elif mt in (15, 18):  # sockmap, sockhash

@@ -41,7 +41,8 @@ from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.errors import PatchError
 from bpfpatch.isa import KIND_OF, Insn, Kind
 from bpfpatch.isa.build import (
-    alu32_imm, alu32_reg, alu64_imm, exit_insn, jmp_imm, ld_imm64, ldx_mem, mov64_imm, mov64_reg, st_mem, stx_mem,
+    alu32_imm, alu32_reg, alu64_imm, exit_insn, ja, jmp_imm, ld_imm64, ldx_mem, mov32_imm, mov64_imm, mov64_reg, st_mem,
+    stx_mem,
 )
 from bpfpatch.isa.opcodes import (
     AX_REG, CLASS_MASK, MODE_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, JmpOp, Mode, Size, Source,
@@ -100,8 +101,9 @@ class KernelPipeline:
         seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
         _keep_unwalked_callbacks(pl, nodes, seen, starts)
         remove_dead_code(pl, nodes, seen)
+        inline_bpf_loops(pl, starts, depth)
         convert_ctx_accesses(pl, ptype)
-        misc_fixups(pl, ptype, opts.get("symbols", {}), opts.get("prog_flags", 0))
+        misc_fixups(pl, ptype, opts.get("symbols", {}), opts.get("prog_flags", 0), opts.get("local_type_sizes", {}))
         may_goto(pl, starts, depth)
         zero_extend(pl, all_defs=bool(opts.get("zext")))
         if opts.get("blind"):
@@ -218,12 +220,14 @@ def inline_helper(helper: int, symbols: dict[str, int]) -> list[Insn] | None:
     return None
 
 
-def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_flags: int = 0) -> None:
+def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_flags: int = 0,
+                local_type_sizes: "dict[int, int] | None" = None) -> None:
     """do_misc_fixups, as far as a program outside the kernel can observe it.
 
     `symbols` gives the kernel addresses the inlined code loads (``jiffies``,
     ``cpu_number``, ``prog_aux``; 0 when absent); `prog_flags` the load's flags
-    (BPF_F_SLEEPABLE picks storage_get's GFP_KERNEL).
+    (BPF_F_SLEEPABLE picks storage_get's GFP_KERNEL); `local_type_sizes` the
+    sizes of the program's own BTF types by id (what ``bpf_obj_new`` allocates).
     """
     sleepable = bool(prog_flags & BPF_F_SLEEPABLE) or ptype == ProgType.SYSCALL  # "Syscall programs can only be sleepable"
     for node, f in _live_with_facts(pl):
@@ -234,6 +238,10 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
             patch = guard(insn, AX_REG)
             if patch is not None:
                 pl.replace(node, list(patch))
+        elif kind == Kind.CALL and insn.src == BPF_PSEUDO_KFUNC_CALL and insn.off == 0 and f.extra.get("kfunc"):
+            patch = fixup_kfunc_call(insn, f, {} if local_type_sizes is None else local_type_sizes, symbols)
+            if patch is not None:
+                pl.replace(node, patch)
         elif kind in (Kind.LD_ABS, Kind.LD_IND):
             if ptype not in LD_ABS_TYPES:
                 raise PatchError(f"kernel: LD_ABS/LD_IND in a {ptype.name.lower()} program (the verifier refuses it)")
@@ -252,6 +260,77 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
                 pl.replace(node, [ld_imm64(3, symbols.get("prog_aux", 0)), insn])
             elif insn.imm == BPF_FUNC_kptr_xchg:
                 pl.replace(node, [mov64_reg(0, 2), Insn(InsnClass.STX | Mode.ATOMIC | Size.DW, 1, 0, 0, AtomicOp.XCHG)])
+
+
+BPF_FUNC_loop = 181
+#: BPF_MAX_LOOPS (kernel/bpf/bpf_iter.c): bpf_loop's largest iteration count; E2BIG, what it returns above.
+BPF_MAX_LOOPS, E2BIG = 8 * 1024 * 1024, 7
+
+
+def inline_bpf_loops(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
+    """optimize_bpf_loop: each ``bpf_loop`` call the facts say fits (``loop_callback``) becomes the loop.
+
+    R6-R8 are spilled below the subprogram's stack (24 more bytes, once per
+    subprogram, after rounding its depth up to 8), hold the bound, the count
+    and the context, and the callback is called directly (a pseudo call) until
+    it returns non-zero or the count reaches the bound; R0 is the count.  The
+    kernel runs it before dead-code removal; the inlined code is all live, so
+    running it after gives the same program.  `depth` is updated in place
+    (``may_goto`` reads it).
+    """
+    sites = [(n, f.loop_callback) for n, f in _live_with_facts(pl)
+             if n.insn.code == InsnClass.JMP | JmpOp.CALL and n.insn.src == 0 and n.insn.imm == BPF_FUNC_loop
+             and f.loop_callback is not None and f.loop_callback >= 0]
+    grown = set()
+    for node, callback in sites:
+        sub = max((s for s in starts if s <= node.orig_idx), default=0)
+        grown.add(sub)
+        base = -(((depth.get(sub, 0) + 7) & ~7) + 24)
+        r6, r7, r8 = base, base + 8, base + 16
+        pl.replace(node, [
+            jmp_imm(JmpOp.JLE, 1, BPF_MAX_LOOPS, 2), mov32_imm(0, -E2BIG), ja(16),
+            stx_mem(Size.DW, 10, 6, r6), stx_mem(Size.DW, 10, 7, r7), stx_mem(Size.DW, 10, 8, r8),
+            mov64_reg(6, 1), mov32_imm(7, 0), mov64_reg(8, 3),
+            Insn(InsnClass.JMP | JmpOp.JGE | Source.X, 7, 6, 5, 0),
+            mov64_reg(1, 7), mov64_reg(2, 8),
+            PatchInsn(Insn(InsnClass.JMP | JmpOp.CALL, 0, 1, 0, 0), target=pl.node_at(callback)),
+            alu64_imm(AluOp.ADD, 7, 1), jmp_imm(JmpOp.JEQ, 0, 0, -6), mov64_reg(0, 7),
+            ldx_mem(Size.DW, 6, 10, r6), ldx_mem(Size.DW, 7, 10, r7), ldx_mem(Size.DW, 8, 10, r8)])
+    for sub in grown:
+        depth[sub] = ((depth.get(sub, 0) + 7) & ~7) + 24
+
+
+BPF_PSEUDO_KFUNC_CALL = 2
+#: kfuncs whose call fixup_kfunc_call precedes with the address of the type's btf_struct_meta in R2.
+KFUNC_STRUCT_META_R2 = frozenset({"bpf_obj_drop_impl", "bpf_percpu_obj_drop_impl", "bpf_refcount_acquire_impl"})
+#: kfuncs inserting a node: (the register of the struct meta, the register of the node's offset).
+KFUNC_INSERT_REGS = {"bpf_list_push_back_impl": (3, 4), "bpf_list_push_front_impl": (3, 4), "bpf_rbtree_add_impl": (4, 5)}
+
+
+def fixup_kfunc_call(insn: Insn, f: InsnAux, local_type_sizes: dict[int, int], symbols: dict[str, int]) -> list[Insn] | None:
+    """fixup_kfunc_call: the arguments the kernel adds to some kfunc calls, or the call's replacement.
+
+    The kernel's own pointers (the type's ``btf_struct_meta``, ``prog->aux``)
+    are emitted as ld_imm64 of 0 (``prog_aux`` from `symbols` when given): only
+    the loaded kernel knows them.  None: the call stays as it is.
+    """
+    name = f.extra.get("kfunc")
+    if name in ("bpf_cast_to_kern_ctx", "bpf_rdonly_cast"):
+        return [mov64_reg(0, 1)]
+    if name in ("bpf_obj_new_impl", "bpf_percpu_obj_new_impl"):
+        size = local_type_sizes.get(f.local_type_id) if f.local_type_id is not None else None
+        if size is None:
+            raise PatchError(f"kernel: {name} of program BTF type {f.local_type_id}: its size is not known "
+                             "(options['kernel']['local_type_sizes'])")
+        return [mov64_imm(1, size), ld_imm64(2, 0), insn]
+    if name in KFUNC_STRUCT_META_R2:
+        return [ld_imm64(2, 0), insn]
+    if name in KFUNC_INSERT_REGS and f.insert_off is not None:
+        meta, node = KFUNC_INSERT_REGS[name]
+        return [ld_imm64(meta, 0), mov64_imm(node, f.insert_off), insn]
+    if name == "bpf_wq_set_callback_impl":
+        return [ld_imm64(4, symbols.get("prog_aux", 0)), insn]
+    return None
 
 
 def subprog_starts(pl: PatchList) -> list[int]:
