@@ -125,3 +125,18 @@ def test_top_level_help_lists_every_registered_command(capsys):
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'typer', 'rich') or m.endswith('_cmd')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.kernel
+def test_patch_kernel_reads_kfuncs_from_the_kernels_btf(tmp_path):
+    """`patch --pass kernel` gives the analysis this kernel's kfunc prototypes: bpf_cast_to_kern_ctx is
+    known (and becomes r0 = r1, as fixup_kfunc_call makes it), not an unknown call."""
+    from bpfpatch.btf.vmlinux import kernel_btf_available, kfunc_id
+
+    if not kernel_btf_available():
+        pytest.skip("no /sys/kernel/btf/vmlinux")
+    src = tmp_path / "k.bin"
+    src.write_bytes(raw((0x85, 0, 2, 0, kfunc_id("bpf_cast_to_kern_ctx")), (0xB7, 0, 0, 0, 0), (0x95, 0, 0, 0, 0)))
+    out = tmp_path / "o.bin"
+    assert main(["patch", str(src), "-o", str(out), "--pass", "kernel", "--prog-type", "sched_cls"]) == 0
+    assert out.read_bytes()[:8] == raw((0xBF, 0, 1, 0, 0))

@@ -24,7 +24,7 @@ from bpfpatch.passes.kernel import KernelPipeline
 from kernel_selftests import comparable_rows, kernel_cases, linux_source
 
 #: The share of rewritten kernel test programs `--pass kernel` must reproduce exactly.
-MIN_MATCH_RATE = 0.95
+MIN_MATCH_RATE = 0.99
 
 
 def _xlated(prog: Program, ptype: str) -> list:

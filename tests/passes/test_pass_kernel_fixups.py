@@ -23,6 +23,10 @@ MAY_GOTO = {  # may_goto is JMP | JCOND (0xe5) with src 0
                             (0xB7, 0, 0, 0, 1), (0x95,)],
     "in a subprogram": [(0xB7, 1, 0, 0, 0), (0x85, 0, 1, 0, 1), (0x95,), (0x7A, 10, 0, -8, 0), (0xB7, 0, 0, 0, 0),
                         (0xE5, 0, 0, 1, 0), (0xB7, 0, 0, 0, 1), (0x95,)],
+    # a jump back to the first instruction still lands on it, not on the count's initialisation
+    "loop back to the start": [(0xE5, 0, 0, 1, 0), (0x05, 0, 0, -2, 0), (0xB7, 0, 0, 0, 0), (0x95,)],
+    "loop back to a subprogram's start": [(0xB7, 1, 0, 0, 0), (0x85, 0, 1, 0, 1), (0x95,), (0xE5, 0, 0, 1, 0),
+                                          (0x05, 0, 0, -2, 0), (0xB7, 0, 0, 0, 0), (0x95,)],
 }
 
 
@@ -39,3 +43,32 @@ def test_may_goto_matches_the_kernel(name):
                            xlated=False)
     assert ours == theirs
     assert len(theirs) > len(MAY_GOTO[name]) + 6  # the count's initialisation and the countdown are there
+
+
+def _kfunc_masked(rows: list) -> list:
+    """The kernel's kfunc call imm is its address: masked."""
+    return [(c, d, s, o, 0 if (c, s) == (0x85, 2) else i) for c, d, s, o, i in rows]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("branch", [False, True], ids=["always", "on a branch"])
+def test_bpf_throw_gets_the_default_exception_callback(branch):
+    """A program that may call bpf_throw gets do_misc_fixups' hidden last subprogram ``r0 = r1; exit``
+    (the cookie becomes the return value); the exit after the throw is dead and goes."""
+    from bpfpatch.btf.vmlinux import kernel_btf_available, kfunc_id
+    from bpfpatch.kernel import load_program
+
+    if not kernel_btf_available():
+        pytest.skip("no /sys/kernel/btf/vmlinux to find bpf_throw in")
+    throw = (0x85, 0, 2, 0, kfunc_id("bpf_throw"))
+    rows = [(0x85, 0, 0, 0, 7), (0x55, 0, 0, 2, 0), (0xB7, 1, 0, 0, 3), throw, (0xB7, 0, 0, 0, 1), (0x95,)] if branch \
+        else [(0xB7, 1, 0, 0, 3), throw, (0x95,)]
+    raw = b"".join(_ins(*i) for i in rows)
+    with load_program(raw, "sched_cls") as lp:
+        theirs = comparable_rows(slot_rows(decode_slots(lp.xlated())))
+    from bpfpatch.btf.vmlinux import kernel_types
+
+    ctx = PassContext(prog_type="sched_cls", options={"kernel": {"analysis": {"kernel_types": kernel_types}}})
+    ours = comparable_rows(slot_rows(run_passes(Program(decode_slots(raw)), ["kernel"], ctx).slots), xlated=False)
+    assert _kfunc_masked(ours) == _kfunc_masked(theirs)
+    assert theirs[-2:] == [(0xBF, 0, 1, 0, 0), (0x95, 0, 0, 0, 0)]

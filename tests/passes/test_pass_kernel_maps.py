@@ -182,3 +182,40 @@ def test_a_frozen_read_only_value_is_a_constant(value, size, sign):
         assert len(theirs) < len(slot_rows(prog.slots))  # the kernel removed the branch
     finally:
         os.close(fd)
+
+
+INNER_LOOKUPS = [  # (name, outer type, inner type, key size, value size, entries, inner flags)
+    ("array in array", MapType.ARRAY_OF_MAPS, MapType.ARRAY, 4, 12, 6, 0),
+    ("percpu array in hash", MapType.HASH_OF_MAPS, MapType.PERCPU_ARRAY, 4, 8, 4, 0),
+    ("hash in array", MapType.ARRAY_OF_MAPS, MapType.HASH, 8, 16, 4, 0),
+    ("inner-map array", MapType.ARRAY_OF_MAPS, MapType.ARRAY, 4, 12, 6, BPF_F_INNER_MAP),
+]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name, outer_t, inner_t, key, value, entries, flags", INNER_LOOKUPS,
+                         ids=[r[0] for r in INNER_LOOKUPS])
+def test_a_lookup_in_an_inner_map_inlines_the_inner_maps_lookup(name, outer_t, inner_t, key, value, entries, flags):
+    """The map a map-in-map lookup gives is its inner map's template (inner_map_meta): a lookup in
+    it is that map type's inlined lookup, with the template's sizes (MapRef.inner)."""
+    import os
+
+    inner = _map(inner_t, key, value, entries, flags=flags)
+    outer = _map(outer_t, 4, 4, 2, inner)
+    try:
+        # r0 = lookup(outer, &0); if !r0 exit; r0 = lookup(r0, &zeroed key); exit
+        prog = _raw([Insn(0x62, 10, 0, -4, 0), Insn(0xBF, 2, 10), Insn(0x07, 2, 0, 0, -4), Insn(0x18, 1, 1, 0, outer),
+                     Insn(0), Insn(0x85, 0, 0, 0, 1), Insn(0x55, 0, 0, 2, 0), Insn(0xB7, 0, 0, 0, 0), Insn(0x95),
+                     Insn(0x7A, 10, 0, -16, 0), Insn(0x7A, 10, 0, -24, 0), Insn(0xBF, 2, 10), Insn(0x07, 2, 0, 0, -24),
+                     Insn(0xBF, 1, 0), Insn(0x85, 0, 0, 0, 1), Insn(0xB7, 0, 0, 0, 0), Insn(0x95)])
+        template = MapRef(-1, "inner", None, int(inner_t), key, value, entries, map_flags=flags)
+        ref = MapRef(0, "outer", outer, int(outer_t), 4, 4, 2, inner=template)
+        ours, theirs = _compare(prog, "sched_cls", {outer: ref})
+        assert ours == theirs
+        outer_inlined = len(gen_lookup(ref) or [None]) - 1
+        inner_inlined = len(gen_lookup(template) or [None]) - 1
+        assert len(theirs) == len(slot_rows(prog.slots)) + outer_inlined + inner_inlined
+        assert (inner_inlined > 0) == (not flags)
+    finally:
+        os.close(outer)
+        os.close(inner)

@@ -2587,6 +2587,7 @@ def _make_dynptr(env: _Env, st: State, idx: int, ptr: Reg, kind: str, ref: int) 
         raise _err(idx, f"cannot pass in dynptr at an offset={off}")
     frame = _stack_frame(st, ptr)
     env.max_depth = max(env.max_depth, -off)
+    _subprog_depth(env, frame, -off)  # process_dynptr_func writes the slots through check_mem_access
     info = Reg(RegType.SCALAR)
     info.id = _new_id(env)
     info.ref_obj_id = ref
@@ -2604,6 +2605,7 @@ def _stack_object(env: _Env, st: State, idx: int, ptr: Reg, nslots: int, kind: s
     off = ptr.off + s64(ptr.var_off[0])
     frame = _stack_frame(st, ptr)
     env.max_depth = max(env.max_depth, -off)
+    _subprog_depth(env, frame, -off)  # process_iter_arg writes the slots through check_mem_access
     info = Reg(RegType.SCALAR)
     info.ref_obj_id = ref
     info.btf_name = kind

@@ -73,11 +73,29 @@ def _typed(ctx: PassContext, section: str | None, given: object = None) -> PassC
     return ctx
 
 
-def _install_kernel_layout() -> None:
-    """The analysis and the kernel pass use this kernel's layouts (its BTF, read on first use), when readable."""
+def _install_kernel_layout(ctx: PassContext | None = None) -> None:
+    """The analysis and the kernel pass use this kernel's layouts (its BTF, read on first use), when readable;
+    the analysis under `ctx`'s kernel pass also its kfunc prototypes and kernel structs (``kernel_types``)."""
+    from bpfpatch.btf.vmlinux import kernel_btf_available, kernel_types
     from bpfpatch.kernel.ctxlayout import install_kernel_layouts
 
     install_kernel_layouts()
+    if ctx is not None and kernel_btf_available():
+        ctx.options.setdefault("kernel", {}).setdefault("analysis", {}).setdefault("kernel_types", kernel_types)
+
+
+class _TypeSizes(dict):
+    """The sizes of an object's own BTF types by id (what ``bpf_obj_new`` allocates), read on demand."""
+
+    def __init__(self, btf) -> None:
+        super().__init__()
+        self._btf = btf
+
+    def get(self, type_id, default=None):
+        try:
+            return self._btf.size_of(type_id)
+        except BpfPatchError:
+            return default
 
 
 @app.command("patch")
@@ -102,12 +120,19 @@ def patch_cmd(
     given = prog_type_of(prog_type) if prog_type else None
     ctx = PassContext(seed=seed, aux_reg=_aux_reg(aux_reg), prog_type=given)
     if "kernel" in names:
-        _install_kernel_layout()
+        _install_kernel_layout(ctx)
     try:
         with open(file, "rb") as f:
             is_elf = f.read(4) == b"\x7fELF"
     except OSError as exc:
         raise FileError(file, exc.strerror or str(exc)) from exc
+    if is_elf and "kernel" in names:
+        from bpfpatch.elf import read_object
+
+        with reading(file):
+            btf = read_object(file).btf
+        if btf is not None:
+            ctx.options.setdefault("kernel", {}).setdefault("local_type_sizes", _TypeSizes(btf))
     if is_elf and not linked and out_format in ("raw", "elf") and (out_format == "elf" or output.suffix == ".o"):
         with reading(file):
             _patch_object(file, output, names, ctx, section, relax, given)

@@ -8,7 +8,9 @@ what ``bpf_check`` does after verification (kernel/bpf/verifier.c, 6.12;
 checked against the running 6.18's xlated output):
 
 1. dead code -- ``opt_hard_wire_dead_code_branches``, ``opt_remove_dead_code``,
-   ``opt_remove_nops`` from ``seen`` (`bpfpatch.passes.dce.remove_dead_code`);
+   ``opt_remove_nops`` from ``seen`` (`bpfpatch.passes.dce.remove_dead_code`),
+   and ``optimize_bpf_loop`` (``bpf_loop`` calls inlined where the facts'
+   ``loop_callback`` names their one callback);
 2. ``convert_ctx_accesses`` -- the unclone prologue of tc / sk_skb programs
    that write packet data, every context access (``ptr_type ==
    PTR_TO_CTX``) of ``__sk_buff`` and ``xdp_md`` lowered to the kernel's
@@ -17,9 +19,10 @@ checked against the running 6.18's xlated output):
    ``PROBE_MEM``;
 3. ``do_misc_fixups`` -- signed division by -1, division/modulo guards
    (`bpfpatch.passes.div_guard.guard`), LD_ABS / LD_IND (``bpf_gen_ld_abs``),
-   inlined ``bpf_jiffies64`` and ``bpf_get_smp_processor_id``, and
-   ``bpf_map_lookup_elem`` on an array map whose type the facts know
-   (``array_map_gen_lookup``);
+   inlined ``bpf_jiffies64`` and ``bpf_get_smp_processor_id``,
+   ``bpf_map_lookup_elem`` on a map whose type the facts know
+   (``map_gen_lookup``, inner maps of map-in-maps included), the kfunc call
+   fixups (``fixup_kfunc_call``) and the default exception callback;
 4. ``opt_subreg_zext_lo32_rnd_hi32`` -- with ``options["kernel"]["zext"]``
    (a JIT that needs it; x86-64 does not) a zero extension after every
    ``zext_dst`` definition;
@@ -230,6 +233,7 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
     sizes of the program's own BTF types by id (what ``bpf_obj_new`` allocates).
     """
     sleepable = bool(prog_flags & BPF_F_SLEEPABLE) or ptype == ProgType.SYSCALL  # "Syscall programs can only be sleepable"
+    add_exception_callback(pl)
     for node, f in _live_with_facts(pl):
         insn = node.insn
         kind = KIND_OF[insn.code]
@@ -301,6 +305,21 @@ def inline_bpf_loops(pl: PatchList, starts: list[int], depth: dict[int, int]) ->
 
 
 BPF_PSEUDO_KFUNC_CALL = 2
+
+
+def add_exception_callback(pl: PatchList) -> None:
+    """do_misc_fixups' first step: a program that may call ``bpf_throw`` gets the default exception
+    callback, ``r0 = r1; exit`` (the cookie is the return value), as a hidden last subprogram.
+
+    The kernel does not add it where the program names its own callback (a BTF
+    ``exception_callback:`` declaration tag), which the facts do not say.
+    """
+    if any(f.seen and f.extra.get("kfunc") == "bpf_throw" for _, f in _live_with_facts(pl)):
+        last = None
+        for last in pl:
+            pass
+        if last is not None:
+            pl.append(last, [mov64_reg(0, 1), exit_insn()])
 #: kfuncs whose call fixup_kfunc_call precedes with the address of the type's btf_struct_meta in R2.
 KFUNC_STRUCT_META_R2 = frozenset({"bpf_obj_drop_impl", "bpf_percpu_obj_drop_impl", "bpf_refcount_acquire_impl"})
 #: kfuncs inserting a node: (the register of the struct meta, the register of the node's offset).
@@ -415,11 +434,23 @@ def may_goto(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
                           alu64_imm(AluOp.SUB, AX_REG, 1), jmp_imm(JmpOp.JNE, AX_REG, 0, 2), mov64_imm(AX_REG, cnt),
                           Insn(InsnClass.JMP | JmpOp.CALL, 0, 0, 0, 0), stx_mem(Size.DW, 10, AX_REG, cnt)])
     heads = _subprog_heads(pl, starts)
+    entries = {}
     for sub in sorted(used):
         head = heads.get(sub)
         if head is not None:
             d = depth.get(sub, 0) + 16
-            pl.prepend(head, [st_mem(Size.DW, 10, -d, BPF_MAX_TIMED_LOOPS), st_mem(Size.DW, 10, -d + 8, 0)])
+            # Jumps to the subprogram's first instruction still go to it (6.18: adjust_jmp_off), calls
+            # and callback addresses go to the initialisation, the subprogram's new start.
+            entries[head.id] = pl.prepend(head, [st_mem(Size.DW, 10, -d, BPF_MAX_TIMED_LOOPS)], retarget=False)
+            pl.prepend(head, [st_mem(Size.DW, 10, -d + 8, 0)], retarget=False)
+    if entries:
+        for node in list(pl):
+            insn = node.insn
+            calls = (insn.code == InsnClass.JMP | JmpOp.CALL and insn.src == 1) or (insn.code == LD_IMM64_CODE
+                                                                                    and insn.src == 4)
+            target = node.target if calls else None
+            if target is not None and target.id in entries:
+                pl.replace(node, [PatchInsn(insn, target=entries[target.id])])
 
 
 def _s32(v: int) -> int:

@@ -1,0 +1,60 @@
+"""`--pass kernel` on what the verifier's own test programs do not reach, against this kernel's xlated output.
+
+``tests/progs/kernel/loops_kfuncs.c`` (clang-built, loaded through libbpf):
+bpf_loop inlining (optimize_bpf_loop: only where every path passes flags 0 and
+one callback) and kfunc call fixups (fixup_kfunc_call: the casts become
+``r0 = r1``, bpf_obj_new gets its type's size and struct meta, bpf_obj_drop
+the meta).  Where the kernel's selftest objects are built (tests/objcorpus.py
+--selftests /tmp/objects-corpus), a sample of them that exercises the same
+rewrites and inner-map lookups too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PROGS, compile_bpf
+
+from kernel_xlated_corpus import check_object
+
+pytestmark = pytest.mark.kernel
+
+#: Program -> how many slots longer the kernel made it (18 per inlined bpf_loop; 3 for bpf_obj_new's
+#: size and meta, 2 for bpf_obj_drop's meta; the casts stay one instruction).
+GROWTH = {"loop_inlined": 18, "loop_two_sites": 36, "loop_unknown_flags": 0, "loop_two_callbacks": 0,
+          "kfunc_casts": 0, "kfunc_obj_new_drop": 5}
+
+
+def test_bpf_loop_inlining_and_kfunc_fixups_match_the_kernel(objdir):
+    from bpfpatch.isa import decode_slots
+    from bpfpatch.kernel import load_object
+
+    path = compile_bpf(PROGS / "kernel" / "loops_kfuncs.c", objdir)
+    results = {r.prog: r for r in check_object(path, timeout=120)}
+    assert set(results) == set(GROWTH), results
+    assert {name: r.verdict for name, r in results.items()} == {name: "match" for name in GROWTH}
+    with load_object(str(path)) as obj:  # the kernel did rewrite them, as much as said
+        for name, prog in obj.programs.items():
+            grown = len(decode_slots(prog.as_loaded().xlated())) - len(decode_slots(prog.insns()))
+            assert grown == GROWTH[name], name
+
+
+CORPUS = Path("/tmp/objects-corpus")
+#: Selftest objects whose programs now match, each for a rewrite: bpf_loop inlining
+#: (pyperf600_bpf_loop), inner-map lookups (verifier_map_in_map, inner_array_lookup), the kern-ctx cast
+#: (cgroup_ancestor), obj_new / obj_drop / refcount_acquire / rbtree_add (local_kptr_stash).
+SAMPLE = ["pyperf600_bpf_loop.o", "verifier_map_in_map.o", "inner_array_lookup.o", "cgroup_ancestor.o",
+          "local_kptr_stash.o"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SAMPLE)
+def test_selftest_objects_match_the_kernel(name):
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"{path} missing (tests/objcorpus.py --selftests {CORPUS} builds the selftest corpus)")
+    results = [r for r in check_object(path, timeout=120) if r.verdict != "kernel refused"]
+    assert results
+    matched = [r.prog for r in results if r.verdict == "match"]
+    assert len(matched) >= max(1, len(results) - 1), [(r.prog, r.verdict, r.first_diff) for r in results]
