@@ -72,3 +72,24 @@ def test_bpf_throw_gets_the_default_exception_callback(branch):
     ours = comparable_rows(slot_rows(run_passes(Program(decode_slots(raw)), ["kernel"], ctx).slots), xlated=False)
     assert _kfunc_masked(ours) == _kfunc_masked(theirs)
     assert theirs[-2:] == [(0xBF, 0, 1, 0, 0), (0x95, 0, 0, 0, 0)]
+
+
+#: __sk_buff.data / data_end: a program that writes one byte of its packet.
+PACKET_WRITE = [(0x61, 2, 1, 76, 0), (0x61, 3, 1, 80, 0), (0xBF, 4, 2, 0, 0), (0x07, 4, 0, 0, 1),
+                (0x2D, 4, 3, 1, 0), (0x72, 2, 0, 0, 7), (0xB7, 0, 0, 0, 0), (0x95,)]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("ptype", ["sched_cls", "lwt_xmit", "sk_skb"])
+def test_a_direct_packet_write_gets_the_unclone_prologue(ptype):
+    """tc and lwt_xmit (tc_cls_act_prologue, TC_ACT_SHOT on failure) and sk_skb (SK_DROP) unclone the
+    skb before a program that writes its packet."""
+    from bpfpatch.kernel import load_program
+
+    raw = b"".join(_ins(*i) for i in PACKET_WRITE)
+    with load_program(raw, ptype) as lp:
+        theirs = comparable_rows(slot_rows(decode_slots(lp.xlated())))
+    ours = comparable_rows(slot_rows(run_passes(Program(decode_slots(raw)), ["kernel"], PassContext(prog_type=ptype)).slots),
+                           xlated=False)
+    assert ours == theirs
+    assert theirs[0][:3] == (0x71, 6, 1) and len(theirs) >= len(PACKET_WRITE) + 10  # the prologue is there

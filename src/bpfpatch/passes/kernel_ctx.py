@@ -414,8 +414,9 @@ def convert(ptype: ProgType, kind: str, si: Insn, tstamp_type_access: bool = Fal
 
 
 def prologue(ptype: ProgType, first: Insn) -> list[Insn]:
-    """bpf_unclone_prologue (tc, sk_skb) for a program that writes packet data directly."""
-    verdict = TC_ACT_SHOT if SKB_VARIANT.get(ptype) == "tc" else SK_DROP
+    """bpf_unclone_prologue (tc, lwt_xmit, sk_skb) for a program that writes packet data directly
+    (lwt_xmit has tc's prologue, tc_cls_act_prologue: a failed unclone returns TC_ACT_SHOT)."""
+    verdict = SK_DROP if ptype == ProgType.SK_SKB else TC_ACT_SHOT
     cloned, mask = _bit("sk_buff.cloned")
     return [ldx_mem(Size.B, 6, 1, cloned), alu32_imm(AluOp.AND, 6, mask), jmp_imm(JmpOp.JEQ, 6, 0, 7),
             mov64_reg(6, 1), alu64_reg(AluOp.XOR, 2, 2), Insn(InsnClass.JMP | JmpOp.CALL, 0, 0, 0, BPF_FUNC_skb_pull_data),
@@ -423,7 +424,7 @@ def prologue(ptype: ProgType, first: Insn) -> list[Insn]:
 
 
 #: Program types with a prologue for direct packet writes.
-PROLOGUE_TYPES = frozenset({ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.SK_SKB})
+PROLOGUE_TYPES = frozenset({ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.SK_SKB, ProgType.LWT_XMIT})
 
 __all__ = ["CtxAccessError", "PROLOGUE_TYPES", "READ", "SKB", "SKB_VARIANT", "SUPPORTED", "UNCONVERTED", "WRITE", "XDP_MD",
            "convert", "convert_skb", "convert_xdp", "prologue", "uses_tstamp_type"]
