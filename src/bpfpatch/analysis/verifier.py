@@ -2344,6 +2344,10 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
             if t is RegType.SCALAR or t in NULLABLE:
                 raise _err(idx, f"R{regno} type={t.value} expected=fp, pkt, pkt_meta, map_key, map_value, mem, "
                                 f"ringbuf_mem, buf, trusted_ptr_")
+            fixed = FIXED_ARG_SIZES.get((p.name, i)) if at == "ARG_PTR_TO_FIXED_SIZE_MEM" else None
+            if fixed is not None:  # the proto's argN_size: no size argument follows
+                _mem_arg(env, st, idx, regno, fixed, "MEM_WRITE" in flags or "MEM_UNINIT" in flags, False,
+                         raw="MEM_UNINIT" in flags)
             # size comes in the next argument; checked there
             continue
         if at in ("ARG_CONST_SIZE", "ARG_CONST_SIZE_OR_ZERO", "ARG_CONST_ALLOC_SIZE_OR_ZERO"):
@@ -2475,6 +2479,14 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     if p.name in RET_BTF_NAMES and r0.type in (RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BTF_ID_OR_NULL):
         r0.btf_name = RET_BTF_NAMES[p.name]
     return idx + 1
+
+
+# ARG_PTR_TO_FIXED_SIZE_MEM arguments' sizes (the protos' argN_size), by (helper, 0-based argument):
+# bpf_check_mtu writes the MTU into a u32, bpf_strtol / strtoul / kallsyms_lookup_name a 64-bit result.
+FIXED_ARG_SIZES = {("check_mtu", 2): 4, ("strtol", 3): 8, ("strtoul", 3): 8, ("kallsyms_lookup_name", 3): 8,
+                   ("tcp_raw_gen_syncookie_ipv4", 0): 20, ("tcp_raw_gen_syncookie_ipv6", 0): 40,
+                   ("tcp_raw_check_syncookie_ipv4", 0): 20, ("tcp_raw_check_syncookie_ipv4", 1): 20,
+                   ("tcp_raw_check_syncookie_ipv6", 0): 40, ("tcp_raw_check_syncookie_ipv6", 1): 20}
 
 
 # The struct a helper returning RET_PTR_TO_BTF_ID* points to (its proto's ret_btf_id).
