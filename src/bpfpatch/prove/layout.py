@@ -1,8 +1,8 @@
 """Context layouts the prover reads: ``struct __sk_buff`` and ``struct xdp_md``, with each value's width.
 
 The offsets are `bpfpatch.ctxstructs`' (the one uapi table), the kernel-side
-members `bpfpatch.passes.ctx_skbuff`'s, what a test run takes
-`bpfpatch.kernel.ctxlayout`'s; this module adds what only the prover needs.
+members `bpfpatch.passes.ctx_skbuff`'s; this module adds what only the prover
+needs (and imports nothing from the kernel layer).
 
 A context field is one symbolic value shared by both programs, whatever layout
 a program reads it through: the user layout (uapi offsets) or, for a program
@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 from bpfpatch.ctxstructs import SK_BUFF, CtxStruct
 from bpfpatch.ctxstructs import XDP_MD as XDP_MD_STRUCT
-from bpfpatch.kernel.ctxlayout import LAYOUTS
 from bpfpatch.passes.ctx_skbuff import SKBUFF_MEMBERS, sk_buff_layout
 from bpfpatch.progtype import ProgType
 
@@ -61,8 +60,10 @@ SKB_TEST_RUN_DEFAULTS = {"pkt_type": 0, "queue_mapping": 0, "vlan_present": 0, "
                          "local_port": 0}
 XDP_TEST_RUN_DEFAULTS = {"ingress_ifindex": 1, "rx_queue_index": 0, "egress_ifindex": 0}
 
-#: The program types with an __sk_buff context that a test run takes (`bpfpatch.kernel.ctxlayout`).
-SKB_TYPES = frozenset(t for t, test_run in LAYOUTS.items() if test_run.fields is SK_BUFF.fields)
+#: The program types with an __sk_buff context that a test run takes: those of `bpfpatch.kernel.ctxlayout`
+#: (a test holds the two equal; the solver does not import the kernel layer).
+SKB_TYPES = frozenset({ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.CGROUP_SKB,
+                       ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_XMIT, ProgType.SK_SKB})
 
 # The ctx pass's kernel-side fields: __sk_buff name -> struct sk_buff member.
 KERNEL_MEMBERS = SKBUFF_MEMBERS
