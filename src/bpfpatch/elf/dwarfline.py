@@ -68,18 +68,8 @@ def _dwarf_lines(data: bytes) -> dict[str, list[tuple[int, str, int]]]:
     if elf.get_section_by_name(".debug_line") is None:
         return {}
     symtab = elf.get_section_by_name(".symtab")
-    rel = elf.get_section_by_name(".rel.debug_line")
-    targets: list[tuple[int, str, int]] = []  # (offset in .debug_line, section, symbol value)
-    if rel is not None and symtab is not None:
-        for r in rel.iter_relocations():
-            if r["r_info_type"] != R_BPF_64_ABS64:
-                continue
-            sym = symtab.get_symbol(r["r_info_sym"])
-            shndx = sym["st_shndx"]
-            if not isinstance(shndx, int):
-                continue
-            targets.append((r["r_offset"], elf.get_section(shndx).name, sym["st_value"]))
-    targets.sort()
+    # (offset in .debug_line, section, symbol value), in offset order
+    targets = sorted((off, *where) for off, where in _relocated(elf, symtab, ".rel.debug_line").items())
     code = [s.name for s in elf.iter_sections() if s["sh_type"] == "SHT_PROGBITS" and s["sh_flags"] & 0x4]
     dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
     out: dict[str, list[tuple[int, str, int]]] = {}
@@ -112,10 +102,10 @@ def _dwarf_lines(data: bytes) -> dict[str, list[tuple[int, str, int]]]:
     return out
 
 
-def _addr_sections(elf, symtab) -> dict[int, tuple[str, int]]:
-    """Offset in ``.debug_addr`` -> (section, symbol value) its relocation names."""
+def _relocated(elf, symtab, rel_name: str) -> dict[int, tuple[str, int]]:
+    """Offset -> (section, symbol value) of each 64-bit absolute relocation in section `rel_name`."""
     out: dict[int, tuple[str, int]] = {}
-    rel = elf.get_section_by_name(".rel.debug_addr")
+    rel = elf.get_section_by_name(rel_name)
     if rel is None or symtab is None:
         return out
     for r in rel.iter_relocations():
@@ -145,7 +135,7 @@ def _inline_copies(data: bytes) -> dict[str, list[tuple[int, int, int, int]]]:
     if elf.get_section_by_name(".debug_info") is None:
         return {}
     code = [s.name for s in elf.iter_sections() if s["sh_type"] == "SHT_PROGBITS" and s["sh_flags"] & 0x4]
-    addr_at = _addr_sections(elf, elf.get_section_by_name(".symtab"))
+    addr_at = _relocated(elf, elf.get_section_by_name(".symtab"), ".rel.debug_addr")
     dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
     rnglists = dwarf.range_lists()
     out: dict[str, list[tuple[int, int, int, int]]] = {}

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from bpfpatch.analysis.liveness import target_positions
+from bpfpatch.analysis.liveness import NO_FALL, target_positions
 from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, insn_of_words, refs_of_words
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
@@ -369,8 +369,6 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
     return Flow(pl, ids, [s is not None for s in state], [bool(x) for x in ft_live], [bool(x) for x in tg_live])
 
 
-_NO_FALLTHROUGH = np.isin(KIND, (Kind.JA, Kind.GOTOL, Kind.GOTOX, Kind.EXIT))
-
 
 def table_targets(pl: PatchList) -> list[Node]:
     """Where the entries of the program's ``gotox`` jump tables land (live nodes; a deleted one's landing)."""
@@ -422,7 +420,7 @@ def reachable(pl: PatchList, ids: np.ndarray | None = None, w0: np.ndarray | Non
         return ids, seen
     code = (w0 & np.uint64(0xFF)).astype(np.uint8)
     index_of, target = target_positions(pl, ids)
-    stops = np.flatnonzero(np.take(_NO_FALLTHROUGH, code))
+    stops = np.flatnonzero(np.take(NO_FALL, code))
     refs = np.flatnonzero(target >= 0)
     work = [0] + [int(index_of[n.id]) for n in table_targets(pl) if index_of[n.id] >= 0]
     for sym in pl.program.meta.get("symbols", ()):
