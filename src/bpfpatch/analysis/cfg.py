@@ -14,7 +14,8 @@ patched it so far::
   to the next start in list order (the kernel's layout rule).
 * A **basic block** starts at a subprogram start, a jump target, or after a
   jump / exit; it ends at a jump, an exit, or before a leader.  Calls do not
-  end blocks (they return).
+  end blocks (they return).  The rule per opcode is
+  `bpfpatch.analysis.liveness.ENDS_BLOCK`; coverage counts these blocks.
 * **Liveness** is the classic backward data-flow over registers r0-r10,
   intraprocedural: a call reads r1-r5 and writes r0-r5; ``exit`` reads r0;
   legacy packet loads read r6 (their implicit context) and write r0-r5.
