@@ -300,8 +300,12 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
         res = Outcome(path.name, prog.name, prog.prog_type.name.lower(), "")
         try:
             program = Program.from_bytes(raw, validate=False)
+            analysis = {"maps": refs, "kernel_types": kernel_types, "attach_type": prog.expected_attach_type}
+            funcs = _funcs(obj, prog, raw)
+            if funcs:
+                analysis["funcs"] = funcs  # global functions are verified on their own, from their BTF prototypes
             ctx = PassContext(prog_type=prog.prog_type, options={"kernel": {
-                "analysis": {"maps": refs, "kernel_types": kernel_types, "attach_type": prog.expected_attach_type},
+                "analysis": analysis,
                 "symbols": kernel_symbols(), "local_type_sizes": sizes,
                 "prog_flags": prog.flags, "expected_attach_type": prog.expected_attach_type}})
             if timeout:
@@ -334,6 +338,17 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
             res.ours, res.theirs = a, b
         out.append(res)
     return out
+
+
+def _funcs(obj, prog, raw: bytes):
+    """The subprograms' BTF prototypes (the analysis tests' reading of func_info and the object's BTF)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+    from analysis_kernel import func_info_of, prog_funcs
+
+    try:
+        return prog_funcs(obj, func_info_of(prog, raw), prog.prog_type)
+    except (BpfPatchError, OSError, ValueError):
+        return None
 
 
 def main(argv: list[str]) -> int:
