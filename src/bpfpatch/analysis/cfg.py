@@ -297,8 +297,8 @@ def _immediate_dominators(entry: int, succ: array, pred_ptr: array, pred_src: ar
         if idom[w] != vertex[semi[w]]:
             idom[w] = idom[idom[w]]
     idom[entry] = entry
-    keys = np.sort(np.frombuffer(vertex, dtype=np.int32)).astype(np.int64) if len(vertex) else np.zeros(0, np.int64)
-    vals = np.frombuffer(idom, dtype=np.int32)[keys].astype(np.int64)
+    keys = np.sort(np.frombuffer(vertex, dtype=np.int32)) if len(vertex) else np.zeros(0, np.int32)
+    vals = np.frombuffer(idom, dtype=np.int32)[keys]
     return keys, vals
 
 
@@ -468,7 +468,7 @@ class FlowGraph:
     def _dominators(self, subprog: int) -> Dominators:
         lo, hi = self._subprog_range(subprog)
         if lo >= hi:
-            return Dominators(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+            return Dominators(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32))
         succ = array("i", self.block_succ.tobytes())
         pred_ptr = array("i", self.pred_ptr.tobytes())
         pred_src = array("i", self.pred_src.tobytes())

@@ -514,7 +514,8 @@ class State:
 
     ``parent`` is the checkpoint this path continues from, ``hist`` the
     instructions executed since (index, frame, extra: the stack slot a spill or
-    fill touched, the registers a branch linked), ``branches`` the paths still
+    fill touched, the registers a branch linked; the bare index when the frame is 0 and
+    there is no extra), ``branches`` the paths still
     being explored below a checkpoint (only finished checkpoints prune).
     """
 
@@ -524,7 +525,7 @@ class State:
         self.frames = frames
         self.refs: list[int] = []  # acquired reference ids (sockets, ringbuf records)
         self.parent: State | None = None
-        self.hist: list[tuple[int, int, object]] = []
+        self.hist: list[int | tuple[int, int, object]] = []  # an entry of frame 0 with nothing extra: the index alone
         self.branches = 0
         self.first_idx = 0
         self.jhist = 0  # entries the kernel's jump history would hold since the last checkpoint

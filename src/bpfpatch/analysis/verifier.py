@@ -512,7 +512,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     log.append(exc.message)
                 raise
             extra = env.hist_extra
-            entry = (idx, frame, extra)
+            # the path's history: the bare index for the common entry (frame 0, nothing extra), a tuple else
+            entry = idx if frame == 0 and extra is None else (idx, frame, extra)
             hist.append(entry)
             if extra is not None and not jmp_point:
                 state.jhist += 1  # a spill, fill or linked branch: one more entry of the kernel's jump history
@@ -740,7 +741,11 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
     code, dsts = env.code, env.dst
     changed = False
     while bt:
-        for idx, frame, extra in reversed(cur.hist):
+        for entry in reversed(cur.hist):
+            if entry.__class__ is int:
+                idx, frame, extra = entry, 0, None
+            else:
+                idx, frame, extra = entry
             cls = code[idx] & 7
             if (cls == ALU64 or cls == ALU) and ("r", frame, dsts[idx]) not in bt:
                 continue  # defines nothing wanted (_backtrack's first test, without the call)

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bpfpatch.isa import KIND, KIND_OF, Kind
+from bpfpatch.isa import KIND, KIND_OF, Kind, Ref, refs_of_words
 from bpfpatch.isa.build import ja
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.cfg import analyze, needs_path_analysis, reachable, target_positions
@@ -54,7 +54,7 @@ class DeadCode:
         to do) and, without calls, reachability is plain CFG reachability
         (vectorized, `cfg.reachable`)."""
         ids, seen = reachable(pl, ids, w0)
-        _delete_dead(pl, [Node(pl, int(i)) for i in ids[~seen]])
+        _delete_dead(pl, ids[~seen])
         # Deleting changes no word: the live nodes' kinds come from the words read once.
         kind = np.take(KIND, (w0[seen] & np.uint64(0xFF)).astype(np.uint8))
         jumps = ids[seen][np.isin(kind, (Kind.JA, Kind.MAY_GOTO))]
@@ -89,7 +89,7 @@ def remove_dead_code(pl: PatchList, nodes: "list[Node] | np.ndarray", seen: "lis
     # 2. Remove what no path reaches.
     dead = ids[~seen]
     if len(dead):
-        _delete_dead(pl, [Node(pl, int(i)) for i in dead])
+        _delete_dead(pl, dead)
     # 3. Remove jumps that land on the next instruction: one forward pass, as the kernel.
     #    (A goto removed here cannot make an earlier one land on its own next node: it is
     #    already passed.)
@@ -102,19 +102,18 @@ def remove_dead_code(pl: PatchList, nodes: "list[Node] | np.ndarray", seen: "lis
         pl.delete(Node(pl, int(ids[i])))
 
 
-def _delete_dead(pl: PatchList, dead: list[Node]) -> None:
-    """Step 2: delete unreached nodes, calls and callback loads first.
+def _delete_dead(pl: PatchList, dead: np.ndarray) -> None:
+    """Step 2: delete unreached nodes (ids in list order), calls and callback loads first.
 
     A dead subprogram's callers are all dead, but may come after it in the
     list, and a subprogram cannot lose its last instruction while a live call
-    still targets it.
+    still targets it.  A node handle is made for each delete only (no list of them).
     """
-    for node in dead:
-        if node.insn.is_pseudo_call or node.insn.is_pseudo_func:
-            pl.delete(node)
-    for node in dead:
-        if not (node.insn.is_pseudo_call or node.insn.is_pseudo_func):
-            pl.delete(node)
+    ref = refs_of_words(pl.words(dead)[0])
+    first = (ref == Ref.SUBPROG) | (ref == Ref.FUNC)
+    for group in (dead[first], dead[~first]):
+        for k in range(len(group)):
+            pl.delete(Node(pl, int(group[k])))
 
 
 def _remove_jumps_to_next(pl: PatchList, nodes: list[Node]) -> None:
