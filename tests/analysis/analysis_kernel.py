@@ -77,7 +77,7 @@ def map_refs(insns: bytes, obj) -> dict[int, MapRef]:
     for i, m in enumerate(obj.maps.values()):
         info = m.info
         frozen = None
-        if info.name.endswith((".rodata", ".kconfig")) and info.map_type == 2 and info.flags & BPF_F_RDONLY_PROG:
+        if (".rodata" in info.name or info.name.endswith(".kconfig")) and info.map_type == 2 and info.flags & BPF_F_RDONLY_PROG:
             frozen = m.lookup(b"\0" * 4)  # libbpf froze it: the verifier reads its constants
         kptrs: tuple = ()
         vtid = map_value_type_id(m.fd) if obj.btf_fd >= 0 else 0
