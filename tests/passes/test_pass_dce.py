@@ -7,7 +7,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from bpfpatch import FuncInfo, Insn, LineInfo, Program
+from bpfpatch.asm import assemble
 from bpfpatch.isa import KIND_OF, Kind, decode_slots, slot_rows
+from bpfpatch.isa.refs import Target, target_of
 from bpfpatch.passes import PassContext, run_passes
 from bpfpatch.patch import PatchList
 from bpfpatch.passes.cfg import analyze
@@ -228,17 +230,61 @@ def _jumps_to_next(insn) -> bool:
     return KIND_OF[insn.code] in (Kind.JA, Kind.MAY_GOTO) and insn.off == 0
 
 
+def _kernel_nop_pass(rows: list) -> list:
+    """The kernel's `opt_remove_nops` on xlated rows: one forward pass removing each `ja +0`, the
+    jumps across it shortened (`bpf_adj_branches`).  A pseudo call in a JITed dump keeps its
+    offset in ``off``; every other target field is the isa table's (`target_of`)."""
+    rows = list(rows)
+    i = 0
+    while i < len(rows):
+        if rows[i] != (0x05, 0, 0, 0, 0):
+            i += 1
+            continue
+        del rows[i]
+        for j, (c, d, s, o, m) in enumerate(rows):
+            field = Target.OFF if (c == 0x85 and s == 1) else target_of(c, s)
+            if field == Target.NONE or (c == 0x85 and s == 1 and o == 0):
+                continue
+            old_j = j + (j >= i)
+            rel = o if field == Target.OFF else m
+            t = old_j + 1 + rel
+            rel = (t - (t > i)) - j - 1
+            rows[j] = (c, d, s, rel, m) if field == Target.OFF else (c, d, s, o, rel)
+    return rows
+
+
+# Found by hypothesis: `if r0 == r0 goto +3` is hard-wired to `ja +3`, the dead code after it goes and
+# leaves `ja +0`, which the kernel's one forward nop pass has passed already: the kernel's xlated program
+# keeps it, and so does ours, but loaded again that `ja +0` is a nop of the input and goes.
+_LEFT_NOP = """
+r0 = 0
+r1 = 0
+r1 s/= r0
+r0 = 1 ll
+if r0 == r1 goto +4
+r0 = 0 ll
+if r0 == r0 goto +3
+if r0 == 0 goto +0
+if r0 != 0 goto +1
+if r0 == 0 goto +0
+exit
+"""
+
+
 @pytest.mark.kernel
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kernel_programs())
+@example(Program.from_insns(assemble(_LEFT_NOP)))
 def test_keeps_acceptance_and_retval(prog):
     expected = accepted_retvals(prog)
     out = run_passes(prog, ["dce"], PassContext())
     assert len(out.insns) <= len(prog.insns)
     assert kernel_retvals(out) == expected
     # We remove only what the kernel removes, the way it removes it: the kernel's own rewrite of
-    # our output is its rewrite of the input (its range tracking may decide more than our constants).
-    assert _normalize(_xlated(out), kernel=True) == _normalize(_xlated(prog), kernel=True)
+    # our output is its rewrite of the input (its range tracking may decide more than our constants),
+    # but for the `ja +0` its one forward nop pass leaves, which goes when our output is loaded.
+    ours, kernels = _normalize(_xlated(out), kernel=True), _normalize(_xlated(prog), kernel=True)
+    assert ours == kernels or ((0x05, 0, 0, 0, 0) in kernels and ours == _kernel_nop_pass(kernels))
 
 
 def _without_conditions(prog: Program) -> Program:
