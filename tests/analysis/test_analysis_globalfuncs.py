@@ -94,11 +94,14 @@ def test_global_functions_agree_with_kernel(obj):
 # Selftest objects whose programs need the BTF models: global functions verified alone (exceptions),
 # rbtree `less` callbacks (refcounted_kptr), kptrs in map values (local_kptr_stash, crypto_sanity).
 BTF_MODEL_OBJECTS = ["exceptions", "refcounted_kptr", "local_kptr_stash", "crypto_sanity"]
+# Sockets as helper arguments: a sockmap's value is a socket (resolve_map_arg_type), skb->sk in a socket
+# filter, sk_lookup's ctx->sk a socket or NULL and its bpf_sk_assign taking NULL (refused before).
+SOCKET_ARG_OBJECTS = ["verifier_sockmap_mutate", "test_sockmap_update", "test_sk_lookup"]
 
 
 @pytest.mark.slow
 @pytest.mark.kernel
-@pytest.mark.parametrize("name", BTF_MODEL_OBJECTS)
+@pytest.mark.parametrize("name", BTF_MODEL_OBJECTS + SOCKET_ARG_OBJECTS)
 def test_btf_models_agree_on_selftests(name, tmp_path_factory):
     import shutil
 

@@ -82,7 +82,7 @@ XDP_MD = of_struct(XDP_MD_STRUCT, {0: (RegType.PTR_TO_PACKET, 4), 4: (RegType.PT
 ANY = CtxLayout("ctx", 0)
 
 UAPI_LAYOUTS: dict[ProgType, CtxLayout] = {
-    ProgType.SOCKET_FILTER: _skb({}, _SKB_FILTER_DENIED),
+    ProgType.SOCKET_FILTER: _skb({SKB_SK: _SK_PTR}, _SKB_FILTER_DENIED),  # bpf_skb_is_valid_access gives sk to all
     ProgType.SCHED_CLS: _skb({**_SKB_PKT, SKB_DATA_META: (RegType.PTR_TO_PACKET_META, 4), SKB_SK: _SK_PTR}),
     ProgType.SCHED_ACT: _skb({**_SKB_PKT, SKB_DATA_META: (RegType.PTR_TO_PACKET_META, 4), SKB_SK: _SK_PTR}),
     ProgType.CGROUP_SKB: _skb({**_SKB_PKT, SKB_SK: _SK_PTR}),
@@ -102,7 +102,7 @@ UAPI_LAYOUTS: dict[ProgType, CtxLayout] = {
     ProgType.SK_REUSEPORT: of_struct(SK_REUSEPORT_MD, {0: (RegType.PTR_TO_PACKET, 8), 8: (RegType.PTR_TO_PACKET_END, 8),
                                                        40: (RegType.PTR_TO_SOCKET, 8),
                                                        48: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)}),
-    ProgType.SK_LOOKUP: of_struct(BPF_SK_LOOKUP, {0: (RegType.PTR_TO_SOCK_COMMON_OR_NULL, 8)},
+    ProgType.SK_LOOKUP: of_struct(BPF_SK_LOOKUP, {0: (RegType.PTR_TO_SOCKET_OR_NULL, 8)},
                                   padding=(CtxField("", BPF_SK_LOOKUP.by_name("remote_port").offset + 2, 2),)),
     ProgType.CGROUP_DEVICE: of_struct(CGROUP_DEV_CTX),
     ProgType.CGROUP_SYSCTL: of_struct(SYSCTL),

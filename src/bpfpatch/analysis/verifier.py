@@ -2276,7 +2276,14 @@ def _proto_for(p: "HelperProto | None", prog_type: ProgType) -> "HelperProto | N
     sk_reuseport's bpf_get_socket_cookie takes a socket, not the context (bpf_get_socket_ptr_cookie_proto)."""
     if p is not None and p.name == "get_socket_cookie" and prog_type is ProgType.SK_REUSEPORT:
         return replace(p, args=("ARG_PTR_TO_BTF_ID_SOCK_COMMON",) + p.args[1:])
+    if p is not None and p.name == "sk_assign" and prog_type is ProgType.SK_LOOKUP:
+        # bpf_sk_lookup_assign_proto: the socket may be NULL (it clears the selection)
+        return replace(p, args=(p.args[0], "ARG_PTR_TO_SOCKET_OR_NULL") + p.args[2:])
     return p
+
+
+#: Map types whose value argument is a socket (resolve_map_arg_type: ARG_PTR_TO_BTF_ID_SOCK_COMMON).
+SOCK_MAP_TYPES = frozenset({15, 18})  # BPF_MAP_TYPE_SOCKMAP, BPF_MAP_TYPE_SOCKHASH
 
 
 # (helper, argument) pairs 6.18's prototypes mark MEM_WRITE where 6.12's have a plain ARG_PTR_TO_MEM (the
@@ -2323,6 +2330,11 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
                 raise _err(idx, f"R{regno} type={t.value} expected=map_ptr")
             meta_map = reg.map
             continue
+        if at in ("ARG_PTR_TO_MAP_VALUE", "ARG_PTR_TO_MAP_VALUE_OR_NULL") and meta_map is not None \
+                and meta_map.map_type in SOCK_MAP_TYPES:
+            if at != "ARG_PTR_TO_MAP_VALUE":
+                raise _err(idx, "invalid arg_type for sockmap/sockhash")
+            at = "ARG_PTR_TO_BTF_ID_SOCK_COMMON"  # resolve_map_arg_type: a sockmap's value is a socket
         if at in ("ARG_PTR_TO_MAP_KEY", "ARG_PTR_TO_MAP_VALUE", "ARG_PTR_TO_MAP_VALUE_OR_NULL"):
             if at == "ARG_PTR_TO_MAP_VALUE_OR_NULL" and t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
                 continue
@@ -2387,7 +2399,7 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
                 raise _err(idx, f"R{regno} type={t.value} expected=fp")
             continue
         if at in ("ARG_PTR_TO_SOCKET", "ARG_PTR_TO_SOCK_COMMON", "ARG_PTR_TO_BTF_ID_SOCK_COMMON", "ARG_PTR_TO_BTF_ID",
-                  "ARG_PTR_TO_BTF_ID_OR_NULL"):
+                  "ARG_PTR_TO_BTF_ID_OR_NULL", "ARG_PTR_TO_SOCKET_OR_NULL"):
             if at.endswith("OR_NULL") and t is RegType.SCALAR and reg.is_const() and reg.var_off[0] == 0:
                 continue
             if t not in SOCKISH and t is not RegType.PTR_TO_CTX:
