@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bpfpatch import PatchList, Program
 from bpfpatch.analysis.cfg import FlowGraph
-from bpfpatch.analysis.liveness import list_liveness, slot_liveness, uses_defs, wide_uses_defs
+from bpfpatch.analysis.liveness import list_liveness, slot_edges, slot_liveness, uses_defs, wide_uses_defs
 from bpfpatch.isa import KIND_OF, Kind
 from bpfpatch.isa import build as b
 from bpfpatch.isa.opcodes import AluOp, JmpOp, Size
@@ -173,6 +173,37 @@ def test_every_user_reads_the_same_liveness(pl):
     assert [live64[n.orig_idx] for n in fresh] == reference(fresh, wide=True)
     proved = live_registers(fresh.program)
     assert [proved[n.orig_idx] for n in fresh] == [frozenset(r for r in range(11) if m >> r & 1) | {10} for m in ref]
+
+
+def _edge_positions(pl: PatchList) -> list[set[int]]:
+    """Per instruction of `pl`'s program: the positions `slot_edges` says control goes to next."""
+    slots = pl.program.slots
+    regs = slots["regs"].tolist()
+    code = slots["code"].tolist()
+    fall, tgt = slot_edges(code, [r >> 4 for r in regs], slots["off"].tolist(), slots["imm"].tolist())
+    pos = {n.orig_idx: i for i, n in enumerate(pl)}
+    out = []
+    for i, node in enumerate(pl):
+        s = node.orig_idx
+        wide = KIND_OF[code[s]] == Kind.LD_IMM64
+        nxt = {i + 1} if fall[s] and (not wide or fall[s + 1]) else set()
+        out.append(nxt | ({pos[tgt[s]]} if tgt[s] >= 0 else set()))
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(lists())
+def test_slot_edges_are_the_edges_the_nodes_hold(pl):
+    # The verifier's slot-column edges (offset field by isa's rule) against the nodes' own targets.
+    fresh = PatchList(pl.linearize())
+    assert _edge_positions(fresh) == [set(s) for s in reference_successors(list(fresh))]
+
+
+def test_slot_edges_read_gotol_from_imm_and_skip_an_ld_imm64s_second_slot():
+    # slots: 0 ld_imm64 r1 (two slots); 2 gotol +2 -> 5; 3 may_goto +1 -> 5; 4 ja -3 -> 2; 5 jeq r1, 0, -2 -> 4; 6 exit
+    insns = [b.ld_imm64(1, 7), b.gotol(2), b.may_goto(1), b.ja(-3), b.jeq_imm(1, 0, -2), b.exit_insn()]
+    pl = PatchList(Program.from_insns(insns))
+    assert _edge_positions(pl) == [{1}, {4}, {3, 4}, {1}, {3, 5}, set()]
 
 
 def test_a_helper_reads_only_its_prototypes_arguments_in_the_verifiers_view():

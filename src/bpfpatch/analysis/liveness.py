@@ -47,6 +47,7 @@ from typing import Callable
 import numpy as np
 
 from bpfpatch.isa import KIND, KIND_OF, Insn, Kind
+from bpfpatch.isa.refs import TARGET_OF, Target
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, LD_IMM64, OP_MASK, SIZE_MASK, AluOp, AtomicOp, InsnClass, Size
 
 #: r1-r5, the arguments a call reads.
@@ -370,19 +371,47 @@ def insn_liveness(insns: list[Insn], target: list[int], within: list[bool] | np.
     return solve(use, None, fall, tgt, kill=kill)
 
 
+def slot_edges(code, src, off, imm) -> tuple[bytearray, array]:
+    """The control-flow edges of a program held in slot columns: (per slot, does control fall through to
+    the next slot; per slot, the slot its jump goes to, or -1).
+
+    No edge leaves the program.  An ld_imm64 falls into its second slot, which
+    falls on (the registers pass through it); a call falls through.  Which
+    field holds a jump's offset is isa's rule (`target_of`: ``imm`` for gotol).
+    """
+    n = len(code)
+    fall, tgt = bytearray(n), array("i", [-1]) * n
+    imm_field = Target.IMM
+    i = 0
+    while i < n:
+        c = code[i]
+        fall[i] = i + 1 < n and not _NO_FALL_B[c]
+        if c == LD_IMM64:
+            if i + 2 < n:
+                fall[i + 1] = 1
+            i += 2
+            continue
+        if _HAS_TARGET_EDGE_B[c]:
+            t = i + 1 + (imm[i] if TARGET_OF[c << 4 | src[i]] == imm_field else off[i])
+            if 0 <= t < n:
+                tgt[i] = t
+        i += 1
+    return fall, tgt
+
+
 def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int], imm: list[int],
-                  helper_args: Callable[[int], int] | None = None) -> tuple[list[int], list[int]]:
+                  helper_args: Callable[[int], int] | None = None,
+                  edges: tuple[bytearray, array] | None = None) -> tuple[list[int], list[int]]:
     """Registers live before each slot of a program held in columns (the verifier's form), twice:
     for every read (`uses_defs`) and for reads of all 64 bits (`reads64`), the liveness behind ``zext_dst``.
 
-    Edges: the fall-through and a jump's target (``imm`` for gotol, else
-    ``off``), none leaving the program; a call continues after itself (a
-    callee reads r1-r5).  `helper_args(imm)`: how many arguments helper `imm`
-    reads.  An ld_imm64's second slot is 0 in both lists.
+    Edges: `slot_edges` (pass them in when already computed); a call continues
+    after itself (a callee reads r1-r5).  `helper_args(imm)`: how many
+    arguments helper `imm` reads.  An ld_imm64's second slot is 0 in both lists.
     """
     n = len(code)
+    fall, tgt = edges if edges is not None else slot_edges(code, src, off, imm)
     use, use64, kill = array("H", bytes(2 * n)), array("H", bytes(2 * n)), array("H", [0xFFFF]) * n
-    fall, tgt = bytearray(n), array("i", [-1]) * n
     memo: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}  # the offset never matters
     second: list[int] = []
     i = 0
@@ -396,17 +425,11 @@ def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int
             u, d = uses_defs(insn, nargs)
             masks = memo[key] = (u, reads64(insn, u), ~d & 0xFFFF)
         use[i], use64[i], kill[i] = masks
-        nxt = i + 2 if c == LD_IMM64 else i + 1
-        fall[i] = i + 1 < n and not _NO_FALL_B[c]
-        if nxt == i + 2:
+        if c == LD_IMM64:
             second.append(i + 1)
-            if nxt < n:
-                fall[i + 1] = 1  # the second slot passes its successor's registers on
-        if _HAS_TARGET_EDGE_B[c]:
-            t = i + 1 + (imm[i] if KIND_OF[c] == Kind.GOTOL else off[i])
-            if 0 <= t < n:
-                tgt[i] = t
-        i = nxt
+            i += 2
+        else:
+            i += 1
     live, live64 = (solve(u, None, fall, tgt, kill=kill).live_in for u in (use, use64))
     for j in second:
         live[j] = live64[j] = 0
@@ -419,5 +442,5 @@ def regs_of(mask: int) -> frozenset[int]:
 
 
 __all__ = ["ALL_REGS_MASK", "ARGS_MASK", "CALLER_SAVED_MASK", "ENDS_BLOCK", "HAS_TARGET_EDGE", "Liveness", "NO_FALL", "def32", "falls",
-           "insn_liveness", "jump_targets", "list_liveness", "reads64", "regs_of", "slot_liveness", "solve", "target_positions", "uses_defs",
+           "insn_liveness", "jump_targets", "list_liveness", "reads64", "regs_of", "slot_edges", "slot_liveness", "solve", "target_positions", "uses_defs",
            "wide_uses_defs", "word_masks"]

@@ -41,7 +41,7 @@ from bpfpatch.analysis.funcinfo import ArgKind, SubprogFunc
 from bpfpatch.analysis.helpers import HelperProto, helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
 from bpfpatch.analysis.livestack import LiveStack
-from bpfpatch.analysis.liveness import HAS_TARGET_EDGE, NO_FALL, slot_liveness, uses_defs
+from bpfpatch.analysis.liveness import slot_edges, slot_liveness, uses_defs
 from bpfpatch.analysis.scc import MAX_BACKEDGE_ITERS, SccVisit, SccVisits, scc_ids
 from bpfpatch.analysis.state import (
     AT_PKT_END,
@@ -80,7 +80,7 @@ from bpfpatch.analysis.state import (
 )
 from bpfpatch.analysis.vlog import format_frame, format_reg, format_state, type_name
 from bpfpatch.asm.syntax import format_kernel
-from bpfpatch.isa import KIND_OF, Insn, Kind
+from bpfpatch.isa import Insn
 from bpfpatch.analysis.tnum import (
     U32,
     U64,
@@ -309,12 +309,14 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     env.attach_type = attach_type
     env.kernel_types = kernel_types
     env.funcs = dict(funcs or {})
-    env.live, env.live64 = slot_liveness(code, dst, src, off, imm, _helper_args)
+    edges = slot_edges(code, src, off, imm)
+    env.live, env.live64 = slot_liveness(code, dst, src, off, imm, _helper_args, edges)
     env.test_state_freq = test_state_freq
     env.jmp_point = bytearray(n)  # flags: a byte per slot
     env.force_checkpoint = bytearray(n)
     _mark_prune_points(env)
-    succ = _flow_successors(code, off, imm)
+    succ = _flow_successors(code, *edges)
+    del edges
     env.scc = SccVisits(_loops(succ))
     env.ls = LiveStack(n, sorted(program.subprogs), succ)
     result = Analysis(program, ptype, aux)
@@ -538,23 +540,19 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             idx = nxt
 
 
-_NO_FALL, _TARGET_EDGE = NO_FALL.tolist(), HAS_TARGET_EDGE.tolist()
-
-
-def _flow_successors(code: list[int], off: list[int], imm: list[int]) -> list[tuple[int, ...]]:
+def _flow_successors(code: array, fall: bytearray, tgt: array) -> list[tuple[int, ...]]:
     """Per instruction, where control goes next within its subprogram (``bpf_insn_successors``: a call falls
-    through, an exit goes nowhere); nowhere from an ld_imm64's second slot."""
+    through, an exit goes nowhere), from `slot_edges`; an ld_imm64 goes past its second slot, which goes nowhere."""
     n = len(code)
     succ: list[tuple[int, ...]] = [()] * n
     i = 0
     while i < n:
-        c = code[i]
-        if c == 0x18:
+        if code[i] == 0x18:
             succ[i] = (i + 2,)
             i += 2
             continue
-        t = i + 1 + (imm[i] if KIND_OF[c] == Kind.GOTOL else off[i]) if _TARGET_EDGE[c] else -1
-        succ[i] = ((i + 1,) if not _NO_FALL[c] and i + 1 < n else ()) + ((t,) if 0 <= t < n else ())
+        t = tgt[i]
+        succ[i] = ((i + 1,) if fall[i] else ()) + ((t,) if t >= 0 else ())
         i += 1
     return succ
 
