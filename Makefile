@@ -7,8 +7,9 @@ SAMPLE := src/bpfpatch/samples/sample.o
 DEBIAN_PKGS := clang llvm bpftool libbpf-dev libbpf1 linux-libc-dev lcov xdp-tools
 # cpu-v4 programs need LLVM 19, the report test Chromium, the kernel-corpus tests linux-source;
 # libbpf-tools (bcc's CO-RE tools) embeds third-party objects the object tests cut out;
+# golang-github-cilium-ebpf-dev ships cilium/ebpf's test objects (clang 7-14, both byte orders, legacy maps);
 # where a Debian has no such package those tests skip with the reason.
-DEBIAN_OPTIONAL := clang-19 llvm-19 chromium linux-source-6.12 libbpf-tools
+DEBIAN_OPTIONAL := clang-19 llvm-19 chromium linux-source-6.12 libbpf-tools golang-github-cilium-ebpf-dev
 
 .PHONY: demo test setup setup-test debian bench fuzz docs
 

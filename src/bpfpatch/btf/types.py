@@ -338,5 +338,7 @@ class Btf(TypeLookup):
                     d[{"type": "map_type", "map_flags": "flags"}.get(mname, mname)] = n
                 elif mname in ("key", "value"):
                     d[f"{mname}_size"] = self.size_of(pointee)
+                elif mname == "values":  # __array(values, ...): a map of maps or programs holds 4-byte ids
+                    d["value_size"] = 4
             out[var.name] = d
         return out

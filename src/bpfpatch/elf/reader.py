@@ -106,6 +106,8 @@ def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
     symtab = elf.get_section_by_name(".symtab")
     # A damaged header can give .symtab another type: then there are no symbols to read.
     syms = list(symtab.iter_symbols()) if isinstance(symtab, SymbolTableSection) else []
+    for name, d in _legacy_maps(by_name.get(LEGACY_MAPS_SECTION), sections, syms, byteorder).items():
+        obj.maps.setdefault(name, d)
 
     def sec_name(shndx: Any) -> str:
         if isinstance(shndx, int) and 0 <= shndx < len(sections):
@@ -172,6 +174,33 @@ def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
             prog.subprogs = sorted({f.insn_off for f in fi} | {0})
         obj.programs[sec.name] = prog
     return obj
+
+
+#: The section of the maps of the older form (``struct bpf_map_def``, iproute2's ``struct bpf_elf_map``).
+LEGACY_MAPS_SECTION = "maps"
+
+
+def _legacy_maps(sec: Any, sections: list, syms: list, byteorder: str) -> dict[str, dict[str, int]]:
+    """The maps of a legacy ``maps`` section, one per symbol: both forms begin with type, key size,
+    value size, max entries and flags (u32 each); a symbol without a size takes an equal share of the section."""
+    if sec is None or sec["sh_type"] not in ("SHT_PROGBITS", "SHT_NOBITS"):
+        return {}
+    idx = sections.index(sec)
+    mine = [s for s in syms if s["st_shndx"] == idx and s.name and s["st_info"]["type"] in ("STT_OBJECT", "STT_NOTYPE")]
+    if not mine:
+        return {}
+    data = sec.data() if sec["sh_type"] == "SHT_PROGBITS" else bytes(sec["sh_size"])
+    share = len(data) // len(mine)
+    out: dict[str, dict[str, int]] = {}
+    for s in mine:
+        at, size = s["st_value"], s["st_size"] or share
+        if size < 16 or at + size > len(data):
+            raise ElfError(f"map {s.name!r} ({size} bytes at {at}) is not a whole map definition inside the section",
+                           section=sec.name, offset=sec["sh_offset"] + at)
+        words = struct.unpack_from(("<" if byteorder == "little" else ">") + f"{min(size, 20) // 4}I", data, at)
+        out[s.name] = {"map_type": words[0], "key_size": words[1], "value_size": words[2], "max_entries": words[3],
+                       "flags": words[4] if len(words) > 4 else 0}
+    return out
 
 
 def _check_record_slots(prog: Program, section: str, kinds) -> None:
