@@ -29,6 +29,10 @@ Families:
 
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import Callable
+
 from bpfpatch.errors import BpfPatchError
 from bpfpatch.isa import (
     CALL,
@@ -80,8 +84,75 @@ def _size(fn: str, size: Size) -> Size:
         raise BuildError(f"{fn}: {size!r} is not a Size (B, H, W, DW)") from None
 
 
+#: An `Insn` from its five fields in C: what the NamedTuple's own (Python-level) ``__new__`` does, a
+#: Python frame less (about half the cost of ``Insn(...)`` on CPython 3.11).
+_new = tuple.__new__
+
+
 def _insn(fn: str, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> Insn:
+    # The common case in one test: plain ints already in range, stored as given.  Anything else (a
+    # `Reg`, a bool, an unsigned spelling of imm, a field out of range) is checked field by field.
+    if type(dst) is int and type(src) is int and type(off) is int and type(imm) is int and 0 <= dst <= _AX \
+            and 0 <= src <= _AX and -0x8000 <= off <= 0x7FFF and -0x80000000 <= imm <= 0x7FFFFFFF:
+        return _new(Insn, (code, dst, src, off, imm))
+    return _insn_checked(fn, code, dst, src, off, imm)
+
+
+def _insn_checked(fn: str, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> Insn:
+    """`_insn` field by field: the reference its fast path is tested against."""
     return Insn(code, _reg(fn, "dst", dst), _reg(fn, "src", src), _bits(fn, "off", off, 16, signed=True), _bits(fn, "imm", imm, 32))
+
+
+def _opcodes(cls: InsnClass, ops: type[AluOp] | type[JmpOp], source: Source) -> dict[int, int]:
+    """Full opcode by operation, for one class and source (a family's table)."""
+    return {op: cls | op | source for op in ops}
+
+
+_ALU64_K, _ALU64_X = _opcodes(InsnClass.ALU64, AluOp, Source.K), _opcodes(InsnClass.ALU64, AluOp, Source.X)
+_ALU32_K, _ALU32_X = _opcodes(InsnClass.ALU, AluOp, Source.K), _opcodes(InsnClass.ALU, AluOp, Source.X)
+_JMP_K, _JMP_X = _opcodes(InsnClass.JMP, JmpOp, Source.K), _opcodes(InsnClass.JMP, JmpOp, Source.X)
+_JMP32_K, _JMP32_X = _opcodes(InsnClass.JMP32, JmpOp, Source.K), _opcodes(InsnClass.JMP32, JmpOp, Source.X)
+
+
+def _op_code(fn: str, table: dict[int, int], ops: type[AluOp] | type[JmpOp], op: object) -> int:
+    """The family's opcode for `op` given as something other than a member (an int value, or not an operation)."""
+    try:
+        return table[ops(op)]
+    except (ValueError, TypeError):
+        raise BuildError(f"{fn}: {op!r} is not a {ops.__name__}") from None
+
+
+#: What a `_form` parameter may hold on the fast path: the field's range (plain ints only).
+_FAST_RANGE = {"dst": (0, _AX), "src": (0, _AX), "off": (-0x8000, 0x7FFF), "imm": (-0x80000000, 0x7FFFFFFF)}
+
+
+def _form(code: int, **fixed: int) -> Callable[[Callable[..., Insn]], Callable[..., Insn]]:
+    """Decorator of a named constructor whose parameters are fields (``dst``, ``src``, ``off``, ``imm``)
+    of one opcode (`fixed`: fields it sets itself, e.g. ``off=1`` for a signed division).
+
+    The constructor users call is generated flat, one Python frame: plain ints in range become the
+    `Insn` at once; anything else (a `Reg`, an unsigned spelling of imm, a field out of range, a
+    wrong type) goes to the decorated function itself, which checks it field by field and raises
+    `BuildError` naming itself and the field.  The decorated function stays as ``__wrapped__``:
+    the reference the generated one is tested against.
+    """
+
+    def wrap(slow: Callable[..., Insn]) -> Callable[..., Insn]:
+        params = list(inspect.signature(slow).parameters)
+        assert set(params) <= set(_FAST_RANGE) and not set(params) & set(fixed), slow.__name__
+        fields = {"dst": 0, "src": 0, "off": 0, "imm": 0, **fixed}
+        test = " and ".join([f"type({p}) is int" for p in params] + [f"{_FAST_RANGE[p][0]} <= {p} <= {_FAST_RANGE[p][1]}" for p in params])
+        row = ", ".join([str(int(code))] + [p if p in params else str(int(fields[p])) for p in ("dst", "src", "off", "imm")])
+        args = ", ".join(params)
+        source = (f"def {slow.__name__}({args}):\n"
+                  f"    if {test or 'True'}:\n"
+                  f"        return _new(Insn, ({row}))\n"
+                  f"    return _slow({args})\n")
+        scope = {"__name__": __name__, "_new": _new, "Insn": Insn, "_slow": slow}
+        exec(compile(source, f"<bpfpatch.isa.build.{slow.__name__}>", "exec"), scope)
+        return functools.update_wrapper(scope[slow.__name__], slow)
+
+    return wrap
 
 
 # --- ALU -----------------------------------------------------------------------------
@@ -89,29 +160,31 @@ def _insn(fn: str, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int
 
 def alu64_imm(op: AluOp, dst: int, imm: int, off: int = 0) -> Insn:
     """dst op= imm32 (64-bit; imm sign-extended; off=1 makes div/mod signed)."""
-    return _insn("alu64_imm", InsnClass.ALU64 | AluOp(op) | Source.K, dst, 0, off, imm)
+    return _insn("alu64_imm", _ALU64_K[op] if type(op) is AluOp else _op_code("alu64_imm", _ALU64_K, AluOp, op), dst, 0, off, imm)
 
 
 def alu64_reg(op: AluOp, dst: int, src: int, off: int = 0) -> Insn:
     """dst op= src (64-bit; off=1 makes div/mod signed)."""
-    return _insn("alu64_reg", InsnClass.ALU64 | AluOp(op) | Source.X, dst, src, off)
+    return _insn("alu64_reg", _ALU64_X[op] if type(op) is AluOp else _op_code("alu64_reg", _ALU64_X, AluOp, op), dst, src, off)
 
 
 def alu32_imm(op: AluOp, dst: int, imm: int, off: int = 0) -> Insn:
     """w_dst op= imm32 (32-bit; the upper half of dst is zeroed)."""
-    return _insn("alu32_imm", InsnClass.ALU | AluOp(op) | Source.K, dst, 0, off, imm)
+    return _insn("alu32_imm", _ALU32_K[op] if type(op) is AluOp else _op_code("alu32_imm", _ALU32_K, AluOp, op), dst, 0, off, imm)
 
 
 def alu32_reg(op: AluOp, dst: int, src: int, off: int = 0) -> Insn:
     """w_dst op= w_src (32-bit; the upper half of dst is zeroed)."""
-    return _insn("alu32_reg", InsnClass.ALU | AluOp(op) | Source.X, dst, src, off)
+    return _insn("alu32_reg", _ALU32_X[op] if type(op) is AluOp else _op_code("alu32_reg", _ALU32_X, AluOp, op), dst, src, off)
 
 
+@_form(_ALU64_K[AluOp.NEG])
 def neg64(dst: int) -> Insn:
     """dst = -dst."""
     return _insn("neg64", InsnClass.ALU64 | AluOp.NEG, dst)
 
 
+@_form(_ALU32_K[AluOp.NEG])
 def neg32(dst: int) -> Insn:
     """w_dst = -w_dst; upper half zeroed."""
     return _insn("neg32", InsnClass.ALU | AluOp.NEG, dst)
@@ -157,34 +230,37 @@ def bswap(dst: int, bits: int) -> Insn:
 
 def jmp_imm(op: JmpOp, dst: int, imm: int, off: int) -> Insn:
     """if dst op imm32 goto pc + off + 1 (64-bit compare)."""
-    return _insn("jmp_imm", InsnClass.JMP | JmpOp(op) | Source.K, dst, 0, off, imm)
+    return _insn("jmp_imm", _JMP_K[op] if type(op) is JmpOp else _op_code("jmp_imm", _JMP_K, JmpOp, op), dst, 0, off, imm)
 
 
 def jmp_reg(op: JmpOp, dst: int, src: int, off: int) -> Insn:
     """if dst op src goto pc + off + 1 (64-bit compare)."""
-    return _insn("jmp_reg", InsnClass.JMP | JmpOp(op) | Source.X, dst, src, off)
+    return _insn("jmp_reg", _JMP_X[op] if type(op) is JmpOp else _op_code("jmp_reg", _JMP_X, JmpOp, op), dst, src, off)
 
 
 def jmp32_imm(op: JmpOp, dst: int, imm: int, off: int) -> Insn:
     """if w_dst op imm32 goto pc + off + 1 (32-bit compare)."""
-    return _insn("jmp32_imm", InsnClass.JMP32 | JmpOp(op) | Source.K, dst, 0, off, imm)
+    return _insn("jmp32_imm", _JMP32_K[op] if type(op) is JmpOp else _op_code("jmp32_imm", _JMP32_K, JmpOp, op), dst, 0, off, imm)
 
 
 def jmp32_reg(op: JmpOp, dst: int, src: int, off: int) -> Insn:
     """if w_dst op w_src goto pc + off + 1 (32-bit compare)."""
-    return _insn("jmp32_reg", InsnClass.JMP32 | JmpOp(op) | Source.X, dst, src, off)
+    return _insn("jmp32_reg", _JMP32_X[op] if type(op) is JmpOp else _op_code("jmp32_reg", _JMP32_X, JmpOp, op), dst, src, off)
 
 
+@_form(JA)
 def ja(off: int) -> Insn:
     """goto pc + off + 1 (16-bit offset)."""
     return _insn("ja", JA, 0, 0, off)
 
 
+@_form(GOTOL)
 def gotol(imm: int) -> Insn:
     """goto pc + imm + 1 (32-bit offset, cpu v4)."""
     return _insn("gotol", GOTOL, 0, 0, 0, imm)
 
 
+@_form(MAY_GOTO)
 def may_goto(off: int) -> Insn:
     """may_goto pc + off + 1: a bounded-loop escape the kernel may take (falls through otherwise)."""
     return _insn("may_goto", MAY_GOTO, 0, 0, off)
@@ -396,501 +472,601 @@ def store_release(size: Size, dst: int, src: int, off: int) -> Insn:
 # --- one name per ALU operation and per jump condition ------------------------------
 
 
+@_form(_ALU64_K[AluOp.ADD])
 def add64_imm(dst: int, imm: int) -> Insn:
     """dst += imm32 (sign-extended)."""
     return alu64_imm(AluOp.ADD, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.ADD])
 def add64_reg(dst: int, src: int) -> Insn:
     """dst += src."""
     return alu64_reg(AluOp.ADD, dst, src)
 
 
+@_form(_ALU32_K[AluOp.ADD])
 def add32_imm(dst: int, imm: int) -> Insn:
     """w_dst += imm32; upper half zeroed."""
     return alu32_imm(AluOp.ADD, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.ADD])
 def add32_reg(dst: int, src: int) -> Insn:
     """w_dst += w_src; upper half zeroed."""
     return alu32_reg(AluOp.ADD, dst, src)
 
 
+@_form(_ALU64_K[AluOp.SUB])
 def sub64_imm(dst: int, imm: int) -> Insn:
     """dst -= imm32 (sign-extended)."""
     return alu64_imm(AluOp.SUB, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.SUB])
 def sub64_reg(dst: int, src: int) -> Insn:
     """dst -= src."""
     return alu64_reg(AluOp.SUB, dst, src)
 
 
+@_form(_ALU32_K[AluOp.SUB])
 def sub32_imm(dst: int, imm: int) -> Insn:
     """w_dst -= imm32; upper half zeroed."""
     return alu32_imm(AluOp.SUB, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.SUB])
 def sub32_reg(dst: int, src: int) -> Insn:
     """w_dst -= w_src; upper half zeroed."""
     return alu32_reg(AluOp.SUB, dst, src)
 
 
+@_form(_ALU64_K[AluOp.MUL])
 def mul64_imm(dst: int, imm: int) -> Insn:
     """dst *= imm32 (sign-extended)."""
     return alu64_imm(AluOp.MUL, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.MUL])
 def mul64_reg(dst: int, src: int) -> Insn:
     """dst *= src."""
     return alu64_reg(AluOp.MUL, dst, src)
 
 
+@_form(_ALU32_K[AluOp.MUL])
 def mul32_imm(dst: int, imm: int) -> Insn:
     """w_dst *= imm32; upper half zeroed."""
     return alu32_imm(AluOp.MUL, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.MUL])
 def mul32_reg(dst: int, src: int) -> Insn:
     """w_dst *= w_src; upper half zeroed."""
     return alu32_reg(AluOp.MUL, dst, src)
 
 
+@_form(_ALU64_K[AluOp.DIV])
 def div64_imm(dst: int, imm: int) -> Insn:
     """dst /= imm32 (sign-extended)."""
     return alu64_imm(AluOp.DIV, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.DIV])
 def div64_reg(dst: int, src: int) -> Insn:
     """dst /= src."""
     return alu64_reg(AluOp.DIV, dst, src)
 
 
+@_form(_ALU32_K[AluOp.DIV])
 def div32_imm(dst: int, imm: int) -> Insn:
     """w_dst /= imm32; upper half zeroed."""
     return alu32_imm(AluOp.DIV, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.DIV])
 def div32_reg(dst: int, src: int) -> Insn:
     """w_dst /= w_src; upper half zeroed."""
     return alu32_reg(AluOp.DIV, dst, src)
 
 
+@_form(_ALU64_K[AluOp.DIV], off=1)
 def sdiv64_imm(dst: int, imm: int) -> Insn:
     """dst s/= imm32 (sign-extended)."""
     return alu64_imm(AluOp.DIV, dst, imm, 1)
 
 
+@_form(_ALU64_X[AluOp.DIV], off=1)
 def sdiv64_reg(dst: int, src: int) -> Insn:
     """dst s/= src."""
     return alu64_reg(AluOp.DIV, dst, src, 1)
 
 
+@_form(_ALU32_K[AluOp.DIV], off=1)
 def sdiv32_imm(dst: int, imm: int) -> Insn:
     """w_dst s/= imm32; upper half zeroed."""
     return alu32_imm(AluOp.DIV, dst, imm, 1)
 
 
+@_form(_ALU32_X[AluOp.DIV], off=1)
 def sdiv32_reg(dst: int, src: int) -> Insn:
     """w_dst s/= w_src; upper half zeroed."""
     return alu32_reg(AluOp.DIV, dst, src, 1)
 
 
+@_form(_ALU64_K[AluOp.MOD])
 def mod64_imm(dst: int, imm: int) -> Insn:
     """dst %= imm32 (sign-extended)."""
     return alu64_imm(AluOp.MOD, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.MOD])
 def mod64_reg(dst: int, src: int) -> Insn:
     """dst %= src."""
     return alu64_reg(AluOp.MOD, dst, src)
 
 
+@_form(_ALU32_K[AluOp.MOD])
 def mod32_imm(dst: int, imm: int) -> Insn:
     """w_dst %= imm32; upper half zeroed."""
     return alu32_imm(AluOp.MOD, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.MOD])
 def mod32_reg(dst: int, src: int) -> Insn:
     """w_dst %= w_src; upper half zeroed."""
     return alu32_reg(AluOp.MOD, dst, src)
 
 
+@_form(_ALU64_K[AluOp.MOD], off=1)
 def smod64_imm(dst: int, imm: int) -> Insn:
     """dst s%= imm32 (sign-extended)."""
     return alu64_imm(AluOp.MOD, dst, imm, 1)
 
 
+@_form(_ALU64_X[AluOp.MOD], off=1)
 def smod64_reg(dst: int, src: int) -> Insn:
     """dst s%= src."""
     return alu64_reg(AluOp.MOD, dst, src, 1)
 
 
+@_form(_ALU32_K[AluOp.MOD], off=1)
 def smod32_imm(dst: int, imm: int) -> Insn:
     """w_dst s%= imm32; upper half zeroed."""
     return alu32_imm(AluOp.MOD, dst, imm, 1)
 
 
+@_form(_ALU32_X[AluOp.MOD], off=1)
 def smod32_reg(dst: int, src: int) -> Insn:
     """w_dst s%= w_src; upper half zeroed."""
     return alu32_reg(AluOp.MOD, dst, src, 1)
 
 
+@_form(_ALU64_K[AluOp.OR])
 def or64_imm(dst: int, imm: int) -> Insn:
     """dst |= imm32 (sign-extended)."""
     return alu64_imm(AluOp.OR, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.OR])
 def or64_reg(dst: int, src: int) -> Insn:
     """dst |= src."""
     return alu64_reg(AluOp.OR, dst, src)
 
 
+@_form(_ALU32_K[AluOp.OR])
 def or32_imm(dst: int, imm: int) -> Insn:
     """w_dst |= imm32; upper half zeroed."""
     return alu32_imm(AluOp.OR, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.OR])
 def or32_reg(dst: int, src: int) -> Insn:
     """w_dst |= w_src; upper half zeroed."""
     return alu32_reg(AluOp.OR, dst, src)
 
 
+@_form(_ALU64_K[AluOp.AND])
 def and64_imm(dst: int, imm: int) -> Insn:
     """dst &= imm32 (sign-extended)."""
     return alu64_imm(AluOp.AND, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.AND])
 def and64_reg(dst: int, src: int) -> Insn:
     """dst &= src."""
     return alu64_reg(AluOp.AND, dst, src)
 
 
+@_form(_ALU32_K[AluOp.AND])
 def and32_imm(dst: int, imm: int) -> Insn:
     """w_dst &= imm32; upper half zeroed."""
     return alu32_imm(AluOp.AND, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.AND])
 def and32_reg(dst: int, src: int) -> Insn:
     """w_dst &= w_src; upper half zeroed."""
     return alu32_reg(AluOp.AND, dst, src)
 
 
+@_form(_ALU64_K[AluOp.LSH])
 def lsh64_imm(dst: int, imm: int) -> Insn:
     """dst <<= imm32 (sign-extended)."""
     return alu64_imm(AluOp.LSH, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.LSH])
 def lsh64_reg(dst: int, src: int) -> Insn:
     """dst <<= src."""
     return alu64_reg(AluOp.LSH, dst, src)
 
 
+@_form(_ALU32_K[AluOp.LSH])
 def lsh32_imm(dst: int, imm: int) -> Insn:
     """w_dst <<= imm32; upper half zeroed."""
     return alu32_imm(AluOp.LSH, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.LSH])
 def lsh32_reg(dst: int, src: int) -> Insn:
     """w_dst <<= w_src; upper half zeroed."""
     return alu32_reg(AluOp.LSH, dst, src)
 
 
+@_form(_ALU64_K[AluOp.RSH])
 def rsh64_imm(dst: int, imm: int) -> Insn:
     """dst >>= imm32 (sign-extended)."""
     return alu64_imm(AluOp.RSH, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.RSH])
 def rsh64_reg(dst: int, src: int) -> Insn:
     """dst >>= src."""
     return alu64_reg(AluOp.RSH, dst, src)
 
 
+@_form(_ALU32_K[AluOp.RSH])
 def rsh32_imm(dst: int, imm: int) -> Insn:
     """w_dst >>= imm32; upper half zeroed."""
     return alu32_imm(AluOp.RSH, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.RSH])
 def rsh32_reg(dst: int, src: int) -> Insn:
     """w_dst >>= w_src; upper half zeroed."""
     return alu32_reg(AluOp.RSH, dst, src)
 
 
+@_form(_ALU64_K[AluOp.ARSH])
 def arsh64_imm(dst: int, imm: int) -> Insn:
     """dst s>>= imm32 (sign-extended)."""
     return alu64_imm(AluOp.ARSH, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.ARSH])
 def arsh64_reg(dst: int, src: int) -> Insn:
     """dst s>>= src."""
     return alu64_reg(AluOp.ARSH, dst, src)
 
 
+@_form(_ALU32_K[AluOp.ARSH])
 def arsh32_imm(dst: int, imm: int) -> Insn:
     """w_dst s>>= imm32; upper half zeroed."""
     return alu32_imm(AluOp.ARSH, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.ARSH])
 def arsh32_reg(dst: int, src: int) -> Insn:
     """w_dst s>>= w_src; upper half zeroed."""
     return alu32_reg(AluOp.ARSH, dst, src)
 
 
+@_form(_ALU64_K[AluOp.XOR])
 def xor64_imm(dst: int, imm: int) -> Insn:
     """dst ^= imm32 (sign-extended)."""
     return alu64_imm(AluOp.XOR, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.XOR])
 def xor64_reg(dst: int, src: int) -> Insn:
     """dst ^= src."""
     return alu64_reg(AluOp.XOR, dst, src)
 
 
+@_form(_ALU32_K[AluOp.XOR])
 def xor32_imm(dst: int, imm: int) -> Insn:
     """w_dst ^= imm32; upper half zeroed."""
     return alu32_imm(AluOp.XOR, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.XOR])
 def xor32_reg(dst: int, src: int) -> Insn:
     """w_dst ^= w_src; upper half zeroed."""
     return alu32_reg(AluOp.XOR, dst, src)
 
 
+@_form(_ALU64_K[AluOp.MOV])
 def mov64_imm(dst: int, imm: int) -> Insn:
     """dst = imm32 (sign-extended)."""
     return alu64_imm(AluOp.MOV, dst, imm)
 
 
+@_form(_ALU64_X[AluOp.MOV])
 def mov64_reg(dst: int, src: int) -> Insn:
     """dst = src."""
     return alu64_reg(AluOp.MOV, dst, src)
 
 
+@_form(_ALU32_K[AluOp.MOV])
 def mov32_imm(dst: int, imm: int) -> Insn:
     """w_dst = imm32; upper half zeroed."""
     return alu32_imm(AluOp.MOV, dst, imm)
 
 
+@_form(_ALU32_X[AluOp.MOV])
 def mov32_reg(dst: int, src: int) -> Insn:
     """w_dst = w_src; upper half zeroed."""
     return alu32_reg(AluOp.MOV, dst, src)
 
 
+@_form(_JMP_K[JmpOp.JEQ])
 def jeq_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst == imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JEQ, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JEQ])
 def jeq_reg(dst: int, src: int, off: int) -> Insn:
     """if dst == src goto pc + off + 1."""
     return jmp_reg(JmpOp.JEQ, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JEQ])
 def jeq32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst == imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JEQ, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JEQ])
 def jeq32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst == w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JEQ, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JNE])
 def jne_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst != imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JNE, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JNE])
 def jne_reg(dst: int, src: int, off: int) -> Insn:
     """if dst != src goto pc + off + 1."""
     return jmp_reg(JmpOp.JNE, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JNE])
 def jne32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst != imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JNE, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JNE])
 def jne32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst != w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JNE, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JGT])
 def jgt_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst > imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JGT, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JGT])
 def jgt_reg(dst: int, src: int, off: int) -> Insn:
     """if dst > src goto pc + off + 1."""
     return jmp_reg(JmpOp.JGT, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JGT])
 def jgt32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst > imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JGT, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JGT])
 def jgt32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst > w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JGT, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JGE])
 def jge_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst >= imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JGE, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JGE])
 def jge_reg(dst: int, src: int, off: int) -> Insn:
     """if dst >= src goto pc + off + 1."""
     return jmp_reg(JmpOp.JGE, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JGE])
 def jge32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst >= imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JGE, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JGE])
 def jge32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst >= w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JGE, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JLT])
 def jlt_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst < imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JLT, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JLT])
 def jlt_reg(dst: int, src: int, off: int) -> Insn:
     """if dst < src goto pc + off + 1."""
     return jmp_reg(JmpOp.JLT, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JLT])
 def jlt32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst < imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JLT, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JLT])
 def jlt32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst < w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JLT, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JLE])
 def jle_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst <= imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JLE, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JLE])
 def jle_reg(dst: int, src: int, off: int) -> Insn:
     """if dst <= src goto pc + off + 1."""
     return jmp_reg(JmpOp.JLE, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JLE])
 def jle32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst <= imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JLE, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JLE])
 def jle32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst <= w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JLE, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JSET])
 def jset_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst & imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JSET, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JSET])
 def jset_reg(dst: int, src: int, off: int) -> Insn:
     """if dst & src goto pc + off + 1."""
     return jmp_reg(JmpOp.JSET, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JSET])
 def jset32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst & imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JSET, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JSET])
 def jset32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst & w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JSET, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JSGT])
 def jsgt_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst s> imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JSGT, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JSGT])
 def jsgt_reg(dst: int, src: int, off: int) -> Insn:
     """if dst s> src goto pc + off + 1."""
     return jmp_reg(JmpOp.JSGT, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JSGT])
 def jsgt32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst s> imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JSGT, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JSGT])
 def jsgt32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst s> w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JSGT, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JSGE])
 def jsge_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst s>= imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JSGE, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JSGE])
 def jsge_reg(dst: int, src: int, off: int) -> Insn:
     """if dst s>= src goto pc + off + 1."""
     return jmp_reg(JmpOp.JSGE, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JSGE])
 def jsge32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst s>= imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JSGE, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JSGE])
 def jsge32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst s>= w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JSGE, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JSLT])
 def jslt_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst s< imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JSLT, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JSLT])
 def jslt_reg(dst: int, src: int, off: int) -> Insn:
     """if dst s< src goto pc + off + 1."""
     return jmp_reg(JmpOp.JSLT, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JSLT])
 def jslt32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst s< imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JSLT, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JSLT])
 def jslt32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst s< w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JSLT, dst, src, off)
 
 
+@_form(_JMP_K[JmpOp.JSLE])
 def jsle_imm(dst: int, imm: int, off: int) -> Insn:
     """if dst s<= imm32 goto pc + off + 1."""
     return jmp_imm(JmpOp.JSLE, dst, imm, off)
 
 
+@_form(_JMP_X[JmpOp.JSLE])
 def jsle_reg(dst: int, src: int, off: int) -> Insn:
     """if dst s<= src goto pc + off + 1."""
     return jmp_reg(JmpOp.JSLE, dst, src, off)
 
 
+@_form(_JMP32_K[JmpOp.JSLE])
 def jsle32_imm(dst: int, imm: int, off: int) -> Insn:
     """if w_dst s<= imm32 goto pc + off + 1."""
     return jmp32_imm(JmpOp.JSLE, dst, imm, off)
 
 
+@_form(_JMP32_X[JmpOp.JSLE])
 def jsle32_reg(dst: int, src: int, off: int) -> Insn:
     """if w_dst s<= w_src goto pc + off + 1."""
     return jmp32_reg(JmpOp.JSLE, dst, src, off)

@@ -118,6 +118,11 @@ class Insn(NamedTuple):
         return self._replace(off=offset)
 
 
+#: An `Insn` from a tuple of its five fields, in C: the NamedTuple's own ``__new__`` is a Python frame
+#: around this same call (``Insn(*fields)`` costs about twice as much on CPython 3.11).
+_new = tuple.__new__
+
+
 def _s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v & 0x80000000 else v
@@ -145,7 +150,7 @@ def insn_of_words(w0: int, w1: int) -> Insn:
         imm = imm - (1 << 64) if imm >> 63 else imm
     else:
         imm = imm - (1 << 32) if imm >> 31 else imm
-    return Insn(code, (w0 >> 8) & 0xF, (w0 >> 12) & 0xF, off - 0x10000 if off >> 15 else off, imm)
+    return _new(Insn, (code, (w0 >> 8) & 0xF, (w0 >> 12) & 0xF, off - 0x10000 if off >> 15 else off, imm))
 
 
 def insns_to_slots(insns: Iterable[Insn]) -> np.ndarray:
@@ -231,9 +236,9 @@ def slots_to_insns(slots: np.ndarray) -> list[Insn]:
         code = codes[i]
         if code == LD_IMM64 and i + 1 < n:
             imm = (imms[i] & 0xFFFFFFFF) | ((imms[i + 1] & 0xFFFFFFFF) << 32)
-            out.append(Insn(code, dsts[i], srcs[i], offs[i], _s64(imm)))
+            out.append(_new(Insn, (code, dsts[i], srcs[i], offs[i], _s64(imm))))
             i += 2
         else:
-            out.append(Insn(code, dsts[i], srcs[i], offs[i], imms[i]))
+            out.append(_new(Insn, (code, dsts[i], srcs[i], offs[i], imms[i])))
             i += 1
     return out
