@@ -29,7 +29,7 @@ def render(result: B.BenchResult, console: Console) -> None:
         g = B.headline_growth(result, s)
         if g:
             console.print(f"growth {s}: {g[1]:.1f}x for {g[0]}")
-    for s in ("readme", "readme-tuple", "readme-asm", "node", "bulk"):
+    for s in ("readme", "readme-tuple", "readme-asm", "readme-build", "node", "bulk"):
         f = B.kernel_factor(result, s)
         if f:
             console.print(f"{s} at N={B.KERNEL_COMPARE_N:,}: {f:.0f}x faster than the kernel's load of the same program"
@@ -50,7 +50,7 @@ def render(result: B.BenchResult, console: Console) -> None:
 
 #: N of the adversarial growth table a default `bpfpatch bench` run prints after the seed's table.
 ADVERSARIAL_N = 1_000
-DEFAULT_SERIES = ("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,pipeline,reference,kernel,cli-patch,cli-disasm,"
+DEFAULT_SERIES = ("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,readme-build,readme-floor,pipeline,reference,kernel,cli-patch,cli-disasm,"
                   "adversarial")
 
 
