@@ -1239,8 +1239,9 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
         else:
             reads64 = is64
         r = _check_read(env, st, idx, d, reads64)
-        if r.is_pointer:
-            raise _err(idx, f"R{d} pointer arithmetic prohibited")
+        if r.is_pointer:  # privileged (allow_ptr_leaks): the pointer becomes an unknown scalar (DST_OP)
+            mark_unknown(_def(st, idx, d, is64 if op == OP_NEG else imm == 64))
+            return
         if op == OP_NEG:
             src = r.copy()
             r = _def(st, idx, d, is64)
@@ -1270,9 +1271,10 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
                         sreg.id = _new_id(env)
                     dreg.assign(sreg_copy)
                     dreg.subreg_def = 0
+                elif sreg.is_pointer:  # privileged: is_pointer_value() is false, the kernel marks it unknown
+                    mark_unknown(dreg)
+                    dreg.subreg_def = 0
                 else:
-                    if sreg.is_pointer:
-                        raise _err(idx, f"R{s} sign-extension part of pointer")
                     no_sext = sreg.umax < (1 << (off - 1))
                     if no_sext and sreg.id == 0 and not sreg.is_const():
                         sreg.id = _new_id(env)
@@ -1282,9 +1284,10 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
                     coerce_to_size_sx(dreg, off >> 3)
                     dreg.subreg_def = 0
             else:
-                if sreg.is_pointer:
-                    raise _err(idx, f"R{s} partial copy of pointer")
-                if off == 0:
+                if sreg.is_pointer:  # privileged: no "partial copy of pointer", an unknown low half
+                    mark_unknown(dreg)
+                    dreg.subreg_def = idx + 1
+                elif off == 0:
                     is_u32 = sreg.umax <= U32
                     if is_u32 and sreg.id == 0 and not sreg.is_const():
                         sreg.id = _new_id(env)
@@ -1640,7 +1643,15 @@ def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, o
              scalar_dst: bool = False) -> None:
     """``adjust_ptr_min_max_vals``: pointer += / -= scalar."""
     t = ptr.type
+    known = off_reg.is_const()
+    smin_val, smax_val, umin_val, umax_val = off_reg.smin, off_reg.smax, off_reg.umin, off_reg.umax
+    if (known and smin_val != smax_val) or (known and umin_val != umax_val) or smin_val > smax_val or umin_val > umax_val:
+        mark_unknown(dst)  # the offset's bounds are invalid (a dead branch): taint, whatever the rest
+        return
     if not is64:
+        if op == OP_SUB:  # privileged (allow_ptr_leaks): a meaningless scalar
+            mark_unknown(dst)
+            return
         raise _err(idx, f"R{regno} 32-bit pointer arithmetic prohibited")
     if t in NULLABLE:
         raise _err(idx, f"R{regno} pointer arithmetic on {t.value} prohibited, null-check it first")
@@ -1656,11 +1667,6 @@ def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, o
         raise _err(idx, f"R{regno} pointer arithmetic with {ALU_NAMES[op]} operator prohibited")
     off_reg_is_dst = ptr if scalar_dst else None
     sd = 0
-    known = off_reg.is_const()
-    smin_val, smax_val, umin_val, umax_val = off_reg.smin, off_reg.smax, off_reg.umin, off_reg.umax
-    if (known and smin_val != smax_val) or (known and umin_val != umax_val) or smin_val > smax_val or umin_val > umax_val:
-        mark_unknown(dst)
-        return
     res = ptr.copy()
     res.subreg_def = sd
     mark_unbounded32(res)
