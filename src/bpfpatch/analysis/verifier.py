@@ -2212,13 +2212,29 @@ def _check_ld_abs(env: _Env, st: State, idx: int) -> None:
 # --- calls and exit ----------------------------------------------------------------------------
 
 
+#: The kfuncs returning a slice of a dynptr's memory.
+DYNPTR_SLICES = frozenset(("bpf_dynptr_slice", "bpf_dynptr_slice_rdwr"))
+#: Dynptr kinds over packet data: a slice of one is a ``PTR_TO_MEM`` whose `btf_name` is the kind
+#: (the kernel's DYNPTR_TYPE_SKB / DYNPTR_TYPE_XDP flag), invalidated with the packet pointers.
+PKT_DYNPTRS = frozenset(("skb", "xdp"))
+
+
+def _is_pkt_reg(r: Reg) -> bool:
+    """``reg_is_pkt_pointer_any`` or ``reg_is_dynptr_slice_pkt``."""
+    t = r.type
+    return t in PKT_TYPES or t is RegType.PTR_TO_PACKET_END or (
+        (t is RegType.PTR_TO_MEM or t is RegType.PTR_TO_MEM_OR_NULL) and r.btf_name in PKT_DYNPTRS)
+
+
 def _clear_pkt_pointers(st: State) -> None:
+    """``clear_all_pkt_pointers``: packet pointers and packet dynptr slices in every frame become unknown
+    scalars (``mark_reg_invalid``, privileged)."""
     for f in st.frames:
         for r in f.regs:
-            if r.type in PKT_TYPES or r.type is RegType.PTR_TO_PACKET_END:
+            if _is_pkt_reg(r):
                 mark_unknown(r)
         for s in f.stack.values():
-            if s.spilled is not None and (s.spilled.type in PKT_TYPES or s.spilled.type is RegType.PTR_TO_PACKET_END):
+            if s.spilled is not None and _is_pkt_reg(s.spilled):
                 mark_unknown(s.spilled)
 
 
@@ -2710,6 +2726,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     ret_null = kp.ret_null and not (kp.name == "bpf_refcount_acquire_impl" and regs[1].ref_obj_id)
     new_dynptr: tuple[Reg, str, int] | None = None
     iter_op: tuple[str, Reg, str] | None = None
+    slice_kind = ""
     mem_size = 0
     args = kp.args[:5]
     for i, arg in enumerate(args):
@@ -2726,6 +2743,9 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
                          "skb" if "skb" in kp.name else "xdp" if "xdp" in kp.name else "local")
                 ref = src.spilled.ref_obj_id if src is not None and src.spilled is not None else 0
                 new_dynptr = (reg.copy(), dkind, ref)
+            elif kp.name in DYNPTR_SLICES:
+                d = _dynptr_slot(st, reg)
+                slice_kind = d.spilled.btf_name if d is not None and d.spilled is not None else ""
         elif kind.startswith("iter:"):
             if "KF_ITER_NEW" in kp.flags:
                 iter_op = ("new", reg.copy(), kind[5:])
@@ -2778,6 +2798,8 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             r0.type = RegType.PTR_TO_MEM_OR_NULL if ret_null else RegType.PTR_TO_MEM
             size = ret[4:]
             r0.mem_size = mem_size or (int(size) if size.isdigit() else 0)
+            if slice_kind in PKT_DYNPTRS:
+                r0.btf_name = slice_kind  # PTR_TO_MEM | DYNPTR_TYPE_SKB/XDP: packet memory (not printed)
         if ret_null:
             r0.id = _new_id(env)
     if node is not None and node.type is RegType.PTR_TO_BTF_ID:
@@ -3133,8 +3155,11 @@ BPF_MAX_VAR_OFF = 1 << 29
 
 
 def _not_null(r: Reg) -> bool:
-    # an unbounded variable offset can wrap the non-NULL base to zero
-    return r.type in NOT_NULL_TYPES and -BPF_MAX_VAR_OFF < r.smin and r.smax < BPF_MAX_VAR_OFF
+    # a BTF pointer is not NULL when trusted (is_trusted_reg): a referenced one always is (an object
+    # from bpf_obj_new, an acquired kernel object); an unbounded variable offset can wrap the non-NULL
+    # base to zero
+    return (r.type in NOT_NULL_TYPES or (r.type is RegType.PTR_TO_BTF_ID and r.ref_obj_id != 0)) \
+        and -BPF_MAX_VAR_OFF < r.smin and r.smax < BPF_MAX_VAR_OFF
 
 
 def _branch_taken(r1: Reg, r2: Reg, op: int, is32: bool) -> int:
