@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bpfpatch.analysis.facts import MapRef
 from bpfpatch.analysis.verifier import AnalysisError, analyze
@@ -72,6 +73,9 @@ def map_refs(insns: bytes, obj) -> dict[int, MapRef]:
     from bpfpatch.btf.fields import kptr_fields
     from bpfpatch.btf.types import Btf
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernel"))
+    from kernel_xlated_corpus import inner_map
+
     out: dict[int, MapRef] = {}
     btf = None
     for i, m in enumerate(obj.maps.values()):
@@ -87,8 +91,14 @@ def map_refs(insns: bytes, obj) -> dict[int, MapRef]:
                 btf = Btf(raw) if raw else False
             if btf:
                 kptrs = kptr_fields(btf, vtid)
+        inner = None
+        if info.map_type in (12, 13):  # array / hash of maps: the inner map a lookup in it returns
+            if btf is None and obj.btf_fd >= 0:
+                raw = btf_bytes(obj.btf_fd)
+                btf = Btf(raw) if raw else False
+            inner = inner_map(m, btf or None)
         out[m.fd] = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
-                           frozen_value=frozen, kptr_fields=kptrs)
+                           frozen_value=frozen, kptr_fields=kptrs, inner=inner)
     return out
 
 

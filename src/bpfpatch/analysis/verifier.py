@@ -361,8 +361,11 @@ def _map_table(program: Program) -> dict[int, tuple[MapRef, int | None]]:
         else:
             # libbpf freezes .rodata (and .kconfig) after filling it with the section's bytes
             frozen = spec.initial if name.startswith((".rodata", ".kconfig")) else None
+            i = getattr(spec, "inner", None)  # a map of maps' inner map, as its BTF declares it
+            inner = MapRef(-1, "", None, i.map_type, i.key_size, i.value_size, i.max_entries, map_flags=i.flags) \
+                if i is not None else None
             ref = MapRef(names.index(name), name, None, spec.map_type, spec.key_size, spec.value_size, spec.max_entries,
-                         frozen_value=frozen)
+                         frozen_value=frozen, inner=inner)
         out[int(slot)] = (ref, value_off)
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from bpfpatch.errors import ElfError
 
@@ -319,26 +320,35 @@ class Btf(TypeLookup):
                 return t
         return None
 
-    def map_definitions(self) -> dict[str, dict[str, int]]:
-        """BTF-defined maps of the ``.maps`` section: name -> {type, key_size, value_size, max_entries, flags}."""
+    def map_definitions(self) -> dict[str, dict[str, Any]]:
+        """BTF-defined maps of the ``.maps`` section: name -> {type, key_size, value_size, max_entries, flags},
+        plus ``inner``, the same dict, for a map of maps declaring its inner map (``__array(values, struct {...})``)."""
         sec = self.datasec(".maps")
-        out: dict[str, dict[str, int]] = {}
+        out: dict[str, dict[str, Any]] = {}
         if sec is None:
             return out
         for var_id, _off, _size in sec.members:
             var = self.type(var_id)
-            struct_t = self.resolve(var.size_or_type)
-            d: dict[str, int] = {"map_type": 0, "key_size": 0, "value_size": 0, "max_entries": 0, "flags": 0}
-            for mname, mtype, _ in struct_t.members:
-                ptr = self.resolve(mtype)
-                pointee = ptr.size_or_type if ptr.kind == BtfKind.PTR else mtype
-                if mname in ("type", "max_entries", "map_flags", "key_size", "value_size"):
-                    arr = self.resolve(pointee)  # __uint(name, N): pointer to int[N]
-                    n = arr.extra[2] if arr.kind == BtfKind.ARRAY else 0
-                    d[{"type": "map_type", "map_flags": "flags"}.get(mname, mname)] = n
-                elif mname in ("key", "value"):
-                    d[f"{mname}_size"] = self.size_of(pointee)
-                elif mname == "values":  # __array(values, ...): a map of maps or programs holds 4-byte ids
-                    d["value_size"] = 4
-            out[var.name] = d
+            out[var.name] = self._map_definition(self.resolve(var.size_or_type))
         return out
+
+    def _map_definition(self, struct_t: BtfType) -> dict[str, Any]:
+        d: dict[str, Any] = {"map_type": 0, "key_size": 0, "value_size": 0, "max_entries": 0, "flags": 0}
+        for mname, mtype, _ in struct_t.members:
+            ptr = self.resolve(mtype)
+            pointee = ptr.size_or_type if ptr.kind == BtfKind.PTR else mtype
+            if mname in ("type", "max_entries", "map_flags", "key_size", "value_size"):
+                arr = self.resolve(pointee)  # __uint(name, N): pointer to int[N]
+                n = arr.extra[2] if arr.kind == BtfKind.ARRAY else 0
+                d[{"type": "map_type", "map_flags": "flags"}.get(mname, mname)] = n
+            elif mname in ("key", "value"):
+                d[f"{mname}_size"] = self.size_of(pointee)
+            elif mname == "values":  # __array(values, ...): a map of maps or programs holds 4-byte ids
+                d["value_size"] = 4
+                if ptr.kind != BtfKind.ARRAY:
+                    continue
+                elem = self.resolve(ptr.extra[0])  # __array(values, struct {...}): an array of pointers to it
+                inner = self.resolve(elem.size_or_type) if elem.kind == BtfKind.PTR else None
+                if inner is not None and inner.kind == BtfKind.STRUCT:
+                    d["inner"] = self._map_definition(inner)
+        return d

@@ -140,7 +140,10 @@ def _link_program(obj: ElfModel, section: str) -> Program:
             elif r.symbol in obj.maps:
                 d = obj.maps[r.symbol]
                 map_refs[at] = (r.symbol, None)
-                map_specs[r.symbol] = MapSpec(r.symbol, d["map_type"], d["key_size"], d["value_size"], d["max_entries"], d["flags"])
+                i = d.get("inner")
+                inner = MapSpec("", i["map_type"], i["key_size"], i["value_size"], i["max_entries"], i["flags"]) if i else None
+                map_specs[r.symbol] = MapSpec(r.symbol, d["map_type"], d["key_size"], d["value_size"], d["max_entries"],
+                                              d["flags"], inner=inner)
             else:
                 raise ElfError(f"ld_imm64 at slot {r.slot} refers to {r.symbol!r}, which is neither a map nor global data", section=s)
     subprogs = sorted({placed[k] for k in placed} | {f.insn_off for f in func_info})

@@ -62,6 +62,7 @@ class MapSpec:
     max_entries: int
     flags: int = 0
     initial: bytes | None = None  # value of key 0 (global data sections)
+    inner: "MapSpec | None" = None  # a map of maps: the inner map its BTF declares
 
 
 def _moved(idx_map: np.ndarray, slot: int, new_len: int) -> int:
