@@ -63,3 +63,48 @@ def test_kept_states_share_what_an_instruction_leaves_unchanged():
     b, _ = _per_insn(big, "verifier")
     assert processed and processed >= len(small.slots) // 2
     assert b <= 1.2 * a and b <= 1_500, (a, b)
+
+
+@pytest.mark.parametrize("gen", ["dead-subprogram chain", "live call chain", "backward-goto chain", "jump fan-in",
+                                 "many subprograms", "ld_imm64 run"])
+def test_dce_stays_under_the_issues_bound(gen):
+    # a call index of two int columns, the called anchors a byte each, the path walk's call stacks
+    # sharing their caller's (dead-subprogram chain was 397, live call chain 360 B/insn)
+    per_insn, _ = _per_insn(GENERATORS[gen](N), "dce")
+    assert per_insn <= MAX_BYTES_PER_INSN, (gen, per_insn)
+
+
+def test_an_instructions_facts_cost_one_small_object():
+    # the fields few instructions have share one dict, made on the first write; reading makes none
+    import gc
+    import tracemalloc
+
+    from bpfpatch.analysis.facts import InsnAux, RegType
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        auxes = [InsnAux() for _ in range(10_000)]
+        for a in auxes:
+            a.seen, a.ptr_type, a.zext_dst = True, RegType.PTR_TO_CTX, True
+            assert a.map is None and a.call_helper is None and a.extra_get("stack_depth", 0) == 0
+        size = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert size / len(auxes) <= 100, size / len(auxes)
+
+
+def test_rare_facts_read_back_as_written():
+    from bpfpatch.analysis.facts import InsnAux, MapRef
+
+    m = MapRef(0, "m")
+    a = InsnAux(ctx_field_size=4, map=m, call_helper=1, extra={"k": 1}, loop_callback=7, insert_off=8, local_type_id=9)
+    assert (a.ctx_field_size, a.map, a.call_helper, a.loop_callback, a.insert_off, a.local_type_id) == (4, m, 1, 7, 8, 9)
+    assert a.extra == {"k": 1} and a.extra_get("k") == 1 and a.extra_get("x", 5) == 5
+    b = InsnAux()
+    assert b != a and b.extra_get("k") is None
+    b.ctx_field_size, b.map, b.call_helper, b.loop_callback, b.insert_off, b.local_type_id = 4, m, 1, 7, 8, 9
+    b.extra["k"] = 1
+    assert b == a and repr(b) == repr(a)
+    b.map = None
+    assert b.map is None and b != a

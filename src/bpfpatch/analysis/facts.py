@@ -113,13 +113,16 @@ class InsnAux:
       order; their type is the analysis's own (see `bpfpatch.analysis.verifier`);
     * ``extra`` -- anything else a pass wants to carry by reference.
 
-    ``states`` and ``extra`` are made on first use (a list and a dict for every
-    instruction would be most of an analysis's memory), so an instruction's
-    aux costs one small object.  Equality compares every field, as a dataclass's.
+    ``seen``, ``ptr_type`` and ``zext_dst`` are the instruction's own slots; the
+    fields few instructions have (``ctx_field_size``, ``map``, ``call_helper``,
+    ``loop_callback``, ``insert_off``, ``local_type_id``) live in one dict made
+    on the first write of any (None reads as None), and ``states`` and
+    ``extra`` are a list and a dict made on first use: an instruction's aux
+    costs one object of six slots (80 bytes; eleven slots and a list and a dict
+    each were most of an analysis's memory).  Equality compares every field, as a dataclass's.
     """
 
-    __slots__ = ("seen", "ptr_type", "ctx_field_size", "zext_dst", "map", "call_helper", "_states", "_extra",
-                 "loop_callback", "insert_off", "local_type_id")
+    __slots__ = ("seen", "ptr_type", "zext_dst", "_states", "_extra", "_more")
 
     def __init__(self, seen: bool = False, ptr_type: RegType | None = None, ctx_field_size: int | None = None,
                  zext_dst: bool = False, map: MapRef | None = None, call_helper: int | None = None,
@@ -128,15 +131,79 @@ class InsnAux:
                  local_type_id: int | None = None) -> None:
         self.seen = seen
         self.ptr_type = ptr_type
-        self.ctx_field_size = ctx_field_size
         self.zext_dst = zext_dst
-        self.map = map
-        self.call_helper = call_helper
         self._states = states
         self._extra = extra
-        self.loop_callback = loop_callback
-        self.insert_off = insert_off
-        self.local_type_id = local_type_id
+        more = {k: v for k, v in (("ctx_field_size", ctx_field_size), ("map", map), ("call_helper", call_helper),
+                                  ("loop_callback", loop_callback), ("insert_off", insert_off),
+                                  ("local_type_id", local_type_id)) if v is not None}
+        self._more: dict[str, Any] | None = more or None
+
+    def _get(self, name: str) -> Any:
+        more = self._more
+        return None if more is None else more.get(name)
+
+    def _set(self, name: str, value: Any) -> None:
+        more = self._more
+        if more is None:
+            if value is None:
+                return
+            self._more = more = {}
+        more[name] = value
+
+    @property
+    def ctx_field_size(self) -> int | None:
+        """For a context access: the size of the field it reads (narrow loads), else None."""
+        return self._get("ctx_field_size")
+
+    @ctx_field_size.setter
+    def ctx_field_size(self, value: int | None) -> None:
+        self._set("ctx_field_size", value)
+
+    @property
+    def map(self) -> MapRef | None:
+        """For an ld_imm64 map reference or a helper call taking a map: that map, else None."""
+        return self._get("map")
+
+    @map.setter
+    def map(self, value: MapRef | None) -> None:
+        self._set("map", value)
+
+    @property
+    def call_helper(self) -> int | None:
+        """For a helper call: its id, else None."""
+        return self._get("call_helper")
+
+    @call_helper.setter
+    def call_helper(self, value: int | None) -> None:
+        self._set("call_helper", value)
+
+    @property
+    def loop_callback(self) -> int | None:
+        """For a ``bpf_loop`` call: its one callback's first slot, -1 when not inlinable, None when unreached."""
+        return self._get("loop_callback")
+
+    @loop_callback.setter
+    def loop_callback(self, value: int | None) -> None:
+        self._set("loop_callback", value)
+
+    @property
+    def insert_off(self) -> int | None:
+        """For a kfunc call adding a node to a list or rbtree: the node argument's fixed offset, else None."""
+        return self._get("insert_off")
+
+    @insert_off.setter
+    def insert_off(self, value: int | None) -> None:
+        self._set("insert_off", value)
+
+    @property
+    def local_type_id(self) -> int | None:
+        """For ``bpf_obj_new_impl`` / ``bpf_percpu_obj_new_impl``: the program-BTF id allocated, else None."""
+        return self._get("local_type_id")
+
+    @local_type_id.setter
+    def local_type_id(self, value: int | None) -> None:
+        self._set("local_type_id", value)
 
     @property
     def states(self) -> list[Any]:
@@ -160,6 +227,11 @@ class InsnAux:
     def extra(self, value: dict[str, Any]) -> None:
         self._extra = value
 
+    def extra_get(self, key: str, default: Any = None) -> Any:
+        """``extra.get(key, default)`` without making the dict (a reader need not cost a dict an instruction)."""
+        extra = self._extra
+        return default if extra is None else extra.get(key, default)
+
     def _fields(self) -> tuple:
         return (self.seen, self.ptr_type, self.ctx_field_size, self.zext_dst, self.map, self.call_helper,
                 self._states or [], self._extra or {}, self.loop_callback, self.insert_off, self.local_type_id)
@@ -174,8 +246,9 @@ class InsnAux:
     def __repr__(self) -> str:
         return (f"InsnAux(seen={self.seen!r}, ptr_type={self.ptr_type!r}, ctx_field_size={self.ctx_field_size!r}, "
                 f"zext_dst={self.zext_dst!r}, map={self.map!r}, call_helper={self.call_helper!r}, "
-                f"states={self._states or []!r}, extra={self._extra or {}!r}, loop_callback={self.loop_callback!r}, "
-                f"insert_off={self.insert_off!r}, local_type_id={self.local_type_id!r})")
+                f"states={self._states or []!r}, extra={self._extra or {}!r}, "
+                f"loop_callback={self.loop_callback!r}, insert_off={self.insert_off!r}, "
+                f"local_type_id={self.local_type_id!r})")
 
 
 __all__ = ["InsnAux", "MapRef", "RegType"]

@@ -298,7 +298,7 @@ def compare(analysis_aux: list, log: KernelLog) -> Comparison:
             continue
         cmp.steps += 1
         a = analysis_aux[step.insn] if step.insn < len(analysis_aux) else None
-        afters = a.extra.get("after", []) if a is not None else []
+        afters = a.extra_get("after", []) if a is not None else []
         kernel_text = " ".join(f"{k}={v}" for k, v in step.after.items())
         if not afters:
             cmp.unseen.append(step.insn)

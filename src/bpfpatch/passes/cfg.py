@@ -10,7 +10,6 @@ this instruction".
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -28,15 +27,41 @@ State = tuple  # NREGS registers: int (known, unsigned 64-bit) or None (unknown)
 UNKNOWN: State = (None,) * NREGS
 
 
-@dataclass
 class Flow:
-    """What `analyze` found, per live node in list order (`ids`)."""
+    """What `analyze` found, per live node in list order (`ids`).
 
-    pl: PatchList
-    ids: np.ndarray  # the live node ids, in list order
-    seen: list[bool]
-    fallthrough_live: list[bool]  # for conditional jumps: is the fall-through edge taken?
-    target_live: list[bool]
+    The three flags are kept as bytes (a byte an instruction); ``seen``,
+    ``fallthrough_live`` and ``target_live`` read them as lists of bools,
+    `seen_mask` as a NumPy view.
+    """
+
+    __slots__ = ("pl", "ids", "_seen", "_ft", "_tg")
+
+    def __init__(self, pl: PatchList, ids: np.ndarray, seen: bytearray, fallthrough_live: bytearray,
+                 target_live: bytearray) -> None:
+        self.pl = pl
+        self.ids = ids  # the live node ids, in list order
+        self._seen, self._ft, self._tg = seen, fallthrough_live, target_live
+
+    @property
+    def seen(self) -> list[bool]:
+        """Does some path reach the node?"""
+        return [bool(x) for x in self._seen]
+
+    @property
+    def seen_mask(self) -> np.ndarray:
+        """`seen` as a NumPy bool array (a view of the flags, no copy)."""
+        return np.frombuffer(self._seen, dtype=np.bool_) if self._seen else np.zeros(0, dtype=np.bool_)
+
+    @property
+    def fallthrough_live(self) -> list[bool]:
+        """For conditional jumps: is the fall-through edge taken?"""
+        return [bool(x) for x in self._ft]
+
+    @property
+    def target_live(self) -> list[bool]:
+        """For jumps: is the target edge taken?"""
+        return [bool(x) for x in self._tg]
 
     @property
     def nodes(self) -> list[Node]:
@@ -233,11 +258,12 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     max_keys = max(MIN_PATH_BUDGET, int(PATH_KEYS_PER_INSN * count))
     # Path mode follows calls like the verifier: the callee starts with the caller's
     # r1-r5, and its exit returns r0 to the caller (r6-r9 preserved, r1-r5 clobbered).
-    # A path is (insn, registers, call stack of (return insn, caller registers)), kept as
-    # one int: states and stacks are numbered as they first appear.
+    # A path is (insn, registers, call stack), kept as one int: states and stacks are numbered
+    # as they first appear.  A call stack is () or (depth, return insn, caller registers, the
+    # caller's stack): a call shares its caller's stack, not a copy of it (a tuple of every frame).
     # The work list holds ints: a merged walk's instruction (its state is the current one, queued
     # once), a path walk's key (instruction, state and stack numbers), not a tuple each.
-    work = array("q") if merge else []
+    work = array("q")  # keys fit 64 bits: the visited set holds them as int64 too
     queued = bytearray(count) if merge else None
     visited = _KeySet()
     sid_of: dict[State, int] = {}
@@ -296,7 +322,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
 
 
 def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: array, target: array, state: list,
-          ft_live: bytearray, tg_live: bytearray, work: list, take: Callable, reach: Callable, budget: int,
+          ft_live: bytearray, tg_live: bytearray, work: array, take: Callable, reach: Callable, budget: int,
           merge: bool) -> Flow | None:
     count = len(ids)
     if count:
@@ -326,9 +352,9 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
         kind = KIND_OF[insn.code]
         if kind == Kind.EXIT:
             if stack:
-                ret, caller = stack[-1]
+                _, ret, caller, outer = stack
                 back = (st[0],) + (None,) * 5 + tuple(caller[6:10]) + (None,) * (NREGS - 10)
-                reach(ret, back, stack[:-1])
+                reach(ret, back, outer)
             continue
         if kind in (Kind.JA, Kind.GOTOL):
             tg_live[i] = True
@@ -353,9 +379,9 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
             reach(target[i], st, stack)
             reach(i + 1, st, stack)
             continue
-        if insn.is_pseudo_call and not merge and len(stack) < 8 and target[i] >= 0:
+        if insn.is_pseudo_call and not merge and (depth := stack[0] if stack else 0) < 8 and target[i] >= 0:
             callee = (None,) + tuple(st[1:6]) + (None,) * (NREGS - 6)
-            reach(target[i], callee, stack + ((i + 1, st),))
+            reach(target[i], callee, (depth + 1, i + 1, st, stack))
             continue
         if insn.is_subprog_ref:
             reach(target[i], UNKNOWN)  # a subprogram (or callback) entry, without context
@@ -366,7 +392,11 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
             nxt[insn.dst] = None
         ft_live[i] = True
         reach(i + 1, tuple(nxt), stack)
-    return Flow(pl, ids, [s is not None for s in state], [bool(x) for x in ft_live], [bool(x) for x in tg_live])
+    seen = bytearray(count)
+    for i, s in enumerate(state):
+        if s is not None:
+            seen[i] = 1
+    return Flow(pl, ids, seen, ft_live, tg_live)
 
 
 

@@ -40,13 +40,14 @@ class DeadCode:
         if not needs_path_analysis(pl, w0) and not has_facts(pl):
             self._run_unconditional(pl, ids, w0)
             return
+        del ids, w0, _  # 24 bytes an instruction the walk below does not need
         if has_facts(pl):
             # The verifier's own `seen` (the kernel's model exactly); inserted nodes count as seen.
             nodes = list(pl)
             seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
         else:
             flow = analyze(pl)
-            nodes, seen = flow.ids, flow.seen
+            nodes, seen = flow.ids, flow.seen_mask
         remove_dead_code(pl, nodes, seen)
 
     def _run_unconditional(self, pl: PatchList, ids: np.ndarray, w0: np.ndarray) -> None:

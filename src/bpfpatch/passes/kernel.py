@@ -38,7 +38,9 @@ context conversion is not implemented are refused with a `PatchError`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
+
+import numpy as np
 
 from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.errors import PatchError
@@ -97,13 +99,17 @@ class KernelPipeline:
         if not has_facts(pl):
             # the pipeline reads the facts, not the per-instruction states (a copy per step: memory at 1M)
             attach_facts(pl, ptype, **{"keep_states": False, **opts.get("analysis", {})})
-        nodes = list(pl)
+        # live node ids and a byte each for seen (no handle or bool list per instruction)
+        ids = pl.live_ids()
         starts = subprog_starts(pl)
-        depth = {s: (f.extra.get("stack_depth", 0) if (f := facts_of(pl.node_at(s))) is not None else 0)
-                 for s in starts}
-        seen = [f.seen if (f := facts_of(n)) is not None else True for n in nodes]
-        _keep_unwalked_callbacks(pl, nodes, seen, starts)
-        remove_dead_code(pl, nodes, seen)
+        depth = {s: d for s in starts  # a subprogram missing from it has depth 0
+                 if (f := facts_of(pl.node_at(s))) is not None and (d := f.extra_get("stack_depth", 0))}
+        aux = pl.store.aux
+        naux = len(aux)
+        seen = np.fromiter((f.seen if nid < naux and isinstance(f := aux[nid], InsnAux) else True
+                            for nid in ids.tolist()), dtype=np.bool_, count=len(ids))
+        _keep_unwalked_callbacks(pl, ids, seen, starts)
+        remove_dead_code(pl, ids, seen)
         inline_bpf_loops(pl, starts, depth)
         convert_ctx_accesses(pl, ptype)
         misc_fixups(pl, ptype, opts.get("symbols", {}), opts.get("prog_flags", 0), opts.get("local_type_sizes", {}))
@@ -115,8 +121,9 @@ class KernelPipeline:
             Blind().run(pl, PassContext(seed=ctx.seed, aux_reg=AX_REG, options=ctx.options))
 
 
-def _live_with_facts(pl: PatchList) -> list[tuple[Node, InsnAux]]:
-    return [(n, f) for n in pl if (f := facts_of(n)) is not None]
+def _live_with_facts(pl: PatchList, want: "Callable[[Node, InsnAux], bool] | None" = None) -> list[tuple[Node, InsnAux]]:
+    """(node, facts) of the live nodes with facts, in order; only those `want` keeps (a short list, not one a node)."""
+    return [(n, f) for n in pl if (f := facts_of(n)) is not None and (want is None or want(n, f))]
 
 
 def _access_kind(insn: Insn) -> str | None:
@@ -130,7 +137,7 @@ def _access_kind(insn: Insn) -> str | None:
 
 def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
     """convert_ctx_accesses: the prologue, then every context access, narrow loads included."""
-    items = _live_with_facts(pl)
+    items = _live_with_facts(pl, lambda n, f: f.ptr_type is not None)  # every case below is a memory access
     accesses = [(kind, n.insn) for n, f in items if f.ptr_type == RegType.PTR_TO_CTX and (kind := _access_kind(n.insn))]
     tstamp_type_access = uses_tstamp_type(accesses, ptype)
     direct_write = any(f.ptr_type in _PKT and (_access_kind(n.insn) == WRITE or KIND_OF[n.insn.code] == Kind.ATOMIC)
@@ -234,7 +241,7 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
     """
     sleepable = bool(prog_flags & BPF_F_SLEEPABLE) or ptype == ProgType.SYSCALL  # "Syscall programs can only be sleepable"
     add_exception_callback(pl)
-    for node, f in _live_with_facts(pl):
+    for node, f in _live_with_facts(pl, _misc_site):
         insn = node.insn
         kind = KIND_OF[insn.code]
         cls = insn.code & CLASS_MASK
@@ -242,7 +249,7 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
             patch = guard(insn, AX_REG)
             if patch is not None:
                 pl.replace(node, list(patch))
-        elif kind == Kind.CALL and insn.src == BPF_PSEUDO_KFUNC_CALL and insn.off == 0 and f.extra.get("kfunc"):
+        elif kind == Kind.CALL and insn.src == BPF_PSEUDO_KFUNC_CALL and insn.off == 0 and f.extra_get("kfunc"):
             patch = fixup_kfunc_call(insn, f, {} if local_type_sizes is None else local_type_sizes, symbols)
             if patch is not None:
                 pl.replace(node, patch)
@@ -254,7 +261,7 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
             inlined = inline_helper(insn.imm, symbols)
             if inlined is not None:
                 pl.replace(node, inlined)
-            elif insn.imm == BPF_FUNC_map_lookup_elem and f.map is not None and not f.extra.get("map_poisoned"):
+            elif insn.imm == BPF_FUNC_map_lookup_elem and f.map is not None and not f.extra_get("map_poisoned"):
                 inlined = gen_lookup(f.map)
                 if inlined is not None:
                     pl.replace(node, inlined)
@@ -264,6 +271,15 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
                 pl.replace(node, [ld_imm64(3, symbols.get("prog_aux", 0)), insn])
             elif insn.imm == BPF_FUNC_kptr_xchg:
                 pl.replace(node, [mov64_reg(0, 2), Insn(InsnClass.STX | Mode.ATOMIC | Size.DW, 1, 0, 0, AtomicOp.XCHG)])
+
+
+def _misc_site(node: Node, f: InsnAux) -> bool:
+    """An instruction `misc_fixups` may rewrite: a division or modulo, a call, an LD_ABS / LD_IND."""
+    code = node.insn.code
+    cls = code & CLASS_MASK
+    if cls in (InsnClass.ALU, InsnClass.ALU64):
+        return code & 0xF0 in (AluOp.DIV, AluOp.MOD)
+    return KIND_OF[code] in (Kind.CALL, Kind.LD_ABS, Kind.LD_IND)
 
 
 BPF_FUNC_loop = 181
@@ -282,9 +298,9 @@ def inline_bpf_loops(pl: PatchList, starts: list[int], depth: dict[int, int]) ->
     running it after gives the same program.  `depth` is updated in place
     (``may_goto`` reads it).
     """
-    sites = [(n, f.loop_callback) for n, f in _live_with_facts(pl)
-             if n.insn.code == InsnClass.JMP | JmpOp.CALL and n.insn.src == 0 and n.insn.imm == BPF_FUNC_loop
-             and f.loop_callback is not None and f.loop_callback >= 0]
+    sites = [(n, f.loop_callback) for n, f in _live_with_facts(
+        pl, lambda n, f: f.loop_callback is not None and f.loop_callback >= 0 and n.insn.code == InsnClass.JMP | JmpOp.CALL
+        and n.insn.src == 0 and n.insn.imm == BPF_FUNC_loop)]
     grown = set()
     for node, callback in sites:
         sub = max((s for s in starts if s <= node.orig_idx), default=0)
@@ -314,7 +330,7 @@ def add_exception_callback(pl: PatchList) -> None:
     The kernel does not add it where the program names its own callback (a BTF
     ``exception_callback:`` declaration tag), which the facts do not say.
     """
-    if any(f.seen and f.extra.get("kfunc") == "bpf_throw" for _, f in _live_with_facts(pl)):
+    if any(f.seen and f.extra_get("kfunc") == "bpf_throw" for n in pl if (f := facts_of(n)) is not None):
         last = None
         for last in pl:
             pass
@@ -333,7 +349,7 @@ def fixup_kfunc_call(insn: Insn, f: InsnAux, local_type_sizes: dict[int, int], s
     are emitted as ld_imm64 of 0 (``prog_aux`` from `symbols` when given): only
     the loaded kernel knows them.  None: the call stays as it is.
     """
-    name = f.extra.get("kfunc")
+    name = f.extra_get("kfunc")
     if name in ("bpf_cast_to_kern_ctx", "bpf_rdonly_cast"):
         return [mov64_reg(0, 1)]
     if name in ("bpf_obj_new_impl", "bpf_percpu_obj_new_impl"):
@@ -366,28 +382,33 @@ def subprog_starts(pl: PatchList) -> list[int]:
     return sorted(s for s in starts if 0 <= s < len(code))
 
 
-def _keep_unwalked_callbacks(pl: PatchList, nodes: list[Node], seen: list[bool], starts: list[int]) -> None:
+def _keep_unwalked_callbacks(pl: PatchList, ids: np.ndarray, seen: np.ndarray, starts: list[int]) -> None:
     """Keep whole the callbacks (bpf_loop, for_each_map_elem, timers) the analysis did not walk.
 
     The kernel verifies a callback whose address a reached ld_imm64 takes; the
     analysis does not model callbacks yet, so their code would look unseen.
     Such a subprogram is kept as written (its own dead code, if any, stays).
+    `seen` (per node of `ids`, the live nodes in order) is updated in place.
     """
     rows = pl.program.slots
-    code, regs, imm = rows["code"].tolist(), rows["regs"].tolist(), rows["imm"].tolist()
-    slot_of = {n.id: n.orig_idx for n in nodes}
-    seen_slot = {slot_of[n.id]: s for n, s in zip(nodes, seen)}
-    ends = dict(zip(starts, starts[1:] + [len(code)]))
+    nslots = len(rows)
+    loads = np.flatnonzero((rows["code"] == LD_IMM64_CODE) & ((rows["regs"] >> 4) == 4))
+    if not len(loads):
+        return
+    slot_of = pl.orig_indices(ids)
+    orig = slot_of >= 0
+    seen_slot = np.full(nslots, -1, dtype=np.int8)  # -1: no live node of its own
+    seen_slot[slot_of[orig]] = seen[orig]
+    ends = dict(zip(starts, starts[1:] + [nslots]))
+    imm = rows["imm"]
     keep = []
-    for i, c in enumerate(code):
-        if c == LD_IMM64_CODE and regs[i] >> 4 == 4 and seen_slot.get(i, False):
-            target = i + imm[i] + 1
-            if target in ends and not seen_slot.get(target, True):
+    for i in loads.tolist():
+        if seen_slot[i] == 1:
+            target = i + int(imm[i]) + 1
+            if target in ends and seen_slot[target] == 0:
                 keep.append((target, ends[target]))
-    if keep:
-        for k, n in enumerate(nodes):
-            if any(lo <= slot_of[n.id] < hi for lo, hi in keep):
-                seen[k] = True
+    for lo, hi in keep:
+        seen[(slot_of >= lo) & (slot_of < hi)] = True
 
 
 def _subprog_heads(pl: PatchList, starts: list[int]) -> dict[int, Node]:
@@ -466,7 +487,7 @@ def zero_extend(pl: PatchList, all_defs: bool = False) -> None:
     """
     from bpfpatch.passes.zext import uses_defs
 
-    for node, f in _live_with_facts(pl):
+    for node, f in _live_with_facts(pl, lambda n, f: f.zext_dst):
         insn = node.insn
         cmpxchg32 = (KIND_OF[insn.code] == Kind.ATOMIC and insn.code & SIZE_MASK == Size.W
                      and insn.imm == AtomicOp.CMPXCHG)

@@ -8,6 +8,7 @@ columns and linked in; nothing is renumbered.
 
 from __future__ import annotations
 
+from array import array
 from typing import Callable
 
 import numpy as np
@@ -16,7 +17,7 @@ from bpfpatch.errors import PatchError
 from bpfpatch.isa import GOTOL, INVERTED_JMP, Insn, InsnClass, JmpOp, is_subprog_ref
 from bpfpatch.isa.opcodes import OP_MASK
 from bpfpatch.patch.buffer import Prepared, ToItem, ToNext
-from bpfpatch.patch.store import DELETED, END, ID_DTYPE, NO_ANCHOR, NodeStore, view
+from bpfpatch.patch.store import DELETED, END, ID_DTYPE, NO_ANCHOR, CallIndex, NodeStore, view
 
 
 def point_refs(store: NodeStore, prep: Prepared, ids: list[int], after: int) -> None:
@@ -104,7 +105,7 @@ def delete_now(store: NodeStore, x: int) -> None:
 
 def referenced(store: NodeStore, nid: int) -> bool:
     """Does a live node's reference land on node `nid`?  (Vectorized; asked when deleting the last node.)"""
-    run = [nid]
+    run = array("q", [nid])  # 8 bytes a node: the run can be the whole program (its dead tail)
     p = store.prev[nid]
     while p > 0 and store.orig[p] == DELETED:  # deleted nodes right before `nid` forward to it
         run.append(p)
@@ -131,7 +132,7 @@ def called_on(store: NodeStore, nid: int) -> bool:
     called = store.called_anchors
     cands = {a for a in (store.subprog_land.get(nid), store.node_anchor[nid]) if a is not None and a in called}
     if store.odd_called is None:
-        store.odd_called = called - set(store.subprog_land.values()) - set(store.subprog_anchors)
+        store.odd_called = called.without(store.subprog_land.values(), store.subprog_anchors)
     an = store.anchor_node
     cands |= {a for a in store.odd_called if a in called and store.landing(an[a]) == nid}
     if not cands:
@@ -139,7 +140,7 @@ def called_on(store: NodeStore, nid: int) -> bool:
     sites = call_sites(store)
     target, orig = store.target, store.orig
     for a in cands:
-        for s in sites.get(a, ()):
+        for s in sites.sites(a):
             if orig[s] != DELETED and target[s] == a:
                 insn = store.insn(s)
                 if is_subprog_ref(insn[0], insn[2]):
@@ -150,17 +151,14 @@ def called_on(store: NodeStore, nid: int) -> bool:
     return False
 
 
-def call_sites(store: NodeStore) -> dict[int, list[int]]:
+def call_sites(store: NodeStore) -> CallIndex:
     """Called anchor -> node ids whose reference points at it (built once, kept by `NodeStore.point`)."""
     if store.call_index is None:
         target = view(store.target)
         called = np.fromiter(store.called_anchors, dtype=np.int64, count=len(store.called_anchors))
         src = np.flatnonzero(np.isin(target, called))
-        index: dict[int, list[int]] = {}
-        for s, a in zip(src.tolist(), target[src].tolist()):
-            index.setdefault(a, []).append(s)
+        store.call_index = CallIndex(target[src], src)
         del target
-        store.call_index = index
     return store.call_index
 
 

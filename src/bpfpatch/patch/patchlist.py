@@ -329,7 +329,7 @@ class PatchList:
             head = np.empty((m, k), dtype=np.uint64)
             for r in range(k):
                 head[:, r] = words[r]
-            link_group(store, self._order, GroupPatch(ids, k, head.tobytes(), bytes(8 * m * k), bytes(k), [None] * k,
+            link_group(store, self._order, GroupPatch(ids, k, memoryview(head).cast("B") if head.size else b"", bytes(8 * m * k), bytes(k), [None] * k,
                                                       words[k], 0, 0, refs, site_target))
         else:
             self._replace_rows_one_by_one(ids, words, refs, site_target)

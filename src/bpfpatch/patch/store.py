@@ -23,7 +23,8 @@ every invariant the list and its fast paths rely on.
 from __future__ import annotations
 
 from array import array
-from typing import Any, Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -70,6 +71,80 @@ def id_column(values: np.ndarray | Iterable[int]) -> array:
 def view(column: array, dtype: np.dtype | type = ID_DTYPE) -> np.ndarray:
     """A NumPy view of a column (release it before the column grows)."""
     return np.frombuffer(column, dtype=dtype)
+
+
+class AnchorSet:
+    """A set of anchors as a byte each (the called anchors: a set of ints was 60 bytes a call).
+
+    ``a in s``, `add`, `discard`, ``len``, iteration in anchor order, and
+    `without` (the anchors not among some others, as a small set).
+    """
+
+    __slots__ = ("mask", "count")
+
+    def __init__(self, anchors: np.ndarray, size: int) -> None:
+        mask = np.zeros(size, dtype=np.uint8)
+        mask[anchors] = 1
+        self.mask = bytearray(mask.tobytes())
+        self.count = int(mask.sum())
+
+    def __contains__(self, a: int) -> bool:
+        return 0 <= a < len(self.mask) and self.mask[a] == 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(np.frombuffer(self.mask, dtype=np.uint8)).tolist() if self.mask else ())
+
+    def add(self, a: int) -> None:
+        """Add anchor `a` (the mask grows as anchors are made)."""
+        if a >= len(self.mask):
+            self.mask.extend(bytes(a + 1 - len(self.mask)))
+        if not self.mask[a]:
+            self.mask[a] = 1
+            self.count += 1
+
+    def discard(self, a: int) -> None:
+        """Remove anchor `a` if present."""
+        if a in self:
+            self.mask[a] = 0
+            self.count -= 1
+
+    def without(self, *others: Iterable[int]) -> set[int]:
+        """The anchors of the set not in any of `others`."""
+        mask = np.frombuffer(self.mask, dtype=np.uint8).copy() if self.mask else np.zeros(0, dtype=np.uint8)
+        for other in others:
+            drop = np.fromiter(other, dtype=np.int64)
+            mask[drop[(drop >= 0) & (drop < len(mask))]] = 0
+        return set(np.flatnonzero(mask).tolist())
+
+
+class CallIndex:
+    """Called anchor -> the node ids whose reference points at it (the delete check's reverse index).
+
+    Two sorted integer columns, 16 bytes a call site (a dict of lists was a
+    list, an int and a table entry each: 100 bytes an instruction on a chain of
+    subprograms), and a dict of the references made since (`add`).
+    """
+
+    __slots__ = ("anchors", "sources", "added")
+
+    def __init__(self, anchors: np.ndarray, sources: np.ndarray) -> None:
+        order = np.argsort(anchors, kind="stable")
+        self.anchors = array("q", anchors[order].astype(np.int64).tobytes())
+        self.sources = array("q", sources[order].astype(np.int64).tobytes())
+        self.added: dict[int, list[int]] = {}
+
+    def add(self, anchor: int, nid: int) -> None:
+        """Node `nid` now references `anchor`."""
+        self.added.setdefault(anchor, []).append(nid)
+
+    def sites(self, anchor: int) -> list[int]:
+        """The node ids that referenced `anchor` when the index was built or since (some may have moved on)."""
+        lo = bisect_left(self.anchors, anchor)
+        hi = bisect_right(self.anchors, anchor, lo)
+        return self.sources[lo:hi].tolist() + self.added.get(anchor, [])
 
 
 class NodeStore:
@@ -120,14 +195,14 @@ class NodeStore:
         self.subprog_land: dict[int, int] = {a: a for a in self.subprog_anchors}
         # The delete check's reverse index: called anchor -> node ids pointing at it (built on
         # first use, kept by `point`), and the called anchors that are no subprogram's (rare).
-        self.call_index: dict[int, list[int]] | None = None
+        self.call_index: CallIndex | None = None
         self.odd_called: set[int] | None = None
 
     def _original_targets(self, program: Program, total: int) -> np.ndarray:
         """The target column of the original instructions; fills ``called_anchors``."""
         slots = program.slots
         target = np.full(total, NO_ANCHOR, dtype=ID_DTYPE)
-        self.called_anchors: set[int] = set()
+        self.called_anchors = AnchorSet(np.zeros(0, dtype=np.int64), total + 1)
         idx, rel = branch_offsets(slots, program.external)
         if not len(idx):
             return target
@@ -141,7 +216,7 @@ class NodeStore:
             raise PatchError(f"instruction at slot {bad}: jump into the middle of an ld_imm64")
         target[self.slot_to_id[idx]] = dest_ids
         calls = subprog_ref_mask(slots, idx)
-        self.called_anchors = set(dest_ids[calls].tolist())
+        self.called_anchors = AnchorSet(dest_ids[calls], total + 1)
         return target
 
     def _check_records(self, program: Program) -> None:
@@ -332,7 +407,7 @@ class NodeStore:
         if subprog:
             self.called_anchors.add(a)
             if self.call_index is not None:
-                self.call_index.setdefault(a, []).append(nid)
+                self.call_index.add(a, nid)
             if self.odd_called is not None and a not in self.subprog_land.values():
                 self.odd_called.add(a)
 

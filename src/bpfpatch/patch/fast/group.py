@@ -24,7 +24,7 @@ class GroupPatch(NamedTuple):
 
     sites: np.ndarray  # node ids (int64), distinct
     k: int
-    head_w0: bytes  # the new nodes' first slot words, site-major (m * k words)
+    head_w0: "bytes | memoryview"  # the new nodes' first slot words, site-major (m * k words)
     head_w1: bytes
     head_wide: bytes  # k bytes, the same at every site
     head_aux: list[Any]  # k values, the same at every site
@@ -60,7 +60,7 @@ def link_group(store: NodeStore, order: OrderCache, g: GroupPatch) -> None:
     """Replace every site of `g` at once (see the module docstring)."""
     xs, k, m = g.sites, g.k, len(g.sites)
     base = len(store.orig)
-    ids = np.arange(base, base + m * k, dtype=np.int64).reshape(m, k)
+    ids = np.arange(base, base + m * k, dtype=ID_DTYPE).reshape(m, k)  # 4 bytes a new node
     order.note_group_insert(xs, base, k)
     minus = b"\xff" * (ID_DTYPE.itemsize * m * k)  # -1 (NO_ANCHOR, INSERTED) in every new slot
     # Grow every column first: a NumPy view would pin the arrays' size.
