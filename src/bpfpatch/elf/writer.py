@@ -6,7 +6,8 @@ instructions through ``insn_map``), the symbols that live in it (through
 func_info / line_info / CO-RE records in ``.BTF.ext`` (and ``.rel.BTF.ext``)
 and the entries of its ``.jumptables`` are regenerated; every other section is carried over byte for byte, at its
 old offset when nothing before it changed size.  DWARF (``.debug_*``) is
-carried over unchanged: its addresses describe the original code.
+carried over unchanged: its addresses describe the original code.  Objects of
+either byte order are written in their own (`_Formats`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ from bpfpatch.errors import ElfError
 from bpfpatch.fileio import write_atomic
 from bpfpatch.program import Program
 
-_SHDR = struct.Struct("<IIQQQQIIQQ")
-_SYM = struct.Struct("<IBBHQQ")
-_REL = struct.Struct("<QQ")
+class _Formats:
+    """The object's byte order (`bo`: ``"<"`` or ``">"``) and its ELF64 records: section header, symbol, relocation."""
+
+    __slots__ = ("bo", "byteorder", "shdr", "sym", "rel")
+
+    def __init__(self, bo: str) -> None:
+        self.bo, self.byteorder = bo, "little" if bo == "<" else "big"
+        self.shdr = struct.Struct(bo + "IIQQQQIIQQ")
+        self.sym = struct.Struct(bo + "IBBHQQ")
+        self.rel = struct.Struct(bo + "QQ")
 
 
 @dataclass
@@ -72,12 +80,14 @@ def build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
 
 def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
     elf = ELFFile(io.BytesIO(obj.data))
-    if not elf.little_endian or elf.elfclass != 64:
-        raise ElfError("only 64-bit little-endian BPF objects can be written")
+    if elf.elfclass != 64:
+        raise ElfError("only 64-bit BPF objects can be written")
+    f = _Formats("<" if elf.little_endian else ">")
+    bo = f.bo
     shoff = elf["e_shoff"]
     sections: list[_Section] = []
     for i, sec in enumerate(elf.iter_sections()):
-        hdr = list(_SHDR.unpack_from(obj.data, shoff + i * elf["e_shentsize"]))
+        hdr = list(f.shdr.unpack_from(obj.data, shoff + i * elf["e_shentsize"]))
         body = b"" if sec["sh_type"] in ("SHT_NOBITS", "SHT_NULL") else obj.data[sec["sh_offset"] : sec["sh_offset"] + sec["sh_size"]]
         sections.append(_Section(i, sec.name, sec["sh_type"], hdr, body))
     by_name = {s.name: s for s in sections}
@@ -88,10 +98,10 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
     maps = {name: _maps(prog, len(obj.programs[name].slots)) for name, prog in programs.items()}
     # 1. Program bytes.
     for name, prog in programs.items():
-        by_name[name].data = prog.to_bytes()
+        by_name[name].data = prog.to_bytes(f.byteorder)
     # 2. Relocations of rewritten sections; calls into a rewritten .text from any section.
     symtab = by_name.get(".symtab")
-    syms = [list(_SYM.unpack_from(symtab.data, o)) for o in range(0, len(symtab.data), _SYM.size)] if symtab else []
+    syms = [list(f.sym.unpack_from(symtab.data, o)) for o in range(0, len(symtab.data), f.sym.size)] if symtab else []
     sec_of_index = {s.index: s.name for s in sections}
     for rel in sections:
         if rel.type != "SHT_REL":
@@ -99,7 +109,7 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
         target = sec_of_index.get(rel.header[7])  # sh_info: the section the relocations apply to
         if target not in obj.programs:
             continue
-        entries = [list(_REL.unpack_from(rel.data, o)) for o in range(0, len(rel.data), _REL.size)]
+        entries = [list(f.rel.unpack_from(rel.data, o)) for o in range(0, len(rel.data), f.rel.size)]
         tgt_prog = programs.get(target)
         code_bytes = bytearray(by_name[target].data)
         kept = []
@@ -121,25 +131,25 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
             # A call relocated against the .text section symbol encodes its target slot in imm.
             sym_sec = sec_of_index.get(syms[sym][3])
             if rtype == R_BPF_64_32 and sym_sec == ".text" and ".text" in programs and syms[sym][1] & 0xF == 3:
-                imm = struct.unpack_from("<i", code_bytes, slot * 8 + 4)[0]
+                imm = struct.unpack_from(bo + "i", code_bytes, slot * 8 + 4)[0]
                 old_target = syms[sym][4] // 8 + imm + 1
                 idx_map, _, new_len = maps[".text"]
                 if not 0 <= old_target < len(idx_map):
                     raise ElfError(f"call at slot {old_slot} targets .text slot {old_target}, outside .text "
                                    f"({len(idx_map)} slots)", section=rel.name, offset=e[0])
                 new_target = _remap_slot(idx_map, old_target, new_len)
-                struct.pack_into("<i", code_bytes, slot * 8 + 4, new_target - 1)
+                struct.pack_into(bo + "i", code_bytes, slot * 8 + 4, new_target - 1)
             # A function address (`r2 = callback ll`; libbpf makes it a PSEUDO_FUNC load) against a code
             # section's symbol: imm is the function's byte offset there, which moves with that code.
             if rtype == R_BPF_64_64 and sym_sec in programs and syms[sym][1] & 0xF == 3 and code_bytes[slot * 8] == 0x18:
-                imm = struct.unpack_from("<i", code_bytes, slot * 8 + 4)[0]
+                imm = struct.unpack_from(bo + "i", code_bytes, slot * 8 + 4)[0]
                 base = syms[sym][4]
                 idx_map, _, new_len = maps[sym_sec]
                 new_target = _remap_slot(idx_map, (base + imm) // 8, new_len)
-                struct.pack_into("<i", code_bytes, slot * 8 + 4, new_target * 8 - base)
+                struct.pack_into(bo + "i", code_bytes, slot * 8 + 4, new_target * 8 - base)
             kept.append(e)
         by_name[target].data = bytes(code_bytes)
-        rel.data = b"".join(_REL.pack(*e) for e in kept)
+        rel.data = b"".join(f.rel.pack(*e) for e in kept)
     # 3. Symbols that live in rewritten sections (values are byte offsets).
     for sym in syms:
         name = sec_of_index.get(sym[3])
@@ -151,18 +161,18 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
             if size:
                 sym[5] = (_remap_slot(idx_map, start + size, new_len) - new_start) * 8
     if symtab:
-        symtab.data = b"".join(_SYM.pack(*s) for s in syms)
+        symtab.data = b"".join(f.sym.pack(*s) for s in syms)
     # 4. Jump tables: every entry follows its target instruction.
     if JUMP_TABLE_SECTION in by_name:
         table = bytearray(by_name[JUMP_TABLE_SECTION].data)
         for prog in programs.values():
             for jt in prog.meta.get(JUMP_TABLES) or ():
-                struct.pack_into(f"<{len(jt.targets)}Q", table, jt.offset, *(t * 8 for t in jt.targets))
+                struct.pack_into(f"{bo}{len(jt.targets)}Q", table, jt.offset, *(t * 8 for t in jt.targets))
         by_name[JUMP_TABLE_SECTION].data = bytes(table)
     # 5. .BTF.ext records and their relocations.
     if ".BTF.ext" in by_name and obj.btf_ext is not None and programs:
-        _rewrite_btf_ext(obj, programs, sections, syms)
-    return _layout(obj.data, elf, sections)
+        _rewrite_btf_ext(obj, programs, sections, syms, f)
+    return _layout(obj.data, elf, sections, f)
 
 
 def _ext_records(kind: str, prog: Program | None, original: list) -> list[tuple[int, ...]] | None:
@@ -180,7 +190,8 @@ def _ext_records(kind: str, prog: Program | None, original: list) -> list[tuple[
     return [(r[0] * 8, *r[1:]) for r in recs]
 
 
-def _rewrite_btf_ext(obj: ElfModel, programs: dict[str, Program], sections: list[_Section], syms: list[list]) -> None:
+def _rewrite_btf_ext(obj: ElfModel, programs: dict[str, Program], sections: list[_Section], syms: list[list],
+                     f: _Formats) -> None:
     """Regenerate .BTF.ext (func_info, line_info, CO-RE records) and .rel.BTF.ext as clang lays them out.
 
     Subsections follow each other in the header's order, groups keep the
@@ -216,20 +227,20 @@ def _rewrite_btf_ext(obj: ElfModel, programs: dict[str, Program], sections: list
                 recs = [(r[0] * 8, *r[1:]) for r in original.get(name, [])]
             if not recs:
                 continue
-            chunks += struct.pack("<II", sec_off, len(recs))
+            chunks += struct.pack(f.bo + "II", sec_off, len(recs))
             for r in recs:
                 rel_records.append((hdr_len + start + 4 + len(chunks), name))
-                chunks += struct.pack(f"<{len(r)}I", *r).ljust(rec_size, b"\0")
+                chunks += struct.pack(f"{f.bo}{len(r)}I", *r).ljust(rec_size, b"\0")
         if chunks:
-            body += struct.pack("<I", rec_size) + chunks
+            body += struct.pack(f.bo + "I", rec_size) + chunks
         fields += [start, len(body) - start]
-    struct.pack_into(f"<{len(fields)}I", out, 8, *fields)
+    struct.pack_into(f"{f.bo}{len(fields)}I", out, 8, *fields)
     ext_sec.data = bytes(out + body)
     rel = next((s for s in sections if s.type == "SHT_REL" and s.header[7] == ext_sec.index), None)
     if rel is None:
         return
     # Each record's relocation names its section's symbol with the original's type.
-    old = [_REL.unpack_from(rel.data, o) for o in range(0, len(rel.data), _REL.size)]
+    old = [f.rel.unpack_from(rel.data, o) for o in range(0, len(rel.data), f.rel.size)]
     name_of_index = {s.index: s.name for s in sections}
     info_for: dict[str, int] = {}
     for _, info in old:
@@ -246,7 +257,7 @@ def _rewrite_btf_ext(obj: ElfModel, programs: dict[str, Program], sections: list
             if sym is None:
                 raise ElfError(f"no section symbol for {name!r} to relocate its .BTF.ext records against", section=rel.name)
             info = sym << 32 | rtype
-        entries.append(_REL.pack(off, info))
+        entries.append(f.rel.pack(off, info))
     rel.data = b"".join(entries)
 
 
@@ -259,7 +270,7 @@ def _name_offset(obj: ElfModel, ext, name: str) -> int:
     raise ElfError(f"section {name!r} has no name in the .BTF strings; cannot give it .BTF.ext records", section=".BTF.ext")
 
 
-def _layout(original: bytes, elf: ELFFile, sections: list[_Section]) -> bytes:
+def _layout(original: bytes, elf: ELFFile, sections: list[_Section], f: _Formats) -> bytes:
     """Place sections: old offsets while nothing before them grew or shrank, then packed."""
     out = bytearray(original[: elf["e_ehsize"]])
     order = sorted((s for s in sections if s.type not in ("SHT_NULL",)), key=lambda s: s.header[4])
@@ -293,6 +304,6 @@ def _layout(original: bytes, elf: ELFFile, sections: list[_Section]) -> bytes:
     shoff = (shoff + 7) // 8 * 8
     out += b"\0" * (shoff - len(out))
     for s in sections:
-        out += _SHDR.pack(*s.header)
-    struct.pack_into("<Q", out, 0x28, shoff)
+        out += f.shdr.pack(*s.header)
+    struct.pack_into(f.bo + "Q", out, 0x28, shoff)
     return bytes(out)
