@@ -9,20 +9,80 @@ func_info / line_info / CO-RE records are concatenated and re-based, and map ref
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from typing import Any
+
 import numpy as np
 
 from bpfpatch.btf import CoreRelos
 from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, ElfModel, MapRefs, MapSpec, Symbol
-from bpfpatch.errors import ElfError
+from bpfpatch.btf.vmlinux import kfunc_id
+from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.isa import SLOT_DTYPE
+from bpfpatch.isa.opcodes import CALL, LD_IMM64, CallSrc, PseudoSrc
 from bpfpatch.program import CORE_RELOS, FuncInfo, LineInfo, Program
 
 
-def _function_at(symbols: list[Symbol], slot: int, section: str) -> Symbol:
-    for s in symbols:
-        if s.slot <= slot < s.slot + max(s.size_slots, 1):
-            return s
-    raise ElfError(f"call target slot {slot} is not inside a function", section=section)
+class _Functions:
+    """The function symbols of every code section, found by slot in O(log n) (`at`)."""
+
+    def __init__(self, obj: ElfModel) -> None:
+        self.obj = obj
+        self.by_section: dict[str, tuple[list[int], list[Symbol]]] = {}
+
+    def at(self, section: str, slot: int) -> Symbol:
+        """The function of `section` that holds `slot`; `ElfError` where none does."""
+        found = self.by_section.get(section)
+        if found is None:
+            syms = sorted(self.obj.programs[section].meta["symbols"], key=lambda sym: sym.slot)
+            found = self.by_section[section] = ([sym.slot for sym in syms], syms)
+        starts, syms = found
+        k = bisect_right(starts, slot) - 1
+        if k >= 0 and slot < syms[k].slot + max(syms[k].size_slots, 1):
+            return syms[k]
+        raise ElfError(f"call target slot {slot} is not inside a function", section=section)
+
+
+class _Slices:
+    """Records of one slot range of a section (func_info, line_info, CO-RE records, relocations), by bisection
+    over each list's slots computed once (a program of thousands of subprograms stays linear)."""
+
+    def __init__(self) -> None:
+        self.slots: dict[int, tuple[object, list[int] | None]] = {}
+
+    def __call__(self, records, a: int, b: int, field: str = "insn_off") -> list:
+        if not records:
+            return []
+        entry = self.slots.get(id(records))
+        if entry is None or entry[0] is not records:
+            offs = [getattr(r, field) for r in records]
+            entry = self.slots[id(records)] = (records, offs if all(x <= y for x, y in zip(offs, offs[1:])) else None)
+        offs = entry[1]
+        if offs is None:  # not in slot order: filter
+            return [r for r in records if a <= getattr(r, field) < b]
+        return records[bisect_left(offs, a):bisect_left(offs, b)]
+
+
+#: The section name an undefined (extern) symbol's relocation carries.
+UNDEFINED = "SHN_UNDEF"
+
+
+def _code_target(obj: ElfModel, sec: str, prog: Program, slot: int, r) -> tuple[str, int] | None:
+    """(section, slot) that the instruction at `slot` makes a subprogram: a pseudo call, or an ld_imm64 of a
+    function's address (a callback; clang relocates it against the code section, the addend in bytes in imm,
+    which libbpf turns into a pseudo-func load); None for any other instruction."""
+    code, src = int(prog.slots["code"][slot]), int(prog.slots["regs"][slot]) >> 4
+    imm = int(prog.slots["imm"][slot])
+    if code == CALL and src == CallSrc.PSEUDO_CALL:
+        if r is not None and r.type == R_BPF_64_32:
+            return r.symbol_section, r.symbol_value // 8 + imm + 1
+        return sec, slot + imm + 1
+    if code == LD_IMM64:
+        if r is not None and r.type == R_BPF_64_64 and r.symbol_section in obj.programs:
+            return r.symbol_section, (r.symbol_value + imm) // 8
+        if r is None and src == PseudoSrc.FUNC:
+            return sec, slot + imm + 1
+    return None
 
 
 def _entry(obj: ElfModel, name: str) -> tuple[str, tuple[str, int, int]]:
@@ -32,6 +92,10 @@ def _entry(obj: ElfModel, name: str) -> tuple[str, tuple[str, int, int]]:
     rule); the first is the default.
     """
     sec, _, func = name.partition(":")
+    if name in obj.programs:  # a section whose name holds a colon itself (uprobe/libc.so.6:fopen)
+        sec, func = name, ""
+    elif sec not in obj.programs and name.rpartition(":")[0] in obj.programs:
+        sec, _, func = name.rpartition(":")  # section:function, the section's own name with a colon
     if sec not in obj.programs:
         for s, prog in obj.programs.items():
             if any(sym.name == name for sym in prog.meta["symbols"]):
@@ -69,67 +133,81 @@ def _link_program(obj: ElfModel, section: str) -> Program:
     placed: dict[tuple[str, int], int] = {(sec_name, main[1]): 0}  # (section, start slot) -> new slot
     total = main[2] - main[1]
     calls: list[tuple[int, str, int]] = []  # (new slot of call, target section, target slot)
-    work = [main]
-
-    def inside(tsec: str, tslot: int) -> bool:
-        return any(s == tsec and a <= tslot < b for s, a, b in pieces)
-
-    while work:
-        sec, start, end = work.pop()
+    kfuncs: list[tuple[int, str, str]] = []  # (new slot of call, extern function, section)
+    funcs = _Functions(obj)
+    rels: dict[str, dict[int, Any]] = {}
+    # Depth first, as libbpf appends (bpf_object__reloc_code): a callee found for the first time is appended
+    # and scanned at once, the caller's scan resumed after it.  (piece, slot to scan from)
+    stack: list[tuple[tuple[str, int, int], int]] = [(main, main[1])]
+    while stack:
+        (sec, start, end), slot = stack.pop()
         prog = obj.programs[sec]
         base = placed[(sec, start)]
-        rel_at = {r.slot: r for r in prog.meta["relocations"]}
-        for slot in range(start, end):
-            if prog.slots["code"][slot] != 0x85 or (prog.slots["regs"][slot] >> 4) != 1:
-                continue
-            imm = int(prog.slots["imm"][slot])
+        rel_at = rels.get(sec)
+        if rel_at is None:
+            rel_at = rels[sec] = {r.slot: r for r in prog.meta["relocations"]}
+        while slot < end:
             r = rel_at.get(slot)
-            if r is not None and r.type == R_BPF_64_32:
-                tsec, tslot = r.symbol_section, r.symbol_value // 8 + imm + 1
-            else:
-                tsec, tslot = sec, slot + imm + 1
-            calls.append((base + slot - start, tsec, tslot))
-            if inside(tsec, tslot):
+            at = base + slot - start
+            slot += 1
+            if r is not None and r.symbol_section == UNDEFINED and prog.slots["code"][slot - 1] == CALL:
+                kfuncs.append((at, r.symbol, sec))  # an extern kernel function
+                continue
+            target = _code_target(obj, sec, prog, slot - 1, r)
+            if target is None:
+                continue
+            tsec, tslot = target
+            calls.append((at, tsec, tslot))
+            if tsec == main[0] and main[1] <= tslot < main[2]:
                 continue
             if tsec not in obj.programs:
                 raise ElfError(f"call into section {tsec!r} that bpfpatch cannot link", section=sec)
+            fn = funcs.at(tsec, tslot)
+            if (tsec, fn.slot) in placed:
+                continue
             # A subprogram (in .text or the same section): append its function, like libbpf.
-            fn = _function_at(obj.programs[tsec].meta["symbols"], tslot, tsec)
             piece = (tsec, fn.slot, fn.slot + max(fn.size_slots, 1))
             placed[(tsec, fn.slot)] = total
             pieces.append(piece)
             total += piece[2] - piece[1]
-            work.append(piece)
+            stack.append(((sec, start, end), slot))
+            stack.append((piece, piece[1]))
+            break
     slots = np.concatenate([obj.programs[s].slots[a:b] for s, a, b in pieces]) if pieces else np.empty(0, SLOT_DTYPE)
 
     def new_slot(sec: str, slot: int) -> int:
-        for s, a, b in pieces:
-            if s == sec and a <= slot < b:
-                return placed[(s, a)] + slot - a
-        raise ElfError(f"slot {slot} of {sec} was not linked", section=sec)
+        if sec == main[0] and main[1] <= slot < main[2]:
+            return slot - main[1]
+        fn = funcs.at(sec, slot)
+        if (sec, fn.slot) not in placed:
+            raise ElfError(f"slot {slot} of {sec} was not linked", section=sec)
+        return placed[(sec, fn.slot)] + slot - fn.slot
 
     for at, tsec, tslot in calls:
         slots["imm"][at] = new_slot(tsec, tslot) - at - 1
+        if slots["code"][at] == LD_IMM64:  # a function's address: the kernel's pseudo-func load
+            slots["regs"][at] = (slots["regs"][at] & 0x0F) | PseudoSrc.FUNC << 4
+    for at, name, sec in kfuncs:  # as libbpf resolves them: the running kernel's BTF id
+        try:
+            slots["imm"][at], slots["off"][at] = kfunc_id(name.split("___")[0]), 0  # a ___flavour suffix is not its name
+        except BpfPatchError as exc:
+            raise ElfError(f"call of extern function {name!r}: {exc}", section=sec) from exc
+        slots["regs"][at] = (slots["regs"][at] & 0x0F) | CallSrc.KFUNC << 4
     func_info: list[FuncInfo] = []
     line_info: list[LineInfo] = []
     core_relos = CoreRelos()
     map_refs = MapRefs()
     map_specs: dict[str, MapSpec] = {}
+    within = _Slices()
     for s, a, b in pieces:
         prog = obj.programs[s]
         base = placed[(s, a)]
-        for f in prog.func_info or []:
-            if a <= f.insn_off < b:
-                func_info.append(f._replace(insn_off=base + f.insn_off - a))
-        for li in prog.line_info or []:
-            if a <= li.insn_off < b:
-                line_info.append(li._replace(insn_off=base + li.insn_off - a))
-        for c in prog.core_relos:
-            if a <= c.insn_off < b:
-                core_relos.append(c._replace(insn_off=base + c.insn_off - a))
-        for r in prog.meta["relocations"]:
-            if r.type != R_BPF_64_64 or not a <= r.slot < b:
-                continue
+        func_info += [f._replace(insn_off=base + f.insn_off - a) for f in within(prog.func_info, a, b)]
+        line_info += [li._replace(insn_off=base + li.insn_off - a) for li in within(prog.line_info, a, b)]
+        core_relos += [c._replace(insn_off=base + c.insn_off - a) for c in within(prog.core_relos, a, b)]
+        for r in within(prog.meta["relocations"], a, b, "slot"):
+            if r.type != R_BPF_64_64 or r.symbol_section in obj.programs:
+                continue  # (a function's address was linked above)
             at = base + r.slot - a
             if r.symbol_section.startswith(GLOBAL_DATA_PREFIXES) and r.symbol_section in obj.data_sections:
                 value_off = r.symbol_value + int(slots["imm"][at])

@@ -1,0 +1,185 @@
+"""The linker against libbpf: a linked program (`ElfObject.linked_program`, what `analyze`, the
+prover and the kernel tests run) holds the instructions libbpf loads, in libbpf's layout.
+
+libbpf appends subprograms depth first (``bpf_object__reloc_code``), makes a callback's address
+(an ld_imm64 clang relocates against the code section) a pseudo-func load, and resolves an extern
+kernel function to its BTF id in the running kernel.  Compared per instruction with libbpf's own
+relocated program (``bpf_program__insns`` after loading), masked only where the two forms differ
+by design: a map or global-data ld_imm64 (libbpf writes an fd; bpfpatch keeps the object's form
+and `map_refs`), and an instruction with a CO-RE record (libbpf applies it at load).
+
+Programs: tests/progs/elf/link_kinds.c (nested calls, a bpf_loop callback, iterator kfuncs, a map,
+a section name with a colon), xdp-tools' objects, a seeded sample of libbpf-tools' objects,
+cilium/ebpf's objects libbpf loads, and (slow) kernel selftest programs that use callbacks and kfuncs.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from bpfpatch.cli import main
+from bpfpatch.elf import read_object
+from bpfpatch.errors import BpfPatchError
+from bpfpatch.isa import decode_slots, slot_rows
+from bpfpatch.isa.opcodes import CALL, LD_IMM64, CallSrc, PseudoSrc
+from conftest import PROGS, compile_bpf
+from objcorpus import LIBBPF_TOOLS_PACKAGE, SELFTESTS, THIRD_PARTY, build_selftests, libbpf_tools_objects, loads
+
+pytestmark = pytest.mark.kernel
+
+CILIUM = sorted(p for p in Path("/usr/share/gocode/src/github.com/cilium/ebpf").rglob("*-el.elf") if not p.is_symlink())
+#: Selftest programs whose programs use callbacks (bpf_loop, for_each, timers), kfuncs and iterators.
+SELFTEST_NAMES = ["bpf_loop", "for_each_array_map_elem", "iters_num", "cgroup_iter", "test_global_data", "timer",
+                  "iters_task_vma", "rcu_read_lock"]
+
+
+def _comparable(rows: list[tuple[int, ...]], loader_owned: set[int]) -> list[tuple[int, ...]]:
+    """Rows with what is one side's by design blanked: map / global-data ld_imm64s and CO-RE-relocated slots."""
+    out = []
+    i = 0
+    while i < len(rows):
+        r = list(rows[i])
+        if i in loader_owned:
+            out.append((0, 0, 0, 0, 0))
+            if r[0] == LD_IMM64:
+                out.append((0, 0, 0, 0, 0))
+                i += 1
+        elif r[0] == LD_IMM64:
+            out += [tuple(r), tuple(rows[i + 1])]
+            i += 1
+        else:
+            out.append(tuple(r))
+        i += 1
+    return out
+
+
+def _libbpf_view(lib_rows: list[tuple[int, ...]]) -> set[int]:
+    """Slots of libbpf's program where it wrote a map fd or a map value address."""
+    return {i for i, r in enumerate(lib_rows) if r[0] == LD_IMM64 and r[2] in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE)}
+
+
+def _agree(path: Path, names: list[str] | None = None) -> tuple[int, list[str]]:
+    """(programs compared, the ones that differ) between our linked programs and libbpf's, for one object."""
+    from bpfpatch.kernel.libbpf import load_object
+
+    obj = read_object(path.read_bytes())
+    compared, differ = 0, []
+    with load_object(path) as loaded:
+        for prog in loaded.programs.values():
+            if not prog.loaded or (names and prog.name not in names):
+                continue
+            try:
+                ours = obj.linked_program(f"{prog.section}:{prog.name}")
+            except BpfPatchError as exc:
+                differ.append(f"{prog.name}: refused: {exc}")
+                continue
+            lib = slot_rows(decode_slots(prog.insns()))
+            mine = slot_rows(ours.slots)
+            owned = set(ours.meta["map_refs"]) | {c.insn_off for c in ours.core_relos or ()}
+            if _comparable(lib, owned | _libbpf_view(lib)) != _comparable(mine, owned | _libbpf_view(lib)):
+                differ.append(prog.name)
+            compared += 1
+    return compared, differ
+
+
+@pytest.fixture(scope="module")
+def link_kinds(tmp_path_factory) -> Path:
+    return compile_bpf(PROGS / "elf" / "link_kinds.c", tmp_path_factory.mktemp("link"))
+
+
+def test_our_programs_link_as_libbpf_loads_them(link_kinds):
+    compared, differ = _agree(link_kinds)
+    assert compared == 4 and differ == []
+
+
+def test_subprograms_are_appended_depth_first_as_libbpf_does(link_kinds):
+    prog = read_object(link_kinds.read_bytes()).linked_program("socket:nested_calls")
+    # nested_calls -> both -> (left -> leaf), right: libbpf lays out both, left, leaf, right
+    starts = prog.subprogs[1:]
+    calls = {i: i + 1 + insn.imm for i, insn in zip(prog.insn_slots().tolist(), prog.insns)
+             if insn.code == CALL and insn.src == CallSrc.PSEUDO_CALL}
+    assert sorted(set(calls.values())) == starts
+    assert len(starts) == 4
+    # In slot order the calls are main -> both, both -> left, both -> right, left -> leaf.  Depth first, leaf
+    # comes right after left (before right); breadth first would give the starts in call order.
+    assert [calls[i] for i in sorted(calls)] == [starts[0], starts[1], starts[3], starts[2]]
+
+
+def test_a_callback_address_becomes_a_pseudo_func_load(link_kinds):
+    prog = read_object(link_kinds.read_bytes()).linked_program("socket:loop_callback")
+    funcs = [(i, insn) for i, insn in zip(prog.insn_slots().tolist(), prog.insns)
+             if insn.code == LD_IMM64 and insn.src == PseudoSrc.FUNC]
+    assert len(funcs) == 1
+    i, insn = funcs[0]
+    assert i + 1 + insn.imm in prog.subprogs
+
+
+def test_extern_kernel_functions_get_their_btf_ids(link_kinds):
+    from bpfpatch.btf.vmlinux import kernel_btf_available, kfunc_id
+
+    if not kernel_btf_available():
+        pytest.skip("no kernel BTF (/sys/kernel/btf/vmlinux) to resolve kfuncs in")
+    prog = read_object(link_kinds.read_bytes()).linked_program("socket:iterator_kfuncs")
+    kfuncs = [insn.imm for insn in prog.insns if insn.code == CALL and insn.src == CallSrc.KFUNC]
+    want = [kfunc_id(name) for name in ("bpf_iter_num_new", "bpf_iter_num_next", "bpf_iter_num_destroy")]
+    assert list(dict.fromkeys(kfuncs)) == want  # in first-call order (clang may call next twice)
+
+
+def test_analyze_reads_callbacks_kfuncs_and_colon_sections(link_kinds, capsys):
+    for section in ("socket:loop_callback", "socket:iterator_kfuncs", "socket:nested_calls"):
+        assert main(["analyze", str(link_kinds), "--section", section]) == 0, section
+        assert "processed" in capsys.readouterr().out
+    obj = read_object(link_kinds.read_bytes())
+    assert obj.linked_program("uprobe/libc.so.6:fopen").slots.tobytes() == \
+        obj.linked_program("uprobe/libc.so.6:fopen:colon_section").slots.tobytes()
+
+
+@pytest.mark.parametrize("path", THIRD_PARTY, ids=lambda p: p.name)
+def test_xdp_tools_programs_link_as_libbpf_loads_them(path):
+    if not loads(path.read_bytes(), path.name)[0]:
+        pytest.skip(f"{path.name} does not load here")
+    compared, differ = _agree(path)
+    assert compared and differ == []
+
+
+def test_libbpf_tools_sample_links_as_libbpf_loads_them(tmp_path_factory):
+    paths = libbpf_tools_objects(tmp_path_factory.mktemp("lbt"))
+    if not paths:
+        pytest.skip(f"Debian's {LIBBPF_TOOLS_PACKAGE} is not installed")
+    total = 0
+    for path in random.Random(16).sample(paths, 8):
+        if not loads(path.read_bytes(), path.name)[0]:
+            continue
+        compared, differ = _agree(path)
+        assert differ == [], path.name
+        total += compared
+    assert total
+
+
+def test_cilium_objects_link_as_libbpf_loads_them():
+    usable = [p for p in CILIUM if loads(p.read_bytes(), p.name)[0]]
+    if not usable:
+        pytest.skip("cilium/ebpf's test objects are not installed (golang-github-cilium-ebpf-dev)")
+    for path in usable:
+        compared, differ = _agree(path)
+        assert differ == [], path.name
+
+
+@pytest.mark.slow
+def test_selftest_callback_and_kfunc_programs_link_as_libbpf_loads_them(tmp_path_factory):
+    import shutil
+
+    if not (SELFTESTS / "progs").is_dir() or shutil.which("clang-19") is None:
+        pytest.skip("the kernel's selftest sources (linux-source-6.12) or clang-19 are missing")
+    built = build_selftests(tmp_path_factory.mktemp("selftests"), SELFTEST_NAMES)
+    total = 0
+    for path in built:
+        if not loads(path.read_bytes(), path.name)[0]:
+            continue
+        compared, differ = _agree(path)
+        assert differ == [], path.name
+        total += compared
+    assert total >= 10
