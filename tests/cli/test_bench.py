@@ -78,3 +78,33 @@ def test_bench_prints_the_adversarial_table_after_the_seed_table(monkeypatch, ca
     rows = [line for line in out.splitlines() if line.startswith(f"| {first} | ") and " | 40 | " in line]
     assert rows and all(line.count("|") == header.count("|") for line in rows)
     assert out.index("floor") < out.index("adversarial programs")
+
+
+def _code(text: str) -> list[str]:
+    """Lines of Python without comments, indentation or blanks (line breaks inside a call joined)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if out and out[-1].count("[") > out[-1].count("]"):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return out
+
+
+def test_readme_build_is_the_readme_loop_verbatim():
+    import inspect
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"## Using it\n\n```python\n(.*?)```", readme, re.S)
+    assert block, "README lost its Using-it example"
+    readme_lines = _code(block.group(1))
+    loop = readme_lines[readme_lines.index("for node in pl:"):]
+    loop = loop[: next(i for i, x in enumerate(loop) if x.startswith("new = "))]
+    bench_lines = _code(inspect.getsource(B.readme_build))
+    start = bench_lines.index("for node in pl:")
+    assert bench_lines[start: start + len(loop)] == loop

@@ -78,6 +78,8 @@ def _bits(fn: str, what: str, v: int, bits: int, *, signed: bool = False) -> int
 
 
 def _size(fn: str, size: Size) -> Size:
+    if type(size) is Size:  # a member already: no enum call (the common case)
+        return size
     try:
         return Size(size)
     except ValueError:
@@ -401,7 +403,7 @@ def ld_ind(size: Size, src: int, imm: int) -> Insn:
 def atomic_op(size: Size, op: AtomicOp, dst: int, src: int, off: int) -> Insn:
     """Atomic `op` on *(size *)(dst + off) with src (the kernel's BPF_ATOMIC_OP)."""
     size = _size("atomic_op", size)
-    op = AtomicOp(op)
+    op = op if type(op) is AtomicOp else AtomicOp(op)
     if op in (AtomicOp.LOAD_ACQ, AtomicOp.STORE_REL):
         pass
     elif size not in (Size.W, Size.DW):
