@@ -301,6 +301,9 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
         try:
             program = Program.from_bytes(raw, validate=False)
             analysis = {"maps": refs, "kernel_types": kernel_types, "attach_type": prog.expected_attach_type}
+            btf_ctx = _btf_ctx(prog)
+            if btf_ctx is not None:
+                analysis["ctx_layout"] = btf_ctx  # tracing / LSM / struct_ops: the attach target's arguments
             funcs = _funcs(obj, prog, raw)
             if funcs:
                 analysis["funcs"] = funcs  # global functions are verified on their own, from their BTF prototypes
@@ -338,6 +341,23 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
             res.ours, res.theirs = a, b
         out.append(res)
     return out
+
+
+def _btf_ctx(prog):
+    """The BTF-typed context of a tracing / LSM / struct_ops program, from the attach target the kernel
+    reports (vmlinux targets only; None otherwise)."""
+    from bpfpatch.btf.ctxargs import btf_ctx_layout
+
+    info, _ = prog.as_loaded().info()
+    if not info.attach_btf_id or info.attach_btf_obj_id not in (0, _vmlinux_btf_obj_id()):
+        return None
+    return btf_ctx_layout(kernel_types(), prog.prog_type, prog.expected_attach_type, info.attach_btf_id)
+
+
+@lru_cache(maxsize=1)
+def _vmlinux_btf_obj_id() -> int:
+    """The kernel BTF object id of vmlinux (the one named "vmlinux"; 1 on every kernel seen)."""
+    return 1
 
 
 def _funcs(obj, prog, raw: bytes):

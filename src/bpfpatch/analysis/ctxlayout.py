@@ -30,6 +30,19 @@ from bpfpatch.progtype import ProgType
 
 
 @dataclass(frozen=True)
+class CtxArg:
+    """One argument of a BTF-typed context: what an 8-byte load of it gives (``btf_ctx_access``).
+
+    ``type`` is SCALAR (an integer, enum, struct by value, ``void *`` or ``int *``: loads of any size),
+    PTR_TO_BTF_ID or PTR_TO_BTF_ID_OR_NULL (a pointer to kernel struct ``btf_name``), or PTR_TO_BUF_OR_NULL
+    (an iterator's key / value buffer).
+    """
+
+    type: RegType = RegType.SCALAR
+    btf_name: str = ""
+
+
+@dataclass(frozen=True)
 class CtxLayout(FieldTable):
     """The context of one program type as the verifier sees it.
 
@@ -40,6 +53,10 @@ class CtxLayout(FieldTable):
     the verifier still lets a program read (bpf_sk_lookup's ``__u16 :16`` after
     remote_port, "for backward compatibility"), kept as they are by `with_struct`.  ``size == 0`` means "any
     size" (tracepoint contexts are a buffer of the tracepoint's own layout).
+    ``args`` (not None) makes it a BTF-typed context (``btf_ctx_access``: tracing, LSM, struct_ops and
+    iterator programs): the attach target's arguments as an array of u64, one `CtxArg` each (fexit's and
+    LSM's return value last); ``void_return``: the target returns void, so a struct_ops or LSM program
+    need not set R0 (check_return_code).
     """
 
     struct: str
@@ -49,6 +66,8 @@ class CtxLayout(FieldTable):
     denied: frozenset[int] = frozenset()
     writable: frozenset[int] | None = None
     padding: tuple[CtxField, ...] = ()
+    args: "tuple[CtxArg, ...] | None" = None
+    void_return: bool = False
 
     def field_at(self, off: int) -> CtxField | None:
         """The field (or readable padding) holding byte `off`, or None."""
@@ -155,5 +174,5 @@ def layout_for(prog_type: ProgType) -> CtxLayout:
     return uapi_layout(prog_type)
 
 
-__all__ = ["ANY", "CtxField", "CtxLayout", "UAPI_LAYOUTS", "XDP_MD", "layout_for", "of_struct", "set_layout_provider",
+__all__ = ["ANY", "CtxArg", "CtxField", "CtxLayout", "UAPI_LAYOUTS", "XDP_MD", "layout_for", "of_struct", "set_layout_provider",
            "uapi_layout", "with_struct"]

@@ -52,6 +52,7 @@ class RegType(Enum):
     PTR_TO_MEM = "mem"
     PTR_TO_MEM_OR_NULL = "mem_or_null"
     PTR_TO_BUF = "buf"
+    PTR_TO_BUF_OR_NULL = "buf_or_null"
     PTR_TO_FUNC = "func"
     PTR_TO_ARENA = "arena"
 

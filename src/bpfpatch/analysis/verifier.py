@@ -128,6 +128,7 @@ NULLABLE = {
     RegType.PTR_TO_TCP_SOCK_OR_NULL: RegType.PTR_TO_TCP_SOCK,
     RegType.PTR_TO_MEM_OR_NULL: RegType.PTR_TO_MEM,
     RegType.PTR_TO_BTF_ID_OR_NULL: RegType.PTR_TO_BTF_ID,
+    RegType.PTR_TO_BUF_OR_NULL: RegType.PTR_TO_BUF,
 }
 PKT_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
 SOCKISH = (RegType.PTR_TO_SOCKET, RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_BTF_ID,
@@ -1865,9 +1866,10 @@ def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size
 
 def _btf_load(env: _Env, st: State, idx: int, value_regno: int, reg: Reg, off: int, size: int, sign: bool) -> None:
     """A load from a kernel struct (``btf_struct_access``): a pointer member gives a pointer to its struct."""
+    name = reg.btf_name  # read before the load: `r` may be `reg` itself
     r = _set_loaded(env, st, idx, value_regno, size, sign)
-    kt = _kernel_types(env) if reg.btf_name else None
-    what = kt.member(reg.btf_name, off, size) if kt is not None else None
+    kt = _kernel_types(env) if name else None
+    what = kt.member(name, off, size) if kt is not None else None
     if what is not None and what.startswith("ptr:") and value_regno >= 0:
         mark_known(r, 0)
         r.type = RegType.PTR_TO_BTF_ID
@@ -1900,6 +1902,9 @@ def _ctx_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int, 
     if reg.var_off[1]:
         raise _err(idx, f"variable ctx access var_off=({hex(reg.var_off[0])}; {hex(reg.var_off[1])}) disallowed")
     lay = env.ctx
+    if lay.args is not None:
+        _btf_ctx_access(env, st, idx, off, size, kind, value_regno, sign)
+        return
     read = kind == "read"
     fld = lay.field_at(off) if lay.fields else None
     bad = (off < 0 or (lay.size and off + size > lay.size) or off in lay.denied or (fld is not None and fld.offset in lay.denied))
@@ -1931,6 +1936,34 @@ def _ctx_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int, 
             r.id = _new_id(env)
         return
     _finish_load(r, size, sign)
+
+
+MAX_BPF_FUNC_ARGS = 12
+
+
+def _btf_ctx_access(env: _Env, st: State, idx: int, off: int, size: int, kind: str, value_regno: int,
+                    sign: bool) -> None:
+    """A load from a BTF-typed context (``tracing_prog_is_valid_access`` and ``btf_ctx_access``): the
+    attach target's argument at ``off // 8``, a pointer to a kernel struct read as that struct's pointer."""
+    args = env.ctx.args
+    arg = off // 8
+    ok = kind == "read" and 0 <= off < 8 * MAX_BPF_FUNC_ARGS and off % size == 0 and off % 8 == 0 and arg < len(args)
+    what = args[arg] if ok else None
+    if what is not None and what.type is not RegType.SCALAR and size != 8:
+        ok = False
+    if not ok:
+        raise _err(idx, f"invalid bpf_context access off={off} size={size}")
+    env.aux[idx].ctx_field_size = size
+    r = _set_loaded(env, st, idx, value_regno, size, sign)
+    if what.type is RegType.SCALAR or value_regno < 0:
+        _finish_load(r, size, sign)
+        return
+    mark_known(r, 0)
+    r.type = what.type
+    r.btf_name = what.btf_name
+    r.subreg_def = 0
+    if what.type in NULLABLE:
+        r.id = _new_id(env)
 
 
 def _slot(frame: Frame, k: int) -> Slot:
@@ -3040,6 +3073,11 @@ def _check_exit(env: _Env, st: State, idx: int) -> int | None:
         callee = st.frames.pop()
         st.cur.regs[0] = r0.copy()
         return callee.callsite + 1
+    if r0.type is RegType.NOT_INIT and env.ctx.void_return and not st.frames[0].subprog \
+            and env.prog_type in (ProgType.STRUCT_OPS, ProgType.LSM):
+        if st.refs:  # check_resource_leak, then check_return_code: a void struct_ops / LSM target reads no R0
+            raise _err(idx, f"Unreleased reference id={st.refs[0]} alloc_insn=?")
+        return None
     if r0.type is RegType.NOT_INIT:
         raise _err(idx, "R0 !read_ok")
     _check_read(env, st, idx, 0, True)

@@ -149,6 +149,7 @@ class KernelTypes(TypeLookup):
         self._structs: dict[str, int] | None = None
         self._by_name: dict[str, list[int]] | None = None
         self._protos: dict[int, object] = {}
+        self._funcs: dict[str, int] | None = None
 
     @property
     def type_count(self) -> int:
@@ -251,6 +252,22 @@ class KernelTypes(TypeLookup):
                 out = KfuncProto(name, self._kind_of(self._sot[proto]), tuple(args), kfunc_flags(name))
         self._protos[btf_id] = out
         return out
+
+    def params(self, proto_id: int) -> list[tuple[str, int]]:
+        """A FUNC_PROTO's parameters as (name, type id); empty for any other type."""
+        if not 0 < proto_id < len(self._kind) or self._kind[proto_id] != _FUNC_PROTO:
+            return []
+        out = []
+        for k in range(self._vlen[proto_id]):
+            n_off, t = struct.unpack_from("<II", self._raw, self._pos[proto_id] + 12 + 8 * k)
+            out.append((self._str(n_off) if n_off else "", t))
+        return out
+
+    def func_id(self, name: str) -> int | None:
+        """The id of the FUNC called `name` (None: there is none)."""
+        if self._funcs is None:
+            self._funcs = {self._str(self._name[tid]): tid for tid, k in enumerate(self._kind) if k == _FUNC}
+        return self._funcs.get(name)
 
     def member(self, struct_name: str, off: int, size: int) -> str | None:
         """What a `size`-byte load at byte `off` of `struct struct_name` reads (None: no member there)."""

@@ -88,6 +88,7 @@ class ProgInfo(ctypes.Structure):
         ("jited_line_info", u64), ("nr_jited_line_info", u32), ("line_info_rec_size", u32),
         ("jited_line_info_rec_size", u32), ("nr_prog_tags", u32), ("prog_tags", u64),
         ("run_time_ns", u64), ("run_cnt", u64), ("recursion_misses", u64), ("verified_insns", u32),
+        ("attach_btf_obj_id", u32), ("attach_btf_id", u32), ("_pad", u32),
     ]
 
 

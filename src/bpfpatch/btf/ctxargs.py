@@ -1,0 +1,185 @@
+"""The BTF-typed contexts of tracing, LSM, struct_ops and iterator programs, read from the kernel's BTF.
+
+A program of these types gets as context an array of u64: the arguments of
+the function it is attached to (``btf_ctx_access`` in kernel/bpf/btf.c).
+Which function is the load's ``attach_btf_id`` (``bpf_prog_info`` reports it):
+
+- ``tp_btf`` (BPF_TRACE_RAW_TP): the typedef ``btf_trace_<tracepoint>``, a
+  pointer to a prototype whose first argument (``void *__data``) is skipped;
+- fentry / fexit / fmod_ret, LSM: the FUNC itself (fexit, fmod_ret and LSM
+  may read the return value after the last argument);
+- iterators (BPF_TRACE_ITER): the FUNC ``bpf_iter_<target>``;
+- struct_ops: the struct (``tcp_congestion_ops``), the program being member
+  number ``expected_attach_type``, a function pointer.
+
+A pointer to a kernel struct reads as PTR_TO_BTF_ID of it (trusted for
+tp_btf, iterators, LSM and struct_ops: the analysis does not keep the flag).
+It may be NULL (PTR_TO_BTF_ID_OR_NULL) where the kernel says so: an
+iterator's objects (its ``ctx_arg_info``: every struct pointer but ``meta``;
+a ``void *`` key / value is a buffer, PTR_TO_BUF_OR_NULL), a struct_ops
+argument whose stub ``<struct>__<member>`` names it ``*__nullable``, an
+argument named ``*__nullable``, and the tracepoint arguments of the kernel's
+``raw_tp_null_args`` table (`RAW_TP_NULL_ARGS`; those that may hold an
+error pointer read as scalars).  ``__user`` and ``__percpu`` pointers read
+as scalars here (the kernel refuses dereferencing them either way).
+"""
+
+from __future__ import annotations
+
+from bpfpatch.analysis.ctxlayout import CtxArg, CtxLayout
+from bpfpatch.analysis.facts import RegType
+from bpfpatch.btf.types import BtfKind
+from bpfpatch.errors import BpfPatchError
+from bpfpatch.progtype import ProgType
+
+#: enum bpf_attach_type values that decide a BTF context.
+BPF_TRACE_RAW_TP, BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_MODIFY_RETURN, BPF_LSM_MAC, BPF_TRACE_ITER = range(23, 29)
+BPF_LSM_CGROUP = 43
+#: Attach types whose program may read the target's return value (the slot after the last argument).
+RETVAL_ATTACH = frozenset({BPF_TRACE_FEXIT, BPF_MODIFY_RETURN, BPF_LSM_MAC, BPF_LSM_CGROUP})
+MAX_SLOTS = 12  # MAX_BPF_FUNC_ARGS
+
+#: raw_tp_null_args (kernel/bpf/btf.c): per tracepoint, 4 bits per argument: 0x1 may be NULL, 0x2 may be
+#: an error pointer.
+RAW_TP_NULL_ARGS = {
+    "sched_pi_setprio": 0x10, "sched_process_wait": 0x1, "sched_stick_numa": 0x100, "sched_swap_numa": 0x100,
+    "afs_make_fs_call": 0x10, "afs_make_fs_calli": 0x10, "afs_make_fs_call1": 0x10, "afs_make_fs_call2": 0x10,
+    "afs_protocol_error": 0x1, "afs_flock_ev": 0x10, "cachefiles_lookup": 0x1 | 0x200, "cachefiles_unlink": 0x1,
+    "cachefiles_rename": 0x1, "cachefiles_prep_read": 0x1, "cachefiles_mark_active": 0x1,
+    "cachefiles_mark_failed": 0x1, "cachefiles_mark_inactive": 0x1, "cachefiles_vfs_error": 0x1,
+    "cachefiles_io_error": 0x1, "cachefiles_ondemand_open": 0x1, "cachefiles_ondemand_copen": 0x1,
+    "cachefiles_ondemand_close": 0x1, "cachefiles_ondemand_read": 0x1, "cachefiles_ondemand_cread": 0x1,
+    "cachefiles_ondemand_fd_write": 0x1, "cachefiles_ondemand_fd_release": 0x1, "ext4_mballoc_discard": 0x10,
+    "ext4_mballoc_free": 0x10, "fib_table_lookup": 0x100, "posix_lock_inode": 0x10, "fcntl_setlk": 0x10,
+    "locks_remove_posix": 0x10, "flock_lock_inode": 0x10, "break_lease_noblock": 0x10, "break_lease_block": 0x10,
+    "break_lease_unblock": 0x10, "generic_delete_lease": 0x10, "time_out_leases": 0x10,
+    "host1x_cdma_push_gather": 0x10000, "mm_khugepaged_scan_pmd": 0x10, "mm_collapse_huge_page_isolate": 0x1,
+    "mm_khugepaged_scan_file": 0x10, "mm_khugepaged_collapse_file": 0x10, "mm_page_alloc": 0x1,
+    "mm_page_pcpu_drain": 0x1, "mm_page_alloc_zone_locked": 0x1, "netfs_failure": 0x10,
+    "device_pm_callback_start": 0x10, "qdisc_dequeue": 0x1000, "rxrpc_recvdata": 0x1, "rxrpc_resend": 0x10,
+    "signal_generate": 0x20, "signal_deliver": 0x20, "kfree_skb": 0x1000, "xs_stream_read_data": 0x1,
+    "xprt_reserve_cong": 0x10, "xprt_release_cong": 0x10, "xprt_get_cong": 0x10, "xprt_put_cong": 0x10,
+    "tcp_send_reset": 0x11, "tegra_dma_tx_status": 0x100, "tmigr_update_events": 0x1,
+    "writeback_dirty_folio": 0x10, "folio_wait_writeback": 0x10, "mr_integ_alloc": 0x2000,
+    "bpf_testmod_test_read": 0x0,
+}
+
+_MODS = (BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG)
+
+
+def _target(kt, prog_type: ProgType, attach_type: int, btf_id: int):
+    """(the prototype's id, whether its first argument is skipped, the names that mark a parameter nullable)
+    of the attach target, or None."""
+    t = kt.type(btf_id)
+    if prog_type == ProgType.STRUCT_OPS:
+        if t.kind != BtfKind.STRUCT or not 0 <= attach_type < len(t.members):
+            return None
+        mname, mtype, _ = t.members[attach_type]
+        ptr = kt.resolve(mtype)
+        if ptr.kind != BtfKind.PTR or kt.resolve(ptr.size_or_type).kind != BtfKind.FUNC_PROTO:
+            return None
+        stub = kt.func_id(f"{t.name}__{mname}")  # the cfi stub names nullable arguments
+        names = [n for n, _ in kt.params(kt.type(stub).size_or_type)] if stub else []
+        return kt.resolve(ptr.size_or_type).id, False, names
+    if t.kind == BtfKind.TYPEDEF and t.name.startswith("btf_trace_"):
+        ptr = kt.resolve(t.size_or_type)
+        if ptr.kind != BtfKind.PTR:
+            return None
+        return kt.resolve(ptr.size_or_type).id, True, []
+    if t.kind == BtfKind.FUNC:
+        return t.size_or_type, False, []
+    return None
+
+
+def _strip(kt, type_id: int) -> tuple[int, set[str]]:
+    """The type under modifiers, and the type tags met on the way."""
+    tags = set()
+    for _ in range(64):
+        if type_id == 0:
+            break
+        t = kt.type(type_id)
+        if t.kind not in _MODS:
+            break
+        if t.kind == BtfKind.TYPE_TAG:
+            tags.add(t.name)
+        type_id = t.size_or_type
+    return type_id, tags
+
+
+def _arg(kt, type_id: int, *, nullable: bool, buf_ok: bool) -> tuple[CtxArg, int]:
+    """What a load of one argument of type `type_id` gives, and how many 8-byte slots it takes."""
+    tid, _ = _strip(kt, type_id)
+    if tid == 0:
+        return CtxArg(), 1
+    t = kt.type(tid)
+    if t.kind != BtfKind.PTR:
+        size = kt.size_of(tid) if t.kind in (BtfKind.INT, BtfKind.ENUM, BtfKind.ENUM64, BtfKind.STRUCT,
+                                             BtfKind.UNION) else 8
+        return CtxArg(), max(1, (size + 7) // 8)
+    target, tags = _strip(kt, t.size_or_type)
+    if tags & {"user", "percpu"}:
+        return CtxArg(), 1
+    tt = kt.type(target) if target else None
+    if tt is None or tt.kind in (BtfKind.INT, BtfKind.FUNC_PROTO):
+        if buf_ok and tt is None:
+            return CtxArg(RegType.PTR_TO_BUF_OR_NULL), 1
+        return CtxArg(), 1  # void * or int *: a scalar
+    if tt.kind not in (BtfKind.STRUCT, BtfKind.UNION, BtfKind.FWD) or not tt.name:
+        if buf_ok:
+            return CtxArg(RegType.PTR_TO_BUF_OR_NULL), 1
+        return CtxArg(), 1
+    return CtxArg(RegType.PTR_TO_BTF_ID_OR_NULL if nullable else RegType.PTR_TO_BTF_ID, tt.name), 1
+
+
+def btf_ctx_layout(kt, prog_type: "ProgType | int", attach_type: int, attach_btf_id: int) -> CtxLayout | None:
+    """The context of a tracing / LSM / struct_ops program attached to kernel BTF type `attach_btf_id`
+    (`kt`: `bpfpatch.btf.vmlinux.KernelTypes` of the kernel's BTF); None for other programs or targets
+    it cannot read (the analysis then reads every argument as a scalar)."""
+    ptype = ProgType(int(prog_type))
+    if ptype not in (ProgType.TRACING, ProgType.LSM, ProgType.STRUCT_OPS) or not attach_btf_id or kt is None:
+        return None
+    try:
+        got = _target(kt, ptype, attach_type, attach_btf_id)
+        if got is None:
+            return None
+        proto_id, skip_first, stub_names = got
+        proto = kt.type(proto_id)
+        if proto.kind != BtfKind.FUNC_PROTO:
+            return None
+        params = kt.params(proto_id)
+        iter_prog = ptype == ProgType.TRACING and attach_type == BPF_TRACE_ITER
+        null_mask = 0
+        if ptype == ProgType.TRACING and attach_type == BPF_TRACE_RAW_TP:
+            null_mask = RAW_TP_NULL_ARGS.get(kt.type(attach_btf_id).name[len("btf_trace_"):], 0)
+        # get_ctx_arg_idx counts slots over the whole prototype (the skipped __data included), then
+        # indexes the argument list after the skip
+        slot_arg: list[int] = []
+        for k, (_name, ptype_id) in enumerate(params):
+            _, n = _arg(kt, ptype_id, nullable=False, buf_ok=False)
+            slot_arg += [k] * n
+        first = 1 if skip_first else 0
+        nargs = len(params) - first
+        ret_id = proto.size_or_type
+        slots: list[CtxArg] = []
+        for a in slot_arg[:MAX_SLOTS]:
+            if a >= nargs:
+                break
+            name, tid = params[a + first]
+            stub = stub_names[a] if a < len(stub_names) else ""
+            nullable = (name.endswith("__nullable") or stub.endswith("__nullable") or bool(null_mask >> (4 * a) & 1)
+                        or (iter_prog and a > 0))
+            arg, _ = _arg(kt, tid, nullable=nullable, buf_ok=iter_prog and a > 0)
+            if null_mask >> (4 * a) & 2:
+                arg = CtxArg()  # may encode an error: the kernel scrubs it to a scalar
+            slots.append(arg)
+        if attach_type in RETVAL_ATTACH and ptype != ProgType.STRUCT_OPS and len(slots) < MAX_SLOTS:
+            ret, _ = _arg(kt, ret_id, nullable=False, buf_ok=False)
+            slots.append(ret)
+        void = ret_id == 0 or _strip(kt, ret_id)[0] == 0
+        return CtxLayout("ctx", 0, args=tuple(slots), void_return=void)
+    except (BpfPatchError, IndexError, ValueError):
+        return None
+
+
+__all__ = ["BPF_LSM_CGROUP", "BPF_LSM_MAC", "BPF_MODIFY_RETURN", "BPF_TRACE_FENTRY", "BPF_TRACE_FEXIT",
+           "BPF_TRACE_ITER", "BPF_TRACE_RAW_TP", "RAW_TP_NULL_ARGS", "RETVAL_ATTACH", "btf_ctx_layout"]
