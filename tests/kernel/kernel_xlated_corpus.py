@@ -40,6 +40,7 @@ from kernel_selftests import comparable_rows  # noqa: E402
 
 LD_IMM64 = 0x18
 BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_SLEEPABLE = 1 << 4
 #: ld_imm64 sources the kernel turns into addresses (map fd / value, BTF id, map index / value).
 ADDRESS_SOURCES = frozenset({1, 2, 3, 5, 6})
 
@@ -221,9 +222,9 @@ def btf_inner_map(btf, name: str) -> MapRef | None:
     return None
 
 
-def inner_map(m, btf=None) -> MapRef | None:
+def inner_map(m, btf=None, fields=None) -> MapRef | None:
     """The inner map of an array / hash of maps: the first inner map it holds, else the template its
-    BTF declares (None: neither)."""
+    BTF declares (None: neither).  `fields(fd)` gives a held inner map's (kptr fields, graph roots)."""
     from bpfpatch.kernel.libbpf import libbpf
 
     if m.info.map_type not in (12, 13):  # BPF_MAP_TYPE_ARRAY_OF_MAPS, HASH_OF_MAPS
@@ -238,14 +239,18 @@ def inner_map(m, btf=None) -> MapRef | None:
         fd = get_fd(int.from_bytes(value[:4], "little"))
         if fd < 0:
             continue
-        try:
+        try:  # (`fields` reads the map's special fields while its fd is open)
             info, size = _MapInfo(), ctypes.c_uint32(ctypes.sizeof(_MapInfo))
             if get_info(fd, ctypes.byref(info), ctypes.byref(size)) != 0:
                 continue
+            ref = MapRef(-1, info.name.decode(), None, info.type, info.key_size, info.value_size, info.max_entries,
+                         map_flags=info.map_flags)
+            if fields is not None and hasattr(ref, "graph_roots"):
+                kptrs, roots = fields(fd)
+                ref = dataclasses.replace(ref, kptr_fields=kptrs, graph_roots=roots)
         finally:
             os.close(fd)
-        return MapRef(-1, info.name.decode(), None, info.type, info.key_size, info.value_size, info.max_entries,
-                      map_flags=info.map_flags)
+        return ref
     return btf_inner_map(btf, m.info.name)
 
 
@@ -279,6 +284,7 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
     out = []
     sizes = TypeSizes(path)  # (and the object's BTF)
     refs = {}
+    loaded_btf: list = []  # the object's BTF as libbpf loaded it, read at the first map with a value type
     for i, m in enumerate(obj.maps.values()):
         info = m.info
         ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries)
@@ -289,8 +295,12 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
             # libbpf froze it after writing its initial value (.rodata, .kconfig)
             ref = MapRef(i, info.name, m.fd, info.map_type, info.key_size, info.value_size, info.max_entries,
                          map_flags=info.flags, frozen_value=m.lookup(bytes(info.key_size)))
-        if hasattr(ref, "inner") and (inner := inner_map(m, sizes.btf)) is not None:
+        if hasattr(ref, "inner") and (inner := inner_map(m, sizes.btf, lambda fd: _special_fields(obj, fd, loaded_btf))) \
+                is not None:
             ref = dataclasses.replace(ref, inner=inner)
+        if hasattr(ref, "graph_roots"):
+            kptrs, roots = _special_fields(obj, m.fd, loaded_btf)  # bpf_kptr_xchg's fields, list heads, rbtree roots
+            ref = dataclasses.replace(ref, kptr_fields=kptrs, graph_roots=roots)
         refs[m.fd] = ref
     for prog in obj.programs.values():
         if not prog.loaded:
@@ -310,7 +320,7 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
             ctx = PassContext(prog_type=prog.prog_type, options={"kernel": {
                 "analysis": analysis,
                 "symbols": kernel_symbols(), "local_type_sizes": sizes,
-                "prog_flags": prog.flags, "expected_attach_type": prog.expected_attach_type}})
+                "prog_flags": _load_flags(prog), "expected_attach_type": prog.expected_attach_type}})
             if timeout:
                 signal.signal(signal.SIGALRM, _alarm)
                 signal.alarm(timeout)
@@ -341,6 +351,32 @@ def _check_loaded(obj, path: Path, timeout: int) -> list[Outcome]:
             res.ours, res.theirs = a, b
         out.append(res)
     return out
+
+
+def _special_fields(obj, fd: int, loaded_btf: list) -> tuple[tuple, tuple]:
+    """The kptr fields and graph roots of a map's value type (`bpfpatch.btf.fields` on the loaded object's
+    BTF), as the analysis' log harness gives them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+    from analysis_kernel import btf_bytes, map_value_type_id
+
+    from bpfpatch.btf.fields import graph_roots, kptr_fields
+    from bpfpatch.btf.types import Btf
+
+    vtid = map_value_type_id(fd) if obj.btf_fd >= 0 else 0
+    if not vtid:
+        return (), ()
+    if not loaded_btf:
+        raw = btf_bytes(obj.btf_fd)
+        loaded_btf.append(Btf(raw) if raw else None)
+    btf = loaded_btf[0]
+    return (kptr_fields(btf, vtid), graph_roots(btf, vtid)) if btf is not None else ((), ())
+
+
+def _load_flags(prog) -> int:
+    """The prog_flags libbpf loaded the program with: its own, and BPF_F_SLEEPABLE for a ``.s`` section
+    (libbpf adds it at load time, not to `bpf_program__flags`)."""
+    sleepable = prog.section.endswith(".s") or ".s/" in prog.section
+    return prog.flags | (BPF_F_SLEEPABLE if sleepable else 0)
 
 
 def _btf_ctx(prog):

@@ -35,11 +35,13 @@ class CtxArg:
 
     ``type`` is SCALAR (an integer, enum, struct by value, ``void *`` or ``int *``: loads of any size),
     PTR_TO_BTF_ID or PTR_TO_BTF_ID_OR_NULL (a pointer to kernel struct ``btf_name``), or PTR_TO_BUF_OR_NULL
-    (an iterator's key / value buffer).
+    (an iterator's key / value buffer).  ``pointer``: the argument is a pointer, so only 8-byte loads of it
+    are allowed, even where it reads as a scalar (``void *``, ``int *``).
     """
 
     type: RegType = RegType.SCALAR
     btf_name: str = ""
+    pointer: bool = False
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,8 @@ class MapRef:
     as ``(offset, kind, struct name)`` with kind "ref", "untrusted" or "percpu": a
     load from one gives a maybe-NULL pointer to that struct.  ``inner`` is, for an array or hash of
     maps, its inner map's template (``inner_map_meta``: what a lookup in the inner map inlines).
+    ``graph_roots`` are the value's ``bpf_list_head`` / ``bpf_rb_root`` fields as ``(offset, contained struct,
+    node offset)`` (their ``__contains`` tags): a node taken from one points into that struct at the node's offset.
     """
 
     index: int
@@ -89,6 +91,7 @@ class MapRef:
     frozen_value: bytes | None = None
     kptr_fields: tuple[tuple[int, str, str], ...] = ()
     inner: "MapRef | None" = None
+    graph_roots: tuple[tuple[int, str, int], ...] = ()
 
 
 class InsnAux:

@@ -74,5 +74,7 @@ class KernelTypes(Protocol):
         """What a `size`-byte load at `off` of kernel struct `struct` reads: ``"ptr:<struct>"``,
         ``"scalar"``, or None when the struct has no member there."""
 
+    # Optional: ``struct_name(btf_id)``, the name of the kernel struct `btf_id` (what ``bpf_rdonly_cast`` casts to).
+
 
 __all__ = ["KernelTypes", "KfuncArg", "KfuncProto", "kfunc_flags"]

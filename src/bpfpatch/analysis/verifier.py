@@ -1949,7 +1949,7 @@ def _btf_ctx_access(env: _Env, st: State, idx: int, off: int, size: int, kind: s
     arg = off // 8
     ok = kind == "read" and 0 <= off < 8 * MAX_BPF_FUNC_ARGS and off % size == 0 and off % 8 == 0 and arg < len(args)
     what = args[arg] if ok else None
-    if what is not None and what.type is not RegType.SCALAR and size != 8:
+    if what is not None and (what.pointer or what.type is not RegType.SCALAR) and size != 8:
         ok = False
     if not ok:
         raise _err(idx, f"invalid bpf_context access off={off} size={size}")
@@ -2329,8 +2329,10 @@ def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool,
 
 def _proto_for(p: "HelperProto | None", prog_type: ProgType) -> "HelperProto | None":
     """The prototype a program type's func_proto gives where it is not the helper's usual one:
-    sk_reuseport's bpf_get_socket_cookie takes a socket, not the context (bpf_get_socket_ptr_cookie_proto)."""
-    if p is not None and p.name == "get_socket_cookie" and prog_type is ProgType.SK_REUSEPORT:
+    sk_reuseport's, tracing's and LSM's bpf_get_socket_cookie takes a socket, not the context
+    (bpf_get_socket_ptr_cookie_proto)."""
+    if p is not None and p.name == "get_socket_cookie" and prog_type in (ProgType.SK_REUSEPORT, ProgType.TRACING,
+                                                                         ProgType.LSM):
         return replace(p, args=("ARG_PTR_TO_BTF_ID_SOCK_COMMON",) + p.args[1:])
     if p is not None and p.name == "sk_assign" and prog_type is ProgType.SK_LOOKUP:
         # bpf_sk_lookup_assign_proto: the socket may be NULL (it clears the selection)
@@ -2710,6 +2712,21 @@ KERN_CTX = {ProgType.XDP: "xdp_buff", ProgType.SCHED_CLS: "sk_buff", ProgType.SC
 GRAPH_INSERT = frozenset({"bpf_rbtree_add_impl", "bpf_list_push_front_impl", "bpf_list_push_back_impl"})
 
 
+#: kfuncs returning a node of the list head / rbtree root in R1 (mark_reg_graph_node; 6.18 adds the
+#: list's front / back and the rbtree's root / left / right).
+GRAPH_TAKE = frozenset({"bpf_list_pop_front", "bpf_list_pop_back", "bpf_list_front", "bpf_list_back",
+                        "bpf_rbtree_first", "bpf_rbtree_remove", "bpf_rbtree_root", "bpf_rbtree_left",
+                        "bpf_rbtree_right"})
+
+
+def _graph_root(head: Reg) -> tuple[int, str, int] | None:
+    """The list head / rbtree root a map-value pointer points at (`MapRef.graph_roots`), or None."""
+    if head.type is not RegType.PTR_TO_MAP_VALUE or head.map is None or head.var_off[1]:
+        return None
+    at = head.off + s64(head.var_off[0])
+    return next((g for g in head.map.graph_roots if g[0] == at), None)
+
+
 def _invalidate_non_owning_refs(env: _Env, st: State) -> None:
     """``invalidate_non_owning_refs`` at bpf_spin_unlock: pointers to program-allocated objects the
     program does not own (a node handed to a collection; not a kernel struct, no reference held) become
@@ -2816,13 +2833,15 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
                 if r.ref_obj_id == owned:
                     r.ref_obj_id = 0
     node = regs[2].copy() if kp.name == "bpf_rbtree_remove" else None
+    cast_to = _cast_struct(env, regs[2]) if kp.name == "bpf_rdonly_cast" else ""
+    root = _graph_root(regs[1]) if kp.name in GRAPH_TAKE else None
     r0 = _clobber_caller_saved(regs)
     ret = kp.ret
     name = kp.name
     if name == "bpf_rdonly_cast" or name == "bpf_cast_to_kern_ctx":
         mark_known(r0, 0)
         r0.type = RegType.PTR_TO_BTF_ID
-        r0.btf_name = KERN_CTX.get(env.prog_type, "") if name == "bpf_cast_to_kern_ctx" else ""
+        r0.btf_name = KERN_CTX.get(env.prog_type, "") if name == "bpf_cast_to_kern_ctx" else cast_to
     elif ret == "void":
         mark_not_init(r0)
     elif ret.startswith("ptr:") or ret.startswith("mem") or name in ("bpf_obj_new_impl", "bpf_percpu_obj_new_impl"):
@@ -2841,6 +2860,8 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     if node is not None and node.type is RegType.PTR_TO_BTF_ID:
         # mark_reg_graph_node: the removed node comes back as its containing object, at the node's offset
         r0.btf_name, r0.off = node.btf_name, node.off
+    if root is not None and r0.type in (RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BTF_ID_OR_NULL):
+        r0.off = root[2]  # mark_reg_graph_node: at the node's offset in the struct the head / root contains
     if kp.acquires and r0.type is not RegType.SCALAR and r0.type is not RegType.NOT_INIT:
         rid = _new_id(env)
         r0.ref_obj_id = rid
@@ -2864,6 +2885,15 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
         mark_unknown(r0)
         mark_known(r0, 0)
     return idx + 1
+
+
+def _cast_struct(env: _Env, type_reg: Reg) -> str:
+    """The kernel struct ``bpf_rdonly_cast(obj, btf_id)`` casts to: the name of BTF type `type_reg` holds ("": not a
+    constant naming a struct, or kernel types without names)."""
+    kt = _kernel_types(env)
+    if kt is None or not type_reg.is_const() or not hasattr(kt, "struct_name"):
+        return ""
+    return kt.struct_name(type_reg.const_value()) or ""
 
 
 def _constant_map_key(env: _Env, st: State, key: Reg, key_size: int) -> int | None:
@@ -3198,7 +3228,10 @@ BPF_MAX_VAR_OFF = 1 << 29
 def _not_null(r: Reg) -> bool:
     # a BTF pointer is not NULL when trusted (is_trusted_reg): a referenced one always is (an object
     # from bpf_obj_new, an acquired kernel object); an unbounded variable offset can wrap the non-NULL
-    # base to zero
+    # base to zero; untrusted memory of unknown size (a pointer member of a kernel struct,
+    # rdonly_untrusted_mem(sz=0)) may be NULL: 6.18 keeps the branch
+    if r.type is RegType.PTR_TO_MEM and r.mem_size == 0:
+        return False
     return (r.type in NOT_NULL_TYPES or (r.type is RegType.PTR_TO_BTF_ID and r.ref_obj_id != 0)) \
         and -BPF_MAX_VAR_OFF < r.smin and r.smax < BPF_MAX_VAR_OFF
 

@@ -8,15 +8,15 @@ Which function is the load's ``attach_btf_id`` (``bpf_prog_info`` reports it):
   pointer to a prototype whose first argument (``void *__data``) is skipped;
 - fentry / fexit / fmod_ret, LSM: the FUNC itself (fexit, fmod_ret and LSM
   may read the return value after the last argument);
-- iterators (BPF_TRACE_ITER): the FUNC ``bpf_iter_<target>``;
+- iterators (BPF_TRACE_ITER): the FUNC ``bpf_iter_<target>`` (`ITER_NULLABLE`: its maybe-NULL objects);
 - struct_ops: the struct (``tcp_congestion_ops``), the program being member
   number ``expected_attach_type``, a function pointer.
 
 A pointer to a kernel struct reads as PTR_TO_BTF_ID of it (trusted for
 tp_btf, iterators, LSM and struct_ops: the analysis does not keep the flag).
 It may be NULL (PTR_TO_BTF_ID_OR_NULL) where the kernel says so: an
-iterator's objects (its ``ctx_arg_info``: every struct pointer but ``meta``;
-a ``void *`` key / value is a buffer, PTR_TO_BUF_OR_NULL), a struct_ops
+iterator's objects (its ``ctx_arg_info``; a ``void *`` key / value is a
+buffer, PTR_TO_BUF_OR_NULL), a struct_ops
 argument whose stub ``<struct>__<member>`` names it ``*__nullable``, an
 argument named ``*__nullable``, and the tracepoint arguments of the kernel's
 ``raw_tp_null_args`` table (`RAW_TP_NULL_ARGS`; those that may hold an
@@ -62,6 +62,17 @@ RAW_TP_NULL_ARGS = {
     "tcp_send_reset": 0x11, "tegra_dma_tx_status": 0x100, "tmigr_update_events": 0x1,
     "writeback_dirty_folio": 0x10, "folio_wait_writeback": 0x10, "mr_integ_alloc": 0x2000,
     "bpf_testmod_test_read": 0x0,
+}
+
+#: Iterator targets' ``ctx_arg_info``: the parameters of ``bpf_iter_<target>`` registered as maybe NULL
+#: (struct pointers PTR_TO_BTF_ID_OR_NULL, ``void *`` PTR_TO_BUF_OR_NULL); their other pointers (``meta``,
+#: the map of a map-element iterator) are trusted and never NULL.  A target not listed: every pointer but
+#: ``meta`` (what every target registered in 6.12 and 6.18 does, the map-element ones aside).
+ITER_NULLABLE = {
+    "bpf_map": {"map"}, "bpf_map_elem": {"key", "value"}, "bpf_prog": {"prog"}, "bpf_link": {"link"},
+    "cgroup": {"cgroup"}, "task": {"task"}, "task_file": {"task", "file"}, "task_vma": {"task", "vma"},
+    "netlink": {"sk"}, "ipv6_route": {"rt"}, "sockmap": {"key", "sk"}, "bpf_sk_storage_map": {"sk", "value"},
+    "unix": {"unix_sk"}, "tcp": {"sk_common"}, "udp": {"udp_sk"}, "ksym": {"ksym"}, "kmem_cache": {"s"},
 }
 
 _MODS = (BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG)
@@ -118,17 +129,17 @@ def _arg(kt, type_id: int, *, nullable: bool, buf_ok: bool) -> tuple[CtxArg, int
         return CtxArg(), max(1, (size + 7) // 8)
     target, tags = _strip(kt, t.size_or_type)
     if tags & {"user", "percpu"}:
-        return CtxArg(), 1
+        return CtxArg(pointer=True), 1
     tt = kt.type(target) if target else None
     if tt is None or tt.kind in (BtfKind.INT, BtfKind.FUNC_PROTO):
         if buf_ok and tt is None:
-            return CtxArg(RegType.PTR_TO_BUF_OR_NULL), 1
-        return CtxArg(), 1  # void * or int *: a scalar
+            return CtxArg(RegType.PTR_TO_BUF_OR_NULL, pointer=True), 1
+        return CtxArg(pointer=True), 1  # void * or int *: a scalar
     if tt.kind not in (BtfKind.STRUCT, BtfKind.UNION, BtfKind.FWD) or not tt.name:
         if buf_ok:
-            return CtxArg(RegType.PTR_TO_BUF_OR_NULL), 1
-        return CtxArg(), 1
-    return CtxArg(RegType.PTR_TO_BTF_ID_OR_NULL if nullable else RegType.PTR_TO_BTF_ID, tt.name), 1
+            return CtxArg(RegType.PTR_TO_BUF_OR_NULL, pointer=True), 1
+        return CtxArg(pointer=True), 1
+    return CtxArg(RegType.PTR_TO_BTF_ID_OR_NULL if nullable else RegType.PTR_TO_BTF_ID, tt.name, pointer=True), 1
 
 
 def btf_ctx_layout(kt, prog_type: "ProgType | int", attach_type: int, attach_btf_id: int) -> CtxLayout | None:
@@ -148,6 +159,7 @@ def btf_ctx_layout(kt, prog_type: "ProgType | int", attach_type: int, attach_btf
             return None
         params = kt.params(proto_id)
         iter_prog = ptype == ProgType.TRACING and attach_type == BPF_TRACE_ITER
+        iter_null = ITER_NULLABLE.get(kt.type(attach_btf_id).name[len("bpf_iter_"):]) if iter_prog else None
         null_mask = 0
         if ptype == ProgType.TRACING and attach_type == BPF_TRACE_RAW_TP:
             null_mask = RAW_TP_NULL_ARGS.get(kt.type(attach_btf_id).name[len("btf_trace_"):], 0)
@@ -166,11 +178,12 @@ def btf_ctx_layout(kt, prog_type: "ProgType | int", attach_type: int, attach_btf
                 break
             name, tid = params[a + first]
             stub = stub_names[a] if a < len(stub_names) else ""
+            in_iter = iter_prog and a > 0 and (name in iter_null if iter_null is not None else True)
             nullable = (name.endswith("__nullable") or stub.endswith("__nullable") or bool(null_mask >> (4 * a) & 1)
-                        or (iter_prog and a > 0))
-            arg, _ = _arg(kt, tid, nullable=nullable, buf_ok=iter_prog and a > 0)
+                        or in_iter)
+            arg, _ = _arg(kt, tid, nullable=nullable, buf_ok=in_iter)
             if null_mask >> (4 * a) & 2:
-                arg = CtxArg()  # may encode an error: the kernel scrubs it to a scalar
+                arg = CtxArg(pointer=True)  # may encode an error: the kernel scrubs it to a scalar
             slots.append(arg)
         if attach_type in RETVAL_ATTACH and ptype != ProgType.STRUCT_OPS and len(slots) < MAX_SLOTS:
             ret, _ = _arg(kt, ret_id, nullable=False, buf_ok=False)
@@ -182,4 +195,4 @@ def btf_ctx_layout(kt, prog_type: "ProgType | int", attach_type: int, attach_btf
 
 
 __all__ = ["BPF_LSM_CGROUP", "BPF_LSM_MAC", "BPF_MODIFY_RETURN", "BPF_TRACE_FENTRY", "BPF_TRACE_FEXIT",
-           "BPF_TRACE_ITER", "BPF_TRACE_RAW_TP", "RAW_TP_NULL_ARGS", "RETVAL_ATTACH", "btf_ctx_layout"]
+           "BPF_TRACE_ITER", "BPF_TRACE_RAW_TP", "ITER_NULLABLE", "RAW_TP_NULL_ARGS", "RETVAL_ATTACH", "btf_ctx_layout"]

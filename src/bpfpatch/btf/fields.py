@@ -1,4 +1,5 @@
-"""Special fields of a map value's BTF type (``btf_parse_fields``, kernel/bpf/btf.c): its kptrs.
+"""Special fields of a map value's BTF type (``btf_parse_fields``, kernel/bpf/btf.c): its kptrs, and its
+list heads and rbtree roots (`graph_roots`).
 
 A member whose pointer type carries the type tag ``kptr`` (``__kptr``, a
 referenced kernel or program-allocated object), ``kptr_untrusted``
@@ -55,4 +56,67 @@ def kptr_fields(btf: TypeLookup, type_id: int) -> tuple[tuple[int, str, str], ..
     return tuple(sorted(out))
 
 
-__all__ = ["kptr_fields", "KPTR_TAGS"]
+GRAPH_ROOTS = ("bpf_list_head", "bpf_rb_root")
+
+
+def _contains_tags(btf: TypeLookup) -> dict[tuple[int, int], str]:
+    """``__contains(struct, node)`` decl tags by (tagged type id, member index; -1 for a variable)."""
+    out = {}
+    for tid in range(1, btf.type_count):
+        t = btf.type(tid)
+        if t.kind == BtfKind.DECL_TAG and t.name.startswith("contains:"):
+            out[(t.size_or_type, t.extra[0] if t.extra else -1)] = t.name
+    return out
+
+
+def _node_offset(btf: TypeLookup, tag: str) -> tuple[str, int] | None:
+    """(struct, byte offset of its node member) a ``contains:<struct>:<node>`` tag names."""
+    parts = tag.split(":")
+    if len(parts) != 3:
+        return None
+    find = getattr(btf, "find", None)
+    t = find(BtfKind.STRUCT, parts[1]) if find is not None else None
+    if t is None:
+        return None
+    for name, _mtype, bits in t.members:
+        if name == parts[2]:
+            return parts[1], bits // 8
+    return None
+
+
+def graph_roots(btf: TypeLookup, type_id: int) -> tuple[tuple[int, str, int], ...]:
+    """``(byte offset, contained struct, node offset)`` of every ``bpf_list_head`` / ``bpf_rb_root`` in the
+    type `type_id` (a map's value type or a global data section; arrays of them too), from their
+    ``__contains`` tags (``btf_parse_graph_root``: what a list pop or rbtree first returns is the struct, at
+    the node's offset)."""
+    tags = _contains_tags(btf)
+    out: list[tuple[int, str, int]] = []
+    work = [(type_id, 0, 0, "")]
+    while work:
+        tid, base, depth, tag = work.pop()
+        t = btf.type(tid)
+        if t.kind == BtfKind.DATASEC:
+            for var_id, off, _size in t.members:
+                work.append((btf.type(var_id).size_or_type, base + off, depth + 1, tags.get((var_id, -1), "")))
+            continue
+        t = btf.resolve(tid)
+        if t.kind == BtfKind.ARRAY:
+            elem, _, n = t.extra
+            size = btf.size_of(elem)
+            if depth < _MAX_NEST and size:
+                work.extend((elem, base + k * size, depth + 1, tag) for k in range(min(n, _MAX_ELEMS)))
+            continue
+        if t.kind == BtfKind.STRUCT and t.name in GRAPH_ROOTS:
+            node = _node_offset(btf, tag)
+            if node is not None:
+                out.append((base, *node))
+            continue
+        if t.kind not in (BtfKind.STRUCT, BtfKind.UNION) or depth >= _MAX_NEST:
+            continue
+        for k, (_name, mtype, bits) in enumerate(t.members):
+            if btf.resolve(mtype).kind in (BtfKind.STRUCT, BtfKind.UNION, BtfKind.ARRAY):
+                work.append((mtype, base + bits // 8, depth + 1, tags.get((t.id, k), "")))
+    return tuple(sorted(out))
+
+
+__all__ = ["GRAPH_ROOTS", "graph_roots", "kptr_fields", "KPTR_TAGS"]

@@ -263,6 +263,13 @@ class KernelTypes(TypeLookup):
             out.append((self._str(n_off) if n_off else "", t))
         return out
 
+    def struct_name(self, type_id: int) -> str | None:
+        """The name of the STRUCT or UNION `type_id` (modifiers skipped); None for any other type."""
+        if not 0 < type_id < len(self._kind):
+            return None
+        tid = self._strip(type_id)
+        return self._str(self._name[tid]) if self._kind[tid] in (_STRUCT, _UNION) and self._name[tid] else None
+
     def func_id(self, name: str) -> int | None:
         """The id of the FUNC called `name` (None: there is none)."""
         if self._funcs is None:

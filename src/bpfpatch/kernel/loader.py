@@ -117,8 +117,11 @@ def load_program(
     log_level: int = 0,
     log_size: int = 1 << 20,
     name: str = "",
+    attach_btf_id: int = 0,
 ) -> LoadedProgram:
-    """BPF_PROG_LOAD; raise `VerifierError` (with the log) when the verifier says no."""
+    """BPF_PROG_LOAD; raise `VerifierError` (with the log) when the verifier says no.
+
+    ``attach_btf_id`` names the attach target in the kernel's BTF (tracing, LSM, struct_ops programs)."""
     raw = insns if isinstance(insns, (bytes, bytearray)) else insns.to_bytes()
     ptype = prog_type_of(prog_type)
     code = ctypes.create_string_buffer(bytes(raw), len(raw))
@@ -132,7 +135,7 @@ def load_program(
             prog_type=ptype, insn_cnt=len(raw) // 8, insns=addr(code), license=addr(lic),
             log_level=level, log_size=size if level else 0, log_buf=addr(log), prog_flags=prog_flags,
             prog_name=name.encode()[:15], expected_attach_type=expected_attach_type,
-            prog_btf_fd=prog_btf_fd or 0,
+            prog_btf_fd=prog_btf_fd or 0, attach_btf_id=attach_btf_id,
             func_info_rec_size=func_info_rec_size if fi else 0, func_info=addr(fi),
             func_info_cnt=len(func_info) // func_info_rec_size if fi else 0,
             line_info_rec_size=line_info_rec_size if li else 0, line_info=addr(li),
