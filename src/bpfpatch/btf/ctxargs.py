@@ -194,5 +194,36 @@ def btf_ctx_layout(kt, prog_type: "ProgType | int", attach_type: int, attach_btf
         return None
 
 
+#: libbpf's section prefixes of programs attached to a kernel function or tracepoint by name:
+#: (program type, expected attach type, the BTF name of the target, its BTF kind: FUNC or TYPEDEF).
+SECTION_TARGETS = {
+    "tp_btf/": (ProgType.TRACING, BPF_TRACE_RAW_TP, "btf_trace_{}", BtfKind.TYPEDEF),
+    "fentry/": (ProgType.TRACING, BPF_TRACE_FENTRY, "{}", BtfKind.FUNC),
+    "fentry.s/": (ProgType.TRACING, BPF_TRACE_FENTRY, "{}", BtfKind.FUNC),
+    "fexit/": (ProgType.TRACING, BPF_TRACE_FEXIT, "{}", BtfKind.FUNC),
+    "fexit.s/": (ProgType.TRACING, BPF_TRACE_FEXIT, "{}", BtfKind.FUNC),
+    "fmod_ret/": (ProgType.TRACING, BPF_MODIFY_RETURN, "{}", BtfKind.FUNC),
+    "fmod_ret.s/": (ProgType.TRACING, BPF_MODIFY_RETURN, "{}", BtfKind.FUNC),
+    "iter/": (ProgType.TRACING, BPF_TRACE_ITER, "bpf_iter_{}", BtfKind.FUNC),
+    "iter.s/": (ProgType.TRACING, BPF_TRACE_ITER, "bpf_iter_{}", BtfKind.FUNC),
+    "lsm/": (ProgType.LSM, BPF_LSM_MAC, "bpf_lsm_{}", BtfKind.FUNC),
+    "lsm.s/": (ProgType.LSM, BPF_LSM_MAC, "bpf_lsm_{}", BtfKind.FUNC),
+    "lsm_cgroup/": (ProgType.LSM, BPF_LSM_CGROUP, "bpf_lsm_{}", BtfKind.FUNC),
+}
+
+
+def section_ctx_layout(kt, section: str) -> CtxLayout | None:
+    """The BTF context of a program in ELF section `section` (``tp_btf/sched_switch``, ``fentry/do_unlinkat``,
+    ``iter/task``, ``lsm/file_open``: `SECTION_TARGETS`), its target looked up by name in `kt` as libbpf
+    does; None for other sections, struct_ops ones included (their target is the object's ``.struct_ops``
+    map), or a target the kernel lacks."""
+    for prefix, (ptype, attach, pattern, kind) in SECTION_TARGETS.items():
+        if section.startswith(prefix) and kt is not None:
+            target = section[len(prefix):]
+            btf_id = kt.named_id(pattern.format(target), int(kind))
+            return btf_ctx_layout(kt, ptype, attach, btf_id) if btf_id else None
+    return None
+
+
 __all__ = ["BPF_LSM_CGROUP", "BPF_LSM_MAC", "BPF_MODIFY_RETURN", "BPF_TRACE_FENTRY", "BPF_TRACE_FEXIT",
-           "BPF_TRACE_ITER", "BPF_TRACE_RAW_TP", "ITER_NULLABLE", "RAW_TP_NULL_ARGS", "RETVAL_ATTACH", "btf_ctx_layout"]
+           "BPF_TRACE_ITER", "BPF_TRACE_RAW_TP", "ITER_NULLABLE", "RAW_TP_NULL_ARGS", "RETVAL_ATTACH", "SECTION_TARGETS", "btf_ctx_layout", "section_ctx_layout"]

@@ -105,7 +105,7 @@ def call_kfunc(name: str, path: Path = VMLINUX) -> Insn:
 
 # --- kfunc prototypes and struct members for the analysis -----------------------------------
 
-_INT, _PTR, _ARRAY, _STRUCT, _UNION, _FUNC_PROTO, _FLOAT = 1, 2, 3, 4, 5, 13, 16
+_INT, _PTR, _ARRAY, _STRUCT, _UNION, _TYPEDEF, _FUNC_PROTO, _FLOAT = 1, 2, 3, 4, 5, 8, 13, 16
 _SKIP = {7, 8, 9, 10, 11, 18}  # FWD? no: TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG (FWD handled apart)
 
 
@@ -149,7 +149,7 @@ class KernelTypes(TypeLookup):
         self._structs: dict[str, int] | None = None
         self._by_name: dict[str, list[int]] | None = None
         self._protos: dict[int, object] = {}
-        self._funcs: dict[str, int] | None = None
+        self._funcs: dict[tuple[int, str], int] | None = None
 
     @property
     def type_count(self) -> int:
@@ -272,9 +272,16 @@ class KernelTypes(TypeLookup):
 
     def func_id(self, name: str) -> int | None:
         """The id of the FUNC called `name` (None: there is none)."""
+        return self.named_id(name, _FUNC)
+
+    def named_id(self, name: str, kind: int) -> int | None:
+        """The id of the first FUNC (12) or TYPEDEF (8) called `name` (None: there is none)."""
         if self._funcs is None:
-            self._funcs = {self._str(self._name[tid]): tid for tid, k in enumerate(self._kind) if k == _FUNC}
-        return self._funcs.get(name)
+            self._funcs = {}
+            for tid, k in enumerate(self._kind):
+                if k in (_FUNC, _TYPEDEF) and self._name[tid]:
+                    self._funcs.setdefault((k, self._str(self._name[tid])), tid)
+        return self._funcs.get((kind, name))
 
     def member(self, struct_name: str, off: int, size: int) -> str | None:
         """What a `size`-byte load at byte `off` of `struct struct_name` reads (None: no member there)."""

@@ -38,7 +38,7 @@ def analyze_cmd(
         # kfunc prototypes and kernel struct members from the running kernel's BTF, read at first need;
         # the subprograms' prototypes (global functions are verified on their own) from the object's BTF
         result = analyze(program, ptype, budget=budget, keep_states=False, log=True, kernel_types=kernel_types,
-                         funcs=_subprog_funcs(file, program, ptype))
+                         funcs=_subprog_funcs(file, program, ptype), ctx_layout=_btf_ctx(program, section))
     except AnalysisError as exc:
         for line in (exc.analysis.log if exc.analysis else []):
             typer.echo(line)
@@ -47,6 +47,15 @@ def analyze_cmd(
     for line in result.log:
         typer.echo(line)
     typer.echo(f"processed {result.processed} insns (limit {budget}) total_states {result.total_states}")
+
+
+def _btf_ctx(program, section: str | None):
+    """A tp_btf / fentry / iter / lsm section's context: its target's arguments from the kernel's BTF (None
+    for other sections, or without the kernel's BTF)."""
+    from bpfpatch.btf.ctxargs import section_ctx_layout
+    from bpfpatch.btf.vmlinux import kernel_types
+
+    return section_ctx_layout(kernel_types(), program.meta.get("section") or section or "")
 
 
 def _subprog_funcs(file: Path, program, ptype: str):

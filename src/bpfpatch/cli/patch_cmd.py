@@ -70,6 +70,17 @@ def _typed(ctx: PassContext, section: str | None, given: object = None) -> PassC
         except UnknownProgType:
             ptype = None
     ctx.prog_type = ptype
+    analysis = ctx.options.get("kernel", {}).get("analysis")
+    if analysis is not None and "kernel_types" in analysis:
+        # a tp_btf / fentry / iter / lsm section: the attach target's arguments, from the kernel's BTF
+        from bpfpatch.btf.ctxargs import section_ctx_layout
+
+        kt = analysis["kernel_types"]
+        layout = section_ctx_layout(kt if hasattr(kt, "kfunc") else kt(), section or "")
+        if layout is not None:
+            analysis["ctx_layout"] = layout
+        else:
+            analysis.pop("ctx_layout", None)
     return ctx
 
 
