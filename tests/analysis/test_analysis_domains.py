@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpfpatch.analysis.state import Reg, reg_bounds_sync, s32, s64
+from bpfpatch.analysis.state import Reg, reg_bounds_sync, s32, s64, update_bounds64
 from bpfpatch.analysis.tnum import (
     U32,
     U64,
@@ -24,6 +24,7 @@ from bpfpatch.analysis.tnum import (
     tnum_or,
     tnum_range,
     tnum_rshift,
+    tnum_step,
     tnum_sub,
     tnum_xor,
 )
@@ -165,3 +166,34 @@ def test_branch_refinement_is_sound(op, a, b, is32):
     side = t if taken else f
     assert side is not None, "the concrete outcome was called impossible"
     assert contains(side[0], x) and contains(side[1], y)
+
+
+small_tnums = st.integers(0, 255).flatmap(lambda m: st.tuples(st.just(m), st.integers(0, 255).map(lambda v: v & ~m)))
+
+
+@given(small_tnums.map(lambda t: (t[1], t[0])), st.integers(0, 300))
+def test_tnum_step_is_the_next_member(t, z):
+    v, m = t
+    members = [v | x for x in range(256) if x & ~m == 0]
+    want = v | m if z >= v | m else v if z < v else min(w for w in members if w > z)
+    assert tnum_step(t, z) == want
+
+
+@given(small_tnums.map(lambda t: (t[1], t[0])), st.integers(0, 255), st.integers(0, 255),
+       st.sampled_from([0, 1 << 40, U64 - 255]))
+def test_one_member_in_range_is_known(t, lo, hi, base):
+    """6.18's __update_reg64_bounds: a tnum with exactly one member in [umin, umax] makes the register that
+    value; with two or more, the ranges are only clamped to the tnum (the 6.12 rule)."""
+    v, m = t[0] + base, t[1]
+    if lo > hi:
+        lo, hi = hi, lo
+    r = Reg(Reg.unknown().type)
+    r.var_off, r.umin, r.umax = (v, m), base + lo, base + hi
+    inside = [v | x for x in range(256) if x & ~m == 0 and base + lo <= v | x <= base + hi]
+    update_bounds64(r)
+    if len(inside) == 1:
+        assert r.umin == r.umax == inside[0]
+        if r.var_off != (inside[0], 0):  # the kernel's one exception: the range is already that one value
+            assert r.umin == r.umax == v | m
+    elif inside:
+        assert r.var_off == (v, m) and r.umin == max(base + lo, v) and r.umax == min(base + hi, v | m)

@@ -55,7 +55,25 @@ r0 = 0
 exit
 """
 
-CASES = {"pointer_to_scalar": (POINTER_TO_SCALAR, "socket_filter"), "sub32_ptr": (SUB32_PTR, "sched_cls")}
+# A range holding one member of the known bits is that value (6.18's __update_reg64_bounds): r2 in {0, 4,
+# 8, 12} and in [5, 8] is 8, in [9, 12] it is 12; r3's [2, 17] holds 2, 3, 16 and 17 and stays a range.
+ONE_MEMBER = """
+r2 = *(u32 *)(r1 + 0)
+r2 &= 12
+if r2 < 5 goto +2
+if r2 > 8 goto +1
+r0 = r2
+r3 = *(u32 *)(r1 + 0)
+r3 &= 0x13
+if r3 < 2 goto +2
+if r3 > 0x11 goto +1
+r0 = r3
+r0 = 0
+exit
+"""
+
+CASES = {"pointer_to_scalar": (POINTER_TO_SCALAR, "socket_filter"), "sub32_ptr": (SUB32_PTR, "sched_cls"),
+         "one_member": (ONE_MEMBER, "socket_filter")}
 
 
 def prog(text: str) -> Program:

@@ -24,6 +24,7 @@ from bpfpatch.analysis.tnum import (
     tnum_intersect,
     tnum_or,
     tnum_range,
+    tnum_step,
     tnum_subreg,
 )
 
@@ -202,11 +203,24 @@ def update_bounds32(r: Reg) -> None:
 
 
 def update_bounds64(r: Reg) -> None:
+    """``__update_reg64_bounds``: the 64-bit ranges within var_off; where only one member of var_off is in
+    [umin, umax], the register is that value (6.18: the running kernel's log prints ``R1=8`` for
+    var_off=(0x0; 0x8) with umin=1; 6.12 kept the range)."""
     v, m = r.var_off
     r.smin = max(r.smin, s64(v | (m & (1 << 63))))
     r.smax = min(r.smax, s64(v | (m & S64_MAX)))
-    r.umin = max(r.umin, v)
-    r.umax = min(r.umax, v | m)
+    umin = r.umin = max(r.umin, v)
+    umax = r.umax = min(r.umax, v | m)
+    if m == 0 or umax - umin >= m:
+        return  # known, or the range spans every value of the unknown bits' width: two members or more
+    nxt = tnum_step(r.var_off, umin)
+    if (umin & ~m) == v:
+        if nxt > umax:
+            mark_known(r, umin)  # only umin
+    elif nxt == v | m:
+        mark_known(r, nxt)  # only the tnum's largest member
+    elif nxt <= umax and tnum_step(r.var_off, nxt) > umax:
+        mark_known(r, nxt)  # only one member between umin and umax
 
 
 def update_bounds(r: Reg) -> None:

@@ -160,6 +160,33 @@ def tnum_const_subreg(a: Tnum, value: int) -> Tnum:
     return tnum_with_subreg(a, (value & U32, 0))
 
 
+def tnum_step(a: Tnum, z: int) -> int:
+    """The smallest member of `a` greater than `z` (the kernel's ``tnum_step``): its largest member
+    when `z` is at or above it, its smallest when `z` is below that.
+
+    >>> tnum_step((0, 0xc), 5), tnum_step((0, 0xc), 8), tnum_step((0x1, 0x12), 3)
+    (8, 12, 17)
+    """
+    v, m = a
+    tmax = v | m
+    if z >= tmax:
+        return tmax
+    if z < v:
+        return v
+    y = z + 1  # the smallest member >= y
+    diff = (y ^ v) & ~m & U64  # fixed bits where y is not a member
+    if not diff:
+        return y
+    k = diff.bit_length() - 1
+    low = (1 << (k + 1)) - 1
+    if v >> k & 1:  # y has a 0 where the tnum has a fixed 1: keep y above k, the smallest below
+        return (y & ~low & U64) | (v & low)
+    # y has a 1 where the tnum has a fixed 0: the next value of the unknown bits above k
+    m_hi = m & ~low & U64
+    x_hi = ((((y & m_hi) | ~m_hi) & U64) + (1 << (k + 1))) & m_hi
+    return v | x_hi
+
+
 def tnum_is_const(a: Tnum) -> bool:
     return a[1] == 0
 
