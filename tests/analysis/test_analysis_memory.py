@@ -108,3 +108,23 @@ def test_rare_facts_read_back_as_written():
     assert b == a and repr(b) == repr(a)
     b.map = None
     assert b.map is None and b != a
+
+
+def test_snapshots_share_the_registers_nothing_wrote():
+    # a callee's frame has no older frame to share with: its never-written registers are one shared
+    # object (many subprograms: 2.96 -> 2.2 KB per processed instruction with kept states)
+    from bpfpatch.analysis.facts import RegType
+    from bpfpatch.analysis.state import Frame, Reg, State
+
+    caller = Frame(0)
+    caller.regs[1] = Reg.pointer(RegType.PTR_TO_CTX)
+    callee = Frame(1, callsite=0, subprog=3)
+    callee.regs[1] = Reg.known(7)
+    one = State([caller]).snapshot()
+    two = State([caller, callee]).snapshot(one)
+    three = State([caller.copy(), callee.copy()]).snapshot()
+    assert two.frames[0] is one.frames[0]
+    regs2, regs3 = two.frames[1].regs, three.frames[1].regs
+    assert all(a is b for a, b in zip(regs2[2:], regs3[2:]))  # r2-r10 not written: shared
+    assert regs2[1] is not regs3[1] and regs2[1].same(regs3[1]) and regs2[1].same(callee.regs[1])
+    assert all(r.same(Reg()) for r in regs2[2:]) and regs2[0].type is RegType.NOT_INIT

@@ -471,6 +471,18 @@ class Slot:
         return self.types[7] == STACK_SPILL
 
 
+#: The register snapshots share for every register not written yet (a callee's r6-r10, r1-r5 after a
+#: call): never changed.
+_NOT_INIT = Reg()
+
+
+def _kept(r: Reg) -> Reg:
+    """A copy of `r` to keep in a snapshot: the shared never-written register when `r` is one."""
+    if r.type is RegType.NOT_INIT and r.same(_NOT_INIT):
+        return _NOT_INIT
+    return r.copy()
+
+
 class Frame:
     """One function's registers and stack (``struct bpf_func_state``)."""
 
@@ -495,14 +507,19 @@ class Frame:
     def snapshot(self, prev: "Frame | None") -> "Frame":
         """A copy to keep and never change, sharing with `prev` (an older snapshot) what is equal to it."""
         if prev is None or prev.callsite != self.callsite or prev.frameno != self.frameno or prev.subprog != self.subprog:
-            return self.copy()
+            f = Frame.__new__(Frame)
+            f.regs = [_kept(r) for r in self.regs]
+            f.stack = {k: s.copy() for k, s in self.stack.items()}
+            f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
+            f.callback_depth = self.callback_depth
+            return f
         same = True
         regs = []
         for r, p in zip(self.regs, prev.regs):
             if r.same(p):
                 regs.append(p)
             else:
-                regs.append(r.copy())
+                regs.append(_kept(r))
                 same = False
         stack = {}
         pstack = prev.stack
