@@ -168,7 +168,7 @@ class Btf(TypeLookup):
             kflag = info >> 31
             if kind == BtfKind.ARRAY:
                 t.extra = struct.unpack_from(bo + "III", raw, body)
-            elif kind == BtfKind.VAR:
+            elif kind in (BtfKind.VAR, BtfKind.INT):  # VAR: linkage; INT: encoding << 24 | offset << 16 | bits
                 t.extra = struct.unpack_from(bo + "I", raw, body)
             elif kind == BtfKind.DECL_TAG:
                 t.extra = struct.unpack_from(bo + "i", raw, body)  # component_idx (-1: the type itself)

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from bpfpatch.btf import CoreRelos
+from bpfpatch.btf import BtfKind, CoreRelos
 from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, ElfModel, MapRefs, MapSpec, Symbol
 from bpfpatch.btf.vmlinux import kfunc_id
+from bpfpatch.elf.kconfig import KCONFIG_SECTION, kconfig_data
 from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.isa import SLOT_DTYPE
 from bpfpatch.isa.opcodes import CALL, LD_IMM64, CallSrc, PseudoSrc
@@ -61,6 +62,24 @@ class _Slices:
         if offs is None:  # not in slot order: filter
             return [r for r in records if a <= getattr(r, field) < b]
         return records[bisect_left(offs, a):bisect_left(offs, b)]
+
+
+def _ksym_address(obj: ElfModel, slots: np.ndarray, at: int, name: str, section: str) -> None:
+    """An extern kernel function's address (``bpf_ksym_exists(f)``), as libbpf resolves it: a BTF-id load of
+    the function in the running kernel's BTF, or 0 for a ``__weak`` one the kernel lacks."""
+    if obj.btf is None or obj.btf.find(BtfKind.FUNC, name) is None:
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, a kernel variable (ksym): bpfpatch links only "
+                       "maps, global data and kernel functions", section=section)
+    try:
+        btf_id = kfunc_id(name.split("___")[0])
+    except BpfPatchError as exc:
+        if name not in obj.weak_externs:
+            raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, which is neither a map, global data "
+                           f"nor a kernel function of the running kernel ({exc})", section=section) from exc
+        slots["imm"][at] = slots["imm"][at + 1] = 0  # libbpf: an unresolved weak ksym reads as 0
+        return
+    slots["regs"][at] = (slots["regs"][at] & 0x0F) | PseudoSrc.BTF_ID << 4
+    slots["imm"][at], slots["imm"][at + 1] = btf_id, 0
 
 
 #: The section name an undefined (extern) symbol's relocation carries.
@@ -191,7 +210,9 @@ def _link_program(obj: ElfModel, section: str) -> Program:
         try:
             slots["imm"][at], slots["off"][at] = kfunc_id(name.split("___")[0]), 0  # a ___flavour suffix is not its name
         except BpfPatchError as exc:
-            raise ElfError(f"call of extern function {name!r}: {exc}", section=sec) from exc
+            if name not in obj.weak_externs:
+                raise ElfError(f"call of extern function {name!r}: {exc}", section=sec) from exc
+            slots["imm"][at], slots["off"][at] = 0, 0  # libbpf: a weak kfunc the kernel lacks is called as id 0
         slots["regs"][at] = (slots["regs"][at] & 0x0F) | CallSrc.KFUNC << 4
     func_info: list[FuncInfo] = []
     line_info: list[LineInfo] = []
@@ -215,6 +236,12 @@ def _link_program(obj: ElfModel, section: str) -> Program:
                 if r.symbol_section not in map_specs:
                     data = obj.data_sections[r.symbol_section]
                     map_specs[r.symbol_section] = MapSpec(r.symbol_section[:15], 2, 4, max(len(data), 1), 1, 0, data)
+            elif r.symbol_section == UNDEFINED and r.symbol in obj.kconfig:
+                ext = obj.kconfig[r.symbol]
+                map_refs[at] = (KCONFIG_SECTION, ext.offset + int(slots["imm"][at]))
+                if KCONFIG_SECTION not in map_specs:  # libbpf's read-only .kconfig map, filled for this kernel
+                    data = kconfig_data(list(obj.kconfig.values()))
+                    map_specs[KCONFIG_SECTION] = MapSpec(KCONFIG_SECTION, 2, 4, max(len(data), 1), 1, 0, data)
             elif r.symbol in obj.maps:
                 d = obj.maps[r.symbol]
                 map_refs[at] = (r.symbol, None)
@@ -222,6 +249,8 @@ def _link_program(obj: ElfModel, section: str) -> Program:
                 inner = MapSpec("", i["map_type"], i["key_size"], i["value_size"], i["max_entries"], i["flags"]) if i else None
                 map_specs[r.symbol] = MapSpec(r.symbol, d["map_type"], d["key_size"], d["value_size"], d["max_entries"],
                                               d["flags"], inner=inner)
+            elif r.symbol_section == UNDEFINED:
+                _ksym_address(obj, slots, at, r.symbol, s)
             else:
                 raise ElfError(f"ld_imm64 at slot {r.slot} refers to {r.symbol!r}, which is neither a map nor global data", section=s)
     subprogs = sorted({placed[k] for k in placed} | {f.insn_off for f in func_info})

@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from bpfpatch.btf import Btf, BtfExt
+from bpfpatch.elf.kconfig import KconfigExtern
 from bpfpatch.program import JUMP_TABLES as PROGRAM_JUMP_TABLES, Program
 
 R_BPF_64_64 = 1  # ld_imm64: map or global data
@@ -160,6 +161,10 @@ class ElfModel:
     #: Program sections read as bytes only (``read_object(..., opaque=True)``): section -> why they do not
     #: decode (e.g. a register past r10).  They are written back as they are; no pass can rewrite them.
     opaque: dict[str, str] = field(default_factory=dict)
+    #: Undefined symbols declared ``__weak`` (an extern a loader may leave unresolved, as 0).
+    weak_externs: frozenset[str] = frozenset()
+    #: ``__kconfig`` externs by name, where libbpf's ``.kconfig`` map holds them (`kconfig_externs`).
+    kconfig: dict[str, KconfigExtern] = field(default_factory=dict)
 
     def sections(self) -> list[str]:
         """The program sections, in file order."""

@@ -18,6 +18,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from bpfpatch.btf import Btf, CoreRelos, parse_btf_ext
 from bpfpatch.elf.check import check_headers
+from bpfpatch.elf.kconfig import kconfig_externs
 from bpfpatch.elf.link import link_program
 from bpfpatch.elf.model import (
     GLOBAL_DATA_PREFIXES, JUMP_TABLE_SECTION, JUMP_TABLES, R_BPF_64_32, R_BPF_64_64, ElfModel, JumpTable, JumpTables, Relocation,
@@ -106,6 +107,8 @@ def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
     symtab = elf.get_section_by_name(".symtab")
     # A damaged header can give .symtab another type: then there are no symbols to read.
     syms = list(symtab.iter_symbols()) if isinstance(symtab, SymbolTableSection) else []
+    obj.weak_externs = frozenset(s.name for s in syms if s["st_shndx"] == "SHN_UNDEF" and s["st_info"]["bind"] == "STB_WEAK")
+    obj.kconfig = {e.name: e for e in kconfig_externs(obj.btf, obj.weak_externs)}
     for name, d in _legacy_maps(by_name.get(LEGACY_MAPS_SECTION), sections, syms, byteorder).items():
         obj.maps.setdefault(name, d)
 
