@@ -72,8 +72,16 @@ r0 = 0
 exit
 """
 
+# bpf_get_smp_processor_id's result is below nr_cpu_ids (do_refine_retval_range).
+CPU_ID = """
+call 8
+r1 = r0
+r0 = 0
+exit
+"""
+
 CASES = {"pointer_to_scalar": (POINTER_TO_SCALAR, "socket_filter"), "sub32_ptr": (SUB32_PTR, "sched_cls"),
-         "one_member": (ONE_MEMBER, "socket_filter")}
+         "one_member": (ONE_MEMBER, "socket_filter"), "cpu_id": (CPU_ID, "socket_filter")}
 
 
 def prog(text: str) -> Program:
@@ -108,7 +116,7 @@ def test_states_agree_with_kernel_log(name):
     a = analyze(p, ptype)
     with load_program(p, ptype, log_level=2) as lp:
         cmp = compare(a.aux, parse_log(lp.verifier_log))
-    assert cmp.steps >= 9
+    assert cmp.steps >= 3
     assert cmp.type_mismatches == []
     assert cmp.exact_mismatches == []
 

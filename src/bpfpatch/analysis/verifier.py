@@ -29,6 +29,7 @@ more than ``budget`` processed instructions raise `BudgetExceeded`.
 from __future__ import annotations
 
 import gc
+from os import cpu_count
 from array import array
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
@@ -2349,6 +2350,22 @@ SOCK_MAP_TYPES = frozenset({15, 18})  # BPF_MAP_TYPE_SOCKMAP, BPF_MAP_TYPE_SOCKH
 MEM_WRITE_618 = frozenset({("sysctl_get_name", 1)})
 
 
+def nr_cpu_ids() -> int:
+    """The kernel's ``nr_cpu_ids``: one more than the highest possible CPU of this machine
+    (/sys/devices/system/cpu/possible, else the CPU count)."""
+    global _NR_CPU_IDS
+    if _NR_CPU_IDS is None:
+        try:
+            with open("/sys/devices/system/cpu/possible") as f:
+                _NR_CPU_IDS = max(int(part.split("-")[-1]) for part in f.read().strip().split(",")) + 1
+        except (OSError, ValueError):
+            _NR_CPU_IDS = cpu_count() or 1
+    return _NR_CPU_IDS
+
+
+_NR_CPU_IDS: int | None = None
+
+
 # Helpers whose result do_refine_retval_range bounds by the size argument (the bytes written, or -errno).
 SIZED_RESULT_HELPERS = frozenset({"get_stack", "get_task_stack", "probe_read_str", "probe_read_kernel_str",
                                   "probe_read_user_str"})
@@ -2504,6 +2521,11 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
         # do_refine_retval_range: at most the buffer's size, or a negative errno
         r0.smin, r0.s32min = -MAX_ERRNO, -MAX_ERRNO
         r0.smax = r0.s32max = msize_max
+        reg_bounds_sync(r0)
+    elif ret == "RET_INTEGER" and p.name == "get_smp_processor_id":
+        # do_refine_retval_range: a CPU number, below nr_cpu_ids (this machine's possible CPUs)
+        r0.smin = r0.umin = r0.s32min = r0.u32min = 0
+        r0.smax = r0.umax = r0.s32max = r0.u32max = nr_cpu_ids() - 1
         reg_bounds_sync(r0)
     elif ret in ("RET_PTR_TO_MAP_VALUE_OR_NULL", "RET_PTR_TO_MAP_VALUE"):
         mark_known(r0, 0)
