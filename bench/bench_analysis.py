@@ -17,11 +17,23 @@ loaded machine it includes waiting for a CPU); for us, `analyze` alone, and
 the whole `kernel` pass (`run_passes(p, ["kernel"])`: analysis, dead code,
 ctx conversion, fixups, zext on one patch list), whose growth 100k -> 1M
 the issue bounds by 12.
+
+    python bench/bench_analysis.py --objects [OBJ.o ...] [--rounds 2]
+
+The real-object series: every program of each selftest object (default: the large ones of
+/tmp/objects-corpus, `REAL_OBJECTS`) loaded through libbpf, then its relocated instructions
+verified by the kernel (BPF_PROG_LOAD again: the CPU time of the syscall, and the kernel's own
+"verification time" from a BPF_LOG_STATS log, which is wall time) and analyzed by us with the
+same maps, attach type and BTF prototypes (`analyze(..., keep_states=False)`, CPU time), round
+after round in one run, best of the rounds; processed instructions of both side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+import re
 import struct
 import sys
 import time
@@ -93,12 +105,116 @@ def time_kernel(raw: bytes) -> tuple[float, float, int]:
         return dt, dw, lp.verified_insns
 
 
+#: The large selftest objects of the real-object series (issue 14's "large real programs").
+REAL_OBJECTS = ("core_kern", "test_verif_scale1", "test_verif_scale2", "test_verif_scale3", "pyperf50", "pyperf100",
+                "pyperf180", "pyperf600_bpf_loop", "pyperf600_nounroll", "pyperf_global", "pyperf_subprogs",
+                "strobemeta", "strobemeta_bpf_loop", "strobemeta_nounroll1", "strobemeta_nounroll2",
+                "strobemeta_subprogs")
+CORPUS = "/tmp/objects-corpus"
+
+
+def real_programs(paths: list[str]) -> list[tuple[str, dict]]:
+    """(label, inputs) of every program libbpf loads from `paths`, one by one where it refuses the whole object.
+
+    The inputs are what `analyze` and `load_program` need: the relocated instructions, the type,
+    attach type and flags, the maps (tests/analysis/analysis_kernel.py's `map_refs`), the BTF
+    prototypes and the func_info to load them again with.
+    """
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "analysis"))
+    from analysis_kernel import func_info_of, map_refs, prog_funcs
+
+    from bpfpatch.elf import read_object
+    from bpfpatch.kernel import load_object
+
+    out = []
+    for path in paths:
+        label = os.path.basename(path).removesuffix(".o")
+        try:
+            objs = [load_object(path)]
+        except Exception:  # libbpf refuses the whole object (one program it cannot load): one program at a time
+            objs = []
+            for sec, p in read_object(path).programs.items():
+                for sym in p.meta.get("symbols", ()) if sec != ".text" else ():
+                    if sym.binding in ("global", "STB_GLOBAL"):
+                        try:
+                            objs.append(load_object(path, programs=[sym.name]))
+                        except Exception:
+                            continue
+        for obj in objs:  # kept open (its maps' fds are in the instructions) until the caller closes it
+            for prog in obj.programs.values():
+                if not prog.loaded:
+                    continue
+                raw = prog.insns()
+                fi = func_info_of(prog, raw)
+                btf = ({"prog_btf_fd": obj.btf_fd, "func_info": fi[0], "func_info_rec_size": fi[1]}
+                       if fi and obj.btf_fd >= 0 else {})
+                out.append((f"{label}:{prog.name}", dict(
+                    raw=raw, prog_type=prog.prog_type, attach_type=prog.expected_attach_type, flags=prog.flags,
+                    maps=map_refs(raw, obj), funcs=prog_funcs(obj, fi, prog.prog_type), btf=btf, obj=obj)))
+    return out
+
+
+def bench_objects(paths: list[str], rounds: int) -> int:
+    """The real-object series: ours / the kernel per program, CPU time, best of `rounds`, in one run."""
+    from bpfpatch.analysis.verifier import AnalysisError
+    from bpfpatch.btf.vmlinux import kernel_types
+    from bpfpatch.errors import KernelError
+
+    kernel_types()  # read the running kernel's BTF once, before any timing
+    progs = real_programs(paths)
+    inf = float("inf")
+    best: dict[str, list] = {}
+    for _ in range(rounds):
+        for label, d in progs:
+            raw = d["raw"]
+            t = time.process_time()
+            try:
+                with load_program(raw, d["prog_type"], expected_attach_type=d["attach_type"], prog_flags=d["flags"],
+                                  log_level=4, log_size=1 << 16, **d["btf"]) as lp:
+                    kt = time.process_time() - t
+                    m = re.search(r"verification time (\d+) usec", lp.verifier_log)
+                    kv = int(m.group(1)) / 1e6 if m else inf
+                    kp = int(re.search(r"processed (\d+) insns", lp.verifier_log).group(1))
+            except KernelError:
+                continue  # the kernel refuses it alone (a tracing program this machine does not attach)
+            prog = Program.from_bytes(raw, validate=False)
+            t = time.process_time()
+            try:
+                a = analyze(prog, d["prog_type"], maps=d["maps"], attach_type=d["attach_type"], kernel_types=kernel_types,
+                            funcs=d["funcs"], keep_states=False)
+                op = a.processed
+            except AnalysisError as exc:
+                op = f"refused: {exc}"[:40]
+            ot = time.process_time() - t
+            b = best.get(label)
+            best[label] = [min(b[0], kt), min(b[1], kv), kp, min(b[3], ot), op] if b else [kt, kv, kp, ot, op]
+    print(f"{'program':<44} {'kernel cpu s':>12} {'(verif. s)':>10} {'ours s':>8} {'ours/kernel':>11}"
+          f" {'kernel processed':>16} {'ours processed':>14}")
+    tk = to = 0.0
+    for label, (kt, kv, kp, ot, op) in best.items():
+        if kp < 5_000:
+            continue  # small programs: the syscall's fixed costs, not verification
+        tk, to = tk + kt, to + ot
+        print(f"{label:<44} {kt:>12.3f} {kv:>10.3f} {ot:>8.2f} {ot / kt:>10.1f}x {kp:>16,} {op:>14,}"
+              if isinstance(op, int) else f"{label:<44} {kt:>12.3f} {kv:>10.3f} {ot:>8.2f} {'':>11} {kp:>16,} {op}")
+    if tk:
+        print(f"{'total (programs over 5,000 processed)':<44} {tk:>12.3f} {'':>10} {to:>8.2f} {to / tk:>10.1f}x")
+    for obj in {id(d["obj"]): d["obj"] for _, d in progs}.values():
+        obj.close()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,300000,1000000")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-pass", action="store_true", help="skip the kernel-pass series")
+    ap.add_argument("--objects", nargs="*", default=None, metavar="OBJ.o",
+                    help=f"the real-object series instead (default: {CORPUS}'s large programs)")
     args = ap.parse_args(argv[1:])
+    if args.objects is not None:
+        paths = args.objects or [p for name in REAL_OBJECTS for p in glob.glob(f"{CORPUS}/{name}.o")]
+        return bench_objects(paths, args.rounds)
     sizes = [int(s) for s in args.sizes.split(",")]
     progs = {n: blocks(n) for n in sizes}
     inf = float("inf")

@@ -16,11 +16,18 @@ surely writes) becomes the call instruction's marks in the caller's instance.  A
 checkpoint is *cleaned* once, when it is first compared: the slots not live there (in its own
 frame after the instruction, in a caller's after its call) are forgotten, so they no longer keep
 states apart.  An exit has no successors and is never solved (nothing is live before it).
+
+A solve gives what sweeping the whole subprogram backwards until nothing changes gives, but it
+evaluates only the instructions whose inputs changed (their own marks since the last solve, or a
+successor's result): an instruction whose inputs are as at its last evaluation would compute the
+same again.  Each sweep takes its instructions in the same descending order as a whole sweep.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 U64 = (1 << 64) - 1
@@ -29,7 +36,7 @@ U64 = (1 << 64) - 1
 class _Instance:
     """``func_instance``: per frame of the chain, four masks per instruction of one subprogram."""
 
-    __slots__ = ("chain", "start", "end", "frames", "written", "updated", "dropped")
+    __slots__ = ("chain", "start", "end", "frames", "written", "updated", "dropped", "dirty")
 
     def __init__(self, chain: tuple[int, ...], start: int, end: int) -> None:
         self.chain = chain
@@ -39,6 +46,7 @@ class _Instance:
         self.written = [False] * (end - start)  # must_write_set
         self.updated = False
         self.dropped = False
+        self.dirty: set[int] = set()  # instructions (relative) whose own marks changed since the last solve
 
     def masks(self, frame: int) -> list[list[int]]:
         m = self.frames.get(frame)
@@ -59,6 +67,9 @@ class LiveStack:
 
     def __init__(self, n: int, subprog_starts: Sequence[int], successors: Sequence[tuple[int, ...]]) -> None:
         self.succ = successors
+        self.n = n
+        self.pred_at: array | None = None  # predecessors, compressed: pred[pred_at[i]:pred_at[i + 1]] (made at a solve)
+        self.pred: array | None = None
         starts = sorted(set(subprog_starts) | {0})
         self.ends = {s: e for s, e in zip(starts, starts[1:] + [n])}
         self.instances: dict[tuple[int, ...], _Instance] = {}
@@ -71,7 +82,9 @@ class LiveStack:
     @staticmethod
     def chain_of(frames: Sequence[Any], frame: int) -> tuple[int, ...]:
         """``compute_callchain``: the call sites of the frames above `frame`, then `frame`'s subprogram start."""
-        return tuple(frames[i + 1].callsite for i in range(frame)) + (frames[frame].subprog,)
+        if frame == 0:
+            return (frames[0].subprog,)
+        return (*[frames[i + 1].callsite for i in range(frame)], frames[frame].subprog)
 
     def instance(self, chain: tuple[int, ...]) -> _Instance:
         inst = self.instances.get(chain)
@@ -92,8 +105,10 @@ class LiveStack:
         m = inst.masks(frame)
         j = idx - inst.start
         new = m[0][j] | mask
-        if new != m[0][j] and (new | m[3][j]) != m[3][j]:
-            inst.updated = True
+        if new != m[0][j]:
+            inst.dirty.add(j)
+            if (new | m[3][j]) != m[3][j]:
+                inst.updated = True
         m[0][j] = new
 
     def begin(self, idx: int) -> None:
@@ -125,6 +140,7 @@ class LiveStack:
             if old != mask:
                 m[1][j] = mask
                 inst.updated = True
+                inst.dirty.add(j)
             if old & ~mask:
                 inst.dropped = True
         inst.written[j] = True
@@ -140,22 +156,51 @@ class LiveStack:
                 self._solve(inst)
                 inst.updated = inst.dropped = False
 
+    def _predecessors(self) -> tuple[array, array]:
+        """The flow graph's predecessor lists as two int32 columns (offsets, sources): 8 bytes an edge and an
+        instruction, where lists would cost a hundred."""
+        if self.pred is None:
+            n = self.n
+            at = array("i", bytes(4 * (n + 1)))
+            for ss in self.succ:
+                for t in ss:
+                    if 0 <= t < n:
+                        at[t + 1] += 1
+            for i in range(n):
+                at[i + 1] += at[i]
+            pos = array("i", at)
+            pred = array("i", bytes(4 * at[n]))
+            for i, ss in enumerate(self.succ):
+                for t in ss:
+                    if 0 <= t < n:
+                        pred[pos[t]] = i
+                        pos[t] += 1
+            self.pred_at, self.pred = at, pred
+        return self.pred_at, self.pred
+
     def _solve(self, inst: _Instance) -> None:
         start, end = inst.start, inst.end
         succ = self.succ
+        pred_at, pred = self._predecessors()
         if inst.dropped:
             for m in inst.frames.values():
                 m[2] = [0] * (end - start)
+            seeds = range(end - start)  # every accumulated write is forgotten: all of them again
+        else:
+            seeds = inst.dirty
         for m in inst.frames.values():
             may_read, must_write, acc, live = m
-            changed = True
-            while changed:
-                changed = False
-                for i in range(end - 1, start - 1, -1):
+            todo = [-j for j in seeds]
+            while todo:
+                heapify(todo)
+                queued = set(todo)
+                later: set[int] = set()  # for the next sweep: predecessors already passed in this one
+                while todo:
+                    j = -heappop(todo)
+                    i = j + start
                     ss = succ[i]
                     if not ss:
                         continue
-                    j = i - start
                     after = 0
                     wacc = U64
                     for s in ss:
@@ -169,7 +214,18 @@ class LiveStack:
                     if before != live[j] or wacc != acc[j]:
                         live[j] = before
                         acc[j] = wacc
-                        changed = True
+                        for k in range(pred_at[i], pred_at[i + 1]):
+                            p = pred[k]
+                            if start <= p < end:
+                                q = p - start
+                                if q < j:
+                                    if -q not in queued:
+                                        queued.add(-q)
+                                        heappush(todo, -q)
+                                else:
+                                    later.add(q)
+                todo = [-q for q in later]
+        inst.dirty = set()
         if len(inst.chain) > 1:
             self._to_caller(inst)
 

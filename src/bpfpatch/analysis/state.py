@@ -91,9 +91,13 @@ class Reg:
                 and self.precise == o.precise and self.frameno == o.frameno)
 
     def assign(self, other: "Reg") -> None:
-        """Become a copy of `other` (``copy_register_state``)."""
-        for name in Reg.__slots__:
-            setattr(self, name, getattr(other, name))
+        """Become a copy of `other` (``copy_register_state``): every field of `Reg.__slots__`."""
+        self.type, self.off, self.var_off = other.type, other.off, other.var_off
+        self.smin, self.smax, self.umin, self.umax = other.smin, other.smax, other.umin, other.umax
+        self.s32min, self.s32max, self.u32min, self.u32max = other.s32min, other.s32max, other.u32min, other.u32max
+        self.id, self.ref_obj_id, self.range, self.map = other.id, other.ref_obj_id, other.range, other.map
+        self.mem_size, self.btf_name, self.subreg_def, self.precise, self.frameno = (
+            other.mem_size, other.btf_name, other.subreg_def, other.precise, other.frameno)
 
     # --- constructors ------------------------------------------------------------------
 
@@ -464,7 +468,11 @@ class Slot:
         self.spilled = spilled
 
     def copy(self) -> "Slot":
-        return Slot(self.types, self.spilled.copy() if self.spilled is not None else None)
+        s = Slot.__new__(Slot)
+        s.types = self.types
+        sp = self.spilled
+        s.spilled = sp.copy() if sp is not None else None
+        return s
 
     @property
     def is_spill(self) -> bool:

@@ -209,7 +209,7 @@ class _Env:
     cur_state: State | None = None
     id_gen: int = 0
     processed: int = 0
-    explored: dict[int, list[State]] = field(default_factory=dict)
+    explored: dict[int, list[State]] = field(default_factory=dict)  # by `_explored_key`, oldest first
     total_states: int = 0
     subprog_starts: frozenset[int] = frozenset()
     max_depth: int = 0
@@ -836,21 +836,17 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     djmps = env.jmps_processed - env.prev_jmps_processed
     dinsns = env.processed - env.prev_insn_processed
     add = force or (djmps >= 2 and dinsns >= 8)
-    lst = env.explored.get(idx, ())  # the list is made with its first state
+    callsite = cur.frames[-1].callsite
+    key = _explored_key(env, idx, callsite)
+    lst = env.explored.get(key, ())  # the list is made with its first state
     iter_next = idx in env.iter_next_sites
     may_goto = env.code[idx] == JMP | J_JCOND
     if iter_next:
         force = add = True  # an open-coded iterator's next: the kernel forces a checkpoint (mark_force_checkpoint)
     scc = env.scc
-    n = env.n
-    callsite = cur.frames[-1].callsite
-    bucket = ((idx ^ callsite) & U32) % n
     i = len(lst) - 1
     while i >= 0:
         old = lst[i]
-        if old.frames[-1].callsite != callsite and ((idx ^ old.frames[-1].callsite) & U32) % n != bucket:
-            i -= 1  # the kernel keeps a state list per hash of (idx, callsite): another callsite's list
-            continue
         if old.branches:
             if may_goto and old.may_goto_depth != cur.may_goto_depth and _states_equal(env, old, cur, idx, True):
                 # around a may_goto loop: a state within one still being explored, an iteration ago
@@ -908,10 +904,17 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     if lst:
         lst.append(snap)
     else:
-        env.explored[idx] = [snap]
+        env.explored[key] = [snap]
     env.total_states += 1
     scc.enter(idx, snap)
     return False
+
+
+def _explored_key(env: _Env, idx: int, callsite: int) -> int:
+    """The checkpoint list of states at `idx` whose last frame was called at `callsite`: the kernel keeps one
+    list per hash of (idx ^ callsite) (``explored_state``) and skips the other instructions' states in it,
+    so a list holds the states at `idx` of every callsite of the same hash."""
+    return ((idx ^ callsite) & U32) % env.n * env.n + idx
 
 
 def _propagate_precision(env: _Env, old: State, cur: State) -> bool:
@@ -1027,9 +1030,15 @@ def _states_equal(env: _Env, old: State, cur: State, idx: int, within: bool = Fa
         else:
             nxt = old.frames[depth + 1].callsite + 1
             live = (env.live[nxt] if nxt < env.n else 0) & ~0x3F | (1 << 10)
+        oregs, cregs = of.regs, cf.regs
         for r in range(11):
-            if live >> r & 1 and not _regsafe(of.regs[r], cf.regs[r], idmap, within):
-                return False
+            if live >> r & 1:
+                o = oregs[r]
+                t = o.type
+                if t is NOT_INIT_T or (t is SCALAR_T and not within and not o.precise and cregs[r].type is t):
+                    continue  # `_regsafe`'s first answers, without the call
+                if not _regsafe(o, cregs[r], idmap, within):
+                    return False
         if not _stacksafe(of, cf, idmap, within):
             return False
     return True
@@ -1154,7 +1163,7 @@ def _prev_entry(env: _Env, st: State, idx: int) -> State | None:
     while p is not None:
         ancestors.add(id(p))
         p = p.parent
-    for old in reversed(env.explored.get(idx, ())):
+    for old in reversed(env.explored.get(_explored_key(env, idx, st.frames[-1].callsite), ())):
         if old.branches and id(old) in ancestors and len(old.frames) == len(st.frames) \
                 and all(a.callsite == b.callsite for a, b in zip(old.frames, st.frames)):
             return old
@@ -1237,7 +1246,7 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
     is64 = (c & 7) == ALU64
     x = c & 0x08
     d, s, off, imm = env.dst[idx], env.src[idx], env.off[idx], env.imm[idx]
-    regs = st.regs
+    regs = st.frames[-1].regs
     if op in (OP_NEG, OP_END):
         if op == OP_END:
             reads64 = is64 and imm == 64 or (not is64 and imm == 64)
@@ -1320,26 +1329,34 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
         return
     if op > OP_END:
         raise _err(idx, f"invalid BPF_ALU opcode {op >> 4:x}")
-    # binary ops
+    # binary ops (the reads as `_check_read`, inline: this is the hottest path)
     if x:
-        sreg = _check_read(env, st, idx, s, is64)
+        sreg = regs[s]
+        if sreg.type is NOT_INIT_T:
+            raise _err(idx, f"R{s} !read_ok")
+        if is64 and sreg.subreg_def:
+            _check_read(env, st, idx, s, True)
     else:
         sreg = None
-    dreg = _check_read(env, st, idx, d, is64)
-    if op in (OP_MOD, OP_DIV) and not x and imm == 0:
-        raise _err(idx, "div by zero")
-    if op in (OP_LSH, OP_RSH, OP_ARSH) and not x:
-        size = 64 if is64 else 32
-        if imm < 0 or imm >= size:
+    dreg = regs[d]
+    if dreg.type is NOT_INIT_T:
+        raise _err(idx, f"R{d} !read_ok")
+    if is64 and dreg.subreg_def:
+        _check_read(env, st, idx, d, True)
+    if not x:
+        if imm == 0 and (op == OP_MOD or op == OP_DIV):
+            raise _err(idx, "div by zero")
+        if op in SHIFTS and (imm < 0 or imm >= (64 if is64 else 32)):
             raise _err(idx, f"invalid shift {imm}")
     if d == 10:
         raise _err(idx, "frame pointer is read only")
     dreg.subreg_def = 0 if is64 else idx + 1
-    if dreg.type is RegType.PTR_TO_ARENA or (sreg is not None and sreg.type is RegType.PTR_TO_ARENA):
+    dtype = dreg.type
+    if dtype is ARENA_T or (sreg is not None and sreg.type is ARENA_T):
         return
     if sreg is not None:
-        if sreg.is_pointer:
-            if dreg.is_pointer:
+        if sreg.type is not SCALAR_T:
+            if dtype is not SCALAR_T:
                 if op == OP_SUB:
                     sd = dreg.subreg_def
                     mark_unknown(dreg)
@@ -1350,18 +1367,47 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
             _precise_regs(env, st, d)
             _ptr_alu(env, st, idx, dreg, sreg, off_reg, op, is64, d, scalar_dst=True)
             return
-        if dreg.is_pointer:
+        if dtype is not SCALAR_T:
             _precise_regs(env, st, s)
             _ptr_alu(env, st, idx, dreg, dreg.copy(), sreg, op, is64, d)
             return
-        src = sreg.copy()
-    else:
-        src = Reg.known(imm)
-        if dreg.is_pointer:
-            _ptr_alu(env, st, idx, dreg, dreg.copy(), src, op, is64, d)
+        if not _safe_to_compute(op, sreg, is64):
+            _scalar_alu(env, st, idx, dreg, sreg, op, is64)  # unknown: reads src first
+            dreg.id = 0
             return
-    _scalar_alu(env, st, idx, dreg, src, op, is64)
+        key = (c, dreg.smin, dreg.smax, dreg.umin, dreg.umax, dreg.s32min, dreg.s32max, dreg.u32min, dreg.u32max,
+               dreg.var_off, sreg.smin, sreg.smax, sreg.umin, sreg.umax, sreg.s32min, sreg.s32max, sreg.u32min,
+               sreg.u32max, sreg.var_off)
+        src = sreg.copy() if s == d else sreg
+    else:
+        if dtype is not SCALAR_T:
+            _ptr_alu(env, st, idx, dreg, dreg.copy(), Reg.known(imm), op, is64, d)
+            return
+        if op not in SAFE_IMM_OPS:
+            _scalar_alu(env, st, idx, dreg, Reg.known(imm), op, is64)
+            dreg.id = 0
+            return
+        key = (c, imm, dreg.smin, dreg.smax, dreg.umin, dreg.umax, dreg.s32min, dreg.s32max, dreg.u32min, dreg.u32max,
+               dreg.var_off)
+        src = None
+    # a computable op changes only the nine numeric fields, as a pure function of both operands' (and the opcode)
+    out = _ALU_DONE.get(key)
+    if out is None:
+        _scalar_alu(env, st, idx, dreg, src if src is not None else Reg.known(imm), op, is64)
+        if len(_ALU_DONE) >= _ALU_DONE_MAX:
+            _ALU_DONE.clear()
+        _ALU_DONE[key] = (dreg.smin, dreg.smax, dreg.umin, dreg.umax, dreg.s32min, dreg.s32max, dreg.u32min,
+                          dreg.u32max, dreg.var_off)
+    else:
+        (dreg.smin, dreg.smax, dreg.umin, dreg.umax, dreg.s32min, dreg.s32max, dreg.u32min, dreg.u32max,
+         dreg.var_off) = out
     dreg.id = 0
+
+
+#: The results of `_scalar_alu` on computable operations, by opcode and both operands' numeric fields
+#: (for an immediate: the opcode, the immediate and the destination's); cleared at `_ALU_DONE_MAX` entries.
+_ALU_DONE: dict[tuple, tuple] = {}
+_ALU_DONE_MAX = 1 << 16
 
 
 def _exactly_known(r: Reg) -> bool:
@@ -1373,7 +1419,11 @@ def _exactly_known(r: Reg) -> bool:
 #: The ALU operations whose result on two known values is the known value `const_alu` computes.
 CONST_FOLDS = frozenset((OP_ADD, OP_SUB, OP_MUL, OP_AND, OP_OR, OP_XOR, OP_LSH, OP_RSH, OP_ARSH))
 SHIFTS = frozenset((OP_LSH, OP_RSH, OP_ARSH))
+#: The ops `_safe_to_compute` allows with any immediate `_check_alu` lets through (a shift's is in range).
+SAFE_IMM_OPS = frozenset((OP_ADD, OP_SUB, OP_MUL, OP_AND, OP_OR, OP_XOR, OP_LSH, OP_RSH, OP_ARSH))
 SCALAR_T = RegType.SCALAR
+NOT_INIT_T = RegType.NOT_INIT
+ARENA_T = RegType.PTR_TO_ARENA
 
 
 def const_alu(op: int, a: int, b: int, is64: bool) -> int:
@@ -2294,19 +2344,27 @@ def _mem_arg(env: _Env, st: State, idx: int, regno: int, size: int, write: bool,
                             f"off={lo} size={size}")
         env.max_depth = max(env.max_depth, -lo)
         _subprog_depth(env, frame, -lo)
+        end = hi + size
         if not raw:
             mask = 0
-            for b in range(lo, hi + size):
-                mask |= 1 << ((-b - 1) // 8)
+            b = lo
+            while b < end:  # a slot at a time: slot k holds bytes [-8(k+1), -8k)
+                k = (-b - 1) // 8
+                mask |= 1 << k
+                b = -8 * k
             env.ls.read(st.frames, idx, frame.frameno, mask)
-        for b in range(lo, hi + size):
-            k, j = (-b - 1) // 8, (-b - 1) % 8
+        b = lo
+        while b < end:
+            k = (-b - 1) // 8
+            stop = min(end, -8 * k)
             s = _slot(frame, k)
             if write:
                 if s.types[7] == STACK_SPILL:
                     s.spilled = None
                     s.types = _scrub(s.types)
-                s.types = s.types[:j] + STACK_MISC + s.types[j + 1:]
+                j_lo, j_hi = -stop - 8 * k, -b - 1 - 8 * k  # the slot's bytes b .. stop - 1
+                s.types = s.types[:j_lo] + STACK_MISC * (j_hi - j_lo + 1) + s.types[j_hi + 1:]
+            b = stop
         return
     if t in PKT_TYPES:
         off = reg.off
