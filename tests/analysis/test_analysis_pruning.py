@@ -139,6 +139,30 @@ def spill_join(tail: str) -> bytes:
     """)).to_bytes()
 
 
+def spill_or_misc(spill_first: bool) -> bytes:
+    """One path spills a scalar 0 to fp-8, the other has bpf_skb_load_bytes write it (MISC bytes); both read it
+    after the join.  A 64-bit scalar spill and an all-MISC slot compare as registers (an unbound scalar
+    for the MISC bytes: stacksafe's scalar_reg_for_stack), so an imprecise spilled 0 explored first
+    prunes the MISC path (pyperf_global: 9,562 processed against the kernel's 7,185 before)."""
+    from bpfpatch.asm import assemble
+
+    pad = "\n".join(["r2 = 0"] + [f"r2 += {k}" for k in range(7)])
+    zero = "r2 = 0\n*(u64 *)(r10 - 8) = r2"
+    load = "r6 = r1\nr2 = 0\nr3 = r10\nr3 += -8\nr4 = 8\ncall 26\nr1 = r6"  # bpf_skb_load_bytes(skb, 0, fp-8, 8)
+    first, second = (zero, load) if spill_first else (load, zero)
+    return Program.from_insns(assemble(f"""
+        {pad}
+        r0 = *(u32 *)(r1 + 0)
+        if r0 > 10 goto +{len(first.splitlines()) + 1}
+        {first}
+        goto +{len(second.splitlines())}
+        {second}
+        r0 = 0
+        {READ_SLOT}
+        exit
+    """)).to_bytes()
+
+
 DEAD_SLOT = "\n".join(["r0 += 1"] * 10)
 READ_SLOT = "r3 = *(u64 *)(r10 - 8)\n" + DEAD_SLOT
 CALLEE_READS = """r1 = r10
@@ -155,7 +179,8 @@ SHAPES = {"blocks3000": blocks(3000), "blocks10000": blocks(10000), "loop100": l
           "diamonds20": diamonds(20), "diamonds200": diamonds(200), "may_goto_counter": may_goto_counter(),
           "may_goto_nested": may_goto_nested(), "may_goto_in_subprog": may_goto_in_subprog(),
           "dead_slot": spill_join(DEAD_SLOT), "read_slot": spill_join(READ_SLOT),
-          "callee_reads": spill_join(CALLEE_READS), "overwritten": spill_join(OVERWRITTEN)}
+          "callee_reads": spill_join(CALLEE_READS), "overwritten": spill_join(OVERWRITTEN),
+          "spill_vs_misc": spill_or_misc(True), "misc_vs_spill": spill_or_misc(False)}
 
 
 @pytest.mark.kernel

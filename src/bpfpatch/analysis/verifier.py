@@ -997,9 +997,34 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap, within: bool = False) -> bool:
             and idmap.check(o.ref_obj_id, c.ref_obj_id))
 
 
+#: ``unbound_reg``: what a load from an all-MISC slot gives, compared as a spilled scalar would be.
+_UNBOUND = Reg.unknown()
+
+
+def _scalar_for_slot(s: Slot) -> Reg | None:
+    """``scalar_reg_for_stack``: a 64-bit spilled scalar, an unbound scalar for an all-MISC (or, privileged,
+    uninitialized) slot, else None."""
+    sp = s.spilled
+    if s.types[0] == STACK_SPILL and sp is not None and sp.type is SCALAR_T:
+        return sp
+    if s.types.strip(STACK_MISC + STACK_INVALID) == "":
+        return _UNBOUND
+    return None
+
+
 def _stacksafe(o: Frame, c: Frame, idmap: _IdMap, within: bool = False) -> bool:
     for k, os in o.stack.items():
         cs = c.stack.get(k)
+        if not within and cs is not None and os.types[0] == STACK_SPILL:
+            # a 64-bit scalar spill against a spilled scalar or all-MISC bytes (a load of those is an
+            # unbound scalar): compared as registers (stacksafe's scalar_reg_for_stack, at the slot's first
+            # byte that is neither INVALID nor MISC: a 64-bit spill's first)
+            oreg = _scalar_for_slot(os)
+            creg = _scalar_for_slot(cs) if oreg is not None else None
+            if creg is not None:
+                if not _regsafe(oreg, creg, idmap, within):
+                    return False
+                continue
         ct = cs.types if cs is not None else STACK_INVALID * 8
         for j in range(8):
             ot = os.types[j]
