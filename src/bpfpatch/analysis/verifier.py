@@ -997,6 +997,7 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap, within: bool = False) -> bool:
             and idmap.check(o.ref_obj_id, c.ref_obj_id))
 
 
+ALL_MISC = STACK_MISC * 8
 #: ``unbound_reg``: what a load from an all-MISC slot gives, compared as a spilled scalar would be.
 _UNBOUND = Reg.unknown()
 
@@ -1025,9 +1026,12 @@ def _stacksafe(o: Frame, c: Frame, idmap: _IdMap, within: bool = False) -> bool:
                 if not _regsafe(oreg, creg, idmap, within):
                     return False
                 continue
+        ot8 = os.types
+        if ot8 == ALL_MISC:
+            continue  # no byte to compare (the byte loop's first test, for the common slot)
         ct = cs.types if cs is not None else STACK_INVALID * 8
-        for j in range(8):
-            ot = os.types[j]
+        for j in range(8) if ot8 != ct else ():  # equal bytes pass every byte test
+            ot = ot8[j]
             if ot == STACK_INVALID or ot == STACK_MISC:
                 continue  # privileged: uninitialized and misc stack read as unknown scalars
             if ot == STACK_ZERO and ct[j] == STACK_ZERO:
