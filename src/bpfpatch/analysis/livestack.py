@@ -180,14 +180,52 @@ class LiveStack:
 
     def _solve(self, inst: _Instance) -> None:
         start, end = inst.start, inst.end
-        succ = self.succ
-        pred_at, pred = self._predecessors()
         if inst.dropped:
             for m in inst.frames.values():
                 m[2] = [0] * (end - start)
-            seeds = range(end - start)  # every accumulated write is forgotten: all of them again
+        if inst.dropped or len(inst.dirty) * 8 > end - start:
+            self._sweep(inst)  # every accumulated write forgotten, or much changed: whole sweeps are cheaper
         else:
-            seeds = inst.dirty
+            self._worklist(inst)
+        inst.dirty = set()
+        if len(inst.chain) > 1:
+            self._to_caller(inst)
+
+    def _sweep(self, inst: _Instance) -> None:
+        """Sweep the instance's instructions backwards until nothing changes."""
+        start, end = inst.start, inst.end
+        succ = self.succ
+        for m in inst.frames.values():
+            may_read, must_write, acc, live = m
+            changed = True
+            while changed:
+                changed = False
+                for i in range(end - 1, start - 1, -1):
+                    ss = succ[i]
+                    if not ss:
+                        continue
+                    j = i - start
+                    after = 0
+                    wacc = U64
+                    for s in ss:
+                        if start <= s < end:
+                            after |= live[s - start]
+                            wacc &= acc[s - start]
+                        else:
+                            wacc = 0
+                    wacc |= must_write[j]
+                    before = (after & ~must_write[j]) | may_read[j]
+                    if before != live[j] or wacc != acc[j]:
+                        live[j] = before
+                        acc[j] = wacc
+                        changed = True
+
+    def _worklist(self, inst: _Instance) -> None:
+        """`_sweep`'s result, evaluating only the instructions whose inputs changed, in the sweeps' order."""
+        start, end = inst.start, inst.end
+        succ = self.succ
+        pred_at, pred = self._predecessors()
+        seeds = inst.dirty
         for m in inst.frames.values():
             may_read, must_write, acc, live = m
             todo = [-j for j in seeds]
@@ -225,9 +263,6 @@ class LiveStack:
                                 else:
                                     later.add(q)
                 todo = [-q for q in later]
-        inst.dirty = set()
-        if len(inst.chain) > 1:
-            self._to_caller(inst)
 
     def _to_caller(self, inst: _Instance) -> None:
         """``propagate_to_outer_instance``: the callee's entry marks become its call's in the caller."""
