@@ -351,6 +351,27 @@ def check_object(path: str, programs: list[str] | None = None) -> list[ProgResul
     return out
 
 
+def assert_selftest_agrees(name: str, out_dir: Path) -> None:
+    """Build the kernel selftest program `name` (skipping with the reason where that cannot be done) and
+    assert that every program of it the kernel accepts is accepted by the analysis with the log's types."""
+    import shutil
+
+    import pytest
+    from objcorpus import SELFTESTS, build_selftests
+
+    if shutil.which("clang-19") is None or not SELFTESTS.exists():
+        pytest.skip("clang-19 or the kernel selftests source is missing")
+    out_dir.mkdir(exist_ok=True)
+    built = build_selftests(out_dir, [name], vmlinux_dir=out_dir / "inc")
+    if not built:
+        pytest.skip(f"{name}.c does not compile here")
+    accepted = [r for r in check_object(str(built[0])) if not r.kernel_error]
+    assert accepted, f"{name}: the kernel loads none of its programs on their own"
+    for r in accepted:
+        assert not r.our_error, f"{r.name}: we refuse what the kernel accepts: {r.our_error}"
+        assert r.cmp.types_agree, f"{r.name}: {r.cmp.type_mismatches[:2]}"
+
+
 def main(argv: list[str]) -> int:
     results = [r for path in argv[1:] for r in check_object(path)]
     for r in results:

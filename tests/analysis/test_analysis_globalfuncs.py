@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from conftest import PROGS, compile_bpf
 
-from analysis_kernel import check_object
+from analysis_kernel import assert_selftest_agrees, check_object
 from bpfpatch import Program
 from bpfpatch.analysis.facts import RegType
 from bpfpatch.analysis.funcinfo import ArgKind, FuncArg, SubprogFunc
@@ -104,19 +104,4 @@ SOCKET_ARG_OBJECTS = ["verifier_sockmap_mutate", "test_sockmap_update", "test_sk
 @pytest.mark.kernel
 @pytest.mark.parametrize("name", BTF_MODEL_OBJECTS + SOCKET_ARG_OBJECTS)
 def test_btf_models_agree_on_selftests(name, tmp_path_factory):
-    import shutil
-
-    from objcorpus import SELFTESTS, build_selftests
-
-    if shutil.which("clang-19") is None or not SELFTESTS.exists():
-        pytest.skip("clang-19 or the kernel selftests source is missing")
-    out = tmp_path_factory.getbasetemp() / "btfmodels"
-    out.mkdir(exist_ok=True)
-    built = build_selftests(out, [name], vmlinux_dir=out / "inc")
-    if not built:
-        pytest.skip(f"{name}.c does not compile here")
-    accepted = [r for r in check_object(str(built[0])) if not r.kernel_error]
-    assert accepted, f"{name}: the kernel loads none of its programs on their own"
-    for r in accepted:
-        assert not r.our_error, f"{r.name}: we refuse what the kernel accepts: {r.our_error}"
-        assert r.cmp.types_agree, f"{r.name}: {r.cmp.type_mismatches[:2]}"
+    assert_selftest_agrees(name, tmp_path_factory.getbasetemp() / "btfmodels")
