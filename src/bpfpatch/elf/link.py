@@ -19,7 +19,7 @@ from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, E
 from bpfpatch.btf.vmlinux import kfunc_id
 from bpfpatch.elf.kconfig import KCONFIG_SECTION, kconfig_data
 from bpfpatch.errors import BpfPatchError, ElfError
-from bpfpatch.isa import SLOT_DTYPE
+from bpfpatch.isa import SLOT_DTYPE, pack_regs
 from bpfpatch.isa.opcodes import CALL, LD_IMM64, CallSrc, PseudoSrc
 from bpfpatch.program import CORE_RELOS, FuncInfo, LineInfo, Program
 
@@ -64,6 +64,22 @@ class _Slices:
         return records[bisect_left(offs, a):bisect_left(offs, b)]
 
 
+def _kernel_function_id(obj: ElfModel, name: str) -> int | None:
+    """The running kernel's BTF id of extern function `name`, as libbpf resolves it (a ``___flavour`` suffix
+    is not part of the name); None for a ``__weak`` one the kernel lacks; the lookup's error for a strong one."""
+    try:
+        return kfunc_id(name.split("___")[0])
+    except BpfPatchError:
+        if name in obj.weak_externs:
+            return None
+        raise
+
+
+def _set_src(slots: np.ndarray, at: int, src: int) -> None:
+    """Give the instruction at slot `at` the source field `src` (isa's `pack_regs`), its dst kept."""
+    slots["regs"][at] = pack_regs(int(slots["regs"][at]), int(src))
+
+
 def _ksym_address(obj: ElfModel, slots: np.ndarray, at: int, name: str, section: str) -> None:
     """An extern kernel function's address (``bpf_ksym_exists(f)``), as libbpf resolves it: a BTF-id load of
     the function in the running kernel's BTF, or 0 for a ``__weak`` one the kernel lacks."""
@@ -71,14 +87,14 @@ def _ksym_address(obj: ElfModel, slots: np.ndarray, at: int, name: str, section:
         raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, a kernel variable (ksym): bpfpatch links only "
                        "maps, global data and kernel functions", section=section)
     try:
-        btf_id = kfunc_id(name.split("___")[0])
+        btf_id = _kernel_function_id(obj, name)
     except BpfPatchError as exc:
-        if name not in obj.weak_externs:
-            raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, which is neither a map, global data "
-                           f"nor a kernel function of the running kernel ({exc})", section=section) from exc
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, which is neither a map, global data "
+                       f"nor a kernel function of the running kernel ({exc})", section=section) from exc
+    if btf_id is None:
         slots["imm"][at] = slots["imm"][at + 1] = 0  # libbpf: an unresolved weak ksym reads as 0
         return
-    slots["regs"][at] = (slots["regs"][at] & 0x0F) | PseudoSrc.BTF_ID << 4
+    _set_src(slots, at, PseudoSrc.BTF_ID)
     slots["imm"][at], slots["imm"][at + 1] = btf_id, 0
 
 
@@ -205,15 +221,14 @@ def _link_program(obj: ElfModel, section: str) -> Program:
     for at, tsec, tslot in calls:
         slots["imm"][at] = new_slot(tsec, tslot) - at - 1
         if slots["code"][at] == LD_IMM64:  # a function's address: the kernel's pseudo-func load
-            slots["regs"][at] = (slots["regs"][at] & 0x0F) | PseudoSrc.FUNC << 4
+            _set_src(slots, at, PseudoSrc.FUNC)
     for at, name, sec in kfuncs:  # as libbpf resolves them: the running kernel's BTF id
         try:
-            slots["imm"][at], slots["off"][at] = kfunc_id(name.split("___")[0]), 0  # a ___flavour suffix is not its name
+            btf_id = _kernel_function_id(obj, name)
         except BpfPatchError as exc:
-            if name not in obj.weak_externs:
-                raise ElfError(f"call of extern function {name!r}: {exc}", section=sec) from exc
-            slots["imm"][at], slots["off"][at] = 0, 0  # libbpf: a weak kfunc the kernel lacks is called as id 0
-        slots["regs"][at] = (slots["regs"][at] & 0x0F) | CallSrc.KFUNC << 4
+            raise ElfError(f"call of extern function {name!r}: {exc}", section=sec) from exc
+        slots["imm"][at], slots["off"][at] = btf_id or 0, 0  # libbpf: a weak kfunc the kernel lacks is called as id 0
+        _set_src(slots, at, CallSrc.KFUNC)
     func_info: list[FuncInfo] = []
     line_info: list[LineInfo] = []
     core_relos = CoreRelos()
