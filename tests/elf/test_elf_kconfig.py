@@ -54,6 +54,28 @@ def test_values_are_written_as_libbpf_writes_them(kconfig_object):
     assert data[22:30] == b"a-long-\0"  # truncated to the array, NUL-terminated
 
 
+def test_a_big_endian_object_gets_its_numbers_in_its_own_byte_order(kconfig_object, tmp_path):
+    big = compile_bpf(PROGS / "elf" / "kconfig.c", tmp_path, extra=("-target", "bpfeb"))
+    little_externs = list(read_object(kconfig_object.read_bytes()).kconfig.values())
+    obj = read_object(big.read_bytes())
+    assert obj.byteorder == "big"
+    externs = list(obj.kconfig.values())
+    assert [(e.name, e.offset, e.size, e.kind) for e in externs] == \
+        [(e.name, e.offset, e.size, e.kind) for e in little_externs]
+    config = {"CONFIG_HZ": "1000", "CONFIG_BPF_SYSCALL": "y", "CONFIG_BPF_JIT": "m"}
+    data, little = kconfig_data(externs, config, byteorder="big"), kconfig_data(little_externs, config)
+    by_name = {e.name: e for e in externs}
+    for name, value in (("CONFIG_BPF_JIT", 2), ("CONFIG_HZ", 1000), ("LINUX_KERNEL_VERSION", kernel_version())):
+        e = by_name[name]
+        assert data[e.offset:e.offset + e.size] == value.to_bytes(e.size, "big")
+        assert little[e.offset:e.offset + e.size] == value.to_bytes(e.size, "little")
+    # the linker fills the map for the object it links: the big-endian one in big-endian
+    prog = obj.linked_program("socket")
+    expected = kconfig_data(externs, byteorder="big")
+    assert prog.meta["map_specs"][KCONFIG_SECTION].initial == expected
+    assert expected != kconfig_data(little_externs)
+
+
 @pytest.mark.parametrize("config, message", [
     ({"CONFIG_BPF_SYSCALL": "y"}, "'CONFIG_HZ' \\(strong\\): not set"),
     ({"CONFIG_HZ": "250", "CONFIG_BPF_SYSCALL": "m"}, "'CONFIG_BPF_SYSCALL': value 'm' does not fit its type \\(bool\\)"),

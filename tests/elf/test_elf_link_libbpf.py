@@ -183,3 +183,63 @@ def test_selftest_callback_and_kfunc_programs_link_as_libbpf_loads_them(tmp_path
         assert differ == [], path.name
         total += compared
     assert total >= 10
+
+
+@pytest.fixture(scope="module")
+def ksyms_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ksyms")
+
+
+def _ksym_loads(prog) -> dict[int, tuple[int, int, int]]:
+    """slot -> (src, imm, imm of the second slot) of every ld_imm64 of `prog`."""
+    rows = slot_rows(prog.slots)
+    return {i: (r[2], r[4], rows[i + 1][4]) for i, r in enumerate(rows[:-1]) if r[0] == LD_IMM64}
+
+
+def test_typeless_and_weak_ksyms_link_as_libbpf_loads_them(ksyms_dir):
+    from bpfpatch.elf.ksyms import kallsyms_address
+
+    path = compile_bpf(PROGS / "elf" / "ksyms.c", ksyms_dir)
+    assert _agree(path) == (1, [])
+    text = kallsyms_address("_stext")
+    assert text  # root reads the kernel's addresses
+    loads_ = _ksym_loads(read_object(path.read_bytes()).linked_program("raw_tp/sys_enter"))
+    values = {(imm & 0xFFFFFFFF) | (hi & 0xFFFFFFFF) << 32 for src, imm, hi in loads_.values() if src == 0}
+    assert text in values and 0 in values
+
+
+def test_a_typed_ksym_is_a_btf_id_load_of_its_kernel_var(tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("bpftool") is None:
+        pytest.skip("bpftool is not installed")
+    path = compile_bpf(PROGS / "elf" / "ksyms.c", tmp_path, extra=("-DTYPED",))
+    dump = subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux"], capture_output=True,
+                          text=True, check=True).stdout
+    (var_id,) = re.findall(r"^\[(\d+)\] VAR 'bpf_prog_active'", dump, re.M)
+    loads_ = _ksym_loads(read_object(path.read_bytes()).linked_program("raw_tp/sys_enter"))
+    assert [v for v in loads_.values() if v[0] == PseudoSrc.BTF_ID] == [(PseudoSrc.BTF_ID, int(var_id), 0)]
+
+
+def test_a_strong_ksym_the_kernel_lacks_is_refused_by_name(tmp_path):
+    path = compile_bpf(PROGS / "elf" / "ksyms.c", tmp_path, extra=("-DSTRONG_MISSING",))
+    with pytest.raises(BpfPatchError, match="extern \\(ksym\\) 'bpfpatch_strong_sym' \\(strong\\)") as exc:
+        read_object(path.read_bytes()).linked_program("raw_tp/sys_enter")
+    assert exc.value.section == "raw_tp/sys_enter"
+
+
+def test_kallsyms_names_an_ambiguous_symbol(tmp_path):
+    from bpfpatch.elf.ksyms import kallsyms_address
+
+    table = tmp_path / "kallsyms"
+    table.write_text("ffffffff81000000 T _stext\nffffffff81000010 t twice\nffffffff81000020 t twice [mod]\n")
+    assert kallsyms_address("_stext", str(table)) == 0xFFFFFFFF81000000
+    assert kallsyms_address("absent", str(table)) is None
+    with pytest.raises(BpfPatchError, match="'twice': resolution is ambiguous"):
+        kallsyms_address("twice", str(table))
+    damaged = tmp_path / "damaged"
+    damaged.write_text("not-hex T x\n")
+    with pytest.raises(BpfPatchError, match="line 1: bad address"):
+        kallsyms_address("x", str(damaged))

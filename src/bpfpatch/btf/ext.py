@@ -14,6 +14,7 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from bpfpatch.errors import BpfPatchError, ElfError
+from bpfpatch.isa import STRUCT_ORDER
 from bpfpatch.program import FuncInfo, LineInfo
 
 _HDR = "HBBIIIII"
@@ -156,7 +157,7 @@ def parse_btf_ext(raw: bytes, string_of, byteorder: str = "little") -> BtfExt:
     `string_of` must raise a `BpfPatchError` for an offset past the string
     section (`Btf.string` does): such records are refused by name.
     """
-    bo = "<" if byteorder == "little" else ">"
+    bo = STRUCT_ORDER[byteorder]
     hdr = struct.Struct(bo + _HDR)
     if len(raw) < hdr.size:
         raise ElfError("BTF.ext header truncated", section=".BTF.ext", offset=0)

@@ -25,14 +25,14 @@ from bpfpatch.isa import build as b
 from bpfpatch.isa.helper_ids import HELPER_IDS
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
-_FUNC, _ENUM, _ENUM64 = 12, 6, 19
+_FUNC, _ENUM, _VAR, _ENUM64 = 12, 6, 14, 19
 _TRAILER = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8), 14: (4, 0), 15: (0, 12),
             17: (4, 0), 19: (0, 12)}
 
 
 @lru_cache(maxsize=4)
-def _scan(path: str) -> tuple[dict[str, int], dict[str, int]]:
-    """(FUNC name -> BTF id, bpf_func_id member name -> value) of one BTF file."""
+def _scan(path: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """(FUNC name -> BTF id, bpf_func_id member name -> value, VAR name -> BTF id) of one BTF file."""
     raw = Path(path).read_bytes()
     if len(raw) < 24 or struct.unpack_from("<H", raw, 0)[0] != 0xEB9F:
         raise ElfError(f"{path}: not a BTF file", section=".BTF")
@@ -46,6 +46,7 @@ def _scan(path: str) -> tuple[dict[str, int], dict[str, int]]:
 
     funcs: dict[str, int] = {}
     helpers: dict[str, int] = {}
+    variables: dict[str, int] = {}
     pos, stop, tid = hdr_len + type_off, hdr_len + type_off + type_len, 0
     unpack = struct.unpack_from
     while pos < stop:
@@ -55,6 +56,8 @@ def _scan(path: str) -> tuple[dict[str, int], dict[str, int]]:
         fixed, per = _TRAILER.get(kind, (0, 0))
         if kind == _FUNC:
             funcs[name(name_off)] = tid
+        elif kind == _VAR:
+            variables[name(name_off)] = tid
         elif kind == _ENUM and name_off and name(name_off) == "bpf_func_id":
             for k in range(vlen):
                 n_off, val = unpack("<Ii", raw, pos + 12 + 8 * k)
@@ -62,7 +65,7 @@ def _scan(path: str) -> tuple[dict[str, int], dict[str, int]]:
                 if member.startswith("BPF_FUNC_"):
                     helpers[member[len("BPF_FUNC_"):]] = val
         pos += 12 + fixed + per * vlen
-    return funcs, helpers
+    return funcs, helpers, variables
 
 
 def kernel_btf_available(path: Path = VMLINUX) -> bool:
@@ -95,6 +98,14 @@ def kfunc_id(name: str, path: Path = VMLINUX) -> int:
     if name not in funcs:
         raise b.BuildError(f"the kernel's BTF has no function {name!r}")
     return funcs[name]
+
+
+def kernel_variable_id(name: str, path: Path = VMLINUX) -> int | None:
+    """The BTF id of kernel variable `name` (a ``VAR``: what a typed ``__ksym`` extern names) in the running
+    kernel's BTF, or None where the BTF has no such variable."""
+    if not kernel_btf_available(path):
+        raise ElfError(f"{path}: no kernel BTF to look variable {name!r} up in", section=".BTF")
+    return _scan(str(path))[2].get(name)
 
 
 def call_kfunc(name: str, path: Path = VMLINUX) -> Insn:
@@ -339,4 +350,4 @@ def kernel_types(path: Path = VMLINUX) -> KernelTypes | None:
 
 
 __all__ = ["VMLINUX", "KernelTypes", "call_helper", "call_kfunc", "helper_ids", "kernel_btf_available", "kernel_types",
-           "kfunc_id"]
+           "kernel_variable_id", "kfunc_id"]

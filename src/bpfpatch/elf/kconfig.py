@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bpfpatch.btf.types import Btf, BtfKind
 from bpfpatch.errors import ElfError
+from bpfpatch.isa import STRUCT_ORDER, ByteOrder
 
 #: The section (and BTF DATASEC) of ``__kconfig`` externs, and the map libbpf makes of it.
 KCONFIG_SECTION = ".kconfig"
@@ -154,14 +155,14 @@ def _virtual(name: str) -> int | None:
     return None
 
 
-def _set(data: bytearray, ext: KconfigExtern, value: str) -> None:
+def _set(data: bytearray, ext: KconfigExtern, value: str, byteorder: ByteOrder) -> None:
     """Write one configuration value (its text) into the extern's bytes, as libbpf does, or refuse it by name."""
     where = f"extern (kcfg) {ext.name!r}"
     if value[0] in "ynm":
         if ext.kind == "bool" and value[0] != "m":
             data[ext.offset] = value[0] == "y"
         elif ext.kind == "tristate":
-            struct.pack_into("<I", data, ext.offset, {"y": 1, "m": 2, "n": 0}[value[0]])
+            struct.pack_into(STRUCT_ORDER[byteorder] + "I", data, ext.offset, {"y": 1, "m": 2, "n": 0}[value[0]])
         elif ext.kind == "char":
             data[ext.offset] = ord(value[0])
         else:
@@ -177,22 +178,23 @@ def _set(data: bytearray, ext: KconfigExtern, value: str) -> None:
         num = int(value, 0)
     except ValueError:
         raise ElfError(f"{where}: value {value!r} isn't a valid integer", section=KCONFIG_SECTION) from None
-    _set_num(data, ext, num, where)
+    _set_num(data, ext, num, where, byteorder)
 
 
-def _set_num(data: bytearray, ext: KconfigExtern, num: int, where: str) -> None:
+def _set_num(data: bytearray, ext: KconfigExtern, num: int, where: str, byteorder: ByteOrder) -> None:
     if ext.kind not in ("int", "char", "bool") or (ext.kind == "bool" and not 0 <= num <= 1):
         raise ElfError(f"{where}: value {num} does not fit its type ({ext.kind})", section=KCONFIG_SECTION)
     bits = ext.size * 8
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if ext.signed else (0, (1 << bits) - 1)
     if not lo <= num <= hi and bits < 64:
         raise ElfError(f"{where}: value {num} doesn't fit in {ext.size} bytes", section=KCONFIG_SECTION)
-    data[ext.offset:ext.offset + ext.size] = (num & ((1 << bits) - 1)).to_bytes(ext.size, "little")
+    data[ext.offset:ext.offset + ext.size] = (num & ((1 << bits) - 1)).to_bytes(ext.size, byteorder)
 
 
-def kconfig_data(externs: list[KconfigExtern], config: dict[str, str] | None = None) -> bytes:
+def kconfig_data(externs: list[KconfigExtern], config: dict[str, str] | None = None,
+                 byteorder: ByteOrder = "little") -> bytes:
     """The ``.kconfig`` map's contents for `externs` on the running kernel (`config`: its settings, read when
-    not given); `ElfError` naming the extern libbpf would refuse too."""
+    not given), its numbers in the object's `byteorder`; `ElfError` naming the extern libbpf would refuse too."""
     size = max((e.offset + e.size for e in externs), default=0)
     data = bytearray(size)
     for ext in externs:
@@ -200,7 +202,7 @@ def kconfig_data(externs: list[KconfigExtern], config: dict[str, str] | None = N
             value = _virtual(ext.name)
             if value is None and not ext.weak:
                 raise ElfError(f"extern (kcfg) {ext.name!r}: unrecognized virtual extern", section=KCONFIG_SECTION)
-            _set_num(data, ext, value or 0, f"extern (kcfg) {ext.name!r}")
+            _set_num(data, ext, value or 0, f"extern (kcfg) {ext.name!r}", byteorder)
             continue
         if not ext.name.startswith("CONFIG_"):
             if not ext.weak:
@@ -215,7 +217,7 @@ def kconfig_data(externs: list[KconfigExtern], config: dict[str, str] | None = N
                     "no kernel configuration to read (/proc/config.gz, /boot/config-<release>)"
                 raise ElfError(f"extern (kcfg) {ext.name!r} (strong): {why}", section=KCONFIG_SECTION)
             continue
-        _set(data, ext, value)
+        _set(data, ext, value, byteorder)
     return bytes(data)
 
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from bpfpatch.btf import BtfKind, CoreRelos
 from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, ElfModel, MapRefs, MapSpec, Symbol
-from bpfpatch.btf.vmlinux import kfunc_id
+from bpfpatch.btf.vmlinux import kernel_variable_id, kfunc_id
 from bpfpatch.elf.kconfig import KCONFIG_SECTION, kconfig_data
+from bpfpatch.elf.ksyms import kallsyms_address
 from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.isa import SLOT_DTYPE, pack_regs
 from bpfpatch.isa.opcodes import CALL, LD_IMM64, CallSrc, PseudoSrc
@@ -46,19 +47,20 @@ class _Functions:
 
 class _Slices:
     """Records of one slot range of a section (func_info, line_info, CO-RE records, relocations), by bisection
-    over each list's slots computed once (a program of thousands of subprograms stays linear)."""
+    over each list's slots computed once per (section, kind) (a program of thousands of subprograms stays
+    linear)."""
 
     def __init__(self) -> None:
-        self.slots: dict[int, tuple[object, list[int] | None]] = {}
+        self.slots: dict[tuple[str, str], list[int] | None] = {}
 
-    def __call__(self, records, a: int, b: int, field: str = "insn_off") -> list:
+    def __call__(self, section: str, kind: str, records, a: int, b: int, field: str = "insn_off") -> list:
         if not records:
             return []
-        entry = self.slots.get(id(records))
-        if entry is None or entry[0] is not records:
+        key = (section, kind)
+        if key not in self.slots:
             offs = [getattr(r, field) for r in records]
-            entry = self.slots[id(records)] = (records, offs if all(x <= y for x, y in zip(offs, offs[1:])) else None)
-        offs = entry[1]
+            self.slots[key] = offs if all(x <= y for x, y in zip(offs, offs[1:])) else None
+        offs = self.slots[key]
         if offs is None:  # not in slot order: filter
             return [r for r in records if a <= getattr(r, field) < b]
         return records[bisect_left(offs, a):bisect_left(offs, b)]
@@ -81,18 +83,54 @@ def _set_src(slots: np.ndarray, at: int, src: int) -> None:
 
 
 def _ksym_address(obj: ElfModel, slots: np.ndarray, at: int, name: str, section: str) -> None:
-    """An extern kernel function's address (``bpf_ksym_exists(f)``), as libbpf resolves it: a BTF-id load of
-    the function in the running kernel's BTF, or 0 for a ``__weak`` one the kernel lacks."""
-    if obj.btf is None or obj.btf.find(BtfKind.FUNC, name) is None:
-        raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, a kernel variable (ksym): bpfpatch links only "
-                       "maps, global data and kernel functions", section=section)
+    """An extern the kernel holds (``__ksym``), loaded by address, as libbpf resolves it:
+    - a kernel function (``bpf_ksym_exists(f)``): a BTF-id load of it in the running kernel's BTF;
+    - a typed kernel variable (``extern const int bpf_prog_active __ksym``): a BTF-id load of its ``VAR``;
+    - a typeless one (``extern const void _stext __ksym``): its address from ``/proc/kallsyms``;
+    and 0 for a ``__weak`` one the kernel lacks."""
+    btf = obj.btf
+    if btf is not None and btf.find(BtfKind.FUNC, name) is not None:
+        try:
+            btf_id = _kernel_function_id(obj, name)
+        except BpfPatchError as exc:
+            raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, which is neither a map, global data "
+                           f"nor a kernel function of the running kernel ({exc})", section=section) from exc
+        _set_btf_id(slots, at, btf_id)
+        return
+    var = btf.find(BtfKind.VAR, name) if btf is not None else None
+    if var is None:
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, which is neither a map, global data, "
+                       "a kernel function nor a kernel variable (no BTF describes it)", section=section)
+    weak = name in obj.weak_externs
+    if btf.resolve(var.size_or_type).id == 0:  # typeless (const void): the address
+        try:
+            addr = kallsyms_address(name)
+        except ElfError as exc:
+            raise ElfError(f"ld_imm64 at slot {at}: {exc}", section=section) from exc
+        if addr is None and not weak:
+            raise ElfError(f"ld_imm64 at slot {at} refers to extern (ksym) {name!r} (strong), which the running "
+                           "kernel's /proc/kallsyms does not list", section=section)
+        slots["imm"][at], slots["imm"][at + 1] = _s32((addr or 0) & 0xFFFFFFFF), _s32((addr or 0) >> 32)
+        return
     try:
-        btf_id = _kernel_function_id(obj, name)
+        btf_id = kernel_variable_id(name)
     except BpfPatchError as exc:
-        raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, which is neither a map, global data "
-                       f"nor a kernel function of the running kernel ({exc})", section=section) from exc
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern (var ksym) {name!r}: {exc}", section=section) from exc
+    if btf_id is None and not weak:
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern (var ksym) {name!r} (strong), which the running "
+                       "kernel's BTF does not have", section=section)
+    _set_btf_id(slots, at, btf_id)
+
+
+def _s32(word: int) -> int:
+    """A 32-bit word as the signed ``imm`` field holds it."""
+    return word - (1 << 32) if word >= 1 << 31 else word
+
+
+def _set_btf_id(slots: np.ndarray, at: int, btf_id: int | None) -> None:
+    """Make the ld_imm64 at `at` a BTF-id load of `btf_id` in vmlinux (libbpf: an unresolved weak one reads 0)."""
     if btf_id is None:
-        slots["imm"][at] = slots["imm"][at + 1] = 0  # libbpf: an unresolved weak ksym reads as 0
+        slots["imm"][at] = slots["imm"][at + 1] = 0
         return
     _set_src(slots, at, PseudoSrc.BTF_ID)
     slots["imm"][at], slots["imm"][at + 1] = btf_id, 0
@@ -238,10 +276,10 @@ def _link_program(obj: ElfModel, section: str) -> Program:
     for s, a, b in pieces:
         prog = obj.programs[s]
         base = placed[(s, a)]
-        func_info += [f._replace(insn_off=base + f.insn_off - a) for f in within(prog.func_info, a, b)]
-        line_info += [li._replace(insn_off=base + li.insn_off - a) for li in within(prog.line_info, a, b)]
-        core_relos += [c._replace(insn_off=base + c.insn_off - a) for c in within(prog.core_relos, a, b)]
-        for r in within(prog.meta["relocations"], a, b, "slot"):
+        func_info += [f._replace(insn_off=base + f.insn_off - a) for f in within(s, "func_info", prog.func_info, a, b)]
+        line_info += [li._replace(insn_off=base + li.insn_off - a) for li in within(s, "line_info", prog.line_info, a, b)]
+        core_relos += [c._replace(insn_off=base + c.insn_off - a) for c in within(s, "core_relos", prog.core_relos, a, b)]
+        for r in within(s, "relocations", prog.meta["relocations"], a, b, "slot"):
             if r.type != R_BPF_64_64 or r.symbol_section in obj.programs:
                 continue  # (a function's address was linked above)
             at = base + r.slot - a
@@ -255,7 +293,7 @@ def _link_program(obj: ElfModel, section: str) -> Program:
                 ext = obj.kconfig[r.symbol]
                 map_refs[at] = (KCONFIG_SECTION, ext.offset + int(slots["imm"][at]))
                 if KCONFIG_SECTION not in map_specs:  # libbpf's read-only .kconfig map, filled for this kernel
-                    data = kconfig_data(list(obj.kconfig.values()))
+                    data = kconfig_data(list(obj.kconfig.values()), byteorder=obj.byteorder)
                     map_specs[KCONFIG_SECTION] = MapSpec(KCONFIG_SECTION, 2, 4, max(len(data), 1), 1, 0, data)
             elif r.symbol in obj.maps:
                 d = obj.maps[r.symbol]

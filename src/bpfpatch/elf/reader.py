@@ -25,7 +25,7 @@ from bpfpatch.elf.model import (
     Relocations, Symbol, Symbols,
 )
 from bpfpatch.errors import BpfPatchError, ElfError
-from bpfpatch.isa import SLOT_SIZE
+from bpfpatch.isa import SLOT_SIZE, STRUCT_ORDER
 from bpfpatch.isa.opcodes import PseudoSrc
 from bpfpatch.program import CORE_RELOS, Program
 
@@ -89,7 +89,7 @@ def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
     obj = ElfObject(str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>", data, byteorder)
     by_name = {s.name: s for s in sections}
     if ".BTF" in by_name:
-        obj.btf = Btf(by_name[".BTF"].data(), "<" if byteorder == "little" else ">")
+        obj.btf = Btf(by_name[".BTF"].data(), STRUCT_ORDER[byteorder])
         obj.maps = obj.btf.map_definitions()
         if ".BTF.ext" in by_name:
             obj.btf_ext = parse_btf_ext(by_name[".BTF.ext"].data(), obj.btf.string, byteorder)
@@ -200,7 +200,7 @@ def _legacy_maps(sec: Any, sections: list, syms: list, byteorder: str) -> dict[s
         if size < 16 or at + size > len(data):
             raise ElfError(f"map {s.name!r} ({size} bytes at {at}) is not a whole map definition inside the section",
                            section=sec.name, offset=sec["sh_offset"] + at)
-        words = struct.unpack_from(("<" if byteorder == "little" else ">") + f"{min(size, 20) // 4}I", data, at)
+        words = struct.unpack_from(STRUCT_ORDER[byteorder] + f"{min(size, 20) // 4}I", data, at)
         out[s.name] = {"map_type": words[0], "key_size": words[1], "value_size": words[2], "max_entries": words[3],
                        "flags": words[4] if len(words) > 4 else 0}
     return out

@@ -24,15 +24,18 @@ from bpfpatch.btf.ext import EXT_KINDS
 from bpfpatch.elf.model import JUMP_TABLE_SECTION, JUMP_TABLES, R_BPF_64_32, R_BPF_64_64, R_BPF_64_NODYLD32, ElfModel
 from bpfpatch.errors import ElfError
 from bpfpatch.fileio import write_atomic
+from bpfpatch.isa import STRUCT_ORDER, ByteOrder
 from bpfpatch.program import Program
 
 class _Formats:
-    """The object's byte order (`bo`: ``"<"`` or ``">"``) and its ELF64 records: section header, symbol, relocation."""
+    """The object's byte order (`byteorder`, and `bo` its `struct` prefix) and its ELF64 records: section header,
+    symbol, relocation."""
 
     __slots__ = ("bo", "byteorder", "shdr", "sym", "rel")
 
-    def __init__(self, bo: str) -> None:
-        self.bo, self.byteorder = bo, "little" if bo == "<" else "big"
+    def __init__(self, byteorder: ByteOrder) -> None:
+        self.byteorder, self.bo = byteorder, STRUCT_ORDER[byteorder]
+        bo = self.bo
         self.shdr = struct.Struct(bo + "IIQQQQIIQQ")
         self.sym = struct.Struct(bo + "IBBHQQ")
         self.rel = struct.Struct(bo + "QQ")
@@ -82,7 +85,7 @@ def _build_object(obj: ElfModel, programs: dict[str, Program]) -> bytes:
     elf = ELFFile(io.BytesIO(obj.data))
     if elf.elfclass != 64:
         raise ElfError("only 64-bit BPF objects can be written")
-    f = _Formats("<" if elf.little_endian else ">")
+    f = _Formats("little" if elf.little_endian else "big")
     bo = f.bo
     shoff = elf["e_shoff"]
     sections: list[_Section] = []

@@ -49,6 +49,7 @@ from bpfpatch.isa.rules import validate_slots
 from bpfpatch.isa.slots import (
     SLOT_DTYPE,
     SLOT_SIZE,
+    STRUCT_ORDER,
     ByteOrder,
     decode_slots,
     distinct_bytes,
@@ -65,7 +66,7 @@ from bpfpatch.isa.slots import (
 __all__ = [
     "AX_REG", "CALL", "EXIT", "GOTOL", "INSTRUCTION_REFS", "INVERTED_JMP", "JA", "LD_IMM64", "MAY_GOTO",
     "SUBPROG_REFS", "AluOp", "AtomicOp", "ByteOrder", "CallSrc", "Insn", "InsnClass", "JmpOp", "KIND",
-    "KIND_OF", "Kind", "Mode", "PseudoSrc", "Ref", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "Size", "Source",
+    "KIND_OF", "Kind", "Mode", "PseudoSrc", "Ref", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "STRUCT_ORDER", "Size", "Source",
     "Target", "branch_offsets", "check_jump_targets", "decode_slots", "distinct_bytes", "dst_of",
     "encode_slots", "insn_of_words", "insn_starts", "insn_words", "insns_to_slots", "is_subprog_ref",
     "opcodes", "pack_regs", "ref_of", "refs_of_words", "slot_rows", "slots_from_rows", "slots_to_insns",

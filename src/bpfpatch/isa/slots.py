@@ -20,6 +20,9 @@ from bpfpatch.isa.opcodes import LD_IMM64
 #: Byte order of raw instruction bytes.
 ByteOrder = Literal["little", "big"]
 
+#: The `struct` module's prefix for each byte order: the one place a byte order becomes ``"<"`` or ``">"``.
+STRUCT_ORDER: dict[str, str] = {"little": "<", "big": ">"}
+
 #: Bytes per slot.
 SLOT_SIZE = 8
 
@@ -125,6 +128,6 @@ def slot_rows(slots: np.ndarray) -> list[tuple[int, int, int, int, int]]:
 
 
 __all__ = [
-    "SLOT_DTYPE", "SLOT_SIZE", "ByteOrder", "decode_slots", "distinct_bytes", "dst_of", "encode_slots",
+    "SLOT_DTYPE", "SLOT_SIZE", "STRUCT_ORDER", "ByteOrder", "decode_slots", "distinct_bytes", "dst_of", "encode_slots",
     "insn_starts", "is_ld_imm64_first", "opcodes", "pack_regs", "slot_rows", "slots_from_rows", "src_of",
 ]
