@@ -101,25 +101,20 @@ def _ksym_address(obj: ElfModel, slots: np.ndarray, at: int, name: str, section:
     if var is None:
         raise ElfError(f"ld_imm64 at slot {at} refers to extern {name!r}, which is neither a map, global data, "
                        "a kernel function nor a kernel variable (no BTF describes it)", section=section)
-    weak = name in obj.weak_externs
-    if btf.resolve(var.size_or_type).id == 0:  # typeless (const void): the address
-        try:
-            addr = kallsyms_address(name)
-        except ElfError as exc:
-            raise ElfError(f"ld_imm64 at slot {at}: {exc}", section=section) from exc
-        if addr is None and not weak:
-            raise ElfError(f"ld_imm64 at slot {at} refers to extern (ksym) {name!r} (strong), which the running "
-                           "kernel's /proc/kallsyms does not list", section=section)
-        slots["imm"][at], slots["imm"][at + 1] = _s32((addr or 0) & 0xFFFFFFFF), _s32((addr or 0) >> 32)
-        return
+    typeless = btf.resolve(var.size_or_type).id == 0  # const void: an address, else a BTF-typed variable
+    kind, lookup, source = ("ksym", kallsyms_address, "/proc/kallsyms does not list") if typeless else \
+        ("var ksym", kernel_variable_id, "BTF does not have")
     try:
-        btf_id = kernel_variable_id(name)
+        value = lookup(name)
     except BpfPatchError as exc:
-        raise ElfError(f"ld_imm64 at slot {at} refers to extern (var ksym) {name!r}: {exc}", section=section) from exc
-    if btf_id is None and not weak:
-        raise ElfError(f"ld_imm64 at slot {at} refers to extern (var ksym) {name!r} (strong), which the running "
-                       "kernel's BTF does not have", section=section)
-    _set_btf_id(slots, at, btf_id)
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern ({kind}) {name!r}: {exc}", section=section) from exc
+    if value is None and name not in obj.weak_externs:
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern ({kind}) {name!r} (strong), which the running "
+                       f"kernel's {source}", section=section)
+    if typeless:
+        slots["imm"][at], slots["imm"][at + 1] = _s32((value or 0) & 0xFFFFFFFF), _s32((value or 0) >> 32)
+    else:
+        _set_btf_id(slots, at, value)
 
 
 def _s32(word: int) -> int:
