@@ -9,7 +9,18 @@ kernel's ``reg_bounds_sync`` (``__update_reg_bounds``, three rounds of
 ``__reg_deduce_bounds``, ``__reg_bound_offset``).
 
 A `Frame` holds R0-R10 and the stack of one function; a `State` the frames of
-the call chain.  States are copied on branches (``copy()``), never shared.
+the call chain.
+
+Copy on write: the live state of the walk owns its `Reg`, `Slot` and `Frame`
+objects and changes them in place.  Every other state -- a kept snapshot
+(``InsnAux.states``), a checkpoint (an explored state), a pending branch
+waiting on the walk's stack -- is *frozen*: its registers, slots and frames
+are shared with the frozen states made before it (`Frame.snapshot`) and are
+never changed in place.  A pending branch is thawed (`State.thaw`: owned
+copies) when the walk takes it up; precision marks, the only writes into a
+checkpoint, replace what they change (`State.set_precise`); a checkpoint's
+dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
+`check_frozen` verify in tests that nothing frozen changed.
 """
 
 from __future__ import annotations
@@ -483,6 +494,42 @@ class Slot:
 #: call): never changed.
 _NOT_INIT = Reg()
 
+#: `record_frozen`'s log: every frozen register and slot with its fields when it was frozen (None: off).
+FROZEN: "list[tuple[object, tuple]] | None" = None
+
+
+def _reg_fields(r: Reg) -> tuple:
+    return tuple(getattr(r, n) for n in Reg.__slots__)
+
+
+def _slot_fields(s: "Slot") -> tuple:
+    sp = s.spilled
+    return (s.types, sp, None if sp is None else _reg_fields(sp))
+
+
+def _record(f: "Frame") -> None:
+    log = FROZEN
+    for r in f.regs:
+        log.append((r, _reg_fields(r)))
+    for s in f.stack.values():
+        log.append((s, _slot_fields(s)))
+
+
+def record_frozen(on: bool = True) -> None:
+    """Start (or stop) logging every register and slot frozen from now on, for `check_frozen` (tests: slow)."""
+    global FROZEN
+    FROZEN = [] if on else None
+
+
+def check_frozen() -> int:
+    """Raise AssertionError if a register or slot logged by `record_frozen` changed since it was frozen (copy on
+    write broken: a write to one state would have leaked into another); the number of objects checked."""
+    for obj, fields in FROZEN or ():
+        now = _reg_fields(obj) if isinstance(obj, Reg) else _slot_fields(obj)
+        if now != fields:
+            raise AssertionError(f"a frozen {type(obj).__name__} changed: {fields} -> {now}")
+    return len(FROZEN or ())
+
 
 def _kept(r: Reg) -> Reg:
     """A copy of `r` to keep in a snapshot: the shared never-written register when `r` is one."""
@@ -494,7 +541,7 @@ def _kept(r: Reg) -> Reg:
 class Frame:
     """One function's registers and stack (``struct bpf_func_state``)."""
 
-    __slots__ = ("regs", "stack", "callsite", "frameno", "subprog", "callback_depth")
+    __slots__ = ("regs", "stack", "callsite", "frameno", "subprog", "callback_depth", "own")
 
     def __init__(self, frameno: int = 0, callsite: int = -1, subprog: int = 0) -> None:
         self.regs = [Reg() for _ in range(11)]
@@ -503,6 +550,7 @@ class Frame:
         self.frameno = frameno
         self.subprog = subprog
         self.callback_depth = 0  # callbacks pushed from this frame at its current call (bpf_loop's bound)
+        self.own = None  # the frozen state whose alone the lists are (`State.set_precise` may change them)
 
     def copy(self) -> "Frame":
         f = Frame.__new__(Frame)
@@ -510,24 +558,45 @@ class Frame:
         f.stack = {k: s.copy() for k, s in self.stack.items()}
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
         f.callback_depth = self.callback_depth
+        f.own = None
         return f
 
-    def snapshot(self, prev: "Frame | None") -> "Frame":
-        """A copy to keep and never change, sharing with `prev` (an older snapshot) what is equal to it."""
+    def shallow(self, owner: "State | None" = None) -> "Frame":
+        """A new frame with new lists holding the same (frozen) registers and slots, the lists `owner`'s."""
+        f = Frame.__new__(Frame)
+        f.regs = list(self.regs)
+        f.stack = dict(self.stack)
+        f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
+        f.callback_depth = self.callback_depth
+        f.own = owner
+        return f
+
+    def snapshot(self, prev: "Frame | None", move: bool = False) -> "Frame":
+        """A frozen copy, sharing with `prev` (a frozen frame) what is equal to it (`prev` itself when all is).
+
+        `move`: this frame is not used after (a pending branch frozen): its registers and slots
+        become the copy's instead of being copied."""
         if prev is None or prev.callsite != self.callsite or prev.frameno != self.frameno or prev.subprog != self.subprog:
             f = Frame.__new__(Frame)
-            f.regs = [_kept(r) for r in self.regs]
-            f.stack = {k: s.copy() for k, s in self.stack.items()}
+            if move:
+                f.regs = [_NOT_INIT if r.type is RegType.NOT_INIT and r.same(_NOT_INIT) else r for r in self.regs]
+                f.stack = dict(self.stack)
+            else:
+                f.regs = [_kept(r) for r in self.regs]
+                f.stack = {k: s.copy() for k, s in self.stack.items()}
             f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
             f.callback_depth = self.callback_depth
+            f.own = None
+            if FROZEN is not None:
+                _record(f)
             return f
-        same = True
+        same = prev.callback_depth == self.callback_depth
         regs = []
         for r, p in zip(self.regs, prev.regs):
             if r.same(p):
                 regs.append(p)
             else:
-                regs.append(_kept(r))
+                regs.append(r if move and r.type is not RegType.NOT_INIT else _kept(r))
                 same = False
         stack = {}
         pstack = prev.stack
@@ -538,13 +607,18 @@ class Frame:
                     or (ps.spilled is not None and sl.spilled is not None and sl.spilled.same(ps.spilled))):
                 stack[k] = ps
             else:
-                stack[k] = sl.copy()
+                stack[k] = sl if move else sl.copy()
                 same = False
         if same and len(stack) == len(pstack):
+            prev.own = None  # shared from now on: no state may change its lists
             return prev
         f = Frame.__new__(Frame)
         f.regs, f.stack = regs, stack
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
+        f.callback_depth = self.callback_depth
+        f.own = None
+        if FROZEN is not None:
+            _record(f)
         return f
 
 
@@ -590,6 +664,38 @@ class State:
         s.may_goto_depth = self.may_goto_depth
         return s
 
+    def freeze(self, ref: "State | None") -> None:
+        """Make this state frozen (a pending branch, not changed until `thaw`): its frames share with `ref`, a
+        frozen state, what is equal to it, and its own registers and slots become the frozen ones."""
+        pf = ref.frames if ref is not None else ()
+        self.frames = [f.snapshot(pf[k] if k < len(pf) else None, True) for k, f in enumerate(self.frames)]
+
+    def thaw(self) -> None:
+        """Make this state live (changed in place from now on): owned copies of its frames."""
+        self.frames = [f.copy() for f in self.frames]
+
+    def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
+        """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,
+        replacing what changes (copy on write: the old objects may be shared with other states)."""
+        frames = self.frames
+        for kind, fi, n in items:
+            fr = frames[fi]
+            if fr.own is not self:
+                fr = frames[fi] = fr.shallow(self)
+            if kind == "r":
+                r = fr.regs[n].copy()
+                r.precise = True
+                fr.regs[n] = r
+                if FROZEN is not None:
+                    FROZEN.append((r, _reg_fields(r)))
+            else:
+                old = fr.stack[n]
+                sp = old.spilled.copy()
+                sp.precise = True
+                sl = fr.stack[n] = Slot(old.types, sp)
+                if FROZEN is not None:
+                    FROZEN.append((sl, _slot_fields(sl)))
+
     def snapshot(self, prev: "State | None" = None) -> "State":
         """A copy to keep and never change (``InsnAux.states``): registers, stack slots and frames equal to
         those of `prev`, an older snapshot, are shared with it (the state after an instruction is
@@ -609,5 +715,5 @@ class State:
         return s
 
 
-__all__ = ["Reg", "Slot", "Frame", "State", "reg_bounds_sync", "mark_known", "mark_unknown", "s32", "s64",
+__all__ = ["Reg", "Slot", "Frame", "State", "check_frozen", "record_frozen", "reg_bounds_sync", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF"]

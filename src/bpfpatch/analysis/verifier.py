@@ -207,6 +207,7 @@ class _Env:
     test_state_freq: bool = False
     hist_extra: object = None
     cur_state: State | None = None
+    last: State | None = None  # the newest frozen snapshot of a live state: new frozen states share with it
     id_gen: int = 0
     processed: int = 0
     explored: dict[int, list[State]] = field(default_factory=dict)  # by `_explored_key`, oldest first
@@ -461,9 +462,10 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
     log = env.log
     aux_of, prune, jmp_points, code = env.aux, env.prune, env.jmp_point, env.code
     keep_states, budget = env.keep_states, env.budget
-    last: State | None = None  # the newest snapshot kept (keep_states)
+    last = env.last  # the newest frozen snapshot (kept, with keep_states): frozen states share with it
     while stack:
         state, idx, prev = stack.pop()
+        state.thaw()  # a pending branch was frozen (shared with others) while it waited
         if log is not None:
             text = format_state(state)
             log.append(f"from {prev} to {idx}: {text}" if prev >= 0 else f"{idx}: {text}")
@@ -477,7 +479,10 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             if env.processed > budget:
                 raise BudgetExceeded(f"BPF program is too large. Processed {env.processed} insn", index=idx)
             if prune[idx]:
-                if _is_state_visited(env, state, idx):
+                env.last = last
+                visited = _is_state_visited(env, state, idx)
+                last = env.last  # a new checkpoint shares with the snapshot it was made from
+                if visited:
                     if log is not None:
                         log.append(f"{idx}: safe")
                     _path_done(env, state)
@@ -526,16 +531,19 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                 state.jhist += 1  # a spill, fill or linked branch: one more entry of the kernel's jump history
             if cls == JMP or cls == JMP32:
                 env.jmps_processed += 1
+            if keep_states:
+                last = state.snapshot(last)
+                a.extra.setdefault("after", []).append(last)
             if len(stack) > depth:
+                if not keep_states:
+                    last = state.snapshot(last)
                 for k in range(depth, len(stack)):
                     pushed = stack[k][0]
                     pushed.hist.append(entry)
                     pushed.jhist = state.jhist
                     if pushed.parent is not None:
                         pushed.parent.branches += 1
-            if keep_states:
-                last = state.snapshot(last)
-                a.extra.setdefault("after", []).append(last)
+                    pushed.freeze(last)  # shares with the state it branched from what the branch left equal
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
             if nxt is None:
@@ -592,7 +600,7 @@ def _clean(env: _Env, old: State, cur: State, idx: int) -> None:
     for i, f in enumerate(old.frames):
         dead = [k for k in f.stack if not alive(old.frames, idx, i, k)]
         if dead:
-            f = f.copy()
+            f = f.shallow(old)  # frozen: a new frame without them, the registers and other slots still shared
             for k in dead:
                 del f.stack[k]
         frames.append(f)
@@ -650,13 +658,17 @@ def _mark_all_precise(st: State) -> None:
     """``mark_all_scalars_precise``: what backtracking cannot follow, every checkpoint keeps exact."""
     p = st.parent
     while p is not None:
-        for f in p.frames:
-            for r in f.regs:
-                if r.type is RegType.SCALAR:
-                    r.precise = True
-            for slot in f.stack.values():
-                if slot.spilled is not None and slot.spilled.type is RegType.SCALAR:
-                    slot.spilled.precise = True
+        marks = []
+        for fi, f in enumerate(p.frames):
+            for n, r in enumerate(f.regs):
+                if r.type is RegType.SCALAR and not r.precise:
+                    marks.append(("r", fi, n))
+            for k, slot in f.stack.items():
+                sp = slot.spilled
+                if sp is not None and sp.type is RegType.SCALAR and not sp.precise:
+                    marks.append(("s", fi, k))
+        if marks:
+            p.set_precise(marks)  # copy on write: the checkpoint shares its registers with other states
         p = p.parent
 
 
@@ -760,12 +772,16 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
         parent = cur.parent
         if parent is None:
             return changed
+        marks = []
         for item in list(bt):
             r = _lookup(parent, item)
             if r is None or r.type is not RegType.SCALAR or r.precise:
                 bt.discard(item)
             else:
-                r.precise = changed = True
+                marks.append(item)
+        if marks:
+            parent.set_precise(marks)  # copy on write: the checkpoint shares its registers with other states
+            changed = True
         cur = parent
     return changed
 
@@ -892,7 +908,13 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
         return False
     env.prev_jmps_processed = env.jmps_processed
     env.prev_insn_processed = env.processed
-    snap = cur.copy()
+    # the checkpoint is frozen: it shares its frames with the newest snapshot of the live state
+    ref = env.last = cur.snapshot(env.last)
+    snap = State(list(ref.frames))
+    snap.refs = list(cur.refs)
+    snap.first_idx = cur.first_idx
+    snap.jhist = cur.jhist
+    snap.may_goto_depth = cur.may_goto_depth
     snap.hist = cur.hist
     snap.branches = 1
     snap.parent = cur.parent

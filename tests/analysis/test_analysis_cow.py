@@ -1,0 +1,147 @@
+"""Copy on write between the verifier's states: no write to one state leaks into another.
+
+Kept snapshots, checkpoints and pending branches share registers, slots and
+frames (`bpfpatch.analysis.state`).  Two checks: `record_frozen` logs every
+object as it is frozen and `check_frozen` finds any that changed after; and
+the same analysis with nothing shared (every frozen state a deep copy, the
+pre-copy-on-write behaviour) gives the same processed count, verdict, log and
+kept states.  Over random programs (hypothesis), the adversarial generators,
+our clang-built corpus and xdp-tools' objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from conftest import PROGS, compile_bpf
+from hypothesis import given, settings
+from progtools import kernel_programs
+
+from bpfpatch.adversarial import GENERATORS
+from bpfpatch.analysis import state as state_mod
+from bpfpatch.analysis.state import State, check_frozen, record_frozen
+from bpfpatch.analysis.verifier import AnalysisError, analyze
+from bpfpatch.analysis.vlog import format_state
+
+XDP_TOOLS = Path("/usr/lib/x86_64-linux-gnu/bpf")
+XDP_SAMPLE = ["xdpfilt_alw_eth.o", "xdpfilt_dny_tcp.o", "xdpfilt_alw_ip.o", "xsk_def_xdp_prog.o", "xdp-dispatcher.o"]
+
+
+def _deep_snapshot(self: State, prev: State | None = None) -> State:
+    s = State([f.copy() for f in self.frames])
+    s.refs, s.parent, s.first_idx = list(self.refs), self.parent, self.first_idx
+    s.jhist, s.may_goto_depth = self.jhist, self.may_goto_depth
+    return s
+
+
+@contextlib.contextmanager
+def _nothing_shared():
+    """Every frozen state a deep copy of its own: what the analysis did before copy on write."""
+    saved = State.snapshot, State.freeze, State.thaw
+    State.snapshot = _deep_snapshot
+    State.freeze = lambda self, ref: None
+    State.thaw = lambda self: None
+    try:
+        yield
+    finally:
+        State.snapshot, State.freeze, State.thaw = saved
+
+
+def _result(prog, prog_type: str, budget: int) -> tuple:
+    try:
+        a = analyze(prog, prog_type, budget=budget, log=True)
+        err = ""
+    except AnalysisError as exc:
+        a, err = exc.analysis, f"{exc.index}: {exc.message}"
+    states = [[format_state(s) for s in (x.states + x.extra_get("after", []))] if x is not None else None
+              for x in a.aux]
+    facts = [(x.seen, x.ptr_type, x.zext_dst, x.map, x.call_helper) if x is not None else None for x in a.aux]
+    return err, a.processed, a.total_states, a.log, facts, states
+
+
+def _same_as_unshared(prog, prog_type: str = "socket_filter", budget: int = 20_000) -> int:
+    record_frozen()
+    try:
+        shared = _result(prog, prog_type, budget)
+        checked = check_frozen()
+    finally:
+        record_frozen(False)
+    with _nothing_shared():
+        unshared = _result(prog, prog_type, budget)
+    assert shared[:3] == unshared[:3]
+    assert shared[3] == unshared[3], "the logs differ"
+    assert shared[4] == unshared[4], "the facts differ"
+    assert shared[5] == unshared[5], "the kept states differ"
+    return checked
+
+
+@settings(max_examples=60, deadline=None)
+@given(kernel_programs(max_len=40))
+def test_random_programs_analyze_as_with_nothing_shared(prog):
+    _same_as_unshared(prog)
+
+
+@pytest.mark.parametrize("gen", sorted(GENERATORS))
+def test_adversarial_programs_analyze_as_with_nothing_shared(gen):
+    checked = _same_as_unshared(GENERATORS[gen](300), budget=5_000)
+    assert checked > 0
+
+
+def test_frozen_change_is_caught():
+    # the checker itself: a frozen register changed in place is reported
+    from bpfpatch.analysis.state import Frame
+
+    record_frozen()
+    try:
+        f = Frame(0)
+        f.regs[3].type = state_mod.RegType.SCALAR
+        frozen = f.snapshot(None)
+        assert check_frozen() > 0
+        frozen.regs[3].umin = 5
+        with pytest.raises(AssertionError, match="frozen Reg changed"):
+            check_frozen()
+    finally:
+        record_frozen(False)
+
+
+def test_precision_marks_replace_what_they_change():
+    # a checkpoint's precision mark must not reach the frozen states it shares a register with
+    from bpfpatch.analysis.state import Frame, Reg
+
+    f = Frame(0)
+    f.regs[2] = Reg.unknown()
+    a = State([f]).snapshot()
+    b = State([f]).snapshot(a)
+    checkpoint = State(list(b.frames))
+    assert checkpoint.frames[0].regs[2] is a.frames[0].regs[2]
+    checkpoint.set_precise([("r", 0, 2)])
+    assert checkpoint.frames[0].regs[2].precise
+    assert not a.frames[0].regs[2].precise and not b.frames[0].regs[2].precise
+    assert checkpoint.frames[0].regs[1] is a.frames[0].regs[1]  # the rest still shared
+
+
+def test_our_corpus_analyzes_as_with_nothing_shared(objdir):
+    from bpfpatch.elf import read_object
+    from bpfpatch.progtype import prog_type_of
+
+    obj = read_object(compile_bpf(PROGS / "analysis" / "corpus.c", objdir))
+    names = [n for n in obj.programs if n != ".text"]
+    assert names
+    for name in names:
+        _same_as_unshared(obj.linked_program(name), prog_type_of(name).name.lower(), budget=200_000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", XDP_SAMPLE)
+def test_xdp_tools_analyze_as_with_nothing_shared(name):
+    from bpfpatch.elf import read_object
+
+    path = XDP_TOOLS / name
+    if not path.exists():
+        pytest.skip(f"{path} missing (xdp-tools not installed)")
+    obj = read_object(path, opaque=True)
+    names = [n for n in obj.programs if n != ".text"]
+    for n in names:
+        _same_as_unshared(obj.linked_program(n), "xdp", budget=200_000)
