@@ -123,7 +123,10 @@ class InsnAux:
     on the first write of any (None reads as None), and ``states`` and
     ``extra`` are a list and a dict made on first use: an instruction's aux
     costs one object of six slots (80 bytes; eleven slots and a list and a dict
-    each were most of an analysis's memory).  Equality compares every field, as a dataclass's.
+    each were most of an analysis's memory).  The analysis keeps its states with
+    `keep_state` / `keep_after`: while there is one, it is held alone, without
+    its list (or its ``{"after": [...]}`` dict), made at the second or when
+    ``states`` / ``extra`` is read.  Equality compares every field, as a dataclass's.
     """
 
     __slots__ = ("seen", "ptr_type", "zext_dst", "_states", "_extra", "_more")
@@ -212,9 +215,30 @@ class InsnAux:
     @property
     def states(self) -> list[Any]:
         """The abstract states processed before the instruction (an empty list until the first)."""
-        if self._states is None:
-            self._states = []
-        return self._states
+        st = self._states
+        if st.__class__ is not list:
+            st = self._states = [] if st is None else [st]
+        return st
+
+    def keep_state(self, state: Any) -> None:
+        """``states.append(state)``, without a list while there is one state."""
+        st = self._states
+        if st is None:
+            self._states = state
+        elif st.__class__ is list:
+            st.append(state)
+        else:
+            self._states = [st, state]
+
+    def keep_after(self, state: Any) -> None:
+        """``extra.setdefault("after", []).append(state)``, without a dict or list while it is the only one."""
+        ex = self._extra
+        if ex is None:
+            self._extra = state
+        elif ex.__class__ is dict:
+            ex.setdefault("after", []).append(state)
+        else:
+            self._extra = {"after": [ex, state]}
 
     @states.setter
     def states(self, value: list[Any]) -> None:
@@ -223,9 +247,10 @@ class InsnAux:
     @property
     def extra(self) -> dict[str, Any]:
         """Anything else carried by reference (an empty dict until the first key)."""
-        if self._extra is None:
-            self._extra = {}
-        return self._extra
+        ex = self._extra
+        if ex.__class__ is not dict:
+            ex = self._extra = {} if ex is None else {"after": [ex]}  # a state `keep_after` held alone
+        return ex
 
     @extra.setter
     def extra(self, value: dict[str, Any]) -> None:
@@ -234,11 +259,15 @@ class InsnAux:
     def extra_get(self, key: str, default: Any = None) -> Any:
         """``extra.get(key, default)`` without making the dict (a reader need not cost a dict an instruction)."""
         extra = self._extra
-        return default if extra is None else extra.get(key, default)
+        if extra is None:
+            return default
+        if extra.__class__ is not dict:
+            extra = self.extra
+        return extra.get(key, default)
 
     def _fields(self) -> tuple:
         return (self.seen, self.ptr_type, self.ctx_field_size, self.zext_dst, self.map, self.call_helper,
-                self._states or [], self._extra or {}, self.loop_callback, self.insert_off, self.local_type_id)
+                self.states, self.extra, self.loop_callback, self.insert_off, self.local_type_id)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -250,7 +279,7 @@ class InsnAux:
     def __repr__(self) -> str:
         return (f"InsnAux(seen={self.seen!r}, ptr_type={self.ptr_type!r}, ctx_field_size={self.ctx_field_size!r}, "
                 f"zext_dst={self.zext_dst!r}, map={self.map!r}, call_helper={self.call_helper!r}, "
-                f"states={self._states or []!r}, extra={self._extra or {}!r}, "
+                f"states={self.states!r}, extra={self.extra!r}, "
                 f"loop_callback={self.loop_callback!r}, insert_off={self.insert_off!r}, "
                 f"local_type_id={self.local_type_id!r})")
 

@@ -25,6 +25,8 @@ dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from bpfpatch.analysis.facts import MapRef, RegType
 from bpfpatch.analysis.tnum import (
     U32,
@@ -565,7 +567,7 @@ class Frame:
         """A new frame with new lists holding the same (frozen) registers and slots, the lists `owner`'s."""
         f = Frame.__new__(Frame)
         f.regs = list(self.regs)
-        f.stack = dict(self.stack)
+        f.stack = dict(self.stack) if self.stack else _NO_STACK
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
         f.callback_depth = self.callback_depth
         f.own = owner
@@ -574,16 +576,17 @@ class Frame:
     def snapshot(self, prev: "Frame | None", move: bool = False) -> "Frame":
         """A frozen copy, sharing with `prev` (a frozen frame) what is equal to it (`prev` itself when all is).
 
+        A frozen frame's registers are a tuple and an empty stack is one shared read-only mapping.
         `move`: this frame is not used after (a pending branch frozen): its registers and slots
         become the copy's instead of being copied."""
         if prev is None or prev.callsite != self.callsite or prev.frameno != self.frameno or prev.subprog != self.subprog:
             f = Frame.__new__(Frame)
             if move:
-                f.regs = [_NOT_INIT if r.type is RegType.NOT_INIT and r.same(_NOT_INIT) else r for r in self.regs]
-                f.stack = dict(self.stack)
+                f.regs = tuple([_NOT_INIT if r.type is _NOT_INIT_T and r.same(_NOT_INIT) else r for r in self.regs])
+                f.stack = dict(self.stack) if self.stack else _NO_STACK
             else:
-                f.regs = [_kept(r) for r in self.regs]
-                f.stack = {k: s.copy() for k, s in self.stack.items()}
+                f.regs = tuple([_kept(r) for r in self.regs])
+                f.stack = {k: s.copy() for k, s in self.stack.items()} if self.stack else _NO_STACK
             f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
             f.callback_depth = self.callback_depth
             f.own = None
@@ -591,25 +594,34 @@ class Frame:
                 _record(f)
             return f
         same = prev.callback_depth == self.callback_depth
-        regs = []
-        for r, p in zip(self.regs, prev.regs):
-            if r.same(p):
-                regs.append(p)
-            else:
-                regs.append(r if move and r.type is not RegType.NOT_INIT else _kept(r))
-                same = False
-        stack = {}
+        pregs = prev.regs
+        regs = tuple([p if r.same(p) else r if move and r.type is not _NOT_INIT_T else _kept(r)
+                      for r, p in zip(self.regs, pregs)])
+        if same:
+            for a, b in zip(regs, pregs):
+                if a is not b:
+                    same = False
+                    break
+        cstack = self.stack
         pstack = prev.stack
-        for k, sl in self.stack.items():
-            ps = pstack.get(k)
-            if ps is not None and ps.types == sl.types and (
-                    ps.spilled is sl.spilled is None
-                    or (ps.spilled is not None and sl.spilled is not None and sl.spilled.same(ps.spilled))):
-                stack[k] = ps
-            else:
-                stack[k] = sl if move else sl.copy()
+        if not cstack:
+            stack = _NO_STACK
+            if pstack:
                 same = False
-        if same and len(stack) == len(pstack):
+        else:
+            stack = {}
+            for k, sl in cstack.items():
+                ps = pstack.get(k)
+                if ps is not None and ps.types == sl.types and (
+                        ps.spilled is sl.spilled is None
+                        or (ps.spilled is not None and sl.spilled is not None and sl.spilled.same(ps.spilled))):
+                    stack[k] = ps
+                else:
+                    stack[k] = sl if move else sl.copy()
+                    same = False
+            if len(stack) != len(pstack):
+                same = False
+        if same:
             prev.own = None  # shared from now on: no state may change its lists
             return prev
         f = Frame.__new__(Frame)
@@ -620,6 +632,11 @@ class Frame:
         if FROZEN is not None:
             _record(f)
         return f
+
+
+#: A frozen frame's empty stack: one read-only mapping for all (a write to it raises).
+_NO_STACK = MappingProxyType({})
+_NOT_INIT_T = RegType.NOT_INIT
 
 
 class State:
@@ -669,10 +686,13 @@ class State:
         frozen state, what is equal to it, and its own registers and slots become the frozen ones."""
         pf = ref.frames if ref is not None else ()
         self.frames = [f.snapshot(pf[k] if k < len(pf) else None, True) for k, f in enumerate(self.frames)]
+        if ref is not None and ref.refs == self.refs:
+            self.refs = ref.refs
 
     def thaw(self) -> None:
         """Make this state live (changed in place from now on): owned copies of its frames."""
         self.frames = [f.copy() for f in self.frames]
+        self.refs = list(self.refs)
 
     def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,
@@ -706,13 +726,20 @@ class State:
                 and prev.refs == self.refs and prev.parent is self.parent and prev.first_idx == self.first_idx
                 and prev.jhist == self.jhist and prev.may_goto_depth == self.may_goto_depth):
             return prev
-        s = State(frames)
+        s = State.__new__(State)
+        s.frames = frames
         s.refs = prev.refs if prev is not None and prev.refs == self.refs else list(self.refs)
         s.parent = self.parent
+        s.hist = _NO_HIST
+        s.branches = s.hit = s.miss = 0
         s.first_idx = self.first_idx
         s.jhist = self.jhist
         s.may_goto_depth = self.may_goto_depth
         return s
+
+
+#: A snapshot's path history: none (shared by every snapshot; a snapshot is never walked on).
+_NO_HIST: tuple = ()
 
 
 __all__ = ["Reg", "Slot", "Frame", "State", "check_frozen", "record_frozen", "reg_bounds_sync", "mark_known", "mark_unknown", "s32", "s64",

@@ -496,7 +496,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             a.seen = True
             if keep_states:
                 last = state.snapshot(last)  # shares what is unchanged with the last one kept
-                a.states.append(last)
+                a.keep_state(last)
             before = state.copy() if log is not None else None
             depth = len(stack)
             frame = len(state.frames) - 1
@@ -533,7 +533,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                 env.jmps_processed += 1
             if keep_states:
                 last = state.snapshot(last)
-                a.extra.setdefault("after", []).append(last)
+                a.keep_after(last)
             if len(stack) > depth:
                 if not keep_states:
                     last = state.snapshot(last)
@@ -911,7 +911,7 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     # the checkpoint is frozen: it shares its frames with the newest snapshot of the live state
     ref = env.last = cur.snapshot(env.last)
     snap = State(list(ref.frames))
-    snap.refs = list(cur.refs)
+    snap.refs = ref.refs  # frozen too: a checkpoint's references are never changed
     snap.first_idx = cur.first_idx
     snap.jhist = cur.jhist
     snap.may_goto_depth = cur.may_goto_depth
