@@ -74,6 +74,14 @@ def test_dce_stays_under_the_issues_bound(gen):
     assert per_insn <= MAX_BYTES_PER_INSN, (gen, per_insn)
 
 
+@pytest.mark.parametrize("gen", sorted(GENERATORS))
+def test_blind_stays_under_the_issues_bound(gen):
+    # its output is 3-7x the input: the new rows of a replace_rows group stay one word each until
+    # linearize lays them out (jump fan-in was 352, ld_imm64 run 346 B/insn with a node each)
+    per_insn, _ = _per_insn(GENERATORS[gen](N), "blind")
+    assert per_insn <= MAX_BYTES_PER_INSN, (gen, per_insn)
+
+
 def test_an_instructions_facts_cost_one_small_object():
     # the fields few instructions have share one dict, made on the first write; reading makes none
     import gc

@@ -96,6 +96,10 @@ class Layout:
             out64[at[wide] + 1] = w1[order[wide]]
         for b in self.blocks:  # whole blocks, the site's own instruction included (already relocated)
             first = self.land[b.sites]
+            if b.words.ndim == 2:  # rows of a deferred replace_rows, one word per site each (the site is a node)
+                for i in range(b.head):
+                    out64[first + i] = b.words[:, i]
+                continue
             for i, word in enumerate(b.words.tolist()):
                 out64[first + i] = word
         return out

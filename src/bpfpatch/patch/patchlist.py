@@ -298,8 +298,12 @@ class PatchList:
         The same as ``replace(node, patch)`` (``retarget=True``) at every site,
         in list order, without a Python object per instruction.
         """
-        self.settle()
+        d = self._deferred
+        if d is None or not d.rows_only():  # deferred row groups stay deferred behind this one
+            self.settle()
         ids = self._site_ids(nodes)
+        if d is not None and d.pending_among(ids):
+            self.settle()
         if not len(template):
             raise PatchError("replace_rows: empty template (to remove instructions use delete)")
         if not len(ids):
@@ -325,14 +329,22 @@ class PatchList:
             if not all(store.has_after(x) for x in maybe_last.tolist()):
                 raise PatchError("replace_rows: a row jumps past the end of the program")
         if self.fast.group:
-            m, k = len(ids), len(template) - 1
-            head = np.empty((m, k), dtype=np.uint64)
-            for r in range(k):
-                head[:, r] = words[r]
-            link_group(store, self._order, GroupPatch(ids, k, memoryview(head).cast("B") if head.size else b"", bytes(8 * m * k), bytes(k), [None] * k,
-                                                      words[k], 0, 0, refs, site_target))
+            self._replace_rows_grouped(ids, words, refs, site_target)
         else:
             self._replace_rows_one_by_one(ids, words, refs, site_target)
+
+    def _replace_rows_grouped(self, ids: np.ndarray, words: list, refs: tuple, site_target: np.ndarray) -> None:
+        """`replace_rows` on the group path: deferred where it can be (`Deferred.defer_rows`), else linked."""
+        m, k = len(ids), len(words) - 1
+        head = np.empty((m, k), dtype=np.uint64)
+        for r in range(k):
+            head[:, r] = words[r]
+            words[r] = None  # freed as it is copied: the rows' words live on in `head` only
+        g = GroupPatch(ids, k, memoryview(head).cast("B") if head.size else b"", None, bytes(k), [None] * k,
+                       words[k], 0, 0, refs, site_target)
+        if k and self.fast.blocks and self._deferred is not None and self._deferred.defer_rows(g):
+            return  # linked at the settle point, or laid out as a block by linearize
+        link_group(self._store, self._order, g)
 
     def _site_ids(self, nodes: np.ndarray | Sequence[Node]) -> np.ndarray:
         """Sites of `replace_rows` as node ids, refusing foreign, dead and repeated ones."""

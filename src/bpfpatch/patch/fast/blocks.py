@@ -13,6 +13,7 @@ import numpy as np
 
 from bpfpatch.isa.refs import TARGET_OF, Target
 from bpfpatch.patch.buffer import Prepared, ToNext
+from bpfpatch.patch.fast.group import GroupPatch
 
 _S16 = (-(1 << 15), (1 << 15) - 1)
 _S32 = (-(1 << 31), (1 << 31) - 1)
@@ -23,12 +24,20 @@ class Block(NamedTuple):
 
     sites: np.ndarray
     head: int  # slots of new instructions before the site's own
-    words: np.ndarray  # every slot of the block (the site's own last), references resolved
+    words: np.ndarray  # every slot of the block (the site's own last), references resolved; or, for a
+    # deferred `replace_rows` group, a (sites, head) matrix of the new rows' words, site by site
     aux: list[tuple[int, Any]]  # (slot in the block, aux) of new instructions that carry some
 
 
-def block(prep: Prepared, sites: np.ndarray) -> Block | None:
-    """A deferred patch as one block of slot words, or None when an offset does not fit."""
+def block(prep: Prepared | GroupPatch, sites: np.ndarray) -> Block | None:
+    """A deferred patch as one block of slot words, or None when an offset does not fit.
+
+    A deferred `replace_rows` group (`Deferred.defer_rows`) is its rows'
+    words as they are: one slot each, referencing nothing; the site, a
+    node of the list, keeps its own target and is relocated with the list.
+    """
+    if type(prep) is GroupPatch:
+        return Block(sites, prep.k, np.frombuffer(prep.head_w0, dtype=np.uint64).reshape(len(sites), prep.k), [])
     slot_of, width = [], 0
     for wide in prep.wide:
         slot_of.append(width)

@@ -25,7 +25,8 @@ import numpy as np
 
 from bpfpatch.patch.apply import replace_now
 from bpfpatch.patch.buffer import BufferCache, Prepared
-from bpfpatch.patch.fast.group import link_group, of_prepared
+from bpfpatch.patch.buffer import ToSiteTarget
+from bpfpatch.patch.fast.group import GroupPatch, link_group, of_prepared
 from bpfpatch.patch.fast.order import OrderCache
 from bpfpatch.patch.node import Node
 from bpfpatch.patch.store import DELETED, END, ID_DTYPE, ID_TYPECODE, NO_ANCHOR, NodeStore, view
@@ -50,7 +51,9 @@ class Deferred:
         self.order = order
         self.group = group
         self.group_min = group_min  # fewer deferred replaces than this are linked one at a time
-        self.groups: dict[int, tuple[Prepared, array]] = {}  # by id of the prepared patch
+        # By id of the prepared patch; deferred `replace_rows` groups by ("rows", count), their
+        # `GroupPatch` in place of a prepared patch (settled first: they are always the oldest).
+        self.groups: dict[Any, tuple[Prepared | GroupPatch, array]] = {}
         self.mark = bytearray()
         # (the patch, its pending sites, its last word, may an equal patch use it) of the last
         # deferral: a pass repeating one patch then costs one identity test (the same tuple)
@@ -94,7 +97,13 @@ class Deferred:
         self.last[:] = (None, None, 0, False)
         mark, nxt = self.mark, self._next
         for prep, xs in groups.values():
-            if few:
+            if type(prep) is GroupPatch:  # deferred replace_rows: always in one NumPy pass
+                sites = prep.sites
+                after = view(nxt)[sites]
+                tail = (after == END) | (view(self._orig)[np.maximum(after, 0)] == DELETED)
+                np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, BLOCKED, FREE)
+                link_group(self.store, self.order, prep)
+            elif few:
                 for x in xs:
                     after = nxt[x]
                     mark[x] = FREE if after != END and self._orig[after] != DELETED else BLOCKED  # pending sites are live
@@ -105,6 +114,61 @@ class Deferred:
                 tail = (after == END) | (view(self._orig)[np.maximum(after, 0)] == DELETED)
                 np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, BLOCKED, FREE)
                 link_group(self.store, self.order, of_prepared(prep, sites))
+
+    def rows_only(self) -> bool:
+        """Are all deferred replaces `replace_rows` groups (none of a prepared patch)?"""
+        return all(type(prep) is GroupPatch for prep, _ in self.groups.values())
+
+    def pending_among(self, ids: np.ndarray) -> bool:
+        """Is any of node ids `ids` a pending site?"""
+        if not self.groups:
+            return False
+        mark = np.frombuffer(self.mark, dtype=np.uint8)
+        inside = ids[ids < len(mark)]
+        hit = bool((mark[inside] == PENDING).any())
+        del mark
+        return hit
+
+    def defer_rows(self, g: GroupPatch) -> bool:
+        """Defer a `replace_rows` group (`PatchList.replace_rows`, the group path), or say False.
+
+        Deferred: a group whose new rows reference nothing and whose site
+        keeps its own target (or none), no site's jump landing on the site
+        itself.  Its in-place half is written now (the sites' words, width
+        and references, as `link_group` writes them first); the new nodes are
+        made at the settle point, or never: `linearize` lays them out as a
+        block of rows (`blocks.block`), 8 bytes a new instruction instead of a
+        row in every column.  Only behind other deferred row groups (whose
+        sites it must not share): those are linked first, in the order made.
+        """
+        if not self.rows_only() or any(not (isinstance(r, ToSiteTarget) and r.item == g.k) for r in g.refs):
+            return False
+        store, xs = self.store, g.sites
+        if g.refs:  # a site whose jump lands on itself must keep landing on itself: link those now
+            an = view(store.anchor_node)[g.site_target]
+            orig = view(store.orig)
+            hit = an == xs
+            for j in np.flatnonzero(orig[an] == DELETED).tolist():
+                hit[j] = store.landing(int(an[j])) == int(xs[j])
+            del orig, an
+            if hit.any():
+                return False
+        if len(self.mark) < len(self._orig):
+            self._extend_mark()
+        w0, w1 = view(store.w0, np.uint64), view(store.w1, np.uint64)
+        wide, dirty, target = view(store.wide, np.uint8), view(store.dirty, np.uint8), view(store.target)
+        mark = np.frombuffer(self.mark, dtype=np.uint8)
+        try:
+            w0[xs], w1[xs], wide[xs] = g.last_w0, g.last_w1, g.last_wide
+            dirty[xs[xs < len(dirty)]] = 1
+            if not g.refs:
+                target[xs] = NO_ANCHOR
+            mark[xs] = PENDING
+        finally:
+            del w0, w1, wide, dirty, target, mark
+        store.call_index = None  # as link_group: a site's reference may have been a call
+        self.groups[("rows", len(self.groups))] = (g, array(ID_TYPECODE, xs.astype(ID_DTYPE).tobytes()))
+        return True
 
     def settle_in_place(self) -> list[tuple[Prepared, np.ndarray]]:
         """The deferred replaces as (patch, sites), each site already its patch's last instruction.
@@ -120,6 +184,9 @@ class Deferred:
         wide, dirty, target = view(store.wide, np.uint8), view(store.dirty, np.uint8), view(store.target)
         try:
             for prep, xs in self.groups.values():
+                if type(prep) is GroupPatch:  # its in-place half was written when it was deferred
+                    out.append((prep, prep.sites))
+                    continue
                 sites = np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)  # a copy: the list may go on growing
                 w0[sites], w1[sites], wide[sites] = prep.last_w0, prep.last_w1, prep.last_wide
                 target[sites] = NO_ANCHOR

@@ -25,7 +25,7 @@ class GroupPatch(NamedTuple):
     sites: np.ndarray  # node ids (int64), distinct
     k: int
     head_w0: "bytes | memoryview"  # the new nodes' first slot words, site-major (m * k words)
-    head_w1: bytes
+    head_w1: "bytes | None"  # None: all zero (no ld_imm64 among the new nodes)
     head_wide: bytes  # k bytes, the same at every site
     head_aux: list[Any]  # k values, the same at every site
     last_w0: Any  # the sites' new word: one int, or one per site
@@ -67,7 +67,7 @@ def link_group(store: NodeStore, order: OrderCache, g: GroupPatch) -> None:
     for col in (store.next, store.prev, store.orig, store.node_anchor, store.target):
         col.frombytes(minus)
     store.w0.frombytes(g.head_w0)
-    store.w1.frombytes(g.head_w1)
+    store.w1.frombytes(g.head_w1 if g.head_w1 is not None else bytes(8 * m * k))
     store.wide.extend(g.head_wide * m)
     if any(a is not None for a in g.head_aux):
         store.extend_aux(base, g.head_aux * m)
