@@ -62,18 +62,33 @@ PACKET_RUNNABLE = frozenset({ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgTyp
                              ProgType.CGROUP_SKB, ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_XMIT,
                              ProgType.SK_SKB, ProgType.FLOW_DISSECTOR})
 
-# ELF section name prefixes (libbpf's conventions) -> program type; longest prefix wins.
+# ELF section name prefixes (libbpf's `section_defs`, tools/lib/bpf/libbpf.c) -> program type. A name matches
+# a prefix it equals or that it continues with "/" (libbpf's rule, so "tp_btf/x" is not "tp"); failing that, the
+# longest prefix it starts with (the older loaders' looser rule: "kprobe__x", "xdp_prog").
+_P = ProgType
 SECTION_TYPES = {
-    "socket": ProgType.SOCKET_FILTER, "tc": ProgType.SCHED_CLS, "tcx": ProgType.SCHED_CLS,
-    "classifier": ProgType.SCHED_CLS, "action": ProgType.SCHED_ACT, "xdp": ProgType.XDP,
-    "kprobe": ProgType.KPROBE, "kretprobe": ProgType.KPROBE, "uprobe": ProgType.KPROBE,
-    "tracepoint": ProgType.TRACEPOINT, "tp": ProgType.TRACEPOINT, "raw_tracepoint": ProgType.RAW_TRACEPOINT,
-    "raw_tp": ProgType.RAW_TRACEPOINT, "perf_event": ProgType.PERF_EVENT, "cgroup_skb": ProgType.CGROUP_SKB,
-    "cgroup/skb": ProgType.CGROUP_SKB, "sk_skb": ProgType.SK_SKB, "sk_msg": ProgType.SK_MSG,
-    "lwt_in": ProgType.LWT_IN, "lwt_out": ProgType.LWT_OUT, "lwt_xmit": ProgType.LWT_XMIT,
-    "flow_dissector": ProgType.FLOW_DISSECTOR, "sockops": ProgType.SOCK_OPS, "sk_lookup": ProgType.SK_LOOKUP,
-    "syscall": ProgType.SYSCALL,
+    "socket": _P.SOCKET_FILTER, "sk_reuseport": _P.SK_REUSEPORT, "sk_reuseport/migrate": _P.SK_REUSEPORT,
+    **dict.fromkeys(("kprobe", "kretprobe", "uprobe", "uprobe.s", "uretprobe", "uretprobe.s", "kprobe.multi",
+                     "kretprobe.multi", "kprobe.session", "uprobe.multi", "uretprobe.multi", "uprobe.multi.s",
+                     "uretprobe.multi.s", "ksyscall", "kretsyscall", "usdt", "usdt.s"), _P.KPROBE),
+    **dict.fromkeys(("tc", "tcx", "classifier", "netkit"), _P.SCHED_CLS), "action": _P.SCHED_ACT,
+    "tracepoint": _P.TRACEPOINT, "tp": _P.TRACEPOINT, "raw_tracepoint": _P.RAW_TRACEPOINT, "raw_tp": _P.RAW_TRACEPOINT,
+    "raw_tracepoint.w": _P.RAW_TRACEPOINT_WRITABLE, "raw_tp.w": _P.RAW_TRACEPOINT_WRITABLE,
+    **dict.fromkeys(("tp_btf", "fentry", "fmod_ret", "fexit", "fentry.s", "fmod_ret.s", "fexit.s", "iter", "iter.s"),
+                    _P.TRACING),
+    "freplace": _P.EXT, "lsm": _P.LSM, "lsm.s": _P.LSM, "lsm_cgroup": _P.LSM, "syscall": _P.SYSCALL,
+    "xdp": _P.XDP, "xdp.frags": _P.XDP, "perf_event": _P.PERF_EVENT,
+    "lwt_in": _P.LWT_IN, "lwt_out": _P.LWT_OUT, "lwt_xmit": _P.LWT_XMIT, "lwt_seg6local": _P.LWT_SEG6LOCAL,
+    "sockops": _P.SOCK_OPS, "sk_skb": _P.SK_SKB, "sk_msg": _P.SK_MSG, "lirc_mode2": _P.LIRC_MODE2,
+    "flow_dissector": _P.FLOW_DISSECTOR, "cgroup_skb": _P.CGROUP_SKB, "cgroup/skb": _P.CGROUP_SKB,
+    **{f"cgroup/{k}": _P.CGROUP_SOCK for k in ("sock_create", "sock_release", "sock", "post_bind4", "post_bind6")},
+    **{f"cgroup/{k}{v}": _P.CGROUP_SOCK_ADDR for k in ("bind", "connect", "sendmsg", "recvmsg", "getpeername",
+                                                        "getsockname") for v in ("4", "6", "_unix")},
+    "cgroup/sysctl": _P.CGROUP_SYSCTL, "cgroup/getsockopt": _P.CGROUP_SOCKOPT, "cgroup/setsockopt": _P.CGROUP_SOCKOPT,
+    "cgroup/dev": _P.CGROUP_DEVICE, "struct_ops": _P.STRUCT_OPS, "struct_ops.s": _P.STRUCT_OPS,
+    "sk_lookup": _P.SK_LOOKUP, "netfilter": _P.NETFILTER,
 }
+del _P
 
 
 def prog_type_of(value: "ProgType | int | str") -> ProgType:
@@ -89,7 +104,11 @@ def prog_type_of(value: "ProgType | int | str") -> ProgType:
     if key in ProgType.__members__:
         return ProgType[key]
     low = value.lower()
-    for prefix in sorted(SECTION_TYPES, key=len, reverse=True):
+    prefixes = sorted(SECTION_TYPES, key=len, reverse=True)
+    for prefix in prefixes:
+        if low == prefix or low.startswith(prefix + "/"):
+            return SECTION_TYPES[prefix]
+    for prefix in prefixes:
         if low.startswith(prefix):
             return SECTION_TYPES[prefix]
     raise UnknownProgType(f"unknown program type {value!r} (e.g. socket_filter, sched_cls, xdp)")

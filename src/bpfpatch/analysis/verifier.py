@@ -2300,7 +2300,7 @@ def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
             r.type = RegType.CONST_PTR_TO_MAP
         else:
             r.type = RegType.PTR_TO_MAP_VALUE
-            r.off = value_off + lo
+            r.off = value_off  # the linker's offset: the symbol's value plus the immediate (clang's section-relative addend)
         return
     if s == 0:
         mark_known(r, lo | (hi << 32))

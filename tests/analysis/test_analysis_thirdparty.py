@@ -1,0 +1,77 @@
+"""Constructs found in third-party BPF programs (libbpf-bootstrap, bcc's libbpf-tools, katran, suricata,
+inspektor-gadget, tracee, built from source with clang 14): each reproduced by a small program of
+tests/progs/thirdparty/ and checked against the kernel or libbpf.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+from bpfpatch.analysis.verifier import analyze
+from bpfpatch.elf import read_object
+from bpfpatch.progtype import SECTION_TYPES, ProgType, prog_type_of
+from conftest import PROGS, compile_bpf
+
+
+@pytest.fixture(scope="module")
+def rodata_strings(tmp_path_factory):
+    return compile_bpf(PROGS / "thirdparty" / "rodata_strings.c", tmp_path_factory.mktemp("thirdparty"), clang="clang")
+
+
+def _string_loads(prog):
+    refs = prog.meta["map_refs"]
+    return sorted((slot, off, int(prog.slots["imm"][slot])) for slot, (name, off) in refs.items() if name == ".rodata")
+
+
+def test_a_section_relative_rodata_address_is_the_string_offset_once(rodata_strings):
+    prog = read_object(rodata_strings.read_bytes()).linked_program("socket")
+    loads = _string_loads(prog)
+    # clang relocates the second string against .rodata with its offset in the immediate
+    assert len(loads) == 2 and any(imm != 0 and off == imm for _, off, imm in loads)
+    result = analyze(prog, "socket_filter", keep_states=True)
+    for slot, off, _ in loads:
+        states = result.aux[slot + 2].states  # before the instruction after the ld_imm64
+        assert states and all(st.regs[1].off == off for st in states)
+
+
+@pytest.mark.kernel
+def test_the_program_the_kernel_loads_is_accepted(rodata_strings):
+    from bpfpatch.kernel.libbpf import load_object
+
+    with load_object(rodata_strings, programs=["two_messages"]) as obj:
+        assert obj.programs["two_messages"].loaded
+    analyze(read_object(rodata_strings.read_bytes()).linked_program("socket"), "socket_filter")
+
+
+def _libbpf_type(name: str) -> int | None:
+    from bpfpatch.kernel.libbpf import libbpf
+
+    fn = libbpf().libbpf_prog_type_by_name
+    fn.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+    fn.restype = ctypes.c_int
+    ptype, attach = ctypes.c_int(), ctypes.c_int()
+    return ptype.value if fn(name.encode(), ctypes.byref(ptype), ctypes.byref(attach)) == 0 else None
+
+
+def test_section_names_give_libbpfs_program_types():
+    pytest.importorskip("bpfpatch.kernel.libbpf")
+    compared = 0
+    for prefix, ptype in SECTION_TYPES.items():
+        for name in (prefix, prefix + "/some_target"):
+            theirs = _libbpf_type(name)
+            if theirs is None:  # a name this libbpf (Debian's 1.1) does not know yet, or not without a target
+                continue
+            assert prog_type_of(name) == ProgType(theirs), name
+            compared += 1
+    assert compared > 60
+    assert prog_type_of("tp_btf/block_rq_issue") == ProgType.TRACING
+    assert prog_type_of("uretprobe/readline") == ProgType.KPROBE
+    assert prog_type_of("kprobe__sys_open") == ProgType.KPROBE  # the looser rule of older loaders stays
+
+
+def test_analyze_reads_a_uretprobe_as_a_kprobe(rodata_strings, capsys):
+    from bpfpatch.cli import main
+
+    assert main(["analyze", str(rodata_strings), "--section", "uretprobe/readline"]) in (0, None)
