@@ -179,3 +179,29 @@ def test_perf_event_reads_match_the_kernel(size, off):
     prog = Program.from_insns([Insn(0x61 | _SIZE[size] if size != 8 else 0x79, 0, 1, off, 0),
                                Insn(0xB7, 0, 0, 0, 0), Insn(0x95)])
     assert _ours(prog, "perf_event") == comparable_rows(_xlated(prog, "perf_event"))
+
+
+@pytest.mark.parametrize("gen", ["live call chain", "dead-subprogram chain", "nested loops", "many subprograms"])
+def test_the_analysis_run_before_the_list_changes_nothing(gen):
+    # run_passes lets the first pass `prepare` on the program alone (the kernel pass analyzes it there,
+    # before the list's columns exist); the program or the error is the one the list-first run gives
+    from bpfpatch.adversarial import GENERATORS
+
+    prog = GENERATORS[gen](60)
+    opts = {"kernel": {"analysis": {"budget": 2_000}}}
+
+    def outcome(first_prepare: bool):
+        ctx = PassContext(prog_type="socket_filter", options=opts)
+        try:
+            if first_prepare:
+                return run_passes(prog, ["kernel"], ctx).to_bytes()
+            pl = PatchList(prog, kernel_internal=True)
+            KernelPipeline().run(pl, ctx)
+            return pl.linearize().to_bytes()
+        except BpfPatchError as exc:
+            return type(exc), str(exc)
+
+    assert outcome(True) == outcome(False)
+    if gen == "live call chain":  # 29 frames deep: refused, from `run` as before
+        refused = outcome(True)
+        assert isinstance(refused, tuple) and issubclass(refused[0], BpfPatchError) and "call" in refused[1], refused

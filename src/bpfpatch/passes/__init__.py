@@ -67,6 +67,8 @@ def run_passes(
     """Run the named passes on one patch list and linearize once."""
     ctx = ctx or PassContext()
     passes = [get_pass(n) for n in names]
+    if passes and callable(getattr(passes[0], "prepare", None)):
+        passes[0].prepare(program, ctx)  # the first pass's work on the program alone, before the list exists
     pl = PatchList(program, kernel_internal=True)  # passes emit the kernel's own forms (AX, zext marker)
     for p in passes:
         p.run(pl, ctx)

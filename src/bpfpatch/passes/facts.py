@@ -33,10 +33,15 @@ def analysis_of(program: Any, prog_type: ProgType, **options: Any) -> list[InsnA
     return list(result)
 
 
-def attach_facts(pl: PatchList, prog_type: "ProgType | int | str", **options: Any) -> int:
-    """Analyze the list's program once and hang each slot's facts on its node; returns how many."""
+def attach_facts(pl: PatchList, prog_type: "ProgType | int | str", *, facts: "list[InsnAux | None] | None" = None,
+                 **options: Any) -> int:
+    """Analyze the list's program once and hang each slot's facts on its node; returns how many.
+
+    ``facts``: `analysis_of` the list's program, already run (then `options` are not used).
+    """
     ptype = prog_type_of(prog_type)
-    facts = analysis_of(pl.program, ptype, **options)
+    if facts is None:
+        facts = analysis_of(pl.program, ptype, **options)
     count = 0
     for slot, aux in enumerate(facts):
         if aux is None:

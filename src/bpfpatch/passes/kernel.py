@@ -38,13 +38,14 @@ context conversion is not implemented are refused with a `PatchError`.
 
 from __future__ import annotations
 
+from array import array
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from bpfpatch.analysis.facts import InsnAux, RegType
-from bpfpatch.errors import PatchError
-from bpfpatch.isa import KIND_OF, Insn, Kind
+from bpfpatch.errors import BpfPatchError, PatchError
+from bpfpatch.isa import KIND_OF, Insn, Kind, insn_starts
 from bpfpatch.isa.build import (
     alu32_imm, alu32_reg, alu64_imm, exit_insn, ja, jmp_imm, ld_imm64, ldx_mem, mov32_imm, mov64_imm, mov64_reg, st_mem,
     stx_mem,
@@ -55,7 +56,7 @@ from bpfpatch.isa.opcodes import (
 from bpfpatch.passes.base import PassContext
 from bpfpatch.passes.dce import remove_dead_code
 from bpfpatch.passes.div_guard import guard
-from bpfpatch.passes.facts import attach_facts, facts_of, has_facts
+from bpfpatch.passes.facts import analysis_of, attach_facts, facts_of, has_facts
 from bpfpatch.passes.kernel_maps import gen_lookup
 from bpfpatch.passes.kernel_ctx import (
     BYTES_OF_SIZE, PROLOGUE_TYPES, READ, SKB, SKB_VARIANT, SUPPORTED, UNCONVERTED, WRITE, CtxAccessError, convert,
@@ -88,17 +89,45 @@ class KernelPipeline:
 
     name: ClassVar[str] = "kernel"
 
-    def run(self, pl: PatchList, ctx: PassContext) -> None:
+    def __init__(self) -> None:
+        self._prepared: tuple[Any, Any] | None = None  # (program, its facts or the error) from `prepare`
+
+    def prepare(self, program: Any, ctx: PassContext) -> None:
+        """Run the analysis on `program` before its patch list is made (`run_passes` calls this when
+        the pass runs first): the analysis's peak and the list's columns are then never held at once.
+        An error is raised by `run`, where it was raised before (after the list is made)."""
+        try:
+            facts: Any = analysis_of(program, self._prog_type(ctx), **self._analysis_options(ctx))
+        except BpfPatchError as exc:
+            facts = exc.with_traceback(None)  # not the analysis's frames: raised again from `run`
+        self._prepared = (program, facts)
+
+    @staticmethod
+    def _prog_type(ctx: PassContext) -> ProgType:
         if ctx.prog_type is None:
             raise PatchError("kernel: needs the program type (--prog-type T, PassContext(prog_type=T))")
         ptype = prog_type_of(ctx.prog_type)
         if ptype not in SUPPORTED | UNCONVERTED:
             raise PatchError(f"kernel: program type {ptype.name.lower()} is not supported (supported: "
                              f"{', '.join(sorted(t.name.lower() for t in SUPPORTED | UNCONVERTED))})")
+        return ptype
+
+    @staticmethod
+    def _analysis_options(ctx: PassContext) -> dict[str, Any]:
+        # the pipeline reads the facts, not the per-instruction states (a copy per step: memory at 1M)
+        return {"keep_states": False, **ctx.options.get("kernel", {}).get("analysis", {})}
+
+    def run(self, pl: PatchList, ctx: PassContext) -> None:
+        prepared, self._prepared = self._prepared, None
+        ptype = self._prog_type(ctx)
         opts: dict[str, Any] = ctx.options.get("kernel", {})
-        if not has_facts(pl):
-            # the pipeline reads the facts, not the per-instruction states (a copy per step: memory at 1M)
-            attach_facts(pl, ptype, **{"keep_states": False, **opts.get("analysis", {})})
+        if prepared is not None and prepared[0] is pl.program and not has_facts(pl):
+            if isinstance(prepared[1], BpfPatchError):
+                raise prepared[1]
+            attach_facts(pl, ptype, facts=prepared[1])
+        elif not has_facts(pl):
+            attach_facts(pl, ptype, **self._analysis_options(ctx))
+        del prepared  # the facts live on in the list (its aux), not in a second list
         # live node ids and a byte each for seen (no handle or bool list per instruction)
         ids = pl.live_ids()
         starts = subprog_starts(pl)
@@ -368,18 +397,16 @@ def fixup_kfunc_call(insn: Insn, f: InsnAux, local_type_sizes: dict[int, int], s
     return None
 
 
-def subprog_starts(pl: PatchList) -> list[int]:
-    """The original slots where subprograms start: 0, pseudo-call and callback (ld_imm64 func) targets."""
+def subprog_starts(pl: PatchList) -> "array[int]":
+    """The original slots where subprograms start, sorted: 0, pseudo-call and callback (ld_imm64 func)
+    targets (an int column: 4 bytes a subprogram, not a set and a list of ints)."""
     rows = pl.program.slots
-    code, regs, imm = rows["code"].tolist(), rows["regs"].tolist(), rows["imm"].tolist()
-    starts = {0}
-    i = 0
-    while i < len(code):
-        c, src = code[i], regs[i] >> 4
-        if (c == InsnClass.JMP | JmpOp.CALL and src == 1) or (c == LD_IMM64_CODE and src == 4):
-            starts.add(i + imm[i] + 1)
-        i += 2 if c == LD_IMM64_CODE else 1
-    return sorted(s for s in starts if 0 <= s < len(code))
+    n = len(rows)
+    code, src = rows["code"], rows["regs"] >> 4
+    at = np.flatnonzero(insn_starts(rows) & (((code == InsnClass.JMP | JmpOp.CALL) & (src == 1)) | ((code == LD_IMM64_CODE) & (src == 4))))
+    dest = at + rows["imm"][at].astype(np.int64) + 1
+    starts = np.unique(np.concatenate(([0], dest[(dest >= 0) & (dest < n)]))) if n else np.zeros(0, dtype=np.int64)
+    return array("i", starts.astype(np.int32).tobytes())
 
 
 def _keep_unwalked_callbacks(pl: PatchList, ids: np.ndarray, seen: np.ndarray, starts: list[int]) -> None:
@@ -399,7 +426,7 @@ def _keep_unwalked_callbacks(pl: PatchList, ids: np.ndarray, seen: np.ndarray, s
     orig = slot_of >= 0
     seen_slot = np.full(nslots, -1, dtype=np.int8)  # -1: no live node of its own
     seen_slot[slot_of[orig]] = seen[orig]
-    ends = dict(zip(starts, starts[1:] + [nslots]))
+    ends = dict(zip(starts, [*starts[1:], nslots]))
     imm = rows["imm"]
     keep = []
     for i in loads.tolist():

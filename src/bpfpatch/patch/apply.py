@@ -155,7 +155,7 @@ def call_sites(store: NodeStore) -> CallIndex:
     """Called anchor -> node ids whose reference points at it (built once, kept by `NodeStore.point`)."""
     if store.call_index is None:
         target = view(store.target)
-        called = np.fromiter(store.called_anchors, dtype=np.int64, count=len(store.called_anchors))
+        called = store.called_anchors.as_array()
         src = np.flatnonzero(np.isin(target, called))
         store.call_index = CallIndex(target[src], src)
         del target

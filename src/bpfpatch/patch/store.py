@@ -95,7 +95,11 @@ class AnchorSet:
         return self.count
 
     def __iter__(self) -> Iterator[int]:
-        return iter(np.flatnonzero(np.frombuffer(self.mask, dtype=np.uint8)).tolist() if self.mask else ())
+        return iter(self.as_array().tolist())
+
+    def as_array(self) -> np.ndarray:
+        """The anchors in order, as an int64 array (no int object each)."""
+        return np.flatnonzero(np.frombuffer(self.mask, dtype=np.uint8)) if self.mask else np.zeros(0, dtype=np.int64)
 
     def add(self, a: int) -> None:
         """Add anchor `a` (the mask grows as anchors are made)."""
@@ -118,6 +122,75 @@ class AnchorSet:
             drop = np.fromiter(other, dtype=np.int64)
             mask[drop[(drop >= 0) & (drop < len(mask))]] = 0
         return set(np.flatnonzero(mask).tolist())
+
+
+class LandMap:
+    """Node id -> the subprogram anchor landing on it, as an id column (-1: none), 4 bytes a node up
+    to the largest id it holds (a dict was a table entry and two ints a subprogram: 67 bytes an
+    instruction on a chain of one-call subprograms).
+
+    The dict operations the store uses: ``get``, ``in``, ``[nid] = a``, ``del``, ``pop``, ``len``,
+    iteration over the node ids, `values` and `items` (in node id order).
+    """
+
+    __slots__ = ("col", "count")
+
+    def __init__(self, nodes: Sequence[int], anchors: Sequence[int]) -> None:
+        """The map of distinct node ids `nodes` to `anchors`."""
+        ids = np.asarray(nodes, dtype=np.int64)
+        col = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, dtype=ID_DTYPE)
+        col[ids] = np.asarray(anchors, dtype=ID_DTYPE)
+        self.col = id_column(col)
+        self.count = int(np.count_nonzero(col >= 0))
+
+    def get(self, nid: int, default: Any = None) -> Any:
+        """The anchor landing on `nid`, or `default`."""
+        col = self.col
+        a = col[nid] if 0 <= nid < len(col) else -1
+        return default if a < 0 else a
+
+    def __contains__(self, nid: object) -> bool:
+        col = self.col
+        return isinstance(nid, (int, np.integer)) and 0 <= nid < len(col) and col[nid] >= 0
+
+    def __setitem__(self, nid: int, a: int) -> None:
+        col = self.col
+        if nid >= len(col):
+            col.extend(minus_ones(nid + 1 - len(col)))
+        if col[nid] < 0:
+            self.count += 1
+        col[nid] = a
+
+    def pop(self, nid: int) -> int:
+        """Remove `nid` and return its anchor (KeyError if it has none)."""
+        a = self.get(nid)
+        if a is None:
+            raise KeyError(nid)
+        self.col[nid] = -1
+        self.count -= 1
+        return a
+
+    def __delitem__(self, nid: int) -> None:
+        self.pop(nid)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _keys(self) -> np.ndarray:
+        return np.flatnonzero(view(self.col) >= 0) if len(self.col) else np.zeros(0, dtype=np.int64)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._keys().tolist())
+
+    def values(self) -> list[int]:
+        """The anchors, in node id order."""
+        col = view(self.col) if len(self.col) else np.zeros(0, dtype=ID_DTYPE)
+        return col[col >= 0].tolist()
+
+    def items(self) -> list[tuple[int, int]]:
+        """(node id, anchor) pairs, in node id order."""
+        keys = self._keys()
+        return list(zip(keys.tolist(), view(self.col)[keys].tolist())) if len(keys) else []
 
 
 class CallIndex:
@@ -190,9 +263,9 @@ class NodeStore:
         self.target = id_column(self._original_targets(program, total))
         self._check_records(program)
         # Subprogram starts, func_info and line_info ride on anchors.
-        self.subprog_anchors = self.anchors_of_slots(program.subprogs, "subprogram start")
+        self.subprog_anchors = array(ID_TYPECODE, self.anchors_of_slots(program.subprogs, "subprogram start"))
         # node id -> subprogram anchor landing on it (for the delete check).
-        self.subprog_land: dict[int, int] = {a: a for a in self.subprog_anchors}
+        self.subprog_land = LandMap(self.subprog_anchors, self.subprog_anchors)
         # The delete check's reverse index: called anchor -> node ids pointing at it (built on
         # first use, kept by `point`), and the called anchors that are no subprogram's (rare).
         self.call_index: CallIndex | None = None
