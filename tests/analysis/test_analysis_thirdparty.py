@@ -75,3 +75,16 @@ def test_analyze_reads_a_uretprobe_as_a_kprobe(rodata_strings, capsys):
     from bpfpatch.cli import main
 
     assert main(["analyze", str(rodata_strings), "--section", "uretprobe/readline"]) in (0, None)
+
+
+@pytest.mark.kernel
+def test_a_hidden_global_function_is_verified_as_static_as_libbpf_loads_it(tmp_path_factory, capsys):
+    from bpfpatch.cli import main
+    from bpfpatch.kernel.libbpf import load_object
+
+    obj = compile_bpf(PROGS / "thirdparty" / "hidden_subprog.c", tmp_path_factory.mktemp("hidden"), clang="clang")
+    assert read_object(obj.read_bytes()).hidden_funcs == {"fill"}
+    with load_object(obj) as loaded:
+        assert loaded.programs["hidden_callee"].loaded
+    assert main(["analyze", str(obj), "--section", "socket"]) in (0, None)
+    assert "mem_or_null" not in capsys.readouterr().out

@@ -60,6 +60,7 @@ def _btf_ctx(program, section: str | None):
 
 def _subprog_funcs(file: Path, program, ptype: str):
     """Prototypes of the program's subprograms from an ELF object's BTF and func_info (None otherwise)."""
+    from bpfpatch.analysis.funcinfo import SubprogFunc
     from bpfpatch.btf.funcs import subprog_funcs
     from bpfpatch.elf import read_object
     from bpfpatch.errors import BpfPatchError
@@ -68,9 +69,12 @@ def _subprog_funcs(file: Path, program, ptype: str):
     if not program.func_info:
         return None
     try:
-        btf = read_object(file).btf
+        obj = read_object(file)
     except (BpfPatchError, OSError):
         return None
-    if btf is None:
+    if obj.btf is None:
         return None
-    return subprog_funcs(btf, [(f.insn_off, f.type_id) for f in program.func_info], prog_type_of(ptype))
+    funcs = subprog_funcs(obj.btf, [(f.insn_off, f.type_id) for f in program.func_info], prog_type_of(ptype))
+    # libbpf loads a hidden global function (usdt.bpf.h's bpf_usdt_arg) as static: verified in its callers' state
+    return {k: SubprogFunc(f.start, f.name, False) if f.is_global and f.name in obj.hidden_funcs else f
+            for k, f in funcs.items()}

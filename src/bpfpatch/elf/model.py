@@ -163,6 +163,9 @@ class ElfModel:
     opaque: dict[str, str] = field(default_factory=dict)
     #: Undefined symbols declared ``__weak`` (an extern a loader may leave unresolved, as 0).
     weak_externs: frozenset[str] = frozenset()
+    #: Global functions of hidden (or internal) visibility (``__hidden``, usdt.bpf.h's ``bpf_usdt_arg``): libbpf
+    #: makes their BTF FUNC static, so the kernel verifies them with their callers' state.
+    hidden_funcs: frozenset[str] = frozenset()
     #: ``__kconfig`` externs by name, where libbpf's ``.kconfig`` map holds them (`kconfig_externs`).
     kconfig: dict[str, KconfigExtern] = field(default_factory=dict)
 

@@ -108,6 +108,9 @@ def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
     # A damaged header can give .symtab another type: then there are no symbols to read.
     syms = list(symtab.iter_symbols()) if isinstance(symtab, SymbolTableSection) else []
     obj.weak_externs = frozenset(s.name for s in syms if s["st_shndx"] == "SHN_UNDEF" and s["st_info"]["bind"] == "STB_WEAK")
+    obj.hidden_funcs = frozenset(s.name for s in syms if s["st_info"]["type"] == "STT_FUNC"
+                                 and s["st_info"]["bind"] != "STB_LOCAL" and s["st_shndx"] != "SHN_UNDEF"
+                                 and s["st_other"]["visibility"] in ("STV_HIDDEN", "STV_INTERNAL"))
     obj.kconfig = {e.name: e for e in kconfig_externs(obj.btf, obj.weak_externs)}
     for name, d in _legacy_maps(by_name.get(LEGACY_MAPS_SECTION), sections, syms, byteorder).items():
         obj.maps.setdefault(name, d)
