@@ -65,23 +65,27 @@ def _agree(path: Path, names: list[str] | None = None) -> tuple[int, list[str]]:
     """(programs compared, the ones that differ) between our linked programs and libbpf's, for one object."""
     from bpfpatch.kernel.libbpf import load_object
 
-    obj = read_object(path.read_bytes())
-    compared, differ = 0, []
     with load_object(path) as loaded:
-        for prog in loaded.programs.values():
-            if not prog.loaded or (names and prog.name not in names):
-                continue
-            try:
-                ours = obj.linked_program(f"{prog.section}:{prog.name}")
-            except BpfPatchError as exc:
-                differ.append(f"{prog.name}: refused: {exc}")
-                continue
-            lib = slot_rows(decode_slots(prog.insns()))
-            mine = slot_rows(ours.slots)
-            owned = set(ours.meta["map_refs"]) | {c.insn_off for c in ours.core_relos or ()}
-            if _comparable(lib, owned | _libbpf_view(lib)) != _comparable(mine, owned | _libbpf_view(lib)):
-                differ.append(prog.name)
-            compared += 1
+        return agree_loaded(read_object(path.read_bytes()), loaded, names)
+
+
+def agree_loaded(obj, loaded, names: list[str] | None = None) -> tuple[int, list[str]]:
+    """(programs compared, the ones that differ) between `obj`'s linked programs and the ones libbpf loaded."""
+    compared, differ = 0, []
+    for prog in loaded.programs.values():
+        if not prog.loaded or (names and prog.name not in names):
+            continue
+        try:
+            ours = obj.linked_program(f"{prog.section}:{prog.name}")
+        except BpfPatchError as exc:
+            differ.append(f"{prog.name}: refused: {exc}")
+            continue
+        lib = slot_rows(decode_slots(prog.insns()))
+        mine = slot_rows(ours.slots)
+        owned = set(ours.meta["map_refs"]) | {c.insn_off for c in ours.core_relos or ()}
+        if _comparable(lib, owned | _libbpf_view(lib)) != _comparable(mine, owned | _libbpf_view(lib)):
+            differ.append(prog.name)
+        compared += 1
     return compared, differ
 
 
