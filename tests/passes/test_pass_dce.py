@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from bpfpatch import FuncInfo, Insn, LineInfo, Program
 from bpfpatch.asm import assemble
@@ -343,3 +344,19 @@ def test_vectorized_reachability_equals_the_analysis(prog):
         dce.needs_path_analysis = original
     assert slot_rows(fast.slots) == slot_rows(slow.slots)
     assert (fast.subprogs, fast.func_info, fast.line_info, fast.aux) == (slow.subprogs, slow.func_info, slow.line_info, slow.aux)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 3000), st.integers(0xFFFF_FFF0, 0x1_0000_0010), st.integers(0, (1 << 70))),
+                max_size=400))
+def test_the_path_walks_key_set_is_a_set_across_its_slot_widths(keys):
+    # four bytes a slot while every key fits 32 bits, eight after (rehashed at the first wider key),
+    # keys of 2**63 and more in a side set: every width holds exactly the keys added
+    from bpfpatch.passes.cfg import KeySet
+
+    ks, ref = KeySet(), set()
+    for k in keys:
+        assert ks.add_new(k, 1 << 30) == (k not in ref)
+        ref.add(k)
+    assert len(ks) == len(ref)
+    assert all(not ks.add_new(k, 1 << 30) for k in ref)

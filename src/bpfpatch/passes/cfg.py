@@ -182,18 +182,19 @@ class _TooManyPaths(Exception):
     """The path walk's memory bound was reached."""
 
 
-class _KeySet:
+class KeySet:
     """The path walk's visited keys: a set of non-negative ints in an open-addressing ``array``.
 
-    Eight bytes a slot at most two thirds full, where a Python set holds an int
-    object and a table entry per key (about 100 bytes); keys of 2**63 and more
-    (deep call stacks of a huge program) go to a plain set.
+    Four bytes a slot while every key fits 32 bits (a path walk without deep call stacks), eight
+    after, at most two thirds full, where a Python set holds an int object and a table entry per key
+    (about 100 bytes); keys of 2**63 and more (deep call stacks of a huge program) go to a plain set.
     """
 
-    __slots__ = ("_tab", "_mask", "_n", "_big")
+    __slots__ = ("_tab", "_mask", "_n", "_big", "_empty", "_fits")
 
     def __init__(self) -> None:
-        self._tab = array("q", [-1]) * 1024
+        self._tab = array("I", [_EMPTY32]) * 1024
+        self._empty, self._fits = _EMPTY32, _EMPTY32  # the free slot's value; keys below `_fits` fit a slot
         self._mask = 1023
         self._n = 0
         self._big: set[int] = set()
@@ -203,21 +204,23 @@ class _KeySet:
 
     def add_new(self, key: int, limit: int) -> bool:
         """Add `key`; False if it was there.  Raise `_TooManyPaths` for a new key past `limit` keys."""
-        if key >> 63:
-            if key in self._big:
-                return False
-            if self._n >= limit:
-                raise _TooManyPaths
-            self._big.add(key)
-            self._n += 1
-            return True
-        tab, mask = self._tab, self._mask
+        if key >= self._fits:
+            if key >> 63:
+                if key in self._big:
+                    return False
+                if self._n >= limit:
+                    raise _TooManyPaths
+                self._big.add(key)
+                self._n += 1
+                return True
+            self._widen()
+        tab, mask, empty = self._tab, self._mask, self._empty
         h = (key * 0x9E3779B97F4A7C15 >> 24) & mask
         while True:
             v = tab[h]
             if v == key:
                 return False
-            if v < 0:
+            if v == empty:
                 break
             h = (h + 1) & mask
         if self._n >= limit:
@@ -225,19 +228,28 @@ class _KeySet:
         tab[h] = key
         self._n += 1
         if 3 * self._n > 2 * mask:
-            self._grow()
+            self._rehash(2 * len(tab), tab.typecode, empty)
         return True
 
-    def _grow(self) -> None:
-        old = self._tab
-        self._tab = tab = array("q", [-1]) * (2 * len(old))
-        self._mask = mask = len(tab) - 1
+    def _widen(self) -> None:
+        """Eight bytes a slot from now on (a key of 2**32 - 1 or more came)."""
+        self._rehash(len(self._tab), "q", -1)
+        self._fits = 1 << 63
+
+    def _rehash(self, size: int, typecode: str, empty: int) -> None:
+        old, old_empty = self._tab, self._empty
+        self._tab = tab = array(typecode, [empty]) * size
+        self._mask = mask = size - 1
+        self._empty = empty
         for key in old:
-            if key >= 0:
+            if key != old_empty:
                 h = (key * 0x9E3779B97F4A7C15 >> 24) & mask
-                while tab[h] >= 0:
+                while tab[h] != empty:
                     h = (h + 1) & mask
                 tab[h] = key
+
+
+_EMPTY32 = 0xFFFFFFFF
 
 
 def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
@@ -265,7 +277,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     # once), a path walk's key (instruction, state and stack numbers), not a tuple each.
     work = array("q")  # keys fit 64 bits: the visited set holds them as int64 too
     queued = bytearray(count) if merge else None
-    visited = _KeySet()
+    visited = KeySet()
     sid_of: dict[State, int] = {}
     states: list[State] = []
     kid_of: dict[tuple, int] = {(): 0}
