@@ -20,7 +20,8 @@ changes (``propagate_backedges``), and the visit is empty again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,45 +29,51 @@ from typing import Any
 MAX_BACKEDGE_ITERS = 64
 
 
-def scc_ids(n: int, successors: Callable[[int], Iterable[int]]) -> list[int]:
+def scc_ids(n: int, successors: Callable[[int], Sequence[int]]) -> list[int]:
     """Per instruction, the number (1, 2, ...) of its strongly connected component, 0 when it is in none.
 
     A component counts when it has two or more instructions or one that jumps to itself (the
     kernel's rule).  Tarjan's algorithm, iterative; successors outside ``0..n-1`` are ignored.
     """
-    index = [0] * n  # preorder number + 1; 0: not visited
-    low = [0] * n
-    on_stack = [False] * n
-    stack: list[int] = []
+    # machine-integer columns, not lists of int objects: the walk of a chain is as deep as the chain
+    index = array("q", bytes(8 * n))  # preorder number + 1; 0: not visited
+    low = array("q", bytes(8 * n))
+    pos = array("q", bytes(8 * n))  # per instruction on the walk: its next successor to look at
+    on_stack = bytearray(n)
+    stack = array("q")
+    work = array("q")  # the walk's path: instructions
     out = [0] * n
     counter = 0
     next_id = 1
     for root in range(n):
         if index[root]:
             continue
-        work: list[tuple[int, list[int], int]] = []
         counter += 1
         index[root] = low[root] = counter
         stack.append(root)
-        on_stack[root] = True
-        work.append((root, [s for s in successors(root) if 0 <= s < n], 0))
+        on_stack[root] = 1
+        work.append(root)
         while work:
-            v, succ, k = work[-1]
+            v = work[-1]
+            succ = successors(v)
+            k = pos[v]
             if k < len(succ):
-                work[-1] = (v, succ, k + 1)
+                pos[v] = k + 1
                 w = succ[k]
+                if w < 0 or w >= n:
+                    continue
                 if not index[w]:
                     counter += 1
                     index[w] = low[w] = counter
                     stack.append(w)
-                    on_stack[w] = True
-                    work.append((w, [s for s in successors(w) if 0 <= s < n], 0))
+                    on_stack[w] = 1
+                    work.append(w)
                 elif on_stack[w] and index[w] < low[v]:
                     low[v] = index[w]
                 continue
             work.pop()
             if work:
-                u = work[-1][0]
+                u = work[-1]
                 if low[v] < low[u]:
                     low[u] = low[v]
             if low[v] != index[v]:
@@ -74,7 +81,7 @@ def scc_ids(n: int, successors: Callable[[int], Iterable[int]]) -> list[int]:
             members = []
             while True:
                 w = stack.pop()
-                on_stack[w] = False
+                on_stack[w] = 0
                 members.append(w)
                 if w == v:
                     break
