@@ -33,6 +33,17 @@ from typing import Any
 U64 = (1 << 64) - 1
 
 
+#: An instance's changed instructions while there are none (one for all: a subprogram's set costs 216 bytes).
+_NO_DIRTY: frozenset[int] = frozenset()
+
+
+def _dirty(inst: "_Instance", j: int) -> None:
+    d = inst.dirty
+    if d is _NO_DIRTY:
+        d = inst.dirty = set()
+    d.add(j)
+
+
 class _Instance:
     """``func_instance``: per frame of the chain, four masks per instruction of one subprogram."""
 
@@ -46,7 +57,8 @@ class _Instance:
         self.written = [False] * (end - start)  # must_write_set
         self.updated = False
         self.dropped = False
-        self.dirty: set[int] = set()  # instructions (relative) whose own marks changed since the last solve
+        # instructions (relative) whose own marks changed since the last solve (a set made at the first)
+        self.dirty: "set[int] | frozenset[int]" = _NO_DIRTY
 
     def masks(self, frame: int) -> list[list[int]]:
         m = self.frames.get(frame)
@@ -106,7 +118,7 @@ class LiveStack:
         j = idx - inst.start
         new = m[0][j] | mask
         if new != m[0][j]:
-            inst.dirty.add(j)
+            _dirty(inst, j)
             if (new | m[3][j]) != m[3][j]:
                 inst.updated = True
         m[0][j] = new
@@ -140,7 +152,7 @@ class LiveStack:
             if old != mask:
                 m[1][j] = mask
                 inst.updated = True
-                inst.dirty.add(j)
+                _dirty(inst, j)
             if old & ~mask:
                 inst.dropped = True
         inst.written[j] = True
@@ -187,7 +199,7 @@ class LiveStack:
             self._sweep(inst)  # every accumulated write forgotten, or much changed: whole sweeps are cheaper
         else:
             self._worklist(inst)
-        inst.dirty = set()
+        inst.dirty = _NO_DIRTY
         if len(inst.chain) > 1:
             self._to_caller(inst)
 

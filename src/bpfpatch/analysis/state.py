@@ -645,7 +645,8 @@ class State:
     ``parent`` is the checkpoint this path continues from, ``hist`` the
     instructions executed since (index, frame, extra: the stack slot a spill or
     fill touched, the registers a branch linked; the bare index when the frame is 0 and
-    there is no extra), ``branches`` the paths still
+    there is no extra, one int packing index, frame and linked registers when there is no stack slot),
+    ``branches`` the paths still
     being explored below a checkpoint (only finished checkpoints prune).
     """
 
@@ -688,11 +689,13 @@ class State:
         self.frames = [f.snapshot(pf[k] if k < len(pf) else None, True) for k, f in enumerate(self.frames)]
         if ref is not None and ref.refs == self.refs:
             self.refs = ref.refs
+        self.hist = tuple(self.hist)  # no room to grow while it waits
 
     def thaw(self) -> None:
         """Make this state live (changed in place from now on): owned copies of its frames."""
         self.frames = [f.copy() for f in self.frames]
         self.refs = list(self.refs)
+        self.hist = list(self.hist)
 
     def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,

@@ -524,8 +524,14 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     log.append(exc.message)
                 raise
             extra = env.hist_extra
-            # the path's history: the bare index for the common entry (frame 0, nothing extra), a tuple else
-            entry = idx if frame == 0 and extra is None else (idx, frame, extra)
+            # the path's history: the bare index for the common entry (frame 0, nothing extra), the index, frame
+            # and linked registers packed in one int (`_HIST_FRAME`) without a stack slot, a tuple with one
+            if frame == 0 and extra is None:
+                entry = idx
+            elif extra is None or extra.__class__ is int:
+                entry = idx | (frame + 1) << 32 | (extra or 0) << 40
+            else:
+                entry = (idx, frame, extra)
             hist.append(entry)
             if extra is not None and not jmp_point:
                 state.jhist += 1  # a spill, fill or linked branch: one more entry of the kernel's jump history
@@ -747,6 +753,10 @@ def _backtrack(env: _Env, idx: int, frame: int, extra: object, bt: set) -> bool:
     return True
 
 
+#: A history entry at least this is packed: index | (frame + 1) << 32 | linked registers << 40.
+_HIST_FRAME = 1 << 32
+
+
 def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
     """``mark_chain_precision``: the wanted scalars' exact values matter; mark their sources in every checkpoint.
 
@@ -758,7 +768,10 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
     while bt:
         for entry in reversed(cur.hist):
             if entry.__class__ is int:
-                idx, frame, extra = entry, 0, None
+                if entry < _HIST_FRAME:
+                    idx, frame, extra = entry, 0, None
+                else:
+                    idx, frame, extra = entry & U32, (entry >> 32 & 0xFF) - 1, (entry >> 40) or None
             else:
                 idx, frame, extra = entry
             cls = code[idx] & 7
