@@ -25,6 +25,7 @@ dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 
 from __future__ import annotations
 
+from array import array
 from types import MappingProxyType
 
 from bpfpatch.analysis.facts import MapRef, RegType
@@ -644,9 +645,8 @@ class State:
 
     ``parent`` is the checkpoint this path continues from, ``hist`` the
     instructions executed since (index, frame, extra: the stack slot a spill or
-    fill touched, the registers a branch linked; the bare index when the frame is 0 and
-    there is no extra, one int packing index, frame and linked registers when there is no stack slot),
-    ``branches`` the paths still
+    fill touched, the registers a branch linked; each entry one int, see the verifier's
+    ``_hist_entry``), ``branches`` the paths still
     being explored below a checkpoint (only finished checkpoints prune).
     """
 
@@ -656,7 +656,7 @@ class State:
         self.frames = frames
         self.refs: list[int] = []  # acquired reference ids (sockets, ringbuf records)
         self.parent: State | None = None
-        self.hist: list[int | tuple[int, int, object]] = []  # an entry of frame 0 with nothing extra: the index alone
+        self.hist = array("q")  # one int an entry (the verifier's `_hist_entry`): no object per entry
         self.branches = 0
         self.first_idx = 0
         self.jhist = 0  # entries the kernel's jump history would hold since the last checkpoint
@@ -676,7 +676,7 @@ class State:
         s = State([f.copy() for f in self.frames])
         s.refs = list(self.refs)
         s.parent = self.parent
-        s.hist = list(self.hist)
+        s.hist = array("q", self.hist)
         s.first_idx = self.first_idx
         s.jhist = self.jhist
         s.may_goto_depth = self.may_goto_depth
@@ -689,13 +689,16 @@ class State:
         self.frames = [f.snapshot(pf[k] if k < len(pf) else None, True) for k, f in enumerate(self.frames)]
         if ref is not None and ref.refs == self.refs:
             self.refs = ref.refs
-        self.hist = tuple(self.hist)  # no room to grow while it waits
+        self.hist = self.hist.tobytes()  # the history's bytes while it waits (an array has room to grow)
 
     def thaw(self) -> None:
         """Make this state live (changed in place from now on): owned copies of its frames."""
         self.frames = [f.copy() for f in self.frames]
         self.refs = list(self.refs)
-        self.hist = list(self.hist)
+        if self.hist.__class__ is bytes:  # frozen (a state never pushed, the walk's first, is not)
+            hist = array("q")
+            hist.frombytes(self.hist)
+            self.hist = hist
 
     def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,

@@ -524,14 +524,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     log.append(exc.message)
                 raise
             extra = env.hist_extra
-            # the path's history: the bare index for the common entry (frame 0, nothing extra), the index, frame
-            # and linked registers packed in one int (`_HIST_FRAME`) without a stack slot, a tuple with one
-            if frame == 0 and extra is None:
-                entry = idx
-            elif extra is None or extra.__class__ is int:
-                entry = idx | (frame + 1) << 32 | (extra or 0) << 40
-            else:
-                entry = (idx, frame, extra)
+            # the path's history, an int an entry: the bare index for the common one (frame 0, nothing extra)
+            entry = idx if frame == 0 and extra is None else _hist_entry(idx, frame, extra)
             hist.append(entry)
             if extra is not None and not jmp_point:
                 state.jhist += 1  # a spill, fill or linked branch: one more entry of the kernel's jump history
@@ -753,8 +747,20 @@ def _backtrack(env: _Env, idx: int, frame: int, extra: object, bt: set) -> bool:
     return True
 
 
-#: A history entry at least this is packed: index | (frame + 1) << 32 | linked registers << 40.
+#: A history entry at least this is packed (`_hist_entry`); below it, an index of frame 0 with nothing extra.
 _HIST_FRAME = 1 << 32
+
+
+def _hist_entry(idx: int, frame: int, extra: "tuple[int, int] | int | None") -> int:
+    """A path-history entry as one int: index | (frame + 1) << 32 | what else << 40, where what else is the
+    stack slot a spill or fill touched, (its frame << 8 | slot) << 1 | 1, or the registers a branch linked << 1."""
+    if extra is None:
+        more = 0
+    elif extra.__class__ is int:
+        more = extra << 1
+    else:
+        more = (extra[0] | extra[1] << 8) << 1 | 1
+    return idx | (frame + 1) << 32 | more << 40
 
 
 def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
@@ -767,13 +773,14 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
     changed = False
     while bt:
         for entry in reversed(cur.hist):
-            if entry.__class__ is int:
-                if entry < _HIST_FRAME:
-                    idx, frame, extra = entry, 0, None
-                else:
-                    idx, frame, extra = entry & U32, (entry >> 32 & 0xFF) - 1, (entry >> 40) or None
+            if entry < _HIST_FRAME:
+                idx, frame, extra = entry, 0, None
             else:
-                idx, frame, extra = entry
+                idx, frame, extra = entry & U32, (entry >> 32 & 0xFF) - 1, entry >> 40
+                if extra & 1:
+                    extra = (extra >> 1 & 0xFF, extra >> 9)  # a stack slot: (frame, slot)
+                else:
+                    extra = (extra >> 1) or None  # the registers a branch linked
             cls = code[idx] & 7
             if (cls == ALU64 or cls == ALU) and ("r", frame, dsts[idx]) not in bt:
                 continue  # defines nothing wanted (_backtrack's first test, without the call)
@@ -933,7 +940,7 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     snap.parent = cur.parent
     snap.hit = snap.miss = 0
     cur.parent = snap
-    cur.hist = []
+    cur.hist = array("q")
     cur.first_idx = idx
     cur.jhist = 0
     if lst:
