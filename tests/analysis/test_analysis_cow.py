@@ -21,6 +21,7 @@ from progtools import kernel_programs
 
 from bpfpatch.adversarial import GENERATORS
 from bpfpatch.analysis import state as state_mod
+from bpfpatch.analysis import verifier
 from bpfpatch.analysis.state import State, check_frozen, record_frozen
 from bpfpatch.analysis.verifier import AnalysisError, analyze
 from bpfpatch.analysis.vlog import format_state
@@ -63,11 +64,13 @@ def _result(prog, prog_type: str, budget: int) -> tuple:
 
 def _same_as_unshared(prog, prog_type: str = "socket_filter", budget: int = 20_000) -> int:
     record_frozen()
+    saved, verifier.FREEZE_AFTER = verifier.FREEZE_AFTER, 0  # every pending branch frozen, not only a deep stack's
     try:
         shared = _result(prog, prog_type, budget)
         checked = check_frozen()
     finally:
         record_frozen(False)
+        verifier.FREEZE_AFTER = saved
     with _nothing_shared():
         unshared = _result(prog, prog_type, budget)
     assert shared[:3] == unshared[:3]

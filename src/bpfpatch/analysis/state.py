@@ -692,13 +692,15 @@ class State:
         self.hist = self.hist.tobytes()  # the history's bytes while it waits (an array has room to grow)
 
     def thaw(self) -> None:
-        """Make this state live (changed in place from now on): owned copies of its frames."""
+        """Make a frozen state live (changed in place from now on): owned copies of its frames.  A state that
+        was not frozen (the walk's first, a branch that was never frozen) is left as it is."""
+        if self.hist.__class__ is not bytes:
+            return
         self.frames = [f.copy() for f in self.frames]
         self.refs = list(self.refs)
-        if self.hist.__class__ is bytes:  # frozen (a state never pushed, the walk's first, is not)
-            hist = array("q")
-            hist.frombytes(self.hist)
-            self.hist = hist
+        hist = array("q")
+        hist.frombytes(self.hist)
+        self.hist = hist
 
     def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,
