@@ -88,3 +88,22 @@ def test_a_hidden_global_function_is_verified_as_static_as_libbpf_loads_it(tmp_p
         assert loaded.programs["hidden_callee"].loaded
     assert main(["analyze", str(obj), "--section", "socket"]) in (0, None)
     assert "mem_or_null" not in capsys.readouterr().out
+
+
+@pytest.mark.kernel
+def test_an_attach_target_the_kernel_lacks_is_named_not_a_violation(tmp_path_factory, capsys):
+    from bpfpatch.cli import main
+    from bpfpatch.btf.vmlinux import kernel_types
+    from bpfpatch.kernel.libbpf import LibbpfError, load_object
+
+    if kernel_types() is None:
+        pytest.skip("no kernel BTF (/sys/kernel/btf/vmlinux)")
+    obj = compile_bpf(PROGS / "thirdparty" / "runtime_target.c", tmp_path_factory.mktemp("target"), clang="clang")
+    with pytest.raises(LibbpfError):
+        with load_object(obj):
+            pass
+    capsys.readouterr()
+    assert main(["analyze", str(obj), "--section", "fentry/bpfpatch_dummy_target"]) == 1
+    err = capsys.readouterr().err
+    assert "section fentry/bpfpatch_dummy_target" in err and "'bpfpatch_dummy_target' is not in the running kernel's BTF" in err
+    assert "invalid mem access" not in err

@@ -38,7 +38,7 @@ def analyze_cmd(
         # kfunc prototypes and kernel struct members from the running kernel's BTF, read at first need;
         # the subprograms' prototypes (global functions are verified on their own) from the object's BTF
         result = analyze(program, ptype, budget=budget, keep_states=False, log=True, kernel_types=kernel_types,
-                         funcs=_subprog_funcs(file, program, ptype), ctx_layout=_btf_ctx(program, section))
+                         funcs=_subprog_funcs(file, program, ptype), ctx_layout=_btf_ctx(program, section, strict=prog_type is None))
     except AnalysisError as exc:
         for line in (exc.analysis.log if exc.analysis else []):
             typer.echo(line)
@@ -49,13 +49,24 @@ def analyze_cmd(
     typer.echo(f"processed {result.processed} insns (limit {budget}) total_states {result.total_states}")
 
 
-def _btf_ctx(program, section: str | None):
+def _btf_ctx(program, section: str | None, strict: bool = False):
     """A tp_btf / fentry / iter / lsm section's context: its target's arguments from the kernel's BTF (None
-    for other sections, or without the kernel's BTF)."""
-    from bpfpatch.btf.ctxargs import section_ctx_layout
+    for other sections, or without the kernel's BTF); `strict` (no --prog-type given): a target the kernel's BTF
+    lacks is an `ElfError` naming the section, as libbpf refuses to load it."""
+    from bpfpatch.btf.ctxargs import SECTION_TARGETS, section_ctx_layout
     from bpfpatch.btf.vmlinux import kernel_types
+    from bpfpatch.errors import ElfError
 
-    return section_ctx_layout(kernel_types(), program.meta.get("section") or section or "")
+    sec = program.meta.get("section") or section or ""
+    kt = kernel_types()
+    for prefix, (_, _, pattern, kind) in SECTION_TARGETS.items():
+        target = sec[len(prefix):]
+        if strict and sec.startswith(prefix) and kt is not None and target and not kt.named_id(pattern.format(target), int(kind)):
+            # bcc's fsslower: fentry/dummy_file_read, the real target set at run time; libbpf cannot load it as it is
+            raise ElfError(f"attach target {target!r} is not in the running kernel's BTF, so its arguments are "
+                           "unknown (a loader that sets the target at run time: name the real one in the section)",
+                           section=sec)
+    return section_ctx_layout(kt, sec)
 
 
 def _subprog_funcs(file: Path, program, ptype: str):
