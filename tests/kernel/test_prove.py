@@ -53,17 +53,29 @@ def third_party(max_slots: int = 300):
 # --- the passes' rewrites ---------------------------------------------------------------
 
 
+#: Program types whose context the prover has no model of: a tracing program's (fentry/fexit) arguments
+#: are BTF-typed kernel pointers, so a load through one is undecided ("holds no pointer the model knows").
+#: Their rewrites must still never be a counterexample and must say why they are undecided, but they are
+#: not held to the share proved (xdp-tools' xdpdump_bpf.o has two, typed since the section table is libbpf's).
+UNMODELLED_CONTEXTS = {ProgType.TRACING}
+
+
 @pytest.mark.slow
 def test_every_pass_rewrite_of_the_corpus_is_proved_or_undecided_with_a_reason(corpus):
-    rows = prove_passes(corpus + third_party(), timeout=30)
+    programs = corpus + third_party()
+    modelled = [p for p in programs if p[2] not in UNMODELLED_CONTEXTS]
+    rows = prove_passes(modelled, timeout=30)
+    others = prove_passes([p for p in programs if p[2] in UNMODELLED_CONTEXTS], timeout=30)
     counts = summary(rows)
-    print(counts)
-    assert all(r.result.verdict is not ProofVerdict.COUNTEREXAMPLE for r in rows), [
-        (r.program, r.pass_name, r.result.reason) for r in rows if r.result.verdict is ProofVerdict.COUNTEREXAMPLE]
+    print(counts, summary(others))
+    assert len(modelled) >= 20
+    assert all(r.result.verdict is not ProofVerdict.COUNTEREXAMPLE for r in rows + others), [
+        (r.program, r.pass_name, r.result.reason) for r in rows + others
+        if r.result.verdict is ProofVerdict.COUNTEREXAMPLE]
     for name in ("div-guard", "dce", "blind", "zext", "ctx", "kernel"):
         c = counts[name]
         assert c["proved"] >= 0.9 * sum(c.values()), (name, c)
-    for r in rows:
+    for r in rows + others:
         if r.result.verdict is ProofVerdict.UNDECIDED:
             assert r.result.reason  # always says why
 
