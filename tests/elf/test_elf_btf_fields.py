@@ -22,3 +22,28 @@ def test_graph_roots_in_a_map_value(objdir):
     value = btf.find(BtfKind.STRUCT, "map_value")
     assert graph_roots(btf, value.id) == ((8, "foo", 32), (24, "foo", 56))
     assert graph_roots(btf, btf.find(BtfKind.STRUCT, "foo").id) == ()  # nodes, no heads
+
+
+def _first_by_scan(btf, kind, name):
+    """`Btf.find`'s reference: the first type of `kind` named `name` in id order."""
+    return next((t for t in btf.types if t.kind == kind and t.name == name), None)
+
+
+def test_find_is_the_first_type_of_its_kind_and_name(objdir):
+    """`Btf.find` (an index) gives what a scan in id order gives, for every (kind, name) of clang-built
+    and xdp-tools objects, and None for a name or kind that is not there."""
+    import glob
+
+    paths = [compile_bpf(PROGS / "btf" / "graph_roots.c", objdir)] + sorted(glob.glob("/usr/lib/x86_64-linux-gnu/bpf/*.o"))[:6]
+    checked = 0
+    for path in paths:
+        btf = read_object(path).btf
+        if btf is None:
+            continue
+        for t in btf.types:
+            assert btf.find(t.kind, t.name) is _first_by_scan(btf, t.kind, t.name), (path, t.id)
+            checked += 1
+        assert btf.find(BtfKind.STRUCT, "no such struct here") is None
+        struct = next(t for t in btf.types if t.kind == BtfKind.STRUCT and t.name)
+        assert btf.find(BtfKind.UNION, struct.name) is _first_by_scan(btf, BtfKind.UNION, struct.name)
+    assert checked > 100

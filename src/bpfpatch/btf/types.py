@@ -145,6 +145,7 @@ class Btf(TypeLookup):
             raise ElfError("BTF string section must start and end with a NUL byte", section=".BTF", offset=hdr_len + str_off)
         self.types: list[BtfType] = [BtfType(0, BtfKind.UNKN, "void", 0, 0)]
         self._names: dict[int, str] = {}
+        self._by_name: dict[tuple[BtfKind, str], BtfType] | None = None  # `find`'s index, made on first use
         pos, stop = hdr_len + type_off, hdr_len + type_off + type_len
         bo = byteorder
         nstr = len(self.strings)
@@ -287,10 +288,17 @@ class Btf(TypeLookup):
         return self.types[type_id]
 
     def find(self, kind: BtfKind, name: str) -> BtfType | None:
-        for t in self.types:
-            if t.kind == kind and t.name == name:
-                return t
-        return None
+        """The first type (lowest id) of `kind` named `name`, or None.
+
+        One lookup in an index of (kind, name) built on the first call, so the
+        linker's and the context layouts' lookups stay linear in the types.
+        """
+        index = self._by_name
+        if index is None:
+            index = self._by_name = {}
+            for t in self.types:
+                index.setdefault((t.kind, t.name), t)
+        return index.get((kind, name))
 
     def member(self, struct_id: int, name: str) -> tuple[int, int] | None:
         """(byte offset, size) of a member, looking inside anonymous structs and unions."""
@@ -315,10 +323,8 @@ class Btf(TypeLookup):
         return t.name if t.kind == BtfKind.FUNC else ""
 
     def datasec(self, name: str) -> BtfType | None:
-        for t in self.types:
-            if t.kind == BtfKind.DATASEC and t.name == name:
-                return t
-        return None
+        """The DATASEC named `name` (``.data``, ``.bss``, ``.rodata``, ...), or None."""
+        return self.find(BtfKind.DATASEC, name)
 
     def map_definitions(self) -> dict[str, dict[str, Any]]:
         """BTF-defined maps of the ``.maps`` section: name -> {type, key_size, value_size, max_entries, flags},
