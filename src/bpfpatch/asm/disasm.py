@@ -9,6 +9,7 @@ whole program) with no per-instruction formatting call.
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Iterable, Iterator, Protocol
 
 import numpy as np
@@ -131,7 +132,9 @@ def listing_chunks(program: Slotted | Iterable[Insn], style: str = "llvm", lines
         suffixes = [f": {fmt(i)}\n".encode() for i in insns]
         width = ndig  # "slot" left-aligned, then ": text"
     else:
-        suffixes = [f":\t{encode_slots(insns_to_slots([i])).hex(' ')}\t{fmt(i)}\n".encode() for i in insns]
+        raw = encode_slots(insns_to_slots(insns))  # every distinct instruction's bytes, encoded at once
+        ends = list(accumulate(16 if i[0] == LD_IMM64 else 8 for i in insns))
+        suffixes = [f":\t{raw[e - (16 if i[0] == LD_IMM64 else 8) : e].hex(' ')}\t{fmt(i)}\n".encode() for i, e in zip(insns, ends)]
         width = max(8, ndig)  # right-aligned in 8 columns, wider when it must be
     longest = max(len(x) for x in suffixes)
     rows = np.full((len(suffixes), longest), _FILL, dtype=np.uint8)

@@ -120,6 +120,12 @@ def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
             return sections[shndx].name
         return str(shndx)
 
+    # Function symbols by section, in symbol-table order: one pass over the symbols, not one per section.
+    funcs_of: dict[int, list[Symbol]] = {}
+    for s in syms:
+        if s["st_info"]["type"] == "STT_FUNC" and isinstance(s["st_shndx"], int):
+            funcs_of.setdefault(s["st_shndx"], []).append(
+                Symbol(s.name, s["st_value"] // SLOT_SIZE, s["st_size"] // SLOT_SIZE, s["st_info"]["bind"], s["st_info"]["type"]))
     rel_for: dict[int, Any] = {}
     for sec in sections:
         if sec["sh_type"] in ("SHT_REL", "SHT_RELA"):
@@ -144,10 +150,7 @@ def _read_object(source: str | Path | bytes, opaque: bool = False) -> ElfObject:
                                        section=rel_for[idx].name, offset=r["r_offset"])
                     relocs.append(Relocation(r["r_offset"] // SLOT_SIZE, r["r_info_type"], s.name, si,
                                              sec_name(s["st_shndx"]), s["st_value"], s["st_info"]["type"]))
-        symbols = [
-            Symbol(s.name, s["st_value"] // SLOT_SIZE, s["st_size"] // SLOT_SIZE, s["st_info"]["bind"], s["st_info"]["type"])
-            for s in syms if s["st_shndx"] == idx and s["st_info"]["type"] == "STT_FUNC"
-        ]
+        symbols = funcs_of.get(idx, [])
         # Calls and function addresses an ELF relocation resolves: their immediates are the object's, not offsets.
         external = [r.slot for r in relocs if (r.type == R_BPF_64_32 and raw[r.slot * 8] == 0x85)
                     or (r.type == R_BPF_64_64 and raw[r.slot * 8] == 0x18 and raw[r.slot * 8 + 1] >> 4 == PseudoSrc.FUNC)]
