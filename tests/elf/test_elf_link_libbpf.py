@@ -247,3 +247,40 @@ def test_kallsyms_names_an_ambiguous_symbol(tmp_path):
     damaged.write_text("not-hex T x\n")
     with pytest.raises(BpfPatchError, match="line 1: bad address"):
         kallsyms_address("x", str(damaged))
+
+
+#: Declared types of `bpf_prog_active` (an int in the kernel) and whether libbpf's type check takes them.
+KSYM_DECLARATIONS = {"int": True, "unsigned long": True, "bpfpatch_int_t": True, "struct bpfpatch_not_an_int": False,
+                     "int *": False}
+
+
+@pytest.mark.parametrize("declared", sorted(KSYM_DECLARATIONS))
+def test_a_typed_ksym_of_another_type_is_refused_as_libbpf_refuses_it(tmp_path, declared):
+    """libbpf compares a typed ksym's declared type with the kernel variable's (``bpf_core_types_are_compat``:
+    kinds after typedefs, any integer with any integer) before it loads anything; the linker refuses the
+    same declarations, naming the slot, the variable and both types, and links the others."""
+    from bpfpatch.btf.vmlinux import kernel_btf_available
+    from bpfpatch.kernel.libbpf import LibbpfError, libbpf_available, load_object
+
+    if not kernel_btf_available():
+        pytest.skip("the running kernel has no BTF (/sys/kernel/btf/vmlinux)")
+    path = compile_bpf(PROGS / "elf" / "ksyms.c", tmp_path, extra=(f"-DTYPED_AS={declared}",))
+    compatible = KSYM_DECLARATIONS[declared]
+    obj = read_object(path.read_bytes())
+    if compatible:
+        loads_ = _ksym_loads(obj.linked_program("raw_tp/sys_enter"))
+        assert [v[0] for v in loads_.values()].count(PseudoSrc.BTF_ID) == 1
+    else:
+        with pytest.raises(BpfPatchError, match="extern \\(var ksym\\) 'bpf_prog_active' of incompatible type") as exc:
+            obj.linked_program("raw_tp/sys_enter")
+        assert exc.value.section == "raw_tp/sys_enter" and "the running kernel has [" in str(exc.value)
+    usable, why = libbpf_available()
+    if not usable:
+        pytest.skip(f"libbpf: {why}")
+    log = ""
+    try:
+        with load_object(path.read_bytes(), name=path.name):
+            pass  # a kernel with CONFIG_KALLSYMS_ALL loads it; this one refuses the compatible ones later, ENOENT
+    except LibbpfError as e:
+        log = e.log or str(e)
+    assert ("incompatible types" in log) == (not compatible), log

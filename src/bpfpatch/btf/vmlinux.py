@@ -169,7 +169,8 @@ class KernelTypes(TypeLookup):
 
     def type(self, type_id: int) -> BtfType:
         """The type record `type_id` decoded (STRUCT / UNION members as (name, type, bit offset); ARRAY
-        extra as (element type, index type, count)), as `bpfpatch.btf.Btf.type` gives it."""
+        extra as (element type, index type, count); INT extra as its encoding word; FUNC_PROTO members
+        as (name offset, type)), as `bpfpatch.btf.Btf.type` gives it."""
         if not 0 < type_id < len(self._kind):
             raise ElfError(f"BTF type id {type_id} out of range", section=".BTF")
         pos, kind, vlen = self._pos[type_id], self._kind[type_id], self._vlen[type_id]
@@ -177,6 +178,10 @@ class KernelTypes(TypeLookup):
         members: list[tuple] = []
         if kind == _ARRAY:
             extra = struct.unpack_from("<III", self._raw, pos + 12)
+        elif kind == _INT:  # encoding << 24 | bit offset << 16 | bits
+            extra = struct.unpack_from("<I", self._raw, pos + 12)
+        elif kind == _FUNC_PROTO:  # (name offset, type) per parameter
+            members = list(struct.iter_unpack("<II", self._raw[pos + 12 : pos + 12 + 8 * vlen]))
         elif kind in (_STRUCT, _UNION):
             for k in range(vlen):
                 m_name, m_type, m_off = struct.unpack_from("<III", self._raw, pos + 12 + 12 * k)

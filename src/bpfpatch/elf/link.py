@@ -16,7 +16,8 @@ import numpy as np
 
 from bpfpatch.btf import BtfKind, CoreRelos
 from bpfpatch.elf.model import GLOBAL_DATA_PREFIXES, R_BPF_64_32, R_BPF_64_64, ElfModel, MapRefs, MapSpec, Symbol
-from bpfpatch.btf.vmlinux import kernel_variable_id, kfunc_id
+from bpfpatch.btf.compat import types_are_compat
+from bpfpatch.btf.vmlinux import kernel_types, kernel_variable_id, kfunc_id
 from bpfpatch.elf.kconfig import KCONFIG_SECTION, kconfig_data
 from bpfpatch.elf.ksyms import kallsyms_address
 from bpfpatch.errors import BpfPatchError, ElfError
@@ -113,8 +114,24 @@ def _ksym_address(obj: ElfModel, slots: np.ndarray, at: int, name: str, section:
                        f"kernel's {source}", section=section)
     if typeless:
         slots["imm"][at], slots["imm"][at + 1] = _s32((value or 0) & 0xFFFFFFFF), _s32((value or 0) >> 32)
-    else:
-        _set_btf_id(slots, at, value)
+        return
+    if value is not None:
+        _check_ksym_type(btf, var, value, at, name, section)
+    _set_btf_id(slots, at, value)
+
+
+def _check_ksym_type(btf: Any, var: Any, kernel_var: int, at: int, name: str, section: str) -> None:
+    """Refuse a typed ksym whose declared type is not the kernel variable's, as libbpf does
+    (``bpf_object__resolve_ksym_var_btf_id``: "incompatible types")."""
+    kernel = kernel_types()
+    if kernel is None:  # kernel_variable_id found it, so the BTF is there; a race with its removal only
+        return
+    local = btf.resolve(var.size_or_type)
+    theirs = kernel.resolve(kernel.type(kernel_var).size_or_type)
+    if not types_are_compat(btf, local.id, kernel, theirs.id):
+        raise ElfError(f"ld_imm64 at slot {at} refers to extern (var ksym) {name!r} of incompatible type: the object "
+                       f"declares [{local.id}] {local.kind.name} {local.name!r}, the running kernel has "
+                       f"[{theirs.id}] {theirs.kind.name} {theirs.name!r}", section=section)
 
 
 def _s32(word: int) -> int:

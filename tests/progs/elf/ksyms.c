@@ -3,6 +3,8 @@
 // typeless one (`const void`) to its address in /proc/kallsyms; a __weak one the kernel lacks reads as 0.
 // -DTYPED adds a typed kernel variable: the kernel resolves its address through kallsyms too, so it loads
 // only on a kernel built with CONFIG_KALLSYMS_ALL. -DSTRONG_MISSING adds a strong one no kernel has.
+// -DTYPED_AS=<type> declares bpf_prog_active (an int in the kernel) as <type>: libbpf refuses the object
+// when the declared type is incompatible (a struct, a pointer), and takes any integer or a typedef of one.
 #include <linux/bpf.h>
 
 #define SEC(name) __attribute__((section(name), used))
@@ -22,6 +24,12 @@ extern const int bpf_prog_active __ksym;               /* typed: DEFINE_PER_CPU(
 #ifdef STRONG_MISSING
 extern const void bpfpatch_strong_sym __ksym;
 #endif
+#ifdef TYPED_AS
+struct bpfpatch_not_an_int { int x; };
+typedef int bpfpatch_int_t;
+static void *(*bpf_this_cpu_ptr)(const void *percpu_ptr) = (void *)BPF_FUNC_this_cpu_ptr;
+extern const TYPED_AS bpf_prog_active __ksym;
+#endif
 
 SEC("raw_tp/sys_enter")
 int ksym_values(void *ctx)
@@ -34,6 +42,9 @@ int ksym_values(void *ctx)
 #endif
 #ifdef STRONG_MISSING
 	out_active = (unsigned long long)&bpfpatch_strong_sym;
+#endif
+#ifdef TYPED_AS
+	out_active = *(const char *)bpf_this_cpu_ptr(&bpf_prog_active);
 #endif
 	return 0;
 }
