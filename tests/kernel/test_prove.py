@@ -53,11 +53,15 @@ def third_party(max_slots: int = 300):
 # --- the passes' rewrites ---------------------------------------------------------------
 
 
-#: Program types whose context the prover has no model of: a tracing program's (fentry/fexit) arguments
-#: are BTF-typed kernel pointers, so a load through one is undecided ("holds no pointer the model knows").
-#: Their rewrites must still never be a counterexample and must say why they are undecided, but they are
-#: not held to the share proved (xdp-tools' xdpdump_bpf.o has two, typed since the section table is libbpf's).
-UNMODELLED_CONTEXTS = {ProgType.TRACING}
+#: Program types whose context the prover has no model of (their rewrites must still never be a counterexample
+#: and must say why they are undecided, but they are not held to the share proved).  Tracing programs' BTF-typed
+#: arguments are modelled since stop 18 (`bpfpatch.prove.model.KERNEL_MEMORY_TYPES`, tests/kernel/test_prove_tracing.py).
+UNMODELLED_CONTEXTS: set[ProgType] = set()
+
+
+def refused(row) -> bool:
+    """The pass made no rewrite (it refused the program): nothing for the prover to prove."""
+    return row.result.verdict is ProofVerdict.UNDECIDED and row.result.reason.startswith("the pass refused")
 
 
 @pytest.mark.slow
@@ -66,9 +70,13 @@ def test_every_pass_rewrite_of_the_corpus_is_proved_or_undecided_with_a_reason(c
     modelled = [p for p in programs if p[2] not in UNMODELLED_CONTEXTS]
     rows = prove_passes(modelled, timeout=30)
     others = prove_passes([p for p in programs if p[2] in UNMODELLED_CONTEXTS], timeout=30)
-    counts = summary(rows)
-    print(counts, summary(others))
+    # xdpdump_bpf.o's fentry/fexit attach to an XDP program (section "fentry/func", the target given at load
+    # time), which the kernel's BTF does not name: the kernel pass's analysis refuses them (their arguments read
+    # as scalars).  The share is over the rewrites the passes made; every refusal says why.
+    counts = summary([r for r in rows if not refused(r)])
+    print(counts, summary(others), [(r.program, r.pass_name) for r in rows if refused(r)])
     assert len(modelled) >= 20
+    assert any(p[2] == ProgType.TRACING for p in modelled)
     assert all(r.result.verdict is not ProofVerdict.COUNTEREXAMPLE for r in rows + others), [
         (r.program, r.pass_name, r.result.reason) for r in rows + others
         if r.result.verdict is ProofVerdict.COUNTEREXAMPLE]

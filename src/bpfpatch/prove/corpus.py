@@ -72,7 +72,7 @@ def prove_passes(programs: Iterable[tuple[str, Program, ProgType]], passes: Iter
             if pname == "ctx" and ptype not in L.SKB_TYPES:
                 continue
             try:
-                new = run_passes(prog, [pname], PassContext(seed=seed, prog_type=ptype))
+                new = run_passes(prog, [pname], PassContext(seed=seed, prog_type=ptype, options=_options(prog, ptype)))
             except BpfPatchError as exc:
                 rows.append(Row(name, pname, len(prog.slots), 0,
                                 ProofResult(ProofVerdict.UNDECIDED, f"the pass refused: {exc}")))
@@ -81,6 +81,23 @@ def prove_passes(programs: Iterable[tuple[str, Program, ProgType]], passes: Iter
                                    rewritten_ctx=REWRITTEN_CTX.get(pname, "user"))
             rows.append(Row(name, pname, len(prog.slots), len(new.slots), res))
     return rows
+
+
+def _options(prog: Program, ptype: ProgType) -> dict:
+    """Pass options: a tracing or LSM program's analysis reads its arguments' BTF types (the attach target
+    its section names, in the running kernel's BTF), as ``bpfpatch patch`` gives them."""
+    from bpfpatch.prove.model import KERNEL_MEMORY_TYPES
+
+    if ptype not in KERNEL_MEMORY_TYPES:
+        return {}
+    from bpfpatch.btf.ctxargs import section_ctx_layout
+    from bpfpatch.btf.vmlinux import kernel_types
+
+    kt = kernel_types()
+    layout = section_ctx_layout(kt, prog.meta.get("section") or "") if kt is not None else None
+    if layout is None:
+        return {}
+    return {"kernel": {"analysis": {"kernel_types": kt, "ctx_layout": layout}}}
 
 
 def summary(rows: list[Row]) -> dict[str, dict[str, int]]:

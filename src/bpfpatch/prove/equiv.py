@@ -34,6 +34,7 @@ from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.prove import layout as L
 from bpfpatch.prove.region import entry_state, pointer_kinds
 from bpfpatch.prove.model import (
+    KERNEL_MEMORY_TYPES,
     TRUE,
     Encoder,
     lo32,
@@ -446,7 +447,7 @@ def _region_mentions_maps(program: Program, a0: int, a1: int) -> bool:
 def _prove_region_symbolic(original, rewritten, ptype, region, max_len, timeout, layout_b, stats) -> ProofResult | None:
     """The region proved from a symbolic entry state (fresh values, pointer kinds kept), or None."""
     a0, a1, b0, b1 = region
-    kinds = pointer_kinds(original, a0, L.user_layout(ptype)) if a0 > 0 else None
+    kinds = pointer_kinds(original, a0, L.user_layout(ptype), kernel_memory=ptype in KERNEL_MEMORY_TYPES) if a0 > 0 else None
     if kinds is None:
         return None
     holders = [k for k in list(kinds[0]) + [v for _, v in kinds[1]] if (k[0] or "").startswith("mv:")]
@@ -636,6 +637,8 @@ def _counterexample(m: z3.ModelRef, checks, env: Env, ea: Encoder, eb: Encoder, 
             if mname not in env.maps or not z3.is_true(m.eval(e.guard, model_completion=True)):
                 continue
             info = env.maps[mname]
+            if e.fields[0].size() != 8 * info.key_size:
+                continue  # a local storage's element, keyed by its owner's address: no test run sets it
             key = val(e.fields[0]).to_bytes(info.key_size, "little")
             keys.setdefault(mname, set()).add(key)
             if kind != "lookup":

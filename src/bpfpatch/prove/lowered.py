@@ -96,8 +96,12 @@ def _candidates(original: Program, ptype: ProgType, maps) -> list[tuple[list[Ins
 
     out: list[tuple[list[Insn], Lowering]] = []
     seen: set = set()
+    from bpfpatch.prove.model import KERNEL_MEMORY_TYPES
+
     for insn in original.insns:
         kind = _access_kind(insn)
+        if kind is not None and ptype in KERNEL_MEMORY_TYPES:
+            continue  # no convert_ctx_access: the kernel leaves a tracing program's context loads as they are
         if kind is not None:
             for field_size in _field_sizes(insn, ptype):
                 for tstamp in (False, True):

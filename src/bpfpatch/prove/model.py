@@ -21,6 +21,19 @@ input is the same symbol on both sides):
   ``helper_ret(k)`` (ktime, prandom, redirect, checksum helpers), and every call
   is an *event* (helper, arguments, bytes it reads) both programs must make in the
   same order.  Helpers that rewrite the packet make it ``pkt_after(k, i)``;
+* tracing and LSM programs (`KERNEL_MEMORY_TYPES`): the context is the traced function's
+  arguments, u64 each, read-only symbolic bytes like any context; an 8-byte load of one
+  (or from kernel memory, or ``bpf_get_current_task_btf``'s result) is tagged ``kmem``, a
+  pointer into kernel memory (PTR_TO_BTF_ID: the verifier refuses dereferencing the
+  scalars among them).  A load through it is a *kernel read*, an event like a helper call
+  (address, width) whose value is ``kread(k)`` for its position k: both programs must read
+  the same addresses with the same widths in the same order, and the k-th read gives both
+  the same value, whatever other CPUs write meanwhile (a faulting BPF_PROBE_MEM load gives
+  0, one of the values).  Stores to map values and global data, which kernel memory may
+  alias, are events too; ``bpf_probe_read_kernel`` & co. are events whose bytes are
+  ``probe_byte(k, i)`` (the ``_str`` variants may leave any byte as it was).  Assumed: the
+  program's own stack is not reached through kernel memory; stores through a BTF pointer
+  are not modelled;
 * subprogram calls are inlined (r6-r9 are the caller's again on return); loops are
   unrolled: a node is (frames, slot, jumps back taken so far), up to `UNROLL`; a path
   that would take one more ends in a "bound" exit, which the proof must show infeasible.
@@ -100,7 +113,63 @@ HELPERS: dict[int, tuple[str, int, str]] = {
     65: ("xdp_adjust_tail", 2, "pkt_len"),
     118: ("jiffies64", 0, "fresh64"),
     125: ("ktime_get_boot_ns", 0, "fresh64"),
+    # tracing helpers: reads of kernel memory into the program's memory, task and call facts
+    4: ("probe_read", 3, "probe_read"),
+    15: ("get_current_uid_gid", 0, "fresh64"),
+    16: ("get_current_comm", 2, "fill"),
+    35: ("get_current_task", 0, "fresh64"),
+    45: ("probe_read_str", 3, "probe_read_str"),
+    80: ("get_current_cgroup_id", 0, "fresh64"),
+    112: ("probe_read_user", 3, "probe_read"),
+    113: ("probe_read_kernel", 3, "probe_read"),
+    114: ("probe_read_user_str", 3, "probe_read_str"),
+    115: ("probe_read_kernel_str", 3, "probe_read_str"),
+    158: ("get_current_task_btf", 0, "kptr"),
+    173: ("get_func_ip", 1, "fresh64"),
+    174: ("get_attach_cookie", 1, "fresh64"),
+    27: ("get_stackid", 3, "fresh64"),
+    46: ("get_socket_cookie", 1, "fresh64"),
+    67: ("get_stack", 4, "fill"),
+    120: ("get_ns_current_pid_tgid", 4, "fill"),
+    183: ("get_func_arg", 3, "fill"),
+    184: ("get_func_ret", 2, "fill"),
+    185: ("get_func_arg_cnt", 1, "fresh64"),
+    147: ("d_path", 3, "fill_str"),
+    148: ("copy_from_user", 3, "probe_read"),
+    182: ("strncmp", 3, "output"),
+    194: ("kptr_xchg", 2, "xchg"),
+    # local storage of a kernel object: a map keyed by the object's address
+    107: ("sk_storage_get", 4, "storage"),
+    145: ("inode_storage_get", 4, "storage"),
+    156: ("task_storage_get", 4, "storage"),
+    210: ("cgrp_storage_get", 4, "storage"),
+    # records handed to user space (or a seq file, the trace pipe): what they carry is observed
+    25: ("perf_event_output", 5, "output"),
+    121: ("xdp_output", 5, "output"),
+    126: ("seq_printf", 5, "output"),
+    127: ("seq_write", 3, "output"),
+    130: ("ringbuf_output", 4, "output"),
+    177: ("trace_vprintk", 4, "output"),
 }
+
+#: "output" helpers: the (data register, size register) of each buffer they read.
+OUTPUT_DATA = {25: ((4, 5),), 121: ((4, 5),), 126: ((2, 3), (4, 5)), 127: ((2, 3),), 130: ((2, 3),),
+               177: ((1, 2), (3, 4)), 182: ((1, 2),)}
+#: "fill" helpers: (destination register, its size: a register, or minus a constant); every byte is written
+#: (an error zeroes them: one of the environment's answers).
+FILL_DEST = {16: (1, 2), 67: (2, 3), 120: (3, 4), 147: (2, 3), 183: (3, -8), 184: (2, -8)}
+#: BPF_LOCAL_STORAGE_GET_F_CREATE: a storage helper creates the element it does not find.
+STORAGE_CREATE = 1
+
+#: Program types whose context is the traced function's u64 arguments and whose BTF pointers
+#: (PTR_TO_BTF_ID) read kernel memory: fentry / fexit / fmod_ret / tp_btf / iter, and LSM.
+KERNEL_MEMORY_TYPES = frozenset({ProgType.TRACING, ProgType.LSM})
+#: The tag of a value that points into kernel memory when dereferenced.
+KMEM = "kmem"
+#: Regions other CPUs and kernel memory reads may see (stores to them are events in tracing programs).
+SHARED_REGIONS = ("mv:", "gd:", "entry:")
+#: BPF_PROBE_MEM / BPF_PROBE_MEMSX (the kernel's exception-table loads of BTF pointers) -> LDX MEM / MEMSX.
+PROBE_MODES = {0x20: 0x60, 0x40: 0x80}
 
 ARRAY_MAPS = frozenset({2, 6})  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY: every key below max_entries exists
 
@@ -232,6 +301,9 @@ class Env:
         self.helper_ret = z3.Function("helper_ret", BV32, BV64)
         self.pkt_after = z3.Function("pkt_after", BV32, BV64, BV8)
         self.len_after = z3.Function("len_after", BV32, BV64)
+        self.kread = z3.Function("kread", BV32, BV64)
+        self.probe_byte = z3.Function("probe_byte", BV32, BV64, BV8)
+        self.probe_len = z3.Function("probe_len", BV32, BV64)
         self._bases: dict[str, int] = {}
         self._syms: dict[str, z3.ExprRef] = {}
         lo = 0 if prog_type == ProgType.SOCKET_FILTER else ETH_HLEN
@@ -388,6 +460,8 @@ class Encoder:
         # access outside them is at a kernel offset, bytes of their own (("#", offset) keys).
         self.lowerings = lowerings
         self.in_lowering = False
+        self.pc_now = TRUE
+        self.kernel_memory = env.prog_type in KERNEL_MEMORY_TYPES
 
     # regions ------------------------------------------------------------------------
 
@@ -523,6 +597,8 @@ class Encoder:
         self.store1(st, val, off, size, value, slot)
 
     def load1(self, st: State, val: Val, off: int, size: int, slot: int) -> Val:
+        if val[1] == KMEM:
+            return self.kernel_read(val, off, size, slot)
         r, rel = self._resolve(st, val, off, size, slot)
         if r is None:
             return self.ctx_load(st, rel, size, slot)
@@ -542,14 +618,22 @@ class Encoder:
                     acc = z3.If(rel + i == k, self._byte(st, r, k), acc)
                 parts.append(acc)
             tag = None
+        if all(z3.is_bv_value(x) for x in parts):  # read-only data, a constant: the branches on it are decided
+            return (bv(int.from_bytes(bytes(x.as_long() for x in parts), "little")), tag)
         word = parts[0] if size == 1 else z3.Concat(*reversed(parts))
         return (z3.ZeroExt(64 - 8 * size, word) if size < 8 else word, tag)
 
     def store1(self, st: State, val: Val, off: int, size: int, value: Val, slot: int) -> None:
+        if val[1] == KMEM:
+            raise Unsupported("a store through a BTF pointer (kernel memory) is not modelled", slot=slot)
         r, rel = self._resolve(st, val, off, size, slot)
         if r is None:
             return self.ctx_store(st, rel, size, value, slot)
         v = z3.Extract(8 * size - 1, 0, value[0]) if size < 8 else value[0]
+        if self.kernel_memory and r.name.startswith(SHARED_REGIONS):
+            # kernel memory may alias it: when each store happens, relative to the kernel reads, is seen
+            self.event(self.pc_now, f"store{size}:{r.name}", (rel if not isinstance(rel, int) else bv(rel),
+                                                               z3.ZeroExt(64 - 8 * size, v) if size < 8 else v))
         if isinstance(rel, int):
             if rel < 0 or rel + size > r.size:
                 raise Unsupported(f"store {rel}+{size} outside {r.name}", slot=slot)
@@ -571,13 +655,21 @@ class Encoder:
                     new = z3.If(rel + i == k, z3.Extract(8 * i + 7, 8 * i, v), new)
                 mem[k] = new
 
+    def kernel_read(self, val: Val, off: int, size: int, slot: int) -> Val:
+        """A load through a BTF pointer: an event (address, width), its value the environment's answer."""
+        addr = simplify(val[0] + bv(off)) if z3.is_bv_value(val[0]) else val[0] + bv(off)
+        e = self.event(self.pc_now, f"kread{size}", (addr,))
+        word = self.env.kread(e.pos)
+        v = z3.ZeroExt(64 - 8 * size, z3.Extract(8 * size - 1, 0, word)) if size < 8 else word
+        return (v, KMEM if size == 8 else None)
+
     def pkt_byte(self, i: int) -> z3.BitVecRef:
         return self.env.sym(f"{self.fresh}pkt_{i}", 8) if self.fresh else self.env.pkt_byte(i)
 
     def ctx_key(self, o: int):
         """Where context byte `o` lives: (field, byte in the field), or ("@", o) outside every field."""
-        if self.lowerings is not None and not self.in_lowering:
-            return ("#", o)
+        if self.lowerings is not None and not self.in_lowering and not self.kernel_memory:
+            return ("#", o)  # (a tracing program's context is not converted: the kernel's view is the user's)
         f = L.field_at(self.layout, o, 1)
         if f is None or f.name in L.POINTER_FIELDS:
             return ("@", o)
@@ -599,6 +691,8 @@ class Encoder:
             b = written.get(key)
             parts.append(b if b is not None else self.init_byte("ctx", key))
         word = parts[0] if size == 1 else z3.Concat(*reversed(parts))
+        if self.kernel_memory and size == 8:
+            return (word, KMEM)  # an argument: a BTF pointer if the verifier lets it be dereferenced
         return (z3.ZeroExt(64 - 8 * size, word) if size < 8 else word, None)
 
     def ctx_store(self, st: State, off: int | None, size: int, value: Val, slot: int) -> None:
@@ -721,6 +815,7 @@ class Encoder:
     # one instruction ----------------------------------------------------------------
 
     def step(self, node: Node, pc: z3.BoolRef, st: State, exits: list[Exit]):
+        self.pc_now = pc  # the path condition of events made inside loads and stores
         low = self.lowerings.get(node[1]) if self.lowerings else None
         if low is not None:
             out = self.step_lowered(node, pc, st, exits, low)
@@ -766,7 +861,10 @@ class Encoder:
         frames, slot = node[0], node[1]
         insn = self.insns[slot] if insn is None else insn
         kind = KIND_OF[insn.code]
-        if kind is None:
+        if insn.code & CLASS_MASK == InsnClass.LDX and insn.code & 0xE0 in PROBE_MODES:
+            insn = insn._replace(code=insn.code & 0x1F | PROBE_MODES[insn.code & 0xE0])
+            kind = KIND_OF[insn.code]
+        if kind is None or kind == Kind.INVALID:
             raise Unsupported(f"instruction {insn} is not modelled", slot=slot)
         nxt = (frames, slot + insn.nslots) if nxt is None else nxt
         regs = st.regs
@@ -807,8 +905,10 @@ class Encoder:
                 st.tags[name] = {}
                 st.owned.discard(name)
                 return [(self.successors1(node)[0], TRUE, st)]
+            if insn.src == CallSrc.KFUNC:
+                return self.kfunc(pc, st, insn, nxt, slot)
             if insn.src != CallSrc.HELPER:
-                raise Unsupported("kfunc calls are not modelled", slot=slot)
+                raise Unsupported(f"call with src {insn.src} is not modelled", slot=slot)
             return self.helper(node, pc, st, exits, nxt=nxt)
         if kind == Kind.LD_IMM64:
             st = st.copy()
@@ -965,6 +1065,15 @@ class Encoder:
                 b = self.load(st, pkt, i, 1, slot)[0] if not z3.is_false(ok) else bv(0)
                 self.store(st, regs[3], i, 1, (ite(ok, b, bv(0)), None), slot)
             result = (ite(ok, bv(0), bv(-14)), None)
+        elif how == "xchg":  # bpf_kptr_xchg(map value field, new): the old pointer out, the new one in
+            self.event(pc, f"call:{imm}", args)
+            old = self.load(st, regs[1], 0, 8, slot)
+            self.store(st, regs[1], 0, 8, regs[2], slot)
+            result = (old[0], KMEM)
+        elif how == "storage":
+            result = self.storage_get(pc, st, regs, args, name, slot)
+        elif how in ("probe_read", "probe_read_str", "fill", "fill_str"):
+            result = self.probe_read(pc, st, regs, args, imm, name, how, slot)
         elif how in ("lookup", "update", "delete"):
             tag = regs[1][1]
             if not (tag or "").startswith("map:"):
@@ -999,11 +1108,23 @@ class Encoder:
                         raise Unsupported("csum_diff with a variable size", slot=slot)
                     if n:
                         fields = fields + (self.mem_bytes(st, p, n, slot),)
+            if how == "output":
+                for dreg, sreg in OUTPUT_DATA[imm]:
+                    n = as_int(args[sreg - 1])
+                    if n is None or n > 512:
+                        raise Unsupported(f"{name} with a variable size", slot=slot)
+                    if n:
+                        fields = fields + (self.mem_bytes(st, regs[dreg], n, slot),)
             if how in ("pkt", "pkt_len"):
                 pkt = [self._byte(st, self.region("pkt"), i) for i in range(self.env.max_len)]
                 fields = fields + (z3.Concat(*pkt), st.plen)
             e = self.event(pc, f"call:{imm}", fields)
             ret = self.env.helper_ret(e.pos)
+            if how == "kptr":  # a trusted BTF pointer (bpf_get_current_task_btf)
+                st.regs[0] = (ret, KMEM)
+                for r in range(1, 6):
+                    st.regs[r] = undef(self.env)
+                return [(nxt, TRUE, st)]
             if how == "fresh32":
                 ret = z3.ZeroExt(32, z3.Extract(31, 0, ret))
             result = (ret, None)
@@ -1020,6 +1141,101 @@ class Encoder:
         for r in range(1, 6):
             st.regs[r] = undef(self.env)
         return [(nxt, TRUE, st)]
+
+    def kfunc(self, pc, st: State, insn: Insn, nxt, slot: int):
+        """A kfunc of the running kernel's BTF (a tracing or LSM program's): an event with its arguments, its
+        result the environment's answer (a pointer result is a BTF pointer, ``kmem``).  A kfunc given a pointer
+        into the program's own memory (stack, context, maps: dynptrs, iterators, buffers) may write it: not
+        modelled."""
+        if not self.kernel_memory:
+            raise Unsupported("kfunc calls are not modelled outside tracing and LSM programs", slot=slot)
+        if insn.off != 0:
+            raise Unsupported(f"kfunc {insn.imm} of a module's BTF is not modelled", slot=slot)
+        from bpfpatch.btf.vmlinux import kernel_types
+
+        kt = kernel_types()
+        proto = kt.kfunc(insn.imm) if kt is not None else None
+        if proto is None:
+            raise Unsupported(f"kfunc {insn.imm} is no function of the running kernel's BTF", slot=slot)
+        if len(proto.args) > 5:
+            raise Unsupported(f"kfunc {proto.name} takes {len(proto.args)} arguments", slot=slot)
+        regs = st.regs
+        for k in range(len(proto.args)):
+            tag = regs[k + 1][1]
+            if tag is not None and tag != KMEM:
+                raise Unsupported(f"kfunc {proto.name} is given a pointer into {tag.split('|')[0]} (r{k + 1}):"
+                                  " what it does there is not modelled", slot=slot)
+        e = self.event(pc, f"kfunc:{insn.imm}", tuple(regs[k + 1][0] for k in range(len(proto.args))))
+        st = st.copy()
+        ret = self.env.helper_ret(e.pos)
+        st.regs[0] = (ret, KMEM if proto.ret.startswith(("ptr", "mem")) else None)
+        for r in range(1, 6):
+            st.regs[r] = undef(self.env)
+        return [(nxt, TRUE, st)]
+
+    def probe_read(self, pc, st: State, regs, args, imm: int, name: str, how: str, slot: int) -> Val:
+        """bpf_probe_read{,_kernel,_user}{,_str}(dst, size, src) and bpf_get_current_comm(dst, size).
+
+        From kernel or user memory the bytes are the environment's answer at the call's position
+        (``probe_byte``; a fault zeroes them, one of the answers); a ``_str`` read writes a prefix of
+        ``probe_len`` bytes and leaves the rest as it was.  From the program's own memory (a pointer
+        the model tracks) the bytes are what it holds now.
+        """
+        fill = how.startswith("fill")
+        partial = how.endswith("_str")  # writes a prefix (a string and its NUL), leaves the rest
+        dreg, sreg = FILL_DEST.get(imm, (1, 2)) if fill else (1, 2)
+        n = as_int(args[sreg - 1]) if sreg > 0 else -sreg
+        if n is None or not 0 <= n <= 512:
+            raise Unsupported(f"{name} with a variable size", slot=slot)
+        src = regs[3] if not fill else None
+        own = src is not None and src[1] not in (None, KMEM)
+        if own and partial:
+            raise Unsupported(f"{name} from the program's own memory is not modelled", slot=slot)
+        data = self.mem_bytes(st, src, n, slot) if own and n else None
+        e = self.event(pc, f"call:{imm}", args + ((data,) if data is not None else ()))
+        for i in range(0, n, 8):
+            k = min(8, n - i)
+            if data is not None:
+                chunk = [z3.Extract(8 * (i + j) + 7, 8 * (i + j), data) for j in range(k)]
+            else:
+                chunk = [self.env.probe_byte(e.pos, bv(i + j)) for j in range(k)]
+            if partial:
+                old = self.load(st, regs[dreg], i, k, slot)[0]
+                chunk = [ite(z3.ULT(bv(i + j), self.env.probe_len(e.pos)), b, z3.Extract(8 * j + 7, 8 * j, old))
+                         for j, b in enumerate(chunk)]
+            word = chunk[0] if k == 1 else z3.Concat(*reversed(chunk))
+            self.store(st, regs[dreg], i, k, (z3.ZeroExt(64 - 8 * k, word) if k < 8 else word, None), slot)
+        return (self.env.helper_ret(e.pos), None)
+
+    def storage_get(self, pc, st: State, regs, args, name: str, slot: int) -> Val:
+        """bpf_{task,cgrp,sk,inode}_storage_get(map, owner, value, flags): the map's element of the owner (its
+        address is the key), created with `value` (or zeros) under BPF_LOCAL_STORAGE_GET_F_CREATE when absent
+        (creation may fail: NULL)."""
+        tag = regs[1][1]
+        if not (tag or "").startswith("map:") or tag[4:] not in self.env.maps:
+            raise Unsupported(f"{name}: r1 is not a map the model knows", slot=slot)
+        mname = tag[4:]
+        size = self.env.maps[mname].value_size
+        info = MapInfo(mname, 1, 8, size, self.env.maps[mname].max_entries)
+        key = args[1]
+        e = self.event(pc, f"lookup:{mname}", (key,) + args[3:4])
+        present, content = self.map_fold(st, info, key, e)
+        if regs[3][1] is not None:
+            init = self.mem_bytes(st, regs[3], size, slot)
+        elif as_int(args[2]) == 0:
+            init = bv(0, 8 * size)
+        else:
+            raise Unsupported(f"{name}: an initial value the model cannot read", slot=slot)
+        created = z3.Function("storage_created", BV32, z3.BoolSort())(e.pos)
+        create = (args[3] & bv(STORAGE_CREATE)) != bv(0)
+        content = ite(present, content, init)
+        present = disj(present, conj(create, created))
+        k = self.lookups.get(mname, 0)
+        self.lookups[mname] = k + 1
+        rname = f"mv:{mname}:{k}"
+        r = self.new_value_region(rname, size, content)
+        e.extra.update(present=present, region=rname)
+        return (z3.If(present, bv(r.base), bv(0)), rname)
 
     def map_fold(self, st: State, info: MapInfo, key, e: Event):
         """(present, content) of `key` in map `info` at event `e`, from the initial map and earlier events."""

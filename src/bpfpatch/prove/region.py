@@ -23,7 +23,7 @@ from bpfpatch.isa import KIND_OF, Kind
 from bpfpatch.isa.opcodes import AluOp, CallSrc, PseudoSrc
 from bpfpatch.program import Program
 from bpfpatch.prove import layout as L
-from bpfpatch.prove.model import HELPERS, NREGS, STACK_SIZE, Encoder, Region, State, bv
+from bpfpatch.prove.model import HELPERS, KMEM, NREGS, STACK_SIZE, Encoder, Region, State, bv
 
 UNKNOWN = ("?", None)
 SCALAR = (None, None)
@@ -39,13 +39,18 @@ def _merge(a: Kinds | None, b: Kinds) -> Kinds:
             regs.append(x)
         elif x[0] == y[0]:
             regs.append((x[0], None))
+        elif {x[0], y[0]} == {None, KMEM}:  # as the model merges them: dereferenced, it is kernel memory
+            regs.append((KMEM, None))
         else:
             regs.append(UNKNOWN)
     return (tuple(regs), a[1] & b[1])
 
 
-def pointer_kinds(program: Program, upto: int, layout: list[L.Field]) -> Kinds | None:
-    """Pointer kinds of registers and stack spills on entry to slot `upto`, or None (a backward jump)."""
+def pointer_kinds(program: Program, upto: int, layout: list[L.Field], *, kernel_memory: bool = False) -> Kinds | None:
+    """Pointer kinds of registers and stack spills on entry to slot `upto`, or None (a backward jump).
+
+    `kernel_memory`: a tracing program's (`bpfpatch.prove.model.KERNEL_MEMORY_TYPES`), whose 8-byte loads
+    from the context and from kernel memory are BTF pointers (``kmem``), as the model reads them."""
     insns = {}
     slot = 0
     for insn in program.insns:
@@ -101,7 +106,9 @@ def pointer_kinds(program: Program, upto: int, layout: list[L.Field]) -> Kinds |
             p = regs[insn.src]
             size = {0: 4, 1: 2, 2: 1, 3: 8}[(insn.code >> 3) & 3]
             new = SCALAR
-            if p[0] == "stack0" and p[1] is not None and size == 8:
+            if kernel_memory and kind == Kind.LDX and size == 8 and p[0] in ("ctx", KMEM):
+                new = (KMEM, None)
+            elif p[0] == "stack0" and p[1] is not None and size == 8:
                 new = dict(spills).get(p[1] + insn.off, SCALAR)
             elif p[0] == "ctx" and p[1] is not None and kind == Kind.LDX:
                 f = L.field_at(layout, p[1] + insn.off, size)
@@ -130,7 +137,8 @@ def pointer_kinds(program: Program, upto: int, layout: list[L.Field]) -> Kinds |
                 if how in ("pkt", "pkt_len", "?"):
                     return None  # the packet (or something unknown) changed: no cheap abstraction
                 r1 = regs[1][0] or ""
-                regs[0] = (f"mv:{r1[4:]}", 0) if how == "lookup" and r1.startswith("map:") else SCALAR
+                regs[0] = (f"mv:{r1[4:]}", 0) if how == "lookup" and r1.startswith("map:") else (
+                    (KMEM, None) if how == "kptr" else SCALAR)
             else:
                 regs[0] = UNKNOWN
                 spills = frozenset()
@@ -162,6 +170,8 @@ def entry_state(enc: Encoder, kinds: Kinds) -> State:
             return made[kind]
         if tag is None or tag == "?":
             v = (env.sym(f"entry_{name}", 64), None)
+        elif tag == KMEM:
+            v = (env.sym(f"entry_{name}", 64), KMEM)
         elif tag.startswith("gd:") and tag[3:] not in env.maps:
             v = (env.sym(f"entry_{name}", 64), None)  # global data of no known map: a value like any other
         elif tag.startswith("mv:"):
