@@ -91,8 +91,18 @@ SECTION_TYPES = {
 del _P
 
 
+def libbpf_section(section: str) -> str:
+    """The section name libbpf matches: a leading ``?`` (``SEC("?tc")``: not loaded unless asked) dropped.
+
+    libbpf "forgets there was ? in section name" (bpf_object__init_prog): ``?tc`` is a tc program,
+    ``?fentry/bpf_check`` an fentry one on ``bpf_check``.
+    """
+    return section[1:] if section.startswith("?") else section
+
+
 def prog_type_of(value: "ProgType | int | str") -> ProgType:
-    """A program type from its enum, number, or name ("xdp", "socket_filter", "sched_cls", ...)."""
+    """A program type from its enum, number, or name ("xdp", "socket_filter", "sched_cls", ...), or an ELF
+    section's name as libbpf reads it (`libbpf_section`, `SECTION_TYPES`)."""
     if isinstance(value, ProgType):
         return value
     if isinstance(value, int):
@@ -100,6 +110,7 @@ def prog_type_of(value: "ProgType | int | str") -> ProgType:
             return ProgType(value)
         except ValueError:
             raise UnknownProgType(f"unknown program type number {value}") from None
+    value = libbpf_section(value)
     key = value.strip().upper().replace("-", "_")
     if key in ProgType.__members__:
         return ProgType[key]
@@ -114,4 +125,25 @@ def prog_type_of(value: "ProgType | int | str") -> ProgType:
     raise UnknownProgType(f"unknown program type {value!r} (e.g. socket_filter, sched_cls, xdp)")
 
 
-__all__ = ["PACKET_RUNNABLE", "SECTION_TYPES", "ProgType", "UnknownProgType", "prog_type_of"]
+def untyped_section(section: str, where: str = "") -> UnknownProgType:
+    """The error for an ELF section whose name gives no program type (suricata's ``filter``, ``loadbalancer``).
+
+    libbpf opens such an object but refuses to load the program ("missing BPF prog type, check ELF section
+    name"); its loader must name the type (suricata calls ``bpf_program__set_type``): so must bpfpatch's user.
+    `where` prefixes the message (the file).
+    """
+    return UnknownProgType(f"{where}section {section!r} names no program type (libbpf refuses to load it too: "
+                           f"\"missing BPF prog type\"; its names are socket, xdp, tc, kprobe/..., tracepoint/..., ...): "
+                           f"give one with --prog-type, e.g. --prog-type socket_filter")
+
+
+def section_prog_type(section: str, where: str = "") -> ProgType:
+    """The program type an ELF section name gives; a name that gives none is `untyped_section`'s error."""
+    try:
+        return prog_type_of(section)
+    except UnknownProgType:
+        raise untyped_section(section, where) from None
+
+
+__all__ = ["PACKET_RUNNABLE", "SECTION_TYPES", "ProgType", "UnknownProgType", "libbpf_section", "prog_type_of", "section_prog_type",
+           "untyped_section"]

@@ -107,3 +107,22 @@ def test_an_attach_target_the_kernel_lacks_is_named_not_a_violation(tmp_path_fac
     err = capsys.readouterr().err
     assert "section fentry/bpfpatch_dummy_target" in err and "'bpfpatch_dummy_target' is not in the running kernel's BTF" in err
     assert "invalid mem access" not in err
+
+
+@pytest.mark.kernel
+def test_a_section_marked_not_to_autoload_has_the_type_of_its_name(tmp_path_factory, capsys):
+    from bpfpatch.cli import main
+    from bpfpatch.btf.ctxargs import section_ctx_layout
+    from bpfpatch.btf.vmlinux import kernel_types
+    from bpfpatch.kernel.libbpf import load_object
+
+    obj = compile_bpf(PROGS / "thirdparty" / "optional_section.c", tmp_path_factory.mktemp("optional"), clang="clang")
+    with load_object(obj, programs=["first_byte"]) as loaded:  # autoload asked for: libbpf's own type, no override
+        assert loaded.programs["first_byte"].loaded
+        assert loaded.programs["first_byte"].prog_type is ProgType.XDP
+    assert prog_type_of("?xdp") is ProgType.XDP and prog_type_of("?tc") is ProgType.SCHED_CLS
+    assert main(["analyze", str(obj), "--section", "?xdp"]) in (0, None)
+    assert "invalid mem access" not in capsys.readouterr().err
+    kt = kernel_types()
+    if kt is not None:  # the BTF context of a ?fentry section is its target's, as without the mark
+        assert section_ctx_layout(kt, "?fentry/do_unlinkat") == section_ctx_layout(kt, "fentry/do_unlinkat") is not None

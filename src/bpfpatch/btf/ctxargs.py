@@ -30,7 +30,7 @@ from bpfpatch.analysis.ctxlayout import CtxArg, CtxLayout
 from bpfpatch.analysis.facts import RegType
 from bpfpatch.btf.types import BtfKind
 from bpfpatch.errors import BpfPatchError
-from bpfpatch.progtype import ProgType
+from bpfpatch.progtype import ProgType, libbpf_section
 
 #: enum bpf_attach_type values that decide a BTF context.
 BPF_TRACE_RAW_TP, BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_MODIFY_RETURN, BPF_LSM_MAC, BPF_TRACE_ITER = range(23, 29)
@@ -217,6 +217,7 @@ def section_ctx_layout(kt, section: str) -> CtxLayout | None:
     ``iter/task``, ``lsm/file_open``: `SECTION_TARGETS`), its target looked up by name in `kt` as libbpf
     does; None for other sections, struct_ops ones included (their target is the object's ``.struct_ops``
     map), or a target the kernel lacks."""
+    section = libbpf_section(section)
     for prefix, (ptype, attach, pattern, kind) in SECTION_TARGETS.items():
         if section.startswith(prefix) and kt is not None:
             target = section[len(prefix):]

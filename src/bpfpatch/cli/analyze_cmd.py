@@ -14,7 +14,7 @@ from bpfpatch.loader import read_program
 @app.command("analyze")
 def analyze_cmd(
     file: Path = typer.Argument(..., help="ELF object, raw instruction bytes or assembly text"),
-    prog_type: Optional[str] = typer.Option(None, "--prog-type", help="socket_filter, sched_cls, xdp, ... (default: from the ELF section, else socket_filter)"),
+    prog_type: Optional[str] = typer.Option(None, "--prog-type", help="socket_filter, sched_cls, xdp, ... (default: from the ELF section name, which must give one; raw input: socket_filter)"),
     section: Optional[str] = typer.Option(None, "--section", help="the ELF section (program) to analyze"),
     budget: int = typer.Option(1_000_000, "--budget", help="processed-instruction limit (the kernel's is 1M)"),
 ) -> None:
@@ -22,18 +22,17 @@ def analyze_cmd(
     from bpfpatch.analysis.verifier import AnalysisError, analyze
     from bpfpatch.btf.vmlinux import kernel_types
     from bpfpatch.kernel.ctxlayout import install_kernel_layouts
-    from bpfpatch.progtype import UnknownProgType, prog_type_of
+    from bpfpatch.progtype import section_prog_type
 
     install_kernel_layouts()  # the context layouts of the running kernel's BTF, the uapi ones without it
 
     program = read_program(file, section=section, linked=True)
     ptype = prog_type
     if ptype is None:
+        # raw bytes and assembly text are socket filters; an ELF section its name's type, and a name that
+        # gives none (suricata's "filter") is refused, as libbpf refuses to load it
         sec = program.meta.get("section") or ""
-        try:
-            ptype = prog_type_of(sec).name.lower() if sec else "socket_filter"
-        except UnknownProgType:
-            ptype = "socket_filter"
+        ptype = section_prog_type(sec, f"{file}: ").name.lower() if sec else "socket_filter"
     try:
         # kfunc prototypes and kernel struct members from the running kernel's BTF, read at first need;
         # the subprograms' prototypes (global functions are verified on their own) from the object's BTF
@@ -57,7 +56,9 @@ def _btf_ctx(program, section: str | None, strict: bool = False):
     from bpfpatch.btf.vmlinux import kernel_types
     from bpfpatch.errors import ElfError
 
-    sec = program.meta.get("section") or section or ""
+    from bpfpatch.progtype import libbpf_section
+
+    sec = libbpf_section(program.meta.get("section") or section or "")
     kt = kernel_types()
     for prefix, (_, _, pattern, kind) in SECTION_TARGETS.items():
         target = sec[len(prefix):]

@@ -65,9 +65,18 @@ def check_cmd(
         from bpfpatch.cli.prove_cmd import prove_and_report
         from bpfpatch.loader import read_program
 
-        pa = read_program(original, section=program, linked=True)
-        pb = read_program(rewritten, section=program, linked=True)
-        ptype = prog_type or pa.meta.get("section") or "socket_filter"
+        try:  # an unreadable input is a usage error (64), as without --prove: 1 would read as a counterexample
+            pa = read_program(original, section=program, linked=True)
+            pb = read_program(rewritten, section=program, linked=True)
+            ptype = prog_type
+            if ptype is None:
+                from bpfpatch.progtype import section_prog_type
+
+                sec = pa.meta.get("section")
+                ptype = section_prog_type(sec, f"{original}: ") if sec else "socket_filter"
+        except BpfPatchError as exc:
+            typer.echo(f"bpfpatch check: error: {exc}", err=True)
+            raise typer.Exit(USAGE_EXIT)
         raise typer.Exit(prove_and_report(pa, pb, ptype, max_len=max_len, timeout=timeout, rewritten_ctx=rewritten_ctx))
 
     if inputs < 1:

@@ -43,7 +43,7 @@ from bpfpatch.kernel.cover import Coverage, CoverageError
 from bpfpatch.kernel.ctxlayout import ContextLayout, layout_of
 from bpfpatch.kernel.libbpf import LibbpfError, LoadedObject, ObjectMap, load_object, remap_map_fds, verifier_reason
 from bpfpatch.kernel.packets import Harvest, describe, harvest, mutate, shapes
-from bpfpatch.progtype import ProgType, prog_type_of
+from bpfpatch.progtype import ProgType, prog_type_of, untyped_section
 
 BIG_MAP_BYTES = 1 << 16
 BIG_MAP_EVERY = 256
@@ -551,12 +551,20 @@ class _Pinned:
             os.sched_setaffinity(0, self.prev)
 
 
-def program_names(source: Source, prog_type=None) -> list[tuple[str, str]]:
-    """(name, section) of every program of an object, read through libbpf."""
+def program_names(source: Source, prog_type=None, program: str | None = None) -> list[tuple[str, str]]:
+    """(name, section) of every program of an object (or of `program`, a name or section), read through libbpf.
+
+    Without `prog_type`, a program whose section name gives no type (suricata's ``filter``) is a
+    `CheckInputError` naming it: libbpf would refuse to load it, the user must say what it is.
+    """
     if isinstance(source, Raw):
         return [(source.name, "")]
     with load_object(source, prog_type=prog_type, programs=[]) as obj:
-        return [(p.name, p.section) for p in obj.programs.values()]
+        progs = [obj.program(program)] if program is not None else list(obj.programs.values())
+        for p in progs:
+            if p.prog_type is ProgType.UNSPEC:
+                raise CheckInputError(f"{obj.name}: program {p.name!r}: {untyped_section(p.section)}")
+        return [(p.name, p.section) for p in progs]
 
 
 def check(
@@ -580,16 +588,9 @@ def check(
         if isinstance(src, (str, os.PathLike)) and not os.path.isfile(src):
             raise CheckInputError(f"{src}: no such file")
     try:
-        names = program_names(original, prog_type)
+        names = program_names(original, prog_type, program)
     except LibbpfError as exc:
         raise CheckInputError(str(exc)) from exc
-    if program is not None and not isinstance(original, Raw):
-        try:
-            with load_object(original, prog_type=prog_type, programs=[]) as obj:
-                p = obj.program(program)
-            names = [(p.name, p.section)]
-        except LibbpfError as exc:
-            raise CheckInputError(str(exc)) from exc
     user = list(inputs) if inputs is not None else None
     results = []
     with _Pinned():

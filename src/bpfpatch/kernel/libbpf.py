@@ -40,7 +40,7 @@ from bpfpatch.errors import BpfPatchError, KernelError
 from bpfpatch.kernel.bpf_sys import FdOwner
 from bpfpatch.kernel.loader import LoadedProgram, TestRunResult
 from bpfpatch.kernel.maps import MapType
-from bpfpatch.progtype import ProgType, prog_type_of
+from bpfpatch.progtype import ProgType, prog_type_of, untyped_section
 
 LIBBPF_SONAME = "libbpf.so.1"
 BPF_F_SLEEPABLE = 1 << 4
@@ -57,6 +57,10 @@ class LibbpfError(KernelError):
 
 class LibbpfMissing(LibbpfError):
     """libbpf.so.1 is not installed (Debian: ``apt-get install libbpf1``)."""
+
+
+class MissingProgType(LibbpfError):
+    """A program to load whose section name gives no program type, libbpf's or bpfpatch's (and none was given)."""
 
 
 class ObjectOpenOpts(ctypes.Structure):
@@ -621,11 +625,14 @@ def load_object(
                 if prog_type is not None:
                     lib.bpf_program__set_type(p, int(prog_type_of(prog_type)))
                 elif lib.bpf_program__type(p) == ProgType.UNSPEC:
-                    # A section libbpf does not know ("socket/two"): bpfpatch's prefix table decides.
+                    # A section libbpf does not know ("socket/two"): bpfpatch's prefix table decides; a name it
+                    # does not know either (suricata's "filter") is refused before libbpf's bare EINVAL
                     try:
                         lib.bpf_program__set_type(p, int(prog_type_of(psec)))
                     except BpfPatchError:
-                        pass
+                        if chosen is None or pname in chosen or psec in chosen:
+                            raise MissingProgType(f"{label}: program {pname!r}: {untyped_section(psec)}",
+                                                  errno=E.EINVAL) from None
                 if expected_attach_type is not None:
                     lib.bpf_program__set_expected_attach_type(p, expected_attach_type)
                 if log_level:
@@ -647,7 +654,7 @@ def load_object(
 
 
 __all__ = [
-    "LIBBPF_SONAME", "LibbpfError", "LibbpfMissing", "LoadedObject", "MapInfo", "ObjectMap", "ObjectProgram",
+    "LIBBPF_SONAME", "LibbpfError", "LibbpfMissing", "MissingProgType", "LoadedObject", "MapInfo", "ObjectMap", "ObjectProgram",
     "libbpf", "libbpf_available", "load_object", "num_possible_cpus", "remap_map_fds",
     "verifier_lines", "verifier_reason",
 ]
