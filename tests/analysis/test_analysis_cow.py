@@ -32,8 +32,7 @@ XDP_SAMPLE = ["xdpfilt_alw_eth.o", "xdpfilt_dny_tcp.o", "xdpfilt_alw_ip.o", "xsk
 
 def _deep_snapshot(self: State, prev: State | None = None) -> State:
     s = State([f.copy() for f in self.frames])
-    s.refs, s.parent, s.first_idx = list(self.refs), self.parent, self.first_idx
-    s.jhist, s.may_goto_depth = self.jhist, self.may_goto_depth
+    s.refs, s.may_goto_depth = list(self.refs), self.may_goto_depth  # a kept state has no walk bookkeeping
     return s
 
 

@@ -82,10 +82,10 @@ def _main() -> list:
 
 
 def test_live_stack_writes_join_by_intersection():
-    from bpfpatch.analysis.livestack import LiveStack
+    from bpfpatch.analysis.livestack import LiveStack, Successors
 
     # 0: *(u64 *)(r10 - 8) = r1 (slot 0, on one visit only); 1: r2 = *(u64 *)(r10 - 8); 2: exit
-    ls = LiveStack(3, [0], [(1,), (2,), ()])
+    ls = LiveStack(3, [0], Successors.of([(1,), (2,), ()]))
     frames = _main()
     ls.begin(0)
     ls.write(0, 1 << 0)
@@ -101,10 +101,10 @@ def test_live_stack_writes_join_by_intersection():
 
 
 def test_live_stack_callee_reads_are_live_after_the_call_in_the_caller():
-    from bpfpatch.analysis.livestack import LiveStack
+    from bpfpatch.analysis.livestack import LiveStack, Successors
 
     # main: 0: call 3; 1: call 3; 2: exit.  sub (3..4): 3: r0 = *(u64 *)(r1 + 0) (main's slot 2); 4: exit
-    ls = LiveStack(5, [0, 3], [(1,), (2,), (), (4,), ()])
+    ls = LiveStack(5, [0, 3], Successors.of([(1,), (2,), (), (4,), ()]))
     main = SimpleNamespace(callsite=-1, subprog=0)
     callee = [main, SimpleNamespace(callsite=1, subprog=3)]
     ls.read(callee, 3, 0, 1 << 2)

@@ -125,8 +125,8 @@ class InsnAux:
     costs one object of six slots (80 bytes; eleven slots and a list and a dict
     each were most of an analysis's memory).  The analysis keeps its states with
     `keep_state` / `keep_after`: while there is one, it is held alone, without
-    its list (or its ``{"after": [...]}`` dict), made at the second or when
-    ``states`` / ``extra`` is read.  Equality compares every field, as a dataclass's.
+    its list (made at the second or when ``states`` is read); the states after
+    are held without their ``{"after": [...]}`` dict until ``extra`` is read.  Equality compares every field, as a dataclass's.
     """
 
     __slots__ = ("seen", "ptr_type", "zext_dst", "_states", "_extra", "_more")
@@ -235,10 +235,12 @@ class InsnAux:
         ex = self._extra
         if ex is None:
             self._extra = state
+        elif ex.__class__ is list:
+            ex.append(state)
         elif ex.__class__ is dict:
             ex.setdefault("after", []).append(state)
         else:
-            self._extra = {"after": [ex, state]}
+            self._extra = [ex, state]  # the "after" list alone, its dict made when `extra` is read
 
     @states.setter
     def states(self, value: list[Any]) -> None:
@@ -249,7 +251,8 @@ class InsnAux:
         """Anything else carried by reference (an empty dict until the first key)."""
         ex = self._extra
         if ex.__class__ is not dict:
-            ex = self._extra = {} if ex is None else {"after": [ex]}  # a state `keep_after` held alone
+            # nothing yet, or what `keep_after` held without the dict: a state alone, or the list of them
+            ex = self._extra = {} if ex is None else {"after": ex} if ex.__class__ is list else {"after": [ex]}
         return ex
 
     @extra.setter

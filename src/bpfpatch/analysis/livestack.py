@@ -26,6 +26,7 @@ same again.  Each sweep takes its instructions in the same descending order as a
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from heapq import heapify, heappop, heappush
 from typing import Any
@@ -35,6 +36,35 @@ U64 = (1 << 64) - 1
 
 #: An instance's changed instructions while there are none (one for all: a subprogram's set costs 216 bytes).
 _NO_DIRTY: frozenset[int] = frozenset()
+
+
+class Successors:
+    """Where control goes next from each instruction within its subprogram (``bpf_insn_successors``), as two
+    int32 columns: ``fall``, the next instruction on the straight path (i + 1, an ld_imm64's i + 2), and
+    ``jump``, a jump's target; -1 where there is none.  8 bytes an instruction (a tuple each cost 60-85)."""
+
+    __slots__ = ("fall", "jump")
+
+    def __init__(self, fall: array, jump: array) -> None:
+        self.fall, self.jump = fall, jump
+
+    @classmethod
+    def of(cls, lists: Sequence[Sequence[int]]) -> "Successors":
+        """From one sequence of at most two successors per instruction (the first is taken as ``fall``)."""
+        fall, jump = array("i", [-1]) * len(lists), array("i", [-1]) * len(lists)
+        for i, ss in enumerate(lists):
+            if len(ss) > 0:
+                fall[i] = ss[0]
+            if len(ss) > 1:
+                jump[i] = ss[1]
+        return cls(fall, jump)
+
+    def __len__(self) -> int:
+        return len(self.fall)
+
+    def __getitem__(self, i: int) -> tuple[int, ...]:
+        f, t = self.fall[i], self.jump[i]
+        return (f, t) if f >= 0 and t >= 0 else (f,) if f >= 0 else (t,) if t >= 0 else ()
 
 
 def _dirty(inst: "_Instance", j: int) -> None:
@@ -77,13 +107,12 @@ class _Instance:
 class LiveStack:
     """The live stack analysis of one walk (``bpf_liveness``)."""
 
-    def __init__(self, n: int, subprog_starts: Sequence[int], successors: Sequence[tuple[int, ...]]) -> None:
+    def __init__(self, n: int, subprog_starts: Sequence[int], successors: Successors) -> None:
         self.succ = successors
         self.n = n
         self.pred_at: array | None = None  # predecessors, compressed: pred[pred_at[i]:pred_at[i + 1]] (made at a solve)
         self.pred: array | None = None
-        starts = sorted(set(subprog_starts) | {0})
-        self.ends = {s: e for s, e in zip(starts, starts[1:] + [n])}
+        self.starts = array("i", sorted(set(subprog_starts) | {0}))  # the subprograms' first instructions
         self.instances: dict[tuple[int, ...], _Instance] = {}
         self.write_acc: dict[int, int] = {}
         self.write_idx = -1
@@ -102,7 +131,7 @@ class LiveStack:
         inst = self.instances.get(chain)
         if inst is None:
             start = chain[-1]
-            inst = self.instances[chain] = _Instance(chain, start, self.ends.get(start, start + 1))
+            inst = self.instances[chain] = _Instance(chain, start, self._end_of(start))
         return inst
 
     # --- marks -----------------------------------------------------------------------------
@@ -174,16 +203,18 @@ class LiveStack:
         if self.pred is None:
             n = self.n
             at = array("i", bytes(4 * (n + 1)))
-            for ss in self.succ:
-                for t in ss:
+            columns = (self.succ.fall, self.succ.jump)
+            for col in columns:
+                for t in col:
                     if 0 <= t < n:
                         at[t + 1] += 1
             for i in range(n):
                 at[i + 1] += at[i]
             pos = array("i", at)
             pred = array("i", bytes(4 * at[n]))
-            for i, ss in enumerate(self.succ):
-                for t in ss:
+            for i in range(n):  # by source, the fall-through before the jump (the old lists' order)
+                for col in columns:
+                    t = col[i]
                     if 0 <= t < n:
                         pred[pos[t]] = i
                         pos[t] += 1
@@ -206,20 +237,22 @@ class LiveStack:
     def _sweep(self, inst: _Instance) -> None:
         """Sweep the instance's instructions backwards until nothing changes."""
         start, end = inst.start, inst.end
-        succ = self.succ
+        fall, jump = self.succ.fall, self.succ.jump
         for m in inst.frames.values():
             may_read, must_write, acc, live = m
             changed = True
             while changed:
                 changed = False
                 for i in range(end - 1, start - 1, -1):
-                    ss = succ[i]
-                    if not ss:
+                    f, t = fall[i], jump[i]
+                    if f < 0 and t < 0:
                         continue
                     j = i - start
                     after = 0
                     wacc = U64
-                    for s in ss:
+                    for s in (f, t):
+                        if s < 0:
+                            continue
                         if start <= s < end:
                             after |= live[s - start]
                             wacc &= acc[s - start]
@@ -235,7 +268,7 @@ class LiveStack:
     def _worklist(self, inst: _Instance) -> None:
         """`_sweep`'s result, evaluating only the instructions whose inputs changed, in the sweeps' order."""
         start, end = inst.start, inst.end
-        succ = self.succ
+        fall, jump = self.succ.fall, self.succ.jump
         pred_at, pred = self._predecessors()
         seeds = inst.dirty
         for m in inst.frames.values():
@@ -248,12 +281,14 @@ class LiveStack:
                 while todo:
                     j = -heappop(todo)
                     i = j + start
-                    ss = succ[i]
-                    if not ss:
+                    f, t = fall[i], jump[i]
+                    if f < 0 and t < 0:
                         continue
                     after = 0
                     wacc = U64
-                    for s in ss:
+                    for s in (f, t):
+                        if s < 0:
+                            continue
                         if start <= s < end:
                             after |= live[s - start]
                             wacc &= acc[s - start]
@@ -292,11 +327,16 @@ class LiveStack:
         self._commit(outer)
 
     def _start_of(self, idx: int) -> int:
-        best = 0
-        for s in self.ends:
-            if s <= idx and s > best:
-                best = s
-        return best
+        """The first instruction of the subprogram holding `idx`."""
+        return self.starts[bisect_right(self.starts, idx) - 1]
+
+    def _end_of(self, start: int) -> int:
+        """One past the last instruction of the subprogram starting at `start` (start + 1 if none starts there)."""
+        starts = self.starts
+        i = bisect_left(starts, start)
+        if i < len(starts) and starts[i] == start:
+            return starts[i + 1] if i + 1 < len(starts) else self.n
+        return start + 1
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -315,4 +355,4 @@ class LiveStack:
         return False
 
 
-__all__ = ["LiveStack"]
+__all__ = ["LiveStack", "Successors"]

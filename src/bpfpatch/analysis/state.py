@@ -725,23 +725,23 @@ class State:
                     FROZEN.append((sl, _slot_fields(sl)))
 
     def snapshot(self, prev: "State | None" = None) -> "State":
-        """A copy to keep and never change (``InsnAux.states``): registers, stack slots and frames equal to
-        those of `prev`, an older snapshot, are shared with it (the state after an instruction is
-        mostly the one before), and the path's history is not copied (``hist`` is empty)."""
+        """A copy to keep and never change (``InsnAux.states``): the abstract state alone -- its frames (a
+        tuple), references and ``may_goto_depth`` -- without the walk's bookkeeping (no parent checkpoint,
+        history, jump-history length or counters: None, empty, 0).  Registers, stack slots and frames equal
+        to those of `prev`, an older snapshot, are shared with it, and `prev` itself is returned when all
+        is equal (the state after an instruction is the one before the next, even across a checkpoint)."""
         pf = prev.frames if prev is not None else ()
-        frames = [f.snapshot(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)]
-        if (prev is not None and len(pf) == len(frames) and all(a is b for a, b in zip(frames, pf))
-                and prev.refs == self.refs and prev.parent is self.parent and prev.first_idx == self.first_idx
-                and prev.jhist == self.jhist and prev.may_goto_depth == self.may_goto_depth):
-            return prev
+        frames = tuple([f.snapshot(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)])
+        if pf.__class__ is tuple and len(pf) == len(frames) and all(a is b for a, b in zip(frames, pf)):
+            if prev.refs == self.refs and prev.may_goto_depth == self.may_goto_depth:
+                return prev
+            frames = pf
         s = State.__new__(State)
         s.frames = frames
         s.refs = prev.refs if prev is not None and prev.refs == self.refs else list(self.refs)
-        s.parent = self.parent
+        s.parent = None
         s.hist = _NO_HIST
-        s.branches = s.hit = s.miss = 0
-        s.first_idx = self.first_idx
-        s.jhist = self.jhist
+        s.branches = s.hit = s.miss = s.first_idx = s.jhist = 0
         s.may_goto_depth = self.may_goto_depth
         return s
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 from os import cpu_count
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
@@ -41,7 +42,7 @@ from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.funcinfo import ArgKind, SubprogFunc
 from bpfpatch.analysis.helpers import HelperProto, helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes
-from bpfpatch.analysis.livestack import LiveStack
+from bpfpatch.analysis.livestack import LiveStack, Successors
 from bpfpatch.analysis.liveness import slot_edges, slot_liveness, uses_defs
 from bpfpatch.analysis.scc import MAX_BACKEDGE_ITERS, SccVisit, SccVisits, scc_ids
 from bpfpatch.analysis.state import (
@@ -217,7 +218,7 @@ class _Env:
     processed: int = 0
     explored: dict[int, list[State]] = field(default_factory=dict)  # by `_explored_key`, oldest first
     total_states: int = 0
-    subprog_starts: frozenset[int] = frozenset()
+    subprog_starts: array = field(default_factory=lambda: array("i"))  # sorted, with 0
     max_depth: int = 0
     log: list[str] | None = None
     attach_type: int | None = None
@@ -313,7 +314,8 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
         aux[i] = InsnAux()
         i += 2 if code[i] == 0x18 else 1
     env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), aux, [], bytearray(n),
-               keep_states, budget, subprog_starts=frozenset(program.subprogs), log=[] if log else None)
+               keep_states, budget, subprog_starts=array("i", sorted(set(program.subprogs) | {0})),
+               log=[] if log else None)
     env.attach_type = attach_type
     env.kernel_types = kernel_types
     env.funcs = dict(funcs or {})
@@ -558,27 +560,28 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             idx = nxt
 
 
-def _flow_successors(code: array, fall: bytearray, tgt: array) -> list[tuple[int, ...]]:
+def _flow_successors(code: array, fall: bytearray, tgt: array) -> Successors:
     """Per instruction, where control goes next within its subprogram (``bpf_insn_successors``: a call falls
-    through, an exit goes nowhere), from `slot_edges`; an ld_imm64 goes past its second slot, which goes nowhere."""
+    through, an exit goes nowhere), from `slot_edges` (whose jump column it takes); an ld_imm64 goes past its
+    second slot, which goes nowhere."""
     n = len(code)
-    succ: list[tuple[int, ...]] = [()] * n
+    nxt = array("i", [-1]) * n
     i = 0
     while i < n:
         if code[i] == 0x18:
-            succ[i] = (i + 2,)
+            nxt[i] = i + 2
             i += 2
             continue
-        t = tgt[i]
-        succ[i] = ((i + 1,) if fall[i] else ()) + ((t,) if t >= 0 else ())
+        if fall[i]:
+            nxt[i] = i + 1
         i += 1
-    return succ
+    return Successors(nxt, tgt)
 
 
-def _loops(succ: list[tuple[int, ...]]) -> list[int]:
+def _loops(succ: Successors) -> list[int]:
     """Per instruction, the number of its loop (`scc_ids`), all 0 when no jump goes backwards."""
     n = len(succ)
-    if not any(t <= i for i, ss in enumerate(succ) for t in ss):
+    if not any(0 <= t <= i for i, t in enumerate(succ.jump)):
         return [0] * n
     return scc_ids(n, succ.__getitem__)
 
@@ -3124,7 +3127,9 @@ def _call_subprog(env: _Env, st: State, idx: int) -> int:
 
 def _func_number(env: _Env, start: int) -> int:
     """The subprogram's number (func#N in the kernel's messages)."""
-    return sorted(env.subprog_starts | {0}).index(start) if start in env.subprog_starts else 0
+    starts = env.subprog_starts
+    i = bisect_left(starts, start)
+    return i if i < len(starts) and starts[i] == start else 0
 
 
 def _call_global(env: _Env, st: State, idx: int, g: SubprogFunc) -> int:
