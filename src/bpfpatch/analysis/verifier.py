@@ -842,11 +842,21 @@ def _step_line(env: _Env, idx: int, before: State, after: State) -> str:
         uses, defs = 0, 1
     bf, af = before.cur, after.cur
     regs = [r for r in range(11) if (uses | defs) >> r & 1]
-    slots = [k for k in af.stack if k not in bf.stack or bf.stack[k].types != af.stack[k].types
-             or (af.stack[k].spilled is not None and (bf.stack[k].spilled is None
-                 or format_reg(bf.stack[k].spilled) != format_reg(af.stack[k].spilled)))]
+    slots = [k for k, s in af.stack.items() if _slot_changed(bf.stack.get(k), s)]
     tail = format_frame(af, regs, slots).strip()
     return f"{head:<37} ; {tail}" if tail else head
+
+
+def _slot_changed(before: Slot | None, after: Slot) -> bool:
+    """Does the log show slot `after` as changed since `before`: new, other byte types, or a spilled
+    register that prints differently.  Field equality (`Reg.same`) settles most spills without
+    formatting them: a program with dozens of spilled slots formats none of the unchanged ones."""
+    if before is None or before.types != after.types:
+        return True
+    a, b = after.spilled, before.spilled
+    if a is None or a is b:
+        return False
+    return b is None or (not a.same(b) and format_reg(b) != format_reg(a))
 
 
 def _zext_on_prune(env: _Env, cur: State, idx: int) -> None:
