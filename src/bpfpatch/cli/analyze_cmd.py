@@ -43,8 +43,8 @@ def analyze_cmd(
             typer.echo(line)
         typer.echo(f"bpfpatch: {file}: instruction {exc.index}: {exc.message}", err=True)
         raise typer.Exit(1)
-    for line in result.log:
-        typer.echo(line)
+    if result.log:
+        typer.echo("\n".join(result.log))  # one write: a long log is ~100k lines
     typer.echo(f"processed {result.processed} insns (limit {budget}) total_states {result.total_states}")
 
 
