@@ -535,6 +535,17 @@ def kernel_factor(result: BenchResult, series: str = "readme", n: int = KERNEL_C
     return k / t if t and k else None
 
 
+def own_cost_ratio(result: BenchResult, series: str, n: int) -> float | None:
+    """The library's own per-site cost for `series`' patch form over the shared tuple's, the user's making
+    of the instructions taken out: (series - readme-floor + node) / node at size `n`.
+
+    readme-floor is the shared-tuple loop that also makes the README's three `Insn`s and their list at
+    every site and drops them, so series - readme-floor is what `replace` pays for a new patch beyond a
+    shared one (for the fresh list and the equal new tuple, whose making costs the same)."""
+    t, floor, node = result.get(series, n), result.get("readme-floor", n), result.get("node", n)
+    return (t - floor + node) / node if t and floor and node else None
+
+
 def markdown_table(result: BenchResult) -> str:
     """The table as Markdown (for the README), seconds with the ratio to each series' floor."""
     sizes, rows = table_rows(result)

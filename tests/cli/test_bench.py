@@ -108,3 +108,17 @@ def test_readme_build_is_the_readme_loop_verbatim():
     bench_lines = _code(inspect.getsource(B.readme_build))
     start = bench_lines.index("for node in pl:")
     assert bench_lines[start: start + len(loop)] == loop
+
+
+def test_own_cost_ratio_takes_the_users_instructions_out():
+    m = B.Measurement
+    made = B.BenchResult("m", [m("readme", 100_000, 0.17), m("readme-floor", 100_000, 0.16), m("node", 100_000, 0.07)])
+    assert abs(B.own_cost_ratio(made, "readme", 100_000) - (0.17 - 0.16 + 0.07) / 0.07) < 1e-12
+    assert B.own_cost_ratio(made, "readme-tuple", 100_000) is None  # not run
+    assert B.own_cost_ratio(made, "readme", 20_000) is None
+
+
+def test_bench_command_prints_the_own_cost_line(capsys):
+    assert main(["bench", "--sizes", "2000", "--series", "node,readme,readme-floor", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "readme at N=2,000: replace's own cost per site" in out

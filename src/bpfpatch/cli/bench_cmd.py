@@ -34,6 +34,12 @@ def render(result: B.BenchResult, console: Console) -> None:
         if f:
             console.print(f"{s} at N={B.KERNEL_COMPARE_N:,}: {f:.0f}x faster than the kernel's load of the same program"
                           + (f" (target: at least {B.KERNEL_COMPARE_FACTOR:.0f}x)" if s == "readme" else ""))
+    n = max((m.n for m in result.measurements if m.series == "readme-floor" and m.seconds), default=None)
+    for s in ("readme", "readme-tuple"):
+        r = B.own_cost_ratio(result, s, n) if n else None
+        if r:
+            console.print(f"{s} at N={n:,}: replace's own cost per site {r:.2f}x the shared tuple's, the user's "
+                          f"Insn(...) calls taken out ({s} - readme-floor + node; target: at most 2x)")
     for s, target in (("cli-patch", 0.5), ("cli-disasm", 1.0)):
         n = max((m.n for m in result.measurements if m.series == s and m.seconds), default=None)
         if n is not None:
