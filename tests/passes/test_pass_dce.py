@@ -12,6 +12,7 @@ from bpfpatch.asm import assemble
 from bpfpatch.isa import KIND_OF, Kind, decode_slots, slot_rows
 from bpfpatch.isa.refs import Target, target_of
 from bpfpatch.passes import PassContext, run_passes
+from bpfpatch.passes import cfg
 from bpfpatch.patch import PatchList
 from bpfpatch.passes.cfg import analyze
 from progtools import accepted_retvals, kernel_programs, kernel_retvals, programs
@@ -360,3 +361,36 @@ def test_the_path_walks_key_set_is_a_set_across_its_slot_widths(keys):
         ref.add(k)
     assert len(ks) == len(ref)
     assert all(not ks.add_new(k, 1 << 30) for k in ref)
+    # capped at the walk's key limit: the table stops at four fifths full instead of doubling past it
+    capped, cap = KeySet(len(ref)), len(ref)
+    for k in keys:
+        capped.add_new(k, cap)
+    assert len(capped) == cap and all(not capped.add_new(k, cap) for k in ref)
+    if cap and max(ref) < 1 << 63:
+        with pytest.raises(cfg.TooManyPaths):
+            capped.add_new(next(k for k in range(1 << 40, 1 << 41) if k not in ref), cap)
+
+
+_VALUES = st.one_of(st.none(), st.integers(0, 3), st.integers(0, (1 << 64) - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(*[_VALUES] * cfg.NREGS) | st.tuples(st.integers(0, cfg.NREGS - 1), _VALUES), max_size=300))
+def test_the_path_walks_state_table_numbers_states_as_a_dict_does(steps):
+    # a state one register off its base is kept as (base, register, value): equal states get one
+    # number however they were reached, numbered in order of first appearance, read back equal
+    table, ref, cur = cfg.StateTable(), {}, cfg.UNKNOWN
+    for step in steps:
+        if len(step) == 2:  # a one-register change of the last state read (the walk's common case)
+            regs = list(cur)
+            regs[step[0]] = step[1]
+            step = tuple(regs)
+        sid = table.find(step)
+        assert sid == ref.setdefault(step, len(ref))
+        cur = table.get(sid)
+        assert cur == step
+    assert len(table) == len(ref)
+    assert all(table.get(sid) == state for state, sid in ref.items())
+    if ref:
+        with pytest.raises(cfg.TooManyPaths):
+            table.find((7,) * cfg.NREGS if (7,) * cfg.NREGS not in ref else (8,) * cfg.NREGS, len(ref))

@@ -178,7 +178,7 @@ def analyze(pl: PatchList, budget: int | None = None) -> Flow:
 PATH_STATES_PER_INSN, PATH_KEYS_PER_INSN = 0.25, 1.5
 
 
-class _TooManyPaths(Exception):
+class TooManyPaths(Exception):
     """The path walk's memory bound was reached."""
 
 
@@ -188,14 +188,18 @@ class KeySet:
     Four bytes a slot while every key fits 32 bits (a path walk without deep call stacks), eight
     after, at most two thirds full, where a Python set holds an int object and a table entry per key
     (about 100 bytes); keys of 2**63 and more (deep call stacks of a huge program) go to a plain set.
+    With `cap` (the most keys it will be asked to hold) the table stops growing at four fifths full
+    for `cap` keys instead of doubling past it (20k keys: 25,000 slots, not 32,768).
     """
 
-    __slots__ = ("_tab", "_mask", "_n", "_big", "_empty", "_fits")
+    __slots__ = ("_tab", "_size", "_n", "_big", "_empty", "_fits", "_grow_at", "_cap")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int | None = None) -> None:
         self._tab = array("I", [_EMPTY32]) * 1024
         self._empty, self._fits = _EMPTY32, _EMPTY32  # the free slot's value; keys below `_fits` fit a slot
-        self._mask = 1023
+        self._size = 1024
+        self._cap = cap
+        self._grow_at = 2 * self._size // 3
         self._n = 0
         self._big: set[int] = set()
 
@@ -203,53 +207,161 @@ class KeySet:
         return self._n
 
     def add_new(self, key: int, limit: int) -> bool:
-        """Add `key`; False if it was there.  Raise `_TooManyPaths` for a new key past `limit` keys."""
+        """Add `key`; False if it was there.  Raise `TooManyPaths` for a new key past `limit` keys."""
         if key >= self._fits:
             if key >> 63:
                 if key in self._big:
                     return False
                 if self._n >= limit:
-                    raise _TooManyPaths
+                    raise TooManyPaths
                 self._big.add(key)
                 self._n += 1
                 return True
             self._widen()
-        tab, mask, empty = self._tab, self._mask, self._empty
-        h = (key * 0x9E3779B97F4A7C15 >> 24) & mask
+        tab, size, empty = self._tab, self._size, self._empty
+        h = (key * 0x9E3779B97F4A7C15 >> 24) % size
         while True:
             v = tab[h]
             if v == key:
                 return False
             if v == empty:
                 break
-            h = (h + 1) & mask
+            h += 1
+            if h == size:
+                h = 0
         if self._n >= limit:
-            raise _TooManyPaths
+            raise TooManyPaths
         tab[h] = key
         self._n += 1
-        if 3 * self._n > 2 * mask:
-            self._rehash(2 * len(tab), tab.typecode, empty)
+        if self._n > self._grow_at:
+            self._rehash(self._next_size(), tab.typecode, empty)
         return True
+
+    def _next_size(self) -> int:
+        size = 2 * self._size
+        if self._cap is not None and self._n <= self._cap:  # no larger than four fifths full at `cap`
+            size = min(size, max(5 * self._cap // 4 + 1, self._size + 1))
+        return size
 
     def _widen(self) -> None:
         """Eight bytes a slot from now on (a key of 2**32 - 1 or more came)."""
-        self._rehash(len(self._tab), "q", -1)
+        self._rehash(self._size, "q", -1)
         self._fits = 1 << 63
 
     def _rehash(self, size: int, typecode: str, empty: int) -> None:
         old, old_empty = self._tab, self._empty
         self._tab = tab = array(typecode, [empty]) * size
-        self._mask = mask = size - 1
+        self._size = size
         self._empty = empty
+        cap = self._cap
+        self._grow_at = 2 * size // 3
+        if cap is not None and 5 * cap <= 4 * size:
+            self._grow_at = max(self._grow_at, cap)
         for key in old:
             if key != old_empty:
-                h = (key * 0x9E3779B97F4A7C15 >> 24) & mask
+                h = (key * 0x9E3779B97F4A7C15 >> 24) % size
                 while tab[h] != empty:
-                    h = (h + 1) & mask
+                    h += 1
+                    if h == size:
+                        h = 0
                 tab[h] = key
 
 
 _EMPTY32 = 0xFFFFFFFF
+
+
+class StateTable:
+    """The walk's register states, interned and numbered in order of first appearance.
+
+    A state that differs from a base state in one register is kept as (base, register, value): 13
+    bytes in three columns, where a tuple of NREGS registers, its int objects and a dict entry took
+    about 220.  Other states are bases themselves (a tuple each).  An open-addressing table of state
+    numbers, with a 32-bit fragment of each state's hash, finds a state again; equality is checked
+    on the whole state, so two equal states always get one number.
+    """
+
+    __slots__ = ("bases", "_base", "_reg", "_val", "_hash", "_tab", "_mask", "_hint", "_last_sid", "_last")
+
+    def __init__(self) -> None:
+        self.bases: list[State] = []  # the full tuples
+        self._base = array("i")  # per state: its base's index
+        self._reg = bytearray()  # per state: the register it changes (NREGS: none), | 0x80: to unknown
+        self._val = array("Q")  # per state: that register's known value
+        self._hash = array("I")  # per state: the low 32 bits of its hash
+        self._tab = array("i", [-1]) * 1024
+        self._mask = 1023
+        self._hint = 0  # the base of the state last read: where the next new state most likely comes from
+        self._last_sid, self._last = -1, None
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+    def get(self, sid: int) -> State:
+        """State number `sid`."""
+        if sid == self._last_sid:
+            st = self._last
+        else:
+            b = self._base[sid]
+            st = self.bases[b]
+            r = self._reg[sid]
+            if r != NREGS:
+                regs = list(st)
+                regs[r & 0x7F] = None if r & 0x80 else self._val[sid]
+                st = tuple(regs)
+            self._last_sid, self._last = sid, st
+        self._hint = self._base[sid]
+        return st
+
+    def find(self, st: State, limit: int | None = None) -> int:
+        """The number of `st`, added if new.  Raise `TooManyPaths` for a new state past `limit` states."""
+        if st is self._last:
+            return self._last_sid
+        h = hash(st) & M32
+        tab, mask, hashes = self._tab, self._mask, self._hash
+        slot = h & mask
+        while (sid := tab[slot]) >= 0:
+            if hashes[sid] == h and self.get(sid) == st:
+                self._last_sid, self._last = sid, st
+                return sid
+            slot = (slot + 1) & mask
+        sid = len(self._base)
+        if limit is not None and sid >= limit:
+            raise TooManyPaths
+        base = self.bases[self._hint] if self.bases else None
+        r = -1
+        if base is not None:
+            for k in range(NREGS):
+                if st[k] != base[k]:
+                    if r >= 0:
+                        r = -2
+                        break
+                    r = k
+        if r >= 0:
+            v = st[r]
+            self._base.append(self._hint)
+            self._reg.append(r if v is not None else r | 0x80)
+            self._val.append(0 if v is None else v)
+        else:
+            self._base.append(len(self.bases))
+            self.bases.append(st)
+            self._reg.append(NREGS)
+            self._val.append(0)
+        hashes.append(h)
+        tab[slot] = sid
+        if 3 * (sid + 1) > 2 * mask:
+            self._grow()
+        self._last_sid, self._last = sid, st
+        return sid
+
+    def _grow(self) -> None:
+        size = 2 * len(self._tab)
+        self._tab = tab = array("i", [-1]) * size
+        self._mask = mask = size - 1
+        for sid, h in enumerate(self._hash):
+            slot = h & mask
+            while tab[slot] >= 0:
+                slot = (slot + 1) & mask
+            tab[slot] = sid
 
 
 def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
@@ -263,7 +375,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     index_of, tgt = target_positions(pl, ids)
     target = array("i", tgt.astype(np.int32).tobytes())
     del tgt
-    state: list[State | None] = [None] * count
+    state = array("i", [-1]) * count  # per instruction: its state's number (merged walk), or a mark
     ft_live = bytearray(count)  # flags: a byte an instruction
     tg_live = bytearray(count)
     max_states = max(MIN_PATH_BUDGET // 4, int(PATH_STATES_PER_INSN * count))
@@ -277,9 +389,9 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     # once), a path walk's key (instruction, state and stack numbers), not a tuple each.
     work = array("q")  # keys fit 64 bits: the visited set holds them as int64 too
     queued = bytearray(count) if merge else None
-    visited = KeySet()
-    sid_of: dict[State, int] = {}
-    states: list[State] = []
+    visited = KeySet(max_keys)
+    states = StateTable()
+    find, get = states.find, states.get
     kid_of: dict[tuple, int] = {(): 0}
     stacks: list[tuple] = [()]
     base = max_states + 1
@@ -288,33 +400,29 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         if not 0 <= i < count:
             return
         if merge:
-            old = state[i]
-            new = st if old is None else tuple(a if a == b else None for a, b in zip(old, st))
-            if new != old:
-                sid = sid_of.get(new)
-                if sid is None:
-                    sid_of[new] = len(states)
-                    states.append(new)
-                else:
-                    new = states[sid]  # equal states share one tuple
-                state[i] = new
-                if not queued[i]:
-                    queued[i] = 1
-                    work.append(i)
+            sid = state[i]
+            if sid < 0:
+                state[i] = find(st)
+            else:
+                old = get(sid)
+                # (from a list: a tuple built from a generator is resized, and freed onto the free list
+                # of NREGS-tuples, which the next tuple of NREGS does not draw from: 2,000 of them stay)
+                new = tuple([a if a == b else None for a, b in zip(old, st)])
+                if new == old:
+                    return
+                state[i] = find(new)
+            if not queued[i]:
+                queued[i] = 1
+                work.append(i)
             return
-        sid = sid_of.get(st)
-        if sid is None:
-            if len(states) >= max_states:
-                raise _TooManyPaths
-            sid = sid_of[st] = len(states)
-            states.append(st)
+        sid = find(st, max_states)
         kid = kid_of.get(stack)
         if kid is None:
             kid = kid_of[stack] = len(stacks)
             stacks.append(stack)
         key = (kid * base + sid) * count + i
         if visited.add_new(key, max_keys):
-            state[i] = states[sid]
+            state[i] = 0
             work.append(key)
 
     def take() -> tuple[int, State, tuple]:
@@ -322,14 +430,14 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         key = work.pop()
         if merge:
             queued[key] = 0
-            return key, state[key], ()
+            return key, get(state[key]), ()
         rest, i = divmod(key, count)
         kid, sid = divmod(rest, base)
-        return i, states[sid], stacks[kid]
+        return i, get(sid), stacks[kid]
 
     try:
         return _walk(pl, ids, index_of, w0, w1, target, state, ft_live, tg_live, work, take, reach, budget, merge)
-    except _TooManyPaths:
+    except TooManyPaths:
         return None
 
 
@@ -406,7 +514,7 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
         reach(i + 1, tuple(nxt), stack)
     seen = bytearray(count)
     for i, s in enumerate(state):
-        if s is not None:
+        if s >= 0:
             seen[i] = 1
     return Flow(pl, ids, seen, ft_live, tg_live)
 
