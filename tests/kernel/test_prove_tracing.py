@@ -264,3 +264,44 @@ def test_every_pass_rewrite_of_tracing_programs_is_proved_or_undecided_with_a_re
     for name in ("div-guard", "dce", "zext", "blind"):
         c = counts[name]
         assert c["proved"] >= 0.75 * sum(c.values()), (name, c)
+
+
+def test_kptr_xchg_is_what_the_kernel_inlines():
+    """bpf_kptr_xchg and the kernel's inlined `r0 = r2; r0 = xchg(r1 + 0, r0)` are the same (no call event); the
+    pointer it hands out is a BTF pointer either way."""
+    head = assemble("*(u32 *)(r10 - 4) = 0\nr2 = r10\nr2 += -4\nld_pseudo r1, 1, 3\ncall 1")
+    tail = assemble("r0 = *(u32 *)(r0 + 8)\nexit")
+    setup = assemble("r1 = r0\nr2 = 0")
+    xchg = [Insn(0xBF, 0, 2), Insn(0xDB, 1, 0, 0, 0xE1)]  # r0 = r2; r0 = atomic64_xchg(r1 + 0, r0)
+    meta = {"map_specs": {"fd3": MapSpec("kptrs", 2, 4, 16, 4)}}  # two kptr fields
+    call = Program.from_insns(head + [Insn(0x15, 0, 0, 4, 0)] + setup + [Insn(0x85, 0, 0, 0, 194)] + tail, meta=meta)
+    inlined = Program.from_insns(head + [Insn(0x15, 0, 0, 5, 0)] + setup + xchg + tail, meta=meta)
+    assert verdict(call, inlined, use_region=False).verdict is ProofVerdict.PROVED
+    wrong = Program.from_insns(head + [Insn(0x15, 0, 0, 5, 0)] + setup + [xchg[0], Insn(0xDB, 1, 0, 8, 0xE1)] + tail,
+                               meta=meta)  # another field exchanged
+    assert verdict(call, wrong, use_region=False).verdict is ProofVerdict.COUNTEREXAMPLE
+
+
+RINGBUF = {"fd4": MapSpec("rb", 27, 0, 0, 4096)}
+RECORD = """r6 = *(u64 *)(r1 + 0)
+ld_pseudo r1, 1, 4
+r2 = 16
+r3 = 0
+call 131
+if r0 == 0 goto +7
+r7 = r0
+r1 = *(u32 *)(r6 + 8)
+*(u32 *)(r7 + 0) = r1
+*(u64 *)(r7 + 8) = {value}
+r1 = r7
+r2 = 0
+call 132
+r0 = 0
+exit"""
+
+
+def test_a_ring_buffer_record_is_observed_when_submitted():
+    p = prog(RECORD.format(value=5), meta={"map_specs": RINGBUF})
+    assert verdict(p, run_passes(p, ["blind"], PassContext(seed=7))).verdict is ProofVerdict.PROVED
+    res = verdict(p, prog(RECORD.format(value=6), meta={"map_specs": RINGBUF}))
+    assert res.verdict is ProofVerdict.COUNTEREXAMPLE and any("call:132" in d for d in res.counterexample.differs)

@@ -150,11 +150,16 @@ HELPERS: dict[int, tuple[str, int, str]] = {
     127: ("seq_write", 3, "output"),
     130: ("ringbuf_output", 4, "output"),
     177: ("trace_vprintk", 4, "output"),
+    150: ("seq_printf_btf", 4, "output"),
+    # a ring buffer record: reserved (a region of its own), written, then submitted (its bytes observed)
+    131: ("ringbuf_reserve", 3, "reserve"),
+    132: ("ringbuf_submit", 2, "submit"),
+    133: ("ringbuf_discard", 2, "submit"),
 }
 
 #: "output" helpers: the (data register, size register) of each buffer they read.
 OUTPUT_DATA = {25: ((4, 5),), 121: ((4, 5),), 126: ((2, 3), (4, 5)), 127: ((2, 3),), 130: ((2, 3),),
-               177: ((1, 2), (3, 4)), 182: ((1, 2),)}
+               177: ((1, 2), (3, 4)), 182: ((1, 2),), 150: ((2, 3),)}
 #: "fill" helpers: (destination register, its size: a register, or minus a constant); every byte is written
 #: (an error zeroes them: one of the environment's answers).
 FILL_DEST = {16: (1, 2), 67: (2, 3), 120: (3, 4), 147: (2, 3), 183: (3, -8), 184: (2, -8)}
@@ -965,9 +970,13 @@ class Encoder:
         if op == AtomicOp.STORE_REL:
             self.store(st, ptr, insn.off, size, st.regs[insn.src], slot)
             return
-        old = self.load(st, ptr, insn.off, size, slot)[0]
-        src = st.regs[insn.src][0]
+        loaded = self.load(st, ptr, insn.off, size, slot)
+        old = loaded[0]
+        src, src_tag = st.regs[insn.src]
         bits = 8 * size
+        # an 8-byte exchange hands out what the slot held: a pointer spilled there, else (a tracing program's
+        # kptr field) a BTF pointer, as bpf_kptr_xchg, which the kernel inlines so, gives it
+        xchg_tag = loaded[1] or (KMEM if self.kernel_memory and size == 8 else None)
 
         def lo(x):
             return z3.Extract(bits - 1, 0, x)
@@ -978,7 +987,7 @@ class Encoder:
         base = op & ~ATOMIC_FETCH
         if op == AtomicOp.XCHG:
             new = lo(src)
-            st.regs[insn.src] = (widen(lo(old)), None)
+            st.regs[insn.src] = (widen(lo(old)), xchg_tag)
         elif op == AtomicOp.CMPXCHG:
             r0 = st.regs[0][0]
             new = z3.If(lo(old) == lo(r0), lo(src), lo(old))
@@ -991,7 +1000,7 @@ class Encoder:
             new = fn(lo(old), lo(src))
             if op & ATOMIC_FETCH:
                 st.regs[insn.src] = (widen(lo(old)), None)
-        self.store(st, ptr, insn.off, size, (widen(new), None), slot)
+        self.store(st, ptr, insn.off, size, (widen(new), src_tag if op == AtomicOp.XCHG and size == 8 else None), slot)
 
     def ld_abs(self, node, pc, st, exits, insn, kind, nxt=None):
         frames, slot = node[0], node[1]
@@ -1065,11 +1074,32 @@ class Encoder:
                 b = self.load(st, pkt, i, 1, slot)[0] if not z3.is_false(ok) else bv(0)
                 self.store(st, regs[3], i, 1, (ite(ok, b, bv(0)), None), slot)
             result = (ite(ok, bv(0), bv(-14)), None)
-        elif how == "xchg":  # bpf_kptr_xchg(map value field, new): the old pointer out, the new one in
-            self.event(pc, f"call:{imm}", args)
+        elif how == "xchg":
+            # bpf_kptr_xchg(map value field, new): the old pointer out, the new one in, nothing else (the
+            # kernel inlines it as `r0 = r2; r0 = xchg(r1 + 0, r0)`: no call event, as that sequence makes none)
             old = self.load(st, regs[1], 0, 8, slot)
             self.store(st, regs[1], 0, 8, regs[2], slot)
-            result = (old[0], KMEM)
+            result = (old[0], old[1] or KMEM)
+        elif how == "reserve":
+            n = as_int(args[1])
+            if n is None or not 0 < n <= 512:
+                raise Unsupported(f"{name} with a variable size or one over 512", slot=slot)
+            e = self.event(pc, f"call:{imm}", args)
+            k = self.lookups.get("rb:", 0)
+            self.lookups["rb:"] = k + 1
+            rname = f"rb:{k}"
+            pos = e.pos
+            r = Region(rname, self.env.base(rname), n, lambda off, p=pos: self.env.probe_byte(p, bv(0x10000 + off)))
+            self.regions[rname] = r
+            result = (z3.If(self.env.helper_ret(e.pos) != bv(0), bv(r.base), bv(0)), rname)
+        elif how == "submit":
+            tag = regs[1][1] or ""
+            if not tag.startswith("rb:") or "|" in tag:
+                raise Unsupported(f"{name}: r1 is no ring buffer record the model knows", slot=slot)
+            r = self.regions[tag]
+            data = (self.mem_bytes(st, regs[1], r.size, slot),) if imm == 132 else ()
+            e = self.event(pc, f"call:{imm}", (args[1],) + data)
+            result = (self.env.helper_ret(e.pos), None)
         elif how == "storage":
             result = self.storage_get(pc, st, regs, args, name, slot)
         elif how in ("probe_read", "probe_read_str", "fill", "fill_str"):
@@ -1111,8 +1141,11 @@ class Encoder:
             if how == "output":
                 for dreg, sreg in OUTPUT_DATA[imm]:
                     n = as_int(args[sreg - 1])
-                    if n is None or n > 512:
-                        raise Unsupported(f"{name} with a variable size", slot=slot)
+                    if n is None:  # up to the end of the buffer's region, the bytes past the size as zeros
+                        fields = fields + (self.bytes_upto(st, regs[dreg], args[sreg - 1], name, slot),)
+                        continue
+                    if n > 512:
+                        raise Unsupported(f"{name} with a size over 512", slot=slot)
                     if n:
                         fields = fields + (self.mem_bytes(st, regs[dreg], n, slot),)
             if how in ("pkt", "pkt_len"):
@@ -1207,6 +1240,19 @@ class Encoder:
             self.store(st, regs[dreg], i, k, (z3.ZeroExt(64 - 8 * k, word) if k < 8 else word, None), slot)
         return (self.env.helper_ret(e.pos), None)
 
+    def bytes_upto(self, st: State, val: Val, size: z3.BitVecRef, name: str, slot: int) -> z3.BitVecRef:
+        """The bytes a helper reads at `val`, `size` of them, where `size` is one of several constants (paths
+        merged before the call): as many as the largest, those past `size` as zeros."""
+        leaves = _constant_leaves(size)
+        if leaves is None or max(leaves) > 512 or val[1] in (None, KMEM):
+            raise Unsupported(f"{name} with a variable size", slot=slot)
+        n = max(leaves)
+        if n == 0:
+            return bv(0, 8)
+        data = self.mem_bytes(st, val, n, slot)
+        parts = [ite(z3.ULT(bv(i), size), z3.Extract(8 * i + 7, 8 * i, data), bv(0, 8)) for i in range(n)]
+        return parts[0] if n == 1 else z3.Concat(*reversed(parts))
+
     def storage_get(self, pc, st: State, regs, args, name: str, slot: int) -> Val:
         """bpf_{task,cgrp,sk,inode}_storage_get(map, owner, value, flags): the map's element of the owner (its
         address is the key), created with `value` (or zeros) under BPF_LOCAL_STORAGE_GET_F_CREATE when absent
@@ -1262,6 +1308,17 @@ class Encoder:
             elif kind == "delete" and info.map_type not in ARRAY_MAPS:
                 present = ite(conj(same, prev.extra["ok"]), FALSE, present)
         return present, content
+
+
+def _constant_leaves(x: z3.BitVecRef, limit: int = 16) -> list[int] | None:
+    """The values of an If-tree of constants (a value merged from paths), or None."""
+    x = simplify(x)
+    if z3.is_bv_value(x):
+        return [x.as_long()]
+    if z3.is_app_of(x, z3.Z3_OP_ITE) and limit > 0:
+        a, b = _constant_leaves(x.arg(1), limit - 1), _constant_leaves(x.arg(2), limit - 1)
+        return a + b if a is not None and b is not None else None
+    return None
 
 
 def merge_all(ins: list, init: Callable[[str, Any], z3.BitVecRef]) -> tuple[z3.BoolRef, State]:
