@@ -305,3 +305,32 @@ def test_a_ring_buffer_record_is_observed_when_submitted():
     assert verdict(p, run_passes(p, ["blind"], PassContext(seed=7))).verdict is ProofVerdict.PROVED
     res = verdict(p, prog(RECORD.format(value=6), meta={"map_specs": RINGBUF}))
     assert res.verdict is ProofVerdict.COUNTEREXAMPLE and any("call:132" in d for d in res.counterexample.differs)
+
+
+PROBE_AROUND_STORE = """r6 = *(u64 *)(r1 + 0)
+*(u32 *)(r10 - 4) = 0
+r2 = r10
+r2 += -4
+ld_pseudo r1, 1, 3
+call 1
+if r0 == 0 goto +9
+r8 = r0
+{first}
+r1 = r10
+r1 += -16
+r2 = 8
+r3 = r6
+call 113
+r7 = *(u64 *)(r10 - 16)
+*(u32 *)(r8 + 0) = 0
+r0 = r7
+exit"""
+
+
+def test_a_map_store_before_a_probe_read_is_seen_in_a_kprobe_program():
+    """bpf_probe_read_kernel may read the program's own map value (its address leaked into kernel memory): in any
+    program type that calls it, the stores to map values are events."""
+    a = prog(PROBE_AROUND_STORE.format(first="*(u32 *)(r8 + 0) = 1"), meta={"map_specs": ARRAY})
+    b = prog(PROBE_AROUND_STORE.format(first="*(u32 *)(r8 + 0) = 2"), meta={"map_specs": ARRAY})
+    assert prove_equivalent(a, b, ProgType.KPROBE).verdict is ProofVerdict.COUNTEREXAMPLE
+    assert prove_equivalent(a, run_passes(a, ["blind"], PassContext(seed=8)), ProgType.KPROBE).verdict is ProofVerdict.PROVED

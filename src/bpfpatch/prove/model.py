@@ -30,7 +30,8 @@ input is the same symbol on both sides):
   the same addresses with the same widths in the same order, and the k-th read gives both
   the same value, whatever other CPUs write meanwhile (a faulting BPF_PROBE_MEM load gives
   0, one of the values).  Stores to map values and global data, which kernel memory may
-  alias, are events too; ``bpf_probe_read_kernel`` & co. are events whose bytes are
+  alias, are events too (in any program that may read kernel memory:
+  `KERNEL_READING_HELPERS`); ``bpf_probe_read_kernel`` & co. are events whose bytes are
   ``probe_byte(k, i)`` (the ``_str`` variants may leave any byte as it was).  Assumed: the
   program's own stack is not reached through kernel memory; stores through a BTF pointer
   are not modelled;
@@ -169,6 +170,9 @@ STORAGE_CREATE = 1
 #: Program types whose context is the traced function's u64 arguments and whose BTF pointers
 #: (PTR_TO_BTF_ID) read kernel memory: fentry / fexit / fmod_ret / tp_btf / iter, and LSM.
 KERNEL_MEMORY_TYPES = frozenset({ProgType.TRACING, ProgType.LSM})
+#: Helpers that read kernel (or user) memory at an address the program gives (privileged programs of every
+#: type may call them): a program that calls one may see its own map values through kernel memory.
+KERNEL_READING_HELPERS = frozenset({4, 45, 112, 113, 114, 115, 148, 158})
 #: The tag of a value that points into kernel memory when dereferenced.
 KMEM = "kmem"
 #: Regions other CPUs and kernel memory reads may see (stores to them are events in tracing programs).
@@ -309,6 +313,7 @@ class Env:
         self.kread = z3.Function("kread", BV32, BV64)
         self.probe_byte = z3.Function("probe_byte", BV32, BV64, BV8)
         self.probe_len = z3.Function("probe_len", BV32, BV64)
+        self.shared_stores = False  # stores to map values and global data are events (`Encoder` decides)
         self._bases: dict[str, int] = {}
         self._syms: dict[str, z3.ExprRef] = {}
         lo = 0 if prog_type == ProgType.SOCKET_FILTER else ETH_HLEN
@@ -467,6 +472,10 @@ class Encoder:
         self.in_lowering = False
         self.pc_now = TRUE
         self.kernel_memory = env.prog_type in KERNEL_MEMORY_TYPES
+        # Stores to shared memory are events when either program may read kernel memory (set before either runs).
+        env.shared_stores = env.shared_stores or self.kernel_memory or any(
+            KIND_OF[x.code] == Kind.CALL and x.src == CallSrc.HELPER and x.imm in KERNEL_READING_HELPERS
+            for x in program.insns)
 
     # regions ------------------------------------------------------------------------
 
@@ -635,7 +644,7 @@ class Encoder:
         if r is None:
             return self.ctx_store(st, rel, size, value, slot)
         v = z3.Extract(8 * size - 1, 0, value[0]) if size < 8 else value[0]
-        if self.kernel_memory and r.name.startswith(SHARED_REGIONS):
+        if self.env.shared_stores and r.name.startswith(SHARED_REGIONS):
             # kernel memory may alias it: when each store happens, relative to the kernel reads, is seen
             self.event(self.pc_now, f"store{size}:{r.name}", (rel if not isinstance(rel, int) else bv(rel),
                                                                z3.ZeroExt(64 - 8 * size, v) if size < 8 else v))
