@@ -334,3 +334,20 @@ def test_a_map_store_before_a_probe_read_is_seen_in_a_kprobe_program():
     b = prog(PROBE_AROUND_STORE.format(first="*(u32 *)(r8 + 0) = 2"), meta={"map_specs": ARRAY})
     assert prove_equivalent(a, b, ProgType.KPROBE).verdict is ProofVerdict.COUNTEREXAMPLE
     assert prove_equivalent(a, run_passes(a, ["blind"], PassContext(seed=8)), ProgType.KPROBE).verdict is ProofVerdict.PROVED
+
+
+def test_inlined_lookups_of_two_alike_maps_are_read_by_the_map_r1_holds():
+    """bcc's readahead: two hash maps with 4-byte keys, whose inlined lookups are the same kernel sequence; the
+    kernel pass's output is proved (each is a lookup in the map r1 holds), a wrong value offset is not."""
+    path = THIRD_PARTY / "bcc" / "readahead.o"
+    if not path.exists():
+        pytest.skip(f"{path}: the third-party corpus is not built")
+    from bpfpatch.prove.corpus import pass_options
+
+    name = "fexit/__page_cache_alloc:page_cache_alloc_ret"
+    p, t = next((p, t) for n, p, t in elf_programs(path) if n == name)
+    q = run_passes(p, ["kernel"], PassContext(prog_type=t, options=pass_options(p, t)))
+    assert prove_equivalent(p, q, t, rewritten_ctx="xlated").verdict is ProofVerdict.PROVED
+    k = next(k for k, x in enumerate(q.insns) if x.code == 0x07 and x.dst == 0 and x.imm == 56)  # r0 += value offset
+    bad = Program.from_insns(q.insns[:k] + [q.insns[k]._replace(imm=64)] + q.insns[k + 1:], validate=False, meta=q.meta)
+    assert prove_equivalent(p, bad, t, rewritten_ctx="xlated").verdict is not ProofVerdict.PROVED

@@ -72,7 +72,7 @@ def prove_passes(programs: Iterable[tuple[str, Program, ProgType]], passes: Iter
             if pname == "ctx" and ptype not in L.SKB_TYPES:
                 continue
             try:
-                new = run_passes(prog, [pname], PassContext(seed=seed, prog_type=ptype, options=_options(prog, ptype)))
+                new = run_passes(prog, [pname], PassContext(seed=seed, prog_type=ptype, options=pass_options(prog, ptype)))
             except BpfPatchError as exc:
                 rows.append(Row(name, pname, len(prog.slots), 0,
                                 ProofResult(ProofVerdict.UNDECIDED, f"the pass refused: {exc}")))
@@ -83,7 +83,7 @@ def prove_passes(programs: Iterable[tuple[str, Program, ProgType]], passes: Iter
     return rows
 
 
-def _options(prog: Program, ptype: ProgType) -> dict:
+def pass_options(prog: Program, ptype: ProgType) -> dict:
     """Pass options: a tracing or LSM program's analysis reads its arguments' BTF types (the attach target
     its section names, in the running kernel's BTF), as ``bpfpatch patch`` gives them."""
     from bpfpatch.prove.model import KERNEL_MEMORY_TYPES

@@ -51,7 +51,8 @@ class Lowering(NamedTuple):
     """A sequence of the rewritten program read as one instruction of the program it lowers.
 
     `what` is "access" (`insn` is the context access), "ld_abs" (`insn`), "helper"
-    (`helper` is the call), "lookup" (an array map lookup of map `map_name`) or
+    (`helper` is the call), "lookup" (a lookup in map `map_name`, or in whichever of the maps
+    ``a|b`` names r1 holds) or
     "prologue"; `base` the register that must hold the context (or the map); `end` the
     slot after the sequence; `ambiguous` says why the sequence cannot be read (two
     candidates lower to it with different meanings), else "".
@@ -190,6 +191,10 @@ def find_lowerings(rewritten: Program, original: Program, ptype: ProgType, maps=
                 valid = [m for m in means if m[0] != "access" or _valid_access(m[1], ptype)]
                 if len(valid) == 1 and valid[0][0] == "access":
                     low = low._replace(insn=valid[0][1], base=_base(valid[0][1]))
+                elif valid and all(m[0] == "lookup" for m in valid):
+                    # maps whose lookups lower alike (two hash maps of one key size): a lookup in whichever
+                    # of them r1 holds when it runs
+                    low = low._replace(map_name="|".join(sorted(m[2] for m in valid)))
                 elif len(valid) > 1:
                     what = "; ".join(sorted(str(m[1]) for m in valid))
                     low = low._replace(ambiguous=f"the sequence at slot {s} lowers {len(valid)} different instructions"

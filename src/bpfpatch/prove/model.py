@@ -842,7 +842,7 @@ class Encoder:
         frames, slot = node[0], node[1]
         end = (frames, low.end)
         if low.what == "lookup":
-            if st.regs[1][1] != f"map:{low.map_name}":
+            if (st.regs[1][1] or "")[4:] not in low.map_name.split("|") or not (st.regs[1][1] or "").startswith("map:"):
                 return None
         elif low.what != "helper" and st.regs[low.base][1] != "ctx":
             return None
