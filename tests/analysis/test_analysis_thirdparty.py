@@ -126,3 +126,46 @@ def test_a_section_marked_not_to_autoload_has_the_type_of_its_name(tmp_path_fact
     kt = kernel_types()
     if kt is not None:  # the BTF context of a ?fentry section is its target's, as without the mark
         assert section_ctx_layout(kt, "?fentry/do_unlinkat") == section_ctx_layout(kt, "fentry/do_unlinkat") is not None
+
+
+# bcc's cpufreq as clang-19 -mcpu=v4 builds it (u64 slot = freq_mhz / 200, clamped, an array index): the kernel
+# leaves a 32-bit division's destination unknown in all 64 bits (adjust_scalar_min_max_vals returns before the
+# zero extension: BPF_DIV is not "safe to compute"), so the index's smin is S64_MIN and check_reg_sane_offset
+# refuses the pointer add itself; here the pointer is never used, so analyze, which lacked that check, accepted
+# what the kernel refuses
+DIV32_INDEX = """
+r1 = *(u32 *)(r1 + 0)
+w1 /= 200
+if w1 < 25 goto +1
+w1 = 25
+r1 <<= 2
+r2 = r10
+r2 += -104
+r2 += r1
+r0 = 0
+exit
+"""
+SANE = "math between fp pointer and register with unbounded min value is not allowed"
+
+
+def test_a_32bit_quotient_as_a_64bit_index_is_refused_at_the_pointer_add():
+    from bpfpatch.analysis.verifier import AnalysisError
+    from bpfpatch.asm import assemble
+    from bpfpatch.program import Program
+
+    prog = Program.from_insns(assemble(DIV32_INDEX))
+    with pytest.raises(AnalysisError) as exc:
+        analyze(prog, "socket_filter")
+    assert exc.value.index == 7 and exc.value.message == SANE
+
+
+@pytest.mark.kernel
+def test_the_kernel_refuses_the_32bit_quotient_index_as_analyze_does():
+    from bpfpatch.asm import assemble
+    from bpfpatch.errors import VerifierError
+    from bpfpatch.kernel.loader import load_program
+    from bpfpatch.program import Program
+
+    with pytest.raises(VerifierError) as exc:
+        load_program(Program.from_insns(assemble(DIV32_INDEX)), "socket_filter", log_level=1)
+    assert SANE in exc.value.log

@@ -1806,6 +1806,8 @@ def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, o
             dst.assign(ptr)
             return
         raise _err(idx, f"R{regno} pointer arithmetic on {t.value} prohibited")
+    _sane_offset(idx, off_reg, t)
+    _sane_offset(idx, ptr, t)
     if op not in (OP_ADD, OP_SUB):
         if op in (OP_AND, OP_OR, OP_XOR):
             raise _err(idx, f"R{regno} bitwise operator {ALU_NAMES[op]} on pointer prohibited")
@@ -1855,11 +1857,27 @@ def _ptr_alu(env: _Env, st: State, idx: int, dst: Reg, ptr: Reg, off_reg: Reg, o
                 res.id = _new_id(env)
                 if smin_val < 0:
                     res.range = 0
+    _sane_offset(idx, res, t)
     reg_bounds_sync(res)
     if t is RegType.PTR_TO_STACK and res.var_off[1] == 0:
         pass
     dst.assign(res)
     dst.subreg_def = 0
+
+
+def _sane_offset(idx: int, r: Reg, t: RegType) -> None:
+    """``check_reg_sane_offset``: the offset, the pointer and the result of pointer arithmetic stay within
+    BPF_MAX_VAR_OFF, and a scalar whose smin is S64_MIN is refused outright (bcc's cpufreq, clang-19 -mcpu=v4:
+    a 32-bit division leaves its result unknown in 64 bits, the kernel refuses the map-value index at the add)."""
+    val = s64(r.var_off[0])
+    if r.var_off[1] == 0 and (val >= BPF_MAX_VAR_OFF or val <= -BPF_MAX_VAR_OFF):
+        raise _err(idx, f"math between {t.value} pointer and {val} is not allowed")
+    if r.off >= BPF_MAX_VAR_OFF or r.off <= -BPF_MAX_VAR_OFF:
+        raise _err(idx, f"{t.value} pointer offset {r.off} is not allowed")
+    if r.smin == S64_MIN:
+        raise _err(idx, f"math between {t.value} pointer and register with unbounded min value is not allowed")
+    if r.smin >= BPF_MAX_VAR_OFF or r.smin <= -BPF_MAX_VAR_OFF:
+        raise _err(idx, f"value {r.smin} makes {t.value} pointer be out of bounds")
 
 
 def _fits_s32(v: int) -> bool:
