@@ -100,6 +100,20 @@ def test_live_stack_writes_join_by_intersection():
     assert not ls.alive(frames, 0, 0, 1)  # nothing reads slot 1
 
 
+def test_live_stack_solves_no_instance_without_marks():
+    from bpfpatch.analysis.livestack import LiveStack, Successors
+
+    # main: 0: call 2; 1: exit.  sub (2..3): 2: r0 = 1; 3: exit -- nothing touches the stack
+    ls = LiveStack(4, [0, 2], Successors.of([(1,), (), (3,), ()]))
+    main = SimpleNamespace(callsite=-1, subprog=0)
+    ls.update([main, SimpleNamespace(callsite=0, subprog=2)])
+    ls.update([main])
+    assert ls.instances == {}  # an instance is made at its first mark (thousands of subprograms: none each)
+    assert not ls.alive([main], 1, 0, 0)
+    ls.read([main], 1, 0, 1 << 3)
+    assert list(ls.instances) == [(0,)] and ls.instances[(0,)].end == 2
+
+
 def test_live_stack_callee_reads_are_live_after_the_call_in_the_caller():
     from bpfpatch.analysis.livestack import LiveStack, Successors
 

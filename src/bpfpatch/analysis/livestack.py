@@ -29,11 +29,15 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from heapq import heapify, heappop, heappush
+from types import MappingProxyType
 from typing import Any
 
 U64 = (1 << 64) - 1
 
 
+#: An instance's frames while it has no marks (one for all: most subprograms of a call-heavy program read and
+#: write no stack).
+_NO_FRAMES = MappingProxyType({})
 #: An instance's changed instructions while there are none (one for all: a subprogram's set costs 216 bytes).
 _NO_DIRTY: frozenset[int] = frozenset()
 
@@ -83,8 +87,8 @@ class _Instance:
         self.chain = chain
         self.start, self.end = start, end
         # frame -> [may_read, must_write, must_write_acc, live_before], each a list over start..end
-        self.frames: dict[int, list[list[int]]] = {}
-        self.written = [False] * (end - start)  # must_write_set
+        self.frames: "dict[int, list[list[int]]] | MappingProxyType" = _NO_FRAMES  # a dict from the first marks
+        self.written = bytearray(end - start)  # must_write_set
         self.updated = False
         self.dropped = False
         # instructions (relative) whose own marks changed since the last solve (a set made at the first)
@@ -94,6 +98,8 @@ class _Instance:
         m = self.frames.get(frame)
         if m is None:
             n = self.end - self.start
+            if self.frames is _NO_FRAMES:
+                self.frames = {}
             m = self.frames[frame] = [[0] * n, [0] * n, [0] * n, [0] * n]
         return m
 
@@ -184,7 +190,7 @@ class LiveStack:
                 _dirty(inst, j)
             if old & ~mask:
                 inst.dropped = True
-        inst.written[j] = True
+        inst.written[j] = 1
         self.write_idx = -1
 
     # --- solving ---------------------------------------------------------------------------
@@ -192,8 +198,8 @@ class LiveStack:
     def update(self, frames: Sequence[Any]) -> None:
         """``bpf_update_live_stack``: solve the instances of a state's call chain whose marks changed, callee first."""
         for frame in range(len(frames) - 1, -1, -1):
-            inst = self.instance(self.chain_of(frames, frame))
-            if inst.updated:
+            inst = self.instances.get(self.chain_of(frames, frame))  # none yet: no marks, nothing to solve
+            if inst is not None and inst.updated:
                 self._solve(inst)
                 inst.updated = inst.dropped = False
 
