@@ -278,6 +278,12 @@ def test_unknown_helpers_are_undecided_with_the_reason():
     assert "helper 999" in prove_equivalent(h, prog("r0 = 1\ncall 999\nexit"), "socket_filter").reason
 
 
+def test_a_prefix_the_model_cannot_follow_does_not_make_the_region_unreachable():
+    a, b = (prog(f"r6 = 1\ncall 999\nr0 = {v}\nexit") for v in (1, 2))
+    res = prove_equivalent(a, b, "socket_filter")
+    assert res.verdict is ProofVerdict.UNDECIDED and "helper 999" in res.reason
+
+
 def test_paths_the_model_cannot_follow_must_be_unreachable():
     head = "r0 = 0\nr3 = *(u32 *)(r1 + 0)\nr3 &= 1\n"
     dead = prog(head + "if r3 < 2 goto +1\nr0 = *(u64 *)(r2 + 0)\nexit")  # r2 is no pointer: dead code only

@@ -183,6 +183,11 @@ def test_kfuncs_are_events_and_pointers_into_program_memory_are_undecided():
     assert verdict(p, run_passes(p, ["blind"], PassContext(seed=5))).verdict is ProofVerdict.PROVED
     dropped = Program.from_insns([x for k, x in enumerate(p.insns) if k != 2])
     assert verdict(p, dropped).verdict is ProofVerdict.COUNTEREXAMPLE
+    throw = kt.func_id("bpf_throw")
+    if throw is not None:  # it does not return: what follows it is not the program's result
+        thrown = Program.from_insns([Insn(0xB7, 1, 0, 0, 1), Insn(0x85, 0, 2, 0, throw), Insn(0xB4, 0, 0, 0, 0), Insn(0x95)])
+        res = verdict(thrown, Program.from_insns(thrown.insns[:2] + [Insn(0xBF, 0, 1), Insn(0x95)]), use_region=False)
+        assert res.verdict is ProofVerdict.UNDECIDED and "bpf_throw" in res.reason
     task_id = kt.func_id("bpf_task_from_pid")
     if task_id is not None:
         stack = Program.from_insns([Insn(0xBF, 1, 10), Insn(0x85, 0, 2, 0, task_id), Insn(0xB7, 0, 0, 0, 77), Insn(0x95)])

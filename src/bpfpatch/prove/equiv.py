@@ -481,6 +481,10 @@ def _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b
         entry_pc, entry = TRUE, ea.initial_state()
     else:
         pre = ea.run(((), 0), ea.initial_state(), stop=lambda n: n[0] == () and n[1] >= a0)
+        try:  # a prefix path the model cannot follow may go on into the region: it must be unreachable
+            _unreachable_unsupported([e for e in pre if is_unsupported(e)], [], env, timeout / 4)
+        except Unsupported:
+            return None  # the whole programs decide (and say why)
         entries = [(e.pc, e.state) for e in pre if e.key != "bound" and e.key[:2] == ((), a0)]
         if not entries:
             return ProofResult(ProofVerdict.PROVED, "the changed region is unreachable", 0, max_len, region, None, stats)

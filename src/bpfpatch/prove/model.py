@@ -1199,6 +1199,8 @@ class Encoder:
         proto = kt.kfunc(insn.imm) if kt is not None else None
         if proto is None:
             raise Unsupported(f"kfunc {insn.imm} is no function of the running kernel's BTF", slot=slot)
+        if proto.name == "bpf_throw":  # does not return: the exception callback's result is the program's
+            raise Unsupported("bpf_throw (an exception) is not modelled", slot=slot)
         if len(proto.args) > 5:
             raise Unsupported(f"kfunc {proto.name} takes {len(proto.args)} arguments", slot=slot)
         regs = st.regs
