@@ -1115,7 +1115,9 @@ class Encoder:
             result = self.probe_read(pc, st, regs, args, imm, name, how, slot)
         elif how in ("lookup", "update", "delete"):
             tag = regs[1][1]
-            if not (tag or "").startswith("map:"):
+            # one map the model knows: not paths merged into "one of map:a|mv:outer:0" (katran's balancer, a
+            # map or an array of maps' inner map)
+            if not (tag or "").startswith("map:") or tag[4:] not in self.env.maps:
                 raise Unsupported(f"{name}: r1 is not a map the model knows", slot=slot)
             mname = tag[4:]
             info = self.env.maps[mname]
