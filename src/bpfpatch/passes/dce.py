@@ -24,7 +24,7 @@ import numpy as np
 from bpfpatch.isa import KIND, KIND_OF, Kind, Ref, refs_of_words
 from bpfpatch.isa.build import ja
 from bpfpatch.passes.base import PassContext
-from bpfpatch.passes.cfg import analyze, needs_path_analysis, reachable, target_positions
+from bpfpatch.passes.cfg import analyze, needs_path_analysis, reachable
 from bpfpatch.passes.facts import facts_of, has_facts
 from bpfpatch.patch import Node, PatchInsn, PatchList
 
@@ -74,33 +74,44 @@ def remove_dead_code(pl: PatchList, nodes: "list[Node] | np.ndarray", seen: "lis
     count = len(ids)
     if not count:
         return
-    w0, _ = pl.words(ids)
-    kind = np.take(KIND, (w0 & np.uint64(0xFF)).astype(np.uint8))
-    _, target = target_positions(pl, ids)
+    # (a byte a node id and the few conditional jumps' targets, not position columns of every node;
+    # each dropped once read: step 3's are made while the list is being changed)
+    cond = np.flatnonzero(np.isin(_kinds(pl, ids), (Kind.JCOND_K, Kind.JCOND_X)) & seen)
     # 1. Hard-wire conditional jumps with one dead successor INSTRUCTION (not edge).
-    cond = np.isin(kind, (Kind.JCOND_K, Kind.JCOND_X)) & seen
-    fall_seen = np.zeros(count, dtype=bool)
-    fall_seen[:-1] = seen[1:]
-    target_dead = (target >= 0) & ~seen[np.maximum(target, 0)]
-    for i in np.flatnonzero(cond & ~fall_seen).tolist():
+    fall_seen = np.zeros(len(cond), dtype=bool)
+    inner = cond + 1 < count
+    fall_seen[inner] = seen[cond[inner] + 1]
+    mark = np.zeros(pl.id_bound, dtype=np.int8)  # per node id: 1 seen, 2 not seen, 0 not among `ids`
+    mark[ids] = np.where(seen, 1, 2)
+    dest = pl.target_ids(ids[cond])
+    target_dead = (dest >= 0) & (mark[np.maximum(dest, 0)] == 2)
+    del mark, dest
+    no_fall, no_target = cond[~fall_seen], cond[fall_seen & target_dead]
+    del cond, fall_seen, target_dead
+    for i in no_fall.tolist():
         node = Node(pl, int(ids[i]))
         pl.replace(node, [PatchInsn(ja(0), target=node.target)], retarget=True)
-    for i in np.flatnonzero(cond & fall_seen & target_dead).tolist():
+    for i in no_target.tolist():
         pl.replace(Node(pl, int(ids[i])), [ja(0)])  # goto +0: removed in step 3
     # 2. Remove what no path reaches.
     dead = ids[~seen]
     if len(dead):
         _delete_dead(pl, dead)
+    del dead
     # 3. Remove jumps that land on the next instruction: one forward pass, as the kernel.
     #    (A goto removed here cannot make an earlier one land on its own next node: it is
     #    already passed.)
     ids = pl.live_ids()
-    w0, _ = pl.words(ids)
-    kind = np.take(KIND, (w0 & np.uint64(0xFF)).astype(np.uint8))
-    _, target = target_positions(pl, ids)
-    nops = np.isin(kind, (Kind.JA, Kind.MAY_GOTO)) & (target == np.arange(len(ids)) + 1)
-    for i in np.flatnonzero(nops).tolist():
+    jumps = np.flatnonzero(np.isin(_kinds(pl, ids), (Kind.JA, Kind.MAY_GOTO)))
+    jumps = jumps[jumps + 1 < len(ids)]  # the last node's jump has no next node to land on
+    nops = jumps[pl.target_ids(ids[jumps]) == ids[jumps + 1]]
+    for i in nops.tolist():
         pl.delete(Node(pl, int(ids[i])))
+
+
+def _kinds(pl: PatchList, ids: np.ndarray) -> np.ndarray:
+    """Each node's `Kind` (its opcode's), read from the list's first words (the second is dropped at once)."""
+    return np.take(KIND, (pl.words(ids)[0] & np.uint64(0xFF)).astype(np.uint8))
 
 
 def _delete_dead(pl: PatchList, dead: np.ndarray) -> None:
