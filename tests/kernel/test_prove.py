@@ -376,3 +376,15 @@ def test_model_equals_the_kernel_on_random_straight_line_alu(ops, seeds):
     with lp:
         want = lp.test_run(bytes(64)).retval
     assert model_retval(p) == want
+
+
+def test_encoding_stops_at_its_budget_and_says_so():
+    """Building the model is bounded too, not only the solver: a proof whose encoding outlasts
+    `ENCODE_BUDGET` times the timeout is undecided, naming the instruction it stopped at (bcc's biostacks
+    took 163 s at a 10 s timeout before), and the same pair with time to spare gets its verdict."""
+    p = prog("r0 = *(u32 *)(r1 + 0)\nif r0 > 5 goto +1\nr0 = 1\nr0 += 1\nexit")
+    q = prog("r0 = *(u32 *)(r1 + 0)\nif r0 > 5 goto +1\nr0 = 1\nr0 += 2\nexit")
+    res = prove_equivalent(p, q, "socket_filter", timeout=1e-9)
+    assert res.verdict is ProofVerdict.UNDECIDED and "the time ran out while encoding instruction" in res.reason
+    assert prove_equivalent(p, q, "socket_filter").verdict is ProofVerdict.COUNTEREXAMPLE
+    assert prove_equivalent(p, p, "socket_filter", timeout=1e-9).verdict is ProofVerdict.PROVED  # identical

@@ -56,7 +56,7 @@ def check_cmd(
     as_json: bool = typer.Option(False, "--json", help="the verdicts as one JSON record"),
     prove: bool = typer.Option(False, "--prove", help="prove equivalence for all inputs with an SMT solver"),
     max_len: int = typer.Option(128, "--max-len", help="--prove: packets up to this many bytes"),
-    timeout: float = typer.Option(60.0, "--timeout", help="--prove: solver time limit, seconds"),
+    timeout: float = typer.Option(60.0, "--timeout", help="--prove: solver time limit, seconds (encoding the programs gives up at twice it)"),
     rewritten_ctx: str = typer.Option("user", "--rewritten-ctx", help="--prove: 'kernel' if the rewritten program reads struct sk_buff (the ctx pass), 'xlated' if it is the kernel's view (the kernel pass's output)"),
 ) -> None:
     from bpfpatch.kernel.packets import read_inputs

@@ -41,8 +41,10 @@ from bpfpatch.prove.model import (
     Env,
     Event,
     Exit,
+    ProofTimeout,
     State,
     Unsupported,
+    deadline,
     is_unsupported,
     map_infos,
     merge_all,
@@ -318,6 +320,11 @@ def _solve(checks: list[tuple[str, z3.BoolRef]], env: Env, timeout_ms: int, extr
 REWRITTEN_VIEWS = ("user", "kernel", "xlated")
 
 
+#: Encoding the programs stops (undecided) at this many times the timeout: the solver's phases share the
+#: timeout itself, so a proof ends within about three times it however large its model.
+ENCODE_BUDGET = 2.0
+
+
 def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType | int | str" = "socket_filter", *,
                      max_len: int = 128, timeout: float = 60.0, rewritten_ctx: str = "user",
                      use_region: bool = True) -> ProofResult:
@@ -327,6 +334,8 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
     through the kernel's ``struct sk_buff`` layout (what the ``ctx`` pass emits);
     ``rewritten_ctx="xlated"`` reads the rewritten program as the kernel's view
     of the original (the ``kernel`` pass's output: `bpfpatch.prove.lowered`).
+    `timeout` bounds the solver; encoding the programs gives up (undecided) at
+    `ENCODE_BUDGET` times it.
     """
     t0 = time.perf_counter()
     ptype = prog_type_of(prog_type)
@@ -337,25 +346,33 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
     if use_region and region is None and len(original.slots) == len(rewritten.slots) and (original.slots == rewritten.slots).all():
         return ProofResult(ProofVerdict.PROVED, "identical", time.perf_counter() - t0, max_len, None, None, stats)
     try:
-        if rewritten_ctx == "xlated":
-            layout_b = _Lowered(_find_lowerings(original, rewritten, ptype))
-        else:
-            layout_b = L.kernel_skb_layout() if rewritten_ctx == "kernel" else None
-        hint = None
-        if region is not None:
-            res = _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats)
-            if isinstance(res, ProofResult):
-                res.seconds = time.perf_counter() - t0
-                return res
-            hint = res
-        res = _prove_whole(original, rewritten, ptype, max_len, max(timeout - (time.perf_counter() - t0), 1.0), layout_b,
-                           stats, hint)
+        with deadline(ENCODE_BUDGET * timeout):
+            res = _prove(original, rewritten, ptype, region, max_len, timeout, rewritten_ctx, stats, t0)
+    except ProofTimeout as exc:
+        return ProofResult(ProofVerdict.UNDECIDED, f"gave up after {time.perf_counter() - t0:.0f} s, the timeout: {exc}",
+                           time.perf_counter() - t0, max_len, region, None, stats)
     except Unsupported as exc:
         return ProofResult(ProofVerdict.UNDECIDED, str(exc), time.perf_counter() - t0, max_len, region, None, stats)
     except z3.Z3Exception as exc:
         return ProofResult(ProofVerdict.UNDECIDED, f"solver error: {exc}", time.perf_counter() - t0, max_len, region, None, stats)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _prove(original, rewritten, ptype, region, max_len, timeout, rewritten_ctx, stats, t0) -> ProofResult:
+    """`prove_equivalent`'s phases: the changed region alone where it can, else the whole programs."""
+    if rewritten_ctx == "xlated":
+        layout_b = _Lowered(_find_lowerings(original, rewritten, ptype))
+    else:
+        layout_b = L.kernel_skb_layout() if rewritten_ctx == "kernel" else None
+    hint = None
+    if region is not None:
+        res = _prove_region(original, rewritten, ptype, region, max_len, timeout, layout_b, stats)
+        if isinstance(res, ProofResult):
+            return res
+        hint = res
+    return _prove_whole(original, rewritten, ptype, max_len, max(timeout - (time.perf_counter() - t0), 1.0), layout_b,
+                        stats, hint)
 
 
 @dataclass

@@ -46,6 +46,8 @@ grows with the program, not with its number of paths.
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -81,6 +83,26 @@ BV64 = z3.BitVecSort(64)
 TRUE = z3.BoolVal(True)
 FALSE = z3.BoolVal(False)
 ETH_HLEN = 14
+
+
+class ProofTimeout(BpfPatchError):
+    """The proof's time ran out while the programs were being encoded (the proof is then undecided)."""
+
+
+#: When the running proof's time is up (`time.perf_counter`), or None: `Encoder.run` checks it at every node,
+#: so building a model that alone outlasts the timeout (thousands of variable-offset loads) stops there.
+_DEADLINE: list[float | None] = [None]
+
+
+@contextmanager
+def deadline(seconds: float):
+    """Give up encoding (`ProofTimeout`) `seconds` from now, inside the ``with`` block."""
+    saved = _DEADLINE[0]
+    _DEADLINE[0] = time.perf_counter() + seconds
+    try:
+        yield
+    finally:
+        _DEADLINE[0] = saved
 
 
 class Unsupported(BpfPatchError):
@@ -792,10 +814,13 @@ class Encoder:
         order = self.topo_order(start, stop)
         incoming: dict[Node, list] = {start: [(-1, 0, pc, state)]}
         exits: list[Exit] = []
+        until = _DEADLINE[0]
         for node in order:
             ins = incoming.pop(node, None)
             if not ins:
                 continue
+            if until is not None and time.perf_counter() > until:
+                raise ProofTimeout(f"the time ran out while encoding instruction {node[1]} (side {self.side})")
             # Merge in the order of the predecessors' positions (the jump before the fall-through
             # of one instruction): a rewrite keeps that order, so equal states merge to equal terms.
             ins = [(p, s) for _, _, p, s in sorted(ins, key=lambda x: (x[0], x[1]))]
