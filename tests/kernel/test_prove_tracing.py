@@ -146,13 +146,15 @@ def test_current_task_btf_is_a_btf_pointer():
 
 
 ARRAY = {"fd3": MapSpec("m", 2, 4, 8, 4)}
-STORE_AROUND_READ = """r6 = *(u64 *)(r1 + 0)
+#: r6 = the first argument; r0 = the array map's element 0 (a lookup of key 0 from the stack).
+LOOKUP_KEY0 = """r6 = *(u64 *)(r1 + 0)
 *(u32 *)(r10 - 4) = 0
 r2 = r10
 r2 += -4
 ld_pseudo r1, 1, 3
 call 1
-if r0 == 0 goto +4
+"""
+STORE_AROUND_READ = LOOKUP_KEY0 + """if r0 == 0 goto +4
 {first}
 r7 = *(u32 *)(r6 + 8)
 *(u32 *)(r0 + 0) = 0
@@ -312,13 +314,7 @@ def test_a_ring_buffer_record_is_observed_when_submitted():
     assert res.verdict is ProofVerdict.COUNTEREXAMPLE and any("call:132" in d for d in res.counterexample.differs)
 
 
-PROBE_AROUND_STORE = """r6 = *(u64 *)(r1 + 0)
-*(u32 *)(r10 - 4) = 0
-r2 = r10
-r2 += -4
-ld_pseudo r1, 1, 3
-call 1
-if r0 == 0 goto +9
+PROBE_AROUND_STORE = LOOKUP_KEY0 + """if r0 == 0 goto +9
 r8 = r0
 {first}
 r1 = r10
