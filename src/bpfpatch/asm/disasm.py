@@ -133,8 +133,8 @@ def listing_chunks(program: Slotted | Iterable[Insn], style: str = "llvm", lines
         width = ndig  # "slot" left-aligned, then ": text"
     else:
         raw = encode_slots(insns_to_slots(insns))  # every distinct instruction's bytes, encoded at once
-        ends = list(accumulate(16 if i[0] == LD_IMM64 else 8 for i in insns))
-        suffixes = [f":\t{raw[e - (16 if i[0] == LD_IMM64 else 8) : e].hex(' ')}\t{fmt(i)}\n".encode() for i, e in zip(insns, ends)]
+        sizes = [16 if i[0] == LD_IMM64 else 8 for i in insns]
+        suffixes = [f":\t{raw[e - k : e].hex(' ')}\t{fmt(i)}\n".encode() for i, k, e in zip(insns, sizes, accumulate(sizes))]
         width = max(8, ndig)  # right-aligned in 8 columns, wider when it must be
     longest = max(len(x) for x in suffixes)
     rows = np.full((len(suffixes), longest), _FILL, dtype=np.uint8)

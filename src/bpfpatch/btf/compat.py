@@ -16,11 +16,9 @@ compared (the caller matched the variable's name).
 
 from __future__ import annotations
 
-from bpfpatch.btf.types import BtfKind, BtfType, TypeLookup
+from bpfpatch.btf.types import MODIFIERS, BtfKind, BtfType, TypeLookup
 from bpfpatch.errors import ElfError
 
-#: Kinds `skip_mods_and_typedefs` steps through.
-_SKIPPED = {BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG}
 _ENUMS = {BtfKind.ENUM, BtfKind.ENUM64}
 #: Kinds that match on kind alone.
 _SHALLOW = {BtfKind.UNKN, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.FWD, BtfKind.ENUM64}
@@ -38,7 +36,7 @@ def _skip(btf: TypeLookup, type_id: int) -> tuple[int, BtfType]:
     """(id, type) past typedefs and qualifiers (libbpf's ``skip_mods_and_typedefs``)."""
     t = _type(btf, type_id)
     for _ in range(btf.type_count):
-        if t.kind not in _SKIPPED:
+        if t.kind not in MODIFIERS:
             return type_id, t
         type_id = t.size_or_type
         t = _type(btf, type_id)

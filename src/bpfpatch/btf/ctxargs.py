@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from bpfpatch.analysis.ctxlayout import CtxArg, CtxLayout
 from bpfpatch.analysis.facts import RegType
-from bpfpatch.btf.types import BtfKind
-from bpfpatch.errors import BpfPatchError
+from bpfpatch.btf.types import MODIFIERS, BtfKind
+from bpfpatch.errors import BpfPatchError, ElfError
 from bpfpatch.progtype import ProgType, libbpf_section
 
 #: enum bpf_attach_type values that decide a BTF context.
@@ -75,7 +75,6 @@ ITER_NULLABLE = {
     "unix": {"unix_sk"}, "tcp": {"sk_common"}, "udp": {"udp_sk"}, "ksym": {"ksym"}, "kmem_cache": {"s"},
 }
 
-_MODS = (BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG)
 
 
 def _target(kt, prog_type: ProgType, attach_type: int, btf_id: int):
@@ -109,7 +108,7 @@ def _strip(kt, type_id: int) -> tuple[int, set[str]]:
         if type_id == 0:
             break
         t = kt.type(type_id)
-        if t.kind not in _MODS:
+        if t.kind not in MODIFIERS:
             break
         if t.kind == BtfKind.TYPE_TAG:
             tags.add(t.name)
@@ -212,17 +211,25 @@ SECTION_TARGETS = {
 }
 
 
-def section_ctx_layout(kt, section: str) -> CtxLayout | None:
+def section_ctx_layout(kt, section: str, strict: bool = False) -> CtxLayout | None:
     """The BTF context of a program in ELF section `section` (``tp_btf/sched_switch``, ``fentry/do_unlinkat``,
     ``iter/task``, ``lsm/file_open``: `SECTION_TARGETS`), its target looked up by name in `kt` as libbpf
     does; None for other sections, struct_ops ones included (their target is the object's ``.struct_ops``
-    map), or a target the kernel lacks."""
+    map), or a target the kernel lacks -- with `strict`, that is an `ElfError` naming the section, as libbpf
+    refuses to load it."""
     section = libbpf_section(section)
     for prefix, (ptype, attach, pattern, kind) in SECTION_TARGETS.items():
         if section.startswith(prefix) and kt is not None:
             target = section[len(prefix):]
             btf_id = kt.named_id(pattern.format(target), int(kind))
-            return btf_ctx_layout(kt, ptype, attach, btf_id) if btf_id else None
+            if btf_id:
+                return btf_ctx_layout(kt, ptype, attach, btf_id)
+            if strict and target:
+                # bcc's fsslower: fentry/dummy_file_read, the real target set at run time; libbpf cannot load it as it is
+                raise ElfError(f"attach target {target!r} is not in the running kernel's BTF, so its arguments are "
+                               "unknown (a loader that sets the target at run time: name the real one in the section)",
+                               section=section)
+            return None
     return None
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from bpfpatch.analysis.funcinfo import ArgKind, FuncArg, SubprogFunc
-from bpfpatch.btf.types import BtfKind, BtfType, TypeLookup
+from bpfpatch.btf.types import MODIFIERS, BtfKind, BtfType, TypeLookup
 from bpfpatch.errors import ElfError
 from bpfpatch.progtype import ProgType
 
@@ -42,7 +42,6 @@ CTX_TYPE_NAMES = {
 }
 # btf_is_projection_of: the kernel's own struct names the uapi one too
 PROJECTIONS = {"__sk_buff": "sk_buff", "xdp_md": "xdp_buff"}
-_MODIFIERS = (BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG)
 _TAGS = ("ctx", "trusted", "nonnull", "nullable", "arena")
 
 
@@ -50,7 +49,7 @@ def _is_ctx(btf: TypeLookup, ptr: BtfType, prog_type: ProgType) -> bool:
     """``btf_is_prog_ctx_type``: the pointee's struct name is the program type's context name."""
     t = btf.type(ptr.size_or_type)
     if prog_type is ProgType.KPROBE:
-        while t.kind in _MODIFIERS and t.kind != BtfKind.TYPEDEF:
+        while t.kind in MODIFIERS and t.kind != BtfKind.TYPEDEF:
             t = btf.type(t.size_or_type)
         if t.kind == BtfKind.TYPEDEF and t.name == "bpf_user_pt_regs_t":
             return True

@@ -46,12 +46,13 @@ _TRAILER = {
     BtfKind.ENUM: (0, 8), BtfKind.FUNC_PROTO: (0, 8), BtfKind.VAR: (4, 0), BtfKind.DATASEC: (0, 12),
     BtfKind.DECL_TAG: (4, 0), BtfKind.ENUM64: (0, 12),
 }
-_MODIFIERS = {BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG}
+#: The kinds that only qualify or rename another type (libbpf's ``skip_mods_and_typedefs`` steps through them).
+MODIFIERS = frozenset({BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG})
 
 
 # Kinds whose type reference is contained (not pointed to): a cycle through these is a type
 # that contains itself, which the kernel's BTF check refuses.
-_CONTAINS = _MODIFIERS | {BtfKind.VAR}
+_CONTAINS = MODIFIERS | {BtfKind.VAR}
 _SIZED = (BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.ENUM64, BtfKind.FLOAT, BtfKind.DATASEC)
 
 #: kind number (5 bits) -> BtfKind, None where no kind is defined (a table: no enum call per type).
@@ -90,7 +91,7 @@ class TypeLookup:
         """Skip typedefs and qualifiers (iteratively; a loop is an `ElfError`)."""
         t = self.type(type_id)
         for _ in range(self.type_count):
-            if t.kind not in _MODIFIERS:
+            if t.kind not in MODIFIERS:
                 return t
             t = self.type(t.size_or_type)
         raise ElfError(f"{_place(t)}: type loop", section=".BTF", offset=t.offset)
@@ -206,7 +207,7 @@ class Btf(TypeLookup):
     def _refs(t: BtfType) -> list[tuple[str, int]]:
         """(role, type id) of every type `t` refers to."""
         k = t.kind
-        if k in _MODIFIERS or k in (BtfKind.PTR, BtfKind.FUNC, BtfKind.VAR, BtfKind.DECL_TAG):
+        if k in MODIFIERS or k in (BtfKind.PTR, BtfKind.FUNC, BtfKind.VAR, BtfKind.DECL_TAG):
             return [("type", t.size_or_type)]
         if k == BtfKind.ARRAY:
             return [("element type", t.extra[0]), ("index type", t.extra[1])]
@@ -221,7 +222,7 @@ class Btf(TypeLookup):
     def _check_references(self) -> None:
         types = self.types
         n = len(types)
-        simple = _MODIFIERS | {BtfKind.PTR, BtfKind.FUNC, BtfKind.VAR, BtfKind.DECL_TAG}
+        simple = MODIFIERS | {BtfKind.PTR, BtfKind.FUNC, BtfKind.VAR, BtfKind.DECL_TAG}
         listed = (BtfKind.STRUCT, BtfKind.UNION, BtfKind.FUNC_PROTO, BtfKind.DATASEC)
         children: dict[int, list[int]] = {}  # containers only: type id -> ids it contains by value
         for t in types:

@@ -52,22 +52,10 @@ def _btf_ctx(program, section: str | None, strict: bool = False):
     """A tp_btf / fentry / iter / lsm section's context: its target's arguments from the kernel's BTF (None
     for other sections, or without the kernel's BTF); `strict` (no --prog-type given): a target the kernel's BTF
     lacks is an `ElfError` naming the section, as libbpf refuses to load it."""
-    from bpfpatch.btf.ctxargs import SECTION_TARGETS, section_ctx_layout
+    from bpfpatch.btf.ctxargs import section_ctx_layout
     from bpfpatch.btf.vmlinux import kernel_types
-    from bpfpatch.errors import ElfError
 
-    from bpfpatch.progtype import libbpf_section
-
-    sec = libbpf_section(program.meta.get("section") or section or "")
-    kt = kernel_types()
-    for prefix, (_, _, pattern, kind) in SECTION_TARGETS.items():
-        target = sec[len(prefix):]
-        if strict and sec.startswith(prefix) and kt is not None and target and not kt.named_id(pattern.format(target), int(kind)):
-            # bcc's fsslower: fentry/dummy_file_read, the real target set at run time; libbpf cannot load it as it is
-            raise ElfError(f"attach target {target!r} is not in the running kernel's BTF, so its arguments are "
-                           "unknown (a loader that sets the target at run time: name the real one in the section)",
-                           section=sec)
-    return section_ctx_layout(kt, sec)
+    return section_ctx_layout(kernel_types(), program.meta.get("section") or section or "", strict=strict)
 
 
 def _subprog_funcs(file: Path, program, ptype: str):
