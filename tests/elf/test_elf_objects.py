@@ -284,6 +284,63 @@ def test_third_party_rewrites_load(path):
         assert ok, (passes, why)
 
 
+def _pyelftools_tables(data: bytes) -> tuple[dict, dict]:
+    """Per program section: its function symbols and relocations as pyelftools parses them, one construct
+    per entry (the reference the reader's one-pass tables are held to)."""
+    import io
+
+    elf = ELFFile(io.BytesIO(data))
+    sections = list(elf.iter_sections())
+    syms = list(elf.get_section_by_name(".symtab").iter_symbols())
+    funcs = {sec.name: [(s.name, s["st_value"] // 8, s["st_size"] // 8, s["st_info"]["bind"], s["st_info"]["type"])
+                        for s in syms if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] == k]
+             for k, sec in enumerate(sections) if sec["sh_flags"] & 4 and sec["sh_size"]}
+    relocs = {}
+    for rel in sections:
+        if rel["sh_type"] in ("SHT_REL", "SHT_RELA") and sections[rel["sh_info"]].name in funcs:
+            rows = relocs[sections[rel["sh_info"]].name] = []
+            for r in rel.iter_relocations():
+                s = syms[r["r_info_sym"]]
+                shndx = s["st_shndx"]
+                rows.append((r["r_offset"] // 8, r["r_info_type"], s.name, r["r_info_sym"],
+                             sections[shndx].name if isinstance(shndx, int) else shndx, s["st_value"], s["st_info"]["type"]))
+    return funcs, relocs
+
+
+@pytest.mark.parametrize("which", ["built", "third-party"])
+def test_symbols_and_relocations_are_pyelftools_own(which, built):
+    """The reader unpacks the symbol and relocation tables in one pass each; every program's function symbols and
+    relocations equal pyelftools' entry-by-entry parse (clang-built objects, Debian's xdp-tools objects)."""
+    paths = [built] if which == "built" else THIRD_PARTY
+    if not paths:
+        pytest.skip("Debian's xdp-tools objects (/usr/lib/x86_64-linux-gnu/bpf) are not installed")
+    checked = 0
+    for path in paths:
+        data = path.read_bytes()
+        obj = read_object(data)
+        funcs, relocs = _pyelftools_tables(data)
+        for name, prog in obj.programs.items():
+            assert [(s.name, s.slot, s.size_slots, s.binding, s.type) for s in prog.meta["symbols"]] == funcs[name]
+            assert [(r.slot, r.type, r.symbol, r.symbol_index, r.symbol_section, r.symbol_value, r.symbol_type)
+                    for r in prog.meta["relocations"]] == relocs.get(name, [])
+            checked += len(prog.meta["relocations"])
+    assert checked  # the objects do relocate (maps, calls, global data)
+
+
+def test_a_symbol_name_past_the_string_table_is_refused_by_its_index(built):
+    """A damaged symbol's name offset is an ElfError naming the symbol and the place, not a stray read."""
+    import io
+    import struct
+
+    data = bytearray(built.read_bytes())
+    symtab = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".symtab")
+    at = symtab["sh_offset"] + 2 * 24  # symbol 2's st_name
+    struct.pack_into("<I", data, at, 0x7FFFFFF0)
+    with pytest.raises(ElfError, match=r"symbol 2: name offset 2147483632 is past the string table") as info:
+        read_object(bytes(data))
+    assert info.value.offset == at and info.value.section == ".symtab"
+
+
 @pytest.fixture(scope="module")
 def libbpf_tools(tmp_path_factory) -> list[Path]:
     """The objects bcc's build embeds in Debian's libbpf-tools binaries (one libbpf skeleton each)."""

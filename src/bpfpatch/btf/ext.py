@@ -128,11 +128,14 @@ def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_
         if num * rec_size > end - pos:
             raise ElfError(f"{what} claims {num} records of {rec_size} bytes, only {end - pos} bytes left",
                            section=".BTF.ext", offset=pos - 4)
-        recs = [struct.unpack_from(fmt, raw, pos + k * rec_size) for k in range(num)]
-        for k, rec in enumerate(recs):
-            if rec[0] % 8:
-                raise ElfError(f"{what} record {k} of section {name!r}: insn_off {rec[0]} is not a multiple of 8",
-                               section=".BTF.ext", offset=pos + k * rec_size)
+        if rec_size == min_rec:  # the common case: the records are the whole group, unpacked in one pass
+            recs = list(struct.iter_unpack(fmt, raw[pos:pos + num * rec_size]))
+        else:
+            recs = [struct.unpack_from(fmt, raw, pos + k * rec_size) for k in range(num)]
+        if any(rec[0] % 8 for rec in recs):
+            k = next(k for k, rec in enumerate(recs) if rec[0] % 8)
+            raise ElfError(f"{what} record {k} of section {name!r}: insn_off {recs[k][0]} is not a multiple of 8",
+                           section=".BTF.ext", offset=pos + k * rec_size)
         out.setdefault(name, []).extend(recs)
         if groups is not None:
             groups.append((sec_off, name))
@@ -141,14 +144,25 @@ def _records(raw: bytes, start: int, length: int, min_rec: int, what: str, name_
 
 
 def _check_strings(recs: dict[str, list[tuple]], fields: tuple[tuple[int, str], ...], what: str, string_of) -> None:
-    """Every string offset field of every record names a string of .BTF."""
+    """Every string offset field of every record names a string of .BTF (each distinct offset asked once; the
+    first record in file order with one that does not is named)."""
+    bad = set()
+    for off in {rec[col] for rows in recs.values() for rec in rows for col, _ in fields}:
+        try:
+            string_of(off)
+        except BpfPatchError:
+            bad.add(off)
+    if not bad:
+        return
     for sec, rows in recs.items():
         for k, rec in enumerate(rows):
             for col, fname in fields:
-                try:
-                    string_of(rec[col])
-                except BpfPatchError as exc:
-                    raise ElfError(f"{what} record {k} of section {sec!r}: {fname}: {exc}", section=".BTF.ext") from None
+                if rec[col] in bad:
+                    try:
+                        string_of(rec[col])
+                    except BpfPatchError as exc:
+                        raise ElfError(f"{what} record {k} of section {sec!r}: {fname}: {exc}",
+                                       section=".BTF.ext") from None
 
 
 def parse_btf_ext(raw: bytes, string_of, byteorder: str = "little") -> BtfExt:
@@ -177,12 +191,13 @@ def parse_btf_ext(raw: bytes, string_of, byteorder: str = "little") -> BtfExt:
         csize, cores = _records(raw, hdr_len + cr_off, cr_len, 16, "core_relo", string_of, bo, groups["core_relo"])
         _check_strings(cores, ((2, "access_str_off"),), "core_relo", string_of)
     ext = BtfExt(func_rec_size=fsize, line_rec_size=lsize, core_rec_size=csize, groups=groups, hdr_len=hdr_len, raw=raw)
+    new = tuple.__new__  # the records' NamedTuples made in C (their `__new__` is a Python frame a record)
     for sec, recs in funcs.items():
-        ext.func_info[sec] = [FuncInfo(off // 8, tid) for off, tid in recs]
+        ext.func_info[sec] = [new(FuncInfo, (off // 8, tid)) for off, tid in recs]
     for sec, recs in lines.items():
-        ext.line_info[sec] = [LineInfo(off // 8, f, l, lc) for off, f, l, lc in recs]
+        ext.line_info[sec] = [new(LineInfo, (off // 8, f, l, lc)) for off, f, l, lc in recs]
     for sec, recs in cores.items():
-        ext.core_relo[sec] = [CoreRelo(off // 8, tid, acc, kind) for off, tid, acc, kind in recs]
+        ext.core_relo[sec] = [new(CoreRelo, (off // 8, tid, acc, kind)) for off, tid, acc, kind in recs]
     return ext
 
 
