@@ -213,6 +213,11 @@ def _targets(program: Program) -> dict[int, int]:
     return out
 
 
+def map_refs(program: Program) -> dict[int, Any]:
+    """slot -> (map, value offset) of each ld_imm64 the linker resolved to a map (``meta["map_refs"]``)."""
+    return {int(k): v for k, v in (program.meta.get("map_refs") or {}).items()}
+
+
 def changed_region(a: Program, b: Program) -> tuple[int, int, int, int] | None:
     """(a_start, a_end, b_start, b_end): the slots where the programs differ, when the rest agrees.
 
@@ -231,8 +236,12 @@ def changed_region(a: Program, b: Program) -> tuple[int, int, int, int] | None:
         w = slots[i]
         return (int(w["code"]), int(w["regs"]), int(w["off"]), int(w["imm"]))
 
+    refs_a, refs_b = map_refs(a), map_refs(b)
+
     def same(i, j):
         x, y = shape(sa, i), shape(sb, j)
+        if refs_a.get(i) != refs_b.get(j):  # the same bytes loading another map
+            return False
         if i in ta or j in tb:  # offsets may differ: the targets are checked below
             return (i in ta) == (j in tb) and x[:2] == y[:2]
         return x == y
@@ -343,7 +352,8 @@ def prove_equivalent(original: Program, rewritten: Program, prog_type: "ProgType
         raise BpfPatchError(f"prove: rewritten_ctx {rewritten_ctx!r} is none of {', '.join(REWRITTEN_VIEWS)}")
     stats: dict[str, Any] = {}
     region = changed_region(original, rewritten) if use_region else None
-    if use_region and region is None and len(original.slots) == len(rewritten.slots) and (original.slots == rewritten.slots).all():
+    if (use_region and region is None and len(original.slots) == len(rewritten.slots)
+            and (original.slots == rewritten.slots).all() and map_refs(original) == map_refs(rewritten)):
         return ProofResult(ProofVerdict.PROVED, "identical", time.perf_counter() - t0, max_len, None, None, stats)
     try:
         with deadline(ENCODE_BUDGET * timeout):

@@ -174,6 +174,38 @@ HELPERS: dict[int, tuple[str, int, str]] = {
     130: ("ringbuf_output", 4, "output"),
     177: ("trace_vprintk", 4, "output"),
     150: ("seq_printf_btf", 4, "output"),
+    # a tail call: taken, the called program's result is this one's (it sees the memory as it is now, which the
+    # exit compares); not taken, execution goes on
+    12: ("tail_call", 3, "tail_call"),
+    # a lock in a map value: an event (which lock, when), nothing the program can read changes
+    93: ("spin_lock", 1, "lock"),
+    94: ("spin_unlock", 1, "fresh64"),
+    # casts of a socket to a BTF type: the same socket or NULL, a BTF pointer either way
+    136: ("skc_to_tcp6_sock", 1, "kptr"),
+    137: ("skc_to_tcp_sock", 1, "kptr"),
+    138: ("skc_to_tcp_timewait_sock", 1, "kptr"),
+    139: ("skc_to_tcp_request_sock", 1, "kptr"),
+    140: ("skc_to_udp6_sock", 1, "kptr"),
+    178: ("skc_to_unix_sock", 1, "kptr"),
+    196: ("skc_to_mptcp_sock", 1, "kptr"),
+    # per-CPU data (a per-CPU kptr or ksym): kernel memory
+    153: ("per_cpu_ptr", 2, "kptr"),
+    154: ("this_cpu_ptr", 1, "kptr"),
+    # the local storage of a kernel object removed (a delete keyed by the owner's address)
+    108: ("sk_storage_delete", 2, "storage_delete"),
+    146: ("inode_storage_delete", 2, "storage_delete"),
+    157: ("task_storage_delete", 2, "storage_delete"),
+    211: ("cgrp_storage_delete", 2, "storage_delete"),
+    # socket-buffer helpers: what they read of the program's memory is in the event (`OUTPUT_DATA`)
+    9: ("skb_store_bytes", 5, "pkt"),
+    20: ("skb_get_tunnel_key", 4, "fill"),
+    21: ("skb_set_tunnel_key", 4, "output"),
+    49: ("setsockopt", 5, "output"),
+    57: ("getsockopt", 5, "fill"),
+    81: ("get_local_storage", 2, "cgroup_storage"),
+    50: ("skb_adjust_room", 4, "pkt_len"),
+    111: ("skb_output", 5, "output"),
+    141: ("get_task_stack", 4, "fill"),
     # a ring buffer record: reserved (a region of its own), written, then submitted (its bytes observed)
     131: ("ringbuf_reserve", 3, "reserve"),
     132: ("ringbuf_submit", 2, "submit"),
@@ -182,10 +214,14 @@ HELPERS: dict[int, tuple[str, int, str]] = {
 
 #: "output" helpers: the (data register, size register) of each buffer they read.
 OUTPUT_DATA = {25: ((4, 5),), 121: ((4, 5),), 126: ((2, 3), (4, 5)), 127: ((2, 3),), 130: ((2, 3),),
-               177: ((1, 2), (3, 4)), 182: ((1, 2),), 150: ((2, 3),)}
+               177: ((1, 2), (3, 4)), 182: ((1, 2),), 150: ((2, 3),), 9: ((3, 4),), 21: ((2, 3),), 49: ((4, 5),),
+               111: ((4, 5),)}
 #: "fill" helpers: (destination register, its size: a register, or minus a constant); every byte is written
 #: (an error zeroes them: one of the environment's answers).
-FILL_DEST = {16: (1, 2), 67: (2, 3), 120: (3, 4), 147: (2, 3), 183: (3, -8), 184: (2, -8)}
+FILL_DEST = {16: (1, 2), 67: (2, 3), 120: (3, 4), 147: (2, 3), 183: (3, -8), 184: (2, -8), 20: (2, 3), 141: (2, 3),
+             57: (4, 5)}
+#: "fill" helpers that may leave bytes of the buffer as they were (or read them): its bytes before are in the event.
+FILL_READS = frozenset({57})
 #: BPF_LOCAL_STORAGE_GET_F_CREATE: a storage helper creates the element it does not find.
 STORAGE_CREATE = 1
 
@@ -194,7 +230,10 @@ STORAGE_CREATE = 1
 KERNEL_MEMORY_TYPES = frozenset({ProgType.TRACING, ProgType.LSM})
 #: Helpers that read kernel (or user) memory at an address the program gives (privileged programs of every
 #: type may call them): a program that calls one may see its own map values through kernel memory.
-KERNEL_READING_HELPERS = frozenset({4, 45, 112, 113, 114, 115, 148, 158})
+KERNEL_READING_HELPERS = frozenset({4, 45, 112, 113, 114, 115, 148, 158, 136, 137, 138, 139, 140, 153, 154, 178, 196})
+#: Helpers that order the program's stores against other CPUs' (bpf_spin_lock / unlock): a program that calls one
+#: has its stores to map values and global data as events, as `KERNEL_READING_HELPERS` do.
+ORDERING_HELPERS = frozenset({93, 94})
 #: The tag of a value that points into kernel memory when dereferenced.
 KMEM = "kmem"
 #: Regions other CPUs and kernel memory reads may see (stores to them are events in tracing programs).
@@ -340,6 +379,14 @@ class Env:
         self._syms: dict[str, z3.ExprRef] = {}
         lo = 0 if prog_type == ProgType.SOCKET_FILTER else ETH_HLEN
         self.assumptions = [z3.UGE(self.plen, bv(lo)), z3.ULE(self.plen, bv(max_len))]
+
+    def locked_byte(self, pos: z3.BitVecRef, addr: z3.BitVecRef) -> z3.BitVecRef:
+        """The byte at `addr` of a map value once the spin lock at event position `pos` is taken."""
+        return z3.Function("locked_byte", BV32, BV64, BV8)(pos, addr)
+
+    def tail_taken(self, pos: z3.BitVecRef) -> z3.BoolRef:
+        """Whether the tail call at event position `pos` is taken (the program array's slot holds a program)."""
+        return z3.Function("tail_taken", BV32, z3.BoolSort())(pos)
 
     def base(self, region: str) -> int:
         """The fixed base address of a region (the same in both programs)."""
@@ -496,7 +543,7 @@ class Encoder:
         self.kernel_memory = env.prog_type in KERNEL_MEMORY_TYPES
         # Stores to shared memory are events when either program may read kernel memory (set before either runs).
         env.shared_stores = env.shared_stores or self.kernel_memory or any(
-            KIND_OF[x.code] == Kind.CALL and x.src == CallSrc.HELPER and x.imm in KERNEL_READING_HELPERS
+            KIND_OF[x.code] == Kind.CALL and x.src == CallSrc.HELPER and x.imm in KERNEL_READING_HELPERS | ORDERING_HELPERS
             for x in program.insns)
 
     # regions ------------------------------------------------------------------------
@@ -1136,6 +1183,52 @@ class Encoder:
             result = (self.env.helper_ret(e.pos), None)
         elif how == "storage":
             result = self.storage_get(pc, st, regs, args, name, slot)
+        elif how == "lock":
+            # bpf_spin_lock(lock in a map value): once taken, the value holding it is as other CPUs left it (the
+            # environment's bytes at this call), whatever this program stored before
+            tag = regs[1][1] or ""
+            if "|" in tag or not tag.startswith(("mv:", "gd:")):
+                raise Unsupported(f"{name}: r1 is no map value the model knows", slot=slot)
+            e = self.event(pc, f"call:{imm}", args)
+            r = self.regions.get(tag) or self.region(tag)
+            mem = st.region_mem(tag)
+            st.tags[tag].clear()
+            for k in range(r.size):
+                mem[k] = self.env.locked_byte(e.pos, bv(r.base + k))
+            result = (self.env.helper_ret(e.pos), None)
+        elif how == "cgroup_storage":
+            # bpf_get_local_storage(map, flags): the current cgroup's element, always there (one key per run)
+            tag = regs[1][1]
+            if not (tag or "").startswith("map:") or tag[4:] not in self.env.maps:
+                raise Unsupported(f"{name}: r1 is not a map the model knows", slot=slot)
+            mname = tag[4:]
+            info = self.env.maps[mname]
+            key = bv(0, 8 * info.key_size)
+            e = self.event(pc, f"lookup:{mname}", (key,))
+            _, content = self.map_fold(st, info, key, e)
+            k = self.lookups.get(mname, 0)
+            self.lookups[mname] = k + 1
+            r = self.new_value_region(f"mv:{mname}:{k}", info.value_size, content)
+            e.extra.update(present=TRUE, region=r.name)
+            result = (bv(r.base), r.name)
+        elif how == "storage_delete":
+            tag = regs[1][1]
+            if not (tag or "").startswith("map:") or tag[4:] not in self.env.maps:
+                raise Unsupported(f"{name}: r1 is not a map the model knows", slot=slot)
+            e = self.event(pc, f"delete:{tag[4:]}", (args[1], bv(0, 8), bv(0)))  # as storage_get keys it
+            ret = self.env.helper_ret(e.pos)
+            e.extra.update(ok=ret == 0)
+            result = (ret, None)
+        elif how == "tail_call":
+            e = self.event(pc, f"call:{imm}", args)
+            taken = self.env.tail_taken(e.pos)
+            done = st.copy()
+            done.regs[0] = (self.env.helper_ret(e.pos), None)  # the called program's result
+            exits.append(Exit("exit", conj(pc, taken), done, slot))
+            st.regs[0] = undef(self.env)  # not taken: r0 is not set (the verifier: NOT_INIT)
+            for r in range(1, 6):
+                st.regs[r] = undef(self.env)
+            return [(nxt, z3.Not(taken), st)]
         elif how in ("probe_read", "probe_read_str", "fill", "fill_str"):
             result = self.probe_read(pc, st, regs, args, imm, name, how, slot)
         elif how in ("lookup", "update", "delete"):
@@ -1174,7 +1267,7 @@ class Encoder:
                         raise Unsupported("csum_diff with a variable size", slot=slot)
                     if n:
                         fields = fields + (self.mem_bytes(st, p, n, slot),)
-            if how == "output":
+            if imm in OUTPUT_DATA:
                 for dreg, sreg in OUTPUT_DATA[imm]:
                     n = as_int(args[sreg - 1])
                     if n is None:  # up to the end of the buffer's region, the bytes past the size as zeros
@@ -1263,7 +1356,8 @@ class Encoder:
         if own and partial:
             raise Unsupported(f"{name} from the program's own memory is not modelled", slot=slot)
         data = self.mem_bytes(st, src, n, slot) if own and n else None
-        e = self.event(pc, f"call:{imm}", args + ((data,) if data is not None else ()))
+        before = (self.mem_bytes(st, regs[dreg], n, slot),) if imm in FILL_READS and n else ()
+        e = self.event(pc, f"call:{imm}", args + ((data,) if data is not None else ()) + before)
         for i in range(0, n, 8):
             k = min(8, n - i)
             if data is not None:

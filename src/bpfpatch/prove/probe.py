@@ -46,6 +46,10 @@ class ConcreteEnv(Env):
             return z3.Function("helper_ret", z3.BitVecSort(32), z3.BitVecSort(64))(pos)
         return bv(self.helper_results.get(k, 0))
 
+    def tail_taken(self, pos: z3.BitVecRef) -> z3.BoolRef:
+        """No tail call is taken (a test run's program arrays are empty)."""
+        return z3.BoolVal(False)
+
     def sym(self, name: str, bits: int) -> z3.BitVecRef:
         s = self._syms.get(name)
         if s is None:
