@@ -381,6 +381,10 @@ def _prove(original, rewritten, ptype, region, max_len, timeout, rewritten_ctx, 
         if isinstance(res, ProofResult):
             return res
         hint = res
+    else:  # (loops, or changes all over): concrete runs first, a counterexample without solving the unrolled loops
+        res = _probe(original, rewritten, ptype, max_len, layout_b, stats)
+        if res is not None:
+            return res
     return _prove_whole(original, rewritten, ptype, max_len, max(timeout - (time.perf_counter() - t0), 1.0), layout_b,
                         stats, hint)
 

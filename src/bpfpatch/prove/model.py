@@ -241,6 +241,13 @@ SHARED_REGIONS = ("mv:", "gd:", "entry:")
 #: BPF_PROBE_MEM / BPF_PROBE_MEMSX (the kernel's exception-table loads of BTF pointers) -> LDX MEM / MEMSX.
 PROBE_MODES = {0x20: 0x60, 0x40: 0x80}
 
+#: The open-coded numbers iterator's kfuncs, modelled exactly (`Encoder.iter_num`): name -> its arguments.
+ITER_NUM = {"bpf_iter_num_new": ("it", "start", "end"), "bpf_iter_num_next": ("it",),
+            "bpf_iter_num_destroy": ("it",)}
+BPF_MAX_LOOPS = 8 * 1024 * 1024
+EINVAL = 22
+E2BIG = 7
+
 ARRAY_MAPS = frozenset({2, 6})  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY: every key below max_entries exists
 
 
@@ -541,6 +548,7 @@ class Encoder:
         self.in_lowering = False
         self.pc_now = TRUE
         self.kernel_memory = env.prog_type in KERNEL_MEMORY_TYPES
+        self.kernel_written = False  # a store through a BTF pointer encoded so far (`kernel_write`)
         # Stores to shared memory are events when either program may read kernel memory (set before either runs).
         env.shared_stores = env.shared_stores or self.kernel_memory or any(
             KIND_OF[x.code] == Kind.CALL and x.src == CallSrc.HELPER and x.imm in KERNEL_READING_HELPERS | ORDERING_HELPERS
@@ -572,6 +580,7 @@ class Encoder:
         self.events = list(other.events)
         self.count = other.count
         self.lookups = dict(other.lookups)
+        self.kernel_written = other.kernel_written
 
     def region(self, name: str) -> Region:
         r = self.regions.get(name)
@@ -624,7 +633,10 @@ class Encoder:
                               " (a pointer truncated to 32 bits? the verifier refuses that)", slot=slot)
         r = self.regions.get(tag) or self.region(tag)
         rel = simplify(addr + off - r.base)
-        return r, (rel.as_long() if z3.is_bv_value(rel) else rel)
+        if z3.is_bv_value(rel):
+            return r, rel.as_long()
+        inside = _inside_leaf(addr, off - r.base, r.size)
+        return r, (inside if inside is not None else rel)
 
     def _byte(self, st: State, r: Region, off: int) -> z3.BitVecRef:
         b = st.mem.get(r.name, {}).get(off)
@@ -685,6 +697,9 @@ class Encoder:
         r, rel = self._resolve(st, val, off, size, slot)
         if r is None:
             return self.ctx_load(st, rel, size, slot)
+        if self.kernel_written and r.name.startswith(SHARED_REGIONS):
+            raise Unsupported(f"a load from {r.name} after a store through a BTF pointer (kernel memory, which may be"
+                              " that map value) is not modelled", slot=slot)
         if isinstance(rel, int):
             if rel < 0 or rel + size > r.size:
                 if r.name == "pkt":  # beyond the bound: only on infeasible paths (the verifier checked)
@@ -708,7 +723,7 @@ class Encoder:
 
     def store1(self, st: State, val: Val, off: int, size: int, value: Val, slot: int) -> None:
         if val[1] == KMEM:
-            raise Unsupported("a store through a BTF pointer (kernel memory) is not modelled", slot=slot)
+            return self.kernel_write(val, off, size, value)
         r, rel = self._resolve(st, val, off, size, slot)
         if r is None:
             return self.ctx_store(st, rel, size, value, slot)
@@ -737,6 +752,15 @@ class Encoder:
                 for i in range(size):
                     new = z3.If(rel + i == k, z3.Extract(8 * i + 7, 8 * i, v), new)
                 mem[k] = new
+
+    def kernel_write(self, val: Val, off: int, size: int, value: Val) -> None:
+        """A store through a BTF pointer: an event (address, width, value), ordered against the kernel reads and
+        calls.  Kernel memory may be one of the program's map values: loads from those after it are not modelled
+        (`load1` refuses them once this encoder has encoded one)."""
+        addr = simplify(val[0] + bv(off)) if z3.is_bv_value(val[0]) else val[0] + bv(off)
+        v = z3.ZeroExt(64 - 8 * size, z3.Extract(8 * size - 1, 0, value[0])) if size < 8 else value[0]
+        self.event(self.pc_now, f"kwrite{size}", (addr, v))
+        self.kernel_written = True
 
     def kernel_read(self, val: Val, off: int, size: int, slot: int) -> Val:
         """A load through a BTF pointer: an event (address, width), its value the environment's answer."""
@@ -1309,8 +1333,6 @@ class Encoder:
         result the environment's answer (a pointer result is a BTF pointer, ``kmem``).  A kfunc given a pointer
         into the program's own memory (stack, context, maps: dynptrs, iterators, buffers) may write it: not
         modelled."""
-        if not self.kernel_memory:
-            raise Unsupported("kfunc calls are not modelled outside tracing and LSM programs", slot=slot)
         if insn.off != 0:
             raise Unsupported(f"kfunc {insn.imm} of a module's BTF is not modelled", slot=slot)
         from bpfpatch.btf.vmlinux import kernel_types
@@ -1319,6 +1341,11 @@ class Encoder:
         proto = kt.kfunc(insn.imm) if kt is not None else None
         if proto is None:
             raise Unsupported(f"kfunc {insn.imm} is no function of the running kernel's BTF", slot=slot)
+        if proto.name in ITER_NUM and len(proto.args) == len(ITER_NUM[proto.name]):  # any program type's
+            return self.iter_num(pc, st, insn, proto.name, nxt, slot)
+        if not self.kernel_memory:
+            raise Unsupported("kfunc calls are not modelled outside tracing and LSM programs (but the numbers"
+                              " iterator's)", slot=slot)
         if proto.name == "bpf_throw":  # does not return: the exception callback's result is the program's
             raise Unsupported("bpf_throw (an exception) is not modelled", slot=slot)
         if len(proto.args) > 5:
@@ -1333,6 +1360,52 @@ class Encoder:
         st = st.copy()
         ret = self.env.helper_ret(e.pos)
         st.regs[0] = (ret, KMEM if proto.ret.startswith(("ptr", "mem")) else None)
+        for r in range(1, 6):
+            st.regs[r] = undef(self.env)
+        return [(nxt, TRUE, st)]
+
+    def iter_num(self, pc, st: State, insn: Insn, name: str, nxt, slot: int):
+        """The open-coded numbers iterator on the program's stack, as kernel/bpf/bpf_iter.c runs it: ``struct
+        bpf_iter_num_kern {int cur; int end;}``; new(it, start, end) sets cur = start - 1 (0, 0 and -EINVAL when
+        start > end, -E2BIG over BPF_MAX_LOOPS numbers), next(it) gives NULL (and 0, 0) once cur + 1 >= end, else
+        &cur after cur++, destroy(it) zeroes it.  Each call is an event (the iterator's address), its int result's
+        upper half the environment's."""
+        it = st.regs[1]
+        if not (it[1] or "").startswith("stack") or "|" in it[1]:
+            raise Unsupported(f"{name}: r1 is no iterator on the program's stack", slot=slot)
+        e = self.event(pc, f"kfunc:{insn.imm}", (it[0],) + tuple(st.regs[r][0] for r in range(2, 1 + len(ITER_NUM[name]))))
+        st = st.copy()
+        zero = (bv(0), None)
+
+        def put(cur, end):
+            self.store(st, it, 0, 4, (z3.ZeroExt(32, cur), None), slot)
+            self.store(st, it, 4, 4, (z3.ZeroExt(32, end), None), slot)
+
+        upper = z3.Extract(63, 32, self.env.helper_ret(e.pos))
+        if name == "bpf_iter_num_new":
+            start, end = z3.Extract(31, 0, st.regs[2][0]), z3.Extract(31, 0, st.regs[3][0])
+            bad = start > end  # signed
+            big = z3.SignExt(32, end) - z3.SignExt(32, start) > bv(BPF_MAX_LOOPS)
+            if z3.is_bv_value(simplify(start)) and z3.is_bv_value(simplify(end)):  # decided (a concrete run)
+                bad, big = simplify(bad), simplify(big)
+            fail = z3.Or(bad, big)
+            zero32 = bv(0, 32)
+            put(ite(fail, zero32, start - 1), ite(fail, zero32, end))
+            ret = ite(bad, bv(-EINVAL, 32), ite(big, bv(-E2BIG, 32), zero32))
+            result = (z3.Concat(upper, ret), None)
+        elif name == "bpf_iter_num_next":
+            cur = z3.Extract(31, 0, self.load(st, it, 0, 4, slot)[0])
+            end = z3.Extract(31, 0, self.load(st, it, 4, 4, slot)[0])
+            done = cur + 1 >= end  # signed, cur + 1 wrapping as the kernel's int does
+            if z3.is_bv_value(simplify(cur)) and z3.is_bv_value(simplify(end)):  # decided: the loop's exit is known
+                done = simplify(done)
+            zero32 = bv(0, 32)
+            put(ite(done, zero32, cur + 1), ite(done, zero32, end))
+            result = (ite(done, bv(0), it[0]), it[1])
+        else:
+            put(bv(0, 32), bv(0, 32))
+            result = zero
+        st.regs[0] = result
         for r in range(1, 6):
             st.regs[r] = undef(self.env)
         return [(nxt, TRUE, st)]
@@ -1440,6 +1513,19 @@ class Encoder:
             elif kind == "delete" and info.map_type not in ARRAY_MAPS:
                 present = ite(conj(same, prev.extra["ok"]), FALSE, present)
         return present, content
+
+
+def _inside_leaf(addr: z3.BitVecRef, delta: int, size: int) -> int | None:
+    """The one offset inside a region of `size` bytes among an If-tree of constant addresses (plus `delta`), or
+    None: a pointer that is NULL on some paths (a lookup's, an iterator's next) is only dereferenced where it is
+    not (the verifier checked), so the out-of-region leaves are paths that do not get here."""
+    if not z3.is_app_of(addr, z3.Z3_OP_ITE):
+        return None
+    leaves = _constant_leaves(addr)
+    if leaves is None:
+        return None
+    inside = {v for v in ((x + delta) % (1 << 64) for x in leaves) if v < size}
+    return inside.pop() if len(inside) == 1 else None
 
 
 def _constant_leaves(x: z3.BitVecRef, limit: int = 16) -> list[int] | None:

@@ -1,0 +1,33 @@
+/* The open-coded numbers iterator (bpf_iter_num_new / next / destroy), in an XDP program: the bound is the
+ * packet's first byte (masked), each step adds i * the second byte.
+ * tests/kernel/test_prove_iters.py mutates it (wrong rewrites get counterexamples) and proves the passes' rewrites. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+struct bpf_iter_num {
+	__u64 __opaque[1];
+} __attribute__((aligned(8)));
+
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
+
+SEC("xdp")
+int sum(struct xdp_md *ctx)
+{
+	unsigned char *p = (unsigned char *)(long)ctx->data;
+	unsigned char *end = (unsigned char *)(long)ctx->data_end;
+	struct bpf_iter_num it;
+	unsigned int total = 0;
+	int *i;
+
+	if (p + 2 > end)
+		return XDP_ABORTED;
+	bpf_iter_num_new(&it, 2, 2 + (p[0] & 7));
+	while ((i = bpf_iter_num_next(&it)))
+		total += *i * p[1];
+	bpf_iter_num_destroy(&it);
+	return total & 3;
+}
+
+char LICENSE[] SEC("license") = "GPL";
