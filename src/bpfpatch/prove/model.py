@@ -33,8 +33,10 @@ input is the same symbol on both sides):
   alias, are events too (in any program that may read kernel memory:
   `KERNEL_READING_HELPERS`); ``bpf_probe_read_kernel`` & co. are events whose bytes are
   ``probe_byte(k, i)`` (the ``_str`` variants may leave any byte as it was).  Assumed: the
-  program's own stack is not reached through kernel memory; stores through a BTF pointer
-  are not modelled;
+  program's own stack is not reached through kernel memory; a store through a BTF pointer is an
+  event, and a load of a map value after one is not modelled;
+* tail calls, spin locks, local-storage deletes, socket casts (`HELPERS`) in every program type, and
+  the open-coded numbers iterator (`Encoder.iter_num`), exactly;
 * subprogram calls are inlined (r6-r9 are the caller's again on return); loops are
   unrolled: a node is (frames, slot, jumps back taken so far), up to `UNROLL`; a path
   that would take one more ends in a "bound" exit, which the proof must show infeasible.
