@@ -26,7 +26,7 @@ def analyze_cmd(
 
     install_kernel_layouts()  # the context layouts of the running kernel's BTF, the uapi ones without it
 
-    program = read_program(file, section=section, linked=True)
+    program = _co_re(file, read_program(file, section=section, linked=True))
     ptype = prog_type
     if ptype is None:
         # raw bytes and assembly text are socket filters; an ELF section its name's type, and a name that
@@ -46,6 +46,24 @@ def analyze_cmd(
     if result.log:
         typer.echo("\n".join(result.log))  # one write: a long log is ~100k lines
     typer.echo(f"processed {result.processed} insns (limit {budget}) total_states {result.total_states}")
+
+
+def _co_re(file: Path, program):
+    """The program as the verifier gets it from libbpf: its CO-RE field offsets and field-exists checks applied
+    against the running kernel's BTF (an object built against another vmlinux.h reads other offsets); as read
+    without the kernel's BTF, CO-RE records or the object's BTF."""
+    from bpfpatch.btf.core import relocated_offsets
+    from bpfpatch.btf.vmlinux import kernel_types
+    from bpfpatch.elf import read_object
+    from bpfpatch.errors import BpfPatchError
+
+    if not program.core_relos or kernel_types() is None:
+        return program
+    try:
+        obj = read_object(file)
+    except (BpfPatchError, OSError):
+        return program
+    return relocated_offsets(program, obj.btf, kernel_types()) if obj.btf is not None else program
 
 
 def _btf_ctx(program, section: str | None, strict: bool = False):
