@@ -156,6 +156,47 @@ def run_readme(raw: bytes, form: str = "list") -> bytes:
     return _LOOP_OF_FORM[form](raw)
 
 
+# The insert forms' guard, before the division and without jumping over it (a prepend cannot):
+# ``if rS != 0 goto +2`` (onto the division); ``wD ^= wD``; ``rS = 1`` -- a zero divisor gives 0.
+INSERT_GUARD_TEMPLATE = [Row(0x55, dst=S.src, off=2), Row(0xAC, dst=S.dst, src=S.dst), Row(0xB7, dst=S.src, imm=1), SITE]
+
+
+def run_bulk_insert(raw: bytes) -> bytes:
+    """The insert series' program by the bulk form: what `prepend_list` and `append_list` must write."""
+    prog = Program.from_bytes(raw)
+    sites = np.flatnonzero(prog.slots["code"] == 0x3F)
+    return replace_sites(prog, [(sites, INSERT_GUARD_TEMPLATE)]).to_bytes()
+
+
+def prepend_list(raw: bytes) -> bytes:
+    """The README loop with `prepend`: a fresh list of three new `Insn`s before every division."""
+    prog = Program.from_bytes(raw)
+    pl = PatchList(prog)
+    for node in pl:
+        insn = node.insn
+        if insn.code == 0x3F:
+            pl.prepend(node, [Insn(0x55, insn.src, 0, 2, 0), Insn(0xAC, insn.dst, insn.dst), Insn(0xB7, insn.src, 0, 0, 1)])
+    return pl.linearize().to_bytes()
+
+
+def append_list(raw: bytes) -> bytes:
+    """The README loop with `append`: the same fresh list after the instruction before every division."""
+    prog = Program.from_bytes(raw)
+    pl = PatchList(prog)
+    before = None
+    for node in pl:
+        insn = node.insn
+        if insn.code == 0x3F:
+            pl.append(before, [Insn(0x55, insn.src, 0, 2, 0), Insn(0xAC, insn.dst, insn.dst), Insn(0xB7, insn.src, 0, 0, 1)])
+        before = node
+    return pl.linearize().to_bytes()
+
+
+#: The insert forms of the README loop (same guard, same program: `run_bulk_insert`), shown as ratios
+#: to the shared-tuple `node` series beside the `replace` ones.
+INSERT_LOOPS: dict[str, Callable[[bytes], bytes]] = {"prepend-list": prepend_list, "append-list": append_list}
+
+
 #: The pipeline series: the kernel's rewrites of a loaded program, on one patch list.
 PIPELINE = ("dce", "div-guard", "blind")
 
@@ -327,8 +368,8 @@ def run_benchmarks(
     sizes: Iterable[int] = FULL_SIZES,
     *,
     budget: float = 30.0,
-    series: Iterable[str] = ("floor", "bulk", "py-floor", "node", *README_FORMS, "pipeline", "reference", "kernel", "cli-patch",
-                             "cli-disasm"),
+    series: Iterable[str] = ("floor", "bulk", "py-floor", "node", *README_FORMS, *INSERT_LOOPS, "pipeline", "reference", "kernel",
+                             "cli-patch", "cli-disasm"),
     progress: Callable[[str], None] | None = None,
     rounds: int = 5,
 ) -> BenchResult:
@@ -362,7 +403,7 @@ def run_benchmarks(
     # The linear series run in interleaved rounds (every size once a round, best of the
     # rounds): a slow spell of this shared machine then hits one round of every size
     # alike instead of one size's every run, which is what the growth ratios compare.
-    linear = [name for name in ("floor", "bulk", "node", *README_FORMS, "py-floor", "pipeline") if name in want]
+    linear = [name for name in ("floor", "bulk", "node", *README_FORMS, *INSERT_LOOPS, "py-floor", "pipeline") if name in want]
     best: dict[tuple[str, int], float] = {}
     outputs: dict[int, int] = {}
     notes: dict[tuple[str, int], str] = {}
@@ -383,6 +424,10 @@ def run_benchmarks(
         for name, loop in README_LOOPS.items():  # every form of the README loop gives the bulk form's bytes
             if name in want and n <= 200_000 and loop(raw) != expected:
                 notes[name, n] = "differs from bulk!"
+        inserted = run_bulk_insert(raw) if any(name in want for name in INSERT_LOOPS) and n <= 200_000 else None
+        for name, loop in INSERT_LOOPS.items():  # the insert forms give the bulk form's bytes of their guard
+            if name in want and inserted is not None and loop(raw) != inserted:
+                notes[name, n] = "differs from bulk!"
     for r in range(rounds):
         for n, raw in raws.items():
             runs: dict[str, Callable[[], object]] = {
@@ -391,7 +436,7 @@ def run_benchmarks(
                 "node": lambda: run_node(raw),
                 "py-floor": interpreter_floor(n),
                 "pipeline": lambda: run_pipeline(raw),
-                **{name: (lambda loop=loop: loop(raw)) for name, loop in README_LOOPS.items()},
+                **{name: (lambda loop=loop: loop(raw)) for name, loop in {**README_LOOPS, **INSERT_LOOPS}.items()},
             }
             for name in linear:
                 note(f"{name} n={n} (round {r + 1}/{rounds})")
@@ -499,10 +544,10 @@ def plot(result: BenchResult, path: str) -> None:
         plt.close(fig)
 
 
-SERIES_ORDER = ("floor", "bulk", "py-floor", "node", *README_FORMS, "pipeline", "reference", "kernel", "kernel-nopatch",
+SERIES_ORDER = ("floor", "bulk", "py-floor", "node", *README_FORMS, *INSERT_LOOPS, "pipeline", "reference", "kernel", "kernel-nopatch",
                 "cli-patch", "cli-patch-cpu", "cli-disasm", "cli-disasm-cpu")
 # Each bpfpatch series is also shown as a ratio to its floor (the README loop: to the shared-tuple loop).
-_FLOOR_OF = {"bulk": "floor", "pipeline": "floor", "node": "py-floor", **{name: "node" for name in README_FORMS}}
+_FLOOR_OF = {"bulk": "floor", "pipeline": "floor", "node": "py-floor", **{name: "node" for name in (*README_FORMS, *INSERT_LOOPS)}}
 
 
 def fmt_seconds(sec: float | None) -> str:
@@ -522,7 +567,7 @@ def table_rows(result: BenchResult) -> tuple[list[int], list[list[str]]]:
         for n in sizes:
             t, floor = result.get(s, n), result.get(_FLOOR_OF.get(s, ""), n)
             # The README loop against the shared tuple: the issue's 2x / 2.5x targets need the decimals.
-            digits = 2 if s in README_FORMS else 0
+            digits = 2 if s in README_FORMS or s in INSERT_LOOPS else 0
             row.append(fmt_seconds(t) + (f" ({t / floor:.{digits}f}x)" if t and floor else ""))
         rows.append(row)
     rows.append(["seed thread (2019, C)"] + [fmt_seconds(SEED_FIGURES.get(n)) for n in sizes])

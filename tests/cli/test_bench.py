@@ -16,6 +16,9 @@ def test_every_series_writes_the_same_program():
     assert B.run_pipeline(raw, ("div-guard",)) == expected
     assert B.run_reference(raw) == expected
     assert len(expected) == 8 * (4 * 500 + 3)
+    inserted = B.run_bulk_insert(raw)  # the insert forms' guard: before the division, same length
+    assert all(loop(raw) == inserted for loop in B.INSERT_LOOPS.values())
+    assert len(inserted) == len(expected) and inserted != expected
 
 
 def test_run_benchmarks_table_and_case_peaks():
@@ -122,3 +125,11 @@ def test_bench_command_prints_the_own_cost_line(capsys):
     assert main(["bench", "--sizes", "2000", "--series", "node,readme,readme-floor", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "readme at N=2,000: replace's own cost per site" in out
+
+
+def test_bench_command_prints_the_insert_forms_beside_replace(capsys):
+    assert main(["bench", "--sizes", "2000", "--series", "node,readme,prepend-list,append-list", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for s in B.INSERT_LOOPS:
+        assert f"{s} at N=2,000: " in out and "x readme (replace)" in out
+        assert f"growth {s}" not in out  # one size: no growth figure

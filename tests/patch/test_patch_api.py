@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bpfpatch import INSERTED, Insn, PatchError, PatchInsn, PatchList, Program, RelocationError
+from bpfpatch import INSERTED, Insn, Node, PatchError, PatchInsn, PatchList, Program, RelocationError
+from bpfpatch.patch import FastPaths
 from bpfpatch.isa import build as C
 from progtools import slots_rows
 
@@ -258,3 +259,37 @@ def test_program_from_insns_refuses_what_it_would_mangle(insns, message):
 
     with pytest.raises(DecodeError, match=message):
         Program.from_insns(insns)
+
+
+# Before a division by r1: if r1 != 0 goto +2 (onto the division); w0 ^= w0; r1 = 1 (a zero divisor gives 0).
+PRE_GUARD = [C.jne_imm(1, 0, 2), C.xor32_reg(0, 0), C.mov64_imm(1, 1)]
+
+
+@pytest.mark.parametrize("op", ["prepend", "append"])
+def test_deferred_inserts_return_their_last_new_node(op):
+    """A fresh list per site, as users write it: deferred from the second site on; each call returns
+    the node of its last new instruction, usable at once, and the program is the simple list's."""
+    lists = [PatchList(Program.from_insns(DIVS)), PatchList(Program.from_insns(DIVS), fast=FastPaths.none())]
+    made = []
+    for pl in lists:
+        for idx in (2, 3, 4, 5):
+            node = pl.node_at(idx)
+            # (an append after the instruction before the division puts the guard at the same place)
+            made.append(pl.prepend(node, list(PRE_GUARD)) if op == "prepend" else pl.append(pl.node_at(idx - 1), list(PRE_GUARD)))
+        if pl is lists[0]:
+            assert pl.pending_replaces == 3, "the inserts were not deferred: this test checks nothing"
+    assert rows(lists[0].linearize()) == rows(lists[1].linearize())
+    fast = made[:4]
+    assert all(isinstance(n, Node) and n.orig_idx == INSERTED and n.insn == PRE_GUARD[-1] for n in fast)
+    assert [n.next.orig_idx for n in fast] == [2, 3, 4, 5]  # each sits right before its division
+    lists[0].replace(fast[1], [C.mov64_imm(1, 2)])  # a returned node is a node like any other
+    assert rows(lists[0].linearize())[8] == (0xB7, 1, 0, 0, 2)  # r0 = 7; r1 = 2; guard; division; guard
+
+
+def test_a_patch_that_is_none_is_refused_whatever_the_fast_paths_did_before():
+    pl = PatchList(Program.from_insns(DIVS))
+    _deferring(pl)
+    len(pl)  # settled: the fast path's last patch is gone
+    for call in (pl.replace, pl.prepend, pl.append):
+        with pytest.raises(PatchError, match="not NoneType"):
+            call(pl.node_at(4), None)

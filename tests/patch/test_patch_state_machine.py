@@ -3,8 +3,9 @@
 Random valid programs (subprograms, ld_imm64, pseudo calls and funcs, JMP32,
 backward jumps, func/line info, aux data) are patched by random operations
 -- replace / prepend / append / delete of any node, the same patch repeated
-at many nodes (what the fast paths defer and group), `replace_rows`, looks at
-the list in between -- on a `PatchList` with one combination of
+at many nodes by replace, prepend and append mixed (what the fast paths defer
+and group), the nodes a deferred prepend or append returns used at once or
+later, `replace_rows`, looks at the list in between -- on a `PatchList` with one combination of
 `FastPaths`, and on `bpfpatch.reference` (one patch at a time, as the
 kernel does).  After every step the store's invariants hold
 (`PatchList.check`) and both lay out the same program: bytes, subprogram
@@ -143,6 +144,41 @@ class PatchListMachine(RuleBasedStateMachine):
             if data.draw(st.integers(0, 5)) == 0:
                 node.next  # a look at the list in between settles the deferred replaces
         self.refresh()
+
+    @rule(data=st.data())
+    def patch_many(self, data) -> None:
+        """Patches of the pool replaced, prepended and appended at several nodes without looking at the
+        list in between (deferred, each site once); the node each insert returns is its last new node."""
+        made = []  # (the returned node, the reference's key of the same instruction)
+        ops = ["replace", "prepend", "append", "prepend", "append"]
+        one_patch, one_op = data.draw(st.sampled_from(self.pool + [None])), data.draw(st.sampled_from(ops + [None]))
+        for _ in range(data.draw(st.integers(1, 8))):
+            patch = one_patch or data.draw(st.sampled_from(self.pool))
+            op = one_op or data.draw(st.sampled_from(ops))
+            if made and data.draw(st.integers(0, 3)) == 0:
+                node, k = data.draw(st.sampled_from(made))  # patch at a node an insert made (settles first)
+            else:
+                node = self.live(data)
+                k = self.key[node.id]
+            fresh = list(patch) if data.draw(st.booleans()) else patch  # an equal new list, or the same object
+            try:
+                new = getattr(self.pl, op)(node, fresh)
+            except PatchError:
+                continue  # a jump past the end at the last node
+            getattr(self.ref, op)(k, list(patch))
+            if op != "replace":
+                made.append((new, self.ref.next_key - 1))  # the reference's last new instruction
+                if data.draw(st.integers(0, 5)) == 0:
+                    item = patch[-1]
+                    assert new.insn == (item.insn if isinstance(item, PatchInsn) else item)  # links it
+            if data.draw(st.integers(0, 7)) == 0:
+                node.next  # a look at the list in between settles the deferred operations
+        if data.draw(st.booleans()):  # laid out while still deferred (blocks), then settled by the refresh
+            assert _out(self.pl) == _out(self.ref)
+            self.pl.check()
+        self.refresh()
+        for new, k in made:
+            assert self.key[new.id] == k, "an insert returned another node than its last new one"
 
     @rule(data=st.data())
     def replace_rows(self, data) -> None:

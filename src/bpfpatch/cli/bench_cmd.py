@@ -25,7 +25,7 @@ def render(result: B.BenchResult, console: Console) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    for s in ("floor", "bulk", "py-floor", "node", *B.README_FORMS, "pipeline"):
+    for s in ("floor", "bulk", "py-floor", "node", *B.README_FORMS, *B.INSERT_LOOPS, "pipeline"):
         g = B.headline_growth(result, s)
         if g:
             console.print(f"growth {s}: {g[1]:.1f}x for {g[0]}")
@@ -40,6 +40,11 @@ def render(result: B.BenchResult, console: Console) -> None:
         if r:
             console.print(f"{s} at N={n:,}: replace's own cost per site {r:.2f}x the shared tuple's, the user's "
                           f"Insn(...) calls taken out ({s} - readme-floor + node; target: at most 2x)")
+    for s in B.INSERT_LOOPS:  # the insert forms against replace's: the same three fresh Insns a site
+        n = max((m.n for m in result.measurements if m.series == s and m.seconds and result.get("readme", m.n) and result.get("node", m.n)), default=None)
+        if n is not None:
+            console.print(f"{s} at N={n:,}: {result.get(s, n) / result.get('node', n):.2f}x node, "
+                          f"{result.get(s, n) / result.get('readme', n):.2f}x readme (replace)")
     for s, target in (("cli-patch", 0.5), ("cli-disasm", 1.0)):
         n = max((m.n for m in result.measurements if m.series == s and m.seconds), default=None)
         if n is not None:
@@ -56,7 +61,8 @@ def render(result: B.BenchResult, console: Console) -> None:
 
 #: N of the adversarial growth table a default `bpfpatch bench` run prints after the seed's table.
 ADVERSARIAL_N = 1_000
-DEFAULT_SERIES = ("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,readme-build,readme-floor,pipeline,reference,kernel,cli-patch,cli-disasm,"
+DEFAULT_SERIES = ("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,readme-build,readme-floor,prepend-list,append-list,pipeline,"
+                  "reference,kernel,cli-patch,cli-disasm,"
                   "adversarial")
 
 

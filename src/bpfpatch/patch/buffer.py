@@ -92,6 +92,8 @@ class Prepared(NamedTuple):
     # May `replace` defer it (fast paths): new nodes only before the node, references only
     # inside the buffer or to the node after it, no calls, no aux on the last item.
     deferrable: bool
+    # May `prepend` / `append` defer it: references only inside the buffer or to the node after it, no calls.
+    insertable: bool
 
 
 def prepare(items: list[PatchInsn], refs: tuple[BufferRef, ...]) -> Prepared:
@@ -104,11 +106,12 @@ def prepare(items: list[PatchInsn], refs: tuple[BufferRef, ...]) -> Prepared:
         w0.append(a)
         w1.append(b)
     wide = bytes(i[0] == LD_IMM64 for i in insns)
+    local = all(isinstance(r, (ToItem, ToNext)) and not r.subprog for r in refs)
     return Prepared(
         insns, refs, w0, w1, wide, aux, any(a is not None for a in aux),
         w0[:-1], w1[:-1], wide[:-1], aux[:-1], array(ID_TYPECODE, [-1] * (len(insns) - 1)),
         w0[-1], w1[-1], wide[-1],
-        len(insns) > 1 and aux[-1] is None and all(isinstance(r, (ToItem, ToNext)) and not r.subprog for r in refs),
+        len(insns) > 1 and aux[-1] is None and local, local,
     )
 
 

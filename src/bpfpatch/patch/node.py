@@ -99,3 +99,21 @@ class Node:
         o = self.orig_idx
         tag = {INSERTED: "inserted", DELETED: "deleted"}.get(o, f"orig {o}")
         return f"<Node {self._id} ({tag}) {self.insn}>"
+
+
+class NewNode(Node):
+    """The last new node of a deferred `prepend` / `append` (what they return): a `Node` whose id is
+    known once the list has linked the insert, which it does the first time the id is asked for.
+
+    ``first`` is the insert group's first-id cell (-1 until linked) and ``at`` the node's place
+    after it; the fast path sets both, with no ``__init__``.
+    """
+
+    __slots__ = ("_first", "_at")
+
+    @property
+    def _id(self) -> int:  # type: ignore[override]
+        first = self._first
+        if first[0] < 0:
+            self._pl.settle()
+        return first[0] + self._at

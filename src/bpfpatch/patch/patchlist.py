@@ -83,6 +83,7 @@ class PatchList:
         if fast.defer:
             self._deferred = Deferred(self._store, self._buffers, self._order, group=fast.group, group_min=fast.group_min)
             self._last, self._mark = self._deferred.last, self._deferred.mark  # for the `replace` fast path
+            self._last_pre, self._last_app = self._deferred.last_pre, self._deferred.last_app  # prepend, append
 
     # --- the settle point and checks ------------------------------------------------
 
@@ -111,9 +112,12 @@ class PatchList:
             raise PatchError(f"{what}: expected a Node, got {type(node).__name__}")
         if node._pl is not self:
             raise PatchError(f"{what}: the node belongs to another PatchList")
-        if node._id == 0:
+        nid = node._id  # (a `NewNode` a deferred insert returned: its id links the insert)
+        if nid == 0:
             raise PatchError(f"{what}: the head is not an instruction")
-        raise PatchError(f"{what}: node {node._id} was deleted")
+        if self._store.orig[nid] != DELETED:
+            return nid
+        raise PatchError(f"{what}: node {nid} was deleted")
 
     # --- reading --------------------------------------------------------------------
 

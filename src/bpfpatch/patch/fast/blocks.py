@@ -1,8 +1,10 @@
-"""Blocks: deferred replaces laid out by `linearize` in front of their sites, without linking them.
+"""Blocks: deferred replaces and prepends laid out by `linearize` in front of their sites, without linking them.
 
 A deferred patch references only its own items and "the node after it",
 which is always the slot right after its block: every offset is a constant
-of the patch, so its words are relocated once, for all sites.
+of the patch, so its words are relocated once, for all sites.  A replace's
+block ends with the site's new instruction; a prepend's stops before the
+site, which stays a node of the list (the node after the patch).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 
 from bpfpatch.isa.refs import TARGET_OF, Target
 from bpfpatch.patch.buffer import Prepared, ToNext
-from bpfpatch.patch.fast.group import GroupPatch
+from bpfpatch.patch.fast.group import GroupPatch, InsertGroup
 
 _S16 = (-(1 << 15), (1 << 15) - 1)
 _S32 = (-(1 << 31), (1 << 31) - 1)
@@ -29,8 +31,9 @@ class Block(NamedTuple):
     aux: list[tuple[int, Any]]  # (slot in the block, aux) of new instructions that carry some
 
 
-def block(prep: Prepared | GroupPatch, sites: np.ndarray) -> Block | None:
-    """A deferred patch as one block of slot words, or None when an offset does not fit.
+def block(prep: Prepared | GroupPatch | InsertGroup, sites: np.ndarray) -> Block | None:
+    """A deferred patch as one block of slot words, or None when an offset does not fit
+    (or for deferred appends, which go after their sites: those are linked).
 
     A deferred `replace_rows` group (`Deferred.defer_rows`) is its rows'
     words as they are: one slot each, referencing nothing; the site, a
@@ -38,6 +41,11 @@ def block(prep: Prepared | GroupPatch, sites: np.ndarray) -> Block | None:
     """
     if type(prep) is GroupPatch:
         return Block(sites, prep.k, np.frombuffer(prep.head_w0, dtype=np.uint64).reshape(len(sites), prep.k), [])
+    keep_site = type(prep) is InsertGroup
+    if keep_site:
+        if not prep.before:
+            return None
+        prep = prep.prep
     slot_of, width = [], 0
     for wide in prep.wide:
         slot_of.append(width)
@@ -61,4 +69,4 @@ def block(prep: Prepared | GroupPatch, sites: np.ndarray) -> Block | None:
             w = (w & 0xFFFFFFFF) | (rel & 0xFFFFFFFF) << 32
         words[slot_of[i]] = w
     aux = [(slot_of[i], a) for i, a in enumerate(prep.aux) if a is not None]
-    return Block(sites, slot_of[-1], words, aux)
+    return Block(sites, width if keep_site else slot_of[-1], words, aux)

@@ -1,4 +1,4 @@
-"""Deferred replaces: `replace` with a patch seen before changes the node now and links later.
+"""Deferred replaces and inserts: `replace`, `prepend` or `append` with a patch seen before links later.
 
 A pass that patches every site alike calls ``replace(node, patch)`` with one
 patch (or equal ones) many times.  Each such call writes the node's new
@@ -14,6 +14,16 @@ the order they were made: every site keeps its place and its id, its new
 nodes go right before it, references to it move to the first of them, and a
 reference to "the node after the patch" is taken before any move (so it
 lands on the next site's patch, as a kernel patch would).
+
+`prepend` (``retarget=True``) and `append` with a patch seen before defer
+the same way (`InsertGroup`): nothing changes until the settle point, where
+a prepend's new nodes go before its site and an append's right after its
+site, all sites of a patch in one NumPy pass.  Each returns a `NewNode`,
+whose id is known once linked.  A site has at most one deferred operation,
+and the orders of the inserts commute: what an append puts after a node and
+what a prepend or replace puts before the next node land in the kernel's
+order whichever is linked first, since a reference to "the node after" is
+an anchor, which a later retarget moves.
 """
 
 from __future__ import annotations
@@ -23,16 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from bpfpatch.patch.apply import replace_now
+from bpfpatch.patch.apply import insert_after, insert_before, replace_now
 from bpfpatch.patch.buffer import BufferCache, Prepared
 from bpfpatch.patch.buffer import ToSiteTarget
-from bpfpatch.patch.fast.group import GroupPatch, link_group, of_prepared
+from bpfpatch.patch.fast.group import GroupPatch, InsertGroup, insert_group, link_group, of_inserts, of_prepared
 from bpfpatch.patch.fast.order import OrderCache
-from bpfpatch.patch.node import Node
+from bpfpatch.patch.node import NewNode, Node
 from bpfpatch.patch.store import DELETED, END, ID_DTYPE, ID_TYPECODE, NO_ANCHOR, NodeStore, view
 
 # Values of the mark byte per node: where the `replace` fast path may defer.
 FREE, PENDING, BLOCKED = 0, 1, 2
+#: What the fast paths' last patch is while there is none: no patch is this object (None is
+#: a patch a caller may pass, to be refused).
+NOTHING = object()
 
 
 class Deferred:
@@ -53,13 +66,18 @@ class Deferred:
         self.group_min = group_min  # fewer deferred replaces than this are linked one at a time
         # By id of the prepared patch; deferred `replace_rows` groups by ("rows", count), their
         # `GroupPatch` in place of a prepared patch (settled first: they are always the oldest).
-        self.groups: dict[Any, tuple[Prepared | GroupPatch, array]] = {}
+        # Deferred inserts by (before, id of the prepared patch), an `InsertGroup` each.
+        self.groups: dict[Any, tuple[Prepared | GroupPatch | InsertGroup, array]] = {}
         self.mark = bytearray()
         # (the patch, its pending sites, its last word, may an equal patch use it) of the last
         # deferral: a pass repeating one patch then costs one identity test (the same tuple)
         # or one comparison (an equal fresh list, tuple or text) and one append.
         # A list changed in place (never rebound), so the list's fast path holds it directly.
-        self.last: list[Any] = [None, None, 0, False]
+        self.last: list[Any] = [NOTHING, None, 0, False]
+        # The same for deferred prepends and appends: (the patch, its pending sites, the group's
+        # first-id cell, may an equal patch use it, the patch's length).
+        self.last_pre: list[Any] = [NOTHING, None, None, False, 0]
+        self.last_app: list[Any] = [NOTHING, None, None, False, 0]
         self._w0, self._w1, self._wide = store.w0, store.w1, store.wide  # columns only grow in place
         self._next, self._orig = store.next, store.orig
 
@@ -94,10 +112,13 @@ class Deferred:
         groups = self.groups
         few = not self.group or sum(len(xs) for _, xs in groups.values()) < self.group_min
         self.groups = {}
-        self.last[:] = (None, None, 0, False)
+        self.last[:] = (NOTHING, None, 0, False)
+        self.last_pre[:] = self.last_app[:] = (NOTHING, None, None, False, 0)
         mark, nxt = self.mark, self._next
         for prep, xs in groups.values():
-            if type(prep) is GroupPatch:  # deferred replace_rows: always in one NumPy pass
+            if type(prep) is InsertGroup:
+                self._settle_inserts(prep, xs, few)
+            elif type(prep) is GroupPatch:  # deferred replace_rows: always in one NumPy pass
                 sites = prep.sites
                 after = view(nxt)[sites]
                 tail = (after == END) | (view(self._orig)[np.maximum(after, 0)] == DELETED)
@@ -114,6 +135,69 @@ class Deferred:
                 tail = (after == END) | (view(self._orig)[np.maximum(after, 0)] == DELETED)
                 np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, BLOCKED, FREE)
                 link_group(self.store, self.order, of_prepared(prep, sites))
+
+    def _settle_inserts(self, g: InsertGroup, xs: array, few: bool) -> None:
+        """Link a group of deferred prepends or appends (their new ids from ``g.first``, site by site)."""
+        mark, nxt, orig = self.mark, self._next, self._orig
+        g.first[0] = len(orig)
+        if few:
+            for x in xs:
+                if g.before:
+                    after = nxt[x]
+                    mark[x] = FREE if after != END and orig[after] != DELETED else BLOCKED  # pending sites are live
+                    insert_before(self.store, x, g.prep, True)
+                else:
+                    insert_after(self.store, x, g.prep)
+                    mark[x] = FREE  # its next node is now the first new one
+            return
+        sites = np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)
+        after = view(nxt)[sites].astype(np.int64)
+        if g.before:
+            tail = (after == END) | (view(orig)[np.maximum(after, 0)] == DELETED)
+            np.frombuffer(mark, dtype=np.uint8)[sites] = np.where(tail, BLOCKED, FREE)
+            link_group(self.store, self.order, of_inserts(g, sites))
+        else:  # an append goes before the node after its site (never the end: see `defer_insert`)
+            np.frombuffer(mark, dtype=np.uint8)[sites] = FREE
+            link_group(self.store, self.order, of_inserts(g, after))
+
+    def defer_insert(self, pl: Any, node: Node, patch: Any, before: bool) -> NewNode | None:
+        """Defer ``prepend(node, patch)`` (`before`, retarget) or ``append(node, patch)`` and return the
+        handle of its last new node, or say None (the list then links it at once).
+
+        Deferred: a patch prepared before (`BufferCache.lookup`) whose references stay inside the
+        patch or go to the node after it, at a live node without a deferred operation (for an
+        append, one with a node after it).
+        """
+        x = node._id if type(node) is Node and node._pl is pl else 0
+        orig = self._orig
+        if not x or orig[x] == DELETED:
+            return None
+        nxt = self._next[x]
+        if not before and nxt == END:
+            return None
+        has_after = nxt != END and (orig[nxt] != DELETED or self.store.landing(nxt) != END)
+        prep = self.buffers.lookup(patch, True if before else has_after)
+        if prep is None or not prep.insertable:
+            return None
+        mark = self.mark
+        if len(mark) < len(orig):  # no node is created while operations are deferred
+            self._extend_mark()
+        if mark[x] == PENDING:
+            return None
+        key = (before, id(prep))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = (insert_group(prep, before), array(ID_TYPECODE))
+        g, sites = group
+        k = len(prep.w0)
+        new = _new_handle(NewNode)
+        new._pl, new._first, new._at = pl, g.first, len(sites) * k + k - 1
+        sites.append(x)
+        mark[x] = PENDING
+        # As for replace: a list is copied, and an equal patch may share the group unless it carries aux.
+        (self.last_pre if before else self.last_app)[:] = (list(patch) if type(patch) is list else patch, sites, g.first,
+                                                          not prep.any_aux, k)
+        return new
 
     def rows_only(self) -> bool:
         """Are all deferred replaces `replace_rows` groups (none of a prepared patch)?"""
@@ -170,7 +254,7 @@ class Deferred:
         self.groups[("rows", len(self.groups))] = (g, array(ID_TYPECODE, xs.astype(ID_DTYPE).tobytes()))
         return True
 
-    def settle_in_place(self) -> list[tuple[Prepared, np.ndarray]]:
+    def settle_in_place(self) -> list[tuple[Prepared | GroupPatch | InsertGroup, np.ndarray]]:
         """The deferred replaces as (patch, sites), each site already its patch's last instruction.
 
         Applies the in-place half of the link (the writes `link_group` makes
@@ -184,6 +268,11 @@ class Deferred:
         wide, dirty, target = view(store.wide, np.uint8), view(store.dirty, np.uint8), view(store.target)
         try:
             for prep, xs in self.groups.values():
+                if type(prep) is InsertGroup:  # nothing changes in place: the sites keep their words
+                    out.append((prep, np.frombuffer(xs, dtype=ID_DTYPE).astype(np.int64)))
+                    if prep.prep.any_aux:
+                        store.aux_used = True
+                    continue
                 if type(prep) is GroupPatch:  # its in-place half was written when it was deferred
                     out.append((prep, prep.sites))
                     continue
@@ -200,16 +289,18 @@ class Deferred:
 
 
 class DeferringReplace:
-    """Mixin of `PatchList` (before it in the MRO): `replace` that defers where it can.
+    """Mixin of `PatchList` (before it in the MRO): `replace`, `prepend` and `append` that defer where they can.
 
     The hot path of every pass, written out flat; whatever it cannot defer
-    goes to the list's own `replace` (``super().replace``).
+    goes to the list's own method (``super().replace`` ...).
     """
 
     _deferred: Deferred
     # The deferred replaces' `last` and `mark`, and the store's first-word column, held by the
     # list itself (each changed in place, never rebound): the hot path's three attribute loads.
     _last: list
+    _last_pre: list
+    _last_app: list
     _mark: bytearray
     _w0: array
 
@@ -255,6 +346,56 @@ class DeferringReplace:
                     d._wide[x] = prep.last_wide
                     return node
         return _list_replace(self, node, patch, retarget)
+
+    def prepend(self, node: Node, patch: Any, *, retarget: bool = True) -> Node:
+        """`PatchList.prepend` (same arguments, same result), deferring the link where it can."""
+        last = self._last_pre
+        if (patch is last[0] or (last[3] and type(patch) is type(last[0]) and patch == last[0])) \
+                and type(node) is Node and node._pl is self and retarget:
+            x = node._id
+            mark = self._mark
+            if not mark[x]:  # FREE: live, and nothing deferred at it
+                sites, k = last[1], last[4]
+                new = _new_handle(NewNode)
+                new._pl, new._first, new._at = self, last[2], len(sites) * k + k - 1
+                sites.append(x)
+                mark[x] = PENDING
+                return new
+        if retarget:
+            new = self._deferred.defer_insert(self, node, patch, True)
+            if new is not None:
+                return new
+        return _list_prepend(self, node, patch, retarget)
+
+    def append(self, node: Node, patch: Any) -> Node:
+        """`PatchList.append` (same arguments, same result), deferring the link where it can."""
+        last = self._last_app
+        if (patch is last[0] or (last[3] and type(patch) is type(last[0]) and patch == last[0])) \
+                and type(node) is Node and node._pl is self:
+            x = node._id
+            mark = self._mark
+            if not mark[x]:  # FREE: live, a live node after it, and nothing deferred at it
+                sites, k = last[1], last[4]
+                new = _new_handle(NewNode)
+                new._pl, new._first, new._at = self, last[2], len(sites) * k + k - 1
+                sites.append(x)
+                mark[x] = PENDING
+                return new
+        new = self._deferred.defer_insert(self, node, patch, False)
+        return new if new is not None else _list_append(self, node, patch)
+
+
+_new_handle = object.__new__  # a handle without an __init__ frame
+
+
+def _list_prepend(pl: DeferringReplace, node: Node, patch: Any, retarget: bool) -> Node:
+    """The list's own `prepend` (see `_list_replace`)."""
+    return super(DeferringReplace, pl).prepend(node, patch, retarget=retarget)  # type: ignore[misc]
+
+
+def _list_append(pl: DeferringReplace, node: Node, patch: Any) -> Node:
+    """The list's own `append` (see `_list_replace`)."""
+    return super(DeferringReplace, pl).append(node, patch)  # type: ignore[misc]
 
 
 def _list_replace(pl: DeferringReplace, node: Node, patch: Any, retarget: bool) -> Node:

@@ -1,11 +1,13 @@
 """Group inserts: the same patch at many nodes of the store, linked with NumPy.
 
-Two users: settling deferred replaces (`deferred`) and
+Two users: settling deferred replaces, prepends and appends (`deferred`) and
 `PatchList.replace_rows` (sites a vectorized pass selected).  Both end in
 `link_group`: grow the columns once, link every site's new nodes before it,
 move what landed on a site onto its first new node, and point the new
 references at anchors -- what `bpfpatch.patch.apply.replace_now` does at
-each site, in one pass.
+each site, in one pass.  A deferred insert is the same group with the site
+kept as it is (`keep_site`): a prepend before its site, an append before the
+node after its site, without the move (`retarget=False`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,37 @@ class GroupPatch(NamedTuple):
     last_wide: int
     refs: tuple[BufferRef | ToSiteTarget, ...]  # item k is the site itself
     site_target: np.ndarray | None = None  # the sites' own target anchors (for ToSiteTarget)
+    keep_site: bool = False  # an insert: the site keeps its words, target and aux (item k is still the site)
+    retarget: bool = True  # what landed on a site moves onto its first new node
+
+
+class InsertGroup(NamedTuple):
+    """Deferred prepends (`before`) or appends of one prepared patch, until the list settles.
+
+    `first` holds the id of the group's first new node once it is linked (-1
+    before): the new nodes are made site by site, `len(prep.w0)` each, so the
+    handle `prepend` / `append` returned for the j-th site is that plus
+    ``j * k + k - 1`` (`bpfpatch.patch.node.NewNode`).
+    """
+
+    prep: Prepared
+    before: bool
+    first: list[int]
+    refs: tuple[BufferRef, ...]  # the patch's references, "the node after the patch" as item k (the site)
+
+
+def insert_group(prep: Prepared, before: bool) -> InsertGroup:
+    """A new, empty group of deferred prepends (`before`) or appends of `prep`."""
+    k = len(prep.w0)
+    refs = tuple(ToItem(r.item, k, r.subprog) if isinstance(r, ToNext) else r for r in prep.refs)
+    return InsertGroup(prep, before, [-1], refs)
+
+
+def of_inserts(g: InsertGroup, at: np.ndarray) -> GroupPatch:
+    """The group's patch before every node of `at` (its sites, or for appends the nodes after them)."""
+    prep, m = g.prep, len(at)
+    return GroupPatch(at, len(prep.w0), prep.w0.tobytes() * m, prep.w1.tobytes() * m, prep.wide, prep.aux,
+                      None, 0, 0, g.refs, None, True, g.before)
 
 
 def of_prepared(prep: Prepared, sites: np.ndarray) -> GroupPatch:
@@ -72,11 +105,11 @@ def link_group(store: NodeStore, order: OrderCache, g: GroupPatch) -> None:
     if any(a is not None for a in g.head_aux):
         store.extend_aux(base, g.head_aux * m)
     store.live += m * k
-    # Each site becomes the patch's last instruction (no reference yet, aux kept).
-    view(store.w0, np.uint64)[xs] = g.last_w0
-    view(store.w1, np.uint64)[xs] = g.last_w1
-    view(store.wide, np.uint8)[xs] = g.last_wide
-    view(store.dirty, np.uint8)[xs[xs < len(store.dirty)]] = 1
+    if not g.keep_site:  # each site becomes the patch's last instruction (no reference yet, aux kept)
+        view(store.w0, np.uint64)[xs] = g.last_w0
+        view(store.w1, np.uint64)[xs] = g.last_w1
+        view(store.wide, np.uint8)[xs] = g.last_wide
+        view(store.dirty, np.uint8)[xs[xs < len(store.dirty)]] = 1
     nxt, prev, target, node_anchor = view(store.next), view(store.prev), view(store.target), view(store.node_anchor)
     try:
         after_anchor = None
@@ -93,7 +126,8 @@ def link_group(store: NodeStore, order: OrderCache, g: GroupPatch) -> None:
             for j in np.flatnonzero(orig[an] == DELETED).tolist():
                 self_hit[j] = store.landing(int(an[j])) == int(xs[j])
             del orig, an
-        target[xs] = NO_ANCHOR
+        if not g.keep_site:
+            target[xs] = NO_ANCHOR
         if g.site_target is not None:
             store.call_index = None  # a copied site reference may be a call: rebuild the delete check's index
         columns = [ids[:, i] for i in range(k)] + [xs]
@@ -106,7 +140,8 @@ def link_group(store: NodeStore, order: OrderCache, g: GroupPatch) -> None:
             prev[ids[:, 0]] = p
             nxt[ids[:, -1]] = xs
             prev[xs] = ids[:, -1]
-            _retarget(store, xs, ids[:, 0], node_anchor)
+            if g.retarget:
+                _retarget(store, xs, ids[:, 0], node_anchor)
         for ref in g.refs:  # references inside the buffer, to the node after it, to the site's target
             src = columns[ref.item]
             if isinstance(ref, ToNext):
@@ -142,4 +177,4 @@ def _retarget(store: NodeStore, xs: np.ndarray, first: np.ndarray, node_anchor: 
     node_anchor[xs[moved]] = NO_ANCHOR
 
 
-__all__ = ["GroupPatch", "ToItem", "anchors_on", "link_group", "of_prepared"]
+__all__ = ["GroupPatch", "InsertGroup", "ToItem", "anchors_on", "insert_group", "link_group", "of_inserts", "of_prepared"]
