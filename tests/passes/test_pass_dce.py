@@ -394,3 +394,20 @@ def test_the_path_walks_state_table_numbers_states_as_a_dict_does(steps):
     if ref:
         with pytest.raises(cfg.TooManyPaths):
             table.find((7,) * cfg.NREGS if (7,) * cfg.NREGS not in ref else (8,) * cfg.NREGS, len(ref))
+
+
+def test_the_path_walks_state_table_widens_each_column_once_when_needed():
+    # bases past 256, values past 32 bits and numbers past a two-byte table slot: each column widens
+    # once and every state keeps its number (50,000 states: the table is past 65,536 slots)
+    table, sids = cfg.StateTable(), {}
+    for n in range(50_000):
+        regs = [n % 7] * cfg.NREGS
+        if n % 150 == 0:
+            regs = [n] * cfg.NREGS  # a new base
+        else:
+            regs[n % 5] = n * (1 << 30)  # one register off the last base, past 32 bits from n = 4 on
+        state = tuple(regs)
+        sids[state] = table.find(state)
+    assert table._base.typecode == "i" and table._val.typecode == "Q" and table._tab.typecode == "i"
+    assert sorted(sids.values()) == list(range(len(sids)))
+    assert all(table.find(state) == sid and table.get(sid) == state for state, sid in sids.items())

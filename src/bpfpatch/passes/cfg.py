@@ -279,22 +279,25 @@ _EMPTY32 = 0xFFFFFFFF
 class StateTable:
     """The walk's register states, interned and numbered in order of first appearance.
 
-    A state that differs from a base state in one register is kept as (base, register, value): 13
-    bytes in three columns, where a tuple of NREGS registers, its int objects and a dict entry took
+    A state that differs from a base state in one register is kept as (base, register, value): 6
+    bytes in three columns while bases and values are small (each column widens, once, when one
+    does not fit: 13 bytes), where a tuple of NREGS registers, its int objects and a dict entry took
     about 220.  Other states are bases themselves (a tuple each).  An open-addressing table of state
-    numbers, with a 32-bit fragment of each state's hash, finds a state again; equality is checked
-    on the whole state, so two equal states always get one number.
+    numbers (two bytes a slot up to 65,536 slots), with an 8-bit fragment of each state's hash,
+    finds a state again; equality is checked on the whole state, so two equal states always get one
+    number.
     """
 
-    __slots__ = ("bases", "_base", "_reg", "_val", "_hash", "_tab", "_mask", "_hint", "_last_sid", "_last")
+    __slots__ = ("bases", "_base", "_reg", "_val", "_hash", "_tab", "_mask", "_empty", "_hint", "_last_sid", "_last")
 
     def __init__(self) -> None:
         self.bases: list[State] = []  # the full tuples
-        self._base = array("i")  # per state: its base's index
+        self._base = array("B")  # per state: its base's index ("i" from the 257th base on)
         self._reg = bytearray()  # per state: the register it changes (NREGS: none), | 0x80: to unknown
-        self._val = array("Q")  # per state: that register's known value
-        self._hash = array("I")  # per state: the low 32 bits of its hash
-        self._tab = array("i", [-1]) * 1024
+        self._val = array("I")  # per state: that register's known value ("Q" from the first past 32 bits)
+        self._hash = bytearray()  # per state: bits 24-31 of its hash (the table's slot is its low bits)
+        self._tab = array("H", [0xFFFF]) * 1024
+        self._empty = 0xFFFF
         self._mask = 1023
         self._hint = 0  # the base of the state last read: where the next new state most likely comes from
         self._last_sid, self._last = -1, None
@@ -307,15 +310,18 @@ class StateTable:
         if sid == self._last_sid:
             st = self._last
         else:
-            b = self._base[sid]
-            st = self.bases[b]
-            r = self._reg[sid]
-            if r != NREGS:
-                regs = list(st)
-                regs[r & 0x7F] = None if r & 0x80 else self._val[sid]
-                st = tuple(regs)
+            st = self._state(sid)
             self._last_sid, self._last = sid, st
         self._hint = self._base[sid]
+        return st
+
+    def _state(self, sid: int) -> State:
+        st = self.bases[self._base[sid]]
+        r = self._reg[sid]
+        if r != NREGS:
+            regs = list(st)
+            regs[r & 0x7F] = None if r & 0x80 else self._val[sid]
+            st = tuple(regs)
         return st
 
     def find(self, st: State, limit: int | None = None) -> int:
@@ -323,10 +329,10 @@ class StateTable:
         if st is self._last:
             return self._last_sid
         h = hash(st) & M32
-        tab, mask, hashes = self._tab, self._mask, self._hash
-        slot = h & mask
-        while (sid := tab[slot]) >= 0:
-            if hashes[sid] == h and self.get(sid) == st:
+        tab, mask, hashes, empty = self._tab, self._mask, self._hash, self._empty
+        slot, frag = h & mask, h >> 24
+        while (sid := tab[slot]) != empty:
+            if hashes[sid] == frag and self.get(sid) == st:
                 self._last_sid, self._last = sid, st
                 return sid
             slot = (slot + 1) & mask
@@ -344,15 +350,19 @@ class StateTable:
                     r = k
         if r >= 0:
             v = st[r]
+            if v is not None and v > M32 and self._val.typecode == "I":
+                self._val = array("Q", self._val)
             self._base.append(self._hint)
             self._reg.append(r if v is not None else r | 0x80)
             self._val.append(0 if v is None else v)
         else:
+            if len(self.bases) == 256 and self._base.typecode == "B":
+                self._base = array("i", self._base)
             self._base.append(len(self.bases))
             self.bases.append(st)
             self._reg.append(NREGS)
             self._val.append(0)
-        hashes.append(h)
+        hashes.append(frag)
         tab[slot] = sid
         if 3 * (sid + 1) > 2 * mask:
             self._grow()
@@ -361,11 +371,13 @@ class StateTable:
 
     def _grow(self) -> None:
         size = 2 * len(self._tab)
-        self._tab = tab = array("i", [-1]) * size
+        self._empty = empty = 0xFFFF if size <= 1 << 16 else -1  # (2/3 full at most: every number fits)
+        self._tab = array("H")
+        self._tab = tab = array("H" if empty > 0 else "i", [empty]) * size
         self._mask = mask = size - 1
-        for sid, h in enumerate(self._hash):
-            slot = h & mask
-            while tab[slot] >= 0:
+        for sid in range(len(self._base)):  # the slots from the states' hashes again (8 bits of each are kept)
+            slot = hash(self._state(sid)) & mask
+            while tab[slot] != empty:
                 slot = (slot + 1) & mask
             tab[slot] = sid
 
@@ -377,6 +389,7 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     count = len(ids)
     words0, words1 = pl.words(ids)
     w0, w1 = array("Q", words0.tobytes()), array("Q", words1.tobytes())
+    calls = bool(((words0 & np.uint64(0xF0FF)) == np.uint64(0x1085)).any())  # a pseudo call (src 1) to follow?
     del words0, words1
     index_of, tgt = target_positions(pl, ids)
     target = array("i", tgt.astype(np.int32).tobytes())
@@ -393,7 +406,9 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     # caller's stack): a call shares its caller's stack, not a copy of it (a tuple of every frame).
     # The work list holds ints: a merged walk's instruction (its state is the current one, queued
     # once), a path walk's key (instruction, state and stack numbers), not a tuple each.
-    work = array("q")  # keys fit 64 bits: the visited set holds them as int64 too
+    # Keys fit 64 bits (the visited set holds them as int64 too), and 32 bits without calls to follow
+    # (no stack numbers) in a program small enough: four bytes a pending path.
+    work = array("I" if merge or (not calls and (max_states + 2) * count < M32) else "q")
     queued = bytearray(count) if merge else None
     visited = KeySet(max_keys)
     states = StateTable()
