@@ -23,7 +23,8 @@ from bpfpatch.passes import PassContext, run_passes
 from bpfpatch.program import Program
 from bpfpatch.progtype import ProgType, prog_type_of
 from bpfpatch.prove import ProofVerdict, prove_equivalent
-from bpfpatch.prove.corpus import elf_programs, pass_options
+from bpfpatch.prove.corpus import elf_programs, pass_options, prove_passes
+from bpfpatch.prove.model import Encoder, Env
 
 SELFTESTS = Path("/tmp/objects-corpus")
 
@@ -249,3 +250,72 @@ def test_selftest_objects_using_the_helpers(name):
                 assert res.verdict is ProofVerdict.COUNTEREXAMPLE, (prog_name, s, res)
                 dropped += 1
     assert proved and dropped, (name, proved, dropped)
+
+
+# --- found on the third-party sweep -----------------------------------------------------------------------------
+
+
+def test_the_kernel_view_of_an_unconverted_context_is_the_programs():
+    """A tracepoint's (kprobe's, raw tracepoint's) context is not converted by the verifier: in the kernel's view
+    (``xlated``, a rewritten program with lowered sequences) its bytes are the ones the original reads.  They were
+    the bytes of a converted context, other symbols: bcc's biopattern, a faithful kernel pass rewrite (an inlined
+    map lookup), got a counterexample."""
+    p = Program.from_insns(assemble("r0 = *(u64 *)(r1 + 8)\nexit"))
+    for ptype, converted in ((ProgType.TRACEPOINT, False), (ProgType.KPROBE, False), (ProgType.TRACING, False),
+                             (ProgType.SOCKET_FILTER, True)):
+        env = Env(ptype)
+        user, kernel = Encoder(p, env), Encoder(p, env, lowerings={})
+        assert (user.ctx_key(8) != kernel.ctx_key(8)) is converted, ptype
+    obj = Path("/tmp/corpus/objs/bcc/biopattern.o")
+    if obj.exists():
+        rows = prove_passes(elf_programs(obj), ["kernel"], timeout=20)
+        assert rows and all(r.result.verdict is not ProofVerdict.COUNTEREXAMPLE for r in rows), rows
+
+
+#: lookup; when absent: insert zeros and look up again; then value[ctx byte & mask] += 1 (bcc's histograms)
+HISTOGRAM = """r6 = *(u8 *)(r1 + 0)
+r6 &= {mask}
+*(u32 *)(r10 - 4) = 0
+r2 = r10
+r2 += -4
+ld_pseudo r1, 1, 3
+call 1
+if r0 != 0 goto +14
+*(u64 *)(r10 - 16) = 0
+*(u64 *)(r10 - 24) = 0
+r2 = r10
+r2 += -4
+r3 = r10
+r3 += -24
+ld_pseudo r1, 1, 3
+r4 = 0
+call 2
+r2 = r10
+r2 += -4
+ld_pseudo r1, 1, 3
+call 1
+if r0 == 0 goto +5
+r6 <<= 3
+r0 += r6
+r1 = 1
+lock *(u64 *)(r0 + 0) += r1
+r0 = 0
+exit"""
+
+
+def test_a_variable_offset_into_one_of_two_lookups_of_a_map():
+    """The value pointer is one of two lookups' (merged paths) plus a variable offset: each lookup's region is
+    accessed at that offset.  bcc's biopattern (`x = lookup(); if (!x) { update(); x = lookup(); }`, then a
+    histogram slot by a variable index) was undecided: "a pointer into one of mv:counters:0, mv:counters:1"."""
+    meta = {"map_specs": {"fd3": MapSpec("hist", 1, 4, 16, 8)}}
+    p = Program.from_insns(assemble(HISTOGRAM.format(mask=1)), meta=meta)
+    q = run_passes(p, ["blind"], PassContext(seed=4, prog_type=ProgType.KPROBE))
+    whole = prove_equivalent(p, q, ProgType.KPROBE, use_region=False)
+    assert whole.verdict is ProofVerdict.PROVED, whole
+    r = Program.from_insns(assemble(HISTOGRAM.format(mask=1).replace("r6 <<= 3", "r6 <<= 2")), meta=meta)
+    res = prove_equivalent(p, r, ProgType.KPROBE, use_region=False)
+    assert res.verdict is ProofVerdict.COUNTEREXAMPLE, res
+    obj = Path("/tmp/corpus/objs/bcc/biopattern.o")
+    if obj.exists():
+        rows = prove_passes(elf_programs(obj), ["blind", "zext"], timeout=20)
+        assert rows and all(r.result.verdict is ProofVerdict.PROVED for r in rows), rows

@@ -230,6 +230,10 @@ STORAGE_CREATE = 1
 #: Program types whose context is the traced function's u64 arguments and whose BTF pointers
 #: (PTR_TO_BTF_ID) read kernel memory: fentry / fexit / fmod_ret / tp_btf / iter, and LSM.
 KERNEL_MEMORY_TYPES = frozenset({ProgType.TRACING, ProgType.LSM})
+#: Program types whose context accesses the verifier does not convert (no ``convert_ctx_access``): the kernel's
+#: view of their context is the program's (tracing, LSM, kprobe, tracepoints, syscall).
+UNCONVERTED_CONTEXTS = KERNEL_MEMORY_TYPES | {ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
+                                              ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.SYSCALL}
 #: Helpers that read kernel (or user) memory at an address the program gives (privileged programs of every
 #: type may call them): a program that calls one may see its own map values through kernel memory.
 KERNEL_READING_HELPERS = frozenset({4, 45, 112, 113, 114, 115, 148, 158, 136, 137, 138, 139, 140, 153, 154, 178, 196})
@@ -659,6 +663,24 @@ class Encoder:
                 walk(x.arg(1), conj(c, x.arg(0)))
                 walk(x.arg(2), conj(c, z3.Not(x.arg(0))))
                 return
+            if z3.is_app_of(x, z3.Z3_OP_BADD):  # (one of several bases) + a variable offset: split on the bases
+                args = _summands(x)
+                k = next((i for i, y in enumerate(args) if z3.is_app_of(y, z3.Z3_OP_ITE)), None)
+                if k is not None:
+                    rest = args[:k] + args[k + 1:]
+                    y = args[k]
+                    walk(z3.Sum([y.arg(1)] + rest), conj(c, y.arg(0)))
+                    walk(z3.Sum([y.arg(2)] + rest), conj(c, z3.Not(y.arg(0))))
+                    return
+                consts = [y.as_long() for y in args if z3.is_bv_value(y)]
+                if consts:
+                    consts = [sum(consts) % (1 << 64)]
+                if consts:  # base + variable: the region the base is in (the verifier bounds the offset)
+                    for r in self.regions.values():
+                        if r.base <= consts[0] < r.base + r.size:
+                            out.append((c, (x, r.name)))
+                            return
+                    return  # NULL + an offset: the verifier proved this path does not dereference it
             a = as_int(x)
             if a is not None:
                 for r in self.regions.values():
@@ -777,8 +799,8 @@ class Encoder:
 
     def ctx_key(self, o: int):
         """Where context byte `o` lives: (field, byte in the field), or ("@", o) outside every field."""
-        if self.lowerings is not None and not self.in_lowering and not self.kernel_memory:
-            return ("#", o)  # (a tracing program's context is not converted: the kernel's view is the user's)
+        if self.lowerings is not None and not self.in_lowering and self.env.prog_type not in UNCONVERTED_CONTEXTS:
+            return ("#", o)  # (a context the kernel does not convert: its view is the user's)
         f = L.field_at(self.layout, o, 1)
         if f is None or f.name in L.POINTER_FIELDS:
             return ("@", o)
@@ -1515,6 +1537,13 @@ class Encoder:
             elif kind == "delete" and info.map_type not in ARRAY_MAPS:
                 present = ite(conj(same, prev.extra["ok"]), FALSE, present)
         return present, content
+
+
+def _summands(x: z3.BitVecRef) -> list[z3.BitVecRef]:
+    """The terms of a (nested) bit-vector sum."""
+    if not z3.is_app_of(x, z3.Z3_OP_BADD):
+        return [x]
+    return [y for i in range(x.num_args()) for y in _summands(x.arg(i))]
 
 
 def _inside_leaf(addr: z3.BitVecRef, delta: int, size: int) -> int | None:
