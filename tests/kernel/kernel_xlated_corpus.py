@@ -43,6 +43,8 @@ BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_SLEEPABLE = 1 << 4
 #: ld_imm64 sources the kernel turns into addresses (map fd / value, BTF id, map index / value).
 ADDRESS_SOURCES = frozenset({1, 2, 3, 5, 6})
+#: BPF_PSEUDO_BTF_ID: an ld_imm64 of a kernel variable or function by BTF id.
+BTF_ID = 3
 
 
 @lru_cache(maxsize=1)
@@ -85,11 +87,13 @@ def comparable(rows: list, *, xlated: bool) -> list:
 
 def _mask_kernel_addresses(ours: list, theirs: list) -> list:
     """An ld_imm64 of 0 in ours where the kernel has an address: one the inlined code loads
-    (jiffies, prog->aux) that the pass was not told."""
+    (jiffies, prog->aux) that the pass was not told; and a kernel symbol's BTF id in ours (a typed ksym,
+    a kfunc's address for bpf_ksym_exists), which the kernel replaces with the symbol's address from
+    kallsyms, clearing the source (check_pseudo_btf_id): the loader's, as a map's address is."""
     theirs = list(theirs)
     for i, (code, *_rest) in enumerate(ours):
-        if i + 1 < len(theirs) and code == LD_IMM64 and ours[i][2] == 0 and ours[i][3:] == (0, 0) \
-                and ours[i + 1][4] == 0 and theirs[i][0] == LD_IMM64 and theirs[i][2] == 0:
+        if i + 1 < len(theirs) and code == LD_IMM64 and theirs[i][0] == LD_IMM64 and theirs[i][2] == 0 and (
+                (ours[i][2] == 0 and ours[i][3:] == (0, 0) and ours[i + 1][4] == 0) or ours[i][2] == BTF_ID):
             theirs[i] = (LD_IMM64, theirs[i][1], 0, 0, 0)
             theirs[i + 1] = (0, 0, 0, 0, 0)
     return theirs

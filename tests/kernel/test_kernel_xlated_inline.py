@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import PROGS, compile_bpf
 
+from bpfpatch.errors import BpfPatchError
+
 from kernel_xlated_corpus import check_object
 
 pytestmark = pytest.mark.kernel
@@ -38,6 +40,19 @@ def test_bpf_loop_inlining_and_kfunc_fixups_match_the_kernel(objdir):
         for name, prog in obj.programs.items():
             grown = len(decode_slots(prog.as_loaded().xlated())) - len(decode_slots(prog.insns()))
             assert grown == GROWTH[name], name
+
+
+def test_a_kernel_functions_address_is_the_loaders_as_a_maps_is(objdir):
+    # cilium/ebpf's kfunc.o: bpf_ksym_exists(kfunc) is an ld_imm64 of the kfunc's BTF id, which the kernel
+    # turns into the function's address; the pass leaves it to the loader, as it leaves a map's address
+    from bpfpatch.btf.vmlinux import kfunc_id
+
+    try:
+        kfunc_id("bpf_cpumask_create")
+    except BpfPatchError:
+        pytest.skip("this kernel has no bpf_cpumask_create kfunc")
+    path = compile_bpf(PROGS / "kernel" / "ksym_address.c", objdir)
+    assert [(r.prog, r.verdict) for r in check_object(path, timeout=120)] == [("kfunc_address", "match")]
 
 
 CORPUS = Path("/tmp/objects-corpus")
