@@ -130,6 +130,11 @@ PROG_TYPE = "socket_filter"
 VERIFIER_BUDGET = 20_000  # small: on nested loops and unknown branches every run ends at it
 #: The issue's limits.
 MAX_GROWTH, MAX_BYTES_PER_INSN = 5.0, 300.0
+#: The running kernel's structures a pending branch and an instruction cost it at least (sizes from its BTF,
+#: `kernel_floor`): a pending branch is a ``bpf_verifier_stack_elem`` (which holds the ``bpf_verifier_state``)
+#: and one ``bpf_func_state`` a frame (R0-R10 as ``bpf_reg_state``, kzalloc'd); every instruction has a
+#: ``bpf_insn_aux_data``.
+KERNEL_STRUCTS = ("bpf_verifier_stack_elem", "bpf_func_state", "bpf_insn_aux_data")
 
 
 @dataclass
@@ -145,6 +150,10 @@ class GrowthRow:
     bytes_per_insn: float
     bytes_n: float | None = None
     bytes_per_processed: float | None = None
+    #: the verifier's most pending branches at once at 4N, and what the running kernel's structures for
+    #: them and its per-instruction data take at least, per input instruction (`kernel_floor`)
+    pending: int | None = None
+    kernel_floor: float | None = None
 
     @property
     def growth(self) -> float:
@@ -198,8 +207,9 @@ def _cpu(fn: Callable[[], object], rounds: int) -> float:
     return best
 
 
-def peak_bytes(prog: Program, name: str) -> tuple[int, int | None]:
-    """(peak Python allocation of one run, tracemalloc; the instructions the verifier processed, or None)."""
+def peak_stats(prog: Program, name: str) -> tuple[int, int | None, int | None]:
+    """(peak Python allocation of one run, tracemalloc; the instructions the verifier processed and its most
+    pending branches at once, or None)."""
     gc.collect()
     tracemalloc.start()
     try:
@@ -208,7 +218,21 @@ def peak_bytes(prog: Program, name: str) -> tuple[int, int | None]:
     finally:
         tracemalloc.stop()
     analysis = getattr(out, "analysis", out)
-    return peak, getattr(analysis, "processed", None)
+    return peak, getattr(analysis, "processed", None), getattr(analysis, "peak_pending", None)
+
+
+def peak_bytes(prog: Program, name: str) -> tuple[int, int | None]:
+    """(peak Python allocation of one run, tracemalloc; the instructions the verifier processed, or None)."""
+    return peak_stats(prog, name)[:2]
+
+
+def kernel_floor(pending: int, slots: int, sizes: "dict[str, int]") -> float:
+    """The bytes per instruction the running kernel's verifier takes at least for `pending` branches waiting at
+    once on a program of `slots` instructions: a stack element and one frame a branch, an aux record an
+    instruction (`sizes`: `KERNEL_STRUCTS` from its BTF).  Its slab rounding (a 1,280-byte frame takes 2 KiB),
+    jump histories and explored states come on top."""
+    per_branch = sizes["bpf_verifier_stack_elem"] + sizes["bpf_func_state"]
+    return (pending * per_branch + slots * sizes["bpf_insn_aux_data"]) / max(1, slots)
 
 
 def peak_bytes_per_insn(prog: Program, name: str) -> float:
@@ -217,8 +241,10 @@ def peak_bytes_per_insn(prog: Program, name: str) -> float:
 
 
 def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES + ANALYSES, rounds: int = 3,
-                 progress: Callable[[str], None] | None = None) -> list[GrowthRow]:
-    """Every generator x pass (and analysis) at `n` and `4n` instructions."""
+                 progress: Callable[[str], None] | None = None,
+                 kernel_sizes: "dict[str, int] | None" = None) -> list[GrowthRow]:
+    """Every generator x pass (and analysis) at `n` and `4n` instructions (`kernel_sizes`: the running kernel's
+    `KERNEL_STRUCTS`, for the verifier rows' `kernel_floor`)."""
     rows = []
     for gname, gen in GENERATORS.items():
         small, big = gen(n), gen(4 * n)
@@ -228,24 +254,32 @@ def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES + ANALYSES,
             t_n = _cpu(lambda: _run(small, name), rounds)
             t_4n = _cpu(lambda: _run(big, name), rounds)
             peak_n = peak_bytes(small, name)[0]
-            peak_4n, processed = peak_bytes(big, name)
+            peak_4n, processed, pending = peak_stats(big, name)
+            verifier = name == "verifier"
             rows.append(GrowthRow(gname, name, n, t_n, t_4n, peak_4n / max(1, len(big.slots)),
                                   peak_n / max(1, len(small.slots)),
-                                  peak_4n / processed if name == "verifier" and processed else None))
+                                  peak_4n / processed if verifier and processed else None,
+                                  pending if verifier else None,
+                                  kernel_floor(pending or 0, len(big.slots), kernel_sizes)
+                                  if verifier and kernel_sizes else None))
     return rows
 
 
 def format_growth_table(rows: list[GrowthRow]) -> str:
     """The table as Markdown."""
     out = ["| generator | pass or analysis | N | time(N) | time(4N) | growth | bytes/insn (N) | bytes/insn (4N) "
-           "| bytes/processed insn (4N) | ok |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "| bytes/processed insn (4N) | pending branches (4N) | kernel floor bytes/insn (4N) | ok |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b_n = "" if r.bytes_n is None else f"{r.bytes_n:.0f}"
         b_p = "" if r.bytes_per_processed is None else f"{r.bytes_per_processed:.0f}"
+        pend = "" if r.pending is None else f"{r.pending:,}"
+        floor = "" if r.kernel_floor is None else f"{r.kernel_floor:.0f}"
         out.append(f"| {r.generator} | {r.pass_name} | {r.n:,} | {r.t_n * 1e3:.1f} ms | {r.t_4n * 1e3:.1f} ms | "
-                   f"{r.growth:.1f} | {b_n} | {r.bytes_per_insn:.0f} | {b_p} | {'yes' if r.ok else 'NO'} |")
+                   f"{r.growth:.1f} | {b_n} | {r.bytes_per_insn:.0f} | {b_p} | {pend} | {floor} | "
+                   f"{'yes' if r.ok else 'NO'} |")
     return "\n".join(out)
 
 
-__all__ = ["ANALYSES", "GENERATORS", "GrowthRow", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "PASSES", "PROG_TYPE",
-           "format_growth_table", "growth_table", "peak_bytes", "peak_bytes_per_insn"]
+__all__ = ["ANALYSES", "GENERATORS", "GrowthRow", "KERNEL_STRUCTS", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "PASSES", "PROG_TYPE",
+           "format_growth_table", "growth_table", "kernel_floor", "peak_bytes", "peak_bytes_per_insn", "peak_stats"]

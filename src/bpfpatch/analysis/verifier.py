@@ -173,6 +173,8 @@ class Analysis:
     peak_states: int = 0
     max_stack_depth: int = 0
     log: list[str] = field(default_factory=list)
+    #: the most branches that waited on the walk's stack at once (the kernel's ``env->stack_size`` at its highest)
+    peak_pending: int = 0
 
     def seen(self) -> list[bool]:
         """``seen`` per slot (an ld_imm64's second slot follows its first)."""
@@ -220,6 +222,7 @@ class _Env:
     total_states: int = 0
     subprog_starts: array = field(default_factory=lambda: array("i"))  # sorted, with 0
     max_depth: int = 0
+    max_pending: int = 0
     log: list[str] | None = None
     attach_type: int | None = None
     kernel_types: Any = None
@@ -340,6 +343,7 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
         result.processed = env.processed
         result.total_states = env.total_states
         result.max_stack_depth = env.max_depth
+        result.peak_pending = env.max_pending
         result.log = env.log or []
     return result
 
@@ -543,6 +547,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                 a.keep_after(last)
             if len(stack) > depth:
                 freeze = len(stack) > FREEZE_AFTER
+                if len(stack) > env.max_pending:
+                    env.max_pending = len(stack)
                 for k in range(depth, len(stack)):
                     pushed = stack[k][0]
                     pushed.hist.append(entry)
@@ -1321,7 +1327,7 @@ def _fold_known(env: _Env, st: State, idx: int, c: int, op: int) -> bool:
     dreg.var_off = (v, 0)
     dreg.umin = dreg.umax = v
     dreg.smin = dreg.smax = v - (1 << 64) if v >> 63 else v
-    lo = v & U32
+    lo = v if v <= U32 else v & U32  # the same int object where it is the same value (kept states hold them)
     dreg.u32min = dreg.u32max = lo
     dreg.s32min = dreg.s32max = lo - (1 << 32) if lo >> 31 else lo
     dreg.id = 0
