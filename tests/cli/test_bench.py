@@ -133,3 +133,21 @@ def test_bench_command_prints_the_insert_forms_beside_replace(capsys):
     for s in B.INSERT_LOOPS:
         assert f"{s} at N=2,000: " in out and "x readme (replace)" in out
         assert f"growth {s}" not in out  # one size: no growth figure
+
+
+def test_the_adversarial_tables_kernel_floor_reads_the_running_kernels_sizes():
+    from bpfpatch.adversarial import KERNEL_STRUCTS, GrowthRow, format_growth_table
+    from bpfpatch.btf.vmlinux import kernel_btf_available
+    from bpfpatch.cli.bench_cmd import kernel_verifier_sizes
+
+    if not kernel_btf_available():
+        import pytest
+
+        pytest.skip("no /sys/kernel/btf/vmlinux: the kernel floor column stays empty")
+    sizes = kernel_verifier_sizes()
+    assert set(sizes) == set(KERNEL_STRUCTS)
+    # a frame holds R0-R10 (bpf_reg_state, about 112 bytes each in 6.x) and more than a stack element
+    assert sizes["bpf_func_state"] > 11 * 96 and sizes["bpf_func_state"] > sizes["bpf_verifier_stack_elem"] > 0
+    row = GrowthRow("g", "verifier", 10, 1.0, 2.0, 500.0, 400.0, 300.0, 1_234, 777.0)
+    line = format_growth_table([row]).splitlines()[-1]
+    assert "| 1,234 | 777 |" in line

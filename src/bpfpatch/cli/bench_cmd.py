@@ -85,7 +85,7 @@ def bench(
         from bpfpatch.adversarial import format_growth_table, growth_table
 
         n = ADVERSARIAL_N if quick else 4_000
-        print(format_growth_table(growth_table(n, rounds=1 if quick else 3, kernel_sizes=_kernel_verifier_sizes())))
+        print(format_growth_table(growth_table(n, rounds=1 if quick else 3, kernel_sizes=kernel_verifier_sizes())))
         return
     names = [x for x in series.split(",") if x]
     with_adversarial = "adversarial" in names and not (quick and series == DEFAULT_SERIES)
@@ -117,10 +117,10 @@ def bench(
 
         print(f"\nadversarial programs: every pass and analysis at N = {ADVERSARIAL_N:,} and 4N, time(4N)/time(N), "
               "bytes per instruction at 4N (--adversarial: N = 4,000, best of 3)")
-        print(format_growth_table(growth_table(ADVERSARIAL_N, rounds=1, kernel_sizes=_kernel_verifier_sizes())))
+        print(format_growth_table(growth_table(ADVERSARIAL_N, rounds=1, kernel_sizes=kernel_verifier_sizes())))
 
 
-def _kernel_verifier_sizes() -> "dict[str, int] | None":
+def kernel_verifier_sizes() -> "dict[str, int] | None":
     """The running kernel's `bpfpatch.adversarial.KERNEL_STRUCTS` sizes from its BTF (None without it)."""
     from bpfpatch.adversarial import KERNEL_STRUCTS
     from bpfpatch.btf.types import BtfKind
