@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import struct
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,9 +232,14 @@ def _rewrite_btf_ext(obj: ElfModel, programs: dict[str, Program], sections: list
             if not recs:
                 continue
             chunks += struct.pack(f.bo + "II", sec_off, len(recs))
-            for r in recs:
-                rel_records.append((hdr_len + start + 4 + len(chunks), name))
-                chunks += struct.pack(f"{f.bo}{len(r)}I", *r).ljust(rec_size, b"\0")
+            at = hdr_len + start + 4 + len(chunks)
+            rel_records += [(at + k * rec_size, name) for k in range(len(recs))]
+            width = len(recs[0])
+            if width * 4 == rec_size and all(len(r) == width for r in recs):  # whole records: one pack for the group
+                chunks += struct.pack(f"{f.bo}{width * len(recs)}I", *chain.from_iterable(recs))
+            else:
+                for r in recs:
+                    chunks += struct.pack(f"{f.bo}{len(r)}I", *r).ljust(rec_size, b"\0")
         if chunks:
             body += struct.pack(f.bo + "I", rec_size) + chunks
         fields += [start, len(body) - start]

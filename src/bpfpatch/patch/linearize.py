@@ -36,7 +36,7 @@ from bpfpatch.isa import LD_IMM64, SLOT_DTYPE
 from bpfpatch.isa.refs import TARGET_TABLE, Target
 from bpfpatch.patch.fast.blocks import Block
 from bpfpatch.patch.store import DELETED, NodeStore, view
-from bpfpatch.program import FuncInfo, Program, compose_maps, remap_meta
+from bpfpatch.program import FuncInfo, LineInfo, Program, compose_maps, remap_meta
 
 _S16 = (-(1 << 15), (1 << 15) - 1)
 _S32 = (-(1 << 31), (1 << 31) - 1)
@@ -206,7 +206,8 @@ def _carry_metadata(store: NodeStore, prog: Program, result: Program, layout: La
     if prog.line_info is not None:
         li_pos = idx_map[np.array([r.insn_off for r in prog.line_info], dtype=np.int64)] if prog.line_info else np.empty(0, np.int64)
         k = _keep_last(li_pos, total)
-        result.line_info = [prog.line_info[i]._replace(insn_off=int(li_pos[i])) for i in k.tolist()]
+        li, new = prog.line_info, tuple.__new__  # a record per line: made in C, not by `_replace`'s Python frames
+        result.line_info = [new(LineInfo, (pos, *li[i][1:])) for i, pos in zip(k.tolist(), li_pos[k].tolist())]
     if store.aux_used:
         aux_nodes = np.full(len(store.orig), None, dtype=object)  # aux stops at its last value
         aux_nodes[: len(store.aux)] = store.aux
