@@ -217,3 +217,46 @@ def test_explore_hands_out_the_inputs_check_runs():
         assert f.blocks_covered > f.blocks_total // 2  # the search gets past the packet parser
     with pytest.raises(BpfPatchError, match="at least 1"):
         explore(XDPFILT, budget=0)
+
+
+# --- maps neither program writes ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bigmap(tmp_path_factory):
+    """bigmap.c as it is, and storing 1 or 2 into the table entry it looks up."""
+    out = {}
+    for label, flags in (("reads", ()), ("writes1", ("-DWRITE_TABLE=1",)), ("writes2", ("-DWRITE_TABLE=2",))):
+        out[label] = compile_bpf(PROGS / "check" / "bigmap.c", tmp_path_factory.mktemp(label), extra=flags)
+    return out
+
+
+@pytest.fixture
+def analyzed_maps(monkeypatch):
+    """Big maps from 128 KB on are worth the analysis (the table is 256 KB; the default is 16 MB)."""
+    import bpfpatch.kernel.check as check_module
+
+    monkeypatch.setattr(check_module, "ANALYZE_MAPS_BYTES", 1 << 17)
+
+
+def test_a_big_map_neither_program_writes_is_not_listed(bigmap, analyzed_maps):
+    r = check(bigmap["reads"], bigmap["reads"], budget=600).results[0]
+    assert r.verdict is Verdict.NO_DIFFERENCE, r.line()
+    assert "map table is not compared: neither program writes it (the verifier's analysis of both)" in r.not_compared
+    assert not any("hits" in n for n in r.not_compared)  # the counter it writes is compared
+
+
+@pytest.mark.parametrize("original, rewritten", [("reads", "writes1"), ("writes1", "reads"), ("writes1", "writes2")])
+def test_a_big_map_either_program_writes_is_compared(bigmap, analyzed_maps, original, rewritten):
+    # the packets' first word picks the entry; a store into it shows in the table (and in the verdict of
+    # writes1 vs writes2 only through the table: both return XDP_DROP after their first store)
+    r = check(bigmap[original], bigmap[rewritten], budget=600).results[0]
+    assert r.verdict is Verdict.DIFFERENT, r.line()
+    assert not any(n.startswith("map table") for n in r.not_compared)
+    if original == "writes1" and rewritten == "writes2":
+        assert "map table" in r.difference["what"]
+
+
+def test_without_the_analysis_every_map_is_compared(bigmap):
+    r = check(bigmap["reads"], bigmap["reads"], budget=300).results[0]  # 256 KB: below the default 16 MB
+    assert r.verdict is Verdict.NO_DIFFERENCE and not any(n.startswith("map table") for n in r.not_compared)

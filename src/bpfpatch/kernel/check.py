@@ -12,7 +12,10 @@ to the next, and both sides get the same sequence.  The process is pinned to
 one CPU while it runs, so per-CPU values are compared slot by slot without
 false alarms.  Maps larger than `BIG_MAP_BYTES` are compared every
 `BIG_MAP_EVERY` inputs and at the end; a difference found there is located by
-replaying the sequence on fresh loads.
+replaying the sequence on fresh loads.  Where the big maps are worth it
+(`ANALYZE_MAPS_BYTES`), the verifier's analysis of both programs says which maps
+some path may write (`bpfpatch.analysis.mapwrites`): a big map neither writes
+holds what libbpf put in it and is not listed at all (a note says so).
 
 Inputs: the user's (``inputs=``), or packets of every common shape with the
 program's own constants, context fields varied, then a coverage-guided search
@@ -47,6 +50,11 @@ from bpfpatch.progtype import ProgType, prog_type_of, untyped_section
 
 BIG_MAP_BYTES = 1 << 16
 BIG_MAP_EVERY = 256
+#: Big maps of at least this many bytes in all are worth the verifier's analysis of both programs: the
+#: maps neither writes are then not listed (katran's two control-plane arrays, 192 MB, take 34 s a listing).
+ANALYZE_MAPS_BYTES = 1 << 24
+#: The analysis's budget there (processed instructions): a program it does not finish keeps every map compared.
+ANALYZE_MAPS_BUDGET = 250_000
 DEFAULT_INPUTS = 2000
 DEFAULT_SECONDS = 8.0
 MIN_INPUTS = 2000  # the search goes on to this many inputs even when every block is covered
@@ -521,6 +529,44 @@ def _open(source: Source, base: Source, program: str | None, prog_type) -> _Open
     return _Opened(obj, p.fd, None, p.insns(), p.prog_type, p.section)
 
 
+def _drop_unwritten_maps(original: Source, rewritten: Source, name: str, ptype: ProgType, sides: list[Side]) -> list[str]:
+    """Stop listing the big maps neither program writes (`bpfpatch.analysis.mapwrites`), where the big maps
+    are worth the two analyses (`ANALYZE_MAPS_BYTES`) and both sides are ELF objects the analysis reads; the
+    notes say which.  A map either program may write, or any doubt (an analysis that gives up, a write
+    whose map cannot be told), keeps every map compared."""
+    big = {m.name: m for m in sides[0].big if not m.info.internal}
+    if sum(m.info.max_entries * m.value_bytes for m in big.values()) < ANALYZE_MAPS_BYTES:
+        return []
+    unwritten = set(big)
+    for src in (original, rewritten):
+        if isinstance(src, (Raw, Relocated)):
+            return []
+        writes = _map_writes(src, name, ptype)
+        if writes is None:
+            return []
+        unwritten &= writes.unwritten()
+    for side in sides:
+        side.big = [m for m in side.big if m.name not in unwritten]
+    return [f"map {n} is not compared: neither program writes it (the verifier's analysis of both)"
+            for n in sorted(unwritten)]
+
+
+def _map_writes(source: Source, name: str, ptype: ProgType):
+    """`MapWrites` of the program `name` of the ELF object `source` (a path or bytes), or None."""
+    from bpfpatch.analysis.mapwrites import map_writes
+    from bpfpatch.analysis.verifier import AnalysisError
+    from bpfpatch.elf import read_object
+    from bpfpatch.kernel.analysis import analyze_object_program
+
+    try:
+        obj = read_object(source)
+        program = obj.linked_program(name)
+        analysis = analyze_object_program(program, obj, ptype, budget=ANALYZE_MAPS_BUDGET, keep_states=True)
+    except (AnalysisError, BpfPatchError, OSError):
+        return None
+    return map_writes(analysis)
+
+
 def _refusal(exc: KernelError) -> str:
     if isinstance(exc, VerifierError):
         for line in reversed(exc.log.splitlines()):
@@ -653,6 +699,7 @@ def _check_one(original, rewritten, name, section, prog_type, user, budget, seco
             return ProgramResult(name, section, ptype_name, Verdict.UNDECIDED,
                                  f"both load, but this kernel has no test run for {ptype_name} programs")
         a, b = sides
+        notes += _drop_unwritten_maps(original, rewritten, name, ptype, sides)
         h = harvest(opened[0].insns)
         if opened[0].obj is not None:
             h.add_data(m.initial_value() for m in opened[0].obj.maps.values() if m.info.internal)
