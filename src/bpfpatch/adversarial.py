@@ -209,7 +209,11 @@ def _cpu(fn: Callable[[], object], rounds: int) -> float:
 
 def peak_stats(prog: Program, name: str) -> tuple[int, int | None, int | None]:
     """(peak Python allocation of one run, tracemalloc; the instructions the verifier processed and its most
-    pending branches at once, or None)."""
+    pending branches at once, or None).  The process-wide bounds memo is emptied first, so the run pays for
+    its own entries as a fresh process does (earlier runs of the same program would have filled it)."""
+    from bpfpatch.analysis.state import forget_synced
+
+    forget_synced()
     gc.collect()
     tracemalloc.start()
     try:
