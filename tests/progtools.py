@@ -190,3 +190,20 @@ def kernel_programs(draw, max_len: int = 24) -> Program:
             insn = insn._replace(off=slot[tgt] - slot[k] - 1)
         insns.append(insn)
     return Program.from_insns(insns)
+
+
+def slot_insns(p: Program) -> dict[int, object]:
+    """`p`'s instructions by their first slot."""
+    out, s = {}, 0
+    for insn in p.insns:
+        out[s] = insn
+        s += insn.nslots
+    return out
+
+
+def mutant(p: Program, changes: dict[int, object]) -> Program:
+    """`p` with the instructions at these slots replaced (same slot count: jumps and map references stay)."""
+    at = slot_insns(p)
+    at.update(changes)
+    return Program.from_insns([at[s] for s in sorted(at)], meta=p.meta)
+

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from progtools import mutant, slot_insns as slots
 from conftest import PROGS, compile_bpf
 from bpfpatch.asm import assemble
 from bpfpatch.elf import read_object
@@ -33,21 +34,6 @@ SELFTESTS = Path("/tmp/objects-corpus")
 def helpers(tmp_path_factory):
     obj = read_object(compile_bpf(PROGS / "prove" / "helpers.c", tmp_path_factory.mktemp("prove_helpers")))
     return {sec: obj.linked_program(sec) for sec in obj.programs if sec != ".text"}
-
-
-def slots(p: Program) -> dict[int, object]:
-    out, s = {}, 0
-    for insn in p.insns:
-        out[s] = insn
-        s += insn.nslots
-    return out
-
-
-def mutant(p: Program, changes: dict[int, object]) -> Program:
-    """`p` with the instructions at these slots replaced (same slot count: jumps and map references stay)."""
-    at = slots(p)
-    at.update(changes)
-    return Program.from_insns([at[s] for s in sorted(at)], meta=p.meta)
 
 
 def moved(p: Program, order: list[int]) -> Program:

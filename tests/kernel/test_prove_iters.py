@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from progtools import mutant, slot_insns as slots
 from conftest import PROGS, compile_bpf
 from bpfpatch.elf import read_object
 from bpfpatch.errors import BpfPatchError
@@ -33,20 +34,6 @@ SELFTESTS = Path("/tmp/objects-corpus")
 def summing(tmp_path_factory) -> Program:
     obj = read_object(compile_bpf(PROGS / "prove" / "iters.c", tmp_path_factory.mktemp("prove_iters")))
     return obj.linked_program("xdp")
-
-
-def slots(p: Program) -> dict[int, object]:
-    out, s = {}, 0
-    for insn in p.insns:
-        out[s] = insn
-        s += insn.nslots
-    return out
-
-
-def mutant(p: Program, changes: dict) -> Program:
-    at = slots(p)
-    at.update(changes)
-    return Program.from_insns([at[s] for s in sorted(at)], meta=p.meta)
 
 
 def kfunc_calls(p: Program) -> list[int]:
