@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from bpfpatch.analysis.liveness import NO_FALL, target_positions
-from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, insn_of_words, refs_of_words
+from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, Ref, refs_of_words
 from bpfpatch.isa.opcodes import ATOMIC_FETCH, CLASS_MASK, OP_MASK, AluOp, AtomicOp, InsnClass, JmpOp, PseudoSrc
 from bpfpatch.patch import Node, PatchList
 from bpfpatch.program import JUMP_TABLES, relocated_slots
@@ -79,35 +79,64 @@ def _s(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
+# The opcode fields the walk compares, as plain ints (an IntEnum member is a class attribute
+# lookup and a subclass compare at every step).
+_ADD, _SUB, _MUL, _DIV, _OR, _AND, _LSH, _RSH = (int(AluOp.ADD), int(AluOp.SUB), int(AluOp.MUL), int(AluOp.DIV),
+                                                 int(AluOp.OR), int(AluOp.AND), int(AluOp.LSH), int(AluOp.RSH))
+_MOD, _XOR, _MOV, _ARSH = int(AluOp.MOD), int(AluOp.XOR), int(AluOp.MOV), int(AluOp.ARSH)
+_JEQ, _JNE, _JGT, _JGE, _JLT, _JLE, _JSET = (int(JmpOp.JEQ), int(JmpOp.JNE), int(JmpOp.JGT), int(JmpOp.JGE),
+                                             int(JmpOp.JLT), int(JmpOp.JLE), int(JmpOp.JSET))
+_JSGT, _JSGE, _JSLT, _JSLE = int(JmpOp.JSGT), int(JmpOp.JSGE), int(JmpOp.JSLT), int(JmpOp.JSLE)
+_K_ALU_K, _K_ALU_X, _K_NEG, _K_END = int(Kind.ALU_K), int(Kind.ALU_X), int(Kind.NEG), int(Kind.END)
+_K_LDX, _K_LDSX, _K_LD_IMM64, _K_ATOMIC = int(Kind.LDX), int(Kind.LDSX), int(Kind.LD_IMM64), int(Kind.ATOMIC)
+_K_CALL, _K_LD_ABS, _K_LD_IND, _K_EXIT = int(Kind.CALL), int(Kind.LD_ABS), int(Kind.LD_IND), int(Kind.EXIT)
+_K_JA, _K_GOTOL, _K_GOTOX, _K_MAY_GOTO = int(Kind.JA), int(Kind.GOTOL), int(Kind.GOTOX), int(Kind.MAY_GOTO)
+_K_JCOND_K, _K_JCOND_X = int(Kind.JCOND_K), int(Kind.JCOND_X)
+_CMPXCHG, _LOAD_ACQ = int(AtomicOp.CMPXCHG), int(AtomicOp.LOAD_ACQ)
+_R_SUBPROG = int(Ref.SUBPROG)
+_SUBPROG_REF = bytes(int(r) in (Ref.SUBPROG, Ref.FUNC) for r in range(256))  # per Ref: makes a subprogram start
+_JMP32 = int(InsnClass.JMP32)
+_ALU64 = int(InsnClass.ALU64)
+
+
 def _alu(op: int, a: int, b: int, bits: int) -> int | None:
     m = (1 << bits) - 1
     a, b = a & m, b & m
-    if op == AluOp.ADD: return (a + b) & m
-    if op == AluOp.SUB: return (a - b) & m
-    if op == AluOp.MUL: return (a * b) & m
-    if op == AluOp.OR: return a | b
-    if op == AluOp.AND: return a & b
-    if op == AluOp.XOR: return a ^ b
-    if op == AluOp.LSH: return (a << (b & (bits - 1))) & m
-    if op == AluOp.RSH: return a >> (b & (bits - 1))
-    if op == AluOp.ARSH: return (_s(a, bits) >> (b & (bits - 1))) & m
-    if op == AluOp.MOV: return b
+    if op == _ADD: return (a + b) & m
+    if op == _SUB: return (a - b) & m
+    if op == _MUL: return (a * b) & m
+    if op == _OR: return a | b
+    if op == _AND: return a & b
+    if op == _XOR: return a ^ b
+    if op == _LSH: return (a << (b & (bits - 1))) & m
+    if op == _RSH: return a >> (b & (bits - 1))
+    if op == _ARSH: return (_s(a, bits) >> (b & (bits - 1))) & m
+    if op == _MOV: return b
     return None
 
 
 def _cond(op: int, a: int, b: int, bits: int) -> bool | None:
     m = (1 << bits) - 1
     a, b = a & m, b & m
+    if op == _JEQ: return a == b
+    if op == _JNE: return a != b
+    if op == _JGT: return a > b
+    if op == _JGE: return a >= b
+    if op == _JLT: return a < b
+    if op == _JLE: return a <= b
+    if op == _JSET: return bool(a & b)
     sa, sb = _s(a, bits), _s(b, bits)
-    return {
-        JmpOp.JEQ: a == b, JmpOp.JNE: a != b, JmpOp.JGT: a > b, JmpOp.JGE: a >= b, JmpOp.JLT: a < b,
-        JmpOp.JLE: a <= b, JmpOp.JSET: bool(a & b), JmpOp.JSGT: sa > sb, JmpOp.JSGE: sa >= sb,
-        JmpOp.JSLT: sa < sb, JmpOp.JSLE: sa <= sb,
-    }.get(JmpOp(op))
+    if op == _JSGT: return sa > sb
+    if op == _JSGE: return sa >= sb
+    if op == _JSLT: return sa < sb
+    if op == _JSLE: return sa <= sb
+    return None
 
 
-def _transfer(insn: Insn, st: list) -> None:
-    """Apply one non-branching instruction to the register state (in place)."""
+def transfer(insn: Insn, st: list) -> None:
+    """Apply one non-branching instruction to the register state `st` (in place): the walk's rule for
+    what an instruction does to the known values, written on the `Insn` (`transfer_words` is the
+    same rule on the slot words, which the walk runs)."""
     kind = KIND_OF[insn.code]
     cls = insn.code & CLASS_MASK
     if kind in (Kind.ALU_K, Kind.ALU_X) and insn.off == 0:
@@ -140,6 +169,50 @@ def _transfer(insn: Insn, st: list) -> None:
     elif kind in (Kind.LD_ABS, Kind.LD_IND):
         for r in range(6):
             st[r] = None
+
+
+def transfer_words(kind: int, w0: int, hi: int, st: list) -> None:
+    """`transfer` of the instruction with first slot word `w0` and kind `kind` (`bpfpatch.isa.KIND` of
+    its opcode), read straight off the word with no `Insn` made; `hi`: an ld_imm64's second slot
+    immediate (the upper 32 bits of its value). The path walk's step, held to `transfer` over every
+    opcode by the tests."""
+    if kind == _K_ALU_K or kind == _K_ALU_X:
+        dst = (w0 >> 8) & 0xF
+        if w0 & 0xFFFF0000:  # off != 0 (sdiv, smod, movsx): the value is not followed
+            st[dst] = None
+            return
+        code = w0 & 0xFF
+        bits = 64 if code & CLASS_MASK == _ALU64 else 32
+        op = code & OP_MASK
+        if kind == _K_ALU_K:
+            b = w0 >> 32
+            if b >> 31:
+                b |= 0xFFFFFFFF00000000  # imm sign-extended to 64 bits
+        else:
+            b = st[(w0 >> 12) & 0xF]
+        a = st[dst] if op != _MOV else 0
+        if a is None or b is None or op == _DIV or op == _MOD:
+            st[dst] = None
+        elif (op == _LSH or op == _RSH or op == _ARSH) and b >= bits:
+            st[dst] = None  # the verifier forgets a value shifted by its width or more
+        else:
+            if bits == 32 and kind == _K_ALU_K:
+                b &= M32
+            st[dst] = _alu(op, a, b, bits)
+    elif kind == _K_LDX or kind == _K_LDSX or kind == _K_NEG or kind == _K_END:
+        st[(w0 >> 8) & 0xF] = None
+    elif kind == _K_LD_IMM64:
+        st[(w0 >> 8) & 0xF] = None if (w0 >> 12) & 0xF else (w0 >> 32) | hi << 32
+    elif kind == _K_CALL or kind == _K_LD_ABS or kind == _K_LD_IND:
+        st[0] = st[1] = st[2] = st[3] = st[4] = st[5] = None
+    elif kind == _K_ATOMIC:
+        imm = w0 >> 32
+        if imm == _CMPXCHG:
+            st[0] = None
+        elif imm == _LOAD_ACQ:
+            st[(w0 >> 8) & 0xF] = None
+        elif imm & ATOMIC_FETCH:
+            st[(w0 >> 12) & 0xF] = None
 
 
 #: Path steps per instruction the path walk may take (at least MIN_PATH_BUDGET, at most MAX_PATH_BUDGET).
@@ -388,8 +461,13 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     ids = pl.live_ids()
     count = len(ids)
     words0, words1 = pl.words(ids)
-    w0, w1 = array("Q", words0.tobytes()), array("Q", words1.tobytes())
+    # (of the second slot only its immediate: the rest of a valid ld_imm64's second slot is zero)
+    w0, hi = array("Q", words0.tobytes()), array("I", (words1 >> np.uint64(32)).astype(np.uint32).tobytes())
     calls = bool(((words0 & np.uint64(0xF0FF)) == np.uint64(0x1085)).any())  # a pseudo call (src 1) to follow?
+    # Per instruction its kind and what it refers to, a byte each: the walk's step reads the words
+    # themselves and makes no `Insn`.
+    kinds = np.take(KIND, (words0 & np.uint64(0xFF)).astype(np.uint8)).tobytes()
+    refs = refs_of_words(words0).astype(np.uint8).tobytes()
     del words0, words1
     index_of, tgt = target_positions(pl, ids)
     target = array("i", tgt.astype(np.int32).tobytes())
@@ -417,9 +495,13 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
     stacks: list[tuple] = [()]
     base = max_states + 1
 
-    def reach(i: int, st: State, stack: tuple = ()) -> None:
+    numbered = [(), 0]  # the call stack numbered last and its number: a path keeps its stack object
+
+    def reach(i: int, st: State, stack: tuple = ()) -> int:
+        """Queue the path (instruction `i`, registers `st`, call stack) unless it was walked; what was
+        queued (a path walk's key, a merged walk's instruction), or -1."""
         if not 0 <= i < count:
-            return
+            return -1
         if merge:
             sid = state[i]
             if sid < 0:
@@ -430,21 +512,33 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
                 # of NREGS-tuples, which the next tuple of NREGS does not draw from: 2,000 of them stay)
                 new = tuple([a if a == b else None for a, b in zip(old, st)])
                 if new == old:
-                    return
+                    return -1
                 state[i] = find(new)
             if not queued[i]:
                 queued[i] = 1
                 work.append(i)
-            return
+                return i
+            return -1
         sid = find(st, max_states)
-        kid = kid_of.get(stack)
-        if kid is None:
-            kid = kid_of[stack] = len(stacks)
-            stacks.append(stack)
+        if stack is numbered[0]:
+            kid = numbered[1]
+        else:
+            kid = kid_of.get(stack)
+            if kid is None:
+                kid = kid_of[stack] = len(stacks)
+                stacks.append(stack)
+            numbered[0], numbered[1] = stack, kid
         key = (kid * base + sid) * count + i
         if visited.add_new(key, max_keys):
             state[i] = 0
             work.append(key)
+            return key
+        return -1
+
+    def take_now(key: int) -> State:
+        """The registers of the path `reach` just queued as `key`, taken off the work list now."""
+        work.pop()
+        return get(key // count % base)  # (as `take`: the state read last guides how the next is kept)
 
     def take() -> tuple[int, State, tuple]:
         """The next path of the work list."""
@@ -457,14 +551,15 @@ def _explore(pl: PatchList, budget: int, merge: bool) -> Flow | None:
         return i, get(sid), stacks[kid]
 
     try:
-        return _walk(pl, ids, index_of, w0, w1, target, state, ft_live, tg_live, work, take, reach, budget, merge)
+        return _walk(pl, ids, index_of, w0, hi, kinds, refs, target, state, ft_live, tg_live, work, take, take_now, reach,
+                     budget, merge)
     except TooManyPaths:
         return None
 
 
-def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: array, target: array, state: list,
-          ft_live: bytearray, tg_live: bytearray, work: array, take: Callable, reach: Callable, budget: int,
-          merge: bool) -> Flow | None:
+def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, hi: array, kinds: bytes, refs: bytes,
+          target: array, state: list, ft_live: bytearray, tg_live: bytearray, work: array, take: Callable,
+          take_now: Callable, reach: Callable, budget: int, merge: bool) -> Flow | None:
     count = len(ids)
     if count:
         reach(0, UNKNOWN)
@@ -484,30 +579,40 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
     pinned = relocated_slots(pl.program)
     loader_set = np.isin(pl.orig_indices(ids), np.fromiter(pinned, dtype=np.int64)).tolist() if pinned else None
     steps = 0
-    while work:
-        i, st, stack = take()
+    then = None  # the path to walk next without the work list: the fall-through just queued
+    while then is not None or work:
+        if then is None:
+            i, st, stack = take()
+        else:
+            i, st = then
+            then = None
         steps += 1
         if not merge and steps > budget:
             return None
-        insn = insn_of_words(w0[i], w1[i])
-        kind = KIND_OF[insn.code]
-        if kind == Kind.EXIT:
+        kind = kinds[i]
+        if kind == _K_EXIT:
             if stack:
                 _, ret, caller, outer = stack
                 back = (st[0],) + (None,) * 5 + tuple(caller[6:10]) + (None,) * (NREGS - 10)
                 reach(ret, back, outer)
             continue
-        if kind in (Kind.JA, Kind.GOTOL):
+        if kind == _K_JA or kind == _K_GOTOL:
             tg_live[i] = True
             reach(target[i], st, stack)
             continue
-        if kind == Kind.GOTOX:  # an indirect jump: to a table's entries (reached above), never the next
+        if kind == _K_GOTOX:  # an indirect jump: to a table's entries (reached above), never the next
             continue
-        if kind in (Kind.JCOND_K, Kind.JCOND_X):
-            bits = 32 if insn.code & CLASS_MASK == InsnClass.JMP32 else 64
-            a = st[insn.dst]
-            b = (insn.imm & M64) if kind == Kind.JCOND_K else st[insn.src]
-            outcome = _cond(insn.code & OP_MASK, a, b, bits) if a is not None and b is not None else None
+        if kind == _K_JCOND_K or kind == _K_JCOND_X:
+            word = w0[i]
+            a = st[(word >> 8) & 0xF]
+            if kind == _K_JCOND_K:
+                b = word >> 32
+                if b >> 31:
+                    b |= 0xFFFFFFFF00000000  # imm sign-extended to 64 bits
+            else:
+                b = st[(word >> 12) & 0xF]
+            bits = 32 if word & CLASS_MASK == _JMP32 else 64
+            outcome = _cond(word & OP_MASK, a, b, bits) if a is not None and b is not None else None
             if outcome is not False:
                 tg_live[i] = True
                 reach(target[i], st, stack)
@@ -515,24 +620,27 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, w1: a
                 ft_live[i] = True
                 reach(i + 1, st, stack)
             continue
-        if kind == Kind.MAY_GOTO:
+        if kind == _K_MAY_GOTO:
             tg_live[i] = ft_live[i] = True
             reach(target[i], st, stack)
             reach(i + 1, st, stack)
             continue
-        if insn.is_pseudo_call and not merge and (depth := stack[0] if stack else 0) < 8 and target[i] >= 0:
+        ref = refs[i]
+        if ref == _R_SUBPROG and not merge and (depth := stack[0] if stack else 0) < 8 and target[i] >= 0:
             callee = (None,) + tuple(st[1:6]) + (None,) * (NREGS - 6)
             reach(target[i], callee, (depth + 1, i + 1, st, stack))
             continue
-        if insn.is_subprog_ref:
+        if _SUBPROG_REF[ref]:
             reach(target[i], UNKNOWN)  # a subprogram (or callback) entry, without context
             # (a call into another ELF section has no target here: it returns like a helper)
         nxt = list(st)
-        _transfer(insn, nxt)
-        if loader_set is not None and loader_set[i] and kind in (Kind.ALU_K, Kind.LD_IMM64):
-            nxt[insn.dst] = None
+        transfer_words(kind, w0[i], hi[i], nxt)
+        if loader_set is not None and loader_set[i] and (kind == _K_ALU_K or kind == _K_LD_IMM64):
+            nxt[(w0[i] >> 8) & 0xF] = None
         ft_live[i] = True
-        reach(i + 1, tuple(nxt), stack)
+        key = reach(i + 1, tuple(nxt), stack)
+        if key >= 0 and not merge:
+            then = i + 1, take_now(key)  # the path just queued is the work list's next: walk it now
     seen = bytearray(count)
     for i, s in enumerate(state):
         if s >= 0:
