@@ -260,3 +260,32 @@ def test_a_big_map_either_program_writes_is_compared(bigmap, analyzed_maps, orig
 def test_without_the_analysis_every_map_is_compared(bigmap):
     r = check(bigmap["reads"], bigmap["reads"], budget=300).results[0]  # 256 KB: below the default 16 MB
     assert r.verdict is Verdict.NO_DIFFERENCE and not any(n.startswith("map table") for n in r.not_compared)
+
+
+@pytest.fixture(scope="module")
+def queue_progs(tmp_path_factory):
+    """queue.c as it is, and pushing the packet's first byte plus one onto its stack."""
+    return {label: compile_bpf(PROGS / "check" / "queue.c", tmp_path_factory.mktemp(label), extra=flags)
+            for label, flags in (("same", ()), ("plus1", ("-DPUSH_PLUS=1",)))}
+
+
+def test_queue_and_stack_maps_are_compared_and_left_as_they_were(queue_progs):
+    # get_next_key is EINVAL on a queue: check stopped at "map fifo: get_next_key" (bpf-examples nat64)
+    r = check(queue_progs["same"], queue_progs["same"], budget=200).results[0]
+    assert r.verdict is Verdict.NO_DIFFERENCE, r.line()
+    assert not any(n.startswith(("map fifo", "map lifo")) for n in r.not_compared), r.not_compared
+    assert any(n.startswith("map seen (bloom_filter) is not compared") for n in r.not_compared), r.not_compared
+    with load_object(queue_progs["same"]) as obj:
+        fifo, lifo = obj.map("fifo"), obj.map("lifo")
+        for v in (7, 8, 9):
+            fifo.update(b"", struct.pack("<I", v))
+            lifo.update(b"", struct.pack("<I", v))
+        assert fifo.dump() == (struct.pack("<3I", 0, 1, 2), struct.pack("<3I", 7, 8, 9), 3)
+        assert lifo.dump() == (struct.pack("<3I", 0, 1, 2), struct.pack("<3I", 9, 8, 7), 3)
+        assert fifo.popped() == [struct.pack("<I", v) for v in (7, 8, 9)]  # dumping left them in place
+
+
+def test_a_difference_only_in_a_stack_is_found(queue_progs):
+    r = check(queue_progs["same"], queue_progs["plus1"], budget=200).results[0]
+    assert r.verdict is Verdict.DIFFERENT, r.line()
+    assert "map lifo" in r.difference["what"], r.difference

@@ -299,7 +299,7 @@ def _first_byte(a: bytes, b: bytes) -> int:
 
 def _map_entries(m: ObjectMap, dump: tuple[bytes, bytes, int]) -> dict[bytes, bytes]:
     keys, vals, n = dump
-    ks, vs = m.info.key_size, m.value_bytes
+    ks, vs = m.entry_key_size, m.value_bytes
     return {keys[i * ks:(i + 1) * ks]: vals[i * vs:(i + 1) * vs] for i in range(n)}
 
 

@@ -46,9 +46,16 @@ LIBBPF_SONAME = "libbpf.so.1"
 BPF_F_SLEEPABLE = 1 << 4
 
 # Map types whose values are one slot per possible CPU (the syscall reads all of them at once).
-PERCPU_MAP_TYPES = frozenset({5, 6, 10, 15})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+PERCPU_MAP_TYPES = frozenset({MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH,
+                              MapType.PERCPU_CGROUP_STORAGE})
 # Map types whose contents can be listed with get_next_key + lookup.
-LISTABLE_MAP_TYPES = frozenset({1, 2, 5, 6, 9, 10, 11, 12, 22, 23, 30})
+KEYED_MAP_TYPES = frozenset({MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_HASH,
+                             MapType.LRU_PERCPU_HASH, MapType.LPM_TRIE, MapType.ARRAY_OF_MAPS})
+# Map types without keys whose contents are listed by popping every element and pushing them back
+# (BPF_MAP_LOOKUP_AND_DELETE_ELEM, then BPF_MAP_UPDATE_ELEM in the order that restores them).
+POPPED_MAP_TYPES = frozenset({MapType.QUEUE, MapType.STACK})
+# Map types `ObjectMap.dump` lists (a bloom filter's members cannot be listed: it is not among them).
+LISTABLE_MAP_TYPES = KEYED_MAP_TYPES | POPPED_MAP_TYPES
 
 
 class LibbpfError(KernelError):
@@ -139,6 +146,7 @@ _SIGNATURES = {
     "bpf_map_update_elem": (_I, [_I, _P, _P, ctypes.c_uint64]),
     "bpf_map_delete_elem": (_I, [_I, _P]),
     "bpf_map_get_next_key": (_I, [_I, _P, _P]),
+    "bpf_map_lookup_and_delete_elem": (_I, [_I, _P, _P]),
     "bpf_map_lookup_batch": (_I, [_I, _P, _P, _P, _P, ctypes.POINTER(_U32), _P]),
     "libbpf_num_possible_cpus": (_I, []),
 }
@@ -295,8 +303,32 @@ class ObjectMap:
 
     @property
     def listable(self) -> bool:
-        """Its entries can be listed (hash- and array-like maps)."""
+        """Its entries can be listed (hash- and array-like maps, queues and stacks)."""
         return self.info.map_type in LISTABLE_MAP_TYPES
+
+    @property
+    def entry_key_size(self) -> int:
+        """Bytes of one key in `dump`: key_size, or 4 for a queue or stack (the position in pop order)."""
+        return 4 if self.info.map_type in POPPED_MAP_TYPES else self.info.key_size
+
+    def popped(self) -> list[bytes]:
+        """A queue's or stack's elements in pop order, left in the map as they were."""
+        lib = libbpf()
+        fd = self.fd
+        out = []
+        while len(out) <= self.info.max_entries:
+            if lib.bpf_map_lookup_and_delete_elem(fd, None, self._val) != 0:
+                err = ctypes.get_errno()
+                if err == E.ENOENT:
+                    break
+                raise LibbpfError(f"map {self.name}: lookup_and_delete: {os.strerror(err)}", errno=err)
+            out.append(self._val.raw[: self.info.value_size])
+        # a queue pops in push order (push them back as popped), a stack pops the last pushed first
+        for v in (out if self.info.map_type == MapType.QUEUE else reversed(out)):
+            if lib.bpf_map_update_elem(fd, None, ctypes.create_string_buffer(v, max(len(v), 1)), 0) != 0:
+                err = ctypes.get_errno()
+                raise LibbpfError(f"map {self.name}: push back: {os.strerror(err)}", errno=err)
+        return out
 
     def initial_value(self) -> bytes | None:
         """The section contents libbpf initialized a global-data map with (None otherwise)."""
@@ -315,10 +347,11 @@ class ObjectMap:
         return self._val.raw[: self.value_bytes]
 
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
-        """Write `value` under `key` (per-CPU maps: one slot per CPU, or one value copied to all)."""
+        """Write `value` under `key` (per-CPU maps: one slot per CPU, or one value copied to all; a queue or
+        stack: push `value`, `key` is empty)."""
         if self.info.percpu and len(value) == self.info.value_size:
             value = value.ljust(self._stride, b"\0") * self._ncpu
-        k = ctypes.create_string_buffer(key, max(len(key), 1))
+        k = ctypes.create_string_buffer(key, max(len(key), 1)) if self.info.key_size else None  # a queue's push: no key
         v = ctypes.create_string_buffer(value, max(len(value), 1))
         if libbpf().bpf_map_update_elem(self.fd, k, v, flags) != 0:
             err = ctypes.get_errno()
@@ -361,7 +394,11 @@ class ObjectMap:
     def dump(self) -> tuple[bytes, bytes, int]:
         """All entries at once: (keys, values, count), keys and values packed back to back in
         the kernel's order (BPF_MAP_LOOKUP_BATCH; entry by entry where the map has no batch
-        lookup).  Values are `value_bytes` long each."""
+        lookup; a queue or stack: its elements in pop order, keyed by position, see `entry_key_size`).
+        Values are `value_bytes` long each."""
+        if self.info.map_type in POPPED_MAP_TYPES:
+            vals = self.popped()
+            return b"".join(i.to_bytes(4, "little") for i in range(len(vals))), b"".join(vals), len(vals)
         n = max(self.info.max_entries, 1)
         if self._batch is not False:
             if self._bufs is None:

@@ -22,7 +22,16 @@ class MapType(IntEnum):
     PERCPU_HASH = 5
     PERCPU_ARRAY = 6
     LRU_HASH = 9
+    LRU_PERCPU_HASH = 10
+    LPM_TRIE = 11
+    ARRAY_OF_MAPS = 12
+    HASH_OF_MAPS = 13
+    SOCKMAP = 15
+    PERCPU_CGROUP_STORAGE = 21
+    QUEUE = 22
+    STACK = 23
     RINGBUF = 27
+    BLOOM_FILTER = 30
 
 
 class Map(FdOwner):
