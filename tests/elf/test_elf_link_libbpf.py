@@ -85,7 +85,7 @@ def agree_loaded(obj, loaded, names: list[str] | None = None) -> tuple[int, list
         if not prog.loaded or (names and prog.name not in names):
             continue
         try:
-            ours = obj.linked_program(f"{prog.section}:{prog.name}")
+            ours = obj.linked_program(f"{prog.elf_section}:{prog.name}")
         except BpfPatchError as exc:
             differ.append(f"{prog.name}: refused: {exc}")
             continue

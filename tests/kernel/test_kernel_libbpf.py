@@ -95,3 +95,17 @@ def test_close_is_deterministic(maps_obj):
     import os
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_an_optional_section_is_found_as_the_elf_writes_it(objdir):
+    # libbpf names SEC("?tc") "tc": `check --section '?tc'` was "no program or section '?tc'", and
+    # "tc" was "section 'tc' holds optional_prog, always_prog: name one"
+    path = compile_bpf(PROGS / "kernel" / "optional.c", objdir)
+    with load_object(path, programs=["?tc"]) as obj:
+        assert obj.program("?tc").name == "optional_prog" and obj.program("?tc").loaded
+        assert not obj.programs["always_prog"].loaded
+        assert obj.program("?tc:optional_prog").elf_section == "?tc"
+        assert obj.program("tc:optional_prog").name == "optional_prog"  # libbpf's spelling still works
+        assert obj.program("tc").name == "always_prog"  # the ELF's "tc" is the other one
+    with load_object(path, programs=["tc:always_prog"]) as obj:
+        assert obj.programs["always_prog"].loaded and not obj.programs["optional_prog"].loaded

@@ -439,6 +439,12 @@ class ObjectProgram:
         self._handle = handle
         self.name: str = lib.bpf_program__name(handle).decode()
         self.section: str = lib.bpf_program__section_name(handle).decode()
+        self.optional = False  # SEC("?..."): libbpf does not load it unless asked (set by LoadedObject)
+
+    @property
+    def elf_section(self) -> str:
+        """The section name as the ELF object writes it (libbpf's `section` lacks a leading ``?``)."""
+        return "?" + self.section if self.optional else self.section
 
     @property
     def fd(self) -> int:
@@ -496,7 +502,7 @@ class LoadedObject(FdOwner):
     Everything is closed at once, deterministically, by `close()` or the end of a
     ``with`` block (programs, maps, BTF: libbpf's bpf_object__close)."""
 
-    def __init__(self, handle: int, name: str, keep: object = None) -> None:
+    def __init__(self, handle: int, name: str, keep: object = None, optional: set[str] | None = None) -> None:
         self._handle: int | None = handle
         self.fd = -1  # FdOwner protocol: the object owns no fd of its own
         self.name = name
@@ -506,6 +512,7 @@ class LoadedObject(FdOwner):
         p = lib.bpf_object__next_program(handle, None)
         while p:
             prog = ObjectProgram(self, p)
+            prog.optional = prog.name in (optional or ())
             self.programs[prog.name] = prog
             p = lib.bpf_object__next_program(handle, p)
         self.maps: dict[str, ObjectMap] = {}
@@ -531,9 +538,11 @@ class LoadedObject(FdOwner):
         if which in self.programs:
             return self.programs[which]
         sec, _, fn = which.rpartition(":")
-        if sec and fn in self.programs and self.programs[fn].section == sec:
+        if sec and fn in self.programs and sec in (self.programs[fn].section, self.programs[fn].elf_section):
             return self.programs[fn]  # bpfpatch's own "section:function" naming
-        for match in (lambda p: p.section == which, lambda p: p.section.startswith(which)):
+        # the section as the ELF writes it first ("tc" is not "?tc"), then as libbpf names it, then a prefix
+        for match in (lambda p: p.elf_section == which, lambda p: p.section == which,
+                      lambda p: p.section.startswith(which)):
             hits = [p for p in self.programs.values() if match(p)]
             if len(hits) == 1:
                 return hits[0]
@@ -654,11 +663,14 @@ def load_object(
             chosen = None
             if programs is not None:
                 chosen = set(programs)
+            optional: set[str] = set()
             for p in obj_progs:
                 pname = lib.bpf_program__name(p).decode()
                 psec = lib.bpf_program__section_name(p).decode()
+                if not lib.bpf_program__autoload(p):  # as opened: SEC("?...") (libbpf drops the "?" from the name)
+                    optional.add(pname)
                 if chosen is not None:
-                    lib.bpf_program__set_autoload(p, pname in chosen or psec in chosen)
+                    lib.bpf_program__set_autoload(p, bool(chosen & spellings(pname, psec, pname in optional)))
                 if prog_type is not None:
                     lib.bpf_program__set_type(p, int(prog_type_of(prog_type)))
                 elif lib.bpf_program__type(p) == ProgType.UNSPEC:
@@ -685,13 +697,21 @@ def load_object(
         except BaseException:
             lib.bpf_object__close(handle)
             raise
-    obj = LoadedObject(handle, label, keep)
+    obj = LoadedObject(handle, label, keep, optional)
     obj.log = "".join(lines)
     return obj
 
 
+def spellings(name: str, section: str, optional: bool = False) -> set[str]:
+    """The ways a caller can name one program of an object: its function name, libbpf's section
+    name, the section as written in the ELF (``?tc`` for ``SEC("?tc")``: bpfpatch's disasm, patch and
+    analyze print and take it so), and bpfpatch's ``section:function`` with either section."""
+    written = "?" + section if optional else section
+    return {name, section, written, f"{section}:{name}", f"{written}:{name}"}
+
+
 __all__ = [
     "LIBBPF_SONAME", "LibbpfError", "LibbpfMissing", "MissingProgType", "LoadedObject", "MapInfo", "ObjectMap", "ObjectProgram",
-    "libbpf", "libbpf_available", "load_object", "num_possible_cpus", "remap_map_fds",
+    "libbpf", "libbpf_available", "load_object", "num_possible_cpus", "remap_map_fds", "spellings",
     "verifier_lines", "verifier_reason",
 ]
