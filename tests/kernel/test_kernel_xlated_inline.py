@@ -55,6 +55,28 @@ def test_a_kernel_functions_address_is_the_loaders_as_a_maps_is(objdir):
     assert [(r.prog, r.verdict) for r in check_object(path, timeout=120)] == [("kfunc_address", "match")]
 
 
+#: Program -> slots the kernel removed: 3 where a linked delta decides a branch (the branch, hard-wired and
+#: then a nop, and the dead ``r0 = 7; exit``); none where the link must not hold.
+LINKED_SHRINK = {"add_negative": 3, "sub_constant": 3, "add_positive": 3, "alu32_delta": 3, "mixed_widths": 0,
+                 "two_deltas": 0}
+
+
+def test_linked_scalar_deltas_narrow_as_the_kernel_does(objdir):
+    # tetragon's switch ranges (`r1 = r7; r1 += -10; if r1 < 2`): the running kernel (6.18) narrows r7 through
+    # r1's delta, negative, BPF_SUB and ALU32 ones too, and removes the code the narrowed r7 cannot reach;
+    # without the deltas our dead-code removal kept it (a forward jump 3 slots longer)
+    from bpfpatch.isa import decode_slots
+    from bpfpatch.kernel import load_object
+
+    path = compile_bpf(PROGS / "kernel" / "linked_deltas.c", objdir)
+    results = {r.prog: r.verdict for r in check_object(path, timeout=120)}
+    assert results == {name: "match" for name in LINKED_SHRINK}
+    with load_object(str(path)) as obj:
+        shrunk = {name: len(decode_slots(prog.insns())) - len(decode_slots(prog.as_loaded().xlated()))
+                  for name, prog in obj.programs.items()}
+    assert shrunk == LINKED_SHRINK
+
+
 CORPUS = Path("/tmp/objects-corpus")
 #: Selftest objects whose programs now match, each for a rewrite: bpf_loop inlining
 #: (pyperf600_bpf_loop), inner-map lookups (verifier_map_in_map, inner_array_lookup), the kern-ctx cast

@@ -48,6 +48,10 @@ MAX_BPF_STACK = 512
 MAX_PACKET_OFF = 0xFFFF
 BEYOND_PKT_END = -2
 AT_PKT_END = -1
+#: A scalar's id flags (include/linux/bpf_verifier.h, 6.18): the register is its linked set's value plus
+#: its ``off``, added by a 64-bit or a 32-bit ``+=``/``-=`` of a constant (the set is ``id & ~ADD_CONST``).
+ADD_CONST64, ADD_CONST32 = 1 << 31, 1 << 30
+ADD_CONST = ADD_CONST64 | ADD_CONST32
 
 
 def s64(x: int) -> int:

@@ -46,6 +46,9 @@ from bpfpatch.analysis.livestack import LiveStack, Successors
 from bpfpatch.analysis.liveness import slot_edges, slot_liveness, uses_defs
 from bpfpatch.analysis.scc import MAX_BACKEDGE_ITERS, SccVisit, SccVisits, scc_ids
 from bpfpatch.analysis.state import (
+    ADD_CONST,
+    ADD_CONST32,
+    ADD_CONST64,
     AT_PKT_END,
     BEYOND_PKT_END,
     MAX_BPF_STACK,
@@ -1029,6 +1032,19 @@ class _IdMap:
         return True
 
 
+def _scalar_ids(idmap: _IdMap, old: int, cur: int) -> bool:
+    """``check_scalar_ids`` (6.18): an unlinked old scalar takes any; a linked one maps its id, and with a
+    delta its set's id too; an unlinked current scalar counts as a set of its own."""
+    if not old:
+        return True
+    if not cur:
+        idmap.tmp += 1
+        cur = idmap.tmp
+    if not idmap.check(old, cur):
+        return False
+    return not old & ADD_CONST or idmap.check(old & ~ADD_CONST, cur & ~ADD_CONST)
+
+
 def _range_within(o: Reg, c: Reg) -> bool:
     return (o.umin <= c.umin and o.umax >= c.umax and o.smin <= c.smin and o.smax >= c.smax
             and o.u32min <= c.u32min and o.u32max >= c.u32max and o.s32min <= c.s32min and o.s32max >= c.s32max)
@@ -1046,7 +1062,10 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap, within: bool = False) -> bool:
     if t is RegType.SCALAR:
         if not o.precise and not within:
             return True
-        return _range_within(o, c) and tnum_in(o.var_off, c.var_off) and idmap.check(o.id, c.id)
+        oid = o.id
+        if oid and (oid & ADD_CONST != c.id & ADD_CONST or (oid & ADD_CONST and o.off != c.off)):
+            return False  # another kind of link, or another delta (6.18's regsafe)
+        return _range_within(o, c) and tnum_in(o.var_off, c.var_off) and _scalar_ids(idmap, oid, c.id)
     if t in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_VALUE_OR_NULL, RegType.PTR_TO_MEM,
              RegType.PTR_TO_MEM_OR_NULL, RegType.PTR_TO_MAP_KEY):
         return (o.off == c.off and o.map == c.map and o.mem_size == c.mem_size and _range_within(o, c)
@@ -1297,8 +1316,8 @@ def _fold_known(env: _Env, st: State, idx: int, c: int, op: int) -> bool:
     """
     regs = st.frames[-1].regs
     dreg = regs[env.dst[idx]]
-    if dreg.type is not SCALAR_T:
-        return False
+    if dreg.type is not SCALAR_T or (dreg.id and (op == OP_ADD or op == OP_SUB)):
+        return False  # (a linked known scalar's += keeps the link: the general path)
     vo = dreg.var_off
     if vo[1] or dreg.umin != dreg.umax or dreg.smin != dreg.smax or dreg.u32min != dreg.u32max \
             or dreg.s32min != dreg.s32max:
@@ -1330,7 +1349,7 @@ def _fold_known(env: _Env, st: State, idx: int, c: int, op: int) -> bool:
     lo = v if v <= U32 else v & U32  # the same int object where it is the same value (kept states hold them)
     dreg.u32min = dreg.u32max = lo
     dreg.s32min = dreg.s32max = lo - (1 << 32) if lo >> 31 else lo
-    dreg.id = 0
+    dreg.id = dreg.off = 0
     return True
 
 
@@ -1377,8 +1396,7 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
                         dreg.type = RegType.PTR_TO_ARENA
                     dreg.subreg_def = 0
                 elif off == 0:
-                    if sreg.type is RegType.SCALAR and sreg.id == 0 and not sreg.is_const():
-                        sreg.id = _new_id(env)
+                    _id_before_mov(env, sreg)
                     dreg.assign(sreg_copy)
                     dreg.subreg_def = 0
                 elif sreg.is_pointer:  # privileged: is_pointer_value() is false, the kernel marks it unknown
@@ -1386,11 +1404,11 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
                     dreg.subreg_def = 0
                 else:
                     no_sext = sreg.umax < (1 << (off - 1))
-                    if no_sext and sreg.id == 0 and not sreg.is_const():
-                        sreg.id = _new_id(env)
+                    if no_sext:
+                        _id_before_mov(env, sreg)
                     dreg.assign(sreg_copy)
                     if not no_sext:
-                        dreg.id = 0
+                        dreg.id = dreg.off = 0
                     coerce_to_size_sx(dreg, off >> 3)
                     dreg.subreg_def = 0
             else:
@@ -1399,19 +1417,19 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
                     dreg.subreg_def = idx + 1
                 elif off == 0:
                     is_u32 = sreg.umax <= U32
-                    if is_u32 and sreg.id == 0 and not sreg.is_const():
-                        sreg.id = _new_id(env)
+                    if is_u32:
+                        _id_before_mov(env, sreg)
                     dreg.assign(sreg_copy)
                     if not is_u32:
-                        dreg.id = 0
+                        dreg.id = dreg.off = 0
                     dreg.subreg_def = idx + 1
                 else:
                     no_sext = sreg.umax < (1 << (off - 1))
-                    if no_sext and sreg.id == 0 and not sreg.is_const():
-                        sreg.id = _new_id(env)
+                    if no_sext:
+                        _id_before_mov(env, sreg)
                     dreg.assign(sreg_copy)
                     if not no_sext:
-                        dreg.id = 0
+                        dreg.id = dreg.off = 0
                     dreg.subreg_def = idx + 1
                     coerce_subreg_to_size_sx(dreg, off >> 3)
                 zext_32_to_64(dreg)
@@ -1469,8 +1487,9 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
             return
         if not _safe_to_compute(op, sreg, is64):
             _scalar_alu(env, st, idx, dreg, sreg, op, is64)  # unknown: reads src first
-            dreg.id = 0
+            dreg.id = dreg.off = 0
             return
+        dumax = dreg.umax
         key = (c, dreg.smin, dreg.smax, dreg.umin, dreg.umax, dreg.s32min, dreg.s32max, dreg.u32min, dreg.u32max,
                dreg.var_off, sreg.smin, sreg.smax, sreg.umin, sreg.umax, sreg.s32min, sreg.s32max, sreg.u32min,
                sreg.u32max, sreg.var_off)
@@ -1481,8 +1500,9 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
             return
         if op not in SAFE_IMM_OPS:
             _scalar_alu(env, st, idx, dreg, Reg.known(imm), op, is64)
-            dreg.id = 0
+            dreg.id = dreg.off = 0
             return
+        dumax = dreg.umax
         key = (c, imm, dreg.smin, dreg.smax, dreg.umin, dreg.umax, dreg.s32min, dreg.s32max, dreg.u32min, dreg.u32max,
                dreg.var_off)
         src = None
@@ -1497,7 +1517,42 @@ def _check_alu(env: _Env, st: State, idx: int) -> None:
     else:
         (dreg.smin, dreg.smax, dreg.umin, dreg.umax, dreg.s32min, dreg.s32max, dreg.u32min, dreg.u32max,
          dreg.var_off) = out
-    dreg.id = 0
+    if dreg.id:
+        _link_delta(dreg, sreg, imm, op, is64, dumax, x and s == d)
+
+
+def _id_before_mov(env: _Env, src: Reg) -> None:
+    """``assign_scalar_id_before_mov``: a scalar copied (or spilled whole) shares an id with its copy; one
+    already ``+= const`` from its set starts a new set (one delta a register)."""
+    if src.type is not SCALAR_T:
+        return
+    if src.id & ADD_CONST:
+        src.id = src.off = 0
+    if src.id == 0 and not src.is_const():
+        src.id = _new_id(env)
+
+
+def _link_delta(dreg: Reg, sreg: Reg | None, imm: int, op: int, is64: bool, dst_umax: int, self_src: bool) -> None:
+    """The end of ``adjust_reg_min_max_vals`` (6.18): ``dst += c`` or ``dst -= c`` of a constant keeps the
+    set's id with ADD_CONST64 (ALU32: ADD_CONST32, when the upper half was zero) and the delta in ``off``;
+    any other op, a second delta, one outside s32, ``-= S32_MIN`` or ``r -= r`` drops the link."""
+    if (op == OP_ADD or op == OP_SUB) and not self_src:
+        if sreg is None:
+            val = imm & U64 if is64 else imm & U32
+            const = True
+        elif is64:
+            val, const = sreg.var_off[0], sreg.var_off[1] == 0
+        else:
+            val, const = sreg.var_off[0] & U32, sreg.var_off[1] & U32 == 0
+        if const and not dreg.id & ADD_CONST and (not is64 or s64(val) == s32(val)) and (is64 or dst_umax <= U32):
+            off = s32(val)
+            if op == OP_SUB:
+                off = -off
+            if off != 1 << 31:  # (-S32_MIN)
+                dreg.id |= ADD_CONST64 if is64 else ADD_CONST32
+                dreg.off = off
+                return
+    dreg.id = dreg.off = 0
 
 
 #: The results of `_scalar_alu` on computable operations, by opcode and both operands' numeric fields
@@ -1571,7 +1626,7 @@ def _bswap(r: Reg, imm: int, swap: bool, is64: bool) -> None:
         r.var_off = tnum_bswap(r.var_off, imm)
         mark_unbounded(r)
         reg_bounds_sync(r)
-    r.id = 0
+    r.id = r.off = 0
     r.subreg_def = sd
 
 
@@ -1592,6 +1647,23 @@ def _add_ov(a: int, b: int, lo: int, hi: int) -> tuple[int, bool]:
     return v, v < lo or v > hi
 
 
+def _add_bounds(dst: Reg, src: Reg) -> None:
+    """``scalar32_min_max_add``, ``scalar_min_max_add`` and ``tnum_add``: `dst` += `src`, both halves."""
+    smin, o1 = _add_ov(dst.s32min, src.s32min, S32_MIN, S32_MAX)
+    smax, o2 = _add_ov(dst.s32max, src.s32max, S32_MIN, S32_MAX)
+    dst.s32min, dst.s32max = (S32_MIN, S32_MAX) if (o1 or o2) else (smin, smax)
+    umin, o1 = _add_ov(dst.u32min, src.u32min, 0, U32)
+    umax, o2 = _add_ov(dst.u32max, src.u32max, 0, U32)
+    dst.u32min, dst.u32max = (0, U32) if (o1 or o2) else (umin, umax)
+    smin, o1 = _add_ov(dst.smin, src.smin, S64_MIN, S64_MAX)
+    smax, o2 = _add_ov(dst.smax, src.smax, S64_MIN, S64_MAX)
+    dst.smin, dst.smax = (S64_MIN, S64_MAX) if (o1 or o2) else (smin, smax)
+    umin, o1 = _add_ov(dst.umin, src.umin, 0, U64)
+    umax, o2 = _add_ov(dst.umax, src.umax, 0, U64)
+    dst.umin, dst.umax = (0, U64) if (o1 or o2) else (umin, umax)
+    dst.var_off = tnum_add(dst.var_off, src.var_off)
+
+
 def _scalar_alu(env: _Env, st: State, idx: int, dst: Reg, src: Reg, op: int, is64: bool) -> None:
     """``adjust_scalar_min_max_vals``."""
     alu32 = not is64
@@ -1602,19 +1674,7 @@ def _scalar_alu(env: _Env, st: State, idx: int, dst: Reg, src: Reg, op: int, is6
         dst.subreg_def = sd
         return
     if op == OP_ADD:
-        smin, o1 = _add_ov(dst.s32min, src.s32min, S32_MIN, S32_MAX)
-        smax, o2 = _add_ov(dst.s32max, src.s32max, S32_MIN, S32_MAX)
-        dst.s32min, dst.s32max = (S32_MIN, S32_MAX) if (o1 or o2) else (smin, smax)
-        umin, o1 = _add_ov(dst.u32min, src.u32min, 0, U32)
-        umax, o2 = _add_ov(dst.u32max, src.u32max, 0, U32)
-        dst.u32min, dst.u32max = (0, U32) if (o1 or o2) else (umin, umax)
-        smin, o1 = _add_ov(dst.smin, src.smin, S64_MIN, S64_MAX)
-        smax, o2 = _add_ov(dst.smax, src.smax, S64_MIN, S64_MAX)
-        dst.smin, dst.smax = (S64_MIN, S64_MAX) if (o1 or o2) else (smin, smax)
-        umin, o1 = _add_ov(dst.umin, src.umin, 0, U64)
-        umax, o2 = _add_ov(dst.umax, src.umax, 0, U64)
-        dst.umin, dst.umax = (0, U64) if (o1 or o2) else (umin, umax)
-        dst.var_off = tnum_add(dst.var_off, src.var_off)
+        _add_bounds(dst, src)
     elif op == OP_SUB:
         smin, o1 = _add_ov(dst.s32min, -src.s32max, S32_MIN, S32_MAX)
         smax, o2 = _add_ov(dst.s32max, -src.s32min, S32_MIN, S32_MAX)
@@ -2213,8 +2273,8 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
         if (-start - 1) // 8 != (-(start + size - 1) - 1) // 8:
             raise _err(idx, f"misaligned stack access off {start} size {size}")
         if val is not None and start % 8 == 0 and val.type is RegType.SCALAR:
-            if val.id == 0 and not val.is_const() and (size == 8 or val.umax < (1 << (8 * size))):
-                val.id = _new_id(env)
+            if size == 8 or val.umax < (1 << (8 * size)):
+                _id_before_mov(env, val)
             _save_spill(s, val, size)
             env.hist_extra = (frame.frameno, k)
             if not (size == 8 or val.umax < (1 << (8 * size))):
@@ -2265,7 +2325,7 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
                 dreg.assign(sp)
                 dreg.subreg_def = sd
                 if sp.umax >= (1 << (8 * size)) and size < 8:
-                    dreg.id = 0
+                    dreg.id = dreg.off = 0
             else:
                 spill_cnt = zero_cnt = 0
                 for i in range(size):
@@ -3581,21 +3641,48 @@ def _set_min_max(t1: Reg, t2: Reg, f1: Reg, f2: Reg, op: int, is32: bool) -> tup
     return bounds_sane(t1) and bounds_sane(t2), bounds_sane(f1) and bounds_sane(f2)
 
 
-def _sync_linked(st: State, known: Reg) -> None:
-    if not known.id:
-        return
-    for f in st.frames:
-        for r in f.regs:
-            if r is not known and r.type is RegType.SCALAR and r.id == known.id:
-                sd = r.subreg_def
-                r.assign(known)
-                r.subreg_def = sd
-        for s in f.stack.values():
-            sp = s.spilled
-            if sp is not None and sp is not known and sp.type is RegType.SCALAR and sp.id == known.id:
-                sd = sp.subreg_def
-                sp.assign(known)
-                sp.subreg_def = sd
+def _collect_linked(st: State, rid: int, out: list) -> None:
+    """``collect_linked_regs``: append the places (``("r"|"s", frame, n)``) of set `rid`'s scalars, registers
+    then spilled slots, from the current frame down.  (6.12 kept six and unlinked the rest; the running
+    6.18 syncs them all: verifier_scalar_ids' linked_regs_too_many_regs, its r6 narrowed with id 1.)"""
+    base = rid & ~ADD_CONST
+    for fi in range(len(st.frames) - 1, -1, -1):
+        f = st.frames[fi]
+        for j in range(10):
+            r = f.regs[j]
+            if r.type is SCALAR_T and r.id & ~ADD_CONST == base:
+                out.append(("r", fi, j))
+        for k in sorted(f.stack):
+            sl = f.stack[k]
+            r = sl.spilled
+            if sl.types[7] == STACK_SPILL and r is not None and r.type is SCALAR_T and r.id & ~ADD_CONST == base:
+                out.append(("s", fi, k))
+
+
+def _sync_linked(st: State, known: Reg, linked: list) -> None:
+    """``sync_linked_regs`` (6.18): every collected scalar of `known`'s set takes its range, plus the
+    difference of their deltas; a 32-bit delta zero-extends; a 32-bit and a 64-bit delta are not synced."""
+    kid = known.id
+    base = kid & ~ADD_CONST
+    for place in linked:
+        r = _lookup(st, place) if place[0] == "s" else st.frames[place[1]].regs[place[2]]
+        if r is None or r.type is not SCALAR_T or r is known or r.id & ~ADD_CONST != base:
+            continue
+        if (r.id ^ kid) & ADD_CONST == ADD_CONST:
+            continue  # mixed 32/64-bit links
+        sd = r.subreg_def
+        if (not r.id & ADD_CONST and not kid & ADD_CONST) or r.off == known.off:
+            r.assign(known)
+            r.subreg_def = sd
+            continue
+        rid, roff = r.id, r.off
+        delta = Reg.known(roff - known.off)
+        r.assign(known)
+        r.off, r.id, r.subreg_def = roff, rid, sd
+        _add_bounds(r, delta)
+        if (rid | kid) & ADD_CONST32:
+            zext_32_to_64(r)
+        reg_bounds_sync(r)
 
 
 def _mark_ptr_or_null(st: State, regno: int, is_null: bool) -> None:
@@ -3728,6 +3815,14 @@ def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
         if want:
             _precise_regs(env, st, *want)
         return target if pred == 1 else idx + 1
+    linked: list = []
+    if x and sreg.type is SCALAR_T and sreg.id:
+        _collect_linked(st, sreg.id, linked)
+    if dreg.type is SCALAR_T and dreg.id:
+        _collect_linked(st, dreg.id, linked)
+    if len(linked) > 1:  # the jump history entry (its registers of this frame, for precision)
+        cur = len(st.frames) - 1
+        env.hist_extra = sum(1 << p[2] for p in set(linked) if p[0] == "r" and p[1] == cur)
     other = st.copy()
     oregs = other.regs
     if x:
@@ -3735,15 +3830,12 @@ def _check_cond_jmp(env: _Env, st: State, idx: int, stack: list) -> int | None:
     else:
         fake_t, fake_f = src.copy(), src.copy()
         t_ok, f_ok = _set_min_max(oregs[d], fake_t, dreg, fake_f, op, is32)
-    ids = {r.id for r in (dreg, sreg if x else None) if r is not None and r.type is RegType.SCALAR and r.id}
-    if ids:
-        env.hist_extra = sum(1 << i for i, r in enumerate(st.regs) if r.type is RegType.SCALAR and r.id in ids) or None
-    if x and sreg.type is RegType.SCALAR and sreg.id:
-        _sync_linked(st, sreg)
-        _sync_linked(other, oregs[s])
-    if dreg.type is RegType.SCALAR and dreg.id:
-        _sync_linked(st, dreg)
-        _sync_linked(other, oregs[d])
+    if x and sreg.type is SCALAR_T and sreg.id:
+        _sync_linked(st, sreg, linked)
+        _sync_linked(other, oregs[s], linked)
+    if dreg.type is SCALAR_T and dreg.id:
+        _sync_linked(st, dreg, linked)
+        _sync_linked(other, oregs[d], linked)
     if not is32 and x and dreg.is_pointer and sreg.is_pointer and (dreg.type in NULLABLE) != (sreg.type in NULLABLE) \
             and op in (J_JEQ, J_JNE):
         eq = other if op == J_JEQ else st

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from bpfpatch.analysis.facts import RegType
-from bpfpatch.analysis.state import S32_MAX, S32_MIN, S64_MAX, S64_MIN, Frame, Reg, State, s64
+from bpfpatch.analysis.state import ADD_CONST, S32_MAX, S32_MIN, S64_MAX, S64_MIN, Frame, Reg, State, s64
 from bpfpatch.analysis.tnum import U32, U64
 
 _TYPE_NAMES = {
@@ -79,7 +79,8 @@ def format_reg(r: Reg, frameno: int = 0) -> str:
         name += r.btf_name
     parts = []
     if r.id:
-        parts.append(f"id={r.id}")
+        # a linked scalar's delta follows its set's id: id=1+10, id=1-1 (print_reg_state)
+        parts.append(f"id={r.id & ~ADD_CONST}" + (f"{r.off:+d}" if r.id & ADD_CONST else ""))
     if r.ref_obj_id:
         parts.append(f"ref_obj_id={r.ref_obj_id}")
     if t in (RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_VALUE_OR_NULL, RegType.PTR_TO_MAP_KEY) and r.map:
