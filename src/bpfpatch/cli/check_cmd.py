@@ -43,6 +43,17 @@ def _source(path: Path):
     return path if data[:4] == b"\x7fELF" else Raw(data, path.stem)
 
 
+def _co_re_applied(path: Path, prog):
+    """An ELF object's program with the CO-RE offsets libbpf writes for this kernel (what the kernel runs, as
+    `bpfpatch.kernel.analysis.co_re_applied` gives analyze and the kernel pass); raw instructions as read."""
+    if path.read_bytes()[:4] != b"\x7fELF":
+        return prog
+    from bpfpatch.elf import read_object
+    from bpfpatch.kernel.analysis import co_re_applied
+
+    return co_re_applied(prog, read_object(path))
+
+
 @app.command("check", help=_HELP)
 def check_cmd(
     original: Path = typer.Argument(..., help="the original: ELF object or raw instructions"),
@@ -66,8 +77,8 @@ def check_cmd(
         from bpfpatch.loader import read_program
 
         try:  # an unreadable input is a usage error (64), as without --prove: 1 would read as a counterexample
-            pa = read_program(original, section=program, linked=True)
-            pb = read_program(rewritten, section=program, linked=True)
+            pa = _co_re_applied(original, read_program(original, section=program, linked=True))
+            pb = _co_re_applied(rewritten, read_program(rewritten, section=program, linked=True))
             ptype = prog_type
             if ptype is None:
                 from bpfpatch.progtype import section_prog_type

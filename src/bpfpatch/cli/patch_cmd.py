@@ -137,13 +137,14 @@ def patch_cmd(
             is_elf = f.read(4) == b"\x7fELF"
     except OSError as exc:
         raise FileError(file, exc.strerror or str(exc)) from exc
+    kernel_obj = None
     if is_elf and "kernel" in names:
         from bpfpatch.elf import read_object
 
         with reading(file):
-            btf = read_object(file).btf
-        if btf is not None:
-            ctx.options.setdefault("kernel", {}).setdefault("local_type_sizes", _TypeSizes(btf))
+            kernel_obj = read_object(file)
+        if kernel_obj.btf is not None:
+            ctx.options.setdefault("kernel", {}).setdefault("local_type_sizes", _TypeSizes(kernel_obj.btf))
     if is_elf and not linked and out_format in ("raw", "elf") and (out_format == "elf" or output.suffix == ".o"):
         with reading(file):
             _patch_object(file, output, names, ctx, section, relax, given)
@@ -152,6 +153,12 @@ def patch_cmd(
         prog = read_program(file, section=section, linked=linked)
         if not len(prog.slots):
             raise ProgramError("no instructions: an empty program cannot be patched (the kernel refuses it too)")
+    if kernel_obj is not None:
+        from bpfpatch.kernel.analysis import co_re_applied
+
+        # the kernel's view starts from what libbpf hands it: the CO-RE offsets for this kernel (analyze
+        # and check read the same), so the analysis types the loads the verifier types
+        prog = co_re_applied(prog, kernel_obj)
     out = rewrite(prog, names, _typed(ctx, section or prog.name, given), relax)
     if out_format == "asm":
         from bpfpatch.asm import listing
