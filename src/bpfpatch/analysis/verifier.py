@@ -1068,7 +1068,8 @@ def _regsafe(o: Reg, c: Reg, idmap: _IdMap, within: bool = False) -> bool:
         return _range_within(o, c) and tnum_in(o.var_off, c.var_off) and _scalar_ids(idmap, oid, c.id)
     if t in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_VALUE_OR_NULL, RegType.PTR_TO_MEM,
              RegType.PTR_TO_MEM_OR_NULL, RegType.PTR_TO_MAP_KEY):
-        return (o.off == c.off and o.map == c.map and o.mem_size == c.mem_size and _range_within(o, c)
+        return (o.off == c.off and o.map == c.map and o.mem_size == c.mem_size and o.btf_name == c.btf_name
+                and _range_within(o, c)
                 and tnum_in(o.var_off, c.var_off) and idmap.check(o.id, c.id) and idmap.check(o.ref_obj_id, c.ref_obj_id))
     if t in PKT_TYPES:
         if c.range < o.range or (o.range < 0 and c.range != o.range):
@@ -2036,6 +2037,8 @@ def _check_mem_access(env: _Env, st: State, idx: int, regno: int, off: int, size
         elif t is RegType.PTR_TO_MAP_KEY:
             limit = reg.map.key_size if reg.map and reg.map.key_size else None
         elif t is RegType.PTR_TO_MEM:
+            if not read and reg.btf_name == RDONLY_MEM:
+                raise _err(idx, f"R{regno} cannot write into rdonly_mem")
             limit = reg.mem_size or None
         elif t is RegType.PTR_TO_FLOW_KEYS:
             limit = 56
@@ -2107,6 +2110,7 @@ def _btf_load(env: _Env, st: State, idx: int, value_regno: int, reg: Reg, off: i
         mark_known(r, 0)
         r.type = RegType.PTR_TO_MEM
         r.mem_size = 0
+        r.btf_name = RDONLY_MEM
         r.subreg_def = 0
         return
     _finish_load(r, size, sign)
@@ -2475,6 +2479,8 @@ def _check_ld_abs(env: _Env, st: State, idx: int) -> None:
 
 #: The kfuncs returning a slice of a dynptr's memory.
 DYNPTR_SLICES = frozenset(("bpf_dynptr_slice", "bpf_dynptr_slice_rdwr"))
+#: The `btf_name` of read-only memory (``PTR_TO_MEM | MEM_RDONLY``): a store through it is refused.
+RDONLY_MEM = "rdonly"
 #: Dynptr kinds over packet data: a slice of one is a ``PTR_TO_MEM`` whose `btf_name` is the kind
 #: (the kernel's DYNPTR_TYPE_SKB / DYNPTR_TYPE_XDP flag), invalidated with the packet pointers.
 PKT_DYNPTRS = frozenset(("skb", "xdp"))
@@ -3058,18 +3064,23 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
                 iter_op = ("new", reg.copy(), kind[5:])
             elif "KF_ITER_DESTROY" in kp.flags:
                 iter_op = ("destroy", reg.copy(), kind[5:])
+            elif "KF_ITER_NEXT" in kp.flags:
+                iter_op = ("next", reg.copy(), kind[5:])
         elif arg.name.endswith(("__sz", "__szk")) and reg.is_const():
             mem_size = reg.const_value()
         if kp.releases and not release_id and reg.ref_obj_id:
             release_id = reg.ref_obj_id
     if kp.name == "bpf_rbtree_add_impl":
         _push_rbtree_less(env, st, idx, stack)
-    if iter_op is not None and iter_op[0] == "destroy":
+    iter_ref = 0  # process_iter_arg's meta->ref_obj_id: the iterator's reference (next's result holds it)
+    if iter_op is not None and iter_op[0] in ("destroy", "next"):
         it = iter_op[1]
         if it.type is RegType.PTR_TO_STACK and not it.var_off[1]:
             s = _stack_frame(st, it).stack.get((-(it.off + s64(it.var_off[0])) - 1) // 8)
             if s is not None and s.types[0] == STACK_ITER and s.spilled is not None and s.spilled.ref_obj_id:
-                release_id = s.spilled.ref_obj_id
+                iter_ref = s.spilled.ref_obj_id
+        if iter_op[0] == "destroy":
+            release_id = iter_ref
     if kp.name in GRAPH_INSERT:
         env.aux[idx].insert_off = regs[2].off
     elif kp.name.endswith("obj_new_impl") and regs[1].is_const():
@@ -3109,6 +3120,12 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             r0.mem_size = mem_size or (int(size) if size.isdigit() else 0)
             if slice_kind in PKT_DYNPTRS:
                 r0.btf_name = slice_kind  # PTR_TO_MEM | DYNPTR_TYPE_SKB/XDP: packet memory (not printed)
+            elif not mem_size and size.isdigit() and name not in DYNPTR_SLICES:
+                # a pointer to a sized non-struct type (bpf_iter_num_next's int *): the pointee's size from
+                # BTF, read-only (check_kfunc_call's r0_rdonly: PTR_TO_MEM | MEM_RDONLY)
+                r0.btf_name = RDONLY_MEM
+            if iter_ref:
+                r0.ref_obj_id = iter_ref  # gone with the iterator (destroy releases it)
         if ret_null:
             r0.id = _new_id(env)
     if node is not None and node.type is RegType.PTR_TO_BTF_ID:
@@ -3133,8 +3150,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
         # process_iter_next_call: the active state (an element) is queued, this one is drained (NULL)
         active = st.copy()
         a0 = active.regs[0]
-        a0.type = NULLABLE[a0.type]
-        a0.id = 0
+        a0.type = NULLABLE[a0.type]  # mark_ptr_not_null_reg: the element keeps its id
         stack.append((active, idx + 1, idx))
         mark_unknown(r0)
         mark_known(r0, 0)
@@ -3705,6 +3721,7 @@ def _mark_ptr_or_null(st: State, regno: int, is_null: bool) -> None:
                     r.id = r.ref_obj_id = 0
                     r.map = None
                     r.mem_size = 0
+                    r.btf_name = ""
                 else:
                     r.type = NULLABLE[r.type]
                     mt = r.map.map_type if r.type is RegType.PTR_TO_MAP_VALUE and r.map is not None else None

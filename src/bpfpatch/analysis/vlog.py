@@ -77,6 +77,8 @@ def format_reg(r: Reg, frameno: int = 0) -> str:
             return name + _snum(s64(r.var_off[0] + r.off))
     if t is RegType.PTR_TO_BTF_ID or t is RegType.PTR_TO_BTF_ID_OR_NULL:
         name += r.btf_name
+    elif (t is RegType.PTR_TO_MEM or t is RegType.PTR_TO_MEM_OR_NULL) and r.btf_name == "rdonly":
+        name = prefix + "rdonly_" + name[len(prefix):]  # MEM_RDONLY
     parts = []
     if r.id:
         # a linked scalar's delta follows its set's id: id=1+10, id=1-1 (print_reg_state)

@@ -88,13 +88,16 @@ def pass_options(prog: Program, ptype: ProgType) -> dict:
     its section names, in the running kernel's BTF), as ``bpfpatch patch`` gives them."""
     from bpfpatch.prove.model import KERNEL_MEMORY_TYPES
 
-    if ptype not in KERNEL_MEMORY_TYPES:
-        return {}
     from bpfpatch.btf.ctxargs import section_ctx_layout
     from bpfpatch.btf.vmlinux import kernel_types
 
     kt = kernel_types()
-    layout = section_ctx_layout(kt, prog.meta.get("section") or "") if kt is not None else None
+    if kt is None:
+        return {}
+    # every type: the kfuncs' prototypes (bpf_iter_num_next's element was an unknown scalar without them)
+    if ptype not in KERNEL_MEMORY_TYPES:
+        return {"kernel": {"analysis": {"kernel_types": kt}}}
+    layout = section_ctx_layout(kt, prog.meta.get("section") or "")
     if layout is None:
         return {}
     return {"kernel": {"analysis": {"kernel_types": kt, "ctx_layout": layout}}}
