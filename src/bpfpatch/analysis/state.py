@@ -13,11 +13,12 @@ the call chain.
 
 Copy on write: the live state of the walk owns its `Reg`, `Slot` and `Frame`
 objects and changes them in place.  Every other state -- a kept snapshot
-(``InsnAux.states``), a checkpoint (an explored state), a pending branch
+(``InsnAux.states``, a `Snapshot`), a checkpoint (an explored state), a pending branch
 waiting on the walk's stack -- is *frozen*: its registers, slots and frames
 are shared with the frozen states made before it (`Frame.snapshot`) and are
 never changed in place.  A pending branch is thawed (`State.thaw`: owned
-copies) when the walk takes it up; precision marks, the only writes into a
+copies) when the walk takes it up -- past the first 512 it waits packed (`Frame.pack`: the frozen frame it
+shares with and the registers that differ, a plain scalar as one int, `pack_reg`); precision marks, the only writes into a
 checkpoint, replace what they change (`State.set_precise`); a checkpoint's
 dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 `check_frozen` verify in tests that nothing frozen changed.
@@ -612,6 +613,46 @@ class Frame:
         f.own = None if owner is None else id(owner)
         return f
 
+    def pack(self, prev: "Frame | None") -> "Frame | tuple":
+        """This frame frozen for a pending branch (`State.freeze`; it is not used after).  When `prev`, a frozen
+        frame, is the same function's frame at the same call depth and is shared (no state may change it), the
+        packed form ``(prev, stack, regno, reg, regno, reg, ...)``: `prev` and the registers that differ from it,
+        a plain scalar as one int (`pack_reg`), ``stack`` None when every slot is `prev`'s, else the slots (the
+        equal ones `prev`'s).  Otherwise `snapshot` (move).  `unpack_frame` makes the live frame again."""
+        if (prev is None or prev.own is not None or prev.callsite != self.callsite or prev.frameno != self.frameno
+                or prev.subprog != self.subprog or prev.callback_depth != self.callback_depth):
+            return self.snapshot(prev, True)
+        out = [prev, None]
+        pregs = prev.regs
+        for n, r in enumerate(self.regs):
+            p = pregs[n]
+            if r is not p and not r.same(p):
+                out.append(n)
+                out.append(_NOT_INIT if r.type is _NOT_INIT_T and r.same(_NOT_INIT) else pack_reg(r))
+        cstack = self.stack
+        pstack = prev.stack
+        if cstack or pstack:
+            stack = {}
+            same = len(cstack) == len(pstack)
+            for k, sl in cstack.items():
+                ps = pstack.get(k)
+                if ps is not None and ps.types == sl.types and (
+                        ps.spilled is sl.spilled is None
+                        or (ps.spilled is not None and sl.spilled is not None and sl.spilled.same(ps.spilled))):
+                    stack[k] = ps
+                else:
+                    stack[k] = sl
+                    same = False
+            if not same:
+                out[1] = stack
+        if FROZEN is not None:
+            for x in out[2:]:
+                if x.__class__ is Reg:
+                    FROZEN.append((x, _reg_fields(x)))
+            for sl in (out[1] or {}).values():
+                FROZEN.append((sl, _slot_fields(sl)))
+        return tuple(out)
+
     def snapshot(self, prev: "Frame | None", move: bool = False) -> "Frame":
         """A frozen copy, sharing with `prev` (a frozen frame) what is equal to it (`prev` itself when all is).
 
@@ -673,12 +714,152 @@ class Frame:
         return f
 
 
+_SCALAR_T = RegType.SCALAR
+_B64, _B32 = 1 << 63, 1 << 31
+
+
+def pack_reg(r: Reg) -> "Reg | int":
+    """`r` as one int when it is a plain scalar (no pointer fields, no fixed offset, an id and a 32-bit
+    definition below 2**32), else `r` itself; `unpack_reg` gives back a register with every field equal.
+    Bit 0 says which form: 1, a known value (its bounds those `mark_known` sets): precise, subreg_def, id,
+    the value; 0: precise, subreg_def, id, the 32-bit bounds, the 64-bit bounds and var_off (signed bounds
+    offset to be unsigned).  About 44 or 104 bytes where a register with its var_off takes 248 and more."""
+    if (r.type is not _SCALAR_T or r.off != 0 or r.ref_obj_id != 0 or r.range != 0 or r.map is not None
+            or r.mem_size != 0 or r.btf_name != "" or r.frameno != 0):
+        return r
+    i, sd, p = r.id, r.subreg_def, r.precise
+    if i.__class__ is not int or sd.__class__ is not int or p.__class__ is not bool or not 0 <= i <= U32 \
+            or not 0 <= sd <= U32:
+        return r
+    v, m = r.var_off
+    if v.__class__ is not int or m.__class__ is not int or not 0 <= v <= U64 or not 0 <= m <= U64:
+        return r
+    smin, smax, umin, umax = r.smin, r.smax, r.umin, r.umax
+    s32min, s32max, u32min, u32max = r.s32min, r.s32max, r.u32min, r.u32max
+    if m == 0 and umin == v and umax == v and smin == smax == s64(v) and s32min == s32max == s32(v) \
+            and u32min == u32max == (v & U32):
+        return (((((v << 32) | i) << 32) | sd) << 2) | (p << 1) | 1
+    if not (S64_MIN <= smin <= S64_MAX and S64_MIN <= smax <= S64_MAX and 0 <= umin <= U64 and 0 <= umax <= U64
+            and S32_MIN <= s32min <= S32_MAX and S32_MIN <= s32max <= S32_MAX and 0 <= u32min <= U32
+            and 0 <= u32max <= U32):
+        return r
+    for x in (smin, smax, umin, umax, s32min, s32max, u32min, u32max):
+        if x.__class__ is not int:
+            return r
+    x = (((((((v << 64) | m) << 64 | (smin + _B64)) << 64 | (smax + _B64)) << 64 | umin) << 64 | umax) << 32
+         | (s32min + _B32)) << 32 | (s32max + _B32)
+    return (((((((x << 32) | u32min) << 32 | u32max) << 32 | i) << 32) | sd) << 2) | (p << 1)
+
+
+def unpack_reg(x: int) -> Reg:
+    """The register `pack_reg` made `x` from: a new one, every field equal to the packed register's."""
+    r = Reg.__new__(Reg)
+    r.type = _SCALAR_T
+    r.off = r.ref_obj_id = r.range = r.mem_size = r.frameno = 0
+    r.map = None
+    r.btf_name = ""
+    r.precise = bool(x & 2)
+    known = x & 1
+    x >>= 2
+    r.subreg_def = x & U32
+    x >>= 32
+    r.id = x & U32
+    x >>= 32
+    if known:
+        mark_known(r, x)
+        return r
+    r.u32max = x & U32
+    x >>= 32
+    r.u32min = x & U32
+    x >>= 32
+    r.s32max = (x & U32) - _B32
+    x >>= 32
+    r.s32min = (x & U32) - _B32
+    x >>= 32
+    r.umax = x & U64
+    x >>= 64
+    r.umin = x & U64
+    x >>= 64
+    r.smax = (x & U64) - _B64
+    x >>= 64
+    r.smin = (x & U64) - _B64
+    x >>= 64
+    m = x & U64
+    v = x >> 64
+    r.var_off = UNKNOWN if v == 0 and m == U64 else (v, m)
+    return r
+
+
+def unpack_frame(packed: tuple) -> Frame:
+    """The live frame (owned copies) of a frame `Frame.pack` packed."""
+    prev, stack = packed[0], packed[1]
+    f = Frame.__new__(Frame)
+    regs = f.regs = [r.copy() for r in prev.regs]
+    for k in range(2, len(packed), 2):
+        x = packed[k + 1]
+        regs[packed[k]] = x.copy() if x.__class__ is Reg else unpack_reg(x)
+    f.stack = {k: s.copy() for k, s in (prev.stack if stack is None else stack).items()}
+    f.callsite, f.frameno, f.subprog = prev.callsite, prev.frameno, prev.subprog
+    f.callback_depth = prev.callback_depth
+    f.own = None
+    return f
+
+
 #: A frozen frame's empty stack: one read-only mapping for all (a write to it raises).
 _NO_STACK = MappingProxyType({})
 _NOT_INIT_T = RegType.NOT_INIT
 
 
-class State:
+class Snapshot:
+    """A state kept and never changed (`State.snapshot`, ``InsnAux.states``): the call chain's frames (a tuple),
+    the acquired references and ``may_goto_depth``, three slots where a `State` has ten.  The walk's bookkeeping
+    reads as none (no parent checkpoint, history, branches, jump history or counters) and cannot be set."""
+
+    __slots__ = ("frames", "refs", "may_goto_depth")
+
+    parent: "State | None" = None
+    hist: tuple = ()
+    branches = first_idx = jhist = hit = miss = 0
+
+    @property
+    def cur(self) -> Frame:
+        return self.frames[-1]
+
+    @property
+    def regs(self) -> list[Reg]:
+        return self.frames[-1].regs
+
+    def copy(self) -> "State":
+        """A live state with owned copies of everything (the walk's bookkeeping as this state has it)."""
+        s = State([f.copy() for f in self.frames])
+        s.refs = list(self.refs)
+        s.parent = self.parent
+        s.hist = array("q", self.hist)
+        s.first_idx = self.first_idx
+        s.jhist = self.jhist
+        s.may_goto_depth = self.may_goto_depth
+        return s
+
+    def snapshot(self, prev: "Snapshot | State | None" = None) -> "Snapshot":
+        """A copy to keep and never change (``InsnAux.states``): the abstract state alone -- its frames (a
+        tuple), references and ``may_goto_depth`` -- without the walk's bookkeeping (a `Snapshot`).  Registers,
+        stack slots and frames equal to those of `prev`, an older snapshot, are shared with it, and `prev`
+        itself is returned when all is equal (the state after an instruction is the one before the next, even
+        across a checkpoint)."""
+        pf = prev.frames if prev is not None else ()
+        frames = tuple([f.snapshot(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)])
+        if pf.__class__ is tuple and len(pf) == len(frames) and all(a is b for a, b in zip(frames, pf)):
+            if prev.refs == self.refs and prev.may_goto_depth == self.may_goto_depth:
+                return prev
+            frames = pf
+        s = Snapshot.__new__(Snapshot)
+        s.frames = frames
+        s.refs = prev.refs if prev is not None and prev.refs == self.refs else list(self.refs)
+        s.may_goto_depth = self.may_goto_depth
+        return s
+
+
+class State(Snapshot):
     """A verifier state (``struct bpf_verifier_state``): the call chain's frames.
 
     ``parent`` is the checkpoint this path continues from, ``hist`` the
@@ -688,7 +869,7 @@ class State:
     being explored below a checkpoint (only finished checkpoints prune).
     """
 
-    __slots__ = ("frames", "refs", "parent", "hist", "branches", "first_idx", "jhist", "hit", "miss", "may_goto_depth")
+    __slots__ = ("parent", "hist", "branches", "first_idx", "jhist", "hit", "miss")  # and `Snapshot`'s three
 
     def __init__(self, frames: list[Frame]) -> None:
         self.frames = frames
@@ -702,29 +883,13 @@ class State:
         self.miss = 0
         self.may_goto_depth = 0  # may_goto loop bodies entered on this path
 
-    @property
-    def cur(self) -> Frame:
-        return self.frames[-1]
-
-    @property
-    def regs(self) -> list[Reg]:
-        return self.frames[-1].regs
-
-    def copy(self) -> "State":
-        s = State([f.copy() for f in self.frames])
-        s.refs = list(self.refs)
-        s.parent = self.parent
-        s.hist = array("q", self.hist)
-        s.first_idx = self.first_idx
-        s.jhist = self.jhist
-        s.may_goto_depth = self.may_goto_depth
-        return s
-
     def freeze(self, ref: "State | None") -> None:
         """Make this state frozen (a pending branch, not changed until `thaw`): its frames share with `ref`, a
-        frozen state, what is equal to it, and its own registers and slots become the frozen ones."""
+        frozen state, what is equal to it, and its own registers and slots become the frozen ones.  A frame
+        like its frame in `ref` is packed (`Frame.pack`): that frame and the registers that differ, a plain
+        scalar as one int."""
         pf = ref.frames if ref is not None else ()
-        self.frames = [f.snapshot(pf[k] if k < len(pf) else None, True) for k, f in enumerate(self.frames)]
+        self.frames = tuple([f.pack(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)])
         if ref is not None and ref.refs == self.refs:
             self.refs = ref.refs
         self.hist = self.hist.tobytes()  # the history's bytes while it waits (an array has room to grow)
@@ -734,7 +899,7 @@ class State:
         was not frozen (the walk's first, a branch that was never frozen) is left as it is."""
         if self.hist.__class__ is not bytes:
             return
-        self.frames = [f.copy() for f in self.frames]
+        self.frames = [f.copy() if f.__class__ is Frame else unpack_frame(f) for f in self.frames]
         self.refs = list(self.refs)
         hist = array("q")
         hist.frombytes(self.hist)
@@ -762,31 +927,6 @@ class State:
                 if FROZEN is not None:
                     FROZEN.append((sl, _slot_fields(sl)))
 
-    def snapshot(self, prev: "State | None" = None) -> "State":
-        """A copy to keep and never change (``InsnAux.states``): the abstract state alone -- its frames (a
-        tuple), references and ``may_goto_depth`` -- without the walk's bookkeeping (no parent checkpoint,
-        history, jump-history length or counters: None, empty, 0).  Registers, stack slots and frames equal
-        to those of `prev`, an older snapshot, are shared with it, and `prev` itself is returned when all
-        is equal (the state after an instruction is the one before the next, even across a checkpoint)."""
-        pf = prev.frames if prev is not None else ()
-        frames = tuple([f.snapshot(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)])
-        if pf.__class__ is tuple and len(pf) == len(frames) and all(a is b for a, b in zip(frames, pf)):
-            if prev.refs == self.refs and prev.may_goto_depth == self.may_goto_depth:
-                return prev
-            frames = pf
-        s = State.__new__(State)
-        s.frames = frames
-        s.refs = prev.refs if prev is not None and prev.refs == self.refs else list(self.refs)
-        s.parent = None
-        s.hist = _NO_HIST
-        s.branches = s.hit = s.miss = s.first_idx = s.jhist = 0
-        s.may_goto_depth = self.may_goto_depth
-        return s
 
-
-#: A snapshot's path history: none (shared by every snapshot; a snapshot is never walked on).
-_NO_HIST: tuple = ()
-
-
-__all__ = ["Reg", "Slot", "Frame", "State", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
+__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "pack_reg", "unpack_reg", "unpack_frame", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF"]
