@@ -96,6 +96,14 @@ class ProofTimeout(BpfPatchError):
 _DEADLINE: list[float | None] = [None]
 
 
+def check_deadline(slot: int, side: str = "") -> None:
+    """Raise `ProofTimeout` if the running proof's time is up: `Encoder.run` asks at every node, and
+    a loop that builds terms per byte of a region (a load or store at a variable offset) at every byte."""
+    until = _DEADLINE[0]
+    if until is not None and time.perf_counter() > until:
+        raise ProofTimeout(f"the time ran out while encoding instruction {slot}" + (f" (side {side})" if side else ""))
+
+
 @contextmanager
 def deadline(seconds: float):
     """Give up encoding (`ProofTimeout`) `seconds` from now, inside the ``with`` block."""
@@ -735,6 +743,7 @@ class Encoder:
         else:
             parts = []
             for i in range(size):
+                check_deadline(slot, self.side)  # r.size terms a byte: a big region outlasts any timeout
                 acc = self._byte(st, r, r.size - 1)
                 for k in range(r.size - 1):
                     acc = z3.If(rel + i == k, self._byte(st, r, k), acc)
@@ -772,6 +781,8 @@ class Encoder:
             mem = st.region_mem(r.name)
             st.tags[r.name].clear()
             for k in range(r.size):
+                if not k % 64:
+                    check_deadline(slot, self.side)  # size terms a byte of the region: see `load1`
                 new = old[k]
                 for i in range(size):
                     new = z3.If(rel + i == k, z3.Extract(8 * i + 7, 8 * i, v), new)
@@ -909,13 +920,11 @@ class Encoder:
         order = self.topo_order(start, stop)
         incoming: dict[Node, list] = {start: [(-1, 0, pc, state)]}
         exits: list[Exit] = []
-        until = _DEADLINE[0]
         for node in order:
             ins = incoming.pop(node, None)
             if not ins:
                 continue
-            if until is not None and time.perf_counter() > until:
-                raise ProofTimeout(f"the time ran out while encoding instruction {node[1]} (side {self.side})")
+            check_deadline(node[1], self.side)
             # Merge in the order of the predecessors' positions (the jump before the fall-through
             # of one instruction): a rewrite keeps that order, so equal states merge to equal terms.
             ins = [(p, s) for _, _, p, s in sorted(ins, key=lambda x: (x[0], x[1]))]
