@@ -184,12 +184,8 @@ def transfer_words(kind: int, w0: int, hi: int, st: list) -> None:
         code = w0 & 0xFF
         bits = 64 if code & CLASS_MASK == _ALU64 else 32
         op = code & OP_MASK
-        if kind == _K_ALU_K:
-            b = w0 >> 32
-            if b >> 31:
-                b |= 0xFFFFFFFF00000000  # imm sign-extended to 64 bits
-        else:
-            b = st[(w0 >> 12) & 0xF]
+        # the immediate sign-extended to 64 bits, or the source register
+        b = ((w0 >> 32 ^ 0x80000000) - 0x80000000) & M64 if kind == _K_ALU_K else st[(w0 >> 12) & 0xF]
         a = st[dst] if op != _MOV else 0
         if a is None or b is None or op == _DIV or op == _MOD:
             st[dst] = None
@@ -605,12 +601,7 @@ def _walk(pl: PatchList, ids: np.ndarray, index_of: np.ndarray, w0: array, hi: a
         if kind == _K_JCOND_K or kind == _K_JCOND_X:
             word = w0[i]
             a = st[(word >> 8) & 0xF]
-            if kind == _K_JCOND_K:
-                b = word >> 32
-                if b >> 31:
-                    b |= 0xFFFFFFFF00000000  # imm sign-extended to 64 bits
-            else:
-                b = st[(word >> 12) & 0xF]
+            b = ((word >> 32 ^ 0x80000000) - 0x80000000) & M64 if kind == _K_JCOND_K else st[(word >> 12) & 0xF]
             bits = 32 if word & CLASS_MASK == _JMP32 else 64
             outcome = _cond(word & OP_MASK, a, b, bits) if a is not None and b is not None else None
             if outcome is not False:
