@@ -326,5 +326,26 @@ def _link_program(obj: ElfModel, section: str) -> Program:
         subprogs=subprogs,
         name=sec_name,
         meta={"section": sec_name, "map_refs": map_refs, "map_specs": map_specs, "license": obj.license,
-              **({CORE_RELOS: core_relos} if core_relos else {})},
+              **({CORE_RELOS: core_relos} if core_relos else {}),
+              **({EXCEPTION_CALLBACK: exc} if (exc := exception_callback(obj, func_info)) is not None else {})},
     )
+
+
+#: Program.meta key: the function an ``exception_callback:`` BTF declaration tag on the program's entry names
+#: ("" where it names none: the kernel adds its default, ``r0 = r1; exit``); absent where the object has no BTF.
+EXCEPTION_CALLBACK = "exception_callback"
+
+
+def exception_callback(obj: ElfModel, func_info: list) -> str | None:
+    """The program's exception callback as the kernel finds it (bpf_find_exception_callback_insn_off): the
+    name in the ``exception_callback:`` declaration tag on its entry function's FUNC, "" for none, None when
+    the object has no BTF or no func_info to tell."""
+    btf = obj.btf
+    entry = next((f for f in func_info if f.insn_off == 0), None)
+    if btf is None or entry is None:
+        return None
+    for tid in range(1, btf.type_count):
+        t = btf.type(tid)
+        if t.kind == BtfKind.DECL_TAG and t.size_or_type == entry.type_id and t.name.startswith("exception_callback:"):
+            return t.name.partition(":")[2]
+    return ""

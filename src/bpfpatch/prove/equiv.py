@@ -567,6 +567,8 @@ def _region_checks(original, rewritten, region, env, ea, eb, entry_pc, entry, ti
     xa = ea.run(((), a0), entry, entry_pc, stop=lambda n: n[0] == () and not (a0 <= n[1] < a1))
     xb = eb.run(((), b0), entry, entry_pc, stop=lambda n: n[0] == () and not (b0 <= n[1] < b1))
     stats["encode_s"] = time.perf_counter() - t
+    if any(e.key == "bound" for e in xa + xb):
+        return None  # a callback loop in the region may run past the unroll bound: the whole programs decide
     try:
         xa, xb = _unreachable_unsupported(xa, xb, env, timeout, entry_pc)
     except Unsupported:

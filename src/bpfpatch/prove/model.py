@@ -259,6 +259,9 @@ PROBE_MODES = {0x20: 0x60, 0x40: 0x80}
 ITER_NUM = {"bpf_iter_num_new": ("it", "start", "end"), "bpf_iter_num_next": ("it",),
             "bpf_iter_num_destroy": ("it",)}
 BPF_MAX_LOOPS = 8 * 1024 * 1024
+BPF_FUNC_LOOP, BPF_FUNC_FOR_EACH_MAP_ELEM, BPF_FUNC_FIND_VMA = 181, 164, 180
+#: Helpers that call a callback of the program in a loop (`Encoder.callback_loop`).
+CALLBACK_LOOPS = frozenset({BPF_FUNC_LOOP, BPF_FUNC_FOR_EACH_MAP_ELEM})
 EINVAL = 22
 E2BIG = 7
 
@@ -556,6 +559,7 @@ class Encoder:
         self.fresh = ""
         self.keep_states: dict | None = None  # node -> (pc, merged state), for debugging
         self.unroll = UNROLL
+        self.func_starts: list[int] | None = None  # subprogram starts (`func_ordinal`)
         # The kernel's view (`bpfpatch.prove.lowered`): slot -> Lowering read as one step; a context
         # access outside them is at a kernel offset, bytes of their own (("#", offset) keys).
         self.lowerings = lowerings
@@ -1049,7 +1053,7 @@ class Encoder:
                 st.owned.discard(name)
                 return [(self.successors1(node)[0], TRUE, st)]
             if insn.src == CallSrc.KFUNC:
-                return self.kfunc(pc, st, insn, nxt, slot)
+                return self.kfunc(pc, st, insn, nxt, slot, exits)
             if insn.src != CallSrc.HELPER:
                 raise Unsupported(f"call with src {insn.src} is not modelled", slot=slot)
             return self.helper(node, pc, st, exits, nxt=nxt)
@@ -1089,6 +1093,9 @@ class Encoder:
             name, value_off = f"fd{insn.imm_lo}", None
         elif insn.src in (PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX_VALUE):
             name, value_off = f"fd{insn.imm_lo}", insn.imm_hi
+        elif insn.src == PseudoSrc.FUNC:  # a callback's address: the same on both sides for the same subprogram
+            target = slot + 1 + insn.imm
+            return (bv(self.env.base("func") + self.func_ordinal(target)), f"func:{target}")
         else:
             raise Unsupported(f"ld_imm64 with src {insn.src} is not modelled", slot=slot)
         if name not in self.env.maps:
@@ -1097,6 +1104,20 @@ class Encoder:
             return (bv(self.env.base(f"map:{name}")), f"map:{name}")
         r = self.region(f"gd:{name}")
         return (bv(r.base + value_off), r.name)
+
+    def func_ordinal(self, target: int) -> int:
+        """The position of the subprogram starting at `target` among the program's subprograms (0 the main
+        one): a callback's address, the same in a rewrite that keeps the subprograms in their order."""
+        if self.func_starts is None:
+            starts = {0}
+            for slot, insn in self.insns.items():
+                if (KIND_OF[insn.code] == Kind.CALL and insn.src == CallSrc.PSEUDO_CALL) or (
+                        KIND_OF[insn.code] == Kind.LD_IMM64 and insn.src == PseudoSrc.FUNC):
+                    starts.add(slot + 1 + insn.imm)
+            self.func_starts = sorted(starts)
+        if target not in self.func_starts:
+            raise Unsupported(f"callback at slot {target} is no subprogram", slot=target)
+        return self.func_starts.index(target)
 
     def atomic(self, st: State, insn: Insn, slot: int) -> None:
         size = SIZE_BYTES[Size(insn.code & SIZE_MASK)]
@@ -1193,11 +1214,19 @@ class Encoder:
         frames, slot = node[0], node[1]
         imm = self.insns[slot].imm if imm is None else imm
         nxt = (frames, slot + 1) if nxt is None else nxt
+        if imm in CALLBACK_LOOPS:
+            return self.callback_loop(node, pc, st, exits, imm, nxt)
+        if imm == BPF_FUNC_FIND_VMA:
+            return self.find_vma(node, pc, st, exits, nxt)
         known = HELPERS.get(imm)
         if known is None:
             raise Unsupported(f"helper {imm} is not modelled", slot=slot)
         name, nargs, how = known
         regs = st.regs
+        for r in range(1, 6):  # a callback this model does not run would go unchecked
+            if "func:" in (regs[r][1] or ""):
+                raise Unsupported(f"{name} is given a callback (r{r}): when the kernel runs it is not modelled",
+                                  slot=slot)
         args = tuple(regs[r][0] for r in range(1, nargs + 1))
         st = st.copy()
         if how == "load_bytes":  # pure: packet bytes to memory, zeros and -EFAULT when out of range
@@ -1361,7 +1390,173 @@ class Encoder:
             st.regs[r] = undef(self.env)
         return [(nxt, TRUE, st)]
 
-    def kfunc(self, pc, st: State, insn: Insn, nxt, slot: int):
+    def callback_loop(self, node, pc, st: State, exits, imm: int, nxt):
+        """bpf_loop(nr, callback, ctx, flags) and bpf_for_each_map_elem(array map, callback, ctx, flags), as
+        kernel/bpf/bpf_iter.c and arraymap.c run them: -EINVAL when flags are not 0 (and -E2BIG for over
+        BPF_MAX_LOOPS loops), else callback(i, ctx, 0, 0, 0) (for each element: callback(map, &key, &value, ctx,
+        0), the element as a lookup of key i gives it) for i = 0, 1, ... until i reaches the bound (the result
+        i) or the callback returns non-zero (the result i + 1).  Each call of the callback runs its subprogram
+        on a frame of its own, inlined as a pseudo call is; each one counts as a jump back (`UNROLL`)."""
+        slot = node[1]
+        name = "bpf_loop" if imm == BPF_FUNC_LOOP else "bpf_for_each_map_elem"
+        regs = st.regs
+        fn = regs[2][1] or ""
+        if not fn.startswith("func:") or "|" in fn:
+            raise Unsupported(f"{name}: r2 is no callback the model knows", slot=slot)
+        target = int(fn[5:])
+        flags = regs[4][0]
+        if imm == BPF_FUNC_LOOP:
+            bound = z3.Extract(31, 0, regs[1][0])
+            ok = z3.And(flags == 0, z3.ULE(bound, bv(BPF_MAX_LOOPS, 32)))
+            err = ite(flags == 0, bv(-E2BIG), bv(-EINVAL))
+            info = None
+        else:
+            tag = regs[1][1] or ""
+            info = self.env.maps.get(tag[4:]) if tag.startswith("map:") else None
+            if info is None or info.map_type not in ARRAY_MAPS:
+                raise Unsupported(f"{name}: r1 is no array map the model knows (which elements a hash map"
+                                  " holds is not modelled)", slot=slot)
+            bound = bv(info.max_entries, 32)
+            ok = flags == 0
+            err = bv(-EINVAL)
+        if z3.is_bv_value(flags) and z3.is_bv_value(simplify(bound)):
+            ok = simplify(ok)
+        ctx = regs[3]
+        done = st.copy()
+        done.regs[0] = (err, None)
+        outs = [(nxt, z3.Not(ok), done)]
+        go, cur, count = conj(pc, ok), st, node[2]
+        until = _DEADLINE[0]
+        i = 0
+        while True:
+            end = bound == bv(i, 32)
+            if z3.is_bv_value(simplify(bound)):
+                end = simplify(end)
+            fin = cur.copy()
+            fin.regs[0] = (bv(i), None)
+            outs.append((nxt, conj(go, end), fin))
+            go = conj(go, z3.Not(end))
+            if is_false(go):
+                break
+            if count + 1 > self.unroll:
+                exits.append(Exit("bound", go, cur, slot))
+                break
+            if until is not None and time.perf_counter() > until:
+                raise ProofTimeout(f"the time ran out while encoding {name}'s callback at instruction {slot}"
+                                   f" (side {self.side})")
+            self.pc_now = go
+            if info is None:
+                args = [(bv(i), None), ctx]
+            else:
+                key = bv(i, 8 * info.key_size)
+                e = self.event(go, f"lookup:{info.name}", (key,))
+                _, content = self.map_fold(cur, info, key, e)
+                k = self.lookups.get(info.name, 0)
+                self.lookups[info.name] = k + 1
+                value = self.new_value_region(f"mv:{info.name}:{k}", info.value_size, content)
+                e.extra.update(present=TRUE, region=value.name)
+                kname = f"cbkey:{info.name}:{k}"
+                self.regions[kname] = Region(kname, self.env.base(kname), info.key_size,
+                                             lambda off, c=key: z3.Extract(8 * off + 7, 8 * off, c), writable=False)
+                args = [regs[1], (bv(self.regions[kname].base), kname), (bv(value.base), value.name), ctx]
+            back = self.run_callback(node, go, cur, exits, target, args, count + 1)
+            self.pc_now = pc
+            if not back:
+                break
+            go, cur = merge_all([(p, s2) for p, s2, _ in back], self.init_byte)
+            count = max(c for _, _, c in back)
+            stop = cur.regs[0][0] != bv(0)
+            brk = cur.copy()
+            brk.regs[0] = (bv(i + 1), None)
+            outs.append((nxt, conj(go, stop), brk))
+            go = conj(go, z3.Not(stop))
+            i += 1
+        res = []
+        for succ, cond, s2 in outs:
+            if is_false(cond):
+                continue
+            s2 = s2.copy()
+            for r in range(1, 6):
+                s2.regs[r] = undef(self.env)
+            res.append((succ, cond, s2))
+        return res
+
+    def find_vma(self, node, pc, st: State, exits, nxt):
+        """bpf_find_vma(task, addr, callback, ctx, flags), as kernel/bpf/task_iter.c runs it: -EINVAL when flags
+        are not 0; else an event (task, addr) whose answer says whether a vma holds addr (0: the callback is
+        called once, callback(task, vma, ctx, 0, 0), vma a BTF pointer of the environment's, its result
+        dropped; else the answer, -ENOENT or -EBUSY, is the result)."""
+        slot = node[1]
+        regs = st.regs
+        fn = regs[3][1] or ""
+        if not fn.startswith("func:") or "|" in fn:
+            raise Unsupported("bpf_find_vma: r3 is no callback the model knows", slot=slot)
+        if not self.kernel_memory:
+            raise Unsupported("bpf_find_vma outside tracing and LSM programs is not modelled", slot=slot)
+        flags = regs[5][0]
+        bad = flags != 0
+        if z3.is_bv_value(flags):
+            bad = simplify(bad)
+        err = st.copy()
+        err.regs[0] = (bv(-EINVAL), None)
+        outs = [(nxt, bad, err)]
+        go = conj(pc, z3.Not(bad))
+        if not is_false(go):
+            self.pc_now = go
+            e = self.event(go, f"call:{BPF_FUNC_FIND_VMA}", (regs[1][0], regs[2][0]))
+            ret = self.env.helper_ret(e.pos)
+            found = ret == bv(0)
+            missed = st.copy()
+            missed.regs[0] = (ret, None)
+            outs.append((nxt, conj(go, z3.Not(found)), missed))
+            vma = (z3.Function("find_vma_vma", BV32, BV64)(e.pos), KMEM)
+            back = self.run_callback(node, conj(go, found), st, exits, int(fn[5:]), [regs[1], vma, regs[4]],
+                                     node[2] + 1)
+            self.pc_now = pc
+            for p2, s2, _ in back:
+                s2 = s2.copy()
+                s2.regs[0] = (bv(0), None)
+                outs.append((nxt, p2, s2))
+        res = []
+        for succ, cond, s2 in outs:
+            if is_false(cond):
+                continue
+            s2 = s2.copy()
+            for r in range(1, 6):
+                s2.regs[r] = undef(self.env)
+            res.append((succ, cond, s2))
+        return res
+
+    def run_callback(self, node, pc, st: State, exits, target: int, args: list, count: int) -> list:
+        """Run the subprogram at `target` as the kernel calls a callback from the helper at `node`: a frame of its
+        own (r6-r10 the caller's again after it), r1-r5 `args` then zeros.  Returns the (path condition, state,
+        jumps back) of each way it returns; its other exits (bounds, what is not modelled) go to `exits`."""
+        frames, slot = node[0], node[1]
+        ret = -(slot + 1)  # the callback returns to no instruction: the helper goes on
+        cst = st.copy()
+        cst.frames = cst.frames + (tuple(cst.regs[6:11]),)
+        name = f"stack{len(frames) + 1}"
+        self.region(name)
+        cst.regs[10] = (bv(self.env.base(name) + STACK_SIZE), name)
+        cst.mem[name] = {}
+        cst.tags[name] = {}
+        cst.owned.discard(name)
+        for r in range(1, 6):
+            cst.regs[r] = args[r - 1] if r <= len(args) else (bv(0), None)
+        keep, self.keep_states = self.keep_states, None
+        try:
+            out = self.run((frames + (ret,), target, count), cst, pc, stop=lambda n: n[0] == frames and n[1] == ret)
+        finally:
+            self.keep_states = keep
+        back = []
+        for e in out:
+            if isinstance(e.key, tuple) and not is_unsupported(e) and e.key[0] == frames and e.key[1] == ret:
+                back.append((e.pc, e.state, e.key[2]))
+            else:
+                exits.append(e)
+        return back
+
+    def kfunc(self, pc, st: State, insn: Insn, nxt, slot: int, exits: list):
         """A kfunc of the running kernel's BTF (a tracing or LSM program's): an event with its arguments, its
         result the environment's answer (a pointer result is a BTF pointer, ``kmem``).  A kfunc given a pointer
         into the program's own memory (stack, context, maps: dynptrs, iterators, buffers) may write it: not
@@ -1376,11 +1571,11 @@ class Encoder:
             raise Unsupported(f"kfunc {insn.imm} is no function of the running kernel's BTF", slot=slot)
         if proto.name in ITER_NUM and len(proto.args) == len(ITER_NUM[proto.name]):  # any program type's
             return self.iter_num(pc, st, insn, proto.name, nxt, slot)
+        if proto.name == "bpf_throw":  # any program type's
+            return self.throw(pc, st, slot, exits)
         if not self.kernel_memory:
             raise Unsupported("kfunc calls are not modelled outside tracing and LSM programs (but the numbers"
                               " iterator's)", slot=slot)
-        if proto.name == "bpf_throw":  # does not return: the exception callback's result is the program's
-            raise Unsupported("bpf_throw (an exception) is not modelled", slot=slot)
         if len(proto.args) > 5:
             raise Unsupported(f"kfunc {proto.name} takes {len(proto.args)} arguments", slot=slot)
         regs = st.regs
@@ -1396,6 +1591,24 @@ class Encoder:
         for r in range(1, 6):
             st.regs[r] = undef(self.env)
         return [(nxt, TRUE, st)]
+
+    def throw(self, pc, st: State, slot: int, exits: list):
+        """bpf_throw(cookie): the program ends, its result the exception callback's given the cookie; the
+        kernel's default callback (a program naming none: `bpfpatch.elf.link.exception_callback`) is
+        ``r0 = r1; exit``, the cookie itself.  A callback of the program's own is not modelled."""
+        from bpfpatch.elf.link import EXCEPTION_CALLBACK
+
+        named = self.program.meta.get(EXCEPTION_CALLBACK)
+        if named is None:
+            raise Unsupported("bpf_throw: whether the program names an exception callback is not known (no BTF"
+                              " func_info)", slot=slot)
+        if named:
+            raise Unsupported(f"bpf_throw: the program's own exception callback {named} is not modelled", slot=slot)
+        st = st.copy()
+        st.regs[0] = st.regs[1]
+        st.frames = ()  # every frame unwound
+        exits.append(Exit("exit", pc, st, slot))
+        return []
 
     def iter_num(self, pc, st: State, insn: Insn, name: str, nxt, slot: int):
         """The open-coded numbers iterator on the program's stack, as kernel/bpf/bpf_iter.c runs it: ``struct
