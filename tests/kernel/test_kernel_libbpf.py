@@ -109,3 +109,28 @@ def test_an_optional_section_is_found_as_the_elf_writes_it(objdir):
         assert obj.program("tc").name == "always_prog"  # the ELF's "tc" is the other one
     with load_object(path, programs=["tc:always_prog"]) as obj:
         assert obj.programs["always_prog"].loaded and not obj.programs["optional_prog"].loaded
+
+
+def test_a_name_that_is_not_utf8_is_a_typed_error_or_shown_escaped(objdir):
+    # a byte-mutated string table: libbpf opens the object, and its program name was decoded as
+    # UTF-8 (check: UnicodeDecodeError in load_object; elastic/ebpf KprobeConnectHook mutant 10)
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    from bpfpatch.errors import BpfPatchError
+
+    data = bytearray(compile_bpf(PROGS / "kernel" / "optional.c", objdir).read_bytes())
+    strtab = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".strtab")
+    at = bytes(data).index(b"always_prog\0", strtab["sh_offset"])
+    assert at < strtab["sh_offset"] + strtab["sh_size"]
+    data[at + 6] = 0xB9  # "always\xb9prog"
+    damaged = objdir / "optional-bad-name.o"
+    damaged.write_bytes(bytes(data))
+    try:
+        obj = load_object(damaged, programs=[])
+    except BpfPatchError as exc:
+        assert str(exc)
+        return
+    with obj:
+        assert "always\\xb9prog" in obj.programs

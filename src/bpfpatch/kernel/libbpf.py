@@ -152,6 +152,11 @@ _SIGNATURES = {
 }
 
 
+def _text(name: bytes) -> str:
+    """A name libbpf read from the object: any bytes (a damaged string table), shown escaped."""
+    return name.decode("utf-8", "backslashreplace")
+
+
 def libbpf() -> ctypes.CDLL:
     """The loaded libbpf.so.1 with its functions typed; `LibbpfMissing` when absent."""
     global _lib
@@ -274,7 +279,7 @@ class ObjectMap:
         self._obj = obj
         self._handle = handle
         self.info = MapInfo(
-            name=lib.bpf_map__name(handle).decode(), map_type=lib.bpf_map__type(handle),
+            name=_text(lib.bpf_map__name(handle)), map_type=lib.bpf_map__type(handle),
             key_size=lib.bpf_map__key_size(handle), value_size=lib.bpf_map__value_size(handle),
             max_entries=lib.bpf_map__max_entries(handle), flags=lib.bpf_map__map_flags(handle),
             internal=bool(lib.bpf_map__is_internal(handle)),
@@ -437,8 +442,8 @@ class ObjectProgram:
         lib = libbpf()
         self._obj = obj
         self._handle = handle
-        self.name: str = lib.bpf_program__name(handle).decode()
-        self.section: str = lib.bpf_program__section_name(handle).decode()
+        self.name: str = _text(lib.bpf_program__name(handle))
+        self.section: str = _text(lib.bpf_program__section_name(handle))
         self.optional = False  # SEC("?..."): libbpf does not load it unless asked (set by LoadedObject)
 
     @property
@@ -665,8 +670,8 @@ def load_object(
                 chosen = set(programs)
             optional: set[str] = set()
             for p in obj_progs:
-                pname = lib.bpf_program__name(p).decode()
-                psec = lib.bpf_program__section_name(p).decode()
+                pname = _text(lib.bpf_program__name(p))
+                psec = _text(lib.bpf_program__section_name(p))
                 if not lib.bpf_program__autoload(p):  # as opened: SEC("?...") (libbpf drops the "?" from the name)
                     optional.add(pname)
                 if chosen is not None:
