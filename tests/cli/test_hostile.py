@@ -108,3 +108,16 @@ def test_damaged_section_alignment_is_refused_by_name():
     obj = read_object(bytes(data))
     with pytest.raises(ElfError, match="alignment"):
         build_object(obj, {name: PatchList(p).linearize() for name, p in obj.programs.items()})
+
+
+def test_every_reading_command_names_the_damaged_file(tmp_path, capsys):
+    # analyze said "error: offset 0x...: section header table ... runs past the end of the file" alone
+    from bpfpatch.cli import main
+
+    damaged = tmp_path / "cut.o"
+    damaged.write_bytes(SAMPLE[: len(SAMPLE) // 2])
+    for argv in (["disasm", str(damaged)], ["analyze", str(damaged)], ["patch", str(damaged), "-o", str(tmp_path / "out.o")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"error: {damaged}: " in err, (argv[0], err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.o"]  # nothing written

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from bpfpatch.cli.app import app
+from bpfpatch.cli.output import reading
 from bpfpatch.loader import read_program
 
 
@@ -25,7 +26,8 @@ def analyze_cmd(
     from bpfpatch.kernel.analysis import analyze_object_program
     from bpfpatch.progtype import section_prog_type
 
-    program = read_program(file, section=section, linked=True)
+    with reading(file):  # an error names the file first, as disasm's and patch's do
+        program = read_program(file, section=section, linked=True)
     ptype = prog_type
     if ptype is None:
         # raw bytes and assembly text are socket filters; an ELF section its name's type, and a name that
