@@ -1037,21 +1037,11 @@ class Encoder:
             saved = st.frames[-1]
             st.frames = st.frames[:-1]
             st.regs[6:11] = list(saved)
-            for r in range(1, 6):
-                st.regs[r] = undef(self.env)
+            self.clobber(st)
             return [((frames[:-1], frames[-1]), TRUE, st)]
         if kind == Kind.CALL:
             if insn.src == CallSrc.PSEUDO_CALL:
-                st = st.copy()
-                st.frames = st.frames + (tuple(st.regs[6:11]),)
-                depth = len(frames) + 1
-                name = f"stack{depth}"
-                self.region(name)
-                st.regs[10] = (bv(self.env.base(name) + STACK_SIZE), name)
-                st.mem[name] = {}
-                st.tags[name] = {}
-                st.owned.discard(name)
-                return [(self.successors1(node)[0], TRUE, st)]
+                return [(self.successors1(node)[0], TRUE, self.push_frame(st, len(frames) + 1))]
             if insn.src == CallSrc.KFUNC:
                 return self.kfunc(pc, st, insn, nxt, slot, exits)
             if insn.src != CallSrc.HELPER:
@@ -1185,8 +1175,7 @@ class Encoder:
         if size > 1:  # network order
             v = z3.ZeroExt(64 - 8 * size, bswap(z3.Extract(8 * size - 1, 0, v)))
         st.regs[0] = (v, None)
-        for r in range(1, 6):
-            st.regs[r] = undef(self.env)
+        self.clobber(st)
         out.append((nxt, ok, st))
         return out
 
@@ -1312,8 +1301,7 @@ class Encoder:
             done.regs[0] = (self.env.helper_ret(e.pos), None)  # the called program's result
             exits.append(Exit("exit", conj(pc, taken), done, slot))
             st.regs[0] = undef(self.env)  # not taken: r0 is not set (the verifier: NOT_INIT)
-            for r in range(1, 6):
-                st.regs[r] = undef(self.env)
+            self.clobber(st)
             return [(nxt, z3.Not(taken), st)]
         elif how in ("probe_read", "probe_read_str", "fill", "fill_str"):
             result = self.probe_read(pc, st, regs, args, imm, name, how, slot)
@@ -1370,8 +1358,7 @@ class Encoder:
             ret = self.env.helper_ret(e.pos)
             if how == "kptr":  # a trusted BTF pointer (bpf_get_current_task_btf)
                 st.regs[0] = (ret, KMEM)
-                for r in range(1, 6):
-                    st.regs[r] = undef(self.env)
+                self.clobber(st)
                 return [(nxt, TRUE, st)]
             if how == "fresh32":
                 ret = z3.ZeroExt(32, z3.Extract(31, 0, ret))
@@ -1386,8 +1373,7 @@ class Encoder:
                     if st.regs[r][1] in ("pkt", "pkt_end"):
                         st.regs[r] = undef(self.env)
         st.regs[0] = result
-        for r in range(1, 6):
-            st.regs[r] = undef(self.env)
+        self.clobber(st)
         return [(nxt, TRUE, st)]
 
     def callback_loop(self, node, pc, st: State, exits, imm: int, nxt):
@@ -1471,15 +1457,7 @@ class Encoder:
             outs.append((nxt, conj(go, stop), brk))
             go = conj(go, z3.Not(stop))
             i += 1
-        res = []
-        for succ, cond, s2 in outs:
-            if is_false(cond):
-                continue
-            s2 = s2.copy()
-            for r in range(1, 6):
-                s2.regs[r] = undef(self.env)
-            res.append((succ, cond, s2))
-        return res
+        return self.after_call(outs)
 
     def find_vma(self, node, pc, st: State, exits, nxt):
         """bpf_find_vma(task, addr, callback, ctx, flags), as kernel/bpf/task_iter.c runs it: -EINVAL when flags
@@ -1517,15 +1495,37 @@ class Encoder:
                 s2 = s2.copy()
                 s2.regs[0] = (bv(0), None)
                 outs.append((nxt, p2, s2))
+        return self.after_call(outs)
+
+    def clobber(self, st: State) -> None:
+        """r1-r5 after a call: the caller-saved registers, each undefined (the verifier's NOT_INIT)."""
+        for r in range(1, 6):
+            st.regs[r] = undef(self.env)
+
+    def after_call(self, outs: list) -> list:
+        """The successors of a helper that ran a callback (`bpf_loop`, `bpf_find_vma`): those whose
+        condition can hold, each on its own copy with r1-r5 clobbered."""
         res = []
         for succ, cond, s2 in outs:
             if is_false(cond):
                 continue
             s2 = s2.copy()
-            for r in range(1, 6):
-                s2.regs[r] = undef(self.env)
+            self.clobber(s2)
             res.append((succ, cond, s2))
         return res
+
+    def push_frame(self, st: State, depth: int) -> State:
+        """A copy of `st` entering a call frame at `depth` (a subprogram's or a callback's): r6-r10 saved
+        for the return, a stack of its own, empty, and r10 its top."""
+        st = st.copy()
+        st.frames = st.frames + (tuple(st.regs[6:11]),)
+        name = f"stack{depth}"
+        self.region(name)
+        st.regs[10] = (bv(self.env.base(name) + STACK_SIZE), name)
+        st.mem[name] = {}
+        st.tags[name] = {}
+        st.owned.discard(name)
+        return st
 
     def run_callback(self, node, pc, st: State, exits, target: int, args: list, count: int) -> list:
         """Run the subprogram at `target` as the kernel calls a callback from the helper at `node`: a frame of its
@@ -1533,14 +1533,7 @@ class Encoder:
         jumps back) of each way it returns; its other exits (bounds, what is not modelled) go to `exits`."""
         frames, slot = node[0], node[1]
         ret = -(slot + 1)  # the callback returns to no instruction: the helper goes on
-        cst = st.copy()
-        cst.frames = cst.frames + (tuple(cst.regs[6:11]),)
-        name = f"stack{len(frames) + 1}"
-        self.region(name)
-        cst.regs[10] = (bv(self.env.base(name) + STACK_SIZE), name)
-        cst.mem[name] = {}
-        cst.tags[name] = {}
-        cst.owned.discard(name)
+        cst = self.push_frame(st, len(frames) + 1)
         for r in range(1, 6):
             cst.regs[r] = args[r - 1] if r <= len(args) else (bv(0), None)
         keep, self.keep_states = self.keep_states, None
@@ -1588,8 +1581,7 @@ class Encoder:
         st = st.copy()
         ret = self.env.helper_ret(e.pos)
         st.regs[0] = (ret, KMEM if proto.ret.startswith(("ptr", "mem")) else None)
-        for r in range(1, 6):
-            st.regs[r] = undef(self.env)
+        self.clobber(st)
         return [(nxt, TRUE, st)]
 
     def throw(self, pc, st: State, slot: int, exits: list):
@@ -1652,8 +1644,7 @@ class Encoder:
             put(bv(0, 32), bv(0, 32))
             result = zero
         st.regs[0] = result
-        for r in range(1, 6):
-            st.regs[r] = undef(self.env)
+        self.clobber(st)
         return [(nxt, TRUE, st)]
 
     def probe_read(self, pc, st: State, regs, args, imm: int, name: str, how: str, slot: int) -> Val:
