@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import PROGS, compile_bpf
 
-from analysis_kernel import check_object
+from analysis_kernel import RND_PROBE, F_TEST_RND_HI32, check_object, kernel_applies_rnd_hi32, rnd_hi32_defs
 
 pytestmark = pytest.mark.kernel
 
@@ -44,6 +44,23 @@ def _assert_agrees(results, *, exact_ok: float = 0.95):
         assert c.type_mismatches == [], f"{r.obj}:{r.name}: {c.type_mismatches[:3]}"
         assert c.exact_match >= exact_ok * c.steps, f"{r.obj}:{r.name}: {c.exact_mismatches[:3]}"
         assert r.zext_diff == [], f"{r.obj}:{r.name}: the kernel zero-extends {r.zext_diff} and we do not"
+
+
+def test_the_kernels_zext_oracle():
+    """BPF_F_TEST_RND_HI32 patches the probe's ``w1 = 5`` (its upper half unread) and nothing else: where
+    the kernel ignores the flag, every zext_dst comparison with the kernel is skipped, said here."""
+    import platform
+
+    from bpfpatch.isa import insns_to_slots
+    from bpfpatch.kernel import load_program
+    from bpfpatch.progtype import ProgType
+
+    if not kernel_applies_rnd_hi32():
+        pytest.skip(f"this kernel ({platform.release()}) ignores BPF_F_TEST_RND_HI32 (or bpf() is refused): "
+                    "the zext_dst comparisons with the kernel are skipped")
+    raw = insns_to_slots(list(RND_PROBE)).tobytes()
+    with load_program(raw, ProgType.SOCKET_FILTER, prog_flags=F_TEST_RND_HI32) as lp:
+        assert rnd_hi32_defs(raw, lp.xlated()) == {0}
 
 
 def test_our_corpus(objdir):
