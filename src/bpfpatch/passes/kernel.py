@@ -506,19 +506,24 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v >> 31 else v
 
 
+def _cmpxchg32(insn: Insn) -> bool:
+    """A 32-bit atomic compare-and-exchange (it loads the old value into w0)."""
+    return KIND_OF[insn.code] == Kind.ATOMIC and insn.code & SIZE_MASK == Size.W and insn.imm == AtomicOp.CMPXCHG
+
+
 def zero_extend(pl: PatchList, all_defs: bool = False) -> None:
     """opt_subreg_zext_lo32_rnd_hi32: BPF_ZEXT_REG after ``zext_dst`` definitions.
 
-    x86-64 needs none (`all_defs` asks for what a JIT that does would get),
-    except after a 32-bit cmpxchg, whose r0 the kernel always zero-extends.
+    x86-64 needs none (`all_defs` asks for what a JIT that does would get), except after a 32-bit
+    cmpxchg: the running kernel (6.18.44) zero-extends its r0 after every one, whether the upper half
+    is read or not (``w0 = cmpxchg(...); if w0 != 3 goto ...`` gets ``w0 = w0``); 6.12's source, and
+    the 6.18 of the sessions before, only after those with ``zext_dst``.
     """
     from bpfpatch.passes.zext import uses_defs
 
-    for node, f in _live_with_facts(pl, lambda n, f: f.zext_dst):
+    for node, f in _live_with_facts(pl, lambda n, f: f.zext_dst or _cmpxchg32(n.insn)):
         insn = node.insn
-        cmpxchg32 = (KIND_OF[insn.code] == Kind.ATOMIC and insn.code & SIZE_MASK == Size.W
-                     and insn.imm == AtomicOp.CMPXCHG)
-        if f.zext_dst and (all_defs or cmpxchg32):
+        if (f.zext_dst and all_defs) or _cmpxchg32(insn):
             reg = uses_defs(insn)[2]
             if reg is not None:
                 pl.append(node, [Insn(InsnClass.ALU | AluOp.MOV | Source.X, reg, reg, 0, 1)])

@@ -25,7 +25,7 @@ from bpfpatch.ctxstructs import BPF_SOCK as BPF_SOCK_STRUCT
 from bpfpatch.ctxstructs import SOCKOPT as SOCKOPT_STRUCT
 from bpfpatch.ctxstructs import SYSCTL as SYSCTL_STRUCT
 from bpfpatch.isa import Insn
-from bpfpatch.isa.build import alu32_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov64_imm, stx_mem
+from bpfpatch.isa.build import alu32_imm, alu64_reg, ja, jmp_imm, ldx_mem, mov32_imm, mov64_imm, stx_mem
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, SIZE_MASK, AluOp, JmpOp, Mode, Size
 from bpfpatch.passes.ctx_layout import member
 
@@ -115,7 +115,7 @@ def convert_bpf_sock(kind: str, si: Insn) -> tuple[list[Insn], int] | None:
             return [_ld(si, path, off - base, size=size)], 4
     if name == "rx_queue_mapping":
         return [_ld(si, "sock_common.skc_rx_queue_mapping"), jmp_imm(JmpOp.JNE, si.dst, NO_QUEUE_MAPPING, 1),
-                mov64_imm(si.dst, -1)], 4  # 6.18: MOV64 (6.12's source: MOV32)
+                mov32_imm(si.dst, -1)], 4  # 6.18.44 and 6.12's source: MOV32 (the 6.18 of stop 20: MOV64)
     return None
 
 
