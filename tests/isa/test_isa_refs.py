@@ -16,10 +16,12 @@ from bpfpatch.isa import (
     insn_of_words,
     insn_words,
     insns_to_slots,
+    may_target_slots,
     ref_of,
     refs_of_words,
     target_of,
 )
+from bpfpatch.isa.refs import MAY_TARGET
 from progtools import programs
 
 # One row per case the kernel distinguishes: (code, src) -> (Ref, Target), read off
@@ -52,6 +54,15 @@ def test_table_rows():
         assert ref_of(code, src) == ref, hex(code)
         assert target_of(code, src) == target, hex(code)
         assert Insn(code, 0, src).ref == ref and Insn(code, 0, src).target_field == target
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 255), max_size=300))
+def test_the_class_screen_finds_exactly_the_opcodes_the_table_marks(codes):
+    """`may_target_slots` (two compares on the class bits, then the table on what is left) against the
+    table lookup on every opcode, every opcode value included."""
+    code = np.array(list(range(256)) + codes, dtype=np.uint8)
+    assert may_target_slots(code).tolist() == np.flatnonzero(MAY_TARGET[code]).tolist()
 
 
 def test_jumps_are_exactly_the_jump_kinds():

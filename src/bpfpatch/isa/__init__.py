@@ -40,6 +40,7 @@ from bpfpatch.isa.refs import (
     branch_offsets,
     check_jump_targets,
     is_subprog_ref,
+    may_target_slots,
     ref_of,
     refs_of_words,
     subprog_ref_mask,
@@ -69,6 +70,6 @@ __all__ = [
     "KIND_OF", "Kind", "Mode", "PseudoSrc", "Ref", "Reg", "SLOT_DTYPE", "SLOT_SIZE", "STRUCT_ORDER", "Size", "Source",
     "Target", "branch_offsets", "check_jump_targets", "decode_slots", "distinct_bytes", "dst_of",
     "encode_slots", "insn_of_words", "insn_starts", "insn_words", "insns_to_slots", "is_subprog_ref",
-    "opcodes", "pack_regs", "ref_of", "refs_of_words", "slot_rows", "slots_from_rows", "slots_to_insns",
+    "may_target_slots", "opcodes", "pack_regs", "ref_of", "refs_of_words", "slot_rows", "slots_from_rows", "slots_to_insns",
     "src_of", "subprog_ref_mask", "target_of", "validate_slots",
 ]

@@ -101,6 +101,23 @@ ATOMIC_IMMS = {
 _STRICT_MASK = _ZERO_MASK | np.where(_ALU_OFF_RESERVED, np.uint64(_FIELD_BITS["off"]), np.uint64(0))
 _SCREEN_CHUNK = 1 << 16
 _NEEDS_LOOK = np.isin(KIND, (Kind.INVALID, Kind.END, Kind.CALL, Kind.LD_IMM64, Kind.ATOMIC))
+# The screen's one gather: an opcode that always needs a look tests every bit of its word, which is
+# never zero (its opcode byte is not) -- except opcode 0, tested apart.
+_SCREEN_MASK = np.where(_NEEDS_LOOK, ~np.uint64(0), _STRICT_MASK)
+assert _NEEDS_LOOK[0]
+
+
+def needs_close_look(words: np.ndarray, code: np.ndarray, max_reg: int = MAX_USER_REG) -> np.ndarray:
+    """`validate_slots`' screen: which slot words (with their opcodes) the detailed rules must see.
+
+    A superset of the invalid ones: a field set where the opcode usually wants it zero, an opcode
+    that always needs a look (unknown, byte swap, call, ld_imm64, atomic), a register above `max_reg`.
+    """
+    part = ((words & np.take(_SCREEN_MASK, code)) != 0) | (code == 0)
+    if max_reg < 15:
+        regs = (words >> np.uint64(8)).astype(np.uint8)
+        part |= ((regs & 0x0F) > max_reg) | ((regs >> 4) > max_reg)
+    return part
 
 
 def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_base: int = 0) -> None:
@@ -130,12 +147,7 @@ def validate_slots(slots: np.ndarray, *, max_reg: int = MAX_USER_REG, offset_bas
         _fail(slots, int(first[np.argmax(bad2)]), "ld_imm64 second slot has reserved fields set", offset_base)
     look = np.empty(n, dtype=bool)
     for lo in range(0, n, _SCREEN_CHUNK):  # chunks: temporaries stay in cache
-        w, c = words[lo : lo + _SCREEN_CHUNK], code[lo : lo + _SCREEN_CHUNK]
-        part = np.take(_NEEDS_LOOK, c) | ((w & np.take(_STRICT_MASK, c)) != 0)
-        if max_reg < 15:
-            regs = (w >> np.uint64(8)).astype(np.uint8)
-            part |= ((regs & 0x0F) > max_reg) | ((regs >> 4) > max_reg)
-        look[lo : lo + _SCREEN_CHUNK] = part
+        look[lo : lo + _SCREEN_CHUNK] = needs_close_look(words[lo : lo + _SCREEN_CHUNK], code[lo : lo + _SCREEN_CHUNK], max_reg)
     look[second] = False  # second halves are data (checked above)
     cand = np.flatnonzero(look)
     if len(cand):
@@ -276,5 +288,5 @@ def insn_problem(insn: tuple, *, max_reg: int = MAX_USER_REG, kernel_internal: b
 
 __all__ = [
     "ADDR_SPACE_CAST_CODE", "ATOMIC_IMMS", "MOVSX_OFFS", "MUST_BE_ZERO", "ZEXT_MARKER_CODE", "ZERO_FIELD", "insn_problem",
-    "validate_slots",
+    "needs_close_look", "validate_slots",
 ]

@@ -124,11 +124,13 @@ _WORD_FIELDS = (("code", 0, 0xFF), ("dst", 8, 0x0F), ("src", 12, 0x0F), ("off", 
 _U64 = np.uint64
 
 
-def _row_word(row: Row, site_words: np.ndarray) -> np.ndarray | np.uint64:
+def _row_word(row: Row, site_words: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | np.uint64:
     """A template row as little-endian slot words: one scalar, or one word per site.
 
     Constant fields fold into one scalar; ``S.<field>`` values are moved with
-    shifts on the site words; any other function gets the structured site rows.
+    one shift and one mask on the site words; any other function gets the
+    structured site rows.  With `out` (an array of one word per site) a
+    per-site result is written there, a scalar is returned as it is.
     """
     const = 0
     dynamic = None
@@ -144,8 +146,13 @@ def _row_word(row: Row, site_words: np.ndarray) -> np.ndarray | np.uint64:
             const |= (int(v) & mask) << shift
             continue
         elif isinstance(v, _Field):
+            # The site's field moved straight into this field's place: one shift, one mask.
             from_shift, from_mask = _Field.LAYOUT[v.name]
-            part = (site_words >> _U64(from_shift)) & _U64(from_mask & mask)
+            move = from_shift - shift
+            part = site_words >> _U64(move) if move > 0 else site_words << _U64(-move) if move else site_words.copy()
+            part &= _U64((from_mask & mask) << shift)
+            dynamic = part if dynamic is None else np.bitwise_or(dynamic, part, out=dynamic)
+            continue
         else:
             part = np.asarray(v(np.ascontiguousarray(site_words).view(SLOT_DTYPE)))  # a view, no copy
             if part.dtype.kind == "i":  # two's complement bits of negative offsets/immediates
@@ -156,6 +163,8 @@ def _row_word(row: Row, site_words: np.ndarray) -> np.ndarray | np.uint64:
         dynamic = part if dynamic is None else dynamic | part
     if dynamic is None:
         return _U64(const)
+    if out is not None:
+        return np.bitwise_or(dynamic, _U64(const), out=out)
     if const:
         dynamic |= _U64(const)
     return dynamic
@@ -228,15 +237,22 @@ CONSECUTIVE_BLOCKS = True
 
 
 def _consecutive(sites: np.ndarray) -> bool:
-    """Are the sites one run of consecutive slots, in ascending order?"""
+    """Are the sites one run of consecutive slots, in ascending order?  (Checked a chunk at a time.)"""
     k = len(sites)
-    return k > 1 and int(sites[-1]) - int(sites[0]) == k - 1 and bool((sites[1:] - sites[:-1] == 1).all())
+    if k < 2 or int(sites[-1]) - int(sites[0]) != k - 1:
+        return False
+    for lo in range(0, k - 1, _CHUNK):
+        part = sites[lo : lo + _CHUNK + 1]
+        if not (part[1:] - part[:-1] == 1).all():
+            return False
+    return True
 
 
-def _write_rows(out, out64, words, first, target_of, sites, template) -> None:
-    """Lay out one chunk of sites of one group: every template row at every site."""
+def _write_rows(out, out64, words, first, target_of, sites, template, run: bool) -> None:
+    """Lay out one chunk of sites of one group: every template row at every site (`run`: the chunk is
+    one run of consecutive slots, `_consecutive`)."""
     targets = target_of[sites] if target_of is not None else None
-    if CONSECUTIVE_BLOCKS and _consecutive(sites):
+    if run:
         # Site i's rows are at b0 + T*i ... b0 + T*i + T-1: row r of every site is one strided column.
         s0, b0, t = int(sites[0]), int(first[sites[0]]), len(template)
         site_words = words[s0 : s0 + len(sites)]
@@ -253,7 +269,9 @@ def _write_rows(out, out64, words, first, target_of, sites, template) -> None:
                 column[...] = site_words
                 continue
             if not isinstance(row, _Site) and not row.to_site_target:
-                column[...] = _row_word(row, site_words)
+                word = _row_word(row, site_words, column)
+                if not isinstance(word, np.ndarray):
+                    column[...] = word
                 continue
             # A row with a reference: its positions, as the scattered layout has them.
             at = np.arange(b0 + r, b0 + t * len(sites), t, dtype=np.int64)
@@ -297,7 +315,20 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
         for row in template:
             if isinstance(row, Row) and not callable(row.code) and row.code == LD_IMM64:
                 raise PatchError(f"group {g}: templates cannot contain ld_imm64")
-        if len(sites):
+        run = CONSECUTIVE_BLOCKS and _consecutive(sites)
+        if run:  # one run of slots: its bounds are its ends, and it is marked with slices
+            lo, hi = int(sites[0]), int(sites[-1]) + 1
+            if lo < 0 or hi > n:
+                raise PatchError(f"group {g}: site outside the program")
+            if has_ld and (~starts[lo:hi] | (code[lo:hi] == LD_IMM64)).any():
+                raise PatchError(f"group {g}: sites must be single-slot instructions")
+            if is_site[lo:hi].any():
+                raise PatchError(f"group {g}: a site is patched twice")
+            is_site[lo:hi] = True
+            length[lo:hi] = len(template)
+            n_sites += len(sites)
+            prepared.append((sites, template, True))
+        elif len(sites):
             if sites.min() < 0 or sites.max() >= n:
                 raise PatchError(f"group {g}: site outside the program")
             if has_ld and (~starts[sites] | (code[sites] == LD_IMM64)).any():
@@ -305,7 +336,7 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
             is_site[sites] = True
             length[sites] = len(template)
             n_sites += len(sites)
-            prepared.append((sites, template))
+            prepared.append((sites, template, False))
         # A site listed twice (in one group or two) sets the same flag twice.
         if int(np.count_nonzero(is_site)) != n_sites:
             raise PatchError(f"group {g}: a site is patched twice")
@@ -329,11 +360,12 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
         pj = idx[~is_site[idx]]
         _set_rel(out, first[pj], first[target_of[pj]] - first[pj] - 1)
 
-    for sites, template in prepared:
+    for sites, template, run in prepared:
         # Chunks keep every temporary small enough to stay in cache and be reused
         # by the allocator: on large programs this halves the time.
         for lo in range(0, len(sites), _CHUNK):
-            _write_rows(out, out64, words, first, target_of, sites[lo : lo + _CHUNK], template)
+            chunk = sites[lo : lo + _CHUNK]
+            _write_rows(out, out64, words, first, target_of, chunk, template, run or CONSECUTIVE_BLOCKS and _consecutive(chunk))
     insn_map = first[1:] - 1  # an instruction is the last slot of what replaced it
     idx_map = first[:n]
     result = Program(out, name=program.name, meta=program.meta)
