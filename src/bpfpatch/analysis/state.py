@@ -505,6 +505,33 @@ def coerce_subreg_to_size_sx(r: Reg, size: int) -> None:
 
 STACK_INVALID, STACK_SPILL, STACK_MISC, STACK_ZERO = "?", "r", "m", "0"
 
+#: ``enum bpf_iter_state``: an iterator that may still give an element, one that gave NULL (sticky).
+ITER_ACTIVE, ITER_DRAINED = 1, 2
+
+
+# An iterator's first stack slot holds its register (``spilled_ptr``) as the kernel's does, where the
+# union ``iter`` overlays the other pointer fields: ``btf_name`` the iterator's kind ("num"),
+# ``ref_obj_id`` its reference, ``range`` its ``iter.state`` and ``mem_size`` its ``iter.depth``
+# (the iterations of its loop walked on this path).
+def iter_state(info: Reg) -> int:
+    """An iterator's ``iter.state`` (`ITER_ACTIVE` / `ITER_DRAINED`) from its slot's register."""
+    return info.range
+
+
+def iter_depth(info: Reg) -> int:
+    """An iterator's ``iter.depth``: how many of its next calls gave an element on this path."""
+    return info.mem_size
+
+
+def iter_reg(kind: str, ref: int, state: int, depth: int) -> Reg:
+    """A new iterator's register (the slot's ``spilled_ptr``): `kind`, reference, state and depth."""
+    info = Reg(RegType.SCALAR)
+    info.ref_obj_id = ref
+    info.btf_name = kind
+    info.range = state
+    info.mem_size = depth
+    return info
+
 
 class Slot:
     """One 8-byte stack slot (``struct bpf_stack_state``): a type per byte and, if spilled, the register."""
@@ -929,4 +956,5 @@ class State(Snapshot):
 
 
 __all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "pack_reg", "unpack_reg", "unpack_frame", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
-           "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF"]
+           "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
+           "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg"]

@@ -51,6 +51,8 @@ from bpfpatch.analysis.state import (
     ADD_CONST64,
     AT_PKT_END,
     BEYOND_PKT_END,
+    ITER_ACTIVE,
+    ITER_DRAINED,
     MAX_BPF_STACK,
     MAX_PACKET_OFF,
     S32_MAX,
@@ -69,6 +71,9 @@ from bpfpatch.analysis.state import (
     coerce_subreg_to_size_sx,
     coerce_to_size,
     coerce_to_size_sx,
+    iter_depth,
+    iter_reg,
+    iter_state,
     mark_known,
     mark_known32,
     mark_not_init,
@@ -428,11 +433,16 @@ def _mark_prune_points(env: _Env) -> None:
                 if i + 1 < n:
                     prune[i + 1] = jmp[i + 1] = True
                 if env.src[i] == PSEUDO_KFUNC_CALL:
-                    prune[i] = True  # the kernel's are the iterators' next calls: ours are found while walking
-                    if env.off[i] == 0 and (kt := _kernel_types(env)) is not None \
-                            and (kp := kt.kfunc(env.imm[i])) is not None and kp.name == "bpf_rbtree_add_impl":
-                        env.force_checkpoint[i] = True  # its `less` callback: a sync callback's call
-                        env.callback_sites.add(i)
+                    # the kernel's are the iterators' next calls and bpf_rbtree_add's (a sync callback's
+                    # call), both forced checkpoints; a kfunc we cannot name may be either
+                    kt = _kernel_types(env) if env.off[i] == 0 else None
+                    kp = kt.kfunc(env.imm[i]) if kt is not None else None
+                    if kp is None:
+                        prune[i] = True
+                    elif kp.name == "bpf_rbtree_add_impl" or "KF_ITER_NEXT" in kp.flags:
+                        prune[i] = env.force_checkpoint[i] = True
+                        if kp.name == "bpf_rbtree_add_impl":
+                            env.callback_sites.add(i)
                 if env.src[i] == 0 and (p := proto(env.imm[i])) is not None and p.name in SYNC_CALLBACK_HELPERS:
                     # visit_insn: a sync callback's call is visited again after each callback run
                     prune[i] = env.force_checkpoint[i] = True
@@ -923,13 +933,16 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
                 _propagate_precision(env, old, cur)
                 scc.add_backedge(idx, old, cur)
                 return True
-            if iter_next and _states_equal(env, old, cur, idx):
+            if iter_next:
                 # an open-coded iterator's next around its loop: the kernel prunes against the state
-                # still being explored (the loop converges on the iterator, not on a bound)
-                old.hit += 1
-                _propagate_precision(env, old, cur)
-                scc.add_backedge(idx, old, cur)
-                return True
+                # still being explored, range within, while the iterator is active (the loop converges
+                # on the iterator, not on a bound); no other loop check here
+                if _states_equal(env, old, cur, idx, True) and (at := _iter_slot(cur, cur.regs[1])) is not None \
+                        and iter_state(at[0].stack[at[1]].spilled) == ITER_ACTIVE:
+                    old.hit += 1
+                    _propagate_precision(env, old, cur)
+                    scc.add_backedge(idx, old, cur)
+                    return True
             # still being explored (a loop around): not safe to prune against; add fewer states
             if not force and djmps < 20 and dinsns < 100:
                 add = False
@@ -1101,8 +1114,32 @@ def _scalar_for_slot(s: Slot) -> Reg | None:
 
 
 def _stacksafe(o: Frame, c: Frame, idmap: _IdMap, within: bool = False) -> bool:
+    """``stacksafe``: every slot of the explored frame `o` is safe against the current frame `c`'s.  Range
+    within (`within`), the byte types must be the same over the explored stack (the slots up to its deepest
+    one, where an absent slot is INVALID)."""
+    if within:
+        if not o.stack:
+            return True
+        deepest = max(o.stack)
+        for k, cs in c.stack.items():
+            if k <= deepest and cs.types != (o.stack[k].types if k in o.stack else STACK_INVALID * 8):
+                return False
+        for k, os in o.stack.items():
+            if k not in c.stack and os.types != STACK_INVALID * 8:
+                return False
     for k, os in o.stack.items():
         cs = c.stack.get(k)
+        if os.types[0] == STACK_ITER:
+            if cs is None or cs.types != os.types:
+                return False
+            if os.spilled is None:
+                continue  # an iterator's other slots: their types are compared, nothing else
+            # iter.depth is not compared: it would keep the loop from converging (stacksafe)
+            ci = cs.spilled if cs is not None and cs.types[0] == STACK_ITER else None
+            if ci is None or ci.btf_name != os.spilled.btf_name or iter_state(ci) != iter_state(os.spilled) \
+                    or not idmap.check(os.spilled.ref_obj_id, ci.ref_obj_id):
+                return False
+            continue
         if not within and cs is not None and os.types[0] == STACK_SPILL:
             # a 64-bit scalar spill against a spilled scalar or all-MISC bytes (a load of those is an
             # unbound scalar): compared as registers (stacksafe's scalar_reg_for_stack, at the slot's first
@@ -2357,6 +2394,10 @@ def _stack_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int
             dreg.assign(sp)
             dreg.subreg_def = 0 if sp.subreg_def == 0 else sp.subreg_def
         return
+    for i in range(size):
+        ty = types[(slot - i) % 8]
+        if ty == STACK_ITER or ty == STACK_DYNPTR:  # check_stack_read_fixed_off: not readable as data
+            raise _err(idx, f"invalid read from stack off {start}+{i} size {size}")
     allzero = all(types[(slot - i) % 8] == STACK_ZERO for i in range(size))
     if value_regno >= 0:
         r = _set_loaded(env, st, idx, value_regno, size, sign)
@@ -2842,6 +2883,18 @@ CALLBACK_RANGES = {name: rng for name, (_, rng, _) in CALLBACK_HELPERS.items()}
 SYNC_CALLBACK_HELPERS = frozenset(name for name, (_, _, is_async) in CALLBACK_HELPERS.items() if not is_async)
 STACK_DYNPTR, STACK_ITER = "d", "i"
 
+def _iter_slot(st: State, ptr: Reg) -> tuple[Frame, int] | None:
+    """The frame and first slot of the iterator `ptr` points at (``iter_get_spi``), None when it points
+    at no initialized iterator."""
+    if ptr.type is not RegType.PTR_TO_STACK or ptr.var_off[1]:
+        return None
+    frame = _stack_frame(st, ptr)
+    k = (-(ptr.off + s64(ptr.var_off[0])) - 1) // 8
+    s = frame.stack.get(k)
+    if s is None or s.types[0] != STACK_ITER or s.spilled is None or not s.spilled.ref_obj_id:
+        return None
+    return frame, k
+
 
 def _loop_inline_state(a: InsnAux, fn: Reg, flags: Reg) -> None:
     """update_loop_inline_state: a bpf_loop call is inlined when every path passes flags 0 and one callback."""
@@ -2953,9 +3006,7 @@ def _stack_object(env: _Env, st: State, idx: int, ptr: Reg, nslots: int, kind: s
     frame = _stack_frame(st, ptr)
     env.max_depth = max(env.max_depth, -off)
     _subprog_depth(env, frame, -off)  # process_iter_arg writes the slots through check_mem_access
-    info = Reg(RegType.SCALAR)
-    info.ref_obj_id = ref
-    info.btf_name = kind
+    info = iter_reg(kind, ref, ITER_ACTIVE, 0)
     k = (-off - 1) // 8
     for j in range(nslots):
         frame.stack[k - j] = Slot(STACK_ITER * 8, info if j == 0 else None)
@@ -3039,6 +3090,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     ret_null = kp.ret_null and not (kp.name == "bpf_refcount_acquire_impl" and regs[1].ref_obj_id)
     new_dynptr: tuple[Reg, str, int] | None = None
     iter_op: tuple[str, Reg, str] | None = None
+    iter_arg = 0
     slice_kind = ""
     mem_size = 0
     args = kp.args[:5]
@@ -3060,6 +3112,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
                 d = _dynptr_slot(st, reg)
                 slice_kind = d.spilled.btf_name if d is not None and d.spilled is not None else ""
         elif kind.startswith("iter:"):
+            iter_arg = i
             if "KF_ITER_NEW" in kp.flags:
                 iter_op = ("new", reg.copy(), kind[5:])
             elif "KF_ITER_DESTROY" in kp.flags:
@@ -3073,14 +3126,15 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     if kp.name == "bpf_rbtree_add_impl":
         _push_rbtree_less(env, st, idx, stack)
     iter_ref = 0  # process_iter_arg's meta->ref_obj_id: the iterator's reference (next's result holds it)
+    iter_at: tuple[Frame, int] | None = None
     if iter_op is not None and iter_op[0] in ("destroy", "next"):
-        it = iter_op[1]
-        if it.type is RegType.PTR_TO_STACK and not it.var_off[1]:
-            s = _stack_frame(st, it).stack.get((-(it.off + s64(it.var_off[0])) - 1) // 8)
-            if s is not None and s.types[0] == STACK_ITER and s.spilled is not None and s.spilled.ref_obj_id:
-                iter_ref = s.spilled.ref_obj_id
+        iter_at = _iter_slot(st, iter_op[1])
+        if iter_at is None or iter_at[0].stack[iter_at[1]].spilled.btf_name != iter_op[2]:
+            raise _err(idx, f"expected an initialized iter_{iter_op[2]} as arg #{iter_arg}")
+        iter_ref = iter_at[0].stack[iter_at[1]].spilled.ref_obj_id
         if iter_op[0] == "destroy":
             release_id = iter_ref
+            iter_at[0].stack[iter_at[1]] = Slot()  # unmark_stack_slots_iter: the slot is invalid again
     if kp.name in GRAPH_INSERT:
         env.aux[idx].insert_off = regs[2].off
     elif kp.name.endswith("obj_new_impl") and regs[1].is_const():
@@ -3141,20 +3195,43 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     if new_dynptr is not None:
         _make_dynptr(env, st, idx, new_dynptr[0], new_dynptr[1], new_dynptr[2])
     if iter_op is not None and iter_op[0] == "new":
+        it = iter_op[1]
+        if it.type is RegType.PTR_TO_STACK and not it.var_off[1]:
+            s = _stack_frame(st, it).stack.get((-(it.off + s64(it.var_off[0])) - 1) // 8)
+            if s is not None and STACK_ITER in s.types:  # is_iter_reg_valid_uninit
+                raise _err(idx, f"expected uninitialized iter_{iter_op[2]} as arg #{iter_arg}")
         ref = _new_id(env)
         st.refs.append(ref)
         _stack_object(env, st, idx, iter_op[1], 1, iter_op[2], ref)
-    if "KF_ITER_NEXT" in kp.flags:
+    if iter_op is not None and iter_op[0] == "next" and iter_at is not None:
         env.iter_next_sites.add(idx)
-    if "KF_ITER_NEXT" in kp.flags and r0.type in NULLABLE:
-        # process_iter_next_call: the active state (an element) is queued, this one is drained (NULL)
-        active = st.copy()
-        a0 = active.regs[0]
-        a0.type = NULLABLE[a0.type]  # mark_ptr_not_null_reg: the element keeps its id
-        stack.append((active, idx + 1, idx))
-        mark_unknown(r0)
-        mark_known(r0, 0)
+        _iter_next(env, st, idx, stack, iter_at)
     return idx + 1
+
+
+def _iter_next(env: _Env, st: State, idx: int, stack: list, at: tuple[Frame, int]) -> None:
+    """``process_iter_next_call``: an active iterator forks.  The state where it gave an element (R0 not
+    NULL, the iterator one iteration deeper, its imprecise scalars widened against this path's state at
+    the previous visit of this call: ``find_prev_entry``, ``widen_imprecise_scalars``) is queued; this
+    path goes on with the iterator drained and R0 = 0.  A drained iterator stays drained and gives NULL."""
+    frame, k = at
+    info = frame.stack[k].spilled
+    if iter_state(info) == ITER_ACTIVE:
+        active = st.copy()
+        fa = active.frames[frame.frameno]
+        fa.stack[k] = Slot(STACK_ITER * 8, iter_reg(info.btf_name, info.ref_obj_id, ITER_ACTIVE,
+                                                      iter_depth(info) + 1))
+        prev = _prev_entry(env, st, idx)
+        if prev is not None:
+            _widen_imprecise_scalars(prev, active)
+        a0 = active.regs[0]
+        if a0.type in NULLABLE:
+            a0.type = NULLABLE[a0.type]  # mark_ptr_not_null_reg: the element keeps its id
+        stack.append((active, idx + 1, idx))
+    frame.stack[k] = Slot(STACK_ITER * 8, iter_reg(info.btf_name, info.ref_obj_id, ITER_DRAINED, iter_depth(info)))
+    r0 = st.regs[0]
+    mark_unknown(r0)
+    mark_known(r0, 0)
 
 
 def _cast_struct(env: _Env, type_reg: Reg) -> str:

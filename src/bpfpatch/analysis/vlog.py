@@ -13,7 +13,21 @@ import re
 from dataclasses import dataclass, field
 
 from bpfpatch.analysis.facts import RegType
-from bpfpatch.analysis.state import ADD_CONST, S32_MAX, S32_MIN, S64_MAX, S64_MIN, Frame, Reg, State, s64
+from bpfpatch.analysis.state import (
+    ADD_CONST,
+    ITER_ACTIVE,
+    ITER_DRAINED,
+    S32_MAX,
+    S32_MIN,
+    S64_MAX,
+    S64_MIN,
+    Frame,
+    Reg,
+    State,
+    iter_depth,
+    iter_state,
+    s64,
+)
 from bpfpatch.analysis.tnum import U32, U64
 
 _TYPE_NAMES = {
@@ -120,7 +134,13 @@ def format_frame(f: Frame, regs: "list[int] | None" = None, slots: "list[int] | 
         s = f.stack[k]
         if all(c == "?" for c in s.types):
             continue
-        if s.types[7] == "r" and s.spilled is not None:
+        if s.types[0] == "i":  # an iterator (STACK_ITER): its first slot, as the kernel prints it
+            it = s.spilled
+            if it is not None and it.ref_obj_id:
+                state = {ITER_ACTIVE: "active", ITER_DRAINED: "drained"}.get(iter_state(it), "invalid")
+                out.append(f" fp{-(k + 1) * 8}=iter_{it.btf_name}(ref_id={it.ref_obj_id},state={state},"
+                           f"depth={iter_depth(it)})")
+        elif s.types[7] == "r" and s.spilled is not None:
             j = s.types.index("r")
             out.append(f" fp{-(k + 1) * 8}={s.types[:j]}{format_reg(s.spilled, f.frameno)}")
         else:
@@ -240,7 +260,7 @@ __all__ = ["format_reg", "format_frame", "format_state", "parse_log", "KernelLog
 
 # --- comparing with the kernel ----------------------------------------------------------------
 
-_IDS = re.compile(r"(?:(?<=\()|,)(?:id|ref_obj_id)=\d+(?:[+-]\d+)?,?")
+_IDS = re.compile(r"(?:(?<=\()|,)(?:id|ref_obj_id|ref_id)=\d+(?:[+-]\d+)?,?")
 
 
 def normalize(text: str) -> str:
