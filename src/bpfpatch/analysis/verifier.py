@@ -1172,9 +1172,13 @@ def _stacksafe(o: Frame, c: Frame, idmap: _IdMap, within: bool = False) -> bool:
 
 
 def _states_equal(env: _Env, old: State, cur: State, idx: int, within: bool = False) -> bool:
-    if len(old.frames) != len(cur.frames) or old.refs != cur.refs:
+    if len(old.frames) != len(cur.frames) or len(old.refs) != len(cur.refs):
         return False
     idmap = _IdMap()
+    # refsafe: the same number of references, their ids equal up to renaming (each path numbers its own)
+    for o, c in zip(old.refs, cur.refs):
+        if not idmap.check(o, c):
+            return False
     for depth, (of, cf) in enumerate(zip(old.frames, cur.frames)):
         if of.callsite != cf.callsite:
             return False
