@@ -95,3 +95,18 @@ def test_selftest_objects_match_the_kernel(name):
     assert results
     matched = [r.prog for r in results if r.verdict == "match"]
     assert len(matched) >= max(1, len(results) - 1), [(r.prog, r.verdict, r.first_diff) for r in results]
+
+
+def test_a_writable_dynptr_slice_gets_the_unclone_prologue(objdir):
+    # tc: bpf_dynptr_slice_rdwr is a packet write for seen_direct_write (check_kfunc_call ->
+    # may_access_direct_pkt_data), so the kernel puts bpf_unclone_prologue first; a read-only slice does not
+    # (both failed or matched for the wrong reason before: the pass only counted direct packet stores)
+    from bpfpatch.isa import decode_slots
+    from bpfpatch.kernel import load_object
+
+    path = compile_bpf(PROGS / "kernel" / "dynptr_write.c", objdir)
+    assert {r.prog: r.verdict for r in check_object(path, timeout=120)} == {"slice_write": "match", "slice_read": "match"}
+    with load_object(str(path)) as obj:
+        grown = {name: len(decode_slots(prog.as_loaded().xlated())) - len(decode_slots(prog.insns()))
+                 for name, prog in obj.programs.items()}
+    assert grown["slice_write"] > grown["slice_read"], grown  # the prologue

@@ -164,13 +164,24 @@ def _access_kind(insn: Insn) -> str | None:
     return None
 
 
+#: A writable slice of a packet's dynptr: check_kfunc_call asks may_access_direct_pkt_data for a write, which
+#: sets seen_direct_write (the unclone prologue) as a direct packet store does.
+DYNPTR_SLICE_RDWR = "bpf_dynptr_slice_rdwr"
+
+
+def _live_kfunc_calls(pl: PatchList) -> list[tuple[Node, InsnAux]]:
+    """(node, facts) of the kfunc calls some path reaches."""
+    return _live_with_facts(pl, lambda n, f: f.seen and KIND_OF[n.insn.code] == Kind.CALL and n.insn.src == BPF_PSEUDO_KFUNC_CALL)
+
+
 def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
-    """convert_ctx_accesses: the prologue, then every context access, narrow loads included."""
+    """convert_ctx_accesses: the prologue (a program that writes packet data directly, or through a
+    writable dynptr slice), then every context access, narrow loads included."""
     items = _live_with_facts(pl, lambda n, f: f.ptr_type is not None)  # every case below is a memory access
     accesses = [(kind, n.insn) for n, f in items if f.ptr_type == RegType.PTR_TO_CTX and (kind := _access_kind(n.insn))]
     tstamp_type_access = uses_tstamp_type(accesses, ptype)
     direct_write = any(f.ptr_type in _PKT and (_access_kind(n.insn) == WRITE or KIND_OF[n.insn.code] == Kind.ATOMIC)
-                       for n, f in items)
+                       for n, f in items) or any(f.extra_get("kfunc") == DYNPTR_SLICE_RDWR for _, f in _live_kfunc_calls(pl))
     todo = []
     for node, f in items:
         kind = _access_kind(node.insn)
