@@ -40,6 +40,11 @@ def test_prototypes_from_btf(obj):
     # an xdp program's context is xdp_md: a __sk_buff pointer is memory there
     xdp = {f.name: f for f in subprog_funcs(elf.btf, recs, ProgType.XDP).values()}
     assert xdp["ctx_len"].args[0].kind is ArgKind.MEM
+    # a struct named as kprobe's context typedef is kprobe's context (btf_is_prog_ctx_type compares the
+    # typedef's name before its struct's: test_global_func_ctx_args' kprobe_workaround_ctx); memory elsewhere
+    kprobe = {f.name: f for f in subprog_funcs(elf.btf, recs, ProgType.KPROBE).values()}
+    assert kprobe["regs_ctx"].args == (FuncArg(ArgKind.CTX),)
+    assert funcs["regs_ctx"].args[0].kind is ArgKind.MEM
 
 
 def test_global_call_sees_scalar_r0_and_callee_runs_alone():

@@ -42,6 +42,10 @@ CTX_TYPE_NAMES = {
 }
 # btf_is_projection_of: the kernel's own struct names the uapi one too
 PROJECTIONS = {"__sk_buff": "sk_buff", "xdp_md": "xdp_buff"}
+# The context type's own name where bpf_types.h names a typedef: btf_is_prog_ctx_type compares the
+# program's struct name with it before resolving it (kprobe's bpf_user_pt_regs_t -> pt_regs), so an
+# empty `struct bpf_user_pt_regs_t` -- the selftests' workaround for old kernels -- is kprobe's context.
+TYPEDEF_CTX_NAMES = {ProgType.KPROBE: "bpf_user_pt_regs_t"}
 _TAGS = ("ctx", "trusted", "nonnull", "nullable", "arena")
 
 
@@ -57,7 +61,7 @@ def _is_ctx(btf: TypeLookup, ptr: BtfType, prog_type: ProgType) -> bool:
     if t.kind not in (BtfKind.STRUCT, BtfKind.UNION) or not t.name:
         return False
     want = CTX_TYPE_NAMES.get(prog_type, "")
-    return bool(want) and t.name in (want, PROJECTIONS.get(want))
+    return bool(want) and t.name in (want, PROJECTIONS.get(want), TYPEDEF_CTX_NAMES.get(prog_type))
 
 
 def _arg_tags(btf: TypeLookup, func_id: int, count: int) -> dict[int, set[str]]:

@@ -28,6 +28,14 @@ __noinline int ctx_len(struct __sk_buff *skb)
 	return skb->len > 100;
 }
 
+/* kprobe's context named as its typedef: the empty struct the kernel's selftests use on old kernels */
+struct bpf_user_pt_regs_t {};
+
+__noinline int regs_ctx(struct bpf_user_pt_regs_t *ctx)
+{
+	return ctx != 0;
+}
+
 SEC("tc")
 int global_calls(struct __sk_buff *skb)
 {
