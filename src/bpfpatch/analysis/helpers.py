@@ -26,8 +26,10 @@ CHANGES_PKT_DATA = frozenset({
 })
 
 # Helpers that release the reference their argument holds (OBJ_RELEASE in the table) and
-# those returning an acquired reference (sk_lookup_*, skc_lookup_tcp, ringbuf_reserve).
-ACQUIRES = frozenset({"sk_lookup_tcp", "sk_lookup_udp", "skc_lookup_tcp", "ringbuf_reserve", "task_acquire"})
+# those returning an acquired reference (sk_lookup_*, skc_lookup_tcp, ringbuf_reserve; kptr_xchg: the old
+# pointer it takes out of the field, is_acquire_function).
+ACQUIRES = frozenset({"sk_lookup_tcp", "sk_lookup_udp", "skc_lookup_tcp", "ringbuf_reserve", "task_acquire",
+                      "kptr_xchg"})
 
 
 @dataclass(frozen=True)

@@ -2796,6 +2796,9 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
         elif r.type is not RegType.SCALAR:
             raise _err(idx, f"R{p.releases + 1} must be referenced when passed to release function")
     regs_arg1_ref = regs[1].ref_obj_id
+    xchg = regs[1]
+    xchg_field = _kptr_field(xchg.map, xchg.off + s64(xchg.var_off[0])) if p.name == "kptr_xchg" \
+        and xchg.type is RegType.PTR_TO_MAP_VALUE and xchg.map is not None and not xchg.var_off[1] else None
     r0 = _clobber_caller_saved(regs)  # a tail call that fails falls through the same way
     ret = p.ret
     if ret == "RET_VOID":
@@ -2858,6 +2861,8 @@ def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
         _make_dynptr(env, st, idx, new_dynptr[0], new_dynptr[1], ref)
     if p.name in RET_BTF_NAMES and r0.type in (RegType.PTR_TO_BTF_ID, RegType.PTR_TO_BTF_ID_OR_NULL):
         r0.btf_name = RET_BTF_NAMES[p.name]
+    if xchg_field is not None and r0.type is RegType.PTR_TO_BTF_ID_OR_NULL:
+        r0.btf_name = xchg_field[2]  # the old pointer of the map value's kptr field, its reference now ours
     return idx + 1
 
 
