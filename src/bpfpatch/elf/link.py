@@ -326,10 +326,15 @@ def _link_program(obj: ElfModel, section: str) -> Program:
         subprogs=subprogs,
         name=sec_name,
         meta={"section": sec_name, "map_refs": map_refs, "map_specs": map_specs, "license": obj.license,
+              LINKED_FROM: tuple((s, a, b, placed[(s, a)]) for s, a, b in pieces),
               **({CORE_RELOS: core_relos} if core_relos else {}),
               **({EXCEPTION_CALLBACK: exc} if (exc := exception_callback(obj, func_info)) is not None else {})},
     )
 
+
+#: Program.meta key: where each piece of a linked program came from, as (section, first slot, end slot,
+#: first slot in the linked program), in layout order (the entry section's piece first).
+LINKED_FROM = "linked_from"
 
 #: Program.meta key: the function an ``exception_callback:`` BTF declaration tag on the program's entry names
 #: ("" where it names none: the kernel adds its default, ``r0 = r1; exit``); absent where the object has no BTF.

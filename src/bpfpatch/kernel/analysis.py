@@ -12,7 +12,7 @@ kernel's BTF, as libbpf applies them before the verifier sees the program.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from bpfpatch.analysis.funcinfo import SubprogFunc
 from bpfpatch.analysis.verifier import Analysis, analyze
@@ -57,4 +57,47 @@ def analyze_object_program(program: Program, obj: Any, prog_type: Any, *, sectio
                    ctx_layout=ctx, **options)
 
 
-__all__ = ["analyze_object_program", "co_re_applied", "object_subprog_funcs"]
+def object_stack_depths(obj: Any) -> Callable[[Program, int], "int | None"]:
+    """The verifier's stack depth of each function of `obj`, as a function of (section's program, first slot).
+
+    For ``ctx.options["blind"]["stack_depth"]`` (`bpfpatch.passes.blind.verified_depth`):
+    on first use every section with a program type is linked with its ``.text``
+    callees (`bpfpatch.elf.link.link_program`) and analyzed as the kernel here
+    would (`analyze_object_program`); a function's depth is the deepest its
+    callers' verified paths gave it (the kernel's ``subprog_info[].stack_depth``,
+    rounded to 8 bytes), None where no section that loads reaches it.
+    """
+    from bpfpatch.elf.link import LINKED_FROM, link_program
+    from bpfpatch.errors import BpfPatchError
+    from bpfpatch.progtype import UnknownProgType
+
+    table: dict[tuple[str, int], int] = {}
+    done: list[bool] = []
+
+    def fill() -> None:
+        done.append(True)
+        for section in obj.programs:
+            try:
+                ptype = prog_type_of(section)
+            except UnknownProgType:
+                continue  # .text and untyped sections: reached only through their callers
+            try:
+                linked = link_program(obj, section)
+                facts = analyze_object_program(linked, obj, ptype, keep_states=False).aux
+            except BpfPatchError:
+                continue  # a section the kernel would refuse: no depth from it
+            for sec, start, end, at in linked.meta[LINKED_FROM]:
+                for k in range(start, end):
+                    aux = facts[at + k - start]
+                    if aux is not None and aux.seen:
+                        table[(sec, k)] = max(table.get((sec, k), 0), int(aux.extra_get("stack_depth", 0)))
+
+    def depth(program: Program, slot: int) -> "int | None":
+        if not done:
+            fill()
+        return table.get((program.meta.get("section", program.name), slot))
+
+    return depth
+
+
+__all__ = ["analyze_object_program", "co_re_applied", "object_stack_depths", "object_subprog_funcs"]

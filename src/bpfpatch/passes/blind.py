@@ -31,10 +31,11 @@ from bpfpatch.isa import KIND, KIND_OF, Insn, Kind, distinct_bytes
 from bpfpatch.isa.opcodes import AX_REG, CLASS_MASK, OP_MASK, SIZE_MASK, AluOp, InsnClass, JmpOp, Mode, PseudoSrc, Size, Source
 from bpfpatch.program import relocated_slots
 from bpfpatch.passes.base import PassContext
+from bpfpatch.passes.facts import analysis_of, verified_stack_depth
 from bpfpatch.analysis.liveness import list_liveness
 from bpfpatch.passes.liveness import MAX_STACK, initialized_in, stack_depths, subprogram_starts
 from bpfpatch.passes.regs import AUTO_ORDER, resolve_aux_reg
-from bpfpatch.errors import PatchError
+from bpfpatch.errors import BpfPatchError, PatchError
 from bpfpatch.patch import PatchInsn, PatchList
 from bpfpatch.patch.bulk import Row, S
 
@@ -134,6 +135,43 @@ def _draws(rng: random.Random, count: int) -> np.ndarray:
     return np.frombuffer(rng.getrandbits(32 * count).to_bytes(4 * count, "little"), dtype="<u4").view(np.int32)
 
 
+def verified_depth(pl: PatchList, entry, ctx: PassContext, cache: dict) -> tuple[int | None, str]:
+    """The verifier's stack depth of the subprogram whose first node is `entry`, or (None, why not).
+
+    Where `stack_depths` cannot follow the frame (a stack pointer moved by a
+    register), the verifier can: it bounds the register and counts the
+    access's lowest byte (`verified_stack_depth`).  In order: the facts on
+    the node (`bpfpatch.passes.facts.attach_facts` ran), the caller's
+    ``ctx.options["blind"]["stack_depth"]`` (a function of the list's
+    program and the subprogram's first slot, giving a depth or None: the
+    ELF layer's, which verifies the sections that call into ``.text``), or
+    the analysis of the list's program as ``ctx.prog_type`` (run once, kept
+    in `cache`).
+    """
+    depth = verified_stack_depth(entry)
+    if depth is not None:
+        return depth, ""
+    slot = entry.orig_idx
+    if slot < 0:
+        return None, "the subprogram starts with an inserted instruction"
+    given = ctx.options.get("blind", {}).get("stack_depth")
+    if given is not None:
+        depth = given(pl.program, slot)
+        return (depth, "") if depth is not None else (None, "the verifier did not reach it")
+    if ctx.prog_type is None:
+        return None, "no program type to verify it as"
+    if "facts" not in cache:
+        try:
+            cache["facts"] = analysis_of(pl.program, ctx.prog_type)
+        except BpfPatchError as exc:
+            cache["facts"] = f"the verifier's analysis refused it: {exc}"
+    facts = cache["facts"]
+    if isinstance(facts, str):
+        return None, facts
+    aux = facts[slot] if slot < len(facts) else None
+    return (int(aux.extra_get("stack_depth", 0)), "") if aux is not None and aux.seen else (None, "the verifier did not reach it")
+
+
 def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
     """Blind sites where every register is live: without a scratch register, or with one saved on the stack.
 
@@ -148,6 +186,8 @@ def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
         if r2 > 7 goto L  *(u64 *)(r10 - S) = rX; rX = rnd ^ 7; rX ^= rnd; if r2 > rX goto +2;
                           rX = *(u64 *)(r10 - S); goto +2; rX = *(u64 *)(r10 - S); goto L
 
+    The depth is `stack_depths`' where it follows the frame, else the
+    verifier's (`verified_depth`, the kernel's rounding to 8 bytes).
     `PatchError` names the site when no register or no stack slot can be had.
     """
     nodes = list(pl)
@@ -156,6 +196,7 @@ def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
     starts = subprogram_starts(pl, nodes)
     depths = stack_depths(pl, nodes, starts)
     slots: dict[int, int] = {}
+    verified: dict = {}
     for nid in site_ids.tolist():
         node = pl.node(int(nid))
         i = position[node.id]
@@ -167,9 +208,11 @@ def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:
         sub = max(k for k, st in enumerate(starts) if st <= i)
         depth = depths[sub]
         where = f"blind: instruction {node.orig_idx if node.orig_idx >= 0 else '(inserted)'}"
-        if depth is None:
-            raise PatchError(f"{where}: every register is live and the subprogram's stack use is not understood "
-                             "(a stack pointer moved by a register); no slot to spill a scratch register to")
+        if depth is None and sub not in slots:
+            depth, why = verified_depth(pl, nodes[starts[sub]], ctx, verified)
+            if depth is None:
+                raise PatchError(f"{where}: every register is live and the subprogram's stack use is not understood "
+                                 f"(a stack pointer moved by a register; {why}); no slot to spill a scratch register to")
         slot = -((depth + 7) // 8 * 8 + 8) if sub not in slots else slots[sub]
         if -slot > MAX_STACK:
             raise PatchError(f"{where}: every register is live and the stack is full ({depth} of {MAX_STACK} bytes)")

@@ -88,6 +88,19 @@ def require_facts(node: Node, what: str) -> InsnAux:
     return aux
 
 
+def verified_stack_depth(node: Node) -> int | None:
+    """By the facts on a subprogram's first node: its stack depth as the verifier computed it, or None (no facts).
+
+    The kernel's ``subprog_info[].stack_depth``: the deepest byte any verified
+    path of the subprogram touched below its frame pointer, rounded up to 8
+    (update_stack_depth); a variable-offset access counts its lowest bound.
+    """
+    aux = facts_of(node)
+    if aux is None:
+        return None
+    return int(aux.extra_get("stack_depth", 0))
+
+
 def is_ctx_access(node: Node) -> bool | None:
     """By the facts: does the node access memory through the context pointer? (None: no facts.)"""
     aux = facts_of(node)
@@ -96,4 +109,5 @@ def is_ctx_access(node: Node) -> bool | None:
     return aux.ptr_type == RegType.PTR_TO_CTX
 
 
-__all__ = ["analysis_of", "attach_facts", "facts_of", "has_facts", "is_ctx_access", "require_facts"]
+__all__ = ["analysis_of", "attach_facts", "facts_of", "has_facts", "is_ctx_access", "require_facts",
+           "verified_stack_depth"]
