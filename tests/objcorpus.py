@@ -21,7 +21,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bpfpatch.elf import read_object
 from bpfpatch.elf.rewrite import rewrite_object
+from bpfpatch.kernel.analysis import for_object
+from bpfpatch.passes import PassContext
 from bpfpatch.errors import BpfPatchError
 
 #: Every pass alone, the kernel's own order of its fixups, and everything.
@@ -232,7 +235,8 @@ def run(paths: list[Path], *, passes: bool = True, verbose: bool = False, loader
             key = "+".join(ps)
             c = t.per_pass.setdefault(key, Counter())
             try:
-                out = rewrite_object(data, None, list(ps))
+                ctx = for_object(PassContext(aux_reg="auto"), read_object(data, opaque=True), ps)  # as `bpfpatch patch`
+                out = rewrite_object(data, None, list(ps), ctx=ctx)
             except BpfPatchError as exc:
                 c["refused"] += 1
                 t.failures.append(f"{path.name}: {key}: refused: {exc}")

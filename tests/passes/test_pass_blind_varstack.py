@@ -11,7 +11,7 @@ from bpfpatch.elf.rewrite import rewrite_object
 from bpfpatch.isa.build import (
     Size, add64_imm, add64_reg, and64_imm, exit_insn, ldx_mem, mov64_imm, mov64_reg, rsh64_imm, stx_mem, xor64_reg,
 )
-from bpfpatch.kernel.analysis import object_stack_depths
+from bpfpatch.kernel.analysis import for_object
 from bpfpatch.passes import PassContext, run_passes
 from conftest import PROGS, compile_bpf
 
@@ -69,7 +69,7 @@ def test_an_object_whose_subprogram_indexes_a_stack_array_is_blinded_and_loads(c
     data = obj.read_bytes()
     with pytest.raises(PatchError, match="stack use is not understood"):  # .text alone: no program type
         rewrite_object(data, None, ["blind"])
-    ctx = PassContext(seed=5, aux_reg="auto", options={"blind": {"stack_depth": object_stack_depths(read_object(data))}})
+    ctx = for_object(PassContext(seed=5, aux_reg="auto"), read_object(data), ["blind"])  # as `bpfpatch patch` does
     out = rewrite_object(data, None, ["blind"], ctx=ctx)
     assert loads(data, "varstack")[0]
     ok, why = loads(out, "varstack+blind")

@@ -181,10 +181,9 @@ def _patch_object(file: Path, output: Path, names: list[str], ctx: PassContext, 
     from bpfpatch.elf.rewrite import check_loadable, sections_to_rewrite
 
     obj = read_object(file, opaque=True)
-    if "blind" in names:  # a frame blind cannot follow: the verifier's depth, from the sections that call it
-        from bpfpatch.kernel.analysis import object_stack_depths
+    from bpfpatch.kernel.analysis import for_object
 
-        ctx.options.setdefault("blind", {}).setdefault("stack_depth", object_stack_depths(obj))
+    for_object(ctx, obj, names)  # blind: a frame it cannot follow gets the verifier's depth
     rewritten = {}
     for name in sections_to_rewrite(obj, names, [section] if section else None):
         rewritten[name] = check_loadable(name, rewrite(obj.programs[name], names, _typed(ctx, name, given), relax))

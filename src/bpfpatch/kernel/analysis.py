@@ -100,4 +100,13 @@ def object_stack_depths(obj: Any) -> Callable[[Program, int], "int | None"]:
     return depth
 
 
-__all__ = ["analyze_object_program", "co_re_applied", "object_stack_depths", "object_subprog_funcs"]
+def for_object(ctx: Any, obj: Any, passes: Any) -> Any:
+    """`ctx` (a `bpfpatch.passes.PassContext`) with what `passes` may ask of the object `obj`'s analysis:
+    for ``blind``, `object_stack_depths` (unless the caller gave its own).  Returns `ctx`."""
+    names = {p if isinstance(p, str) else getattr(p, "name", "") for p in passes}
+    if "blind" in names:
+        ctx.options.setdefault("blind", {}).setdefault("stack_depth", object_stack_depths(obj))
+    return ctx
+
+
+__all__ = ["analyze_object_program", "co_re_applied", "for_object", "object_stack_depths", "object_subprog_funcs"]
