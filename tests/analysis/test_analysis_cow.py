@@ -39,14 +39,13 @@ def _deep_snapshot(self: State, prev: State | None = None) -> State:
 @contextlib.contextmanager
 def _nothing_shared():
     """Every frozen state a deep copy of its own: what the analysis did before copy on write."""
-    saved = State.snapshot, State.freeze, State.thaw
+    saved = State.snapshot, State.park
     State.snapshot = _deep_snapshot
-    State.freeze = lambda self, ref: None
-    State.thaw = lambda self: None
+    State.park = lambda self, ref, idx, prev: (self, idx, prev)  # waits as it is, taken up as it is
     try:
         yield
     finally:
-        State.snapshot, State.freeze, State.thaw = saved
+        State.snapshot, State.park = saved
 
 
 def _result(prog, prog_type: str, budget: int) -> tuple:

@@ -9,6 +9,8 @@ and a packed frame against the frame it was made from.
 
 from __future__ import annotations
 
+from array import array
+
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ from bpfpatch.analysis.state import (
     pack_reg,
     unpack_frame,
     unpack_reg,
+    unpark,
 )
 from bpfpatch.analysis.verifier import AnalysisError, analyze
 
@@ -179,6 +182,52 @@ def test_a_packed_frame_holds_its_changes_and_unpacks_to_the_frame():
     assert unpack_frame(packed).stack[1].types == "00000000"
     other = Frame(1, callsite=3)
     assert other.pack(prev).__class__ is Frame  # another function's frame: a frozen frame of its own
+
+
+def _state_fields(st: State) -> tuple:
+    frames = tuple((tuple(_fields(r) for r in f.regs), {k: (sl.types, sl.spilled and _fields(sl.spilled))
+                                                        for k, sl in f.stack.items()},
+                    f.callsite, f.frameno, f.subprog, f.callback_depth) for f in st.frames)
+    return (frames, list(st.refs), st.parent, list(st.hist), st.jhist, st.first_idx, st.may_goto_depth,
+            st.branches, st.hit, st.miss)
+
+
+@pytest.mark.parametrize("calls", [0, 1, 2])
+def test_a_parked_branch_is_one_tuple_and_unparks_to_the_state(calls):
+    # a pending branch waits as one tuple (its walk fields and packed frames, the last one's fields its
+    # tail), not a State, a frames tuple and a stack entry; taken up, it is the state it was, owned anew
+    caller = Frame(0)
+    caller.regs[10] = Reg.pointer(RegType.PTR_TO_STACK)
+    caller.regs[1] = Reg.pointer(RegType.PTR_TO_CTX)
+    caller.stack[0] = Slot("mmmmmmmm")
+    frames = [caller] + [Frame(k + 1, callsite=10 * k + 5, subprog=k + 1) for k in range(calls)]
+    parent = State([caller.copy()])
+    ref = State([f.copy() for f in frames]).snapshot()
+    live = State([f.copy() for f in frames])
+    live.cur.regs[0] = Reg.known(7)
+    live.cur.regs[3] = Reg.unknown()
+    live.cur.regs[3].umax = 99
+    live.cur.stack[2] = Slot("00000000")
+    live.refs, live.parent, live.jhist, live.first_idx, live.may_goto_depth = [4], parent, 3, 17, 1
+    live.hist.extend([5, 6, 1 << 40 | 9])
+    want = _state_fields(live)
+    for r in (ref, None):
+        rec = _copy_state(live).park(r, 812, 811)
+        assert rec.__class__ is tuple and rec[:3] == (812, 811, parent)
+        assert not any(x.__class__ is State for x in rec[3:])  # the parent checkpoint only
+        back, idx, prev = unpark(rec)
+        assert (idx, prev) == (812, 811) and _state_fields(back) == want
+        assert all(a is not b for f, g in zip(back.frames, live.frames) for a, b in zip(f.regs, g.regs))
+        assert back.frames.__class__ is list and back.hist.__class__ is array
+    counted = _copy_state(live)
+    counted.branches = 1  # a checkpoint's counters: waits as it is
+    assert counted.park(ref, 3, 2) == (counted, 3, 2) and unpark((counted, 3, 2)) == (counted, 3, 2)
+
+
+def _copy_state(st: State) -> State:
+    c = st.copy()
+    c.refs, c.may_goto_depth = list(st.refs), st.may_goto_depth
+    return c
 
 
 def test_a_kept_state_is_a_snapshot_without_the_walks_bookkeeping():

@@ -16,9 +16,10 @@ objects and changes them in place.  Every other state -- a kept snapshot
 (``InsnAux.states``, a `Snapshot`), a checkpoint (an explored state), a pending branch
 waiting on the walk's stack -- is *frozen*: its registers, slots and frames
 are shared with the frozen states made before it (`Frame.snapshot`) and are
-never changed in place.  A pending branch is thawed (`State.thaw`: owned
-copies) when the walk takes it up -- past the first 512 it waits packed (`Frame.pack`: the frozen frame it
-shares with and the registers that differ, a plain scalar as one int, `pack_reg`); precision marks, the only writes into a
+never changed in place.  Past the first 512 a pending branch waits as one tuple (`State.park`: its walk
+fields and frames packed, `Frame.pack`: the frozen frame it shares with and the registers that differ, a
+plain scalar as one int, `pack_reg`), made a live state with owned copies (`unpark`) when the walk takes it
+up; precision marks, the only writes into a
 checkpoint, replace what they change (`State.set_precise`); a checkpoint's
 dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 `check_frozen` verify in tests that nothing frozen changed.
@@ -641,7 +642,7 @@ class Frame:
         return f
 
     def pack(self, prev: "Frame | None") -> "Frame | tuple":
-        """This frame frozen for a pending branch (`State.freeze`; it is not used after).  When `prev`, a frozen
+        """This frame frozen for a pending branch (`State.park`; it is not used after).  When `prev`, a frozen
         frame, is the same function's frame at the same call depth and is shared (no state may change it), the
         packed form ``(prev, stack, regno, reg, regno, reg, ...)``: `prev` and the registers that differ from it,
         a plain scalar as one int (`pack_reg`), ``stack`` None when every slot is `prev`'s, else the slots (the
@@ -910,27 +911,28 @@ class State(Snapshot):
         self.miss = 0
         self.may_goto_depth = 0  # may_goto loop bodies entered on this path
 
-    def freeze(self, ref: "State | None") -> None:
-        """Make this state frozen (a pending branch, not changed until `thaw`): its frames share with `ref`, a
-        frozen state, what is equal to it, and its own registers and slots become the frozen ones.  A frame
-        like its frame in `ref` is packed (`Frame.pack`): that frame and the registers that differ, a plain
-        scalar as one int."""
+    def park(self, ref: "State | None", idx: int, prev: int) -> tuple:
+        """This state as a pending branch to `idx` (jumped to from `prev`), packed in one tuple while it waits:
+        ``(idx, prev, parent, history bytes, jhist, first_idx, may_goto_depth, refs, frame count, frames...)``.
+        Each frame is packed (`Frame.pack`) against its frame in `ref`, a frozen state: that frame and the
+        registers that differ, a plain scalar as one int; the last frame's packed fields are the record's tail.
+        The state is not used after; `unpark` makes a live state again.  A state with walk counters of a
+        checkpoint (branches, hits, misses) is not packed: ``(self, idx, prev)``, what `unpark` gives back as it is."""
+        if self.branches or self.hit or self.miss:
+            return (self, idx, prev)
         pf = ref.frames if ref is not None else ()
-        self.frames = tuple([f.pack(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)])
-        if ref is not None and ref.refs == self.refs:
-            self.refs = ref.refs
-        self.hist = self.hist.tobytes()  # the history's bytes while it waits (an array has room to grow)
-
-    def thaw(self) -> None:
-        """Make a frozen state live (changed in place from now on): owned copies of its frames.  A state that
-        was not frozen (the walk's first, a branch that was never frozen) is left as it is."""
-        if self.hist.__class__ is not bytes:
-            return
-        self.frames = [f.copy() if f.__class__ is Frame else unpack_frame(f) for f in self.frames]
-        self.refs = list(self.refs)
-        hist = array("q")
-        hist.frombytes(self.hist)
-        self.hist = hist
+        frames = self.frames
+        refs = ref.refs if ref is not None and ref.refs == self.refs else self.refs
+        out = [idx, prev, self.parent, self.hist.tobytes(), self.jhist, self.first_idx, self.may_goto_depth, refs,
+               len(frames)]
+        last = len(frames) - 1
+        for k, f in enumerate(frames):
+            packed = f.pack(pf[k] if k < len(pf) else None)
+            if k == last and packed.__class__ is tuple:
+                out.extend(packed)
+            else:
+                out.append(packed)
+        return tuple(out)
 
     def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,
@@ -955,6 +957,37 @@ class State(Snapshot):
                     FROZEN.append((sl, _slot_fields(sl)))
 
 
-__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "pack_reg", "unpack_reg", "unpack_frame", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
+#: The fields of a `State.park` record before its frames.
+_PARKED_HEAD = 9
+
+
+def unpark(record: tuple) -> "tuple[State, int, int]":
+    """(live state, index, jumped from) of a pending branch `State.park` packed: the state's frames owned copies
+    (``from prev to idx``); a ``(state, idx, prev)`` entry as it is."""
+    if record[0].__class__ is not int:
+        return record
+    nf = record[8]
+    frames = []
+    for k in range(_PARKED_HEAD, _PARKED_HEAD + nf - 1):
+        f = record[k]
+        frames.append(f.copy() if f.__class__ is Frame else unpack_frame(f))
+    at = _PARKED_HEAD + nf - 1
+    if len(record) == at + 1:
+        f = record[at]
+        frames.append(f.copy() if f.__class__ is Frame else unpack_frame(f))
+    else:
+        frames.append(unpack_frame(record[at:]))
+    s = State.__new__(State)
+    s.frames = frames
+    s.refs = list(record[7])
+    s.parent = record[2]
+    hist = s.hist = array("q")
+    hist.frombytes(record[3])
+    s.branches = s.hit = s.miss = 0
+    s.jhist, s.first_idx, s.may_goto_depth = record[4], record[5], record[6]
+    return s, record[0], record[1]
+
+
+__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "pack_reg", "unpack_reg", "unpack_frame", "unpark", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
            "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg"]

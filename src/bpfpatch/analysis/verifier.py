@@ -67,6 +67,7 @@ from bpfpatch.analysis.state import (
     Reg,
     Slot,
     State,
+    unpark,
     bounds_sane,
     coerce_subreg_to_size_sx,
     coerce_to_size,
@@ -129,7 +130,7 @@ PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSE
 PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
 MAX_CALL_FRAMES = 8
 BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192  # pending branches the kernel keeps at most
-#: Pending branches beyond this many are frozen while they wait (`State.freeze`: shared with a snapshot,
+#: Pending branches beyond this many are packed while they wait (`State.park`: shared with a snapshot,
 #: copied again when taken up, about a fifth more work per branch); the first 512 are not (real programs
 #: keep up to a thousand: pyperf_global 560, strobemeta_nounroll1 929; freezing from 64 on made
 #: pyperf_global's analysis 20% slower, its peak 30% smaller; jump fan-in at 1,000: 2,550 B/insn, 1,665 from 64).
@@ -488,8 +489,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
     keep_states, budget = env.keep_states, env.budget
     last = env.last  # the newest frozen snapshot (kept, with keep_states): frozen states share with it
     while stack:
-        state, idx, prev = stack.pop()
-        state.thaw()  # a pending branch was frozen (shared with others) while it waited
+        state, idx, prev = unpark(stack.pop())  # a pending branch past the first 512 waited packed
         if log is not None:
             text = format_state(state)
             log.append(f"from {prev} to {idx}: {text}" if prev >= 0 else f"{idx}: {text}")
@@ -568,8 +568,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     pushed.jhist = state.jhist
                     if pushed.parent is not None:
                         pushed.parent.branches += 1
-                    if freeze:  # shares with the newest frozen snapshot what is equal to it
-                        pushed.freeze(last)
+                    if freeze:  # one tuple, sharing with the newest frozen snapshot what is equal to it
+                        stack[k] = pushed.park(last, stack[k][1], stack[k][2])
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
             if nxt is None:
