@@ -524,6 +524,18 @@ def iter_depth(info: Reg) -> int:
     return info.mem_size
 
 
+# A kernel-struct pointer (PTR_TO_BTF_ID) keeps the kernel's PTR_TRUSTED flag in ``range`` (unused by such
+# pointers; the kernel's union overlays it too): a trusted pointer is never NULL (``is_trusted_reg``).
+def btf_trusted(r: Reg) -> bool:
+    """Does the kernel-struct pointer `r` carry PTR_TRUSTED?"""
+    return r.range == 1
+
+
+def mark_btf_trusted(r: Reg) -> None:
+    """Give the kernel-struct pointer `r` the PTR_TRUSTED flag."""
+    r.range = 1
+
+
 def iter_reg(kind: str, ref: int, state: int, depth: int) -> Reg:
     """A new iterator's register (the slot's ``spilled_ptr``): `kind`, reference, state and depth."""
     info = Reg(RegType.SCALAR)
@@ -990,4 +1002,4 @@ def unpark(record: tuple) -> "tuple[State, int, int]":
 
 __all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "pack_reg", "unpack_reg", "unpack_frame", "unpark", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
-           "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg"]
+           "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg", "btf_trusted", "mark_btf_trusted"]

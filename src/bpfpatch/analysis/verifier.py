@@ -41,7 +41,7 @@ from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
 from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
 from bpfpatch.analysis.funcinfo import ArgKind, SubprogFunc
 from bpfpatch.analysis.helpers import HelperProto, helper_name, proto
-from bpfpatch.analysis.kfuncs import KernelTypes
+from bpfpatch.analysis.kfuncs import KernelTypes, kfunc_flags
 from bpfpatch.analysis.livestack import LiveStack, Successors
 from bpfpatch.analysis.liveness import slot_edges, slot_liveness, uses_defs
 from bpfpatch.analysis.scc import MAX_BACKEDGE_ITERS, SccVisit, SccVisits, scc_ids
@@ -69,12 +69,14 @@ from bpfpatch.analysis.state import (
     State,
     unpark,
     bounds_sane,
+    btf_trusted,
     coerce_subreg_to_size_sx,
     coerce_to_size,
     coerce_to_size_sx,
     iter_depth,
     iter_reg,
     iter_state,
+    mark_btf_trusted,
     mark_known,
     mark_known32,
     mark_not_init,
@@ -3236,6 +3238,8 @@ def _iter_next(env: _Env, st: State, idx: int, stack: list, at: tuple[Frame, int
         a0 = active.regs[0]
         if a0.type in NULLABLE:
             a0.type = NULLABLE[a0.type]  # mark_ptr_not_null_reg: the element keeps its id
+        if a0.type is RegType.PTR_TO_BTF_ID and "KF_RCU_PROTECTED" not in kfunc_flags(f"bpf_iter_{info.btf_name}_new"):
+            mark_btf_trusted(a0)  # check_kfunc_call: an element of an iterator not under RCU is PTR_TRUSTED
         stack.append((active, idx + 1, idx))
     frame.stack[k] = Slot(STACK_ITER * 8, iter_reg(info.btf_name, info.ref_obj_id, ITER_DRAINED, iter_depth(info)))
     r0 = st.regs[0]
@@ -3590,7 +3594,7 @@ def _not_null(r: Reg) -> bool:
     # rdonly_untrusted_mem(sz=0)) may be NULL: 6.18 keeps the branch
     if r.type is RegType.PTR_TO_MEM and r.mem_size == 0:
         return False
-    return (r.type in NOT_NULL_TYPES or (r.type is RegType.PTR_TO_BTF_ID and r.ref_obj_id != 0)) \
+    return (r.type in NOT_NULL_TYPES or (r.type is RegType.PTR_TO_BTF_ID and (r.ref_obj_id != 0 or btf_trusted(r)))) \
         and -BPF_MAX_VAR_OFF < r.smin and r.smax < BPF_MAX_VAR_OFF
 
 

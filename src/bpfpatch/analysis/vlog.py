@@ -24,6 +24,7 @@ from bpfpatch.analysis.state import (
     Frame,
     Reg,
     State,
+    btf_trusted,
     iter_depth,
     iter_state,
     s64,
@@ -90,6 +91,8 @@ def format_reg(r: Reg, frameno: int = 0) -> str:
         if r.var_off[1] == 0:
             return name + _snum(s64(r.var_off[0] + r.off))
     if t is RegType.PTR_TO_BTF_ID or t is RegType.PTR_TO_BTF_ID_OR_NULL:
+        if t is RegType.PTR_TO_BTF_ID and btf_trusted(r):
+            name = prefix + "trusted_" + name[len(prefix):]
         name += r.btf_name
     elif (t is RegType.PTR_TO_MEM or t is RegType.PTR_TO_MEM_OR_NULL) and r.btf_name == "rdonly":
         name = prefix + "rdonly_" + name[len(prefix):]  # MEM_RDONLY
