@@ -78,3 +78,16 @@ def test_an_object_whose_subprogram_indexes_a_stack_array_is_blinded_and_loads(c
     orig = read_object(data).programs[".text"]
     deepest = min(_spill_offsets(orig))  # the frame's deepest slot (below the array a[k & 7] indexes)
     assert _spill_offsets(text) - _spill_offsets(orig) == {deepest - 8}
+
+
+def test_a_function_no_call_in_its_section_reaches_gets_its_own_depth():
+    # .text as other sections call it: a small function at 0, the moved frame at 2; no call joins them here,
+    # yet the verifier keeps two frames (pping's .text: 885 and 951).  The spill goes below the second's
+    # depth (64), not the first's (0: r10 - 8 would overwrite the second's own stack).
+    second = _moved_frame(-64)
+    prog = Program.from_insns([mov64_imm(0, 0), exit_insn(), *second.insns], subprogs=[0, 2])
+    depths = {0: 0, 2: 64}
+    ctx = PassContext(seed=3, aux_reg="auto")
+    ctx.options["blind"] = {"stack_depth": lambda program, slot: depths.get(slot)}
+    out = run_passes(prog, ["blind"], ctx)
+    assert _spill_offsets(out) == {-72}

@@ -41,9 +41,15 @@ def _successors(pl, nodes: list) -> list[tuple[int, ...]]:
 
 
 def subprogram_starts(pl, nodes: list) -> list[int]:
-    """Indices (into `nodes`) where a subprogram starts: 0 and every pseudo call / pseudo func target."""
+    """Indices (into `nodes`) where a subprogram starts: 0, every pseudo call / pseudo func target, and every
+    function the program names (``Program.subprogs``: func_info, the ELF symbols), as the verifier splits it.
+
+    A ``.text`` function only other sections call is no call target here, yet
+    the kernel verifies it as a subprogram of its own (its own frame and depth).
+    """
     index = {node.id: i for i, node in enumerate(nodes)}
-    starts = {0}
+    named = set(pl.program.subprogs)
+    starts = {0} | {i for i, node in enumerate(nodes) if node.orig_idx in named}
     for node in nodes:
         insn = node.insn
         kind = KIND_OF[insn.code]
