@@ -75,6 +75,22 @@ def test_bulk_kernel_div_guard_shape():
     ]
 
 
+@pytest.mark.parametrize("consecutive", [True, False])
+def test_a_function_giving_one_value_for_all_sites_beside_a_site_field(consecutive):
+    """A template field from a function that returns one int (not one per site) beside ``S.<field>``: the
+    value goes to every site (the in-place combine of the site fields refused the one-value array)."""
+    code = [Insn(0xB7, 0, 0, 0, 7), Insn(0xB7, 1, 0, 0, 2), Insn(0x3F, 0, 1), Insn(0x3F, 1, 0), Insn(0x95)]
+    if not consecutive:
+        code.insert(3, Insn(0x07, 0, 0, 0, 1))
+    prog = Program.from_insns(code)
+    sites = np.flatnonzero(prog.slots["code"] == 0x3F)
+    cases = [(lambda s: 3, S.dst, [(0xBF, 3, 0, 0, 0), (0xBF, 3, 1, 0, 0)]),  # r3 = the site's dst
+             (S.src, lambda s: 3, [(0xBF, 1, 3, 0, 0), (0xBF, 0, 3, 0, 0)])]  # the site's src = r3
+    for dst, src, want in cases:
+        out = slots_rows(replace_sites(prog, [(sites, [Row(0xBF, dst=dst, src=src), SITE])]))
+        assert [row for row in out if row[0] == 0xBF] == want
+
+
 def _instantiate(template, node, i):
     """The patch `PatchList.replace_rows` means for one site, as plain replace items."""
     insn = node.insn

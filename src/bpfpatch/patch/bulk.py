@@ -151,7 +151,9 @@ def _row_word(row: Row, site_words: np.ndarray, out: np.ndarray | None = None) -
             move = from_shift - shift
             part = site_words >> _U64(move) if move > 0 else site_words << _U64(-move) if move else site_words.copy()
             part &= _U64((from_mask & mask) << shift)
-            dynamic = part if dynamic is None else np.bitwise_or(dynamic, part, out=dynamic)
+            # in place where both are one word per site (a function may have given one value for all)
+            dynamic = part if dynamic is None else np.bitwise_or(dynamic, part, out=dynamic) \
+                if dynamic.shape == part.shape else dynamic | part
             continue
         else:
             part = np.asarray(v(np.ascontiguousarray(site_words).view(SLOT_DTYPE)))  # a view, no copy
