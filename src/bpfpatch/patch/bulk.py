@@ -129,8 +129,8 @@ def _row_word(row: Row, site_words: np.ndarray, out: np.ndarray | None = None) -
 
     Constant fields fold into one scalar; ``S.<field>`` values are moved with
     one shift and one mask on the site words; any other function gets the
-    structured site rows.  With `out` (an array of one word per site) a
-    per-site result is written there, a scalar is returned as it is.
+    structured site rows.  With `out` (an array of one word per site) the
+    words are written there, a constant row's one word into every site.
     """
     const = 0
     dynamic = None
@@ -151,10 +151,7 @@ def _row_word(row: Row, site_words: np.ndarray, out: np.ndarray | None = None) -
             move = from_shift - shift
             part = site_words >> _U64(move) if move > 0 else site_words << _U64(-move) if move else site_words.copy()
             part &= _U64((from_mask & mask) << shift)
-            # in place where both are one word per site (a function may have given one value for all)
-            dynamic = part if dynamic is None else np.bitwise_or(dynamic, part, out=dynamic) \
-                if dynamic.shape == part.shape else dynamic | part
-            continue
+            shift = 0  # already in its place
         else:
             part = np.asarray(v(np.ascontiguousarray(site_words).view(SLOT_DTYPE)))  # a view, no copy
             if part.dtype.kind == "i":  # two's complement bits of negative offsets/immediates
@@ -162,8 +159,15 @@ def _row_word(row: Row, site_words: np.ndarray, out: np.ndarray | None = None) -
             part = part.astype(_U64) & _U64(mask)
         if shift:
             part <<= _U64(shift)
-        dynamic = part if dynamic is None else dynamic | part
+        if dynamic is None:
+            dynamic = part
+        elif dynamic.shape == part.shape:
+            np.bitwise_or(dynamic, part, out=dynamic)  # both owned: no new array per field
+        else:  # a function gave one value for every site
+            dynamic = dynamic | part
     if dynamic is None:
+        if out is not None:
+            out[...] = _U64(const)
         return _U64(const)
     if out is not None:
         return np.bitwise_or(dynamic, _U64(const), out=out)
@@ -271,9 +275,7 @@ def _write_rows(out, out64, words, first, target_of, sites, template, run: bool)
                 column[...] = site_words
                 continue
             if not isinstance(row, _Site) and not row.to_site_target:
-                word = _row_word(row, site_words, column)
-                if not isinstance(word, np.ndarray):
-                    column[...] = word
+                _row_word(row, site_words, column)
                 continue
             # A row with a reference: its positions, as the scattered layout has them.
             at = np.arange(b0 + r, b0 + t * len(sites), t, dtype=np.int64)
@@ -318,27 +320,18 @@ def replace_sites(program: Program, groups: Sequence[tuple[np.ndarray, Template]
             if isinstance(row, Row) and not callable(row.code) and row.code == LD_IMM64:
                 raise PatchError(f"group {g}: templates cannot contain ld_imm64")
         run = CONSECUTIVE_BLOCKS and _consecutive(sites)
-        if run:  # one run of slots: its bounds are its ends, and it is marked with slices
-            lo, hi = int(sites[0]), int(sites[-1]) + 1
-            if lo < 0 or hi > n:
+        if len(sites):
+            # one run of slots: its bounds are its ends, and it is marked with a slice
+            lo, hi = (int(sites[0]), int(sites[-1])) if run else (int(sites.min()), int(sites.max()))
+            if lo < 0 or hi >= n:
                 raise PatchError(f"group {g}: site outside the program")
-            if has_ld and (~starts[lo:hi] | (code[lo:hi] == LD_IMM64)).any():
+            where = slice(lo, hi + 1) if run else sites
+            if has_ld and (~starts[where] | (code[where] == LD_IMM64)).any():
                 raise PatchError(f"group {g}: sites must be single-slot instructions")
-            if is_site[lo:hi].any():
-                raise PatchError(f"group {g}: a site is patched twice")
-            is_site[lo:hi] = True
-            length[lo:hi] = len(template)
+            is_site[where] = True
+            length[where] = len(template)
             n_sites += len(sites)
-            prepared.append((sites, template, True))
-        elif len(sites):
-            if sites.min() < 0 or sites.max() >= n:
-                raise PatchError(f"group {g}: site outside the program")
-            if has_ld and (~starts[sites] | (code[sites] == LD_IMM64)).any():
-                raise PatchError(f"group {g}: sites must be single-slot instructions")
-            is_site[sites] = True
-            length[sites] = len(template)
-            n_sites += len(sites)
-            prepared.append((sites, template, False))
+            prepared.append((sites, template, run))
         # A site listed twice (in one group or two) sets the same flag twice.
         if int(np.count_nonzero(is_site)) != n_sites:
             raise PatchError(f"group {g}: a site is patched twice")
