@@ -169,19 +169,20 @@ def _access_kind(insn: Insn) -> str | None:
 DYNPTR_SLICE_RDWR = "bpf_dynptr_slice_rdwr"
 
 
-def _live_kfunc_calls(pl: PatchList) -> list[tuple[Node, InsnAux]]:
-    """(node, facts) of the kfunc calls some path reaches."""
-    return _live_with_facts(pl, lambda n, f: f.seen and KIND_OF[n.insn.code] == Kind.CALL and n.insn.src == BPF_PSEUDO_KFUNC_CALL)
+def _is_kfunc_call(insn: Insn) -> bool:
+    """A call of a kernel function (a kfunc)."""
+    return KIND_OF[insn.code] == Kind.CALL and insn.src == BPF_PSEUDO_KFUNC_CALL
 
 
 def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
     """convert_ctx_accesses: the prologue (a program that writes packet data directly, or through a
     writable dynptr slice), then every context access, narrow loads included."""
-    items = _live_with_facts(pl, lambda n, f: f.ptr_type is not None)  # every case below is a memory access
+    # the memory accesses every case below converts, and the kfunc calls (a writable dynptr slice): one walk
+    items = _live_with_facts(pl, lambda n, f: f.ptr_type is not None or _is_kfunc_call(n.insn))
     accesses = [(kind, n.insn) for n, f in items if f.ptr_type == RegType.PTR_TO_CTX and (kind := _access_kind(n.insn))]
     tstamp_type_access = uses_tstamp_type(accesses, ptype)
-    direct_write = any(f.ptr_type in _PKT and (_access_kind(n.insn) == WRITE or KIND_OF[n.insn.code] == Kind.ATOMIC)
-                       for n, f in items) or any(f.extra_get("kfunc") == DYNPTR_SLICE_RDWR for _, f in _live_kfunc_calls(pl))
+    direct_write = any((f.ptr_type in _PKT and (_access_kind(n.insn) == WRITE or KIND_OF[n.insn.code] == Kind.ATOMIC))
+                       or (f.seen and f.extra_get("kfunc") == DYNPTR_SLICE_RDWR) for n, f in items)
     todo = []
     for node, f in items:
         kind = _access_kind(node.insn)
@@ -289,7 +290,7 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
             patch = guard(insn, AX_REG)
             if patch is not None:
                 pl.replace(node, list(patch))
-        elif kind == Kind.CALL and insn.src == BPF_PSEUDO_KFUNC_CALL and insn.off == 0 and f.extra_get("kfunc"):
+        elif _is_kfunc_call(insn) and insn.off == 0 and f.extra_get("kfunc"):
             patch = fixup_kfunc_call(insn, f, {} if local_type_sizes is None else local_type_sizes, symbols)
             if patch is not None:
                 pl.replace(node, patch)
@@ -532,12 +533,11 @@ def zero_extend(pl: PatchList, all_defs: bool = False) -> None:
     """
     from bpfpatch.passes.zext import uses_defs
 
-    for node, f in _live_with_facts(pl, lambda n, f: f.zext_dst or _cmpxchg32(n.insn)):
+    for node, f in _live_with_facts(pl, lambda n, f: (f.zext_dst and all_defs) or _cmpxchg32(n.insn)):
         insn = node.insn
-        if (f.zext_dst and all_defs) or _cmpxchg32(insn):
-            reg = uses_defs(insn)[2]
-            if reg is not None:
-                pl.append(node, [Insn(InsnClass.ALU | AluOp.MOV | Source.X, reg, reg, 0, 1)])
+        reg = uses_defs(insn)[2]
+        if reg is not None:
+            pl.append(node, [Insn(InsnClass.ALU | AluOp.MOV | Source.X, reg, reg, 0, 1)])
 
 
 PASS = KernelPipeline
