@@ -259,6 +259,13 @@ class InsnAux:
     def extra(self, value: dict[str, Any]) -> None:
         self._extra = value
 
+    @property
+    def stack_depth(self) -> int:
+        """On a subprogram's first instruction: its stack depth as the verifier computed it (the kernel's
+        ``subprog_info[].stack_depth``: the deepest byte a verified path touched below the frame pointer,
+        rounded up to 8; kept in ``extra["stack_depth"]``), else 0."""
+        return int(self.extra_get("stack_depth", 0))
+
     def extra_get(self, key: str, default: Any = None) -> Any:
         """``extra.get(key, default)`` without making the dict (a reader need not cost a dict an instruction)."""
         extra = self._extra

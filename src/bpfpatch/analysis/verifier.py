@@ -2248,7 +2248,7 @@ def _slot(frame: Frame, k: int) -> Slot:
 def _subprog_depth(env: _Env, frame: Frame, depth: int) -> None:
     """update_stack_depth: the subprogram's stack depth (rounded up to 8 bytes), kept in its entry's aux."""
     a = env.aux[frame.subprog] if 0 <= frame.subprog < len(env.aux) else None
-    if a is not None and a.extra_get("stack_depth", 0) < depth:
+    if a is not None and a.stack_depth < depth:
         a.extra["stack_depth"] = (depth + 7) & ~7
 
 

@@ -90,7 +90,7 @@ def object_stack_depths(obj: Any) -> Callable[[Program, int], "int | None"]:
                 for k in range(start, end):
                     aux = facts[at + k - start]
                     if aux is not None and aux.seen:
-                        table[(sec, k)] = max(table.get((sec, k), 0), int(aux.extra_get("stack_depth", 0)))
+                        table[(sec, k)] = max(table.get((sec, k), 0), aux.stack_depth)
 
     def depth(program: Program, slot: int) -> "int | None":
         if not done:

@@ -169,7 +169,7 @@ def verified_depth(pl: PatchList, entry, ctx: PassContext, cache: dict) -> tuple
     if isinstance(facts, str):
         return None, facts
     aux = facts[slot] if slot < len(facts) else None
-    return (int(aux.extra_get("stack_depth", 0)), "") if aux is not None and aux.seen else (None, "the verifier did not reach it")
+    return (aux.stack_depth, "") if aux is not None and aux.seen else (None, "the verifier did not reach it")
 
 
 def spill_sites(pl: PatchList, site_ids: np.ndarray, ctx: PassContext) -> None:

@@ -98,7 +98,7 @@ def verified_stack_depth(node: Node) -> int | None:
     aux = facts_of(node)
     if aux is None:
         return None
-    return int(aux.extra_get("stack_depth", 0))
+    return aux.stack_depth
 
 
 def is_ctx_access(node: Node) -> bool | None:

@@ -132,7 +132,7 @@ class KernelPipeline:
         ids = pl.live_ids()
         starts = subprog_starts(pl)
         depth = {s: d for s in starts  # a subprogram missing from it has depth 0
-                 if (f := facts_of(pl.node_at(s))) is not None and (d := f.extra_get("stack_depth", 0))}
+                 if (f := facts_of(pl.node_at(s))) is not None and (d := f.stack_depth)}
         aux = pl.store.aux
         naux = len(aux)
         seen = np.fromiter((f.seen if nid < naux and isinstance(f := aux[nid], InsnAux) else True
