@@ -978,17 +978,9 @@ def unpark(record: tuple) -> "tuple[State, int, int]":
     (``from prev to idx``); a ``(state, idx, prev)`` entry as it is."""
     if record[0].__class__ is not int:
         return record
-    nf = record[8]
-    frames = []
-    for k in range(_PARKED_HEAD, _PARKED_HEAD + nf - 1):
-        f = record[k]
-        frames.append(f.copy() if f.__class__ is Frame else unpack_frame(f))
-    at = _PARKED_HEAD + nf - 1
-    if len(record) == at + 1:
-        f = record[at]
-        frames.append(f.copy() if f.__class__ is Frame else unpack_frame(f))
-    else:
-        frames.append(unpack_frame(record[at:]))
+    at = _PARKED_HEAD + record[8] - 1  # the last frame: one item, or the record's tail (its packed fields)
+    packed = record[_PARKED_HEAD:at] + ((record[at],) if len(record) == at + 1 else (record[at:],))
+    frames = [f.copy() if f.__class__ is Frame else unpack_frame(f) for f in packed]
     s = State.__new__(State)
     s.frames = frames
     s.refs = list(record[7])

@@ -2894,17 +2894,22 @@ CALLBACK_RANGES = {name: rng for name, (_, rng, _) in CALLBACK_HELPERS.items()}
 SYNC_CALLBACK_HELPERS = frozenset(name for name, (_, _, is_async) in CALLBACK_HELPERS.items() if not is_async)
 STACK_DYNPTR, STACK_ITER = "d", "i"
 
+def _const_stack_slot(st: State, ptr: Reg) -> tuple[Frame, int] | None:
+    """The frame and slot (``spi``) a stack pointer at a constant offset points into, None for any other
+    register (a dynptr's or an iterator's argument must be one)."""
+    if ptr.type is not RegType.PTR_TO_STACK or ptr.var_off[1]:
+        return None
+    return _stack_frame(st, ptr), (-(ptr.off + s64(ptr.var_off[0])) - 1) // 8
+
+
 def _iter_slot(st: State, ptr: Reg) -> tuple[Frame, int] | None:
     """The frame and first slot of the iterator `ptr` points at (``iter_get_spi``), None when it points
     at no initialized iterator."""
-    if ptr.type is not RegType.PTR_TO_STACK or ptr.var_off[1]:
-        return None
-    frame = _stack_frame(st, ptr)
-    k = (-(ptr.off + s64(ptr.var_off[0])) - 1) // 8
-    s = frame.stack.get(k)
+    at = _const_stack_slot(st, ptr)
+    s = at[0].stack.get(at[1]) if at is not None else None
     if s is None or s.types[0] != STACK_ITER or s.spilled is None or not s.spilled.ref_obj_id:
         return None
-    return frame, k
+    return at
 
 
 def _loop_inline_state(a: InsnAux, fn: Reg, flags: Reg) -> None:
@@ -2982,10 +2987,8 @@ def _callback_exit(env: _Env, st: State, idx: int) -> None:
 
 def _dynptr_slot(st: State, reg: Reg) -> Slot | None:
     """The stack slot holding the dynptr `reg` points to (None if it holds none)."""
-    if reg.type is not RegType.PTR_TO_STACK or reg.var_off[1]:
-        return None
-    off = reg.off + s64(reg.var_off[0])
-    s = _stack_frame(st, reg).stack.get((-off - 1) // 8)
+    at = _const_stack_slot(st, reg)
+    s = at[0].stack.get(at[1]) if at is not None else None
     return s if s is not None and s.types[0] == STACK_DYNPTR else None
 
 
@@ -3206,11 +3209,10 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     if new_dynptr is not None:
         _make_dynptr(env, st, idx, new_dynptr[0], new_dynptr[1], new_dynptr[2])
     if iter_op is not None and iter_op[0] == "new":
-        it = iter_op[1]
-        if it.type is RegType.PTR_TO_STACK and not it.var_off[1]:
-            s = _stack_frame(st, it).stack.get((-(it.off + s64(it.var_off[0])) - 1) // 8)
-            if s is not None and STACK_ITER in s.types:  # is_iter_reg_valid_uninit
-                raise _err(idx, f"expected uninitialized iter_{iter_op[2]} as arg #{iter_arg}")
+        at = _const_stack_slot(st, iter_op[1])
+        s = at[0].stack.get(at[1]) if at is not None else None
+        if s is not None and STACK_ITER in s.types:  # is_iter_reg_valid_uninit
+            raise _err(idx, f"expected uninitialized iter_{iter_op[2]} as arg #{iter_arg}")
         ref = _new_id(env)
         st.refs.append(ref)
         _stack_object(env, st, idx, iter_op[1], 1, iter_op[2], ref)
