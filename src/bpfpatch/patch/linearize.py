@@ -40,6 +40,9 @@ from bpfpatch.program import FuncInfo, LineInfo, Program, compose_maps, remap_me
 
 _S16 = (-(1 << 15), (1 << 15) - 1)
 _S32 = (-(1 << 31), (1 << 31) - 1)
+#: Slot positions (landing and own slots, offsets): 32-bit, as the kernel's (a program has fewer than 2**31
+#: slots), half the memory of a column a node.
+_POS = np.int32
 
 
 class Layout:
@@ -50,9 +53,8 @@ class Layout:
         self.order, self.land, self.own, self.total = self._positions(seq)
         self.out = self._emit()
         self.at, self.rel, self.use_off, self.ids = self._relocations()
-        lo = np.where(self.use_off, _S16[0], _S32[0])
-        hi = np.where(self.use_off, _S16[1], _S32[1])
-        self.over = (self.rel < lo) | (self.rel > hi)
+        rel = self.rel  # out of its field's range (16 bits: off, else 32), without a bound array per reference
+        self.over = np.where(self.use_off, (rel < _S16[0]) | (rel > _S16[1]), (rel < _S32[0]) | (rel > _S32[1]))
 
     def _positions(self, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(live node ids in order, landing slot and own slot of every node id, total slots).
@@ -67,17 +69,18 @@ class Layout:
         width = (view(store.wide, np.uint8)[seq] + np.uint8(1)) * live  # slots per node: 0 deleted, 2 ld_imm64, else 1
         head = None
         if self.blocks:
-            head = np.zeros(n, dtype=np.int64)  # new slots before a deferred replace's site
+            head = np.zeros(n, dtype=_POS)  # new slots before a deferred replace's site
             for b in self.blocks:
                 head[b.sites] = b.head
             width = width + head[seq]
-        start = np.cumsum(width, dtype=np.int64)
+        start = np.cumsum(width, dtype=_POS)
         total = int(start[-1]) if len(start) else 0
         start -= width
-        land = np.zeros(n, dtype=np.int64)
+        land = np.zeros(n, dtype=_POS)
         land[seq] = start
+        del start
         own = land if head is None else land + head
-        return seq[live], land, own, total
+        return (seq if live.all() else seq[live]), land, own, total  # nothing deleted: the order itself, no copy
 
     def _emit(self) -> np.ndarray:
         """The slot array with every instruction in place (list nodes' jump offsets still stale)."""
@@ -88,7 +91,7 @@ class Layout:
         out64 = out.view(np.uint64)
         w0, w1 = view(store.w0, np.uint64), view(store.w1, np.uint64)
         if self.total == len(order):  # one slot each, in order: a gather, no scatter
-            np.take(w0, order, out=out64)
+            np.take(w0, order, out=out64, mode="clip")  # every id is in range; "raise" would buffer a copy of out
         else:
             at = own[order]
             out64[at] = w0[order]
@@ -118,7 +121,9 @@ class Layout:
         if past.any():
             raise PatchError(f"instruction {int(at[np.argmax(past)])}: its jump target was deleted and nothing follows it")
         use_off = TARGET_TABLE[out["code"][at], out["regs"][at] >> 4] == Target.OFF
-        return at, dest - at - 1, use_off, ids
+        dest -= at  # the offset, in place (one array a reference fewer)
+        dest -= 1
+        return at, dest, use_off, ids
 
     def long_jumps(self) -> np.ndarray:
         """Node ids of the jumps whose offset no longer fits 16 bits (`RelocationError` past 32 bits)."""
@@ -149,6 +154,8 @@ def linearize(layout: Layout) -> Program:
     # Write offsets: 16-bit field for jumps, imm for gotol / pseudo call / pseudo func.
     out["off"][at[use_off]] = rel[use_off]
     out["imm"][at[~use_off]] = rel[~use_off]
+    del at, rel, use_off
+    layout.at = layout.rel = layout.use_off = layout.ids = layout.over = None  # written: not kept beside the metadata's maps
     store = layout.store
     prog = store.program
     result = Program(out, name=prog.name, meta=prog.meta)
@@ -175,17 +182,16 @@ def _carry_metadata(store: NodeStore, prog: Program, result: Program, layout: La
     """idx_map / insn_map, subprogram starts, func_info, line_info and aux of the result."""
     order, land, own_slot, total, blocks = layout.order, layout.land, layout.own, layout.total, layout.blocks
     n = store.n
-    anchor_node = view(store.anchor_node).copy()
+    anchor_node = view(store.anchor_node)  # read only here (slices, not index arrays, for the originals 1..n)
     nslots = len(prog.slots)
-    orig_ids = np.arange(1, n + 1)
     base_slot = store.base_slot
     # Where references to each original land (anchor k is the original anchor of node k).
-    landing = land[anchor_node[orig_ids]] if n else np.empty(0, dtype=np.int64)
+    landing = land[anchor_node[1 : n + 1]] if n else np.empty(0, dtype=np.int64)
     alive = view(store.orig)[1 : n + 1] != DELETED
     idx_map = np.full(nslots, -1, dtype=np.int64)
     insn_map = np.full(nslots, -1, dtype=np.int64)
     idx_map[base_slot] = landing
-    own = np.where(alive, own_slot[orig_ids], -1)
+    own = np.where(alive, own_slot[1 : n + 1], -1)
     insn_map[base_slot] = own
     wide = prog.slots["code"][base_slot] == LD_IMM64
     second = base_slot[wide] + 1
@@ -221,7 +227,7 @@ def _carry_metadata(store: NodeStore, prog: Program, result: Program, layout: La
         if prog.aux is not None:
             # The high half of an untouched original ld_imm64 keeps its own aux.
             dirty = np.frombuffer(bytes(store.dirty), dtype=np.uint8)  # originals only
-            w_ids = orig_ids[wide & alive]
+            w_ids = np.flatnonzero(wide & alive) + 1  # original node ids
             w_ids = w_ids[dirty[w_ids] == 0]
             if len(w_ids):
                 base_aux = np.empty(nslots, dtype=object)

@@ -415,8 +415,11 @@ class PatchList:
             long = layout.long_jumps()
             if not (relax_long_jumps and len(long)):
                 return linearize(layout)
+            del layout  # its arrays (a few words a slot) are not needed for relaxing, nor beside the next layout
+            jumps = long.tolist() if not blocks else []
+            del blocks, long
             self.settle()  # relaxing inserts nodes: link the deferred replaces first
-            apply.relax(self._store, long.tolist() if not blocks else [], self._order.note_group_insert)
+            apply.relax(self._store, jumps, self._order.note_group_insert)
 
     def _blocks(self) -> list:
         """Deferred replaces as linearize blocks (the fast path), or settled first."""
