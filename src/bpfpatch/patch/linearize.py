@@ -43,6 +43,8 @@ _S32 = (-(1 << 31), (1 << 31) - 1)
 #: Slot positions (landing and own slots, offsets): 32-bit, as the kernel's (a program has fewer than 2**31
 #: slots), half the memory of a column a node.
 _POS = np.int32
+#: Nodes a piece when the aux objects are gathered into place.
+_CHUNK = 1 << 10
 
 
 class Layout:
@@ -218,7 +220,10 @@ def _carry_metadata(store: NodeStore, prog: Program, result: Program, layout: La
         aux_nodes = np.full(len(store.orig), None, dtype=object)  # aux stops at its last value
         aux_nodes[: len(store.aux)] = store.aux
         aux_out = np.full(total, None, dtype=object)
-        aux_out[own_slot[order]] = aux_nodes[order]
+        for i in range(0, len(order), _CHUNK):  # in pieces: no gathered copy of the whole order beside the two
+            part = order[i : i + _CHUNK]
+            aux_out[own_slot[part]] = aux_nodes[part]
+        del aux_nodes
         for b in blocks:
             for slot, value in b.aux:
                 same = np.empty(len(b.sites), dtype=object)
