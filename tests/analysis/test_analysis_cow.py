@@ -39,13 +39,14 @@ def _deep_snapshot(self: State, prev: State | None = None) -> State:
 @contextlib.contextmanager
 def _nothing_shared():
     """Every frozen state a deep copy of its own: what the analysis did before copy on write."""
-    saved = State.snapshot, State.park
+    saved = State.snapshot, State.park, State.keep
     State.snapshot = _deep_snapshot
     State.park = lambda self, ref, idx, prev: (self, idx, prev)  # waits as it is, taken up as it is
+    State.keep = lambda self, key, rec: (lambda s: (s, s))(_deep_snapshot(self))  # kept whole, nothing packed
     try:
         yield
     finally:
-        State.snapshot, State.park = saved
+        State.snapshot, State.park, State.keep = saved
 
 
 def _result(prog, prog_type: str, budget: int) -> tuple:

@@ -94,6 +94,32 @@ class MapRef:
     graph_roots: tuple[tuple[int, str, int], ...] = ()
 
 
+class PackedState(tuple):
+    """A kept state in a packed form (the analysis's own, e.g. `bpfpatch.analysis.state.KeptState`): `InsnAux`
+    holds it as it is and gives ``unpack()``, the state itself, when its ``states`` or ``extra`` is read."""
+
+    __slots__ = ()
+
+    def unpack(self) -> Any:
+        """The state this record stands for."""
+        raise NotImplementedError
+
+
+class _Kept(list):
+    """The states `InsnAux.keep_state` / `keep_after` held, some maybe packed: unpacked when read."""
+
+    __slots__ = ()
+
+
+def _unpacked(held: Any) -> list[Any]:
+    """The list of states `held` (None, one state or a `_Kept` list) stands for, every `PackedState` unpacked."""
+    if held is None:
+        return []
+    if held.__class__ is not _Kept:
+        held = (held,)
+    return [s.unpack() if isinstance(s, PackedState) else s for s in held]
+
+
 class InsnAux:
     """What the verifier records about one instruction (``struct bpf_insn_aux_data``).
 
@@ -126,7 +152,9 @@ class InsnAux:
     each were most of an analysis's memory).  The analysis keeps its states with
     `keep_state` / `keep_after`: while there is one, it is held alone, without
     its list (made at the second or when ``states`` is read); the states after
-    are held without their ``{"after": [...]}`` dict until ``extra`` is read.  Equality compares every field, as a dataclass's.
+    are held without their ``{"after": [...]}`` dict until ``extra`` is read; a kept `PackedState` is unpacked
+    when ``states`` (or ``extra``) is read, the list then made of the states themselves.  Equality compares
+    every field, as a dataclass's.
     """
 
     __slots__ = ("seen", "ptr_type", "zext_dst", "_states", "_extra", "_more")
@@ -217,30 +245,34 @@ class InsnAux:
         """The abstract states processed before the instruction (an empty list until the first)."""
         st = self._states
         if st.__class__ is not list:
-            st = self._states = [] if st is None else [st]
+            st = self._states = _unpacked(st)
         return st
 
     def keep_state(self, state: Any) -> None:
-        """``states.append(state)``, without a list while there is one state."""
+        """``states.append(state)``, without a list while there is one state; a `PackedState` stays packed
+        until ``states`` is read."""
         st = self._states
         if st is None:
             self._states = state
-        elif st.__class__ is list:
+        elif st.__class__ is _Kept:
             st.append(state)
+        elif st.__class__ is list:  # read already: unpacked from now on
+            st.append(state.unpack() if isinstance(state, PackedState) else state)
         else:
-            self._states = [st, state]
+            self._states = _Kept((st, state))
 
     def keep_after(self, state: Any) -> None:
-        """``extra.setdefault("after", []).append(state)``, without a dict or list while it is the only one."""
+        """``extra.setdefault("after", []).append(state)``, without a dict or list while it is the only one (a
+        `PackedState` stays packed until ``extra`` is read)."""
         ex = self._extra
         if ex is None:
             self._extra = state
-        elif ex.__class__ is list:
+        elif ex.__class__ is _Kept:
             ex.append(state)
         elif ex.__class__ is dict:
-            ex.setdefault("after", []).append(state)
+            ex.setdefault("after", []).append(state.unpack() if isinstance(state, PackedState) else state)
         else:
-            self._extra = [ex, state]  # the "after" list alone, its dict made when `extra` is read
+            self._extra = _Kept((ex, state))  # the "after" list alone, its dict made when `extra` is read
 
     @states.setter
     def states(self, value: list[Any]) -> None:
@@ -252,7 +284,7 @@ class InsnAux:
         ex = self._extra
         if ex.__class__ is not dict:
             # nothing yet, or what `keep_after` held without the dict: a state alone, or the list of them
-            ex = self._extra = {} if ex is None else {"after": ex} if ex.__class__ is list else {"after": [ex]}
+            ex = self._extra = {} if ex is None else {"after": _unpacked(ex)}
         return ex
 
     @extra.setter
@@ -294,4 +326,4 @@ class InsnAux:
                 f"local_type_id={self.local_type_id!r})")
 
 
-__all__ = ["InsnAux", "MapRef", "RegType"]
+__all__ = ["InsnAux", "MapRef", "PackedState", "RegType"]

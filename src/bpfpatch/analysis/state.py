@@ -30,7 +30,7 @@ from __future__ import annotations
 from array import array
 from types import MappingProxyType
 
-from bpfpatch.analysis.facts import MapRef, RegType
+from bpfpatch.analysis.facts import MapRef, PackedState, RegType
 from bpfpatch.analysis.tnum import (
     U32,
     U64,
@@ -899,6 +899,75 @@ class Snapshot:
         return s
 
 
+#: The most registers a `KeptState` holds: a kept state whose last frame differs from its key frame in more is
+#: a new key frame.
+KEPT_REGS = 3
+
+
+def _same_stack(cs: "dict[int, Slot]", ps: "dict[int, Slot]") -> bool:
+    """Every slot of the stacks `cs` and `ps` equal (the test `Frame.snapshot` shares a slot on)."""
+    if len(cs) != len(ps):
+        return False
+    for k, sl in cs.items():
+        q = ps.get(k)
+        if q is None or q.types != sl.types:
+            return False
+        a, b = sl.spilled, q.spilled
+        if a is None:
+            if b is not None:
+                return False
+        elif b is None or not a.same(b):
+            return False
+    return True
+
+
+def _same_head(f: Frame, p: Frame) -> bool:
+    return (p.callsite == f.callsite and p.frameno == f.frameno and p.subprog == f.subprog
+            and p.callback_depth == f.callback_depth)
+
+
+def _same_frame(f: Frame, p: Frame) -> bool:
+    """The live frame `f` equal to the frozen frame `p` in every field, register and slot."""
+    if not _same_head(f, p):
+        return False
+    for r, q in zip(f.regs, p.regs):
+        if not r.same(q):
+            return False
+    return _same_stack(f.stack, p.stack)
+
+
+class KeptState(PackedState):
+    """A kept state (``InsnAux.states``) packed against a key frame, a frozen `Snapshot`:
+    ``(key, regno, reg, regno, reg, ...)``, the key with the registers of its last frame that differ
+    (at most `KEPT_REGS`, ascending; a plain scalar as one int, `pack_reg`; a never-written one the shared
+    `_NOT_INIT`); every other field -- the other frames, the last frame's stack, references, ``may_goto_depth``
+    -- the key's.  `State.keep` makes them; `unpack` gives the `Snapshot` that `State.snapshot` would have kept,
+    equal in every field (its registers new objects where packed as ints)."""
+
+    __slots__ = ()
+
+    def unpack(self) -> Snapshot:
+        """The kept state as a `Snapshot`: the key's frames, the last one's registers replaced."""
+        key = self[0]
+        kf = key.frames
+        last = kf[-1]
+        regs = list(last.regs)
+        for k in range(1, len(self), 2):
+            x = self[k + 1]
+            regs[self[k]] = unpack_reg(x) if x.__class__ is int else x
+        f = Frame.__new__(Frame)
+        f.regs = tuple(regs)
+        f.stack = last.stack
+        f.callsite, f.frameno, f.subprog = last.callsite, last.frameno, last.subprog
+        f.callback_depth = last.callback_depth
+        f.own = None
+        s = Snapshot.__new__(Snapshot)
+        s.frames = (*kf[:-1], f)
+        s.refs = key.refs
+        s.may_goto_depth = key.may_goto_depth
+        return s
+
+
 class State(Snapshot):
     """A verifier state (``struct bpf_verifier_state``): the call chain's frames.
 
@@ -946,6 +1015,73 @@ class State(Snapshot):
                 out.append(packed)
         return tuple(out)
 
+    def keep(self, key: "Snapshot | None", rec: "Snapshot | KeptState | None") -> "tuple[Snapshot, Snapshot | KeptState]":
+        """This state kept (``InsnAux.states``): ``(key, kept)``.  `key` is the current key frame (a frozen
+        `Snapshot`, the newest one made from a live state) and `rec` the last state kept.  When the state differs
+        from `key` in at most `KEPT_REGS` registers of its last frame and nothing else, it is kept packed against
+        it (a `KeptState`; `rec` itself when equal to it, `key` when equal to the key); otherwise it is a new key
+        frame (`snapshot`, sharing with `key`), returned twice.  Unpacked, what it keeps is what `snapshot` keeps."""
+        frames = self.frames
+        if key is None:
+            k = self.snapshot(None)
+            return k, k
+        kf = key.frames
+        m = len(frames) - 1
+        if len(kf) != m + 1 or key.may_goto_depth != self.may_goto_depth or key.refs != self.refs:
+            k = self.snapshot(key)
+            return k, k
+        for i in range(m):
+            if not _same_frame(frames[i], kf[i]):
+                k = self.snapshot(key)
+                return k, k
+        lf, kl = frames[m], kf[m]
+        if not _same_head(lf, kl) or not _same_stack(lf.stack, kl.stack):
+            k = self.snapshot(key)
+            return k, k
+        out: list = [key]
+        old = rec if rec.__class__ is KeptState and rec[0] is key else ()
+        lo = len(old)
+        j = 1
+        pregs = kl.regs
+        limit = 2 * KEPT_REGS + 1
+        for n, r in enumerate(lf.regs):
+            if r.same(pregs[n]):
+                continue
+            if len(out) >= limit:
+                k = self.snapshot(key)
+                return k, k
+            while j < lo and old[j] < n:
+                j += 2
+            y = None
+            if j < lo and old[j] == n:
+                x = old[j + 1]
+                if x.__class__ is int:
+                    y = pack_reg(r)
+                    if y == x:
+                        y = x  # the older record's int: shared
+                elif r.same(x):
+                    y = x
+            if y is None:
+                y = pack_reg(r)
+            if y is r:  # not a plain scalar: the shared never-written register, or a frozen copy
+                if r.type is _NOT_INIT_T and r.same(_NOT_INIT):
+                    y = _NOT_INIT
+                else:
+                    y = r.copy()
+                    if FROZEN is not None:
+                        FROZEN.append((y, _reg_fields(y)))
+            out.append(n)
+            out.append(y)
+        if len(out) == 1:
+            return key, key
+        if lo == len(out):
+            for a, b in zip(out, old):
+                if a is not b:
+                    break
+            else:
+                return key, rec
+        return key, KeptState(out)
+
     def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,
         replacing what changes (copy on write: the old objects may be shared with other states)."""
@@ -992,6 +1128,6 @@ def unpark(record: tuple) -> "tuple[State, int, int]":
     return s, record[0], record[1]
 
 
-__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "pack_reg", "unpack_reg", "unpack_frame", "unpark", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
+__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "KeptState", "KEPT_REGS", "pack_reg", "unpack_reg", "unpack_frame", "unpark", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
            "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg", "btf_trusted", "mark_btf_trusted"]

@@ -490,6 +490,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
     aux_of, prune, jmp_points, code = env.aux, env.prune, env.jmp_point, env.code
     keep_states, budget = env.keep_states, env.budget
     last = env.last  # the newest frozen snapshot (kept, with keep_states): frozen states share with it
+    kept = last  # the last state kept (`State.keep`: a `KeptState` packed against `last`, or `last`)
     while stack:
         state, idx, prev = unpark(stack.pop())  # a pending branch past the first 512 waited packed
         if log is not None:
@@ -521,8 +522,9 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             a = aux_of[idx]
             a.seen = True
             if keep_states:
-                last = state.snapshot(last)  # shares what is unchanged with the last one kept
-                a.keep_state(last)
+                # packed against the newest frozen snapshot, the key frame (`State.keep`)
+                last, kept = state.keep(last, kept)
+                a.keep_state(kept)
             before = state.copy() if log is not None else None
             depth = len(stack)
             frame = len(state.frames) - 1
@@ -558,8 +560,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             if cls == JMP or cls == JMP32:
                 env.jmps_processed += 1
             if keep_states:
-                last = state.snapshot(last)
-                a.keep_after(last)
+                last, kept = state.keep(last, kept)
+                a.keep_after(kept)
             if len(stack) > depth:
                 freeze = len(stack) > FREEZE_AFTER
                 if len(stack) > env.max_pending:
