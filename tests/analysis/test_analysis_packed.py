@@ -1,7 +1,7 @@
 """Pending branches packed while they wait (`Frame.pack`, `pack_reg`): what is unpacked is what was packed.
 
 A frozen pending branch holds the frame it shares with and the registers that
-differ from it, a plain scalar as one int.  Checked field by field: random
+differ from it, a plain scalar in 18 or 74 bytes (`pack_reg`: a kept state's, one int).  Checked field by field: random
 registers (hypothesis, every field drawn, pointers and odd values included),
 every register of the kept states of clang-built programs and the generators,
 and a packed frame against the frame it was made from.
@@ -31,7 +31,6 @@ from bpfpatch.analysis.state import (
     State,
     mark_known,
     pack_reg,
-    unpack_frame,
     unpack_reg,
     unpark,
 )
@@ -163,25 +162,34 @@ def test_a_packed_frame_holds_its_changes_and_unpacks_to_the_frame():
     base.regs[10] = Reg.pointer(RegType.PTR_TO_STACK)
     base.regs[1] = Reg.pointer(RegType.PTR_TO_CTX)
     base.stack[0] = Slot("mmmmmmmm")
-    prev = State([base]).snapshot().frames[0]
+    ref = State([base]).snapshot()
+    prev = ref.frames[0]
     live = prev.shallow()
     live.regs = [r.copy() for r in prev.regs]
     live.stack = {k: s.copy() for k, s in prev.stack.items()}
     live.regs[0] = Reg.known(7)
     live.regs[2] = Reg.unknown()
     live.regs[2].umax = 99
-    packed = live.pack(prev)
-    assert packed.__class__ is tuple and packed[0] is prev and packed[1] is None
-    assert packed[2::2] == (0, 2) and all(x.__class__ is int for x in packed[3::2])
-    back = unpack_frame(packed)
-    assert [_fields(r) for r in back.regs] == [_fields(r) for r in live.regs]
-    assert all(a is not b for a, b in zip(back.regs, prev.regs)) and back.stack[0] is not prev.stack[0]
+    live.regs[3] = Reg.pointer(RegType.PTR_TO_CTX, 8)
+    blob, items = [], []
+    live.pack(prev, blob, items)
+    # the frame it shares with, the pointer as an object; the two scalars in the bytes
+    assert items[0] is prev and len(items) == 2 and items[1] is live.regs[3]
+    assert blob[0] == bytes((1, 3)) and [len(b) for b in blob[1:]] == [18, 74, 2]
+    st = State([live])
+    back, _, _ = unpark(st.park(ref, 1, 0))
+    assert [_fields(r) for r in back.frames[0].regs] == [_fields(r) for r in live.regs]
+    assert all(a is not b for a, b in zip(back.frames[0].regs, prev.regs))
+    assert back.frames[0].stack[0] is not prev.stack[0]
     live.stack[1] = Slot("00000000")
-    packed = live.pack(prev)
-    assert set(packed[1]) == {0, 1} and packed[1][0] is prev.stack[0]
-    assert unpack_frame(packed).stack[1].types == "00000000"
+    blob, items = [], []
+    live.pack(prev, blob, items)
+    assert blob[0][0] == 3 and set(items[1]) == {0, 1} and items[1][0] is prev.stack[0]
+    assert unpark(State([live]).park(ref, 1, 0))[0].frames[0].stack[1].types == "00000000"
     other = Frame(1, callsite=3)
-    assert other.pack(prev).__class__ is Frame  # another function's frame: a frozen frame of its own
+    blob, items = [], []
+    other.pack(prev, blob, items)
+    assert items[0].__class__ is Frame and items[0] is not prev  # another function's frame: a frozen frame of its own
 
 
 def _state_fields(st: State) -> tuple:
@@ -194,8 +202,9 @@ def _state_fields(st: State) -> tuple:
 
 @pytest.mark.parametrize("calls", [0, 1, 2])
 def test_a_parked_branch_is_one_tuple_and_unparks_to_the_state(calls):
-    # a pending branch waits as one tuple (its walk fields and packed frames, the last one's fields its
-    # tail), not a State, a frames tuple and a stack entry; taken up, it is the state it was, owned anew
+    # a pending branch waits as one tuple (its walk fields and changed registers in one bytes object, the
+    # objects it shares), not a State, a frames tuple and a stack entry; taken up, it is the state it was,
+    # owned anew.  Its history may be an array it shares (the live path's, appended to after): its length then
     caller = Frame(0)
     caller.regs[10] = Reg.pointer(RegType.PTR_TO_STACK)
     caller.regs[1] = Reg.pointer(RegType.PTR_TO_CTX)
@@ -212,13 +221,17 @@ def test_a_parked_branch_is_one_tuple_and_unparks_to_the_state(calls):
     live.hist.extend([5, 6, 1 << 40 | 9])
     want = _state_fields(live)
     for r in (ref, None):
-        rec = _copy_state(live).park(r, 812, 811)
-        assert rec.__class__ is tuple and rec[:3] == (812, 811, parent)
-        assert not any(x.__class__ is State for x in rec[3:])  # the parent checkpoint only
-        back, idx, prev = unpark(rec)
-        assert (idx, prev) == (812, 811) and _state_fields(back) == want
-        assert all(a is not b for f, g in zip(back.frames, live.frames) for a, b in zip(f.regs, g.regs))
-        assert back.frames.__class__ is list and back.hist.__class__ is array
+        for shared in (None, array("q", live.hist)):
+            rec = _copy_state(live).park(r, 812, 811, shared)
+            assert rec.__class__ is tuple and rec[0].__class__ is bytes and rec[1] is parent
+            if shared is not None:
+                assert rec[3] is shared
+                shared.extend([77, 78])  # the live path goes on
+            assert not any(x.__class__ is State for x in rec[2:])  # the parent checkpoint only
+            back, idx, prev = unpark(rec)
+            assert (idx, prev) == (812, 811) and _state_fields(back) == want
+            assert all(a is not b for f, g in zip(back.frames, live.frames) for a, b in zip(f.regs, g.regs))
+            assert back.frames.__class__ is list and back.hist.__class__ is array
     counted = _copy_state(live)
     counted.branches = 1  # a checkpoint's counters: waits as it is
     assert counted.park(ref, 3, 2) == (counted, 3, 2) and unpark((counted, 3, 2)) == (counted, 3, 2)
@@ -243,3 +256,16 @@ def test_a_kept_state_is_a_snapshot_without_the_walks_bookkeeping():
         s.parent = s  # frozen: there is no room for the walk's bookkeeping
     live = s.copy()
     assert live.__class__ is State and live.frames[0].regs[0].same(s.regs[0]) and live.frames[0] is not s.frames[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(registers())
+def test_a_parked_register_unpacks_to_every_field(r):
+    # a pending branch's changed register: 18 bytes a known scalar, 74 a scalar's ranges, else an object
+    from bpfpatch.analysis.state import _pack_reg, _unpack_reg
+
+    x = _pack_reg(5, r)
+    assert (x is None) == (pack_reg(r) is r)
+    if x is not None:
+        back, at = _unpack_reg(x, 0)
+        assert x[0] == 5 and at == len(x) in (18, 74) and _fields(back) == _fields(r)

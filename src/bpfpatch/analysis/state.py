@@ -28,6 +28,7 @@ dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 from __future__ import annotations
 
 from array import array
+from struct import Struct
 from types import MappingProxyType
 
 from bpfpatch.analysis.facts import MapRef, PackedState, RegType
@@ -653,24 +654,22 @@ class Frame:
         f.own = None if owner is None else id(owner)
         return f
 
-    def pack(self, prev: "Frame | None") -> "Frame | tuple":
-        """This frame frozen for a pending branch (`State.park`; it is not used after).  When `prev`, a frozen
-        frame, is the same function's frame at the same call depth and is shared (no state may change it), the
-        packed form ``(prev, stack, regno, reg, regno, reg, ...)``: `prev` and the registers that differ from it,
-        a plain scalar as one int (`pack_reg`), ``stack`` None when every slot is `prev`'s, else the slots (the
-        equal ones `prev`'s).  Otherwise `snapshot` (move).  `unpack_frame` makes the live frame again."""
+    def pack(self, prev: "Frame | None", blob: list, items: list) -> None:
+        """This frame frozen for a pending branch (`State.park`; it is not used after), its bytes appended to
+        `blob` and its objects to `items`.  When `prev`, a frozen frame, is the same function's frame at the
+        same call depth and is shared (no state may change it): `prev` and, if a slot differs, the slots (the
+        equal ones `prev`'s) as objects, and in the bytes the registers that differ from `prev`, a plain scalar
+        in 18 or 74 bytes (`_pack_reg`), any other register an object.  Otherwise the frame `snapshot` (move)
+        makes.  `unpark` makes the live frame again."""
         if (prev is None or prev.own is not None or prev.callsite != self.callsite or prev.frameno != self.frameno
                 or prev.subprog != self.subprog or prev.callback_depth != self.callback_depth):
-            return self.snapshot(prev, True)
-        out = [prev, None]
-        pregs = prev.regs
-        for n, r in enumerate(self.regs):
-            p = pregs[n]
-            if r is not p and not r.same(p):
-                out.append(n)
-                out.append(_NOT_INIT if r.type is _NOT_INIT_T and r.same(_NOT_INIT) else pack_reg(r))
+            items.append(self.snapshot(prev, True))
+            blob.append(_WHOLE_FRAME)
+            return
+        items.append(prev)
         cstack = self.stack
         pstack = prev.stack
+        stack = None
         if cstack or pstack:
             stack = {}
             same = len(cstack) == len(pstack)
@@ -683,15 +682,32 @@ class Frame:
                 else:
                     stack[k] = sl
                     same = False
-            if not same:
-                out[1] = stack
-        if FROZEN is not None:
-            for x in out[2:]:
-                if x.__class__ is Reg:
-                    FROZEN.append((x, _reg_fields(x)))
-            for sl in (out[1] or {}).values():
-                FROZEN.append((sl, _slot_fields(sl)))
-        return tuple(out)
+            if same:
+                stack = None
+            else:
+                items.append(stack)
+                if FROZEN is not None:
+                    for sl in stack.values():
+                        FROZEN.append((sl, _slot_fields(sl)))
+        at = len(blob)
+        blob.append(None)
+        n = 0
+        pregs = prev.regs
+        for k, r in enumerate(self.regs):
+            p = pregs[k]
+            if r is not p and not r.same(p):
+                n += 1
+                x = _pack_reg(k, r)
+                if x is None:
+                    blob.append(bytes((k, _KIND_OBJECT)))
+                    if r.type is _NOT_INIT_T and r.same(_NOT_INIT):
+                        r = _NOT_INIT
+                    elif FROZEN is not None:
+                        FROZEN.append((r, _reg_fields(r)))
+                    items.append(r)
+                else:
+                    blob.append(x)
+        blob[at] = bytes((1 if stack is None else 3, n))
 
     def snapshot(self, prev: "Frame | None", move: bool = False) -> "Frame":
         """A frozen copy, sharing with `prev` (a frozen frame) what is equal to it (`prev` itself when all is).
@@ -756,6 +772,60 @@ class Frame:
 
 _SCALAR_T = RegType.SCALAR
 _B64, _B32 = 1 << 63, 1 << 31
+
+
+#: A parked register's bytes: its number, its kind (`_KIND_KNOWN`, `_KIND_OBJECT` or 0, a scalar's ranges; bit 1
+#: precise), then for a known value the value, id and subreg_def, for a scalar's ranges var_off, the 64-bit and
+#: the 32-bit bounds, id and subreg_def.
+_KNOWN_REG = Struct("<BBQII")
+_RANGE_REG = Struct("<BBQQqqQQiiIIII")
+_KIND_KNOWN, _KIND_OBJECT = 1, 4
+_WHOLE_FRAME = bytes(2)  # a parked frame that is a frozen frame of its own (no registers in the bytes)
+
+
+def _pack_reg(regno: int, r: Reg) -> "bytes | None":
+    if (r.type is not _SCALAR_T or r.off != 0 or r.ref_obj_id != 0 or r.range != 0 or r.map is not None
+            or r.mem_size != 0 or r.btf_name != "" or r.frameno != 0):
+        return None
+    i, sd, p = r.id, r.subreg_def, r.precise
+    if i.__class__ is not int or sd.__class__ is not int or p.__class__ is not bool or not 0 <= i <= U32 \
+            or not 0 <= sd <= U32:
+        return None
+    v, m = r.var_off
+    if v.__class__ is not int or m.__class__ is not int or not 0 <= v <= U64 or not 0 <= m <= U64:
+        return None
+    smin, smax, umin, umax = r.smin, r.smax, r.umin, r.umax
+    s32min, s32max, u32min, u32max = r.s32min, r.s32max, r.u32min, r.u32max
+    if m == 0 and umin == v and umax == v and smin == smax == s64(v) and s32min == s32max == s32(v) \
+            and u32min == u32max == (v & U32):
+        return _KNOWN_REG.pack(regno, _KIND_KNOWN | p << 1, v, i, sd)
+    if not (S64_MIN <= smin <= S64_MAX and S64_MIN <= smax <= S64_MAX and 0 <= umin <= U64 and 0 <= umax <= U64
+            and S32_MIN <= s32min <= S32_MAX and S32_MIN <= s32max <= S32_MAX and 0 <= u32min <= U32
+            and 0 <= u32max <= U32):
+        return None
+    for x in (smin, smax, umin, umax, s32min, s32max, u32min, u32max):
+        if x.__class__ is not int:
+            return None
+    return _RANGE_REG.pack(regno, p << 1, v, m, smin, smax, umin, umax, s32min, s32max, u32min, u32max, i, sd)
+
+
+def _unpack_reg(buf: bytes, at: int) -> "tuple[Reg, int]":
+    """The register `_pack_reg` packed at offset `at` of `buf` (a new one) and the offset after it."""
+    r = Reg.__new__(Reg)
+    r.type = _SCALAR_T
+    r.off = r.ref_obj_id = r.range = r.mem_size = r.frameno = 0
+    r.map = None
+    r.btf_name = ""
+    kind = buf[at + 1]
+    r.precise = bool(kind & 2)
+    if kind & _KIND_KNOWN:
+        _, _, v, r.id, r.subreg_def = _KNOWN_REG.unpack_from(buf, at)
+        mark_known(r, v)
+        return r, at + 18
+    (_, _, v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.id,
+     r.subreg_def) = _RANGE_REG.unpack_from(buf, at)
+    r.var_off = UNKNOWN if v == 0 and m == U64 else (v, m)
+    return r, at + 74
 
 
 def pack_reg(r: Reg) -> "Reg | int":
@@ -828,21 +898,6 @@ def unpack_reg(x: int) -> Reg:
     v = x >> 64
     r.var_off = UNKNOWN if v == 0 and m == U64 else (v, m)
     return r
-
-
-def unpack_frame(packed: tuple) -> Frame:
-    """The live frame (owned copies) of a frame `Frame.pack` packed."""
-    prev, stack = packed[0], packed[1]
-    f = Frame.__new__(Frame)
-    regs = f.regs = [r.copy() for r in prev.regs]
-    for k in range(2, len(packed), 2):
-        x = packed[k + 1]
-        regs[packed[k]] = x.copy() if x.__class__ is Reg else unpack_reg(x)
-    f.stack = {k: s.copy() for k, s in (prev.stack if stack is None else stack).items()}
-    f.callsite, f.frameno, f.subprog = prev.callsite, prev.frameno, prev.subprog
-    f.callback_depth = prev.callback_depth
-    f.own = None
-    return f
 
 
 #: A frozen frame's empty stack: one read-only mapping for all (a write to it raises).
@@ -992,28 +1047,30 @@ class State(Snapshot):
         self.miss = 0
         self.may_goto_depth = 0  # may_goto loop bodies entered on this path
 
-    def park(self, ref: "State | None", idx: int, prev: int) -> tuple:
+    def park(self, ref: "State | None", idx: int, prev: int, hist: "array | None" = None) -> tuple:
         """This state as a pending branch to `idx` (jumped to from `prev`), packed in one tuple while it waits:
-        ``(idx, prev, parent, history bytes, jhist, first_idx, may_goto_depth, refs, frame count, frames...)``.
-        Each frame is packed (`Frame.pack`) against its frame in `ref`, a frozen state: that frame and the
-        registers that differ, a plain scalar as one int; the last frame's packed fields are the record's tail.
-        The state is not used after; `unpark` makes a live state again.  A state with walk counters of a
-        checkpoint (branches, hits, misses) is not packed: ``(self, idx, prev)``, what `unpark` gives back as it is."""
+        ``(bytes, parent, refs, history, frames' objects...)``.  The bytes hold `idx`, `prev`, the walk's
+        counters (jhist, first_idx, may_goto_depth), the history's length and each frame's registers that
+        differ from its frame in `ref`, a frozen state (`Frame.pack`: a plain scalar in 18 or 74 bytes).  The
+        history is `hist` (default: this state's own), an array only ever appended to whose first entries are
+        this state's: the live path's, shared by every branch pushed from it, not copied.  The state is not
+        used after; `unpark` makes a live state again.  A state with walk counters of a checkpoint (branches,
+        hits, misses) is not packed: ``(self, idx, prev)``, what `unpark` gives back as it is."""
+        if hist is None:
+            hist = self.hist
         if self.branches or self.hit or self.miss:
+            if hist is not self.hist:
+                self.hist = array("q", hist)
             return (self, idx, prev)
         pf = ref.frames if ref is not None else ()
         frames = self.frames
         refs = ref.refs if ref is not None and ref.refs == self.refs else self.refs
-        out = [idx, prev, self.parent, self.hist.tobytes(), self.jhist, self.first_idx, self.may_goto_depth, refs,
-               len(frames)]
-        last = len(frames) - 1
+        blob = [_PARK_HEAD.pack(idx, prev, self.jhist, self.first_idx, self.may_goto_depth, len(hist), len(frames))]
+        items = [None, self.parent, refs, hist]
         for k, f in enumerate(frames):
-            packed = f.pack(pf[k] if k < len(pf) else None)
-            if k == last and packed.__class__ is tuple:
-                out.extend(packed)
-            else:
-                out.append(packed)
-        return tuple(out)
+            f.pack(pf[k] if k < len(pf) else None, blob, items)
+        items[0] = b"".join(blob)
+        return tuple(items)
 
     def keep(self, key: "Snapshot | None", rec: "Snapshot | KeptState | None") -> "tuple[Snapshot, Snapshot | KeptState]":
         """This state kept (``InsnAux.states``): ``(key, kept)``.  `key` is the current key frame (a frozen
@@ -1105,29 +1162,57 @@ class State(Snapshot):
                     FROZEN.append((sl, _slot_fields(sl)))
 
 
-#: The fields of a `State.park` record before its frames.
-_PARKED_HEAD = 9
+#: A `State.park` record's head: idx, prev, jhist, first_idx, may_goto_depth, the history's length, frames.
+_PARK_HEAD = Struct("<qqqqqqB")
 
 
 def unpark(record: tuple) -> "tuple[State, int, int]":
     """(live state, index, jumped from) of a pending branch `State.park` packed: the state's frames owned copies
     (``from prev to idx``); a ``(state, idx, prev)`` entry as it is."""
-    if record[0].__class__ is not int:
+    blob = record[0]
+    if blob.__class__ is not bytes:
         return record
-    at = _PARKED_HEAD + record[8] - 1  # the last frame: one item, or the record's tail (its packed fields)
-    packed = record[_PARKED_HEAD:at] + ((record[at],) if len(record) == at + 1 else (record[at:],))
-    frames = [f.copy() if f.__class__ is Frame else unpack_frame(f) for f in packed]
+    idx, prev, jhist, first_idx, may_goto_depth, hlen, nframes = _PARK_HEAD.unpack_from(blob)
+    at = _PARK_HEAD.size
+    item = 4
+    frames = []
+    for _ in range(nframes):
+        flags, n = blob[at], blob[at + 1]
+        at += 2
+        ref = record[item]
+        item += 1
+        if not flags:
+            frames.append(ref.copy())
+            continue
+        if flags & 2:
+            stack = record[item]
+            item += 1
+        else:
+            stack = ref.stack
+        f = Frame.__new__(Frame)
+        regs = f.regs = [r.copy() for r in ref.regs]
+        for _ in range(n):
+            if blob[at + 1] & _KIND_OBJECT:
+                regs[blob[at]] = record[item].copy()
+                item += 1
+                at += 2
+            else:
+                regs[blob[at]], at = _unpack_reg(blob, at)
+        f.stack = {k: s.copy() for k, s in stack.items()}
+        f.callsite, f.frameno, f.subprog = ref.callsite, ref.frameno, ref.subprog
+        f.callback_depth = ref.callback_depth
+        f.own = None
+        frames.append(f)
     s = State.__new__(State)
     s.frames = frames
-    s.refs = list(record[7])
-    s.parent = record[2]
-    hist = s.hist = array("q")
-    hist.frombytes(record[3])
+    s.refs = list(record[2])
+    s.parent = record[1]
+    s.hist = record[3][:hlen]
     s.branches = s.hit = s.miss = 0
-    s.jhist, s.first_idx, s.may_goto_depth = record[4], record[5], record[6]
-    return s, record[0], record[1]
+    s.jhist, s.first_idx, s.may_goto_depth = jhist, first_idx, may_goto_depth
+    return s, idx, prev
 
 
-__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "KeptState", "KEPT_REGS", "pack_reg", "unpack_reg", "unpack_frame", "unpark", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
+__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "KeptState", "KEPT_REGS", "pack_reg", "unpack_reg", "unpark", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
            "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg", "btf_trusted", "mark_btf_trusted"]

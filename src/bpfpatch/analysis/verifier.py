@@ -568,11 +568,16 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     env.max_pending = len(stack)
                 for k in range(depth, len(stack)):
                     pushed = stack[k][0]
-                    pushed.hist.append(entry)
                     pushed.jhist = state.jhist
                     if pushed.parent is not None:
                         pushed.parent.branches += 1
-                    if freeze:  # one tuple, sharing with the newest frozen snapshot what is equal to it
+                    if freeze and len(pushed.hist) + 1 == len(hist):
+                        # one tuple, sharing with the newest frozen snapshot what is equal to it, and the live
+                        # path's history (its copy made at this step, and this step's entry)
+                        stack[k] = pushed.park(last, stack[k][1], stack[k][2], hist)
+                        continue
+                    pushed.hist.append(entry)
+                    if freeze:
                         stack[k] = pushed.park(last, stack[k][1], stack[k][2])
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
