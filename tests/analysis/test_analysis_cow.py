@@ -12,6 +12,7 @@ our clang-built corpus and xdp-tools' objects.
 from __future__ import annotations
 
 import contextlib
+from array import array
 from pathlib import Path
 
 import pytest
@@ -36,12 +37,20 @@ def _deep_snapshot(self: State, prev: State | None = None) -> State:
     return s
 
 
+def _park_unshared(self, ref, idx, prev, hist=None):
+    """A pending branch waits as it is, taken up as it is, with a history of its own (a copy of `hist`, the
+    live path's, when given)."""
+    if hist is not None:
+        self.hist = array("q", hist)
+    return (self, idx, prev)
+
+
 @contextlib.contextmanager
 def _nothing_shared():
     """Every frozen state a deep copy of its own: what the analysis did before copy on write."""
     saved = State.snapshot, State.park, State.keep
     State.snapshot = _deep_snapshot
-    State.park = lambda self, ref, idx, prev: (self, idx, prev)  # waits as it is, taken up as it is
+    State.park = _park_unshared
     State.keep = lambda self, key, rec: (lambda s: (s, s))(_deep_snapshot(self))  # kept whole, nothing packed
     try:
         yield

@@ -133,10 +133,11 @@ PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
 MAX_CALL_FRAMES = 8
 BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192  # pending branches the kernel keeps at most
 #: Pending branches beyond this many are packed while they wait (`State.park`: shared with a snapshot,
-#: copied again when taken up, about a fifth more work per branch); the first 512 are not (real programs
-#: keep up to a thousand: pyperf_global 560, strobemeta_nounroll1 929; freezing from 64 on made
-#: pyperf_global's analysis 20% slower, its peak 30% smaller; jump fan-in at 1,000: 2,550 B/insn, 1,665 from 64).
-FREEZE_AFTER = 512
+#: copied again when taken up); the first 64 are not (real programs keep up to a thousand: pyperf_global 112,
+#: strobemeta_nounroll1 929, pyperf180 6,280).  With the packed history shared with the live path, not copied,
+#: freezing from 64 instead of 512 took no measurable time on those three (best of 3, a loaded machine: within
+#: +-10%) and took jump fan-in at 16k from 477 to 399 B/insn (the copy packing did cost pyperf_global 20% at 64).
+FREEZE_AFTER = 64
 ATOMIC_FETCH, ATOMIC_XCHG, ATOMIC_CMPXCHG = 0x01, 0xE0 | 0x01, 0xF0 | 0x01
 
 NULLABLE = {
@@ -492,7 +493,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
     last = env.last  # the newest frozen snapshot (kept, with keep_states): frozen states share with it
     kept = last  # the last state kept (`State.keep`: a `KeptState` packed against `last`, or `last`)
     while stack:
-        state, idx, prev = unpark(stack.pop())  # a pending branch past the first 512 waited packed
+        state, idx, prev = unpark(stack.pop())  # a pending branch past the first 64 waited packed
         if log is not None:
             text = format_state(state)
             log.append(f"from {prev} to {idx}: {text}" if prev >= 0 else f"{idx}: {text}")
