@@ -16,9 +16,11 @@ objects and changes them in place.  Every other state -- a kept snapshot
 (``InsnAux.states``, a `Snapshot`), a checkpoint (an explored state), a pending branch
 waiting on the walk's stack -- is *frozen*: its registers, slots and frames
 are shared with the frozen states made before it (`Frame.snapshot`) and are
-never changed in place.  Past the first 64 a pending branch waits as one tuple (`State.park`: its walk
-fields and the registers that differ from the frozen frame it shares with in one bytes object, a plain
-scalar 18 or 74 bytes, `Frame.pack`, `pack_reg`; its history the live path's array), made a live state
+never changed in place.  A kept state is packed against the newest frozen snapshot when at most
+`KEPT_REGS` registers of its last frame differ (`State.keep`, a `KeptState`: a plain scalar as one
+int, `pack_reg`), unpacked when read.  Past the first 64 a pending branch waits as one tuple (`State.park`:
+its walk fields and the registers that differ from the frozen frame it shares with in one bytes object, a
+plain scalar 18 or 74 bytes, `Frame.pack`; its history the live path's array), made a live state
 with owned copies (`unpark`) when the walk takes it up; precision marks, the only writes into a
 checkpoint, replace what they change (`State.set_precise`); a checkpoint's
 dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
