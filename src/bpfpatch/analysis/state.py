@@ -785,30 +785,47 @@ _KIND_KNOWN, _KIND_OBJECT = 1, 4
 _WHOLE_FRAME = bytes(2)  # a parked frame that is a frozen frame of its own (no registers in the bytes)
 
 
-def _pack_reg(regno: int, r: Reg) -> "bytes | None":
+_PLAIN_KNOWN, _PLAIN_RANGE = 1, 2
+
+
+def _plain_scalar(r: Reg) -> int:
+    """How `pack_reg` and a parked frame's bytes (`_pack_reg`) can hold `r`: `_PLAIN_KNOWN` (a plain scalar
+    whose bounds are those `mark_known` sets), `_PLAIN_RANGE` (a plain scalar: no pointer fields, no fixed
+    offset, an id and a 32-bit definition below 2**32, ints in range), 0 (an object: anything else)."""
     if (r.type is not _SCALAR_T or r.off != 0 or r.ref_obj_id != 0 or r.range != 0 or r.map is not None
             or r.mem_size != 0 or r.btf_name != "" or r.frameno != 0):
-        return None
+        return 0
     i, sd, p = r.id, r.subreg_def, r.precise
     if i.__class__ is not int or sd.__class__ is not int or p.__class__ is not bool or not 0 <= i <= U32 \
             or not 0 <= sd <= U32:
-        return None
+        return 0
     v, m = r.var_off
     if v.__class__ is not int or m.__class__ is not int or not 0 <= v <= U64 or not 0 <= m <= U64:
-        return None
+        return 0
     smin, smax, umin, umax = r.smin, r.smax, r.umin, r.umax
     s32min, s32max, u32min, u32max = r.s32min, r.s32max, r.u32min, r.u32max
     if m == 0 and umin == v and umax == v and smin == smax == s64(v) and s32min == s32max == s32(v) \
             and u32min == u32max == (v & U32):
-        return _KNOWN_REG.pack(regno, _KIND_KNOWN | p << 1, v, i, sd)
+        return _PLAIN_KNOWN
     if not (S64_MIN <= smin <= S64_MAX and S64_MIN <= smax <= S64_MAX and 0 <= umin <= U64 and 0 <= umax <= U64
             and S32_MIN <= s32min <= S32_MAX and S32_MIN <= s32max <= S32_MAX and 0 <= u32min <= U32
             and 0 <= u32max <= U32):
-        return None
+        return 0
     for x in (smin, smax, umin, umax, s32min, s32max, u32min, u32max):
         if x.__class__ is not int:
-            return None
-    return _RANGE_REG.pack(regno, p << 1, v, m, smin, smax, umin, umax, s32min, s32max, u32min, u32max, i, sd)
+            return 0
+    return _PLAIN_RANGE
+
+
+def _pack_reg(regno: int, r: Reg) -> "bytes | None":
+    kind = _plain_scalar(r)
+    if not kind:
+        return None
+    v, m = r.var_off
+    if kind == _PLAIN_KNOWN:
+        return _KNOWN_REG.pack(regno, _KIND_KNOWN | r.precise << 1, v, r.id, r.subreg_def)
+    return _RANGE_REG.pack(regno, r.precise << 1, v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max,
+                           r.u32min, r.u32max, r.id, r.subreg_def)
 
 
 def _unpack_reg(buf: bytes, at: int) -> "tuple[Reg, int]":
@@ -836,28 +853,15 @@ def pack_reg(r: Reg) -> "Reg | int":
     Bit 0 says which form: 1, a known value (its bounds those `mark_known` sets): precise, subreg_def, id,
     the value; 0: precise, subreg_def, id, the 32-bit bounds, the 64-bit bounds and var_off (signed bounds
     offset to be unsigned).  About 44 or 104 bytes where a register with its var_off takes 248 and more."""
-    if (r.type is not _SCALAR_T or r.off != 0 or r.ref_obj_id != 0 or r.range != 0 or r.map is not None
-            or r.mem_size != 0 or r.btf_name != "" or r.frameno != 0):
+    kind = _plain_scalar(r)
+    if not kind:
         return r
     i, sd, p = r.id, r.subreg_def, r.precise
-    if i.__class__ is not int or sd.__class__ is not int or p.__class__ is not bool or not 0 <= i <= U32 \
-            or not 0 <= sd <= U32:
-        return r
     v, m = r.var_off
-    if v.__class__ is not int or m.__class__ is not int or not 0 <= v <= U64 or not 0 <= m <= U64:
-        return r
+    if kind == _PLAIN_KNOWN:
+        return (((((v << 32) | i) << 32) | sd) << 2) | (p << 1) | 1
     smin, smax, umin, umax = r.smin, r.smax, r.umin, r.umax
     s32min, s32max, u32min, u32max = r.s32min, r.s32max, r.u32min, r.u32max
-    if m == 0 and umin == v and umax == v and smin == smax == s64(v) and s32min == s32max == s32(v) \
-            and u32min == u32max == (v & U32):
-        return (((((v << 32) | i) << 32) | sd) << 2) | (p << 1) | 1
-    if not (S64_MIN <= smin <= S64_MAX and S64_MIN <= smax <= S64_MAX and 0 <= umin <= U64 and 0 <= umax <= U64
-            and S32_MIN <= s32min <= S32_MAX and S32_MIN <= s32max <= S32_MAX and 0 <= u32min <= U32
-            and 0 <= u32max <= U32):
-        return r
-    for x in (smin, smax, umin, umax, s32min, s32max, u32min, u32max):
-        if x.__class__ is not int:
-            return r
     x = (((((((v << 64) | m) << 64 | (smin + _B64)) << 64 | (smax + _B64)) << 64 | umin) << 64 | umax) << 32
          | (s32min + _B32)) << 32 | (s32max + _B32)
     return (((((((x << 32) | u32min) << 32 | u32max) << 32 | i) << 32) | sd) << 2) | (p << 1)
