@@ -663,8 +663,7 @@ class Frame:
         equal ones `prev`'s) as objects, and in the bytes the registers that differ from `prev`, a plain scalar
         in 18 or 74 bytes (`_pack_reg`), any other register an object.  Otherwise the frame `snapshot` (move)
         makes.  `unpark` makes the live frame again."""
-        if (prev is None or prev.own is not None or prev.callsite != self.callsite or prev.frameno != self.frameno
-                or prev.subprog != self.subprog or prev.callback_depth != self.callback_depth):
+        if prev is None or prev.own is not None or not _same_head(self, prev):
             items.append(self.snapshot(prev, True))
             blob.append(_WHOLE_FRAME)
             return
@@ -677,9 +676,7 @@ class Frame:
             same = len(cstack) == len(pstack)
             for k, sl in cstack.items():
                 ps = pstack.get(k)
-                if ps is not None and ps.types == sl.types and (
-                        ps.spilled is sl.spilled is None
-                        or (ps.spilled is not None and sl.spilled is not None and sl.spilled.same(ps.spilled))):
+                if ps is not None and _same_slot(sl, ps):
                     stack[k] = ps
                 else:
                     stack[k] = sl
@@ -750,9 +747,7 @@ class Frame:
             stack = {}
             for k, sl in cstack.items():
                 ps = pstack.get(k)
-                if ps is not None and ps.types == sl.types and (
-                        ps.spilled is sl.spilled is None
-                        or (ps.spilled is not None and sl.spilled is not None and sl.spilled.same(ps.spilled))):
+                if ps is not None and _same_slot(sl, ps):
                     stack[k] = ps
                 else:
                     stack[k] = sl if move else sl.copy()
@@ -965,19 +960,19 @@ class Snapshot:
 KEPT_REGS = 3
 
 
+def _same_slot(sl: Slot, ps: Slot) -> bool:
+    """The slots `sl` and `ps` equal: the same byte types and spilled registers (what frozen frames share a slot on)."""
+    a, b = sl.spilled, ps.spilled
+    return ps.types == sl.types and (a is b is None or (a is not None and b is not None and a.same(b)))
+
+
 def _same_stack(cs: "dict[int, Slot]", ps: "dict[int, Slot]") -> bool:
-    """Every slot of the stacks `cs` and `ps` equal (the test `Frame.snapshot` shares a slot on)."""
+    """Every slot of the stacks `cs` and `ps` equal (`_same_slot`)."""
     if len(cs) != len(ps):
         return False
     for k, sl in cs.items():
         q = ps.get(k)
-        if q is None or q.types != sl.types:
-            return False
-        a, b = sl.spilled, q.spilled
-        if a is None:
-            if b is not None:
-                return False
-        elif b is None or not a.same(b):
+        if q is None or not _same_slot(sl, q):
             return False
     return True
 
@@ -1084,23 +1079,25 @@ class State(Snapshot):
         from `key` in at most `KEPT_REGS` registers of its last frame and nothing else, it is kept packed against
         it (a `KeptState`; `rec` itself when equal to it, `key` when equal to the key); otherwise it is a new key
         frame (`snapshot`, sharing with `key`), returned twice.  Unpacked, what it keeps is what `snapshot` keeps."""
-        frames = self.frames
-        if key is None:
-            k = self.snapshot(None)
+        kept = None if key is None else self._packed(key, rec)
+        if kept is None:
+            k = self.snapshot(key)
             return k, k
+        return kept
+
+    def _packed(self, key: Snapshot, rec: "Snapshot | KeptState | None") -> "tuple[Snapshot, Snapshot | KeptState] | None":
+        """`keep`'s ``(key, kept)`` when this state packs against `key`, else None (a new key frame is due)."""
+        frames = self.frames
         kf = key.frames
         m = len(frames) - 1
         if len(kf) != m + 1 or key.may_goto_depth != self.may_goto_depth or key.refs != self.refs:
-            k = self.snapshot(key)
-            return k, k
+            return None
         for i in range(m):
             if not _same_frame(frames[i], kf[i]):
-                k = self.snapshot(key)
-                return k, k
+                return None
         lf, kl = frames[m], kf[m]
         if not _same_head(lf, kl) or not _same_stack(lf.stack, kl.stack):
-            k = self.snapshot(key)
-            return k, k
+            return None
         out: list = [key]
         old = rec if rec.__class__ is KeptState and rec[0] is key else ()
         lo = len(old)
@@ -1111,8 +1108,7 @@ class State(Snapshot):
             if r.same(pregs[n]):
                 continue
             if len(out) >= limit:
-                k = self.snapshot(key)
-                return k, k
+                return None
             while j < lo and old[j] < n:
                 j += 2
             y = None
