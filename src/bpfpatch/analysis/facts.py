@@ -120,6 +120,12 @@ def _unpacked(held: Any) -> list[Any]:
     return [s.unpack() if isinstance(s, PackedState) else s for s in held]
 
 
+#: `InsnAux`'s flags: ``seen`` and ``zext_dst`` in bits 0 and 1, ``ptr_type`` above them as its number here.
+_SEEN, _ZEXT, _FLAG_BITS, _PTR_SHIFT = 1, 2, 3, 2
+_PTR_TYPES: tuple[RegType | None, ...] = (None, *RegType)
+_PTR_NUMBER: dict[RegType | None, int] = {t: k for k, t in enumerate(_PTR_TYPES)}
+
+
 class InsnAux:
     """What the verifier records about one instruction (``struct bpf_insn_aux_data``).
 
@@ -143,13 +149,14 @@ class InsnAux:
       order; their type is the analysis's own (see `bpfpatch.analysis.verifier`);
     * ``extra`` -- anything else a pass wants to carry by reference.
 
-    ``seen``, ``ptr_type`` and ``zext_dst`` are the instruction's own slots; the
+    ``seen``, ``zext_dst`` and ``ptr_type`` are one small int of the instruction's own (two flag bits and
+    the kind's number, `_PTR_TYPES`: a small int is a shared object); the
     fields few instructions have (``ctx_field_size``, ``map``, ``call_helper``,
     ``loop_callback``, ``insert_off``, ``local_type_id``) live in one dict made
     on the first write of any (None reads as None), and ``states`` and
     ``extra`` are a list and a dict made on first use: an instruction's aux
-    costs one object of six slots (80 bytes; eleven slots and a list and a dict
-    each were most of an analysis's memory).  The analysis keeps its states with
+    costs one object of four slots (64 bytes; eleven slots and a list and a dict
+    each were most of an analysis's memory, six slots 80 bytes).  The analysis keeps its states with
     `keep_state` / `keep_after`: while there is one, it is held alone, without
     its list (made at the second or when ``states`` is read); the states after
     are held without their ``{"after": [...]}`` dict until ``extra`` is read; a kept `PackedState` is unpacked
@@ -157,22 +164,47 @@ class InsnAux:
     every field, as a dataclass's.
     """
 
-    __slots__ = ("seen", "ptr_type", "zext_dst", "_states", "_extra", "_more")
+    __slots__ = ("_flags", "_states", "_extra", "_more")
 
     def __init__(self, seen: bool = False, ptr_type: RegType | None = None, ctx_field_size: int | None = None,
                  zext_dst: bool = False, map: MapRef | None = None, call_helper: int | None = None,
                  states: list[Any] | None = None, extra: dict[str, Any] | None = None,
                  loop_callback: int | None = None, insert_off: int | None = None,
                  local_type_id: int | None = None) -> None:
-        self.seen = seen
-        self.ptr_type = ptr_type
-        self.zext_dst = zext_dst
+        self._flags = (_SEEN if seen else 0) | (_ZEXT if zext_dst else 0) | _PTR_NUMBER[ptr_type] << _PTR_SHIFT
         self._states = states
         self._extra = extra
         more = {k: v for k, v in (("ctx_field_size", ctx_field_size), ("map", map), ("call_helper", call_helper),
                                   ("loop_callback", loop_callback), ("insert_off", insert_off),
                                   ("local_type_id", local_type_id)) if v is not None}
         self._more: dict[str, Any] | None = more or None
+
+    @property
+    def seen(self) -> bool:
+        """Some verified path reaches the instruction."""
+        return bool(self._flags & _SEEN)
+
+    @seen.setter
+    def seen(self, value: bool) -> None:
+        self._flags = self._flags | _SEEN if value else self._flags & ~_SEEN
+
+    @property
+    def zext_dst(self) -> bool:
+        """The instruction defines a 32-bit subregister whose upper half is read later."""
+        return bool(self._flags & _ZEXT)
+
+    @zext_dst.setter
+    def zext_dst(self, value: bool) -> None:
+        self._flags = self._flags | _ZEXT if value else self._flags & ~_ZEXT
+
+    @property
+    def ptr_type(self) -> RegType | None:
+        """For a load/store/atomic: the kind of its base pointer, else None."""
+        return _PTR_TYPES[self._flags >> _PTR_SHIFT]
+
+    @ptr_type.setter
+    def ptr_type(self, value: RegType | None) -> None:
+        self._flags = self._flags & _FLAG_BITS | _PTR_NUMBER[value] << _PTR_SHIFT
 
     def _get(self, name: str) -> Any:
         more = self._more

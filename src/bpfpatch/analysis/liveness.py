@@ -401,13 +401,14 @@ def slot_edges(code, src, off, imm) -> tuple[bytearray, array]:
 
 def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int], imm: list[int],
                   helper_args: Callable[[int], int] | None = None,
-                  edges: tuple[bytearray, array] | None = None) -> tuple[list[int], list[int]]:
-    """Registers live before each slot of a program held in columns (the verifier's form), twice:
+                  edges: tuple[bytearray, array] | None = None) -> tuple[array, array]:
+    """Registers live before each slot of a program held in columns (the verifier's form), twice, as
+    ``array("H")`` masks (2 bytes a slot, where a list took 8):
     for every read (`uses_defs`) and for reads of all 64 bits (`reads64`), the liveness behind ``zext_dst``.
 
     Edges: `slot_edges` (pass them in when already computed); a call continues
     after itself (a callee reads r1-r5).  `helper_args(imm)`: how many
-    arguments helper `imm` reads.  An ld_imm64's second slot is 0 in both lists.
+    arguments helper `imm` reads.  An ld_imm64's second slot is 0 in both.
     """
     n = len(code)
     fall, tgt = edges if edges is not None else slot_edges(code, src, off, imm)
@@ -433,7 +434,7 @@ def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int
     live, live64 = (solve(u, None, fall, tgt, kill=kill).live_in for u in (use, use64))
     for j in second:
         live[j] = live64[j] = 0
-    return live.tolist(), live64.tolist()
+    return live, live64
 
 
 def regs_of(mask: int) -> frozenset[int]:

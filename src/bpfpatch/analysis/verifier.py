@@ -214,11 +214,11 @@ class _Env:
     maps: dict[int, MapRef]
     slot_maps: dict[int, tuple[MapRef, int | None]]
     aux: list[InsnAux | None]
-    live: list[int]
+    live: array  # "H": registers live before each slot (`slot_liveness`)
     prune: list[bool]
     keep_states: bool
     budget: int
-    live64: list[int] = field(default_factory=list)
+    live64: array = field(default_factory=lambda: array("H"))  # read as 64 bits
     jmp_point: list[bool] = field(default_factory=list)
     force_checkpoint: list[bool] = field(default_factory=list)
     jmps_processed: int = 0
