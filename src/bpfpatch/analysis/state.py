@@ -368,6 +368,8 @@ def reg_bounds_sync(r: Reg) -> None:
         if out is None:
             _bounds_sync(r)
             out = (r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off)
+            if out == key:
+                out = key  # synced already: the entry holds one tuple, not two equal ones
         else:
             r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off = out
         if len(_SYNCED) >= SYNCED_GENERATION:
