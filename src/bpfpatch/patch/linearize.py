@@ -48,7 +48,11 @@ _CHUNK = 1 << 10
 
 
 class Layout:
-    """Where every node goes, the emitted slots, and every relocated offset (steps 1-2)."""
+    """Where every node goes, the emitted slots, and every relocated offset (steps 1-2).
+
+    A layout is made for one program: writing it out (step 3) uses it up, its relocation columns (``at``,
+    ``rel``, ``use_off``, ``ids``, ``over``) set to None so they are not kept beside the result's maps; make
+    a new one to lay the store out again."""
 
     def __init__(self, store: NodeStore, seq: np.ndarray, blocks: Sequence[Block] = ()) -> None:
         self.store, self.blocks = store, list(blocks)
