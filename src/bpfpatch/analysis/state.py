@@ -16,9 +16,9 @@ objects and changes them in place.  Every other state -- a kept snapshot
 (``InsnAux.states``, a `Snapshot`), a checkpoint (an explored state), a pending branch
 waiting on the walk's stack -- is *frozen*: its registers, slots and frames
 are shared with the frozen states made before it (`Frame.snapshot`) and are
-never changed in place.  A kept state is packed against the newest frozen snapshot when at most
-`KEPT_REGS` registers of its last frame differ (`State.keep`, a `KeptState`: a plain scalar as one
-int, `pack_reg`), unpacked when read.  Past the first 64 a pending branch waits as one tuple (`State.park`:
+never changed in place.  A kept state is packed against the newest frozen snapshot (its key) when at most
+`KEPT_REGS` registers of one frame differ, across a call or return too (`State.keep`, a `KeptState`: one
+int for what differs, a plain scalar as the fields that differ from the key's register), unpacked when read.  Past the first 64 a pending branch waits as one tuple (`State.park`:
 its walk fields and the registers that differ from the frozen frame it shares with in one bytes object, a
 plain scalar 18 or 74 bytes, `Frame.pack`; its history the live path's array), made a live state
 with owned copies (`unpark`) when the walk takes it up; precision marks, the only writes into a
@@ -614,9 +614,16 @@ def check_frozen() -> int:
 
 
 def _kept(r: Reg) -> Reg:
-    """A copy of `r` to keep in a snapshot: the shared never-written register when `r` is one."""
-    if r.type is RegType.NOT_INIT and r.same(_NOT_INIT):
-        return _NOT_INIT
+    """A copy of `r` to keep in a snapshot: the shared never-written register or frame pointer (`_fp`) when `r`
+    is one."""
+    t = r.type
+    if t is RegType.NOT_INIT:
+        if r.same(_NOT_INIT):
+            return _NOT_INIT
+    elif t is RegType.PTR_TO_STACK and r.frameno.__class__ is int and 0 <= r.frameno < 64:
+        fp = _fp(r.frameno)
+        if r.same(fp):
+            return fp
     return r.copy()
 
 
@@ -710,19 +717,24 @@ class Frame:
                     blob.append(x)
         blob[at] = bytes((1 if stack is None else 3, n))
 
-    def snapshot(self, prev: "Frame | None", move: bool = False) -> "Frame":
+    def snapshot(self, prev: "Frame | None", move: bool = False, hint: "Frame | None" = None) -> "Frame":
         """A frozen copy, sharing with `prev` (a frozen frame) what is equal to it (`prev` itself when all is).
 
         A frozen frame's registers are a tuple and an empty stack is one shared read-only mapping.
         `move`: this frame is not used after (a pending branch frozen): its registers and slots
-        become the copy's instead of being copied."""
+        become the copy's instead of being copied.  `hint`, a frozen frame (the caller's, for a callee that
+        has no `prev`): without `prev`, a register equal to the hint's register of the same number is shared
+        with it (a callee's R1-R5 are the caller's)."""
         if prev is None or prev.callsite != self.callsite or prev.frameno != self.frameno or prev.subprog != self.subprog:
             f = Frame.__new__(Frame)
             if move:
                 f.regs = tuple([_NOT_INIT if r.type is _NOT_INIT_T and r.same(_NOT_INIT) else r for r in self.regs])
                 f.stack = dict(self.stack) if self.stack else _NO_STACK
             else:
-                f.regs = tuple([_kept(r) for r in self.regs])
+                if hint is None:
+                    f.regs = tuple([_kept(r) for r in self.regs])
+                else:
+                    f.regs = tuple([h if r.same(h) else _kept(r) for r, h in zip(self.regs, hint.regs)])
                 f.stack = {k: s.copy() for k, s in self.stack.items()} if self.stack else _NO_STACK
             f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
             f.callback_depth = self.callback_depth
@@ -943,9 +955,11 @@ class Snapshot:
         tuple), references and ``may_goto_depth`` -- without the walk's bookkeeping (a `Snapshot`).  Registers,
         stack slots and frames equal to those of `prev`, an older snapshot, are shared with it, and `prev`
         itself is returned when all is equal (the state after an instruction is the one before the next, even
-        across a checkpoint)."""
+        across a checkpoint); a frame past `prev`'s (a callee) shares what equals `prev`'s last frame."""
         pf = prev.frames if prev is not None else ()
-        frames = tuple([f.snapshot(pf[k] if k < len(pf) else None) for k, f in enumerate(self.frames)])
+        n = len(pf)
+        frames = tuple([f.snapshot(pf[k]) if k < n else f.snapshot(None, hint=pf[k - 1] if k == n and k else None)
+                        for k, f in enumerate(self.frames)])
         if pf.__class__ is tuple and len(pf) == len(frames) and all(a is b for a, b in zip(frames, pf)):
             if prev.refs == self.refs and prev.may_goto_depth == self.may_goto_depth:
                 return prev
@@ -957,8 +971,8 @@ class Snapshot:
         return s
 
 
-#: The most registers a `KeptState` holds: a kept state whose last frame differs from its key frame in more is
-#: a new key frame.
+#: The most registers (never-written ones and copies of one before aside) a `KeptState` holds: a kept state
+#: that differs from its key frame in more is a new key frame.
 KEPT_REGS = 3
 
 
@@ -995,35 +1009,224 @@ def _same_frame(f: Frame, p: Frame) -> bool:
 
 
 class KeptState(PackedState):
-    """A kept state (``InsnAux.states``) packed against a key frame, a frozen `Snapshot`:
-    ``(key, regno, reg, regno, reg, ...)``, the key with the registers of its last frame that differ
-    (at most `KEPT_REGS`, ascending; a plain scalar as one int, `pack_reg`; a never-written one the shared
-    `_NOT_INIT`); every other field -- the other frames, the last frame's stack, references, ``may_goto_depth``
-    -- the key's.  `State.keep` makes them; `unpack` gives the `Snapshot` that `State.snapshot` would have kept,
-    equal in every field (its registers new objects where packed as ints)."""
+    """A kept state (``InsnAux.states``) packed against a key frame, a frozen `Snapshot`: ``(key, code, reg...)``.
+
+    The state's frames are the key's first frames and, in one of three shapes, frame ``p`` the key's frame ``p``
+    with some registers replaced: as many frames as the key (``p`` the last), one fewer (a return: the key's
+    last frame dropped) or one more (a call: ``p`` the key's last frame, and after it a callee frame made from
+    it, `_callee_regs`, with some registers replaced).  Every other field -- the other frames, the stacks,
+    references, ``may_goto_depth`` -- is the key's.  ``code`` is one int (`_put_kept`): the shape, the callee's
+    call site and subprogram, and per frame described the registers that differ from its base (at most
+    `KEPT_REGS` of them other than never-written ones), each a never-written register, the same as one before
+    it, a plain scalar as the fields that differ from the base register's (`_put_scalar`), or the next of the
+    ``reg`` objects after ``code`` (a frozen copy).  `State.keep` makes them; `unpack` gives the `Snapshot`
+    that `State.snapshot` would have kept, equal in every field (its registers new objects where packed)."""
 
     __slots__ = ()
 
     def unpack(self) -> Snapshot:
-        """The kept state as a `Snapshot`: the key's frames, the last one's registers replaced."""
+        """The kept state as a `Snapshot`: the key's frames, frame ``p``'s (and a callee's) registers replaced."""
         key = self[0]
+        x = self[1]
         kf = key.frames
-        last = kf[-1]
-        regs = list(last.regs)
-        for k in range(1, len(self), 2):
-            x = self[k + 1]
-            regs[self[k]] = unpack_reg(x) if x.__class__ is int else x
-        f = Frame.__new__(Frame)
-        f.regs = tuple(regs)
-        f.stack = last.stack
-        f.callsite, f.frameno, f.subprog = last.callsite, last.frameno, last.subprog
-        f.callback_depth = last.callback_depth
-        f.own = None
+        shape = x & 3
+        x >>= 2
+        p = len(kf) - 2 if shape == _RETURN else len(kf) - 1
+        base = kf[p]
+        objs = iter(self[2:])
+        regs, x = _get_regs(x, base.regs, objs)
+        frames = [*kf[:p], _frozen_frame(regs, base.stack, base.callsite, base.frameno, base.subprog, base.callback_depth)]
+        if shape == _CALL:
+            callsite, x = _get_field(x, 0)
+            subprog, x = _get_field(x, 0)
+            cregs, x = _get_regs(x, _callee_regs(base.regs, p + 1), objs)
+            frames.append(_frozen_frame(cregs, _NO_STACK, callsite, p + 1, subprog, 0))
         s = Snapshot.__new__(Snapshot)
-        s.frames = (*kf[:-1], f)
+        s.frames = tuple(frames)
         s.refs = key.refs
         s.may_goto_depth = key.may_goto_depth
         return s
+
+
+#: A `KeptState`'s shapes: as many frames as its key, one fewer (a return), one more (a call).
+_SAME, _RETURN, _CALL = 0, 1, 2
+#: A `KeptState` register's kinds: never written (`_NOT_INIT`), the next object, a plain scalar, the same as
+#: a register before it in the same frame.
+_K_NOT_INIT, _K_OBJECT, _K_SCALAR, _K_AS = 0, 1, 2, 3
+#: A plain scalar's fields in a `KeptState` (`_put_scalar`), and the base of a register that is not one.
+_UNKNOWN_FIELDS = (0, U64, S64_MIN, S64_MAX, 0, U64, S32_MIN, S32_MAX, 0, U32, 0, 0)
+#: The frame pointer of each frame number, frozen (shared by the snapshots and kept states whose R10 it equals).
+_FP: "dict[int, Reg]" = {}
+
+
+def _fp(frameno: int) -> Reg:
+    r = _FP.get(frameno)
+    if r is None:
+        r = _FP[frameno] = Reg.pointer(RegType.PTR_TO_STACK, frameno=frameno)
+    return r
+
+
+def _callee_regs(caller: "tuple[Reg, ...] | list[Reg]", frameno: int) -> list[Reg]:
+    """The registers a call gives a callee frame numbered `frameno` from the caller's `caller` before it
+    (``setup_func_entry``): R1-R5 the caller's, R10 its frame pointer, the others never written."""
+    return [_NOT_INIT, *caller[1:6], _NOT_INIT, _NOT_INIT, _NOT_INIT, _NOT_INIT, _fp(frameno)]
+
+
+def _frozen_frame(regs: list, stack: "dict[int, Slot]", callsite: int, frameno: int, subprog: int,
+                  callback_depth: int) -> Frame:
+    """A frozen frame of `regs` (made a tuple), `stack` and the head given."""
+    f = Frame.__new__(Frame)
+    f.regs = tuple(regs)
+    f.stack = stack
+    f.callsite, f.frameno, f.subprog, f.callback_depth = callsite, frameno, subprog, callback_depth
+    f.own = None
+    return f
+
+
+def _fields(r: Reg) -> tuple:
+    """The fields `_put_scalar` writes of a scalar `r`, the base of a register packed against it;
+    `_UNKNOWN_FIELDS` for any other register."""
+    if r.type is not _SCALAR_T:
+        return _UNKNOWN_FIELDS
+    v, m = r.var_off
+    return (v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.id, r.subreg_def)
+
+
+def _put_field(x: int, pos: int, d: int) -> "tuple[int, int]":
+    """`x` with the difference `d` written at bit `pos`: bit 0 when zero, else 1, its zigzag's width (7 bits)
+    and the zigzag; and the next position."""
+    if not d:
+        return x, pos + 1
+    z = d << 1 if d > 0 else (-d << 1) - 1
+    w = z.bit_length()
+    return x | (1 | w << 1 | z << 8) << pos, pos + 8 + w
+
+
+def _get_field(x: int, base: int) -> "tuple[int, int]":
+    """The value `_put_field` wrote at bit 0 of `x` (plus `base`) and `x` past it."""
+    if not x & 1:
+        return base, x >> 1
+    w = (x >> 1) & 127
+    z = (x >> 8) & ((1 << w) - 1)
+    return base + (-((z + 1) >> 1) if z & 1 else z >> 1), x >> (8 + w)
+
+
+def _put_scalar(x: int, pos: int, r: Reg, kind: int, b: tuple) -> "tuple[int, int]":
+    """The plain scalar `r` (`_plain_scalar` said `kind`) written at bit `pos` of `x` against the fields `b`
+    (`_fields` of the base register): known or not, precise, then each field's difference (a known value's
+    value, id and subreg_def; any other's twelve)."""
+    v, m = r.var_off
+    if kind == _PLAIN_KNOWN:
+        x |= (1 | r.precise << 1) << pos
+        x, pos = _put_field(x, pos + 2, v - b[0])
+        x, pos = _put_field(x, pos, r.id - b[10])
+        return _put_field(x, pos, r.subreg_def - b[11])
+    x |= r.precise << (pos + 1)
+    pos += 2
+    for d in (v - b[0], m - b[1], r.smin - b[2], r.smax - b[3], r.umin - b[4], r.umax - b[5], r.s32min - b[6],
+              r.s32max - b[7], r.u32min - b[8], r.u32max - b[9], r.id - b[10], r.subreg_def - b[11]):
+        if d:  # `_put_field`, inline
+            z = d << 1 if d > 0 else (-d << 1) - 1
+            w = z.bit_length()
+            x |= (1 | w << 1 | z << 8) << pos
+            pos += 8 + w
+        else:
+            pos += 1
+    return x, pos
+
+
+def _get_scalar(x: int, b: tuple) -> "tuple[Reg, int]":
+    """The register `_put_scalar` wrote at bit 0 of `x` against `b` (a new one) and `x` past it."""
+    r = Reg.__new__(Reg)
+    r.type = _SCALAR_T
+    r.off = r.ref_obj_id = r.range = r.mem_size = r.frameno = 0
+    r.map = None
+    r.btf_name = ""
+    r.precise = bool(x & 2)
+    if x & 1:
+        v, x = _get_field(x >> 2, b[0])
+        r.id, x = _get_field(x, b[10])
+        r.subreg_def, x = _get_field(x, b[11])
+        mark_known(r, v)
+        return r, x
+    x >>= 2
+    f = []
+    for bf in b:
+        y, x = _get_field(x, bf)
+        f.append(y)
+    v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.id, r.subreg_def = f
+    r.var_off = UNKNOWN if v == 0 and m == U64 else (v, m)
+    return r, x
+
+
+def _put_regs(x: int, pos: int, regs: list, base: "tuple[Reg, ...] | list[Reg]", objs: list,
+              old: "tuple | None", heavy: int = 0) -> "tuple[int, int, int] | None":
+    """The registers of `regs` that differ from `base` written at bit `pos` of `x` (their count in 4 bits,
+    then each: its number in 4 bits, its kind in 2 and what the kind says), the objects appended to `objs`
+    (a frozen copy, `old`'s own where it is the same); the new `x`, position and the number of registers
+    other than never-written ones or the same as one before (counted on from `heavy`), or None past
+    `KEPT_REGS` of them."""
+    at = pos
+    pos += 4
+    count = 0
+    done: list = []
+    for n, r in enumerate(regs):
+        b = base[n]
+        if r is b or r.same(b):
+            continue
+        count += 1
+        t = r.type
+        if t is _NOT_INIT_T and r.same(_NOT_INIT):
+            x |= n << pos  # _K_NOT_INIT
+            pos += 6
+            continue
+        for q, s in done:
+            if s.same(r):
+                x |= (n | _K_AS << 4 | q << 6) << pos
+                pos += 10
+                break
+        else:
+            heavy += 1
+            if heavy > KEPT_REGS:
+                return None
+            kind = _plain_scalar(r) if t is _SCALAR_T else 0
+            if kind:
+                x |= (n | _K_SCALAR << 4) << pos
+                x, pos = _put_scalar(x, pos + 6, r, kind, _fields(b))
+            else:
+                x |= (n | _K_OBJECT << 4) << pos
+                pos += 6
+                k = len(objs)
+                o = old[k] if old is not None and k < len(old) else None
+                if o is None or o.__class__ is not Reg or not o.same(r):
+                    o = r.copy()
+                    if FROZEN is not None:
+                        FROZEN.append((o, _reg_fields(o)))
+                objs.append(o)
+            done.append((n, r))
+    return x | count << at, pos, heavy
+
+
+def _get_regs(x: int, base: "tuple[Reg, ...] | list[Reg]", objs) -> "tuple[list[Reg], int]":
+    """The registers `_put_regs` wrote at bit 0 of `x` over `base` (objects taken from the iterator `objs`)
+    and `x` past them."""
+    regs = list(base)
+    count = x & 15
+    x >>= 4
+    for _ in range(count):
+        n = x & 15
+        kind = (x >> 4) & 3
+        x >>= 6
+        if kind == _K_NOT_INIT:
+            regs[n] = _NOT_INIT
+        elif kind == _K_OBJECT:
+            regs[n] = next(objs)
+        elif kind == _K_SCALAR:
+            regs[n], x = _get_scalar(x, _fields(base[n]))
+        else:
+            regs[n] = regs[x & 15].copy()
+            x >>= 4
+    return regs, x
 
 
 class State(Snapshot):
@@ -1078,8 +1281,9 @@ class State(Snapshot):
     def keep(self, key: "Snapshot | None", rec: "Snapshot | KeptState | None") -> "tuple[Snapshot, Snapshot | KeptState]":
         """This state kept (``InsnAux.states``): ``(key, kept)``.  `key` is the current key frame (a frozen
         `Snapshot`, the newest one made from a live state) and `rec` the last state kept.  When the state differs
-        from `key` in at most `KEPT_REGS` registers of its last frame and nothing else, it is kept packed against
-        it (a `KeptState`; `rec` itself when equal to it, `key` when equal to the key); otherwise it is a new key
+        from `key` in at most `KEPT_REGS` registers (never-written ones aside) of its last frame and nothing else,
+        or is `key` one call deeper or one return up with the same few changes, it is kept packed against it (a
+        `KeptState`; `rec` itself when equal to it, `key` when equal to the key); otherwise it is a new key
         frame (`snapshot`, sharing with `key`), returned twice.  Unpacked, what it keeps is what `snapshot` keeps."""
         kept = None if key is None else self._packed(key, rec)
         if kept is None:
@@ -1088,60 +1292,52 @@ class State(Snapshot):
         return kept
 
     def _packed(self, key: Snapshot, rec: "Snapshot | KeptState | None") -> "tuple[Snapshot, Snapshot | KeptState] | None":
-        """`keep`'s ``(key, kept)`` when this state packs against `key`, else None (a new key frame is due)."""
+        """`keep`'s ``(key, kept)`` when this state packs against `key` (`KeptState`), else None (a new key frame
+        is due)."""
         frames = self.frames
         kf = key.frames
-        m = len(frames) - 1
-        if len(kf) != m + 1 or key.may_goto_depth != self.may_goto_depth or key.refs != self.refs:
+        n, m = len(frames), len(kf)
+        if n == m:
+            shape, p = _SAME, n - 1
+        elif n == m - 1:
+            shape, p = _RETURN, n - 1
+        elif n == m + 1:
+            shape, p = _CALL, m - 1
+        else:
             return None
-        for i in range(m):
+        if p < 0 or key.may_goto_depth != self.may_goto_depth or key.refs != self.refs:
+            return None
+        for i in range(p):
             if not _same_frame(frames[i], kf[i]):
                 return None
-        lf, kl = frames[m], kf[m]
+        lf, kl = frames[p], kf[p]
         if not _same_head(lf, kl) or not _same_stack(lf.stack, kl.stack):
             return None
-        out: list = [key]
-        old = rec if rec.__class__ is KeptState and rec[0] is key else ()
-        lo = len(old)
-        j = 1
-        pregs = kl.regs
-        limit = 2 * KEPT_REGS + 1
-        for n, r in enumerate(lf.regs):
-            if r.same(pregs[n]):
-                continue
-            if len(out) >= limit:
+        old = rec[2:] if rec.__class__ is KeptState and rec[0] is key else None
+        objs: list = []
+        out = _put_regs(shape, 2, lf.regs, kl.regs, objs, old)
+        if out is None:
+            return None
+        x, pos, heavy = out
+        if shape == _CALL:
+            cf = frames[m]
+            if cf.stack or cf.callback_depth or cf.frameno != m:
                 return None
-            while j < lo and old[j] < n:
-                j += 2
-            y = None
-            if j < lo and old[j] == n:
-                x = old[j + 1]
-                if x.__class__ is int:
-                    y = pack_reg(r)
-                    if y == x:
-                        y = x  # the older record's int: shared
-                elif r.same(x):
-                    y = x
-            if y is None:
-                y = pack_reg(r)
-            if y is r:  # not a plain scalar: the shared never-written register, or a frozen copy
-                if r.type is _NOT_INIT_T and r.same(_NOT_INIT):
-                    y = _NOT_INIT
-                else:
-                    y = r.copy()
-                    if FROZEN is not None:
-                        FROZEN.append((y, _reg_fields(y)))
-            out.append(n)
-            out.append(y)
-        if len(out) == 1:
+            x, pos = _put_field(x, pos, cf.callsite)
+            x, pos = _put_field(x, pos, cf.subprog)
+            out = _put_regs(x, pos, cf.regs, _callee_regs(kl.regs, m), objs, old, heavy)
+            if out is None:
+                return None
+            x = out[0]
+        elif not x:
             return key, key
-        if lo == len(out):
-            for a, b in zip(out, old):
+        if old is not None and rec[1] == x and len(old) == len(objs):
+            for a, b in zip(objs, old):
                 if a is not b:
                     break
             else:
                 return key, rec
-        return key, KeptState(out)
+        return key, KeptState((key, x, *objs))
 
     def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,

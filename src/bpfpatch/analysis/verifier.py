@@ -498,6 +498,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             text = format_state(state)
             log.append(f"from {prev} to {idx}: {text}" if prev >= 0 else f"{idx}: {text}")
         hist = state.hist
+        same = False  # nothing changed the state since `kept` was kept (the last step's state after)
         while True:
             if idx < 0 or idx >= n or aux_of[idx] is None:
                 raise _err(idx, f"invalid insn idx {idx} insn_cnt {n}" if idx >= n or idx < 0 else
@@ -523,8 +524,11 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             a = aux_of[idx]
             a.seen = True
             if keep_states:
-                # packed against the newest frozen snapshot, the key frame (`State.keep`)
-                last, kept = state.keep(last, kept)
+                # packed against the newest frozen snapshot, the key frame (`State.keep`); the state before an
+                # instruction that is no prune point is what was kept after the one before (a checkpoint may
+                # change both the key and the state: `_is_state_visited`)
+                if not same or prune[idx]:
+                    last, kept = state.keep(last, kept)
                 a.keep_state(kept)
             before = state.copy() if log is not None else None
             depth = len(stack)
@@ -563,6 +567,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             if keep_states:
                 last, kept = state.keep(last, kept)
                 a.keep_after(kept)
+                same = True
             if len(stack) > depth:
                 freeze = len(stack) > FREEZE_AFTER
                 if len(stack) > env.max_pending:
