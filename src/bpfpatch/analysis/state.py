@@ -639,10 +639,9 @@ class Frame:
         self.frameno = frameno
         self.subprog = subprog
         self.callback_depth = 0  # callbacks pushed from this frame at its current call (bpf_loop's bound)
-        # the id of the frozen state whose alone the lists are (`State.set_precise` may change them); an id, not
-        # the state: a state and its frames would be a reference cycle, left until the cycle collector runs
-        # (paused during an analysis), where now a dropped checkpoint is freed at once.  Safe: a frame with an
-        # owner is in its owner's list only (sharing it sets ``own`` to None), so it dies with its owner.
+        # the id of a frozen state whose alone the lists would be, to change in place: None on every frame now
+        # (`State.set_precise` and `_clean` make new frozen frames, a checkpoint's frames a tuple; an owned frame
+        # cost an int and a list per marked checkpoint); `Frame.pack` still shares only a frame without one
         self.own: int | None = None
 
     def copy(self) -> "Frame":
@@ -654,15 +653,15 @@ class Frame:
         f.own = None
         return f
 
-    def shallow(self, owner: "State | None" = None) -> "Frame":
-        """A new frame with new lists holding the same (frozen) registers and slots, the lists `owner`'s (``own``:
-        its id)."""
+    def shallow(self) -> "Frame":
+        """A new frozen frame holding the same (frozen) registers, in a new tuple, and slots, in a new dict (one
+        to take slots out of before it is shared: `_clean`'s)."""
         f = Frame.__new__(Frame)
-        f.regs = list(self.regs)
+        f.regs = tuple(self.regs)
         f.stack = dict(self.stack) if self.stack else _NO_STACK
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
         f.callback_depth = self.callback_depth
-        f.own = None if owner is None else id(owner)
+        f.own = None
         return f
 
     def pack(self, prev: "Frame | None", blob: list, items: list) -> None:
@@ -1339,27 +1338,70 @@ class State(Snapshot):
                 return key, rec
         return key, KeptState((key, x, *objs))
 
-    def set_precise(self, items: "list[tuple[str, int, int]]") -> None:
+    def set_precise(self, items: "list[tuple[str, int, int]]", memo: "dict | None" = None) -> dict:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,
-        replacing what changes (copy on write: the old objects may be shared with other states)."""
-        frames = self.frames
+        replacing what changes (copy on write: the old objects may be shared with other states): each frame
+        marked a new frozen frame (registers a tuple, ``own`` None), each register and slot marked a new copy,
+        the frames a new tuple.  What it replaced, by id, with its copy: the memo it returns.  Given the memo
+        of the child checkpoint marked just before (`_mark_precise` walks a path up), it shares its copies: a
+        register or slot the child had replaced by a copy is replaced by the same copy, a frame given the same
+        marks by the same new frame (a checkpoint shares its equal registers and frames with its parent's).
+        Only a step's memo lives: what a long walk replaced is not kept alive."""
+        out: dict = {}
+        if memo is None:
+            memo = out
+        frames = list(self.frames)
+        marks: dict[int, list] = {}
         for kind, fi, n in items:
+            marks.setdefault(fi, []).append((kind, n))
+        for fi, fm in marks.items():
             fr = frames[fi]
-            if fr.own != id(self):
-                fr = frames[fi] = fr.shallow(self)
-            if kind == "r":
-                r = fr.regs[n].copy()
-                r.precise = True
-                fr.regs[n] = r
-                if FROZEN is not None:
-                    FROZEN.append((r, _reg_fields(r)))
-            else:
-                old = fr.stack[n]
-                sp = old.spilled.copy()
-                sp.precise = True
-                sl = fr.stack[n] = Slot(old.types, sp)
-                if FROZEN is not None:
-                    FROZEN.append((sl, _slot_fields(sl)))
+            fm.sort()
+            key = (id(fr), *fm)
+            hit = memo.get(key)
+            if hit is not None:
+                frames[fi] = hit[1]
+                out[key] = hit
+                continue
+            regs = list(fr.regs)
+            stack = fr.stack
+            for kind, n in fm:
+                if kind == "r":
+                    regs[n] = _precise_copy(regs[n], memo, out)
+                    continue
+                if stack is fr.stack:
+                    stack = dict(stack)
+                old = stack[n]
+                got = memo.get(id(old))
+                if got is None:
+                    got = (old, Slot(old.types, _precise_copy(old.spilled, memo, out)))
+                    if FROZEN is not None:
+                        FROZEN.append((got[1], _slot_fields(got[1])))
+                out[id(old)] = got
+                stack[n] = got[1]
+            f = Frame.__new__(Frame)
+            f.regs = tuple(regs)
+            f.stack = stack
+            f.callsite, f.frameno, f.subprog = fr.callsite, fr.frameno, fr.subprog
+            f.callback_depth = fr.callback_depth
+            f.own = None
+            out[key] = (fr, f)
+            frames[fi] = f
+        self.frames = tuple(frames)
+        return out
+
+
+def _precise_copy(r: Reg, memo: dict, out: dict) -> Reg:
+    """`r` marked precise: the copy `memo` holds of it (`State.set_precise`'s), else a new frozen copy; in `out`."""
+    got = memo.get(id(r))
+    if got is None:
+        c = r.copy()
+        c.precise = True
+        got = (r, c)
+        if FROZEN is not None:
+            FROZEN.append((c, _reg_fields(c)))
+    out[id(r)] = got
+    return got[1]
 
 
 #: A `State.park` record's head: idx, prev, jhist, first_idx, may_goto_depth, the history's length, frames.

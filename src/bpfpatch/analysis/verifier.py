@@ -642,11 +642,11 @@ def _clean(env: _Env, old: State, cur: State, idx: int) -> None:
     for i, f in enumerate(old.frames):
         dead = [k for k in f.stack if not alive(old.frames, idx, i, k)]
         if dead:
-            f = f.shallow(old)  # frozen: a new frame without them, the registers and other slots still shared
+            f = f.shallow()  # frozen: a new frame without them, the registers and other slots still shared
             for k in dead:
                 del f.stack[k]
         frames.append(f)
-    old.frames = frames
+    old.frames = tuple(frames)
 
 
 def _path_done(env: _Env, state: State) -> None:
@@ -699,6 +699,7 @@ def _lookup(st: State, item: tuple) -> Reg | None:
 def _mark_all_precise(st: State) -> None:
     """``mark_all_scalars_precise``: what backtracking cannot follow, every checkpoint keeps exact."""
     p = st.parent
+    memo: dict = {}  # what the child checkpoint's marks replaced: its parent shares the copies (`State.set_precise`)
     while p is not None:
         marks = []
         for fi, f in enumerate(p.frames):
@@ -710,7 +711,7 @@ def _mark_all_precise(st: State) -> None:
                 if sp is not None and sp.type is RegType.SCALAR and not sp.precise:
                     marks.append(("s", fi, k))
         if marks:
-            p.set_precise(marks)  # copy on write: the checkpoint shares its registers with other states
+            memo = p.set_precise(marks, memo)  # copy on write: the checkpoint shares its registers with others
         p = p.parent
 
 
@@ -813,6 +814,7 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
     cur = st
     code, dsts = env.code, env.dst
     changed = False
+    memo: dict = {}  # what the child checkpoint's marks replaced: its parent shares the copies (`State.set_precise`)
     while bt:
         for entry in reversed(cur.hist):
             if entry < _HIST_FRAME:
@@ -842,7 +844,7 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
             else:
                 marks.append(item)
         if marks:
-            parent.set_precise(marks)  # copy on write: the checkpoint shares its registers with other states
+            memo = parent.set_precise(marks, memo)  # copy on write: it shares its registers with other states
             changed = True
         cur = parent
     return changed
