@@ -133,6 +133,72 @@ def test_precision_marks_replace_what_they_change():
     assert checkpoint.frames[0].regs[1] is a.frames[0].regs[1]  # the rest still shared
 
 
+def test_a_checkpoint_and_its_parent_share_one_precise_copy():
+    # a marking pass walks a path up: what the child's marks replaced, its parent's marks replace by the same copy
+    from bpfpatch.analysis.state import Frame, Reg
+
+    record_frozen()
+    try:
+        f = Frame(0)
+        f.regs[2] = Reg.unknown()
+        a = State([f]).snapshot()
+        parent, child = State(a.frames), State(a.frames)  # the very same frozen frame
+        f.regs[3] = Reg.known(5)
+        b = State([f]).snapshot(a)  # another frame, sharing r2 with a's
+        other = State(b.frames)
+        memo = child.set_precise([("r", 0, 2)])
+        parent.set_precise([("r", 0, 2)], memo)
+        assert parent.frames[0] is child.frames[0]  # the same frame given the same marks: one new frame
+        other.set_precise([("r", 0, 2)], memo)
+        assert other.frames[0] is not child.frames[0]
+        assert other.frames[0].regs[2] is child.frames[0].regs[2]  # one precise copy for the three
+        copy = child.frames[0].regs[2]
+        assert copy.precise and copy is not a.frames[0].regs[2] and not a.frames[0].regs[2].precise
+        for st in (parent, child, other):
+            fr = st.frames[0]
+            assert st.frames.__class__ is tuple and fr.regs.__class__ is tuple and fr.own is None
+        assert child.frames[0].regs[1] is a.frames[0].regs[1]  # the rest still shared
+        assert check_frozen() > 0
+    finally:
+        record_frozen(False)
+
+
+def test_precise_slots_share_one_copy():
+    from bpfpatch.analysis.state import STACK_SPILL, Frame, Reg, Slot
+
+    f = Frame(0)
+    f.stack[1] = Slot(STACK_SPILL * 8, Reg.unknown())
+    a = State([f]).snapshot()
+    child, parent = State(a.frames), State(a.frames)
+    memo = child.set_precise([("s", 0, 1), ("r", 0, 0)])
+    parent.set_precise([("r", 0, 0), ("s", 0, 1)], memo)  # the same marks in another order
+    assert parent.frames[0] is child.frames[0]
+    sl = child.frames[0].stack[1]
+    assert sl.spilled.precise and not a.frames[0].stack[1].spilled.precise and sl is not a.frames[0].stack[1]
+    assert a.frames[0].stack is not child.frames[0].stack  # the frozen stack not written
+
+
+def test_a_lone_checkpoint_is_no_list():
+    # most explored lists would hold one checkpoint: the dict holds it as itself, a list from the second one
+    prog = GENERATORS["unknown branches"](400)
+    seen = []
+    saved = verifier._is_state_visited
+
+    def spy(env, cur, idx):
+        seen.append(env)
+        return saved(env, cur, idx)
+
+    verifier._is_state_visited = spy
+    try:
+        with contextlib.suppress(AnalysisError):
+            analyze(prog, "socket_filter", budget=5_000, keep_states=False)
+    finally:
+        verifier._is_state_visited = saved
+    got = list(seen[0].explored.values())
+    assert any(x.__class__ is State for x in got)
+    assert all(x.__class__ is State or len(x) > 1 for x in got)
+
+
 def test_our_corpus_analyzes_as_with_nothing_shared(objdir):
     from bpfpatch.elf import read_object
     from bpfpatch.progtype import prog_type_of

@@ -230,7 +230,7 @@ class _Env:
     last: State | None = None  # the newest frozen snapshot of a live state: new frozen states share with it
     id_gen: int = 0
     processed: int = 0
-    explored: dict[int, list[State]] = field(default_factory=dict)  # by `_explored_key`, oldest first
+    explored: "dict[int, list[State] | State]" = field(default_factory=dict)  # by `_explored_key` (`_explored`)
     total_states: int = 0
     subprog_starts: array = field(default_factory=lambda: array("i"))  # sorted, with 0
     max_depth: int = 0
@@ -928,7 +928,8 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     add = force or (djmps >= 2 and dinsns >= 8)
     callsite = cur.frames[-1].callsite
     key = _explored_key(env, idx, callsite)
-    lst = env.explored.get(key, ())  # the list is made with its first state
+    got = env.explored.get(key)  # a list from the second state on (`_explored`)
+    lst = [got] if got.__class__ is State else got or ()
     iter_next = idx in env.iter_next_sites
     may_goto = env.code[idx] == JMP | J_JCOND
     if iter_next:
@@ -981,14 +982,23 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
         if old.miss > old.hit * k + k:
             del lst[i]  # unlikely to help (it stays a parent of the states derived from it)
         i -= 1
+    if got is not None and len(lst) < (1 if got.__class__ is State else 2):  # states dropped: one left, or none
+        if lst:
+            got = env.explored[key] = lst[0]
+        else:
+            del env.explored[key]
+            got = None
     if not add:
         return False
     env.prev_jmps_processed = env.jmps_processed
     env.prev_insn_processed = env.processed
     # the checkpoint is frozen: it shares its frames with the newest snapshot of the live state
-    # (without kept states, the path's last checkpoint is the nearest frozen state)
+    # (without kept states, the path's last checkpoint is the nearest frozen state); it takes the snapshot's
+    # frames, a tuple that precision marks and `_clean` replace and never change, and the snapshot stays the
+    # sharing base (``env.last``: what marks change later is no base for the live state)
     ref = env.last = cur.snapshot(env.last if env.keep_states or cur.parent is None else cur.parent)
-    snap = State(list(ref.frames))
+    snap = State.__new__(State)
+    snap.frames = ref.frames
     snap.refs = ref.refs  # frozen too: a checkpoint's references are never changed
     snap.first_idx = cur.first_idx
     snap.jhist = cur.jhist
@@ -1001,10 +1011,12 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     cur.hist = array("q")
     cur.first_idx = idx
     cur.jhist = 0
-    if lst:
-        lst.append(snap)
+    if got is None:
+        env.explored[key] = snap
+    elif got.__class__ is State:
+        env.explored[key] = [got, snap]
     else:
-        env.explored[key] = [snap]
+        got.append(snap)
     env.total_states += 1
     scc.enter(idx, snap)
     return False
@@ -1015,6 +1027,13 @@ def _explored_key(env: _Env, idx: int, callsite: int) -> int:
     list per hash of (idx ^ callsite) (``explored_state``) and skips the other instructions' states in it,
     so a list holds the states at `idx` of every callsite of the same hash."""
     return ((idx ^ callsite) & U32) % env.n * env.n + idx
+
+
+def _explored(env: _Env, key: int) -> "list[State] | tuple[State, ...]":
+    """The checkpoints of `_explored_key` `key`, oldest first: ``env.explored`` holds a list from the second one
+    on, a lone checkpoint as itself (most lists would hold one)."""
+    got = env.explored.get(key, ())
+    return (got,) if got.__class__ is State else got
 
 
 def _propagate_precision(env: _Env, old: State, cur: State) -> bool:
@@ -1337,7 +1356,7 @@ def _prev_entry(env: _Env, st: State, idx: int) -> State | None:
     while p is not None:
         ancestors.add(id(p))
         p = p.parent
-    for old in reversed(env.explored.get(_explored_key(env, idx, st.frames[-1].callsite), ())):
+    for old in reversed(_explored(env, _explored_key(env, idx, st.frames[-1].callsite))):
         if old.branches and id(old) in ancestors and len(old.frames) == len(st.frames) \
                 and all(a.callsite == b.callsite for a, b in zip(old.frames, st.frames)):
             return old
