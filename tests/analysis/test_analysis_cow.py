@@ -23,7 +23,7 @@ from progtools import kernel_programs
 from bpfpatch.adversarial import GENERATORS
 from bpfpatch.analysis import state as state_mod
 from bpfpatch.analysis import verifier
-from bpfpatch.analysis.state import State, check_frozen, record_frozen
+from bpfpatch.analysis.state import ParkedStack, State, check_frozen, record_frozen
 from bpfpatch.analysis.verifier import AnalysisError, analyze
 from bpfpatch.analysis.vlog import format_state
 
@@ -37,25 +37,25 @@ def _deep_snapshot(self: State, prev: State | None = None) -> State:
     return s
 
 
-def _park_unshared(self, ref, idx, prev, hist=None):
+def _park_unshared(self, st, ref, idx, prev, hist=None):
     """A pending branch waits as it is, taken up as it is, with a history of its own (a copy of `hist`, the
-    live path's, when given)."""
+    live path's, when given): not a `ParkedStack` record."""
     if hist is not None:
-        self.hist = array("q", hist)
-    return (self, idx, prev)
+        st.hist = array("q", hist)
+    return (st, idx, prev)
 
 
 @contextlib.contextmanager
 def _nothing_shared():
     """Every frozen state a deep copy of its own: what the analysis did before copy on write."""
-    saved = State.snapshot, State.park, State.keep
+    saved = State.snapshot, ParkedStack.push, State.keep
     State.snapshot = _deep_snapshot
-    State.park = _park_unshared
+    ParkedStack.push = _park_unshared
     State.keep = lambda self, key, rec: (lambda s: (s, s))(_deep_snapshot(self))  # kept whole, nothing packed
     try:
         yield
     finally:
-        State.snapshot, State.park, State.keep = saved
+        State.snapshot, ParkedStack.push, State.keep = saved
 
 
 def _result(prog, prog_type: str, budget: int) -> tuple:

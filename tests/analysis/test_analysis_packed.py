@@ -1,10 +1,10 @@
 """Pending branches packed while they wait (`Frame.pack`, `pack_reg`): what is unpacked is what was packed.
 
-A frozen pending branch holds the frame it shares with and the registers that
-differ from it, a plain scalar in 18 or 74 bytes (`pack_reg`: a kept state's, one int).  Checked field by field: random
-registers (hypothesis, every field drawn, pointers and odd values included),
-every register of the kept states of clang-built programs and the generators,
-and a packed frame against the frame it was made from.
+A frozen pending branch is a record of the walk's `ParkedStack`: the frame it shares with and the registers
+that differ from it, a plain scalar in 6 to 74 bytes (`pack_reg`: a kept state's, one int).  Checked field by
+field: random registers (hypothesis, every field drawn, pointers and odd values included), every register of the
+kept states of clang-built programs and the generators, a packed frame against the frame it was made from, and
+random pushes and pops against copies made before each push.
 """
 
 from __future__ import annotations
@@ -26,13 +26,15 @@ from bpfpatch.analysis.state import (
     S64_MAX,
     S64_MIN,
     Frame,
+    ParkedStack,
     Reg,
     Slot,
     State,
     mark_known,
     pack_reg,
+    check_frozen,
+    record_frozen,
     unpack_reg,
-    unpark,
 )
 from bpfpatch.analysis.verifier import AnalysisError, analyze
 
@@ -171,25 +173,36 @@ def test_a_packed_frame_holds_its_changes_and_unpacks_to_the_frame():
     live.regs[2] = Reg.unknown()
     live.regs[2].umax = 99
     live.regs[3] = Reg.pointer(RegType.PTR_TO_CTX, 8)
-    blob, items = [], []
-    live.pack(prev, blob, items)
-    # the frame it shares with, the pointer as an object; the two scalars in the bytes
+    buf, items = bytearray(), []
+    live.pack(prev, buf, items)
+    # the frame it shares with, the pointer as an object; the two scalars in the bytes: the known value in 6
+    # bytes (no id, no subreg_def, 32 bits), the ranges in 66, the pointer's number and kind in 2
     assert items[0] is prev and len(items) == 2 and items[1] is live.regs[3]
-    assert blob[0] == bytes((1, 3)) and [len(b) for b in blob[1:]] == [18, 74, 2]
+    assert buf[:2] == bytes((1, 3)) and len(buf) == 2 + 6 + 66 + 2
     st = State([live])
-    back, _, _ = unpark(st.park(ref, 1, 0))
+    back, _, _ = _unpark(st, ref, 1, 0)
     assert [_fields(r) for r in back.frames[0].regs] == [_fields(r) for r in live.regs]
     assert all(a is not b for a, b in zip(back.frames[0].regs, prev.regs))
     assert back.frames[0].stack[0] is not prev.stack[0]
     live.stack[1] = Slot("00000000")
-    blob, items = [], []
-    live.pack(prev, blob, items)
-    assert blob[0][0] == 3 and set(items[1]) == {0, 1} and items[1][0] is prev.stack[0]
-    assert unpark(State([live]).park(ref, 1, 0))[0].frames[0].stack[1].types == "00000000"
+    buf, items = bytearray(), []
+    live.pack(prev, buf, items)
+    assert buf[0] == 3 and set(items[1]) == {0, 1} and items[1][0] is prev.stack[0]
+    assert _unpark(State([live]), ref, 1, 0)[0].frames[0].stack[1].types == "00000000"
     other = Frame(1, callsite=3)
-    blob, items = [], []
-    other.pack(prev, blob, items)
+    buf, items = bytearray(), []
+    other.pack(prev, buf, items)
     assert items[0].__class__ is Frame and items[0] is not prev  # another function's frame: a frozen frame of its own
+    assert buf == bytes(2)
+
+
+def _unpark(st: State, ref, idx: int, prev: int, hist=None) -> tuple:
+    """`st` pushed on a new `ParkedStack` and popped again (and the stack left empty)."""
+    ps = ParkedStack()
+    entry = ps.push(st, ref, idx, prev, hist)
+    out = ps.pop(entry)
+    assert len(ps) == 0 and not ps.buf and not ps.objs
+    return out
 
 
 def _state_fields(st: State) -> tuple:
@@ -201,10 +214,11 @@ def _state_fields(st: State) -> tuple:
 
 
 @pytest.mark.parametrize("calls", [0, 1, 2])
-def test_a_parked_branch_is_one_tuple_and_unparks_to_the_state(calls):
-    # a pending branch waits as one tuple (its walk fields and changed registers in one bytes object, the
-    # objects it shares), not a State, a frames tuple and a stack entry; taken up, it is the state it was,
-    # owned anew.  Its history may be an array it shares (the live path's, appended to after): its length then
+def test_a_parked_branch_is_a_record_and_pops_to_the_state(calls):
+    # a pending branch waits as a record of the walk's `ParkedStack` (its walk fields and changed registers
+    # appended to one bytearray, the objects it shares to one list), not a State, a frames tuple and a stack
+    # entry; taken up, it is the state it was, owned anew.  Its history may be an array it shares (the live
+    # path's, appended to after): its length then
     caller = Frame(0)
     caller.regs[10] = Reg.pointer(RegType.PTR_TO_STACK)
     caller.regs[1] = Reg.pointer(RegType.PTR_TO_CTX)
@@ -222,19 +236,109 @@ def test_a_parked_branch_is_one_tuple_and_unparks_to_the_state(calls):
     want = _state_fields(live)
     for r in (ref, None):
         for shared in (None, array("q", live.hist)):
-            rec = _copy_state(live).park(r, 812, 811, shared)
-            assert rec.__class__ is tuple and rec[0].__class__ is bytes and rec[1] is parent
+            ps = ParkedStack()
+            entry = ps.push(_copy_state(live), r, 812, 811, shared)
+            assert entry is ps and len(ps) == 1 and ps.objs[0] is parent
             if shared is not None:
-                assert rec[3] is shared
+                assert ps.objs[2] is shared
                 shared.extend([77, 78])  # the live path goes on
-            assert not any(x.__class__ is State for x in rec[2:])  # the parent checkpoint only
-            back, idx, prev = unpark(rec)
+            assert not any(x.__class__ is State for x in ps.objs[1:])  # the parent checkpoint only
+            back, idx, prev = ps.pop(entry)
             assert (idx, prev) == (812, 811) and _state_fields(back) == want
             assert all(a is not b for f, g in zip(back.frames, live.frames) for a, b in zip(f.regs, g.regs))
             assert back.frames.__class__ is list and back.hist.__class__ is array
+            assert len(ps) == 0 and not ps.buf and not ps.objs
     counted = _copy_state(live)
     counted.branches = 1  # a checkpoint's counters: waits as it is
-    assert counted.park(ref, 3, 2) == (counted, 3, 2) and unpark((counted, 3, 2)) == (counted, 3, 2)
+    ps = ParkedStack()
+    assert ps.push(counted, ref, 3, 2) == (counted, 3, 2) and ps.pop((counted, 3, 2)) == (counted, 3, 2)
+    assert len(ps) == 0 and not ps.buf
+
+
+def _random_state(rng, ref_frames: list[Frame]) -> State:
+    """A live state like the walk's: `ref_frames`' frames copied, some registers and slots changed, some frames
+    another function's, walk fields of any width (a jump target out of the program included)."""
+    frames = []
+    for k, p in enumerate(ref_frames[:rng.randint(1, len(ref_frames))]):
+        f = p.copy() if rng.random() < 0.8 else Frame(k, callsite=rng.randint(0, 9), subprog=k)
+        for n in rng.sample(range(10), rng.randint(0, 4)):
+            kind = rng.randint(0, 4)
+            if kind == 0:
+                f.regs[n] = Reg.known(rng.choice([0, 7, U32, U32 + 1, U64]))
+            elif kind == 1:
+                f.regs[n] = Reg.unknown()
+                f.regs[n].umax = rng.randint(0, U64)
+            elif kind == 2:
+                f.regs[n] = Reg.pointer(RegType.PTR_TO_CTX, rng.randint(0, 8))
+            elif kind == 3:
+                f.regs[n] = Reg()  # never written
+            else:
+                f.regs[n] = f.regs[n].copy()  # equal to the reference's, a new object
+            f.regs[n].id = rng.choice([0, 0, 3, U32])
+            f.regs[n].subreg_def = rng.choice([0, 0, 9, U32])
+            f.regs[n].precise = rng.random() < 0.3
+        if rng.random() < 0.3:
+            f.stack[rng.randint(0, 3)] = Slot(rng.choice(["00000000", "mmmmmmmm"]))
+        frames.append(f)
+    st = State(frames)
+    st.refs = rng.choice([[], [], [2, 5]])
+    st.parent = rng.choice([None, State([Frame(0)])])
+    wide = rng.choice([1 << 16, 1 << 16, 1 << 32, 1 << 40])
+    st.jhist, st.first_idx, st.may_goto_depth = (rng.randrange(wide) for _ in range(3))
+    st.hist.extend(rng.randrange(1 << 20) for _ in range(rng.randint(0, 5)))
+    st.branches = rng.random() < 0.1  # a checkpoint's counters: not packed
+    return st
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_parked_stack_pops_in_order_what_was_pushed(seed):
+    # pushes and pops in any order: each pop gives the newest branch pushed and not yet popped, equal in every
+    # field to a copy made before it was pushed, owning its frames; nothing frozen changed; empty at the end
+    import random
+
+    rng = random.Random(seed)
+    base = Frame(0)
+    base.regs[10] = Reg.pointer(RegType.PTR_TO_STACK)
+    base.regs[1] = Reg.pointer(RegType.PTR_TO_CTX)
+    base.regs[2] = Reg.known(5)
+    base.stack[0] = Slot("mmmmmmmm")
+    callee = Frame(1, callsite=4, subprog=1)
+    ref = State([base, callee]).snapshot()
+    record_frozen()
+    try:
+        ps = ParkedStack()
+        stack: list = []
+        want: list = []
+        for _ in range(300):
+            if stack and rng.random() < 0.4:
+                back, idx, prev = ps.pop(stack.pop())
+                w, widx, wprev = want.pop()
+                assert (idx, prev) == (widx, wprev) and _state_fields(back) == w
+                assert all(f.own is None and f.regs.__class__ is list for f in back.frames)
+                assert all(a is not b for f, g in zip(back.frames, ref.frames) for a, b in zip(f.regs, g.regs))
+                continue
+            st = _random_state(rng, [f.copy() for f in ref.frames])
+            idx = rng.choice([rng.randrange(1 << 16), rng.randrange(1 << 33), -1 - rng.randrange(9)])
+            prev = rng.randrange(1 << 16)
+            shared = None
+            if rng.random() < 0.5:
+                st.hist.append(99)
+                shared = array("q", st.hist)  # the live path's, this step's entry its last
+            want.append((_state_fields(st), idx, prev))
+            entry = ps.push(st, rng.choice([ref, None]), idx, prev, shared)
+            assert entry is ps or entry == (st, idx, prev)
+            if shared is not None:
+                shared.extend([77, 78])  # the live path goes on: the branch's length is kept
+            stack.append(entry)
+            assert len(ps) == sum(e is ps for e in stack)
+        while stack:
+            back, idx, prev = ps.pop(stack.pop())
+            w, widx, wprev = want.pop()
+            assert (idx, prev) == (widx, wprev) and _state_fields(back) == w
+        assert len(ps) == 0 and not ps.buf and not ps.objs
+        assert check_frozen() > 0
+    finally:
+        record_frozen(False)
 
 
 def _copy_state(st: State) -> State:
@@ -265,8 +369,9 @@ def test_a_parked_register_unpacks_to_every_field(r):
     ref = State([Frame(0)]).snapshot()
     live = State([Frame(0)])
     live.cur.regs[5] = r
-    rec = live.park(ref, 1, 0)
-    # the bytes: a 49-byte head, the frame's flags and count, the register (none when it is the reference's)
-    assert len(rec[0]) - 51 in ((0, 2) if pack_reg(r) is r else (0, 18, 74))
-    back = unpark(rec)[0].cur.regs[5]
+    ps = ParkedStack()
+    entry = ps.push(live, ref, 1, 0)
+    # the bytes: the frame's flags and count, the register (none when it is the reference's), a 16-byte head
+    assert len(ps.buf) - 18 in ((0, 2) if pack_reg(r) is r else (0, 6, 10, 14, 18, 66, 70, 74))
+    back = ps.pop(entry)[0].cur.regs[5]
     assert back is not r and _fields(back) == _fields(r)

@@ -18,11 +18,12 @@ waiting on the walk's stack -- is *frozen*: its registers, slots and frames
 are shared with the frozen states made before it (`Frame.snapshot`) and are
 never changed in place.  A kept state is packed against the newest frozen snapshot (its key) when at most
 `KEPT_REGS` registers of one frame differ, across a call or return too (`State.keep`, a `KeptState`: one
-int for what differs, a plain scalar as the fields that differ from the key's register), unpacked when read.  Past the first 64 a pending branch waits as one tuple (`State.park`:
-its walk fields and the registers that differ from the frozen frame it shares with in one bytes object, a
-plain scalar 18 or 74 bytes, `Frame.pack`; its history the live path's array), made a live state
-with owned copies (`unpark`) when the walk takes it up; precision marks, the only writes into a
-checkpoint, replace what they change (`State.set_precise`); a checkpoint's
+int for what differs, a plain scalar as the fields that differ from the key's register), unpacked when read.
+Past the first 64 a pending branch waits as a record of the walk's
+`ParkedStack` (its walk fields and the registers that differ from the frozen frame it shares with as bytes in
+one bytearray, a plain scalar 6 to 74 bytes, `Frame.pack`; its objects in one list; its history the live
+path's array), made a live state with owned copies (`ParkedStack.pop`) when the walk takes it up; precision
+marks, the only writes into a checkpoint, replace what they change (`State.set_precise`); a checkpoint's
 dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 `check_frozen` verify in tests that nothing frozen changed.
 """
@@ -664,18 +665,19 @@ class Frame:
         f.own = None
         return f
 
-    def pack(self, prev: "Frame | None", blob: list, items: list) -> None:
-        """This frame frozen for a pending branch (`State.park`; it is not used after), its bytes appended to
-        `blob` and its objects to `items`.  When `prev`, a frozen frame, is the same function's frame at the
+    def pack(self, prev: "Frame | None", buf: bytearray, objs: list) -> None:
+        """This frame frozen for a pending branch (`ParkedStack.push`; it is not used after), its bytes appended
+        to `buf` and its objects to `objs`.  When `prev`, a frozen frame, is the same function's frame at the
         same call depth and is shared (no state may change it): `prev` and, if a slot differs, the slots (the
         equal ones `prev`'s) as objects, and in the bytes the registers that differ from `prev`, a plain scalar
-        in 18 or 74 bytes (`_pack_reg`), any other register an object.  Otherwise the frame `snapshot` (move)
-        makes.  `unpark` makes the live frame again."""
+        in 6 to 74 bytes (`_pack_reg`), any other register an object.  Otherwise the frame `snapshot` (move)
+        makes.  The bytes: flags (0: the frame `snapshot` made, else 1, | 2 when the slots are an object), the
+        number of registers, the registers.  `ParkedStack.pop` makes the live frame again."""
         if prev is None or prev.own is not None or not _same_head(self, prev):
-            items.append(self.snapshot(prev, True))
-            blob.append(_WHOLE_FRAME)
+            objs.append(self.snapshot(prev, True))
+            buf += _WHOLE_FRAME
             return
-        items.append(prev)
+        objs.append(prev)
         cstack = self.stack
         pstack = prev.stack
         stack = None
@@ -692,29 +694,28 @@ class Frame:
             if same:
                 stack = None
             else:
-                items.append(stack)
+                objs.append(stack)
                 if FROZEN is not None:
                     for sl in stack.values():
                         FROZEN.append((sl, _slot_fields(sl)))
-        at = len(blob)
-        blob.append(None)
+        at = len(buf)
+        buf += _WHOLE_FRAME  # the flags and the count, set below
         n = 0
         pregs = prev.regs
         for k, r in enumerate(self.regs):
             p = pregs[k]
             if r is not p and not r.same(p):
                 n += 1
-                x = _pack_reg(k, r)
-                if x is None:
-                    blob.append(bytes((k, _KIND_OBJECT)))
+                if not _pack_reg(k, r, buf):
+                    buf.append(k)
+                    buf.append(_KIND_OBJECT)
                     if r.type is _NOT_INIT_T and r.same(_NOT_INIT):
                         r = _NOT_INIT
                     elif FROZEN is not None:
                         FROZEN.append((r, _reg_fields(r)))
-                    items.append(r)
-                else:
-                    blob.append(x)
-        blob[at] = bytes((1 if stack is None else 3, n))
+                    objs.append(r)
+        buf[at] = 1 if stack is None else 3
+        buf[at + 1] = n
 
     def snapshot(self, prev: "Frame | None", move: bool = False, hint: "Frame | None" = None) -> "Frame":
         """A frozen copy, sharing with `prev` (a frozen frame) what is equal to it (`prev` itself when all is).
@@ -784,12 +785,17 @@ _SCALAR_T = RegType.SCALAR
 _B64, _B32 = 1 << 63, 1 << 31
 
 
-#: A parked register's bytes: its number, its kind (`_KIND_KNOWN`, `_KIND_OBJECT` or 0, a scalar's ranges; bit 1
-#: precise), then for a known value the value, id and subreg_def, for a scalar's ranges var_off, the 64-bit and
-#: the 32-bit bounds, id and subreg_def.
-_KNOWN_REG = Struct("<BBQII")
-_RANGE_REG = Struct("<BBQQqqQQiiIIII")
-_KIND_KNOWN, _KIND_OBJECT = 1, 4
+#: A parked register's bytes (`_pack_reg`): its number, its kind, then for a known value the value (4 bytes when
+#: `_KIND_VALUE32`, else 8), for a scalar's ranges var_off, the 64-bit and the 32-bit bounds (64 bytes), then the
+#: id when `_KIND_ID` and subreg_def when `_KIND_SUBREG` (4 bytes each; 0 when left out).  The kind's bits:
+#: `_KIND_KNOWN` (else the ranges), bit 1 precise, `_KIND_OBJECT` (no more bytes: the register is an object).
+_KIND_KNOWN, _KIND_OBJECT, _KIND_VALUE32, _KIND_ID, _KIND_SUBREG = 1, 4, 8, 16, 32
+#: The Struct of a parked register, by its kind without the precise bit (None: an object or no such kind).
+_REG_FORMS: "list[Struct | None]" = [
+    None if k & (_KIND_OBJECT | 2) or (k & _KIND_VALUE32 and not k & _KIND_KNOWN) else Struct(
+        "<BB" + (("I" if k & _KIND_VALUE32 else "Q") if k & _KIND_KNOWN else "QQqqQQiiII")
+        + ("I" if k & _KIND_ID else "") + ("I" if k & _KIND_SUBREG else ""))
+    for k in range(64)]
 _WHOLE_FRAME = bytes(2)  # a parked frame that is a frozen frame of its own (no registers in the bytes)
 
 
@@ -825,18 +831,29 @@ def _plain_scalar(r: Reg) -> int:
     return _PLAIN_RANGE
 
 
-def _pack_reg(regno: int, r: Reg) -> "bytes | None":
+def _pack_reg(regno: int, r: Reg, buf: bytearray) -> bool:
+    """Append `r`, register `regno`, to `buf` in a parked frame's bytes when it is a plain scalar (`_plain_scalar`):
+    6 to 18 bytes a known value, 66 to 74 a scalar's ranges.  False (nothing appended) for any other register."""
     kind = _plain_scalar(r)
     if not kind:
-        return None
+        return False
     v, m = r.var_off
+    i, sd = r.id, r.subreg_def
+    k = r.precise << 1 | (_KIND_ID if i else 0) | (_KIND_SUBREG if sd else 0)
     if kind == _PLAIN_KNOWN:
-        return _KNOWN_REG.pack(regno, _KIND_KNOWN | r.precise << 1, v, r.id, r.subreg_def)
-    return _RANGE_REG.pack(regno, r.precise << 1, v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max,
-                           r.u32min, r.u32max, r.id, r.subreg_def)
+        k |= _KIND_KNOWN if v >> 32 else _KIND_KNOWN | _KIND_VALUE32
+        head = (regno, k, v)
+    else:
+        head = (regno, k, v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max)
+    form = _REG_FORMS[k & ~2]
+    if i:
+        buf += form.pack(*head, i, sd) if sd else form.pack(*head, i)
+    else:
+        buf += form.pack(*head, sd) if sd else form.pack(*head)
+    return True
 
 
-def _unpack_reg(buf: bytes, at: int) -> "tuple[Reg, int]":
+def _unpack_reg(buf: bytearray, at: int) -> "tuple[Reg, int]":
     """The register `_pack_reg` packed at offset `at` of `buf` (a new one) and the offset after it."""
     r = Reg.__new__(Reg)
     r.type = _SCALAR_T
@@ -845,14 +862,22 @@ def _unpack_reg(buf: bytes, at: int) -> "tuple[Reg, int]":
     r.btf_name = ""
     kind = buf[at + 1]
     r.precise = bool(kind & 2)
+    form = _REG_FORMS[kind & ~2]
+    t = form.unpack_from(buf, at)
     if kind & _KIND_KNOWN:
-        _, _, v, r.id, r.subreg_def = _KNOWN_REG.unpack_from(buf, at)
-        mark_known(r, v)
-        return r, at + 18
-    (_, _, v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.id,
-     r.subreg_def) = _RANGE_REG.unpack_from(buf, at)
-    r.var_off = UNKNOWN if v == 0 and m == U64 else (v, m)
-    return r, at + 74
+        mark_known(r, t[2])
+        j = 3
+    else:
+        v, m, r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max = t[2:12]
+        r.var_off = UNKNOWN if v == 0 and m == U64 else (v, m)
+        j = 12
+    if kind & _KIND_ID:
+        r.id = t[j]
+        j += 1
+    else:
+        r.id = 0
+    r.subreg_def = t[j] if kind & _KIND_SUBREG else 0
+    return r, at + form.size
 
 
 def pack_reg(r: Reg) -> "Reg | int":
@@ -1252,31 +1277,6 @@ class State(Snapshot):
         self.miss = 0
         self.may_goto_depth = 0  # may_goto loop bodies entered on this path
 
-    def park(self, ref: "State | None", idx: int, prev: int, hist: "array | None" = None) -> tuple:
-        """This state as a pending branch to `idx` (jumped to from `prev`), packed in one tuple while it waits:
-        ``(bytes, parent, refs, history, frames' objects...)``.  The bytes hold `idx`, `prev`, the walk's
-        counters (jhist, first_idx, may_goto_depth), the history's length and each frame's registers that
-        differ from its frame in `ref`, a frozen state (`Frame.pack`: a plain scalar in 18 or 74 bytes).  The
-        history is `hist` (default: this state's own), an array only ever appended to whose first entries are
-        this state's: the live path's, shared by every branch pushed from it, not copied.  The state is not
-        used after; `unpark` makes a live state again.  A state with walk counters of a checkpoint (branches,
-        hits, misses) is not packed: ``(self, idx, prev)``, what `unpark` gives back as it is."""
-        if hist is None:
-            hist = self.hist
-        if self.branches or self.hit or self.miss:
-            if hist is not self.hist:
-                self.hist = array("q", hist)
-            return (self, idx, prev)
-        pf = ref.frames if ref is not None else ()
-        frames = self.frames
-        refs = ref.refs if ref is not None and ref.refs == self.refs else self.refs
-        blob = [_PARK_HEAD.pack(idx, prev, self.jhist, self.first_idx, self.may_goto_depth, len(hist), len(frames))]
-        items = [None, self.parent, refs, hist]
-        for k, f in enumerate(frames):
-            f.pack(pf[k] if k < len(pf) else None, blob, items)
-        items[0] = b"".join(blob)
-        return tuple(items)
-
     def keep(self, key: "Snapshot | None", rec: "Snapshot | KeptState | None") -> "tuple[Snapshot, Snapshot | KeptState]":
         """This state kept (``InsnAux.states``): ``(key, kept)``.  `key` is the current key frame (a frozen
         `Snapshot`, the newest one made from a live state) and `rec` the last state kept.  When the state differs
@@ -1404,57 +1404,132 @@ def _precise_copy(r: Reg, memo: dict, out: dict) -> Reg:
     return got[1]
 
 
-#: A `State.park` record's head: idx, prev, jhist, first_idx, may_goto_depth, the history's length, frames.
-_PARK_HEAD = Struct("<qqqqqqB")
+#: A `ParkedStack` record's head, by width (0: every number below 2**16, 1: below 2**32, 2: any int64): idx, prev,
+#: jhist, first_idx, may_goto_depth, the history's length, the frames' bytes, the objects, then the form byte
+#: (`_PARK_FRAMES` frames | width << 4 | `_PARK_REFS`).
+_PARK_HEADS = (Struct("<HHHHHHHBB"), Struct("<IIIIIIHBB"), Struct("<qqqqqqHBB"))
+_PARK_FRAMES, _PARK_REFS = 0x0F, 0x40
 
 
-def unpark(record: tuple) -> "tuple[State, int, int]":
-    """(live state, index, jumped from) of a pending branch `State.park` packed: the state's frames owned copies
-    (``from prev to idx``); a ``(state, idx, prev)`` entry as it is."""
-    blob = record[0]
-    if blob.__class__ is not bytes:
-        return record
-    idx, prev, jhist, first_idx, may_goto_depth, hlen, nframes = _PARK_HEAD.unpack_from(blob)
-    at = _PARK_HEAD.size
-    item = 4
-    frames = []
-    for _ in range(nframes):
-        flags, n = blob[at], blob[at + 1]
-        at += 2
-        ref = record[item]
-        item += 1
-        if not flags:
-            frames.append(ref.copy())
-            continue
-        if flags & 2:
-            stack = record[item]
-            item += 1
+class ParkedStack:
+    """The pending branches of one walk that wait packed (past the verifier's first ``FREEZE_AFTER``), as one stack.
+
+    The walk's stack is strictly last in, first out, and so is this one: `push` packs a branch as the newest
+    record and gives the entry the walk's stack holds for it (this `ParkedStack` itself, a shared marker), `pop`
+    takes the newest record up again.  A record is no object of its own: its bytes are appended to `buf`, one
+    bytearray, and its objects to `objs`, one list, both used as stacks, so a waiting branch costs its bytes and
+    a pointer per object.  A record's bytes: each frame's (`Frame.pack`: the registers that differ from its
+    frame in the reference state, a plain scalar in 6 to 74 bytes), then the head (`_PARK_HEADS`, 16 bytes when
+    every number is below 2**16), whose last byte, the record's last, gives its width.  Its objects: the parent
+    checkpoint, the references (when any), the history (an array only ever appended to: the live path's,
+    shared), each frame's objects.  A state with walk counters of a checkpoint (branches, hits, misses) is not
+    packed: its entry is ``(state, idx, prev)``, what `pop` gives back as it is.  `record_frozen` logs what the
+    records share (`check_frozen`)."""
+
+    __slots__ = ("buf", "objs", "count")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()  # the records' bytes, back to back
+        self.objs: list = []  # the records' objects, back to back
+        self.count = 0  # records
+
+    def __len__(self) -> int:
+        return self.count
+
+    def push(self, st: State, ref: "Snapshot | None", idx: int, prev: int,
+             hist: "array | None" = None) -> "ParkedStack | tuple[State, int, int]":
+        """Pack `st`, a pending branch to `idx` (jumped to from `prev`), as the newest record: the entry for the
+        walk's stack, this `ParkedStack` (or ``(st, idx, prev)``, a checkpoint's counters: not packed).  Its
+        frames are packed against those of `ref`, a frozen state; its history is `hist` (default: its own), an
+        array only ever appended to whose first entries are the state's.  `st` is not used after."""
+        if hist is None:
+            hist = st.hist
+        if st.branches or st.hit or st.miss:
+            if hist is not st.hist:
+                st.hist = array("q", hist)
+            return (st, idx, prev)
+        buf, objs = self.buf, self.objs
+        start, first = len(buf), len(objs)
+        objs.append(st.parent)
+        refs = st.refs
+        form = len(st.frames)
+        if refs:
+            form |= _PARK_REFS
+            objs.append(ref.refs if ref is not None and ref.refs == refs else refs)
+        objs.append(hist)
+        pf = ref.frames if ref is not None else ()
+        for k, f in enumerate(st.frames):
+            f.pack(pf[k] if k < len(pf) else None, buf, objs)
+        jhist, first_idx, depth, hlen = st.jhist, st.first_idx, st.may_goto_depth, len(hist)
+        wide = idx | prev | jhist | first_idx | depth | hlen
+        form |= 0 if wide >> 16 == 0 else 0x10 if wide >> 32 == 0 else 0x20
+        buf += _PARK_HEADS[form >> 4 & 3].pack(idx, prev, jhist, first_idx, depth, hlen, len(buf) - start,
+                                               len(objs) - first, form)
+        self.count += 1
+        return self
+
+    def pop(self, entry: "ParkedStack | tuple[State, int, int]") -> "tuple[State, int, int]":
+        """(live state, index, jumped from) of `entry`, popped from the walk's stack: when it is this
+        `ParkedStack`, the newest record taken off, its frames owned copies; a ``(state, idx, prev)`` as it is."""
+        if entry is not self:
+            return entry
+        buf, objs = self.buf, self.objs
+        head = _PARK_HEADS[buf[-1] >> 4 & 3]
+        end = len(buf) - head.size
+        idx, prev, jhist, first_idx, depth, hlen, size, nobj, form = head.unpack_from(buf, end)
+        at = end - size
+        start = at
+        item = len(objs) - nobj
+        first = item
+        parent = objs[item]
+        if form & _PARK_REFS:
+            refs = list(objs[item + 1])
+            item += 3
         else:
-            stack = ref.stack
-        f = Frame.__new__(Frame)
-        regs = f.regs = [r.copy() for r in ref.regs]
-        for _ in range(n):
-            if blob[at + 1] & _KIND_OBJECT:
-                regs[blob[at]] = record[item].copy()
+            refs = []
+            item += 2
+        hist = objs[item - 1][:hlen]
+        frames = []
+        for _ in range(form & _PARK_FRAMES):
+            flags, n = buf[at], buf[at + 1]
+            at += 2
+            fref = objs[item]
+            item += 1
+            if not flags:
+                frames.append(fref.copy())
+                continue
+            if flags & 2:
+                stack = objs[item]
                 item += 1
-                at += 2
             else:
-                regs[blob[at]], at = _unpack_reg(blob, at)
-        f.stack = {k: s.copy() for k, s in stack.items()}
-        f.callsite, f.frameno, f.subprog = ref.callsite, ref.frameno, ref.subprog
-        f.callback_depth = ref.callback_depth
-        f.own = None
-        frames.append(f)
-    s = State.__new__(State)
-    s.frames = frames
-    s.refs = list(record[2])
-    s.parent = record[1]
-    s.hist = record[3][:hlen]
-    s.branches = s.hit = s.miss = 0
-    s.jhist, s.first_idx, s.may_goto_depth = jhist, first_idx, may_goto_depth
-    return s, idx, prev
+                stack = fref.stack
+            f = Frame.__new__(Frame)
+            regs = f.regs = [r.copy() for r in fref.regs]
+            for _ in range(n):
+                if buf[at + 1] & _KIND_OBJECT:
+                    regs[buf[at]] = objs[item].copy()
+                    item += 1
+                    at += 2
+                else:
+                    regs[buf[at]], at = _unpack_reg(buf, at)
+            f.stack = {k: sl.copy() for k, sl in stack.items()}
+            f.callsite, f.frameno, f.subprog = fref.callsite, fref.frameno, fref.subprog
+            f.callback_depth = fref.callback_depth
+            f.own = None
+            frames.append(f)
+        del buf[start:]
+        del objs[first:]
+        self.count -= 1
+        s = State.__new__(State)
+        s.frames = frames
+        s.refs = refs
+        s.parent = parent
+        s.hist = hist
+        s.branches = s.hit = s.miss = 0
+        s.jhist, s.first_idx, s.may_goto_depth = jhist, first_idx, depth
+        return s, idx, prev
 
 
-__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "KeptState", "KEPT_REGS", "pack_reg", "unpack_reg", "unpark", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
+__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "KeptState", "KEPT_REGS", "ParkedStack", "pack_reg", "unpack_reg", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
            "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg", "btf_trusted", "mark_btf_trusted"]

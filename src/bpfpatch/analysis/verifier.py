@@ -64,10 +64,10 @@ from bpfpatch.analysis.state import (
     STACK_SPILL,
     STACK_ZERO,
     Frame,
+    ParkedStack,
     Reg,
     Slot,
     State,
-    unpark,
     bounds_sane,
     btf_trusted,
     coerce_subreg_to_size_sx,
@@ -132,7 +132,7 @@ PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSE
 PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
 MAX_CALL_FRAMES = 8
 BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192  # pending branches the kernel keeps at most
-#: Pending branches beyond this many are packed while they wait (`State.park`: shared with a snapshot,
+#: Pending branches beyond this many are packed while they wait (`ParkedStack`: shared with a snapshot,
 #: copied again when taken up); the first 64 are not (real programs keep up to a thousand: pyperf_global 112,
 #: strobemeta_nounroll1 929, pyperf180 6,280).  With the packed history shared with the live path, not copied,
 #: freezing from 64 instead of 512 took no measurable time on those three (best of 3, a loaded machine: within
@@ -485,7 +485,8 @@ def _err(idx: int, msg: str) -> AnalysisRejected:
 
 
 def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
-    stack: list[tuple[State, int, int]] = [(*(entry or (_entry_state(env), 0)), -1)]
+    stack: list = [(*(entry or (_entry_state(env), 0)), -1)]  # (state, idx, prev), or `parked` for one it packed
+    parked = ParkedStack()  # the pending branches past the first 64, packed while they wait
     n = env.n
     log = env.log
     aux_of, prune, jmp_points, code = env.aux, env.prune, env.jmp_point, env.code
@@ -493,7 +494,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
     last = env.last  # the newest frozen snapshot (kept, with keep_states): frozen states share with it
     kept = last  # the last state kept (`State.keep`: a `KeptState` packed against `last`, or `last`)
     while stack:
-        state, idx, prev = unpark(stack.pop())  # a pending branch past the first 64 waited packed
+        state, idx, prev = parked.pop(stack.pop())  # a pending branch past the first 64 waited packed
         if log is not None:
             text = format_state(state)
             log.append(f"from {prev} to {idx}: {text}" if prev >= 0 else f"{idx}: {text}")
@@ -578,13 +579,13 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                     if pushed.parent is not None:
                         pushed.parent.branches += 1
                     if freeze and len(pushed.hist) + 1 == len(hist):
-                        # one tuple, sharing with the newest frozen snapshot what is equal to it, and the live
+                        # packed, sharing with the newest frozen snapshot what is equal to it, and the live
                         # path's history (its copy made at this step, and this step's entry)
-                        stack[k] = pushed.park(last, stack[k][1], stack[k][2], hist)
+                        stack[k] = parked.push(pushed, last, stack[k][1], stack[k][2], hist)
                         continue
                     pushed.hist.append(entry)
                     if freeze:
-                        stack[k] = pushed.park(last, stack[k][1], stack[k][2])
+                        stack[k] = parked.push(pushed, last, stack[k][1], stack[k][2])
             if log is not None:
                 log.append(_step_line(env, idx, before, state))
             if nxt is None:
