@@ -255,14 +255,16 @@ def test_a_parked_branch_is_a_record_and_pops_to_the_state(calls):
     assert len(ps) == 0 and not ps.buf
 
 
-def _random_state(rng, ref_frames: list[Frame]) -> State:
+def _random_state(rng, ref_frames: list[Frame], parents: list, refs: list, plain: bool = False) -> State:
     """A live state like the walk's: `ref_frames`' frames copied, some registers and slots changed, some frames
-    another function's, walk fields of any width (a jump target out of the program included)."""
+    another function's, walk fields of any width (a jump target out of the program included), its parent and
+    references from `parents` and `refs` (shared objects, as the branches of one path share them).  `plain`:
+    only scalars changed, in the frames of `ref_frames`."""
     frames = []
     for k, p in enumerate(ref_frames[:rng.randint(1, len(ref_frames))]):
-        f = p.copy() if rng.random() < 0.8 else Frame(k, callsite=rng.randint(0, 9), subprog=k)
-        for n in rng.sample(range(10), rng.randint(0, 4)):
-            kind = rng.randint(0, 4)
+        f = p.copy() if plain or rng.random() < 0.8 else Frame(k, callsite=rng.randint(0, 9), subprog=k)
+        for n in rng.sample(range(10), rng.randint(0, 3)):
+            kind = rng.choice([0, 1] if plain else [0, 0, 1, 2, 3, 4])
             if kind == 0:
                 f.regs[n] = Reg.known(rng.choice([0, 7, U32, U32 + 1, U64]))
             elif kind == 1:
@@ -277,12 +279,12 @@ def _random_state(rng, ref_frames: list[Frame]) -> State:
             f.regs[n].id = rng.choice([0, 0, 3, U32])
             f.regs[n].subreg_def = rng.choice([0, 0, 9, U32])
             f.regs[n].precise = rng.random() < 0.3
-        if rng.random() < 0.3:
+        if not plain and rng.random() < 0.2:
             f.stack[rng.randint(0, 3)] = Slot(rng.choice(["00000000", "mmmmmmmm"]))
         frames.append(f)
     st = State(frames)
-    st.refs = rng.choice([[], [], [2, 5]])
-    st.parent = rng.choice([None, State([Frame(0)])])
+    st.refs = rng.choice(refs)
+    st.parent = rng.choice(parents)
     wide = rng.choice([1 << 16, 1 << 16, 1 << 32, 1 << 40])
     st.jhist, st.first_idx, st.may_goto_depth = (rng.randrange(wide) for _ in range(3))
     st.hist.extend(rng.randrange(1 << 20) for _ in range(rng.randint(0, 5)))
@@ -293,7 +295,8 @@ def _random_state(rng, ref_frames: list[Frame]) -> State:
 @pytest.mark.parametrize("seed", range(6))
 def test_the_parked_stack_pops_in_order_what_was_pushed(seed):
     # pushes and pops in any order: each pop gives the newest branch pushed and not yet popped, equal in every
-    # field to a copy made before it was pushed, owning its frames; nothing frozen changed; empty at the end
+    # field to a copy made before it was pushed, owning its frames; nothing frozen changed; empty at the end.
+    # Branches of one path share their objects: a record whose objects are those `objs` ends with stores none
     import random
 
     rng = random.Random(seed)
@@ -305,11 +308,14 @@ def test_the_parked_stack_pops_in_order_what_was_pushed(seed):
     callee = Frame(1, callsite=4, subprog=1)
     ref = State([base, callee]).snapshot()
     record_frozen()
+    parents, refs = [None, State([Frame(0)]), State([Frame(0)])], [[], [], [2, 5]]
+    paths = [array("q", [1, 2]), array("q")]  # the live paths' histories: only ever appended to
+    shared_objs = 0
     try:
         ps = ParkedStack()
         stack: list = []
         want: list = []
-        for _ in range(300):
+        for _ in range(400):
             if stack and rng.random() < 0.4:
                 back, idx, prev = ps.pop(stack.pop())
                 w, widx, wprev = want.pop()
@@ -317,17 +323,23 @@ def test_the_parked_stack_pops_in_order_what_was_pushed(seed):
                 assert all(f.own is None and f.regs.__class__ is list for f in back.frames)
                 assert all(a is not b for f, g in zip(back.frames, ref.frames) for a, b in zip(f.regs, g.regs))
                 continue
-            st = _random_state(rng, [f.copy() for f in ref.frames])
-            idx = rng.choice([rng.randrange(1 << 16), rng.randrange(1 << 33), -1 - rng.randrange(9)])
+            plain = rng.random() < 0.5  # a branch of the path pushing now: its parent and references
+            st = _random_state(rng, [f.copy() for f in ref.frames], parents[1:2] if plain else parents,
+                               refs[:1] if plain else refs, plain)
+            idx = rng.choice([rng.randrange(1 << 16), rng.randrange(1 << 16), rng.randrange(1 << 33),
+                              -1 - rng.randrange(9)])
             prev = rng.randrange(1 << 16)
             shared = None
-            if rng.random() < 0.5:
-                st.hist.append(99)
-                shared = array("q", st.hist)  # the live path's, this step's entry its last
+            if plain or rng.random() < 0.5:
+                shared = paths[0] if plain else rng.choice(paths)  # the live path's, this step's entry its last
+                if rng.random() < 0.3:
+                    shared.append(rng.randrange(1 << 40))
+                st.hist = array("q", shared)
             want.append((_state_fields(st), idx, prev))
-            entry = ps.push(st, rng.choice([ref, None]), idx, prev, shared)
+            entry = ps.push(st, ref if plain else rng.choice([ref, None]), idx, prev, shared)
             assert entry is ps or entry == (st, idx, prev)
-            if shared is not None:
+            shared_objs += entry is ps and ps.buf[-1] >> 7
+            if shared is not None and rng.random() < 0.3:
                 shared.extend([77, 78])  # the live path goes on: the branch's length is kept
             stack.append(entry)
             assert len(ps) == sum(e is ps for e in stack)
@@ -336,7 +348,7 @@ def test_the_parked_stack_pops_in_order_what_was_pushed(seed):
             w, widx, wprev = want.pop()
             assert (idx, prev) == (widx, wprev) and _state_fields(back) == w
         assert len(ps) == 0 and not ps.buf and not ps.objs
-        assert check_frozen() > 0
+        assert check_frozen() > 0 and shared_objs > 10
     finally:
         record_frozen(False)
 

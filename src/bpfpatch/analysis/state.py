@@ -1406,9 +1406,9 @@ def _precise_copy(r: Reg, memo: dict, out: dict) -> Reg:
 
 #: A `ParkedStack` record's head, by width (0: every number below 2**16, 1: below 2**32, 2: any int64): idx, prev,
 #: jhist, first_idx, may_goto_depth, the history's length, the frames' bytes, the objects, then the form byte
-#: (`_PARK_FRAMES` frames | width << 4 | `_PARK_REFS`).
+#: (`_PARK_FRAMES` frames | width << 4 | `_PARK_REFS` | `_PARK_SHARED`).
 _PARK_HEADS = (Struct("<HHHHHHHBB"), Struct("<IIIIIIHBB"), Struct("<qqqqqqHBB"))
-_PARK_FRAMES, _PARK_REFS = 0x0F, 0x40
+_PARK_FRAMES, _PARK_REFS, _PARK_SHARED = 0x0F, 0x40, 0x80
 
 
 class ParkedStack:
@@ -1422,7 +1422,10 @@ class ParkedStack:
     frame in the reference state, a plain scalar in 6 to 74 bytes), then the head (`_PARK_HEADS`, 16 bytes when
     every number is below 2**16), whose last byte, the record's last, gives its width.  Its objects: the parent
     checkpoint, the references (when any), the history (an array only ever appended to: the live path's,
-    shared), each frame's objects.  A state with walk counters of a checkpoint (branches, hits, misses) is not
+    shared), each frame's objects; none of its own when they are the last ones in `objs`, the same objects one
+    by one (`_PARK_SHARED`: branches pushed from one path between two checkpoints share all of them) -- what is
+    pushed after a record is popped before it, so `objs` ends as it did when the record was pushed, whenever
+    it is popped.  A state with walk counters of a checkpoint (branches, hits, misses) is not
     packed: its entry is ``(state, idx, prev)``, what `pop` gives back as it is.  `record_frozen` logs what the
     records share (`check_frozen`)."""
 
@@ -1460,11 +1463,20 @@ class ParkedStack:
         pf = ref.frames if ref is not None else ()
         for k, f in enumerate(st.frames):
             f.pack(pf[k] if k < len(pf) else None, buf, objs)
+        nobj = len(objs) - first
+        below = first - nobj
+        if below >= 0:
+            for k in range(nobj):
+                if objs[below + k] is not objs[first + k]:
+                    break
+            else:  # the objects `objs` ends with, one by one: not stored twice
+                del objs[first:]
+                form |= _PARK_SHARED
         jhist, first_idx, depth, hlen = st.jhist, st.first_idx, st.may_goto_depth, len(hist)
         wide = idx | prev | jhist | first_idx | depth | hlen
         form |= 0 if wide >> 16 == 0 else 0x10 if wide >> 32 == 0 else 0x20
-        buf += _PARK_HEADS[form >> 4 & 3].pack(idx, prev, jhist, first_idx, depth, hlen, len(buf) - start,
-                                               len(objs) - first, form)
+        buf += _PARK_HEADS[form >> 4 & 3].pack(idx, prev, jhist, first_idx, depth, hlen, len(buf) - start, nobj,
+                                               form)
         self.count += 1
         return self
 
@@ -1518,7 +1530,8 @@ class ParkedStack:
             f.own = None
             frames.append(f)
         del buf[start:]
-        del objs[first:]
+        if not form & _PARK_SHARED:
+            del objs[first:]
         self.count -= 1
         s = State.__new__(State)
         s.frames = frames
