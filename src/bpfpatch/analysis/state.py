@@ -853,13 +853,20 @@ def _pack_reg(regno: int, r: Reg, buf: bytearray) -> bool:
     return True
 
 
-def _unpack_reg(buf: bytearray, at: int) -> "tuple[Reg, int]":
-    """The register `_pack_reg` packed at offset `at` of `buf` (a new one) and the offset after it."""
+def _new_plain_scalar() -> Reg:
+    """A new scalar whose pointer-only fields are unset (what `_plain_scalar` accepts), its ranges and id left for
+    the unpacker (`_unpack_reg`, `unpack_reg`, `_get_scalar`) to set."""
     r = Reg.__new__(Reg)
     r.type = _SCALAR_T
     r.off = r.ref_obj_id = r.range = r.mem_size = r.frameno = 0
     r.map = None
     r.btf_name = ""
+    return r
+
+
+def _unpack_reg(buf: bytearray, at: int) -> "tuple[Reg, int]":
+    """The register `_pack_reg` packed at offset `at` of `buf` (a new one) and the offset after it."""
+    r = _new_plain_scalar()
     kind = buf[at + 1]
     r.precise = bool(kind & 2)
     form = _REG_FORMS[kind & ~2]
@@ -902,11 +909,7 @@ def pack_reg(r: Reg) -> "Reg | int":
 
 def unpack_reg(x: int) -> Reg:
     """The register `pack_reg` made `x` from: a new one, every field equal to the packed register's."""
-    r = Reg.__new__(Reg)
-    r.type = _SCALAR_T
-    r.off = r.ref_obj_id = r.range = r.mem_size = r.frameno = 0
-    r.map = None
-    r.btf_name = ""
+    r = _new_plain_scalar()
     r.precise = bool(x & 2)
     known = x & 1
     x >>= 2
@@ -1161,11 +1164,7 @@ def _put_scalar(x: int, pos: int, r: Reg, kind: int, b: tuple) -> "tuple[int, in
 
 def _get_scalar(x: int, b: tuple) -> "tuple[Reg, int]":
     """The register `_put_scalar` wrote at bit 0 of `x` against `b` (a new one) and `x` past it."""
-    r = Reg.__new__(Reg)
-    r.type = _SCALAR_T
-    r.off = r.ref_obj_id = r.range = r.mem_size = r.frameno = 0
-    r.map = None
-    r.btf_name = ""
+    r = _new_plain_scalar()
     r.precise = bool(x & 2)
     if x & 1:
         v, x = _get_field(x >> 2, b[0])
