@@ -640,9 +640,8 @@ class Frame:
         self.frameno = frameno
         self.subprog = subprog
         self.callback_depth = 0  # callbacks pushed from this frame at its current call (bpf_loop's bound)
-        # the id of a frozen state whose alone the lists would be, to change in place: None on every frame now
-        # (`State.set_precise` and `_clean` make new frozen frames, a checkpoint's frames a tuple; an owned frame
-        # cost an int and a list per marked checkpoint); `Frame.pack` still shares only a frame without one
+        # always None: no frame is owned by a frozen state any more (`State.set_precise` and `_clean` make new
+        # frozen frames, a checkpoint's frames a tuple), so nothing tests it; the slot is left for a later cut
         self.own: int | None = None
 
     def copy(self) -> "Frame":
@@ -673,7 +672,7 @@ class Frame:
         in 6 to 74 bytes (`_pack_reg`), any other register an object.  Otherwise the frame `snapshot` (move)
         makes.  The bytes: flags (0: the frame `snapshot` made, else 1, | 2 when the slots are an object), the
         number of registers, the registers.  `ParkedStack.pop` makes the live frame again."""
-        if prev is None or prev.own is not None or not _same_head(self, prev):
+        if prev is None or not _same_head(self, prev):
             objs.append(self.snapshot(prev, True))
             buf += _WHOLE_FRAME
             return
@@ -769,7 +768,6 @@ class Frame:
             if len(stack) != len(pstack):
                 same = False
         if same:
-            prev.own = None  # shared from now on: no state may change its lists
             return prev
         f = Frame.__new__(Frame)
         f.regs, f.stack = regs, stack
