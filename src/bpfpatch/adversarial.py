@@ -9,11 +9,15 @@ generator at N and 4N in this process (CPU time, best of `rounds`) and
 measures the peak Python allocation per instruction at N and 4N (tracemalloc,
 in a separate run after the timed ones, so imports and caches are not
 counted), so that ``time(4N) / time(N) <= 5`` and ``<= 300`` bytes per
-instruction can be read off one table.  The verifier's rows also give the
-peak per processed instruction: it keeps a state per processed instruction
-(``keep_states``) and one per checkpoint, so on a program that is a state
+instruction can be read off one table.  The verifier (and the kernel pass, which
+runs it) gets a budget that grows with the program, `verifier_budget`: 1.25
+processed instructions an instruction, so that on a program that is a state
 explosion by design (nested loops, unknown branches: every run ends at the
-budget) that is the figure that stays flat.  Printed by ``bpfpatch bench
+budget) time(4N)/time(N) measures the cost of a processed instruction as the
+program grows instead of two runs of the same fixed length, and the bytes per
+instruction at N and 4N are the same measure.  The verifier's rows also give the
+peak per processed instruction: it keeps a state per processed instruction
+(``keep_states``) and one per checkpoint.  Printed by ``bpfpatch bench
 --adversarial``; it is a benchmark, not a timed test.
 """
 
@@ -127,7 +131,16 @@ PASSES = ("dce", "zext", "div-guard", "blind", "ctx", "kernel")
 ANALYSES = ("flowgraph", "liveness", "verifier")
 #: The program type the kernel pass and the verifier take the generators for.
 PROG_TYPE = "socket_filter"
-VERIFIER_BUDGET = 20_000  # small: on nested loops and unknown branches every run ends at it
+#: The verifier's budget per instruction of the program (`verifier_budget`): on nested loops and unknown
+#: branches every run ends at it; every other generator is verified within it.  (The kernel's 1M
+#: processed instructions are about as many for a program of its largest size, 1M instructions.)
+VERIFIER_BUDGET_PER_INSN = 1.25
+
+
+def verifier_budget(prog: Program) -> int:
+    """The budget of processed instructions the verifier and the kernel pass get on `prog` in the table:
+    `VERIFIER_BUDGET_PER_INSN` an instruction (20,000 at 16,000 instructions)."""
+    return max(1, int(VERIFIER_BUDGET_PER_INSN * len(prog.slots)))
 #: The issue's limits.
 MAX_GROWTH, MAX_BYTES_PER_INSN = 5.0, 300.0
 #: The running kernel's structures a pending branch and an instruction cost it at least (sizes from its BTF,
@@ -164,7 +177,7 @@ class GrowthRow:
         return self.growth <= MAX_GROWTH and self.bytes_per_insn <= MAX_BYTES_PER_INSN
 
 
-def _run(prog: Program, name: str) -> object:
+def _run(prog: Program, name: str, budget: int | None = None) -> object:
     from bpfpatch.errors import BpfPatchError
 
     if name == "liveness":
@@ -183,12 +196,12 @@ def _run(prog: Program, name: str) -> object:
         from bpfpatch.analysis.verifier import analyze
 
         try:
-            return analyze(prog, PROG_TYPE, budget=VERIFIER_BUDGET)
+            return analyze(prog, PROG_TYPE, budget=budget or verifier_budget(prog))
         except BpfPatchError as exc:  # rejected or over the budget: what the kernel would say too
             return exc
     from bpfpatch.passes import PassContext, run_passes
 
-    ctx = PassContext(seed=1, prog_type=PROG_TYPE, options={"kernel": {"analysis": {"budget": VERIFIER_BUDGET}}})
+    ctx = PassContext(seed=1, prog_type=PROG_TYPE, options={"kernel": {"analysis": {"budget": budget or verifier_budget(prog)}}})
     try:
         return run_passes(prog, [name], ctx, relax_long_jumps=True)
     except BpfPatchError as exc:  # the kernel pass: its analysis rejected the program or ran out of budget
@@ -207,9 +220,10 @@ def _cpu(fn: Callable[[], object], rounds: int) -> float:
     return best
 
 
-def peak_stats(prog: Program, name: str) -> tuple[int, int | None, int | None]:
+def peak_stats(prog: Program, name: str, budget: int | None = None) -> tuple[int, int | None, int | None]:
     """(peak Python allocation of one run, tracemalloc; the instructions the verifier processed and its most
-    pending branches at once, or None).  The process-wide bounds memo is emptied first, so the run pays for
+    pending branches at once, or None).  `budget`: the verifier's and the kernel pass's (`verifier_budget`
+    unless given).  The process-wide bounds memo is emptied first, so the run pays for
     its own entries as a fresh process does (earlier runs of the same program would have filled it)."""
     from bpfpatch.analysis.state import forget_synced
 
@@ -217,7 +231,7 @@ def peak_stats(prog: Program, name: str) -> tuple[int, int | None, int | None]:
     gc.collect()
     tracemalloc.start()
     try:
-        out = _run(prog, name)
+        out = _run(prog, name, budget)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -225,9 +239,10 @@ def peak_stats(prog: Program, name: str) -> tuple[int, int | None, int | None]:
     return peak, getattr(analysis, "processed", None), getattr(analysis, "peak_pending", None)
 
 
-def peak_bytes(prog: Program, name: str) -> tuple[int, int | None]:
-    """(peak Python allocation of one run, tracemalloc; the instructions the verifier processed, or None)."""
-    return peak_stats(prog, name)[:2]
+def peak_bytes(prog: Program, name: str, budget: int | None = None) -> tuple[int, int | None]:
+    """(peak Python allocation of one run, tracemalloc; the instructions the verifier processed, or None;
+    `budget` as `peak_stats`'s)."""
+    return peak_stats(prog, name, budget)[:2]
 
 
 def kernel_floor(pending: int, slots: int, sizes: "dict[str, int]") -> float:
@@ -286,4 +301,5 @@ def format_growth_table(rows: list[GrowthRow]) -> str:
 
 
 __all__ = ["ANALYSES", "GENERATORS", "GrowthRow", "KERNEL_STRUCTS", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "PASSES", "PROG_TYPE",
-           "format_growth_table", "growth_table", "kernel_floor", "peak_bytes", "peak_bytes_per_insn", "peak_stats"]
+           "VERIFIER_BUDGET_PER_INSN", "format_growth_table", "growth_table", "kernel_floor", "peak_bytes", "peak_bytes_per_insn", "peak_stats",
+           "verifier_budget"]
