@@ -13,9 +13,11 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import numpy as np
+
 from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.errors import PatchError
-from bpfpatch.patch import Node, PatchList
+from bpfpatch.patch import DELETED, Node, PatchList
 from bpfpatch.progtype import ProgType, prog_type_of
 
 
@@ -42,14 +44,18 @@ def attach_facts(pl: PatchList, prog_type: "ProgType | int | str", *, facts: "li
     ptype = prog_type_of(prog_type)
     if facts is None:
         facts = analysis_of(pl.program, ptype, **options)
+    # By the store's columns: the slots with facts, their nodes, the live ones (no handle a node)
+    store, nslots = pl.store, len(pl.program.slots)
+    slots = np.flatnonzero(np.fromiter((aux is not None for aux in facts), dtype=np.bool_, count=len(facts)))
+    inside = slots[slots < nslots]
+    nids = store.slot_to_id[inside]
+    if (nids <= 0).any() or len(inside) < len(slots):  # an ld_imm64's second half, or past the end
+        pl.node_at(int(inside[np.argmax(nids <= 0)]) if (nids <= 0).any() else int(slots[len(inside)]))  # raises
+    live = pl.orig_indices(nids) != DELETED
     count = 0
-    for slot, aux in enumerate(facts):
-        if aux is None:
-            continue
-        node = pl.node_at(slot)
-        if not node.deleted:
-            node.aux = aux
-            count += 1
+    for slot, nid in zip(slots[live].tolist(), nids[live].tolist()):
+        store.set_aux(nid, facts[slot])
+        count += 1
     _WITH_FACTS.add(pl)
     return count
 
