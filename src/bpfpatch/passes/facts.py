@@ -52,10 +52,9 @@ def attach_facts(pl: PatchList, prog_type: "ProgType | int | str", *, facts: "li
     if (nids <= 0).any() or len(inside) < len(slots):  # an ld_imm64's second half, or past the end
         pl.node_at(int(inside[np.argmax(nids <= 0)]) if (nids <= 0).any() else int(slots[len(inside)]))  # raises
     live = pl.orig_indices(nids) != DELETED
-    count = 0
-    for slot, nid in zip(slots[live].tolist(), nids[live].tolist()):
-        store.set_aux(nid, facts[slot])
-        count += 1
+    kept = slots[live].tolist()
+    store.set_aux_many(nids[live].tolist(), [facts[slot] for slot in kept])
+    count = len(kept)
     _WITH_FACTS.add(pl)
     return count
 

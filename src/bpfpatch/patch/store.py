@@ -409,6 +409,16 @@ class NodeStore:
         aux[nid] = value
         self.aux_used = True
 
+    def set_aux_many(self, nids: Sequence[int], values: Iterable[Any]) -> None:
+        """`set_aux` of each node of `nids` (any order) to its value of `values`: the column grown once."""
+        aux = self.aux
+        top = max(nids, default=-1) + 1
+        if len(aux) < top:
+            aux.extend([None] * (top - len(aux)))
+        for nid, value in zip(nids, values):
+            aux[nid] = value
+        self.aux_used = self.aux_used or top > 0
+
     def extend_aux(self, base: int, values: list[Any]) -> None:
         """Aux data of new nodes `base`, `base` + 1, ... (call it only when some is not None)."""
         aux = self.aux
