@@ -399,6 +399,11 @@ def slot_edges(code, src, off, imm) -> tuple[bytearray, array]:
     return fall, tgt
 
 
+#: Per opcode, a byte: does the immediate change what `slot_liveness` says (`_IMM_MATTERS`, and a call's: the
+#: helper's number gives its argument count).
+_SLOT_IMM_MATTERS = bytes((_IMM_MATTERS | (KIND == Kind.CALL)).astype(np.uint8))
+
+
 def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int], imm: list[int],
                   helper_args: Callable[[int], int] | None = None,
                   edges: tuple[bytearray, array] | None = None) -> tuple[array, array]:
@@ -413,12 +418,15 @@ def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int
     n = len(code)
     fall, tgt = edges if edges is not None else slot_edges(code, src, off, imm)
     use, use64, kill = array("H", bytes(2 * n)), array("H", bytes(2 * n)), array("H", [0xFFFF]) * n
-    memo: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}  # the offset never matters
+    # the offset never matters, the immediate only to a byte swap, an atomic and a call (`_SLOT_IMM_MATTERS`): one
+    # entry for every `if r1 == i` of a program, where one an immediate took 250 bytes an instruction
+    memo: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}
     second: list[int] = []
+    imm_matters = _SLOT_IMM_MATTERS
     i = 0
     while i < n:
         c = code[i]
-        key = (c, dst[i], src[i], imm[i])
+        key = (c, dst[i], src[i], imm[i] if imm_matters[c] else 0)
         masks = memo.get(key)
         if masks is None:
             insn = Insn(c, dst[i], src[i], off[i], imm[i])
