@@ -44,17 +44,20 @@ def attach_facts(pl: PatchList, prog_type: "ProgType | int | str", *, facts: "li
     ptype = prog_type_of(prog_type)
     if facts is None:
         facts = analysis_of(pl.program, ptype, **options)
-    # By the store's columns: the slots with facts, their nodes, the live ones (no handle a node)
+    # By the store's columns, a chunk of slots at a time (no handle a node, no int list of the program)
     store, nslots = pl.store, len(pl.program.slots)
-    slots = np.flatnonzero(np.fromiter((aux is not None for aux in facts), dtype=np.bool_, count=len(facts)))
-    inside = slots[slots < nslots]
-    nids = store.slot_to_id[inside]
-    if (nids <= 0).any() or len(inside) < len(slots):  # an ld_imm64's second half, or past the end
-        pl.node_at(int(inside[np.argmax(nids <= 0)]) if (nids <= 0).any() else int(slots[len(inside)]))  # raises
-    live = pl.orig_indices(nids) != DELETED
-    kept = slots[live].tolist()
-    store.set_aux_many(nids[live].tolist(), [facts[slot] for slot in kept])
-    count = len(kept)
+    count = 0
+    for lo in range(0, len(facts), _CHUNK):
+        part = facts[lo:lo + _CHUNK]
+        slots = np.flatnonzero(np.fromiter((aux is not None for aux in part), dtype=np.bool_, count=len(part))) + lo
+        inside = slots[slots < nslots]
+        nids = store.slot_to_id[inside]
+        if (nids <= 0).any() or len(inside) < len(slots):  # an ld_imm64's second half, or past the end
+            pl.node_at(int(inside[np.argmax(nids <= 0)]) if (nids <= 0).any() else int(slots[len(inside)]))  # raises
+        live = pl.orig_indices(nids) != DELETED
+        kept = (slots[live] - lo).tolist()
+        store.set_aux_many(nids[live].tolist(), [part[k] for k in kept])
+        count += len(kept)
     _WITH_FACTS.add(pl)
     return count
 
@@ -82,6 +85,7 @@ def has_facts(pl: PatchList) -> bool:
 
 
 _WITH_FACTS: "weakref.WeakSet[PatchList]" = weakref.WeakSet()
+_CHUNK = 4096  # slots `attach_facts` takes at once
 _PROBE = 16
 
 

@@ -64,6 +64,7 @@ from bpfpatch.passes.kernel_ctx import (
 )
 from bpfpatch.passes.kernel_ctx_sock import bpf_sock_field_size, convert_bpf_sock, convert_tcp_sock, convert_xdp_sock
 from bpfpatch.patch import Node, PatchInsn, PatchList
+from bpfpatch.patch.store import view
 from bpfpatch.progtype import ProgType, prog_type_of
 
 BPF_FUNC_map_lookup_elem, BPF_FUNC_get_smp_processor_id, BPF_FUNC_jiffies64 = 1, 8, 118
@@ -160,7 +161,7 @@ def _live_with_facts(pl: PatchList, want: "Callable[[Node, InsnAux], bool] | Non
     """
     ids = pl.live_ids()
     if codes is not None:
-        ids = ids[codes[(pl.words(ids)[0] & 0xFF).astype(np.intp)]]
+        ids = ids[_wanted(pl, codes)[ids]]
     aux = pl.store.aux
     naux = len(aux)
     out = []
@@ -171,6 +172,12 @@ def _live_with_facts(pl: PatchList, want: "Callable[[Node, InsnAux], bool] | Non
             if want is None or want(n, f):
                 out.append((n, f))
     return out
+
+
+def _wanted(pl: PatchList, codes: np.ndarray) -> np.ndarray:
+    """Per node id, a bool: is its opcode one of `codes` (`_opcodes`)?  Read in place from the store's word
+    column (the opcode is a word's low byte): a byte a node, no copy of the words."""
+    return codes[view(pl.store.w0, np.uint64).view(np.uint8)[::8]]
 
 
 def _opcodes(rule: "Callable[[int], bool]") -> np.ndarray:
@@ -509,6 +516,7 @@ def _subprog_heads(pl: PatchList, starts: list[int]) -> dict[int, Node]:
 #: BPF_MAX_TIMED_LOOPS: the count a timed may_goto starts from.
 BPF_MAX_TIMED_LOOPS = 0xFFFF
 MAY_GOTO_CODE = InsnClass.JMP | 0xE0  # BPF_JCOND, src BPF_MAY_GOTO
+_MAY_GOTO = _opcodes(lambda c: c == MAY_GOTO_CODE)
 
 
 def may_goto(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
@@ -520,7 +528,7 @@ def may_goto(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
     timestamp slot.  6.12's source has the untimed form (one slot, no call).
     """
     ids = pl.live_ids()
-    ids = ids[(pl.words(ids)[0] & 0xFF) == MAY_GOTO_CODE]  # the opcode column first: no handle a node
+    ids = ids[_wanted(pl, _MAY_GOTO)[ids]]  # the opcode column first: no handle a node
     sites = [(n, n.orig_idx) for n in map(pl.node, ids.tolist()) if n.insn.code == MAY_GOTO_CODE and n.insn.src == 0]
     if not sites:
         return
