@@ -44,7 +44,7 @@ def attach_facts(pl: PatchList, prog_type: "ProgType | int | str", *, facts: "li
     ptype = prog_type_of(prog_type)
     if facts is None:
         facts = analysis_of(pl.program, ptype, **options)
-    # By the store's columns, a chunk of slots at a time (no handle a node, no int list of the program)
+    # By the store's columns, 256 slots at a time (no handle a node, no int list of the program)
     store, nslots = pl.store, len(pl.program.slots)
     count = 0
     for lo in range(0, len(facts), _CHUNK):
@@ -85,7 +85,7 @@ def has_facts(pl: PatchList) -> bool:
 
 
 _WITH_FACTS: "weakref.WeakSet[PatchList]" = weakref.WeakSet()
-_CHUNK = 4096  # slots `attach_facts` takes at once
+_CHUNK = 256  # slots `attach_facts` takes at once
 _PROBE = 16
 
 
