@@ -631,7 +631,7 @@ def _kept(r: Reg) -> Reg:
 class Frame:
     """One function's registers and stack (``struct bpf_func_state``)."""
 
-    __slots__ = ("regs", "stack", "callsite", "frameno", "subprog", "callback_depth", "own")
+    __slots__ = ("regs", "stack", "callsite", "frameno", "subprog", "callback_depth")
 
     def __init__(self, frameno: int = 0, callsite: int = -1, subprog: int = 0) -> None:
         self.regs = [Reg() for _ in range(11)]
@@ -640,9 +640,6 @@ class Frame:
         self.frameno = frameno
         self.subprog = subprog
         self.callback_depth = 0  # callbacks pushed from this frame at its current call (bpf_loop's bound)
-        # always None: no frame is owned by a frozen state any more (`State.set_precise` and `_clean` make new
-        # frozen frames, a checkpoint's frames a tuple), so nothing tests it; the slot is left for a later cut
-        self.own: int | None = None
 
     def copy(self) -> "Frame":
         f = Frame.__new__(Frame)
@@ -650,7 +647,6 @@ class Frame:
         f.stack = {k: s.copy() for k, s in self.stack.items()}
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
         f.callback_depth = self.callback_depth
-        f.own = None
         return f
 
     def shallow(self) -> "Frame":
@@ -661,7 +657,6 @@ class Frame:
         f.stack = dict(self.stack) if self.stack else _NO_STACK
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
         f.callback_depth = self.callback_depth
-        f.own = None
         return f
 
     def pack(self, prev: "Frame | None", buf: bytearray, objs: list) -> None:
@@ -737,7 +732,6 @@ class Frame:
                 f.stack = {k: s.copy() for k, s in self.stack.items()} if self.stack else _NO_STACK
             f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
             f.callback_depth = self.callback_depth
-            f.own = None
             if FROZEN is not None:
                 _record(f)
             return f
@@ -773,7 +767,6 @@ class Frame:
         f.regs, f.stack = regs, stack
         f.callsite, f.frameno, f.subprog = self.callsite, self.frameno, self.subprog
         f.callback_depth = self.callback_depth
-        f.own = None
         if FROZEN is not None:
             _record(f)
         return f
@@ -1104,7 +1097,6 @@ def _frozen_frame(regs: list, stack: "dict[int, Slot]", callsite: int, frameno: 
     f.regs = tuple(regs)
     f.stack = stack
     f.callsite, f.frameno, f.subprog, f.callback_depth = callsite, frameno, subprog, callback_depth
-    f.own = None
     return f
 
 
@@ -1381,7 +1373,6 @@ class State(Snapshot):
             f.stack = stack
             f.callsite, f.frameno, f.subprog = fr.callsite, fr.frameno, fr.subprog
             f.callback_depth = fr.callback_depth
-            f.own = None
             out[key] = (fr, f)
             frames[fi] = f
         self.frames = tuple(frames)
@@ -1524,7 +1515,6 @@ class ParkedStack:
             f.stack = {k: sl.copy() for k, sl in stack.items()}
             f.callsite, f.frameno, f.subprog = fref.callsite, fref.frameno, fref.subprog
             f.callback_depth = fref.callback_depth
-            f.own = None
             frames.append(f)
         del buf[start:]
         if not form & _PARK_SHARED:
