@@ -419,21 +419,26 @@ def slot_liveness(code: list[int], dst: list[int], src: list[int], off: list[int
     fall, tgt = edges if edges is not None else slot_edges(code, src, off, imm)
     use, use64, kill = array("H", bytes(2 * n)), array("H", bytes(2 * n)), array("H", [0xFFFF]) * n
     # the offset never matters, the immediate only to a byte swap, an atomic and a call (`_SLOT_IMM_MATTERS`): one
-    # entry for every `if r1 == i` of a program, where one an immediate took 250 bytes an instruction
-    memo: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}
+    # entry for every `if r1 == i` of a program, where one an immediate took 250 bytes an instruction.  Key and
+    # masks are one int each, not tuples: the thousands of distinct calls of a program would leave as many freed
+    # tuples on CPython's free lists, held for the rest of the process
+    memo: dict[int, int] = {}
     second: list[int] = []
     imm_matters = _SLOT_IMM_MATTERS
     i = 0
     while i < n:
         c = code[i]
-        key = (c, dst[i], src[i], imm[i] if imm_matters[c] else 0)
+        # exact for any immediate: imm << 16 ends in 16 zero bits
+        key = (imm[i] << 16 if imm_matters[c] else 0) | src[i] << 12 | dst[i] << 8 | c
         masks = memo.get(key)
         if masks is None:
             insn = Insn(c, dst[i], src[i], off[i], imm[i])
             nargs = helper_args(imm[i]) if helper_args and KIND_OF[c] == Kind.CALL and not src[i] else 5
             u, d = uses_defs(insn, nargs)
-            masks = memo[key] = (u, reads64(insn, u), ~d & 0xFFFF)
-        use[i], use64[i], kill[i] = masks
+            masks = memo[key] = u | reads64(insn, u) << 16 | (~d & 0xFFFF) << 32
+        use[i] = masks & 0xFFFF
+        use64[i] = masks >> 16 & 0xFFFF
+        kill[i] = masks >> 32
         if c == LD_IMM64:
             second.append(i + 1)
             i += 2
