@@ -175,14 +175,20 @@ def _live_with_facts(pl: PatchList, want: "Callable[[Node, InsnAux], bool] | Non
 
 
 def _wanted(pl: PatchList, codes: np.ndarray) -> np.ndarray:
-    """Per node id, a bool: is its opcode one of `codes` (`_opcodes`)?  Read in place from the store's word
-    column (the opcode is a word's low byte): a byte a node, no copy of the words."""
-    return codes[view(pl.store.w0, np.uint64).view(np.uint8)[::8]]
+    """Per node id, a bool: are its opcode and source register one of `codes` (`_opcodes`)?  Read in place
+    from the store's word column (a word's low byte is the opcode, the next one's high half the source
+    register): a few bytes a node, no copy of the words."""
+    b = view(pl.store.w0, np.uint64).view(np.uint8)
+    key = (b[1::8] >> 4).astype(np.uint16)
+    key <<= 8
+    key |= b[::8]
+    return codes[key]
 
 
-def _opcodes(rule: "Callable[[int], bool]") -> np.ndarray:
-    """A bool per opcode (0-255): does `rule` hold for it (a table to index the opcode column with)."""
-    return np.array([rule(c) for c in range(256)], dtype=np.bool_)
+def _opcodes(rule: "Callable[[int, int], bool]") -> np.ndarray:
+    """A bool per opcode and source register (``code | src << 8``): does ``rule(code, src)`` hold (a table
+    to index the word column with, `_wanted`)."""
+    return np.array([rule(k & 0xFF, k >> 8) for k in range(1 << 12)], dtype=np.bool_)
 
 
 def _access_kind(insn: Insn) -> str | None:
@@ -204,12 +210,13 @@ def _is_kfunc_call(insn: Insn) -> bool:
     return KIND_OF[insn.code] == Kind.CALL and insn.src == BPF_PSEUDO_KFUNC_CALL
 
 
-#: The opcodes the verifier records a pointer type (``ptr_type``) on, or names a kfunc (``extra["kfunc"]``) on:
-#: loads, stores, atomics (`_check_mem_access`, `_check_atomic`) and calls (`_check_kfunc_call`).
-_MEMORY_OR_CALL = _opcodes(lambda c: c & CLASS_MASK in (InsnClass.LDX, InsnClass.ST, InsnClass.STX)
-                           or KIND_OF[c] == Kind.CALL)
-#: The opcodes a call has (a kfunc's among them).
-_CALL = _opcodes(lambda c: KIND_OF[c] == Kind.CALL)
+#: The instructions the verifier records a pointer type (``ptr_type``) on, or names a kfunc (``extra["kfunc"]``)
+#: on: loads, stores, atomics (`_check_mem_access`, `_check_atomic`) and kfunc calls (`_check_kfunc_call`); not
+#: pseudo calls, whose decoded instructions (an immediate each) would fill the process's instruction cache.
+_MEMORY_OR_CALL = _opcodes(lambda c, s: c & CLASS_MASK in (InsnClass.LDX, InsnClass.ST, InsnClass.STX)
+                           or (KIND_OF[c] == Kind.CALL and s == 2))  # BPF_PSEUDO_KFUNC_CALL
+#: Helper calls and kfunc calls (not pseudo calls).
+_CALL = _opcodes(lambda c, s: KIND_OF[c] == Kind.CALL and s in (0, 2))
 
 
 def convert_ctx_accesses(pl: PatchList, ptype: ProgType) -> None:
@@ -320,7 +327,7 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
     """
     sleepable = bool(prog_flags & BPF_F_SLEEPABLE) or ptype == ProgType.SYSCALL  # "Syscall programs can only be sleepable"
     add_exception_callback(pl)
-    for node, f in _live_with_facts(pl, _misc_site, _MISC_SITE):
+    for node, f in _live_with_facts(pl, None, _MISC_SITE):
         insn = node.insn
         kind = KIND_OF[insn.code]
         cls = insn.code & CLASS_MASK
@@ -352,20 +359,16 @@ def misc_fixups(pl: PatchList, ptype: ProgType, symbols: dict[str, int], prog_fl
                 pl.replace(node, [mov64_reg(0, 2), Insn(InsnClass.STX | Mode.ATOMIC | Size.DW, 1, 0, 0, AtomicOp.XCHG)])
 
 
-def _misc_site(node: Node, f: InsnAux) -> bool:
-    """An instruction `misc_fixups` may rewrite: a division or modulo, a call, an LD_ABS / LD_IND."""
-    return _misc_code(node.insn.code)
-
-
 def _misc_code(code: int) -> bool:
+    """An opcode `misc_fixups` may rewrite: a division or modulo, a call, an LD_ABS / LD_IND."""
     cls = code & CLASS_MASK
     if cls in (InsnClass.ALU, InsnClass.ALU64):
         return code & 0xF0 in (AluOp.DIV, AluOp.MOD)
     return KIND_OF[code] in (Kind.CALL, Kind.LD_ABS, Kind.LD_IND)
 
 
-#: `_misc_site`'s opcodes.
-_MISC_SITE = _opcodes(_misc_code)
+#: `_misc_code`'s instructions but pseudo calls (source 1), which `misc_fixups` leaves as they are.
+_MISC_SITE = _opcodes(lambda c, s: _misc_code(c) and not (KIND_OF[c] == Kind.CALL and s == 1))
 
 
 BPF_FUNC_loop = 181
@@ -516,7 +519,7 @@ def _subprog_heads(pl: PatchList, starts: list[int]) -> dict[int, Node]:
 #: BPF_MAX_TIMED_LOOPS: the count a timed may_goto starts from.
 BPF_MAX_TIMED_LOOPS = 0xFFFF
 MAY_GOTO_CODE = InsnClass.JMP | 0xE0  # BPF_JCOND, src BPF_MAY_GOTO
-_MAY_GOTO = _opcodes(lambda c: c == MAY_GOTO_CODE)
+_MAY_GOTO = _opcodes(lambda c, s: c == MAY_GOTO_CODE and s == 0)
 
 
 def may_goto(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
@@ -567,7 +570,7 @@ def _s32(v: int) -> int:
 
 
 #: The opcodes of atomics (`_cmpxchg32`'s candidates).
-_ATOMIC = _opcodes(lambda c: KIND_OF[c] == Kind.ATOMIC)
+_ATOMIC = _opcodes(lambda c, s: KIND_OF[c] == Kind.ATOMIC)
 
 
 def _cmpxchg32(insn: Insn) -> bool:
