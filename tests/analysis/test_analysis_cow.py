@@ -23,7 +23,7 @@ from progtools import kernel_programs
 from bpfpatch.adversarial import GENERATORS
 from bpfpatch.analysis import state as state_mod
 from bpfpatch.analysis import verifier
-from bpfpatch.analysis.state import ParkedStack, State, check_frozen, record_frozen
+from bpfpatch.analysis.state import Checkpoint, ParkedStack, State, check_frozen, record_frozen
 from bpfpatch.analysis.verifier import AnalysisError, analyze
 from bpfpatch.analysis.vlog import format_state
 
@@ -195,8 +195,9 @@ def test_a_lone_checkpoint_is_no_list():
     finally:
         verifier._is_state_visited = saved
     got = list(seen[0].explored.values())
-    assert any(x.__class__ is State for x in got)
-    assert all(x.__class__ is State or len(x) > 1 for x in got)
+    assert any(x.__class__ is Checkpoint for x in got)
+    assert all(x.__class__ is Checkpoint or len(x) > 1 for x in got)
+    assert all(y.__class__ is Checkpoint for x in got if x.__class__ is list for y in x)
 
 
 def test_our_corpus_analyzes_as_with_nothing_shared(objdir):

@@ -945,7 +945,7 @@ class Snapshot:
 
     __slots__ = ("frames", "refs", "may_goto_depth")
 
-    parent: "State | None" = None
+    parent: "Checkpoint | None" = None
     hist: tuple = ()
     branches = first_idx = jhist = hit = miss = 0
 
@@ -1245,7 +1245,7 @@ def _get_regs(x: int, base: "tuple[Reg, ...] | list[Reg]", objs) -> "tuple[list[
 class State(Snapshot):
     """A verifier state (``struct bpf_verifier_state``): the call chain's frames.
 
-    ``parent`` is the checkpoint this path continues from, ``hist`` the
+    ``parent`` is the checkpoint (a `Checkpoint`) this path continues from, ``hist`` the
     instructions executed since (index, frame, extra: the stack slot a spill or
     fill touched, the registers a branch linked; each entry one int, see the verifier's
     ``_hist_entry``), ``branches`` the paths still
@@ -1257,7 +1257,7 @@ class State(Snapshot):
     def __init__(self, frames: list[Frame]) -> None:
         self.frames = frames
         self.refs: list[int] = []  # acquired reference ids (sockets, ringbuf records)
-        self.parent: State | None = None
+        self.parent: Checkpoint | None = None
         self.hist = array("q")  # one int an entry (the verifier's `_hist_entry`): no object per entry
         self.branches = 0
         self.first_idx = 0
@@ -1377,6 +1377,19 @@ class State(Snapshot):
             frames[fi] = f
         self.frames = tuple(frames)
         return out
+
+
+class Checkpoint(Snapshot):
+    """A checkpoint (an explored state, ``struct bpf_verifier_state`` in ``explored_states``): a frozen state
+    with what the walk asks of it after -- the checkpoint it continues from (``parent``), the history from
+    there (``hist``), the paths still being explored below it (``branches``) and its prune counters (``hit``,
+    ``miss``) -- eight slots where a live `State` has ten (a checkpoint's ``first_idx`` and ``jhist`` are never
+    read after it is made: they read as 0).  Precision marks replace its frames (`set_precise`, as
+    `State.set_precise`), and so does forgetting its dead slots."""
+
+    __slots__ = ("parent", "hist", "branches", "hit", "miss")  # and `Snapshot`'s three
+
+    set_precise = State.set_precise
 
 
 def _precise_copy(r: Reg, memo: dict, out: dict) -> Reg:
@@ -1530,6 +1543,6 @@ class ParkedStack:
         return s, idx, prev
 
 
-__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "KeptState", "KEPT_REGS", "ParkedStack", "pack_reg", "unpack_reg", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
+__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "Checkpoint", "KeptState", "KEPT_REGS", "ParkedStack", "pack_reg", "unpack_reg", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
            "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg", "btf_trusted", "mark_btf_trusted"]

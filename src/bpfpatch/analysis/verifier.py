@@ -63,6 +63,7 @@ from bpfpatch.analysis.state import (
     STACK_MISC,
     STACK_SPILL,
     STACK_ZERO,
+    Checkpoint,
     Frame,
     ParkedStack,
     Reg,
@@ -930,7 +931,7 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     callsite = cur.frames[-1].callsite
     key = _explored_key(env, idx, callsite)
     got = env.explored.get(key)  # a list from the second state on (`_explored`)
-    lst = [got] if got.__class__ is State else got or ()
+    lst = [got] if got.__class__ is Checkpoint else got or ()
     iter_next = idx in env.iter_next_sites
     may_goto = env.code[idx] == JMP | J_JCOND
     if iter_next:
@@ -983,7 +984,7 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
         if old.miss > old.hit * k + k:
             del lst[i]  # unlikely to help (it stays a parent of the states derived from it)
         i -= 1
-    if got is not None and len(lst) < (1 if got.__class__ is State else 2):  # states dropped: one left, or none
+    if got is not None and len(lst) < (1 if got.__class__ is Checkpoint else 2):  # states dropped: one left, or none
         if lst:
             got = env.explored[key] = lst[0]
         else:
@@ -998,11 +999,9 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     # frames, a tuple that precision marks and `_clean` replace and never change, and the snapshot stays the
     # sharing base (``env.last``: what marks change later is no base for the live state)
     ref = env.last = cur.snapshot(env.last if env.keep_states or cur.parent is None else cur.parent)
-    snap = State.__new__(State)
+    snap = Checkpoint.__new__(Checkpoint)
     snap.frames = ref.frames
     snap.refs = ref.refs  # frozen too: a checkpoint's references are never changed
-    snap.first_idx = cur.first_idx
-    snap.jhist = cur.jhist
     snap.may_goto_depth = cur.may_goto_depth
     snap.hist = cur.hist
     snap.branches = 1
@@ -1014,7 +1013,7 @@ def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
     cur.jhist = 0
     if got is None:
         env.explored[key] = snap
-    elif got.__class__ is State:
+    elif got.__class__ is Checkpoint:
         env.explored[key] = [got, snap]
     else:
         got.append(snap)
@@ -1030,11 +1029,11 @@ def _explored_key(env: _Env, idx: int, callsite: int) -> int:
     return ((idx ^ callsite) & U32) % env.n * env.n + idx
 
 
-def _explored(env: _Env, key: int) -> "list[State] | tuple[State, ...]":
+def _explored(env: _Env, key: int) -> "list[Checkpoint] | tuple[Checkpoint, ...]":
     """The checkpoints of `_explored_key` `key`, oldest first: ``env.explored`` holds a list from the second one
     on, a lone checkpoint as itself (most lists would hold one)."""
     got = env.explored.get(key, ())
-    return (got,) if got.__class__ is State else got
+    return (got,) if got.__class__ is Checkpoint else got
 
 
 def _propagate_precision(env: _Env, old: State, cur: State) -> bool:
