@@ -255,6 +255,46 @@ def test_a_parked_branch_is_a_record_and_pops_to_the_state(calls):
     assert len(ps) == 0 and not ps.buf
 
 
+@pytest.mark.parametrize("spilled", [False, True])
+def test_a_branch_of_the_checkpoint_holding_its_base_waits_on_the_checkpoint(spilled):
+    # the walk's checkpoint takes the frames of the snapshot its branches are packed against; precision marks
+    # later replace them with copies (registers made precise).  A branch of that checkpoint waits on the
+    # checkpoint's frame, not the snapshot's (no frame of its own kept alive beside the marked copy), and pops
+    # as it was pushed: the marks made since do not reach it.  A base with a spilled register (marks copy those
+    # too) and slots the branch shares: the snapshot's frame, as before
+    base = Frame(0)
+    base.regs[10] = Reg.pointer(RegType.PTR_TO_STACK)
+    base.regs[1] = Reg.unknown()
+    base.regs[1].umax = 99
+    base.regs[2] = Reg.known(5)
+    base.regs[3] = Reg.known(6)
+    base.regs[3].precise = True
+    base.stack[0] = Slot("rrrrrrrr", Reg.known(3)) if spilled else Slot("mmmmmmmm")
+    ref = State([base]).snapshot()
+    ckpt = State([])
+    ckpt.frames, ckpt.branches = ref.frames, 1
+    live = State([base.copy()])
+    live.cur.regs[0] = Reg.known(7)
+    live.parent = ckpt
+    want = _state_fields(live)
+    record_frozen()
+    try:
+        ps = ParkedStack()
+        entry = ps.push(_copy_state(live), ref, 5, 4)
+        assert entry is ps and ps.objs[0] is ckpt
+        assert ps.objs[2] is (ref.frames[0] if spilled else ckpt)
+        marks = [("r", 0, 1), ("r", 0, 2)] + ([("s", 0, 0)] if spilled else [])
+        ckpt.set_precise(marks)
+        assert ckpt.frames[0] is not ref.frames[0] and ckpt.frames[0].regs[1].precise
+        back, idx, prev = ps.pop(entry)
+        assert (idx, prev) == (5, 4) and _state_fields(back) == want
+        assert back.cur.regs[3].precise and not back.cur.regs[1].precise
+        assert len(ps) == 0 and not ps.buf and not ps.objs
+        check_frozen()
+    finally:
+        record_frozen(False)
+
+
 def _random_state(rng, ref_frames: list[Frame], parents: list, refs: list, plain: bool = False) -> State:
     """A live state like the walk's: `ref_frames`' frames copied, some registers and slots changed, some frames
     another function's, walk fields of any width (a jump target out of the program included), its parent and

@@ -31,6 +31,7 @@ dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 from __future__ import annotations
 
 from array import array
+from operator import attrgetter
 from struct import Struct
 from types import MappingProxyType
 
@@ -659,18 +660,25 @@ class Frame:
         f.callback_depth = self.callback_depth
         return f
 
-    def pack(self, prev: "Frame | None", buf: bytearray, objs: list) -> None:
+    def pack(self, prev: "Frame | None", buf: bytearray, objs: list, via: "State | None" = None) -> None:
         """This frame frozen for a pending branch (`ParkedStack.push`; it is not used after), its bytes appended
         to `buf` and its objects to `objs`.  When `prev`, a frozen frame, is the same function's frame at the
         same call depth and is shared (no state may change it): `prev` and, if a slot differs, the slots (the
         equal ones `prev`'s) as objects, and in the bytes the registers that differ from `prev`, a plain scalar
         in 6 to 74 bytes (`_pack_reg`), any other register an object.  Otherwise the frame `snapshot` (move)
-        makes.  The bytes: flags (0: the frame `snapshot` made, else 1, | 2 when the slots are an object), the
-        number of registers, the registers.  `ParkedStack.pop` makes the live frame again."""
+        makes.  `via`: a checkpoint whose frame of this frame's number is `prev` now, and whose marks may only
+        make some of its registers precise while this branch waits (`ParkedStack.push`'s parent checkpoint):
+        `via` is the object instead of `prev`, and the bytes say which of `prev`'s registers are precise, so
+        `prev` is not kept alive beside the copy marks make of it (only when the slots are an object or none of
+        `prev`'s is spilled: marks copy spilled registers too).  The bytes: flags (0: the frame `snapshot` made,
+        else 1, | 2 when the slots are an object, | 4 when the base is `via`'s frame), the number of registers,
+        with 4 the mask of `prev`'s precise registers (2 bytes), the registers.  `ParkedStack.pop` makes the live
+        frame again."""
         if prev is None or not _same_head(self, prev):
             objs.append(self.snapshot(prev, True))
             buf += _WHOLE_FRAME
             return
+        fref_at = len(objs)
         objs.append(prev)
         cstack = self.stack
         pstack = prev.stack
@@ -692,10 +700,21 @@ class Frame:
                 if FROZEN is not None:
                     for sl in stack.values():
                         FROZEN.append((sl, _slot_fields(sl)))
+        flags = 1 if stack is None else 3
         at = len(buf)
         buf += _WHOLE_FRAME  # the flags and the count, set below
-        n = 0
         pregs = prev.regs
+        if via is not None and (stack is not None or not pstack or _no_spill(pstack)):
+            objs[fref_at] = via
+            flags |= 4
+            pm = 0
+            if any(map(_PRECISE, pregs)):
+                for k, p in enumerate(pregs):
+                    if p.precise:
+                        pm |= 1 << k
+            buf.append(pm & 0xFF)
+            buf.append(pm >> 8)
+        n = 0
         for k, r in enumerate(self.regs):
             p = pregs[k]
             if r is not p and not r.same(p):
@@ -708,7 +727,7 @@ class Frame:
                     elif FROZEN is not None:
                         FROZEN.append((r, _reg_fields(r)))
                     objs.append(r)
-        buf[at] = 1 if stack is None else 3
+        buf[at] = flags
         buf[at + 1] = n
 
     def snapshot(self, prev: "Frame | None", move: bool = False, hint: "Frame | None" = None) -> "Frame":
@@ -1007,6 +1026,17 @@ def _same_stack(cs: "dict[int, Slot]", ps: "dict[int, Slot]") -> bool:
     for k, sl in cs.items():
         q = ps.get(k)
         if q is None or not _same_slot(sl, q):
+            return False
+    return True
+
+
+_PRECISE = attrgetter("precise")
+
+
+def _no_spill(stack: "dict[int, Slot]") -> bool:
+    """No slot of `stack` holds a spilled register."""
+    for sl in stack.values():
+        if sl.spilled is not None:
             return False
     return True
 
@@ -1462,8 +1492,13 @@ class ParkedStack:
             objs.append(ref.refs if ref is not None and ref.refs == refs else refs)
         objs.append(hist)
         pf = ref.frames if ref is not None else ()
+        # the parent checkpoint holds `ref`'s frames (the snapshot it was made from) until marks replace them:
+        # its frames then, not `ref`'s, are the base (`Frame.pack`'s `via`): it keeps no frame alive of its own
+        via = st.parent
+        if via is not None and via.frames is not pf:
+            via = None
         for k, f in enumerate(st.frames):
-            f.pack(pf[k] if k < len(pf) else None, buf, objs)
+            f.pack(pf[k] if k < len(pf) else None, buf, objs, via)
         nobj = len(objs) - first
         below = first - nobj
         if below >= 0:
@@ -1511,6 +1546,10 @@ class ParkedStack:
             if not flags:
                 frames.append(fref.copy())
                 continue
+            if flags & 4:  # the parent checkpoint's frame, which marks may have made some registers precise in
+                fref = fref.frames[len(frames)]
+                pm = buf[at] | buf[at + 1] << 8
+                at += 2
             if flags & 2:
                 stack = objs[item]
                 item += 1
@@ -1518,6 +1557,10 @@ class ParkedStack:
                 stack = fref.stack
             f = Frame.__new__(Frame)
             regs = f.regs = [r.copy() for r in fref.regs]
+            if flags & 4 and any(map(_PRECISE, regs)):
+                for k, r in enumerate(regs):
+                    if r.precise and not pm >> k & 1:
+                        r.precise = False
             for _ in range(n):
                 if buf[at + 1] & _KIND_OBJECT:
                     regs[buf[at]] = objs[item].copy()
