@@ -29,7 +29,7 @@ from typing import Any
 MAX_BACKEDGE_ITERS = 64
 
 
-def scc_ids(n: int, successors: Callable[[int], Sequence[int]]) -> list[int]:
+def scc_ids(n: int, successors: Callable[[int], Sequence[int]]) -> "array[int]":
     """Per instruction, the number (1, 2, ...) of its strongly connected component, 0 when it is in none.
 
     A component counts when it has two or more instructions or one that jumps to itself (the
@@ -42,7 +42,7 @@ def scc_ids(n: int, successors: Callable[[int], Sequence[int]]) -> list[int]:
     on_stack = bytearray(n)
     stack = array("q")
     work = array("q")  # the walk's path: instructions
-    out = [0] * n
+    out = array("i", bytes(4 * n))  # an int32 an instruction, not a list of int objects
     counter = 0
     next_id = 1
     for root in range(n):
@@ -104,7 +104,7 @@ class SccVisit:
 class SccVisits:
     """The visits of one analysis, keyed by call chain (``compute_scc_callchain``)."""
 
-    def __init__(self, ids: list[int]) -> None:
+    def __init__(self, ids: Sequence[int]) -> None:
         self.ids = ids
         self.any = any(ids)
         self.visits: dict[tuple[int, ...], SccVisit] = {}

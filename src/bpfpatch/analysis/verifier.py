@@ -33,7 +33,7 @@ from os import cpu_count
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -614,11 +614,12 @@ def _flow_successors(code: array, fall: bytearray, tgt: array) -> Successors:
     return Successors(nxt, tgt)
 
 
-def _loops(succ: Successors) -> list[int]:
-    """Per instruction, the number of its loop (`scc_ids`), all 0 when no jump goes backwards."""
+def _loops(succ: Successors) -> "Sequence[int]":
+    """Per instruction, the number of its loop (`scc_ids`), all 0 when no jump goes backwards (then a
+    byte an instruction)."""
     n = len(succ)
     if not any(0 <= t <= i for i, t in enumerate(succ.jump)):
-        return [0] * n
+        return bytes(n)
     return scc_ids(n, succ.__getitem__)
 
 
