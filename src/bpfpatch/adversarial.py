@@ -180,6 +180,8 @@ class GrowthRow:
 def _run(prog: Program, name: str, budget: int | None = None) -> object:
     from bpfpatch.errors import BpfPatchError
 
+    budget = verifier_budget(prog) if budget is None else budget
+
     if name == "liveness":
         from bpfpatch.analysis.liveness import list_liveness
         from bpfpatch.patch import PatchList
@@ -196,12 +198,12 @@ def _run(prog: Program, name: str, budget: int | None = None) -> object:
         from bpfpatch.analysis.verifier import analyze
 
         try:
-            return analyze(prog, PROG_TYPE, budget=budget or verifier_budget(prog))
+            return analyze(prog, PROG_TYPE, budget=budget)
         except BpfPatchError as exc:  # rejected or over the budget: what the kernel would say too
             return exc
     from bpfpatch.passes import PassContext, run_passes
 
-    ctx = PassContext(seed=1, prog_type=PROG_TYPE, options={"kernel": {"analysis": {"budget": budget or verifier_budget(prog)}}})
+    ctx = PassContext(seed=1, prog_type=PROG_TYPE, options={"kernel": {"analysis": {"budget": budget}}})
     try:
         return run_passes(prog, [name], ctx, relax_long_jumps=True)
     except BpfPatchError as exc:  # the kernel pass: its analysis rejected the program or ran out of budget

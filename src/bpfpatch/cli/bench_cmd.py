@@ -60,7 +60,7 @@ def render(result: B.BenchResult, console: Console) -> None:
 
 
 #: N of the adversarial growth table a default `bpfpatch bench` run prints after the seed's table: the
-#: size --adversarial takes (its figures, best of one round), as smaller programs would show the
+#: size --adversarial takes (best of 3 rounds, as it), as smaller programs would show the
 #: verifier's fixed cost (a peak of 0.1-0.2 MB on 40-instruction generators) as bytes per instruction.
 ADVERSARIAL_N = 4_000
 DEFAULT_SERIES = ("floor,bulk,py-floor,node,readme,readme-tuple,readme-asm,readme-build,readme-floor,prepend-list,append-list,pipeline,"
@@ -84,10 +84,7 @@ def bench(
 ) -> None:
     """Time every series on the seed's workload and print the table."""
     if adversarial:
-        from bpfpatch.adversarial import format_growth_table, growth_table
-
-        n = 1_000 if quick else ADVERSARIAL_N
-        print(format_growth_table(growth_table(n, rounds=1 if quick else 3, kernel_sizes=kernel_verifier_sizes())))
+        print(_adversarial_table(1_000 if quick else ADVERSARIAL_N, quick))
         return
     names = [x for x in series.split(",") if x]
     with_adversarial = "adversarial" in names and not (quick and series == DEFAULT_SERIES)
@@ -114,13 +111,18 @@ def bench(
         except ImportError as exc:
             raise BpfPatchError(f"--plot needs matplotlib (pip install 'bpfpatch[bench]'): {exc}") from exc
         console.print(f"chart written to {plot_out}")
-    if with_adversarial:  # the same table as --adversarial (one round of milliseconds flaps past 5x)
-        from bpfpatch.adversarial import format_growth_table, growth_table
-
+    if with_adversarial:  # the same table as --adversarial
         print(f"\nadversarial programs: every pass and analysis at N = {ADVERSARIAL_N:,} and 4N, time(4N)/time(N), "
               f"bytes per instruction at 4N ({'one round' if quick else 'best of 3'}, as --adversarial)")
-        print(format_growth_table(growth_table(ADVERSARIAL_N, rounds=1 if quick else 3,
-                                               kernel_sizes=kernel_verifier_sizes())))
+        print(_adversarial_table(ADVERSARIAL_N, quick))
+
+
+def _adversarial_table(n: int, quick: bool) -> str:
+    """The growth table at `n` as Markdown: best of 3 rounds (one round of a few milliseconds flaps past 5x),
+    one with --quick."""
+    from bpfpatch.adversarial import format_growth_table, growth_table
+
+    return format_growth_table(growth_table(n, rounds=1 if quick else 3, kernel_sizes=kernel_verifier_sizes()))
 
 
 def kernel_verifier_sizes() -> "dict[str, int] | None":
