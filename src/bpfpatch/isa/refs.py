@@ -131,6 +131,20 @@ def word_fields(w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (w0 & np.uint64(0xFF)).astype(np.uint8), ((w0 >> np.uint64(12)) & np.uint64(0x0F)).astype(np.uint8)
 
 
+def word_keys(w0: np.ndarray) -> np.ndarray:
+    """``code | src << 8`` of first-slot words (uint16: an index into a table of the 4,096 (code, src)
+    pairs), read through the words' bytes on a little-endian machine (two bytes a word, no 64-bit
+    temporaries), else from `word_fields`."""
+    if np.little_endian and w0.flags.c_contiguous:
+        b = w0.view(np.uint8)
+        key = (b[1::8] >> 4).astype(np.uint16)
+        key <<= 8
+        key |= b[::8]
+        return key
+    code, src = word_fields(w0)
+    return code.astype(np.uint16) | src.astype(np.uint16) << 8
+
+
 def refs_of_words(w0: np.ndarray) -> np.ndarray:
     """The `Ref` of every first-slot word (uint8 array)."""
     code, src = word_fields(w0)
@@ -201,4 +215,5 @@ __all__ = [
     "INSTRUCTION_REFS", "MAY_TARGET", "REF_OF", "REF_TABLE", "SUBPROG_REFS", "TARGET_OF", "TARGET_TABLE",
     "Ref", "Target", "branch_offsets", "check_jump_targets", "is_subprog_ref", "ref_index", "ref_of",
     "may_target_slots", "refs_of_words", "subprog_ref_mask", "target_of", "word_fields",
+    "word_keys",
 ]

@@ -46,6 +46,7 @@ import numpy as np
 from bpfpatch.analysis.facts import InsnAux, RegType
 from bpfpatch.errors import BpfPatchError, PatchError
 from bpfpatch.isa import KIND_OF, Insn, Kind, insn_starts
+from bpfpatch.isa.refs import word_keys
 from bpfpatch.isa.build import (
     alu32_imm, alu32_reg, alu64_imm, exit_insn, ja, jmp_imm, ld_imm64, ldx_mem, mov32_imm, mov64_imm, mov64_reg, st_mem,
     stx_mem,
@@ -159,9 +160,7 @@ def _live_with_facts(pl: PatchList, want: "Callable[[Node, InsnAux], bool] | Non
     the nodes no rule can want cost no handle, no decoded instruction and no facts read (on 8,000
     ld_imm64 the walks of every node took half the pass's time, each decoding an uncached ld_imm64).
     """
-    ids = pl.live_ids()
-    if codes is not None:
-        ids = ids[_wanted(pl, codes)[ids]]
+    ids = pl.live_ids() if codes is None else _candidates(pl, codes)
     aux = pl.store.aux
     naux = len(aux)
     out = []
@@ -174,20 +173,16 @@ def _live_with_facts(pl: PatchList, want: "Callable[[Node, InsnAux], bool] | Non
     return out
 
 
-def _wanted(pl: PatchList, codes: np.ndarray) -> np.ndarray:
-    """Per node id, a bool: are its opcode and source register one of `codes` (`_opcodes`)?  Read in place
-    from the store's word column (a word's low byte is the opcode, the next one's high half the source
-    register): a few bytes a node, no copy of the words."""
-    b = view(pl.store.w0, np.uint64).view(np.uint8)
-    key = (b[1::8] >> 4).astype(np.uint16)
-    key <<= 8
-    key |= b[::8]
-    return codes[key]
+def _candidates(pl: PatchList, codes: np.ndarray) -> np.ndarray:
+    """The live node ids, in order, whose opcode and source register are one of `codes` (`_opcodes`): keys
+    read in place from the store's word column (`word_keys`: a few bytes a node, no copy of the words)."""
+    ids = pl.live_ids()
+    return ids[codes[word_keys(view(pl.store.w0, np.uint64))][ids]]
 
 
 def _opcodes(rule: "Callable[[int, int], bool]") -> np.ndarray:
     """A bool per opcode and source register (``code | src << 8``): does ``rule(code, src)`` hold (a table
-    to index the word column with, `_wanted`)."""
+    to index the word column with, `_candidates`)."""
     return np.array([rule(k & 0xFF, k >> 8) for k in range(1 << 12)], dtype=np.bool_)
 
 
@@ -530,9 +525,7 @@ def may_goto(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
     or ends the loop); the subprogram's entry initialises the count and the
     timestamp slot.  6.12's source has the untimed form (one slot, no call).
     """
-    ids = pl.live_ids()
-    ids = ids[_wanted(pl, _MAY_GOTO)[ids]]  # the opcode column first: no handle a node
-    sites = [(n, n.orig_idx) for n in map(pl.node, ids.tolist()) if n.insn.code == MAY_GOTO_CODE and n.insn.src == 0]
+    sites = [(n, n.orig_idx) for n in map(pl.node, _candidates(pl, _MAY_GOTO).tolist())]  # no handle a node else
     if not sites:
         return
     used = set()
