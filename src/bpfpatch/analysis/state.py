@@ -23,7 +23,8 @@ Past the first 64 a pending branch waits as a record of the walk's
 `ParkedStack` (its walk fields and the registers that differ from the frozen frame it shares with as bytes in
 one bytearray, a plain scalar 6 to 74 bytes, `Frame.pack`; its objects in one list; its history the live
 path's array), made a live state with owned copies (`ParkedStack.pop`) when the walk takes it up; precision
-marks, the only writes into a checkpoint, replace what they change (`State.set_precise`); a checkpoint's
+marks, the only writes into a checkpoint, set bits of its ``pmask`` for registers (`Checkpoint.set_precise`)
+and replace the stack slots they change (`State.set_precise`); a checkpoint's
 dead slots are forgotten in a shallow copy of its frame.  `record_frozen` /
 `check_frozen` verify in tests that nothing frozen changed.
 """
@@ -967,6 +968,13 @@ class Snapshot:
     parent: "Checkpoint | None" = None
     hist: tuple = ()
     branches = first_idx = jhist = hit = miss = 0
+    #: The registers marked precise since the state was made, not in their objects (a `Checkpoint`'s marks):
+    #: bit ``frame << 4 | regno``.  Read `reg_precise`, not a register's own ``precise``, in a checkpoint.
+    pmask = 0
+
+    def reg_precise(self, frame: int, regno: int) -> bool:
+        """Register `regno` of frame `frame` is precise: its own mark or one made since (`pmask`)."""
+        return self.frames[frame].regs[regno].precise or bool(self.pmask >> (frame << 4 | regno) & 1)
 
     @property
     def cur(self) -> Frame:
@@ -1011,6 +1019,10 @@ class Snapshot:
 #: The most registers (never-written ones and copies of one before aside) a `KeptState` holds: a kept state
 #: that differs from its key frame in more is a new key frame.
 KEPT_REGS = 3
+#: The most codes `State.keep` shares (`_CODES`): a program's kept states repeat few of them (86 distinct in
+#: 18,014 on the unknown-branches generator at 16k), each else an int object of its own (32 bytes or more).
+KEPT_CODES = 1024
+_CODES: "dict[int, int]" = {}
 
 
 def _same_slot(sl: Slot, ps: Slot) -> bool:
@@ -1355,7 +1367,12 @@ class State(Snapshot):
                     break
             else:
                 return key, rec
-        return key, KeptState((key, x, *objs))
+        c = _CODES.get(x)
+        if c is None:
+            if len(_CODES) >= KEPT_CODES:
+                _CODES.clear()
+            c = _CODES[x] = x
+        return key, KeptState((key, c, *objs))
 
     def set_precise(self, items: "list[tuple[str, int, int]]", memo: "dict | None" = None) -> dict:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,
@@ -1417,9 +1434,39 @@ class Checkpoint(Snapshot):
     read after it is made: they read as 0).  Precision marks replace its frames (`set_precise`, as
     `State.set_precise`), and so does forgetting its dead slots."""
 
-    __slots__ = ("parent", "hist", "branches", "hit", "miss")  # and `Snapshot`'s three
+    __slots__ = ("parent", "hist", "branches", "hit", "miss", "pmask")  # and `Snapshot`'s three
 
-    set_precise = State.set_precise
+    def set_precise(self, items: "list[tuple[str, int, int]]", memo: "dict | None" = None) -> dict:
+        """Mark the scalars `items` precise, as `State.set_precise`, but a register by a bit of `pmask`: its
+        frame and register objects stay as they are (shared with the kept states, snapshots and pending
+        branches made from them, which keep the marks they had); a stack slot as `State.set_precise`, a new
+        copy.  The memo `State.set_precise` returns for the slots, else `memo` (or a new one) as it is."""
+        pm = self.pmask
+        slots = None
+        for item in items:
+            kind, fi, n = item
+            if kind == "r":
+                pm |= 1 << (fi << 4 | n)
+            elif slots is None:
+                slots = [item]
+            else:
+                slots.append(item)
+        self.pmask = pm
+        if slots is not None:
+            return State.set_precise(self, slots, memo)
+        return {} if memo is None else memo
+
+    def copy(self) -> "State":
+        """A live state with owned copies of everything, the registers `pmask` marks precise."""
+        s = Snapshot.copy(self)
+        pm = self.pmask
+        if pm:
+            for fi, f in enumerate(s.frames):
+                m = pm >> (fi << 4)
+                for n, r in enumerate(f.regs):
+                    if m >> n & 1:
+                        r.precise = True
+        return s
 
 
 def _precise_copy(r: Reg, memo: dict, out: dict) -> Reg:
