@@ -1429,10 +1429,11 @@ class State(Snapshot):
 class Checkpoint(Snapshot):
     """A checkpoint (an explored state, ``struct bpf_verifier_state`` in ``explored_states``): a frozen state
     with what the walk asks of it after -- the checkpoint it continues from (``parent``), the history from
-    there (``hist``), the paths still being explored below it (``branches``) and its prune counters (``hit``,
-    ``miss``) -- eight slots where a live `State` has ten (a checkpoint's ``first_idx`` and ``jhist`` are never
-    read after it is made: they read as 0).  Precision marks replace its frames (`set_precise`, as
-    `State.set_precise`), and so does forgetting its dead slots."""
+    there (``hist``), the paths still being explored below it (``branches``), its prune counters (``hit``,
+    ``miss``) and its marks (``pmask``) -- nine slots where a live `State` has ten (a checkpoint's
+    ``first_idx`` and ``jhist`` are never read after it is made: they read as 0).  Precision marks on its
+    registers are bits of ``pmask`` (`set_precise`; read them with `reg_precise`), on its stack slots they
+    replace its frames (as `State.set_precise`), and so does forgetting its dead slots."""
 
     __slots__ = ("parent", "hist", "branches", "hit", "miss", "pmask")  # and `Snapshot`'s three
 
@@ -1539,7 +1540,8 @@ class ParkedStack:
             objs.append(ref.refs if ref is not None and ref.refs == refs else refs)
         objs.append(hist)
         pf = ref.frames if ref is not None else ()
-        # the parent checkpoint holds `ref`'s frames (the snapshot it was made from) until marks replace them:
+        # the parent checkpoint holds `ref`'s frames (the snapshot it was made from) until a stack slot marked
+        # precise or forgotten replaces them (register marks are bits of its `pmask`):
         # its frames then, not `ref`'s, are the base (`Frame.pack`'s `via`): it keeps no frame alive of its own
         via = st.parent
         if via is not None and via.frames is not pf:
