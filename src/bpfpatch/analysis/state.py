@@ -384,9 +384,11 @@ def reg_bounds_sync(r: Reg) -> None:
 
 
 def forget_synced() -> None:
-    """Empty `reg_bounds_sync`'s memo (as a fresh process has it: for measurements; results do not change)."""
+    """Empty `reg_bounds_sync`'s memo and the kept-state codes `State.keep` shares (as a fresh process has
+    them: for measurements; results do not change)."""
     global _SYNCED, _SYNCED_OLD
     _SYNCED, _SYNCED_OLD = {}, {}
+    _CODES.clear()
 
 
 def synced_inputs() -> int:
@@ -958,6 +960,10 @@ _NO_STACK = MappingProxyType({})
 _NOT_INIT_T = RegType.NOT_INIT
 
 
+#: `Snapshot.pmask`'s layout: each frame's registers in 16 bits (R0-R10 in the low 11).
+_MARK_SHIFT, _MARK_FRAME = 4, 0xFFFF
+
+
 class Snapshot:
     """A state kept and never changed (`State.snapshot`, ``InsnAux.states``): the call chain's frames (a tuple),
     the acquired references and ``may_goto_depth``, three slots where a `State` has ten.  The walk's bookkeeping
@@ -969,12 +975,17 @@ class Snapshot:
     hist: tuple = ()
     branches = first_idx = jhist = hit = miss = 0
     #: The registers marked precise since the state was made, not in their objects (a `Checkpoint`'s marks):
-    #: bit ``frame << 4 | regno``.  Read `reg_precise`, not a register's own ``precise``, in a checkpoint.
+    #: bit ``regno`` of frame ``frame`` is bit ``frame << _MARK_SHIFT | regno``.  Read `marks` or
+    #: `reg_precise`, not only a register's own ``precise``, in a checkpoint.
     pmask = 0
 
+    def marks(self, frame: int) -> int:
+        """The registers of frame `frame` marked precise since the state was made (`pmask`): bit ``regno``."""
+        return self.pmask >> (frame << _MARK_SHIFT) & _MARK_FRAME
+
     def reg_precise(self, frame: int, regno: int) -> bool:
-        """Register `regno` of frame `frame` is precise: its own mark or one made since (`pmask`)."""
-        return self.frames[frame].regs[regno].precise or bool(self.pmask >> (frame << 4 | regno) & 1)
+        """Register `regno` of frame `frame` is precise: its own mark or one made since (`marks`)."""
+        return self.frames[frame].regs[regno].precise or bool(self.marks(frame) >> regno & 1)
 
     @property
     def cur(self) -> Frame:
@@ -1443,27 +1454,21 @@ class Checkpoint(Snapshot):
         branches made from them, which keep the marks they had); a stack slot as `State.set_precise`, a new
         copy.  The memo `State.set_precise` returns for the slots, else `memo` (or a new one) as it is."""
         pm = self.pmask
-        slots = None
-        for item in items:
-            kind, fi, n = item
+        for kind, fi, n in items:
             if kind == "r":
-                pm |= 1 << (fi << 4 | n)
-            elif slots is None:
-                slots = [item]
-            else:
-                slots.append(item)
+                pm |= 1 << (fi << _MARK_SHIFT | n)
         self.pmask = pm
-        if slots is not None:
+        slots = [item for item in items if item[0] != "r"]
+        if slots:
             return State.set_precise(self, slots, memo)
         return {} if memo is None else memo
 
     def copy(self) -> "State":
         """A live state with owned copies of everything, the registers `pmask` marks precise."""
         s = Snapshot.copy(self)
-        pm = self.pmask
-        if pm:
+        if self.pmask:
             for fi, f in enumerate(s.frames):
-                m = pm >> (fi << 4)
+                m = self.marks(fi)
                 for n, r in enumerate(f.regs):
                     if m >> n & 1:
                         r.precise = True

@@ -706,7 +706,7 @@ def _mark_all_precise(st: State) -> None:
     while p is not None:
         marks = []
         for fi, f in enumerate(p.frames):
-            pm = p.pmask >> (fi << 4)
+            pm = p.marks(fi)
             for n, r in enumerate(f.regs):
                 if r.type is RegType.SCALAR and not r.precise and not pm >> n & 1:
                     marks.append(("r", fi, n))
@@ -844,7 +844,7 @@ def _mark_precise(env: _Env, st: State, want: "set[tuple]") -> bool:
         for item in list(bt):
             r = _lookup(parent, item)
             if r is None or r.type is not RegType.SCALAR or r.precise \
-                    or (item[0] == "r" and parent.pmask >> (item[1] << 4 | item[2]) & 1):
+                    or (item[0] == "r" and parent.marks(item[1]) >> item[2] & 1):
                 bt.discard(item)
             else:
                 marks.append(item)
@@ -1044,7 +1044,7 @@ def _propagate_precision(env: _Env, old: State, cur: State) -> bool:
     made some checkpoint's scalar precise)."""
     want = set()
     for f, fr in enumerate(old.frames):
-        pm = old.pmask >> (f << 4)
+        pm = old.marks(f)
         for r, reg in enumerate(fr.regs):
             if reg.type is RegType.SCALAR and (reg.precise or pm >> r & 1):
                 want.add(("r", f, r))
@@ -1228,20 +1228,17 @@ def _states_equal(env: _Env, old: State, cur: State, idx: int, within: bool = Fa
             nxt = old.frames[depth + 1].callsite + 1
             live = (env.live[nxt] if nxt < env.n else 0) & ~0x3F | (1 << 10)
         oregs, cregs = of.regs, cf.regs
-        pm = old.pmask >> (depth << 4)  # the registers marked precise since `old` was made
+        pm = old.marks(depth)  # the registers marked precise since `old` was made
         for r in range(11):
             if live >> r & 1:
                 o = oregs[r]
                 t = o.type
-                if t is NOT_INIT_T:
-                    continue  # `_regsafe`'s first answer, without the call
-                if t is SCALAR_T and pm >> r & 1:
-                    if not _regsafe(o, cregs[r], idmap, True):  # precise: within, as `_regsafe` compares one
-                        return False
-                    continue
-                if t is SCALAR_T and not within and not o.precise and cregs[r].type is t:
-                    continue  # `_regsafe`'s first answer, without the call
-                if not _regsafe(o, cregs[r], idmap, within):
+                marked = pm >> r & 1
+                if t is NOT_INIT_T or (t is SCALAR_T and not within and not o.precise and not marked
+                                       and cregs[r].type is t):
+                    continue  # `_regsafe`'s first answers, without the call
+                # a scalar marked since compares as a precise one: within (`_regsafe` reads it for scalars only)
+                if not _regsafe(o, cregs[r], idmap, within or marked == 1):
                     return False
         if not _stacksafe(of, cf, idmap, within):
             return False
@@ -1377,7 +1374,7 @@ def _prev_entry(env: _Env, st: State, idx: int) -> State | None:
 def _widen_imprecise_scalars(old: State, cur: State) -> None:
     """``widen_imprecise_scalars``: a scalar nobody needs exact that changed since `old` becomes unknown."""
     for fi, (fo, fc) in enumerate(zip(old.frames, cur.frames)):
-        pm = old.pmask >> (fi << 4)  # registers marked precise in `old` since it was made
+        pm = old.marks(fi)  # registers marked precise in `old` since it was made
         pairs = [(ro, rc) for n, (ro, rc) in enumerate(zip(fo.regs, fc.regs)) if not pm >> n & 1]
         for k, so in fo.stack.items():
             sc = fc.stack.get(k)

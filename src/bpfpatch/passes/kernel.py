@@ -525,7 +525,7 @@ def may_goto(pl: PatchList, starts: list[int], depth: dict[int, int]) -> None:
     or ends the loop); the subprogram's entry initialises the count and the
     timestamp slot.  6.12's source has the untimed form (one slot, no call).
     """
-    sites = [(n, n.orig_idx) for n in map(pl.node, _candidates(pl, _MAY_GOTO).tolist())]  # no handle a node else
+    sites = [(n, n.orig_idx) for n in map(pl.node, _candidates(pl, _MAY_GOTO).tolist())]  # a handle for the may_gotos only
     if not sites:
         return
     used = set()
