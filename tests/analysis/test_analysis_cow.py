@@ -181,11 +181,11 @@ def test_precise_slots_share_one_copy():
 def test_a_lone_checkpoint_is_no_list():
     # most explored lists would hold one checkpoint: the dict holds it as itself, a list from the second one
     prog = GENERATORS["unknown branches"](400)
-    seen = []
+    seen = [{}]
     saved = verifier._is_state_visited
 
     def spy(env, cur, idx):
-        seen.append(env)
+        seen[0] = dict(env.explored)  # as the walk left it (the checkpoints go when it ends)
         return saved(env, cur, idx)
 
     verifier._is_state_visited = spy
@@ -194,7 +194,7 @@ def test_a_lone_checkpoint_is_no_list():
             analyze(prog, "socket_filter", budget=5_000, keep_states=False)
     finally:
         verifier._is_state_visited = saved
-    got = list(seen[0].explored.values())
+    got = list(seen[0].values())
     assert any(x.__class__ is Checkpoint for x in got)
     assert all(x.__class__ is Checkpoint or len(x) > 1 for x in got)
     assert all(y.__class__ is Checkpoint for x in got if x.__class__ is list for y in x)

@@ -30,6 +30,7 @@ from bpfpatch.analysis.state import (
     State,
     mark_known,
 )
+from bpfpatch.analysis import verifier
 from bpfpatch.analysis.verifier import AnalysisError, analyze
 
 XDP_TOOLS = Path("/usr/lib/x86_64-linux-gnu/bpf")
@@ -47,31 +48,45 @@ def _fields(s: Snapshot) -> tuple:
     return frames, tuple(s.refs), s.may_goto_depth
 
 
+class _LoggedColumn(list):
+    """A column of kept states (``_Env.before`` / ``after``) that logs, per instruction, the fields of the live
+    state at each keep there (a deep copy at that moment)."""
+
+    def __init__(self, items: list, log: dict, cur: list) -> None:
+        super().__init__(items)
+        self.log, self.cur = log, cur
+
+    def __setitem__(self, idx, held) -> None:
+        self.log.setdefault(idx, []).append(_fields(self.cur[0].snapshot(None)))
+        super().__setitem__(idx, held)
+
+
 @contextlib.contextmanager
 def _eager_log():
-    """Per aux, the fields of the live state at each `keep_state` / `keep_after` (a deep copy at that moment:
-    the live state is the one `State.keep` was last called on, which the walk may skip when nothing changed)."""
-    log: dict[int, tuple[list, list]] = {}
+    """Per instruction, the fields of the live state at each state kept before and after it (the live state
+    is the one `State.keep` was last called on, which the walk may skip when nothing changed): the walk's
+    columns log each keep while `_do_check` runs."""
+    log: tuple[dict, dict] = ({}, {})
     cur: list = [None]
-    saved = State.keep, InsnAux.keep_state, InsnAux.keep_after
+    saved = State.keep, verifier._do_check
 
     def keep(self, key, rec):
         cur[0] = self
         return saved[0](self, key, rec)
 
-    def keep_state(self, state):
-        log.setdefault(id(self), ([], []))[0].append(_fields(cur[0].snapshot(None)))
-        saved[1](self, state)
+    def do_check(env, *args):
+        env.before = _LoggedColumn(env.before, log[0], cur)
+        env.after = _LoggedColumn(env.after, log[1], cur)
+        try:
+            return saved[1](env, *args)
+        finally:
+            env.before, env.after = list(env.before), list(env.after)
 
-    def keep_after(self, state):
-        log.setdefault(id(self), ([], []))[1].append(_fields(cur[0].snapshot(None)))
-        saved[2](self, state)
-
-    State.keep, InsnAux.keep_state, InsnAux.keep_after = keep, keep_state, keep_after
+    State.keep, verifier._do_check = keep, do_check
     try:
         yield log
     finally:
-        State.keep, InsnAux.keep_state, InsnAux.keep_after = saved
+        State.keep, verifier._do_check = saved
 
 
 def _packed_as_eager(prog, prog_type: str = "socket_filter", budget: int = 20_000) -> int:
@@ -90,10 +105,11 @@ def _packed_as_eager(prog, prog_type: str = "socket_filter", budget: int = 20_00
             except AnalysisError as exc:
                 a = exc.analysis
             compared = 0
-            for x in a.aux:
+            assert log[0] and log[1]
+            for i, x in enumerate(a.aux):
                 if x is None:
                     continue
-                before, after = log.get(id(x), ([], []))
+                before, after = log[0].get(i, []), log[1].get(i, [])
                 assert [_fields(s) for s in x.states] == before
                 assert [_fields(s) for s in x.extra_get("after", [])] == after
                 compared += len(before) + len(after)

@@ -111,13 +111,28 @@ class _Kept(list):
     __slots__ = ()
 
 
+def keep(held: Any, state: Any) -> Any:
+    """What holds the states `held` and then `state`: `state` alone after none (`held` None), else the list of
+    them (a list `keep` made grows).  `InsnAux.keep_state` holds its states so; a walk holding them in a column
+    of its own gives that column's entry to `InsnAux.walked` (one rule for both)."""
+    if held is None:
+        return state
+    if held.__class__ is _Kept:
+        held.append(state)
+        return held
+    return _Kept((held, state))
+
+
+def _held(held: Any) -> "tuple[Any, ...] | list[Any]":
+    """The states `held` (None, one state or a `_Kept` list) holds, as they are held."""
+    if held is None:
+        return ()
+    return held if held.__class__ is _Kept else (held,)
+
+
 def _unpacked(held: Any) -> list[Any]:
     """The list of states `held` (None, one state or a `_Kept` list) stands for, every `PackedState` unpacked."""
-    if held is None:
-        return []
-    if held.__class__ is not _Kept:
-        held = (held,)
-    return [s.unpack() if isinstance(s, PackedState) else s for s in held]
+    return [s.unpack() if isinstance(s, PackedState) else s for s in _held(held)]
 
 
 #: `InsnAux`'s flags: ``seen`` and ``zext_dst`` in bits 0 and 1, ``ptr_type`` above them as its number here.
@@ -156,10 +171,11 @@ class InsnAux:
     on the first write of any (None reads as None), and ``states`` and
     ``extra`` are a list and a dict made on first use: an instruction's aux
     costs one object of four slots (64 bytes; eleven slots and a list and a dict
-    each were most of an analysis's memory, six slots 80 bytes).  The analysis keeps its states with
-    `keep_state` / `keep_after`: while there is one, it is held alone, without
-    its list (made at the second or when ``states`` is read); the states after
-    are held without their ``{"after": [...]}`` dict until ``extra`` is read; a kept `PackedState` is unpacked
+    each were most of an analysis's memory, six slots 80 bytes).  States are held by the rule of `keep`: while
+    there is one, it is held alone, without its list (made at the second or when ``states`` is read); the
+    states after are held without their ``{"after": [...]}`` dict until ``extra`` is read.  `keep_state` /
+    `keep_after` add one to an aux; the verifier's walk holds ``seen``, ``zext_dst`` and its states in columns
+    of its own and makes each aux after the walk (`walked`, `take_walked`).  A kept `PackedState` is unpacked
     when ``states`` (or ``extra``) is read, the list then made of the states themselves.  Equality compares
     every field, as a dataclass's.
     """
@@ -281,30 +297,48 @@ class InsnAux:
         return st
 
     def keep_state(self, state: Any) -> None:
-        """``states.append(state)``, without a list while there is one state; a `PackedState` stays packed
-        until ``states`` is read."""
+        """``states.append(state)``, without a list while there is one state (`keep`); a `PackedState` stays
+        packed until ``states`` is read."""
         st = self._states
-        if st is None:
-            self._states = state
-        elif st.__class__ is _Kept:
-            st.append(state)
-        elif st.__class__ is list:  # read already: unpacked from now on
+        if st.__class__ is list:  # read already: unpacked from now on
             st.append(state.unpack() if isinstance(state, PackedState) else state)
         else:
-            self._states = _Kept((st, state))
+            self._states = keep(st, state)
 
     def keep_after(self, state: Any) -> None:
         """``extra.setdefault("after", []).append(state)``, without a dict or list while it is the only one (a
         `PackedState` stays packed until ``extra`` is read)."""
         ex = self._extra
-        if ex is None:
-            self._extra = state
-        elif ex.__class__ is _Kept:
-            ex.append(state)
-        elif ex.__class__ is dict:
+        if ex.__class__ is dict:
             ex.setdefault("after", []).append(state.unpack() if isinstance(state, PackedState) else state)
         else:
-            self._extra = _Kept((ex, state))  # the "after" list alone, its dict made when `extra` is read
+            self._extra = keep(ex, state)  # the "after" list alone, its dict made when `extra` is read
+
+    @classmethod
+    def walked(cls, seen: bool, zext_dst: bool, states: Any = None, after: Any = None) -> "InsnAux":
+        """A new aux with only ``seen``, ``zext_dst`` and the states a walk held (`keep`) before and after the
+        instruction: what an analysis that kept its facts in columns while it walked makes for each
+        instruction that needed no other fact.  Equal to ``InsnAux(seen=seen, zext_dst=zext_dst)`` given each
+        state by `keep_state` and `keep_after`, without the calls."""
+        a = cls.__new__(cls)
+        a._flags = (_SEEN if seen else 0) | (_ZEXT if zext_dst else 0)
+        a._states = states
+        a._extra = after
+        a._more = None
+        return a
+
+    def take_walked(self, seen: bool, zext_dst: bool, states: Any = None, after: Any = None) -> None:
+        """Add what `walked` would have made to this aux (made during the walk for a fact of another kind):
+        ``seen`` and ``zext_dst`` when true, the states held before and after the instruction behind any it
+        keeps already."""
+        if seen:
+            self.seen = True
+        if zext_dst:
+            self.zext_dst = True
+        for s in _held(states):
+            self.keep_state(s)
+        for s in _held(after):
+            self.keep_after(s)
 
     @states.setter
     def states(self, value: list[Any]) -> None:
@@ -358,4 +392,4 @@ class InsnAux:
                 f"local_type_id={self.local_type_id!r})")
 
 
-__all__ = ["InsnAux", "MapRef", "PackedState", "RegType"]
+__all__ = ["InsnAux", "MapRef", "PackedState", "RegType", "keep"]

@@ -20,6 +20,9 @@ Per slot it yields an `InsnAux` (`bpfpatch.analysis.facts`): ``seen``, the
 pointer type of memory accesses, ``zext_dst`` (the kernel's rule: a 32-bit
 definition whose upper half some path reads as 64 bits), the map of map loads
 and helper calls, the helper id, and (``keep_states``) the states before it.
+While the walk runs, ``seen``, ``zext_dst`` and the kept states are columns (a
+byte or an entry an instruction); each `InsnAux` is made after the walk, when
+its checkpoints are gone, so the two never peak together.
 
 A program the kernel would refuse raises `AnalysisRejected` with the
 instruction index and the kernel's message (``R2 invalid mem access 'scalar'``);
@@ -29,6 +32,7 @@ more than ``budget`` processed instructions raise `BudgetExceeded`.
 from __future__ import annotations
 
 import gc
+import traceback
 from os import cpu_count
 from array import array
 from bisect import bisect_left
@@ -38,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from bpfpatch.analysis.ctxlayout import CtxLayout, layout_for, uapi_layout
-from bpfpatch.analysis.facts import InsnAux, MapRef, RegType
+from bpfpatch.analysis.facts import InsnAux, MapRef, RegType, keep
 from bpfpatch.analysis.funcinfo import ArgKind, SubprogFunc
 from bpfpatch.analysis.helpers import HelperProto, helper_name, proto
 from bpfpatch.analysis.kfuncs import KernelTypes, kfunc_flags
@@ -214,7 +218,7 @@ class _Env:
     ctx: CtxLayout
     maps: dict[int, MapRef]
     slot_maps: dict[int, tuple[MapRef, int | None]]
-    aux: list[InsnAux | None]
+    aux: dict[int, InsnAux]  # by slot: the aux of an instruction with a fact not in a column (`_aux`)
     live: array  # "H": registers live before each slot (`slot_liveness`)
     prune: list[bool]
     keep_states: bool
@@ -246,6 +250,12 @@ class _Env:
     funcs: dict[int, SubprogFunc] = field(default_factory=dict)  # subprogram start -> its BTF prototype
     globals_called: list[int] = field(default_factory=list)  # global subprograms to verify, in call order
     callback_sites: set[int] = field(default_factory=set)  # calls of sync callbacks (calls_callback)
+    # the walk's columns of facts, a byte or an entry an instruction (`_walked_aux` makes the `InsnAux` of them)
+    middle: bytearray = field(default_factory=bytearray)  # 1: an ld_imm64's second slot (its aux is None)
+    seen: bytearray = field(default_factory=bytearray)  # ``InsnAux.seen``
+    zext: bytearray = field(default_factory=bytearray)  # ``InsnAux.zext_dst``
+    before: "list | None" = None  # with keep_states: the states kept before each instruction (`keep`)
+    after: "list | None" = None  # and after it
 
 
 def analyze(
@@ -324,14 +334,20 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     off = array("h", slots["off"].astype(np.int16).tobytes())
     imm = array("i", slots["imm"].astype(np.int32).tobytes())
     del regs_b
-    aux: list[InsnAux | None] = [None] * n  # None: an ld_imm64's second slot
+    # the facts are columns while the walk runs (`_Env.aux`), each instruction's `InsnAux` made after it
+    # (`_walked_aux`), when the walk's checkpoints are gone: an aux an instruction is 64 bytes of its peak
+    middle = bytearray(n)  # 1: an ld_imm64's second slot
     i = 0
     while i < n:
-        aux[i] = InsnAux()
-        i += 2 if code[i] == 0x18 else 1
-    env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), aux, [], bytearray(n),
+        if code[i] == 0x18 and i + 1 < n:
+            middle[i + 1] = 1
+            i += 2
+        else:
+            i += 1
+    env = _Env(code, dst, src, off, imm, n, ptype, layout, dict(maps or {}), _map_table(program), {}, [], bytearray(n),
                keep_states, budget, subprog_starts=array("i", sorted(set(program.subprogs) | {0})),
-               log=[] if log else None)
+               log=[] if log else None, middle=middle, seen=bytearray(n), zext=bytearray(n),
+               before=[None] * n if keep_states else None, after=[None] * n if keep_states else None)
     env.attach_type = attach_type
     env.kernel_types = kernel_types
     env.funcs = dict(funcs or {})
@@ -345,20 +361,55 @@ def _analyze(program: Program, prog_type: "ProgType | int | str", maps: "Mapping
     del edges
     env.scc = SccVisits(_loops(succ))
     env.ls = LiveStack(n, sorted(program.subprogs), succ)
-    result = Analysis(program, ptype, aux)
+    result = Analysis(program, ptype, [])
     try:
         _do_check(env)
         _check_globals(env)
     except AnalysisError as exc:
         exc.analysis = result
+        # the walk's frames hold its pending branches and checkpoints, and the error's traceback holds the
+        # frames: their locals go (the lines stay), or the facts would be made beside them and an error kept
+        # would keep them alive
+        traceback.clear_frames(exc.__traceback__)
         raise
     finally:
+        result.aux = _walked_aux(env)
         result.processed = env.processed
         result.total_states = env.total_states
         result.max_stack_depth = env.max_depth
         result.peak_pending = env.max_pending
         result.log = env.log or []
     return result
+
+
+def _walked_aux(env: _Env) -> list[InsnAux | None]:
+    """Every instruction's `InsnAux`, from the walk's columns (None for an ld_imm64's second slot): the ones a
+    fact of another kind made during the walk (`_aux`) take the columns' entries, the rest are made
+    (`InsnAux.walked`).  The walk's checkpoints go first."""
+    env.explored = {}
+    env.ls_cleaned = {}
+    env.cur_state = env.last = None
+    env.scc = env.ls = None
+    middle, seen, zext, before, after = env.middle, env.seen, env.zext, env.before, env.after
+    env.before = env.after = None
+    walked = InsnAux.walked
+    if before is None:
+        aux = [None if m else walked(s != 0, z != 0) for m, s, z in zip(middle, seen, zext)]
+    else:
+        aux = [None if m else walked(s != 0, z != 0, b, f) for m, s, z, b, f in zip(middle, seen, zext, before, after)]
+    for i, a in env.aux.items():
+        a.take_walked(seen[i] != 0, zext[i] != 0, *((before[i], after[i]) if before is not None else ()))
+        aux[i] = a
+    return aux
+
+
+def _aux(env: _Env, idx: int) -> InsnAux:
+    """The `InsnAux` of instruction `idx` for a fact other than the walk's columns (``seen``, ``zext_dst``, the
+    kept states), made on its first one."""
+    a = env.aux.get(idx)
+    if a is None:
+        a = env.aux[idx] = InsnAux()
+    return a
 
 
 def attach(patchlist: Any, analysis: Analysis) -> None:
@@ -490,7 +541,8 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
     parked = ParkedStack()  # the pending branches past the first 64, packed while they wait
     n = env.n
     log = env.log
-    aux_of, prune, jmp_points, code = env.aux, env.prune, env.jmp_point, env.code
+    middle, seen, prune, jmp_points, code = env.middle, env.seen, env.prune, env.jmp_point, env.code
+    held_before, held_after = env.before, env.after
     keep_states, budget = env.keep_states, env.budget
     last = env.last  # the newest frozen snapshot (kept, with keep_states): frozen states share with it
     kept = last  # the last state kept (`State.keep`: a `KeptState` packed against `last`, or `last`)
@@ -502,7 +554,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
         hist = state.hist
         same = False  # nothing changed the state since `kept` was kept (the last step's state after)
         while True:
-            if idx < 0 or idx >= n or aux_of[idx] is None:
+            if idx < 0 or idx >= n or middle[idx]:
                 raise _err(idx, f"invalid insn idx {idx} insn_cnt {n}" if idx >= n or idx < 0 else
                            f"jump into the middle of ldimm64 insn {idx}")
             # the kernel counts an instruction before it looks for an equal state (do_check)
@@ -523,15 +575,14 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
             jmp_point = jmp_points[idx]
             if jmp_point:
                 state.jhist += 1
-            a = aux_of[idx]
-            a.seen = True
+            seen[idx] = 1
             if keep_states:
                 # packed against the newest frozen snapshot, the key frame (`State.keep`); the state before an
                 # instruction that is no prune point is what was kept after the one before (a checkpoint may
                 # change both the key and the state: `_is_state_visited`)
                 if not same or prune[idx]:
                     last, kept = state.keep(last, kept)
-                a.keep_state(kept)
+                held_before[idx] = keep(held_before[idx], kept)
             before = state.copy() if log is not None else None
             depth = len(stack)
             frame = len(state.frames) - 1
@@ -568,7 +619,7 @@ def _do_check(env: _Env, entry: "tuple[State, int] | None" = None) -> None:
                 env.jmps_processed += 1
             if keep_states:
                 last, kept = state.keep(last, kept)
-                a.keep_after(kept)
+                held_after[idx] = keep(held_after[idx], kept)
                 same = True
             if len(stack) > depth:
                 freeze = len(stack) > FREEZE_AFTER
@@ -912,9 +963,7 @@ def _zext_on_prune(env: _Env, cur: State, idx: int) -> None:
         regs += [s.spilled for s in f.stack.values() if s.spilled is not None]
         for r in regs:
             if r.subreg_def:
-                a = env.aux[r.subreg_def - 1]
-                if a is not None:
-                    a.zext_dst = True
+                env.zext[r.subreg_def - 1] = 1
 
 
 def _is_state_visited(env: _Env, cur: State, idx: int) -> bool:
@@ -1259,9 +1308,7 @@ def _check_read(env: _Env, st: State, idx: int, regno: int, is64: bool) -> Reg:
     if r.type is RegType.NOT_INIT:
         raise _err(idx, f"R{regno} !read_ok")
     if is64 and r.subreg_def:
-        a = env.aux[r.subreg_def - 1]
-        if a is not None:
-            a.zext_dst = True
+        env.zext[r.subreg_def - 1] = 1
         r.subreg_def = 0
     return r
 
@@ -2059,7 +2106,7 @@ def _load_kptr(env: _Env, r: Reg, field: tuple[int, str, str]) -> None:
 
 
 def _record_ptr_type(env: _Env, idx: int, t: RegType) -> None:
-    a = env.aux[idx]
+    a = _aux(env, idx)
     if a.ptr_type is None:
         a.ptr_type = t
     elif a.ptr_type is not t:
@@ -2236,7 +2283,7 @@ def _ctx_access(env: _Env, st: State, idx: int, regno: int, reg: Reg, off: int, 
         bad = True
     if bad:
         raise _err(idx, f"invalid bpf_context access off={off} size={size}")
-    a = env.aux[idx]
+    a = _aux(env, idx)
     if fld is not None:
         a.ctx_field_size = fld.size if size < fld.size else size
     else:
@@ -2268,7 +2315,7 @@ def _btf_ctx_access(env: _Env, st: State, idx: int, off: int, size: int, kind: s
         ok = False
     if not ok:
         raise _err(idx, f"invalid bpf_context access off={off} size={size}")
-    env.aux[idx].ctx_field_size = size
+    _aux(env, idx).ctx_field_size = size
     r = _set_loaded(env, st, idx, value_regno, size, sign)
     if what.type is RegType.SCALAR or value_regno < 0:
         _finish_load(r, size, sign)
@@ -2290,7 +2337,7 @@ def _slot(frame: Frame, k: int) -> Slot:
 
 def _subprog_depth(env: _Env, frame: Frame, depth: int) -> None:
     """update_stack_depth: the subprogram's stack depth (rounded up to 8 bytes), kept in its entry's aux."""
-    a = env.aux[frame.subprog] if 0 <= frame.subprog < len(env.aux) else None
+    a = _aux(env, frame.subprog) if 0 <= frame.subprog < env.n and not env.middle[frame.subprog] else None
     if a is not None and a.stack_depth < depth:
         a.extra["stack_depth"] = (depth + 7) & ~7
 
@@ -2506,11 +2553,10 @@ def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
     lo, hi = env.imm[idx] & U32, env.imm[idx + 1] & U32
     r = _def(st, idx, d, True)
     mark_unknown(r)
-    a = env.aux[idx]
     reloc = env.slot_maps.get(idx)
     if reloc is not None:  # an ELF relocation names the map; the instruction itself is still blank
         m, value_off = reloc
-        a.map = m
+        _aux(env, idx).map = m
         mark_known(r, 0)
         r.map = m
         if value_off is None:
@@ -2536,7 +2582,7 @@ def _check_ld_imm64(env: _Env, st: State, idx: int) -> None:
         m = env.maps.get(env.imm[idx])
         if m is None:
             m = MapRef(env.imm[idx])
-        a.map = m
+        _aux(env, idx).map = m
         mark_known(r, 0)
         if s in (PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX_VALUE):
             r.type = RegType.PTR_TO_MAP_VALUE
@@ -2702,7 +2748,7 @@ MAX_ERRNO = 4095
 
 def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     s = env.src[idx]
-    a = env.aux[idx]
+    a = _aux(env, idx)
     if s == PSEUDO_CALL:
         return _call_subprog(env, st, idx)
     if s == PSEUDO_KFUNC_CALL:
@@ -3139,7 +3185,7 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
     if kp is None:
         _clobber_caller_saved(regs)
         return idx + 1
-    env.aux[idx].extra["kfunc"] = kp.name
+    _aux(env, idx).extra["kfunc"] = kp.name
     if kp.name == "bpf_throw":
         return None  # an exception: the program ends here (its exception callback is not modelled)
     release_id = 0
@@ -3193,9 +3239,9 @@ def _check_kfunc_call(env: _Env, st: State, idx: int, stack: list) -> int | None
             release_id = iter_ref
             iter_at[0].stack[iter_at[1]] = Slot()  # unmark_stack_slots_iter: the slot is invalid again
     if kp.name in GRAPH_INSERT:
-        env.aux[idx].insert_off = regs[2].off
+        _aux(env, idx).insert_off = regs[2].off
     elif kp.name.endswith("obj_new_impl") and regs[1].is_const():
-        env.aux[idx].local_type_id = regs[1].const_value()
+        _aux(env, idx).local_type_id = regs[1].const_value()
     if release_id:
         _release(st, release_id)
     if kp.name in GRAPH_INSERT and regs[2].ref_obj_id:
