@@ -202,7 +202,7 @@ def _check_keep(live: State, key, rec):
     got = kept.unpack() if kept.__class__ is KeptState else kept
     assert _fields(got) == eager
     if kept.__class__ is KeptState:
-        assert kept[0] is key2
+        assert kept.key is key2
     return key2, kept
 
 
@@ -233,7 +233,7 @@ def test_a_call_and_a_return_pack_against_the_key_of_the_caller():
         caller.regs[n] = Reg()
     live.frames.append(callee)
     k, rec = _check_keep(live, key, key)
-    assert k is key and rec.__class__ is KeptState and len(rec) == 2  # no register object: all in the int
+    assert k is key and rec.__class__ is KeptState and rec.objs == ()  # no register object: all in the int
     mark_known(callee.regs[0], 1)
     k, rec = _check_keep(live, key, rec)
     assert k is key and rec.__class__ is KeptState
@@ -263,7 +263,7 @@ def test_many_subprograms_keep_a_few_key_frames():
         for h in (x._states, x._extra):
             for s in (h if h.__class__.__name__ == "_Kept" else (h,)):
                 if s.__class__ is KeptState:
-                    keys.add(id(s[0]))
+                    keys.add(id(s.key))
                 elif s is not None:
                     keys.add(id(s))
     assert len(keys) <= 5  # each call and return packed against the key (was a key frame each)

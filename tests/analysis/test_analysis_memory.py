@@ -428,3 +428,6 @@ def test_an_analysis_error_keeps_no_walk_alive():
     assert any("_do_check" in line for line in traceback.format_tb(exc.__traceback__))  # where it was raised
     gc.collect()
     assert sum(1 for o in gc.get_objects() if o.__class__ is Checkpoint) == before
+    # nor the walk's environment (its instruction columns, liveness, flow graph): `_analyze`'s own frame
+    env = [o for o in gc.get_objects() if type(o).__name__ == "_Env" and type(o).__module__.endswith("verifier")]
+    assert env == []

@@ -94,9 +94,10 @@ class MapRef:
     graph_roots: tuple[tuple[int, str, int], ...] = ()
 
 
-class PackedState(tuple):
+class PackedState:
     """A kept state in a packed form (the analysis's own, e.g. `bpfpatch.analysis.state.KeptState`): `InsnAux`
-    holds it as it is and gives ``unpack()``, the state itself, when its ``states`` or ``extra`` is read."""
+    holds it as it is and gives ``unpack()``, the state itself, when its ``states`` or ``extra`` is read.
+    A subclass gives its own ``__slots__`` (a kept state an instruction: a few slots, not a tuple's header)."""
 
     __slots__ = ()
 

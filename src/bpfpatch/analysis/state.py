@@ -1080,31 +1080,48 @@ def _same_frame(f: Frame, p: Frame) -> bool:
 
 
 class KeptState(PackedState):
-    """A kept state (``InsnAux.states``) packed against a key frame, a frozen `Snapshot`: ``(key, code, reg...)``.
+    """A kept state (``InsnAux.states``) packed against a key frame, a frozen `Snapshot`: `key`, `code` and the
+    register objects `objs` (most have none: two slots, 48 bytes, where the tuple ``(key, code)`` took 64).
 
     The state's frames are the key's first frames and, in one of three shapes, frame ``p`` the key's frame ``p``
     with some registers replaced: as many frames as the key (``p`` the last), one fewer (a return: the key's
     last frame dropped) or one more (a call: ``p`` the key's last frame, and after it a callee frame made from
     it, `_callee_regs`, with some registers replaced).  Every other field -- the other frames, the stacks,
-    references, ``may_goto_depth`` -- is the key's.  ``code`` is one int (`_put_kept`): the shape, the callee's
+    references, ``may_goto_depth`` -- is the key's.  ``code`` is one int (`_put_regs`): the shape, the callee's
     call site and subprogram, and per frame described the registers that differ from its base (at most
     `KEPT_REGS` of them other than never-written ones), each a never-written register, the same as one before
     it, a plain scalar as the fields that differ from the base register's (`_put_scalar`), or the next of the
-    ``reg`` objects after ``code`` (a frozen copy).  `State.keep` makes them; `unpack` gives the `Snapshot`
+    `objs` after ``code`` (a frozen copy).  `State.keep` makes them; `unpack` gives the `Snapshot`
     that `State.snapshot` would have kept, equal in every field (its registers new objects where packed)."""
 
-    __slots__ = ()
+    __slots__ = ("key", "_rest")  # _rest: the code alone, or (code, *objs) when there are objects
+
+    def __init__(self, key: Snapshot, code: int, objs: "tuple[Reg, ...] | list[Reg]" = ()) -> None:
+        self.key = key
+        self._rest = (code, *objs) if objs else code
+
+    @property
+    def code(self) -> int:
+        """The int that describes the registers that differ from the key's (`_put_regs`)."""
+        r = self._rest
+        return r[0] if r.__class__ is tuple else r
+
+    @property
+    def objs(self) -> "tuple[Reg, ...]":
+        """The register objects the code refers to, in order (frozen copies)."""
+        r = self._rest
+        return r[1:] if r.__class__ is tuple else ()
 
     def unpack(self) -> Snapshot:
         """The kept state as a `Snapshot`: the key's frames, frame ``p``'s (and a callee's) registers replaced."""
-        key = self[0]
-        x = self[1]
+        key = self.key
+        x = self.code
         kf = key.frames
         shape = x & 3
         x >>= 2
         p = len(kf) - 2 if shape == _RETURN else len(kf) - 1
         base = kf[p]
-        objs = iter(self[2:])
+        objs = iter(self.objs)
         regs, x = _get_regs(x, base.regs, objs)
         frames = [*kf[:p], _frozen_frame(regs, base.stack, base.callsite, base.frameno, base.subprog, base.callback_depth)]
         if shape == _CALL:
@@ -1354,7 +1371,7 @@ class State(Snapshot):
         lf, kl = frames[p], kf[p]
         if not _same_head(lf, kl) or not _same_stack(lf.stack, kl.stack):
             return None
-        old = rec[2:] if rec.__class__ is KeptState and rec[0] is key else None
+        old = rec.objs if rec.__class__ is KeptState and rec.key is key else None
         objs: list = []
         out = _put_regs(shape, 2, lf.regs, kl.regs, objs, old)
         if out is None:
@@ -1372,7 +1389,7 @@ class State(Snapshot):
             x = out[0]
         elif not x:
             return key, key
-        if old is not None and rec[1] == x and len(old) == len(objs):
+        if old is not None and rec.code == x and len(old) == len(objs):
             for a, b in zip(objs, old):
                 if a is not b:
                     break
@@ -1383,7 +1400,7 @@ class State(Snapshot):
             if len(_CODES) >= KEPT_CODES:
                 _CODES.clear()
             c = _CODES[x] = x
-        return key, KeptState((key, c, *objs))
+        return key, KeptState(key, c, objs)
 
     def set_precise(self, items: "list[tuple[str, int, int]]", memo: "dict | None" = None) -> dict:
         """Mark the scalars `items` (("r", frame, regno) or ("s", frame, slot)) precise in this frozen state,

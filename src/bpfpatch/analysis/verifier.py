@@ -307,6 +307,9 @@ def analyze(
     try:
         return _analyze(program, prog_type, maps, budget, ctx_layout, keep_states, log, attach_type, kernel_types,
                         test_state_freq, funcs)
+    except AnalysisError as exc:
+        traceback.clear_frames(exc.__traceback__)  # `_analyze`'s own frame (done now) held the walk's `_Env`
+        raise
     finally:
         if collecting:
             gc.enable()
