@@ -343,14 +343,21 @@ def bound_offset(r: Reg) -> None:
 
 
 #: reg_bounds_sync's results by its inputs (a pure function of the nine fields), in two generations: the
-#: newer holds up to `SYNCED_GENERATION` inputs; when it is full it becomes the older one and the older one is
-#: dropped, and a hit in the older one is copied into the newer one.  Real programs repeat few inputs
+#: newer holds up to `synced_generation()` inputs; when it is full it becomes the older one and the older one
+#: is dropped, and a hit in the older one is copied into the newer one.  Real programs repeat few inputs
 #: (test_verif_scale1: 20 distinct in 170,952 calls, katran's balancer 195 in 32,076, strobemeta_nounroll1
 #: 1,209 in 26,859) and hit as often as with 65,536 (0.955-1.000); a program whose ranges never repeat (a
-#: bound moved by every branch) holds at most two generations (~330 B an input) instead of 65,536 inputs.
+#: bound moved by every branch) holds at most two generations (~150-330 B an input) instead of 65,536 inputs.
+#: A generation's size follows its use: one that filled with fewer hits than inputs (the memo missed more
+#: often than it answered) halves the next, down to `SYNCED_MIN_GENERATION`; one that hit more doubles it,
+#: up to `SYNCED_GENERATION` (ranges that never repeat held 2,048 inputs, ~390 KB, 24 B an instruction of a
+#: 16k program, for no hit).
 _SYNCED: dict[tuple, tuple] = {}
 _SYNCED_OLD: dict[tuple, tuple] = {}
 SYNCED_GENERATION = 1 << 10
+SYNCED_MIN_GENERATION = 1 << 7
+_synced_size = SYNCED_GENERATION  # the newer generation's size now
+_synced_hits = 0  # answers since the newer generation began
 
 
 def reg_bounds_sync(r: Reg) -> None:
@@ -361,9 +368,10 @@ def reg_bounds_sync(r: Reg) -> None:
     known constant inside its ranges is already synced.  The result depends on
     the ranges and var_off alone and programs repeat them (an unknown u32 after
     every step of a hash): the results of the last 1,024 to 2,048 distinct
-    inputs are remembered (`_SYNCED`, two generations).
+    inputs are remembered (`_SYNCED`, two generations; 128 to 256 while they
+    are seldom asked again).
     """
-    global _SYNCED, _SYNCED_OLD
+    global _SYNCED, _SYNCED_OLD, _synced_size, _synced_hits
     key = (r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off)
     out = _SYNCED.get(key)
     if out is None:
@@ -374,21 +382,34 @@ def reg_bounds_sync(r: Reg) -> None:
             if out == key:
                 out = key  # synced already: the entry holds one tuple, not two equal ones
         else:
+            _synced_hits += 1
             r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off = out
-        if len(_SYNCED) >= SYNCED_GENERATION:
+        if len(_SYNCED) >= _synced_size:
+            if _synced_hits < _synced_size:
+                _synced_size = max(SYNCED_MIN_GENERATION, _synced_size >> 1)
+            else:
+                _synced_size = min(SYNCED_GENERATION, _synced_size << 1)
+            _synced_hits = 0
             _SYNCED_OLD = _SYNCED
             _SYNCED = {}
         _SYNCED[key] = out
     else:
+        _synced_hits += 1
         r.smin, r.smax, r.umin, r.umax, r.s32min, r.s32max, r.u32min, r.u32max, r.var_off = out
 
 
 def forget_synced() -> None:
     """Empty `reg_bounds_sync`'s memo and the kept-state codes `State.keep` shares (as a fresh process has
     them: for measurements; results do not change)."""
-    global _SYNCED, _SYNCED_OLD
+    global _SYNCED, _SYNCED_OLD, _synced_size, _synced_hits
     _SYNCED, _SYNCED_OLD = {}, {}
+    _synced_size, _synced_hits = SYNCED_GENERATION, 0
     _CODES.clear()
+
+
+def synced_generation() -> int:
+    """The size of `reg_bounds_sync`'s newer generation now (`SYNCED_MIN_GENERATION` to `SYNCED_GENERATION`)."""
+    return _synced_size
 
 
 def synced_inputs() -> int:
@@ -1657,6 +1678,6 @@ class ParkedStack:
         return s, idx, prev
 
 
-__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "Checkpoint", "KeptState", "KEPT_REGS", "ParkedStack", "pack_reg", "unpack_reg", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "SYNCED_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
+__all__ = ["Reg", "Slot", "Frame", "Snapshot", "State", "Checkpoint", "KeptState", "KEPT_REGS", "ParkedStack", "pack_reg", "unpack_reg", "check_frozen", "record_frozen", "reg_bounds_sync", "forget_synced", "synced_inputs", "synced_generation", "SYNCED_GENERATION", "SYNCED_MIN_GENERATION", "mark_known", "mark_unknown", "s32", "s64",
            "S64_MIN", "S64_MAX", "S32_MIN", "S32_MAX", "BEYOND_PKT_END", "AT_PKT_END", "MAX_PACKET_OFF",
            "ITER_ACTIVE", "ITER_DRAINED", "iter_state", "iter_depth", "iter_reg", "btf_trusted", "mark_btf_trusted"]
