@@ -24,6 +24,7 @@ peak per processed instruction: it keeps a state per processed instruction
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -167,9 +168,14 @@ class GrowthRow:
     #: them and its per-instruction data take at least, per input instruction (`kernel_floor`)
     pending: int | None = None
     kernel_floor: float | None = None
+    #: the median over the rounds of time(4N) / time(N) within a round (`_cpu_pair`), or None: t_4n / t_n
+    ratio: float | None = None
 
     @property
     def growth(self) -> float:
+        """time(4N) / time(N): the median of the rounds' ratios where measured, else the two bests' ratio."""
+        if self.ratio is not None:
+            return self.ratio
         return self.t_4n / self.t_n if self.t_n > 0 else float("inf")
 
     @property
@@ -212,18 +218,42 @@ def _run(prog: Program, name: str, budget: int | None = None) -> object:
         return exc
 
 
-def _cpu_pair(small: Callable[[], object], big: Callable[[], object], rounds: int) -> tuple[float, float]:
-    """The least CPU time of `small` and of `big` over `rounds` rounds, each round one run of each: a slow
-    spell of the machine reaches both sizes alike instead of all the runs of one (a growth ratio of two
-    bests taken a few seconds apart flapped past 5x)."""
+#: `growth_table`'s timing: each pair of sizes runs at least its rounds, and more (up to `MAX_ROUNDS`) until
+#: it has taken this much CPU time.
+MIN_PAIR_SECONDS, MAX_ROUNDS = 1.0, 30
+
+
+def _cpu_pair(small: Callable[[], object], big: Callable[[], object], rounds: int,
+              min_seconds: float = MIN_PAIR_SECONDS) -> tuple[float, float, float]:
+    """The least CPU time of `small` and of `big` over `rounds` rounds, each round one run of each, and the
+    median over the rounds of big's time / small's: a slow spell of the machine reaches both runs of a round
+    alike (a growth ratio of two bests taken a few seconds apart flapped past 5x; so did the two bests of
+    alternating rounds, 3.7x alone, 5.0-5.4x in the table, each best from another spell).  What the process held before a run is frozen out of the
+    cycle collector's reach (`gc.freeze`) while it runs: a full collection the run triggers walks the run's own
+    objects, as in a fresh process, not every earlier row's too (jump fan-in's flow graph: 72 ms at 16k alone,
+    118 ms as a row of the table)."""
     best = [float("inf"), float("inf")]
-    for _ in range(rounds):
+    ratios: list[float] = []
+    spent, done = 0.0, 0
+    # short runs (a flow graph of 16k instructions takes 30-100 ms) get more rounds, until the pair has taken
+    # `min_seconds`: the best of three of a few milliseconds flapped a linear 3.8x past 5x
+    while done < rounds or (spent < min_seconds and done < MAX_ROUNDS):
+        done += 1
+        took_pair = [0.0, 0.0]
         for k, fn in enumerate((small, big)):
             gc.collect()
-            t = time.process_time()
-            fn()
-            best[k] = min(best[k], time.process_time() - t)
-    return best[0], best[1]
+            gc.freeze()
+            try:
+                t = time.process_time()
+                fn()
+                took = time.process_time() - t
+                best[k] = min(best[k], took)
+                took_pair[k] = took
+                spent += took
+            finally:
+                gc.unfreeze()
+        ratios.append(took_pair[1] / took_pair[0] if took_pair[0] > 0 else float("inf"))
+    return best[0], best[1], statistics.median(ratios)
 
 
 def peak_stats(prog: Program, name: str, budget: int | None = None) -> tuple[int, int | None, int | None]:
@@ -266,17 +296,18 @@ def peak_bytes_per_insn(prog: Program, name: str) -> float:
 
 
 def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES + ANALYSES, rounds: int = 3,
-                 progress: Callable[[str], None] | None = None,
+                 progress: Callable[[str], None] | None = None, min_seconds: float = MIN_PAIR_SECONDS,
                  kernel_sizes: "dict[str, int] | None" = None) -> list[GrowthRow]:
     """Every generator x pass (and analysis) at `n` and `4n` instructions (`kernel_sizes`: the running kernel's
-    `KERNEL_STRUCTS`, for the verifier rows' `kernel_floor`)."""
+    `KERNEL_STRUCTS`, for the verifier rows' `kernel_floor`; `min_seconds`: each pair's least CPU time, in more
+    rounds than `rounds` where the runs are short, `_cpu_pair`)."""
     rows = []
     for gname, gen in GENERATORS.items():
         small, big = gen(n), gen(4 * n)
         for name in passes:
             if progress:
                 progress(f"{gname} / {name}")
-            t_n, t_4n = _cpu_pair(lambda: _run(small, name), lambda: _run(big, name), rounds)
+            t_n, t_4n, ratio = _cpu_pair(lambda: _run(small, name), lambda: _run(big, name), rounds, min_seconds)
             peak_n = peak_bytes(small, name)[0]
             peak_4n, processed, pending = peak_stats(big, name)
             verifier = name == "verifier"
@@ -285,7 +316,7 @@ def growth_table(n: int = 4_000, *, passes: tuple[str, ...] = PASSES + ANALYSES,
                                   peak_4n / processed if verifier and processed else None,
                                   pending if verifier else None,
                                   kernel_floor(pending or 0, len(big.slots), kernel_sizes)
-                                  if verifier and kernel_sizes else None))
+                                  if verifier and kernel_sizes else None, ratio))
     return rows
 
 
@@ -305,6 +336,6 @@ def format_growth_table(rows: list[GrowthRow]) -> str:
     return "\n".join(out)
 
 
-__all__ = ["ANALYSES", "GENERATORS", "GrowthRow", "KERNEL_STRUCTS", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "PASSES", "PROG_TYPE",
+__all__ = ["ANALYSES", "GENERATORS", "GrowthRow", "KERNEL_STRUCTS", "MAX_BYTES_PER_INSN", "MAX_GROWTH", "MAX_ROUNDS", "MIN_PAIR_SECONDS", "PASSES", "PROG_TYPE",
            "VERIFIER_BUDGET_PER_INSN", "format_growth_table", "growth_table", "kernel_floor", "peak_bytes", "peak_bytes_per_insn", "peak_stats",
            "verifier_budget"]

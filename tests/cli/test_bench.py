@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from bpfpatch import bench as B
 from bpfpatch.cli import main
@@ -151,3 +152,30 @@ def test_the_adversarial_tables_kernel_floor_reads_the_running_kernels_sizes():
     row = GrowthRow("g", "verifier", 10, 1.0, 2.0, 500.0, 400.0, 300.0, 1_234, 777.0)
     line = format_growth_table([row]).splitlines()[-1]
     assert "| 1,234 | 777 |" in line
+
+
+def test_the_growth_pair_takes_the_median_of_each_rounds_ratio_and_gives_short_runs_more_rounds():
+    # a slow spell reaches both runs of a round: the median of the rounds' ratios, not the ratio of two bests
+    # (each best from another spell: a linear 3.7x read 5.0-5.4x in the table)
+    import itertools
+
+    from bpfpatch.adversarial import MAX_ROUNDS, GrowthRow, _cpu_pair
+
+    calls = itertools.count()
+    spells = [1, 1.5, 2, 2, 1.5, 1.5]  # the machine's slowness run after run (small then big in each round)
+
+    def run(work: int):
+        k = next(calls)
+        deadline = time.process_time() + 0.004 * work * spells[k % len(spells)]
+        while time.process_time() < deadline:
+            pass
+
+    t_n, t_4n, ratio = _cpu_pair(lambda: run(1), lambda: run(4), 3, min_seconds=0.0)
+    assert abs(ratio - 4.0) < 0.5, ratio  # rounds of 6x, 4x and 4x
+    assert t_4n / t_n > 5.5, (t_n, t_4n)  # the two bests, 4 ms of the first round and 24 of the third: 6x
+    assert next(calls) == 6  # three rounds of two runs: fast runs get no more without min_seconds
+    calls = itertools.count()
+    _cpu_pair(lambda: run(1), lambda: run(4), 3, min_seconds=10.0)
+    assert next(calls) == 2 * MAX_ROUNDS
+    assert GrowthRow("g", "p", 10, 1.0, 5.5, 1.0, ratio=3.9).growth == 3.9
+    assert GrowthRow("g", "p", 10, 1.0, 5.5, 1.0).growth == 5.5

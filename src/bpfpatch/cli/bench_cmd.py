@@ -118,11 +118,12 @@ def bench(
 
 
 def _adversarial_table(n: int, quick: bool) -> str:
-    """The growth table at `n` as Markdown: best of 3 rounds (one round of a few milliseconds flaps past 5x),
-    one with --quick."""
-    from bpfpatch.adversarial import format_growth_table, growth_table
+    """The growth table at `n` as Markdown: best of 3 rounds, more until a pair has taken a second (one round
+    of a few milliseconds flaps past 5x); one round with --quick."""
+    from bpfpatch.adversarial import MIN_PAIR_SECONDS, format_growth_table, growth_table
 
-    return format_growth_table(growth_table(n, rounds=1 if quick else 3, kernel_sizes=kernel_verifier_sizes()))
+    return format_growth_table(growth_table(n, rounds=1 if quick else 3, min_seconds=0.0 if quick else MIN_PAIR_SECONDS,
+                                          kernel_sizes=kernel_verifier_sizes()))
 
 
 def kernel_verifier_sizes() -> "dict[str, int] | None":
