@@ -2751,11 +2751,11 @@ MAX_ERRNO = 4095
 
 def _check_call(env: _Env, st: State, idx: int, stack: list) -> int | None:
     s = env.src[idx]
-    a = _aux(env, idx)
     if s == PSEUDO_CALL:
         return _call_subprog(env, st, idx)
     if s == PSEUDO_KFUNC_CALL:
         return _check_kfunc_call(env, st, idx, stack)
+    a = _aux(env, idx)  # a helper call's facts (a subprogram call has none beyond the columns')
     hid = env.imm[idx]
     a.call_helper = hid
     p = _proto_for(proto(hid), env.prog_type)
